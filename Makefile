@@ -1,0 +1,27 @@
+# Every target sets up .venv first (idempotent; see scripts/setup_env.sh).
+PY := .venv/bin/python
+
+.PHONY: setup demo test test-fast docs bench clean
+
+setup:
+	@bash scripts/setup_env.sh
+
+demo: setup
+	@.venv/bin/freqrex demo
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+test-fast: setup
+	$(PY) -m pytest -q -x -p no:cacheprovider
+
+docs: setup
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+bench: setup
+	$(PY) benchmarks/perf.py
+	$(PY) benchmarks/compare.py
+
+clean:
+	rm -rf docs/_build docs/jupyter_execute .pytest_cache freqrex_out

@@ -1,0 +1,40 @@
+"""captum_freqrex: causal responsibility explanations of audio classifiers in the frequency domain.
+
+FreqReX is a Captum :class:`~captum.attr.PerturbationAttribution` that ranks frequency features
+(rfft bins, bands of bins, or STFT cells) by their causal responsibility for a classifier's
+decision and extracts certified sufficient, sufficient-and-necessary and complete sets.
+"""
+
+from captum_freqrex._core.bands import linear_bands, log_bands, mel_bands
+from captum_freqrex._core.decision import ArgmaxDecision, Decision, FunctionDecision, ThresholdDecision
+from captum_freqrex._core.domains import RfftDomain, SpectralDomain, StftDomain, next_fast_len
+from captum_freqrex._core.explanation import CausalSet, Explanation
+from captum_freqrex._core.extraction import ProbeResult, SetCertificate
+from captum_freqrex._core.feature_space import FeatureSpace
+from captum_freqrex._core.forward_wrapper import FrequencyForward
+from captum_freqrex._core.freqrex import FreqReX
+from captum_freqrex._core.querier import QueryStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FreqReX",
+    "FrequencyForward",
+    "FeatureSpace",
+    "Explanation",
+    "CausalSet",
+    "SetCertificate",
+    "ProbeResult",
+    "QueryStats",
+    "Decision",
+    "ArgmaxDecision",
+    "ThresholdDecision",
+    "FunctionDecision",
+    "SpectralDomain",
+    "RfftDomain",
+    "StftDomain",
+    "next_fast_len",
+    "linear_bands",
+    "log_bands",
+    "mel_bands",
+]

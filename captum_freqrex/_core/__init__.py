@@ -1,0 +1,1 @@
+"""The FreqReX algorithm: domains, the mask mechanism, search, extraction and the attribution."""

@@ -1,0 +1,193 @@
+"""Spectral domains: the invertible transforms whose coefficients are the explained features.
+
+A domain is a pair of pure functions, ``analyze`` (waveform -> complex coefficients) and
+``synthesize`` (coefficients -> waveform of a given length), plus the shape of its coefficient grid.
+:class:`RfftDomain` (one coefficient per rfft bin) is the default; :class:`StftDomain` gives
+time-frequency cells for time-localised explanations.
+"""
+
+from __future__ import annotations
+
+
+import warnings
+from abc import ABC, abstractmethod
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["SpectralDomain", "RfftDomain", "StftDomain", "next_fast_len"]
+
+
+def _largest_prime_factor(n: int) -> int:
+    factor, largest = 2, 1
+    while factor * factor <= n:
+        while n % factor == 0:
+            largest, n = factor, n // factor
+        factor += 1
+    return max(largest, n)
+
+
+def next_fast_len(length: int) -> int:
+    r"""The smallest length >= ``length`` whose prime factors are all 2, 3 or 5.
+
+    FFTs of such lengths are fast; an awkward length (e.g. 479,999) makes every rfft/irfft several
+    times slower. Pad or crop clips to this length before explaining them.
+
+    Args:
+        length (int): A length in samples, at least 1.
+
+    Returns:
+        int: The next 2/3/5-smooth length.
+    """
+    if length < 1:
+        raise ValueError(f"length must be at least 1, got {length}")
+    candidate = length
+    while _largest_prime_factor(candidate) > 5:
+        candidate += 1
+    return candidate
+
+
+def _warn_if_slow_length(length: int) -> None:
+    if length > 1024 and _largest_prime_factor(length) > 7:
+        warnings.warn(
+            f"waveform length {length} has a large prime factor, which makes every FFT several "
+            f"times slower; crop or pad the clips to a 2/3/5-smooth length such as "
+            f"{next_fast_len(length)} (captum_freqrex.next_fast_len)",
+            stacklevel=4,
+        )
+
+
+class SpectralDomain(ABC):
+    r"""An invertible transform whose complex coefficients are the features FreqReX explains.
+
+    Subclasses implement :meth:`analyze`, :meth:`synthesize` and :meth:`grid_shape`.
+    """
+
+    #: Short name used in summaries ("rfft", "stft").
+    name: str = "domain"
+
+    @abstractmethod
+    def analyze(self, waveforms: Tensor) -> Tensor:
+        r"""Transform waveforms ``(..., time)`` into coefficients ``(..., *grid)`` (complex)."""
+
+    @abstractmethod
+    def synthesize(self, coefficients: Tensor, length: int) -> Tensor:
+        r"""Transform coefficients ``(..., *grid)`` back into waveforms ``(..., length)``."""
+
+    @abstractmethod
+    def grid_shape(self, length: int) -> Tuple[int, ...]:
+        r"""The coefficient grid of a waveform of ``length`` samples, e.g. ``(length // 2 + 1,)``."""
+
+    @abstractmethod
+    def bin_frequencies(self, length: int, sample_rate: float) -> Tensor:
+        r"""Centre frequency in Hz of each row of the grid's frequency axis."""
+
+
+class RfftDomain(SpectralDomain):
+    r"""One feature per real-FFT bin: ``X = rfft(x)``, ``F = T // 2 + 1`` bins, ``x = irfft(X, n=T)``.
+
+    Bin ``k`` of a clip of ``T`` samples at ``sample_rate`` Hz sits at ``k * sample_rate / T`` Hz.
+    """
+
+    name = "rfft"
+
+    def analyze(self, waveforms: Tensor) -> Tensor:
+        _warn_if_slow_length(waveforms.shape[-1])
+        return torch.fft.rfft(waveforms)
+
+    def synthesize(self, coefficients: Tensor, length: int) -> Tensor:
+        return torch.fft.irfft(coefficients, n=length)
+
+    def grid_shape(self, length: int) -> Tuple[int, ...]:
+        return (length // 2 + 1,)
+
+    def bin_frequencies(self, length: int, sample_rate: float) -> Tensor:
+        return torch.fft.rfftfreq(length, d=1.0 / sample_rate)
+
+    def __repr__(self) -> str:
+        return "RfftDomain()"
+
+
+class StftDomain(SpectralDomain):
+    r"""Time-frequency cells as features: ``S = stft(x)`` of shape ``(freq, frames)``, back via istft.
+
+    Masking an STFT cell and inverting with ``istft`` gives the least-squares signal closest to the
+    masked STFT, so a removed cell is removed up to the window's overlap-add smoothing.
+
+    Args:
+        n_fft (int, optional): FFT size of each frame; ``n_fft // 2 + 1`` frequency rows.
+                    Default: 512
+        hop_length (int, optional): Hop between frames in samples. Default: ``n_fft // 4``
+        center (bool, optional): Pad the signal so frames are centred on their time. Default: True
+    """
+
+    name = "stft"
+
+    def __init__(self, n_fft: int = 512, hop_length: int | None = None, center: bool = True) -> None:
+        if n_fft < 2:
+            raise ValueError(f"n_fft must be at least 2, got {n_fft}")
+        self.n_fft = n_fft
+        self.hop_length = hop_length or n_fft // 4
+        if not 0 < self.hop_length <= n_fft:
+            raise ValueError(f"hop_length must be in (0, n_fft], got {self.hop_length}")
+        self.center = center
+        self._windows: dict = {}
+
+    def _window(self, like: Tensor) -> Tensor:
+        key = (like.device, like.real.dtype if like.is_complex() else like.dtype)
+        if key not in self._windows:
+            self._windows[key] = torch.hann_window(self.n_fft, device=key[0], dtype=key[1])
+        return self._windows[key]
+
+    def analyze(self, waveforms: Tensor) -> Tensor:
+        if waveforms.shape[-1] < self.n_fft and not self.center:
+            raise ValueError(
+                f"waveforms of {waveforms.shape[-1]} samples are shorter than n_fft={self.n_fft}; "
+                "use a smaller n_fft"
+            )
+        lead = waveforms.shape[:-1]
+        flat = waveforms.reshape(-1, waveforms.shape[-1])
+        spec = torch.stft(
+            flat,
+            self.n_fft,
+            hop_length=self.hop_length,
+            window=self._window(flat),
+            center=self.center,
+            return_complex=True,
+        )
+        return spec.reshape(*lead, *spec.shape[-2:])
+
+    def synthesize(self, coefficients: Tensor, length: int) -> Tensor:
+        lead = coefficients.shape[:-2]
+        flat = coefficients.reshape(-1, *coefficients.shape[-2:])
+        wave = torch.istft(
+            flat,
+            self.n_fft,
+            hop_length=self.hop_length,
+            window=self._window(flat),
+            center=self.center,
+            length=length,
+        )
+        return wave.reshape(*lead, length)
+
+    def grid_shape(self, length: int) -> Tuple[int, ...]:
+        if self.center:
+            frames = length // self.hop_length + 1
+        else:
+            frames = 1 + (length - self.n_fft) // self.hop_length
+        return (self.n_fft // 2 + 1, frames)
+
+    def bin_frequencies(self, length: int, sample_rate: float) -> Tensor:
+        return torch.fft.rfftfreq(self.n_fft, d=1.0 / sample_rate)
+
+    def frame_times(self, length: int, sample_rate: float) -> Tensor:
+        r"""Centre time in seconds of each frame (column of the grid)."""
+        frames = self.grid_shape(length)[1]
+        offset = 0 if self.center else self.n_fft / 2
+        return (torch.arange(frames) * self.hop_length + offset) / sample_rate
+
+    def __repr__(self) -> str:
+        return f"StftDomain(n_fft={self.n_fft}, hop_length={self.hop_length}, center={self.center})"
+
+

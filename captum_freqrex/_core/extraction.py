@@ -1,0 +1,186 @@
+"""Extraction of the certified sets from a ranking: batched exponential + bisection search.
+
+Every set is a prefix ``top-k`` of the ranking. Three monotone-in-practice predicates over ``k`` are
+searched at once, each with a bracket ``(lo, hi]`` (``lo`` known false, ``hi`` known true):
+
+* sufficient: keeping only the top-``k`` features keeps the decision;
+* sufficient-and-necessary: that, and removing them from the original changes the decision;
+* complete: at least the sufficient-and-necessary size, keeps the decision, and reaches the original
+  confidence within a tolerance.
+
+The first round probes a geometric grid of ``k`` (exponential search); later rounds probe evenly
+inside each open bracket (a many-way bisection), all probes of a round in one batch. The returned
+sizes are the smallest probed sizes that satisfy each predicate; every set is then certified by
+querying the model on it once more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+#: Queries kept back from the extraction budget for the final certification batch.
+CERTIFICATION_QUERIES = 4
+
+
+@dataclass
+class ProbeResult:
+    """Model verdict on one mutant: does it keep the decision, its class and target confidence."""
+
+    passes: bool
+    decided: int
+    confidence: float
+
+
+@dataclass
+class SetCertificate:
+    r"""The certified facts about one returned set (re-queried after the search).
+
+    Attributes:
+        size (int): Number of features in the set (a prefix of the ranking).
+        kept (ProbeResult): The model on the set alone (everything else at the baseline).
+        removed (ProbeResult, optional): The model on the original with the set at the baseline.
+        certified (bool): Whether the set's claim held on the re-query.
+        exact (bool): Whether the search resolved the smallest size (False when the budget ran out
+                    and a larger certified prefix was returned).
+    """
+
+    size: int
+    kept: ProbeResult
+    removed: Optional[ProbeResult]
+    certified: bool
+    exact: bool
+
+
+@dataclass
+class _Bracket:
+    lo: int
+    hi: Optional[int]
+    needs_removal: bool
+    floor: Callable[[], int] = lambda: 0
+
+    def open(self) -> bool:
+        return self.hi is None or self.hi - max(self.lo, self.floor() - 1) > 1
+
+
+@dataclass
+class PrefixSearch:
+    r"""Batched search for the smallest prefixes satisfying the three set predicates.
+
+    Args:
+        query (Callable): ``query(keep_sizes, remove_sizes) -> (keep_results, remove_results)``;
+                    evaluates prefix mutants in one batch and returns :class:`ProbeResult` lists.
+        n_features (int): Number of ranked features.
+        original (ProbeResult): The model on the unmasked input.
+        target_confidence (float): Confidence a complete set must reach.
+        budget (int): Most queries to spend, certification included.
+        grid_size (int, optional): Sizes probed per round per open bracket. Default: 8
+    """
+
+    query: Callable[[List[int], List[int]], Tuple[List[ProbeResult], List[ProbeResult]]]
+    n_features: int
+    original: ProbeResult
+    target_confidence: float
+    budget: int
+    grid_size: int = 8
+    keep_cache: Dict[int, ProbeResult] = field(default_factory=dict)
+    remove_cache: Dict[int, ProbeResult] = field(default_factory=dict)
+    queries: int = 0
+
+    def _sufficient(self, k: int) -> Optional[bool]:
+        kept = self.keep_cache.get(k)
+        return None if kept is None else kept.passes
+
+    def _necessary(self, k: int) -> Optional[bool]:
+        kept, removed = self.keep_cache.get(k), self.remove_cache.get(k)
+        if kept is None or removed is None:
+            return None
+        return kept.passes and not removed.passes
+
+    def _complete(self, k: int) -> Optional[bool]:
+        kept = self.keep_cache.get(k)
+        return None if kept is None else kept.passes and kept.confidence >= self.target_confidence
+
+    def _run_probes(self, keep: List[int], remove: List[int]) -> None:
+        keep = sorted({k for k in keep if k not in self.keep_cache})
+        remove = sorted({k for k in remove if k not in self.remove_cache})
+        if not keep and not remove:
+            return
+        kept, removed = self.query(keep, remove)
+        self.queries += len(keep) + len(remove)
+        self.keep_cache.update(zip(keep, kept))
+        self.remove_cache.update(zip(remove, removed))
+
+    def _update(self, bracket: _Bracket, predicate: Callable[[int], Optional[bool]]) -> None:
+        known = {k: predicate(k) for k in set(self.keep_cache) | set(self.remove_cache)}
+        floor = bracket.floor()
+        trues = [k for k, v in known.items() if v and k >= floor]
+        bracket.hi = min(trues) if trues else None
+        limit = bracket.hi if bracket.hi is not None else self.n_features + 1
+        falses = [k for k, v in known.items() if v is False and k < limit]
+        bracket.lo = max(falses + [floor - 1, -1])
+
+    def _probes(self, bracket: _Bracket, count: int) -> List[int]:
+        lo = max(bracket.lo, bracket.floor() - 1)
+        hi = bracket.hi if bracket.hi is not None else self.n_features + 1
+        if hi - lo <= 1 or count < 1:
+            return []
+        if hi > 4 * max(lo, 1):  # wide bracket: geometric steps (exponential search)
+            grid = torch.logspace(
+                torch.log10(torch.tensor(float(max(lo, 1)))), torch.log10(torch.tensor(float(hi))), count + 2
+            )[1:-1]
+        else:
+            grid = torch.linspace(lo, hi, count + 2)[1:-1]
+        return sorted({min(max(int(round(float(k))), lo + 1), hi - 1) for k in grid})
+
+    def run(self) -> Tuple[Optional[int], Optional[int], Optional[int], Dict[str, bool]]:
+        r"""Search; returns the sufficient, sufficient-and-necessary and complete sizes (None when no
+        probed prefix satisfies the predicate) and whether each size is exactly resolved."""
+        self.keep_cache[self.n_features] = self.original
+        # Removing nothing leaves the original; keeping nothing is the baseline, as is removing all.
+        self.remove_cache[0] = self.original
+        self._run_probes([0], [])
+        self.remove_cache[self.n_features] = self.keep_cache[0]
+        sufficient = _Bracket(-1, None, needs_removal=False)
+        necessary = _Bracket(-1, None, needs_removal=True)
+        complete = _Bracket(
+            -1, None, needs_removal=False, floor=lambda: necessary.hi or sufficient.hi or 0
+        )
+        searches = [(sufficient, self._sufficient), (necessary, self._necessary), (complete, self._complete)]
+        spendable = self.budget - CERTIFICATION_QUERIES
+        while True:
+            for bracket, predicate in searches:
+                self._update(bracket, predicate)
+            open_ = [b for b, _ in searches if b.open()]
+            cost_per_probe = sum(2 if b.needs_removal else 1 for b in open_)
+            remaining = spendable - self.queries
+            if not open_ or remaining < cost_per_probe:
+                break
+            count = min(self.grid_size, remaining // cost_per_probe)
+            keep, remove = [], []
+            for bracket in open_:
+                ks = self._probes(bracket, count)
+                keep += ks
+                if bracket.needs_removal:
+                    remove += ks
+            before = self.queries
+            self._run_probes(keep, remove)
+            if self.queries == before:
+                break
+        exact = {
+            "sufficient": not sufficient.open(),
+            "necessary": not necessary.open(),
+            "complete": not complete.open(),
+        }
+        return sufficient.hi, necessary.hi, complete.hi, exact
+
+
+def prefix_masks(ranking: Tensor, sizes: List[int]) -> Tensor:
+    r"""Keep-masks ``(len(sizes), n_features)`` of the top-``k`` features of ``ranking`` for each k."""
+    position = torch.empty_like(ranking)
+    position[ranking] = torch.arange(ranking.numel(), device=ranking.device)
+    bounds = torch.tensor(sizes, device=ranking.device).view(-1, 1)
+    return (position.view(1, -1) < bounds).float()

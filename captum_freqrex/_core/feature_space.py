@@ -1,0 +1,198 @@
+"""The frequency mask mechanism: spectra, feature ids, and mutants built from keep-masks.
+
+A :class:`FeatureSpace` binds a domain to a batch of waveforms. For example ``b`` and a keep-mask
+``m`` over features it builds the mutant ``synthesize(m * X + (1 - m) * Xb)`` where ``X`` is the
+example's spectrum and ``Xb`` the baseline's. Everything stays on the input's device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from captum_freqrex._core.domains import RfftDomain, SpectralDomain
+from captum_freqrex._utils.validation import as_tuple
+
+
+@dataclass
+class _InputSpectrum:
+    """Spectra of one input tensor: per-example shape, the batch's coefficients and feature ids."""
+
+    example_shape: torch.Size  # (time,) or (channels, time)
+    base: Tensor  # (B or 1, C, *grid) complex: baseline coefficients
+    delta: Tensor  # (B, C, *grid) complex: X - Xb
+    ids: Tensor  # (1 or C, *grid) long, global feature ids
+    feature_grid: Tuple[int, ...]  # attribution shape per example: grid or (C, *grid)
+    base_is_zero: bool
+
+    def coefficients(self, example: int, grid_keep: Tensor) -> Tensor:
+        """Mutant coefficients ``(N, C, *grid)`` from per-bin keep values ``(N, 1 or C, *grid)``."""
+        delta = self.delta[example]
+        if self.base_is_zero:
+            return grid_keep * delta
+        base = self.base[example if self.base.shape[0] > 1 else 0]
+        return base + grid_keep * delta
+
+
+class FeatureSpace:
+    r"""Frequency features of a batch of waveforms and the mutants built from them.
+
+    Args:
+        inputs (tuple of Tensor): Validated waveforms, each ``(B, T)`` or ``(B, C, T)``.
+        baselines (tuple of Tensor): Baseline waveforms broadcastable to each input.
+        feature_mask (Tensor or tuple of Tensor, optional): Integer ids grouping bins into features,
+                    broadcastable to each input's feature grid. Default: one feature per bin.
+        domain (SpectralDomain, optional): The transform. Default: :class:`RfftDomain`.
+        per_channel (bool, optional): One feature grid per channel instead of shared across channels.
+                    Default: False
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[Tensor],
+        baselines: Sequence[Tensor],
+        feature_mask: Optional[object] = None,
+        domain: Optional[SpectralDomain] = None,
+        per_channel: bool = False,
+    ) -> None:
+        self.domain = domain or RfftDomain()
+        self.batch_size = inputs[0].shape[0]
+        self.per_channel = per_channel
+        self.device = inputs[0].device
+        parts = []
+        for wave, base in zip(inputs, baselines):
+            wave3 = wave if wave.dim() == 3 else wave.unsqueeze(1)
+            base3 = base if base.dim() == 3 else base.unsqueeze(1)
+            coeffs = self.domain.analyze(wave3)
+            base_coeffs = self.domain.analyze(base3.expand(base3.shape[0], wave3.shape[1], -1))
+            grid = tuple(coeffs.shape[2:])
+            channel_grid = (wave3.shape[1],) if per_channel and wave.dim() == 3 else ()
+            parts.append((wave.shape[1:], coeffs, base_coeffs, channel_grid + grid, grid, bool((base == 0).all())))
+        masks = self._resolve_masks(feature_mask, [p[3] for p in parts])
+        self._inputs: List[_InputSpectrum] = []
+        for (shape, coeffs, base_coeffs, feature_grid, grid, zero), ids in zip(parts, masks):
+            ids = ids.reshape((-1,) + grid) if len(feature_grid) > len(grid) else ids.reshape((1,) + grid)
+            self._inputs.append(
+                _InputSpectrum(
+                    shape, base_coeffs, coeffs - base_coeffs, ids.to(self.device), feature_grid, zero
+                )
+            )
+        self.n_features = int(max(int(ids.max()) for ids in masks) + 1)
+
+    @staticmethod
+    def _resolve_masks(feature_mask: Optional[object], grids: List[Tuple[int, ...]]) -> List[Tensor]:
+        if feature_mask is None:
+            offsets = [0]
+            for grid in grids:
+                offsets.append(offsets[-1] + math.prod(grid))
+            return [torch.arange(o, o + math.prod(g)).reshape(g) for o, g in zip(offsets, grids)]
+        masks = as_tuple(feature_mask)
+        if len(masks) != len(grids):
+            raise ValueError(f"feature_mask has {len(masks)} tensors but inputs has {len(grids)}")
+        expanded = []
+        for i, (mask, grid) in enumerate(zip(masks, grids)):
+            if not isinstance(mask, Tensor) or mask.is_floating_point() or mask.is_complex():
+                raise TypeError(f"feature_mask[{i}] must be an integer tensor of feature ids")
+            mask = mask.cpu()
+            while mask.dim() > len(grid) and mask.shape[0] == 1:
+                mask = mask[0]  # a leading batch dimension of one, as Captum masks often have
+            try:
+                expanded.append(mask.expand(grid).contiguous())
+            except RuntimeError:
+                hint = (
+                    "; it has a channel dimension: pass per_channel=True"
+                    if mask.dim() > len(grid)
+                    else ""
+                )
+                raise ValueError(
+                    f"feature_mask[{i}] of shape {tuple(mask.shape)} does not broadcast to the "
+                    f"feature grid {grid} (one id per frequency bin{', per channel' if len(grid) > 1 else ''})"
+                    f"{hint}; build one with captum_freqrex.linear_bands/log_bands/mel_bands"
+                ) from None
+            if (expanded[-1] < 0).any():
+                raise ValueError(f"feature_mask[{i}] holds negative ids; use ids 0, 1, 2, ...")
+        # Captum semantics: equal ids in different inputs are one feature. Relabel to 0..n-1 in id order.
+        flat = torch.cat([m.flatten() for m in expanded])
+        labels = torch.unique(flat, return_inverse=True)[1]
+        return list(labels.split([m.numel() for m in expanded]))
+
+    @property
+    def feature_grids(self) -> Tuple[Tuple[int, ...], ...]:
+        """Per input, the shape of one example's attribution: ``(*grid)`` or ``(C, *grid)``."""
+        return tuple(p.feature_grid for p in self._inputs)
+
+    @property
+    def example_shapes(self) -> Tuple[torch.Size, ...]:
+        return tuple(p.example_shape for p in self._inputs)
+
+    def ids(self) -> Tuple[Tensor, ...]:
+        """Per input, the global feature id of every bin, shaped like the feature grid."""
+        return tuple(p.ids.reshape(p.feature_grid) for p in self._inputs)
+
+    def _synthesize(self, part: _InputSpectrum, coeffs: Tensor) -> Tensor:
+        wave = self.domain.synthesize(coeffs, part.example_shape[-1])
+        return wave.reshape((wave.shape[0],) + tuple(part.example_shape))
+
+    def mutants(self, example: int, keep: Tensor) -> Tuple[Tensor, ...]:
+        r"""Waveforms of mutants of one example.
+
+        Args:
+            example (int): Index of the example in the batch.
+            keep (Tensor): ``(N, n_features)`` keep values; 1 keeps a feature, 0 sets it to the
+                        baseline; fractional values interpolate the spectra.
+
+        Returns:
+            tuple of Tensor: Per input, ``(N, *example_shape)`` waveforms.
+        """
+        keep = keep.to(self._inputs[0].delta.real.dtype)
+        return tuple(
+            self._synthesize(part, part.coefficients(example, keep[:, part.ids]))
+            for part in self._inputs
+        )
+
+    def grid_mutants(self, examples: Tensor, grid_keep: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+        r"""Waveforms from per-bin keep values, one row per (example, keep) pair.
+
+        Args:
+            examples (Tensor): ``(N,)`` example index of each row.
+            grid_keep (sequence of Tensor): Per input, ``(N, *feature_grid)`` keep values.
+
+        Returns:
+            tuple of Tensor: Per input, ``(N, *example_shape)`` waveforms.
+        """
+        out = []
+        for part, keep in zip(self._inputs, grid_keep):
+            keep = keep.reshape((keep.shape[0], -1) + tuple(part.ids.shape[1:]))
+            delta = part.delta[examples]
+            coeffs = keep * delta
+            if not part.base_is_zero:
+                coeffs = coeffs + (part.base[examples] if part.base.shape[0] > 1 else part.base[0])
+            out.append(self._synthesize(part, coeffs))
+        return tuple(out)
+
+    def to_grid(self, values: Tensor) -> Tuple[Tensor, ...]:
+        r"""Spread per-feature values ``(..., n_features)`` onto each input's bins ``(..., *feature_grid)``."""
+        return tuple(
+            values[..., part.ids.reshape(-1)].reshape(values.shape[:-1] + part.feature_grid)
+            for part in self._inputs
+        )
+
+    def feature_sizes(self) -> Tensor:
+        """Number of bins (over all inputs and channels of the grid) in each feature, ``(n_features,)``."""
+        sizes = torch.zeros(self.n_features, dtype=torch.long, device=self.device)
+        for part in self._inputs:
+            sizes += torch.bincount(part.ids.reshape(-1), minlength=self.n_features)
+        return sizes
+
+    def feature_energy(self, example: int) -> Tensor:
+        """Spectral energy ``|X - Xb|^2`` of one example in each feature, ``(n_features,)``."""
+        energy = torch.zeros(self.n_features, dtype=torch.float64, device=self.device)
+        for part in self._inputs:
+            power = part.delta[example].abs().square().double()  # (C, *grid)
+            ids = part.ids.expand_as(power).reshape(-1)
+            energy.index_add_(0, ids, power.reshape(-1))
+        return energy

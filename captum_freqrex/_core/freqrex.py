@@ -1,0 +1,437 @@
+"""FreqReX: causal responsibility of frequency features, as a Captum perturbation attribution."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from captum.attr import PerturbationAttribution
+from captum.log import log_usage
+from torch import Tensor
+
+from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decision
+from captum_freqrex._core.domains import SpectralDomain
+from captum_freqrex._core.explanation import CausalSet, Explanation
+from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
+from captum_freqrex._core.feature_space import FeatureSpace
+from captum_freqrex._core.querier import ModelQuerier, QueryStats, auto_batch_size
+from captum_freqrex._core.responsibility import PartitionRefinement, RefinementOptions
+from captum_freqrex._utils.progress import progress
+from captum_freqrex._utils.validation import TensorOrTuple, format_baselines, format_waveforms
+
+TargetLike = Union[None, int, Tuple[int, ...], Tensor, List[Any]]
+
+
+def _resolve_targets(target: TargetLike, batch_size: int) -> List[Any]:
+    """One target per example: None (the model's decision), an int, or a tuple of output indices."""
+    if target is None or isinstance(target, (int, tuple)):
+        return [target] * batch_size
+    if isinstance(target, Tensor):
+        if target.dim() == 0:
+            return [int(target)] * batch_size
+        if target.dim() == 1 and target.numel() == batch_size:
+            return [int(t) for t in target.tolist()]
+        raise ValueError(
+            f"target tensor must be a scalar or have one entry per example ({batch_size}), "
+            f"got shape {tuple(target.shape)}"
+        )
+    if isinstance(target, list):
+        if len(target) != batch_size:
+            raise ValueError(f"target list must have one entry per example ({batch_size}), got {len(target)}")
+        return list(target)
+    raise TypeError(f"target must be None, an int, a tuple, a list or a tensor, got {type(target).__name__}")
+
+
+@dataclass
+class _Run:
+    """Everything an attribution call shares across examples."""
+
+    space: FeatureSpace
+    querier: ModelQuerier
+    waves: Tuple[Tensor, ...]
+    is_tuple: bool
+    targets: List[Any]
+    decision_spec: DecisionLike
+    options: RefinementOptions
+    confidence_filter: float
+    seed: int
+    decision: Optional[Decision] = None
+    output_shape: Optional[Tuple[int, ...]] = None
+
+
+class FreqReX(PerturbationAttribution):
+    r"""Frequency-domain causal responsibility explanations (FreqReX) of audio classifiers.
+
+    FreqReX is black-box: it only calls the model on *mutants*, waveforms whose spectrum keeps some
+    frequency features and sets the others to the baseline's (removes them, by default). It ranks
+    the features by their degree of causal responsibility for the decision (see
+    :mod:`captum_freqrex._core.responsibility` for the refinement), and :meth:`explain` extracts
+    certified sufficient, sufficient-and-necessary and complete sets from that ranking.
+
+    Args:
+        forward_func (Callable): The model: any callable mapping waveforms ``(B, T)`` or
+                    ``(B, C, T)`` (plus ``additional_forward_args``) to scores ``(B, K)`` or ``(B,)``.
+        domain (SpectralDomain, optional): The feature transform: :class:`RfftDomain` (default) or
+                    :class:`StftDomain` for time-frequency cells.
+        decision (str, Decision or Callable, optional): When a mutant keeps the decision. None picks
+                    the argmax for multi-class outputs and a 0.5 threshold for single outputs; see
+                    :mod:`captum_freqrex._core.decision`. Default: None
+
+    Attributes:
+        last_stats (QueryStats): Queries, forward calls, model and total time of the last call.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable,
+        domain: Optional[SpectralDomain] = None,
+        decision: DecisionLike = None,
+    ) -> None:
+        PerturbationAttribution.__init__(self, forward_func)
+        self.domain = domain
+        self.decision = decision
+        self.last_stats = QueryStats()
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "FreqReX"
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    # ------------------------------------------------------------------ set-up
+
+    def _prepare(
+        self,
+        inputs: TensorOrTuple,
+        baselines: Any,
+        target: TargetLike,
+        additional_forward_args: Any,
+        feature_mask: Any,
+        n_samples: int,
+        perturbations_per_eval: Optional[int],
+        seed: Optional[int],
+        generator: Optional[torch.Generator],
+        max_depth: int,
+        min_part_size: int,
+        n_pieces: int,
+        confidence_filter: float,
+        max_queries: Optional[int],
+        convergence_top_k: Optional[int],
+        per_channel: bool,
+        decision: DecisionLike,
+    ) -> _Run:
+        waves, is_tuple = format_waveforms(inputs)
+        bases = format_baselines(baselines, waves)
+        space = FeatureSpace(waves, bases, feature_mask, self.domain, per_channel)
+        if perturbations_per_eval is not None and perturbations_per_eval < 1:
+            raise ValueError(f"perturbations_per_eval must be >= 1, got {perturbations_per_eval}")
+        if not 0.0 <= confidence_filter < 1.0:
+            raise ValueError(f"confidence_filter must be in [0, 1), got {confidence_filter}")
+        max_rows = perturbations_per_eval or auto_batch_size(
+            sum(math.prod(w.shape[1:]) for w in waves), waves[0].device, waves[0].element_size()
+        )
+        querier = ModelQuerier(self.forward_func, additional_forward_args, space.batch_size, max_rows)
+        options = RefinementOptions(
+            n_samples, max_depth, min_part_size, n_pieces, max_queries, convergence_top_k
+        )
+        options.validate()
+        if generator is not None:
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return _Run(
+            space,
+            querier,
+            waves,
+            is_tuple,
+            _resolve_targets(target, space.batch_size),
+            decision if decision is not None else self.decision,
+            options,
+            confidence_filter,
+            0 if seed is None else int(seed),
+        )
+
+    def _target_index(self, run: _Run, target: Any, outputs: Tensor) -> int:
+        assert run.decision is not None and run.output_shape is not None
+        if target is None:
+            return int(run.decision.classes(outputs)[0])
+        if isinstance(target, tuple):
+            if len(target) != len(run.output_shape) or any(
+                not 0 <= t < n for t, n in zip(target, run.output_shape)
+            ):
+                raise ValueError(
+                    f"target {target} does not index the model's output of shape "
+                    f"(batch, {', '.join(map(str, run.output_shape))})"
+                )
+            return int(sum(t * math.prod(run.output_shape[i + 1 :]) for i, t in enumerate(target)))
+        n_classes = run.decision.num_classes(outputs)
+        if not isinstance(target, int) or not 0 <= target < n_classes:
+            raise ValueError(
+                f"target {target!r} is out of range for a decision over {n_classes} classes; "
+                f"use an int in [0, {n_classes})"
+            )
+        return target
+
+    def _original(self, run: _Run, example: int) -> Tuple[Tensor, int, ProbeResult]:
+        inputs = tuple(w[example : example + 1] for w in run.waves)
+        outputs = run.querier(inputs, example)
+        if run.decision is None:
+            run.decision = resolve_decision(run.decision_spec, outputs)
+            run.output_shape = run.querier.output_shape or (1,)
+        target = self._target_index(run, run.targets[example], outputs)
+        return outputs, target, self._probe(run, outputs, target)[0]
+
+    def _probe(self, run: _Run, outputs: Tensor, target: int) -> List[ProbeResult]:
+        assert run.decision is not None
+        targets = torch.full((outputs.shape[0],), target, dtype=torch.long, device=outputs.device)
+        passes = run.decision.passes(outputs, targets)
+        confidence = run.decision.confidence(outputs, targets)
+        passes = passes & (confidence >= run.confidence_filter)
+        decided = run.decision.classes(outputs)
+        return [
+            ProbeResult(bool(p), int(d), float(c))
+            for p, d, c in zip(passes.tolist(), decided.tolist(), confidence.tolist())
+        ]
+
+    def _mutant_outputs(self, run: _Run, example: int, keep: Tensor) -> Tensor:
+        outputs = run.querier.mutant_outputs(lambda k: run.space.mutants(example, k), keep, example)
+        assert run.output_shape is not None
+        if outputs.shape[1] != math.prod(run.output_shape):
+            raise ValueError(
+                f"the model returned {outputs.shape[1]} scores for a mutant but "
+                f"{math.prod(run.output_shape)} for the original input; outputs must have a fixed width"
+            )
+        return outputs
+
+    # ------------------------------------------------------------------ responsibility
+
+    def _responsibility(self, run: _Run, example: int) -> Tuple[Tensor, int, ProbeResult, PartitionRefinement]:
+        _, target, original = self._original(run, example)
+
+        def evaluate(keep: Tensor) -> Tensor:
+            results = self._probe(run, self._mutant_outputs(run, example, keep), target)
+            return torch.tensor([r.passes for r in results])
+
+        generator = torch.Generator().manual_seed(run.seed)
+        refinement = PartitionRefinement(
+            evaluate, run.space.n_features, original.passes, run.options, generator, run.space.device
+        )
+        return refinement.run(), target, original, refinement
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: TensorOrTuple,
+        baselines: Any = None,
+        target: TargetLike = None,
+        additional_forward_args: Any = None,
+        feature_mask: Union[None, Tensor, Tuple[Tensor, ...]] = None,
+        n_samples: int = 8,
+        perturbations_per_eval: Optional[int] = None,
+        show_progress: bool = False,
+        *,
+        seed: Optional[int] = 0,
+        generator: Optional[torch.Generator] = None,
+        max_depth: int = 24,
+        min_part_size: int = 1,
+        n_pieces: int = 4,
+        confidence_filter: float = 0.0,
+        max_queries: Optional[int] = 1000,
+        convergence_top_k: Optional[int] = 10,
+        per_channel: bool = False,
+        decision: DecisionLike = None,
+    ) -> TensorOrTuple:
+        r"""Responsibility of each frequency feature for the model's decision.
+
+        Args:
+            inputs (Tensor or tuple of Tensor): Waveforms ``(B, T)`` or ``(B, C, T)``, batch first.
+            baselines (scalar, Tensor or tuple, optional): What removed frequencies become: the
+                        baseline waveform's spectrum. None (zeros) removes them; a number is a
+                        constant waveform; a tensor is a waveform broadcastable to the input
+                        (``(T,)``, ``(1, ...)`` or one per example). Default: None
+            target (int, tuple, Tensor or list, optional): The decision to explain per example, as
+                        in Captum. None explains the model's own decision on the unmasked input.
+                        Default: None
+            additional_forward_args (Any, optional): Passed to the model after the waveforms;
+                        tensors with a batch dimension are sliced per example. Default: None
+            feature_mask (Tensor or tuple of Tensor, optional): Integer ids grouping frequency bins
+                        into features, broadcastable to the feature grid (``(F,)``, ``(1, F)``, or
+                        ``(C, F)`` with ``per_channel=True``; ``(F_stft, frames)`` for the STFT
+                        domain). Features are refined in id order. Default: one feature per bin.
+            n_samples (int, optional): Number of independent refinement searches (at most; the
+                        search may stop early on convergence or budget). Default: 8
+            perturbations_per_eval (int, optional): Most mutants per model call. Default: chosen
+                        from the available memory (at most 128).
+            show_progress (bool, optional): Report progress over the examples on stderr.
+                        Default: False
+            seed (int, optional): Seed of the random cuts. Every example uses the same seed, so an
+                        example's result does not depend on the batch around it. Default: 0
+            generator (torch.Generator, optional): Draws the seed instead of ``seed``. Default: None
+            max_depth (int, optional): Most refinement steps per search. Default: 24
+            min_part_size (int, optional): Smallest piece, in features, the refinement cuts.
+                        Default: 1
+            n_pieces (int, optional): Sub-pieces per cut (``2**n_pieces - 1`` mutants per step).
+                        Default: 4
+            confidence_filter (float, optional): A mutant only keeps the decision if its confidence
+                        in the target is at least this. Default: 0.0
+            max_queries (int, optional): Query budget for the responsibility of one example; None
+                        for no budget. Default: 1000
+            convergence_top_k (int, optional): Stop adding searches once the top-k features are
+                        unchanged by a wave of searches; None disables. Default: 10
+            per_channel (bool, optional): Separate features per channel for ``(B, C, T)`` inputs.
+                        Default: False (each frequency is one feature across channels)
+            decision (str, Decision or Callable, optional): Overrides the constructor's decision.
+
+        Returns:
+            Tensor or tuple of Tensor: Responsibility per frequency bin, shaped ``(B, *feature_grid)``
+            with ``feature_grid`` = ``(T // 2 + 1,)`` for rfft features (``(C, T // 2 + 1)`` with
+            ``per_channel=True``) and ``(n_fft // 2 + 1, frames)`` for the STFT domain. Bins of one
+            feature share its value. This is indexed by frequency, not by time sample.
+        """
+        start = time.perf_counter()
+        run = self._prepare(
+            inputs, baselines, target, additional_forward_args, feature_mask, n_samples,
+            perturbations_per_eval, seed, generator, max_depth, min_part_size, n_pieces,
+            confidence_filter, max_queries, convergence_top_k, per_channel, decision,
+        )
+        rows = []
+        batch = range(run.space.batch_size)
+        for example in progress(batch, len(batch), "FreqReX", show_progress):
+            rows.append(self._responsibility(run, example)[0])
+        values = torch.stack(rows).to(device=run.space.device, dtype=run.waves[0].dtype)
+        run.querier.stats.total_seconds = time.perf_counter() - start
+        self.last_stats = run.querier.stats
+        grids = run.space.to_grid(values)
+        return grids if run.is_tuple else grids[0]
+
+    # ------------------------------------------------------------------ explanation
+
+    def _extract(
+        self, run: _Run, example: int, ranking: Tensor, target: int, original: ProbeResult,
+        tolerance: float, budget: int,
+    ) -> Tuple[List[Optional[CausalSet]], int]:
+        def query(keep_sizes: List[int], remove_sizes: List[int]) -> Tuple[List[ProbeResult], List[ProbeResult]]:
+            masks = prefix_masks(ranking, keep_sizes + remove_sizes)
+            masks[len(keep_sizes):] = 1.0 - masks[len(keep_sizes):]
+            results = self._probe(run, self._mutant_outputs(run, example, masks), target)
+            return results[: len(keep_sizes)], results[len(keep_sizes):]
+
+        search = PrefixSearch(
+            query, run.space.n_features, original, original.confidence - tolerance, budget
+        )
+        k_suff, k_nec, k_comp, exact = search.run()
+        # Certification: query the model once more on every returned set, in one batch.
+        sizes = {"sufficient": k_suff, "sufficient_necessary": k_nec, "complete": k_comp}
+        present = [(name, k) for name, k in sizes.items() if k is not None]
+        keep_results, remove_results = query([k for _, k in present], [k_nec] if k_nec is not None else [])
+        bins = run.space.feature_sizes()
+        sets: List[Optional[CausalSet]] = []
+        for name in sizes:
+            found = [(i, k) for i, (n, k) in enumerate(present) if n == name]
+            if not found:
+                sets.append(None)
+                continue
+            i, k = found[0]
+            kept = keep_results[i]
+            removed = remove_results[0] if name == "sufficient_necessary" else None
+            if name == "sufficient":
+                holds = kept.passes
+            elif name == "sufficient_necessary":
+                holds = kept.passes and removed is not None and not removed.passes
+            else:
+                holds = kept.passes and kept.confidence >= original.confidence - tolerance
+            mask = prefix_masks(ranking, [k])[0].bool()
+            key = "necessary" if name == "sufficient_necessary" else name
+            cert = SetCertificate(k, kept, removed, holds, exact[key])
+            sets.append(CausalSet(name, mask, int(bins[mask].sum()), cert))
+        return sets, search.queries + len(present) + (k_nec is not None)
+
+    def explain(
+        self,
+        inputs: TensorOrTuple,
+        baselines: Any = None,
+        target: TargetLike = None,
+        additional_forward_args: Any = None,
+        feature_mask: Union[None, Tensor, Tuple[Tensor, ...]] = None,
+        n_samples: int = 8,
+        perturbations_per_eval: Optional[int] = None,
+        show_progress: bool = False,
+        *,
+        seed: Optional[int] = 0,
+        generator: Optional[torch.Generator] = None,
+        max_depth: int = 24,
+        min_part_size: int = 1,
+        n_pieces: int = 4,
+        confidence_filter: float = 0.0,
+        max_queries: Optional[int] = 1000,
+        convergence_top_k: Optional[int] = 10,
+        per_channel: bool = False,
+        decision: DecisionLike = None,
+        complete_tolerance: float = 0.05,
+        max_extraction_queries: int = 64,
+    ) -> List[Explanation]:
+        r"""The full causal explanation of each example: responsibility and certified sets.
+
+        Takes every argument of :meth:`attribute`, plus:
+
+        Args:
+            complete_tolerance (float, optional): The complete set must reach the original
+                        confidence minus this. Default: 0.05
+            max_extraction_queries (int, optional): Query budget for extracting and certifying the
+                        three sets of one example. Default: 64
+
+        Returns:
+            list of Explanation: One per example, in batch order.
+        """
+        if not 0.0 <= complete_tolerance < 1.0:
+            raise ValueError(f"complete_tolerance must be in [0, 1), got {complete_tolerance}")
+        if max_extraction_queries < 16:
+            raise ValueError(f"max_extraction_queries must be >= 16, got {max_extraction_queries}")
+        run = self._prepare(
+            inputs, baselines, target, additional_forward_args, feature_mask, n_samples,
+            perturbations_per_eval, seed, generator, max_depth, min_part_size, n_pieces,
+            confidence_filter, max_queries, convergence_top_k, per_channel, decision,
+        )
+        total = QueryStats()
+        explanations = []
+        batch = range(run.space.batch_size)
+        for example in progress(batch, len(batch), "FreqReX", show_progress):
+            start = time.perf_counter()
+            before = QueryStats(**vars(run.querier.stats))
+            responsibility, target_index, original, refinement = self._responsibility(run, example)
+            ranking = torch.sort(responsibility, descending=True, stable=True).indices.to(run.space.device)
+            sets, extraction_queries = self._extract(
+                run, example, ranking, target_index, original, complete_tolerance, max_extraction_queries
+            )
+            after = run.querier.stats
+            stats = QueryStats(
+                after.queries - before.queries,
+                after.forward_calls - before.forward_calls,
+                after.model_seconds - before.model_seconds,
+                time.perf_counter() - start,
+            )
+            total = total + stats
+            values = responsibility.to(device=run.space.device, dtype=run.waves[0].dtype)
+            grids = run.space.to_grid(values)
+            explanations.append(
+                Explanation(
+                    grids if run.is_tuple else grids[0],
+                    values,
+                    ranking,
+                    target_index,
+                    original,
+                    *sets,
+                    stats,
+                    refinement.queries,
+                    extraction_queries,
+                    refinement.stopped_by,
+                    run.space,
+                    example,
+                    run.is_tuple,
+                )
+            )
+        self.last_stats = total
+        return explanations

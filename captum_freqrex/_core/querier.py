@@ -1,0 +1,162 @@
+"""Model queries: batched calls, counted and timed.
+
+:class:`ModelQuerier` is the only place that calls the model. It chunks mutants into batches, slices
+``additional_forward_args`` to the example being explained, checks the output, and keeps the counts
+(rows queried, forward calls) and the model's share of the wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from captum_freqrex._utils.validation import as_tuple
+
+
+@dataclass
+class QueryStats:
+    r"""Cost of an explanation.
+
+    Attributes:
+        queries (int): Model queries, i.e. rows (waveforms) passed to the model.
+        forward_calls (int): Calls of the model; each carries a batch of queries.
+        model_seconds (float): Wall time spent inside the model.
+        total_seconds (float): Wall time of the whole computation.
+    """
+
+    queries: int = 0
+    forward_calls: int = 0
+    model_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Wall time spent outside the model (spectra, masks, search)."""
+        return max(self.total_seconds - self.model_seconds, 0.0)
+
+    def __add__(self, other: "QueryStats") -> "QueryStats":
+        return QueryStats(
+            self.queries + other.queries,
+            self.forward_calls + other.forward_calls,
+            self.model_seconds + other.model_seconds,
+            self.total_seconds + other.total_seconds,
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "queries": self.queries,
+            "forward_calls": self.forward_calls,
+            "model_seconds": round(self.model_seconds, 4),
+            "overhead_seconds": round(self.overhead_seconds, 4),
+            "total_seconds": round(self.total_seconds, 4),
+        }
+
+
+def _available_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 1024**3
+
+
+def auto_batch_size(waveform_numel: int, device: torch.device, element_bytes: int = 4) -> int:
+    r"""Mutants per model call that fit comfortably in memory.
+
+    Budgets an eighth of the available memory (at most 2 GiB) and assumes a mutant costs about 16
+    times its waveform (spectrum copies, the waveform and the model's activations). Between 1 and 128.
+
+    Args:
+        waveform_numel (int): Samples in one mutant (channels x time, over all inputs).
+        device (torch.device): Where the mutants live.
+        element_bytes (int, optional): Bytes per sample. Default: 4
+
+    Returns:
+        int: The batch size.
+    """
+    budget = min(_available_memory_bytes(device) // 8, 2 * 1024**3)
+    per_mutant = max(waveform_numel * element_bytes * 16, 1)
+    return int(max(1, min(128, budget // per_mutant)))
+
+
+def _flatten_outputs(outputs: Any, rows: int) -> Tensor:
+    if not isinstance(outputs, Tensor):
+        raise TypeError(f"the model must return a tensor, got {type(outputs).__name__}")
+    if outputs.dim() == 0 or outputs.shape[0] != rows:
+        raise ValueError(
+            f"the model returned shape {tuple(outputs.shape)} for a batch of {rows} waveforms; it "
+            "must return one row per waveform: (batch,), (batch, classes) or (batch, ...)"
+        )
+    flat = outputs.detach().reshape(rows, -1)
+    if flat.shape[1] == 0:
+        raise ValueError("the model returned an empty output per waveform")
+    if not torch.isfinite(flat).all():
+        raise ValueError("the model returned NaN or Inf; FreqReX needs finite scores for every mutant")
+    return flat
+
+
+@dataclass
+class ModelQuerier:
+    r"""Calls ``forward_func`` on batches of waveforms of one example, counting and timing.
+
+    Args:
+        forward_func (Callable): The model: ``forward_func(*waveforms, *additional_forward_args)``.
+        additional_forward_args (Any): Extra arguments; tensors whose first dimension equals the
+                    batch size are sliced to the explained example and repeated per mutant.
+        batch_size (int): Number of inputs in the explained batch.
+        max_rows (int): Most rows per model call.
+    """
+
+    forward_func: Callable
+    additional_forward_args: Any
+    batch_size: int
+    max_rows: int
+    stats: QueryStats = field(default_factory=QueryStats)
+    output_shape: Tuple[int, ...] = ()
+
+    def _extra_args(self, example: Optional[int], rows: int) -> Tuple[Any, ...]:
+        if self.additional_forward_args is None:
+            return ()
+        args = as_tuple(self.additional_forward_args)
+        if example is None:
+            return args
+        return tuple(
+            arg[example : example + 1].expand((rows,) + arg.shape[1:])
+            if isinstance(arg, Tensor) and arg.dim() > 0 and arg.shape[0] == self.batch_size
+            else arg
+            for arg in args
+        )
+
+    def __call__(self, waveforms: Sequence[Tensor], example: Optional[int] = None) -> Tensor:
+        r"""Model outputs ``(N, K)`` for waveforms ``(N, ...)`` (one call, no chunking)."""
+        rows = waveforms[0].shape[0]
+        args = self._extra_args(example, rows)
+        device = waveforms[0].device
+        start = time.perf_counter()
+        with torch.no_grad():
+            outputs = self.forward_func(*waveforms, *args)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self.stats.model_seconds += time.perf_counter() - start
+        self.stats.queries += rows
+        self.stats.forward_calls += 1
+        flat = _flatten_outputs(outputs, rows)
+        self.output_shape = tuple(outputs.shape[1:])
+        return flat
+
+    def mutant_outputs(
+        self, build: Callable[[Tensor], Sequence[Tensor]], keep: Tensor, example: int
+    ) -> Tensor:
+        r"""Outputs for the mutants ``build(keep_chunk)`` of ``keep`` ``(N, n_features)``, in chunks."""
+        chunks = [self(build(chunk), example) for chunk in keep.split(self.max_rows)]
+        return torch.cat(chunks) if chunks else keep.new_zeros((0, 1))
+

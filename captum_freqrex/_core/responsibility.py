@@ -1,0 +1,280 @@
+"""Causal responsibility by random partition refinement of the feature axis (the ReX manner).
+
+Features are ordered by id (frequency order for the built-in masks). One *search* keeps a current
+sufficient set ``S``, a list of contiguous pieces that keeps the decision. At each step it cuts the
+largest piece ``P`` of ``S`` into (up to) four contiguous sub-pieces at random cuts and queries every
+proper subset of the sub-pieces together with the rest of ``S`` (``2**4 - 1 = 15`` mutants: the 14
+non-empty proper subsets and ``S`` without ``P``). Then:
+
+* **credit** - in every mutant that keeps the decision, each kept sub-piece whose removal from that
+  mutant loses the decision (a counterfactual cause under that contingency) earns ``1/k``, with ``k``
+  the number of kept sub-pieces. A sub-piece the model ignores is never counterfactual and earns
+  nothing, so features a model ignores get zero responsibility (ReX credits every kept piece; this is
+  the Halpern-Pearl refinement of it).
+* **mass** - each search distributes one unit of causal mass. ``P``'s mass is split among its
+  sub-pieces in proportion to their credit; sub-pieces kept in the next ``S`` carry their mass into
+  deeper refinement, the others are finalised.
+* **refinement** - the smallest passing mutant becomes the next ``S``.
+
+When a search ends (depth, minimum piece size, or query budget) every piece of ``S`` is finalised.
+A finalised piece spreads its mass evenly over its features, so the responsibility of a feature is
+the mean over searches of (mass / piece size): non-negative, summing to one per example over the
+features when every search found a passing mutant.
+
+Searches run in lockstep waves of :data:`WAVE_SIZE`; all mutants of a wave's step go to the model
+together. Between waves the search stops early once the top features no longer change.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+#: Searches refined together in lockstep; their mutants share model calls.
+WAVE_SIZE = 4
+
+Range = Tuple[int, int]
+
+
+@dataclass
+class RefinementOptions:
+    r"""Knobs of the partition refinement (see :meth:`FreqReX.attribute` for their meaning)."""
+
+    n_searches: int = 8
+    max_depth: int = 24
+    min_part_size: int = 1
+    n_pieces: int = 4
+    max_queries: Optional[int] = 1000
+    convergence_top_k: Optional[int] = 10
+
+    def validate(self) -> None:
+        checks = [
+            (self.n_searches >= 1, f"n_samples (searches) must be >= 1, got {self.n_searches}"),
+            (self.max_depth >= 1, f"max_depth must be >= 1, got {self.max_depth}"),
+            (self.min_part_size >= 1, f"min_part_size must be >= 1, got {self.min_part_size}"),
+            (2 <= self.n_pieces <= 8, f"n_pieces must be in [2, 8], got {self.n_pieces}"),
+            (
+                self.max_queries is None or self.max_queries >= 2**self.n_pieces - 1,
+                f"max_queries must be None or >= {2**self.n_pieces - 1} (one refinement step), "
+                f"got {self.max_queries}",
+            ),
+            (
+                self.convergence_top_k is None or self.convergence_top_k >= 1,
+                f"convergence_top_k must be None or >= 1, got {self.convergence_top_k}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass
+class _Step:
+    """One pending refinement step of a search: the piece cut and the mutants it needs."""
+
+    search: "_Search"
+    piece_index: int
+    sub_pieces: List[Range]
+    subsets: List[Tuple[int, ...]]
+
+
+@dataclass
+class _Search:
+    """State of one refinement search."""
+
+    pieces: List[Range]
+    masses: List[float]
+    passes: bool
+    finalized: List[Tuple[int, int, float]] = field(default_factory=list)
+    depth: int = 0
+    done: bool = False
+
+    def finalize(self) -> None:
+        for (lo, hi), mass in zip(self.pieces, self.masses):
+            if mass > 0:
+                self.finalized.append((lo, hi, mass / (hi - lo)))
+        self.pieces, self.masses, self.done = [], [], True
+
+
+def _random_cut(lo: int, hi: int, n_sub: int, min_size: int, generator: torch.Generator) -> List[Range]:
+    """Cut ``[lo, hi)`` into ``n_sub`` contiguous pieces of at least ``min_size`` at random."""
+    spare = hi - lo - n_sub * min_size
+    points = torch.randint(0, spare + 1, (n_sub - 1,), generator=generator).sort().values.tolist()
+    bounds = [0] + points + [spare]
+    pieces, start = [], lo
+    for i in range(n_sub):
+        size = min_size + bounds[i + 1] - bounds[i]
+        pieces.append((start, start + size))
+        start += size
+    return pieces
+
+
+def ranges_to_mask(rows: Sequence[Sequence[Range]], n_features: int, device: torch.device) -> Tensor:
+    r"""Keep-masks ``(len(rows), n_features)`` (float 0/1) from disjoint ranges per row."""
+    diff = torch.zeros(len(rows), n_features + 1, device=device)
+    row_ids, starts, stops = [], [], []
+    for r, ranges in enumerate(rows):
+        for lo, hi in ranges:
+            row_ids.append(r)
+            starts.append(lo)
+            stops.append(hi)
+    if row_ids:
+        index = torch.tensor(row_ids, device=device)
+        diff.index_put_((index, torch.tensor(starts, device=device)), torch.ones(len(row_ids), device=device), accumulate=True)
+        diff.index_put_((index, torch.tensor(stops, device=device)), -torch.ones(len(row_ids), device=device), accumulate=True)
+    return diff.cumsum(dim=1)[:, :n_features]
+
+
+class PartitionRefinement:
+    r"""Runs the refinement searches of one example.
+
+    Args:
+        evaluate (Callable): ``evaluate(keep) -> passes``: keep-masks ``(N, n_features)`` to a
+                    ``(N,)`` bool tensor saying which mutants keep the decision.
+        n_features (int): Number of features.
+        root_passes (bool): Whether the unmasked input keeps the decision.
+        options (RefinementOptions): The knobs.
+        generator (torch.Generator): Source of the random cuts.
+        device (torch.device): Where keep-masks are built.
+    """
+
+    def __init__(
+        self,
+        evaluate: Callable[[Tensor], Tensor],
+        n_features: int,
+        root_passes: bool,
+        options: RefinementOptions,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        options.validate()
+        self.evaluate = evaluate
+        self.n_features = n_features
+        self.root_passes = root_passes
+        self.options = options
+        self.generator = generator
+        self.device = device
+        self.queries = 0
+        self.searches: List[_Search] = []
+        self.stopped_by = "searches"
+
+    def _plan(self, search: _Search) -> Optional[_Step]:
+        opts = self.options
+        sizes = [hi - lo for lo, hi in search.pieces]
+        if search.depth >= opts.max_depth or not sizes or max(sizes) < 2 * opts.min_part_size:
+            return None
+        index = max(range(len(sizes)), key=lambda i: (sizes[i], -i))
+        lo, hi = search.pieces[index]
+        n_sub = min(opts.n_pieces, (hi - lo) // opts.min_part_size)
+        sub = _random_cut(lo, hi, n_sub, opts.min_part_size, self.generator)
+        subsets = [c for r in range(n_sub) for c in itertools.combinations(range(n_sub), r)]
+        return _Step(search, index, sub, subsets)
+
+    @staticmethod
+    def _mutant_ranges(step: _Step) -> List[List[Range]]:
+        context = [p for i, p in enumerate(step.search.pieces) if i != step.piece_index]
+        return [context + [step.sub_pieces[i] for i in subset] for subset in step.subsets]
+
+    def _apply(self, step: _Step, passed: List[bool]) -> None:
+        search, sub = step.search, step.sub_pieces
+        n_sub = len(sub)
+        table = {frozenset(s): ok for s, ok in zip(step.subsets, passed)}
+        table[frozenset(range(n_sub))] = search.passes
+        credit = [0.0] * n_sub
+        for kept, ok in table.items():
+            if ok and kept:
+                for piece in kept:
+                    if not table[kept - {piece}]:
+                        credit[piece] += 1.0 / len(kept)
+        passing = [s for s in sorted(table, key=lambda s: (len(s), sorted(s))) if table[s]]
+        mass = search.masses[step.piece_index]
+        search.depth += 1
+        if not passing:
+            # Nothing keeps the decision, not even all of S: this search found no cause.
+            search.pieces, search.masses, search.done = [], [], True
+            return
+        chosen = min(passing, key=lambda s: sum(sub[i][1] - sub[i][0] for i in s))
+        total = sum(credit)
+        if total > 0:
+            shares = [mass * c / total for c in credit]
+        else:
+            # No sub-piece is needed on its own (redundant causes): share by size among the kept.
+            holders = chosen or frozenset(range(n_sub))
+            size = sum(sub[i][1] - sub[i][0] for i in holders)
+            shares = [mass * (sub[i][1] - sub[i][0]) / size if i in holders else 0.0 for i in range(n_sub)]
+        del search.pieces[step.piece_index], search.masses[step.piece_index]
+        for i, (lo, hi) in enumerate(sub):
+            if i in chosen:
+                search.pieces.append((lo, hi))
+                search.masses.append(shares[i])
+            elif shares[i] > 0:
+                search.finalized.append((lo, hi, shares[i] / (hi - lo)))
+        search.passes = True
+
+    def _run_wave(self, n_new: int) -> None:
+        wave = [
+            _Search([(0, self.n_features)], [1.0], self.root_passes) for _ in range(n_new)
+        ]
+        self.searches.extend(wave)
+        while True:
+            steps = [step for step in map(self._plan, (s for s in wave if not s.done)) if step]
+            for search in wave:
+                if not search.done and all(step.search is not search for step in steps):
+                    search.finalize()
+            if not steps:
+                return
+            budget = self.options.max_queries
+            if budget is not None:
+                affordable, cost = [], 0
+                for step in steps:
+                    if self.queries + cost + len(step.subsets) > budget:
+                        break
+                    affordable.append(step)
+                    cost += len(step.subsets)
+                for step in steps[len(affordable):]:
+                    step.search.finalize()
+                    self.stopped_by = "max_queries"
+                steps = affordable
+                if not steps:
+                    return
+            rows = [r for step in steps for r in self._mutant_ranges(step)]
+            passed = self.evaluate(ranges_to_mask(rows, self.n_features, self.device)).tolist()
+            self.queries += len(rows)
+            offset = 0
+            for step in steps:
+                self._apply(step, passed[offset : offset + len(step.subsets)])
+                offset += len(step.subsets)
+
+    def responsibility(self) -> Tensor:
+        """Mean over the searches run so far of each feature's finalised mass density, ``(n_features,)``."""
+        diff = torch.zeros(self.n_features + 1, dtype=torch.float64)
+        for search in self.searches:
+            for lo, hi, density in search.finalized:
+                diff[lo] += density
+                diff[hi] -= density
+        return diff.cumsum(0)[: self.n_features] / max(len(self.searches), 1)
+
+    def _top(self, k: int) -> frozenset:
+        values = self.responsibility()
+        return frozenset(torch.topk(values, min(k, self.n_features)).indices.tolist())
+
+    def run(self) -> Tensor:
+        r"""Run waves of searches until ``n_searches``, the budget, or convergence; return responsibility."""
+        opts = self.options
+        previous = None
+        while len(self.searches) < opts.n_searches:
+            if opts.max_queries is not None and self.queries + 2**opts.n_pieces - 1 > opts.max_queries:
+                self.stopped_by = "max_queries"
+                break
+            self._run_wave(min(WAVE_SIZE, opts.n_searches - len(self.searches)))
+            if opts.convergence_top_k is not None and len(self.searches) < opts.n_searches:
+                top = self._top(opts.convergence_top_k)
+                if top == previous:
+                    self.stopped_by = "converged"
+                    break
+                previous = top
+        return self.responsibility()

@@ -1,0 +1,62 @@
+"""Known-answer models whose causal frequencies are known by construction."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+SAMPLE_RATE = 8000
+
+
+def tone(freq_hz: float, seconds: float = 1.0, amplitude: float = 1.0, sample_rate: int = SAMPLE_RATE) -> Tensor:
+    """A sine at ``freq_hz``; with integer Hz and whole seconds it sits exactly on one rfft bin."""
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    return amplitude * torch.sin(2 * torch.pi * freq_hz * t)
+
+
+def bin_of(freq_hz: float, num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
+    return round(freq_hz * num_samples / sample_rate)
+
+
+class ToneDetector(nn.Module):
+    """Class 1 when the summed magnitude at ``freqs_hz`` exceeds ``threshold``, class 0 otherwise.
+
+    Reads only the rfft bins of ``freqs_hz`` (of the channel mean for multi-channel input), so those
+    bins are the only causes of its decision and every other frequency is ignored.
+    """
+
+    def __init__(self, freqs_hz: Sequence[float], threshold: float, require_all: bool = False) -> None:
+        super().__init__()
+        self.freqs_hz = list(freqs_hz)
+        self.threshold = threshold
+        self.require_all = require_all
+        self.calls = 0
+        self.rows = 0
+
+    def energies(self, x: Tensor) -> Tensor:
+        if x.dim() == 3:
+            x = x.mean(dim=1)
+        spectrum = torch.fft.rfft(x).abs() / (x.shape[-1] / 2)
+        bins = [bin_of(f, x.shape[-1]) for f in self.freqs_hz]
+        return spectrum[:, bins]
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        self.rows += x.shape[0]
+        e = self.energies(x)
+        score = e.min(dim=1).values if self.require_all else e.sum(dim=1)
+        margin = 10.0 * (score - self.threshold)
+        return torch.stack([-margin, margin], dim=1)
+
+
+class ToneClassifier(nn.Module):
+    """Class ``i`` is the tone of ``freqs_hz[i]`` with the largest magnitude (K-class argmax)."""
+
+    def __init__(self, freqs_hz: Sequence[float]) -> None:
+        super().__init__()
+        self.detector = ToneDetector(freqs_hz, 0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 10.0 * self.detector.energies(x)
