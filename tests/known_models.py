@@ -52,11 +52,15 @@ class ToneDetector(nn.Module):
 
 
 class ToneClassifier(nn.Module):
-    """Class ``i`` is the tone of ``freqs_hz[i]`` with the largest magnitude (K-class argmax)."""
+    """Class ``i`` is the tone of ``freqs_hz[i]`` with the largest magnitude, if above ``floor``;
+    the last class ("none") wins when no tone reaches ``floor``, so the silent baseline is well
+    defined instead of a numerical tie."""
 
-    def __init__(self, freqs_hz: Sequence[float]) -> None:
+    def __init__(self, freqs_hz: Sequence[float], floor: float = 0.05) -> None:
         super().__init__()
         self.detector = ToneDetector(freqs_hz, 0.0)
+        self.floor = floor
 
     def forward(self, x: Tensor) -> Tensor:
-        return 10.0 * self.detector.energies(x)
+        e = self.detector.energies(x)
+        return 10.0 * torch.cat([e, torch.full_like(e[:, :1], self.floor)], dim=1)

@@ -314,6 +314,8 @@ class FreqReX(PerturbationAttribution):
         tolerance: float, budget: int,
     ) -> Tuple[List[Optional[CausalSet]], int]:
         def query(keep_sizes: List[int], remove_sizes: List[int]) -> Tuple[List[ProbeResult], List[ProbeResult]]:
+            if not keep_sizes and not remove_sizes:
+                return [], []
             masks = prefix_masks(ranking, keep_sizes + remove_sizes)
             masks[len(keep_sizes):] = 1.0 - masks[len(keep_sizes):]
             results = self._probe(run, self._mutant_outputs(run, example, masks), target)

@@ -4,7 +4,8 @@ Features are ordered by id (frequency order for the built-in masks). One *search
 sufficient set ``S``, a list of contiguous pieces that keeps the decision. At each step it cuts the
 largest piece ``P`` of ``S`` into (up to) four contiguous sub-pieces at random cuts and queries every
 proper subset of the sub-pieces together with the rest of ``S`` (``2**4 - 1 = 15`` mutants: the 14
-non-empty proper subsets and ``S`` without ``P``). Then:
+non-empty proper subsets and ``S`` without ``P``). The piece cut is the one holding the most causal
+mass (see below). Then:
 
 * **credit** - in every mutant that keeps the decision, each kept sub-piece whose removal from that
   mutant loses the decision (a counterfactual cause under that contingency) earns ``1/k``, with ``k``
@@ -14,7 +15,8 @@ non-empty proper subsets and ``S`` without ``P``). Then:
 * **mass** - each search distributes one unit of causal mass. ``P``'s mass is split among its
   sub-pieces in proportion to their credit; sub-pieces kept in the next ``S`` carry their mass into
   deeper refinement, the others are finalised.
-* **refinement** - the smallest passing mutant becomes the next ``S``.
+* **refinement** - the smallest passing mutant that keeps a credited sub-piece becomes the next
+  ``S`` (the smallest passing mutant when none is credited).
 
 When a search ends (depth, minimum piece size, or query budget) every piece of ``S`` is finalised.
 A finalised piece spreads its mass evenly over its features, so the responsibility of a feature is
@@ -164,10 +166,15 @@ class PartitionRefinement:
 
     def _plan(self, search: _Search) -> Optional[_Step]:
         opts = self.options
-        sizes = [hi - lo for lo, hi in search.pieces]
-        if search.depth >= opts.max_depth or not sizes or max(sizes) < 2 * opts.min_part_size:
+        # Refine the piece holding the most causal mass; massless pieces have nothing to resolve.
+        candidates = [
+            i
+            for i, (lo, hi) in enumerate(search.pieces)
+            if search.masses[i] > 0 and hi - lo >= 2 * opts.min_part_size
+        ]
+        if search.depth >= opts.max_depth or not candidates:
             return None
-        index = max(range(len(sizes)), key=lambda i: (sizes[i], -i))
+        index = max(candidates, key=lambda i: (search.masses[i], search.pieces[i][1] - search.pieces[i][0], -i))
         lo, hi = search.pieces[index]
         n_sub = min(opts.n_pieces, (hi - lo) // opts.min_part_size)
         sub = _random_cut(lo, hi, n_sub, opts.min_part_size, self.generator)
@@ -197,7 +204,10 @@ class PartitionRefinement:
             # Nothing keeps the decision, not even all of S: this search found no cause.
             search.pieces, search.masses, search.done = [], [], True
             return
-        chosen = min(passing, key=lambda s: sum(sub[i][1] - sub[i][0] for i in s))
+        # Refine towards the causes: the smallest passing mutant that keeps a credited sub-piece
+        # (so a baseline that passes on its own does not end the search).
+        credited = [s for s in passing if any(credit[i] > 0 for i in s)]
+        chosen = min(credited or passing, key=lambda s: sum(sub[i][1] - sub[i][0] for i in s))
         total = sum(credit)
         if total > 0:
             shares = [mass * c / total for c in credit]
