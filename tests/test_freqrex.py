@@ -129,7 +129,9 @@ def test_model_calls_are_batched(detector, tone_clip):
     explainer = FreqReX(model)
     explainer.explain(tone_clip, perturbations_per_eval=40)
     stats = explainer.last_stats
-    assert max(rows) == 40 and stats.queries == sum(rows)
+    assert max(rows) <= 40 and stats.queries == sum(rows)
+    # Whole refinement steps (15 mutants) share calls: two per call under a 40-row cap.
+    assert sum(r >= 30 for r in rows) >= len(rows) // 2
     assert stats.forward_calls == len(rows) < stats.queries / 10
     assert 0 < stats.model_seconds <= stats.total_seconds
 

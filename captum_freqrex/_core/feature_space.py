@@ -18,6 +18,15 @@ from captum_freqrex._core.domains import RfftDomain, SpectralDomain
 from captum_freqrex._utils.validation import as_tuple
 
 
+def _scale(keep: Tensor, coefficients: Tensor) -> Tensor:
+    """``keep * coefficients`` for real keep ``(N, 1 or C, *grid)`` and complex ``(C, *grid)``.
+
+    Multiplies through the real view of the complex tensor: about twice as fast as complex
+    broadcasting, which matters for 240,001-bin spectra.
+    """
+    return torch.view_as_complex(keep.unsqueeze(-1) * torch.view_as_real(coefficients))
+
+
 @dataclass
 class _InputSpectrum:
     """Spectra of one input tensor: per-example shape, the batch's coefficients and feature ids."""
@@ -28,14 +37,21 @@ class _InputSpectrum:
     ids: Tensor  # (1 or C, *grid) long, global feature ids
     feature_grid: Tuple[int, ...]  # attribution shape per example: grid or (C, *grid)
     base_is_zero: bool
+    offset: Optional[int] = None  # set when ids are offset + arange: keep-masks need no gather
+
+    def grid_keep(self, keep: Tensor) -> Tensor:
+        """Per-bin keep values ``(N, 1 or C, *grid)`` from per-feature ``(N, n_features)``."""
+        if self.offset is not None:
+            return keep[:, self.offset : self.offset + self.ids.numel()].reshape((-1,) + tuple(self.ids.shape))
+        return keep[:, self.ids]
+
+    def base_coefficients(self, example: int) -> Tensor:
+        return self.base[example if self.base.shape[0] > 1 else 0]
 
     def coefficients(self, example: int, grid_keep: Tensor) -> Tensor:
         """Mutant coefficients ``(N, C, *grid)`` from per-bin keep values ``(N, 1 or C, *grid)``."""
-        delta = self.delta[example]
-        if self.base_is_zero:
-            return grid_keep * delta
-        base = self.base[example if self.base.shape[0] > 1 else 0]
-        return base + grid_keep * delta
+        scaled = _scale(grid_keep, self.delta[example])
+        return scaled if self.base_is_zero else scaled + self.base_coefficients(example)
 
 
 class FeatureSpace:
@@ -76,9 +92,17 @@ class FeatureSpace:
         self._inputs: List[_InputSpectrum] = []
         for (shape, coeffs, base_coeffs, feature_grid, grid, zero), ids in zip(parts, masks):
             ids = ids.reshape((-1,) + grid) if len(feature_grid) > len(grid) else ids.reshape((1,) + grid)
+            first = int(ids.reshape(-1)[0])
+            contiguous = bool((ids.reshape(-1) == torch.arange(first, first + ids.numel())).all())
             self._inputs.append(
                 _InputSpectrum(
-                    shape, base_coeffs, coeffs - base_coeffs, ids.to(self.device), feature_grid, zero
+                    shape,
+                    base_coeffs,
+                    coeffs - base_coeffs,
+                    ids.to(self.device),
+                    feature_grid,
+                    zero,
+                    first if contiguous else None,
                 )
             )
         self.n_features = int(max(int(ids.max()) for ids in masks) + 1)
@@ -150,8 +174,34 @@ class FeatureSpace:
         """
         keep = keep.to(self._inputs[0].delta.real.dtype)
         return tuple(
-            self._synthesize(part, part.coefficients(example, keep[:, part.ids]))
+            self._synthesize(part, part.coefficients(example, part.grid_keep(keep)))
             for part in self._inputs
+        )
+
+    def delta_waveforms(self, example: int, keep: Tensor) -> Tuple[Tensor, ...]:
+        r"""The kept part of the difference to the baseline: ``synthesize(m * (X - Xb))``.
+
+        Every domain here is linear, so a mutant equals ``baseline + sum`` of the delta waveforms
+        of disjoint parts of its keep-mask; the refinement uses this to synthesise a step's 15
+        mutants from 5 inverse transforms.
+
+        Args:
+            example (int): Index of the example in the batch.
+            keep (Tensor): ``(N, n_features)`` keep values.
+
+        Returns:
+            tuple of Tensor: Per input, ``(N, *example_shape)``.
+        """
+        keep = keep.to(self._inputs[0].delta.real.dtype)
+        return tuple(
+            self._synthesize(part, _scale(part.grid_keep(keep), part.delta[example]))
+            for part in self._inputs
+        )
+
+    def baseline_waveforms(self, example: int) -> Tuple[Tensor, ...]:
+        """Per input, the baseline of one example as a waveform ``(*example_shape)``."""
+        return tuple(
+            self._synthesize(part, part.base_coefficients(example).unsqueeze(0))[0] for part in self._inputs
         )
 
     def grid_mutants(self, examples: Tensor, grid_keep: Sequence[Tensor]) -> Tuple[Tensor, ...]:
@@ -168,7 +218,7 @@ class FeatureSpace:
         for part, keep in zip(self._inputs, grid_keep):
             keep = keep.reshape((keep.shape[0], -1) + tuple(part.ids.shape[1:]))
             delta = part.delta[examples]
-            coeffs = keep * delta
+            coeffs = torch.view_as_complex(keep.unsqueeze(-1) * torch.view_as_real(delta))
             if not part.base_is_zero:
                 coeffs = coeffs + (part.base[examples] if part.base.shape[0] > 1 else part.base[0])
             out.append(self._synthesize(part, coeffs))

@@ -18,7 +18,12 @@ from captum_freqrex._core.explanation import CausalSet, Explanation
 from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
 from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.querier import ModelQuerier, QueryStats, auto_batch_size
-from captum_freqrex._core.responsibility import PartitionRefinement, RefinementOptions
+from captum_freqrex._core.responsibility import (
+    PartitionRefinement,
+    RefinementOptions,
+    StepQuery,
+    ranges_to_mask,
+)
 from captum_freqrex._utils.progress import progress
 from captum_freqrex._utils.validation import TensorOrTuple, format_baselines, format_waveforms
 
@@ -43,6 +48,21 @@ def _resolve_targets(target: TargetLike, batch_size: int) -> List[Any]:
             raise ValueError(f"target list must have one entry per example ({batch_size}), got {len(target)}")
         return list(target)
     raise TypeError(f"target must be None, an int, a tuple, a list or a tensor, got {type(target).__name__}")
+
+
+def _group_queries(queries: List[StepQuery], max_rows: int) -> List[List[StepQuery]]:
+    """Consecutive groups of steps holding at most ``max_rows`` mutants (or one step if larger)."""
+    groups: List[List[StepQuery]] = []
+    rows = 0
+    for query in queries:
+        n = query.combinations.shape[0]
+        if groups and rows + n <= max_rows:
+            groups[-1].append(query)
+            rows += n
+        else:
+            groups.append([query])
+            rows = n
+    return groups
 
 
 @dataclass
@@ -198,22 +218,53 @@ class FreqReX(PerturbationAttribution):
 
     def _mutant_outputs(self, run: _Run, example: int, keep: Tensor) -> Tensor:
         outputs = run.querier.mutant_outputs(lambda k: run.space.mutants(example, k), keep, example)
+        self._check_width(run, outputs)
+        return outputs
+
+    @staticmethod
+    def _check_width(run: _Run, outputs: Tensor) -> None:
         assert run.output_shape is not None
         if outputs.shape[1] != math.prod(run.output_shape):
             raise ValueError(
                 f"the model returned {outputs.shape[1]} scores for a mutant but "
                 f"{math.prod(run.output_shape)} for the original input; outputs must have a fixed width"
             )
-        return outputs
 
     # ------------------------------------------------------------------ responsibility
 
     def _responsibility(self, run: _Run, example: int) -> Tuple[Tensor, int, ProbeResult, PartitionRefinement]:
         _, target, original = self._original(run, example)
 
-        def evaluate(keep: Tensor) -> Tensor:
-            results = self._probe(run, self._mutant_outputs(run, example, keep), target)
-            return torch.tensor([r.passes for r in results])
+        space = run.space
+        baseline = space.baseline_waveforms(example)
+        zero_baseline = all(bool((b == 0).all()) for b in baseline)
+
+        def fill(query: StepQuery, rows: Sequence[Tensor]) -> None:
+            # Linearity: each mutant is the baseline plus the delta waveforms of the parts it keeps,
+            # so a step's 15 mutants cost 5 inverse transforms and one small matmul.
+            parts = space.delta_waveforms(example, ranges_to_mask(query.parts, space.n_features, space.device))
+            combos = query.combinations.to(device=space.device, dtype=parts[0].dtype)
+            for part, out, base in zip(parts, rows, baseline):
+                torch.matmul(combos, part.reshape(part.shape[0], -1), out=out.view(out.shape[0], -1))
+                if not zero_baseline:
+                    out += base
+
+        def evaluate(queries: List[StepQuery]) -> Tensor:
+            outputs = []
+            for group in _group_queries(queries, run.querier.max_rows):
+                total = sum(q.combinations.shape[0] for q in group)
+                rows = [b.new_empty((total,) + b.shape) for b in baseline]
+                offset = 0
+                for query in group:
+                    n = query.combinations.shape[0]
+                    fill(query, [r[offset : offset + n] for r in rows])
+                    offset += n
+                for start in range(0, total, run.querier.max_rows):
+                    stop = start + run.querier.max_rows
+                    outputs.append(run.querier([r[start:stop] for r in rows], example))
+            joined = torch.cat(outputs)
+            self._check_width(run, joined)
+            return torch.tensor([r.passes for r in self._probe(run, joined, target)])
 
         generator = torch.Generator().manual_seed(run.seed)
         refinement = PartitionRefinement(

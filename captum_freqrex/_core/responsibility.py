@@ -115,6 +115,24 @@ def _random_cut(lo: int, hi: int, n_sub: int, min_size: int, generator: torch.Ge
     return pieces
 
 
+@dataclass
+class StepQuery:
+    r"""The mutants of one refinement step as 0/1 combinations of disjoint parts.
+
+    Attributes:
+        parts (list): Each part a list of disjoint feature ranges: the rest of ``S`` (when
+                    non-empty) and then each sub-piece of the cut piece.
+        combinations (Tensor): ``(n_mutants, n_parts)`` 0/1: which parts each mutant keeps.
+    """
+
+    parts: List[List[Range]]
+    combinations: Tensor
+
+    def keep_masks(self, n_features: int, device: torch.device) -> Tensor:
+        """Keep-masks ``(n_mutants, n_features)`` of the step's mutants."""
+        return self.combinations.to(device) @ ranges_to_mask(self.parts, n_features, device)
+
+
 def ranges_to_mask(rows: Sequence[Sequence[Range]], n_features: int, device: torch.device) -> Tensor:
     r"""Keep-masks ``(len(rows), n_features)`` (float 0/1) from disjoint ranges per row."""
     diff = torch.zeros(len(rows), n_features + 1, device=device)
@@ -135,8 +153,8 @@ class PartitionRefinement:
     r"""Runs the refinement searches of one example.
 
     Args:
-        evaluate (Callable): ``evaluate(keep) -> passes``: keep-masks ``(N, n_features)`` to a
-                    ``(N,)`` bool tensor saying which mutants keep the decision.
+        evaluate (Callable): ``evaluate(queries) -> passes``: a list of :class:`StepQuery` to a
+                    ``(N,)`` bool tensor saying which of their mutants (in order) keep the decision.
         n_features (int): Number of features.
         root_passes (bool): Whether the unmasked input keeps the decision.
         options (RefinementOptions): The knobs.
@@ -146,7 +164,7 @@ class PartitionRefinement:
 
     def __init__(
         self,
-        evaluate: Callable[[Tensor], Tensor],
+        evaluate: Callable[[List[StepQuery]], Tensor],
         n_features: int,
         root_passes: bool,
         options: RefinementOptions,
@@ -182,9 +200,17 @@ class PartitionRefinement:
         return _Step(search, index, sub, subsets)
 
     @staticmethod
-    def _mutant_ranges(step: _Step) -> List[List[Range]]:
+    def _query(step: _Step) -> StepQuery:
         context = [p for i, p in enumerate(step.search.pieces) if i != step.piece_index]
-        return [context + [step.sub_pieces[i] for i in subset] for subset in step.subsets]
+        parts = ([context] if context else []) + [[piece] for piece in step.sub_pieces]
+        first = 1 if context else 0
+        combinations = torch.zeros(len(step.subsets), len(parts))
+        if context:
+            combinations[:, 0] = 1.0
+        for row, subset in enumerate(step.subsets):
+            for i in subset:
+                combinations[row, first + i] = 1.0
+        return StepQuery(parts, combinations)
 
     def _apply(self, step: _Step, passed: List[bool]) -> None:
         search, sub = step.search, step.sub_pieces
@@ -251,9 +277,8 @@ class PartitionRefinement:
                 steps = affordable
                 if not steps:
                     return
-            rows = [r for step in steps for r in self._mutant_ranges(step)]
-            passed = self.evaluate(ranges_to_mask(rows, self.n_features, self.device)).tolist()
-            self.queries += len(rows)
+            passed = self.evaluate([self._query(step) for step in steps]).tolist()
+            self.queries += len(passed)
             offset = 0
             for step in steps:
                 self._apply(step, passed[offset : offset + len(step.subsets)])
