@@ -66,3 +66,13 @@ def test_captum_metrics_accept_freqrex(detector, tone_clip):
 
     infid = infidelity(wrapped, drop_random_bins, wrapped.ones(), attributions, target=1, n_perturb_samples=4)
     assert infid.shape == (1,) and torch.isfinite(infid).all()
+
+
+def test_sets_extracted_and_certified_from_another_methods_ranking(detector, tone_clip):
+    wrapped = FrequencyForward(detector, tone_clip)
+    ig = IntegratedGradients(wrapped).attribute(wrapped.ones(), baselines=wrapped.zeros(), target=1, n_steps=16)
+    expl = FreqReX(detector).explain(tone_clip, attributions=ig)[0]
+    assert expl.stopped_by == "attributions" and expl.responsibility_queries == 0
+    assert expl.ranking[0] == BIN_440 and expl.sufficient.size == 1 and expl.certified
+    with pytest.raises(ValueError, match="feature grid"):
+        FreqReX(detector).explain(tone_clip, attributions=ig[:, :10])

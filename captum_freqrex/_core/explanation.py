@@ -91,7 +91,7 @@ class Explanation:
         responsibility_queries (int): Queries spent on responsibility.
         extraction_queries (int): Queries spent on extracting and certifying the sets.
         stopped_by (str): Why the responsibility search stopped: ``"searches"``, ``"converged"`` or
-                    ``"max_queries"``.
+                    ``"max_queries"``; ``"attributions"`` when the ranking came from given attributions.
     """
 
     responsibility: Union[Tensor, Tuple[Tensor, ...]]

@@ -231,6 +231,23 @@ class FeatureSpace:
             for part in self._inputs
         )
 
+    def from_grid(self, grid_values: Sequence[Tensor]) -> Tensor:
+        r"""Per-feature means ``(B, n_features)`` of per-bin values, per input ``(B, *feature_grid)``.
+
+        The inverse of :meth:`to_grid` for values that are constant over each feature, and the way
+        any method's per-bin attributions become a ranking of features.
+        """
+        totals = torch.zeros(self.batch_size, self.n_features, dtype=torch.float64, device=self.device)
+        for part, values in zip(self._inputs, grid_values):
+            if tuple(values.shape) != (self.batch_size,) + part.feature_grid:
+                raise ValueError(
+                    f"attributions of shape {tuple(values.shape)} do not match the feature grid "
+                    f"{(self.batch_size,) + part.feature_grid}"
+                )
+            ids = part.ids.reshape(-1)
+            totals.index_add_(1, ids, values.detach().reshape(self.batch_size, -1).to(self.device, torch.float64))
+        return totals / self.feature_sizes().clamp(min=1)
+
     def feature_sizes(self) -> Tensor:
         """Number of bins (over all inputs and channels of the grid) in each feature, ``(n_features,)``."""
         sizes = torch.zeros(self.n_features, dtype=torch.long, device=self.device)

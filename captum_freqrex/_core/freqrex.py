@@ -425,6 +425,7 @@ class FreqReX(PerturbationAttribution):
         decision: DecisionLike = None,
         complete_tolerance: float = 0.05,
         max_extraction_queries: int = 64,
+        attributions: Optional[TensorOrTuple] = None,
     ) -> List[Explanation]:
         r"""The full causal explanation of each example: responsibility and certified sets.
 
@@ -435,6 +436,11 @@ class FreqReX(PerturbationAttribution):
                         confidence minus this. Default: 0.05
             max_extraction_queries (int, optional): Query budget for extracting and certifying the
                         three sets of one example. Default: 64
+            attributions (Tensor or tuple, optional): Per-bin attributions ``(B, *feature_grid)`` of
+                        another method (e.g. IntegratedGradients through :class:`FrequencyForward`).
+                        When given, no responsibility is computed: the sets are extracted and
+                        certified from the ranking of these attributions (a feature scores the mean
+                        of its bins), so any method's sets are checked the same way. Default: None
 
         Returns:
             list of Explanation: One per example, in batch order.
@@ -448,13 +454,21 @@ class FreqReX(PerturbationAttribution):
             perturbations_per_eval, seed, generator, max_depth, min_part_size, n_pieces,
             confidence_filter, max_queries, convergence_top_k, per_channel, decision,
         )
+        scores = None
+        if attributions is not None:
+            scores = run.space.from_grid(attributions if isinstance(attributions, tuple) else (attributions,)).cpu()
         total = QueryStats()
         explanations = []
         batch = range(run.space.batch_size)
         for example in progress(batch, len(batch), "FreqReX", show_progress):
             start = time.perf_counter()
             before = QueryStats(**vars(run.querier.stats))
-            responsibility, target_index, original, refinement = self._responsibility(run, example)
+            if scores is None:
+                responsibility, target_index, original, refinement = self._responsibility(run, example)
+                responsibility_queries, stopped_by = refinement.queries, refinement.stopped_by
+            else:
+                _, target_index, original = self._original(run, example)
+                responsibility, responsibility_queries, stopped_by = scores[example], 0, "attributions"
             ranking = torch.sort(responsibility, descending=True, stable=True).indices.to(run.space.device)
             sets, extraction_queries = self._extract(
                 run, example, ranking, target_index, original, complete_tolerance, max_extraction_queries
@@ -478,9 +492,9 @@ class FreqReX(PerturbationAttribution):
                     original,
                     *sets,
                     stats,
-                    refinement.queries,
+                    responsibility_queries,
                     extraction_queries,
-                    refinement.stopped_by,
+                    stopped_by,
                     run.space,
                     example,
                     run.is_tuple,
