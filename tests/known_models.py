@@ -38,8 +38,9 @@ class ToneDetector(nn.Module):
     def energies(self, x: Tensor) -> Tensor:
         if x.dim() == 3:
             x = x.mean(dim=1)
-        spectrum = torch.fft.rfft(x).abs() / (x.shape[-1] / 2)
-        bins = [bin_of(f, x.shape[-1]) for f in self.freqs_hz]
+        length = int(x.shape[-1])
+        spectrum = torch.fft.rfft(x).abs() / (length / 2)
+        bins = [bin_of(f, length) for f in self.freqs_hz]
         return spectrum[:, bins]
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,0 +1,212 @@
+"""Performance benchmark: FreqReX vs Captum methods over the same frequency features.
+
+For 1 s, 10 s and 30 s clips at 16 kHz it reports, per method: wall time (median of repeats), model
+queries, forward calls, model time vs overhead, peak memory, sufficient-set size and whether it was
+certified. Not part of the test run (``tests/test_benchmarks.py`` runs a smoke version).
+
+Usage::
+
+    .venv/bin/python benchmarks/perf.py                      # 1/10/30 s, tone CNN, 3 repeats
+    .venv/bin/python benchmarks/perf.py --lengths 1 --repeats 1 --out /tmp/perf
+    .venv/bin/python benchmarks/perf.py --long-clip 600      # also a 10-minute clip (FreqReX only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import torch
+from torch import nn
+
+from captum.attr import FeatureAblation, IntegratedGradients, KernelShap
+
+from captum_freqrex import FreqReX, FrequencyForward, log_bands
+
+SAMPLE_RATE = 16000
+TONE_HZ = 440.0
+
+
+class ToneCNN(nn.Module):
+    """A tiny 1-D CNN that detects a 440 Hz tone: a matched-filter conv front end (fixed weights),
+    then a small conv stack whose cost grows with clip length like a real raw-waveform CNN.
+
+    Class 1 ("tone") when the 440 Hz energy exceeds a threshold. The decisive frequency is known by
+    construction, so the benchmark can check that each method's sufficient set contains it.
+    """
+
+    def __init__(self, threshold: float = 0.05) -> None:
+        super().__init__()
+        taps = 1024
+        t = torch.arange(taps) / SAMPLE_RATE
+        window = torch.hann_window(taps)
+        kernel = torch.stack([torch.cos(2 * torch.pi * TONE_HZ * t), torch.sin(2 * torch.pi * TONE_HZ * t)]) * window
+        self.front = nn.Conv1d(1, 2, taps, stride=128, bias=False)
+        self.front.weight.data = (kernel / window.sum()).unsqueeze(1)
+        g = torch.Generator().manual_seed(0)
+        self.context = nn.Sequential(
+            nn.Conv1d(1, 16, 9, padding=4), nn.ReLU(), nn.Conv1d(16, 16, 9, padding=4), nn.ReLU()
+        )
+        for p in self.context.parameters():
+            p.data = 0.1 * torch.randn(p.shape, generator=g)
+        self.threshold = threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        response = self.front(x.unsqueeze(1))  # (B, 2, frames)
+        energy = response.pow(2).sum(1, keepdim=True)  # (B, 1, frames)
+        texture = self.context(energy).mean(dim=(1, 2))  # realistic cost, tiny influence
+        score = 4 * energy.mean(dim=(1, 2)) / self.threshold - 4 + 1e-3 * texture
+        return torch.stack([-score, score], dim=1)
+
+
+def tone_clip(seconds: float, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    n = int(seconds * SAMPLE_RATE)
+    t = torch.arange(n) / SAMPLE_RATE
+    clip = 0.5 * torch.sin(2 * torch.pi * TONE_HZ * t) + 0.3 * torch.sin(2 * torch.pi * 1234.0 * t)
+    return (clip + 0.1 * torch.randn(n, generator=g)).unsqueeze(0)
+
+
+class TimedModel(nn.Module):
+    """Counts queries and calls and times the model, for methods that don't report it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        self.queries, self.calls, self.seconds = 0, 0, 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = self.model(x)
+        self.seconds += time.perf_counter() - start
+        self.queries += x.shape[0]
+        self.calls += 1
+        return out
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_method(name: str, model: TimedModel, clip: torch.Tensor, budget: int) -> Dict:
+    """Attribute with one method; return its attributions (per bin) and cost."""
+    model.reset()
+    start = time.perf_counter()
+    bands = log_bands(clip.shape[-1], SAMPLE_RATE, 256).unsqueeze(0)
+    if name == "FreqReX":
+        explainer = FreqReX(model)
+        expl = explainer.explain(clip)[0]
+        wall = time.perf_counter() - start
+        stats = explainer.last_stats
+        return {
+            "expl": expl, "wall_s": wall, "queries": stats.queries, "calls": stats.forward_calls,
+            "model_s": stats.model_seconds, "features": clip.shape[-1] // 2 + 1,
+        }
+    wrapped = FrequencyForward(model, clip)
+    with torch.enable_grad():
+        if name == "IntegratedGradients":
+            attr = IntegratedGradients(wrapped).attribute(
+                wrapped.ones(), baselines=wrapped.zeros(), target=1, n_steps=50, internal_batch_size=25
+            )
+            features = clip.shape[-1] // 2 + 1
+        elif name == "KernelShap":
+            attr = KernelShap(wrapped).attribute(
+                wrapped.ones(), baselines=wrapped.zeros(), target=1, feature_mask=bands,
+                n_samples=budget, perturbations_per_eval=32,
+            )
+            features = int(bands.max()) + 1
+        elif name == "FeatureAblation":
+            attr = FeatureAblation(wrapped).attribute(
+                wrapped.ones(), baselines=wrapped.zeros(), target=1, feature_mask=bands, perturbations_per_eval=32
+            )
+            features = int(bands.max()) + 1
+        else:
+            raise ValueError(name)
+    wall = time.perf_counter() - start
+    return {"attr": attr, "wall_s": wall, "queries": model.queries, "calls": model.calls, "model_s": model.seconds, "features": features}
+
+
+def certify(model: nn.Module, clip: torch.Tensor, result: Dict) -> Dict:
+    """Sufficient-set size and certification of a method's ranking (FreqReX's own extraction)."""
+    expl = result.get("expl")
+    if expl is None:
+        expl = FreqReX(model).explain(clip, attributions=result["attr"])[0]
+    suff = expl.sufficient
+    return {
+        "sufficient_bins": None if suff is None else suff.n_bins,
+        "certified": bool(suff is not None and suff.certified),
+        "contains_tone_bin": bool(suff is not None and suff.mask[round(TONE_HZ * clip.shape[-1] / SAMPLE_RATE)]),
+    }
+
+
+def main(argv: List[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=float, nargs="+", default=[1, 10, 30], help="clip lengths in s")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", default=["FreqReX", "IntegratedGradients", "KernelShap", "FeatureAblation"])
+    parser.add_argument("--long-clip", type=float, default=0, help="also explain a clip this long (s) with FreqReX")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    model = TimedModel(ToneCNN().eval())
+    rows = []
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}", file=sys.stderr)
+    for seconds in args.lengths:
+        clip = tone_clip(seconds)
+        budget = 0
+        for name in args.methods:
+            runs = [run_method(name, model, clip, max(budget, 64)) for _ in range(args.repeats)]
+            if name == "FreqReX":
+                budget = runs[0]["queries"]
+            walls = [r["wall_s"] for r in runs]
+            best = runs[0]
+            overhead = statistics.median(r["wall_s"] - r["model_s"] for r in runs)
+            row = {
+                "seconds": seconds, "method": name, "features": best["features"],
+                "wall_s_median": round(statistics.median(walls), 3),
+                "model_s_median": round(statistics.median(r["model_s"] for r in runs), 3),
+                "overhead_s_median": round(overhead, 3),
+                "overhead_share": round(overhead / statistics.median(walls), 3),
+                "queries": best["queries"], "forward_calls": best["calls"],
+                "peak_rss_mib": round(peak_rss_mib(), 1),
+                **certify(model.model, clip, best),
+            }
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    if args.long_clip:
+        clip = tone_clip(args.long_clip)
+        result = run_method("FreqReX", model, clip, 0)
+        rows.append({
+            "seconds": args.long_clip, "method": "FreqReX", "features": result["features"],
+            "wall_s_median": round(result["wall_s"], 3), "model_s_median": round(result["model_s"], 3),
+            "overhead_s_median": round(result["wall_s"] - result["model_s"], 3),
+            "overhead_share": round((result["wall_s"] - result["model_s"]) / result["wall_s"], 3),
+            "queries": result["queries"], "forward_calls": result["calls"],
+            "peak_rss_mib": round(peak_rss_mib(), 1), **certify(model.model, clip, result),
+        })
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "perf.csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    header = "| " + " | ".join(rows[0]) + " |"
+    lines = [header, "|" + "---|" * len(rows[0])] + ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
+    markdown = "\n".join(lines)
+    with open(os.path.join(args.out, "perf.md"), "w") as handle:
+        handle.write(markdown + "\n")
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

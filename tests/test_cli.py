@@ -1,0 +1,90 @@
+"""The freqrex command: explain with a TorchScript model, result folder, one-line errors."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+import soundfile as sf
+import torch
+
+from captum_freqrex.cli import main
+from known_models import SAMPLE_RATE, ToneClassifier, tone
+
+HAS_ZOO = importlib.util.find_spec("captum_freqrex.zoo") is not None
+
+
+@pytest.fixture
+def scripted_model(tmp_path):
+    model = ToneClassifier([440, 1000, 2500]).eval()
+    path = tmp_path / "tones.pt"
+    torch.jit.trace(model, torch.randn(2, SAMPLE_RATE)).save(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def clip_file(tmp_path):
+    path = tmp_path / "clip.wav"
+    wave = 0.5 * tone(1000) + 0.2 * tone(440) + 0.01 * torch.randn(SAMPLE_RATE)
+    sf.write(str(path), wave.numpy(), SAMPLE_RATE)
+    return str(path)
+
+
+def test_explain_writes_a_consistent_result_folder(scripted_model, clip_file, tmp_path, capsys):
+    out = tmp_path / "result"
+    code = main(["explain", clip_file, "--model", scripted_model, "--sample-rate", str(SAMPLE_RATE), "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["original_class"] == 1 and summary["target"] == 1  # 1 kHz is the loudest tone
+    assert summary["sets"]["sufficient"]["certified"] and summary["certified"]
+    assert summary["queries"] == summary["responsibility_queries"] + summary["extraction_queries"] + 1
+    for name in ("original", "sufficient", "sufficient_removed", "sufficient_necessary", "complete"):
+        data, rate = sf.read(str(out / f"{name}.wav"))
+        assert rate == SAMPLE_RATE and data.shape == (SAMPLE_RATE,)
+    # The sufficient WAV is what the model decided on: re-query it.
+    kept, _ = sf.read(str(out / "sufficient.wav"), dtype="float32")
+    assert ToneClassifier([440, 1000, 2500])(torch.from_numpy(kept).unsqueeze(0)).argmax().item() == 1
+    assert (out / "responsibility.png").stat().st_size > 10_000
+    assert (out / "spectrograms.png").stat().st_size > 10_000
+    assert "sufficient" in capsys.readouterr().out
+
+
+def test_explain_fits_audio_to_the_model_and_says_so(scripted_model, tmp_path, capsys):
+    path = tmp_path / "long_stereo.wav"
+    stereo = torch.stack([tone(440, 2.0, sample_rate=16000), tone(440, 2.0, sample_rate=16000)], 1)
+    sf.write(str(path), stereo.numpy(), 16000)
+    code = main(["explain", str(path), "--model", scripted_model, "--sample-rate", str(SAMPLE_RATE), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "mixed 2 channels down to mono" in err and "resampled 16000 Hz -> 8000 Hz" in err
+
+
+@pytest.mark.parametrize(
+    "make_audio, message",
+    [
+        (lambda p: None, "no such audio file"),
+        (lambda p: p.write_text("not audio"), "cannot read"),
+        (lambda p: sf.write(str(p), torch.zeros(SAMPLE_RATE).numpy(), SAMPLE_RATE), "silent"),
+    ],
+)
+def test_bad_audio_gives_one_line_error(scripted_model, tmp_path, capsys, make_audio, message):
+    path = tmp_path / "bad.wav"
+    make_audio(path)
+    code = main(["explain", str(path), "--model", scripted_model, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err
+    assert err.startswith("freqrex: error:") and "Traceback" not in err
+
+
+def test_unloadable_model_file_gives_one_line_error(clip_file, tmp_path, capsys):
+    bogus = tmp_path / "model.pt"
+    bogus.write_text("nope")
+    assert main(["explain", clip_file, "--model", str(bogus)]) == 2
+    assert "cannot load" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAS_ZOO, reason="captum_freqrex.zoo is not built")
+def test_unknown_model_name_gives_one_line_error(clip_file, capsys):
+    assert main(["explain", clip_file, "--model", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("freqrex: error:") and "no-such-model" in err and "Traceback" not in err
