@@ -88,3 +88,19 @@ def test_unknown_model_name_gives_one_line_error(clip_file, capsys):
     assert main(["explain", clip_file, "--model", "no-such-model"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("freqrex: error:") and "no-such-model" in err and "Traceback" not in err
+
+
+def test_demo_writes_valid_outputs(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("model", "original_class_name", "sets", "queries", "forward_calls", "total_seconds", "certified"):
+        assert key in summary
+    suff = summary["sets"]["sufficient"]
+    assert suff is not None and suff["features"] >= 1 and suff["kept_class"] == summary["target"]
+    assert summary["queries"] <= 1000 + 64 + 1
+    for name in summary["files"].values():
+        assert (out / name).stat().st_size > 0
+    rate = sf.info(str(out / "original.wav")).samplerate
+    assert rate == summary["sample_rate"]
+    assert "results in" in capsys.readouterr().out
