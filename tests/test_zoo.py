@@ -1,0 +1,132 @@
+"""The example-model zoo: every shipped model and clip loads, and agrees with its card."""
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from captum_freqrex import zoo
+
+TRAINED = ["instruments", "speech", "percussion"]
+HAS_SILERO = importlib.util.find_spec("silero_vad") is not None
+
+
+def test_available_names():
+    assert zoo.available() == ["instruments", "speech", "percussion", "silero-vad"]
+
+
+@pytest.mark.parametrize("call", [zoo.load, zoo.sample_clips, lambda name: zoo.load_clip(name, 0)])
+def test_unknown_name_lists_the_available_ones(call):
+    with pytest.raises(ValueError, match="unknown zoo model 'nope'.*instruments, speech, percussion, silero-vad"):
+        call("nope")
+
+
+def test_clip_index_out_of_range():
+    with pytest.raises(IndexError, match="ships 5 clips"):
+        zoo.load_clip("percussion", 99)
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_trained_model_loads_with_its_card(name):
+    m = zoo.load(name)
+    assert isinstance(m, zoo.ZooModel) and m.name == name
+    assert not m.model.training
+    assert all(not p.requires_grad for p in m.model.parameters())
+    assert m.sample_rate == 16000 and isinstance(m.num_samples, int)
+    assert m.class_names == tuple(m.info["class_names"]) and len(m.class_names) >= 5
+    info = m.info
+    assert isinstance(info["seed"], int)
+    assert info["data"]["recipe"] and info["licence"]["weights"] and info["licence"]["data"]
+    assert info["held_out"]["accuracy"] >= 0.85, f"{name}: held-out accuracy below the 85 % target"
+    assert info["held_out"]["n"] >= 100
+    with pytest.raises(AttributeError):
+        m.name = "other"  # frozen dataclass
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_shipped_clips_are_classified_as_the_card_records(name):
+    m = zoo.load(name)
+    clips = zoo.sample_clips(name)
+    entries = m.info["clips"]
+    assert len(clips) == len(entries) >= 2
+    for clip in clips:
+        assert isinstance(clip, zoo.SampleClip)
+        assert clip.waveform.dtype == torch.float32 and clip.waveform.shape == (m.num_samples,)
+        assert clip.sample_rate == m.sample_rate and clip.label in m.class_names and clip.licence
+        assert clip.waveform.abs().max() <= 1.0 and clip.waveform.abs().max() > 0.01
+    with torch.inference_mode():
+        logits = m.model(torch.stack([c.waveform for c in clips]))
+    assert logits.shape == (len(clips), len(m.class_names)) and torch.isfinite(logits).all()
+    predicted = [m.class_names[i] for i in logits.argmax(1).tolist()]
+    assert predicted == [e["predicted"] for e in entries]
+    correct = [p == c.label for p, c in zip(predicted, clips)]
+    assert correct == [e["correct"] for e in entries]
+    assert sum(correct) / len(correct) == pytest.approx(m.info["clips_accuracy"])
+    assert zoo.load_clip(name, 1).name == clips[1].name
+
+
+def test_rows_of_a_batch_are_independent():
+    m = zoo.load("speech")
+    clips = torch.stack([c.waveform for c in zoo.sample_clips("speech")])
+    with torch.inference_mode():
+        batched = m.model(clips)
+        single = torch.cat([m.model(c.unsqueeze(0)) for c in clips])
+        channel = m.model(clips.unsqueeze(1))  # (B, 1, T) is accepted too
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(batched, channel)
+
+
+def test_gradients_flow_to_the_input():
+    """Gradient methods (Integrated Gradients through FrequencyForward) need d logits / d input."""
+    m = zoo.load("percussion")
+    x = zoo.load_clip("percussion", 0).waveform.unsqueeze(0).requires_grad_(True)
+    m.model(x)[0].max().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_loading_needs_only_torch():
+    code = (
+        "import sys; sys.modules['torchaudio'] = None\n"
+        "from captum_freqrex.zoo import load\n"
+        "m = load('percussion')\n"
+        "import torch; print(m.model(torch.zeros(1, m.num_samples)).shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "torch.Size([1, 5])" in out.stdout
+
+
+def test_silero_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "silero_vad", None)  # import silero_vad -> ImportError
+    with pytest.raises(ImportError, match="pip install silero-vad"):
+        zoo.load("silero-vad")
+
+
+@pytest.mark.skipif(not HAS_SILERO, reason="the optional silero-vad package is not installed (pip install silero-vad)")
+def test_silero_speech_probability_is_higher_on_speech():
+    threads = torch.get_num_threads()
+    m = zoo.load("silero-vad")
+    assert torch.get_num_threads() == threads  # import silero_vad's set_num_threads(1) is undone
+    assert m.class_names == ("no_speech", "speech") and m.sample_rate == 16000
+    speech = zoo.load_clip("speech", 0).waveform
+    drums = zoo.load_clip("percussion", 0).waveform
+    piano = zoo.load_clip("instruments", 0).waveform[: m.num_samples]
+    batch = torch.stack([speech, torch.nn.functional.pad(drums, (0, m.num_samples - drums.shape[0])), piano])
+    probs = m.model(batch)
+    assert probs.shape == (3, 2)
+    torch.testing.assert_close(probs.sum(1), torch.ones(3))
+    assert probs[0, 1] > 0.5 > max(probs[1, 1], probs[2, 1])
+    # State is reset per call and per row: the same clip alone gives the same probability.
+    torch.testing.assert_close(m.model(batch[:1]), probs[:1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not HAS_SILERO, reason="the optional silero-vad package is not installed (pip install silero-vad)")
+def test_silero_shipped_clips_as_recorded():
+    m = zoo.load("silero-vad")
+    clips = zoo.sample_clips("silero-vad")
+    assert all(c.waveform.shape == (m.num_samples,) for c in clips)
+    predicted = [m.class_names[i] for i in m.model(torch.stack([c.waveform for c in clips])).argmax(1).tolist()]
+    assert predicted == [e["predicted"] for e in m.info["clips"]]
+    assert {c.label for c in clips} == {"speech", "no_speech"}
