@@ -231,23 +231,53 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    try:
-        from captum_freqrex.compare import compare_methods
-    except ImportError as error:
-        raise CliError(f"the comparison is unavailable: {error}") from None
+def _compare_clips(args: argparse.Namespace, model: _Model) -> torch.Tensor:
+    """The user's audio files, or the zoo model's first ``--clips`` shipped clips."""
+    if args.audio:
+        from captum_freqrex.audio import AudioError, load_audio
+
+        waves = []
+        for path in args.audio:
+            try:
+                audio = load_audio(path, model.sample_rate, model.num_samples)
+            except AudioError as error:
+                raise CliError(str(error)) from None
+            for note in audio.notes:
+                _say(f"{os.path.basename(path)}: {note}")
+            waves.append(audio.waveform)
+        lengths = {w.shape[-1] for w in waves}
+        if len(lengths) > 1:
+            raise CliError(
+                f"the audio files have different lengths ({sorted(lengths)} samples); a TorchScript model "
+                "compares clips of one length: trim or pad them to the same duration"
+            )
+        return torch.stack(waves)
     from captum_freqrex import zoo
 
-    model = _load_model(args.model, None)
-    clips = zoo.sample_clips(args.model)[: args.clips]
-    waves = torch.stack([c.waveform for c in clips])
-    table = compare_methods(model.model, waves, methods=args.methods)
+    if model.num_samples is None:
+        raise CliError("a TorchScript model has no shipped clips: pass audio files to compare on")
+    return torch.stack([c.waveform for c in zoo.sample_clips(args.model)[: args.clips]])
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from captum_freqrex.compare import compare_methods
+
+    model = _load_model(args.model, args.sample_rate)
+    waves = _compare_clips(args, model)
+    _say(f"comparing {len(args.methods) if args.methods else 'all'} methods on {waves.shape[0]} clip(s) "
+         f"of {waves.shape[-1] / model.sample_rate:.1f} s ({waves.shape[-1] // 2 + 1} frequency bins)")
+    table = compare_methods(
+        model.model, waves, methods=args.methods, sample_rate=model.sample_rate, ks=args.ks,
+        max_queries=args.max_queries, seed=args.seed, show_progress=True,
+    )
     os.makedirs(args.out, exist_ok=True)
-    table.to_csv(os.path.join(args.out, "comparison.csv"))
+    # The same file names as benchmarks/compare.py writes.
+    table.to_csv(os.path.join(args.out, "compare.csv"))
     markdown = table.to_markdown()
-    with open(os.path.join(args.out, "comparison.md"), "w") as handle:
+    with open(os.path.join(args.out, "compare.md"), "w") as handle:
         handle.write(markdown + "\n")
     print(markdown)
+    _say(f"table written to {os.path.join(args.out, 'compare.md')} and compare.csv")
     return 0
 
 
@@ -272,9 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0)
     explain.set_defaults(run=_cmd_explain)
     compare = sub.add_parser("compare", help="FreqReX vs Captum methods on the same frequency features")
-    compare.add_argument("--model", default=DEMO_MODEL, help="zoo model name")
-    compare.add_argument("--clips", type=int, default=4, help="number of shipped clips (default 4)")
+    compare.add_argument("audio", nargs="*", help="audio files of one length (default: the model's shipped clips)")
+    compare.add_argument("--model", default=DEMO_MODEL, help=f"zoo model name or TorchScript file (default: {DEMO_MODEL})")
+    compare.add_argument("--clips", type=int, default=4, help="number of shipped clips without audio files (default 4)")
     compare.add_argument("--methods", nargs="*", default=None, help="method names (default: all)")
+    compare.add_argument("--ks", type=int, nargs="+", default=[1, 5], help="top-k sizes of the flip rates (default 1 5)")
+    compare.add_argument("--max-queries", type=int, default=1000, help="FreqReX's query budget per clip (default 1000)")
+    compare.add_argument("--sample-rate", type=int, help="sample rate of a TorchScript model (default 16000)")
+    compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--out", default="freqrex_out/compare", help="result folder")
     compare.set_defaults(run=_cmd_compare)
     return parser

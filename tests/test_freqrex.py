@@ -221,3 +221,16 @@ def test_bad_model_output_raises_clear_error():
         FreqReX(lambda x: x.sum()).attribute(torch.randn(2, 100))
     with pytest.raises(ValueError, match="NaN or Inf"):
         FreqReX(lambda x: torch.full((x.shape[0], 2), float("nan"))).attribute(torch.randn(1, 100))
+
+
+def test_ties_in_an_unsplit_piece_rank_the_louder_bin_first():
+    # 200 queries cannot refine 4,001 bins down to one: the 1 kHz bin shares its responsibility
+    # with its piece, and the energy tie-break still puts it first.
+    torch.manual_seed(0)
+    model = ToneClassifier([440, 1000, 2500]).eval()
+    x = (0.5 * tone(1000) + 0.2 * tone(440) + 0.01 * torch.randn(SAMPLE_RATE)).unsqueeze(0)
+    explanation = FreqReX(model).explain(x, max_queries=200, seed=0)[0]
+    tied = explanation.feature_responsibility == explanation.feature_responsibility.max()
+    assert tied.sum() > 1
+    assert explanation.ranking[0].item() == bin_of(1000, SAMPLE_RATE)
+    assert explanation.sufficient.size == 1 and explanation.sufficient.certified

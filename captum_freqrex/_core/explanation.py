@@ -78,7 +78,8 @@ class Explanation:
                     freq)`` per channel, ``(freq, frames)`` for the STFT domain; a tuple for tuple inputs.
         feature_responsibility (Tensor): ``(n_features,)`` responsibility per feature (sums to 1 when
                     every search found a cause).
-        ranking (Tensor): ``(n_features,)`` feature ids, most responsible first.
+        ranking (Tensor): ``(n_features,)`` feature ids, most responsible first; ties (a piece the
+                    search did not split) put the louder feature first.
         target (int): The explained decision (class index).
         original (ProbeResult): The model on the unmasked input.
         sufficient (CausalSet, optional): Smallest found prefix of the ranking that, kept alone,

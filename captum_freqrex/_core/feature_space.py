@@ -151,7 +151,13 @@ class FeatureSpace:
 
     @property
     def example_shapes(self) -> Tuple[torch.Size, ...]:
+        """Per input, the shape of one example's waveform: ``(T,)`` or ``(C, T)``."""
         return tuple(p.example_shape for p in self._inputs)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The real dtype of the waveforms (and of keep-masks and attributions over the grid)."""
+        return self._inputs[0].delta.real.dtype
 
     def ids(self) -> Tuple[Tensor, ...]:
         """Per input, the global feature id of every bin, shaped like the feature grid."""

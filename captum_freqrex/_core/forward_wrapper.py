@@ -56,7 +56,7 @@ class FrequencyForward(nn.Module):
         self.queries = 0
 
     def _grid_like(self, fill: float) -> Union[Tensor, Tuple[Tensor, ...]]:
-        dtype = self.space._inputs[0].delta.real.dtype
+        dtype = self.space.dtype
         grids = tuple(
             torch.full((self.batch_size,) + grid, fill, dtype=dtype, device=self.space.device)
             for grid in self.space.feature_grids

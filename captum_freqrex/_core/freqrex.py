@@ -18,37 +18,16 @@ from captum_freqrex._core.explanation import CausalSet, Explanation
 from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
 from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.querier import ModelQuerier, QueryStats, auto_batch_size
+from captum_freqrex._core.ranking import rank_features
 from captum_freqrex._core.responsibility import (
     PartitionRefinement,
     RefinementOptions,
     StepQuery,
     ranges_to_mask,
 )
+from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.progress import progress
 from captum_freqrex._utils.validation import TensorOrTuple, format_baselines, format_waveforms
-
-TargetLike = Union[None, int, Tuple[int, ...], Tensor, List[Any]]
-
-
-def _resolve_targets(target: TargetLike, batch_size: int) -> List[Any]:
-    """One target per example: None (the model's decision), an int, or a tuple of output indices."""
-    if target is None or isinstance(target, (int, tuple)):
-        return [target] * batch_size
-    if isinstance(target, Tensor):
-        if target.dim() == 0:
-            return [int(target)] * batch_size
-        if target.dim() == 1 and target.numel() == batch_size:
-            return [int(t) for t in target.tolist()]
-        raise ValueError(
-            f"target tensor must be a scalar or have one entry per example ({batch_size}), "
-            f"got shape {tuple(target.shape)}"
-        )
-    if isinstance(target, list):
-        if len(target) != batch_size:
-            raise ValueError(f"target list must have one entry per example ({batch_size}), got {len(target)}")
-        return list(target)
-    raise TypeError(f"target must be None, an int, a tuple, a list or a tensor, got {type(target).__name__}")
-
 
 def _group_queries(queries: List[StepQuery], max_rows: int) -> List[List[StepQuery]]:
     """Consecutive groups of steps holding at most ``max_rows`` mutants (or one step if larger)."""
@@ -167,7 +146,7 @@ class FreqReX(PerturbationAttribution):
             querier,
             waves,
             is_tuple,
-            _resolve_targets(target, space.batch_size),
+            targets_per_example(target, space.batch_size),
             decision if decision is not None else self.decision,
             options,
             confidence_filter,
@@ -178,22 +157,7 @@ class FreqReX(PerturbationAttribution):
         assert run.decision is not None and run.output_shape is not None
         if target is None:
             return int(run.decision.classes(outputs)[0])
-        if isinstance(target, tuple):
-            if len(target) != len(run.output_shape) or any(
-                not 0 <= t < n for t, n in zip(target, run.output_shape)
-            ):
-                raise ValueError(
-                    f"target {target} does not index the model's output of shape "
-                    f"(batch, {', '.join(map(str, run.output_shape))})"
-                )
-            return int(sum(t * math.prod(run.output_shape[i + 1 :]) for i, t in enumerate(target)))
-        n_classes = run.decision.num_classes(outputs)
-        if not isinstance(target, int) or not 0 <= target < n_classes:
-            raise ValueError(
-                f"target {target!r} is out of range for a decision over {n_classes} classes; "
-                f"use an int in [0, {n_classes})"
-            )
-        return target
+        return flat_target_index(target, run.output_shape, run.decision.num_classes(outputs))
 
     def _original(self, run: _Run, example: int) -> Tuple[Tensor, int, ProbeResult]:
         inputs = tuple(w[example : example + 1] for w in run.waves)
@@ -469,7 +433,7 @@ class FreqReX(PerturbationAttribution):
             else:
                 _, target_index, original = self._original(run, example)
                 responsibility, responsibility_queries, stopped_by = scores[example], 0, "attributions"
-            ranking = torch.sort(responsibility, descending=True, stable=True).indices.to(run.space.device)
+            ranking = rank_features(responsibility.to(run.space.device), run.space.feature_energy(example))
             sets, extraction_queries = self._extract(
                 run, example, ranking, target_index, original, complete_tolerance, max_extraction_queries
             )

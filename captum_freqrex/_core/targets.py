@@ -1,0 +1,69 @@
+"""Captum's ``target`` conventions, shared by FreqReX and the metrics: one flat output index per example."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List, Tuple, Union
+
+from torch import Tensor
+
+TargetLike = Union[None, int, Tuple[int, ...], Tensor, List[Any]]
+
+
+def targets_per_example(target: TargetLike, batch_size: int) -> List[Any]:
+    r"""Split a Captum ``target`` into one target per example.
+
+    Args:
+        target: None (the model's own decision), an int or a tuple of output indices (the same for
+                    every example), a list with one of those per example, or a tensor: a scalar or
+                    ``(batch_size,)``.
+        batch_size (int): Number of examples.
+
+    Returns:
+        list: ``batch_size`` entries, each None, an int or a tuple.
+    """
+    if target is None or isinstance(target, (int, tuple)):
+        return [target] * batch_size
+    if isinstance(target, Tensor):
+        if target.dim() == 0:
+            return [int(target)] * batch_size
+        if target.dim() == 1 and target.numel() == batch_size:
+            return [int(t) for t in target.tolist()]
+        raise ValueError(
+            f"target tensor must be a scalar or have one entry per example ({batch_size}), "
+            f"got shape {tuple(target.shape)}"
+        )
+    if isinstance(target, list):
+        if len(target) != batch_size:
+            raise ValueError(f"target list must have one entry per example ({batch_size}), got {len(target)}")
+        return list(target)
+    raise TypeError(f"target must be None, an int, a tuple, a list or a tensor, got {type(target).__name__}")
+
+
+def flat_target_index(target: Any, output_shape: Tuple[int, ...], n_classes: int) -> int:
+    r"""The index into the flattened model output of one example's (non-None) target.
+
+    Args:
+        target (int, tuple or one-element Tensor): A class index, or a tuple indexing an output of
+                    shape ``output_shape``.
+        output_shape (tuple of int): The model's output shape per example.
+        n_classes (int): Number of classes of the decision (valid int targets are ``[0, n_classes)``).
+
+    Returns:
+        int: The flat index.
+    """
+    if isinstance(target, Tensor) and target.numel() == 1:
+        target = int(target)
+    if isinstance(target, tuple):
+        if len(target) != len(output_shape) or any(not 0 <= t < n for t, n in zip(target, output_shape)):
+            raise ValueError(
+                f"target {target} does not index the model's output of shape "
+                f"(batch, {', '.join(map(str, output_shape))})"
+            )
+        return int(sum(t * math.prod(output_shape[i + 1 :]) for i, t in enumerate(target)))
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < n_classes:
+        raise ValueError(
+            f"target {target!r} is out of range for a decision over {n_classes} classes; "
+            f"use an int in [0, {n_classes})"
+        )
+    return target

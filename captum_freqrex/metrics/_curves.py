@@ -1,0 +1,326 @@
+"""Insertion and deletion curves over a ranking, their AUC, and the minimal sufficient prefix."""
+
+from __future__ import annotations
+
+import math
+
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from captum_freqrex._core.decision import DecisionLike
+from captum_freqrex._core.domains import SpectralDomain
+from captum_freqrex._core.targets import TargetLike
+from captum_freqrex._utils.validation import TensorOrTuple
+from captum_freqrex.metrics._common import MetricRun
+
+
+class CurveResult(NamedTuple):
+    r"""An insertion or deletion curve per example and its area.
+
+    Attributes:
+        fractions (Tensor): ``(S,)`` float64 x-axis, the fraction of features inserted (or
+                    deleted), ``k / n_features``, from 0 to 1.
+        k (Tensor): ``(S,)`` long, the numbers of features inserted (or deleted).
+        confidence (Tensor): ``(B, S)`` float64 y-axis, confidence in the target, in [0, 1].
+        passes (Tensor): ``(B, S)`` bool, whether each point keeps the target decision.
+        auc (Tensor): ``(B,)`` float64 area under the curve (trapezoid rule), in [0, 1]. Higher is
+                    better for insertion, lower for deletion.
+        target (Tensor): ``(B,)`` long, the (flattened) target index of each example.
+    """
+
+    fractions: Tensor
+    k: Tensor
+    confidence: Tensor
+    passes: Tensor
+    auc: Tensor
+    target: Tensor
+
+
+class PrefixResult(NamedTuple):
+    r"""Per-example results of :func:`minimal_sufficient_prefix`, each a ``(B,)`` tensor.
+
+    Attributes:
+        size (Tensor): long, the smallest ``k`` found whose top-``k`` features kept alone keep the
+                    target decision (while the top ``k - 1`` do not); -1 where no prefix does.
+        found (Tensor): bool, ``size >= 0``.
+        fraction (Tensor): float64, ``size / n_features`` (NaN where not found).
+        confidence (Tensor): float64, confidence in the target with the top-``size`` kept (NaN
+                    where not found).
+        queries (Tensor): long, model queries the search spent on each example (besides the one
+                    on the unmasked input, which every metric makes).
+        target (Tensor): long, the (flattened) target index of each example.
+    """
+
+    size: Tensor
+    found: Tensor
+    fraction: Tensor
+    confidence: Tensor
+    queries: Tensor
+    target: Tensor
+
+
+def _curve_sizes(n_features: int, n_steps: int) -> List[int]:
+    if not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    grid = torch.linspace(0, n_features, min(n_steps, n_features) + 1, dtype=torch.float64)
+    return sorted(set(grid.round().long().tolist()))
+
+
+def _curve(
+    insertion: bool,
+    forward_func: Callable,
+    inputs: TensorOrTuple,
+    attributions: TensorOrTuple,
+    baselines: Any,
+    target: TargetLike,
+    additional_forward_args: Any,
+    feature_mask: Any,
+    max_examples_per_batch: Optional[int],
+    n_steps: int,
+    domain: Optional[SpectralDomain],
+    per_channel: bool,
+    decision: DecisionLike,
+) -> CurveResult:
+    run = MetricRun(
+        forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
+        max_examples_per_batch, domain, per_channel, decision,
+    )
+    positions = run.positions(attributions)
+    n = run.space.n_features
+    sizes = _curve_sizes(n, n_steps)
+    device = run.space.device
+    examples = torch.arange(run.batch_size, device=device).repeat_interleave(len(sizes))
+    row_sizes = torch.tensor(sizes, device=device).repeat(run.batch_size)
+
+    top, rest = (1.0, 0.0) if insertion else (0.0, 1.0)
+    verdicts = run.evaluate_prefixes(positions, examples, row_sizes, top, rest).view(run.batch_size, len(sizes))
+    fractions = torch.tensor(sizes, dtype=torch.float64) / n
+    auc = torch.trapezoid(verdicts.confidence, fractions.to(device), dim=1)
+    return CurveResult(
+        fractions, torch.tensor(sizes, dtype=torch.long), verdicts.confidence, verdicts.passes, auc, run.targets
+    )
+
+
+_CURVE_ARGS = """
+    Args:
+        forward_func (Callable): The model: maps waveforms (plus ``additional_forward_args``) to
+                    scores ``(N, K)``, ``(N,)`` or ``(N, ...)``.
+        inputs (Tensor or tuple of Tensor): Waveforms ``(B, T)`` or ``(B, C, T)``, batch first.
+        attributions (Tensor or tuple of Tensor): Any method's attributions over the frequency
+                    feature grid, ``(B, *feature_grid)``. Features are ranked by descending mean
+                    attribution over their bins; ties go to the louder feature
+                    (more spectral energy), then to the lower index.
+        baselines (scalar, Tensor or tuple, optional): What removed features become, as in
+                    :meth:`FreqReX.attribute`. Default: None (zeros)
+        target (int, tuple, Tensor or list, optional): The decision per example, as in Captum. None
+                    is the model's own decision on the unmasked input. Default: None
+        additional_forward_args (Any, optional): Passed to the model after the waveforms; tensors
+                    whose first dimension is ``B`` are indexed per mutant. Default: None
+        feature_mask (Tensor or tuple of Tensor, optional): Rank features (groups of bins) rather
+                    than single bins. Default: one feature per bin
+        max_examples_per_batch (int, optional): Most mutants per model call. Default: None (a
+                    memory-bounded size, at most 128)
+        n_steps (int, optional): Number of intervals on the x-axis: ``k`` runs over
+                    ``round(linspace(0, n_features, n_steps + 1))`` (every ``k`` when
+                    ``n_steps >= n_features``). Default: 32
+        domain (SpectralDomain, optional): The feature transform. Default: rfft
+        per_channel (bool, optional): Per-channel features for ``(B, C, T)`` inputs. Default: False
+        decision (str, Decision or Callable, optional): When the decision is kept. Default: None
+"""
+
+
+def insertion_curve(
+    forward_func: Callable,
+    inputs: TensorOrTuple,
+    attributions: TensorOrTuple,
+    baselines: Any = None,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    feature_mask: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    *,
+    n_steps: int = 32,
+    domain: Optional[SpectralDomain] = None,
+    per_channel: bool = False,
+    decision: DecisionLike = None,
+) -> CurveResult:
+    return _curve(
+        True, forward_func, inputs, attributions, baselines, target, additional_forward_args,
+        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision,
+    )
+
+
+def deletion_curve(
+    forward_func: Callable,
+    inputs: TensorOrTuple,
+    attributions: TensorOrTuple,
+    baselines: Any = None,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    feature_mask: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    *,
+    n_steps: int = 32,
+    domain: Optional[SpectralDomain] = None,
+    per_channel: bool = False,
+    decision: DecisionLike = None,
+) -> CurveResult:
+    return _curve(
+        False, forward_func, inputs, attributions, baselines, target, additional_forward_args,
+        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision,
+    )
+
+
+insertion_curve.__doc__ = (
+    r"""Confidence in the target as the top-ranked features are inserted into the baseline.
+
+    Point ``k`` keeps the top-``k`` features of the ranking and sets the rest to the baseline (for
+    the default zero baseline: only those frequencies sound). A good ranking rises fast: higher
+    AUC is better. The x-axis is normalised to [0, 1] (fraction of features).
+"""
+    + _CURVE_ARGS
+    + r"""
+    Returns:
+        CurveResult: ``fractions`` ``(S,)``, ``k`` ``(S,)``, ``confidence`` ``(B, S)``, ``passes``
+        ``(B, S)``, ``auc`` ``(B,)`` in [0, 1] and ``target`` ``(B,)``.
+"""
+)
+
+deletion_curve.__doc__ = (
+    r"""Confidence in the target as the top-ranked features are deleted from the input.
+
+    Point ``k`` sets the top-``k`` features of the ranking to the baseline (removes them, for the
+    default zero baseline) and keeps the rest. A good ranking falls fast: lower AUC is better. The
+    x-axis is normalised to [0, 1] (fraction of features).
+"""
+    + _CURVE_ARGS
+    + r"""
+    Returns:
+        CurveResult: ``fractions`` ``(S,)``, ``k`` ``(S,)``, ``confidence`` ``(B, S)``, ``passes``
+        ``(B, S)``, ``auc`` ``(B,)`` in [0, 1] and ``target`` ``(B,)``.
+"""
+)
+
+
+def _probe_sizes(lo: int, hi: int, count: int) -> List[int]:
+    """Sizes strictly inside the bracket ``(lo, hi)``: geometric when it is wide (exponential
+    search), even when narrow (a many-way bisection). While nothing is known below, 0 and 1 come
+    first (the baseline alone, and the single top feature)."""
+    sizes = []
+    if lo < 0:
+        sizes.append(0)
+        lo = 0
+    if lo == 0 and hi > 1:
+        sizes.append(1)
+    if hi - lo > 1:
+        if hi > 4 * max(lo, 1):
+            grid = torch.logspace(math.log10(max(lo, 1)), math.log10(hi), count + 2, dtype=torch.float64)
+        else:
+            grid = torch.linspace(lo, hi, count + 2, dtype=torch.float64)
+        sizes += [min(max(int(round(float(v))), lo + 1), hi - 1) for v in grid[1:-1]]
+    return sorted(set(sizes))
+
+
+def minimal_sufficient_prefix(
+    forward_func: Callable,
+    inputs: TensorOrTuple,
+    attributions: TensorOrTuple,
+    baselines: Any = None,
+    target: TargetLike = None,
+    additional_forward_args: Any = None,
+    feature_mask: Any = None,
+    max_examples_per_batch: Optional[int] = None,
+    *,
+    grid_size: int = 8,
+    domain: Optional[SpectralDomain] = None,
+    per_channel: bool = False,
+    decision: DecisionLike = None,
+) -> PrefixResult:
+    r"""The smallest top-``k`` of a ranking that, kept alone, keeps the decision.
+
+    A batched exponential + bisection search over ``k``, not a linear scan: every example keeps a
+    bracket ``(lo, hi]`` with the top-``lo`` known not to keep the decision and the top-``hi``
+    known to keep it (``hi = n_features`` is the unmasked input). The first round probes ``k = 0``
+    and a geometric grid; later rounds probe ``grid_size`` sizes inside each open bracket
+    (geometric while it is wide, even once it is narrow). All probes of a round, over all examples,
+    go to the model in batches. The search ends when ``hi = lo + 1``; ``hi`` is then a size whose
+    prefix keeps the decision while the prefix one smaller does not, the smallest such size when
+    sufficiency is monotone in ``k``. About ``grid_size * log(n_features) / log(grid_size + 1)``
+    queries per example.
+
+    Args:
+        forward_func (Callable): The model: maps waveforms (plus ``additional_forward_args``) to
+                    scores ``(N, K)``, ``(N,)`` or ``(N, ...)``.
+        inputs (Tensor or tuple of Tensor): Waveforms ``(B, T)`` or ``(B, C, T)``, batch first.
+        attributions (Tensor or tuple of Tensor): Any method's attributions over the frequency
+                    feature grid, ``(B, *feature_grid)``. Features are ranked by descending mean
+                    attribution over their bins; ties go to the louder feature
+                    (more spectral energy), then to the lower index.
+        baselines (scalar, Tensor or tuple, optional): What removed features become. Default: None
+        target (int, tuple, Tensor or list, optional): The decision per example, as in Captum. None
+                    is the model's own decision on the unmasked input. Default: None
+        additional_forward_args (Any, optional): Passed to the model after the waveforms.
+                    Default: None
+        feature_mask (Tensor or tuple of Tensor, optional): Rank features (groups of bins) rather
+                    than single bins; sizes then count features. Default: one feature per bin
+        max_examples_per_batch (int, optional): Most mutants per model call. Default: None (a
+                    memory-bounded size, at most 128)
+        grid_size (int, optional): Sizes probed per example per round. Default: 8
+        domain (SpectralDomain, optional): The feature transform. Default: rfft
+        per_channel (bool, optional): Per-channel features for ``(B, C, T)`` inputs. Default: False
+        decision (str, Decision or Callable, optional): When the decision is kept. Default: None
+
+    Returns:
+        PrefixResult: ``(B,)`` tensors ``size`` (-1 where no prefix keeps the decision, e.g. a
+        ``target`` the model does not decide even unmasked), ``found``, ``fraction``,
+        ``confidence``, ``queries`` and ``target``.
+    """
+    if not isinstance(grid_size, int) or grid_size < 1:
+        raise ValueError(f"grid_size must be a positive int, got {grid_size!r}")
+    run = MetricRun(
+        forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
+        max_examples_per_batch, domain, per_channel, decision,
+    )
+    positions = run.positions(attributions)
+    n = run.space.n_features
+    batch = run.batch_size
+    device = run.space.device
+    original_passes = run.original.passes.tolist()
+    original_confidence = run.original.confidence.tolist()
+    # Per example, the verdicts known so far {k: (passes, confidence)}. The unmasked input is the
+    # top-n when it keeps the decision; when it does not (another target), k = n is probed like
+    # any other size, so that a smaller passing prefix is still looked for.
+    known: List[Dict[int, Tuple[bool, float]]] = [
+        {n: (True, original_confidence[b])} if original_passes[b] else {} for b in range(batch)
+    ]
+    brackets = [(-1, n + 1)] * batch  # (lo, hi): top-lo fails, top-hi passes; n + 1 = none known
+    queries = [0] * batch
+    while True:
+        for b, (lo, _) in enumerate(brackets):
+            hi = min([k for k, (p, _) in known[b].items() if p] + [n + 1])
+            lo = max([k for k, (p, _) in known[b].items() if not p and k < hi] + [lo])
+            brackets[b] = (lo, hi)
+        probes = [
+            (b, k) for b, (lo, hi) in enumerate(brackets) if hi - lo > 1 for k in _probe_sizes(lo, hi, grid_size)
+        ]
+        if not probes:
+            break
+        examples = torch.tensor([b for b, _ in probes], device=device)
+        sizes = torch.tensor([k for _, k in probes], device=device)
+        verdicts = run.evaluate_prefixes(positions, examples, sizes, top=1.0, rest=0.0)
+        for (b, k), passes, confidence in zip(probes, verdicts.passes.tolist(), verdicts.confidence.tolist()):
+            known[b][k] = (passes, confidence)
+            queries[b] += 1
+    size = torch.tensor([hi if hi <= n else -1 for _, hi in brackets], dtype=torch.long, device=device)
+    found = size >= 0
+    confidence = torch.tensor(
+        [known[b][hi][1] if hi <= n else float("nan") for b, (_, hi) in enumerate(brackets)],
+        dtype=torch.float64,
+        device=device,
+    )
+    fraction = torch.where(found, size.double() / n, torch.nan)
+    return PrefixResult(
+        size, found, fraction, confidence, torch.tensor(queries, dtype=torch.long, device=device), run.targets
+    )
