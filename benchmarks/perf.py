@@ -4,9 +4,16 @@ For 1 s, 10 s and 30 s clips at 16 kHz it reports, per method: wall time (median
 queries, forward calls, model time vs overhead, peak memory, sufficient-set size and whether it was
 certified. Not part of the test run (``tests/test_benchmarks.py`` runs a smoke version).
 
+Two models: ``--model tone`` (default), a tiny 1-D CNN detecting a 440 Hz tone, whose decisive
+bin is known (the sufficient set must contain it); ``--model instruments``, the example CNN of the
+zoo (log-mel CNN, instrument family) on its shipped 30 s piano clip, cropped to each length (the
+network is length-agnostic). Captum's methods explain the class FreqReX explains (the model's
+decision).
+
 Usage::
 
     .venv/bin/python benchmarks/perf.py                      # 1/10/30 s, tone CNN, 3 repeats
+    .venv/bin/python benchmarks/perf.py --model instruments  # the zoo's example CNN, 3/10/30 s
     .venv/bin/python benchmarks/perf.py --lengths 1 --repeats 1 --out /tmp/perf
     .venv/bin/python benchmarks/perf.py --long-clip 600      # also a 10-minute clip (FreqReX only)
 """
@@ -21,7 +28,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -98,7 +105,24 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_method(name: str, model: TimedModel, clip: torch.Tensor, budget: int) -> Dict:
+def instruments_model_and_clip() -> Tuple[nn.Module, torch.Tensor]:
+    """The zoo's instruments CNN and its first shipped clip ``(1, 480000)`` (30 s at 16 kHz)."""
+    from captum_freqrex import zoo
+
+    loaded = zoo.load("instruments")
+    if loaded.sample_rate != SAMPLE_RATE:
+        raise RuntimeError(f"the instruments model runs at {loaded.sample_rate} Hz, not {SAMPLE_RATE}")
+    return loaded.model, zoo.load_clip("instruments", 0).waveform.unsqueeze(0)
+
+
+def crop_or_loop(clip: torch.Tensor, seconds: float) -> torch.Tensor:
+    """The clip cut (or repeated) to ``seconds``."""
+    n = int(seconds * SAMPLE_RATE)
+    repeats = -(-n // clip.shape[-1])
+    return clip.repeat(1, repeats)[:, :n].contiguous()
+
+
+def run_method(name: str, model: TimedModel, clip: torch.Tensor, budget: int, target: int = 1) -> Dict:
     """Attribute with one method; return its attributions (per bin) and cost."""
     model.reset()
     start = time.perf_counter()
@@ -116,18 +140,18 @@ def run_method(name: str, model: TimedModel, clip: torch.Tensor, budget: int) ->
     with torch.enable_grad():
         if name == "IntegratedGradients":
             attr = IntegratedGradients(wrapped).attribute(
-                wrapped.ones(), baselines=wrapped.zeros(), target=1, n_steps=50, internal_batch_size=25
+                wrapped.ones(), baselines=wrapped.zeros(), target=target, n_steps=50, internal_batch_size=25
             )
             features = clip.shape[-1] // 2 + 1
         elif name == "KernelShap":
             attr = KernelShap(wrapped).attribute(
-                wrapped.ones(), baselines=wrapped.zeros(), target=1, feature_mask=bands,
+                wrapped.ones(), baselines=wrapped.zeros(), target=target, feature_mask=bands,
                 n_samples=budget, perturbations_per_eval=32,
             )
             features = int(bands.max()) + 1
         elif name == "FeatureAblation":
             attr = FeatureAblation(wrapped).attribute(
-                wrapped.ones(), baselines=wrapped.zeros(), target=1, feature_mask=bands, perturbations_per_eval=32
+                wrapped.ones(), baselines=wrapped.zeros(), target=target, feature_mask=bands, perturbations_per_eval=32
             )
             features = int(bands.max()) + 1
         else:
@@ -136,63 +160,82 @@ def run_method(name: str, model: TimedModel, clip: torch.Tensor, budget: int) ->
     return {"attr": attr, "wall_s": wall, "queries": model.queries, "calls": model.calls, "model_s": model.seconds, "features": features}
 
 
-def certify(model: nn.Module, clip: torch.Tensor, result: Dict) -> Dict:
+def certify(model: nn.Module, clip: torch.Tensor, result: Dict, target: int, tone: bool) -> Dict:
     """Sufficient-set size and certification of a method's ranking (FreqReX's own extraction)."""
     expl = result.get("expl")
     if expl is None:
-        expl = FreqReX(model).explain(clip, attributions=result["attr"])[0]
+        expl = FreqReX(model).explain(clip, target=target, attributions=result["attr"])[0]
     suff = expl.sufficient
-    return {
+    row = {
         "sufficient_bins": None if suff is None else suff.n_bins,
         "certified": bool(suff is not None and suff.certified),
-        "contains_tone_bin": bool(suff is not None and suff.mask[round(TONE_HZ * clip.shape[-1] / SAMPLE_RATE)]),
     }
+    if tone:
+        row["contains_tone_bin"] = bool(suff is not None and suff.mask[round(TONE_HZ * clip.shape[-1] / SAMPLE_RATE)])
+    return row
 
 
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=float, nargs="+", default=[1, 10, 30], help="clip lengths in s")
+    parser.add_argument("--lengths", type=float, nargs="+", default=None,
+                        help="clip lengths in s (default 1 10 30; 3 10 30 for instruments, whose CNN needs >= 2.1 s)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=["FreqReX", "IntegratedGradients", "KernelShap", "FeatureAblation"])
     parser.add_argument("--long-clip", type=float, default=0, help="also explain a clip this long (s) with FreqReX")
+    parser.add_argument("--model", choices=["tone", "instruments"], default="tone", help="model under explanation")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    model = TimedModel(ToneCNN().eval())
+    tone = args.model == "tone"
+    lengths = args.lengths or ([1, 10, 30] if tone else [3, 10, 30])
+    if tone:
+        model, source = TimedModel(ToneCNN().eval()), None
+    else:
+        network, source = instruments_model_and_clip()
+        model = TimedModel(network)
     rows = []
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}", file=sys.stderr)
-    for seconds in args.lengths:
-        clip = tone_clip(seconds)
+    print(f"model {args.model}, torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}",
+          file=sys.stderr)
+
+    def clip_of(seconds: float) -> torch.Tensor:
+        return tone_clip(seconds) if source is None else crop_or_loop(source, seconds)
+
+    for seconds in lengths:
+        clip = clip_of(seconds)
+        with torch.no_grad():
+            target = int(model.model(clip).argmax(1))
         budget = 0
         for name in args.methods:
-            runs = [run_method(name, model, clip, max(budget, 64)) for _ in range(args.repeats)]
+            runs = [run_method(name, model, clip, max(budget, 64), target) for _ in range(args.repeats)]
             if name == "FreqReX":
                 budget = runs[0]["queries"]
             walls = [r["wall_s"] for r in runs]
             best = runs[0]
             overhead = statistics.median(r["wall_s"] - r["model_s"] for r in runs)
             row = {
-                "seconds": seconds, "method": name, "features": best["features"],
+                "model": args.model, "seconds": seconds, "method": name, "features": best["features"],
                 "wall_s_median": round(statistics.median(walls), 3),
                 "model_s_median": round(statistics.median(r["model_s"] for r in runs), 3),
                 "overhead_s_median": round(overhead, 3),
                 "overhead_share": round(overhead / statistics.median(walls), 3),
                 "queries": best["queries"], "forward_calls": best["calls"],
                 "peak_rss_mib": round(peak_rss_mib(), 1),
-                **certify(model.model, clip, best),
+                **certify(model.model, clip, best, target, tone),
             }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     if args.long_clip:
-        clip = tone_clip(args.long_clip)
-        result = run_method("FreqReX", model, clip, 0)
+        clip = clip_of(args.long_clip)
+        with torch.no_grad():
+            target = int(model.model(clip).argmax(1))
+        result = run_method("FreqReX", model, clip, 0, target)
         rows.append({
-            "seconds": args.long_clip, "method": "FreqReX", "features": result["features"],
+            "model": args.model, "seconds": args.long_clip, "method": "FreqReX", "features": result["features"],
             "wall_s_median": round(result["wall_s"], 3), "model_s_median": round(result["model_s"], 3),
             "overhead_s_median": round(result["wall_s"] - result["model_s"], 3),
             "overhead_share": round((result["wall_s"] - result["model_s"]) / result["wall_s"], 3),
             "queries": result["queries"], "forward_calls": result["calls"],
-            "peak_rss_mib": round(peak_rss_mib(), 1), **certify(model.model, clip, result),
+            "peak_rss_mib": round(peak_rss_mib(), 1), **certify(model.model, clip, result, target, tone),
         })
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "perf.csv"), "w", newline="") as handle:

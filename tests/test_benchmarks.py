@@ -27,3 +27,13 @@ def test_perf_benchmark_smoke(tmp_path):
     assert freqrex["certified"] == "True" and freqrex["contains_tone_bin"] == "True"
     assert int(freqrex["queries"]) <= 1000 + 64 + 1
     assert (tmp_path / "perf.md").read_text().count("\n") == len(rows) + 2
+
+
+def test_perf_benchmark_smoke_on_the_zoo_model(tmp_path):
+    perf = _load("perf")
+    args = ["--model", "instruments", "--lengths", "3", "--repeats", "1", "--methods", "FreqReX", "IntegratedGradients"]
+    assert perf.main(args + ["--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "perf.csv")))
+    assert [(r["model"], r["method"]) for r in rows] == [("instruments", "FreqReX"), ("instruments", "IntegratedGradients")]
+    assert rows[0]["certified"] == "True" and "contains_tone_bin" not in rows[0]
+    assert int(rows[0]["queries"]) <= 1000 + 64 + 1 and int(rows[1]["queries"]) > 0

@@ -130,3 +130,23 @@ def test_silero_shipped_clips_as_recorded():
     predicted = [m.class_names[i] for i in m.model(torch.stack([c.waveform for c in clips])).argmax(1).tolist()]
     assert predicted == [e["predicted"] for e in m.info["clips"]]
     assert {c.label for c in clips} == {"speech", "no_speech"}
+
+
+@pytest.mark.skipif(not HAS_SILERO, reason="the optional silero-vad package is not installed (pip install silero-vad)")
+def test_freqrex_certifies_its_sets_on_silero_vad():
+    from captum_freqrex import FreqReX
+
+    m = zoo.load("silero-vad")
+    speech = zoo.load_clip("silero-vad", 0).waveform.unsqueeze(0)
+    explanation = FreqReX(m.model).explain(speech, seed=0, max_queries=400)[0]
+    assert m.class_names[explanation.target] == "speech"
+    sufficient = explanation.sufficient
+    assert sufficient is not None and sufficient.certified
+    assert sufficient.size < explanation.feature_responsibility.numel() // 4  # a small part of 24,001 bins
+    # Re-query the third-party model ourselves: the sufficient signal alone is still speech.
+    kept = explanation.waveform("sufficient")
+    assert m.model(kept.reshape(1, -1)).argmax(1).item() == explanation.target
+    necessary = explanation.sufficient_necessary
+    if necessary is not None and necessary.certified:
+        removed = explanation.waveform("sufficient_necessary", removed=True)
+        assert m.model(removed.reshape(1, -1)).argmax(1).item() != explanation.target
