@@ -12,6 +12,8 @@ Usage::
     .venv/bin/python benchmarks/compare.py --model instruments --clips 4 --out benchmarks/results
     .venv/bin/python benchmarks/compare.py --model instruments --device cuda --clips 8
     .venv/bin/python benchmarks/compare.py --model demo --clips 2 --seconds 3   # no zoo needed
+    # the paper-scale case: held-out 30 s clips of the dataset built by scripts/build_datasets.py
+    .venv/bin/python benchmarks/compare.py --model instruments --data data --clips 18
 """
 
 from __future__ import annotations
@@ -35,10 +37,26 @@ def _demo(n_clips: int, seconds: float) -> Tuple[Callable, torch.Tensor, int, Li
     return model, waves, SAMPLE_RATE, ["A4"] * n_clips
 
 
+def _held_out(name: str, data: str, n_clips: int) -> Tuple[Callable, torch.Tensor, int, List[str]]:
+    """The zoo model and ``n_clips`` held-out clips of its built dataset, spread evenly over the split
+    (the split is ordered by class, so every class is represented)."""
+    from captum_freqrex import zoo
+    from captum_freqrex.datasets import load_split
+
+    loaded = zoo.load(name)
+    split = load_split(data, name, "test")
+    if tuple(split.class_names) != tuple(loaded.class_names) or split.waveforms.shape[-1] != loaded.num_samples:
+        raise ValueError(f"{data}/{name} does not match the zoo model's classes and clip length; rebuild it")
+    picks = torch.linspace(0, split.waveforms.shape[0] - 1, min(n_clips, split.waveforms.shape[0])).round().long()
+    labels = [split.class_names[int(split.labels[i])] for i in picks]
+    return loaded.model, split.waveforms[picks], loaded.sample_rate, labels
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="instruments", help="zoo model name, or 'demo' (synthetic, no zoo)")
-    parser.add_argument("--clips", type=int, default=4, help="number of shipped clips (default 4)")
+    parser.add_argument("--clips", type=int, default=4, help="number of clips (default 4)")
+    parser.add_argument("--data", help="folder of scripts/build_datasets.py: use held-out clips instead of shipped ones")
     parser.add_argument("--out", default="benchmarks/results", help="folder for compare.md and compare.csv")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 5], help="top-k sizes for the flip rates")
@@ -54,6 +72,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.model == "demo":
         model, waves, rate, labels = _demo(args.clips, args.seconds)
+    elif args.data:
+        model, waves, rate, labels = _held_out(args.model, args.data, args.clips)
     else:
         try:
             model, waves, rate, labels = load_zoo_inputs(args.model, args.clips)

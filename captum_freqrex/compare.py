@@ -1,6 +1,7 @@
 """FreqReX vs Captum's methods over the same frequency features, scored by the same metrics.
 
-:func:`compare_methods` attributes a batch of clips with FreqReX, Captum's IntegratedGradients,
+:func:`compare_methods` attributes a batch of clips with FreqReX (both search modes: what keeps
+the decision, ``"FreqReX"``, and what changes it when removed, ``"FreqReX-necessary"``), Captum's IntegratedGradients,
 KernelShap, Lime, FeatureAblation and ShapleyValueSampling (through :class:`FrequencyForward`, so
 every method sees the same mutants of the same spectra), and two naive rankings (the spectral
 magnitude of each feature; a seeded random order). Every ranking is then scored by
@@ -54,6 +55,7 @@ __all__ = ["ComparisonTable", "compare_methods", "load_zoo_inputs", "ZooInputs",
 #: Every method :func:`compare_methods` knows, in table order.
 METHODS: Tuple[str, ...] = (
     "FreqReX",
+    "FreqReX-necessary",
     "IntegratedGradients",
     "KernelShap",
     "Lime",
@@ -489,6 +491,7 @@ def compare_methods(
                     of equal-length ``(T,)`` tensors or objects with a ``.waveform``. None takes the
                     zoo model's first ``n_clips`` sample clips. Default: None
         methods (sequence of str, optional): Names from :data:`METHODS` (``"FreqReX"``,
+                    ``"FreqReX-necessary"`` (``mode="necessary"``: ranks what fools the model),
                     ``"IntegratedGradients"``, ``"KernelShap"``, ``"Lime"``, ``"FeatureAblation"``,
                     ``"ShapleyValueSampling"``, ``"magnitude"``, ``"random"``). Default: all
         baselines (scalar or Tensor, optional): What removed frequencies become. Default: None
@@ -561,6 +564,8 @@ def compare_methods(
             if name == "FreqReX":
                 result = _run_freqrex(setup, freqrex_options)
                 budgets = list(result.queries)
+            elif name == "FreqReX-necessary":
+                result = _run_freqrex(setup, dict(freqrex_options, mode="necessary"))
             elif name in ("magnitude", "random"):
                 result = _run_naive(setup, name, seed)
             else:
@@ -611,8 +616,8 @@ def _notes(setup: _Setup, names: List[str], ks: List[int], waves: Tensor) -> Lis
                 f"{', '.join(coarse)} attributed over {setup.band_features}, because the {setup.n_eval} "
                 f"evaluation features exceed max_perturbation_features: their cost grows with the number "
                 f"of features (FeatureAblation needs one query per feature), which makes them intractable "
-                f"over single bins of long clips (240,001 for 30 s at 16 kHz). Inside a band they cannot "
-                f"tell bins apart, so their top-k bins are the band's lowest ones."
+                f"over single bins of long clips (240,001 for 30 s at 16 kHz). Inside a band their scores "
+                f"tie, so their top-k bins are the band's loudest ones."
             )
         notes.append(
             f"Columns ending in _bands evaluate every ranking over those {setup.band_features} instead "

@@ -52,6 +52,7 @@ def test_known_answers_and_budgets(table):
     # each clip's loudest tone is one bin: removing FreqReX's top bin flips every clip
     assert freqrex["flip@1"] == 1.0 and freqrex["min_sufficient"] == 1.0
     assert table.row("magnitude")["flip@1"] == 1.0  # the loudest bin is the decisive one here
+    assert table.row("FreqReX-necessary")["flip@1"] == 1.0  # its search looks for what fools the model
     assert freqrex["queries"] <= 300 + 1
     assert table.row("FeatureAblation")["queries"] == 16 + 1  # one per band, plus the input
     assert table.row("KernelShap")["queries"] == pytest.approx(freqrex["queries"], abs=1)

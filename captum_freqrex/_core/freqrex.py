@@ -44,6 +44,11 @@ def _group_queries(queries: List[StepQuery], max_rows: int) -> List[List[StepQue
     return groups
 
 
+#: What the refinement searches for: features whose *keeping* (against the baseline) keeps the
+#: decision, or features whose *removal* (from the input) changes it.
+MODES = ("sufficient", "necessary")
+
+
 @dataclass
 class _Run:
     """Everything an attribution call shares across examples."""
@@ -57,6 +62,7 @@ class _Run:
     options: RefinementOptions
     confidence_filter: float
     seed: int
+    mode: str = "sufficient"
     decision: Optional[Decision] = None
     output_shape: Optional[Tuple[int, ...]] = None
 
@@ -123,7 +129,10 @@ class FreqReX(PerturbationAttribution):
         convergence_top_k: Optional[int],
         per_channel: bool,
         decision: DecisionLike,
+        mode: str = "sufficient",
     ) -> _Run:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
         waves, is_tuple = format_waveforms(inputs)
         bases = format_baselines(baselines, waves)
         space = FeatureSpace(waves, bases, feature_mask, self.domain, per_channel)
@@ -151,6 +160,7 @@ class FreqReX(PerturbationAttribution):
             options,
             confidence_filter,
             0 if seed is None else int(seed),
+            mode,
         )
 
     def _target_index(self, run: _Run, target: Any, outputs: Tensor) -> int:
@@ -201,16 +211,21 @@ class FreqReX(PerturbationAttribution):
 
         space = run.space
         baseline = space.baseline_waveforms(example)
-        zero_baseline = all(bool((b == 0).all()) for b in baseline)
+        removing = run.mode == "necessary"
+        # Mutants start from the baseline and add what they keep ("sufficient"), or start from
+        # the input and subtract what they remove ("necessary").
+        start = tuple(w[example] for w in run.waves) if removing else baseline
+        sign = -1.0 if removing else 1.0
+        zero_start = all(bool((b == 0).all()) for b in start)
 
         def fill(query: StepQuery, rows: Sequence[Tensor]) -> None:
-            # Linearity: each mutant is the baseline plus the delta waveforms of the parts it keeps,
+            # Linearity: each mutant is the start plus (or minus) the delta waveforms of its parts,
             # so a step's 15 mutants cost 5 inverse transforms and one small matmul.
             parts = space.delta_waveforms(example, ranges_to_mask(query.parts, space.n_features, space.device))
-            combos = query.combinations.to(device=space.device, dtype=parts[0].dtype)
-            for part, out, base in zip(parts, rows, baseline):
+            combos = sign * query.combinations.to(device=space.device, dtype=parts[0].dtype)
+            for part, out, base in zip(parts, rows, start):
                 torch.matmul(combos, part.reshape(part.shape[0], -1), out=out.view(out.shape[0], -1))
-                if not zero_baseline:
+                if not zero_start:
                     out += base
 
         def evaluate(queries: List[StepQuery]) -> Tensor:
@@ -228,11 +243,18 @@ class FreqReX(PerturbationAttribution):
                     outputs.append(run.querier([r[start:stop] for r in rows], example))
             joined = torch.cat(outputs)
             self._check_width(run, joined)
-            return torch.tensor([r.passes for r in self._probe(run, joined, target)])
+            # "necessary": a mutant passes when removing its parts changes the decision.
+            return torch.tensor([r.passes != removing for r in self._probe(run, joined, target)])
 
+        if removing:
+            # The root removes everything: the baseline. No cause to find unless it flips.
+            root = self._probe(run, run.querier(tuple(b.unsqueeze(0) for b in baseline), example), target)[0]
+            root_passes = not root.passes
+        else:
+            root_passes = original.passes
         generator = torch.Generator().manual_seed(run.seed)
         refinement = PartitionRefinement(
-            evaluate, run.space.n_features, original.passes, run.options, generator, run.space.device
+            evaluate, run.space.n_features, root_passes, run.options, generator, run.space.device
         )
         return refinement.run(), target, original, refinement
 
@@ -258,6 +280,7 @@ class FreqReX(PerturbationAttribution):
         convergence_top_k: Optional[int] = 10,
         per_channel: bool = False,
         decision: DecisionLike = None,
+        mode: str = "sufficient",
     ) -> TensorOrTuple:
         r"""Responsibility of each frequency feature for the model's decision.
 
@@ -299,6 +322,14 @@ class FreqReX(PerturbationAttribution):
             per_channel (bool, optional): Separate features per channel for ``(B, C, T)`` inputs.
                         Default: False (each frequency is one feature across channels)
             decision (str, Decision or Callable, optional): Overrides the constructor's decision.
+            mode (str, optional): ``"sufficient"``: mutants keep subsets of the features against
+                        the baseline, and responsibility goes to what keeps the decision (the
+                        causes of the decision). ``"necessary"``: mutants remove subsets of the
+                        features from the input, and responsibility goes to what changes the
+                        decision when removed: the fewest frequencies that fool the model. The
+                        necessary search needs the baseline itself to change the decision (it
+                        removes everything); otherwise every responsibility is 0.
+                        Default: ``"sufficient"``
 
         Returns:
             Tensor or tuple of Tensor: Responsibility per frequency bin, shaped ``(B, *feature_grid)``
@@ -310,7 +341,7 @@ class FreqReX(PerturbationAttribution):
         run = self._prepare(
             inputs, baselines, target, additional_forward_args, feature_mask, n_samples,
             perturbations_per_eval, seed, generator, max_depth, min_part_size, n_pieces,
-            confidence_filter, max_queries, convergence_top_k, per_channel, decision,
+            confidence_filter, max_queries, convergence_top_k, per_channel, decision, mode,
         )
         rows = []
         batch = range(run.space.batch_size)
@@ -387,6 +418,7 @@ class FreqReX(PerturbationAttribution):
         convergence_top_k: Optional[int] = 10,
         per_channel: bool = False,
         decision: DecisionLike = None,
+        mode: str = "sufficient",
         complete_tolerance: float = 0.05,
         max_extraction_queries: int = 64,
         attributions: Optional[TensorOrTuple] = None,
@@ -416,7 +448,7 @@ class FreqReX(PerturbationAttribution):
         run = self._prepare(
             inputs, baselines, target, additional_forward_args, feature_mask, n_samples,
             perturbations_per_eval, seed, generator, max_depth, min_part_size, n_pieces,
-            confidence_filter, max_queries, convergence_top_k, per_channel, decision,
+            confidence_filter, max_queries, convergence_top_k, per_channel, decision, mode,
         )
         scores = None
         if attributions is not None:
