@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Callable, List, Optional, Tuple
@@ -101,12 +100,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"Model {args.model!r} on {device}; labels of the clips: {labels}; whole run "
         f"{time.perf_counter() - start:.1f} s. Command: benchmarks/compare.py {' '.join(argv or sys.argv[1:])}"
     )
-    os.makedirs(args.out, exist_ok=True)
-    table.to_csv(os.path.join(args.out, "compare.csv"))
-    markdown = table.to_markdown()
-    with open(os.path.join(args.out, "compare.md"), "w") as handle:
-        handle.write(markdown + "\n")
-    print(markdown)
+    table.save(args.out)
+    print(table.to_markdown())
     return 0
 
 

@@ -211,18 +211,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_explain(args: argparse.Namespace) -> int:
+def _read_audio(path: str, model: _Model) -> Any:
+    """An audio file fitted to the model's rate and length; what was changed is said on stderr."""
     from captum_freqrex.audio import AudioError, load_audio
 
+    try:
+        audio = load_audio(path, model.sample_rate, model.num_samples)
+    except AudioError as error:
+        raise CliError(str(error)) from None
+    for note in audio.notes:
+        _say(f"{os.path.basename(path)}: {note}")
+    return audio
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.sample_rate)
     target = _parse_target(args.target, model)
     for path in args.audio:
-        try:
-            audio = load_audio(path, model.sample_rate, model.num_samples)
-        except AudioError as error:
-            raise CliError(str(error)) from None
-        for note in audio.notes:
-            _say(f"{os.path.basename(path)}: {note}")
+        audio = _read_audio(path, model)
         out_dir = args.out if len(args.audio) == 1 else os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
         _say(f"explaining {path} ...")
         explanation = _explain_one(model, audio.waveform, target, args.seed)
@@ -234,17 +240,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _compare_clips(args: argparse.Namespace, model: _Model) -> torch.Tensor:
     """The user's audio files, or the zoo model's first ``--clips`` shipped clips."""
     if args.audio:
-        from captum_freqrex.audio import AudioError, load_audio
-
-        waves = []
-        for path in args.audio:
-            try:
-                audio = load_audio(path, model.sample_rate, model.num_samples)
-            except AudioError as error:
-                raise CliError(str(error)) from None
-            for note in audio.notes:
-                _say(f"{os.path.basename(path)}: {note}")
-            waves.append(audio.waveform)
+        waves = [_read_audio(path, model).waveform for path in args.audio]
         lengths = {w.shape[-1] for w in waves}
         if len(lengths) > 1:
             raise CliError(
@@ -270,14 +266,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         model.model, waves, methods=args.methods, sample_rate=model.sample_rate, ks=args.ks,
         max_queries=args.max_queries, seed=args.seed, show_progress=True,
     )
-    os.makedirs(args.out, exist_ok=True)
-    # The same file names as benchmarks/compare.py writes.
-    table.to_csv(os.path.join(args.out, "compare.csv"))
-    markdown = table.to_markdown()
-    with open(os.path.join(args.out, "compare.md"), "w") as handle:
-        handle.write(markdown + "\n")
-    print(markdown)
-    _say(f"table written to {os.path.join(args.out, 'compare.md')} and compare.csv")
+    markdown_path, csv_path = table.save(args.out)
+    print(table.to_markdown())
+    _say(f"table written to {markdown_path} and {csv_path}")
     return 0
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import statistics
 import sys
 import time
@@ -132,6 +133,22 @@ class ComparisonTable:
             writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(self.rows)
+
+    def save(self, directory: str) -> Tuple[str, str]:
+        r"""Write ``compare.md`` (table and notes) and ``compare.csv`` into ``directory``.
+
+        Args:
+            directory (str): The folder; created when missing.
+
+        Returns:
+            tuple of str: The paths of the Markdown and the CSV file.
+        """
+        os.makedirs(directory, exist_ok=True)
+        markdown, table_csv = os.path.join(directory, "compare.md"), os.path.join(directory, "compare.csv")
+        with open(markdown, "w") as handle:
+            handle.write(self.to_markdown() + "\n")
+        self.to_csv(table_csv)
+        return markdown, table_csv
 
     def __str__(self) -> str:
         return self.to_markdown()
