@@ -24,4 +24,4 @@ bench: setup
 	$(PY) benchmarks/compare.py
 
 clean:
-	rm -rf docs/_build docs/jupyter_execute .pytest_cache freqrex_out
+	rm -rf docs/_build docs/jupyter_execute docs/tutorials .pytest_cache freqrex_out

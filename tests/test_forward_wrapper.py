@@ -52,6 +52,36 @@ def test_stacked_batches_map_rows_to_examples(detector, tone_clip):
         wrapped(torch.ones(2, 10))
 
 
+def test_interleaved_rows_for_noise_tunnel_and_captum_metrics(detector, tone_clip):
+    batch = torch.cat([tone_clip, torch.zeros_like(tone_clip)])
+    wrapped = FrequencyForward(detector, batch, rows="interleaved")
+    interleaved = wrapped.ones().repeat_interleave(3, dim=0)  # how NoiseTunnel and infidelity expand
+    assert wrapped(interleaved).argmax(1).tolist() == [1, 1, 1, 0, 0, 0]
+    with pytest.raises(ValueError, match="'tiled' or 'interleaved'"):
+        FrequencyForward(detector, batch, rows="by-example")
+
+
+def test_infidelity_over_a_batch_matches_each_example_alone(detector, tone_clip):
+    batch = torch.cat([tone_clip, 0.3 * tone_clip])
+    attributions = FreqReX(detector).attribute(batch, target=1)
+
+    def remove_first_bins(coefficients):
+        keep = torch.ones_like(coefficients)
+        keep[:, :500] = 0.0
+        return coefficients - coefficients * keep, coefficients * keep
+
+    together = infidelity(
+        FrequencyForward(detector, batch, rows="interleaved"), remove_first_bins,
+        torch.ones(2, SAMPLE_RATE // 2 + 1), attributions, target=1, n_perturb_samples=2,
+    )
+    alone = torch.cat([
+        infidelity(FrequencyForward(detector, batch[i : i + 1]), remove_first_bins,
+                   torch.ones(1, SAMPLE_RATE // 2 + 1), attributions[i : i + 1], target=1, n_perturb_samples=2)
+        for i in range(2)
+    ])
+    torch.testing.assert_close(together, alone)
+
+
 def test_captum_metrics_accept_freqrex(detector, tone_clip):
     explainer = FreqReX(detector)
     sens = sensitivity_max(explainer.attribute, tone_clip, perturb_radius=1e-4, n_perturb_samples=2, target=1)

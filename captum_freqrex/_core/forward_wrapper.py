@@ -37,6 +37,15 @@ class FrequencyForward(nn.Module):
         domain (SpectralDomain, optional): The transform. Default: rfft
         per_channel (bool, optional): Per-channel coefficients for ``(B, C, T)`` inputs.
                     Default: False
+        rows (str, optional): How a call's ``N = k * B`` rows map to the ``B`` waveforms when
+                    ``B > 1``. ``"tiled"``: copies of the batch one after another
+                    (``torch.cat([x] * k)``, row ``i`` is example ``i % B``), as Captum's
+                    attribution methods (IntegratedGradients, FeatureAblation, KernelShap, Lime,
+                    ShapleyValueSampling) batch their evaluations. ``"interleaved"``: each
+                    example repeated in place (``x.repeat_interleave(k, 0)``, row ``i`` is
+                    example ``i // k``), as :class:`captum.attr.NoiseTunnel`,
+                    :func:`captum.metrics.infidelity` and :func:`captum.metrics.sensitivity_max`
+                    expand their inputs. With ``B = 1`` both are the same. Default: ``"tiled"``
     """
 
     def __init__(
@@ -46,8 +55,12 @@ class FrequencyForward(nn.Module):
         baselines: Any = None,
         domain: Optional[SpectralDomain] = None,
         per_channel: bool = False,
+        rows: str = "tiled",
     ) -> None:
         super().__init__()
+        if rows not in ("tiled", "interleaved"):
+            raise ValueError(f"rows must be 'tiled' or 'interleaved', got {rows!r}")
+        self.rows = rows
         waves, self._is_tuple = format_waveforms(inputs)
         self.forward_func = forward_func
         self.space = FeatureSpace(waves, format_baselines(baselines, waves), None, domain, per_channel)
@@ -74,8 +87,8 @@ class FrequencyForward(nn.Module):
     def waveforms(self, coefficients: TensorOrTuple) -> Tuple[Tensor, ...]:
         r"""Resynthesise waveforms from coefficients ``(N, *feature_grid)``, ``N`` a multiple of B.
 
-        Captum methods stack copies of the batch (``torch.cat([x] * k)``); row ``i`` belongs to
-        example ``i % B``.
+        Row ``i`` belongs to example ``i % B`` (``rows="tiled"``) or ``i // (N / B)``
+        (``rows="interleaved"``); see the class docstring.
         """
         grids = as_tuple(coefficients)
         rows = grids[0].shape[0]
@@ -90,7 +103,11 @@ class FrequencyForward(nn.Module):
                     f"coefficients of shape {tuple(grid.shape)} do not match the feature grid "
                     f"(N, {', '.join(map(str, expected))}); start from wrapper.ones()"
                 )
-        examples = torch.arange(rows, device=self.space.device) % self.batch_size
+        index = torch.arange(rows, device=self.space.device)
+        if self.rows == "tiled":
+            examples = index % self.batch_size
+        else:
+            examples = index // (rows // self.batch_size)
         return self.space.grid_mutants(examples, grids)
 
     def forward(self, *args: Any) -> Any:
