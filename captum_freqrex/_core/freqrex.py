@@ -228,11 +228,20 @@ class FreqReX(PerturbationAttribution):
                 if not zero_start:
                     out += base
 
+        # One mutant buffer for the whole search, grown when needed: a fresh allocation per model
+        # call costs page faults comparable to the synthesis itself on long clips.
+        buffers: List[Tensor] = []
+
+        def mutant_rows(total: int) -> List[Tensor]:
+            if not buffers or buffers[0].shape[0] < total:
+                buffers[:] = [b.new_empty((total,) + b.shape) for b in baseline]
+            return [b[:total] for b in buffers]
+
         def evaluate(queries: List[StepQuery]) -> Tensor:
             outputs = []
             for group in _group_queries(queries, run.querier.max_rows):
                 total = sum(q.combinations.shape[0] for q in group)
-                rows = [b.new_empty((total,) + b.shape) for b in baseline]
+                rows = mutant_rows(total)
                 offset = 0
                 for query in group:
                     n = query.combinations.shape[0]
