@@ -267,3 +267,20 @@ def test_necessary_mode_without_a_flipping_baseline_finds_nothing():
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="mode must be one of 'sufficient', 'necessary'"):
         FreqReX(ToneClassifier([440])).attribute(tone(440).unsqueeze(0), mode="contrastive")
+
+
+def test_a_model_returning_a_view_of_its_input_is_not_corrupted_by_buffer_reuse():
+    # Refinement mutants share one buffer per search; outputs that alias it must survive the
+    # next batch (15 mutants per call forces several calls per refinement wave).
+    x = (tone(440) + 0.5 * tone(1000)).unsqueeze(0)
+
+    def view_model(waves):
+        return waves[:, :20:19]
+
+    def copy_model(waves):
+        return waves[:, :20:19].clone()
+
+    options = dict(perturbations_per_eval=15, seed=0, max_queries=300)
+    torch.testing.assert_close(
+        FreqReX(view_model).attribute(x, **options), FreqReX(copy_model).attribute(x, **options), rtol=0, atol=0
+    )

@@ -249,7 +249,8 @@ class FreqReX(PerturbationAttribution):
                     offset += n
                 for start in range(0, total, run.querier.max_rows):
                     stop = start + run.querier.max_rows
-                    outputs.append(run.querier([r[start:stop] for r in rows], example))
+                    # A model may return a view of its input; the next group overwrites the buffer.
+                    outputs.append(run.querier([r[start:stop] for r in rows], example).clone())
             joined = torch.cat(outputs)
             self._check_width(run, joined)
             # "necessary": a mutant passes when removing its parts changes the decision.
