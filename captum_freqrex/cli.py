@@ -18,6 +18,7 @@ import torch
 
 from captum_freqrex import FreqReX
 from captum_freqrex._core.explanation import Explanation
+from captum_freqrex.compare import METHODS, compare_methods
 
 DEMO_MODEL = "instruments"
 
@@ -256,8 +257,6 @@ def _compare_clips(args: argparse.Namespace, model: _Model) -> torch.Tensor:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from captum_freqrex.compare import compare_methods
-
     model = _load_model(args.model, args.sample_rate)
     waves = _compare_clips(args, model)
     _say(f"comparing {len(args.methods) if args.methods else 'all'} methods on {waves.shape[0]} clip(s) "
@@ -296,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("audio", nargs="*", help="audio files of one length (default: the model's shipped clips)")
     compare.add_argument("--model", default=DEMO_MODEL, help=f"zoo model name or TorchScript file (default: {DEMO_MODEL})")
     compare.add_argument("--clips", type=int, default=4, help="number of shipped clips without audio files (default 4)")
-    compare.add_argument("--methods", nargs="*", default=None, help="method names (default: all)")
+    compare.add_argument("--methods", nargs="*", default=None, choices=METHODS, help="method names (default: all)")
     compare.add_argument("--ks", type=int, nargs="+", default=[1, 5], help="top-k sizes of the flip rates (default 1 5)")
     compare.add_argument("--max-queries", type=int, default=1000, help="FreqReX's query budget per clip (default 1000)")
     compare.add_argument("--sample-rate", type=int, help="sample rate of a TorchScript model (default 16000)")

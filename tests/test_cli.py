@@ -135,3 +135,9 @@ def test_compare_rejects_files_of_different_lengths(scripted_model, clip_file, t
 def test_compare_with_a_scripted_model_needs_audio(scripted_model, capsys):
     assert main(["compare", "--model", scripted_model]) == 2
     assert "pass audio files" in capsys.readouterr().err
+
+
+def test_compare_rejects_an_unknown_method_before_any_work(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--methods", "Nope"])
+    assert exit_info.value.code == 2 and "invalid choice: 'Nope'" in capsys.readouterr().err
