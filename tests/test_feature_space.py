@@ -121,3 +121,19 @@ def test_next_fast_len_and_slow_length_warning():
     assert next_fast_len(7) == 8
     with pytest.warns(UserWarning, match="2/3/5-smooth"):
         RfftDomain().analyze(torch.randn(1, 4099))
+
+
+def test_mutants_written_into_given_rows_equal_new_ones(monkeypatch):
+    from captum_freqrex._core import feature_space as feature_space_module
+
+    torch.manual_seed(2)
+    x = torch.randn(1, 2, 64)
+    space = _space(x, torch.randn(64))
+    keep = torch.rand(5, space.n_features)
+    expected = space.mutants(0, keep)[0]
+    # Two waveforms per transform call: the rows arrive in three chunks.
+    monkeypatch.setattr(feature_space_module, "CPU_TRANSFORM_BYTES", 2 * 2 * 64 * 4)
+    rows = torch.full((5, 2, 64), float("nan"))
+    returned = space.mutants(0, keep, out=[rows])[0]
+    assert returned is rows
+    torch.testing.assert_close(rows, expected, atol=1e-6, rtol=0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 from captum.attr import PerturbationAttribution
@@ -17,14 +17,10 @@ from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.explanation import CausalSet, Explanation
 from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
 from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.querier import ModelQuerier, QueryStats, auto_batch_size
+from captum_freqrex._core.querier import ModelQuerier, QueryStats, RowBuffer, auto_batch_size
 from captum_freqrex._core.ranking import rank_features
-from captum_freqrex._core.responsibility import (
-    PartitionRefinement,
-    RefinementOptions,
-    StepQuery,
-    ranges_to_mask,
-)
+from captum_freqrex._core.responsibility import PartitionRefinement, RefinementOptions, StepQuery
+from captum_freqrex._core.step_synthesis import StepSynthesizer
 from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.progress import progress
 from captum_freqrex._utils.validation import TensorOrTuple, format_baselines, format_waveforms
@@ -65,6 +61,10 @@ class _Run:
     mode: str = "sufficient"
     decision: Optional[Decision] = None
     output_shape: Optional[Tuple[int, ...]] = None
+    rows: RowBuffer = field(init=False)  # model-input rows reused by every query of the call
+
+    def __post_init__(self) -> None:
+        self.rows = RowBuffer([w[0] for w in self.waves])
 
 
 class FreqReX(PerturbationAttribution):
@@ -191,7 +191,12 @@ class FreqReX(PerturbationAttribution):
         ]
 
     def _mutant_outputs(self, run: _Run, example: int, keep: Tensor) -> Tensor:
-        outputs = run.querier.mutant_outputs(lambda k: run.space.mutants(example, k), keep, example)
+        chunks = []
+        for chunk in keep.split(run.querier.max_rows):
+            rows = run.rows.take(chunk.shape[0])
+            run.space.mutants(example, chunk, out=rows)
+            chunks.append(run.querier(rows, example).clone())
+        outputs = torch.cat(chunks)
         self._check_width(run, outputs)
         return outputs
 
@@ -215,42 +220,18 @@ class FreqReX(PerturbationAttribution):
         # Mutants start from the baseline and add what they keep ("sufficient"), or start from
         # the input and subtract what they remove ("necessary").
         start = tuple(w[example] for w in run.waves) if removing else baseline
-        sign = -1.0 if removing else 1.0
-        zero_start = all(bool((b == 0).all()) for b in start)
-
-        def fill(query: StepQuery, rows: Sequence[Tensor]) -> None:
-            # Linearity: each mutant is the start plus (or minus) the delta waveforms of its parts,
-            # so a step's 15 mutants cost 5 inverse transforms and one small matmul.
-            parts = space.delta_waveforms(example, ranges_to_mask(query.parts, space.n_features, space.device))
-            combos = sign * query.combinations.to(device=space.device, dtype=parts[0].dtype)
-            for part, out, base in zip(parts, rows, start):
-                torch.matmul(combos, part.reshape(part.shape[0], -1), out=out.view(out.shape[0], -1))
-                if not zero_start:
-                    out += base
-
-        # One mutant buffer for the whole search, grown when needed: a fresh allocation per model
-        # call costs page faults comparable to the synthesis itself on long clips.
-        buffers: List[Tensor] = []
-
-        def mutant_rows(total: int) -> List[Tensor]:
-            if not buffers or buffers[0].shape[0] < total:
-                buffers[:] = [b.new_empty((total,) + b.shape) for b in baseline]
-            return [b[:total] for b in buffers]
+        synthesizer = StepSynthesizer(space, example, start, -1.0 if removing else 1.0)
 
         def evaluate(queries: List[StepQuery]) -> Tensor:
             outputs = []
             for group in _group_queries(queries, run.querier.max_rows):
                 total = sum(q.combinations.shape[0] for q in group)
-                rows = mutant_rows(total)
-                offset = 0
-                for query in group:
-                    n = query.combinations.shape[0]
-                    fill(query, [r[offset : offset + n] for r in rows])
-                    offset += n
-                for start in range(0, total, run.querier.max_rows):
-                    stop = start + run.querier.max_rows
-                    # A model may return a view of its input; the next group overwrites the buffer.
-                    outputs.append(run.querier([r[start:stop] for r in rows], example).clone())
+                rows = run.rows.take(total)
+                synthesizer.write(group, rows)
+                for lo in range(0, total, run.querier.max_rows):
+                    hi = lo + run.querier.max_rows
+                    # A model may return a view of its input; the next group overwrites the rows.
+                    outputs.append(run.querier([r[lo:hi] for r in rows], example).clone())
             joined = torch.cat(outputs)
             self._check_width(run, joined)
             # "necessary": a mutant passes when removing its parts changes the decision.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -153,10 +153,26 @@ class ModelQuerier:
         self.output_shape = tuple(outputs.shape[1:])
         return flat
 
-    def mutant_outputs(
-        self, build: Callable[[Tensor], Sequence[Tensor]], keep: Tensor, example: int
-    ) -> Tensor:
-        r"""Outputs for the mutants ``build(keep_chunk)`` of ``keep`` ``(N, n_features)``, in chunks."""
-        chunks = [self(build(chunk), example) for chunk in keep.split(self.max_rows)]
-        return torch.cat(chunks) if chunks else keep.new_zeros((0, 1))
 
+class RowBuffer:
+    r"""Reusable model-input rows: one buffer per input, grown when a call needs more rows.
+
+    Allocating every batch of mutants afresh costs page faults comparable to synthesising them on
+    long clips (allocations of 32 MiB and more come straight from the operating system). Outputs
+    of a model called on these rows must be copied before the rows are written again: a model
+    may return a view of its input.
+
+    Args:
+        examples (sequence of Tensor): Per input, one example ``(*example_shape)``: the shape,
+                    dtype and device of a row.
+    """
+
+    def __init__(self, examples: Sequence[Tensor]) -> None:
+        self.examples = tuple(examples)
+        self._buffers: List[Tensor] = []
+
+    def take(self, n_rows: int) -> List[Tensor]:
+        """Per input, ``(n_rows, *example_shape)`` uninitialised rows (views of the buffers)."""
+        if not self._buffers or self._buffers[0].shape[0] < n_rows:
+            self._buffers = [e.new_empty((n_rows,) + tuple(e.shape)) for e in self.examples]
+        return [b[:n_rows] for b in self._buffers]

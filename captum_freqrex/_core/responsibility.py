@@ -31,15 +31,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from captum_freqrex._core.feature_space import Range, ranges_to_mask
+
 #: Searches refined together in lockstep; their mutants share model calls.
 WAVE_SIZE = 4
-
-Range = Tuple[int, int]
 
 
 @dataclass
@@ -131,22 +131,6 @@ class StepQuery:
     def keep_masks(self, n_features: int, device: torch.device) -> Tensor:
         """Keep-masks ``(n_mutants, n_features)`` of the step's mutants."""
         return self.combinations.to(device) @ ranges_to_mask(self.parts, n_features, device)
-
-
-def ranges_to_mask(rows: Sequence[Sequence[Range]], n_features: int, device: torch.device) -> Tensor:
-    r"""Keep-masks ``(len(rows), n_features)`` (float 0/1) from disjoint ranges per row."""
-    diff = torch.zeros(len(rows), n_features + 1, device=device)
-    row_ids, starts, stops = [], [], []
-    for r, ranges in enumerate(rows):
-        for lo, hi in ranges:
-            row_ids.append(r)
-            starts.append(lo)
-            stops.append(hi)
-    if row_ids:
-        index = torch.tensor(row_ids, device=device)
-        diff.index_put_((index, torch.tensor(starts, device=device)), torch.ones(len(row_ids), device=device), accumulate=True)
-        diff.index_put_((index, torch.tensor(stops, device=device)), -torch.ones(len(row_ids), device=device), accumulate=True)
-    return diff.cumsum(dim=1)[:, :n_features]
 
 
 class PartitionRefinement:
