@@ -16,6 +16,12 @@ Usage::
     .venv/bin/python benchmarks/perf.py --model instruments  # the zoo's example CNN, 3/10/30 s
     .venv/bin/python benchmarks/perf.py --lengths 1 --repeats 1 --out /tmp/perf
     .venv/bin/python benchmarks/perf.py --long-clip 600      # also a 10-minute clip (FreqReX only)
+
+    # glibc keeps freed memory instead of returning it (no page faults per batch of long clips)
+    export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=8589934592
+    .venv/bin/python benchmarks/perf.py --model instruments
+
+The first line of ``perf.md`` records the torch version, threads and allocator settings.
 """
 
 from __future__ import annotations
@@ -99,6 +105,12 @@ class TimedModel(nn.Module):
         self.queries += x.shape[0]
         self.calls += 1
         return out
+
+
+def allocator_settings() -> str:
+    """How the C allocator is configured: large allocations cost page faults with glibc's defaults."""
+    settings = [f"{k}={os.environ[k]}" for k in ("LD_PRELOAD", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
+    return ", ".join(settings) or "glibc defaults"
 
 
 def peak_rss_mib() -> float:
@@ -194,8 +206,9 @@ def main(argv: List[str] | None = None) -> int:
         network, source = instruments_model_and_clip()
         model = TimedModel(network)
     rows = []
-    print(f"model {args.model}, torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}",
-          file=sys.stderr)
+    environment = (f"model {args.model}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+                   f"cpus {os.cpu_count()}, allocator: {allocator_settings()}")
+    print(environment, file=sys.stderr)
 
     def clip_of(seconds: float) -> torch.Tensor:
         return tone_clip(seconds) if source is None else crop_or_loop(source, seconds)
@@ -246,7 +259,7 @@ def main(argv: List[str] | None = None) -> int:
     lines = [header, "|" + "---|" * len(rows[0])] + ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
     markdown = "\n".join(lines)
     with open(os.path.join(args.out, "perf.md"), "w") as handle:
-        handle.write(markdown + "\n")
+        handle.write(f"{environment}\n\n{markdown}\n")
     print(markdown)
     return 0
 

@@ -26,7 +26,7 @@ def test_perf_benchmark_smoke(tmp_path):
     freqrex = rows[0]
     assert freqrex["certified"] == "True" and freqrex["contains_tone_bin"] == "True"
     assert int(freqrex["queries"]) <= 1000 + 64 + 1
-    assert (tmp_path / "perf.md").read_text().count("\n") == len(rows) + 2
+    assert (tmp_path / "perf.md").read_text().count("\n") == len(rows) + 4
 
 
 def test_perf_benchmark_smoke_on_the_zoo_model(tmp_path):

@@ -7,6 +7,7 @@ import torch
 
 from captum_freqrex import FeatureSpace, StftDomain, linear_bands
 from captum_freqrex._core import feature_space as feature_space_module
+from captum_freqrex._core.querier import RowBuffer
 from captum_freqrex._core.responsibility import StepQuery
 from captum_freqrex._core.step_synthesis import StepSynthesizer, addition_plan
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
@@ -112,3 +113,19 @@ def test_addition_plan_builds_every_row_from_earlier_rows(rows):
         built[row] = base + parts[part]
     for row in range(len(rows)):
         torch.testing.assert_close(built[row], start + combinations[row] @ parts)
+
+
+@pytest.mark.parametrize("max_rows", [4, 15, 16, 40])
+def test_batches_hold_at_most_max_rows_and_give_the_mutants_in_order(max_rows):
+    torch.manual_seed(3)
+    x = torch.randn(1, 2, 96)
+    space = _space(x, torch.randn(96))
+    n = space.n_features
+    queries = [_four_way_step([], (0, n)), _four_way_step([(0, 2)], (2, 30)), _four_way_step([(0, 2)], (30, 46))]
+    expected = _write(space, 0, queries, False, [x])[0]
+    synthesizer = StepSynthesizer(space, 0, space.baseline_waveforms(0), 1.0)
+    buffer = RowBuffer([x[0]])
+    batches = [rows[0].clone() for rows in synthesizer.batches(queries, max_rows, buffer)]
+    assert all(b.shape[0] <= max_rows for b in batches)
+    assert buffer.capacity <= max_rows
+    torch.testing.assert_close(torch.cat(batches), expected, atol=1e-5, rtol=0)

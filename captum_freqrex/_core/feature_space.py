@@ -202,11 +202,15 @@ class FeatureSpace:
         return tuple(p.ids.reshape(p.feature_grid) for p in self._inputs)
 
     def rows_per_transform(self) -> int:
-        """Most waveforms per inverse-transform call: bounded by :data:`CPU_TRANSFORM_BYTES` on CPU."""
-        if self.device.type != "cpu":
-            return 2**31 - 1
+        """Most waveforms per inverse-transform call: bounded by :data:`CPU_TRANSFORM_BYTES` on CPU.
+
+        Unbounded on other devices, and for waveforms larger than the bound: one of those already
+        comes from the operating system, so splitting the batch would only repeat the set-up.
+        """
         row_bytes = sum(math.prod(p.example_shape) for p in self._inputs) * self.dtype.itemsize
-        return max(1, CPU_TRANSFORM_BYTES // row_bytes)
+        if self.device.type != "cpu" or row_bytes > CPU_TRANSFORM_BYTES:
+            return 2**31 - 1
+        return CPU_TRANSFORM_BYTES // row_bytes
 
     def _synthesize(self, part: _InputSpectrum, coeffs: Tensor) -> Tensor:
         wave = self.domain.synthesize(coeffs, part.example_shape[-1])

@@ -25,21 +25,6 @@ from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_
 from captum_freqrex._utils.progress import progress
 from captum_freqrex._utils.validation import TensorOrTuple, format_baselines, format_waveforms
 
-def _group_queries(queries: List[StepQuery], max_rows: int) -> List[List[StepQuery]]:
-    """Consecutive groups of steps holding at most ``max_rows`` mutants (or one step if larger)."""
-    groups: List[List[StepQuery]] = []
-    rows = 0
-    for query in queries:
-        n = query.combinations.shape[0]
-        if groups and rows + n <= max_rows:
-            groups[-1].append(query)
-            rows += n
-        else:
-            groups.append([query])
-            rows = n
-    return groups
-
-
 #: What the refinement searches for: features whose *keeping* (against the baseline) keeps the
 #: decision, or features whose *removal* (from the input) changes it.
 MODES = ("sufficient", "necessary")
@@ -190,11 +175,21 @@ class FreqReX(PerturbationAttribution):
             for p, d, c in zip(passes.tolist(), decided.tolist(), confidence.tolist())
         ]
 
-    def _mutant_outputs(self, run: _Run, example: int, keep: Tensor) -> Tensor:
+    def _prefix_outputs(
+        self, run: _Run, example: int, ranking: Tensor, keep_sizes: List[int], remove_sizes: List[int]
+    ) -> Tensor:
+        # Outputs for mutants keeping the top-k features (keep_sizes), then for mutants removing
+        # them (remove_sizes). Masks are built per model call: on long clips a mask per size
+        # would cost as much memory as the mutants.
+        sizes = [(k, False) for k in keep_sizes] + [(k, True) for k in remove_sizes]
         chunks = []
-        for chunk in keep.split(run.querier.max_rows):
-            rows = run.rows.take(chunk.shape[0])
-            run.space.mutants(example, chunk, out=rows)
+        for lo in range(0, len(sizes), run.querier.max_rows):
+            chunk = sizes[lo : lo + run.querier.max_rows]
+            masks = prefix_masks(ranking, [k for k, _ in chunk])
+            removes = torch.tensor([r for _, r in chunk], device=masks.device)
+            masks[removes] = 1.0 - masks[removes]
+            rows = run.rows.take(len(chunk))
+            run.space.mutants(example, masks, out=rows)
             chunks.append(run.querier(rows, example).clone())
         outputs = torch.cat(chunks)
         self._check_width(run, outputs)
@@ -223,15 +218,11 @@ class FreqReX(PerturbationAttribution):
         synthesizer = StepSynthesizer(space, example, start, -1.0 if removing else 1.0)
 
         def evaluate(queries: List[StepQuery]) -> Tensor:
-            outputs = []
-            for group in _group_queries(queries, run.querier.max_rows):
-                total = sum(q.combinations.shape[0] for q in group)
-                rows = run.rows.take(total)
-                synthesizer.write(group, rows)
-                for lo in range(0, total, run.querier.max_rows):
-                    hi = lo + run.querier.max_rows
-                    # A model may return a view of its input; the next group overwrites the rows.
-                    outputs.append(run.querier([r[lo:hi] for r in rows], example).clone())
+            # A model may return a view of its input; the next batch overwrites the rows.
+            outputs = [
+                run.querier(rows, example).clone()
+                for rows in synthesizer.batches(queries, run.querier.max_rows, run.rows)
+            ]
             joined = torch.cat(outputs)
             self._check_width(run, joined)
             # "necessary": a mutant passes when removing its parts changes the decision.
@@ -353,9 +344,8 @@ class FreqReX(PerturbationAttribution):
         def query(keep_sizes: List[int], remove_sizes: List[int]) -> Tuple[List[ProbeResult], List[ProbeResult]]:
             if not keep_sizes and not remove_sizes:
                 return [], []
-            masks = prefix_masks(ranking, keep_sizes + remove_sizes)
-            masks[len(keep_sizes):] = 1.0 - masks[len(keep_sizes):]
-            results = self._probe(run, self._mutant_outputs(run, example, masks), target)
+            outputs = self._prefix_outputs(run, example, ranking, keep_sizes, remove_sizes)
+            results = self._probe(run, outputs, target)
             return results[: len(keep_sizes)], results[len(keep_sizes):]
 
         search = PrefixSearch(

@@ -171,6 +171,11 @@ class RowBuffer:
         self.examples = tuple(examples)
         self._buffers: List[Tensor] = []
 
+    @property
+    def capacity(self) -> int:
+        """Rows allocated so far (the most any call has taken)."""
+        return self._buffers[0].shape[0] if self._buffers else 0
+
     def take(self, n_rows: int) -> List[Tensor]:
         """Per input, ``(n_rows, *example_shape)`` uninitialised rows (views of the buffers)."""
         if not self._buffers or self._buffers[0].shape[0] < n_rows:

@@ -4,17 +4,19 @@ Every mutant of a step is the same *start* waveform (the baseline, or the input 
 removes features) plus or minus the delta waveforms of some of the step's parts (the rest of the
 current set and the sub-pieces of the cut piece). So the 15 mutants of a four-way cut cost five
 inverse transforms, batched over the steps of a model call, and 15 additions: each mutant is one
-addition away from another mutant with one part fewer.
+addition away from another mutant with one part fewer. The mutants go to the model in batches
+written into reused rows; a step larger than a batch (long clips) is written a slice at a time.
 """
 
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from captum_freqrex._core.feature_space import FeatureSpace
+from captum_freqrex._core.querier import RowBuffer
 from captum_freqrex._core.responsibility import StepQuery
 
 #: How to build one mutant row: (row, earlier row to add to or None for the start, part added).
@@ -53,6 +55,21 @@ def addition_plan(combinations: Tensor) -> List[_Addition]:
     return plan
 
 
+def _group_steps(queries: Sequence[StepQuery], max_rows: int) -> List[List[StepQuery]]:
+    """Consecutive groups of steps holding at most ``max_rows`` mutants (or one step if larger)."""
+    groups: List[List[StepQuery]] = []
+    rows = 0
+    for query in queries:
+        n = query.combinations.shape[0]
+        if groups and rows + n <= max_rows:
+            groups[-1].append(query)
+            rows += n
+        else:
+            groups.append([query])
+            rows = n
+    return groups
+
+
 class StepSynthesizer:
     r"""Writes the mutants of refinement steps of one example into model-input rows.
 
@@ -71,6 +88,38 @@ class StepSynthesizer:
         self.start = tuple(start)
         self.sign = sign
         self.zero_start = all(bool((s == 0).all()) for s in self.start)
+
+    def batches(self, queries: Sequence[StepQuery], max_rows: int, buffer: RowBuffer) -> Iterator[List[Tensor]]:
+        r"""The mutants of ``queries``, in order, in model batches of at most ``max_rows``.
+
+        Consecutive steps share a batch while they fit; a step with more mutants than ``max_rows``
+        has its parts synthesised once and its mutants written ``max_rows`` at a time. Each batch
+        is written into the rows of ``buffer``, so it is valid until the next one is drawn.
+
+        Args:
+            queries (sequence of StepQuery): Refinement steps of this example.
+            max_rows (int): Most mutants per batch.
+            buffer (RowBuffer): Where batches are written.
+
+        Yields:
+            list of Tensor: Per input, ``(n, *example_shape)`` mutants, ``n <= max_rows``.
+        """
+        for group in _group_steps(queries, max_rows):
+            total = sum(q.combinations.shape[0] for q in group)
+            if total <= max_rows:
+                rows = buffer.take(total)
+                self.write(group, rows)
+                yield rows
+                continue
+            (query,) = group
+            waves = self.space.part_waveforms(self.example, query.parts)
+            for lo in range(0, total, max_rows):
+                hi = min(lo + max_rows, total)
+                rows = buffer.take(hi - lo)
+                plan = addition_plan(query.combinations[lo:hi])
+                for wave, out, start in zip(waves, rows, self.start):
+                    self._combine(plan, wave, start, out)
+                yield rows
 
     def write(self, queries: Sequence[StepQuery], rows: Sequence[Tensor]) -> None:
         r"""Write the mutants of ``queries``, in order, into ``rows``.
