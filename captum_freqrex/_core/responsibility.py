@@ -29,6 +29,7 @@ together. Between waves the search stops early once the top features no longer c
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
@@ -100,6 +101,15 @@ class _Search:
             if mass > 0:
                 self.finalized.append((lo, hi, mass / (hi - lo)))
         self.pieces, self.masses, self.done = [], [], True
+
+
+@functools.lru_cache(maxsize=16)
+def _subset_matrix(subsets: Tuple[Tuple[int, ...], ...], n_sub: int) -> Tensor:
+    """``(len(subsets), n_sub)`` 0/1: which sub-pieces each subset keeps (cached: copy before use)."""
+    matrix = torch.zeros(len(subsets), n_sub)
+    for row, subset in enumerate(subsets):
+        matrix[row, list(subset)] = 1.0
+    return matrix
 
 
 def _random_cut(lo: int, hi: int, n_sub: int, min_size: int, generator: torch.Generator) -> List[Range]:
@@ -187,14 +197,9 @@ class PartitionRefinement:
     def _query(step: _Step) -> StepQuery:
         context = [p for i, p in enumerate(step.search.pieces) if i != step.piece_index]
         parts = ([context] if context else []) + [[piece] for piece in step.sub_pieces]
-        first = 1 if context else 0
-        combinations = torch.zeros(len(step.subsets), len(parts))
-        if context:
-            combinations[:, 0] = 1.0
-        for row, subset in enumerate(step.subsets):
-            for i in subset:
-                combinations[row, first + i] = 1.0
-        return StepQuery(parts, combinations)
+        keeps = _subset_matrix(tuple(step.subsets), len(step.sub_pieces))
+        columns = ([torch.ones(len(step.subsets), 1)] if context else []) + [keeps]
+        return StepQuery(parts, torch.cat(columns, dim=1))
 
     def _apply(self, step: _Step, passed: List[bool]) -> None:
         search, sub = step.search, step.sub_pieces

@@ -10,6 +10,7 @@ written into reused rows; a step larger than a batch (long clips) is written a s
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -37,7 +38,13 @@ def addition_plan(combinations: Tensor) -> List[_Addition]:
         list: ``(row, source, part)`` in execution order; ``source`` None means the start waveform,
         ``part`` None means no part (the empty mutant, a copy of the start).
     """
-    sets = [frozenset(row.nonzero().flatten().tolist()) for row in combinations]
+    return list(_plan_of_rows(tuple(tuple(bool(v) for v in row) for row in combinations.tolist())))
+
+
+@functools.lru_cache(maxsize=64)
+def _plan_of_rows(rows: Tuple[Tuple[bool, ...], ...]) -> Tuple[_Addition, ...]:
+    # Steps repeat a handful of patterns (cuts into n pieces, with or without the rest of the set).
+    sets = [frozenset(i for i, kept in enumerate(row) if kept) for row in rows]
     built: Dict[FrozenSet[int], int] = {}
     plan: List[_Addition] = []
     for row in sorted(range(len(sets)), key=lambda r: (len(sets[r]), r)):
@@ -52,7 +59,7 @@ def addition_plan(combinations: Tensor) -> List[_Addition]:
             plan.append((row, None, ordered[0]))
             plan.extend((row, row, p) for p in ordered[1:])
         built.setdefault(parts, row)
-    return plan
+    return tuple(plan)
 
 
 def _group_steps(queries: Sequence[StepQuery], max_rows: int) -> List[List[StepQuery]]:
