@@ -11,7 +11,7 @@ written into reused rows; a step larger than a batch (long clips) is written a s
 from __future__ import annotations
 
 import functools
-from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -62,19 +62,29 @@ def _plan_of_rows(rows: Tuple[Tuple[bool, ...], ...]) -> Tuple[_Addition, ...]:
     return tuple(plan)
 
 
-def _group_steps(queries: Sequence[StepQuery], max_rows: int) -> List[List[StepQuery]]:
-    """Consecutive groups of steps holding at most ``max_rows`` mutants (or one step if larger)."""
+def _consecutive_groups(
+    queries: Sequence[StepQuery], size: Callable[[StepQuery], int], limit: int
+) -> List[List[StepQuery]]:
+    """Consecutive groups of steps whose sizes add up to at most ``limit`` (or one step if larger)."""
     groups: List[List[StepQuery]] = []
-    rows = 0
+    total = 0
     for query in queries:
-        n = query.combinations.shape[0]
-        if groups and rows + n <= max_rows:
+        n = size(query)
+        if groups and total + n <= limit:
             groups[-1].append(query)
-            rows += n
+            total += n
         else:
             groups.append([query])
-            rows = n
+            total = n
     return groups
+
+
+def _n_mutants(query: StepQuery) -> int:
+    return query.combinations.shape[0]
+
+
+def _n_parts(query: StepQuery) -> int:
+    return len(query.parts)
 
 
 class StepSynthesizer:
@@ -111,8 +121,8 @@ class StepSynthesizer:
         Yields:
             list of Tensor: Per input, ``(n, *example_shape)`` mutants, ``n <= max_rows``.
         """
-        for group in _group_steps(queries, max_rows):
-            total = sum(q.combinations.shape[0] for q in group)
+        for group in _consecutive_groups(queries, _n_mutants, max_rows):
+            total = sum(map(_n_mutants, group))
             if total <= max_rows:
                 rows = buffer.take(total)
                 self.write(group, rows)
@@ -137,7 +147,8 @@ class StepSynthesizer:
                         ``n_mutants`` the total number of mutants of ``queries``.
         """
         offset = 0
-        for chunk in self._chunks(queries):
+        # Steps whose parts fit one inverse-transform call share it.
+        for chunk in _consecutive_groups(queries, _n_parts, self.space.rows_per_transform()):
             waves = self.space.part_waveforms(self.example, [p for q in chunk for p in q.parts])
             first_part = 0
             for query in chunk:
@@ -152,20 +163,6 @@ class StepSynthesizer:
                     )
                 first_part += n_parts
                 offset += n_rows
-
-    def _chunks(self, queries: Sequence[StepQuery]) -> List[List[StepQuery]]:
-        # Consecutive steps whose parts fit one inverse-transform call (one step per chunk at least).
-        limit = self.space.rows_per_transform()
-        chunks: List[List[StepQuery]] = []
-        size = 0
-        for query in queries:
-            if chunks and size + len(query.parts) <= limit:
-                chunks[-1].append(query)
-                size += len(query.parts)
-            else:
-                chunks.append([query])
-                size = len(query.parts)
-        return chunks
 
     def _combine(self, plan: List[_Addition], parts: Tensor, start: Tensor, out: Tensor) -> None:
         for row, source, part in plan:
