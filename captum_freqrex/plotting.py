@@ -49,7 +49,8 @@ def plot_responsibility(
     Args:
         explanation (Explanation): From :meth:`FreqReX.explain` (single-tensor input).
         sample_rate (float, optional): Sample rate in Hz for a frequency axis in Hz; bins otherwise.
-        log_frequency (bool, optional): Logarithmic frequency axis. Default: False
+        log_frequency (bool, optional): Logarithmic frequency axis (``symlog``, so 0 Hz stays on
+                    it): the x axis for rfft features, the y axis for STFT cells. Default: False
         class_names (list of str, optional): Names for the title's classes.
 
     Returns:
@@ -61,7 +62,7 @@ def plot_responsibility(
         raise ValueError("plot_responsibility draws single-tensor explanations; plot each input's grid yourself")
     resp = resp.detach().cpu()
     if resp.dim() == 2 and resp.shape[0] > 8:  # a (freq, frames) STFT grid
-        return _plot_stft(explanation, resp, sample_rate)
+        return _plot_stft(explanation, resp, sample_rate, log_frequency)
     resp = resp.reshape(-1, resp.shape[-1]).sum(0)  # per-channel grids: total over channels
     freqs = _frequency_axis(resp.shape[-1], sample_rate, None)
     original = explanation.original_waveform()
@@ -91,14 +92,20 @@ def plot_responsibility(
     return fig
 
 
-def _plot_stft(explanation: "Explanation", grid: Tensor, sample_rate: Optional[float]) -> Any:
+def _plot_stft(explanation: "Explanation", grid: Tensor, sample_rate: Optional[float], log_frequency: bool) -> Any:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 4))
     domain = explanation._space.domain
-    top = sample_rate / 2 if sample_rate else grid.shape[0] - 1
-    right = (grid.shape[1] * getattr(domain, "hop_length", 1) / sample_rate) if sample_rate else grid.shape[1]
-    image = ax.imshow(grid.numpy(), origin="lower", aspect="auto", extent=(0, right, 0, top), cmap="magma")
-    fig.colorbar(image, ax=ax, label="responsibility")
+    n_fft = getattr(domain, "n_fft", 2 * (grid.shape[0] - 1))
+    hop = getattr(domain, "hop_length", 1)
+    freqs = _frequency_axis(grid.shape[0], sample_rate, n_fft)
+    frames = torch.arange(grid.shape[1], dtype=torch.float64) * hop
+    times = frames / sample_rate if sample_rate else frames / hop
+    # A mesh, not an image: it stays right on a logarithmic frequency axis.
+    mesh = ax.pcolormesh(times.numpy(), freqs.numpy(), grid.numpy(), shading="nearest", cmap="magma")
+    fig.colorbar(mesh, ax=ax, label="responsibility")
+    if log_frequency:
+        ax.set_yscale("symlog")
     ax.set_xlabel("time (s)" if sample_rate else "frame")
     ax.set_ylabel("frequency (Hz)" if sample_rate else "STFT bin")
     ax.set_title("FreqReX responsibility over time-frequency cells")
