@@ -223,18 +223,24 @@ class FeatureSpace:
         out: Optional[Sequence[Tensor]] = None,
     ) -> Tuple[Tensor, ...]:
         # Spectra and waveforms of at most rows_per_transform() rows at a time, copied into
-        # ``out`` when given.
+        # ``out`` when given. No rows need no transform (MKL refuses an empty batch).
+        if n_rows == 0:
+            return tuple(out) if out is not None else tuple(
+                torch.empty((0,) + tuple(p.example_shape), dtype=self.dtype, device=self.device) for p in self._inputs
+            )
         limit = self.rows_per_transform()
-        if out is not None:
-            for lo in range(0, n_rows, limit):
-                hi = min(lo + limit, n_rows)
-                for target, wave in zip(out, build(lo, hi)):
+        chunks = []
+        for lo in range(0, n_rows, limit):
+            hi = min(lo + limit, n_rows)
+            waves = build(lo, hi)
+            if out is None:
+                chunks.append(waves)
+            else:
+                for target, wave in zip(out, waves):
                     target[lo:hi].copy_(wave)
+        if out is not None:
             return tuple(out)
-        chunks = [build(lo, min(lo + limit, n_rows)) for lo in range(0, n_rows, limit)]
-        if len(chunks) == 1:
-            return chunks[0]
-        return tuple(torch.cat(pieces) for pieces in zip(*chunks))
+        return chunks[0] if len(chunks) == 1 else tuple(torch.cat(pieces) for pieces in zip(*chunks))
 
     def mutants(
         self, example: int, keep: Tensor, out: Optional[Sequence[Tensor]] = None
@@ -300,31 +306,27 @@ class FeatureSpace:
         """
         if any(p.bin_starts is None for p in self._inputs):
             return self.delta_waveforms(example, ranges_to_mask(parts, self.n_features, self.device))
-        return self._in_chunks(
-            len(parts),
-            lambda lo, hi: tuple(
-                self._runs_waveforms(i, part, example, parts[lo:hi]) for i, part in enumerate(self._inputs)
-            ),
-        )
+        return self._in_chunks(len(parts), lambda lo, hi: self._runs_waveforms(example, parts[lo:hi]))
 
-    def _runs_waveforms(
-        self, index: int, part: _InputSpectrum, example: int, parts: Sequence[Sequence[Range]]
-    ) -> Tensor:
-        assert part.bin_starts is not None
-        ranges = [(row, lo, hi) for row, row_ranges in enumerate(parts) for lo, hi in row_ranges]
-        ends = torch.tensor([[lo, hi] for _, lo, hi in ranges], dtype=torch.long).reshape(-1, 2)
-        runs = [(row, b0, b1) for (row, _, _), (b0, b1) in zip(ranges, part.bin_starts[ends].tolist()) if b1 > b0]
-        source = part.delta[example].reshape(-1, part.ids.numel())  # (C or 1, bins of the ids)
-        buffer = self._part_spectra[index]
-        if buffer is None or buffer.shape[0] < len(parts):
-            buffer = self._part_spectra[index] = source.new_zeros((len(parts),) + source.shape)
-        for row, b0, b1 in runs:
-            buffer[row, :, b0:b1] = source[:, b0:b1]
-        try:
-            return self._synthesize(part, buffer[: len(parts)].view((len(parts),) + part.delta.shape[1:]))
-        finally:
+    def _runs_waveforms(self, example: int, parts: Sequence[Sequence[Range]]) -> Tuple[Tensor, ...]:
+        rows = [row for row, row_ranges in enumerate(parts) for _ in row_ranges]
+        ends = torch.tensor([r for row_ranges in parts for r in row_ranges], dtype=torch.long).reshape(-1, 2)
+        waves = []
+        for index, part in enumerate(self._inputs):
+            assert part.bin_starts is not None
+            runs = [(row, b0, b1) for row, (b0, b1) in zip(rows, part.bin_starts[ends].tolist()) if b1 > b0]
+            source = part.delta[example].reshape(-1, part.ids.numel())  # (C or 1, bins of the ids)
+            buffer = self._part_spectra[index]
+            if buffer is None or buffer.shape[0] < len(parts):
+                buffer = self._part_spectra[index] = source.new_zeros((len(parts),) + source.shape)
             for row, b0, b1 in runs:
-                buffer[row, :, b0:b1] = 0
+                buffer[row, :, b0:b1] = source[:, b0:b1]
+            try:
+                waves.append(self._synthesize(part, buffer[: len(parts)].view((len(parts),) + part.delta.shape[1:])))
+            finally:
+                for row, b0, b1 in runs:
+                    buffer[row, :, b0:b1] = 0
+        return tuple(waves)
 
     def baseline_waveforms(self, example: int) -> Tuple[Tensor, ...]:
         """Per input, the baseline of one example as a waveform ``(*example_shape)``."""
