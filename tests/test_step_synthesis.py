@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from captum_freqrex import FeatureSpace, StftDomain, linear_bands
+from captum_freqrex._core import domains as domains_module
 from captum_freqrex._core import feature_space as feature_space_module
 from captum_freqrex._core.querier import RowBuffer
 from captum_freqrex._core.responsibility import StepQuery
@@ -62,10 +63,16 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("removing", [False, True], ids=["sufficient", "necessary"])
-def test_step_mutants_match_mutants_of_their_keep_masks(case, removing):
+@pytest.mark.parametrize("few_bins", [False, True], ids=["fft", "few-bin products"])
+def test_step_mutants_match_mutants_of_their_keep_masks(monkeypatch, case, removing, few_bins):
     torch.manual_seed(0)
     make, baseline, kwargs = CASES[case]
     x = make()
+    reference = _space(x, baseline, **kwargs)
+    if few_bins:
+        # As on long clips: parts of at most 8 bins (here the rest and the second cut's pieces)
+        # are matrix products, the first cut's quarters inverse FFTs.
+        monkeypatch.setattr(domains_module, "few_bin_limit", lambda length, device: 8)
     space = _space(x, baseline, **kwargs)
     n = space.n_features
     queries = [
@@ -73,7 +80,7 @@ def test_step_mutants_match_mutants_of_their_keep_masks(case, removing):
         _four_way_step([(0, 1), (n // 2, n // 2 + 2)], (2, n // 2)),
     ]
     got = _write(space, 1, queries, removing, format_waveforms(x)[0])
-    expected = [torch.cat(pieces) for pieces in zip(*(_reference(space, 1, q, removing) for q in queries))]
+    expected = [torch.cat(pieces) for pieces in zip(*(_reference(reference, 1, q, removing) for q in queries))]
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
 

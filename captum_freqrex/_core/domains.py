@@ -16,6 +16,8 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from captum_freqrex._core.few_bins import few_bin_irfft, few_bin_limit
+
 __all__ = ["SpectralDomain", "RfftDomain", "StftDomain", "next_fast_len"]
 
 
@@ -83,6 +85,14 @@ class SpectralDomain(ABC):
     def bin_frequencies(self, length: int, sample_rate: float) -> Tensor:
         r"""Centre frequency in Hz of each row of the grid's frequency axis."""
 
+    def _few_bin_limit(self, length: int, device: torch.device) -> int:
+        # Most nonzero coefficients for which _synthesize_bins is cheaper than synthesize; 0: never.
+        return 0
+
+    def _synthesize_bins(self, bins: Tensor, coefficients: Tensor, length: int, out: Tensor) -> Tensor:
+        # Waveforms (C, length) of coefficients that are zero except at bins of a 1-D grid.
+        raise NotImplementedError(f"{type(self).__name__} has no few-coefficient synthesis")
+
 
 class RfftDomain(SpectralDomain):
     r"""One feature per real-FFT bin: ``X = rfft(x)``, ``F = T // 2 + 1`` bins, ``x = irfft(X, n=T)``.
@@ -98,6 +108,13 @@ class RfftDomain(SpectralDomain):
 
     def synthesize(self, coefficients: Tensor, length: int) -> Tensor:
         return torch.fft.irfft(coefficients, n=length)
+
+    def _few_bin_limit(self, length: int, device: torch.device) -> int:
+        # A subclass with its own synthesize must not be bypassed by the matrix product.
+        return few_bin_limit(length, device) if type(self).synthesize is RfftDomain.synthesize else 0
+
+    def _synthesize_bins(self, bins: Tensor, coefficients: Tensor, length: int, out: Tensor) -> Tensor:
+        return few_bin_irfft(bins, coefficients, length, out=out)
 
     def grid_shape(self, length: int) -> Tuple[int, ...]:
         return (length // 2 + 1,)

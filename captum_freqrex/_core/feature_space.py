@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -144,6 +144,13 @@ class FeatureSpace:
         # Zeroed spectrum buffers of part_waveforms, one per input: each call writes its runs of
         # bins and zeroes them again, instead of allocating and clearing a whole grid per part.
         self._part_spectra: List[Optional[Tensor]] = [None] * len(self._inputs)
+        # Bins below which a part or a mutant is synthesised as a matrix product (1-D grids only).
+        self._few_bin_limits = [
+            self.domain._few_bin_limit(p.example_shape[-1], self.device) if len(p.ids.shape) == 2 else 0
+            for p in self._inputs
+        ]
+        # Per input, (example, baseline, input) waveforms of the last example that needed them.
+        self._anchors: Dict[int, Tuple[int, Tensor, Tensor]] = {}
 
     @staticmethod
     def _resolve_masks(feature_mask: Optional[object], grids: List[Tuple[int, ...]]) -> List[Tensor]:
@@ -216,36 +223,25 @@ class FeatureSpace:
         wave = self.domain.synthesize(coeffs, part.example_shape[-1])
         return wave.reshape((wave.shape[0],) + tuple(part.example_shape))
 
-    def _in_chunks(
-        self,
-        n_rows: int,
-        build: Callable[[int, int], Tuple[Tensor, ...]],
-        out: Optional[Sequence[Tensor]] = None,
-    ) -> Tuple[Tensor, ...]:
-        # Spectra and waveforms of at most rows_per_transform() rows at a time, copied into
-        # ``out`` when given. No rows need no transform (MKL refuses an empty batch).
+    def _in_chunks(self, n_rows: int, build: Callable[[int, int], Tuple[Tensor, ...]]) -> Tuple[Tensor, ...]:
+        # Spectra and waveforms of at most rows_per_transform() rows at a time. No rows need no
+        # transform (MKL refuses an empty batch).
         if n_rows == 0:
-            return tuple(out) if out is not None else tuple(
+            return tuple(
                 torch.empty((0,) + tuple(p.example_shape), dtype=self.dtype, device=self.device) for p in self._inputs
             )
         limit = self.rows_per_transform()
-        chunks = []
-        for lo in range(0, n_rows, limit):
-            hi = min(lo + limit, n_rows)
-            waves = build(lo, hi)
-            if out is None:
-                chunks.append(waves)
-            else:
-                for target, wave in zip(out, waves):
-                    target[lo:hi].copy_(wave)
-        if out is not None:
-            return tuple(out)
+        chunks = [build(lo, min(lo + limit, n_rows)) for lo in range(0, n_rows, limit)]
         return chunks[0] if len(chunks) == 1 else tuple(torch.cat(pieces) for pieces in zip(*chunks))
 
     def mutants(
         self, example: int, keep: Tensor, out: Optional[Sequence[Tensor]] = None
     ) -> Tuple[Tensor, ...]:
         r"""Waveforms of mutants of one example.
+
+        A mutant that keeps or removes only a few bins of a long clip is the baseline plus, or the
+        input minus, the waveform of those bins, synthesised as a small matrix product (see
+        ``few_bins``); the others go through the domain's inverse transform.
 
         Args:
             example (int): Index of the example in the batch.
@@ -258,14 +254,73 @@ class FeatureSpace:
             tuple of Tensor: Per input, ``(N, *example_shape)`` waveforms.
         """
         keep = keep.to(self.dtype)
-        return self._in_chunks(
-            keep.shape[0],
-            lambda lo, hi: tuple(
-                self._synthesize(part, part.coefficients(example, part.grid_keep(keep[lo:hi])))
-                for part in self._inputs
-            ),
-            out,
-        )
+        n_rows = keep.shape[0]
+        if out is None:
+            out = tuple(
+                torch.empty((n_rows,) + tuple(p.example_shape), dtype=self.dtype, device=self.device)
+                for p in self._inputs
+            )
+        limit = self.rows_per_transform()
+        for index, (part, target) in enumerate(zip(self._inputs, out)):
+            transformed = self._few_bin_mutants(index, example, keep, target)
+            for lo in range(0, len(transformed), limit):
+                rows = transformed[lo : lo + limit]
+                coefficients = part.coefficients(example, part.grid_keep(keep[rows]))
+                waves = self._synthesize(part, coefficients)
+                if rows == list(range(rows[0], rows[-1] + 1)):
+                    target[rows[0] : rows[-1] + 1].copy_(waves)
+                else:
+                    target.index_copy_(0, torch.tensor(rows, device=self.device), waves)
+        return tuple(out)
+
+    def _few_bin_mutants(self, index: int, example: int, keep: Tensor, target: Tensor) -> List[int]:
+        # Writes the rows that keep or remove at most the few-bin limit of bins; returns the others.
+        if self._few_bin_limits[index] == 0:
+            return list(range(keep.shape[0]))
+        # With keep values in [0, 1] a row keeping k features sums to at most k, so one sum per
+        # row rules out most rows; counting nonzeros over the whole batch would cost more than
+        # the transforms it saves.
+        totals = keep.sum(dim=1).tolist()
+        return [
+            row
+            for row, total in enumerate(totals)
+            if not self._few_bin_mutant(index, example, keep[row : row + 1], total, target[row])
+        ]
+
+    def _few_bin_mutant(self, index: int, example: int, keep: Tensor, total: float, out: Tensor) -> bool:
+        # One mutant as the baseline plus the kept bins' share of X - Xb, or the input minus the
+        # removed bins' share, when those bins are few. False, with nothing written, otherwise.
+        part, limit = self._inputs[index], self._few_bin_limits[index]
+        if min(total, keep.shape[1] - total) > limit:
+            return False
+        grid_keep = part.grid_keep(keep)[0]  # (1 or C, bins)
+        delta = part.delta[example]
+        kept = (grid_keep != 0).any(dim=0).nonzero().squeeze(1)
+        if kept.numel() <= limit:
+            self._few_bin_waveform(part, kept, grid_keep[:, kept] * delta[:, kept], out)
+            if not part.base_is_zero:
+                out.add_(self._anchor_waveforms(index, example)[0])
+            return True
+        removed = (grid_keep != 1).any(dim=0).nonzero().squeeze(1)
+        if removed.numel() <= limit:
+            self._few_bin_waveform(part, removed, (1 - grid_keep[:, removed]) * delta[:, removed], out)
+            torch.sub(self._anchor_waveforms(index, example)[1], out, out=out)
+            return True
+        return False
+
+    def _anchor_waveforms(self, index: int, example: int) -> Tuple[Tensor, Tensor]:
+        # The baseline and the input of one example as synthesised from their spectra (cached).
+        if self._anchors.get(index, (None,))[0] != example:
+            part = self._inputs[index]
+            base = part.base_coefficients(example)
+            waves = self._synthesize(part, torch.stack([base, base + part.delta[example]]))
+            self._anchors[index] = (example, waves[0], waves[1])
+        return self._anchors[index][1], self._anchors[index][2]
+
+    def _few_bin_waveform(self, part: _InputSpectrum, bins: Tensor, coefficients: Tensor, out: Tensor) -> None:
+        # Waveform (*example_shape) of coefficients (C, L) that are zero except at bins (L,).
+        length = part.example_shape[-1]
+        self.domain._synthesize_bins(bins, coefficients, length, out.view(-1, length))
 
     def delta_waveforms(self, example: int, keep: Tensor) -> Tuple[Tensor, ...]:
         r"""The kept part of the difference to the baseline: ``synthesize(m * (X - Xb))``.
@@ -290,43 +345,84 @@ class FeatureSpace:
             ),
         )
 
-    def part_waveforms(self, example: int, parts: Sequence[Sequence[Range]]) -> Tuple[Tensor, ...]:
+    def part_waveforms(self, example: int, parts: Sequence[Sequence[Range]]) -> Tuple[List[Tensor], ...]:
         r"""Delta waveforms of parts given as feature ranges: :meth:`delta_waveforms` of their masks.
 
         When every feature is one run of bins (sorted ids: the default one feature per bin, bands
         from :func:`linear_bands` and friends, the STFT's cells), a part's spectrum is a few slice
-        copies of the example's spectrum instead of a mask multiplied over the whole grid.
+        copies of the example's spectrum instead of a mask multiplied over the whole grid, and a
+        part of a few bins of a long clip is a small matrix product instead of an inverse FFT.
 
         Args:
             example (int): Index of the example in the batch.
             parts (sequence): Per part, disjoint ``(lo, hi)`` ranges of feature ids.
 
         Returns:
-            tuple of Tensor: Per input, ``(len(parts), *example_shape)``.
+            tuple of list: Per input, one ``(*example_shape)`` waveform per part.
         """
         if any(p.bin_starts is None for p in self._inputs):
-            return self.delta_waveforms(example, ranges_to_mask(parts, self.n_features, self.device))
-        return self._in_chunks(len(parts), lambda lo, hi: self._runs_waveforms(example, parts[lo:hi]))
+            waves = self.delta_waveforms(example, ranges_to_mask(parts, self.n_features, self.device))
+            return tuple(list(w) for w in waves)
+        ends = torch.tensor([r for ranges in parts for r in ranges], dtype=torch.long).reshape(-1, 2)
+        rows = [row for row, ranges in enumerate(parts) for _ in ranges]
+        return tuple(self._part_rows(index, example, len(parts), rows, ends) for index in range(len(self._inputs)))
 
-    def _runs_waveforms(self, example: int, parts: Sequence[Sequence[Range]]) -> Tuple[Tensor, ...]:
-        rows = [row for row, row_ranges in enumerate(parts) for _ in row_ranges]
-        ends = torch.tensor([r for row_ranges in parts for r in row_ranges], dtype=torch.long).reshape(-1, 2)
-        waves = []
-        for index, part in enumerate(self._inputs):
-            assert part.bin_starts is not None
-            runs = [(row, b0, b1) for row, (b0, b1) in zip(rows, part.bin_starts[ends].tolist()) if b1 > b0]
-            source = part.delta[example].reshape(-1, part.ids.numel())  # (C or 1, bins of the ids)
-            buffer = self._part_spectra[index]
-            if buffer is None or buffer.shape[0] < len(parts):
-                buffer = self._part_spectra[index] = source.new_zeros((len(parts),) + source.shape)
-            for row, b0, b1 in runs:
+    def _part_rows(self, index: int, example: int, n_parts: int, rows: List[int], ends: Tensor) -> List[Tensor]:
+        part = self._inputs[index]
+        assert part.bin_starts is not None
+        runs: List[List[Range]] = [[] for _ in range(n_parts)]
+        for row, (b0, b1) in zip(rows, part.bin_starts[ends].tolist()):
+            if b1 > b0:
+                runs[row].append((b0, b1))
+        source = part.delta[example].reshape(-1, part.ids.numel())  # (C or 1, bins of the ids)
+        limit = self._few_bin_limits[index]
+        waves: List[Optional[Tensor]] = [None] * n_parts
+        transformed = []
+        for row, row_runs in enumerate(runs):
+            if limit and sum(b1 - b0 for b0, b1 in row_runs) <= limit:
+                waves[row] = self._few_bin_part(part, source, row_runs)
+            else:
+                transformed.append(row)
+        step = self.rows_per_transform()
+        for lo in range(0, len(transformed), step):
+            chunk = transformed[lo : lo + step]
+            for row, wave in zip(chunk, self._runs_waveforms(index, part, source, [runs[r] for r in chunk])):
+                waves[row] = wave
+        return waves  # type: ignore[return-value]
+
+    def _few_bin_part(self, part: _InputSpectrum, source: Tensor, runs: List[Range]) -> Tensor:
+        flat = torch.cat([torch.arange(b0, b1) for b0, b1 in runs]) if runs else torch.zeros(0, dtype=torch.long)
+        flat = flat.to(self.device)
+        if part.ids.shape[0] == 1:
+            # Shared features: every channel keeps the same bins.
+            bins, coefficients = flat, source[:, flat]
+        else:
+            # Per-channel features: flattened (channel, bin) positions.
+            n_bins = part.delta.shape[-1]
+            channel, position = flat // n_bins, flat % n_bins
+            bins, column = torch.unique(position, return_inverse=True)
+            coefficients = source.new_zeros((part.delta.shape[1], bins.numel()))
+            coefficients[channel, column] = source[0, flat]
+        wave = torch.empty(part.example_shape, dtype=self.dtype, device=self.device)
+        self._few_bin_waveform(part, bins, coefficients, wave)
+        return wave
+
+    def _runs_waveforms(
+        self, index: int, part: _InputSpectrum, source: Tensor, runs: List[List[Range]]
+    ) -> Tensor:
+        # Inverse transform of parts whose spectra are runs of bins, via a zeroed spectrum buffer.
+        buffer = self._part_spectra[index]
+        if buffer is None or buffer.shape[0] < len(runs):
+            buffer = self._part_spectra[index] = source.new_zeros((len(runs),) + source.shape)
+        for row, row_runs in enumerate(runs):
+            for b0, b1 in row_runs:
                 buffer[row, :, b0:b1] = source[:, b0:b1]
-            try:
-                waves.append(self._synthesize(part, buffer[: len(parts)].view((len(parts),) + part.delta.shape[1:])))
-            finally:
-                for row, b0, b1 in runs:
+        try:
+            return self._synthesize(part, buffer[: len(runs)].view((len(runs),) + part.delta.shape[1:]))
+        finally:
+            for row, row_runs in enumerate(runs):
+                for b0, b1 in row_runs:
                     buffer[row, :, b0:b1] = 0
-        return tuple(waves)
 
     def baseline_waveforms(self, example: int) -> Tuple[Tensor, ...]:
         """Per input, the baseline of one example as a waveform ``(*example_shape)``."""

@@ -164,7 +164,7 @@ class StepSynthesizer:
                 first_part += n_parts
                 offset += n_rows
 
-    def _combine(self, plan: List[_Addition], parts: Tensor, start: Tensor, out: Tensor) -> None:
+    def _combine(self, plan: List[_Addition], parts: Sequence[Tensor], start: Tensor, out: Tensor) -> None:
         for row, source, part in plan:
             target = out[row]
             if part is None:
