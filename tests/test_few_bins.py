@@ -62,12 +62,14 @@ def test_only_the_plain_rfft_domain_uses_few_bin_synthesis():
     assert StftDomain()._few_bin_limit(480_000, torch.device("cpu")) == 0
 
 
-def _spaces(monkeypatch, x, baseline=None, **kwargs):
-    """The same feature space twice: with inverse FFTs only, and with a few-bin limit of 6.
+def _spaces(monkeypatch, case, seed):
+    """A case's feature space twice: with inverse FFTs only, and with a few-bin limit of 6.
 
     Also returns the list of bin counts that went through few-bin synthesis.
     """
-    waves, _ = format_waveforms(x)
+    torch.manual_seed(seed)
+    make, baseline, kwargs = SPACES[case]
+    waves, _ = format_waveforms(make())
     fft_only = FeatureSpace(waves, format_baselines(baseline, waves), **kwargs)
     monkeypatch.setattr(domains_module, "few_bin_limit", lambda length, device: 6)
     few = FeatureSpace(waves, format_baselines(baseline, waves), **kwargs)
@@ -92,9 +94,7 @@ SPACES = {
 
 @pytest.mark.parametrize("case", sorted(SPACES))
 def test_part_waveforms_of_few_bins_equal_their_inverse_transforms(monkeypatch, case):
-    torch.manual_seed(2)
-    make, baseline, kwargs = SPACES[case]
-    fft_only, few, synthesised = _spaces(monkeypatch, make(), baseline, **kwargs)
+    fft_only, few, synthesised = _spaces(monkeypatch, case, seed=2)
     n = few.n_features
     # Single features, narrow runs, a part split over two runs, an empty part and a wide part.
     parts = [[(0, 1)], [(3, 5)], [(1, 2), (n - 2, n)], [], [(0, n // 2)]]
@@ -110,9 +110,7 @@ def test_part_waveforms_of_few_bins_equal_their_inverse_transforms(monkeypatch, 
 
 @pytest.mark.parametrize("case", sorted(SPACES))
 def test_mutants_keeping_or_removing_few_bins_equal_their_inverse_transforms(monkeypatch, case):
-    torch.manual_seed(3)
-    make, baseline, kwargs = SPACES[case]
-    fft_only, few, synthesised = _spaces(monkeypatch, make(), baseline, **kwargs)
+    fft_only, few, synthesised = _spaces(monkeypatch, case, seed=3)
     n = few.n_features
     keep = torch.zeros(6, n)
     keep[0, [2, 9]] = 1.0  # keeps two features
