@@ -260,27 +260,25 @@ class FeatureSpace:
                 torch.empty((n_rows,) + tuple(p.example_shape), dtype=self.dtype, device=self.device)
                 for p in self._inputs
             )
+        # With keep values in [0, 1] a row keeping k features sums to at most k, so one sum per row
+        # rules out most rows for few-bin synthesis; counting nonzeros over the whole batch would
+        # cost more than the transforms it saves.
+        totals = keep.sum(dim=1).tolist() if any(self._few_bin_limits) else []
         limit = self.rows_per_transform()
         for index, (part, target) in enumerate(zip(self._inputs, out)):
-            transformed = self._few_bin_mutants(index, example, keep, target)
+            transformed = self._few_bin_mutants(index, example, keep, totals, target)
             for lo in range(0, len(transformed), limit):
                 rows = transformed[lo : lo + limit]
-                coefficients = part.coefficients(example, part.grid_keep(keep[rows]))
-                waves = self._synthesize(part, coefficients)
-                if rows == list(range(rows[0], rows[-1] + 1)):
-                    target[rows[0] : rows[-1] + 1].copy_(waves)
-                else:
-                    target.index_copy_(0, torch.tensor(rows, device=self.device), waves)
+                waves = self._synthesize(part, part.coefficients(example, part.grid_keep(keep[rows])))
+                target.index_copy_(0, torch.tensor(rows, device=self.device), waves)
         return tuple(out)
 
-    def _few_bin_mutants(self, index: int, example: int, keep: Tensor, target: Tensor) -> List[int]:
+    def _few_bin_mutants(
+        self, index: int, example: int, keep: Tensor, totals: List[float], target: Tensor
+    ) -> List[int]:
         # Writes the rows that keep or remove at most the few-bin limit of bins; returns the others.
         if self._few_bin_limits[index] == 0:
             return list(range(keep.shape[0]))
-        # With keep values in [0, 1] a row keeping k features sums to at most k, so one sum per
-        # row rules out most rows; counting nonzeros over the whole batch would cost more than
-        # the transforms it saves.
-        totals = keep.sum(dim=1).tolist()
         return [
             row
             for row, total in enumerate(totals)
