@@ -136,6 +136,24 @@ def test_model_calls_are_batched(detector, tone_clip):
     assert 0 < stats.model_seconds <= stats.total_seconds
 
 
+def test_sets_of_one_size_are_certified_by_one_query(detector, tone_clip):
+    """The tone bin is every set: the last batch re-queries it kept once and removed once."""
+    batches = []
+
+    def model(x):
+        batches.append(x.clone())
+        return detector(x)
+
+    expl = FreqReX(model).explain(tone_clip)[0]
+    sizes = {expl.sufficient.size, expl.sufficient_necessary.size, expl.complete.size}
+    assert sizes == {1} and expl.certified
+    certification = batches[-1]
+    assert certification.shape[0] == 2
+    assert torch.allclose(certification[0], expl.waveform("sufficient"), atol=1e-5)
+    assert torch.allclose(certification[1], expl.waveform("sufficient_necessary", removed=True), atol=1e-5)
+    assert expl.complete.certificate.kept == expl.sufficient.certificate.kept
+
+
 def test_query_budgets_are_respected(detector, tone_clip):
     expl = FreqReX(detector).explain(tone_clip, max_queries=200, max_extraction_queries=32)[0]
     assert expl.responsibility_queries <= 200 and expl.extraction_queries <= 32

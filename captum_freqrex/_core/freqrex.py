@@ -352,19 +352,21 @@ class FreqReX(PerturbationAttribution):
             query, run.space.n_features, original, original.confidence - tolerance, budget
         )
         k_suff, k_nec, k_comp, exact = search.run()
-        # Certification: query the model once more on every returned set, in one batch.
+        # Certification: query the model once more on every returned set, in one batch. Sets of
+        # the same size are the same prefix (often the necessary and the complete set): one query.
         sizes = {"sufficient": k_suff, "sufficient_necessary": k_nec, "complete": k_comp}
-        present = [(name, k) for name, k in sizes.items() if k is not None]
-        keep_results, remove_results = query([k for _, k in present], [k_nec] if k_nec is not None else [])
+        keep_sizes = sorted({k for k in sizes.values() if k is not None})
+        remove_sizes = [k_nec] if k_nec is not None else []
+        keep_results, remove_results = query(keep_sizes, remove_sizes)
+        kept_by_size = dict(zip(keep_sizes, keep_results))
+        masks = dict(zip(keep_sizes, prefix_masks(ranking, keep_sizes).bool())) if keep_sizes else {}
         bins = run.space.feature_sizes()
         sets: List[Optional[CausalSet]] = []
-        for name in sizes:
-            found = [(i, k) for i, (n, k) in enumerate(present) if n == name]
-            if not found:
+        for name, k in sizes.items():
+            if k is None:
                 sets.append(None)
                 continue
-            i, k = found[0]
-            kept = keep_results[i]
+            kept = kept_by_size[k]
             removed = remove_results[0] if name == "sufficient_necessary" else None
             if name == "sufficient":
                 holds = kept.passes
@@ -372,11 +374,11 @@ class FreqReX(PerturbationAttribution):
                 holds = kept.passes and removed is not None and not removed.passes
             else:
                 holds = kept.passes and kept.confidence >= original.confidence - tolerance
-            mask = prefix_masks(ranking, [k])[0].bool()
+            mask = masks[k]
             key = "necessary" if name == "sufficient_necessary" else name
             cert = SetCertificate(k, kept, removed, holds, exact[key])
             sets.append(CausalSet(name, mask, int(bins[mask].sum()), cert))
-        return sets, search.queries + len(present) + (k_nec is not None)
+        return sets, search.queries + len(keep_sizes) + len(remove_sizes)
 
     def explain(
         self,
