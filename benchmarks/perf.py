@@ -16,12 +16,18 @@ Usage::
     .venv/bin/python benchmarks/perf.py --model instruments  # the zoo's example CNN, 3/10/30 s
     .venv/bin/python benchmarks/perf.py --lengths 1 --repeats 1 --out /tmp/perf
     .venv/bin/python benchmarks/perf.py --long-clip 600      # also a 10-minute clip (FreqReX only)
+    .venv/bin/python benchmarks/perf.py --device cuda        # on a GPU: adds GPU peak memory and
+                                                             # FreqReX's host synchronisations
 
     # glibc keeps freed memory instead of returning it (no page faults per batch of long clips)
     export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=8589934592
     .venv/bin/python benchmarks/perf.py --model instruments
 
-The first line of ``perf.md`` records the torch version, threads and allocator settings.
+The first line of ``perf.md`` records the torch version, threads, allocator settings and device.
+On CUDA, timings synchronise the device before reading the clock, ``peak_cuda_mib`` is the most
+GPU memory allocated during each method's runs, and ``host_syncs`` counts the implicit
+device-to-host synchronisations of one FreqReX explanation (as flagged by
+``torch.cuda.set_sync_debug_mode``), to compare with its ``forward_calls``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import resource
 import statistics
 import sys
 import time
+import warnings
 from typing import Dict, List, Tuple
 
 import torch
@@ -101,10 +108,40 @@ class TimedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()
         out = self.model(x)
+        synchronize(x.device)
         self.seconds += time.perf_counter() - start
         self.queries += x.shape[0]
         self.calls += 1
         return out
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that the clock measures it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_host_syncs(model: nn.Module, clip: torch.Tensor) -> int:
+    """Implicit device-to-host synchronisations of one FreqReX explanation on CUDA (untimed run)."""
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            FreqReX(model).explain(clip)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The benchmark's device; a clear error when CUDA is asked for but absent."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            f"perf.py: error: --device {name}: CUDA is not available (torch {torch.__version__}); "
+            "run on a machine with a GPU and a CUDA build of torch, or use --device cpu"
+        )
+    return device
 
 
 def allocator_settings() -> str:
@@ -138,10 +175,11 @@ def run_method(name: str, model: TimedModel, clip: torch.Tensor, budget: int, ta
     """Attribute with one method; return its attributions (per bin) and cost."""
     model.reset()
     start = time.perf_counter()
-    bands = log_bands(clip.shape[-1], SAMPLE_RATE, 256).unsqueeze(0)
+    bands = log_bands(clip.shape[-1], SAMPLE_RATE, 256).unsqueeze(0).to(clip.device)
     if name == "FreqReX":
         explainer = FreqReX(model)
         expl = explainer.explain(clip)[0]
+        synchronize(clip.device)
         wall = time.perf_counter() - start
         stats = explainer.last_stats
         return {
@@ -168,6 +206,7 @@ def run_method(name: str, model: TimedModel, clip: torch.Tensor, budget: int, ta
             features = int(bands.max()) + 1
         else:
             raise ValueError(name)
+    synchronize(clip.device)
     wall = time.perf_counter() - start
     return {"attr": attr, "wall_s": wall, "queries": model.queries, "calls": model.calls, "model_s": model.seconds, "features": features}
 
@@ -196,7 +235,10 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--long-clip", type=float, default=0, help="also explain a clip this long (s) with FreqReX")
     parser.add_argument("--model", choices=["tone", "instruments"], default="tone", help="model under explanation")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--device", default="cpu", help="where the model, clips and explanations run (cpu, cuda)")
     args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    on_gpu = device.type == "cuda"
     torch.manual_seed(0)
     tone = args.model == "tone"
     lengths = args.lengths or ([1, 10, 30] if tone else [3, 10, 30])
@@ -205,13 +247,24 @@ def main(argv: List[str] | None = None) -> int:
     else:
         network, source = instruments_model_and_clip()
         model = TimedModel(network)
+    model.to(device)
     rows = []
     environment = (f"model {args.model}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-                   f"cpus {os.cpu_count()}, allocator: {allocator_settings()}")
+                   f"cpus {os.cpu_count()}, allocator: {allocator_settings()}, device {device}")
+    if on_gpu:
+        environment += f" ({torch.cuda.get_device_name(device)})"
     print(environment, file=sys.stderr)
 
     def clip_of(seconds: float) -> torch.Tensor:
-        return tone_clip(seconds) if source is None else crop_or_loop(source, seconds)
+        clip = tone_clip(seconds) if source is None else crop_or_loop(source, seconds)
+        return clip.to(device)
+
+    def gpu_columns(name: str, clip: torch.Tensor) -> Dict:
+        if not on_gpu:
+            return {}
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        syncs = count_host_syncs(model.model, clip) if name == "FreqReX" else ""
+        return {"peak_cuda_mib": round(peak, 1), "host_syncs": syncs}
 
     for seconds in lengths:
         clip = clip_of(seconds)
@@ -219,6 +272,8 @@ def main(argv: List[str] | None = None) -> int:
             target = int(model.model(clip).argmax(1))
         budget = 0
         for name in args.methods:
+            if on_gpu:
+                torch.cuda.reset_peak_memory_stats(device)
             runs = [run_method(name, model, clip, max(budget, 64), target) for _ in range(args.repeats)]
             if name == "FreqReX":
                 budget = runs[0]["queries"]
@@ -233,6 +288,7 @@ def main(argv: List[str] | None = None) -> int:
                 "overhead_share": round(overhead / statistics.median(walls), 3),
                 "queries": best["queries"], "forward_calls": best["calls"],
                 "peak_rss_mib": round(peak_rss_mib(), 1),
+                **gpu_columns(name, clip),
                 **certify(model.model, clip, best, target, tone),
             }
             rows.append(row)
@@ -241,6 +297,8 @@ def main(argv: List[str] | None = None) -> int:
         clip = clip_of(args.long_clip)
         with torch.no_grad():
             target = int(model.model(clip).argmax(1))
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats(device)
         result = run_method("FreqReX", model, clip, 0, target)
         rows.append({
             "model": args.model, "seconds": args.long_clip, "method": "FreqReX", "features": result["features"],
@@ -248,7 +306,8 @@ def main(argv: List[str] | None = None) -> int:
             "overhead_s_median": round(result["wall_s"] - result["model_s"], 3),
             "overhead_share": round((result["wall_s"] - result["model_s"]) / result["wall_s"], 3),
             "queries": result["queries"], "forward_calls": result["calls"],
-            "peak_rss_mib": round(peak_rss_mib(), 1), **certify(model.model, clip, result, target, tone),
+            "peak_rss_mib": round(peak_rss_mib(), 1), **gpu_columns("FreqReX", clip),
+            **certify(model.model, clip, result, target, tone),
         })
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "perf.csv"), "w", newline="") as handle:
