@@ -154,6 +154,18 @@ def test_sets_of_one_size_are_certified_by_one_query(detector, tone_clip):
     assert expl.complete.certificate.kept == expl.sufficient.certificate.kept
 
 
+def test_inputs_that_require_grad_are_explained_as_plain_inputs(detector, tone_clip):
+    """A Captum pipeline may hand over inputs (or baselines) that require grad, e.g. after IG."""
+    baseline = torch.zeros_like(tone_clip)
+    plain = FreqReX(detector).attribute(tone_clip, baselines=baseline)
+    tracked = FreqReX(detector).attribute(
+        tone_clip.clone().requires_grad_(), baselines=baseline.clone().requires_grad_()
+    )
+    assert not tracked.requires_grad and torch.equal(tracked, plain)
+    expl = FreqReX(detector).explain(tone_clip.clone().requires_grad_())[0]
+    assert expl.sufficient.mask[BIN_440] and expl.certified
+
+
 def test_query_budgets_are_respected(detector, tone_clip):
     expl = FreqReX(detector).explain(tone_clip, max_queries=200, max_extraction_queries=32)[0]
     assert expl.responsibility_queries <= 200 and expl.extraction_queries <= 32

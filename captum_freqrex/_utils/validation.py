@@ -26,7 +26,8 @@ def format_waveforms(inputs: TensorOrTuple, name: str = "inputs") -> Tuple[Tuple
     r"""Validate waveforms shaped ``(batch, time)`` or ``(batch, channels, time)``.
 
     Returns:
-        The waveforms as a tuple and whether the caller passed a tuple.
+        The waveforms as a tuple, detached from any autograd graph (mutants are built in place and
+        no explanation is differentiable), and whether the caller passed a tuple.
     """
     is_tuple = isinstance(inputs, tuple)
     waves = as_tuple(inputs)
@@ -54,7 +55,7 @@ def format_waveforms(inputs: TensorOrTuple, name: str = "inputs") -> Tuple[Tuple
             raise ValueError(f"{where} contains NaN or Inf; clean the audio (e.g. torch.nan_to_num)")
     if len({w.shape[0] for w in waves}) > 1:
         raise ValueError(f"all tensors in {name} must share the batch size, got {[w.shape[0] for w in waves]}")
-    return waves, is_tuple
+    return tuple(w.detach() for w in waves), is_tuple
 
 
 def format_baselines(baselines: Any, waves: Sequence[Tensor]) -> Tuple[Tensor, ...]:
@@ -62,6 +63,7 @@ def format_baselines(baselines: Any, waves: Sequence[Tensor]) -> Tuple[Tensor, .
 
     Accepted per input: ``None`` (zeros: masked frequencies are removed), a number (a constant
     waveform), or a tensor broadcastable to the input (``(time,)``, ``(1, ...)`` or ``(batch, ...)``).
+    Tensors are detached from any autograd graph, as the inputs are.
     """
     per_input = as_tuple(baselines) if isinstance(baselines, tuple) else (baselines,) * len(waves)
     if len(per_input) != len(waves):
@@ -75,7 +77,7 @@ def format_baselines(baselines: Any, waves: Sequence[Tensor]) -> Tuple[Tensor, .
             base = torch.full((1,) + wave.shape[1:], float(base), dtype=wave.dtype, device=wave.device)
         if not isinstance(base, Tensor):
             raise TypeError(f"baselines[{i}] must be None, a number or a tensor, got {type(base).__name__}")
-        base = base.to(device=wave.device, dtype=wave.dtype)
+        base = base.detach().to(device=wave.device, dtype=wave.dtype)
         try:
             expanded = torch.broadcast_shapes(base.shape, wave.shape)
         except RuntimeError:
