@@ -235,6 +235,8 @@ def test_target_that_the_input_does_not_reach_is_reported(classifier):
         (torch.full((1, 100), float("nan")), {}, ValueError, "NaN or Inf"),
         (torch.randn(1, 4), {}, ValueError, "too short"),
         (torch.randn(1, 100).long(), {}, TypeError, "floating-point"),
+        (torch.randn(1, 100).half(), {}, TypeError, r"float32 or float64; pass x.float\(\)"),
+        (torch.randn(1, 100).bfloat16(), {}, TypeError, "bfloat16: the frequency transforms"),
         (torch.randn(1, 100), {"target": 7}, ValueError, "out of range"),
         (torch.randn(2, 100), {"target": [0]}, ValueError, "one entry per example"),
         (torch.randn(1, 100), {"n_samples": 0}, ValueError, "n_samples"),
@@ -251,6 +253,13 @@ def test_bad_model_output_raises_clear_error():
         FreqReX(lambda x: x.sum()).attribute(torch.randn(2, 100))
     with pytest.raises(ValueError, match="NaN or Inf"):
         FreqReX(lambda x: torch.full((x.shape[0], 2), float("nan"))).attribute(torch.randn(1, 100))
+
+
+def test_attributions_that_cannot_be_ranked_raise_clear_error(detector, tone_clip):
+    attributions = torch.zeros(1, tone_clip.shape[-1] // 2 + 1)
+    attributions[0, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf, which cannot be ranked"):
+        FreqReX(detector).explain(tone_clip, attributions=attributions)
 
 
 def test_ties_in_an_unsplit_piece_rank_the_louder_bin_first():

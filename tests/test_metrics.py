@@ -109,6 +109,10 @@ def test_shapes_are_checked(two_tones):
         sufficiency(detector, two_tones, (one_hot(440), one_hot(440)))
     with pytest.raises(ValueError, match="max_examples_per_batch"):
         sufficiency(detector, two_tones, one_hot(440), max_examples_per_batch=0)
+    nan_scores = one_hot(440).double()
+    nan_scores[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf, which cannot be ranked"):
+        perturbation_success_rate(detector, two_tones, nan_scores, k=[1])
 
 
 # ---------------------------------------------------------------- perturbation success rate and SNR

@@ -472,6 +472,11 @@ class FeatureSpace:
                     f"attributions of shape {tuple(values.shape)} do not match the feature grid "
                     f"{(self.batch_size,) + part.feature_grid}"
                 )
+            if not torch.isfinite(values).all():
+                raise ValueError(
+                    "attributions contain NaN or Inf, which cannot be ranked; check the method that "
+                    "produced them, or replace them (e.g. torch.nan_to_num(attributions, nan=0.0))"
+                )
             ids = part.ids.reshape(-1)
             totals.index_add_(1, ids, values.detach().reshape(self.batch_size, -1).to(self.device, torch.float64))
         return totals / self.feature_sizes().clamp(min=1)

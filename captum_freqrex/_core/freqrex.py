@@ -267,7 +267,9 @@ class FreqReX(PerturbationAttribution):
         r"""Responsibility of each frequency feature for the model's decision.
 
         Args:
-            inputs (Tensor or tuple of Tensor): Waveforms ``(B, T)`` or ``(B, C, T)``, batch first.
+            inputs (Tensor or tuple of Tensor): Waveforms ``(B, T)`` or ``(B, C, T)``, batch first,
+                        float32 or float64 (the transforms take no half precision); tensors that
+                        require grad are used detached.
             baselines (scalar, Tensor or tuple, optional): What removed frequencies become: the
                         baseline waveform's spectrum. None (zeros) removes them; a number is a
                         constant waveform; a tensor is a waveform broadcastable to the input
@@ -419,7 +421,8 @@ class FreqReX(PerturbationAttribution):
                         another method (e.g. IntegratedGradients through :class:`FrequencyForward`).
                         When given, no responsibility is computed: the sets are extracted and
                         certified from the ranking of these attributions (a feature scores the mean
-                        of its bins), so any method's sets are checked the same way. Default: None
+                        of its bins), so any method's sets are checked the same way. They must be
+                        finite. Default: None
 
         Returns:
             list of Explanation: One per example, in batch order.

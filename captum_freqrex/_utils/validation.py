@@ -44,6 +44,13 @@ def format_waveforms(inputs: TensorOrTuple, name: str = "inputs") -> Tuple[Tuple
             )
         if not wave.is_floating_point():
             raise TypeError(f"{where} must be a floating-point tensor, got {wave.dtype}; use x.float()")
+        if wave.dtype in (torch.float16, torch.bfloat16):
+            # torch's FFTs take half precision only on CUDA and only for power-of-two lengths.
+            raise TypeError(
+                f"{where} is {wave.dtype}: the frequency transforms need float32 or float64; pass "
+                "x.float(), and cast inside the forward function if the model runs in half "
+                "precision (e.g. lambda w: model(w.half()))"
+            )
         if wave.shape[0] == 0:
             raise ValueError(f"{where} has an empty batch")
         if wave.shape[-1] < MIN_SAMPLES:
