@@ -12,13 +12,14 @@ from captum_freqrex._core.explanation import CausalSet, Explanation
 from captum_freqrex._core.extraction import ProbeResult, SetCertificate
 from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
-from captum_freqrex._core.freqrex import FreqReX
+from captum_freqrex._core.freqrex import FreqReX, FreqReXWarning
 from captum_freqrex._core.querier import QueryStats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FreqReX",
+    "FreqReXWarning",
     "FrequencyForward",
     "FeatureSpace",
     "Explanation",

@@ -137,7 +137,8 @@ def test_model_calls_are_batched(detector, tone_clip):
 
 
 def test_sets_of_one_size_are_certified_by_one_query(detector, tone_clip):
-    """The tone bin is every set: the last batch re-queries it kept once and removed once."""
+    """The tone bin is every set: the last batch re-queries it kept once and removed once, then
+    the unmasked input (is the model stable?); the rows are exactly the returned waveforms."""
     batches = []
 
     def model(x):
@@ -148,9 +149,10 @@ def test_sets_of_one_size_are_certified_by_one_query(detector, tone_clip):
     sizes = {expl.sufficient.size, expl.sufficient_necessary.size, expl.complete.size}
     assert sizes == {1} and expl.certified
     certification = batches[-1]
-    assert certification.shape[0] == 2
-    assert torch.allclose(certification[0], expl.waveform("sufficient"), atol=1e-5)
-    assert torch.allclose(certification[1], expl.waveform("sufficient_necessary", removed=True), atol=1e-5)
+    assert certification.shape[0] == 3
+    assert torch.equal(certification[0], expl.waveform("sufficient"))
+    assert torch.equal(certification[1], expl.waveform("sufficient_necessary", removed=True))
+    assert torch.equal(certification[2], tone_clip[0])
     assert expl.complete.certificate.kept == expl.sufficient.certificate.kept
 
 
@@ -170,7 +172,8 @@ def test_query_budgets_are_respected(detector, tone_clip):
     expl = FreqReX(detector).explain(tone_clip, max_queries=200, max_extraction_queries=32)[0]
     assert expl.responsibility_queries <= 200 and expl.extraction_queries <= 32
     assert expl.stopped_by == "max_queries"
-    assert expl.stats.queries == 1 + expl.responsibility_queries + expl.extraction_queries
+    # Plus two: the unmasked input and the baseline alone, queried together before the search.
+    assert expl.stats.queries == 2 + expl.responsibility_queries + expl.extraction_queries
 
 
 def test_noise_tunnel_accepts_freqrex(detector, tone_clip):

@@ -8,7 +8,7 @@ time-frequency cells for time-localised explanations.
 
 from __future__ import annotations
 
-
+import operator
 import warnings
 from abc import ABC, abstractmethod
 from typing import Tuple
@@ -19,6 +19,22 @@ from torch import Tensor
 from captum_freqrex._core.few_bins import few_bin_irfft, few_bin_limit
 
 __all__ = ["SpectralDomain", "RfftDomain", "StftDomain", "next_fast_len"]
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive int, got {number}")
+    return number
+
+
+def _largest_power_of_two(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
 
 
 def _largest_prime_factor(n: int) -> int:
@@ -142,12 +158,18 @@ class StftDomain(SpectralDomain):
     name = "stft"
 
     def __init__(self, n_fft: int = 512, hop_length: int | None = None, center: bool = True) -> None:
+        n_fft = _positive_int(n_fft, "n_fft")
         if n_fft < 2:
             raise ValueError(f"n_fft must be at least 2, got {n_fft}")
         self.n_fft = n_fft
-        self.hop_length = hop_length or n_fft // 4
-        if not 0 < self.hop_length <= n_fft:
-            raise ValueError(f"hop_length must be in (0, n_fft], got {self.hop_length}")
+        self.hop_length = n_fft // 4 if hop_length is None else _positive_int(hop_length, "hop_length")
+        if not 0 < self.hop_length < n_fft:
+            # A hop of a whole window or more leaves samples no frame covers with a non-zero
+            # window weight: istft cannot invert such a grid.
+            raise ValueError(
+                f"hop_length must be in (0, n_fft) = (0, {n_fft}), got {self.hop_length}; frames must "
+                f"overlap for istft to invert the grid (the default is n_fft // 4 = {max(n_fft // 4, 1)})"
+            )
         self.center = center
         self._windows: dict = {}
 
@@ -158,10 +180,11 @@ class StftDomain(SpectralDomain):
         return self._windows[key]
 
     def analyze(self, waveforms: Tensor) -> Tensor:
-        if waveforms.shape[-1] < self.n_fft and not self.center:
+        if waveforms.shape[-1] < self.n_fft:
             raise ValueError(
-                f"waveforms of {waveforms.shape[-1]} samples are shorter than n_fft={self.n_fft}; "
-                "use a smaller n_fft"
+                f"waveforms of {waveforms.shape[-1]} samples are shorter than n_fft={self.n_fft}: one "
+                f"STFT frame would be longer than the clip; use StftDomain(n_fft=...) with n_fft <= "
+                f"{waveforms.shape[-1]} (e.g. {_largest_power_of_two(waveforms.shape[-1])})"
             )
         lead = waveforms.shape[:-1]
         flat = waveforms.reshape(-1, waveforms.shape[-1])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -93,6 +93,11 @@ class Explanation:
         extraction_queries (int): Queries spent on extracting and certifying the sets.
         stopped_by (str): Why the responsibility search stopped: ``"searches"``, ``"converged"`` or
                     ``"max_queries"``; ``"attributions"`` when the ranking came from given attributions.
+        baseline (ProbeResult, optional): The model on the baseline alone (every feature removed).
+        warnings (list of str): Why (part of) this explanation cannot be taken at face value, in
+                    plain words: the target is not the model's decision, the baseline alone already
+                    gives the decision, a set did not hold on re-query, ... Empty when nothing is
+                    wrong. Also issued as Python warnings by :meth:`FreqReX.explain`.
     """
 
     responsibility: Union[Tensor, Tuple[Tensor, ...]]
@@ -110,6 +115,18 @@ class Explanation:
     _space: FeatureSpace = field(repr=False)
     _example: int = field(repr=False)
     _is_tuple: bool = field(default=False, repr=False)
+    baseline: Optional[ProbeResult] = None
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def target_is_decision(self) -> bool:
+        """Whether the unmasked input keeps the explained target (False: the target is not decided)."""
+        return self.original.passes
+
+    @property
+    def baseline_decides(self) -> bool:
+        """Whether the baseline alone already gives the target decision (the empty set suffices)."""
+        return self.baseline is not None and self.baseline.passes
 
     @property
     def sets(self) -> Dict[str, Optional[CausalSet]]:
@@ -163,7 +180,11 @@ class Explanation:
         return {
             "target": self.target,
             "original_class": self.original.decided,
-            "original_confidence": round(self.original.confidence, 6),
+            "original_confidence": round(self.original.decided_confidence, 6),
+            "target_confidence": round(self.original.confidence, 6),
+            "target_is_decision": self.target_is_decision,
+            "baseline_decides": self.baseline_decides,
+            "warnings": list(self.warnings),
             "n_features": int(self.feature_responsibility.numel()),
             "flip_class": self.flip_class,
             "certified": self.certified,

@@ -22,17 +22,44 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-#: Queries kept back from the extraction budget for the final certification batch.
-CERTIFICATION_QUERIES = 4
+#: Queries kept back from the extraction budget for the final certification batch: the three
+#: sets kept alone, the sufficient-and-necessary set removed, and the unmasked input again.
+CERTIFICATION_QUERIES = 5
 
 
 @dataclass
 class ProbeResult:
-    """Model verdict on one mutant: does it keep the decision, its class and target confidence."""
+    r"""Model verdict on one mutant.
+
+    Attributes:
+        passes (bool): Whether the mutant keeps the explained decision (the target).
+        decided (int): The class the model decides on the mutant.
+        confidence (float): Confidence in the target, in [0, 1].
+        decided_confidence (float): Confidence in the decided class, in [0, 1] (equals
+                    ``confidence`` when the decided class is the target). NaN when not computed.
+        margin (float): How far the target is ahead of the strongest other class, in confidence
+                    (negative: behind); within the decision's ``tie_tolerance`` of 0 is a tie,
+                    which counts as "decision not changed". NaN for decisions without margins
+                    (a user's pass function).
+        changed (bool): Whether the mutant clearly departs from the target decision. Equals
+                    ``not passes`` except for ties, which neither keep nor change it.
+    """
 
     passes: bool
     decided: int
     confidence: float
+    decided_confidence: float = float("nan")
+    margin: float = float("nan")
+    changed: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        if self.changed is None:
+            self.changed = not self.passes
+
+    @property
+    def tied(self) -> bool:
+        """Neither kept nor changed: the target ties with another class within the tolerance."""
+        return not self.passes and not self.changed
 
 
 @dataclass
@@ -46,6 +73,8 @@ class SetCertificate:
         certified (bool): Whether the set's claim held on the re-query.
         exact (bool): Whether the search resolved the smallest size (False when the budget ran out
                     and a larger certified prefix was returned).
+        note (str): Why the set is not certified, or what is special about it (a tie counted as
+                    "not changed", the empty set); empty when there is nothing to say.
     """
 
     size: int
@@ -53,6 +82,7 @@ class SetCertificate:
     removed: Optional[ProbeResult]
     certified: bool
     exact: bool
+    note: str = ""
 
 
 @dataclass
@@ -77,7 +107,14 @@ class PrefixSearch:
         original (ProbeResult): The model on the unmasked input.
         target_confidence (float): Confidence a complete set must reach.
         budget (int): Most queries to spend, certification included.
+        baseline (ProbeResult, optional): The model on the baseline alone (keeping nothing), when
+                    already known; queried otherwise.
         grid_size (int, optional): Sizes probed per round per open bracket. Default: 8
+
+    When the unmasked input does not pass (a target the model does not decide, or a confidence
+    below the filter), keeping everything fails, which says nothing about smaller prefixes: only
+    the sufficient size is searched, over a geometric grid that grows denser each round, and no
+    failed size is taken to rule out the sizes below it until a passing size is found.
     """
 
     query: Callable[[List[int], List[int]], Tuple[List[ProbeResult], List[ProbeResult]]]
@@ -85,6 +122,7 @@ class PrefixSearch:
     original: ProbeResult
     target_confidence: float
     budget: int
+    baseline: Optional[ProbeResult] = None
     grid_size: int = 8
     keep_cache: Dict[int, ProbeResult] = field(default_factory=dict)
     remove_cache: Dict[int, ProbeResult] = field(default_factory=dict)
@@ -98,7 +136,7 @@ class PrefixSearch:
         kept, removed = self.keep_cache.get(k), self.remove_cache.get(k)
         if kept is None or removed is None:
             return None
-        return kept.passes and not removed.passes
+        return kept.passes and bool(removed.changed)
 
     def _complete(self, k: int) -> Optional[bool]:
         kept = self.keep_cache.get(k)
@@ -119,11 +157,30 @@ class PrefixSearch:
         floor = bracket.floor()
         trues = [k for k, v in known.items() if v and k >= floor]
         bracket.hi = min(trues) if trues else None
+        if bracket.hi is None and not self.original.passes:
+            bracket.lo = -1  # nothing passes yet, and "everything fails" bounds nothing
+            return
         limit = bracket.hi if bracket.hi is not None else self.n_features + 1
         falses = [k for k, v in known.items() if v is False and k < limit]
         bracket.lo = max(falses + [floor - 1, -1])
 
+    def _scan(self, count: int) -> List[int]:
+        # Sizes not probed yet on ever denser geometric grids over [1, n_features - 1].
+        n = self.n_features
+        points = 2 * count
+        while points <= 4 * n:
+            grid = torch.logspace(0.0, float(torch.log10(torch.tensor(float(max(n - 1, 1))))), points)
+            fresh = sorted({int(round(float(k))) for k in grid} - set(self.keep_cache))
+            fresh = [k for k in fresh if 1 <= k < n]
+            if fresh:
+                step = max(1, len(fresh) // count)
+                return fresh[::step][:count]
+            points *= 2
+        return []
+
     def _probes(self, bracket: _Bracket, count: int) -> List[int]:
+        if bracket.hi is None and not self.original.passes:
+            return self._scan(count) if count >= 1 else []
         lo = max(bracket.lo, bracket.floor() - 1)
         hi = bracket.hi if bracket.hi is not None else self.n_features + 1
         if hi - lo <= 1 or count < 1:
@@ -142,7 +199,10 @@ class PrefixSearch:
         self.keep_cache[self.n_features] = self.original
         # Removing nothing leaves the original; keeping nothing is the baseline, as is removing all.
         self.remove_cache[0] = self.original
-        self._run_probes([0], [])
+        if self.baseline is not None:
+            self.keep_cache[0] = self.baseline
+        else:
+            self._run_probes([0], [])
         self.remove_cache[self.n_features] = self.keep_cache[0]
         sufficient = _Bracket(-1, None, needs_removal=False)
         necessary = _Bracket(-1, None, needs_removal=True)
@@ -150,6 +210,9 @@ class PrefixSearch:
             -1, None, needs_removal=False, floor=lambda: necessary.hi or sufficient.hi or 0
         )
         searches = [(sufficient, self._sufficient), (necessary, self._necessary), (complete, self._complete)]
+        if not self.original.passes:
+            # Necessity and completeness are about a decision the input has; it has none here.
+            searches = searches[:1]
         spendable = self.budget - CERTIFICATION_QUERIES
         while True:
             for bracket, predicate in searches:
@@ -175,6 +238,8 @@ class PrefixSearch:
             "necessary": not necessary.open(),
             "complete": not complete.open(),
         }
+        if not self.original.passes:
+            return sufficient.hi, None, None, exact
         return sufficient.hi, necessary.hi, complete.hi, exact
 
 

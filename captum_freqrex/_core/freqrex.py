@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple, Union
 
@@ -17,13 +18,13 @@ from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.explanation import CausalSet, Explanation
 from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
 from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.querier import ModelQuerier, QueryStats, RowBuffer, auto_batch_size
+from captum_freqrex._core.querier import ModelQuerier, QueryStats, RowBuffer, auto_batch_size, estimate_memory
 from captum_freqrex._core.ranking import rank_features
 from captum_freqrex._core.responsibility import PartitionRefinement, RefinementOptions, StepQuery
 from captum_freqrex._core.step_synthesis import StepSynthesizer
 from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.progress import progress
-from captum_freqrex._utils.validation import TensorOrTuple, format_baselines, format_waveforms
+from captum_freqrex._utils.validation import TensorOrTuple, as_int, format_baselines, format_waveforms
 
 #: What the refinement searches for: features whose *keeping* (against the baseline) keeps the
 #: decision, or features whose *removal* (from the input) changes it.
@@ -50,6 +51,101 @@ class _Run:
 
     def __post_init__(self) -> None:
         self.rows = RowBuffer([w[0] for w in self.waves])
+
+
+class FreqReXWarning(UserWarning):
+    """A FreqReX result that cannot be taken at face value (the message says why and what to do)."""
+
+
+#: Peak amplitude above which a model's NaN output on the input is blamed on the input's scale.
+PEAK_AMPLITUDE_HINT = 1e6
+
+#: Largest seed a torch.Generator takes (its seed is a signed 64-bit integer here).
+MAX_SEED = 2**63 - 1
+
+#: Largest change of the model's raw output on the unmasked input between the first query and
+#: the certification batch, relative to the output's scale (max |score| + 1), that still counts as
+#: the same output. Batch-composition noise of a deterministic model is ~1e-6.
+STABILITY_TOLERANCE = 1e-3
+
+
+@dataclass
+class _Anchors:
+    """The model on the unmasked input and on the baseline alone, and what they imply."""
+
+    target: int
+    original: ProbeResult
+    baseline: ProbeResult
+    warnings: List[str]
+    outputs: Tensor  # (K,) the model's raw output on the input, to check later calls against
+
+
+def _anchor_warnings(run: _Run, target: int, original: ProbeResult, baseline: ProbeResult) -> List[str]:
+    messages = []
+    if not original.passes:
+        if original.decided != target:
+            messages.append(
+                f"the target (class {target}) is not the model's decision on the input (class "
+                f"{original.decided}, confidence {original.decided_confidence:.3f}; class {target} has "
+                f"{original.confidence:.3f}): the sets say which frequencies alone would make the model "
+                f"decide class {target}; there is no necessary or complete set of a decision the input "
+                "does not have"
+            )
+        else:
+            messages.append(
+                f"the input's confidence in class {target} ({original.confidence:.3f}) is below "
+                f"confidence_filter ({run.confidence_filter}): only a sufficient set (one reaching the "
+                "filter) is searched"
+            )
+    fix = "explain against another baseline (baselines=..., e.g. recorded background noise)"
+    if run.mode == "necessary" and original.passes and not baseline.changed:
+        messages.append(
+            f"the baseline alone does not change the decision (class {target}, confidence "
+            f"{baseline.confidence:.3f}), so removing frequencies cannot change it: mode='necessary' "
+            f"has nothing to find and every responsibility is 0; {fix}"
+        )
+    elif baseline.passes:
+        messages.append(
+            f"the baseline alone already gives class {target} (confidence {baseline.confidence:.3f}): "
+            "the empty set is sufficient, so the sufficient set says nothing about the input; "
+            f"{fix}"
+        )
+    return messages
+
+
+def _set_note(
+    name: str, size: int, holds: bool, stable: bool, kept: ProbeResult, removed: Optional[ProbeResult],
+    tie_tolerance: Optional[float],
+) -> str:
+    """Why a set is not certified, or what is special about it, in plain words."""
+    if not stable:
+        return "not certified: the model's output on the unmasked input changed between calls"
+    tie = f"within tie_tolerance {tie_tolerance}, which counts as decision not changed"
+    if not holds:
+        if not kept.passes:
+            if kept.tied:
+                return f"kept alone, the target ties with class {kept.decided} ({tie}: not kept)"
+            return (
+                f"kept alone, the model decides class {kept.decided} (confidence in the target "
+                f"{kept.confidence:.4f})"
+            )
+        if name == "sufficient_necessary" and removed is not None:
+            if removed.tied:
+                return f"with the set removed, the target ties with class {removed.decided} ({tie})"
+            return f"with the set removed, the model still gives the target (confidence {removed.confidence:.4f})"
+        return f"kept alone, the confidence in the target is {kept.confidence:.4f}, below the original's minus the tolerance"
+    notes = []
+    if size == 0:
+        notes.append("the empty set: the baseline alone gives the decision")
+    if removed is not None and removed.tied:
+        notes.append(f"with the set removed, the target ties with class {removed.decided} ({tie})")
+    return "; ".join(notes)
+
+
+def _issue_warnings(messages: List[str], example: int, batch_size: int, stacklevel: int = 3) -> None:
+    for message in messages:
+        where = f"example {example}: " if batch_size > 1 else ""
+        warnings.warn(where + message, FreqReXWarning, stacklevel=stacklevel)
 
 
 class FreqReX(PerturbationAttribution):
@@ -121,8 +217,14 @@ class FreqReX(PerturbationAttribution):
         waves, is_tuple = format_waveforms(inputs)
         bases = format_baselines(baselines, waves)
         space = FeatureSpace(waves, bases, feature_mask, self.domain, per_channel)
-        if perturbations_per_eval is not None and perturbations_per_eval < 1:
-            raise ValueError(f"perturbations_per_eval must be >= 1, got {perturbations_per_eval}")
+        if perturbations_per_eval is not None:
+            perturbations_per_eval = as_int(perturbations_per_eval, "perturbations_per_eval", minimum=1)
+        if seed is not None:
+            seed = as_int(seed, "seed", minimum=0, maximum=MAX_SEED)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if isinstance(confidence_filter, bool) or not isinstance(confidence_filter, (int, float)):
+            raise TypeError(f"confidence_filter must be a number in [0, 1), got {confidence_filter!r}")
         if not 0.0 <= confidence_filter < 1.0:
             raise ValueError(f"confidence_filter must be in [0, 1), got {confidence_filter}")
         max_rows = perturbations_per_eval or auto_batch_size(
@@ -135,6 +237,7 @@ class FreqReX(PerturbationAttribution):
         options.validate()
         if generator is not None:
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        estimate_memory(waves, space, max_rows)
         return _Run(
             space,
             querier,
@@ -154,25 +257,51 @@ class FreqReX(PerturbationAttribution):
             return int(run.decision.classes(outputs)[0])
         return flat_target_index(target, run.output_shape, run.decision.num_classes(outputs))
 
-    def _original(self, run: _Run, example: int) -> Tuple[Tensor, int, ProbeResult]:
-        inputs = tuple(w[example : example + 1] for w in run.waves)
-        outputs = run.querier(inputs, example)
-        if run.decision is None:
-            run.decision = resolve_decision(run.decision_spec, outputs)
+    def _anchors(self, run: _Run, example: int) -> _Anchors:
+        # The unmasked input and the baseline alone, in one model call. The input goes in as a
+        # copy: a model that edits its input in place must not edit the caller's tensor.
+        rows = run.rows.take(2)
+        for row, wave, base in zip(rows, run.waves, run.space.baseline_waveforms(example)):
+            row[0].copy_(wave[example])
+            row[1].copy_(base)
+        try:
+            outputs = run.querier(rows, example).clone()
+        except ValueError as error:
+            peak = max(float(w[example].abs().max()) for w in run.waves)
+            if "NaN or Inf" in str(error) and peak > PEAK_AMPLITUDE_HINT:
+                raise ValueError(
+                    f"the model returned NaN or Inf on the input, whose peak amplitude {peak:.3g} is far "
+                    "outside the range audio models expect (about [-1, 1], or [-32768, 32767] for "
+                    "16-bit integers): normalise the waveform (e.g. x / x.abs().max())"
+                ) from None
+            raise
+        # Logits or probabilities are decided from this example's own output, once: every mutant
+        # of the example is then read the same way, and a batch explains as each example alone.
+        run.decision = resolve_decision(run.decision_spec, outputs[:1])
+        if run.output_shape is None:
             run.output_shape = run.querier.output_shape or (1,)
-        target = self._target_index(run, run.targets[example], outputs)
-        return outputs, target, self._probe(run, outputs, target)[0]
+        self._check_width(run, outputs)
+        target = self._target_index(run, run.targets[example], outputs[:1])
+        original, baseline = self._probe(run, outputs, target)
+        return _Anchors(target, original, baseline, _anchor_warnings(run, target, original, baseline), outputs[0])
 
     def _probe(self, run: _Run, outputs: Tensor, target: int) -> List[ProbeResult]:
         assert run.decision is not None
         targets = torch.full((outputs.shape[0],), target, dtype=torch.long, device=outputs.device)
         passes = run.decision.passes(outputs, targets)
+        changes = run.decision.changes(outputs, targets)
         confidence = run.decision.confidence(outputs, targets)
         passes = passes & (confidence >= run.confidence_filter)
         decided = run.decision.classes(outputs)
+        decided_confidence = run.decision.confidence(outputs, decided.long())
+        margin_of = getattr(run.decision, "margin", None)
+        margins = margin_of(outputs, targets).tolist() if margin_of else [math.nan] * len(decided)
         return [
-            ProbeResult(bool(p), int(d), float(c))
-            for p, d, c in zip(passes.tolist(), decided.tolist(), confidence.tolist())
+            ProbeResult(bool(p), int(d), float(c), float(dc), float(m), bool(ch))
+            for p, d, c, dc, m, ch in zip(
+                passes.tolist(), decided.tolist(), confidence.tolist(), decided_confidence.tolist(), margins,
+                changes.tolist(),
+            )
         ]
 
     def _prefix_outputs(
@@ -206,8 +335,9 @@ class FreqReX(PerturbationAttribution):
 
     # ------------------------------------------------------------------ responsibility
 
-    def _responsibility(self, run: _Run, example: int) -> Tuple[Tensor, int, ProbeResult, PartitionRefinement]:
-        _, target, original = self._original(run, example)
+    def _responsibility(self, run: _Run, example: int) -> Tuple[Tensor, _Anchors, PartitionRefinement]:
+        anchors = self._anchors(run, example)
+        target, original = anchors.target, anchors.original
 
         space = run.space
         baseline = space.baseline_waveforms(example)
@@ -225,20 +355,19 @@ class FreqReX(PerturbationAttribution):
             ]
             joined = torch.cat(outputs)
             self._check_width(run, joined)
-            # "necessary": a mutant passes when removing its parts changes the decision.
-            return torch.tensor([r.passes != removing for r in self._probe(run, joined, target)])
+            # "necessary": a mutant passes when removing its parts changes the decision (a tie
+            # does not).
+            probes = self._probe(run, joined, target)
+            return torch.tensor([bool(r.changed) if removing else r.passes for r in probes])
 
-        if removing:
-            # The root removes everything: the baseline. No cause to find unless it flips.
-            root = self._probe(run, run.querier(tuple(b.unsqueeze(0) for b in baseline), example), target)[0]
-            root_passes = not root.passes
-        else:
-            root_passes = original.passes
+        # "necessary": the root removes everything, i.e. is the baseline; no cause to find unless
+        # the baseline changes the decision.
+        root_passes = bool(anchors.baseline.changed) if removing else original.passes
         generator = torch.Generator().manual_seed(run.seed)
         refinement = PartitionRefinement(
             evaluate, run.space.n_features, root_passes, run.options, generator, run.space.device
         )
-        return refinement.run(), target, original, refinement
+        return refinement.run(), anchors, refinement
 
     @log_usage()
     def attribute(
@@ -330,7 +459,9 @@ class FreqReX(PerturbationAttribution):
         rows = []
         batch = range(run.space.batch_size)
         for example in progress(batch, len(batch), "FreqReX", show_progress):
-            rows.append(self._responsibility(run, example)[0])
+            values, anchors, _ = self._responsibility(run, example)
+            _issue_warnings(anchors.warnings, example, run.space.batch_size, stacklevel=4)
+            rows.append(values)
         values = torch.stack(rows).to(device=run.space.device, dtype=run.waves[0].dtype)
         run.querier.stats.total_seconds = time.perf_counter() - start
         self.last_stats = run.querier.stats
@@ -340,9 +471,10 @@ class FreqReX(PerturbationAttribution):
     # ------------------------------------------------------------------ explanation
 
     def _extract(
-        self, run: _Run, example: int, ranking: Tensor, target: int, original: ProbeResult,
-        tolerance: float, budget: int,
-    ) -> Tuple[List[Optional[CausalSet]], int]:
+        self, run: _Run, example: int, ranking: Tensor, anchors: _Anchors, tolerance: float, budget: int,
+    ) -> Tuple[List[Optional[CausalSet]], int, List[str]]:
+        target, original = anchors.target, anchors.original
+
         def query(keep_sizes: List[int], remove_sizes: List[int]) -> Tuple[List[ProbeResult], List[ProbeResult]]:
             if not keep_sizes and not remove_sizes:
                 return [], []
@@ -351,36 +483,84 @@ class FreqReX(PerturbationAttribution):
             return results[: len(keep_sizes)], results[len(keep_sizes):]
 
         search = PrefixSearch(
-            query, run.space.n_features, original, original.confidence - tolerance, budget
+            query, run.space.n_features, original, original.confidence - tolerance, budget, anchors.baseline
         )
         k_suff, k_nec, k_comp, exact = search.run()
-        # Certification: query the model once more on every returned set, in one batch. Sets of
-        # the same size are the same prefix (often the necessary and the complete set): one query.
         sizes = {"sufficient": k_suff, "sufficient_necessary": k_nec, "complete": k_comp}
         keep_sizes = sorted({k for k in sizes.values() if k is not None})
-        remove_sizes = [k_nec] if k_nec is not None else []
-        keep_results, remove_results = query(keep_sizes, remove_sizes)
-        kept_by_size = dict(zip(keep_sizes, keep_results))
-        masks = dict(zip(keep_sizes, prefix_masks(ranking, keep_sizes).bool())) if keep_sizes else {}
+        masks = dict(zip(keep_sizes, prefix_masks(ranking, keep_sizes))) if keep_sizes else {}
+        kept_by_size, removed, again, again_outputs = self._certify(
+            run, example, target, [masks[k] for k in keep_sizes], masks.get(k_nec) if k_nec is not None else None
+        )
+        kept_by_size = dict(zip(keep_sizes, kept_by_size))
+        messages = []
+        scale = float(anchors.outputs.abs().max()) + 1.0
+        stable = (
+            again.decided == original.decided
+            and again.passes == original.passes
+            and float((again_outputs - anchors.outputs).abs().max()) <= STABILITY_TOLERANCE * scale
+        )
+        if not stable:
+            messages.append(
+                f"the model's output on the unmasked input changed between calls (by up to "
+                f"{float((again_outputs - anchors.outputs).abs().max()):.3g}; class {original.decided} "
+                f"then {again.decided}): a nondeterministic model (dropout or "
+                "batch-norm in training mode?) or one whose output depends on the rest of its batch; "
+                "no set can be certified (call model.eval())"
+            )
         bins = run.space.feature_sizes()
+        tie = getattr(run.decision, "tie_tolerance", None)
         sets: List[Optional[CausalSet]] = []
         for name, k in sizes.items():
             if k is None:
                 sets.append(None)
                 continue
             kept = kept_by_size[k]
-            removed = remove_results[0] if name == "sufficient_necessary" else None
+            gone = removed if name == "sufficient_necessary" else None
             if name == "sufficient":
                 holds = kept.passes
             elif name == "sufficient_necessary":
-                holds = kept.passes and removed is not None and not removed.passes
+                holds = kept.passes and gone is not None and bool(gone.changed)
             else:
                 holds = kept.passes and kept.confidence >= original.confidence - tolerance
-            mask = masks[k]
+            note = _set_note(name, k, holds, stable, kept, gone, tie)
+            if not holds:
+                messages.append(f"the {name.replace('_', '-and-')} set did not hold on re-query: {note}")
+            mask = masks[k].bool()
             key = "necessary" if name == "sufficient_necessary" else name
-            cert = SetCertificate(k, kept, removed, holds, exact[key])
+            cert = SetCertificate(k, kept, gone, holds and stable, exact[key], note)
             sets.append(CausalSet(name, mask, int(bins[mask].sum()), cert))
-        return sets, search.queries + len(keep_sizes) + len(remove_sizes)
+        certification_queries = len(keep_sizes) + (k_nec is not None) + 1
+        return sets, search.queries + certification_queries, messages
+
+    def _certify(
+        self, run: _Run, example: int, target: int, keeps: List[Tensor], remove: Optional[Tensor]
+    ) -> Tuple[List[ProbeResult], Optional[ProbeResult], ProbeResult, Tensor]:
+        # Certification: the model on every returned set kept alone, on the input with the
+        # sufficient-and-necessary set removed, and on the input again (is the model stable?), in
+        # one batch. Each set's waveform is synthesised on its own, exactly as
+        # Explanation.waveform rebuilds it, so a certificate holds on the waveform the user gets.
+        keep_rows = keeps + ([1.0 - remove] if remove is not None else [])
+        n_rows = len(keep_rows) + 1
+        outputs = []
+        for lo in range(0, n_rows, run.querier.max_rows):
+            chunk = range(lo, min(lo + run.querier.max_rows, n_rows))
+            rows = run.rows.take(len(chunk))
+            for j, i in enumerate(chunk):
+                waves = (
+                    tuple(w[0] for w in run.space.mutants(example, keep_rows[i].view(1, -1)))
+                    if i < len(keep_rows)
+                    else tuple(w[example] for w in run.waves)
+                )
+                for row, wave in zip(rows, waves):
+                    row[j].copy_(wave)
+            outputs.append(run.querier(rows, example).clone())
+        joined = torch.cat(outputs)
+        self._check_width(run, joined)
+        results = self._probe(run, joined, target)
+        kept = results[: len(keeps)]
+        removed = results[len(keeps)] if remove is not None else None
+        return kept, removed, results[-1], joined[-1]
 
     def explain(
         self,
@@ -446,15 +626,17 @@ class FreqReX(PerturbationAttribution):
             start = time.perf_counter()
             before = QueryStats(**vars(run.querier.stats))
             if scores is None:
-                responsibility, target_index, original, refinement = self._responsibility(run, example)
+                responsibility, anchors, refinement = self._responsibility(run, example)
                 responsibility_queries, stopped_by = refinement.queries, refinement.stopped_by
             else:
-                _, target_index, original = self._original(run, example)
+                anchors = self._anchors(run, example)
                 responsibility, responsibility_queries, stopped_by = scores[example], 0, "attributions"
             ranking = rank_features(responsibility.to(run.space.device), run.space.feature_energy(example))
-            sets, extraction_queries = self._extract(
-                run, example, ranking, target_index, original, complete_tolerance, max_extraction_queries
+            sets, extraction_queries, set_messages = self._extract(
+                run, example, ranking, anchors, complete_tolerance, max_extraction_queries
             )
+            messages = anchors.warnings + set_messages
+            _issue_warnings(messages, example, run.space.batch_size)
             after = run.querier.stats
             stats = QueryStats(
                 after.queries - before.queries,
@@ -470,8 +652,8 @@ class FreqReX(PerturbationAttribution):
                     grids if run.is_tuple else grids[0],
                     values,
                     ranking,
-                    target_index,
-                    original,
+                    anchors.target,
+                    anchors.original,
                     *sets,
                     stats,
                     responsibility_queries,
@@ -480,6 +662,8 @@ class FreqReX(PerturbationAttribution):
                     run.space,
                     example,
                     run.is_tuple,
+                    baseline=anchors.baseline,
+                    warnings=messages,
                 )
             )
         self.last_stats = total

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -88,9 +89,74 @@ def auto_batch_size(waveform_numel: int, device: torch.device, element_bytes: in
     return int(max(1, min(128, budget // per_mutant)))
 
 
-def _flatten_outputs(outputs: Any, rows: int) -> Tensor:
+#: Peak memory of one explanation, in waveforms of the explained clip: spectra of the input and
+#: the baseline, part waveforms of a wave of refinement steps, few-bin anchors and transform
+#: workspace, plus two per model-input row (the row and the model's first activations). Fitted to
+#: peaks measured with the tone benchmark model (10-minute clip: 1.41 GiB with 3 rows per call)
+#: and rounded up: it over-estimates by about a quarter rather than under-estimate.
+WAVEFORMS_PER_EXPLANATION = 36
+#: The Python process, torch and the model before any explanation.
+BASE_MEMORY_BYTES = 256 * 1024**2
+
+
+def estimate_memory(waveforms: Sequence[Tensor], space: Any, max_rows: int) -> int:
+    r"""Estimated peak memory of explaining one example, checked against the available memory.
+
+    Long clips fail deep inside the FFT library when memory runs out; this fails first, with the
+    estimate and what to do.
+
+    Args:
+        waveforms (sequence of Tensor): The explained inputs ``(B, ...)``.
+        space (FeatureSpace): Their feature space (unused today; kept so that domains with larger
+                    grids can refine the estimate).
+        max_rows (int): Mutants per model call.
+
+    Returns:
+        int: The estimate in bytes.
+
+    Raises:
+        MemoryError: When the estimate exceeds the memory available on the inputs' device.
+    """
+    samples = sum(math.prod(w.shape[1:]) for w in waveforms)
+    element = waveforms[0].element_size()
+    estimate = samples * element * (WAVEFORMS_PER_EXPLANATION + 2 * max_rows) + BASE_MEMORY_BYTES
+    available = _available_memory_bytes(waveforms[0].device)
+    if estimate > available:
+        gib = 1024**3
+        fit = max(int((available - BASE_MEMORY_BYTES) / (element * (WAVEFORMS_PER_EXPLANATION + 2))), 0)
+        raise MemoryError(
+            f"explaining {samples:,} samples per example needs about {estimate / gib:.1f} GiB "
+            f"(estimate, {max_rows} mutant(s) per model call) but {available / gib:.1f} GiB are "
+            f"available on {waveforms[0].device}: explain shorter segments (at most about "
+            f"{fit:,} samples fit), pass perturbations_per_eval=1, or free memory"
+        )
+    return estimate
+
+
+def check_model_outputs(outputs: Any, rows: int) -> Tensor:
+    r"""Validate a model's outputs on ``rows`` waveforms and flatten them to ``(rows, K)``.
+
+    The one set of output checks shared by FreqReX, the metrics and the comparison: the output is a
+    real floating-point tensor with one row per waveform and only finite scores.
+
+    Args:
+        outputs (Any): What the model returned.
+        rows (int): Number of waveforms it was called on.
+
+    Returns:
+        Tensor: ``(rows, K)`` detached scores.
+    """
     if not isinstance(outputs, Tensor):
-        raise TypeError(f"the model must return a tensor, got {type(outputs).__name__}")
+        raise TypeError(
+            f"the model must return a tensor of scores, got {type(outputs).__name__}; wrap it so that "
+            "it returns the logits or probabilities (e.g. lambda w: model(w).logits)"
+        )
+    if outputs.is_complex() or outputs.dtype == torch.bool or not outputs.is_floating_point():
+        raise TypeError(
+            f"the model returned {outputs.dtype} scores; FreqReX needs real floating-point scores "
+            "(logits or probabilities) to rank classes and compare confidences: return "
+            "scores.float() (for complex outputs, e.g. scores.abs())"
+        )
     if outputs.dim() == 0 or outputs.shape[0] != rows:
         raise ValueError(
             f"the model returned shape {tuple(outputs.shape)} for a batch of {rows} waveforms; it "
@@ -149,7 +215,7 @@ class ModelQuerier:
         self.stats.model_seconds += time.perf_counter() - start
         self.stats.queries += rows
         self.stats.forward_calls += 1
-        flat = _flatten_outputs(outputs, rows)
+        flat = check_model_outputs(outputs, rows)
         self.output_shape = tuple(outputs.shape[1:])
         return flat
 

@@ -10,18 +10,28 @@ mass (see below). Then:
 * **credit** - in every mutant that keeps the decision, each kept sub-piece whose removal from that
   mutant loses the decision (a counterfactual cause under that contingency) earns ``1/k``, with ``k``
   the number of kept sub-pieces. A sub-piece the model ignores is never counterfactual and earns
-  nothing, so features a model ignores get zero responsibility (ReX credits every kept piece; this is
-  the Halpern-Pearl refinement of it).
-* **mass** - each search distributes one unit of causal mass. ``P``'s mass is split among its
-  sub-pieces in proportion to their credit; sub-pieces kept in the next ``S`` carry their mass into
-  deeper refinement, the others are finalised.
+  nothing (ReX credits every kept piece; this is the Halpern-Pearl refinement of it).
 * **refinement** - the smallest passing mutant that keeps a credited sub-piece becomes the next
   ``S`` (the smallest passing mutant when none is credited).
+* **mass** - each search distributes one unit of causal mass. ``P``'s mass is split among the
+  sub-pieces kept in the next ``S`` in proportion to their credit, and they carry it into deeper
+  refinement. A credited sub-piece left out (another cause was smaller) passes its share to the
+  kept ones; the mean over searches with other random cuts shares the mass between such
+  alternatives. When no sub-piece is credited, every subset passes, the empty one too: the rest
+  of ``S`` decides without ``P`` (redundant causes), so ``P``'s mass goes to the rest of ``S``.
+  Mass therefore only ever rests on the pieces of the current passing set, never on a piece the
+  model ignores.
+* **undecided roots** - when ``S`` itself does not pass (a target the input does not get), a
+  step in which nothing passes keeps ``S`` and cuts again; a search that never passes credits
+  nothing.
 
 When a search ends (depth, minimum piece size, or query budget) every piece of ``S`` is finalised.
 A finalised piece spreads its mass evenly over its features, so the responsibility of a feature is
 the mean over searches of (mass / piece size): non-negative, summing to one per example over the
-features when every search found a passing mutant.
+features when every search found a passing mutant. Once the searches have refined their sets down
+to single features (``min_part_size=1`` with enough depth and budget), a feature the model ignores
+has exactly zero responsibility; a piece the budget left unsplit shares its mass with the ignored
+features it holds.
 
 Searches run in lockstep waves of :data:`WAVE_SIZE`; all mutants of a wave's step go to the model
 together. Between waves the search stops early once the top features no longer change.
@@ -38,6 +48,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.feature_space import Range, ranges_to_mask
+from captum_freqrex._utils.validation import as_int
 
 #: Searches refined together in lockstep; their mutants share model calls.
 WAVE_SIZE = 4
@@ -55,6 +66,13 @@ class RefinementOptions:
     convergence_top_k: Optional[int] = 10
 
     def validate(self) -> None:
+        for name, label in (
+            ("n_searches", "n_samples"), ("max_depth", "max_depth"), ("min_part_size", "min_part_size"),
+            ("n_pieces", "n_pieces"), ("max_queries", "max_queries"), ("convergence_top_k", "convergence_top_k"),
+        ):
+            value = getattr(self, name)
+            if value is not None or name in ("n_searches", "max_depth", "min_part_size", "n_pieces"):
+                setattr(self, name, as_int(value, label))
         checks = [
             (self.n_searches >= 1, f"n_samples (searches) must be >= 1, got {self.n_searches}"),
             (self.max_depth >= 1, f"max_depth must be >= 1, got {self.max_depth}"),
@@ -97,8 +115,9 @@ class _Search:
     done: bool = False
 
     def finalize(self) -> None:
+        # A search whose set never reached the target found no cause: it credits nothing.
         for (lo, hi), mass in zip(self.pieces, self.masses):
-            if mass > 0:
+            if mass > 0 and self.passes:
                 self.finalized.append((lo, hi, mass / (hi - lo)))
         self.pieces, self.masses, self.done = [], [], True
 
@@ -216,29 +235,37 @@ class PartitionRefinement:
         mass = search.masses[step.piece_index]
         search.depth += 1
         if not passing:
-            # Nothing keeps the decision, not even all of S: this search found no cause.
-            search.pieces, search.masses, search.done = [], [], True
+            # Only possible while S itself misses the target (a target the input does not get):
+            # no subset of this cut reaches it either. Keep S and cut again: a later cut may
+            # separate what reaches the target from what stands in its way.
             return
         # Refine towards the causes: the smallest passing mutant that keeps a credited sub-piece
         # (so a baseline that passes on its own does not end the search).
         credited = [s for s in passing if any(credit[i] > 0 for i in s)]
         chosen = min(credited or passing, key=lambda s: sum(sub[i][1] - sub[i][0] for i in s))
-        total = sum(credit)
-        if total > 0:
-            shares = [mass * c / total for c in credit]
-        else:
-            # No sub-piece is needed on its own (redundant causes): share by size among the kept.
-            holders = chosen or frozenset(range(n_sub))
-            size = sum(sub[i][1] - sub[i][0] for i in holders)
-            shares = [mass * (sub[i][1] - sub[i][0]) / size if i in holders else 0.0 for i in range(n_sub)]
+        context = [i for i in range(len(search.pieces)) if i != step.piece_index]
         del search.pieces[step.piece_index], search.masses[step.piece_index]
+        # The mass follows what the search keeps refining, so it ends on the features of the final
+        # passing set and never on features the model ignores: a credited sub-piece left out of
+        # the chosen mutant (another cause was smaller) passes its mass to the chosen ones, and
+        # the mean over searches shares it between the alternatives.
+        kept_credit = sum(credit[i] for i in chosen)
         for i, (lo, hi) in enumerate(sub):
             if i in chosen:
                 search.pieces.append((lo, hi))
-                search.masses.append(shares[i])
-            elif shares[i] > 0:
-                search.finalized.append((lo, hi, shares[i] / (hi - lo)))
+                search.masses.append(mass * credit[i] / kept_credit if kept_credit > 0 else 0.0)
+        if kept_credit == 0:
+            # Every subset passes, the empty one too: the rest of S decides without the cut piece
+            # (redundant causes), or the baseline decides on its own. The piece is no cause under
+            # this contingency; its mass goes to the rest of S (none left: this search found none).
+            rest = search.masses[: len(context)]
+            total_rest = sum(rest)
+            if total_rest > 0:
+                for i, m in enumerate(rest):
+                    search.masses[i] = m + mass * m / total_rest
         search.passes = True
+        if not any(m > 0 for m in search.masses):
+            search.pieces, search.masses, search.done = [], [], True
 
     def _run_wave(self, n_new: int) -> None:
         wave = [
@@ -276,11 +303,17 @@ class PartitionRefinement:
     def responsibility(self) -> Tensor:
         """Mean over the searches run so far of each feature's finalised mass density, ``(n_features,)``."""
         diff = torch.zeros(self.n_features + 1, dtype=torch.float64)
+        scale = 0.0
         for search in self.searches:
             for lo, hi, density in search.finalized:
                 diff[lo] += density
                 diff[hi] -= density
-        return diff.cumsum(0)[: self.n_features] / max(len(self.searches), 1)
+                scale += density
+        values = diff.cumsum(0)[: self.n_features]
+        # The running sum leaves rounding residue (~1e-19) past the end of each piece; a feature
+        # no search credited must read exactly 0, never a tiny positive or negative number.
+        values[values.abs() <= 64 * torch.finfo(torch.float64).eps * scale] = 0.0
+        return values / max(len(self.searches), 1)
 
     def _top(self, k: int) -> frozenset:
         values = self.responsibility()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, List, Tuple, Union
 
+import torch
 from torch import Tensor
 
 TargetLike = Union[None, int, Tuple[int, ...], Tensor, List[Any]]
@@ -22,9 +24,14 @@ def targets_per_example(target: TargetLike, batch_size: int) -> List[Any]:
     Returns:
         list: ``batch_size`` entries, each None, an int or a tuple.
     """
-    if target is None or isinstance(target, (int, tuple)):
+    if target is None or isinstance(target, tuple):
         return [target] * batch_size
     if isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(
+                f"target tensor must hold integer class indices, got {target.dtype}; "
+                "use target.long() only if the values are whole class indices"
+            )
         if target.dim() == 0:
             return [int(target)] * batch_size
         if target.dim() == 1 and target.numel() == batch_size:
@@ -36,8 +43,22 @@ def targets_per_example(target: TargetLike, batch_size: int) -> List[Any]:
     if isinstance(target, list):
         if len(target) != batch_size:
             raise ValueError(f"target list must have one entry per example ({batch_size}), got {len(target)}")
-        return list(target)
-    raise TypeError(f"target must be None, an int, a tuple, a list or a tensor, got {type(target).__name__}")
+        return [t if t is None or isinstance(t, tuple) else _class_index(t) for t in target]
+    return [_class_index(target)] * batch_size
+
+
+def _class_index(target: Any) -> int:
+    # Floats (1.7) would be truncated by int() and bools read as 0/1: refuse both.
+    if isinstance(target, Tensor) and target.numel() == 1:
+        if target.is_floating_point() or target.dtype == torch.bool:
+            raise TypeError(f"target must be an integer class index, got a {target.dtype} tensor")
+        return int(target)
+    if isinstance(target, bool) or not hasattr(target, "__index__"):
+        raise TypeError(
+            f"target must be None, an int class index, a tuple, a list or a tensor of class indices, "
+            f"got {type(target).__name__} {target!r}"
+        )
+    return operator.index(target)
 
 
 def flat_target_index(target: Any, output_shape: Tuple[int, ...], n_classes: int) -> int:
@@ -55,6 +76,7 @@ def flat_target_index(target: Any, output_shape: Tuple[int, ...], n_classes: int
     if isinstance(target, Tensor) and target.numel() == 1:
         target = int(target)
     if isinstance(target, tuple):
+        target = tuple(_class_index(t) for t in target)
         if len(target) != len(output_shape) or any(not 0 <= t < n for t, n in zip(target, output_shape)):
             raise ValueError(
                 f"target {target} does not index the model's output of shape "

@@ -5,8 +5,9 @@ Every check raises a ``ValueError``/``TypeError`` that names the problem and how
 
 from __future__ import annotations
 
+import operator
 from numbers import Number
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -15,6 +16,28 @@ TensorOrTuple = Union[Tensor, Tuple[Tensor, ...]]
 
 #: Shortest waveform accepted; shorter clips have too few frequency bins to explain.
 MIN_SAMPLES = 8
+
+
+def as_int(value: Any, name: str, minimum: Optional[int] = None, maximum: Optional[int] = None) -> int:
+    r"""``value`` as an int, refusing what ``int()`` would silently truncate or reinterpret.
+
+    Accepts Python and NumPy integers and one-element integer tensors; refuses bools, floats
+    (even ``2.0``) and strings with a ``TypeError``, and values outside ``[minimum, maximum]`` with a
+    ``ValueError``. Both messages name the argument.
+    """
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point() and value.dtype != torch.bool:
+        value = value.item()
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        low = "" if minimum is None else f">= {minimum}"
+        high = "" if maximum is None else f"<= {maximum}"
+        raise ValueError(f"{name} must be {' and '.join(b for b in (low, high) if b)}, got {number}")
+    return number
 
 
 def as_tuple(value: Any) -> Tuple[Any, ...]:
@@ -51,8 +74,18 @@ def format_waveforms(inputs: TensorOrTuple, name: str = "inputs") -> Tuple[Tuple
                 "x.float(), and cast inside the forward function if the model runs in half "
                 "precision (e.g. lambda w: model(w.half()))"
             )
+        if wave.is_meta:
+            raise ValueError(
+                f"{where} is on the 'meta' device, which holds shapes but no samples; pass real "
+                "waveforms (e.g. on 'cpu' or 'cuda')"
+            )
         if wave.shape[0] == 0:
             raise ValueError(f"{where} has an empty batch")
+        if wave.numel() == 0:
+            raise ValueError(
+                f"{where} has an empty dimension, shape {tuple(wave.shape)}; waveforms need at least "
+                "one channel and one sample: (batch, time) or (batch, channels, time)"
+            )
         if wave.shape[-1] < MIN_SAMPLES:
             raise ValueError(
                 f"{where} is too short: {wave.shape[-1]} samples; FreqReX needs at least "

@@ -1,0 +1,333 @@
+"""Results that cannot be trusted say so: misbehaving models, undecided targets, deciding baselines.
+
+Every test here uses a model whose causes are known by construction (tests/known_models.py) or
+that misbehaves on purpose (outputs that drift between calls, exact ties, logits that look like
+probabilities), and checks that FreqReX either gets the right answer or says plainly why not.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
+from torch import Tensor, nn
+
+from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, metrics
+from captum_freqrex._core import querier
+from captum_freqrex._core.decision import ArgmaxDecision
+
+SECONDS = 0.5
+T = int(SECONDS * SAMPLE_RATE)
+BIN_440, BIN_1000, BIN_1500 = bin_of(440, T), bin_of(1000, T), bin_of(1500, T)
+
+
+def clip(*tones: tuple) -> Tensor:
+    """A (1, T) clip of the given (Hz, amplitude) tones."""
+    return sum(tone(hz, SECONDS, amp) for hz, amp in tones).unsqueeze(0)
+
+
+def explain_quietly(explainer: FreqReX, x: Tensor, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        expl = explainer.explain(x, **kwargs)
+    return expl, [str(w.message) for w in caught if issubclass(w.category, FreqReXWarning)]
+
+
+# ------------------------------------------------------------------ targets and filters
+
+
+def test_a_target_the_model_does_not_decide_gets_its_sufficient_set_and_a_warning():
+    """440 Hz is louder, so the model says class 0; class 1 (1000 Hz) is reached by 1000 Hz alone."""
+    x = clip((440, 1.0), (1000, 0.5))
+    model = ToneClassifier([440, 1000])
+    (expl,), said = explain_quietly(FreqReX(model), x, target=1, max_queries=300)
+    assert expl.original.decided == 0 and not expl.target_is_decision
+    assert any("not the model's decision" in m for m in said) and expl.warnings == said
+    assert expl.sufficient is not None and expl.sufficient.certified
+    assert expl.sufficient.mask[BIN_1000] and not expl.sufficient.mask[BIN_440]
+    kept = metrics.sufficiency(model, x, expl.sufficient.mask.unsqueeze(0), target=1)
+    assert bool(kept.sufficient[0]) and int(kept.decided[0]) == 1
+    # No necessary or complete set of a decision the input does not have.
+    assert expl.sufficient_necessary is None and expl.complete is None
+    with pytest.warns(FreqReXWarning, match="not the model's decision"):
+        resp = FreqReX(model).attribute(x, target=1, max_queries=300)
+    assert int(resp[0].argmax()) == BIN_1000 and resp.sum() > 0
+
+
+def test_a_confidence_filter_above_the_original_confidence_still_finds_a_set():
+    """With 1000 Hz competing, the input's confidence in 440 Hz is 0.99; 440 Hz alone gives more."""
+    x = clip((440, 1.0), (1000, 0.55))
+    model = ToneClassifier([440, 1000])
+    original = float(model(x).softmax(1)[0, 0])
+    (expl,), said = explain_quietly(FreqReX(model), x, confidence_filter=(1 + original) / 2, max_queries=300)
+    assert any("below confidence_filter" in m for m in said)
+    assert expl.sufficient is not None and expl.sufficient.certified and expl.sufficient.mask[BIN_440]
+    assert expl.sufficient.kept_confidence >= (1 + original) / 2
+
+
+def test_a_baseline_that_already_gives_the_decision_is_reported():
+    x = clip((440, 1.0))
+    model = ToneClassifier([440, 1000])
+    baseline = tone(440, SECONDS, 0.8)  # the baseline alone says "440 Hz"
+    (expl,), said = explain_quietly(FreqReX(model), x, baselines=baseline, max_queries=200)
+    assert expl.baseline_decides and expl.baseline.decided == 0
+    assert any("baseline alone already gives" in m for m in said)
+    summary = expl.summary()
+    assert summary["baseline_decides"] and summary["warnings"] == said
+    assert expl.sufficient.size == 0 and "empty set" in expl.sufficient.certificate.note
+    with pytest.warns(FreqReXWarning, match="baseline alone already gives"):
+        FreqReX(model).attribute(x, baselines=baseline, max_queries=200)
+    # Against silence, nothing to report.
+    (plain,), said = explain_quietly(FreqReX(model), x, max_queries=200)
+    assert not said and not plain.baseline_decides and plain.sufficient.size == 1
+
+
+# ------------------------------------------------------------------ logits vs probabilities
+
+
+def test_threshold_decisions_read_scores_once_per_call():
+    auto = ThresholdDecision()
+    # Per batch, "auto" used to flip between probabilities and logits.
+    as_logits = auto.resolved(torch.tensor([[1.4]]))
+    assert as_logits.scores == "logits" and as_logits.classes(torch.tensor([[0.1], [1.4]])).tolist() == [1, 1]
+    as_probs = auto.resolved(torch.tensor([[0.1]]))
+    assert as_probs.classes(torch.tensor([[0.1]])).tolist() == [0]
+    with pytest.raises(ValueError, match="scores='logits'"):
+        as_probs.classes(torch.tensor([[0.1], [1.4]]))
+    assert ArgmaxDecision().resolved(torch.tensor([[0.2, 0.8]])).scores == "probabilities"
+    with pytest.raises(ValueError, match="logits"):
+        ArgmaxDecision().resolved(torch.tensor([[0.2, 0.8]])).passes(torch.tensor([[3.0, -1.0]]), torch.tensor([0]))
+
+
+class SingleLogit(nn.Module):
+    """One logit: 2 * (magnitude at 440 Hz) - 1.5. The input's logit is 0.5 (in [0, 1])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detector = ToneDetector([440], 0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 2.0 * self.detector.energies(x)[:, 0] - 1.5
+
+
+def test_a_single_logit_in_zero_one_is_never_read_two_ways():
+    x = clip((440, 1.0))
+    model = SingleLogit()
+    assert 0 <= float(model(x)) <= 1
+    # "auto" reads the input's 0.5 as a probability; a mutant's -1.5 then contradicts it.
+    with pytest.raises(ValueError, match="scores='logits'"):
+        FreqReX(model).explain(x, max_queries=200)
+    decision = ThresholdDecision(scores="logits")
+    expl = FreqReX(model, decision=decision).explain(x, max_queries=200)[0]
+    assert expl.certified and expl.sufficient_necessary.mask[BIN_440]
+    removed = metrics.necessity(model, x, expl.sufficient_necessary.mask.unsqueeze(0), decision=decision)
+    assert bool(removed.necessary[0])
+
+
+# ------------------------------------------------------------------ responsibility
+
+
+def any_of(*bins: int):
+    """Class 1 when any of the tones is present (each alone suffices)."""
+    return ToneDetector([b * SAMPLE_RATE / T for b in bins], threshold=0.3)
+
+
+def all_of(*bins: int):
+    return ToneDetector([b * SAMPLE_RATE / T for b in bins], threshold=0.3, require_all=True)
+
+
+class TwoOfThree(nn.Module):
+    """Class 1 when at least two of three scattered tones are present."""
+
+    def __init__(self, bins) -> None:
+        super().__init__()
+        self.detector = ToneDetector([b * SAMPLE_RATE / T for b in bins], 0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        present = (self.detector.energies(x) > 0.5).float().sum(1)
+        margin = 5.0 * (present - 1.5)
+        return torch.stack([-margin, margin], dim=1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "name, model, causes",
+    [
+        ("any of two", any_of(BIN_440, BIN_1500), [BIN_440, BIN_1500]),
+        ("all of two", all_of(BIN_440, BIN_1500), [BIN_440, BIN_1500]),
+        ("two of three", TwoOfThree([BIN_440, BIN_1000, BIN_1500]), [BIN_440, BIN_1000, BIN_1500]),
+    ],
+)
+def test_frequencies_the_model_ignores_get_exactly_zero(name, model, causes, seed):
+    """The property docs/method.md promises, once the searches resolve their pieces to single bins."""
+    x = clip((440, 1.0), (1000, 1.0), (1500, 1.0), (2500, 1.0))
+    resp = FreqReX(model).attribute(x, max_queries=None, n_samples=8, seed=seed)[0]
+    ignored = torch.ones_like(resp, dtype=torch.bool)
+    ignored[causes] = False
+    assert torch.all(resp[ignored] == 0), f"{name}: {float(resp[ignored].sum()):.3f} of the mass on ignored bins"
+    assert abs(float(resp[causes].sum()) - 1.0) < 1e-9 and torch.all(resp[causes] >= 0)
+
+
+def test_a_necessary_set_larger_than_the_sufficient_set():
+    """Either tone suffices, so one bin is sufficient but removing it changes nothing: the
+    sufficient-and-necessary set needs both."""
+    x = clip((440, 1.0), (1500, 1.0), (2500, 1.0))
+    model = any_of(BIN_440, BIN_1500)
+    expl = FreqReX(model).explain(x, seed=0)[0]
+    assert expl.sufficient.size == 1 and expl.sufficient.certified
+    nec = expl.sufficient_necessary
+    assert nec.size == 2 and nec.certified and nec.mask[BIN_440] and nec.mask[BIN_1500]
+    assert expl.flip_class == 0
+    check = metrics.necessity(model, x, nec.mask.unsqueeze(0))
+    assert bool(check.necessary[0]) and not bool(metrics.necessity(model, x, expl.sufficient.mask.unsqueeze(0)).necessary[0])
+
+
+# ------------------------------------------------------------------ misbehaving models
+
+
+class Drifting(nn.Module):
+    """The tone detector plus noise that changes at every call (dropout left on, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detector = ToneDetector([440], 0.3)
+        self.generator = torch.Generator().manual_seed(0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.detector(x)
+        return out + 0.5 * torch.randn(out.shape, generator=self.generator)
+
+
+def test_a_model_whose_output_changes_between_calls_is_not_certified():
+    x = clip((440, 1.0))
+    (expl,), said = explain_quietly(FreqReX(Drifting()), x, max_queries=200)
+    assert any("changed between calls" in m for m in said)
+    for name, chosen in expl.sets.items():
+        assert chosen is None or not chosen.certified, name
+    assert not expl.certified
+
+
+class TieWhenRemoved(nn.Module):
+    """Class 1 when 440 Hz is present; without it both scores are exactly 1.0, a tie that argmax
+    breaks towards class 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detector = ToneDetector([440], 0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        present = (self.detector.energies(x)[:, 0] > 0.5).float()
+        return torch.stack([torch.ones_like(present), 1.0 + present], dim=1)
+
+
+def test_an_exact_tie_is_not_a_change_of_decision():
+    x = clip((440, 1.0), (1000, 1.0))
+    model = TieWhenRemoved()
+    expl = FreqReX(model).explain(x, max_queries=200)[0]
+    assert expl.sufficient.certified and expl.sufficient.mask[BIN_440]
+    # Removing 440 Hz only ties: no set is certified as changing the decision.
+    nec = expl.sufficient_necessary
+    assert nec is None or not nec.certified
+    removed = metrics.necessity(model, x, expl.sufficient.mask.unsqueeze(0))
+    assert not bool(removed.necessary[0])
+
+
+def test_a_model_editing_its_input_in_place_leaves_the_callers_tensor_alone():
+    detector = ToneDetector([440], 0.3)
+
+    def vandal(w: Tensor) -> Tensor:
+        out = detector(w)
+        w.mul_(0.0)
+        return out
+
+    x = clip((440, 1.0))
+    before = x.clone()
+    expl = FreqReX(vandal).explain(x, max_queries=200)[0]
+    assert torch.equal(x, before)
+    assert expl.sufficient.mask[BIN_440] and expl.certified
+
+
+# ------------------------------------------------------------------ clear errors
+
+
+def test_bad_arguments_raise_clear_errors():
+    detector = ToneDetector([440], 0.3)
+    x = clip((440, 1.0))
+    explainer = FreqReX(detector)
+    cases = [
+        (dict(target=1.7), TypeError, "int class index, .* got float 1.7"),
+        (dict(target=torch.tensor(1.0)), TypeError, "integer class indices"),
+        (dict(target=[True]), TypeError, "got bool True"),
+        (dict(seed=2**70), ValueError, "seed must be"),
+        (dict(seed=1.5), TypeError, "seed must be an int"),
+        (dict(n_samples=2.5), TypeError, "n_samples must be an int"),
+        (dict(max_queries=0), ValueError, "max_queries"),
+        (dict(perturbations_per_eval="8"), TypeError, "perturbations_per_eval"),
+        (dict(generator=0), TypeError, "torch.Generator"),
+    ]
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            explainer.attribute(x, **kwargs)
+    with pytest.raises(ValueError, match="empty dimension"):
+        explainer.attribute(torch.zeros(1, 0, T))
+    with pytest.raises(ValueError, match="meta"):
+        explainer.attribute(torch.zeros(1, T, device="meta"))
+    with pytest.raises(ValueError, match="shorter than n_fft"):
+        FreqReX(detector, domain=StftDomain(n_fft=8192)).attribute(x)
+    with pytest.raises(ValueError, match="hop_length must be in"):
+        StftDomain(n_fft=256, hop_length=256)
+    with pytest.raises(TypeError, match="n_fft must be an int"):
+        StftDomain(n_fft=256.0)
+
+
+@pytest.mark.parametrize(
+    "outputs, message",
+    [
+        (lambda w: w[:, :2] > 0, "torch.bool scores"),
+        (lambda w: torch.fft.rfft(w)[:, :2], "complex"),
+        (lambda w: w[:, :2].long(), "torch.int64 scores"),
+        (lambda w: {"logits": w[:, :2]}, "must return a tensor"),
+    ],
+)
+def test_model_outputs_that_are_not_real_scores_are_refused(outputs, message):
+    with pytest.raises(TypeError, match=message):
+        FreqReX(outputs).attribute(clip((440, 1.0)), max_queries=200)
+
+
+def test_a_pass_function_returning_scores_is_refused():
+    detector = ToneDetector([440], 0.3)
+    with pytest.raises(TypeError, match="must return booleans"):
+        FreqReX(detector, decision=lambda out, target: out.softmax(1)[:, 1]).attribute(clip((440, 1.0)))
+    # Integer 0/1 verdicts are booleans in all but dtype.
+    resp = FreqReX(detector, decision=lambda out, target: (out.argmax(1) == target).int()).attribute(
+        clip((440, 1.0)), max_queries=200
+    )
+    assert resp[0, BIN_440] == resp[0].max() > 0
+
+
+def test_absurd_amplitudes_are_blamed_on_the_input():
+    """A log-power front end overflows on 1e30-amplitude audio: the error names the input."""
+
+    def log_power(w: Tensor) -> Tensor:
+        power = w.square().mean(1, keepdim=True)  # inf in float32
+        return torch.cat([power.log(), -power.log()], dim=1)
+
+    with pytest.raises(ValueError, match="peak amplitude 1e\\+30"):
+        FreqReX(log_power).attribute(clip((440, 1e30)))
+    with pytest.raises(ValueError, match="model returned NaN or Inf"):
+        FreqReX(lambda w: torch.full((w.shape[0], 2), float("nan"))).attribute(clip((440, 1.0)))
+
+
+def test_long_clips_that_cannot_fit_fail_up_front(monkeypatch):
+    monkeypatch.setattr(querier, "_available_memory_bytes", lambda device: 512 * 1024**2)
+    calls = []
+
+    def model(w: Tensor) -> Tensor:
+        calls.append(w.shape[0])
+        return w[:, :2]
+
+    with pytest.raises(MemoryError, match="GiB"):
+        FreqReX(model).attribute(torch.zeros(1, 16000 * 600))
+    assert calls == []  # nothing was computed before the estimate
