@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import math
+import operator
 import os
 import statistics
 import sys
@@ -50,6 +51,7 @@ from captum_freqrex.metrics import (
     perturbation_success_rate,
 )
 from captum_freqrex.metrics._common import MetricRun
+from captum_freqrex.metrics._curves import MAX_SCAN_FEATURES
 
 __all__ = ["ComparisonTable", "compare_methods", "load_zoo_inputs", "ZooInputs", "METHODS"]
 
@@ -80,9 +82,15 @@ class ComparisonTable:
                     the attribution alone), ``flip@k`` (fraction of clips whose decision changes
                     when the top-k evaluation features are removed, in [0, 1]), ``snr_db@k``
                     (median SNR of that removal, dB), ``min_sufficient`` (median size of the
-                    minimal sufficient prefix, in evaluation features), ``sufficient_found``
-                    (fraction of clips with one), ``deletion_auc`` / ``insertion_auc`` (mean, in
-                    [0, 1]) and ``error`` (None, or why the method failed).
+                    minimal sufficient prefix, in evaluation features, over the clips with one:
+                    the first sufficient size evaluated, see
+                    :func:`~captum_freqrex.metrics.minimal_sufficient_prefix`),
+                    ``sufficient_found`` (fraction of clips with one), ``sufficient_monotone``
+                    (fraction of clips whose sufficiency was monotone over the prefix sizes
+                    evaluated; below 1, ``min_sufficient`` rests on a ranking that loses the
+                    decision again as it grows, and the notes say so), ``deletion_auc`` /
+                    ``insertion_auc`` (mean, in [0, 1]) and ``error`` (None, or why the method
+                    failed).
         notes (list of str): How the table was made: features, budgets, what the columns count.
     """
 
@@ -414,6 +422,7 @@ def _score(
     found = prefix.size[prefix.found]
     row["min_sufficient"] = _median(found) if found.numel() else None
     row["sufficient_found"] = float(prefix.found.double().mean())
+    row["sufficient_monotone"] = float(prefix.monotone.double().mean())
     row["deletion_auc"] = float(deletion.auc.mean())
     row["insertion_auc"] = float(insertion.auc.mean())
     return row
@@ -452,9 +461,11 @@ def _prepare(
     targets = run.targets.cpu()
     captum_targets = [None if single_output else _captum_target(int(t), output_shape) for t in targets]
     signs = [(-1.0 if single_output and int(t) == 0 else 1.0) for t in targets]
+    # run.decision is the decision fixed from the outputs on the clips (logits or probabilities
+    # decided once): FreqReX and every metric read every batch of mutants the same way.
     return _Setup(
         model, clips, baselines, run.targets, captum_targets, signs, feature_mask, eval_features, n_eval,
-        band, band_features, n_band, domain, per_channel, decision,
+        band, band_features, n_band, domain, per_channel, run.decision,
     )
 
 
@@ -492,10 +503,11 @@ def compare_methods(
     Each method attributes every clip alone (so its cost per clip is measured), over the frequency
     features of :class:`FrequencyForward`; then every ranking is scored by the same metrics over
     the same evaluation features (``feature_mask``): flip rate at each ``k`` (top-k removed),
-    median SNR of those removals, the median minimal sufficient prefix, mean deletion and insertion
-    AUC. Methods with a sampling budget get FreqReX's: KernelShap and Lime draw as many samples as
-    FreqReX made queries on that clip, ShapleyValueSampling as many permutations as make about as
-    many queries; FeatureAblation costs one query per feature plus one. When the evaluation
+    median SNR of those removals, the median minimal sufficient prefix (and the share of clips
+    whose sufficiency was monotone along the ranking, which that median's meaning rests on), mean
+    deletion and insertion AUC. Methods with a sampling budget get FreqReX's: KernelShap and Lime
+    draw as many samples as FreqReX made queries on that clip, ShapleyValueSampling as many
+    permutations as make about as many queries; FeatureAblation costs one query per feature plus one. When the evaluation
     features outnumber ``max_perturbation_features``, the per-feature-cost methods (KernelShap,
     Lime, FeatureAblation, ShapleyValueSampling) attribute over ``band_mask`` instead, since over
     e.g. the 240,001 bins of a 30 s clip at 16 kHz they are intractable; their ``features`` cell
@@ -524,8 +536,8 @@ def compare_methods(
                     attribute over. Default: 1024
         sample_rate (float, optional): Sample rate in Hz, for the log bands. Default: the zoo
                     model's, else None
-        ks (sequence of int, optional): Numbers of top features removed for the flip rates.
-                    Default: (1, 5)
+        ks (int or sequence of int, optional): Numbers of top features removed for the flip
+                    rates; ints >= 0 (floats raise rather than being truncated). Default: (1, 5)
         budget (int, optional): Queries per clip for KernelShap, Lime and ShapleyValueSampling
                     when FreqReX is not among the methods. Default: ``max_queries`` (or 1000)
         n_samples (int, optional): FreqReX's ``n_samples``. Default: 8
@@ -561,7 +573,7 @@ def compare_methods(
         sample_rate = sample_rate or zoo_rate
     else:
         waves = _stack_clips(clips)
-    ks = list(ks)
+    ks = _check_ks(ks)
     setup = _prepare(
         model, waves, baselines, target, feature_mask, band_mask, n_bands, max_perturbation_features,
         sample_rate, domain, per_channel, decision, max_examples_per_batch,
@@ -609,15 +621,67 @@ def compare_methods(
     table_rows = [rows[name] for name in names]
     columns = ["method", "features", "queries", "wall_s", "model_s", "overhead_s"]
     columns += [f"flip@{k}" for k in ks] + [f"snr_db@{k}" for k in ks]
-    columns += ["min_sufficient", "sufficient_found", "deletion_auc", "insertion_auc"]
+    columns += ["min_sufficient", "sufficient_found", "sufficient_monotone", "deletion_auc", "insertion_auc"]
     if setup.band_mask is not None:
         columns += [f"flip@{k}_bands" for k in ks] + [f"snr_db@{k}_bands" for k in ks]
     columns += ["error"]
     table_rows = [{c: row.get(c) for c in columns} for row in table_rows]
-    return ComparisonTable(table_rows, _notes(setup, names, ks, waves))
+    return ComparisonTable(table_rows, _notes(setup, names, ks, waves, table_rows))
 
 
-def _notes(setup: _Setup, names: List[str], ks: List[int], waves: Tensor) -> List[str]:
+def _check_ks(ks: Any) -> List[int]:
+    """``ks`` as a list of ints >= 0 (an int is one k); floats are refused, not truncated."""
+    if isinstance(ks, Tensor):
+        ks = ks.tolist()
+    values = list(ks) if isinstance(ks, (list, tuple, range)) else [ks]
+    out = []
+    for k in values:
+        try:
+            if isinstance(k, bool):
+                raise TypeError
+            out.append(operator.index(k))
+        except TypeError:
+            raise TypeError(
+                f"ks must hold ints (numbers of top features removed), got {k!r}; floats are refused "
+                "rather than truncated"
+            ) from None
+        if out[-1] < 0:
+            raise ValueError(f"ks must hold ints >= 0, got {k}")
+    return out
+
+
+def _prefix_notes(setup: _Setup, rows: List[Dict[str, Any]], n_clips: int) -> List[str]:
+    """What min_sufficient means here, and which methods' values rest on non-monotone rankings."""
+    exhaustive = setup.n_eval <= MAX_SCAN_FEATURES
+    notes = [
+        "min_sufficient is the first top-k that keeps the decision alone among the prefix sizes evaluated "
+        + (
+            f"(every size: {setup.n_eval} evaluation features), so it is the smallest one. "
+            if exhaustive
+            else "(a batched exponential + bisection search), the smallest one when sufficiency is monotone "
+            "along the ranking. "
+        )
+        + "sufficient_monotone is the share of clips whose evaluated sizes were monotone (no larger prefix "
+        "lost the decision)."
+    ]
+    non_monotone = [
+        f"{row['method']} ({round((1.0 - row['sufficient_monotone']) * n_clips)} of {n_clips} clips)"
+        for row in rows
+        if row.get("sufficient_monotone") is not None and row["sufficient_monotone"] < 1.0
+    ]
+    if non_monotone:
+        notes.append(
+            f"min_sufficient rests on a non-monotone ranking for {', '.join(non_monotone)}: there a prefix "
+            "larger than the first sufficient one loses the decision again, so it is not a size from which "
+            "on every prefix suffices"
+            + ("." if exhaustive else ", and a smaller sufficient prefix may lie between the sizes evaluated.")
+        )
+    return notes
+
+
+def _notes(
+    setup: _Setup, names: List[str], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]]
+) -> List[str]:
     shape = "x".join(str(s) for s in waves.shape[1:])
     notes = [
         f"{waves.shape[0]} clips of {shape} samples; targets (flat class indices): {setup.targets.tolist()}.",
@@ -626,6 +690,7 @@ def _notes(setup: _Setup, names: List[str], ks: List[int], waves: Tensor) -> Lis
         "queries, wall_s, model_s and overhead_s are per-clip means of the attribution alone (the metrics' "
         "own queries are not counted); IntegratedGradients' backward passes fall in overhead_s.",
     ]
+    notes += _prefix_notes(setup, rows, waves.shape[0])
     if setup.band_mask is not None:
         coarse = sorted(PER_FEATURE_COST & set(names))
         if coarse:

@@ -4,6 +4,7 @@ import csv
 
 import pytest
 import torch
+from torch import nn
 
 from captum_freqrex.compare import METHODS, ComparisonTable, compare_methods
 from known_models import SAMPLE_RATE, ToneClassifier, tone
@@ -87,6 +88,50 @@ def test_method_selection_and_errors():
         compare_methods(model, clips(), methods=["GradCAM"])
     with pytest.raises(ValueError, match="both model and clips"):
         compare_methods(model)
+
+
+class OddTones(nn.Module):
+    """Class 1 when an odd number of the tones ``freqs`` (Hz) is present (normalised rfft magnitude
+    above 0.15): along a ranking of the tones, sufficiency is non-monotone by construction."""
+
+    def __init__(self, freqs):
+        super().__init__()
+        self.freqs = list(freqs)
+
+    def forward(self, x):
+        spectrum = torch.fft.rfft(x).abs() / (x.shape[-1] / 2)
+        bins = [round(f * x.shape[-1] / SAMPLE_RATE) for f in self.freqs]
+        margin = torch.where((spectrum[:, bins] > 0.15).sum(1) % 2 == 1, 5.0, -5.0)
+        return torch.stack([-margin, margin], dim=1)
+
+
+def test_the_table_says_when_min_sufficient_rests_on_a_non_monotone_ranking():
+    # three tones, loudest first in the magnitude ranking: the top-1 (one tone) keeps class 1, the
+    # top-2 (two tones) loses it, the top-3 keeps it again. The first sufficient prefix is 1 bin.
+    model = OddTones([440, 1000, 2500])
+    table = compare_methods(model, clips()[:2], methods=["magnitude"], ks=[1], n_steps=4, strict=True)
+    row = table.row("magnitude")
+    assert row["min_sufficient"] == 1.0 and row["sufficient_found"] == 1.0
+    assert row["sufficient_monotone"] == 0.0
+    assert any("non-monotone ranking for magnitude (2 of 2 clips)" in note for note in table.notes)
+    # a monotone model: no such note
+    monotone = compare_methods(
+        ToneClassifier([440, 1000, 2500]), clips()[:2], methods=["magnitude"], ks=[1], n_steps=4, strict=True
+    )
+    assert monotone.row("magnitude")["sufficient_monotone"] == 1.0
+    assert not any("non-monotone" in note for note in monotone.notes)
+    assert "sufficient_monotone" in monotone.to_markdown().splitlines()[0]
+
+
+def test_ks_must_be_ints():
+    model = ToneClassifier([440, 1000, 2500])
+    for ks in ([2.7], [1, 5.0], 2.7, [True]):
+        with pytest.raises(TypeError, match="ks must hold ints"):
+            compare_methods(model, clips()[:1], methods=["random"], ks=ks, n_steps=2)
+    with pytest.raises(ValueError, match="ks must hold ints >= 0"):
+        compare_methods(model, clips()[:1], methods=["random"], ks=[-1], n_steps=2)
+    single = compare_methods(model, clips()[:1], methods=["random"], ks=3, n_steps=2, strict=True)
+    assert "flip@3" in single.columns
 
 
 def test_default_zoo_model_when_available():

@@ -11,8 +11,13 @@ one value per example. One call per method therefore compares methods on equal t
 * :func:`perturbation_success_rate` — alter the top-k features of a ranking; flips, success rate,
   SNR of each change.
 * :func:`insertion_curve` / :func:`deletion_curve` — confidence as top features are inserted /
-  deleted, and the AUC; :func:`minimal_sufficient_prefix` — the smallest sufficient top-k.
+  deleted, and the AUC; :func:`minimal_sufficient_prefix` — the first sufficient top-k, and
+  whether sufficiency was monotone along the ranking.
 * :func:`explanation_size` — features, share of bins and of spectral energy; :func:`snr_db`.
+
+Every metric calls the model through one caller, with FreqReX's output checks (a real
+floating-point tensor, one row per waveform, finite scores), on copies of the caller's waveforms,
+and reads every batch of mutants with one decision fixed from the outputs on the unmasked inputs.
 """
 
 from captum_freqrex.metrics._curves import (

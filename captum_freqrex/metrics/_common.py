@@ -20,12 +20,11 @@ from torch import Tensor
 from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decision
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.querier import auto_batch_size
+from captum_freqrex._core.querier import auto_batch_size, check_model_outputs
 from captum_freqrex._core.ranking import rank_features
 from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple, format_baselines, format_waveforms
 from captum_freqrex.metrics._batching import check_max_examples_per_batch, divide_and_aggregate
-
 
 
 @dataclass
@@ -35,7 +34,11 @@ class Verdicts:
     Attributes:
         decided (Tensor): ``(N,)`` long, the class the model decides on each mutant.
         confidence (Tensor): ``(N,)`` confidence in the row's target, in [0, 1].
-        passes (Tensor): ``(N,)`` bool, whether the mutant keeps the target decision.
+        passes (Tensor): ``(N,)`` bool, whether the mutant keeps the target decision
+                    (:meth:`Decision.passes`).
+        changes (Tensor): ``(N,)`` bool, whether the mutant clearly departs from it
+                    (:meth:`Decision.changes`): a row within the decision's tie tolerance neither
+                    passes nor changes, so no verdict rests on float noise.
         noise_energy (Tensor): ``(N,)`` float64, ``sum((mutant - original)^2)`` over all samples of
                     all inputs (the energy of the change, in squared waveform units).
     """
@@ -43,6 +46,7 @@ class Verdicts:
     decided: Tensor
     confidence: Tensor
     passes: Tensor
+    changes: Tensor
     noise_energy: Tensor
 
     @staticmethod
@@ -135,12 +139,18 @@ class MetricRun:
             raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
         self.output_shape: Tuple[int, ...] = ()
         examples = torch.arange(self.batch_size, device=self.space.device)
+        # The model gets copies of the caller's waveforms (mutants are fresh tensors already): a
+        # model that edits its input in place must not edit the caller's tensors, nor the
+        # originals that every change's SNR is measured against.
         self.outputs = divide_and_aggregate(
             self.batch_size,
-            lambda start, stop: self.forward(tuple(w[start:stop] for w in self.waves), examples[start:stop]),
+            lambda start, stop: self.forward(tuple(w[start:stop].clone() for w in self.waves), examples[start:stop]),
             lambda a, b: torch.cat([a, b]),
             self.max_rows,
         )
+        # Decided once per call, from the outputs on the unmasked inputs (every "auto" choice of
+        # the decision, e.g. logits or probabilities, is fixed here): every batch of mutants is
+        # then read the same way, whatever else shares its batch.
         self.decision = resolve_decision(decision, self.outputs)
         self.targets = resolve_targets(target, self.outputs, self.output_shape or (1,), self.decision)
         zero = torch.zeros(self.batch_size, dtype=torch.float64, device=self.space.device)
@@ -159,28 +169,33 @@ class MetricRun:
         )
 
     def forward(self, waves: Sequence[Tensor], examples: Tensor) -> Tensor:
-        r"""Model outputs ``(N, K)`` (flattened, detached) on waveforms ``(N, ...)`` of ``examples``."""
+        r"""Model outputs ``(N, K)`` (flattened, detached) on waveforms ``(N, ...)`` of ``examples``.
+
+        The one place the metrics call the model. Its outputs pass the checks FreqReX's queries
+        pass (:func:`~captum_freqrex._core.querier.check_model_outputs`): a real floating-point
+        tensor with one row per waveform and only finite scores.
+
+        Raises:
+            TypeError: The model returned no tensor, or bool, integer or complex scores.
+            ValueError: The outputs have no row per waveform, or hold NaN or Inf.
+        """
         assert self.forward_func is not None
         rows = waves[0].shape[0]
         with torch.no_grad():
             outputs = self.forward_func(*waves, *self._extra_args(examples))
-        if not isinstance(outputs, Tensor) or outputs.dim() == 0 or outputs.shape[0] != rows:
-            shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
-            raise ValueError(
-                f"the model returned {shape} for a batch of {rows} waveforms; it must return a tensor "
-                "with one row per waveform: (batch,), (batch, classes) or (batch, ...)"
-            )
         self.queries += rows
         self.forward_calls += 1
+        flat = check_model_outputs(outputs, rows)
         self.output_shape = tuple(outputs.shape[1:])
-        return outputs.detach().reshape(rows, -1)
+        return flat
 
     def verdicts(self, outputs: Tensor, targets: Tensor, noise_energy: Tensor) -> Verdicts:
-        """Decisions, target confidences and pass verdicts of outputs ``(N, K)``."""
+        """Decisions, target confidences and keep / change verdicts of outputs ``(N, K)``."""
         return Verdicts(
             self.decision.classes(outputs).long(),
             self.decision.confidence(outputs, targets).double(),
             self.decision.passes(outputs, targets).bool(),
+            self.decision.changes(outputs, targets).bool(),
             noise_energy,
         )
 
@@ -290,8 +305,20 @@ class MetricRun:
         return self.space.from_grid(tuple((g != 0).double() for g in grids)) > 0
 
     def sizes(self, k: Union[int, Sequence[int]], name: str = "k") -> Tuple[List[int], bool]:
-        """Validate feature counts ``k`` (an int or a sequence); return them as a list and whether
-        a single int was given."""
+        r"""Validate feature counts: ints in ``[0, n_features]``, never rounded.
+
+        Args:
+            k (int, sequence of int or Tensor): The counts; an integer tensor is read as a sequence
+                        (or as one int when 0-dimensional).
+            name (str, optional): The argument's name, for error messages. Default: "k"
+
+        Returns:
+            tuple: The counts as a list of int, and whether a single int was given.
+
+        Raises:
+            TypeError: A count is not an int (a float such as ``2.7``, or a bool).
+            ValueError: ``k`` is empty or a count is out of range.
+        """
         if isinstance(k, Tensor):
             k = k.tolist()
         single = not isinstance(k, (list, tuple, range))
@@ -306,7 +333,10 @@ class MetricRun:
                     raise TypeError
                 values.append(operator.index(value))
             except TypeError:
-                raise TypeError(f"{name} values must be ints, got {value!r}") from None
+                raise TypeError(
+                    f"{name} values must be ints (numbers of features), got {value!r}; floats are "
+                    "refused rather than truncated"
+                ) from None
             if not 0 <= values[-1] <= n:
                 raise ValueError(f"{name} values must be in [0, {n}] (the number of features), got {value}")
         return values, single

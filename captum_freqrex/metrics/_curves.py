@@ -16,6 +16,11 @@ from captum_freqrex._utils.validation import TensorOrTuple
 from captum_freqrex.metrics._common import MetricRun
 
 
+#: Default ``max_scan_features`` of :func:`minimal_sufficient_prefix`: with at most this many
+#: features every prefix size is evaluated (batched), above it the sizes are searched.
+MAX_SCAN_FEATURES = 64
+
+
 class CurveResult(NamedTuple):
     r"""An insertion or deletion curve per example and its area.
 
@@ -42,12 +47,25 @@ class PrefixResult(NamedTuple):
     r"""Per-example results of :func:`minimal_sufficient_prefix`, each a ``(B,)`` tensor.
 
     Attributes:
-        size (Tensor): long, the smallest ``k`` found whose top-``k`` features kept alone keep the
-                    target decision (while the top ``k - 1`` do not); -1 where no prefix does.
+        size (Tensor): long, the smallest ``k`` among the sizes evaluated whose top-``k`` features
+                    kept alone keep the target decision (the top ``k - 1`` do not); -1 where no
+                    evaluated prefix does. It is the smallest of all sizes when ``exhaustive``, or
+                    when sufficiency is monotone in ``k`` (a sufficient prefix stays sufficient
+                    as features are added); otherwise a smaller sufficient prefix may lie between
+                    the sizes evaluated.
         found (Tensor): bool, ``size >= 0``.
         fraction (Tensor): float64, ``size / n_features`` (NaN where not found).
         confidence (Tensor): float64, confidence in the target with the top-``size`` kept (NaN
                     where not found).
+        monotone (Tensor): bool, sufficiency was monotone over the sizes evaluated: no evaluated
+                    prefix that fails to keep the decision is larger than one that keeps it. Where
+                    False, the ranking is not monotone (a larger prefix lost the decision), and
+                    ``size`` is the first sufficient size evaluated, not a threshold above which
+                    every prefix suffices. Where True without ``exhaustive``, monotonicity is
+                    assumed between the sizes evaluated, not proven.
+        exhaustive (Tensor): bool, every size ``0..n_features`` was evaluated (a scan, when there
+                    are at most ``max_scan_features`` features): ``size`` and ``monotone`` are
+                    then exact.
         queries (Tensor): long, model queries the search spent on each example (besides the one
                     on the unmasked input, which every metric makes).
         target (Tensor): long, the (flattened) target index of each example.
@@ -57,6 +75,8 @@ class PrefixResult(NamedTuple):
     found: Tensor
     fraction: Tensor
     confidence: Tensor
+    monotone: Tensor
+    exhaustive: Tensor
     queries: Tensor
     target: Tensor
 
@@ -234,21 +254,33 @@ def minimal_sufficient_prefix(
     max_examples_per_batch: Optional[int] = None,
     *,
     grid_size: int = 8,
+    max_scan_features: int = MAX_SCAN_FEATURES,
     domain: Optional[SpectralDomain] = None,
     per_channel: bool = False,
     decision: DecisionLike = None,
 ) -> PrefixResult:
     r"""The smallest top-``k`` of a ranking that, kept alone, keeps the decision.
 
-    A batched exponential + bisection search over ``k``, not a linear scan: every example keeps a
-    bracket ``(lo, hi]`` with the top-``lo`` known not to keep the decision and the top-``hi``
-    known to keep it (``hi = n_features`` is the unmasked input). The first round probes ``k = 0``
-    and a geometric grid; later rounds probe ``grid_size`` sizes inside each open bracket
-    (geometric while it is wide, even once it is narrow). All probes of a round, over all examples,
-    go to the model in batches. The search ends when ``hi = lo + 1``; ``hi`` is then a size whose
-    prefix keeps the decision while the prefix one smaller does not, the smallest such size when
-    sufficiency is monotone in ``k``. About ``grid_size * log(n_features) / log(grid_size + 1)``
-    queries per example.
+    Sufficiency need not be monotone along a ranking: for a model that decides on an odd number of
+    tones, the top-1 can keep the decision, the top-2 lose it and the top-3 keep it again. The
+    result is therefore the **first** sufficient size among the sizes evaluated, and it says
+    whether sufficiency was monotone over them (``monotone``) and whether every size was
+    evaluated (``exhaustive``).
+
+    * With at most ``max_scan_features`` features, every size ``0..n_features`` is evaluated, all
+      of them in batched model calls: ``size`` is exactly the smallest sufficient prefix.
+    * With more (e.g. the 240,001 bins of a 30 s clip at 16 kHz), a batched exponential +
+      bisection search over ``k``, not a linear scan: every example keeps a bracket ``(lo, hi]``
+      with ``hi`` the smallest size found to keep the decision (``n_features`` is the unmasked
+      input) and ``lo`` the largest size below it found not to. The first round probes ``k = 0``,
+      ``k = 1`` and a geometric grid; later rounds probe ``grid_size`` sizes inside each open
+      bracket (geometric while it is wide, even once it is narrow). All probes of a round, over
+      all examples, go to the model in batches. The search ends when ``hi = lo + 1``: ``hi`` is
+      the smallest sufficient size evaluated, and the top ``hi - 1`` fail. It is the smallest of
+      all sizes when sufficiency is monotone in ``k``; between the sizes evaluated below it, a
+      non-monotone ranking may hide a smaller one (``monotone`` is False when the probes saw the
+      ranking lose the decision above a sufficient size). About
+      ``grid_size * log(n_features) / log(grid_size + 1)`` queries per example.
 
     Args:
         forward_func (Callable): The model: maps waveforms (plus ``additional_forward_args``) to
@@ -267,7 +299,10 @@ def minimal_sufficient_prefix(
                     than single bins; sizes then count features. Default: one feature per bin
         max_examples_per_batch (int, optional): Most mutants per model call. Default: None (a
                     memory-bounded size, at most 128)
-        grid_size (int, optional): Sizes probed per example per round. Default: 8
+        grid_size (int, optional): Sizes probed per example per round of the search. Default: 8
+        max_scan_features (int, optional): Evaluate every size (``n_features + 1`` queries per
+                    example, batched) when there are at most this many features; 0 always
+                    searches. Default: 64
         domain (SpectralDomain, optional): The feature transform. Default: rfft
         per_channel (bool, optional): Per-channel features for ``(B, C, T)`` inputs. Default: False
         decision (str, Decision or Callable, optional): When the decision is kept. Default: None
@@ -275,10 +310,17 @@ def minimal_sufficient_prefix(
     Returns:
         PrefixResult: ``(B,)`` tensors ``size`` (-1 where no prefix keeps the decision, e.g. a
         ``target`` the model does not decide even unmasked), ``found``, ``fraction``,
-        ``confidence``, ``queries`` and ``target``.
+        ``confidence``, ``monotone``, ``exhaustive``, ``queries`` and ``target``.
+
+    Example::
+
+        >>> result = minimal_sufficient_prefix(model, clips, FreqReX(model).attribute(clips))
+        >>> result.size[result.found]        # top-k sizes that keep the decision alone
+        >>> result.monotone.all()            # False: some ranking lost the decision as k grew
     """
-    if not isinstance(grid_size, int) or grid_size < 1:
-        raise ValueError(f"grid_size must be a positive int, got {grid_size!r}")
+    for name, value, least in (("grid_size", grid_size, 1), ("max_scan_features", max_scan_features, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     run = MetricRun(
         forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
         max_examples_per_batch, domain, per_channel, decision,
@@ -295,32 +337,44 @@ def minimal_sufficient_prefix(
     known: List[Dict[int, Tuple[bool, float]]] = [
         {n: (True, original_confidence[b])} if original_passes[b] else {} for b in range(batch)
     ]
-    brackets = [(-1, n + 1)] * batch  # (lo, hi): top-lo fails, top-hi passes; n + 1 = none known
     queries = [0] * batch
-    while True:
-        for b, (lo, _) in enumerate(brackets):
-            hi = min([k for k, (p, _) in known[b].items() if p] + [n + 1])
-            lo = max([k for k, (p, _) in known[b].items() if not p and k < hi] + [lo])
-            brackets[b] = (lo, hi)
-        probes = [
-            (b, k) for b, (lo, hi) in enumerate(brackets) if hi - lo > 1 for k in _probe_sizes(lo, hi, grid_size)
-        ]
-        if not probes:
-            break
-        examples = torch.tensor([b for b, _ in probes], device=device)
-        sizes = torch.tensor([k for _, k in probes], device=device)
+
+    def probe(pairs: List[Tuple[int, int]]) -> None:
+        """Evaluate the (example, size) pairs, in batched model calls, into ``known``."""
+        examples = torch.tensor([b for b, _ in pairs], device=device)
+        sizes = torch.tensor([k for _, k in pairs], device=device)
         verdicts = run.evaluate_prefixes(positions, examples, sizes, top=1.0, rest=0.0)
-        for (b, k), passes, confidence in zip(probes, verdicts.passes.tolist(), verdicts.confidence.tolist()):
+        for (b, k), passes, confidence in zip(pairs, verdicts.passes.tolist(), verdicts.confidence.tolist()):
             known[b][k] = (passes, confidence)
             queries[b] += 1
-    size = torch.tensor([hi if hi <= n else -1 for _, hi in brackets], dtype=torch.long, device=device)
+
+    if n <= max_scan_features:
+        probe([(b, k) for b in range(batch) for k in range(n + 1) if k not in known[b]])
+    else:
+        brackets = [(-1, n + 1)] * batch  # (lo, hi): top-lo fails, top-hi passes; n + 1 = none known
+        while True:
+            for b, (lo, _) in enumerate(brackets):
+                hi = min([k for k, (p, _) in known[b].items() if p] + [n + 1])
+                lo = max([k for k, (p, _) in known[b].items() if not p and k < hi] + [lo])
+                brackets[b] = (lo, hi)
+            pairs = [
+                (b, k) for b, (lo, hi) in enumerate(brackets) if hi - lo > 1 for k in _probe_sizes(lo, hi, grid_size)
+            ]
+            if not pairs:
+                break
+            probe(pairs)
+
+    first = [min([k for k, (p, _) in verdicts.items() if p] + [n + 1]) for verdicts in known]
+    last_failing = [max([k for k, (p, _) in verdicts.items() if not p] + [-1]) for verdicts in known]
+    size = torch.tensor([k if k <= n else -1 for k in first], dtype=torch.long, device=device)
     found = size >= 0
     confidence = torch.tensor(
-        [known[b][hi][1] if hi <= n else float("nan") for b, (_, hi) in enumerate(brackets)],
-        dtype=torch.float64,
-        device=device,
+        [known[b][k][1] if k <= n else float("nan") for b, k in enumerate(first)], dtype=torch.float64, device=device
     )
+    monotone = torch.tensor([f < k or k > n for f, k in zip(last_failing, first)], device=device)
+    exhaustive = torch.tensor([len(verdicts) == n + 1 for verdicts in known], device=device)
     fraction = torch.where(found, size.double() / n, torch.nan)
     return PrefixResult(
-        size, found, fraction, confidence, torch.tensor(queries, dtype=torch.long, device=device), run.targets
+        size, found, fraction, confidence, monotone, exhaustive,
+        torch.tensor(queries, dtype=torch.long, device=device), run.targets,
     )

@@ -22,7 +22,9 @@ class PerturbationResult(NamedTuple):
     dropped (``(B, L) -> (B,)``, ``(L,) -> ()``).
 
     Attributes:
-        flipped (Tensor): ``(B, L)`` bool, the perturbed input no longer keeps the target decision.
+        flipped (Tensor): ``(B, L)`` bool, the perturbed input clearly departs from the target
+                    decision (:meth:`Decision.changes`: a tie within the decision's tie tolerance is
+                    no flip).
         success_rate (Tensor): ``(L,)`` float, the fraction of examples flipped, in [0, 1].
         snr_db (Tensor): ``(B, L)`` float64, SNR of each change in dB: signal = the original
                     waveform, noise = perturbed - original (``+inf`` when nothing changes).
@@ -117,7 +119,7 @@ def perturbation_success_rate(
 
     verdicts = run.evaluate_prefixes(positions, examples, row_sizes, top=factor, rest=1.0)
     verdicts = verdicts.view(run.batch_size, n_sizes)
-    flipped = ~verdicts.passes
+    flipped = verdicts.changes
     snr = snr_from_energies(run.signal_energy.unsqueeze(1), verdicts.noise_energy)
     result = PerturbationResult(
         flipped,

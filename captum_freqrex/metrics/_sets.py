@@ -38,7 +38,8 @@ class NecessityResult(NamedTuple):
 
     Attributes:
         necessary (Tensor): bool, the unmasked input keeps the target decision and removing the set
-                    (setting it to the baseline, keeping everything else) changes it.
+                    (setting it to the baseline, keeping everything else) changes it (clearly: a tie
+                    within the decision's tie tolerance is no change).
         confidence (Tensor): Confidence in the target with the set removed, in [0, 1].
         decided (Tensor): long, the class the model decides with the set removed (the class a
                     removal flips to).
@@ -171,5 +172,5 @@ def necessity(
         max_examples_per_batch, domain, per_channel, decision,
     )
     removed = _set_verdicts(run, feature_set, keep_set=False)
-    necessary = run.original.passes & ~removed.passes
+    necessary = run.original.passes & removed.changes
     return NecessityResult(necessary, removed.confidence, removed.decided, run.original.confidence, run.targets)
