@@ -7,7 +7,7 @@ setup:
 	@bash scripts/setup_env.sh
 
 demo: setup
-	@.venv/bin/freqrex demo
+	@.venv/bin/freqrex demo --overwrite
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 
 import pytest
 import soundfile as sf
@@ -36,7 +37,9 @@ def test_explain_writes_a_consistent_result_folder(scripted_model, clip_file, tm
     summary = json.loads((out / "summary.json").read_text())
     assert summary["original_class"] == 1 and summary["target"] == 1  # 1 kHz is the loudest tone
     assert summary["sets"]["sufficient"]["certified"] and summary["certified"]
-    assert summary["queries"] == summary["responsibility_queries"] + summary["extraction_queries"] + 1
+    # Besides responsibility and extraction: the unmasked input (and, where the core probes it, the baseline).
+    anchors = summary["queries"] - summary["responsibility_queries"] - summary["extraction_queries"]
+    assert anchors in (1, 2)
     for name in ("original", "sufficient", "sufficient_removed", "sufficient_necessary", "complete"):
         data, rate = sf.read(str(out / f"{name}.wav"))
         assert rate == SAMPLE_RATE and data.shape == (SAMPLE_RATE,)
@@ -140,3 +143,391 @@ def test_compare_rejects_an_unknown_method_before_any_work(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", "--methods", "Nope"])
     assert exit_info.value.code == 2 and "invalid choice: 'Nope'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- issue #13
+# Helpers: run the command as a user would (usage errors exit through SystemExit), and check
+# that an error is one line `freqrex: error: ...` with exit status 2 and no traceback.
+
+
+def run_cli(argv, capsys):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    except KeyboardInterrupt:  # would abort the whole pytest session
+        pytest.fail("KeyboardInterrupt escaped freqrex's main()")
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_error(code, err, *fragments, only_line=True):
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    if only_line:
+        assert len(lines) == 1, err
+    assert lines[-1].startswith("freqrex: error:"), err
+    for fragment in fragments:
+        assert fragment in lines[-1], err
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("the command started working before refusing")
+
+
+@pytest.fixture
+def tones(scripted_model):
+    """``--model`` options of the TorchScript tone classifier (classes 440 Hz, 1 kHz, 2.5 kHz, none)."""
+    return ["--model", scripted_model, "--sample-rate", str(SAMPLE_RATE)]
+
+
+def _wav(path, wave, subtype=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wave.numpy(), SAMPLE_RATE, subtype=subtype)
+    return str(path)
+
+
+def _compare_argv(clip_file, tones):
+    return ["compare", clip_file, *tones, "--methods", "random", "--max-queries", "200"]
+
+
+# 1. Data loss: never overwrite a file the tool did not create in this run.
+
+
+@pytest.mark.parametrize("name", ["summary.json", "original.wav", "complete_removed.wav", "spectrograms.png"])
+def test_explain_refuses_to_overwrite_a_file_it_did_not_create(tones, clip_file, tmp_path, capsys, name):
+    out = tmp_path / "result"
+    out.mkdir()
+    (out / name).write_text("mine")
+    code, _, err = run_cli(["explain", clip_file, *tones, "--out", out], capsys)
+    assert_error(code, err, f"{out / name} already exists (from an earlier run?); pass --overwrite")
+    assert (out / name).read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == [name]  # nothing written
+
+
+@pytest.mark.parametrize("command, name", [("demo", "summary.json"), ("compare", "compare.csv")])
+def test_demo_and_compare_refuse_to_overwrite(tones, clip_file, tmp_path, capsys, command, name):
+    out = tmp_path / "result"
+    out.mkdir()
+    (out / name).write_text("mine")
+    argv = ["demo"] if command == "demo" else _compare_argv(clip_file, tones)
+    code, _, err = run_cli([*argv, "--out", out], capsys)
+    assert_error(code, err, f"{out / name} already exists", "--overwrite")
+    assert (out / name).read_text() == "mine" and sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_overwrite_replaces_an_earlier_result_and_drops_its_stale_files(tones, clip_file, tmp_path, capsys, monkeypatch):
+    import captum_freqrex.cli as cli
+
+    class NoCompleteSet(cli.FreqReX):  # this run finds no complete set; the earlier one did
+        def explain(self, *args, **kwargs):
+            explanations = super().explain(*args, **kwargs)
+            for explanation in explanations:
+                explanation.complete = None
+            return explanations
+
+    monkeypatch.setattr(cli, "FreqReX", NoCompleteSet)
+    out = tmp_path / "result"
+    out.mkdir()
+    for name in ("summary.json", "complete.wav", "complete_removed.wav"):
+        (out / name).write_text("earlier run")
+    (out / "notes.txt").write_text("not a result file")
+    code, _, err = run_cli(["explain", clip_file, *tones, "--max-queries", "200", "--out", out, "--overwrite"], capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sets"]["complete"] is None and "complete" not in summary["files"]
+    assert not (out / "complete.wav").exists() and not (out / "complete_removed.wav").exists()
+    assert (out / "notes.txt").read_text() == "not a result file"
+    assert sorted(p.name for p in out.iterdir()) == sorted([*summary["files"].values(), "summary.json", "notes.txt"])
+
+
+@pytest.mark.parametrize("command", ["explain", "compare", "demo"])
+@pytest.mark.parametrize("where", ["is a file", "is under a file"])
+def test_out_that_cannot_be_a_folder_is_refused_before_any_work(tones, clip_file, tmp_path, capsys, command, where):
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine")
+    out = blocker if where == "is a file" else blocker / "sub" / "result"
+    argv = {
+        "explain": ["explain", clip_file, *tones],
+        "compare": _compare_argv(clip_file, tones),
+        "demo": ["demo"],
+    }[command]
+    code, _, err = run_cli([*argv, "--out", out], capsys)
+    assert_error(code, err, str(blocker), "is a file, not a folder")
+    assert blocker.read_text() == "mine"
+
+
+# 2. One result folder per clip, even when clips share a stem.
+
+
+def test_result_folder_names_are_unique_and_deterministic():
+    from captum_freqrex.cli import result_folder_names
+
+    paths = ["a/clip.wav", "clip-2.wav", "b/clip.wav", "Clip.flac", "x/take.ogg"]
+    assert result_folder_names(paths) == ["clip", "clip-2", "clip-3", "Clip-4", "take"]
+    assert result_folder_names(paths) == result_folder_names(list(paths))
+
+
+def test_clips_with_the_same_stem_get_their_own_folders(tones, tmp_path, capsys):
+    # Each clip's loudest tone decides its class by construction: 1 kHz -> 1, 440 Hz -> 0, 2.5 kHz -> 2.
+    clips = {
+        _wav(tmp_path / "d1" / "clip.wav", 0.5 * tone(1000)): ("clip", 1),
+        _wav(tmp_path / "d2" / "clip.wav", 0.5 * tone(440)): ("clip-2", 0),
+        _wav(tmp_path / "d1" / "clip.flac", 0.5 * tone(2500)): ("clip-3", 2),
+    }
+    out = tmp_path / "res"
+    code, stdout, err = run_cli(["explain", *clips, *tones, "--max-queries", "200", "--out", out], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["clip", "clip-2", "clip-3"]
+    for path, (folder, decided) in clips.items():
+        summary = json.loads((out / folder / "summary.json").read_text())
+        assert summary["source"] == os.path.abspath(path)
+        assert summary["original_class"] == decided
+        assert f"results in {out / folder}/" in stdout
+    code, _, err = run_cli(["explain", *clips, *tones, "--out", out], capsys)  # again: refused
+    assert_error(code, err, f"{out / 'clip' / 'summary.json'} already exists")
+
+
+# 3. The decision with its own confidence; the target with its own; the core's warnings.
+
+
+def _softmax_of_tones(path):
+    wave, _ = sf.read(path, dtype="float32")
+    return ToneClassifier([440, 1000, 2500])(torch.from_numpy(wave).unsqueeze(0)).softmax(-1)[0]
+
+
+def test_summary_line_gives_decision_and_target_each_with_its_confidence(tones, clip_file, tmp_path, capsys):
+    probabilities = _softmax_of_tones(clip_file)  # 1 kHz is the loudest tone: class 1
+    assert probabilities.argmax() == 1
+    out = tmp_path / "r"
+    code, stdout, err = run_cli(["explain", clip_file, *tones, "--target", "0", "--max-queries", "200", "--out", out], capsys)
+    assert code == 0, err
+    first = stdout.splitlines()[0]
+    assert f"decision 1 (confidence {probabilities[1]:.2f})" in first
+    assert f"target 0 (confidence {probabilities[0]:.2f})" in first
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target_is_decision"] is False
+    for warning in summary["warnings"]:  # a TorchScript model has no class names: printed verbatim
+        assert f"  warning: {warning}" in stdout.splitlines()
+    code, stdout, _ = run_cli(["explain", clip_file, *tones, "--max-queries", "200", "--out", tmp_path / "r2"], capsys)
+    assert code == 0 and "target" not in stdout.splitlines()[0]
+
+
+def test_a_baseline_that_already_decides_is_said_plainly(tones, clip_file, tmp_path, capsys):
+    # The baseline is a loud 1 kHz tone: alone, it already gets the clip's decision (class 1).
+    baseline = _wav(tmp_path / "loud_1k.wav", tone(1000))
+    out = tmp_path / "r"
+    code, stdout, err = run_cli(
+        ["explain", clip_file, *tones, "--baseline", baseline, "--max-queries", "200", "--out", out], capsys
+    )
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["baseline_decides"] is True and summary["baseline"]["decided_class"] == 1
+    lines = stdout.splitlines()
+    assert summary["warnings"] and all(f"  warning: {w}" in lines for w in summary["warnings"])
+    hint = [line for line in lines if line.startswith("  hint:")]
+    assert len(hint) == 1 and "alone already makes the model decide 1" in hint[0] and "--baseline noise" in hint[0]
+
+
+@pytest.mark.skipif(not HAS_ZOO, reason="captum_freqrex.zoo is not built")
+def test_summary_names_the_classes_of_a_zoo_model(tmp_path, capsys):
+    from captum_freqrex import zoo
+
+    model, clip = zoo.load("percussion"), zoo.load_clip("percussion", 0)
+    path = tmp_path / "drum.wav"
+    sf.write(str(path), clip.waveform.numpy(), clip.sample_rate)
+    with torch.no_grad():
+        probabilities = model.model(clip.waveform.unsqueeze(0)).softmax(-1)[0]
+    decided = int(probabilities.argmax())
+    target = (decided + 1) % len(model.class_names)
+    argv = ["explain", path, "--model", "percussion", "--target", model.class_names[target], "--max-queries", "100"]
+    code, stdout, err = run_cli([*argv, "--out", tmp_path / "r"], capsys)
+    assert code == 0, err
+    first = stdout.splitlines()[0]
+    assert f"decision {model.class_names[decided]} (confidence {probabilities[decided]:.2f})" in first
+    assert f"target {model.class_names[target]} (confidence {probabilities[target]:.2f})" in first
+    warnings = [line for line in stdout.splitlines() if line.startswith("  warning:")]
+    assert any(f"class {target} '{model.class_names[target]}'" in line for line in warnings)
+
+
+# 4. --baseline silence|noise|pink|FILE.
+
+
+@pytest.fixture
+def explain_calls(monkeypatch):
+    """What the command passes to FreqReX.explain."""
+    import captum_freqrex.cli as cli
+
+    calls = []
+
+    class Recording(cli.FreqReX):
+        def explain(self, inputs, baselines=None, *args, **kwargs):
+            calls.append({"inputs": inputs, "baselines": baselines, **kwargs})
+            return super().explain(inputs, baselines, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "FreqReX", Recording)
+    return calls
+
+
+def _rms(x):
+    return x.double().pow(2).mean().sqrt()
+
+
+@pytest.mark.parametrize("kind, ratio_range", [("noise", (0.6, 1.6)), ("pink", (6.0, 16.0))])
+def test_noise_baselines_are_seeded_and_30_db_below_the_clip(
+    tones, clip_file, tmp_path, capsys, explain_calls, kind, ratio_range
+):
+    def baseline_of(seed, out):
+        code, _, err = run_cli(
+            ["explain", clip_file, *tones, "--baseline", kind, "--seed", seed, "--max-queries", "200", "--out", out],
+            capsys,
+        )
+        assert code == 0, err
+        return explain_calls[-1]["inputs"].reshape(-1), explain_calls[-1]["baselines"].reshape(-1)
+
+    clip, base = baseline_of(3, tmp_path / "a")
+    assert base.shape == clip.shape
+    assert abs(20 * torch.log10(_rms(base) / _rms(clip)).item() + 30.0) < 0.01
+    # 1 s at 8 kHz: rfft bin k is k Hz. White: flat power; pink: power ~ 1/f, so the decade
+    # 50-150 Hz holds 10x the mean power of 500-1500 Hz.
+    power = torch.fft.rfft(base.double()).abs().pow(2)
+    low, high = ratio_range
+    assert low < (power[50:150].mean() / power[500:1500].mean()).item() < high
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["baseline"]["kind"] == kind and summary["baseline"]["level_db"] == -30.0
+    assert summary["baseline"]["seed"] == 3
+    assert torch.equal(baseline_of(3, tmp_path / "b")[1], base)  # same seed, same noise
+    assert not torch.equal(baseline_of(4, tmp_path / "c")[1], base)
+
+
+def test_file_baseline_is_fitted_to_the_model_like_the_input(tones, clip_file, tmp_path, capsys, explain_calls):
+    half_second = 0.3 * tone(2500, 0.5)
+    path = _wav(tmp_path / "room.wav", half_second, subtype="FLOAT")
+    code, _, err = run_cli(
+        ["explain", clip_file, *tones, "--baseline", path, "--max-queries", "200", "--out", tmp_path / "r"], capsys
+    )
+    assert code == 0, err
+    base = explain_calls[-1]["baselines"].reshape(-1)
+    assert base.shape == (SAMPLE_RATE,)  # zero-padded to the clip's 1 s
+    assert torch.allclose(base[: SAMPLE_RATE // 2], half_second, atol=1e-6) and not base[SAMPLE_RATE // 2 :].any()
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["baseline"]["kind"] == "file" and summary["baseline"]["path"] == os.path.abspath(path)
+    assert any("zero-padded" in note for note in summary["baseline"]["notes"])
+
+
+def test_silence_is_the_default_baseline(tones, clip_file, tmp_path, capsys, explain_calls):
+    code, _, err = run_cli(["explain", clip_file, *tones, "--max-queries", "200", "--out", tmp_path / "r"], capsys)
+    assert code == 0, err
+    assert explain_calls[-1]["baselines"] is None
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["baseline"]["kind"] == "silence"
+
+
+# 5. Clear errors: one line, exit status 2, no traceback.
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (["--sample-rate", "0"], "argument --sample-rate"),
+        (["--sample-rate", "-8000"], "argument --sample-rate"),
+        (["--seed", str(2**70)], "argument --seed"),
+        (["--seed", "-1"], "argument --seed"),
+        (["--max-queries", "0"], "argument --max-queries"),
+        (["--baseline", "nowhere.wav"], "--baseline nowhere.wav"),
+    ],
+)
+def test_bad_explain_options_are_refused_before_any_work(tones, clip_file, tmp_path, capsys, monkeypatch, options, fragment):
+    import captum_freqrex.cli as cli
+
+    monkeypatch.setattr(cli, "_explain_one", _no_work)
+    code, _, err = run_cli(["explain", clip_file, *tones, *options, "--out", tmp_path / "r"], capsys)
+    assert_error(code, err, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (["--clips", "-2"], "argument --clips"),
+        (["--clips", "0"], "argument --clips"),
+        (["--ks", "-3"], "argument --ks"),
+        (["--ks", "1", "0"], "argument --ks"),
+        (["--max-queries", "0"], "argument --max-queries: must be an integer >= 15"),
+        (["--seed", str(2**63)], "argument --seed"),
+    ],
+)
+def test_bad_compare_options_are_refused_before_any_work(tmp_path, capsys, monkeypatch, options, fragment):
+    import captum_freqrex.cli as cli
+
+    monkeypatch.setattr(cli, "compare_methods", _no_work)
+    code, _, err = run_cli(["compare", *options, "--out", tmp_path / "r"], capsys)
+    assert_error(code, err, fragment)
+
+
+@pytest.mark.skipif(not HAS_ZOO, reason="captum_freqrex.zoo is not built")
+def test_target_out_of_range_of_named_classes_is_refused_early(clip_file, tmp_path, capsys, monkeypatch):
+    import captum_freqrex.cli as cli
+
+    monkeypatch.setattr(cli, "_read_audio", _no_work)
+    code, _, err = run_cli(["explain", clip_file, "--model", "percussion", "--target", "99", "--out", tmp_path / "r"], capsys)
+    assert_error(code, err, "--target 99 is out of range", "5 classes", "snare")
+
+
+def test_target_out_of_range_of_a_scripted_model_is_one_line(tones, clip_file, tmp_path, capsys):
+    code, _, err = run_cli(["explain", clip_file, *tones, "--target", "99", "--out", tmp_path / "r"], capsys)
+    assert_error(code, err, "--target 99", "out of range", only_line=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_is_one_line(tones, clip_file, tmp_path, capsys, monkeypatch):
+    import captum_freqrex.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_explain_one", interrupted)
+    code, _, err = run_cli(["explain", clip_file, *tones, "--out", tmp_path / "r"], capsys)
+    assert_error(code, err, only_line=False)
+    assert err.strip().splitlines()[-1] == "freqrex: error: interrupted"
+
+
+def test_memory_error_of_the_core_is_one_line(tones, clip_file, tmp_path, capsys, monkeypatch):
+    import captum_freqrex.cli as cli
+
+    class OutOfMemory(cli.FreqReX):
+        def explain(self, *args, **kwargs):
+            raise MemoryError("explaining this clip needs about 40 GiB; this machine has 8 GiB")
+
+    monkeypatch.setattr(cli, "FreqReX", OutOfMemory)
+    code, _, err = run_cli(["explain", clip_file, *tones, "--out", tmp_path / "r"], capsys)
+    assert_error(code, err, "needs about 40 GiB", only_line=False)
+
+
+@pytest.mark.skipif(not HAS_ZOO, reason="captum_freqrex.zoo is not built")
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_local_path_shadowing_a_zoo_name_is_refused(scripted_model, clip_file, tmp_path, capsys, monkeypatch, kind):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    if kind == "file":
+        shutil.copy(scripted_model, "percussion")
+    else:
+        os.mkdir("percussion")
+    code, _, err = run_cli(["explain", clip_file, "--model", "percussion", "--out", "r"], capsys)
+    assert_error(code, err, f"a {kind} percussion exists", "./percussion", "zoo:percussion")
+    # zoo:NAME picks the zoo model (its 5 named classes), ./NAME the local one.
+    code, _, err = run_cli(["explain", clip_file, "--model", "zoo:percussion", "--target", "99", "--out", "r"], capsys)
+    assert_error(code, err, "percussion has 5 classes")
+    argv = ["explain", clip_file, "--model", "./percussion", "--sample-rate", SAMPLE_RATE, "--target", "99", "--out", "r"]
+    code, _, err = run_cli(argv, capsys)
+    if kind == "file":  # the tone classifier: 4 classes
+        assert_error(code, err, "--target 99", "4 classes", only_line=False)
+    else:
+        assert_error(code, err, "./percussion is a folder")
+
+
+def test_audio_of_absurd_amplitude_is_refused(tones, tmp_path, capsys):
+    path = _wav(tmp_path / "loud.wav", 1e30 * tone(1000), subtype="FLOAT")
+    code, _, err = run_cli(["explain", path, *tones, "--out", tmp_path / "r"], capsys)
+    assert_error(code, err, "peak amplitude 1e+30", "not a waveform in a sane range", "normalise")
