@@ -489,7 +489,12 @@ def _human_summary(
         extra = ""
         if key == "sufficient_necessary":
             extra = f"; removing it flips to {summary['flip_class_name']!s}"
-        lines.append(f"  {label:24s} {entry['features']} features ({entry['bins']} bins), {status}{extra}")
+        loudness = ""
+        if entry.get("energy_share") is not None and entry.get("level_db") is not None:
+            loudness = f", {100 * entry['energy_share']:.1f}% of the energy, loudest bin {entry['level_db']:+.0f} dB"
+        lines.append(
+            f"  {label:24s} {entry['features']} features ({entry['bins']} bins){loudness}, {status}{extra}"
+        )
     for warning in summary.get("warnings", []):
         lines.append(f"  warning: {_with_class_names(warning, class_names)}")
     if summary.get("baseline_decides"):

@@ -331,3 +331,16 @@ def test_long_clips_that_cannot_fit_fail_up_front(monkeypatch):
     with pytest.raises(MemoryError, match="GiB"):
         FreqReX(model).attribute(torch.zeros(1, 16000 * 600))
     assert calls == []  # nothing was computed before the estimate
+
+
+def test_sets_report_their_share_of_the_energy_and_their_level():
+    """A loud 440 Hz tone (the cause) and a 1000 Hz tone 20 dB below it (ignored)."""
+    x = clip((440, 1.0), (1000, 0.1))
+    expl = FreqReX(ToneDetector([440], 0.3)).explain(x, max_queries=200)[0]
+    chosen = expl.sufficient
+    assert chosen.size == 1 and chosen.mask[BIN_440]
+    # By hand: the energy of a bin is |X|^2, so 1 / (1 + 0.01) of the energy sits at 440 Hz.
+    assert abs(chosen.energy_share - 1 / 1.01) < 1e-4 and abs(chosen.level_db) < 1e-6
+    assert expl.summary()["sets"]["sufficient"]["energy_share"] == pytest.approx(1 / 1.01, abs=1e-4)
+    quiet = FreqReX(ToneDetector([1000], 0.05)).explain(x, max_queries=200)[0].sufficient
+    assert quiet.mask[BIN_1000] and abs(quiet.level_db - (-20.0)) < 1e-3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -15,6 +16,11 @@ from captum_freqrex._core.querier import QueryStats
 SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
 
 
+def _rounded(value: float) -> Optional[float]:
+    """JSON-safe: NaN and infinities become None."""
+    return round(value, 6) if math.isfinite(value) else None
+
+
 @dataclass
 class CausalSet:
     r"""One certified set of frequency features.
@@ -24,12 +30,19 @@ class CausalSet:
         mask (Tensor): ``(n_features,)`` bool, the features in the set.
         n_bins (int): Number of frequency bins (grid cells) the features cover.
         certificate (SetCertificate): What the model said when re-queried on the set.
+        energy_share (float): The set's share of the clip's spectral energy against the baseline
+                    (``|X - Xb|^2`` summed over its bins, over the same sum for all bins), in [0, 1].
+        level_db (float): The loudest bin of the set relative to the clip's loudest bin, in dB
+                    (0 when the set holds the spectral peak; -40 means a bin 40 dB below it). A
+                    set far below 0 dB is valid but may be inaudible next to the clip.
     """
 
     name: str
     mask: Tensor
     n_bins: int
     certificate: SetCertificate
+    energy_share: float = float("nan")
+    level_db: float = float("nan")
 
     @property
     def size(self) -> int:
@@ -61,6 +74,9 @@ class CausalSet:
             "minimal_size_resolved": cert.exact,
             "kept_class": cert.kept.decided,
             "kept_confidence": round(cert.kept.confidence, 6),
+            "energy_share": _rounded(self.energy_share),
+            "level_db": _rounded(self.level_db),
+            "note": cert.note,
         }
         if cert.removed is not None:
             out["removed_class"] = cert.removed.decided

@@ -142,6 +142,16 @@ def _set_note(
     return "; ".join(notes)
 
 
+def _loudness(mask: Tensor, energy: Tensor, level: Tensor) -> Tuple[float, float]:
+    """A set's share of the clip's energy and its loudest bin relative to the clip's, in dB."""
+    total, peak = float(energy.sum()), float(level.max())
+    if not mask.any() or total <= 0 or peak <= 0:
+        return (0.0 if total > 0 else math.nan), -math.inf if peak > 0 else math.nan
+    share = float(energy[mask].sum()) / total
+    loudest = float(level[mask].max())
+    return share, (10.0 * math.log10(loudest / peak) if loudest > 0 else -math.inf)
+
+
 def _issue_warnings(messages: List[str], example: int, batch_size: int, stacklevel: int = 3) -> None:
     for message in messages:
         where = f"example {example}: " if batch_size > 1 else ""
@@ -509,6 +519,8 @@ class FreqReX(PerturbationAttribution):
                 "no set can be certified (call model.eval())"
             )
         bins = run.space.feature_sizes()
+        energy = run.space.feature_energy(example)
+        level = energy / bins.clamp(min=1)  # per-bin energy: comparable across band sizes
         tie = getattr(run.decision, "tie_tolerance", None)
         sets: List[Optional[CausalSet]] = []
         for name, k in sizes.items():
@@ -529,7 +541,7 @@ class FreqReX(PerturbationAttribution):
             mask = masks[k].bool()
             key = "necessary" if name == "sufficient_necessary" else name
             cert = SetCertificate(k, kept, gone, holds and stable, exact[key], note)
-            sets.append(CausalSet(name, mask, int(bins[mask].sum()), cert))
+            sets.append(CausalSet(name, mask, int(bins[mask].sum()), cert, *_loudness(mask, energy, level)))
         certification_queries = len(keep_sizes) + (k_nec is not None) + 1
         return sets, search.queries + certification_queries, messages
 
