@@ -138,7 +138,7 @@ class FrequencyForward(nn.Module):
         return self._grid_like(0.0)
 
     def example_index(self) -> ExampleIndex:
-        r"""The clip of each row of :meth:`ones`: ``(B,)`` long, ``0 .. B - 1``.
+        r"""The clip of each row of :meth:`ones`: ``(B,)`` long, the indices 0 to B - 1.
 
         Pass it as ``additional_forward_args`` (alone, or inside a tuple with the model's own
         arguments); Captum expands it with the inputs, so every call tells the wrapper which clip
