@@ -14,8 +14,7 @@ from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
 from captum_freqrex._core.freqrex import FreqReX, FreqReXWarning
 from captum_freqrex._core.querier import QueryStats
-
-__version__ = "0.1.0"
+from captum_freqrex._version import __version__
 
 __all__ = [
     "FreqReX",

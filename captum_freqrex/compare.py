@@ -313,6 +313,21 @@ def _run_freqrex(setup: _Setup, options: Dict[str, Any]) -> _Attribution:
     return _Attribution(torch.cat(values), setup.eval_features, queries, wall, model)
 
 
+#: Methods that fit their surrogate linear model with scikit-learn (the ``compare`` extra).
+_NEEDS_SKLEARN = frozenset({"KernelShap", "Lime"})
+
+
+def _require_sklearn(method: str) -> None:
+    """Raise an ImportError that names the extra when scikit-learn, which ``method`` needs, is missing."""
+    try:
+        import sklearn.linear_model  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"{method} fits its surrogate linear model with scikit-learn, which is not installed: "
+            'pip install "captum_freqrex[compare]" (or pip install scikit-learn)'
+        ) from error
+
+
 def _run_captum(setup: _Setup, name: str, budgets: List[int], ig_steps: int, ppe: int) -> _Attribution:
     from captum.attr import FeatureAblation, IntegratedGradients, KernelShap, Lime, ShapleyValueSampling
 
@@ -346,6 +361,7 @@ def _run_captum(setup: _Setup, name: str, budgets: List[int], ig_steps: int, ppe
                 wrapped.ones(), feature_mask=ids, n_samples=permutations, perturbations_per_eval=ppe, **common
             )
         else:
+            _require_sklearn(name)
             method = KernelShap if name == "KernelShap" else Lime
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # sklearn convergence chatter on tiny budgets
@@ -568,6 +584,9 @@ def compare_methods(
         raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
     if (model is None) != (clips is None):
         raise ValueError("pass both model and clips, or neither (to use the zoo's example model)")
+    if strict:  # before any work, not after FreqReX's
+        for name in sorted(_NEEDS_SKLEARN.intersection(names)):
+            _require_sklearn(name)
     if model is None:
         model, waves, zoo_rate, _ = load_zoo_inputs(zoo_model, n_clips)
         sample_rate = sample_rate or zoo_rate

@@ -20,7 +20,10 @@ quiet "${pip[@]}" -c constraints.txt "torch==2.13.0"
 quiet "${pip[@]}" -c constraints.txt -e ".[dev,vad]"
 # PyPI's torchaudio is a CUDA build: install it without dependencies (they would replace torch) and
 # drop its compiled extensions, which fail to load on a CPU-only torch. The pure-Python parts
-# (resample, MelSpectrogram, ...) are all the project uses; the core never imports torchaudio.
+# (resample, mel filter banks) are all the project uses, and nothing needs it at run time:
+# captum_freqrex.audio falls back to its torch-only resampler where torchaudio cannot be imported
+# (the tests compare the two). The core never imports torchaudio.
+# dev covers every other extra's packages (audio, compare); vad brings silero-vad.
 quiet "${pip[@]}" --no-deps "torchaudio==2.11.0"
 rm -f "$VENV"/lib/python*/site-packages/torchaudio/lib/*.so
 "$VENV/bin/python" -m ipykernel install --sys-prefix >/dev/null
