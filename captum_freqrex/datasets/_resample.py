@@ -1,4 +1,4 @@
-"""Band-limited resampling for the builders (torchaudio's pure-Python resampler)."""
+"""Band-limited resampling for the builders, on numpy arrays (see :func:`captum_freqrex.audio.resample`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ __all__ = ["resample"]
 
 
 def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    r"""Resample a 1-D float waveform (band-limited sinc interpolation, torchaudio).
+    r"""Resample a 1-D float waveform (band-limited sinc interpolation: torchaudio's resampler when it
+    imports, the same filter in plain torch otherwise).
 
     Args:
         wave (numpy.ndarray): ``(T,)`` float waveform.
@@ -21,7 +22,7 @@ def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     """
     if orig_rate == new_rate or wave.size == 0:
         return wave.astype(np.float32, copy=False)
-    from torchaudio.functional import resample as _resample
+    from captum_freqrex.audio import resample as _resample
 
     out = _resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), int(orig_rate), int(new_rate))
     return out.numpy()
