@@ -41,6 +41,7 @@ from captum_freqrex._core.decision import DecisionLike
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
+from captum_freqrex._core.ranking import DEFAULT_RTOL
 from captum_freqrex._core.freqrex import FreqReX
 from captum_freqrex._core.targets import TargetLike
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
@@ -405,9 +406,11 @@ def _median(values: Tensor) -> float:
 
 
 def _score(
-    setup: _Setup, attribution: _Attribution, ks: Sequence[int], n_steps: int, max_batch: Optional[int]
+    setup: _Setup, attribution: _Attribution, ks: Sequence[int], n_steps: int, max_batch: Optional[int],
+    rank_rtol: float = DEFAULT_RTOL,
 ) -> Dict[str, Any]:
     common = dict(
+        rank_rtol=rank_rtol,
         baselines=setup.baselines,
         target=setup.targets,
         feature_mask=setup.eval_mask,
@@ -629,7 +632,9 @@ def compare_methods(
                 model_s=model_s,
                 overhead_s=max(wall_s - model_s, 0.0),
             )
-            row.update(_score(setup, result, ks, n_steps, max_examples_per_batch))
+            # A random ranking's fine order is its point: no energy preference among near ties.
+            rank_rtol = 0.0 if name == "random" else DEFAULT_RTOL
+            row.update(_score(setup, result, ks, n_steps, max_examples_per_batch, rank_rtol))
             row["error"] = None
         except Exception as error:  # one failing method (e.g. no gradients for IG) keeps the rest
             if strict:

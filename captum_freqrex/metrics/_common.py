@@ -21,7 +21,7 @@ from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decisi
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.querier import auto_batch_size, check_model_outputs
-from captum_freqrex._core.ranking import rank_features
+from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple, format_baselines, format_waveforms
 from captum_freqrex.metrics._batching import check_max_examples_per_batch, divide_and_aggregate
@@ -285,15 +285,16 @@ class MetricRun:
             raise ValueError("attributions contain NaN or Inf; rankings need finite scores")
         return scores
 
-    def positions(self, attributions: TensorOrTuple) -> Tensor:
+    def positions(self, attributions: TensorOrTuple, rank_rtol: float = DEFAULT_RTOL) -> Tensor:
         r"""Rank position of every feature, ``(B, n_features)`` long (0 = highest attribution).
 
-        Features are ranked by descending score; ties go to the feature with more spectral energy
-        (then to the lower index), as in :meth:`FreqReX.explain`, so the ranking is deterministic.
+        Features are ranked by descending score; ties and near ties (scores within ``rank_rtol``)
+        go to the feature with more spectral energy (then to the lower index), as in
+        :meth:`FreqReX.explain`, so the ranking is deterministic.
         """
         scores = self.feature_scores(attributions)
         energy = torch.stack([self.space.feature_energy(example) for example in range(self.batch_size)])
-        order = rank_features(scores, energy)
+        order = rank_features(scores, energy, rtol=rank_rtol)
         positions = torch.empty_like(order)
         ranks = torch.arange(order.shape[1], device=order.device).expand_as(order)
         return positions.scatter_(1, order, ranks)

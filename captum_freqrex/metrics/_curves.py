@@ -13,6 +13,7 @@ from captum_freqrex._core.decision import DecisionLike
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.targets import TargetLike
 from captum_freqrex._utils.validation import TensorOrTuple
+from captum_freqrex._core.ranking import DEFAULT_RTOL
 from captum_freqrex.metrics._common import MetricRun
 
 
@@ -102,12 +103,13 @@ def _curve(
     domain: Optional[SpectralDomain],
     per_channel: bool,
     decision: DecisionLike,
+    rank_rtol: float,
 ) -> CurveResult:
     run = MetricRun(
         forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
         max_examples_per_batch, domain, per_channel, decision,
     )
-    positions = run.positions(attributions)
+    positions = run.positions(attributions, rank_rtol)
     n = run.space.n_features
     sizes = _curve_sizes(n, n_steps)
     device = run.space.device
@@ -148,6 +150,11 @@ _CURVE_ARGS = """
         domain (SpectralDomain, optional): The feature transform. Default: rfft
         per_channel (bool, optional): Per-channel features for ``(B, C, T)`` inputs. Default: False
         decision (str, Decision or Callable, optional): When the decision is kept. Default: None
+        rank_rtol (float, optional): Scores within this relative width share a tier of the
+                    ranking, inside which the louder feature comes first (see
+                    :func:`captum_freqrex._core.ranking.rank_features`); ``0`` breaks exact ties only
+                    (for rankings whose fine order is the point, e.g. a random baseline).
+                    Default: 0.1
 """
 
 
@@ -165,10 +172,11 @@ def insertion_curve(
     domain: Optional[SpectralDomain] = None,
     per_channel: bool = False,
     decision: DecisionLike = None,
+    rank_rtol: float = DEFAULT_RTOL,
 ) -> CurveResult:
     return _curve(
         True, forward_func, inputs, attributions, baselines, target, additional_forward_args,
-        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision,
+        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision, rank_rtol,
     )
 
 
@@ -186,10 +194,11 @@ def deletion_curve(
     domain: Optional[SpectralDomain] = None,
     per_channel: bool = False,
     decision: DecisionLike = None,
+    rank_rtol: float = DEFAULT_RTOL,
 ) -> CurveResult:
     return _curve(
         False, forward_func, inputs, attributions, baselines, target, additional_forward_args,
-        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision,
+        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision, rank_rtol,
     )
 
 
@@ -258,6 +267,7 @@ def minimal_sufficient_prefix(
     domain: Optional[SpectralDomain] = None,
     per_channel: bool = False,
     decision: DecisionLike = None,
+    rank_rtol: float = DEFAULT_RTOL,
 ) -> PrefixResult:
     r"""The smallest top-``k`` of a ranking that, kept alone, keeps the decision.
 
@@ -306,6 +316,11 @@ def minimal_sufficient_prefix(
         domain (SpectralDomain, optional): The feature transform. Default: rfft
         per_channel (bool, optional): Per-channel features for ``(B, C, T)`` inputs. Default: False
         decision (str, Decision or Callable, optional): When the decision is kept. Default: None
+        rank_rtol (float, optional): Scores within this relative width share a tier of the
+                    ranking, inside which the louder feature comes first (see
+                    :func:`captum_freqrex._core.ranking.rank_features`); ``0`` breaks exact ties only
+                    (for rankings whose fine order is the point, e.g. a random baseline).
+                    Default: 0.1
 
     Returns:
         PrefixResult: ``(B,)`` tensors ``size`` (-1 where no prefix keeps the decision, e.g. a
@@ -325,7 +340,7 @@ def minimal_sufficient_prefix(
         forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
         max_examples_per_batch, domain, per_channel, decision,
     )
-    positions = run.positions(attributions)
+    positions = run.positions(attributions, rank_rtol)
     n = run.space.n_features
     batch = run.batch_size
     device = run.space.device

@@ -12,6 +12,7 @@ from captum_freqrex._core.decision import DecisionLike
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.targets import TargetLike
 from captum_freqrex._utils.validation import TensorOrTuple
+from captum_freqrex._core.ranking import DEFAULT_RTOL
 from captum_freqrex.metrics._common import MetricRun, snr_from_energies
 
 
@@ -58,6 +59,7 @@ def perturbation_success_rate(
     domain: Optional[SpectralDomain] = None,
     per_channel: bool = False,
     decision: DecisionLike = None,
+    rank_rtol: float = DEFAULT_RTOL,
 ) -> PerturbationResult:
     r"""Alter the top-``k`` features of an attribution ranking; how often does the decision change?
 
@@ -92,6 +94,11 @@ def perturbation_success_rate(
         domain (SpectralDomain, optional): The feature transform. Default: rfft
         per_channel (bool, optional): Per-channel features for ``(B, C, T)`` inputs. Default: False
         decision (str, Decision or Callable, optional): When the decision is kept. Default: None
+        rank_rtol (float, optional): Scores within this relative width share a tier of the
+                    ranking, inside which the louder feature comes first (see
+                    :func:`captum_freqrex._core.ranking.rank_features`); ``0`` breaks exact ties only
+                    (for rankings whose fine order is the point, e.g. a random baseline).
+                    Default: 0.1
 
     Returns:
         PerturbationResult: ``flipped``, ``success_rate``, ``snr_db`` (dB), ``decided``,
@@ -111,7 +118,7 @@ def perturbation_success_rate(
         max_examples_per_batch, domain, per_channel, decision,
     )
     sizes, single = run.sizes(k)
-    positions = run.positions(attributions)
+    positions = run.positions(attributions, rank_rtol)
     n_sizes = len(sizes)
     device = run.space.device
     examples = torch.arange(run.batch_size, device=device).repeat_interleave(n_sizes)
