@@ -1,14 +1,18 @@
 """Audio I/O around the core: reading clips for a model, writing explanations as WAV files.
 
 Uses ``soundfile`` for reading and writing (WAV, FLAC, OGG) and ``torchaudio.functional.resample``
-for resampling. Neither is imported by the core.
+for resampling, or, where torchaudio cannot be imported (absent, or a CUDA build whose compiled
+extensions fail to load on a CPU torch), :func:`sinc_resample`: the same windowed-sinc filter in
+torch alone. None of them is imported by the core.
 """
 
 from __future__ import annotations
 
+import math
+import operator
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -23,8 +27,14 @@ __all__ = [
     "fit_length",
     "load_audio",
     "noise_like",
+    "resample",
+    "sinc_resample",
     "save_wav",
     "save_explanation_wavs",
+    "listening_copy",
+    "peak_dbfs",
+    "LISTEN_PEAK_DBFS",
+    "LISTEN_SUFFIX",
 ]
 
 #: Largest peak amplitude :func:`load_audio` accepts (120 dB above full scale, where full scale is
@@ -61,16 +71,139 @@ def _soundfile():
 
 
 def resample(waveform: Tensor, orig_rate: int, new_rate: int) -> Tensor:
-    r"""Resample ``(..., time)`` from ``orig_rate`` to ``new_rate`` Hz (band-limited, torchaudio)."""
+    r"""Resample ``(..., time)`` from ``orig_rate`` to ``new_rate`` Hz (band-limited).
+
+    Uses ``torchaudio.functional.resample`` when torchaudio imports, otherwise :func:`sinc_resample`
+    (the same filter, torch only), so resampling never needs torchaudio's compiled extensions.
+
+    Args:
+        waveform (Tensor): ``(..., time)`` float waveform at ``orig_rate``.
+        orig_rate (int): Its sample rate in Hz.
+        new_rate (int): The wanted sample rate in Hz.
+
+    Returns:
+        Tensor: ``(..., ceil(time * new_rate / orig_rate))`` at ``new_rate`` (``waveform`` itself when
+        the rates are equal).
+    """
+    orig_rate, new_rate = _check_rates(orig_rate, new_rate)
     if orig_rate == new_rate:
         return waveform
+    torchaudio_resample = _torchaudio_resample()
+    if torchaudio_resample is None:
+        return sinc_resample(waveform, orig_rate, new_rate)
+    return torchaudio_resample(waveform, orig_rate, new_rate)
+
+
+def _torchaudio_resample() -> Optional[Callable[[Tensor, int, int], Tensor]]:
+    """``torchaudio.functional.resample``, or None where torchaudio cannot be imported."""
     try:
-        from torchaudio.functional import resample as _resample
-    except ImportError as error:
-        raise ImportError(
-            f"resampling {orig_rate} Hz -> {new_rate} Hz needs torchaudio; install it or resample the file"
-        ) from error
-    return _resample(waveform, orig_rate, new_rate)
+        from torchaudio.functional import resample as torchaudio_resample
+    except (ImportError, OSError, RuntimeError):
+        # ImportError: not installed. OSError / RuntimeError: PyPI's CUDA build on a CPU-only torch,
+        # whose compiled extensions fail to load (``import torchaudio`` loads them).
+        return None
+    return torchaudio_resample
+
+
+def _check_rates(orig_rate: int, new_rate: int) -> Tuple[int, int]:
+    rates = []
+    for name, rate in (("orig_rate", orig_rate), ("new_rate", new_rate)):
+        try:
+            value = operator.index(rate)
+        except TypeError:
+            if not (isinstance(rate, float) and rate.is_integer()):
+                raise TypeError(f"{name} must be a whole number of Hz, got {rate!r}") from None
+            value = int(rate)
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value} Hz")
+        rates.append(value)
+    return rates[0], rates[1]
+
+
+#: Most elements (signals x outputs x taps) :func:`sinc_resample` gathers at once (16 MB in float32).
+_RESAMPLE_BLOCK = 1 << 22
+
+
+def sinc_resample(
+    waveform: Tensor,
+    orig_rate: int,
+    new_rate: int,
+    *,
+    lowpass_filter_width: int = 6,
+    rolloff: float = 0.99,
+) -> Tensor:
+    r"""Band-limited resampling of ``(..., time)`` by windowed-sinc interpolation, in torch alone.
+
+    The filter is torchaudio's default (``sinc_interp_hann``): a sinc low-pass at ``rolloff`` times
+    the lower of the two Nyquist frequencies, Hann-windowed over ``lowpass_filter_width`` zero
+    crossings on each side, the signal zero-padded at both ends; the result matches
+    ``torchaudio.functional.resample`` up to rounding. Output sample ``n`` sits at input position
+    ``n * orig_rate / new_rate``; with ``L = orig_rate / g`` and ``M = new_rate / g`` (``g`` their
+    gcd) there are only ``M`` distinct fractional positions, so the weights are one ``(M, taps)``
+    table (polyphase), computed once in float64. The outputs are gathered and weighted in blocks of
+    bounded memory, on the input's device, with no Python loop per sample.
+
+    Args:
+        waveform (Tensor): ``(..., time)`` float waveform at ``orig_rate``.
+        orig_rate (int): Its sample rate in Hz.
+        new_rate (int): The wanted sample rate in Hz.
+        lowpass_filter_width (int, optional): Zero crossings of the sinc kept on each side (sharper
+                    cutoff, more taps). Default: 6
+        rolloff (float, optional): Cutoff as a fraction of the lower Nyquist frequency, in (0, 1].
+                    Default: 0.99
+
+    Returns:
+        Tensor: ``(..., ceil(time * new_rate / orig_rate))`` at ``new_rate``, with the input's dtype
+        and device (``waveform`` itself when the rates are equal).
+
+    Raises:
+        TypeError: When ``waveform`` is not floating point or a rate is not a whole number.
+        ValueError: When a rate, ``lowpass_filter_width`` or ``rolloff`` is out of range.
+    """
+    if not isinstance(waveform, Tensor) or not waveform.is_floating_point():
+        raise TypeError(f"waveform must be a floating-point tensor, got {getattr(waveform, 'dtype', type(waveform))}")
+    if waveform.dim() == 0:
+        raise ValueError("waveform must have a time dimension, got a 0-d tensor")
+    orig_rate, new_rate = _check_rates(orig_rate, new_rate)
+    if lowpass_filter_width < 1:
+        raise ValueError(f"lowpass_filter_width must be >= 1, got {lowpass_filter_width}")
+    if not 0.0 < rolloff <= 1.0:
+        raise ValueError(f"rolloff must lie in (0, 1], got {rolloff}")
+    if orig_rate == new_rate:
+        return waveform
+    gcd = math.gcd(orig_rate, new_rate)
+    orig, new = orig_rate // gcd, new_rate // gcd
+    length = waveform.shape[-1]
+    n_out = -(-new * length // orig)  # ceil, in integers
+    if waveform.numel() == 0:
+        return waveform.new_zeros(waveform.shape[:-1] + (n_out,))
+    signals = waveform.reshape(-1, length)
+    device = waveform.device
+    cutoff = min(orig, new) * rolloff  # in units of the reduced rates
+    width = math.ceil(lowpass_filter_width * orig / cutoff)  # taps on each side, in input samples
+    taps = torch.arange(-width, width + 1)
+    # Output n = f * M + p sits at input position f * L + (p * L) // M + frac[p]. The weights are
+    # computed on the CPU in float64 (not every device has it), then moved.
+    phase = torch.arange(new)
+    offset = (phase * orig // new).to(device)
+    frac = (phase * orig % new).double() / new
+    zeros = ((taps.double()[None, :] - frac[:, None]) * (cutoff / orig)).clamp(
+        -lowpass_filter_width, lowpass_filter_width
+    )  # distance to the output position in zero crossings of the sinc
+    window = torch.cos(zeros * (math.pi / (2 * lowpass_filter_width))) ** 2
+    weights = (torch.sinc(zeros) * window * (cutoff / orig)).to(device, waveform.dtype)  # (M, taps)
+    # Frame f holds outputs f * M .. f * M + M - 1; the right pad covers the last frame's phases.
+    padded = torch.nn.functional.pad(signals, (width, width + orig))
+    windows = padded.unfold(-1, taps.numel(), 1)  # (signals, positions, taps), a view
+    frames = -(-n_out // new)
+    block = max(1, _RESAMPLE_BLOCK // (signals.shape[0] * new * taps.numel()))
+    parts = []
+    for start in range(0, frames, block):  # a few blocks per clip, bounding the gathered memory
+        f = torch.arange(start, min(start + block, frames), device=device)
+        gathered = windows[:, f[:, None] * orig + offset]  # (signals, frames, M, taps)
+        parts.append(torch.einsum("sfmk,mk->sfm", gathered, weights).flatten(1))
+    out = torch.cat(parts, dim=1)[:, :n_out]
+    return out.reshape(waveform.shape[:-1] + (n_out,))
 
 
 def fit_length(waveform: Tensor, num_samples: int, sample_rate: int) -> Tuple[Tensor, List[str]]:
@@ -190,8 +323,10 @@ def noise_like(
     return (noise * scale).to(dtype=waveform.dtype, device=waveform.device)
 
 
-def save_wav(path: str, waveform: Tensor, sample_rate: int, *, overwrite: bool = True) -> str:
-    r"""Write ``(time,)`` or ``(channels, time)`` as a 32-bit float WAV (no clipping).
+def save_wav(
+    path: str, waveform: Tensor, sample_rate: int, *, overwrite: bool = True, subtype: str = "FLOAT"
+) -> str:
+    r"""Write ``(time,)`` or ``(channels, time)`` as a WAV file, 32-bit float by default (no clipping).
 
     Args:
         path (str): The file to write.
@@ -199,6 +334,9 @@ def save_wav(path: str, waveform: Tensor, sample_rate: int, *, overwrite: bool =
         sample_rate (int): Sample rate in Hz.
         overwrite (bool, optional): Replace an existing file; False raises ``FileExistsError``
                     instead (the file is created exclusively). Default: True
+        subtype (str, optional): A ``soundfile`` WAV subtype: ``"FLOAT"`` keeps any level,
+                    ``"PCM_16"`` clips at full scale (for waveforms already within it).
+                    Default: ``"FLOAT"``
 
     Returns:
         str: The path.
@@ -206,14 +344,64 @@ def save_wav(path: str, waveform: Tensor, sample_rate: int, *, overwrite: bool =
     data = waveform.detach().cpu().float()
     data = data.T if data.dim() == 2 else data
     with open(path, "wb" if overwrite else "xb") as handle:
-        _soundfile().write(handle, data.numpy(), int(sample_rate), subtype="FLOAT", format="WAV")
+        _soundfile().write(handle, data.numpy(), int(sample_rate), subtype=subtype, format="WAV")
     return path
 
 
+#: Peak level of the listening copies :func:`save_explanation_wavs` writes, in dB full scale.
+LISTEN_PEAK_DBFS = -1.0
+
+#: File-name ending of a listening copy: ``sufficient.wav`` -> ``sufficient.listen.wav``.
+LISTEN_SUFFIX = ".listen.wav"
+
+
+def peak_dbfs(waveform: Tensor) -> float:
+    r"""Peak amplitude of ``waveform`` in dB full scale (0 dBFS is a peak of 1.0; -inf for silence)."""
+    peak = float(waveform.detach().abs().max()) if waveform.numel() else 0.0
+    return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def listening_copy(waveform: Tensor, peak_db: float = LISTEN_PEAK_DBFS) -> Tuple[Tensor, float]:
+    r"""``waveform`` scaled so that its peak sits at ``peak_db`` dBFS, for listening.
+
+    A set of frequencies kept alone is often far quieter than the clip (a few low bins of a piano
+    clip peak near -60 dBFS, below what a listener hears); its listening copy is the same sound,
+    louder. Silence stays silence.
+
+    Args:
+        waveform (Tensor): ``(..., time)`` samples.
+        peak_db (float, optional): The wanted peak in dBFS. Default: -1.0
+
+    Returns:
+        tuple: The scaled waveform and the gain applied in dB (0.0 for silence).
+    """
+    level = peak_dbfs(waveform)
+    if not math.isfinite(level):
+        return waveform.detach().clone(), 0.0
+    gain_db = peak_db - level
+    return waveform.detach() * 10.0 ** (gain_db / 20.0), gain_db
+
+
 def save_explanation_wavs(
-    explanation: "Explanation", directory: str, sample_rate: int, *, overwrite: bool = True
+    explanation: "Explanation",
+    directory: str,
+    sample_rate: int,
+    *,
+    overwrite: bool = True,
+    listening_copies: bool = True,
 ) -> Dict[str, str]:
     r"""Write the original and every set of an explanation, kept alone and removed, as WAV files.
+
+    Two files per set signal:
+
+    * ``NAME.wav`` (``sufficient.wav``, ``sufficient_removed.wav``, ...): **true level**, 32-bit
+      float, exactly the waveform the model was given when the set was certified. Use these to
+      re-query a model or measure levels. A set kept alone can be very quiet.
+    * ``NAME.listen.wav``: a **listening copy**, the same waveform peak-normalised to
+      :data:`LISTEN_PEAK_DBFS` (-1 dBFS) as 16-bit PCM, so that a quiet set can be heard. Louder than
+      in the clip: not for measuring.
+
+    ``original.wav`` (the clip as resynthesised from its spectrum) is written at its true level only.
 
     Args:
         explanation (Explanation): From :meth:`FreqReX.explain` (single-tensor input).
@@ -221,9 +409,11 @@ def save_explanation_wavs(
         sample_rate (int): Sample rate in Hz.
         overwrite (bool, optional): Replace existing files; False raises ``FileExistsError`` on the
                     first file that exists. Default: True
+        listening_copies (bool, optional): Also write the ``*.listen.wav`` copies. Default: True
 
     Returns:
-        dict: ``{"original": path, "sufficient": path, "sufficient_removed": path, ...}``.
+        dict: ``{"original": path, "sufficient": path, "sufficient_listen": path,
+        "sufficient_removed": path, "sufficient_removed_listen": path, ...}`` for the sets found.
     """
     os.makedirs(directory, exist_ok=True)
     original = explanation.original_waveform()
@@ -235,4 +425,8 @@ def save_explanation_wavs(
             key = f"{name}_removed" if removed else name
             wave = explanation.waveform(name, removed=removed)
             written[key] = save_wav(os.path.join(directory, f"{key}.wav"), wave, sample_rate, overwrite=overwrite)
+            if listening_copies:
+                loud, _ = listening_copy(wave)
+                path = os.path.join(directory, key + LISTEN_SUFFIX)
+                written[f"{key}_listen"] = save_wav(path, loud, sample_rate, overwrite=overwrite, subtype="PCM_16")
     return written

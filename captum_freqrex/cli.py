@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex import FreqReX
+from captum_freqrex import FreqReX, __version__
 from captum_freqrex._core.explanation import SET_NAMES, Explanation
 from captum_freqrex.compare import METHODS, compare_methods
 
@@ -50,10 +50,17 @@ MAX_SEED = 2**63 - 1
 #: known only after the search, so all of them are checked beforehand).
 RESULT_FILES: Tuple[str, ...] = (
     "summary.json",
+    "bins.csv",
+    "report.html",
     "responsibility.png",
     "spectrograms.png",
     "original.wav",
-) + tuple(f"{name}{suffix}.wav" for name in SET_NAMES for suffix in ("", "_removed"))
+) + tuple(
+    f"{name}{suffix}{ending}"
+    for name in SET_NAMES
+    for suffix in ("", "_removed")
+    for ending in (".wav", ".listen.wav")
+)
 
 #: The files ``compare`` writes.
 COMPARE_FILES: Tuple[str, ...] = ("compare.md", "compare.csv")
@@ -357,8 +364,9 @@ def write_result(
     *,
     extra: Optional[Dict[str, Any]] = None,
     overwrite: bool = False,
+    html: bool = False,
 ) -> dict:
-    r"""Write an explanation's folder: WAVs, plots and ``summary.json``; return the summary.
+    r"""Write an explanation's folder: WAVs, plots, ``bins.csv`` and ``summary.json``; return the summary.
 
     Args:
         explanation (Explanation): The explanation of one clip.
@@ -371,6 +379,7 @@ def write_result(
         overwrite (bool, optional): Replace existing files, and remove result files of an earlier
                     run that this one does not produce (e.g. ``complete.wav`` when no complete set
                     is found). False refuses any existing file. Default: False
+        html (bool, optional): Also write the self-contained ``report.html``. Default: False
 
     Returns:
         dict: The JSON summary.
@@ -379,7 +388,7 @@ def write_result(
         CliError: When a file exists (without ``overwrite``) or cannot be written.
     """
     from captum_freqrex.audio import save_explanation_wavs
-    from captum_freqrex.plotting import plot_responsibility, plot_spectrograms
+    from captum_freqrex.plotting import plot_explanation_spectrograms, plot_responsibility
 
     import matplotlib
 
@@ -398,17 +407,32 @@ def write_result(
         fig = plot_responsibility(explanation, sample_rate=rate, class_names=names)
         with _open_new(os.path.join(out_dir, plots["responsibility_plot"]), "wb", overwrite) as handle:
             fig.savefig(handle, format="png", dpi=110)
-        signals = {"original": explanation.original_waveform()}
-        for name, chosen in explanation.sets.items():
-            if chosen is not None:
-                signals[f"{name} kept ({chosen.size} features)"] = explanation.waveform(name)
-        if explanation.sufficient_necessary is not None:
-            signals["sufficient & necessary removed"] = explanation.waveform("sufficient_necessary", removed=True)
-        fig = plot_spectrograms(signals, rate)
+        fig = plot_explanation_spectrograms(explanation, rate, class_names=names)
         with _open_new(os.path.join(out_dir, plots["spectrograms_plot"]), "wb", overwrite) as handle:
             fig.savefig(handle, format="png", dpi=110)
         plt.close("all")
-        summary = explanation.summary()
+        tables = {"bins_table": "bins.csv"}
+        try:
+            explanation.to_csv(os.path.join(out_dir, tables["bins_table"]), rate, overwrite=overwrite)
+        except FileExistsError as error:
+            raise _exists(error.filename) from None
+        if html:
+            from captum_freqrex.report import write_html
+
+            baseline = (extra or {}).get("baseline") or {}
+            details = {"model": model.name, "clip": clip_name, "baseline": baseline.get("description", "silence")}
+            if notes:
+                details["audio notes"] = "; ".join(notes)
+            try:
+                write_html(
+                    explanation, os.path.join(out_dir, "report.html"), rate, class_names=names,
+                    title=f"FreqReX: {model.name} on {clip_name}", details=details, overwrite=overwrite,
+                )
+            except FileExistsError as error:
+                raise _exists(error.filename) from None
+            tables["report"] = "report.html"
+        summary = explanation.summary(sample_rate=rate)
+        files = {key: os.path.basename(path) for key, path in wavs.items()} | plots | tables
         summary.update(
             {
                 "model": model.name,
@@ -418,7 +442,8 @@ def write_result(
                 "original_class_name": _class_name(model, explanation.original.decided),
                 "flip_class_name": _class_name(model, explanation.flip_class),
                 "audio_notes": list(notes),
-                "files": {key: os.path.basename(path) for key, path in wavs.items()} | plots,
+                "files": files,
+                "file_notes": _file_notes(explanation, files),
             }
         )
         summary.update(extra or {})
@@ -440,6 +465,37 @@ def write_result(
 # ----------------------------------------------------------------------------- explaining
 
 
+def _file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, str]:
+    """What each result file holds, by file name (``summary.json``'s ``file_notes``)."""
+    from captum_freqrex.audio import LISTEN_PEAK_DBFS, peak_dbfs
+
+    notes = {
+        "original.wav": "the clip as the model heard it (resynthesised from its spectrum), true level, 32-bit float",
+        "responsibility.png": "the clip's spectrum with each set's frequencies marked, and the responsibility",
+        "spectrograms.png": "spectrograms: the clip with the sets drawn over it, each set alone, the decisive removal",
+        "bins.csv": "one row per frequency bin: Hz, responsibility, rank, and whether it is in each set",
+        "report.html": "self-contained HTML report: players, figures, sets, probabilities, settings, warnings",
+    }
+    for key, name in files.items():
+        if not name.endswith(".wav") or key == "original":
+            continue
+        listen = key.endswith("_listen")
+        signal = key[: -len("_listen")] if listen else key
+        removed = signal.endswith("_removed")
+        which = signal[: -len("_removed")] if removed else signal
+        what = f"the clip with the {which.replace('_', '-and-')} set removed" if removed else f"the {which.replace('_', '-and-')} set alone"
+        level = peak_dbfs(explanation.waveform(which, removed=removed))
+        peak = f"peak {round(level, 1) + 0.0:.1f} dBFS" if level > float("-inf") else "silent"
+        if listen:
+            notes[name] = (
+                f"LISTENING COPY of {signal}.wav: {what}, peak-normalised to {LISTEN_PEAK_DBFS:g} dBFS "
+                f"(true {peak}), 16-bit; louder than in the clip, not for measuring"
+            )
+        else:
+            notes[name] = f"{what} at its TRUE level ({peak}), 32-bit float: exactly what the model was given"
+    return {name: notes[name] for name in files.values() if name in notes}
+
+
 def _baseline_record(explanation: Explanation, model: _Model, record: Dict[str, Any]) -> Dict[str, Any]:
     probe = getattr(explanation, "baseline", None)
     if probe is not None:
@@ -457,6 +513,33 @@ def _with_class_names(text: str, class_names: Optional[Sequence[str]]) -> str:
         return f"{match.group(0)} '{class_names[index]}'" if index < len(class_names) else match.group(0)
 
     return re.sub(r"\bclass (\d+)\b(?! ')", name, text)
+
+
+def _frequency_text(entry: Dict[str, Any], shown: int = 8) -> str:
+    """Where a set's frequencies are, in a few words: all of them for a small set, else a span and the strongest."""
+    from captum_freqrex.report import format_frequencies
+
+    location = entry["inputs"][0] if "inputs" in entry else entry
+    hz = location.get("frequencies_hz")
+    if hz is None:
+        values, unit = location.get("frequency_bins", []), " (rfft bins)"
+    else:
+        values, unit = hz, " Hz"
+    total = location.get("n_frequencies", len(values))
+    if total == 0:
+        return "no frequencies (the empty set)"
+    bands = location.get("bands_hz") if hz is not None else location.get("bands")
+    if bands:
+        text = ", ".join(f"{format_frequencies([lo])}-{format_frequencies([hi])}" for lo, hi in bands[:shown])
+        more = f", ... ({entry['features']} bands)" if entry["features"] > shown else ""
+        return f"bands {text}{more}{unit}"
+    if total <= shown:
+        return "at " + format_frequencies(values) + unit
+    span = location.get("frequency_span_hz") if hz is not None else [values[0], values[-1]]
+    return (
+        f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} "
+        f"(the {min(len(values), 1000)} most responsible in summary.json, all in bins.csv)"
+    )
 
 
 def _human_summary(
@@ -495,6 +578,7 @@ def _human_summary(
         lines.append(
             f"  {label:24s} {entry['features']} features ({entry['bins']} bins){loudness}, {status}{extra}"
         )
+        lines.append(f"  {'':24s} {_frequency_text(entry)}")
     for warning in summary.get("warnings", []):
         lines.append(f"  warning: {_with_class_names(warning, class_names)}")
     if summary.get("baseline_decides"):
@@ -558,7 +642,10 @@ def _explain_and_write(
     if announce:
         _say(announce)
     extra = dict(extra or {}, baseline=_baseline_record(explanation, model, record))
-    summary = write_result(explanation, model, out_dir, clip_name, notes, extra=extra, overwrite=args.overwrite)
+    summary = write_result(
+        explanation, model, out_dir, clip_name, notes, extra=extra, overwrite=args.overwrite,
+        html=getattr(args, "html", False),
+    )
     print(_human_summary(summary, out_dir, display_name, target is not None, model.class_names))
 
 
@@ -708,10 +795,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="freqrex", description="Explain audio classifiers with causal responsibility in the frequency domain."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="explain a shipped clip with a shipped model (offline)")
     demo.add_argument("--model", default=DEMO_MODEL, help=f"zoo model (default: {DEMO_MODEL})")
     demo.add_argument("--clip", type=_CLIP_INDEX, default=0, help="index of the shipped sample clip (default: 0)")
+    demo.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
     _add_common(demo, "freqrex_out/demo")
     demo.set_defaults(run=_cmd_demo)
     explain = sub.add_parser("explain", help="explain audio files (WAV/FLAC/OGG)")
@@ -719,6 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", required=True, help="zoo model name (or zoo:NAME) or TorchScript file")
     explain.add_argument("--target", help="class index or name to explain (default: the model's decision)")
     explain.add_argument("--sample-rate", type=_SAMPLE_RATE, help="sample rate of a TorchScript model (default 16000)")
+    explain.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
     _add_common(explain, "freqrex_out/explain")
     explain.set_defaults(run=_cmd_explain)
     compare = sub.add_parser("compare", help="FreqReX vs Captum methods on the same frequency features")

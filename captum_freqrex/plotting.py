@@ -1,8 +1,14 @@
-"""Plots of explanations (matplotlib). The core never imports this module."""
+"""Plots of explanations (matplotlib). The core never imports this module.
+
+Frequency axes are logarithmic by default (``symlog``: linear from 0 Hz to 20 Hz, logarithmic above),
+because the frequencies a classifier relies on often sit in the lowest octaves, which a linear
+0 Hz - Nyquist axis squeezes into a few pixels.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+import math
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -10,7 +16,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from captum_freqrex._core.explanation import Explanation
 
-__all__ = ["plot_responsibility", "plot_spectrograms"]
+__all__ = ["plot_responsibility", "plot_spectrograms", "plot_explanation_spectrograms"]
 
 # Drawn largest first, so nested sets stay visible as rings.
 SET_STYLES = {
@@ -18,6 +24,13 @@ SET_STYLES = {
     "sufficient_necessary": ("#3182bd", "sufficient & necessary", 45),
     "sufficient": ("#e6550d", "sufficient", 14),
 }
+
+#: Sets of at most this many frequencies are drawn as markers (and lines over spectrograms);
+#: larger ones as coloured stretches of the spectrum and as a strip beside the spectrogram.
+MARK_LIMIT = 200
+
+#: Where a logarithmic frequency axis turns linear (so that 0 Hz stays on it), in Hz.
+LINEAR_BELOW_HZ = 20.0
 
 
 def _pyplot():
@@ -28,118 +41,494 @@ def _pyplot():
     return plt
 
 
-def _frequency_axis(n_rows: int, sample_rate: Optional[float], n_fft: Optional[int]) -> Tensor:
-    if sample_rate is None:
-        return torch.arange(n_rows, dtype=torch.float64)
-    length = n_fft if n_fft is not None else 2 * (n_rows - 1)
-    return torch.arange(n_rows, dtype=torch.float64) * sample_rate / length
+def _class_label(class_names: Optional[Sequence[str]], index: Optional[int]) -> str:
+    if index is None:
+        return "none"
+    if class_names and 0 <= index < len(class_names):
+        return str(class_names[index])
+    return str(index)
+
+
+def _format_hz(value: float) -> str:
+    if value >= 1000:
+        text = f"{value / 1000:g}k"
+    else:
+        text = f"{value:g}"
+    return text
+
+
+def _log_frequency_axis(ax: Any, axis: str, top: float, sample_rate: Optional[float], spacing: float) -> None:
+    """A symlog frequency axis from 0 to ``top`` with 1-2-5 ticks (Hz, or bins without a rate)."""
+    linthresh = max(LINEAR_BELOW_HZ, 2.0 * spacing) if sample_rate else max(10.0, 2.0 * spacing)
+    setter = ax.set_xscale if axis == "x" else ax.set_yscale
+    setter("symlog", linthresh=linthresh, linscale=0.25)
+    ticks = [0.0] + [
+        m * 10.0**e for e in range(0, 7) for m in (1, 2, 5) if linthresh <= m * 10.0**e <= top
+    ]
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_ticks(ticks, labels=[_format_hz(t) for t in ticks])
+    target.set_minor_locator(_null_locator())
+    (ax.set_xlim if axis == "x" else ax.set_ylim)(0.0, top)
+
+
+def _db(value: float) -> str:
+    """A level in whole dB with its sign, never ``-0``."""
+    rounded = round(value)
+    return f"{rounded:+d}" if rounded != 0 else "0"
+
+
+def _null_locator() -> Any:
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
+
+
+def _in_set_rows(explanation: "Explanation", name: str) -> Optional[Tensor]:
+    """``(freq,)`` bool: the frequency rows of input 0 that the set touches (any channel or frame)."""
+    chosen = explanation.sets[name]
+    if chosen is None:
+        return None
+    layout = explanation.layout
+    ids = layout.ids[0]
+    _, freq_axis, _ = layout.axes(0)
+    in_set = chosen.mask.detach().cpu().bool()[ids]
+    return in_set.movedim(freq_axis, 0).reshape(ids.shape[freq_axis], -1).any(1)
+
+
+def _distinct_sets(explanation: "Explanation") -> List[Tuple[List[str], Any]]:
+    """The sets found, with sets of identical masks merged: ``[(names, set), ...]`` smallest first."""
+    groups: List[Tuple[List[str], Any]] = []
+    for name in ("sufficient", "sufficient_necessary", "complete"):
+        chosen = explanation.sets[name]
+        if chosen is None:
+            continue
+        for names, other in groups:
+            if torch.equal(other.mask.cpu(), chosen.mask.cpu()):
+                names.append(name)
+                break
+        else:
+            groups.append(([name], chosen))
+    return groups
+
+
+def _title(explanation: "Explanation", class_names: Optional[Sequence[str]]) -> str:
+    target = _class_label(class_names, explanation.target)
+    text = f"FreqReX: decision {target} (confidence {explanation.original.confidence:.2f})"
+    if explanation.flip_class is not None:
+        text += f"; removing the sufficient & necessary set flips it to {_class_label(class_names, explanation.flip_class)}"
+    return text
+
+
+def _single_tensor(explanation: "Explanation", what: str) -> Tensor:
+    resp = explanation.responsibility
+    if isinstance(resp, tuple):
+        raise ValueError(f"{what} draws single-tensor explanations; plot each input's grid yourself")
+    return resp.detach().cpu().double()
+
+
+def _mono(wave: Tensor) -> Tensor:
+    wave = wave.detach().cpu().double()
+    return wave if wave.dim() == 1 else wave.mean(0)
 
 
 def plot_responsibility(
     explanation: "Explanation",
     sample_rate: Optional[float] = None,
-    log_frequency: bool = False,
-    class_names: Optional[list] = None,
+    log_frequency: bool = True,
+    class_names: Optional[Sequence[str]] = None,
 ) -> Any:
     r"""Responsibility per frequency, with the magnitude spectrum and the three sets marked on it.
 
-    For rfft features: two panels (spectrum in dB with the bins of each set marked; responsibility).
-    For STFT cells: the responsibility grid as an image (frequency by time).
+    For rfft features: two panels (the clip's spectrum in dB with each set's bins marked; the
+    responsibility, one line per channel for per-channel features). A set of at most
+    :data:`MARK_LIMIT` bins is drawn as markers, a larger one as the stretches of the spectrum
+    it holds, in its colour. For STFT cells: the clip's spectrogram (grey) with the responsibility
+    of each cell drawn over it in colour and the sufficient set's cells outlined.
+
+    An explanation loaded without its inputs (see :meth:`Explanation.load`) has no spectrum to
+    draw: the figure shows the responsibility with the sets marked on it.
 
     Args:
         explanation (Explanation): From :meth:`FreqReX.explain` (single-tensor input).
         sample_rate (float, optional): Sample rate in Hz for a frequency axis in Hz; bins otherwise.
-        log_frequency (bool, optional): Logarithmic frequency axis (``symlog``, so 0 Hz stays on
-                    it): the x axis for rfft features, the y axis for STFT cells. Default: False
+                    Default: the explanation's ``sample_rate``
+        log_frequency (bool, optional): Logarithmic frequency axis (``symlog``: linear up to
+                    20 Hz, so 0 Hz stays on it): the x axis for rfft features, the y axis for STFT
+                    cells. Default: True
         class_names (list of str, optional): Names for the title's classes.
 
     Returns:
         matplotlib.figure.Figure: The figure.
     """
     plt = _pyplot()
-    resp = explanation.responsibility
-    if isinstance(resp, tuple):
-        raise ValueError("plot_responsibility draws single-tensor explanations; plot each input's grid yourself")
-    resp = resp.detach().cpu()
-    if resp.dim() == 2 and resp.shape[0] > 8:  # a (freq, frames) STFT grid
-        return _plot_stft(explanation, resp, sample_rate, log_frequency)
-    resp = resp.reshape(-1, resp.shape[-1]).sum(0)  # per-channel grids: total over channels
-    freqs = _frequency_axis(resp.shape[-1], sample_rate, None)
-    original = explanation.original_waveform()
-    original = original if original.dim() == 1 else original.mean(0)
-    spectrum_db = 20 * torch.log10(torch.fft.rfft(original.detach().cpu().double()).abs() + 1e-9)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
-    top.plot(freqs, spectrum_db, color="0.6", linewidth=0.5, label="original spectrum")
-    ids = explanation._space.ids()[0].reshape(-1, resp.shape[-1])[0].cpu()
+    resp = _single_tensor(explanation, "plot_responsibility")
+    sample_rate = explanation.sample_rate if sample_rate is None else sample_rate
+    layout = explanation.layout
+    channel_axis, freq_axis, frame_axis = layout.axes(0)
+    if frame_axis is not None:
+        return _plot_stft(explanation, resp, sample_rate, log_frequency, class_names)
+    per_channel = resp.reshape(-1, resp.shape[-1])  # (channels or 1, freq)
+    hz = layout.bin_hz(0, sample_rate)
+    freqs = hz if hz is not None else torch.arange(resp.shape[-1], dtype=torch.float64)
+    spacing = float(freqs[1] - freqs[0]) if freqs.numel() > 1 else 1.0
+    if explanation.has_waveforms:
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+        spectrum_db = 20 * torch.log10(torch.fft.rfft(_mono(explanation.original_waveform())).abs() + 1e-9)
+        top.plot(freqs, spectrum_db, color="0.6", linewidth=0.5, label="original spectrum")
+        top.set_ylabel("magnitude (dB)")
+        marked_on, values = top, spectrum_db
+    else:
+        fig, bottom = plt.subplots(1, 1, figsize=(10, 3.5))
+        top, marked_on, values = bottom, bottom, per_channel.sum(0)
     for name, (color, label, size) in SET_STYLES.items():
-        chosen = explanation.sets[name]
-        if chosen is None:
+        rows = _in_set_rows(explanation, name)
+        if rows is None:
             continue
-        bins = chosen.mask.cpu()[ids].nonzero().squeeze(1)
-        top.scatter(freqs[bins], spectrum_db[bins], s=size, color=color, label=f"{label} ({chosen.size})", zorder=3)
-    top.set_ylabel("magnitude (dB)")
-    top.legend(loc="upper right", fontsize=8)
-    names = class_names or {}
-    target = names[explanation.target] if class_names else explanation.target
-    top.set_title(f"FreqReX: decision {target!s} (confidence {explanation.original.confidence:.2f})")
-    bottom.plot(freqs, resp, color="#31a354", linewidth=0.8)
-    bottom.fill_between(freqs.numpy(), resp.numpy(), color="#31a354", alpha=0.3)
+        chosen = explanation.sets[name]
+        text = f"{label} ({chosen.size})"
+        if int(rows.sum()) <= MARK_LIMIT:
+            bins = rows.nonzero().squeeze(1)
+            marked_on.scatter(freqs[bins], values[bins], s=size, color=color, label=text, zorder=3)
+        else:
+            marked_on.plot(freqs, torch.where(rows, values, torch.nan), color=color, linewidth=0.7, label=text, zorder=2)
+    marked_on.legend(loc="upper right", fontsize=8)
+    top.set_title(_title(explanation, class_names), fontsize=10)
+    if per_channel.shape[0] > 1 and channel_axis is not None:
+        for channel, row in enumerate(per_channel):
+            bottom.plot(freqs, row, linewidth=0.8, label=f"channel {channel}")
+        bottom.legend(loc="upper right", fontsize=8)
+    else:
+        total = per_channel.sum(0)
+        bottom.plot(freqs, total, color="#31a354", linewidth=0.8)
+        bottom.fill_between(freqs.numpy(), total.numpy(), color="#31a354", alpha=0.3)
     bottom.set_ylabel("responsibility")
     bottom.set_xlabel("frequency (Hz)" if sample_rate else "rfft bin")
     if log_frequency:
-        bottom.set_xscale("symlog")
+        _log_frequency_axis(bottom, "x", float(freqs[-1]), sample_rate, spacing)
+    else:
+        bottom.set_xlim(0.0, float(freqs[-1]))
     fig.tight_layout()
     return fig
 
 
-def _plot_stft(explanation: "Explanation", grid: Tensor, sample_rate: Optional[float], log_frequency: bool) -> Any:
+def _stft_axes(explanation: "Explanation", sample_rate: Optional[float], grid: Tensor) -> Tuple[Tensor, Tensor]:
+    layout = explanation.layout
+    hz = layout.bin_hz(0, sample_rate)
+    seconds = layout.frame_seconds(0, sample_rate)
+    freqs = hz if hz is not None else torch.arange(grid.shape[0], dtype=torch.float64)
+    times = seconds if seconds is not None else torch.arange(grid.shape[1], dtype=torch.float64)
+    return freqs, times
+
+
+def _draw_stft_overlay(
+    ax: Any, explanation: "Explanation", grid: Tensor, freqs: Tensor, times: Tensor, with_colorbar: bool = True
+) -> None:
+    """The clip's spectrogram in grey (on the STFT's own cells) with the responsibility over it."""
+    import numpy as np
+
+    fig = ax.figure
+    if explanation.has_waveforms:
+        domain = explanation.layout.domain
+        coefficients = domain.analyze(explanation.original_waveform().detach().cpu().float())
+        magnitude = coefficients.abs().double()
+        magnitude = magnitude if magnitude.dim() == 2 else magnitude.reshape(-1, *magnitude.shape[-2:]).mean(0)
+        db = 20 * torch.log10(magnitude + 1e-9)
+        top = float(db.max())
+        ax.pcolormesh(
+            times.numpy(), freqs.numpy(), db.numpy(), shading="nearest", cmap="Greys", vmin=top - 80, vmax=top,
+            rasterized=True,
+        )
+    values = np.ma.masked_less_equal(grid.numpy(), 0.0)
+    mesh = ax.pcolormesh(
+        times.numpy(), freqs.numpy(), values, shading="nearest", cmap="plasma", alpha=0.85, rasterized=True
+    )
+    if with_colorbar:
+        fig.colorbar(mesh, ax=ax, label="responsibility")
+    chosen = explanation.sufficient
+    if chosen is not None:
+        cells = chosen.mask.detach().cpu().bool()[explanation.layout.ids[0]]
+        cells = cells if cells.dim() == 2 else cells.reshape(-1, *cells.shape[-2:]).any(0)
+        where = cells.nonzero()
+        if 0 < where.shape[0] <= 4 * MARK_LIMIT:
+            ax.scatter(
+                times[where[:, 1]].numpy(), freqs[where[:, 0]].numpy(), s=16, marker="s", facecolors="none",
+                edgecolors=SET_STYLES["sufficient"][0], linewidths=0.8, label=f"sufficient ({chosen.size})",
+            )
+            ax.legend(loc="upper right", fontsize=8)
+
+
+def _plot_stft(
+    explanation: "Explanation", grid: Tensor, sample_rate: Optional[float], log_frequency: bool,
+    class_names: Optional[Sequence[str]],
+) -> Any:
     plt = _pyplot()
+    if grid.dim() == 3:  # per-channel cells: total over channels
+        grid = grid.sum(0)
     fig, ax = plt.subplots(figsize=(10, 4))
-    domain = explanation._space.domain
-    n_fft = getattr(domain, "n_fft", 2 * (grid.shape[0] - 1))
-    hop = getattr(domain, "hop_length", 1)
-    freqs = _frequency_axis(grid.shape[0], sample_rate, n_fft)
-    frames = torch.arange(grid.shape[1], dtype=torch.float64) * hop
-    times = frames / sample_rate if sample_rate else frames / hop
-    # A mesh, not an image: it stays right on a logarithmic frequency axis.
-    mesh = ax.pcolormesh(times.numpy(), freqs.numpy(), grid.numpy(), shading="nearest", cmap="magma")
-    fig.colorbar(mesh, ax=ax, label="responsibility")
+    freqs, times = _stft_axes(explanation, sample_rate, grid)
+    _draw_stft_overlay(ax, explanation, grid, freqs, times)
+    spacing = float(freqs[1] - freqs[0]) if freqs.numel() > 1 else 1.0
     if log_frequency:
-        ax.set_yscale("symlog")
+        _log_frequency_axis(ax, "y", float(freqs[-1]), sample_rate, spacing)
+    else:
+        ax.set_ylim(0.0, float(freqs[-1]))
     ax.set_xlabel("time (s)" if sample_rate else "frame")
     ax.set_ylabel("frequency (Hz)" if sample_rate else "STFT bin")
-    ax.set_title("FreqReX responsibility over time-frequency cells")
+    ax.set_title(_title(explanation, class_names) + "\nresponsibility of each time-frequency cell over the clip's spectrogram", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def plot_spectrograms(signals: Dict[str, Tensor], sample_rate: float, n_fft: int = 1024) -> Any:
-    r"""Log-magnitude spectrograms of named waveforms, one panel each, on a shared colour scale.
+def _auto_n_fft(length: int) -> int:
+    """A power-of-two FFT size for spectrograms: about 1/16 of the clip, within [256, 4096]."""
+    n_fft = 1 << max(int(length // 16).bit_length() - 1, 0)
+    n_fft = min(max(n_fft, 256), 4096)
+    while n_fft > length and n_fft > 2:
+        n_fft //= 2
+    return n_fft
+
+
+def _spectrogram_db(wave: Tensor, n_fft: int) -> Tensor:
+    wave = _mono(wave).float()
+    spec = torch.stft(wave, n_fft, n_fft // 4, window=torch.hann_window(n_fft), return_complex=True).abs()
+    return 20 * torch.log10(spec.double() + 1e-9)
+
+
+#: Most rows and columns a spectrogram is drawn with. Finer grids are max-pooled onto this many
+#: (so a thin line stays visible), coarser stretches take their nearest row: a 10-minute clip
+#: draws as fast as a 1 s one.
+DISPLAY_ROWS = 480
+DISPLAY_COLUMNS = 1200
+
+
+def _display_edges(top: float, log_frequency: bool, spacing: float) -> Tensor:
+    """Frequency edges of the display rows: even on the axis the spectrogram is drawn on."""
+    if not log_frequency:
+        return torch.linspace(0.0, top, DISPLAY_ROWS + 1, dtype=torch.float64)
+    linthresh = max(LINEAR_BELOW_HZ, 2.0 * spacing)
+    low = torch.linspace(0.0, linthresh, 9, dtype=torch.float64)[:-1]
+    high = torch.logspace(math.log10(linthresh), math.log10(top), DISPLAY_ROWS, dtype=torch.float64)
+    return torch.cat([low, high])
+
+
+def _pool_rows(values: Tensor, centres: Tensor, edges: Tensor) -> Tensor:
+    """``(rows, C) -> (len(edges) - 1, C)``: the max of the rows in each display row, or the nearest row."""
+    n_display = edges.numel() - 1
+    index = (torch.bucketize(centres, edges, right=True) - 1).clamp(0, n_display - 1)
+    pooled = torch.full((n_display, values.shape[1]), -math.inf, dtype=values.dtype)
+    pooled.scatter_reduce_(0, index.view(-1, 1).expand_as(values), values, "amax")
+    mids = (edges[:-1] + edges[1:]) / 2
+    above = torch.searchsorted(centres, mids).clamp(max=centres.numel() - 1)
+    below = (above - 1).clamp(min=0)
+    nearest = torch.where((mids - centres[below]).abs() <= (centres[above] - mids).abs(), below, above)
+    return torch.maximum(pooled, values[nearest])
+
+
+def _draw_spectrogram(
+    ax: Any, db: Tensor, seconds: float, sample_rate: float, n_fft: int, vmax: float, dynamic_range_db: float,
+    log_frequency: bool,
+) -> Any:
+    spacing = sample_rate / n_fft
+    hop_seconds = (n_fft // 4) / sample_rate
+    freqs = torch.arange(db.shape[0], dtype=torch.float64) * spacing
+    edges = _display_edges(sample_rate / 2, log_frequency, spacing)
+    values = _pool_rows(db, freqs, edges)
+    group = max(1, math.ceil(values.shape[1] / DISPLAY_COLUMNS))
+    if group > 1:  # max over groups of frames
+        pad = (-values.shape[1]) % group
+        values = torch.nn.functional.pad(values, (0, pad), value=-math.inf)
+        values = values.reshape(values.shape[0], -1, group).amax(2)
+    columns = torch.arange(values.shape[1] + 1, dtype=torch.float64) * group - 0.5
+    times = (columns * hop_seconds).clamp(0.0, seconds)
+    mesh = ax.pcolormesh(
+        times.numpy(), edges.numpy(), values.numpy(), shading="flat", cmap="magma",
+        vmin=vmax - dynamic_range_db, vmax=vmax, rasterized=True,
+    )
+    if log_frequency:
+        _log_frequency_axis(ax, "y", sample_rate / 2, sample_rate, spacing)
+    else:
+        ax.set_ylim(0.0, sample_rate / 2)
+    ax.set_ylabel("Hz")
+    return mesh
+
+
+def plot_spectrograms(
+    signals: Dict[str, Tensor],
+    sample_rate: float,
+    n_fft: int = 1024,
+    log_frequency: bool = True,
+    shared_scale: bool = True,
+    dynamic_range_db: float = 90.0,
+) -> Any:
+    r"""Log-magnitude spectrograms of named waveforms, one panel each.
 
     Args:
-        signals (dict): Name -> ``(time,)`` waveform (e.g. original, sufficient, removed).
+        signals (dict): Name -> ``(time,)`` (or ``(channels, time)``, averaged) waveform.
         sample_rate (float): Sample rate in Hz.
-        n_fft (int, optional): FFT size. Default: 1024
+        n_fft (int, optional): FFT size (hop ``n_fft // 4``). Default: 1024
+        log_frequency (bool, optional): Logarithmic frequency axis (``symlog``, linear below
+                    20 Hz). Default: True
+        shared_scale (bool, optional): One colour scale for all panels, so that levels compare
+                    across them (a much quieter signal looks dark); False scales each panel to its
+                    own peak, so that every signal's shape is visible. Default: True
+        dynamic_range_db (float, optional): Range of the colour scale below its top, in dB.
+                    Default: 90.0
 
     Returns:
         matplotlib.figure.Figure: The figure.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(len(signals), 1, figsize=(10, 2.2 * len(signals)), sharex=True, squeeze=False)
-    window = torch.hann_window(n_fft)
-    images = []
-    for (name, wave), ax in zip(signals.items(), axes[:, 0]):
-        wave = wave.detach().cpu().float()
-        wave = wave if wave.dim() == 1 else wave.mean(0)
-        spec = torch.stft(wave, n_fft, n_fft // 4, window=window, return_complex=True).abs()
-        db = 20 * torch.log10(spec + 1e-6)
-        seconds = wave.shape[0] / sample_rate
-        images.append(ax.imshow(db.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, sample_rate / 2), cmap="magma"))
-        ax.set_ylabel("Hz")
+    spectra = {name: _spectrogram_db(wave, n_fft) for name, wave in signals.items()}
+    top = max(float(db.max()) for db in spectra.values())
+    for (name, db), ax, wave in zip(spectra.items(), axes[:, 0], signals.values()):
+        seconds = wave.shape[-1] / sample_rate
+        vmax = top if shared_scale else float(db.max())
+        _draw_spectrogram(ax, db, seconds, sample_rate, n_fft, vmax, dynamic_range_db, log_frequency)
         ax.set_title(name, fontsize=9)
-    top = max(float(im.get_array().max()) for im in images)
-    for im in images:
-        im.set_clim(top - 90, top)
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
+    return fig
+
+
+def _membership_strip(ax: Any, explanation: "Explanation", sample_rate: float, top: float) -> None:
+    """Beside a spectrogram: one column per set, coloured where the set holds a frequency.
+
+    Membership is gathered onto about 600 display rows (logarithmic above 20 Hz), so that a set of
+    one bin in a clip of 240,000 stays visible.
+    """
+    import numpy as np
+
+    hz = explanation.layout.bin_hz(0, sample_rate)
+    edges = np.concatenate([np.linspace(0.0, LINEAR_BELOW_HZ, 8)[:-1], np.geomspace(LINEAR_BELOW_HZ, top, 600)])
+    columns = [n for n in ("sufficient", "sufficient_necessary", "complete") if explanation.sets[n] is not None]
+    for column, name in enumerate(columns):
+        rows = _in_set_rows(explanation, name)
+        counts, _ = np.histogram(hz[rows].numpy(), bins=edges)
+        color = SET_STYLES[name][0]
+        filled = np.ma.masked_equal((counts > 0).astype(float)[:, None], 0.0)
+        from matplotlib.colors import ListedColormap
+
+        ax.pcolormesh([column, column + 0.9], edges, filled, cmap=ListedColormap([color]), vmin=0, vmax=1)
+        if int(rows.sum()) <= MARK_LIMIT:  # a few frequencies: a line each, at least a pixel thick
+            ax.hlines(hz[rows].numpy(), column, column + 0.9, color=color, linewidth=1.5)
+    ax.set_xlim(0, max(len(columns), 1))
+    ax.set_xticks([c + 0.45 for c in range(len(columns))])
+    ax.set_xticklabels([{"sufficient": "S", "sufficient_necessary": "SN", "complete": "C"}[n] for n in columns], fontsize=7)
+    ax.tick_params(axis="y", labelleft=False)
+    ax.set_title("sets", fontsize=8)
+
+
+def plot_explanation_spectrograms(
+    explanation: "Explanation",
+    sample_rate: float,
+    n_fft: Optional[int] = None,
+    log_frequency: bool = True,
+    class_names: Optional[Sequence[str]] = None,
+    dynamic_range_db: float = 80.0,
+) -> Any:
+    r"""The clip's spectrogram with the sets drawn over it, then each set alone and the decisive removal.
+
+    Panels, top to bottom:
+
+    * the original, with the sets over it: for rfft features, a line at each frequency of a set
+      of at most :data:`MARK_LIMIT` frequencies and a strip on the right (``S``, ``SN``, ``C``)
+      coloured where each set holds a frequency; for STFT cells, the responsibility of each
+      cell in colour over the spectrogram in grey (computed with the domain's own STFT);
+    * each set kept alone; sets with the same features share one panel, and a set holding every
+      feature (identical to the original) gets none;
+    * the original with the sufficient-and-necessary set removed (what the decision flips on).
+
+    Each panel has its own colour scale, from its own peak down ``dynamic_range_db``, so that a
+    set far quieter than the clip is not drawn black; its title says how loud it is (peak in
+    dBFS, and relative to the clip's peak).
+
+    Args:
+        explanation (Explanation): From :meth:`FreqReX.explain` (single-tensor input, with its
+                    waveforms).
+        sample_rate (float): Sample rate in Hz.
+        n_fft (int, optional): FFT size of the spectrograms (hop ``n_fft // 4``). Default: the
+                    STFT domain's ``n_fft`` for STFT explanations, otherwise a power of two near
+                    1/16 of the clip within [256, 4096] (finer frequency resolution for long clips)
+        log_frequency (bool, optional): Logarithmic frequency axis (``symlog``, linear below
+                    20 Hz). Default: True
+        class_names (list of str, optional): Names for the title's classes.
+        dynamic_range_db (float, optional): Range of each panel's colour scale, in dB. Default: 80.0
+
+    Returns:
+        matplotlib.figure.Figure: The figure.
+    """
+    plt = _pyplot()
+    grid = _single_tensor(explanation, "plot_explanation_spectrograms")
+    layout = explanation.layout
+    stft = layout.axes(0)[2] is not None
+    original = explanation.original_waveform()
+    length = original.shape[-1]
+    if n_fft is None:
+        n_fft = getattr(layout.domain, "n_fft", None) if stft else None
+        n_fft = n_fft or _auto_n_fft(length)
+    seconds = length / sample_rate
+    clip_peak = float(_mono(original).abs().max())
+    clip_db = 20 * math.log10(clip_peak) if clip_peak > 0 else -math.inf
+    panels: List[Tuple[str, Tensor]] = []
+    everything = []
+    for names, chosen in _distinct_sets(explanation):
+        labels = " = ".join(SET_STYLES[n][1] for n in names)
+        if bool(chosen.mask.all()):
+            everything.append(labels)
+            continue
+        panels.append((f"{labels} kept alone ({chosen.size} features)", explanation.waveform(names[0])))
+    if explanation.sufficient_necessary is not None:
+        panels.append(("original with the sufficient & necessary set removed", explanation.waveform("sufficient_necessary", removed=True)))
+    n_rows = 1 + len(panels)
+    fig = plt.figure(figsize=(10.5, 2.3 * n_rows + 0.5))
+    spec = fig.add_gridspec(n_rows, 2, width_ratios=(40, 2.6), wspace=0.03)
+    first = fig.add_subplot(spec[0, 0])
+    top_hz = sample_rate / 2
+    title = "original"
+    if everything:
+        title += f" (= {', '.join(everything)} set: every feature)"
+    if stft:
+        cells = grid if grid.dim() == 2 else grid.sum(0)
+        freqs, times = _stft_axes(explanation, sample_rate, cells)
+        _draw_stft_overlay(first, explanation, cells, freqs, times, with_colorbar=False)
+        if log_frequency:
+            _log_frequency_axis(first, "y", float(freqs[-1]), sample_rate, float(freqs[1] - freqs[0]))
+        first.set_ylabel("Hz")
+        title += ": responsibility of each cell (colour) over its spectrogram (grey)"
+    else:
+        db = _spectrogram_db(original, n_fft)
+        _draw_spectrogram(first, db, seconds, sample_rate, n_fft, float(db.max()), dynamic_range_db, log_frequency)
+        hz = layout.bin_hz(0, sample_rate)
+        for name in ("complete", "sufficient_necessary", "sufficient"):
+            rows = _in_set_rows(explanation, name)
+            if rows is None or int(rows.sum()) > MARK_LIMIT:
+                continue
+            for f in hz[rows].tolist():
+                first.axhline(f, color=SET_STYLES[name][0], linewidth=0.9, linestyle="--", alpha=0.9)
+        strip = fig.add_subplot(spec[0, 1], sharey=first)
+        _membership_strip(strip, explanation, sample_rate, top_hz)
+        title += "; dashed lines and the strip on the right: the frequencies of each set"
+    first.set_title(f"{_title(explanation, class_names)}\n{title}", fontsize=9)
+    axes = [first]
+    for row, (label, wave) in enumerate(panels, start=1):
+        ax = fig.add_subplot(spec[row, 0], sharex=first)
+        db = _spectrogram_db(wave, n_fft)
+        peak = float(_mono(wave).abs().max())
+        if peak <= 0:
+            _draw_spectrogram(ax, db, seconds, sample_rate, n_fft, 0.0, dynamic_range_db, log_frequency)
+            ax.set_title(f"{label}: silent", fontsize=9)
+        else:
+            _draw_spectrogram(ax, db, seconds, sample_rate, n_fft, float(db.max()), dynamic_range_db, log_frequency)
+            level = 20 * math.log10(peak)
+            ax.set_title(
+                f"{label}: peak {_db(level)} dBFS ({_db(level - clip_db)} dB vs the clip); colours scaled to its own peak",
+                fontsize=9,
+            )
+        axes.append(ax)
+    for ax in axes[:-1]:
+        ax.tick_params(axis="x", labelbottom=False)
+    axes[-1].set_xlabel("time (s)")
+    axes[0].set_xlim(0.0, seconds)
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.55 / (2.3 * n_rows + 0.5), bottom=0.35 / n_rows, hspace=0.45)
     return fig

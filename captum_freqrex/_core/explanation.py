@@ -1,24 +1,120 @@
-"""The result of :meth:`FreqReX.explain`: responsibility, ranking and the certified causal sets."""
+"""The result of :meth:`FreqReX.explain`: responsibility, ranking and the certified causal sets.
+
+Besides the tensors, an :class:`Explanation` renders itself for people and files: a JSON-ready
+:meth:`~Explanation.summary` that lists each set's frequencies in Hz, a CSV of every bin
+(:meth:`~Explanation.to_csv`), a self-contained HTML report (:meth:`~Explanation.to_html`), WAVs
+and plots; and it saves to and loads from one file (:meth:`~Explanation.save`,
+:meth:`~Explanation.load`). Plotting, audio and HTML are imported inside those methods only.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from captum_freqrex._core.domains import RfftDomain, SpectralDomain, StftDomain
 from captum_freqrex._core.extraction import ProbeResult, SetCertificate
 from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.querier import QueryStats
 
 SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
 
+#: Name and version of the layout of :meth:`Explanation.summary` (and so of ``summary.json``).
+#: The version grows when a field changes meaning or disappears; new fields may appear without it.
+SUMMARY_SCHEMA = "captum_freqrex.summary"
+SUMMARY_SCHEMA_VERSION = 1
+
+#: Name and version of the file :meth:`Explanation.save` writes.
+FILE_SCHEMA = "captum_freqrex.explanation"
+FILE_SCHEMA_VERSION = 1
+
+#: Most frequencies (and bands, and cells) :meth:`Explanation.summary` lists per set by default;
+#: a larger set lists its most responsible ones (the CSV of :meth:`Explanation.to_csv` has all).
+MAX_LISTED = 1000
+
 
 def _rounded(value: float) -> Optional[float]:
     """JSON-safe: NaN and infinities become None."""
     return round(value, 6) if math.isfinite(value) else None
+
+
+def _hz(value: float) -> float:
+    return round(float(value), 3)
+
+
+def package_versions() -> Dict[str, Optional[str]]:
+    """Versions of captum_freqrex, torch and captum, as recorded in summaries and saved files."""
+    import captum
+
+    import captum_freqrex
+
+    versions = {
+        "captum_freqrex": getattr(captum_freqrex, "__version__", None),
+        "torch": torch.__version__,
+        "captum": getattr(captum, "__version__", None),
+    }
+    return {name: None if v is None else str(v) for name, v in versions.items()}  # plain str, not TorchVersion
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe record of an option value: tensors by shape, other objects by ``repr``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, Tensor):
+        if value.numel() == 1:
+            return _plain(value.item())
+        return f"tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def settings_record(**options: Any) -> Dict[str, Any]:
+    r"""The options of an :meth:`FreqReX.explain` call as a JSON-safe dict.
+
+    Numbers, strings, bools and None are kept as they are, one-element tensors become numbers,
+    larger tensors (a ``feature_mask``, ``baselines``) are recorded by their shape, and other
+    objects (the domain, the decision) by their ``repr``.
+
+    Args:
+        **options: The option values by name.
+
+    Returns:
+        dict: One JSON-safe value per option, in the order given.
+    """
+    return {name: _plain(value) for name, value in options.items()}
+
+
+def class_confidences(decision: Any, outputs: Tensor) -> Optional[Tensor]:
+    r"""The decision's confidence in every class for one raw model output.
+
+    Args:
+        decision (Decision): A resolved decision (softmax of logits, probabilities, a threshold).
+        outputs (Tensor): ``(K,)`` raw output of the model on one input.
+
+    Returns:
+        Tensor or None: ``(n_classes,)`` float64 confidences (probabilities for argmax and
+        threshold decisions), on the CPU; None when the decision cannot say (e.g. a user's
+        pass function without a fallback).
+    """
+    if decision is None:
+        return None
+    try:
+        row = outputs.detach().reshape(1, -1)
+        n_classes = int(decision.num_classes(row))
+        rows = row.expand(n_classes, -1)
+        classes = torch.arange(n_classes, device=row.device)
+        return decision.confidence(rows, classes).detach().double().cpu()
+    except Exception:  # a user's decision may not support every class
+        return None
 
 
 @dataclass
@@ -66,6 +162,7 @@ class CausalSet:
         return None if removed is None else removed.decided
 
     def as_dict(self) -> Dict[str, Any]:
+        """The set's certificate and loudness as a JSON-safe dict (see :meth:`Explanation.summary`)."""
         cert = self.certificate
         out = {
             "features": cert.size,
@@ -81,7 +178,96 @@ class CausalSet:
         if cert.removed is not None:
             out["removed_class"] = cert.removed.decided
             out["removed_confidence"] = round(cert.removed.confidence, 6)
+        report = getattr(cert, "shrink", None)
+        out["shrink"] = None if report is None else {**asdict(report), "one_minimal": report.one_minimal}
         return out
+
+    def __repr__(self) -> str:
+        status = "certified" if self.certified else "NOT certified"
+        flip = f", removal flips to class {self.flip_class}" if self.flip_class is not None else ""
+        return f"CausalSet({self.name!r}, {self.size} features, {self.n_bins} bins, {status}{flip})"
+
+
+# ----------------------------------------------------------------------------- grid layout
+
+
+def _domain_record(domain: SpectralDomain, length: int) -> Dict[str, Any]:
+    record: Dict[str, Any] = {
+        "name": getattr(domain, "name", type(domain).__name__),
+        "repr": repr(domain),
+        "grid_ndim": len(domain.grid_shape(length)),
+    }
+    if isinstance(domain, StftDomain):
+        record.update(n_fft=domain.n_fft, hop_length=domain.hop_length, center=domain.center)
+    return record
+
+
+def _domain_from_record(record: Dict[str, Any]) -> Optional[SpectralDomain]:
+    if record.get("name") == "rfft":
+        return RfftDomain()
+    if record.get("name") == "stft":
+        return StftDomain(record["n_fft"], record["hop_length"], record["center"])
+    return None
+
+
+@dataclass
+class _Layout:
+    """Where each feature's bins sit: what summaries, CSVs and plots need besides the values.
+
+    Known from the feature space of a fresh explanation, or read back by :meth:`Explanation.load`.
+    """
+
+    ids: Tuple[Tensor, ...]  # per input, the feature id of every bin, shaped like the feature grid (CPU)
+    example_shapes: Tuple[Tuple[int, ...], ...]  # per input, (time,) or (channels, time)
+    domain: Optional[SpectralDomain]
+    domain_record: Dict[str, Any]
+
+    @classmethod
+    def of(cls, space: FeatureSpace) -> "_Layout":
+        shapes = tuple(tuple(int(n) for n in s) for s in space.example_shapes)
+        ids = tuple(i.detach().cpu() for i in space.ids())
+        return cls(ids, shapes, space.domain, _domain_record(space.domain, shapes[0][-1]))
+
+    def axes(self, index: int) -> Tuple[Optional[int], int, Optional[int]]:
+        """Axis of the channels (or None), of frequency, and of frames (or None) of an input's grid."""
+        grid_ndim = int(self.domain_record.get("grid_ndim", 1))
+        channel = 0 if self.ids[index].dim() > grid_ndim else None
+        freq = 0 if channel is None else 1
+        return channel, freq, (freq + 1 if grid_ndim == 2 else None)
+
+    def bin_hz(self, index: int, sample_rate: Optional[float]) -> Optional[Tensor]:
+        """Centre frequency in Hz of each frequency row of an input's grid (None without a rate)."""
+        if sample_rate is None:
+            return None
+        length = self.example_shapes[index][-1]
+        if self.domain is not None:
+            return self.domain.bin_frequencies(length, float(sample_rate)).double().cpu()
+        if self.domain_record.get("name") == "rfft":
+            return torch.fft.rfftfreq(length, d=1.0 / float(sample_rate)).double()
+        return None
+
+    def frame_seconds(self, index: int, sample_rate: Optional[float]) -> Optional[Tensor]:
+        """Centre time in seconds of each frame of an STFT grid (None for 1-D grids or without a rate)."""
+        if sample_rate is None or self.axes(index)[2] is None:
+            return None
+        frame_times = getattr(self.domain, "frame_times", None)
+        if frame_times is None:
+            return None
+        return frame_times(self.example_shapes[index][-1], float(sample_rate)).double().cpu()
+
+
+def _rows_of(ids: Tensor, freq_axis: int) -> Tensor:
+    """The frequency row index of every bin of a grid, shaped like ``ids``."""
+    shape = [1] * ids.dim()
+    shape[freq_axis] = ids.shape[freq_axis]
+    return torch.arange(ids.shape[freq_axis]).view(shape).expand_as(ids)
+
+
+def _top(positions: Tensor, ranks: Tensor, limit: Optional[int]) -> Tensor:
+    """Indices into ``positions`` of the ``limit`` best-ranked, in their original order."""
+    if limit is None or positions.numel() <= limit:
+        return torch.arange(positions.numel())
+    return ranks.topk(limit, largest=False, sorted=False).indices.sort().values
 
 
 @dataclass
@@ -114,6 +300,16 @@ class Explanation:
                     plain words: the target is not the model's decision, the baseline alone already
                     gives the decision, a set did not hold on re-query, ... Empty when nothing is
                     wrong. Also issued as Python warnings by :meth:`FreqReX.explain`.
+        settings (dict): The options of the :meth:`FreqReX.explain` call that made it (``seed``,
+                    ``n_samples``, ``max_queries``, ``domain``, ``decision``, ...), JSON-safe (see
+                    :func:`settings_record`); ``seed`` is the seed actually used (drawn from
+                    ``generator`` when one was given), so passing it again reproduces the result.
+        class_confidences (Tensor, optional): ``(n_classes,)`` the decision's confidence in every
+                    class on the unmasked input (the softmax of logits, for example). None when the
+                    decision cannot say.
+        sample_rate (float, optional): Sample rate of the explained audio in Hz, when known: the
+                    default of every method that takes a ``sample_rate``. :meth:`FreqReX.explain`
+                    does not know it; set it (``expl.sample_rate = 16000``) or pass it to the methods.
     """
 
     responsibility: Union[Tensor, Tuple[Tensor, ...]]
@@ -128,11 +324,15 @@ class Explanation:
     responsibility_queries: int
     extraction_queries: int
     stopped_by: str
-    _space: FeatureSpace = field(repr=False)
+    _space: Optional[FeatureSpace] = field(repr=False)
     _example: int = field(repr=False)
     _is_tuple: bool = field(default=False, repr=False)
     baseline: Optional[ProbeResult] = None
     warnings: List[str] = field(default_factory=list)
+    settings: Dict[str, Any] = field(default_factory=dict)
+    class_confidences: Optional[Tensor] = None
+    sample_rate: Optional[float] = None
+    _layout: Optional[_Layout] = field(default=None, repr=False)
 
     @property
     def target_is_decision(self) -> bool:
@@ -159,6 +359,19 @@ class Explanation:
         """The class the decision flips to when the sufficient-and-necessary set is removed."""
         return None if self.sufficient_necessary is None else self.sufficient_necessary.flip_class
 
+    @property
+    def has_waveforms(self) -> bool:
+        """Whether the sets can be rebuilt as waveforms (False for a file loaded without its inputs)."""
+        return self._space is not None
+
+    @property
+    def layout(self) -> _Layout:
+        """Where each feature's bins sit (feature ids per bin, shapes, domain); internal."""
+        if self._layout is None:
+            assert self._space is not None
+            self._layout = _Layout.of(self._space)
+        return self._layout
+
     def _set(self, which: str) -> CausalSet:
         if which not in SET_NAMES:
             raise ValueError(f"which must be one of {SET_NAMES}, got {which!r}")
@@ -166,6 +379,18 @@ class Explanation:
         if chosen is None:
             raise ValueError(f"this explanation has no {which} set (see Explanation.{which})")
         return chosen
+
+    def _need_space(self) -> FeatureSpace:
+        if self._space is None:
+            raise ValueError(
+                "this explanation was loaded without its inputs, so it cannot rebuild waveforms: "
+                "pass the explained waveform to Explanation.load(path, inputs=...) (and baselines=... "
+                "for a non-silent baseline), or save with include_inputs=True"
+            )
+        return self._space
+
+    def _rate(self, sample_rate: Optional[float]) -> Optional[float]:
+        return self.sample_rate if sample_rate is None else sample_rate
 
     def waveform(self, which: str = "sufficient", removed: bool = False) -> Union[Tensor, Tuple[Tensor, ...]]:
         r"""Reconstruct a set as a waveform.
@@ -179,53 +404,486 @@ class Explanation:
         Returns:
             Tensor or tuple of Tensor: Shaped like one example of the input: ``(time,)`` or
             ``(channels, time)``.
+
+        Raises:
+            ValueError: For an unknown or missing set, or an explanation loaded without its inputs.
         """
-        mask = self._set(which).mask.float()
+        chosen = self._set(which)
+        space = self._need_space()
+        mask = chosen.mask.to(space.device).float()
         keep = (1.0 - mask) if removed else mask
-        waves = tuple(w[0] for w in self._space.mutants(self._example, keep.view(1, -1)))
+        waves = tuple(w[0] for w in space.mutants(self._example, keep.view(1, -1)))
         return waves if self._is_tuple else waves[0]
 
     def original_waveform(self) -> Union[Tensor, Tuple[Tensor, ...]]:
         """The explained input, resynthesised from its spectrum; shaped like one example."""
-        keep = torch.ones(1, self._space.n_features, device=self._space.device)
-        waves = tuple(w[0] for w in self._space.mutants(self._example, keep))
+        space = self._need_space()
+        keep = torch.ones(1, space.n_features, device=space.device)
+        waves = tuple(w[0] for w in space.mutants(self._example, keep))
         return waves if self._is_tuple else waves[0]
 
-    def summary(self) -> Dict[str, Any]:
-        """A JSON-serialisable summary: classes, confidences, set sizes, queries and time."""
+    # ------------------------------------------------------------------ readable records
+
+    def feature_ranks(self) -> Tensor:
+        """``(n_features,)`` long: each feature's place in the ranking, 1 for the most responsible."""
+        ranking = self.ranking.detach().cpu().long()
+        ranks = torch.empty_like(ranking)
+        ranks[ranking] = torch.arange(1, ranking.numel() + 1)
+        return ranks
+
+    def _set_frequencies(
+        self, mask: Tensor, sample_rate: Optional[float], max_listed: Optional[int], ranks: Tensor
+    ) -> Dict[str, Any]:
+        layout = self.layout
+        mask = mask.detach().cpu().bool()
+        worst = ranks.numel() + 1
+        entries = []
+        for index, ids in enumerate(layout.ids):
+            _, freq_axis, frame_axis = layout.axes(index)
+            in_set = mask[ids]
+            bin_ranks = torch.where(in_set, ranks[ids], torch.full_like(ids, worst))
+            row_ranks = bin_ranks.movedim(freq_axis, 0).reshape(ids.shape[freq_axis], -1).amin(1)
+            rows = (row_ranks < worst).nonzero().squeeze(1)
+            listed = rows[_top(rows, row_ranks[rows], max_listed)]
+            hz = layout.bin_hz(index, sample_rate)
+            entry: Dict[str, Any] = {
+                "n_frequencies": int(rows.numel()),
+                "frequency_bins": listed.tolist(),
+                "frequencies_hz": None if hz is None else [_hz(hz[r]) for r in listed.tolist()],
+                "frequency_span_hz": (
+                    None if hz is None or rows.numel() == 0 else [_hz(hz[rows[0]]), _hz(hz[rows[-1]])]
+                ),
+                "frequencies_truncated": bool(listed.numel() < rows.numel()),
+            }
+            # Bands: features spanning several frequency rows, listed by their lowest and highest row.
+            row_of = _rows_of(ids, freq_axis).reshape(-1)
+            flat = ids.reshape(-1)
+            n = ranks.numel()
+            lo = torch.full((n,), ids.shape[freq_axis], dtype=torch.long).scatter_reduce(0, flat, row_of, "amin")
+            hi = torch.full((n,), -1, dtype=torch.long).scatter_reduce(0, flat, row_of, "amax")
+            present = hi >= 0
+            if bool((hi[present] > lo[present]).any()):
+                features = (present & mask).nonzero().squeeze(1)
+                features = features[_top(features, ranks[features], max_listed)]
+                features = features[lo[features].argsort(stable=True)]
+                entry["bands"] = [[int(lo[f]), int(hi[f])] for f in features.tolist()]
+                entry["bands_hz"] = (
+                    None if hz is None else [[_hz(hz[lo[f]]), _hz(hz[hi[f]])] for f in features.tolist()]
+                )
+            else:
+                entry["bands"] = entry["bands_hz"] = None
+            # Cells: time-frequency positions of an STFT grid (over channels), best ranked first.
+            if frame_axis is not None:
+                cell_ranks = bin_ranks.movedim((freq_axis, frame_axis), (0, 1))
+                cell_ranks = cell_ranks.reshape(cell_ranks.shape[0], cell_ranks.shape[1], -1).amin(2)
+                cells = (cell_ranks < worst).nonzero()
+                order = cell_ranks[cells[:, 0], cells[:, 1]].argsort(stable=True)
+                cells = cells[order][: max_listed if max_listed is not None else None]
+                seconds = layout.frame_seconds(index, sample_rate)
+                entry["cells"] = cells.tolist()
+                entry["cells_hz_s"] = (
+                    None
+                    if hz is None or seconds is None
+                    else [[_hz(hz[f]), round(float(seconds[t]), 4)] for f, t in cells.tolist()]
+                )
+            else:
+                entry["cells"] = entry["cells_hz_s"] = None
+            entries.append(entry)
+        return entries[0] if not self._is_tuple else {"inputs": entries}
+
+    def summary(self, sample_rate: Optional[float] = None, max_listed: Optional[int] = MAX_LISTED) -> Dict[str, Any]:
+        r"""A JSON-serialisable summary: classes, confidences, every set with its frequencies in Hz,
+        the settings, versions, queries and time.
+
+        Fields (``summary.json`` of the ``freqrex`` command adds the model, clip, files and
+        baseline to these):
+
+        * ``schema`` (``"captum_freqrex.summary"``) and ``schema_version`` (int): the layout of
+          this dict; the version grows when a field changes meaning or goes away.
+        * ``versions``: ``captum_freqrex``, ``torch`` and ``captum`` versions that made it.
+        * ``target``: the explained class; ``original_class`` and ``original_confidence``: the
+          model's decision on the unmasked input and its confidence in it; ``target_confidence``:
+          its confidence in the target; ``target_is_decision``; ``baseline_decides`` (the
+          baseline alone already gives the target); ``class_confidences``: the confidence in every
+          class on the unmasked input (a list, or None when the decision cannot say).
+        * ``warnings``: :attr:`warnings`.
+        * ``sample_rate``: the rate the Hz fields use (None: unknown, and every ``*_hz`` is None).
+        * ``domain``: ``name`` (``"rfft"``, ``"stft"``), ``repr``, ``grid_ndim`` (1 for rfft, 2
+          for STFT) and, for STFT, ``n_fft``, ``hop_length`` and ``center``.
+        * ``n_features``, ``flip_class`` (the class removing the sufficient-and-necessary set
+          flips to), ``certified`` (every set found and certified).
+        * ``sets``: per name, None when no such set was found, else a dict with ``features``
+          (count), ``bins`` (count of grid bins), ``certified``, ``minimal_size_resolved``,
+          ``kept_class``, ``kept_confidence`` (the model on the set alone), ``removed_class`` and
+          ``removed_confidence`` (on the original without it; sufficient-and-necessary only),
+          ``energy_share``, ``level_db``, ``note``, ``shrink`` (for a sufficient set shrunk by
+          ``explain(shrink=True)``: the sizes before and after, the queries and ``one_minimal``;
+          None otherwise), and where its frequencies are:
+          ``n_frequencies`` (distinct frequency rows the set touches), ``frequency_bins`` (those
+          rows' indices, ascending), ``frequencies_hz`` (the same in Hz), ``frequency_span_hz``
+          (lowest and highest), ``frequencies_truncated`` (True when only the ``max_listed``
+          most responsible rows are listed), ``bands`` and ``bands_hz`` (features that span
+          several rows, as ``[lowest, highest]`` row and bin centre in Hz; None when every
+          feature is one row), ``cells`` and ``cells_hz_s`` (STFT only: ``[row, frame]`` and
+          ``[Hz, seconds]`` of the set's cells, most responsible first; None otherwise). For tuple
+          inputs these location fields sit in a list ``inputs``, one dict per input.
+        * ``seed``: the seed of the search; ``settings``: :attr:`settings`.
+        * ``responsibility_queries``, ``extraction_queries``, ``stopped_by``, and the cost:
+          ``queries``, ``forward_calls``, ``model_seconds``, ``overhead_seconds``,
+          ``total_seconds``.
+
+        Args:
+            sample_rate (float, optional): Sample rate in Hz for the ``*_hz`` fields.
+                        Default: :attr:`sample_rate` (None: bins only)
+            max_listed (int, optional): Most frequencies, bands and cells listed per set (the
+                        most responsible ones); None lists all. :meth:`to_csv` writes every bin.
+                        Default: 1000
+
+        Returns:
+            dict: The summary, ready for ``json.dump``.
+        """
+        rate = self._rate(sample_rate)
+        ranks = self.feature_ranks()
+        sets: Dict[str, Any] = {}
+        for name, chosen in self.sets.items():
+            if chosen is None:
+                sets[name] = None
+                continue
+            sets[name] = {**chosen.as_dict(), **self._set_frequencies(chosen.mask, rate, max_listed, ranks)}
+        confidences = self.class_confidences
         return {
+            "schema": SUMMARY_SCHEMA,
+            "schema_version": SUMMARY_SCHEMA_VERSION,
+            "versions": package_versions(),
             "target": self.target,
             "original_class": self.original.decided,
             "original_confidence": round(self.original.decided_confidence, 6),
             "target_confidence": round(self.original.confidence, 6),
             "target_is_decision": self.target_is_decision,
             "baseline_decides": self.baseline_decides,
+            "class_confidences": None if confidences is None else [round(float(c), 6) for c in confidences],
             "warnings": list(self.warnings),
+            "sample_rate": rate,
+            "domain": dict(self.layout.domain_record),
             "n_features": int(self.feature_responsibility.numel()),
             "flip_class": self.flip_class,
             "certified": self.certified,
-            "sets": {name: (s.as_dict() if s is not None else None) for name, s in self.sets.items()},
+            "sets": sets,
+            "seed": self.settings.get("seed"),
+            "settings": dict(self.settings),
             "responsibility_queries": self.responsibility_queries,
             "extraction_queries": self.extraction_queries,
             "stopped_by": self.stopped_by,
             **self.stats.as_dict(),
         }
 
-    def save_wavs(self, directory: str, sample_rate: int) -> Dict[str, str]:
+    def to_csv(self, path: str, sample_rate: Optional[float] = None, *, overwrite: bool = True) -> str:
+        r"""Write one CSV row per frequency bin: where it is, its responsibility, rank and sets.
+
+        Columns: ``input`` (tuple inputs only), ``channel`` (per-channel features only), ``bin``
+        (frequency row), ``hz`` (its centre frequency; empty without a sample rate), ``frame`` and
+        ``time_s`` (STFT only), ``feature`` (id), ``responsibility`` (of the feature), ``rank`` (of
+        the feature, 1 = most responsible), then ``sufficient``, ``sufficient_necessary`` and
+        ``complete``: 1 when the bin is in the set, 0 when not, empty when no such set was found.
+        Rows follow the grid (frequency ascending).
+
+        Args:
+            path (str): The file to write.
+            sample_rate (float, optional): Sample rate in Hz for ``hz`` and ``time_s``.
+                        Default: :attr:`sample_rate`
+            overwrite (bool, optional): Replace an existing file; False raises
+                        ``FileExistsError`` instead. Default: True
+
+        Returns:
+            str: The path.
+        """
+        rate = self._rate(sample_rate)
+        layout = self.layout
+        ranks = self.feature_ranks()
+        values = self.feature_responsibility.detach().cpu().double()
+        masks = {n: (None if s is None else s.mask.detach().cpu().bool()) for n, s in self.sets.items()}
+        per_channel = any(layout.axes(i)[0] is not None for i in range(len(layout.ids)))
+        stft = any(layout.axes(i)[2] is not None for i in range(len(layout.ids)))
+        header = (["input"] if self._is_tuple else []) + (["channel"] if per_channel else []) + ["bin", "hz"]
+        header += (["frame", "time_s"] if stft else []) + ["feature", "responsibility", "rank", *SET_NAMES]
+        lines = [",".join(header)]
+        for index, ids in enumerate(layout.ids):
+            channel_axis, freq_axis, frame_axis = layout.axes(index)
+            # Frequency-major order: rows of the same bin (channels, frames) stay together.
+            order = [freq_axis] + [a for a in (channel_axis, frame_axis) if a is not None]
+            grid = ids.permute(order)
+            coords = torch.stack(torch.meshgrid(*[torch.arange(s) for s in grid.shape], indexing="ij"), -1)
+            coords, flat = coords.reshape(-1, grid.dim()).tolist(), grid.reshape(-1)
+            named = dict(zip(order, range(len(order))))
+            hz = layout.bin_hz(index, rate)
+            seconds = layout.frame_seconds(index, rate)
+            columns: List[List[str]] = []
+            if self._is_tuple:
+                columns.append([str(index)] * len(coords))
+            if per_channel:
+                columns.append([str(c[named[channel_axis]]) if channel_axis is not None else "" for c in coords])
+            rows = [c[named[freq_axis]] for c in coords]
+            columns.append([str(r) for r in rows])
+            columns.append(["" if hz is None else f"{float(hz[r]):.4f}" for r in rows])
+            if stft:
+                frames = [c[named[frame_axis]] if frame_axis is not None else None for c in coords]
+                columns.append(["" if f is None else str(f) for f in frames])
+                columns.append(["" if f is None or seconds is None else f"{float(seconds[f]):.4f}" for f in frames])
+            features = flat.tolist()
+            columns.append([str(f) for f in features])
+            columns.append([f"{v:.6g}" for v in values[flat].tolist()])
+            columns.append([str(r) for r in ranks[flat].tolist()])
+            for name in SET_NAMES:
+                mask = masks[name]
+                columns.append([""] * len(features) if mask is None else [str(int(m)) for m in mask[flat].tolist()])
+            lines.extend(",".join(row) for row in zip(*columns))
+        with open(path, "w" if overwrite else "x", encoding="utf-8", newline="") as handle:
+            handle.write("\n".join(lines) + "\n")
+        return path
+
+    # ------------------------------------------------------------------ saving and loading
+
+    def save(self, path: str, include_inputs: bool = False) -> str:
+        r"""Write the explanation to one file (``torch.save`` of plain tensors, numbers and strings).
+
+        The file holds a schema name and version (``"captum_freqrex.explanation"``, 1), the
+        package versions, the responsibility, ranking, sets with their certificates, the model's
+        verdicts, the warnings, settings, cost, sample rate, and where each feature's bins sit.
+        :meth:`load` reads it back with ``weights_only=True`` (no pickled code).
+
+        Args:
+            path (str): The file to write (e.g. ``explanation.pt``).
+            include_inputs (bool, optional): Also store the explained waveform and its baseline,
+                        so that the loaded explanation rebuilds the sets as waveforms. Default: False
+
+        Returns:
+            str: The path.
+        """
+        layout = self.layout
+        identity = all(
+            bool((ids.reshape(-1) == torch.arange(ids.numel()) + offset).all())
+            for ids, offset in zip(layout.ids, _offsets(layout.ids))
+        )
+
+        def probe(result: Optional[ProbeResult]) -> Optional[Dict[str, Any]]:
+            return None if result is None else asdict(result)
+
+        def causal(chosen: Optional[CausalSet]) -> Optional[Dict[str, Any]]:
+            if chosen is None:
+                return None
+            cert = chosen.certificate
+            return {
+                "mask": chosen.mask.detach().cpu().bool(),
+                "n_bins": int(chosen.n_bins),
+                "energy_share": float(chosen.energy_share),
+                "level_db": float(chosen.level_db),
+                "certificate": {
+                    "size": cert.size,
+                    "kept": probe(cert.kept),
+                    "removed": probe(cert.removed),
+                    "certified": cert.certified,
+                    "exact": cert.exact,
+                    "note": cert.note,
+                    "shrink": None if getattr(cert, "shrink", None) is None else asdict(cert.shrink),
+                },
+            }
+
+        record: Dict[str, Any] = {
+            "schema": FILE_SCHEMA,
+            "schema_version": FILE_SCHEMA_VERSION,
+            "versions": package_versions(),
+            "feature_responsibility": self.feature_responsibility.detach().cpu(),
+            "ranking": self.ranking.detach().cpu(),
+            "target": int(self.target),
+            "original": probe(self.original),
+            "baseline": probe(self.baseline),
+            "sets": {name: causal(s) for name, s in self.sets.items()},
+            "stats": vars(self.stats).copy(),
+            "responsibility_queries": int(self.responsibility_queries),
+            "extraction_queries": int(self.extraction_queries),
+            "stopped_by": self.stopped_by,
+            "warnings": list(self.warnings),
+            "settings": dict(self.settings),
+            "class_confidences": None if self.class_confidences is None else self.class_confidences.detach().cpu(),
+            "sample_rate": self.sample_rate,
+            "is_tuple": bool(self._is_tuple),
+            "example_shapes": [list(s) for s in layout.example_shapes],
+            "feature_grids": [list(ids.shape) for ids in layout.ids],
+            "feature_ids": None if identity else list(layout.ids),
+            "domain": dict(layout.domain_record),
+            "inputs": None,
+            "baselines": None,
+            "baseline_is_zero": None,
+        }
+        if self._space is not None:
+            bases = self._space.baseline_waveforms(self._example)
+            record["baseline_is_zero"] = [bool((b == 0).all()) for b in bases]
+            if include_inputs:
+                original = self.original_waveform()
+                record["inputs"] = [w.detach().cpu() for w in (original if self._is_tuple else (original,))]
+                record["baselines"] = [b.detach().cpu() for b in bases]
+        elif include_inputs:
+            raise ValueError("this explanation has no inputs to include (it was loaded without them)")
+        torch.save(record, path)
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str,
+        inputs: Union[None, Tensor, Tuple[Tensor, ...]] = None,
+        baselines: Union[None, Tensor, Tuple[Tensor, ...]] = None,
+        *,
+        domain: Optional[SpectralDomain] = None,
+    ) -> "Explanation":
+        r"""Read an explanation written by :meth:`save`.
+
+        What comes back: everything but the spectra. :meth:`summary`, :meth:`to_csv`, the masks,
+        ``responsibility``, ``ranking``, the certificates, settings and warnings work as on the
+        original. :meth:`waveform`, :meth:`original_waveform`, :meth:`save_wavs`, the plots and
+        :meth:`to_html` need the explained waveform: it is taken from the file when it was saved
+        with ``include_inputs=True``, or from ``inputs`` (and ``baselines``); without either they
+        raise a ``ValueError`` that says so (see :attr:`has_waveforms`).
+
+        Args:
+            path (str): A file written by :meth:`save`.
+            inputs (Tensor or tuple of Tensor, optional): The explained waveform, shaped like one
+                        example (``(time,)`` or ``(channels, time)``, or with a batch dimension of
+                        one). Default: the waveform stored in the file, if any.
+            baselines (Tensor or tuple of Tensor, optional): Its baseline waveform, needed with
+                        ``inputs`` when the explanation's baseline was not silence. Default: the
+                        stored baseline, or silence.
+            domain (SpectralDomain, optional): The domain of the explanation, needed to rebuild
+                        waveforms (and Hz) for a domain other than rfft and STFT. Default: rebuilt
+                        from the file.
+
+        Returns:
+            Explanation: The explanation (its ``_example`` is 0).
+
+        Raises:
+            ValueError: When the file is not a saved explanation, was written by a newer schema,
+                        or ``inputs`` do not match the explained shapes.
+        """
+        try:
+            record = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(f"cannot read {path} as a saved explanation ({type(error).__name__}: {error})") from None
+        if not isinstance(record, dict) or record.get("schema") != FILE_SCHEMA:
+            raise ValueError(f"{path} is not an explanation saved by Explanation.save")
+        version = int(record.get("schema_version", 0))
+        if version > FILE_SCHEMA_VERSION:
+            raise ValueError(
+                f"{path} has schema version {version}, newer than this captum_freqrex reads "
+                f"({FILE_SCHEMA_VERSION}): upgrade captum_freqrex"
+            )
+        shapes = tuple(tuple(s) for s in record["example_shapes"])
+        grids = [tuple(g) for g in record["feature_grids"]]
+        if record["feature_ids"] is None:
+            ids = tuple(
+                (torch.arange(math.prod(g)) + o).reshape(g) for g, o in zip(grids, _offsets_of_sizes([math.prod(g) for g in grids]))
+            )
+        else:
+            ids = tuple(t.long() for t in record["feature_ids"])
+        domain = domain or _domain_from_record(record["domain"])
+        layout = _Layout(ids, shapes, domain, dict(record["domain"]))
+
+        def probe(d: Optional[Dict[str, Any]]) -> Optional[ProbeResult]:
+            return None if d is None else ProbeResult(**d)
+
+        sets = []
+        for name in SET_NAMES:
+            d = record["sets"][name]
+            if d is None:
+                sets.append(None)
+                continue
+            c = d["certificate"]
+            cert = SetCertificate(c["size"], probe(c["kept"]), probe(c["removed"]), c["certified"], c["exact"], c["note"])
+            if c.get("shrink") is not None:
+                from captum_freqrex._core.shrink import ShrinkReport
+
+                cert.shrink = ShrinkReport(**c["shrink"])
+            sets.append(CausalSet(name, d["mask"].bool(), d["n_bins"], cert, d["energy_share"], d["level_db"]))
+        is_tuple = bool(record["is_tuple"])
+        values = record["feature_responsibility"]
+        grid_values = tuple(values[i.reshape(-1)].reshape(i.shape) for i in ids)
+        space = None
+        waves = _as_examples(inputs, shapes, "inputs") if inputs is not None else record["inputs"]
+        if waves is not None:
+            if inputs is not None and baselines is not None:
+                bases = _as_examples(baselines, shapes, "baselines")
+            elif inputs is None and record["baselines"] is not None:
+                bases = record["baselines"]
+            else:
+                nonzero = [not z for z in (record["baseline_is_zero"] or [])]
+                if any(nonzero):
+                    raise ValueError(
+                        "the explanation's baseline was not silence: pass baselines=... (the baseline "
+                        "waveform) with inputs, or save with include_inputs=True"
+                    )
+                bases = [torch.zeros(s, dtype=torch.float32) for s in shapes]
+            if domain is None:
+                raise ValueError(
+                    f"cannot rebuild the domain {record['domain'].get('repr')!r}: pass domain=... to load"
+                )
+            waves = [w.unsqueeze(0).to(values.dtype) for w in waves]
+            bases = [b.unsqueeze(0).to(values.dtype) for b in bases]
+            per_channel = any(layout.axes(i)[0] is not None for i in range(len(ids)))
+            space = FeatureSpace(waves, bases, ids, domain, per_channel)
+        confidences = record["class_confidences"]
+        return cls(
+            grid_values if is_tuple else grid_values[0],
+            values,
+            record["ranking"],
+            record["target"],
+            probe(record["original"]),
+            *sets,
+            QueryStats(**record["stats"]),
+            record["responsibility_queries"],
+            record["extraction_queries"],
+            record["stopped_by"],
+            space,
+            0,
+            is_tuple,
+            baseline=probe(record["baseline"]),
+            warnings=list(record["warnings"]),
+            settings=dict(record["settings"]),
+            class_confidences=confidences,
+            sample_rate=record["sample_rate"],
+            _layout=layout,
+        )
+
+    # ------------------------------------------------------------------ files and figures
+
+    def save_wavs(self, directory: str, sample_rate: Optional[int] = None, listening_copies: bool = True) -> Dict[str, str]:
         r"""Write the original and every set (kept alone, and removed) as WAV files.
 
-        Needs ``soundfile``. Args: directory (str): Output folder, created if missing.
-        sample_rate (int): Sample rate in Hz. Returns: dict: file path per signal name.
+        Needs ``soundfile``. See :func:`captum_freqrex.audio.save_explanation_wavs`.
+
+        Args:
+            directory (str): Output folder, created if missing.
+            sample_rate (int, optional): Sample rate in Hz. Default: :attr:`sample_rate`
+            listening_copies (bool, optional): Also write a peak-normalised ``*.listen.wav`` beside
+                        each set's true-level WAV. Default: True
+
+        Returns:
+            dict: File path per signal name.
         """
         from captum_freqrex.audio import save_explanation_wavs
 
-        return save_explanation_wavs(self, directory, sample_rate)
+        return save_explanation_wavs(self, directory, self._need_rate(sample_rate), listening_copies=listening_copies)
+
+    def _need_rate(self, sample_rate: Optional[float]) -> float:
+        rate = self._rate(sample_rate)
+        if rate is None:
+            raise ValueError("a sample rate is needed: pass sample_rate=... or set Explanation.sample_rate")
+        return int(rate) if float(rate).is_integer() else rate
 
     def plot(self, sample_rate: Optional[float] = None, **kwargs: Any) -> Any:
         r"""Plot the responsibility spectrum with the sets drawn on it (needs ``matplotlib``).
 
         Args:
             sample_rate (float, optional): Sample rate in Hz for a frequency axis; bins otherwise.
+                        Default: :attr:`sample_rate`
             **kwargs: Passed to :func:`captum_freqrex.plotting.plot_responsibility`.
 
         Returns:
@@ -233,4 +891,80 @@ class Explanation:
         """
         from captum_freqrex.plotting import plot_responsibility
 
-        return plot_responsibility(self, sample_rate=sample_rate, **kwargs)
+        return plot_responsibility(self, sample_rate=self._rate(sample_rate), **kwargs)
+
+    def plot_spectrograms(self, sample_rate: Optional[float] = None, **kwargs: Any) -> Any:
+        r"""Spectrograms of the clip (with the sets drawn over it) and of each set (needs ``matplotlib``).
+
+        Args:
+            sample_rate (float, optional): Sample rate in Hz. Default: :attr:`sample_rate`
+            **kwargs: Passed to :func:`captum_freqrex.plotting.plot_explanation_spectrograms`.
+
+        Returns:
+            matplotlib.figure.Figure: The figure.
+        """
+        from captum_freqrex.plotting import plot_explanation_spectrograms
+
+        return plot_explanation_spectrograms(self, self._need_rate(sample_rate), **kwargs)
+
+    def to_html(self, path: str, sample_rate: Optional[float] = None, **kwargs: Any) -> str:
+        r"""Write a self-contained HTML report (audio players, figures, sets, settings, warnings).
+
+        Needs ``matplotlib``. See :func:`captum_freqrex.report.write_html`.
+
+        Args:
+            path (str): The ``.html`` file to write.
+            sample_rate (float, optional): Sample rate in Hz. Default: :attr:`sample_rate`
+            **kwargs: Passed to :func:`captum_freqrex.report.write_html` (``class_names``,
+                        ``title``, ``details``).
+
+        Returns:
+            str: The path.
+        """
+        from captum_freqrex.report import write_html
+
+        return write_html(self, path, self._need_rate(sample_rate), **kwargs)
+
+    def __repr__(self) -> str:
+        parts = [f"target={self.target}", f"confidence={self.original.confidence:.3f}"]
+        for name, chosen in self.sets.items():
+            if chosen is None:
+                parts.append(f"{name}=None")
+            else:
+                status = "certified" if chosen.certified else "NOT certified"
+                parts.append(f"{name}={chosen.size} features ({status})")
+        parts += [f"flip_class={self.flip_class}", f"n_features={int(self.feature_responsibility.numel())}"]
+        parts += [f"queries={self.stats.queries}", f"warnings={len(self.warnings)}"]
+        if self.sample_rate is not None:
+            parts.append(f"sample_rate={self.sample_rate:g}")
+        return f"Explanation({', '.join(parts)})"
+
+
+def _offsets_of_sizes(sizes: Sequence[int]) -> List[int]:
+    offsets, total = [], 0
+    for size in sizes:
+        offsets.append(total)
+        total += size
+    return offsets
+
+
+def _offsets(ids: Sequence[Tensor]) -> List[int]:
+    return _offsets_of_sizes([t.numel() for t in ids])
+
+
+def _as_examples(values: Union[Tensor, Tuple[Tensor, ...]], shapes: Sequence[Tuple[int, ...]], name: str) -> List[Tensor]:
+    """One example per input, shaped like the explained example (a batch dimension of one is dropped)."""
+    per_input = values if isinstance(values, tuple) else (values,)
+    if len(per_input) != len(shapes):
+        raise ValueError(f"{name} has {len(per_input)} tensors but the explanation has {len(shapes)} inputs")
+    out = []
+    for wave, shape in zip(per_input, shapes):
+        wave = torch.as_tensor(wave).detach().cpu()
+        if wave.dim() == len(shape) + 1 and wave.shape[0] == 1:
+            wave = wave[0]
+        if tuple(wave.shape) != tuple(shape):
+            raise ValueError(
+                f"{name} of shape {tuple(wave.shape)} does not match the explained example {tuple(shape)}"
+            )
+        out.append(wave)
+    return out

@@ -1,0 +1,380 @@
+"""Self-contained HTML reports of explanations: one file, readable in any browser, offline.
+
+:func:`write_html` (also :meth:`Explanation.to_html` and ``freqrex explain ... --html``) writes a
+page with audio players for the original clip, each set kept alone and each set removed (WAVs
+embedded as base64 ``data:`` URIs), the responsibility spectrum and the spectrograms with the sets
+drawn over them (PNG ``data:`` URIs), the certification status and frequencies of each set, the
+class probabilities, the warnings and the settings. Nothing is fetched when the page opens.
+
+Every player plays a peak-normalised copy (-1 dBFS, as the ``*.listen.wav`` files) so that quiet
+sets can be heard; the text beside it gives the signal's true peak level and the gain applied.
+Needs ``matplotlib`` for the figures; the core never imports this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import wave
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from captum_freqrex._core.explanation import Explanation
+
+__all__ = ["explanation_html", "write_html", "wav_bytes", "format_frequencies"]
+
+SET_LABELS = {
+    "sufficient": "sufficient",
+    "sufficient_necessary": "sufficient &amp; necessary",
+    "complete": "complete",
+}
+
+SET_MEANINGS = {
+    "sufficient": "kept alone (everything else at the baseline), the model still decides the target",
+    "sufficient_necessary": "sufficient, and removing it from the clip changes the decision",
+    "complete": "sufficient and necessary, and kept alone it reaches the clip's confidence (within the tolerance)",
+}
+
+#: Frequencies listed per set in the page's table (the summary and the CSV hold more).
+LISTED = 24
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1150px;
+       color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 1.6em;
+     border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+table { border-collapse: collapse; margin: 0.5em 0; } td, th { border: 1px solid #ddd; padding: 0.3em 0.6em;
+     text-align: left; vertical-align: top; font-size: 0.92em; } th { background: #f4f4f4; }
+.ok { color: #1a7f37; font-weight: 600; } .bad { color: #b42318; font-weight: 600; } .none { color: #777; }
+.warnings { background: #fff4e5; border: 1px solid #f0b35b; padding: 0.6em 1.2em; }
+.warnings li { margin: 0.3em 0; } .muted { color: #666; font-size: 0.9em; }
+.bar { background: #3182bd; height: 0.9em; display: inline-block; vertical-align: middle; }
+.freqs { font-family: ui-monospace, monospace; font-size: 0.85em; max-width: 30em; }
+audio { width: 22em; vertical-align: middle; } img { max-width: 100%; border: 1px solid #eee; }
+"""
+
+
+def wav_bytes(waveform: Tensor, sample_rate: int) -> bytes:
+    r"""A 16-bit PCM WAV file of ``(time,)`` or ``(channels, time)`` samples in [-1, 1], in memory.
+
+    Uses the standard library only (no ``soundfile``); samples beyond full scale are clipped.
+
+    Args:
+        waveform (Tensor): The samples.
+        sample_rate (int): Sample rate in Hz.
+
+    Returns:
+        bytes: The WAV file.
+    """
+    data = waveform.detach().cpu().float()
+    data = data.unsqueeze(0) if data.dim() == 1 else data
+    pcm = (data.clamp(-1.0, 1.0) * 32767.0).round().to(torch.int16).T.contiguous()  # (time, channels)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(data.shape[0])
+        handle.setsampwidth(2)
+        handle.setframerate(int(sample_rate))
+        handle.writeframes(pcm.numpy().astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def _data_uri(mime: str, payload: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _class(class_names: Optional[Sequence[str]], index: Optional[int]) -> str:
+    if index is None:
+        return "none"
+    if class_names and 0 <= index < len(class_names):
+        return f"{class_names[index]} ({index})"
+    return str(index)
+
+
+def _level_text(level: float, gain: float) -> str:
+    if not math.isfinite(level):
+        return "silent: nothing to hear"
+    louder = f", played {round(gain) + 0:+d} dB" if abs(gain) >= 0.5 else ""
+    return f"true peak {round(level, 1) + 0.0:.1f} dBFS{louder} (player peak-normalised to -1 dBFS)"
+
+
+def format_frequencies(values: Sequence[float]) -> str:
+    r"""Frequencies as short text, ``"27.77, 56.57, 1804.97, 1805"``: four significant digits, more
+    where two distinct values would otherwise read the same.
+
+    Args:
+        values (sequence of float): Frequencies (Hz or bins).
+
+    Returns:
+        str: The values, comma-separated.
+    """
+    decimals = 0
+    while decimals < 4 and len({round(v, decimals) for v in values}) < len(set(values)):
+        decimals += 1
+
+    def one(value: float) -> str:
+        digits = len(str(int(abs(value))))
+        return f"{value:.{max(4, digits + decimals)}g}"
+
+    return ", ".join(one(v) for v in values)
+
+
+def _frequencies_text(entry: Mapping[str, Any], features: int) -> str:
+    """A set's frequencies from a summary entry listing at most :data:`LISTED` (its most responsible)."""
+    hz = entry.get("frequencies_hz")
+    values = hz if hz is not None else entry.get("frequency_bins", [])
+    unit = " Hz" if hz is not None else " (rfft bins)"
+    total = entry.get("n_frequencies", len(values))
+    if total == 0:
+        return "none (the empty set)"
+    bands = entry.get("bands_hz") if hz is not None else entry.get("bands")
+    if bands:
+        shown = ", ".join(f"{format_frequencies([lo])}-{format_frequencies([hi])}" for lo, hi in bands)
+        more = f"; the {len(bands)} most responsible of {features} bands" if features > len(bands) else ""
+        return f"bands {shown}{unit}{more}"
+    text = format_frequencies(values) + unit
+    if total <= len(values):
+        return text
+    span = entry.get("frequency_span_hz")
+    where = f" from {span[0]:.4g} to {span[1]:.4g} Hz" if span else ""
+    return f"{total} frequencies{where}; the {len(values)} most responsible: {text}"
+
+
+def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Optional[Sequence[str]]) -> str:
+    rows = [
+        "<tr><th>set</th><th>status</th><th>features (bins)</th><th>frequencies</th><th>energy share</th>"
+        "<th>loudest bin</th><th>kept alone: model decides</th><th>removed: model decides</th><th>note</th></tr>"
+    ]
+    for name, entry in summary["sets"].items():
+        label = SET_LABELS[name]
+        if entry is None:
+            rows.append(
+                f'<tr data-set="{name}" data-certified="none"><td>{label}</td><td class="none">not found</td>'
+                '<td colspan="7" class="none">no prefix of the ranking satisfied this set within the budget</td></tr>'
+            )
+            continue
+        status = '<span class="ok">certified &#10003;</span>' if entry["certified"] else '<span class="bad">NOT certified &#10007;</span>'
+        short = listed["sets"][name]
+        location = short if "inputs" not in short else short["inputs"][0]
+        share = "" if entry["energy_share"] is None else f"{100 * entry['energy_share']:.2f}%"
+        level = "" if entry["level_db"] is None else f"{entry['level_db']:+.1f} dB"
+        kept = f"{_e(_class(class_names, entry['kept_class']))}, confidence {entry['kept_confidence']:.3f}"
+        removed = ""
+        if "removed_class" in entry:
+            removed = f"{_e(_class(class_names, entry['removed_class']))}, confidence {entry['removed_confidence']:.3f}"
+        rows.append(
+            f'<tr data-set="{name}" data-certified="{str(entry["certified"]).lower()}">'
+            f'<td title="{_e(SET_MEANINGS[name])}">{label}</td><td>{status}</td>'
+            f"<td>{entry['features']} ({entry['bins']})</td><td class=\"freqs\">{_e(_frequencies_text(location, entry['features']))}</td>"
+            f"<td>{share}</td><td>{level}</td><td>{kept}</td><td>{removed}</td><td>{_e(entry['note'])}</td></tr>"
+        )
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _players(explanation: "Explanation", sample_rate: int) -> str:
+    from captum_freqrex.audio import listening_copy, peak_dbfs
+
+    signals: List[Tuple[str, str, Tensor]] = [("original", "the clip (resynthesised from its spectrum)", explanation.original_waveform())]
+    for name, chosen in explanation.sets.items():
+        if chosen is None:
+            continue
+        label = SET_LABELS[name]
+        signals.append((name, f"{label} set kept alone ({chosen.size} features)", explanation.waveform(name)))
+        signals.append(
+            (f"{name}_removed", f"clip with the {label} set removed", explanation.waveform(name, removed=True))
+        )
+    rows = ["<tr><th>signal</th><th>listen</th><th>level</th></tr>"]
+    for key, label, wave in signals:
+        level = peak_dbfs(wave)
+        loud, gain = listening_copy(wave)
+        uri = _data_uri("audio/wav", wav_bytes(loud, sample_rate))
+        rows.append(
+            f'<tr><td>{label}</td><td><audio controls preload="auto" data-signal="{key}" src="{uri}"></audio></td>'
+            f'<td class="muted">{_e(_level_text(level, gain))}</td></tr>'
+        )
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _probabilities(summary: Dict[str, Any], class_names: Optional[Sequence[str]]) -> str:
+    confidences = summary.get("class_confidences")
+    if confidences is None:
+        return '<p class="muted">The decision gives no per-class confidences.</p>'
+    rows = ["<tr><th>class</th><th>confidence</th><th></th></tr>"]
+    for index, value in enumerate(confidences):
+        marks = []
+        if index == summary["original_class"]:
+            marks.append("decision")
+        if index == summary["target"] and summary["target"] != summary["original_class"]:
+            marks.append("explained target")
+        mark = f" <b>({', '.join(marks)})</b>" if marks else ""
+        width = max(0.0, min(1.0, float(value))) * 20
+        rows.append(
+            f'<tr data-class="{index}"><td>{_e(_class(class_names, index))}{mark}</td><td>{100 * value:.2f}%</td>'
+            f'<td><span class="bar" style="width: {width:.2f}em"></span></td></tr>'
+        )
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _key_values(pairs: Mapping[str, Any]) -> str:
+    rows = []
+    for key, value in pairs.items():
+        text = json.dumps(value) if isinstance(value, (dict, list)) else ("None" if value is None else str(value))
+        rows.append(f"<tr><th>{_e(key)}</th><td>{_e(text)}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def explanation_html(
+    explanation: "Explanation",
+    sample_rate: int,
+    *,
+    class_names: Optional[Sequence[str]] = None,
+    title: Optional[str] = None,
+    details: Optional[Mapping[str, Any]] = None,
+) -> str:
+    r"""The HTML report of one explanation, as a string (see :func:`write_html`).
+
+    Args:
+        explanation (Explanation): From :meth:`FreqReX.explain` (single-tensor input, with its
+                    waveforms).
+        sample_rate (int): Sample rate in Hz.
+        class_names (sequence of str, optional): The model's class names. Default: indices
+        title (str, optional): The page's heading. Default: ``"FreqReX explanation"``
+        details (mapping, optional): More facts shown under the heading (model, clip, baseline).
+                    Default: None
+
+    Returns:
+        str: A complete HTML document.
+    """
+    from captum_freqrex.plotting import plot_explanation_spectrograms, plot_responsibility
+
+    names = list(class_names) if class_names is not None else None
+    summary = explanation.summary(sample_rate=sample_rate)
+    heading = title or "FreqReX explanation"
+    decision = _class(names, summary["original_class"])
+    lead = f"The model decides <b>{_e(decision)}</b> (confidence {summary['original_confidence']:.3f})"
+    if summary["target"] != summary["original_class"]:
+        lead += f"; explained target <b>{_e(_class(names, summary['target']))}</b> (confidence {summary['target_confidence']:.3f})"
+    if summary["flip_class"] is not None:
+        lead += f". Removing the sufficient &amp; necessary set flips it to <b>{_e(_class(names, summary['flip_class']))}</b>"
+    status = (
+        '<span class="ok">every set certified</span>'
+        if summary["certified"]
+        else '<span class="bad">not every set was found and certified: see the table and the warnings</span>'
+    )
+    if summary["warnings"]:
+        warnings_html = '<ul class="warnings" id="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in summary["warnings"]) + "</ul>"
+    else:
+        warnings_html = '<p id="warnings" class="muted">No warnings.</p>'
+    responsibility_png = _png(plot_responsibility(explanation, sample_rate=sample_rate, class_names=names))
+    spectrogram_png = _png(plot_explanation_spectrograms(explanation, sample_rate, class_names=names))
+    settings = dict(summary["settings"])
+    about = {
+        "sample rate (Hz)": sample_rate,
+        "seed": summary["seed"],
+        "domain": summary["domain"].get("repr"),
+        "features": summary["n_features"],
+        "queries": f"{summary['queries']} in {summary['forward_calls']} model calls "
+        f"({summary['responsibility_queries']} responsibility, {summary['extraction_queries']} extraction)",
+        "time": f"{summary['total_seconds']:.2f} s ({summary['model_seconds']:.2f} s in the model)",
+        "responsibility search stopped by": summary["stopped_by"],
+        "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
+        "summary schema": f"{summary['schema']} {summary['schema_version']}",
+    }
+    embedded = json.dumps(summary).replace("</", "<\\/")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(heading)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{_e(heading)}</h1>",
+        f'<p id="lead">{lead}. {status}.</p>',
+        _key_values(dict(details)) if details else "",
+        "<h2>Warnings</h2>",
+        warnings_html,
+        '<h2>Sets</h2><section id="sets">',
+        "<p class=\"muted\">The sets come from the responsibility ranking (its shortest prefixes that "
+        "satisfy each claim; a shrunk sufficient set may drop some of its prefix). <b>Sufficient</b>: "
+        f"{SET_MEANINGS['sufficient']}. <b>Sufficient &amp; necessary</b>: {SET_MEANINGS['sufficient_necessary']}. "
+        f"<b>Complete</b>: {SET_MEANINGS['complete']}. <i>Certified</i>: the model was queried on the set "
+        "again before it was returned, and the claim held.</p>",
+        _sets_table(summary, explanation.summary(sample_rate=sample_rate, max_listed=LISTED), names),
+        "</section>",
+        '<h2>Listen</h2><section id="audio">',
+        _players(explanation, sample_rate),
+        "</section>",
+        '<h2>Spectrum and responsibility</h2><section id="figures">',
+        f'<img data-figure="responsibility" alt="responsibility spectrum with the sets" src="{_data_uri("image/png", responsibility_png)}">',
+        "<h2>Spectrograms</h2>",
+        f'<img data-figure="spectrograms" alt="spectrograms with the sets over the clip" src="{_data_uri("image/png", spectrogram_png)}">',
+        "</section>",
+        '<h2>Class probabilities</h2><section id="probabilities">',
+        "<p class=\"muted\">The decision's confidence in each class on the unmasked clip.</p>",
+        _probabilities(summary, names),
+        "</section>",
+        '<h2>Settings</h2><section id="settings">',
+        _key_values(about),
+        "<p class=\"muted\">The options of the explain() call (pass the same to reproduce it):</p>",
+        _key_values(settings),
+        "</section>",
+        f'<script type="application/json" id="freqrex-summary">{embedded}</script>',
+        "</body></html>",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def write_html(
+    explanation: "Explanation",
+    path: str,
+    sample_rate: int,
+    *,
+    class_names: Optional[Sequence[str]] = None,
+    title: Optional[str] = None,
+    details: Optional[Mapping[str, Any]] = None,
+    overwrite: bool = True,
+) -> str:
+    r"""Write the self-contained HTML report of one explanation.
+
+    The page holds: the decision and whether every set is certified; the warnings
+    (:attr:`Explanation.warnings`); each set's certification status, size, frequencies, energy,
+    and what the model decides with the set kept alone and removed; audio players for the original,
+    each set alone and each set removed (16-bit WAVs, peak-normalised to -1 dBFS, embedded as
+    ``data:`` URIs, with each signal's true level beside it); the responsibility spectrum and the
+    spectrograms (PNG ``data:`` URIs); the class probabilities; the settings, versions and cost; and
+    the :meth:`Explanation.summary` as JSON in ``<script id="freqrex-summary">``. The file needs
+    nothing else: it opens offline, from a mail attachment, anywhere.
+
+    Args:
+        explanation (Explanation): From :meth:`FreqReX.explain` (single-tensor input, with its
+                    waveforms).
+        path (str): The ``.html`` file to write.
+        sample_rate (int): Sample rate in Hz.
+        class_names (sequence of str, optional): The model's class names. Default: indices
+        title (str, optional): The page's heading. Default: ``"FreqReX explanation"``
+        details (mapping, optional): More facts shown under the heading. Default: None
+        overwrite (bool, optional): Replace an existing file; False raises ``FileExistsError``.
+                    Default: True
+
+    Returns:
+        str: The path.
+    """
+    text = explanation_html(explanation, sample_rate, class_names=class_names, title=title, details=details)
+    with open(path, "w" if overwrite else "x", encoding="utf-8") as handle:
+        handle.write(text)
+    return path

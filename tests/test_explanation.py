@@ -1,0 +1,243 @@
+"""Readable results of an Explanation: summary in Hz, settings, CSV, save/load, repr, listening WAVs.
+
+Known answers: ToneDetector([440]) reads only the 440 Hz bin of a 1 s clip at 8 kHz (bin 440 sits
+at exactly 440 Hz), so the sufficient set is that bin, and the test computes every expected Hz and
+rank from the clip length and the explanation's own ranking, never from a pasted result.
+"""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from captum_freqrex import Explanation, FreqReX, StftDomain, linear_bands
+from captum_freqrex._core.explanation import FILE_SCHEMA_VERSION, SUMMARY_SCHEMA_VERSION
+from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
+
+SEED = 3
+
+
+@pytest.fixture
+def explanation(detector, tone_clip):
+    return FreqReX(detector).explain(tone_clip, max_queries=200, seed=SEED)[0]
+
+
+def test_summary_lists_each_set_in_hz_with_seed_settings_versions_and_schema(explanation, tone_clip):
+    import captum
+
+    import captum_freqrex
+
+    summary = explanation.summary(sample_rate=SAMPLE_RATE)
+    assert summary["schema"] == "captum_freqrex.summary" and summary["schema_version"] == SUMMARY_SCHEMA_VERSION
+    assert summary["versions"] == {
+        "captum_freqrex": captum_freqrex.__version__, "torch": torch.__version__, "captum": captum.__version__,
+    }
+    assert summary["seed"] == SEED and summary["settings"]["seed"] == SEED
+    assert summary["settings"]["max_queries"] == 200 and summary["settings"]["domain"] == "RfftDomain()"
+    assert summary["sample_rate"] == SAMPLE_RATE and summary["domain"]["name"] == "rfft"
+    sufficient = summary["sets"]["sufficient"]
+    n_samples = tone_clip.shape[-1]
+    k = bin_of(440, n_samples)
+    assert sufficient["frequency_bins"] == [k] and sufficient["frequencies_hz"] == [440.0]
+    assert sufficient["frequency_span_hz"] == [440.0, 440.0] and sufficient["n_frequencies"] == 1
+    assert sufficient["bands"] is None and sufficient["cells"] is None
+    for name, entry in summary["sets"].items():
+        chosen = explanation.sets[name]
+        bins = chosen.mask.nonzero().squeeze(1).tolist()  # one feature per bin here
+        assert entry["frequency_bins"] == bins
+        assert entry["frequencies_hz"] == [round(b * SAMPLE_RATE / n_samples, 3) for b in bins]
+    json.dumps(summary)  # JSON-safe
+
+
+def test_summary_without_a_sample_rate_gives_bins_and_no_hz(explanation):
+    entry = explanation.summary()["sets"]["sufficient"]
+    assert entry["frequency_bins"] == [bin_of(440, SAMPLE_RATE)]
+    assert entry["frequencies_hz"] is None and entry["frequency_span_hz"] is None
+    explanation.sample_rate = SAMPLE_RATE  # the explanation's own rate is the default
+    assert explanation.summary()["sets"]["sufficient"]["frequencies_hz"] == [440.0]
+
+
+def test_large_sets_list_their_most_responsible_frequencies(explanation):
+    complete = explanation.summary(SAMPLE_RATE)["sets"]["complete"]
+    everything = explanation.summary(SAMPLE_RATE, max_listed=None)["sets"]["complete"]
+    assert not everything["frequencies_truncated"] and everything["n_frequencies"] == explanation.complete.n_bins
+    limited = explanation.summary(SAMPLE_RATE, max_listed=1)["sets"]["complete"]
+    assert limited["n_frequencies"] == complete["n_frequencies"]
+    if complete["n_frequencies"] > 1:
+        assert limited["frequencies_truncated"]
+    assert limited["frequency_bins"] == [int(explanation.ranking[0])]  # the most responsible bin
+
+
+def test_band_features_list_their_band_edges(detector, tone_clip):
+    mask = linear_bands(SAMPLE_RATE, 64, sample_rate=SAMPLE_RATE)
+    expl = FreqReX(detector).explain(tone_clip, feature_mask=mask, max_queries=200)[0]
+    entry = expl.summary(SAMPLE_RATE)["sets"]["sufficient"]
+    band = int(mask[bin_of(440, SAMPLE_RATE)])
+    members = (mask == band).nonzero().squeeze(1)
+    lo, hi = int(members.min()), int(members.max())
+    assert [lo, hi] in entry["bands"] and [float(lo), float(hi)] in entry["bands_hz"]  # 1 Hz per bin
+    assert lo <= bin_of(440, SAMPLE_RATE) <= hi
+
+
+def test_stft_sets_list_their_cells_in_hz_and_seconds():
+    half = SAMPLE_RATE // 2
+    clip = torch.cat([torch.zeros(half), tone(1000, 0.5)])
+
+    def late_tone(x):
+        energy = torch.fft.rfft(x[:, -half:]).abs()[:, bin_of(1000, half)] / (half / 2)
+        return torch.stack([0.5 - energy, energy - 0.5], 1)
+
+    domain = StftDomain(n_fft=256, hop_length=64)
+    expl = FreqReX(late_tone, domain=domain).explain(clip.unsqueeze(0), max_queries=200)[0]
+    entry = expl.summary(SAMPLE_RATE)["sets"]["sufficient"]
+    row = round(1000 * 256 / SAMPLE_RATE)  # 1 kHz sits on STFT row 32
+    assert row in entry["frequency_bins"]
+    times = domain.frame_times(SAMPLE_RATE, SAMPLE_RATE)
+    for (f, t), (hz, seconds) in zip(entry["cells"], entry["cells_hz_s"]):
+        assert hz == pytest.approx(f * SAMPLE_RATE / 256) and seconds == pytest.approx(float(times[t]), abs=1e-4)
+    assert all(float(times[t]) >= 0.5 - 256 / SAMPLE_RATE for _, t in entry["cells"])  # the tone's half
+
+
+def test_class_confidences_are_the_models_probabilities(classifier, tone_clip):
+    expl = FreqReX(classifier).explain(tone_clip, max_queries=200)[0]
+    expected = classifier(tone_clip).softmax(-1)[0].double()
+    assert torch.allclose(expl.class_confidences, expected, atol=1e-6)
+    assert expl.summary()["class_confidences"] == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_settings_reproduce_the_explanation(detector, tone_clip):
+    generator = torch.Generator().manual_seed(11)
+    first = FreqReX(detector).explain(tone_clip, max_queries=200, generator=generator)[0]
+    seed = first.settings["seed"]
+    assert first.settings["generator"] is True
+    again = FreqReX(detector).explain(tone_clip, max_queries=200, seed=seed)[0]
+    assert torch.equal(first.ranking, again.ranking)
+
+
+def test_repr_is_short_and_says_what_matters(explanation):
+    text = repr(explanation)
+    assert len(text) < 400 and "tensor(" not in text
+    assert f"sufficient={explanation.sufficient.size} features (certified)" in text
+    assert repr(explanation.sufficient).startswith("CausalSet('sufficient', 1 features")
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_csv_has_one_row_per_bin_with_hz_rank_and_sets(explanation, tmp_path):
+    path = explanation.to_csv(str(tmp_path / "bins.csv"), SAMPLE_RATE)
+    rows = _rows(path)
+    assert list(rows[0]) == [
+        "bin", "hz", "feature", "responsibility", "rank", "sufficient", "sufficient_necessary", "complete",
+    ]
+    assert len(rows) == SAMPLE_RATE // 2 + 1
+    k = bin_of(440, SAMPLE_RATE)
+    assert float(rows[k]["hz"]) == 440.0 and rows[k]["sufficient"] == "1"
+    ranks = explanation.feature_ranks()
+    assert [int(r["rank"]) for r in rows] == ranks.tolist()
+    assert int(rows[int(explanation.ranking[0])]["rank"]) == 1
+    for name, chosen in explanation.sets.items():
+        assert sum(r[name] == "1" for r in rows) == chosen.n_bins
+    resp = explanation.feature_responsibility
+    assert float(rows[k]["responsibility"]) == pytest.approx(float(resp[k]), rel=1e-5)
+    with pytest.raises(FileExistsError):
+        explanation.to_csv(path, SAMPLE_RATE, overwrite=False)
+
+
+def test_saved_explanation_loads_with_masks_summary_and_a_clear_limit(explanation, tmp_path):
+    explanation.sample_rate = SAMPLE_RATE
+    path = explanation.save(str(tmp_path / "expl.pt"))
+    raw = torch.load(path, weights_only=True)
+    assert raw["schema"] == "captum_freqrex.explanation" and raw["schema_version"] == FILE_SCHEMA_VERSION
+    loaded = Explanation.load(path)
+    assert torch.equal(loaded.responsibility, explanation.responsibility.cpu())
+    assert torch.equal(loaded.ranking, explanation.ranking.cpu())
+    for name, chosen in explanation.sets.items():
+        assert torch.equal(loaded.sets[name].mask, chosen.mask.cpu())
+        assert loaded.sets[name].certificate == chosen.certificate
+    drop = ("versions",)
+    assert {k: v for k, v in loaded.summary().items() if k not in drop} == {
+        k: v for k, v in explanation.summary().items() if k not in drop
+    }
+    assert not loaded.has_waveforms
+    with pytest.raises(ValueError, match="loaded without its inputs.*inputs="):
+        loaded.waveform("sufficient")
+    loaded.to_csv(str(tmp_path / "loaded.csv"))
+    assert _rows(tmp_path / "loaded.csv") == _rows(explanation.to_csv(str(tmp_path / "fresh.csv")))
+
+
+def test_loaded_with_its_inputs_rebuilds_certified_waveforms(detector, explanation, tone_clip, tmp_path):
+    path = explanation.save(str(tmp_path / "expl.pt"))
+    loaded = Explanation.load(path, inputs=tone_clip)
+    kept = loaded.waveform("sufficient")
+    assert torch.allclose(kept, explanation.waveform("sufficient"), atol=1e-6)
+    # The certificate holds on the rebuilt waveforms: query the model again.
+    assert detector(kept.unsqueeze(0)).argmax(-1).item() == explanation.target
+    removed = loaded.waveform("sufficient_necessary", removed=True)
+    assert detector(removed.unsqueeze(0)).argmax(-1).item() == explanation.flip_class
+    embedded = Explanation.load(explanation.save(str(tmp_path / "full.pt"), include_inputs=True))
+    assert embedded.has_waveforms and torch.allclose(embedded.waveform("sufficient"), kept, atol=1e-6)
+    with pytest.raises(ValueError, match="does not match the explained example"):
+        Explanation.load(path, inputs=tone_clip[:, :100])
+
+
+def test_a_non_silent_baseline_must_come_with_the_inputs(detector, tone_clip, tmp_path):
+    base = 0.1 * tone(2000).unsqueeze(0)
+    expl = FreqReX(detector).explain(tone_clip, baselines=base, max_queries=200)[0]
+    path = expl.save(str(tmp_path / "expl.pt"))
+    with pytest.raises(ValueError, match="baseline was not silence"):
+        Explanation.load(path, inputs=tone_clip)
+    loaded = Explanation.load(path, inputs=tone_clip, baselines=base)
+    assert torch.allclose(loaded.waveform("sufficient"), expl.waveform("sufficient"), atol=1e-6)
+
+
+def test_load_refuses_other_files_and_newer_schemas(explanation, tmp_path):
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(ValueError, match="not an explanation saved by Explanation.save"):
+        Explanation.load(str(other))
+    record = torch.load(explanation.save(str(tmp_path / "e.pt")), weights_only=True)
+    record["schema_version"] = FILE_SCHEMA_VERSION + 1
+    torch.save(record, tmp_path / "newer.pt")
+    with pytest.raises(ValueError, match="newer than this captum_freqrex reads"):
+        Explanation.load(str(tmp_path / "newer.pt"))
+
+
+def test_listening_copies_sit_beside_true_level_wavs(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    from captum_freqrex.audio import LISTEN_PEAK_DBFS
+
+    clip = (tone(440) + 1e-3 * tone(100)).unsqueeze(0)  # a quiet 100 Hz decides: a quiet sufficient set
+    model = ToneDetector([100], threshold=5e-4)
+    expl = FreqReX(model).explain(clip, max_queries=200)[0]
+    written = expl.save_wavs(str(tmp_path), SAMPLE_RATE)
+    true, _ = sf.read(written["sufficient"], dtype="float32")
+    loud, rate = sf.read(written["sufficient_listen"], dtype="float32")
+    assert written["sufficient_listen"].endswith("sufficient.listen.wav") and rate == SAMPLE_RATE
+    assert sf.info(written["sufficient"]).subtype == "FLOAT" and sf.info(written["sufficient_listen"]).subtype == "PCM_16"
+    expected = expl.waveform("sufficient")
+    assert torch.allclose(torch.from_numpy(true), expected, atol=1e-7)  # the true level, untouched
+    peak = 10 ** (LISTEN_PEAK_DBFS / 20)
+    assert float(abs(loud).max()) == pytest.approx(peak, abs=1e-3)
+    scale = peak / float(expected.abs().max())
+    assert torch.allclose(torch.from_numpy(loud), expected * scale, atol=2 / 32768)  # same sound, louder
+    assert float(expected.abs().max()) < 0.01  # the true-level file really is quiet
+    assert set(written) >= {f"{n}{r}{l}" for n in expl.sets for r in ("", "_removed") for l in ("", "_listen")}
+
+
+def test_a_shrunk_sufficient_set_reports_and_saves_its_shrink(detector, tone_clip, tmp_path):
+    # A random ranking (seeded) puts 440 Hz deep in the ranking: a long prefix for the shrink to cut.
+    attributions = torch.rand(1, tone_clip.shape[-1] // 2 + 1, generator=torch.Generator().manual_seed(5))
+    expl = FreqReX(detector).explain(tone_clip, attributions=attributions, shrink=True, seed=SEED)[0]
+    entry = expl.summary(SAMPLE_RATE)["sets"]["sufficient"]
+    report = expl.sufficient.certificate.shrink
+    assert report is not None and report.size < report.prefix_size
+    assert entry["shrink"]["size"] == report.size == expl.sufficient.size
+    assert entry["shrink"]["one_minimal"] == report.one_minimal
+    assert 440.0 in entry["frequencies_hz"]
+    assert expl.settings["shrink"] is True and "search" in expl.settings
+    loaded = Explanation.load(expl.save(str(tmp_path / "e.pt")))
+    assert loaded.sufficient.certificate == expl.sufficient.certificate
