@@ -22,6 +22,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from captum_freqrex._core.shrink import ShrinkReport
+
 #: Queries kept back from the extraction budget for the final certification batch: the three
 #: sets kept alone, the sufficient-and-necessary set removed, and the unmasked input again.
 CERTIFICATION_QUERIES = 5
@@ -75,6 +77,10 @@ class SetCertificate:
                     and a larger certified prefix was returned).
         note (str): Why the set is not certified, or what is special about it (a tie counted as
                     "not changed", the empty set); empty when there is nothing to say.
+        shrink (ShrinkReport, optional): For a sufficient set shrunk by ``explain(shrink=True)``:
+                    its size before and after, the queries spent, and how far from 1-minimal it is
+                    (see :mod:`captum_freqrex._core.shrink`). None when the set was not shrunk
+                    (``exact`` then still speaks of the prefix).
     """
 
     size: int
@@ -83,6 +89,7 @@ class SetCertificate:
     certified: bool
     exact: bool
     note: str = ""
+    shrink: Optional[ShrinkReport] = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from captum.attr import PerturbationAttribution
@@ -15,12 +15,14 @@ from torch import Tensor
 
 from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decision
 from captum_freqrex._core.domains import SpectralDomain
-from captum_freqrex._core.explanation import CausalSet, Explanation
+from captum_freqrex._core.explanation import CausalSet, Explanation, class_confidences, settings_record
 from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
 from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.querier import ModelQuerier, QueryStats, RowBuffer, auto_batch_size, estimate_memory
-from captum_freqrex._core.ranking import rank_features
-from captum_freqrex._core.responsibility import PartitionRefinement, RefinementOptions, StepQuery
+from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
+from captum_freqrex._core.responsibility import RefinementOptions, StepQuery
+from captum_freqrex._core.search import SearchContext, SearchLike, SearchResult, Verdicts, resolve_search
+from captum_freqrex._core.shrink import ShrinkReport, shrink_set
 from captum_freqrex._core.step_synthesis import StepSynthesizer
 from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.progress import progress
@@ -175,9 +177,19 @@ class FreqReX(PerturbationAttribution):
         decision (str, Decision or Callable, optional): When a mutant keeps the decision. None picks
                     the argmax for multi-class outputs and a 0.5 threshold for single outputs; see
                     :mod:`captum_freqrex._core.decision`. Default: None
+        search (search object or str, optional): How responsibility is searched: any object with a
+                    ``run(context) -> SearchResult`` method (see :mod:`captum_freqrex._core.search`),
+                    or the name of a built-in: ``"refinement"`` (the default partition refinement
+                    over contiguous bands), ``"interleaved"`` and ``"energy"`` (the refinement
+                    along another feature order, for causes scattered across the spectrum),
+                    ``"adaptive"`` (probes the three orders at the root, refines along the one
+                    that narrows the set most) and ``"band_screening"`` (hierarchical screening
+                    of removals, for ``mode="necessary"``). Default: None (the refinement)
 
     Attributes:
         last_stats (QueryStats): Queries, forward calls, model and total time of the last call.
+        last_search (list of SearchResult): Per example of the last call, what the search returned
+                    (its queries, why it stopped, and details such as the order it chose).
     """
 
     def __init__(
@@ -185,11 +197,14 @@ class FreqReX(PerturbationAttribution):
         forward_func: Callable,
         domain: Optional[SpectralDomain] = None,
         decision: DecisionLike = None,
+        search: SearchLike = None,
     ) -> None:
         PerturbationAttribution.__init__(self, forward_func)
         self.domain = domain
         self.decision = decision
+        self.search = resolve_search(search)
         self.last_stats = QueryStats()
+        self.last_search: List[SearchResult] = []
 
     @classmethod
     def get_name(cls) -> str:
@@ -224,6 +239,7 @@ class FreqReX(PerturbationAttribution):
     ) -> _Run:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        self.last_search = []
         waves, is_tuple = format_waveforms(inputs)
         bases = format_baselines(baselines, waves)
         space = FeatureSpace(waves, bases, feature_mask, self.domain, per_channel)
@@ -345,7 +361,7 @@ class FreqReX(PerturbationAttribution):
 
     # ------------------------------------------------------------------ responsibility
 
-    def _responsibility(self, run: _Run, example: int) -> Tuple[Tensor, _Anchors, PartitionRefinement]:
+    def _responsibility(self, run: _Run, example: int) -> Tuple[Tensor, _Anchors, SearchResult]:
         anchors = self._anchors(run, example)
         target, original = anchors.target, anchors.original
 
@@ -357,27 +373,52 @@ class FreqReX(PerturbationAttribution):
         start = tuple(w[example] for w in run.waves) if removing else baseline
         synthesizer = StepSynthesizer(space, example, start, -1.0 if removing else 1.0)
 
+        def verdicts(outputs: Tensor) -> Verdicts:
+            self._check_width(run, outputs)
+            # "necessary": a set passes when removing it changes the decision (a tie does not).
+            probes = self._probe(run, outputs, target)
+            passes = torch.tensor([bool(r.changed) if removing else r.passes for r in probes])
+            graded = torch.tensor(
+                [r.margin if math.isfinite(r.margin) else r.confidence for r in probes], dtype=torch.float64
+            )
+            return Verdicts(passes, -graded if removing else graded)
+
         def evaluate(queries: List[StepQuery]) -> Tensor:
             # A model may return a view of its input; the next batch overwrites the rows.
             outputs = [
                 run.querier(rows, example).clone()
                 for rows in synthesizer.batches(queries, run.querier.max_rows, run.rows)
             ]
-            joined = torch.cat(outputs)
-            self._check_width(run, joined)
-            # "necessary": a mutant passes when removing its parts changes the decision (a tie
-            # does not).
-            probes = self._probe(run, joined, target)
-            return torch.tensor([bool(r.changed) if removing else r.passes for r in probes])
+            return verdicts(torch.cat(outputs)).passes
+
+        def evaluate_masks(sets: Tensor) -> Verdicts:
+            # Each set's mutant synthesised on its own, as Explanation.waveform does.
+            outputs = []
+            for lo in range(0, sets.shape[0], run.querier.max_rows):
+                chunk = sets[lo : lo + run.querier.max_rows].to(space.device, space.dtype)
+                rows = run.rows.take(chunk.shape[0])
+                space.mutants(example, 1.0 - chunk if removing else chunk, out=rows)
+                outputs.append(run.querier(rows, example).clone())
+            return verdicts(torch.cat(outputs))
 
         # "necessary": the root removes everything, i.e. is the baseline; no cause to find unless
         # the baseline changes the decision.
         root_passes = bool(anchors.baseline.changed) if removing else original.passes
-        generator = torch.Generator().manual_seed(run.seed)
-        refinement = PartitionRefinement(
-            evaluate, run.space.n_features, root_passes, run.options, generator, run.space.device
+        context = SearchContext(
+            evaluate, evaluate_masks, space.n_features, root_passes, run.options,
+            torch.Generator().manual_seed(run.seed), space.device, space.feature_energy(example),
+            run.mode, run.querier.max_rows,
         )
-        return refinement.run(), anchors, refinement
+        result = self.search.run(context)
+        values = result.responsibility.detach().to("cpu", torch.float64).reshape(-1)
+        if values.numel() != space.n_features or not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+            raise ValueError(
+                f"the search {self.search!r} returned responsibility of shape {tuple(result.responsibility.shape)}; "
+                f"it must be {space.n_features} finite non-negative values"
+            )
+        result.responsibility = values
+        self.last_search.append(result)
+        return values, anchors, result
 
     @log_usage()
     def attribute(
@@ -480,8 +521,50 @@ class FreqReX(PerturbationAttribution):
 
     # ------------------------------------------------------------------ explanation
 
+    def _keep_probes(self, run: _Run, example: int, target: int, masks: Tensor) -> List[ProbeResult]:
+        # The model on sets ``(N, n_features)`` kept alone, each synthesised on its own.
+        outputs = []
+        for lo in range(0, masks.shape[0], run.querier.max_rows):
+            chunk = masks[lo : lo + run.querier.max_rows].to(run.space.device, run.space.dtype)
+            rows = run.rows.take(chunk.shape[0])
+            run.space.mutants(example, chunk, out=rows)
+            outputs.append(run.querier(rows, example).clone())
+        joined = torch.cat(outputs)
+        self._check_width(run, joined)
+        return self._probe(run, joined, target)
+
+    def _shrink(
+        self, run: _Run, example: int, ranking: Tensor, target: int, k_suff: int, candidates: Optional[Tensor],
+        budget: int,
+    ) -> Tuple[Tensor, ShrinkReport]:
+        # Start from the smallest set known to pass (the prefix, or a smaller set the search saw
+        # pass) and shrink it by batched deletions; the caller certifies the result.
+        n = run.space.n_features
+        position = torch.empty_like(ranking)
+        position[ranking] = torch.arange(n, device=ranking.device)
+        members, start = ranking[:k_suff], "prefix"
+        if candidates is not None and candidates.shape[0]:
+            counts = candidates.sum(dim=1)
+            smallest = candidates[int(counts.argmin())]
+            if 0 < int(counts.min()) < k_suff:
+                ids = smallest.to(ranking.device).nonzero().squeeze(1)
+                members, start = ids[position[ids].argsort()], "search"
+
+        def test(sets: Sequence[List[int]]) -> List[bool]:
+            masks = torch.zeros(len(sets), n, device=run.space.device)
+            for row, ids in enumerate(sets):
+                masks[row, torch.tensor(ids, dtype=torch.long, device=run.space.device)] = 1.0
+            return [r.passes for r in self._keep_probes(run, example, target, masks)]
+
+        generator = torch.Generator().manual_seed(run.seed)
+        kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=k_suff, start=start)
+        mask = torch.zeros(n, device=run.space.device)
+        mask[torch.tensor(kept, dtype=torch.long, device=run.space.device)] = 1.0
+        return mask, report
+
     def _extract(
         self, run: _Run, example: int, ranking: Tensor, anchors: _Anchors, tolerance: float, budget: int,
+        shrink_budget: int = 0, candidates: Optional[Tensor] = None,
     ) -> Tuple[List[Optional[CausalSet]], int, List[str]]:
         target, original = anchors.target, anchors.original
 
@@ -499,9 +582,17 @@ class FreqReX(PerturbationAttribution):
         sizes = {"sufficient": k_suff, "sufficient_necessary": k_nec, "complete": k_comp}
         keep_sizes = sorted({k for k in sizes.values() if k is not None})
         masks = dict(zip(keep_sizes, prefix_masks(ranking, keep_sizes))) if keep_sizes else {}
+        shrunk, report, shrink_queries = None, None, 0
+        if shrink_budget > 0 and k_suff is not None and k_suff > 1:
+            shrunk, report = self._shrink(run, example, ranking, target, k_suff, candidates, shrink_budget)
+            shrink_queries = report.queries
+            if torch.equal(shrunk, masks[k_suff]):
+                shrunk = None  # nothing dropped: the prefix is certified as before
+        keeps = [masks[k] for k in keep_sizes] + ([shrunk] if shrunk is not None else [])
         kept_by_size, removed, again, again_outputs = self._certify(
-            run, example, target, [masks[k] for k in keep_sizes], masks.get(k_nec) if k_nec is not None else None
+            run, example, target, keeps, masks.get(k_nec) if k_nec is not None else None
         )
+        kept_shrunk = kept_by_size[-1] if shrunk is not None else None
         kept_by_size = dict(zip(keep_sizes, kept_by_size))
         messages = []
         scale = float(anchors.outputs.abs().max()) + 1.0
@@ -529,6 +620,16 @@ class FreqReX(PerturbationAttribution):
                 continue
             kept = kept_by_size[k]
             gone = removed if name == "sufficient_necessary" else None
+            mask = masks[k].bool()
+            if name == "sufficient" and shrunk is not None and report is not None:
+                if kept_shrunk is not None and kept_shrunk.passes:
+                    kept, mask, k = kept_shrunk, shrunk.bool(), report.size
+                else:  # the shrunk set did not hold on re-query; the prefix did, and is returned
+                    messages.append(
+                        f"the shrunk sufficient set ({report.size} features) did not hold on re-query; the "
+                        f"sufficient prefix ({k} features) is returned"
+                    )
+                    report = None
             if name == "sufficient":
                 holds = kept.passes
             elif name == "sufficient_necessary":
@@ -538,12 +639,13 @@ class FreqReX(PerturbationAttribution):
             note = _set_note(name, k, holds, stable, kept, gone, tie)
             if not holds:
                 messages.append(f"the {name.replace('_', '-and-')} set did not hold on re-query: {note}")
-            mask = masks[k].bool()
             key = "necessary" if name == "sufficient_necessary" else name
             cert = SetCertificate(k, kept, gone, holds and stable, exact[key], note)
+            if name == "sufficient":
+                cert.shrink = report
             sets.append(CausalSet(name, mask, int(bins[mask].sum()), cert, *_loudness(mask, energy, level)))
-        certification_queries = len(keep_sizes) + (k_nec is not None) + 1
-        return sets, search.queries + certification_queries, messages
+        certification_queries = len(keeps) + (k_nec is not None) + 1
+        return sets, search.queries + certification_queries + shrink_queries, messages
 
     def _certify(
         self, run: _Run, example: int, target: int, keeps: List[Tensor], remove: Optional[Tensor]
@@ -599,6 +701,9 @@ class FreqReX(PerturbationAttribution):
         complete_tolerance: float = 0.05,
         max_extraction_queries: int = 64,
         attributions: Optional[TensorOrTuple] = None,
+        rank_rtol: float = DEFAULT_RTOL,
+        shrink: bool = False,
+        max_shrink_queries: int = 64,
     ) -> List[Explanation]:
         r"""The full causal explanation of each example: responsibility and certified sets.
 
@@ -615,6 +720,20 @@ class FreqReX(PerturbationAttribution):
                         certified from the ranking of these attributions (a feature scores the mean
                         of its bins), so any method's sets are checked the same way. They must be
                         finite. Default: None
+            rank_rtol (float, optional): Scores within this relative width of each other share a
+                        tier of the ranking, inside which the feature carrying more of the signal's
+                        energy comes first (:func:`~captum_freqrex._core.ranking.rank_features`);
+                        ``0`` breaks exact ties only. Default: 0.1
+            shrink (bool, optional): Shrink the sufficient set after extraction: start from the
+                        smallest set known to keep the decision (the sufficient prefix of the
+                        ranking, or a smaller set the search itself saw pass in ``"sufficient"``
+                        mode) and drop features by batched deletions while it stays sufficient (see
+                        :mod:`captum_freqrex._core.shrink`). The result is certified like every
+                        set; ``sufficient.certificate.shrink`` reports the sizes before and after
+                        and how far from 1-minimal the set is. Default: False
+            max_shrink_queries (int, optional): Query budget of the shrink of one example, on top
+                        of ``max_extraction_queries`` (its queries are counted in
+                        ``extraction_queries``). Default: 64
 
         Returns:
             list of Explanation: One per example, in batch order.
@@ -623,6 +742,7 @@ class FreqReX(PerturbationAttribution):
             raise ValueError(f"complete_tolerance must be in [0, 1), got {complete_tolerance}")
         if max_extraction_queries < 16:
             raise ValueError(f"max_extraction_queries must be >= 16, got {max_extraction_queries}")
+        max_shrink_queries = as_int(max_shrink_queries, "max_shrink_queries", minimum=0)
         run = self._prepare(
             inputs, baselines, target, additional_forward_args, feature_mask, n_samples,
             perturbations_per_eval, seed, generator, max_depth, min_part_size, n_pieces,
@@ -637,15 +757,20 @@ class FreqReX(PerturbationAttribution):
         for example in progress(batch, len(batch), "FreqReX", show_progress):
             start = time.perf_counter()
             before = QueryStats(**vars(run.querier.stats))
+            candidates = None
             if scores is None:
                 responsibility, anchors, refinement = self._responsibility(run, example)
                 responsibility_queries, stopped_by = refinement.queries, refinement.stopped_by
+                candidates = refinement.sets if run.mode == "sufficient" else None
             else:
                 anchors = self._anchors(run, example)
                 responsibility, responsibility_queries, stopped_by = scores[example], 0, "attributions"
-            ranking = rank_features(responsibility.to(run.space.device), run.space.feature_energy(example))
+            ranking = rank_features(
+                responsibility.to(run.space.device), run.space.feature_energy(example), rtol=rank_rtol
+            )
             sets, extraction_queries, set_messages = self._extract(
-                run, example, ranking, anchors, complete_tolerance, max_extraction_queries
+                run, example, ranking, anchors, complete_tolerance, max_extraction_queries,
+                max_shrink_queries if shrink else 0, candidates,
             )
             messages = anchors.warnings + set_messages
             _issue_warnings(messages, example, run.space.batch_size)
@@ -676,6 +801,18 @@ class FreqReX(PerturbationAttribution):
                     run.is_tuple,
                     baseline=anchors.baseline,
                     warnings=messages,
+                    settings=settings_record(
+                        seed=run.seed, generator=generator is not None, target=run.targets[example],
+                        baselines=baselines, feature_mask=feature_mask, n_samples=n_samples,
+                        perturbations_per_eval=perturbations_per_eval, max_depth=max_depth,
+                        min_part_size=min_part_size, n_pieces=n_pieces, confidence_filter=confidence_filter,
+                        max_queries=max_queries, convergence_top_k=convergence_top_k, per_channel=per_channel,
+                        mode=mode, complete_tolerance=complete_tolerance,
+                        max_extraction_queries=max_extraction_queries, attributions=attributions is not None,
+                        rank_rtol=rank_rtol, shrink=shrink, max_shrink_queries=max_shrink_queries,
+                        domain=run.space.domain, decision=run.decision, search=self.search,
+                    ),
+                    class_confidences=class_confidences(run.decision, anchors.outputs),
                 )
             )
         self.last_stats = total

@@ -35,6 +35,16 @@ features it holds.
 
 Searches run in lockstep waves of :data:`WAVE_SIZE`; all mutants of a wave's step go to the model
 together. Between waves the search stops early once the top features no longer change.
+
+**Orders.** "Contiguous" means contiguous along a feature order. The default is frequency order
+(feature ids), whose pieces are bands. Causes scattered across the spectrum (a model that needs
+some energy in every mel band, say, like the zoo's ``instruments`` CNN on a strings clip) cannot be
+separated by bands: every band is needed, and the refinement stalls at large sets. Along another
+order the same refinement cuts other sets: ``"interleaved"`` (a random permutation, drawn from the
+search's generator: every piece samples the whole spectrum) or ``"energy"`` (loudest features
+first: pieces are loudness tiers, which separates a few loud causes from quiet ones wherever they
+sit). Everything above holds in any order, including "ignored features get exactly zero";
+:class:`~captum_freqrex._core.adaptive.AdaptiveRefinement` picks the order per example.
 """
 
 from __future__ import annotations
@@ -42,12 +52,13 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from captum_freqrex._core.feature_space import Range, ranges_to_mask
+from captum_freqrex._core.search import SearchContext, SearchResult
 from captum_freqrex._utils.validation import as_int
 
 #: Searches refined together in lockstep; their mutants share model calls.
@@ -113,9 +124,12 @@ class _Search:
     finalized: List[Tuple[int, int, float]] = field(default_factory=list)
     depth: int = 0
     done: bool = False
+    witness: Optional[List[Range]] = None  # the final passing set, when the search found one
 
     def finalize(self) -> None:
         # A search whose set never reached the target found no cause: it credits nothing.
+        if self.passes:
+            self.witness = list(self.pieces)
         for (lo, hi), mass in zip(self.pieces, self.masses):
             if mass > 0 and self.passes:
                 self.finalized.append((lo, hi, mass / (hi - lo)))
@@ -162,8 +176,8 @@ class StepQuery:
         return self.combinations.to(device) @ ranges_to_mask(self.parts, n_features, device)
 
 
-class PartitionRefinement:
-    r"""Runs the refinement searches of one example.
+class _Refiner:
+    r"""Runs the refinement searches of one example (the engine of :class:`PartitionRefinement`).
 
     Args:
         evaluate (Callable): ``evaluate(queries) -> passes``: a list of :class:`StepQuery` to a
@@ -265,6 +279,7 @@ class PartitionRefinement:
                     search.masses[i] = m + mass * m / total_rest
         search.passes = True
         if not any(m > 0 for m in search.masses):
+            search.witness = list(search.pieces)
             search.pieces, search.masses, search.done = [], [], True
 
     def _run_wave(self, n_new: int) -> None:
@@ -315,6 +330,10 @@ class PartitionRefinement:
         values[values.abs() <= 64 * torch.finfo(torch.float64).eps * scale] = 0.0
         return values / max(len(self.searches), 1)
 
+    def witnesses(self) -> List[List[Range]]:
+        """The final passing set of every search that found one (each verified by a query), non-empty ones."""
+        return [s.witness for s in self.searches if s.witness]
+
     def _top(self, k: int) -> frozenset:
         values = self.responsibility()
         return frozenset(torch.topk(values, min(k, self.n_features)).indices.tolist())
@@ -335,3 +354,113 @@ class PartitionRefinement:
                     break
                 previous = top
         return self.responsibility()
+
+
+#: Built-in feature orders of :class:`PartitionRefinement`.
+ORDERS = ("frequency", "interleaved", "energy")
+
+OrderLike = Union[str, Tensor]
+
+
+def check_order(order: OrderLike) -> None:
+    """Raise a clear error for an order that is neither a built-in name nor a tensor."""
+    if isinstance(order, str):
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(map(repr, ORDERS))} or a permutation tensor, got {order!r}")
+    elif not isinstance(order, Tensor):
+        raise TypeError(f"order must be a string or a permutation tensor, got {type(order).__name__}")
+
+
+def feature_order(order: OrderLike, context: SearchContext) -> Optional[Tensor]:
+    r"""The permutation ``(n_features,)`` (position -> feature id) of an order; None for frequency order.
+
+    ``"interleaved"`` draws a random permutation from ``context.generator``; ``"energy"`` sorts by
+    descending spectral energy (ties by id); a tensor must be a permutation of the feature ids.
+    """
+    n = context.n_features
+    if isinstance(order, Tensor):
+        perm = order.reshape(-1).long().cpu()
+        if perm.numel() != n or not torch.equal(perm.sort().values, torch.arange(n)):
+            raise ValueError(f"an order tensor must be a permutation of the {n} feature ids")
+        return perm
+    if order == "frequency":
+        return None
+    if order == "interleaved":
+        return torch.randperm(n, generator=context.generator)
+    return torch.sort(context.energy.cpu().double(), descending=True, stable=True).indices
+
+
+def evaluate_along(context: SearchContext, perm: Optional[Tensor]) -> Callable[[List[StepQuery]], Tensor]:
+    r"""``evaluate(queries) -> passes`` for steps whose ranges are positions along ``perm``.
+
+    Frequency order (``perm`` None) takes the context's fast path; any other order turns each
+    step's sets into masks over feature ids, a model batch at a time.
+    """
+    if perm is None:
+        return context.evaluate
+    position = torch.empty_like(perm)
+    position[perm] = torch.arange(perm.numel())
+    position = position.to(context.device)
+
+    def evaluate(queries: List[StepQuery]) -> Tensor:
+        verdicts, chunk, rows = [], [], 0
+        for query in queries + [None]:  # None flushes the last chunk
+            size = 0 if query is None else query.combinations.shape[0]
+            if chunk and (query is None or rows + size > context.batch_size):
+                masks = torch.cat([q.keep_masks(context.n_features, context.device) for q in chunk])
+                verdicts.append(context.evaluate_sets(masks[:, position]).passes)
+                chunk, rows = [], 0
+            if query is not None:
+                chunk.append(query)
+                rows += size
+        return torch.cat(verdicts) if verdicts else torch.zeros(0, dtype=torch.bool)
+
+    return evaluate
+
+
+class PartitionRefinement:
+    r"""Responsibility by random partition refinement (the default search; see the module docstring).
+
+    Args:
+        order (str or Tensor, optional): The feature order along which pieces are contiguous:
+                    ``"frequency"`` (feature ids: pieces are bands), ``"interleaved"`` (a random
+                    permutation per example: pieces sample the whole spectrum), ``"energy"``
+                    (loudest first: pieces are loudness tiers), or a permutation tensor of the
+                    feature ids. Frequency order synthesises a step's mutants from a few part
+                    waveforms; the others synthesise each mutant on its own (one inverse transform
+                    per mutant). Default: ``"frequency"``
+
+    Uses every knob of ``context.options`` (``n_samples``, ``max_depth``, ``min_part_size``,
+    ``n_pieces``, ``max_queries``, ``convergence_top_k``).
+    """
+
+    def __init__(self, order: OrderLike = "frequency") -> None:
+        check_order(order)
+        self.order = order
+
+    def __repr__(self) -> str:
+        order = self.order if isinstance(self.order, str) else "<permutation>"
+        return f"PartitionRefinement(order={order!r})"
+
+    def run(self, context: SearchContext) -> SearchResult:
+        r"""Refine along the order; responsibility is returned per feature id."""
+        perm = feature_order(self.order, context)
+        refiner = _Refiner(
+            evaluate_along(context, perm), context.n_features, context.root_passes, context.options,
+            context.generator, context.device,
+        )
+        values = refiner.run()
+        witnesses = refiner.witnesses()
+        sets = ranges_to_mask(witnesses, context.n_features, context.device).bool() if witnesses else None
+        if perm is not None:
+            back = torch.empty_like(values)
+            back[perm] = values
+            values = back
+            if sets is not None:
+                position = torch.empty_like(perm)
+                position[perm] = torch.arange(perm.numel())
+                sets = sets[:, position.to(sets.device)]
+        if sets is not None:
+            sets = sets[sets.sum(dim=1).argsort(stable=True)]
+        order = self.order if isinstance(self.order, str) else "custom"
+        return SearchResult(values, refiner.queries, refiner.stopped_by, {"order": order}, sets)

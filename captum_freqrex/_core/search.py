@@ -1,0 +1,192 @@
+"""The responsibility-search protocol: what a search gets for one example and what it gives back.
+
+A *search* decides which sets of frequency features to query and turns the model's verdicts into a
+responsibility per feature. :class:`FreqReX` builds one :class:`SearchContext` per example and calls
+``search.run(context)``; everything model-, spectrum- and batch-related stays behind the context's
+two evaluation callables, so a new strategy is one module with a ``run`` method and no edit to
+``freqrex.py``::
+
+    class LoudestFirst:
+        def run(self, context: SearchContext) -> SearchResult:
+            return SearchResult(context.energy.clone(), queries=0, stopped_by="searches")
+
+    FreqReX(model, search=LoudestFirst())
+
+Sets, not mutants. A search speaks of *sets* of features and whether a set *passes*; the mode
+(``"sufficient"`` or ``"necessary"``) says what that means, and the context does the rest:
+
+* ``"sufficient"``: the set is kept alone, every other feature at the baseline; it passes when
+  the model keeps the explained decision;
+* ``"necessary"``: the set is removed from the input; it passes when the decision clearly
+  changes (a tie does not).
+
+Built-in searches: :class:`~captum_freqrex._core.responsibility.PartitionRefinement` (the default:
+random partition refinement, over contiguous pieces or along another feature order),
+:class:`~captum_freqrex._core.adaptive.AdaptiveRefinement` (probes several orders at the root and
+refines along the one that narrows the set most) and
+:class:`~captum_freqrex._core.band_screening.BandScreening` (hierarchical screening of removals,
+for ``mode="necessary"``: the fewest frequencies that flip the decision).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Protocol, Sequence, Union
+from typing import runtime_checkable
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # responsibility.py implements this protocol and imports this module
+    from captum_freqrex._core.responsibility import RefinementOptions, StepQuery
+
+
+class Verdicts(NamedTuple):
+    r"""The model's verdicts on a batch of sets.
+
+    Attributes:
+        passes (Tensor): ``(N,)`` bool, whether each set passes (see the module docstring).
+        score (Tensor): ``(N,)`` float64, graded evidence for passing: higher is closer to passing.
+                    The target's margin over the strongest other class in confidence for
+                    ``"sufficient"`` and its negative for ``"necessary"`` (so a removal that leaves
+                    the target far behind scores high); the confidence (resp. minus it) for
+                    decisions without margins. Only comparisons within one example are meaningful.
+    """
+
+    passes: Tensor
+    score: Tensor
+
+
+@dataclass
+class SearchContext:
+    r"""Everything a responsibility search receives for one example.
+
+    A search evaluates sets through two counted methods: :meth:`evaluate` takes refinement steps
+    (:class:`~captum_freqrex._core.responsibility.StepQuery`: sets as unions of parts, each part a
+    list of contiguous feature ranges; their waveforms are sums of a few part waveforms, the fast
+    path) and returns ``(N,)`` bool verdicts; :meth:`evaluate_sets` takes ``(N, n_features)`` set
+    masks of any shape (each set's waveform synthesised on its own, exactly as
+    :meth:`Explanation.waveform` rebuilds a set) and returns :class:`Verdicts` with graded scores.
+    Both batch their sets into model calls of at most ``batch_size`` rows.
+
+    Attributes:
+        evaluate_steps (Callable): The uncounted callable behind :meth:`evaluate`.
+        evaluate_masks (Callable): The uncounted callable behind :meth:`evaluate_sets`.
+        n_features (int): Number of features.
+        root_passes (bool): Whether the set of all features passes (``"sufficient"``: the input keeps
+                    the decision; ``"necessary"``: the baseline alone changes it).
+        options (RefinementOptions): The caller's search knobs (``n_samples``, ``max_depth``, ...,
+                    ``max_queries``); a search honours ``max_queries`` and may ignore the rest.
+        generator (torch.Generator): The only source of randomness (seeded per example).
+        device (torch.device): Where masks are built.
+        energy (Tensor): ``(n_features,)`` float64 spectral energy ``|X - Xb|^2`` of each feature.
+        mode (str): ``"sufficient"`` or ``"necessary"``.
+        batch_size (int): Most sets per model call.
+        queries (int): Sets evaluated so far through the two methods.
+    """
+
+    evaluate_steps: Callable[[Sequence[StepQuery]], Tensor]
+    evaluate_masks: Callable[[Tensor], Verdicts]
+    n_features: int
+    root_passes: bool
+    options: RefinementOptions
+    generator: torch.Generator
+    device: torch.device
+    energy: Tensor
+    mode: str = "sufficient"
+    batch_size: int = 64
+    queries: int = 0
+
+    def evaluate(self, queries: Sequence[StepQuery]) -> Tensor:
+        """Verdicts ``(N,)`` bool on the sets of refinement steps (see the class docstring)."""
+        passed = self.evaluate_steps(list(queries))
+        self.queries += int(passed.numel())
+        return passed
+
+    def evaluate_sets(self, sets: Tensor) -> Verdicts:
+        """Verdicts on ``(N, n_features)`` set masks (see the class docstring)."""
+        if sets.dim() != 2 or sets.shape[1] != self.n_features:
+            raise ValueError(f"sets must be (N, {self.n_features}) masks, got {tuple(sets.shape)}")
+        if sets.shape[0] == 0:
+            empty = torch.zeros(0, dtype=torch.bool)
+            return Verdicts(empty, torch.zeros(0, dtype=torch.float64))
+        verdicts = self.evaluate_masks(sets)
+        self.queries += int(sets.shape[0])
+        return verdicts
+
+    @property
+    def remaining(self) -> Optional[int]:
+        """Queries left under ``options.max_queries`` (None: no budget)."""
+        budget = self.options.max_queries
+        return None if budget is None else max(budget - self.queries, 0)
+
+
+@dataclass
+class SearchResult:
+    r"""What a responsibility search returns.
+
+    Attributes:
+        responsibility (Tensor): ``(n_features,)`` non-negative, larger is more responsible; the
+                    ranking orders features by it (ties by spectral energy).
+        queries (int): Model queries the search spent.
+        stopped_by (str): Why it stopped, e.g. ``"searches"``, ``"converged"``, ``"max_queries"``.
+        details (dict): Anything else worth reporting (e.g. the order an adaptive search chose).
+        sets (Tensor, optional): ``(M, n_features)`` bool, sets the search saw pass (each verified
+                    by a query during the search), smallest first; None when it kept none. With
+                    ``explain(shrink=True)`` in ``"sufficient"`` mode, a set smaller than the
+                    sufficient prefix of the ranking is where shrinking starts.
+    """
+
+    responsibility: Tensor
+    queries: int
+    stopped_by: str
+    details: Dict[str, Any] = field(default_factory=dict)
+    sets: Optional[Tensor] = None
+
+
+@runtime_checkable
+class ResponsibilitySearch(Protocol):
+    r"""A responsibility search: ``run(context) -> SearchResult`` for one example.
+
+    Implementations must draw randomness only from ``context.generator`` (so a seed gives the same
+    result and a batch explains as each example alone), stay within ``context.options.max_queries``
+    and return non-negative responsibility of shape ``(context.n_features,)``.
+    """
+
+    def run(self, context: SearchContext) -> SearchResult:
+        ...  # pragma: no cover
+
+
+SearchLike = Union[None, str, ResponsibilitySearch]
+
+
+def resolve_search(search: SearchLike) -> ResponsibilitySearch:
+    r"""A search object from ``search``: None is the default partition refinement; a string names a
+    built-in (``"refinement"``, ``"interleaved"``, ``"energy"``, ``"adaptive"``, ``"band_screening"``).
+
+    Raises:
+        ValueError: For an unknown name. TypeError: For an object without a ``run`` method.
+    """
+    from captum_freqrex._core.adaptive import AdaptiveRefinement
+    from captum_freqrex._core.band_screening import BandScreening
+    from captum_freqrex._core.responsibility import PartitionRefinement
+
+    if search is None:
+        return PartitionRefinement()
+    if isinstance(search, str):
+        named: Dict[str, Callable[[], ResponsibilitySearch]] = {
+            "refinement": PartitionRefinement,
+            "interleaved": lambda: PartitionRefinement(order="interleaved"),
+            "energy": lambda: PartitionRefinement(order="energy"),
+            "adaptive": AdaptiveRefinement,
+            "band_screening": BandScreening,
+        }
+        if search not in named:
+            raise ValueError(f"search must be a search object or one of {sorted(named)}, got {search!r}")
+        return named[search]()
+    if not callable(getattr(search, "run", None)):
+        raise TypeError(
+            f"search must have a run(context) -> SearchResult method (see captum_freqrex._core.search), "
+            f"got {type(search).__name__}"
+        )
+    return search

@@ -1,0 +1,185 @@
+"""Certified shrinking of a sufficient set: drop features while the set stays sufficient.
+
+The extraction returns the smallest sufficient *prefix* of the ranking: minimal along the ranking,
+not minimal as a set (a prefix may hold features that another, lower-ranked feature makes
+redundant, or ignored features that tie with a cause inside an unsplit piece). :func:`shrink_set`
+deletes features from a set known to pass, in the manner of delta debugging (ddmin), batched:
+
+1. **Chunks.** Each round cuts the current set, in its given order, into 2, 4 and 8 chunks (finer
+   as rounds fail) and queries the set without each chunk, all in one model call. The largest
+   chunk whose removal still passes is dropped; when none is, the next round goes finer.
+2. **Single features.** Once the chunks are single features, each feature's removal is queried
+   (a batch at a time, the lowest-ranked first); a removal that passes drops that feature. When
+   every feature's removal from the *final* set has been queried and fails, the set is
+   **1-minimal**: no single feature can go (a fact about this set, not about every sufficient set;
+   the smallest sufficient set may be smaller still).
+3. **Check.** When the budget ends first, part of it (kept back from the start) queries the
+   removal of a random sample of the final set's unchecked features, so the report says how far
+   from 1-minimal the returned set is: how many sampled removals still keep the decision.
+
+Every accepted deletion was itself a model query on the smaller set, and the caller certifies the
+final set again like every other set. Queries: at most ``budget``; a set of ``s`` features needs
+at least ``s`` queries to be proven 1-minimal, so the proof is reached for small sets only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+
+#: Chunk counts tried in one round: 2 + 4 + 8 = 14 candidate deletions per model call.
+GRANULARITIES = 3
+
+
+@dataclass
+class ShrinkReport:
+    r"""How a sufficient set was shrunk, and how far from 1-minimal the result is.
+
+    Attributes:
+        prefix_size (int): Size of the sufficient prefix of the ranking (the set without shrinking).
+        start_size (int): Size of the set the shrink started from: the prefix, or a smaller set
+                    that the responsibility search itself found passing (``start == "search"``).
+        start (str): ``"prefix"`` or ``"search"``.
+        size (int): Size of the returned set.
+        queries (int): Model queries spent (the check included).
+        checked (int): Features of the returned set whose removal alone was queried.
+        removable (int): Of those, how many removals still kept the decision (0: none of the checked
+                    features can go alone).
+        exhaustive (bool): Every feature of the returned set was checked.
+    """
+
+    prefix_size: int
+    start_size: int
+    start: str
+    size: int
+    queries: int
+    checked: int
+    removable: int
+    exhaustive: bool
+
+    @property
+    def one_minimal(self) -> Optional[bool]:
+        """True: proven 1-minimal; False: some single removal keeps the decision; None: not known."""
+        if self.removable > 0:
+            return False
+        return True if self.exhaustive else None
+
+    def as_dict(self) -> dict:
+        return {
+            "prefix_size": self.prefix_size, "start_size": self.start_size, "start": self.start,
+            "size": self.size, "queries": self.queries, "checked": self.checked,
+            "removable": self.removable, "exhaustive": self.exhaustive, "one_minimal": self.one_minimal,
+        }
+
+
+def _without(members: List[int], gone: Sequence[int]) -> List[int]:
+    drop = set(gone)
+    return [f for f in members if f not in drop]
+
+
+def _chunks(members: List[int], parts: int) -> List[List[int]]:
+    bounds = torch.linspace(0, len(members), parts + 1).round().long().tolist()
+    return [members[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def shrink_set(
+    test: Callable[[Sequence[List[int]]], List[bool]],
+    members: Sequence[int],
+    budget: int,
+    generator: torch.Generator,
+    *,
+    batch: int = 16,
+    check: int = 8,
+    prefix_size: Optional[int] = None,
+    start: str = "prefix",
+) -> Tuple[List[int], ShrinkReport]:
+    r"""Shrink a passing set by batched deletions; see the module docstring.
+
+    Args:
+        test (Callable): ``test(sets) -> passes``: one model call (or a few) on the given sets of
+                    feature ids, each kept alone; a list of bool.
+        members (sequence of int): The passing set, most important first (deletions start at the
+                    end).
+        budget (int): Most queries to spend.
+        generator (torch.Generator): Draws the sample of the final check.
+        batch (int, optional): Most sets per call. Default: 16
+        check (int, optional): Queries kept back for the final check. Default: 8
+        prefix_size (int, optional): Reported as ``prefix_size``. Default: ``len(members)``
+        start (str, optional): Reported as ``start``. Default: ``"prefix"``
+
+    Returns:
+        tuple: The shrunk set (ids, in the given order) and its :class:`ShrinkReport`.
+    """
+    current = list(members)
+    first_size = len(current)
+    queries = 0
+    reserve = min(check, budget // 4)
+    parts = 2
+    verified: set = set()  # features whose removal from the *current* set was queried and failed
+
+    def spend(sets: List[List[int]]) -> List[bool]:
+        nonlocal queries
+        queries += len(sets)
+        return list(test(sets)) if sets else []
+
+    def room() -> int:
+        return min(batch, budget - reserve - queries)
+
+    # Phase 1: chunks of 2 or more features, three granularities per call, until the set is
+    # small enough for single features to be affordable (two queries per feature).
+    while len(current) > 1 and parts < len(current) and 2 * len(current) > budget - reserve - queries:
+        candidates: List[List[int]] = []
+        level = parts
+        while level < len(current) and len(candidates) + level <= room() and level <= parts * 2 ** (GRANULARITIES - 1):
+            candidates += list(reversed(_chunks(current, level)))  # the lowest-ranked chunk first
+            level *= 2
+        if not candidates:
+            break
+        passed = spend([_without(current, c) for c in candidates])
+        dropped = [c for c, ok in zip(candidates, passed) if ok]
+        if dropped:
+            gone = max(dropped, key=len)
+            current = _without(current, gone)
+            parts = max(2, round(len(current) / max(len(gone), 1)) // 2)
+        else:
+            parts = level
+    # Phase 2: sweeps over single features, the lowest-ranked first (features whose removal passed
+    # but was not applied yet go first). A sweep without a deletion proves 1-minimality.
+    hints: List[int] = []
+    while len(current) > 1 and room() > 0:
+        swept: set = set()
+        deleted = False
+        while room() > 0:
+            present = set(current)
+            todo = [f for f in hints + list(reversed(current)) if f not in swept and f in present]
+            todo = list(dict.fromkeys(todo))[: room()]
+            if not todo:
+                break
+            passed = spend([_without(current, [f]) for f in todo])
+            swept.update(f for f, ok in zip(todo, passed) if not ok)
+            verified.update(f for f, ok in zip(todo, passed) if not ok)
+            gone = [f for f, ok in zip(todo, passed) if ok]
+            if gone:
+                current = _without(current, gone[:1])
+                hints, verified, deleted = gone[1:], set(), True
+        if not deleted and not [f for f in current if f not in swept]:
+            break  # a full sweep without a deletion: every removal fails on the final set
+    # Check: a random sample of the features not yet checked on the final set.
+    removable = 0
+    unchecked = [f for f in current if f not in verified] if len(current) > 1 else []
+    n_check = min(batch, budget - queries, len(unchecked))
+    if n_check > 0:
+        order = torch.randperm(len(unchecked), generator=generator)[:n_check].tolist()
+        sample = [unchecked[i] for i in order]
+        passed = spend([_without(current, [f]) for f in sample])
+        removable = sum(passed)
+        verified.update(f for f, ok in zip(sample, passed) if not ok)
+    checked = len(verified) + removable
+    exhaustive = len(current) <= 1 or checked == len(current)
+    report = ShrinkReport(
+        prefix_size if prefix_size is not None else first_size, first_size, start, len(current), queries,
+        checked if len(current) > 1 else len(current), removable, exhaustive,
+    )
+    return current, report

@@ -1,0 +1,282 @@
+"""Responsibility searches as objects, scattered causes, certified shrinking, flip-finding searches.
+
+Known answers by construction (tests/known_models.py): a model that sums the energy of 12
+harmonics of a tone while the partials interleaved between them are ignored; tone detectors and
+classifiers whose decisive bins are known. Every certificate is re-queried here by the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
+from torch import Tensor, nn
+
+from captum_freqrex import FreqReX, metrics
+from captum_freqrex._core.adaptive import AdaptiveRefinement
+from captum_freqrex._core.band_screening import BandScreening
+from captum_freqrex._core.responsibility import PartitionRefinement
+from captum_freqrex._core.search import SearchContext, SearchResult
+
+SECONDS = 0.5
+T = int(SECONDS * SAMPLE_RATE)
+F0 = 200
+HARMONICS = [bin_of(k * F0, T, SAMPLE_RATE) for k in range(1, 13)]
+PARTIALS = [bin_of((k + 0.5) * F0, T, SAMPLE_RATE) for k in range(1, 13)]
+BIN_440, BIN_1000, BIN_1500 = bin_of(440, T), bin_of(1000, T), bin_of(1500, T)
+
+
+class HarmonicSum(nn.Module):
+    """Class 1 when the summed magnitude of the 12 harmonics of 200 Hz exceeds 11.5: every harmonic
+    (amplitude 1) is needed, the partials between them and everything else are ignored."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        spectrum = torch.fft.rfft(x).abs() / (x.shape[-1] / 2)
+        margin = 10.0 * (spectrum[:, HARMONICS].sum(1) - 11.5)
+        return torch.stack([-margin, margin], dim=1)
+
+
+def harmonic_clip() -> Tensor:
+    """12 harmonics of 200 Hz, 12 equally loud partials at (k + 1/2) * 200 Hz, faint noise."""
+    g = torch.Generator().manual_seed(0)
+    waves = [tone(k * F0, SECONDS) + tone((k + 0.5) * F0, SECONDS) for k in range(1, 13)]
+    return (sum(waves) + 0.01 * torch.randn(T, generator=g)).unsqueeze(0)
+
+
+def clip(*tones: tuple) -> Tensor:
+    return sum(tone(hz, SECONDS, amp) for hz, amp in tones).unsqueeze(0)
+
+
+def one_hot(n: int, ids) -> Tensor:
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[list(ids)] = True
+    return mask
+
+
+# ------------------------------------------------------------------ the protocol
+
+
+class SingleBin:
+    """A toy search: checks one bin with one query and gives it all the responsibility."""
+
+    def __init__(self, feature: int) -> None:
+        self.feature = feature
+        self.contexts = []
+
+    def run(self, context: SearchContext) -> SearchResult:
+        self.contexts.append(context)
+        verdicts = context.evaluate_sets(one_hot(context.n_features, [self.feature]).float().unsqueeze(0))
+        values = torch.zeros(context.n_features, dtype=torch.float64)
+        values[self.feature] = 1.0 if bool(verdicts.passes[0]) else 0.5
+        return SearchResult(values, context.queries, "searches", {"passed": bool(verdicts.passes[0])})
+
+
+def test_a_search_object_passed_to_freqrex_is_the_search_used(detector, tone_clip):
+    toy = SingleBin(bin_of(1000, SAMPLE_RATE))  # a distractor: the toy search decides the ranking
+    explainer = FreqReX(detector, search=toy)
+    expl = explainer.explain(tone_clip, max_queries=200)[0]
+    (context,) = toy.contexts
+    assert context.n_features == SAMPLE_RATE // 2 + 1 and context.mode == "sufficient" and context.root_passes
+    assert context.energy.shape == (context.n_features,) and context.options.max_queries == 200
+    assert int(expl.ranking[0]) == toy.feature and expl.feature_responsibility[toy.feature] == 0.5
+    assert expl.responsibility_queries == 1 and expl.stopped_by == "searches"
+    assert explainer.last_search[0].details == {"passed": False}  # 1 kHz alone is not the decision
+    assert expl.stats.queries == 2 + expl.responsibility_queries + expl.extraction_queries
+    # The sets still come from the ranking and are certified: the 440 Hz bin is needed.
+    assert expl.sufficient.mask[bin_of(440, SAMPLE_RATE)] and expl.sufficient.certified
+
+
+def test_the_default_search_is_the_partition_refinement(detector, tone_clip):
+    default = FreqReX(detector).attribute(tone_clip, seed=2, max_queries=300)
+    for search in (PartitionRefinement(), "refinement"):
+        same = FreqReX(detector, search=search).attribute(tone_clip, seed=2, max_queries=300)
+        torch.testing.assert_close(same, default, rtol=0, atol=0)
+
+
+def test_bad_searches_raise_clear_errors(detector, tone_clip):
+    with pytest.raises(ValueError, match="search must be a search object or one of"):
+        FreqReX(detector, search="greedy")
+    with pytest.raises(TypeError, match=r"run\(context\) -> SearchResult"):
+        FreqReX(detector, search=object())
+    with pytest.raises(ValueError, match="order must be one of 'frequency', 'interleaved', 'energy'"):
+        PartitionRefinement(order="spiral")
+
+    class Short:
+        def run(self, context):
+            return SearchResult(torch.ones(3), 0, "searches")
+
+    with pytest.raises(ValueError, match="finite non-negative values"):
+        FreqReX(detector, search=Short()).attribute(tone_clip)
+    with pytest.raises(ValueError, match="permutation of the 4001 feature ids"):
+        FreqReX(detector, search=PartitionRefinement(order=torch.zeros(4001))).attribute(tone_clip)
+
+
+# ------------------------------------------------------------------ scattered causes
+
+
+def test_scattered_harmonics_are_found_along_another_order():
+    """Refinement over bands cannot cut the 12 harmonics apart from the partials between them;
+    the adaptive search sees at the root that a loudness tier suffices where bands do not."""
+    x, model = harmonic_clip(), HarmonicSum()
+    contiguous = FreqReX(model).explain(x, seed=0)[0]
+    assert contiguous.sufficient.certified and contiguous.sufficient.size > 100
+    explainer = FreqReX(model, search="adaptive")
+    expl = explainer.explain(x, seed=0)[0]
+    details = explainer.last_search[0].details
+    assert details["order"] == "energy" and details["probe"]["energy"] < details["probe"]["frequency"]
+    assert expl.responsibility_queries <= 1000 and details["probe_queries"] == 42
+    sufficient = expl.sufficient
+    assert sufficient.certified and torch.equal(sufficient.mask, one_hot(x.shape[-1] // 2 + 1, HARMONICS))
+    assert not sufficient.mask[PARTIALS].any()
+    assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+
+
+@pytest.mark.parametrize("search", ["interleaved", "energy", "adaptive"])
+@pytest.mark.parametrize("causes, require_all", [([BIN_440, BIN_1500], False), ([BIN_440, BIN_1500], True)])
+def test_other_orders_give_ignored_frequencies_exactly_zero(search, causes, require_all):
+    x = clip((440, 1.0), (1000, 1.0), (1500, 1.0), (2500, 1.0))
+    model = ToneDetector([b * SAMPLE_RATE / T for b in causes], threshold=0.3, require_all=require_all)
+    for seed in (0, 1):
+        resp = FreqReX(model, search=search).attribute(x, max_queries=None, seed=seed)[0]
+        ignored = ~one_hot(resp.numel(), causes)
+        assert torch.all(resp[ignored] == 0) and abs(float(resp[causes].sum()) - 1.0) < 1e-9
+
+
+def test_new_searches_are_seeded_and_batch_invariant():
+    x = torch.cat([harmonic_clip(), 1.1 * harmonic_clip()])  # the louder one needs 11 of the 12
+    explainer = FreqReX(HarmonicSum(), search=AdaptiveRefinement())
+    together = explainer.explain(x, seed=5, max_queries=400, shrink=True)
+    alone = [explainer.explain(x[i : i + 1], seed=5, max_queries=400, shrink=True)[0] for i in range(2)]
+    again = explainer.explain(x, seed=5, max_queries=400, shrink=True)
+    for a, b, c in zip(together, alone, again):
+        torch.testing.assert_close(a.feature_responsibility, b.feature_responsibility, rtol=0, atol=0)
+        torch.testing.assert_close(a.feature_responsibility, c.feature_responsibility, rtol=0, atol=0)
+        assert torch.equal(a.sufficient.mask, b.sufficient.mask) and torch.equal(a.sufficient.mask, c.sufficient.mask)
+
+
+# ------------------------------------------------------------------ certified shrinking
+
+
+def ranking_scores(n: int, order) -> Tensor:
+    """Attributions ``(1, n)`` whose ranking starts with ``order`` (then the rest, by energy)."""
+    scores = torch.zeros(1, n)
+    for position, feature in enumerate(order):
+        scores[0, feature] = float(len(order) - position)
+    return scores
+
+
+def single_removals_fail(model, x, mask: Tensor, target: int) -> bool:
+    """The test's own 1-minimality check: every single removal from the set loses the decision."""
+    rows = []
+    for feature in mask.nonzero().squeeze(1).tolist():
+        smaller = mask.clone()
+        smaller[feature] = False
+        rows.append(smaller)
+    kept = metrics.sufficiency(model, x.repeat(len(rows), 1), torch.stack(rows), target=target)
+    return not bool(kept.sufficient.any())
+
+
+@pytest.mark.parametrize(
+    "name, model, order, expected",
+    [
+        # all of two: the prefix holds two ignored bins besides the two causes
+        ("all of two", ToneDetector([440, 1500], 0.3, require_all=True), [5, BIN_440, 9, BIN_1500], [BIN_440, BIN_1500]),
+        # any of two: the prefix needs the first cause only, behind two ignored bins
+        ("any of two", ToneDetector([440, 1500], 0.3), [5, 7, BIN_1500, BIN_440], [BIN_1500]),
+    ],
+)
+def test_shrink_gives_a_one_minimal_certified_set(name, model, order, expected):
+    x = clip((440, 1.0), (1000, 1.0), (1500, 1.0)) + 0.01 * torch.randn(1, T, generator=torch.Generator().manual_seed(0))
+    n = T // 2 + 1
+    scores = ranking_scores(n, order)
+    plain = FreqReX(model).explain(x, attributions=scores)[0]
+    assert plain.sufficient.certified and plain.sufficient.size > len(expected), name  # minimal along the ranking only
+    expl = FreqReX(model).explain(x, attributions=scores, shrink=True)[0]
+    sufficient, report = expl.sufficient, expl.sufficient.certificate.shrink
+    assert torch.equal(sufficient.mask, one_hot(n, expected)), name
+    assert sufficient.certified and report.one_minimal is True and report.exhaustive
+    assert report.prefix_size == plain.sufficient.size and report.size == len(expected) == sufficient.size
+    # Re-query: the set alone keeps the decision, and no single feature of it can go.
+    assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+    assert single_removals_fail(model, x, sufficient.mask, target=1)
+    assert expl.stats.queries == 2 + expl.extraction_queries
+    assert expl.extraction_queries == plain.extraction_queries + report.queries + 1  # one more set certified
+
+
+def test_shrink_of_a_large_set_is_batched_and_within_budget():
+    """300 ignored bins ranked above the decisive one: the shrink drops chunks per model call."""
+    detector = ToneDetector([440], threshold=0.5)
+    x = clip((440, 1.0), (1000, 0.5)) + 0.05 * torch.randn(1, T, generator=torch.Generator().manual_seed(1))
+    n = T // 2 + 1
+    ignored = [b for b in range(10, 1000, 3) if b != BIN_440][:300]
+    scores = ranking_scores(n, ignored + [BIN_440])
+    rows = []
+
+    def model(w):
+        rows.append(w.shape[0])
+        return detector(w)
+
+    plain = FreqReX(model).explain(x, attributions=scores)[0]
+    calls_plain = len(rows)
+    rows.clear()
+    expl = FreqReX(model).explain(x, attributions=scores, shrink=True, max_shrink_queries=64)[0]
+    report = expl.sufficient.certificate.shrink
+    assert plain.sufficient.size == 301 and report.prefix_size == 301
+    assert expl.sufficient.certified and expl.sufficient.mask[BIN_440]
+    assert report.size == expl.sufficient.size < 301 // 8 and report.queries <= 64
+    assert report.one_minimal is not True and report.checked <= report.size
+    shrink_calls = len(rows) - calls_plain
+    assert report.queries >= 4 * shrink_calls  # many candidate sets per model call
+    assert metrics.sufficiency(detector, x, expl.sufficient.mask.unsqueeze(0), target=1).sufficient.all()
+
+
+def test_shrink_starts_from_a_smaller_set_the_search_saw_pass():
+    """The harmonic model, refined over bands: the prefix is hundreds of bins; the shrink starts
+    from the smallest passing set a search ended with when that is smaller."""
+    x, model = harmonic_clip(), HarmonicSum()
+    explainer = FreqReX(model)
+    expl = explainer.explain(x, seed=0, shrink=True)[0]
+    report = expl.sufficient.certificate.shrink
+    found = explainer.last_search[0].sets
+    assert found is not None and bool(found[0][HARMONICS].all())
+    assert report.start_size == min(int(found[0].sum()), report.prefix_size)
+    assert report.size < report.start_size and expl.sufficient.certified
+    assert expl.sufficient.mask[HARMONICS].all()  # every harmonic is needed
+
+
+def test_shrink_is_off_by_default_and_changes_nothing(detector, tone_clip):
+    plain = FreqReX(detector).explain(tone_clip, seed=0)[0]
+    assert plain.sufficient.certificate.shrink is None
+    shrunk = FreqReX(detector).explain(tone_clip, seed=0, shrink=True)[0]
+    assert shrunk.sufficient.size == plain.sufficient.size == 1  # one bin: nothing to drop
+    with pytest.raises(ValueError, match="max_shrink_queries"):
+        FreqReX(detector).explain(tone_clip, shrink=True, max_shrink_queries=-1)
+
+
+# ------------------------------------------------------------------ flips at few queries
+
+
+def test_band_screening_finds_the_single_frequency_whose_removal_flips_the_decision():
+    model = ToneClassifier([440, 1000, 2500]).eval()
+    g = torch.Generator().manual_seed(0)
+    x = (0.5 * tone(1000) + 0.45 * tone(440) + 0.01 * torch.randn(SAMPLE_RATE, generator=g)).unsqueeze(0)
+    explainer = FreqReX(model, search=BandScreening())
+    resp = explainer.attribute(x, mode="necessary", max_queries=120)
+    details = explainer.last_search[0].details
+    flip_bin = bin_of(1000, SAMPLE_RATE)
+    assert int(resp[0].argmax()) == flip_bin and resp[0, flip_bin] == 1.0
+    assert explainer.last_stats.queries <= 2 + 120 and details["single_feature_flips"] >= 1
+    fooled = metrics.perturbation_success_rate(model, x, resp, k=1)
+    assert bool(fooled.flipped[0]) and int(fooled.decided[0]) == 0  # 1 kHz gone: 440 Hz wins
+    # Frequencies in no removal that flipped the decision get exactly zero.
+    far = torch.ones(resp.shape[1], dtype=torch.bool)
+    far[flip_bin - 300 : flip_bin + 300] = False
+    assert torch.all(resp[0, far] == 0)
+
+
+def test_band_screening_with_nothing_to_flip_finds_nothing():
+    model = ToneClassifier([440, 1000, 2500]).eval()
+    x = (0.5 * tone(1000)).unsqueeze(0)
+    with pytest.warns(UserWarning, match="does not change the decision"):
+        resp = FreqReX(model, search="band_screening").attribute(x, baselines=x, mode="necessary")
+    assert (resp == 0).all()
