@@ -14,6 +14,11 @@ from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
 from captum_freqrex._core.freqrex import FreqReX, FreqReXWarning
 from captum_freqrex._core.querier import QueryStats
+from captum_freqrex._core.adaptive import AdaptiveRefinement
+from captum_freqrex._core.band_screening import BandScreening
+from captum_freqrex._core.responsibility import PartitionRefinement
+from captum_freqrex._core.search import SearchContext, SearchResult
+from captum_freqrex._core.shrink import ShrinkReport
 from captum_freqrex._version import __version__
 
 __all__ = [
@@ -26,6 +31,12 @@ __all__ = [
     "SetCertificate",
     "ProbeResult",
     "QueryStats",
+    "PartitionRefinement",
+    "AdaptiveRefinement",
+    "BandScreening",
+    "SearchContext",
+    "SearchResult",
+    "ShrinkReport",
     "Decision",
     "ArgmaxDecision",
     "ThresholdDecision",

@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+from captum_freqrex._core.responsibility import PartitionRefinement
 from torch import Tensor, nn
 
 from captum_freqrex import FreqReX
@@ -225,24 +226,21 @@ def test_harmonic_note_near_tied_pieces_give_the_fundamental():
         assert fourth + 4 <= int(old[0]) < fourth + 16
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #16, not fixed by the ranking: every search refines into the smallest passing "
-    "sub-piece, so each of the 8 searches ends on a different lone bin (1/8 each, exact ties) and "
-    "the spectral peak, which no search ended on, scores 0; needs an energy-aware choice in "
-    "captum_freqrex/_core/responsibility.py. Remove this marker when it passes.",
-)
-def test_harmonic_note_sufficient_set_holds_a_harmonic():
+@pytest.mark.parametrize("prefer, most_misses, least_misses", [("energy", 0, 0), ("size", 8, 4)])
+def test_harmonic_note_sufficient_set_holds_a_harmonic(prefer, most_misses, least_misses):
     """The end-to-end known answer: FreqReX's own sufficient set (seed 0) on eight harmonic notes
     (each candidate pitch twice, detuned by up to 15 cents) contains the fundamental or a strong
-    harmonic (within one bin). Today 1 of the 8 does."""
+    harmonic (within one bin) when the refinement prefers the louder of equally small passing
+    mutants. Preferring the fewest features (the default) ends most searches on a lone weak bin
+    that the normalising front end turns into a full-scale tone: most sets miss."""
     model = NormalisedPitch()
+    search = PartitionRefinement(prefer=prefer)
     misses = []
     for note in range(8):
         f0_index = note % len(CANDIDATES_HZ)
         f0 = CANDIDATES_HZ[f0_index] * 2 ** (random.Random(note).uniform(-15, 15) / 1200)
-        expl = FreqReX(model).explain(harmonic_note(f0, note), seed=0, max_queries=200)[0]
+        expl = FreqReX(model, search=search).explain(harmonic_note(f0, note), seed=0, max_queries=200)[0]
         assert expl.target == f0_index and expl.sufficient.certified
         if not at_a_harmonic(expl.sufficient.mask, f0):
             misses.append(round(f0, 1))
-    assert not misses, f"sufficient sets away from every harmonic for f0 = {misses} Hz"
+    assert least_misses <= len(misses) <= most_misses, f"sets away from every harmonic for f0 = {misses} Hz"

@@ -187,6 +187,10 @@ class _Refiner:
         options (RefinementOptions): The knobs.
         generator (torch.Generator): Source of the random cuts.
         device (torch.device): Where keep-masks are built.
+        energy (Tensor, optional): ``(n_features,)`` spectral energy of each feature, in the
+                    refinement's order. When given, the next ``S`` is chosen among the passing
+                    mutants with the fewest sub-pieces as the one carrying the most energy (see
+                    :class:`PartitionRefinement`'s ``prefer``); otherwise as the fewest features.
     """
 
     def __init__(
@@ -197,8 +201,13 @@ class _Refiner:
         options: RefinementOptions,
         generator: torch.Generator,
         device: torch.device,
+        energy: Optional[Tensor] = None,
     ) -> None:
         options.validate()
+        # Prefix sums of the energy: the energy of a range of features in O(1).
+        self._energy_sums = (
+            None if energy is None else [0.0] + torch.cumsum(energy.double().cpu(), 0).tolist()
+        )
         self.evaluate = evaluate
         self.n_features = n_features
         self.root_passes = root_passes
@@ -208,6 +217,17 @@ class _Refiner:
         self.queries = 0
         self.searches: List[_Search] = []
         self.stopped_by = "searches"
+
+    def _choice_key(self, sub: List[Range]) -> Callable[[frozenset], Tuple[float, ...]]:
+        sizes = [hi - lo for lo, hi in sub]
+        if self._energy_sums is None:
+            return lambda kept: (sum(sizes[i] for i in kept),)
+        sums = self._energy_sums
+        energies = [sums[hi] - sums[lo] for lo, hi in sub]
+        # Fewest sub-pieces first (the set narrows as fast), then the loudest: among equally
+        # small causes the one that carries the signal, not a lone near-empty bin that a
+        # normalising front end turns into a full-scale tone; then the fewest features.
+        return lambda kept: (len(kept), -sum(energies[i] for i in kept), sum(sizes[i] for i in kept))
 
     def _plan(self, search: _Search) -> Optional[_Step]:
         opts = self.options
@@ -256,7 +276,7 @@ class _Refiner:
         # Refine towards the causes: the smallest passing mutant that keeps a credited sub-piece
         # (so a baseline that passes on its own does not end the search).
         credited = [s for s in passing if any(credit[i] > 0 for i in s)]
-        chosen = min(credited or passing, key=lambda s: sum(sub[i][1] - sub[i][0] for i in s))
+        chosen = min(credited or passing, key=self._choice_key(sub))
         context = [i for i in range(len(search.pieces)) if i != step.piece_index]
         del search.pieces[step.piece_index], search.masses[step.piece_index]
         # The mass follows what the search keeps refining, so it ends on the features of the final
@@ -359,6 +379,9 @@ class _Refiner:
 #: Built-in feature orders of :class:`PartitionRefinement`.
 ORDERS = ("frequency", "interleaved", "energy")
 
+#: How a refinement step picks the next passing set (see :class:`PartitionRefinement`).
+PREFERENCES = ("energy", "size")
+
 OrderLike = Union[str, Tensor]
 
 
@@ -429,25 +452,40 @@ class PartitionRefinement:
                     feature ids. Frequency order synthesises a step's mutants from a few part
                     waveforms; the others synthesise each mutant on its own (one inverse transform
                     per mutant). Default: ``"frequency"``
+        prefer (str, optional): Which passing mutant a step refines next when several keep a
+                    credited sub-piece: ``"energy"``, the one with the fewest sub-pieces and then
+                    the most spectral energy (among equally small causes, the one that carries the
+                    signal: a set that sits at the spectral peaks rather than in near-empty bins),
+                    or ``"size"``, the one with the fewest features (the smallest sets, wherever
+                    they lie). ``"energy"`` puts sets of normalising pitch models at the harmonics
+                    (tests/test_ranking.py) but on the zoo's CNNs it gave larger sets and, on two
+                    of five clips, quieter ones (docs/method.md), and the louder of two alternative
+                    causes then takes all the mass. Default: ``"size"``
 
     Uses every knob of ``context.options`` (``n_samples``, ``max_depth``, ``min_part_size``,
     ``n_pieces``, ``max_queries``, ``convergence_top_k``).
     """
 
-    def __init__(self, order: OrderLike = "frequency") -> None:
+    def __init__(self, order: OrderLike = "frequency", prefer: str = "size") -> None:
         check_order(order)
+        if prefer not in PREFERENCES:
+            raise ValueError(f"prefer must be one of {PREFERENCES}, got {prefer!r}")
         self.order = order
+        self.prefer = prefer
 
     def __repr__(self) -> str:
         order = self.order if isinstance(self.order, str) else "<permutation>"
-        return f"PartitionRefinement(order={order!r})"
+        return f"PartitionRefinement(order={order!r}, prefer={self.prefer!r})"
 
     def run(self, context: SearchContext) -> SearchResult:
         r"""Refine along the order; responsibility is returned per feature id."""
         perm = feature_order(self.order, context)
+        energy = None
+        if self.prefer == "energy":
+            energy = context.energy if perm is None else context.energy[perm.to(context.energy.device)]
         refiner = _Refiner(
             evaluate_along(context, perm), context.n_features, context.root_passes, context.options,
-            context.generator, context.device,
+            context.generator, context.device, energy,
         )
         values = refiner.run()
         witnesses = refiner.witnesses()
