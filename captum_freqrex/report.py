@@ -202,9 +202,9 @@ def _players(explanation: "Explanation", sample_rate: int) -> str:
             (f"{name}_removed", f"clip with the {label} set removed", explanation.waveform(name, removed=True))
         )
     rows = ["<tr><th>signal</th><th>listen</th><th>level</th></tr>"]
-    for key, label, wave in signals:
-        level = peak_dbfs(wave)
-        loud, gain = listening_copy(wave)
+    for key, label, signal in signals:
+        level = peak_dbfs(signal)
+        loud, gain = listening_copy(signal)
         uri = _data_uri("audio/wav", wav_bytes(loud, sample_rate))
         rows.append(
             f'<tr><td>{label}</td><td><audio controls preload="auto" data-signal="{key}" src="{uri}"></audio></td>'

@@ -659,73 +659,9 @@ class Explanation:
         Returns:
             str: The path.
         """
-        layout = self.layout
-        identity = all(
-            bool((ids.reshape(-1) == torch.arange(ids.numel()) + offset).all())
-            for ids, offset in zip(layout.ids, _offsets(layout.ids))
-        )
+        from captum_freqrex._core.explanation_file import save_explanation
 
-        def probe(result: Optional[ProbeResult]) -> Optional[Dict[str, Any]]:
-            return None if result is None else asdict(result)
-
-        def causal(chosen: Optional[CausalSet]) -> Optional[Dict[str, Any]]:
-            if chosen is None:
-                return None
-            cert = chosen.certificate
-            return {
-                "mask": chosen.mask.detach().cpu().bool(),
-                "n_bins": int(chosen.n_bins),
-                "energy_share": float(chosen.energy_share),
-                "level_db": float(chosen.level_db),
-                "certificate": {
-                    "size": cert.size,
-                    "kept": probe(cert.kept),
-                    "removed": probe(cert.removed),
-                    "certified": cert.certified,
-                    "exact": cert.exact,
-                    "note": cert.note,
-                    "shrink": None if getattr(cert, "shrink", None) is None else asdict(cert.shrink),
-                },
-            }
-
-        record: Dict[str, Any] = {
-            "schema": FILE_SCHEMA,
-            "schema_version": FILE_SCHEMA_VERSION,
-            "versions": package_versions(),
-            "feature_responsibility": self.feature_responsibility.detach().cpu(),
-            "ranking": self.ranking.detach().cpu(),
-            "target": int(self.target),
-            "original": probe(self.original),
-            "baseline": probe(self.baseline),
-            "sets": {name: causal(s) for name, s in self.sets.items()},
-            "stats": vars(self.stats).copy(),
-            "responsibility_queries": int(self.responsibility_queries),
-            "extraction_queries": int(self.extraction_queries),
-            "stopped_by": self.stopped_by,
-            "warnings": list(self.warnings),
-            "settings": dict(self.settings),
-            "class_confidences": None if self.class_confidences is None else self.class_confidences.detach().cpu(),
-            "sample_rate": self.sample_rate,
-            "is_tuple": bool(self._is_tuple),
-            "example_shapes": [list(s) for s in layout.example_shapes],
-            "feature_grids": [list(ids.shape) for ids in layout.ids],
-            "feature_ids": None if identity else list(layout.ids),
-            "domain": dict(layout.domain_record),
-            "inputs": None,
-            "baselines": None,
-            "baseline_is_zero": None,
-        }
-        if self._space is not None:
-            bases = self._space.baseline_waveforms(self._example)
-            record["baseline_is_zero"] = [bool((b == 0).all()) for b in bases]
-            if include_inputs:
-                original = self.original_waveform()
-                record["inputs"] = [w.detach().cpu() for w in (original if self._is_tuple else (original,))]
-                record["baselines"] = [b.detach().cpu() for b in bases]
-        elif include_inputs:
-            raise ValueError("this explanation has no inputs to include (it was loaded without them)")
-        torch.save(record, path)
-        return path
+        return save_explanation(self, path, include_inputs)
 
     @classmethod
     def load(
@@ -764,93 +700,9 @@ class Explanation:
             ValueError: When the file is not a saved explanation, was written by a newer schema,
                         or ``inputs`` do not match the explained shapes.
         """
-        try:
-            record = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(f"cannot read {path} as a saved explanation ({type(error).__name__}: {error})") from None
-        if not isinstance(record, dict) or record.get("schema") != FILE_SCHEMA:
-            raise ValueError(f"{path} is not an explanation saved by Explanation.save")
-        version = int(record.get("schema_version", 0))
-        if version > FILE_SCHEMA_VERSION:
-            raise ValueError(
-                f"{path} has schema version {version}, newer than this captum_freqrex reads "
-                f"({FILE_SCHEMA_VERSION}): upgrade captum_freqrex"
-            )
-        shapes = tuple(tuple(s) for s in record["example_shapes"])
-        grids = [tuple(g) for g in record["feature_grids"]]
-        if record["feature_ids"] is None:
-            ids = tuple(
-                (torch.arange(math.prod(g)) + o).reshape(g) for g, o in zip(grids, _offsets_of_sizes([math.prod(g) for g in grids]))
-            )
-        else:
-            ids = tuple(t.long() for t in record["feature_ids"])
-        domain = domain or _domain_from_record(record["domain"])
-        layout = _Layout(ids, shapes, domain, dict(record["domain"]))
+        from captum_freqrex._core.explanation_file import load_explanation
 
-        def probe(d: Optional[Dict[str, Any]]) -> Optional[ProbeResult]:
-            return None if d is None else ProbeResult(**d)
-
-        sets = []
-        for name in SET_NAMES:
-            d = record["sets"][name]
-            if d is None:
-                sets.append(None)
-                continue
-            c = d["certificate"]
-            cert = SetCertificate(c["size"], probe(c["kept"]), probe(c["removed"]), c["certified"], c["exact"], c["note"])
-            if c.get("shrink") is not None:
-                from captum_freqrex._core.shrink import ShrinkReport
-
-                cert.shrink = ShrinkReport(**c["shrink"])
-            sets.append(CausalSet(name, d["mask"].bool(), d["n_bins"], cert, d["energy_share"], d["level_db"]))
-        is_tuple = bool(record["is_tuple"])
-        values = record["feature_responsibility"]
-        grid_values = tuple(values[i.reshape(-1)].reshape(i.shape) for i in ids)
-        space = None
-        waves = _as_examples(inputs, shapes, "inputs") if inputs is not None else record["inputs"]
-        if waves is not None:
-            if inputs is not None and baselines is not None:
-                bases = _as_examples(baselines, shapes, "baselines")
-            elif inputs is None and record["baselines"] is not None:
-                bases = record["baselines"]
-            else:
-                nonzero = [not z for z in (record["baseline_is_zero"] or [])]
-                if any(nonzero):
-                    raise ValueError(
-                        "the explanation's baseline was not silence: pass baselines=... (the baseline "
-                        "waveform) with inputs, or save with include_inputs=True"
-                    )
-                bases = [torch.zeros(s, dtype=torch.float32) for s in shapes]
-            if domain is None:
-                raise ValueError(
-                    f"cannot rebuild the domain {record['domain'].get('repr')!r}: pass domain=... to load"
-                )
-            waves = [w.unsqueeze(0).to(values.dtype) for w in waves]
-            bases = [b.unsqueeze(0).to(values.dtype) for b in bases]
-            per_channel = any(layout.axes(i)[0] is not None for i in range(len(ids)))
-            space = FeatureSpace(waves, bases, ids, domain, per_channel)
-        confidences = record["class_confidences"]
-        return cls(
-            grid_values if is_tuple else grid_values[0],
-            values,
-            record["ranking"],
-            record["target"],
-            probe(record["original"]),
-            *sets,
-            QueryStats(**record["stats"]),
-            record["responsibility_queries"],
-            record["extraction_queries"],
-            record["stopped_by"],
-            space,
-            0,
-            is_tuple,
-            baseline=probe(record["baseline"]),
-            warnings=list(record["warnings"]),
-            settings=dict(record["settings"]),
-            class_confidences=confidences,
-            sample_rate=record["sample_rate"],
-            _layout=layout,
-        )
+        return load_explanation(path, inputs, baselines, domain)
 
     # ------------------------------------------------------------------ files and figures
 
