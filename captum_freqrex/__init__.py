@@ -12,7 +12,8 @@ from captum_freqrex._core.explanation import CausalSet, Explanation
 from captum_freqrex._core.extraction import ProbeResult, SetCertificate
 from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
-from captum_freqrex._core.freqrex import FreqReX, FreqReXWarning
+from captum_freqrex._core.freqrex import FreqReX
+from captum_freqrex._core.trust import FreqReXWarning
 from captum_freqrex._core.querier import QueryStats
 from captum_freqrex._core.adaptive import AdaptiveRefinement
 from captum_freqrex._core.band_screening import BandScreening

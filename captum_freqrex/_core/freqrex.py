@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
@@ -18,13 +17,30 @@ from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.explanation import CausalSet, Explanation, class_confidences, settings_record
 from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
 from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.querier import ModelQuerier, QueryStats, RowBuffer, auto_batch_size, estimate_memory
+from captum_freqrex._core.querier import (
+    ModelQuerier,
+    OutputSelector,
+    QueryStats,
+    RowBuffer,
+    auto_batch_size,
+    check_output_selector,
+    estimate_memory,
+)
 from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.responsibility import RefinementOptions, StepQuery
 from captum_freqrex._core.search import SearchContext, SearchLike, SearchResult, Verdicts, resolve_search
 from captum_freqrex._core.shrink import ShrinkReport, shrink_set
 from captum_freqrex._core.step_synthesis import StepSynthesizer
 from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
+from captum_freqrex._core.trust import (
+    PEAK_AMPLITUDE_HINT,
+    STABILITY_TOLERANCE,
+    Anchors,
+    anchor_warnings,
+    issue_warnings,
+    loudness,
+    set_note,
+)
 from captum_freqrex._utils.progress import progress
 from captum_freqrex._utils.validation import TensorOrTuple, as_int, format_baselines, format_waveforms
 
@@ -55,109 +71,8 @@ class _Run:
         self.rows = RowBuffer([w[0] for w in self.waves])
 
 
-class FreqReXWarning(UserWarning):
-    """A FreqReX result that cannot be taken at face value (the message says why and what to do)."""
-
-
-#: Peak amplitude above which a model's NaN output on the input is blamed on the input's scale.
-PEAK_AMPLITUDE_HINT = 1e6
-
 #: Largest seed a torch.Generator takes (its seed is a signed 64-bit integer here).
 MAX_SEED = 2**63 - 1
-
-#: Largest change of the model's raw output on the unmasked input between the first query and
-#: the certification batch, relative to the output's scale (max |score| + 1), that still counts as
-#: the same output. Batch-composition noise of a deterministic model is ~1e-6.
-STABILITY_TOLERANCE = 1e-3
-
-
-@dataclass
-class _Anchors:
-    """The model on the unmasked input and on the baseline alone, and what they imply."""
-
-    target: int
-    original: ProbeResult
-    baseline: ProbeResult
-    warnings: List[str]
-    outputs: Tensor  # (K,) the model's raw output on the input, to check later calls against
-
-
-def _anchor_warnings(run: _Run, target: int, original: ProbeResult, baseline: ProbeResult) -> List[str]:
-    messages = []
-    if not original.passes:
-        if original.decided != target:
-            messages.append(
-                f"the target (class {target}) is not the model's decision on the input (class "
-                f"{original.decided}, confidence {original.decided_confidence:.3f}; class {target} has "
-                f"{original.confidence:.3f}): the sets say which frequencies alone would make the model "
-                f"decide class {target}; there is no necessary or complete set of a decision the input "
-                "does not have"
-            )
-        else:
-            messages.append(
-                f"the input's confidence in class {target} ({original.confidence:.3f}) is below "
-                f"confidence_filter ({run.confidence_filter}): only a sufficient set (one reaching the "
-                "filter) is searched"
-            )
-    fix = "explain against another baseline (baselines=..., e.g. recorded background noise)"
-    if run.mode == "necessary" and original.passes and not baseline.changed:
-        messages.append(
-            f"the baseline alone does not change the decision (class {target}, confidence "
-            f"{baseline.confidence:.3f}), so removing frequencies cannot change it: mode='necessary' "
-            f"has nothing to find and every responsibility is 0; {fix}"
-        )
-    elif baseline.passes:
-        messages.append(
-            f"the baseline alone already gives class {target} (confidence {baseline.confidence:.3f}): "
-            "the empty set is sufficient, so the sufficient set says nothing about the input; "
-            f"{fix}"
-        )
-    return messages
-
-
-def _set_note(
-    name: str, size: int, holds: bool, stable: bool, kept: ProbeResult, removed: Optional[ProbeResult],
-    tie_tolerance: Optional[float],
-) -> str:
-    """Why a set is not certified, or what is special about it, in plain words."""
-    if not stable:
-        return "not certified: the model's output on the unmasked input changed between calls"
-    tie = f"within tie_tolerance {tie_tolerance}, which counts as decision not changed"
-    if not holds:
-        if not kept.passes:
-            if kept.tied:
-                return f"kept alone, the target ties with class {kept.decided} ({tie}: not kept)"
-            return (
-                f"kept alone, the model decides class {kept.decided} (confidence in the target "
-                f"{kept.confidence:.4f})"
-            )
-        if name == "sufficient_necessary" and removed is not None:
-            if removed.tied:
-                return f"with the set removed, the target ties with class {removed.decided} ({tie})"
-            return f"with the set removed, the model still gives the target (confidence {removed.confidence:.4f})"
-        return f"kept alone, the confidence in the target is {kept.confidence:.4f}, below the original's minus the tolerance"
-    notes = []
-    if size == 0:
-        notes.append("the empty set: the baseline alone gives the decision")
-    if removed is not None and removed.tied:
-        notes.append(f"with the set removed, the target ties with class {removed.decided} ({tie})")
-    return "; ".join(notes)
-
-
-def _loudness(mask: Tensor, energy: Tensor, level: Tensor) -> Tuple[float, float]:
-    """A set's share of the clip's energy and its loudest bin relative to the clip's, in dB."""
-    total, peak = float(energy.sum()), float(level.max())
-    if not mask.any() or total <= 0 or peak <= 0:
-        return (0.0 if total > 0 else math.nan), -math.inf if peak > 0 else math.nan
-    share = float(energy[mask].sum()) / total
-    loudest = float(level[mask].max())
-    return share, (10.0 * math.log10(loudest / peak) if loudest > 0 else -math.inf)
-
-
-def _issue_warnings(messages: List[str], example: int, batch_size: int, stacklevel: int = 3) -> None:
-    for message in messages:
-        where = f"example {example}: " if batch_size > 1 else ""
-        warnings.warn(where + message, FreqReXWarning, stacklevel=stacklevel)
 
 
 class FreqReX(PerturbationAttribution):
@@ -185,6 +100,14 @@ class FreqReX(PerturbationAttribution):
                     ``"adaptive"`` (probes the three orders at the root, refines along the one
                     that narrows the set most) and ``"band_screening"`` (hierarchical screening
                     of removals, for ``mode="necessary"``). Default: None (the refinement)
+        output (None, str, int or Callable, optional): Where the scores are in what the model
+                    returns. None takes a tensor as is and unwraps the usual containers: the
+                    ``.logits`` of a Hugging Face ``ModelOutput`` (or of any object with a tensor
+                    ``logits`` attribute), a dict's ``"logits"`` entry, a tuple's first element;
+                    a dict without ``"logits"`` is refused with its keys. A str names a key or
+                    attribute (``output="logits"``), an int an element of a tuple (``output=0``),
+                    and a function picks the scores itself (``output=lambda out: out["scores"]``).
+                    See :func:`~captum_freqrex._core.querier.select_output`. Default: None
 
     Attributes:
         last_stats (QueryStats): Queries, forward calls, model and total time of the last call.
@@ -198,8 +121,11 @@ class FreqReX(PerturbationAttribution):
         domain: Optional[SpectralDomain] = None,
         decision: DecisionLike = None,
         search: SearchLike = None,
+        *,
+        output: OutputSelector = None,
     ) -> None:
         PerturbationAttribution.__init__(self, forward_func)
+        self.output = check_output_selector(output)
         self.domain = domain
         self.decision = decision
         self.search = resolve_search(search)
@@ -256,7 +182,10 @@ class FreqReX(PerturbationAttribution):
         max_rows = perturbations_per_eval or auto_batch_size(
             sum(math.prod(w.shape[1:]) for w in waves), waves[0].device, waves[0].element_size()
         )
-        querier = ModelQuerier(self.forward_func, additional_forward_args, space.batch_size, max_rows)
+        querier = ModelQuerier(
+            self.forward_func, additional_forward_args, space.batch_size, max_rows, output=self.output,
+            budget=max_queries,
+        )
         options = RefinementOptions(
             n_samples, max_depth, min_part_size, n_pieces, max_queries, convergence_top_k
         )
@@ -283,7 +212,7 @@ class FreqReX(PerturbationAttribution):
             return int(run.decision.classes(outputs)[0])
         return flat_target_index(target, run.output_shape, run.decision.num_classes(outputs))
 
-    def _anchors(self, run: _Run, example: int) -> _Anchors:
+    def _anchors(self, run: _Run, example: int) -> Anchors:
         # The unmasked input and the baseline alone, in one model call. The input goes in as a
         # copy: a model that edits its input in place must not edit the caller's tensor.
         rows = run.rows.take(2)
@@ -309,7 +238,7 @@ class FreqReX(PerturbationAttribution):
         self._check_width(run, outputs)
         target = self._target_index(run, run.targets[example], outputs[:1])
         original, baseline = self._probe(run, outputs, target)
-        return _Anchors(target, original, baseline, _anchor_warnings(run, target, original, baseline), outputs[0])
+        return Anchors(target, original, baseline, anchor_warnings(target, original, baseline, run.mode, run.confidence_filter), outputs[0])
 
     def _probe(self, run: _Run, outputs: Tensor, target: int) -> List[ProbeResult]:
         assert run.decision is not None
@@ -361,7 +290,7 @@ class FreqReX(PerturbationAttribution):
 
     # ------------------------------------------------------------------ responsibility
 
-    def _responsibility(self, run: _Run, example: int) -> Tuple[Tensor, _Anchors, SearchResult]:
+    def _responsibility(self, run: _Run, example: int) -> Tuple[Tensor, Anchors, SearchResult]:
         anchors = self._anchors(run, example)
         target, original = anchors.target, anchors.original
 
@@ -511,7 +440,7 @@ class FreqReX(PerturbationAttribution):
         batch = range(run.space.batch_size)
         for example in progress(batch, len(batch), "FreqReX", show_progress):
             values, anchors, _ = self._responsibility(run, example)
-            _issue_warnings(anchors.warnings, example, run.space.batch_size, stacklevel=4)
+            issue_warnings(anchors.warnings, example, run.space.batch_size, stacklevel=4)
             rows.append(values)
         values = torch.stack(rows).to(device=run.space.device, dtype=run.waves[0].dtype)
         run.querier.stats.total_seconds = time.perf_counter() - start
@@ -563,7 +492,7 @@ class FreqReX(PerturbationAttribution):
         return mask, report
 
     def _extract(
-        self, run: _Run, example: int, ranking: Tensor, anchors: _Anchors, tolerance: float, budget: int,
+        self, run: _Run, example: int, ranking: Tensor, anchors: Anchors, tolerance: float, budget: int,
         shrink_budget: int = 0, candidates: Optional[Tensor] = None,
     ) -> Tuple[List[Optional[CausalSet]], int, List[str]]:
         target, original = anchors.target, anchors.original
@@ -636,14 +565,14 @@ class FreqReX(PerturbationAttribution):
                 holds = kept.passes and gone is not None and bool(gone.changed)
             else:
                 holds = kept.passes and kept.confidence >= original.confidence - tolerance
-            note = _set_note(name, k, holds, stable, kept, gone, tie)
+            note = set_note(name, k, holds, stable, kept, gone, tie)
             if not holds:
                 messages.append(f"the {name.replace('_', '-and-')} set did not hold on re-query: {note}")
             key = "necessary" if name == "sufficient_necessary" else name
             cert = SetCertificate(k, kept, gone, holds and stable, exact[key], note)
             if name == "sufficient":
                 cert.shrink = report
-            sets.append(CausalSet(name, mask, int(bins[mask].sum()), cert, *_loudness(mask, energy, level)))
+            sets.append(CausalSet(name, mask, int(bins[mask].sum()), cert, *loudness(mask, energy, level)))
         certification_queries = len(keeps) + (k_nec is not None) + 1
         return sets, search.queries + certification_queries + shrink_queries, messages
 
@@ -773,7 +702,7 @@ class FreqReX(PerturbationAttribution):
                 max_shrink_queries if shrink else 0, candidates,
             )
             messages = anchors.warnings + set_messages
-            _issue_warnings(messages, example, run.space.batch_size)
+            issue_warnings(messages, example, run.space.batch_size)
             after = run.querier.stats
             stats = QueryStats(
                 after.queries - before.queries,

@@ -1,0 +1,125 @@
+"""What makes a FreqReX result trustworthy, or not: anchors, warnings, certificate notes.
+
+The model on the unmasked input and on the baseline alone (the *anchors*) say whether the target
+is the model's decision and whether the baseline already gives it; the certification batch says
+whether the model was stable. Each finding becomes a plain-language line in
+``Explanation.warnings`` and a :class:`FreqReXWarning`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from torch import Tensor
+
+from captum_freqrex._core.extraction import ProbeResult
+
+
+class FreqReXWarning(UserWarning):
+    """A FreqReX result that cannot be taken at face value (the message says why and what to do)."""
+
+
+#: Peak amplitude above which a model's NaN output on the input is blamed on the input's scale.
+PEAK_AMPLITUDE_HINT = 1e6
+
+
+#: Largest change of the model's raw output on the unmasked input between the first query and
+#: the certification batch, relative to the output's scale (max |score| + 1), that still counts as
+#: the same output. Batch-composition noise of a deterministic model is ~1e-6.
+STABILITY_TOLERANCE = 1e-3
+
+
+@dataclass
+class Anchors:
+    """The model on the unmasked input and on the baseline alone, and what they imply."""
+
+    target: int
+    original: ProbeResult
+    baseline: ProbeResult
+    warnings: List[str]
+    outputs: Tensor  # (K,) the model's raw output on the input, to check later calls against
+
+
+def anchor_warnings(
+    target: int, original: ProbeResult, baseline: ProbeResult, mode: str, confidence_filter: float
+) -> List[str]:
+    """What the input and the baseline alone imply about an explanation, in plain words."""
+    messages = []
+    if not original.passes:
+        if original.decided != target:
+            messages.append(
+                f"the target (class {target}) is not the model's decision on the input (class "
+                f"{original.decided}, confidence {original.decided_confidence:.3f}; class {target} has "
+                f"{original.confidence:.3f}): the sets say which frequencies alone would make the model "
+                f"decide class {target}; there is no necessary or complete set of a decision the input "
+                "does not have"
+            )
+        else:
+            messages.append(
+                f"the input's confidence in class {target} ({original.confidence:.3f}) is below "
+                f"confidence_filter ({confidence_filter}): only a sufficient set (one reaching the "
+                "filter) is searched"
+            )
+    fix = "explain against another baseline (baselines=..., e.g. recorded background noise)"
+    if mode == "necessary" and original.passes and not baseline.changed:
+        messages.append(
+            f"the baseline alone does not change the decision (class {target}, confidence "
+            f"{baseline.confidence:.3f}), so removing frequencies cannot change it: mode='necessary' "
+            f"has nothing to find and every responsibility is 0; {fix}"
+        )
+    elif baseline.passes:
+        messages.append(
+            f"the baseline alone already gives class {target} (confidence {baseline.confidence:.3f}): "
+            "the empty set is sufficient, so the sufficient set says nothing about the input; "
+            f"{fix}"
+        )
+    return messages
+
+
+def set_note(
+    name: str, size: int, holds: bool, stable: bool, kept: ProbeResult, removed: Optional[ProbeResult],
+    tie_tolerance: Optional[float],
+) -> str:
+    """Why a set is not certified, or what is special about it, in plain words."""
+    if not stable:
+        return "not certified: the model's output on the unmasked input changed between calls"
+    tie = f"within tie_tolerance {tie_tolerance}, which counts as decision not changed"
+    if not holds:
+        if not kept.passes:
+            if kept.tied:
+                return f"kept alone, the target ties with class {kept.decided} ({tie}: not kept)"
+            return (
+                f"kept alone, the model decides class {kept.decided} (confidence in the target "
+                f"{kept.confidence:.4f})"
+            )
+        if name == "sufficient_necessary" and removed is not None:
+            if removed.tied:
+                return f"with the set removed, the target ties with class {removed.decided} ({tie})"
+            return f"with the set removed, the model still gives the target (confidence {removed.confidence:.4f})"
+        return f"kept alone, the confidence in the target is {kept.confidence:.4f}, below the original's minus the tolerance"
+    notes = []
+    if size == 0:
+        notes.append("the empty set: the baseline alone gives the decision")
+    if removed is not None and removed.tied:
+        notes.append(f"with the set removed, the target ties with class {removed.decided} ({tie})")
+    return "; ".join(notes)
+
+
+def loudness(mask: Tensor, energy: Tensor, level: Tensor) -> Tuple[float, float]:
+    """A set's share of the clip's energy and its loudest bin relative to the clip's, in dB."""
+    total, peak = float(energy.sum()), float(level.max())
+    if not mask.any() or total <= 0 or peak <= 0:
+        return (0.0 if total > 0 else math.nan), -math.inf if peak > 0 else math.nan
+    share = float(energy[mask].sum()) / total
+    loudest = float(level[mask].max())
+    return share, (10.0 * math.log10(loudest / peak) if loudest > 0 else -math.inf)
+
+
+def issue_warnings(messages: List[str], example: int, batch_size: int, stacklevel: int = 3) -> None:
+    """Issue each message as a :class:`FreqReXWarning`, naming the example in a batch."""
+    for message in messages:
+        where = f"example {example}: " if batch_size > 1 else ""
+        warnings.warn(where + message, FreqReXWarning, stacklevel=stacklevel)
