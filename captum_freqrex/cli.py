@@ -34,6 +34,12 @@ DEMO_MODEL = "instruments"
 #: Prefix that names a zoo model even when a file or folder of that name exists here.
 ZOO_PREFIX = "zoo:"
 
+#: ``--model package.module:callable`` (dotted names on both sides of one colon).
+CALLABLE_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+#: ``--search`` choices (see :class:`FreqReX`'s ``search=``).
+SEARCHES = ("refinement", "interleaved", "energy", "adaptive", "band_screening")
+
 #: Generated baselines; anything else given to ``--baseline`` is an audio file.
 BASELINE_KINDS = ("silence", "noise", "pink")
 
@@ -148,14 +154,107 @@ def _load_zoo(name: str) -> _Model:
     )
 
 
+def _model_attribute(spec: str, holders: Sequence[Any], name: str, check: Callable[[Any], Any]) -> Any:
+    """The first ``name`` attribute found on ``holders`` (model, then module), checked; None if none."""
+    for holder in holders:
+        value = getattr(holder, name, None)
+        if value is not None:
+            try:
+                return check(value)
+            except (TypeError, ValueError) as error:
+                raise CliError(f"--model {spec}: its {name} {value!r} is invalid ({error})") from None
+    return None
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError("expected a positive integer")
+    return int(value)
+
+
+def _names(value: Any) -> Tuple[str, ...]:
+    if isinstance(value, str):
+        raise TypeError("expected a sequence of class names, not one string")
+    return tuple(str(name) for name in value)
+
+
+def _is_factory(obj: Any) -> bool:
+    """A class, or a function callable without arguments, is called to make the model."""
+    import inspect
+
+    if isinstance(obj, type):
+        return True
+    if isinstance(obj, torch.nn.Module) or not (inspect.isfunction(obj) or inspect.ismethod(obj)):
+        return False
+    try:
+        inspect.signature(obj).bind()
+    except TypeError:
+        return False
+    return True
+
+
+def _load_callable(spec: str, sample_rate: Optional[int]) -> _Model:
+    r"""Load ``--model package.module:callable``.
+
+    The module is imported (from ``sys.path``, so the current folder or ``PYTHONPATH``) and the
+    dotted name after the colon looked up in it. A class, or a function that can be called without
+    arguments, is called to make the model; an ``nn.Module`` instance or a function of waveforms is the model
+    itself. The model maps waveforms ``(batch, time)`` to scores ``(batch, classes)`` (a tensor, or
+    a Hugging Face ``ModelOutput``, dict or tuple holding the logits, see FreqReX's ``output=``).
+    Optional attributes of the model, else of the module: ``sample_rate`` (Hz; ``--sample-rate``
+    overrides it, default 16000), ``num_samples`` (the input length clips are fitted to) and
+    ``class_names`` (printed instead of class numbers, and accepted by ``--target``).
+    """
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or module_name
+        where = "" if missing == module_name else f" (needed by {module_name})"
+        raise CliError(f"--model {spec}: no module named {missing!r}{where}; is its folder on PYTHONPATH?") from None
+    except Exception as error:
+        raise CliError(f"--model {spec}: importing {module_name} failed ({type(error).__name__}: {error})") from None
+    obj: Any = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise CliError(f"--model {spec}: {module_name} has no attribute {attribute!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise CliError(
+            f"--model {spec}: {attribute} is of type {type(obj).__name__}, not a model or a function making one"
+        )
+    model = obj
+    if _is_factory(obj):
+        try:
+            model = obj()
+        except Exception as error:
+            raise CliError(f"--model {spec}: calling {attribute}() failed ({type(error).__name__}: {error})") from None
+        if not callable(model):
+            raise CliError(
+                f"--model {spec}: {attribute}() returned an object of type {type(model).__name__}, not a model "
+                "(a callable mapping (batch, time) waveforms to scores)"
+            )
+    if isinstance(model, torch.nn.Module):
+        model = model.eval()
+    holders = (model, module)
+    rate = sample_rate or _model_attribute(spec, holders, "sample_rate", _positive_int) or 16000
+    num_samples = _model_attribute(spec, holders, "num_samples", _positive_int)
+    class_names = _model_attribute(spec, holders, "class_names", _names)
+    return _Model(model, spec, rate, num_samples, class_names)
+
+
 def _load_model(name_or_path: str, sample_rate: Optional[int]) -> _Model:
-    r"""Load ``--model``: ``zoo:NAME``, a zoo name, or a TorchScript file.
+    r"""Load ``--model``: ``zoo:NAME``, a zoo name, a TorchScript file, or ``package.module:callable``.
 
     A bare zoo name that is also a file or folder here is ambiguous and refused; ``./NAME`` picks
-    the file, ``zoo:NAME`` the zoo model.
+    the file, ``zoo:NAME`` the zoo model. ``module:callable`` is described in :func:`_load_callable`.
     """
     if name_or_path.startswith(ZOO_PREFIX):
         return _load_zoo(name_or_path[len(ZOO_PREFIX) :])
+    if CALLABLE_SPEC.match(name_or_path) and not os.path.lexists(name_or_path):
+        return _load_callable(name_or_path, sample_rate)
     if name_or_path in _zoo_names() and os.path.lexists(name_or_path):
         kind = "folder" if os.path.isdir(name_or_path) else "file"
         raise CliError(
@@ -603,14 +702,27 @@ def _explain_one(
     seed: int,
     baseline: Optional[Tensor] = None,
     max_queries: int = 1000,
+    *,
+    bands: Optional[int] = None,
+    mode: str = "sufficient",
+    search: Optional[str] = None,
 ) -> Explanation:
-    explainer = FreqReX(model.model)
+    explainer = FreqReX(model.model, search=search)
     baselines = None if baseline is None else baseline.unsqueeze(0)
+    feature_mask = None
+    if bands is not None:
+        from captum_freqrex import log_bands
+
+        try:
+            feature_mask = log_bands(waveform.shape[-1], model.sample_rate, bands)
+        except ValueError as error:
+            raise CliError(f"--bands {bands}: {error}") from None
     with _warnings.catch_warnings(record=True) as caught, torch.inference_mode():
         _warnings.simplefilter("always")
         try:
             explanation = explainer.explain(
-                waveform.unsqueeze(0), baselines=baselines, target=target, seed=seed, max_queries=max_queries
+                waveform.unsqueeze(0), baselines=baselines, target=target, seed=seed, max_queries=max_queries,
+                feature_mask=feature_mask, mode=mode,
             )[0]
         except ValueError as error:
             if target is not None and "target" in str(error):
@@ -638,7 +750,11 @@ def _explain_and_write(
 ) -> None:
     base_wave, record = baseline.for_clip(waveform, model.sample_rate)
     record["description"] = baseline.describe()
-    explanation = _explain_one(model, waveform, target, args.seed, base_wave, args.max_queries)
+    explanation = _explain_one(
+        model, waveform, target, args.seed, base_wave, args.max_queries,
+        bands=getattr(args, "bands", None), mode=getattr(args, "mode", "sufficient"),
+        search=getattr(args, "search", None),
+    )
     if announce:
         _say(announce)
     extra = dict(extra or {}, baseline=_baseline_record(explanation, model, record))
@@ -743,7 +859,7 @@ def _compare_clips(args: argparse.Namespace, model: _Model) -> Tensor:
     from captum_freqrex import zoo
 
     if model.zoo_name is None:
-        raise CliError("a TorchScript model has no shipped clips: pass audio files to compare on")
+        raise CliError("a model outside the zoo has no shipped clips: pass audio files to compare on")
     return torch.stack([c.waveform for c in zoo.sample_clips(model.zoo_name)[: args.clips]])
 
 
@@ -790,6 +906,22 @@ def _add_common(parser: argparse.ArgumentParser, out: str) -> None:
     )
 
 
+def _add_search(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bands", type=_COUNT, default=None, metavar="N",
+        help="explain N log-spaced frequency bands instead of single rfft bins (default: bins)",
+    )
+    parser.add_argument(
+        "--mode", choices=("sufficient", "necessary"), default="sufficient",
+        help="sufficient (default): what keeps the decision; necessary: the fewest frequencies whose removal "
+        "changes it (needs a baseline that changes the decision)",
+    )
+    parser.add_argument(
+        "--search", choices=SEARCHES, default=None,
+        help="how responsibility is searched (default: refinement; band_screening suits --mode necessary)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``freqrex`` command."""
     parser = _Parser(
@@ -802,20 +934,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clip", type=_CLIP_INDEX, default=0, help="index of the shipped sample clip (default: 0)")
     demo.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
     _add_common(demo, "freqrex_out/demo")
+    _add_search(demo)
     demo.set_defaults(run=_cmd_demo)
     explain = sub.add_parser("explain", help="explain audio files (WAV/FLAC/OGG)")
     explain.add_argument("audio", nargs="+", help="audio files")
-    explain.add_argument("--model", required=True, help="zoo model name (or zoo:NAME) or TorchScript file")
+    explain.add_argument(
+        "--model", required=True,
+        help="zoo model name (or zoo:NAME), TorchScript file, or package.module:callable (a model, or a "
+        "function or class making one; optional attributes sample_rate, num_samples, class_names)",
+    )
     explain.add_argument("--target", help="class index or name to explain (default: the model's decision)")
-    explain.add_argument("--sample-rate", type=_SAMPLE_RATE, help="sample rate of a TorchScript model (default 16000)")
+    explain.add_argument(
+        "--sample-rate", type=_SAMPLE_RATE,
+        help="sample rate of a TorchScript or module:callable model (default: its sample_rate, else 16000)",
+    )
     explain.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
     _add_common(explain, "freqrex_out/explain")
+    _add_search(explain)
     explain.set_defaults(run=_cmd_explain)
     compare = sub.add_parser("compare", help="FreqReX vs Captum methods on the same frequency features")
     compare.add_argument("audio", nargs="*", help="audio files of one length (default: the model's shipped clips)")
     compare.add_argument(
         "--model", default=ZOO_PREFIX + DEMO_MODEL,
-        help=f"zoo model name (or zoo:NAME) or TorchScript file (default: the zoo's {DEMO_MODEL})",
+        help="zoo model name (or zoo:NAME), TorchScript file or package.module:callable "
+        f"(default: the zoo's {DEMO_MODEL})",
     )
     compare.add_argument(
         "--clips", type=_COUNT, default=4, help="number of shipped clips without audio files (default 4)"

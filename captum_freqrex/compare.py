@@ -43,6 +43,7 @@ from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
 from captum_freqrex._core.ranking import DEFAULT_RTOL
 from captum_freqrex._core.freqrex import FreqReX
+from captum_freqrex._core.querier import SelectedOutput
 from captum_freqrex._core.targets import TargetLike
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
 from captum_freqrex.metrics import (
@@ -516,6 +517,7 @@ def compare_methods(
     n_clips: int = 4,
     strict: bool = False,
     show_progress: bool = False,
+    output: Any = None,
 ) -> ComparisonTable:
     r"""Compare FreqReX, Captum's methods and naive rankings on the same clips, model and features.
 
@@ -576,6 +578,10 @@ def compare_methods(
         strict (bool, optional): Raise when a method fails instead of recording the error in its
                     row. Default: False
         show_progress (bool, optional): Report each method's progress on stderr. Default: False
+        output (None, str, int or Callable, optional): Where the scores are in what ``model``
+                    returns, as for :class:`FreqReX` (``.logits``, a dict's ``"logits"`` and a
+                    tuple's first element are found without it). Every method and metric then sees
+                    those scores. Default: None
 
     Returns:
         ComparisonTable: ``.rows`` (one dict per method, in the order of ``methods``),
@@ -595,6 +601,7 @@ def compare_methods(
         sample_rate = sample_rate or zoo_rate
     else:
         waves = _stack_clips(clips)
+    model = SelectedOutput(model, output)  # Captum's methods need a tensor, not a ModelOutput
     ks = _check_ks(ks)
     setup = _prepare(
         model, waves, baselines, target, feature_mask, band_mask, n_bands, max_perturbation_features,

@@ -288,7 +288,7 @@ def test_bad_arguments_raise_clear_errors():
         (lambda w: w[:, :2] > 0, "torch.bool scores"),
         (lambda w: torch.fft.rfft(w)[:, :2], "complex"),
         (lambda w: w[:, :2].long(), "torch.int64 scores"),
-        (lambda w: {"logits": w[:, :2]}, "must return a tensor"),
+        (lambda w: {"scores": w[:, :2], "hidden": w}, r"keys \[.scores., .hidden.\] and no .logits.*output="),
     ],
 )
 def test_model_outputs_that_are_not_real_scores_are_refused(outputs, message):

@@ -2,7 +2,8 @@
 
 :class:`ModelQuerier` is the only place that calls the model. It chunks mutants into batches, slices
 ``additional_forward_args`` to the example being explained, checks the output, and keeps the counts
-(rows queried, forward calls) and the model's share of the wall time.
+(rows queried, forward calls) and the model's share of the wall time; after every call it reports
+the count to the active progress line, if any (:mod:`captum_freqrex._utils.progress`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from captum_freqrex._utils.progress import report_queries
 from captum_freqrex._utils.validation import as_tuple
 
 
@@ -133,24 +135,123 @@ def estimate_memory(waveforms: Sequence[Tensor], space: Any, max_rows: int) -> i
     return estimate
 
 
-def check_model_outputs(outputs: Any, rows: int) -> Tensor:
+#: What ``output=`` accepts: None (unwrap ``.logits``, a dict's ``"logits"`` or a tuple's first
+#: element), a key or attribute name, an index into a tuple, or a function of the model's output.
+OutputSelector = Union[None, str, int, Callable[[Any], Any]]
+
+_SELECTOR_HINT = (
+    "pass output= to FreqReX or compare_methods, e.g. output=\"logits\" (a key or attribute), output=0 "
+    "(a tuple's element) or output=lambda out: out[\"scores\"]; or wrap the model so that it returns the scores"
+)
+
+
+def check_output_selector(output: OutputSelector) -> OutputSelector:
+    r"""Validate an ``output=`` selector (see :func:`select_output`) and return it.
+
+    Raises:
+        TypeError: ``output`` is not None, a str, an int or a callable.
+    """
+    if output is None or callable(output) or isinstance(output, str):
+        return output
+    if isinstance(output, int) and not isinstance(output, bool):
+        return output
+    raise TypeError(
+        f"output must be None, a key or attribute name (str), a tuple index (int) or a function of the "
+        f"model's output, got {output!r}"
+    )
+
+
+def _describe(outputs: Any) -> str:
+    if isinstance(outputs, Mapping):
+        return f"{type(outputs).__name__} with keys {list(outputs.keys())}"
+    if isinstance(outputs, (tuple, list)):
+        kinds = ", ".join(type(item).__name__ for item in outputs[:4])
+        return f"{type(outputs).__name__} of {len(outputs)} ({kinds}{', ...' if len(outputs) > 4 else ''})"
+    return type(outputs).__name__
+
+
+def select_output(outputs: Any, output: OutputSelector = None) -> Any:
+    r"""The scores inside what a model returned: the resolver behind every ``output=`` option.
+
+    With ``output=None`` a tensor is returned as is, an object with a tensor attribute ``logits``
+    (a Hugging Face ``ModelOutput``, for one) gives its ``.logits``, a mapping its ``"logits"``
+    entry, and a tuple its first element (unwrapped again the same way). With a selector:
+    a str is a mapping key or an attribute name, an int an index into a tuple or list (or into a
+    ``ModelOutput``'s ``to_tuple()``), and a callable is called on the whole output. The result
+    is checked by :func:`check_model_outputs`; nothing is detached here, so gradient-based
+    methods can use it too.
+
+    Args:
+        outputs (Any): What the model returned.
+        output (None, str, int or Callable, optional): The selector. Default: None
+
+    Returns:
+        Any: The selected value (a tensor for a well-formed model).
+
+    Raises:
+        TypeError: A mapping without ``"logits"`` and no selector (the message names its keys),
+                    or a selector that does not fit the output.
+    """
+    if output is None:
+        if isinstance(outputs, Tensor):
+            return outputs
+        logits = getattr(outputs, "logits", None)
+        if isinstance(logits, Tensor):
+            return logits
+        if isinstance(outputs, Mapping):
+            if "logits" in outputs:
+                return outputs["logits"]
+            raise TypeError(
+                f"the model returned a {_describe(outputs)} and no 'logits': say which entry holds the "
+                f"scores; {_SELECTOR_HINT}"
+            )
+        if isinstance(outputs, tuple) and outputs:
+            return select_output(outputs[0])
+        return outputs
+    if callable(output):
+        return output(outputs)
+    if isinstance(output, str):
+        if isinstance(outputs, Mapping):
+            if output in outputs:
+                return outputs[output]
+        elif hasattr(outputs, output):
+            return getattr(outputs, output)
+        raise TypeError(f"output={output!r} selects nothing: the model returned a {_describe(outputs)}")
+    items = outputs.to_tuple() if hasattr(outputs, "to_tuple") else outputs
+    if isinstance(items, (tuple, list)) and -len(items) <= output < len(items):
+        return items[output]
+    raise TypeError(f"output={output!r} selects nothing: the model returned a {_describe(outputs)}")
+
+
+def check_model_outputs(outputs: Any, rows: int, output: OutputSelector = None) -> Tensor:
     r"""Validate a model's outputs on ``rows`` waveforms and flatten them to ``(rows, K)``.
 
-    The one set of output checks shared by FreqReX, the metrics and the comparison: the output is a
-    real floating-point tensor with one row per waveform and only finite scores.
+    The one set of output checks shared by FreqReX, the metrics and the comparison: the scores
+    (picked by :func:`select_output` with ``output``) are a real floating-point tensor with one row
+    per waveform and only finite scores.
 
     Args:
         outputs (Any): What the model returned.
         rows (int): Number of waveforms it was called on.
+        output (None, str, int or Callable, optional): Where the scores are (see
+                    :func:`select_output`). Default: None
 
     Returns:
         Tensor: ``(rows, K)`` detached scores.
     """
-    if not isinstance(outputs, Tensor):
+    return model_scores(outputs, rows, output)[0]
+
+
+def model_scores(outputs: Any, rows: int, output: OutputSelector = None) -> Tuple[Tensor, Tuple[int, ...]]:
+    r""":func:`check_model_outputs` and the per-waveform shape of the scores before flattening."""
+    selected = select_output(outputs, output)
+    if not isinstance(selected, Tensor):
+        picked = "" if selected is outputs else f" (selected from a {_describe(outputs)})"
         raise TypeError(
-            f"the model must return a tensor of scores, got {type(outputs).__name__}; wrap it so that "
-            "it returns the logits or probabilities (e.g. lambda w: model(w).logits)"
+            f"the model must return a tensor of scores, got {_describe(selected)}{picked}; return the "
+            f"logits or probabilities, or {_SELECTOR_HINT}"
         )
+    outputs = selected
     if outputs.is_complex() or outputs.dtype == torch.bool or not outputs.is_floating_point():
         raise TypeError(
             f"the model returned {outputs.dtype} scores; FreqReX needs real floating-point scores "
@@ -167,7 +268,20 @@ def check_model_outputs(outputs: Any, rows: int) -> Tensor:
         raise ValueError("the model returned an empty output per waveform")
     if not torch.isfinite(flat).all():
         raise ValueError("the model returned NaN or Inf; FreqReX needs finite scores for every mutant")
-    return flat
+    return flat, tuple(outputs.shape[1:])
+
+
+class SelectedOutput:
+    r"""A model whose output is the scores :func:`select_output` picks (for Captum's methods,
+    which need a tensor). ``SelectedOutput(model, output)(*args) = select_output(model(*args), output)``.
+    """
+
+    def __init__(self, model: Callable, output: OutputSelector = None) -> None:
+        self.model = model
+        self.output = check_output_selector(output)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return select_output(self.model(*args, **kwargs), self.output)
 
 
 @dataclass
@@ -180,6 +294,9 @@ class ModelQuerier:
                     batch size are sliced to the explained example and repeated per mutant.
         batch_size (int): Number of inputs in the explained batch.
         max_rows (int): Most rows per model call.
+        output (None, str, int or Callable): Where the scores are in the model's output (see
+                    :func:`select_output`).
+        budget (int, optional): The query budget of one example, shown by the progress line.
     """
 
     forward_func: Callable
@@ -188,6 +305,8 @@ class ModelQuerier:
     max_rows: int
     stats: QueryStats = field(default_factory=QueryStats)
     output_shape: Tuple[int, ...] = ()
+    output: OutputSelector = None
+    budget: Optional[int] = None
 
     def _extra_args(self, example: Optional[int], rows: int) -> Tuple[Any, ...]:
         if self.additional_forward_args is None:
@@ -215,8 +334,8 @@ class ModelQuerier:
         self.stats.model_seconds += time.perf_counter() - start
         self.stats.queries += rows
         self.stats.forward_calls += 1
-        flat = check_model_outputs(outputs, rows)
-        self.output_shape = tuple(outputs.shape[1:])
+        flat, self.output_shape = model_scores(outputs, rows, self.output)
+        report_queries(self.stats.queries, self.budget)
         return flat
 
 

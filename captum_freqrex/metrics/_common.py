@@ -20,7 +20,7 @@ from torch import Tensor
 from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decision
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.querier import auto_batch_size, check_model_outputs
+from captum_freqrex._core.querier import OutputSelector, auto_batch_size, check_output_selector, model_scores
 from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple, format_baselines, format_waveforms
@@ -103,6 +103,8 @@ class MetricRun:
         per_channel (bool): Per-channel features.
         decision: The decision rule, as for :class:`FreqReX`.
         query_model (bool): Query the model on the unmasked inputs (targets, decision).
+        output (None, str, int or Callable): Where the scores are in the model's output, as for
+                    :class:`FreqReX` (see :func:`~captum_freqrex._core.querier.select_output`).
     """
 
     def __init__(
@@ -118,8 +120,10 @@ class MetricRun:
         per_channel: bool = False,
         decision: DecisionLike = None,
         query_model: bool = True,
+        output: OutputSelector = None,
     ) -> None:
         check_max_examples_per_batch(max_examples_per_batch)
+        self.output = check_output_selector(output)
         self.waves, self.is_tuple = format_waveforms(inputs)
         self.space = FeatureSpace(
             self.waves, format_baselines(baselines, self.waves), feature_mask, domain, per_channel
@@ -172,8 +176,8 @@ class MetricRun:
         r"""Model outputs ``(N, K)`` (flattened, detached) on waveforms ``(N, ...)`` of ``examples``.
 
         The one place the metrics call the model. Its outputs pass the checks FreqReX's queries
-        pass (:func:`~captum_freqrex._core.querier.check_model_outputs`): a real floating-point
-        tensor with one row per waveform and only finite scores.
+        pass (:func:`~captum_freqrex._core.querier.check_model_outputs`, after ``output=`` picks
+        the scores): a real floating-point tensor with one row per waveform and only finite scores.
 
         Raises:
             TypeError: The model returned no tensor, or bool, integer or complex scores.
@@ -185,8 +189,7 @@ class MetricRun:
             outputs = self.forward_func(*waves, *self._extra_args(examples))
         self.queries += rows
         self.forward_calls += 1
-        flat = check_model_outputs(outputs, rows)
-        self.output_shape = tuple(outputs.shape[1:])
+        flat, self.output_shape = model_scores(outputs, rows, self.output)
         return flat
 
     def verdicts(self, outputs: Tensor, targets: Tensor, noise_energy: Tensor) -> Verdicts:

@@ -1,0 +1,399 @@
+"""Any model: Hugging Face-style outputs, dicts, tuples and ``output=``; ``--model module:callable``;
+query-level progress (issue #14)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
+from torch import Tensor
+
+from captum_freqrex import FreqReX, metrics
+from captum_freqrex._core.querier import check_model_outputs, select_output
+
+BIN_440 = bin_of(440, SAMPLE_RATE)
+
+
+def clip() -> Tensor:
+    """1 s at 8 kHz: the decisive 440 Hz tone (ToneDetector([440])) and a 1 kHz distractor."""
+    return (tone(440) + 0.5 * tone(1000)).unsqueeze(0)
+
+
+class FakeModelOutput(OrderedDict):
+    """Like transformers' ModelOutput: a mapping whose entries are also attributes."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_tuple(self):
+        return tuple(self.values())
+
+
+class HasLogits:
+    """Not a mapping: just an object with a tensor ``.logits``."""
+
+    def __init__(self, logits: Tensor) -> None:
+        self.logits = logits
+
+
+DETECTOR = ToneDetector([440], threshold=0.3)
+WRAPPED = {
+    "model_output": lambda w: FakeModelOutput(logits=DETECTOR(w), hidden_states=w),
+    "logits_attribute": lambda w: HasLogits(DETECTOR(w)),
+    "dict_logits": lambda w: {"hidden": w, "logits": DETECTOR(w)},
+    "tuple": lambda w: (DETECTOR(w), w),
+    "nested_tuple": lambda w: (FakeModelOutput(logits=DETECTOR(w)), None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WRAPPED))
+def test_containers_are_unwrapped_to_the_same_responsibility(kind):
+    x = clip()
+    expected = FreqReX(DETECTOR).attribute(x, max_queries=200)
+    got = FreqReX(WRAPPED[kind]).attribute(x, max_queries=200)
+    assert torch.equal(got, expected)
+    assert got[0, BIN_440] == got[0].max() > 0
+
+
+@pytest.mark.parametrize(
+    "model, output",
+    [
+        (lambda w: {"scores": DETECTOR(w), "hidden": w}, "scores"),
+        (lambda w: FakeModelOutput(hidden_states=w, scores=DETECTOR(w)), "scores"),
+        (lambda w: FakeModelOutput(hidden_states=w, scores=DETECTOR(w)), 1),
+        (lambda w: (w, DETECTOR(w)), 1),
+        (lambda w: (w, DETECTOR(w)), -1),
+        (lambda w: {"out": [DETECTOR(w)]}, lambda out: out["out"][0]),
+        (lambda w: HasLogits(DETECTOR(w)), "logits"),
+    ],
+)
+def test_the_output_selector_picks_the_scores(model, output):
+    x = clip()
+    expected = FreqReX(DETECTOR).attribute(x, max_queries=200)
+    assert torch.equal(FreqReX(model, output=output).attribute(x, max_queries=200), expected)
+
+
+def test_explanations_of_a_wrapped_model_are_certified_by_the_model():
+    x = clip()
+    model = lambda w: {"scores": DETECTOR(w), "hidden": w}  # noqa: E731
+    expl = FreqReX(model, output="scores").explain(x, max_queries=200)[0]
+    assert expl.sufficient is not None and expl.sufficient.certified
+    # Re-queried by the test: the set kept alone still gets class 1.
+    assert int(DETECTOR(expl.waveform("sufficient").reshape(1, -1)).argmax(1)) == 1
+
+
+def test_metrics_unwrap_the_same_containers():
+    x = clip()
+    keep = torch.zeros(1, SAMPLE_RATE // 2 + 1)
+    keep[0, BIN_440] = 1
+    for model in WRAPPED.values():
+        result = metrics.sufficiency(model, x, keep)
+        assert bool(result.sufficient[0])  # the 440 Hz bin alone: magnitude 1 > threshold 0.3
+    with pytest.raises(TypeError, match=r"keys \['scores'\] and no 'logits'"):
+        metrics.sufficiency(lambda w: {"scores": DETECTOR(w)}, x, keep)
+
+
+@pytest.mark.parametrize(
+    "outputs, output, message",
+    [
+        (
+            {"scores": torch.zeros(1, 2), "hidden": torch.zeros(1, 3)}, None,
+            r"dict with keys \['scores', 'hidden'\] and no 'logits'.*output=\"logits\"",
+        ),
+        (
+            FakeModelOutput(last_hidden_state=torch.zeros(1, 3)), None,
+            r"FakeModelOutput with keys \['last_hidden_state'\] and no 'logits'",
+        ),
+        ({"logits": torch.zeros(1, 2)}, "scores", r"output='scores' selects nothing: .*keys \['logits'\]"),
+        ((torch.zeros(1, 2),), 3, r"output=3 selects nothing: the model returned a tuple of 1"),
+        (HasLogits(torch.zeros(1, 2)), "scores", "output='scores' selects nothing: the model returned a HasLogits"),
+        ([0.0], None, "must return a tensor of scores, got list"),
+        ({"logits": [0.0]}, None, r"got list of 1 \(float\) \(selected from a dict"),
+        ((), None, "must return a tensor of scores, got tuple of 0"),
+    ],
+)
+def test_outputs_without_clear_scores_are_refused_with_the_fix(outputs, output, message):
+    with pytest.raises(TypeError, match=message):
+        check_model_outputs(outputs, 1, output)
+
+
+@pytest.mark.parametrize("output", [1.5, True, object()])
+def test_a_bad_selector_is_refused_at_construction(output):
+    with pytest.raises(TypeError, match="output must be None, a key or attribute name"):
+        FreqReX(DETECTOR, output=output)
+
+
+def test_select_output_keeps_the_graph():
+    w = torch.ones(1, 4, requires_grad=True)
+    selected = select_output({"logits": w * 2})
+    selected.sum().backward()
+    assert torch.equal(w.grad, torch.full((1, 4), 2.0))
+
+
+def test_compare_takes_the_selector():
+    from captum_freqrex.compare import compare_methods
+
+    x = torch.stack([tone(440) + 0.5 * tone(1000), 0.6 * tone(440) + tone(1000)])
+    model = lambda w: {"scores": DETECTOR(w), "hidden": w}  # noqa: E731
+    options = dict(methods=["FreqReX", "FeatureAblation"], sample_rate=SAMPLE_RATE, ks=[1], n_bands=16,
+                   max_queries=100, strict=True)
+    with pytest.raises(TypeError, match="and no 'logits'"):
+        compare_methods(model, x, **options)
+    table = compare_methods(model, x, output="scores", **options)
+    assert [row["method"] for row in table.rows] == ["FreqReX", "FeatureAblation"]
+
+
+# ----------------------------------------------------------------------------- --model module:callable
+
+MODULE = '''
+import torch
+from torch import nn
+
+sample_rate = 8000
+
+
+class Tones(nn.Module):
+    """Class 0 (a440) or 1 (a1000), whichever tone is louder; 2 (quiet) below 0.05. Returns a dict."""
+
+    class_names = ("a440", "a1000", "quiet")
+
+    def forward(self, x):
+        n = x.shape[-1]
+        spectrum = torch.fft.rfft(x).abs() / (n / 2)
+        e = spectrum[:, [round(440 * n / 8000), round(1000 * n / 8000)]]
+        return {"logits": 10 * torch.cat([e, torch.full_like(e[:, :1], 0.05)], 1), "hidden": x}
+
+
+def make():
+    return Tones()
+
+
+def tones_function(x):
+    return Tones()(x)["logits"]
+
+
+instance = Tones()
+
+
+def broken():
+    raise RuntimeError("no weights here")
+
+
+def not_a_model():
+    return 42
+
+
+value = 3
+
+
+class BadRate(Tones):
+    sample_rate = -3
+
+
+bad_rate = BadRate()
+'''
+
+
+@pytest.fixture
+def module_name(tmp_path, monkeypatch):
+    """A tiny model module ``freqrex_any_model_test`` on ``sys.path`` (removed afterwards)."""
+    import sys
+
+    name = "freqrex_any_model_test"
+    (tmp_path / f"{name}.py").write_text(MODULE)
+    (tmp_path / "freqrex_broken_import.py").write_text("import torch\nraise ImportError('missing weights file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for stale in (name, "freqrex_broken_import"):
+        monkeypatch.delitem(sys.modules, stale, raising=False)
+    yield name
+    for stale in (name, "freqrex_broken_import"):
+        sys.modules.pop(stale, None)
+
+
+@pytest.fixture
+def wav(tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "clip.wav"
+    sf.write(str(path), (0.5 * tone(1000) + 0.2 * tone(440)).numpy(), SAMPLE_RATE)
+    return str(path)
+
+
+def run_cli(argv, capsys):
+    from captum_freqrex.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("attribute", ["make", "instance", "tones_function", "Tones"])
+def test_a_module_callable_model_is_explained_with_its_class_names(module_name, attribute, wav, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(
+        ["explain", wav, "--model", f"{module_name}:{attribute}", "--max-queries", "200", "--out", out], capsys
+    )
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == f"{module_name}:{attribute}"
+    assert summary["sample_rate"] == SAMPLE_RATE  # the module's sample_rate
+    # A plain function has no class_names (nor has the module): the class number is printed.
+    name = 1 if attribute == "tones_function" else "a1000"
+    assert summary["original_class"] == 1 and summary["original_class_name"] == name
+    assert f"decision {name} " in stdout
+
+
+def test_target_by_name_bands_mode_and_search(module_name, wav, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "bands"
+    argv = ["explain", wav, "--model", f"{module_name}:make", "--max-queries", "200", "--target", "a440",
+            "--bands", "12", "--search", "interleaved", "--out", out]
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target"] == 0 and summary["target_name"] == "a440"
+    assert "explained target a440" in stdout
+    assert summary["n_features"] == 12 and summary["settings"]["feature_mask"] == "tensor of shape (4001,)"
+    assert "order='interleaved'" in summary["settings"]["search"]
+    sufficient = summary["sets"]["sufficient"]
+    assert sufficient["features"] < sufficient["bins"]  # bands of bins, not single bins
+
+    out = tmp_path / "necessary"
+    code, stdout, err = run_cli(
+        ["explain", wav, "--model", f"{module_name}:make", "--max-queries", "200", "--mode", "necessary",
+         "--search", "band_screening", "--out", out], capsys,
+    )
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["settings"]["mode"] == "necessary"
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("freqrex_no_such_module:make", "no module named 'freqrex_no_such_module'; is its folder on PYTHONPATH?"),
+        ("{module}:missing", "has no attribute 'missing'"),
+        ("{module}:broken", "calling broken() failed (RuntimeError: no weights here)"),
+        ("{module}:not_a_model", "not_a_model() returned an object of type int, not a model"),
+        ("{module}:value", "value is of type int, not a model"),
+        ("{module}:bad_rate", "its sample_rate -3 is invalid (expected a positive integer)"),
+        (
+            "freqrex_broken_import:make",
+            "importing freqrex_broken_import failed (ImportError: missing weights file)",
+        ),
+    ],
+)
+def test_a_bad_module_or_callable_is_one_line_and_status_2(module_name, spec, fragment, wav, tmp_path, capsys):
+    code, _, err = run_cli(["explain", wav, "--model", spec.format(module=module_name), "--out", tmp_path / "o"], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("freqrex: error: --model "), err
+    assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("argv", [["--bands", "0"], ["--mode", "both"], ["--search", "random"]])
+def test_bad_search_options_are_usage_errors(module_name, argv, wav, tmp_path, capsys):
+    code, _, err = run_cli(["explain", wav, "--model", f"{module_name}:make", *argv, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and err.startswith("freqrex: error: ") and len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- query-level progress
+
+
+class SlowDetector(ToneDetector):
+    """ToneDetector([440], 0.3) that takes 2 ms per call, so that elapsed time and the ETA move."""
+
+    def forward(self, x):
+        import time
+
+        time.sleep(0.002)
+        return super().forward(x)
+
+
+def test_progress_reports_every_model_call_and_ends_with_one_summary(monkeypatch, capsys):
+    import re
+
+    from captum_freqrex._utils import progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)  # a line per model call (stderr is no terminal)
+    model = SlowDetector([440], threshold=0.3)
+    x = torch.cat([clip(), clip()])
+    FreqReX(model).explain(x, max_queries=200, show_progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    updates = [line for line in lines if re.match(r"FreqReX: example [12]/2, \d+/200 queries", line)]
+    assert len(updates) >= model.calls  # one line per call (plus one as each example starts)
+    assert updates[0].startswith("FreqReX: example 1/2, 2/200 queries")  # the first call: the two anchors
+    assert all(re.search(r"elapsed, ETA \d+\.\d s$", line) for line in updates)
+    assert any("in all" in line for line in updates if line.startswith("FreqReX: example 2/2"))
+    assert lines[-1] == f"FreqReX: 2/2 examples, {model.rows:,} queries in {lines[-1].split(' in ')[-1]}"
+    assert lines.count(lines[-1]) == 1
+
+
+def test_progress_is_off_by_default_and_throttled(monkeypatch, capsys):
+    from captum_freqrex._utils import progress
+
+    FreqReX(ToneDetector([440], 0.3)).attribute(clip(), max_queries=200)
+    assert capsys.readouterr().err == ""
+    # The default log interval (5 s) keeps a fast run to its first line and the summary.
+    FreqReX(ToneDetector([440], 0.3)).attribute(clip(), max_queries=200, show_progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("FreqReX: 2/200 queries") and "1/1 examples" in lines[1]
+    assert progress.LOG_INTERVAL_S == 5.0
+
+
+def test_progress_on_a_terminal_rewrites_one_line_and_ends_it(monkeypatch):
+    import io
+
+    from captum_freqrex._utils import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(progress, "TTY_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress.sys, "stderr", terminal)
+    FreqReX(ToneDetector([440], 0.3)).attribute(clip(), max_queries=200, show_progress=True)
+    text = terminal.getvalue()
+    assert text.startswith("\rFreqReX: 2/200 queries") and text.endswith("\n") and text.count("\n") == 1
+    assert text.count("\r") > 3 and "\rFreqReX: 1/1 examples" in text
+
+
+def test_progress_ends_cleanly_when_the_model_fails(monkeypatch, capsys):
+    from captum_freqrex._utils import progress
+
+    calls = []
+
+    def failing(w):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("model crashed")
+        return DETECTOR(w)
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        FreqReX(failing).attribute(clip(), max_queries=200, show_progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("FreqReX: stopped after 0/1 examples")
+    assert progress._ACTIVE.get() is None  # no stale line catches later runs' queries
+
+
+def test_compare_takes_a_module_callable_model(module_name, wav, tmp_path, capsys):
+    out = tmp_path / "compare"
+    code, stdout, err = run_cli(
+        ["compare", wav, wav, "--model", f"{module_name}:make", "--methods", "FreqReX", "magnitude",
+         "--ks", "1", "--max-queries", "100", "--out", out], capsys,
+    )
+    assert code == 0, err
+    assert (out / "compare.md").is_file() and "FreqReX" in stdout
+    code, _, err = run_cli(["compare", "--model", f"{module_name}:make", "--out", tmp_path / "c2"], capsys)
+    assert code == 2 and "a model outside the zoo has no shipped clips" in err
