@@ -397,3 +397,26 @@ def test_compare_takes_a_module_callable_model(module_name, wav, tmp_path, capsy
     assert (out / "compare.md").is_file() and "FreqReX" in stdout
     code, _, err = run_cli(["compare", "--model", f"{module_name}:make", "--out", tmp_path / "c2"], capsys)
     assert code == 2 and "a model outside the zoo has no shipped clips" in err
+
+
+def test_every_metric_takes_the_output_selector():
+    """One selector, the same as FreqReX's, for every metric that calls the model."""
+    from captum_freqrex import metrics as m
+
+    clip = tone(440, 0.25).unsqueeze(0)
+    detector = ToneDetector([440], 0.3)
+
+    def boxed(w):
+        return {"scores": detector(w), "hidden": w}
+
+    keep = torch.zeros(1, clip.shape[-1] // 2 + 1, dtype=torch.bool)
+    keep[0, bin_of(440, clip.shape[-1])] = True
+    scores = keep.double()
+    assert bool(m.sufficiency(boxed, clip, keep, output="scores").sufficient[0])
+    assert bool(m.necessity(boxed, clip, keep, output="scores").necessary[0])
+    assert float(m.perturbation_success_rate(boxed, clip, scores, k=1, output="scores").success_rate) == 1.0
+    assert m.minimal_sufficient_prefix(boxed, clip, scores, output="scores").size.tolist() == [1]
+    assert m.insertion_curve(boxed, clip, scores, n_steps=4, output="scores").auc.shape == (1,)
+    assert m.deletion_curve(boxed, clip, scores, n_steps=4, output="scores").auc.shape == (1,)
+    with pytest.raises(TypeError, match="scores"):
+        m.sufficiency(boxed, clip, keep)

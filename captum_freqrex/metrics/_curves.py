@@ -104,10 +104,11 @@ def _curve(
     per_channel: bool,
     decision: DecisionLike,
     rank_rtol: float,
+    output: Any,
 ) -> CurveResult:
     run = MetricRun(
         forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
-        max_examples_per_batch, domain, per_channel, decision,
+        max_examples_per_batch, domain, per_channel, decision, output=output,
     )
     positions = run.positions(attributions, rank_rtol)
     n = run.space.n_features
@@ -155,6 +156,9 @@ _CURVE_ARGS = """
                     :func:`captum_freqrex._core.ranking.rank_features`); ``0`` breaks exact ties only
                     (for rankings whose fine order is the point, e.g. a random baseline).
                     Default: 0.1
+        output (str, int or Callable, optional): Where the scores are in what the model returns,
+                    as for :class:`FreqReX` (``"logits"``, a tuple index, or a function). Default:
+                    None (a tensor; ``.logits``, a ``"logits"`` key or a tuple's first element)
 """
 
 
@@ -173,10 +177,11 @@ def insertion_curve(
     per_channel: bool = False,
     decision: DecisionLike = None,
     rank_rtol: float = DEFAULT_RTOL,
+    output: Any = None,
 ) -> CurveResult:
     return _curve(
         True, forward_func, inputs, attributions, baselines, target, additional_forward_args,
-        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision, rank_rtol,
+        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision, rank_rtol, output,
     )
 
 
@@ -195,10 +200,11 @@ def deletion_curve(
     per_channel: bool = False,
     decision: DecisionLike = None,
     rank_rtol: float = DEFAULT_RTOL,
+    output: Any = None,
 ) -> CurveResult:
     return _curve(
         False, forward_func, inputs, attributions, baselines, target, additional_forward_args,
-        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision, rank_rtol,
+        feature_mask, max_examples_per_batch, n_steps, domain, per_channel, decision, rank_rtol, output,
     )
 
 
@@ -268,6 +274,7 @@ def minimal_sufficient_prefix(
     per_channel: bool = False,
     decision: DecisionLike = None,
     rank_rtol: float = DEFAULT_RTOL,
+    output: Any = None,
 ) -> PrefixResult:
     r"""The smallest top-``k`` of a ranking that, kept alone, keeps the decision.
 
@@ -321,6 +328,9 @@ def minimal_sufficient_prefix(
                     :func:`captum_freqrex._core.ranking.rank_features`); ``0`` breaks exact ties only
                     (for rankings whose fine order is the point, e.g. a random baseline).
                     Default: 0.1
+        output (str, int or Callable, optional): Where the scores are in what the model returns,
+                    as for :class:`FreqReX` (``"logits"``, a tuple index, or a function). Default:
+                    None (a tensor; ``.logits``, a ``"logits"`` key or a tuple's first element)
 
     Returns:
         PrefixResult: ``(B,)`` tensors ``size`` (-1 where no prefix keeps the decision, e.g. a
@@ -338,7 +348,7 @@ def minimal_sufficient_prefix(
             raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
     run = MetricRun(
         forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
-        max_examples_per_batch, domain, per_channel, decision,
+        max_examples_per_batch, domain, per_channel, decision, output=output,
     )
     positions = run.positions(attributions, rank_rtol)
     n = run.space.n_features

@@ -60,6 +60,7 @@ def perturbation_success_rate(
     per_channel: bool = False,
     decision: DecisionLike = None,
     rank_rtol: float = DEFAULT_RTOL,
+    output: Any = None,
 ) -> PerturbationResult:
     r"""Alter the top-``k`` features of an attribution ranking; how often does the decision change?
 
@@ -99,6 +100,9 @@ def perturbation_success_rate(
                     :func:`captum_freqrex._core.ranking.rank_features`); ``0`` breaks exact ties only
                     (for rankings whose fine order is the point, e.g. a random baseline).
                     Default: 0.1
+        output (str, int or Callable, optional): Where the scores are in what the model returns,
+                    as for :class:`FreqReX` (``"logits"``, a tuple index, or a function). Default:
+                    None (a tensor; ``.logits``, a ``"logits"`` key or a tuple's first element)
 
     Returns:
         PerturbationResult: ``flipped``, ``success_rate``, ``snr_db`` (dB), ``decided``,
@@ -115,7 +119,7 @@ def perturbation_success_rate(
         raise ValueError(f"factor must be a finite number, got {factor}")
     run = MetricRun(
         forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
-        max_examples_per_batch, domain, per_channel, decision,
+        max_examples_per_batch, domain, per_channel, decision, output=output,
     )
     sizes, single = run.sizes(k)
     positions = run.positions(attributions, rank_rtol)

@@ -74,6 +74,7 @@ def sufficiency(
     domain: Optional[SpectralDomain] = None,
     per_channel: bool = False,
     decision: DecisionLike = None,
+    output: Any = None,
 ) -> SufficiencyResult:
     r"""Does keeping only ``feature_set`` keep the model's decision?
 
@@ -102,6 +103,9 @@ def sufficiency(
         per_channel (bool, optional): Per-channel features for ``(B, C, T)`` inputs. Default: False
         decision (str, Decision or Callable, optional): When the decision is kept, as for
                     :class:`FreqReX`. Default: None (argmax, or a 0.5 threshold for one output)
+        output (str, int or Callable, optional): Where the scores are in what the model returns,
+                    as for :class:`FreqReX` (``"logits"``, a tuple index, or a function). Default:
+                    None (a tensor; ``.logits``, a ``"logits"`` key or a tuple's first element)
 
     Returns:
         SufficiencyResult: ``(B,)`` tensors ``sufficient``, ``confidence``, ``decided``,
@@ -116,7 +120,7 @@ def sufficiency(
     """
     run = MetricRun(
         forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
-        max_examples_per_batch, domain, per_channel, decision,
+        max_examples_per_batch, domain, per_channel, decision, output=output,
     )
     kept = _set_verdicts(run, feature_set, keep_set=True)
     return SufficiencyResult(kept.passes, kept.confidence, kept.decided, run.original.confidence, run.targets)
@@ -135,6 +139,7 @@ def necessity(
     domain: Optional[SpectralDomain] = None,
     per_channel: bool = False,
     decision: DecisionLike = None,
+    output: Any = None,
 ) -> NecessityResult:
     r"""Does removing ``feature_set`` change the model's decision?
 
@@ -162,6 +167,9 @@ def necessity(
         domain (SpectralDomain, optional): The feature transform. Default: rfft
         per_channel (bool, optional): Per-channel features for ``(B, C, T)`` inputs. Default: False
         decision (str, Decision or Callable, optional): When the decision is kept. Default: None
+        output (str, int or Callable, optional): Where the scores are in what the model returns,
+                    as for :class:`FreqReX` (``"logits"``, a tuple index, or a function). Default:
+                    None (a tensor; ``.logits``, a ``"logits"`` key or a tuple's first element)
 
     Returns:
         NecessityResult: ``(B,)`` tensors ``necessary``, ``confidence``, ``decided`` (the class a
@@ -169,7 +177,7 @@ def necessity(
     """
     run = MetricRun(
         forward_func, inputs, baselines, target, additional_forward_args, feature_mask,
-        max_examples_per_batch, domain, per_channel, decision,
+        max_examples_per_batch, domain, per_channel, decision, output=output,
     )
     removed = _set_verdicts(run, feature_set, keep_set=False)
     necessary = run.original.passes & removed.changes
