@@ -10,10 +10,12 @@ demo: setup
 	@.venv/bin/freqrex demo --overwrite
 
 test: setup
+	$(PY) -m ruff check captum_freqrex tests benchmarks scripts
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 test-fast: setup
+	$(PY) -m ruff check captum_freqrex tests benchmarks scripts
 	$(PY) -m pytest -q -x -p no:cacheprovider
 
 docs: setup

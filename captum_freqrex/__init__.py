@@ -20,7 +20,7 @@ from captum_freqrex._core.band_screening import BandScreening
 from captum_freqrex._core.responsibility import PartitionRefinement
 from captum_freqrex._core.search import SearchContext, SearchResult
 from captum_freqrex._core.shrink import ShrinkReport
-from captum_freqrex._version import __version__
+from captum_freqrex._version import __version__ as __version__
 
 __all__ = [
     "FreqReX",

@@ -225,7 +225,7 @@ def test_listening_copies_sit_beside_true_level_wavs(tmp_path):
     scale = peak / float(expected.abs().max())
     assert torch.allclose(torch.from_numpy(loud), expected * scale, atol=2 / 32768)  # same sound, louder
     assert float(expected.abs().max()) < 0.01  # the true-level file really is quiet
-    assert set(written) >= {f"{n}{r}{l}" for n in expl.sets for r in ("", "_removed") for l in ("", "_listen")}
+    assert set(written) >= {f"{n}{r}{copy}" for n in expl.sets for r in ("", "_removed") for copy in ("", "_listen")}
 
 
 def test_a_shrunk_sufficient_set_reports_and_saves_its_shrink(detector, tone_clip, tmp_path):
