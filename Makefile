@@ -11,11 +11,13 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check captum_freqrex tests benchmarks scripts
+	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 test-fast: setup
 	$(PY) -m ruff check captum_freqrex tests benchmarks scripts
+	$(PY) -m mypy
 	$(PY) -m pytest -q -x -p no:cacheprovider
 
 docs: setup
@@ -26,4 +28,4 @@ bench: setup
 	$(PY) benchmarks/compare.py
 
 clean:
-	rm -rf docs/_build docs/jupyter_execute docs/tutorials .pytest_cache freqrex_out
+	rm -rf docs/_build docs/jupyter_execute docs/tutorials .pytest_cache .mypy_cache .ruff_cache freqrex_out

@@ -12,7 +12,7 @@ import math
 import operator
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -53,7 +53,7 @@ class LoadedAudio:
 
     Attributes:
         waveform (Tensor): ``(time,)`` mono float32 waveform at ``sample_rate``.
-        sample_rate (int): Sample rate in Hz.
+        sample_rate (float): Sample rate in Hz; a whole number (WAV headers hold an integer rate).
         notes (list of str): What was done to fit the model (resampled, mixed down, cropped, padded).
     """
 
@@ -111,7 +111,8 @@ def _check_rates(orig_rate: int, new_rate: int) -> Tuple[int, int]:
         try:
             value = operator.index(rate)
         except TypeError:
-            if not (isinstance(rate, float) and rate.is_integer()):
+            # Typed int, but a whole-number float (44100.0) is accepted at run time too.
+            if not (isinstance(rate, float) and float(rate).is_integer()):
                 raise TypeError(f"{name} must be a whole number of Hz, got {rate!r}") from None
             value = int(rate)
         if value <= 0:
@@ -324,14 +325,14 @@ def noise_like(
 
 
 def save_wav(
-    path: str, waveform: Tensor, sample_rate: int, *, overwrite: bool = True, subtype: str = "FLOAT"
+    path: str, waveform: Tensor, sample_rate: float, *, overwrite: bool = True, subtype: str = "FLOAT"
 ) -> str:
     r"""Write ``(time,)`` or ``(channels, time)`` as a WAV file, 32-bit float by default (no clipping).
 
     Args:
         path (str): The file to write.
         waveform (Tensor): ``(time,)`` or ``(channels, time)`` samples.
-        sample_rate (int): Sample rate in Hz.
+        sample_rate (float): Sample rate in Hz, a whole number (WAV headers hold an integer).
         overwrite (bool, optional): Replace an existing file; False raises ``FileExistsError``
                     instead (the file is created exclusively). Default: True
         subtype (str, optional): A ``soundfile`` WAV subtype: ``"FLOAT"`` keeps any level,
@@ -341,6 +342,8 @@ def save_wav(
     Returns:
         str: The path.
     """
+    if not float(sample_rate).is_integer() or sample_rate <= 0:
+        raise ValueError(f"a WAV file needs a positive whole-number sample rate, got {sample_rate}")
     data = waveform.detach().cpu().float()
     data = data.T if data.dim() == 2 else data
     with open(path, "wb" if overwrite else "xb") as handle:
@@ -382,10 +385,20 @@ def listening_copy(waveform: Tensor, peak_db: float = LISTEN_PEAK_DBFS) -> Tuple
     return waveform.detach() * 10.0 ** (gain_db / 20.0), gain_db
 
 
+def _single_wave(wave: Union[Tensor, Tuple[Tensor, ...]]) -> Tensor:
+    """A waveform of a single-tensor explanation, as one Tensor (what these helpers are documented for)."""
+    if not isinstance(wave, Tensor):
+        raise ValueError(
+            f"this explanation is of a tuple of {len(wave)} inputs; WAV files, plots and reports are "
+            "made for explanations of one waveform tensor: explain each input on its own"
+        )
+    return wave
+
+
 def save_explanation_wavs(
     explanation: "Explanation",
     directory: str,
-    sample_rate: int,
+    sample_rate: float,
     *,
     overwrite: bool = True,
     listening_copies: bool = True,
@@ -416,14 +429,14 @@ def save_explanation_wavs(
         "sufficient_removed": path, "sufficient_removed_listen": path, ...}`` for the sets found.
     """
     os.makedirs(directory, exist_ok=True)
-    original = explanation.original_waveform()
+    original = _single_wave(explanation.original_waveform())
     written = {"original": save_wav(os.path.join(directory, "original.wav"), original, sample_rate, overwrite=overwrite)}
     for name, chosen in explanation.sets.items():
         if chosen is None:
             continue
         for removed in (False, True):
             key = f"{name}_removed" if removed else name
-            wave = explanation.waveform(name, removed=removed)
+            wave = _single_wave(explanation.waveform(name, removed=removed))
             written[key] = save_wav(os.path.join(directory, f"{key}.wav"), wave, sample_rate, overwrite=overwrite)
             if listening_copies:
                 loud, _ = listening_copy(wave)

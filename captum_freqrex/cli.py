@@ -566,7 +566,7 @@ def write_result(
 
 def _file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, str]:
     """What each result file holds, by file name (``summary.json``'s ``file_notes``)."""
-    from captum_freqrex.audio import LISTEN_PEAK_DBFS, peak_dbfs
+    from captum_freqrex.audio import LISTEN_PEAK_DBFS, _single_wave, peak_dbfs
 
     notes = {
         "original.wav": "the clip as the model heard it (resynthesised from its spectrum), true level, 32-bit float",
@@ -583,7 +583,7 @@ def _file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, st
         removed = signal.endswith("_removed")
         which = signal[: -len("_removed")] if removed else signal
         what = f"the clip with the {which.replace('_', '-and-')} set removed" if removed else f"the {which.replace('_', '-and-')} set alone"
-        level = peak_dbfs(explanation.waveform(which, removed=removed))
+        level = peak_dbfs(_single_wave(explanation.waveform(which, removed=removed)))
         peak = f"peak {round(level, 1) + 0.0:.1f} dBFS" if level > float("-inf") else "silent"
         if listen:
             notes[name] = (
@@ -635,6 +635,7 @@ def _frequency_text(entry: Dict[str, Any], shown: int = 8) -> str:
     if total <= shown:
         return "at " + format_frequencies(values) + unit
     span = location.get("frequency_span_hz") if hz is not None else [values[0], values[-1]]
+    assert span is not None, "a set with frequencies records their span"
     return (
         f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} "
         f"(the {min(len(values), 1000)} most responsible in summary.json, all in bins.csv)"

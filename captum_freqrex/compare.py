@@ -240,7 +240,7 @@ def load_zoo_inputs(name: str = "instruments", n_clips: int = 4) -> ZooInputs:
         ImportError: When :mod:`captum_freqrex.zoo` is not installed.
     """
     try:
-        from captum_freqrex import zoo  # type: ignore[attr-defined]
+        from captum_freqrex import zoo
     except ImportError as error:
         raise ImportError(
             f"captum_freqrex.zoo is not available ({error}); pass model= and clips= to compare_methods"

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from captum_freqrex.audio import _single_wave
+
 if TYPE_CHECKING:
     from captum_freqrex._core.explanation import Explanation
 
@@ -173,7 +175,7 @@ def plot_responsibility(
     spacing = float(freqs[1] - freqs[0]) if freqs.numel() > 1 else 1.0
     if explanation.has_waveforms:
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
-        spectrum_db = 20 * torch.log10(torch.fft.rfft(_mono(explanation.original_waveform())).abs() + 1e-9)
+        spectrum_db = 20 * torch.log10(torch.fft.rfft(_mono(_single_wave(explanation.original_waveform()))).abs() + 1e-9)
         top.plot(freqs, spectrum_db, color="0.6", linewidth=0.5, label="original spectrum")
         top.set_ylabel("magnitude (dB)")
         marked_on, values = top, spectrum_db
@@ -182,9 +184,9 @@ def plot_responsibility(
         top, marked_on, values = bottom, bottom, per_channel.sum(0)
     for name, (color, label, size) in SET_STYLES.items():
         rows = _in_set_rows(explanation, name)
-        if rows is None:
-            continue
         chosen = explanation.sets[name]
+        if rows is None or chosen is None:  # rows is None exactly when the set is
+            continue
         text = f"{label} ({chosen.size})"
         if int(rows.sum()) <= MARK_LIMIT:
             bins = rows.nonzero().squeeze(1)
@@ -229,7 +231,8 @@ def _draw_stft_overlay(
     fig = ax.figure
     if explanation.has_waveforms:
         domain = explanation.layout.domain
-        coefficients = domain.analyze(explanation.original_waveform().detach().cpu().float())
+        assert domain is not None, "an explanation with its waveforms keeps its domain"
+        coefficients = domain.analyze(_single_wave(explanation.original_waveform()).detach().cpu().float())
         magnitude = coefficients.abs().double()
         magnitude = magnitude if magnitude.dim() == 2 else magnitude.reshape(-1, *magnitude.shape[-2:]).mean(0)
         db = 20 * torch.log10(magnitude + 1e-9)
@@ -400,10 +403,12 @@ def _membership_strip(ax: Any, explanation: "Explanation", sample_rate: float, t
     import numpy as np
 
     hz = explanation.layout.bin_hz(0, sample_rate)
+    assert hz is not None, "a sample rate and the domain give each row's frequency"
     edges = np.concatenate([np.linspace(0.0, LINEAR_BELOW_HZ, 8)[:-1], np.geomspace(LINEAR_BELOW_HZ, top, 600)])
     columns = [n for n in ("sufficient", "sufficient_necessary", "complete") if explanation.sets[n] is not None]
     for column, name in enumerate(columns):
         rows = _in_set_rows(explanation, name)
+        assert rows is not None  # columns holds only the sets found
         counts, _ = np.histogram(hz[rows].numpy(), bins=edges)
         color = SET_STYLES[name][0]
         filled = np.ma.masked_equal((counts > 0).astype(float)[:, None], 0.0)
@@ -462,7 +467,7 @@ def plot_explanation_spectrograms(
     grid = _single_tensor(explanation, "plot_explanation_spectrograms")
     layout = explanation.layout
     stft = layout.axes(0)[2] is not None
-    original = explanation.original_waveform()
+    original = _single_wave(explanation.original_waveform())
     length = original.shape[-1]
     if n_fft is None:
         n_fft = getattr(layout.domain, "n_fft", None) if stft else None
@@ -477,9 +482,9 @@ def plot_explanation_spectrograms(
         if bool(chosen.mask.all()):
             everything.append(labels)
             continue
-        panels.append((f"{labels} kept alone ({chosen.size} features)", explanation.waveform(names[0])))
+        panels.append((f"{labels} kept alone ({chosen.size} features)", _single_wave(explanation.waveform(names[0]))))
     if explanation.sufficient_necessary is not None:
-        panels.append(("original with the sufficient & necessary set removed", explanation.waveform("sufficient_necessary", removed=True)))
+        panels.append(("original with the sufficient & necessary set removed", _single_wave(explanation.waveform("sufficient_necessary", removed=True))))
     n_rows = 1 + len(panels)
     fig = plt.figure(figsize=(10.5, 2.3 * n_rows + 0.5))
     spec = fig.add_gridspec(n_rows, 2, width_ratios=(40, 2.6), wspace=0.03)
@@ -500,6 +505,7 @@ def plot_explanation_spectrograms(
         db = _spectrogram_db(original, n_fft)
         _draw_spectrogram(first, db, seconds, sample_rate, n_fft, float(db.max()), dynamic_range_db, log_frequency)
         hz = layout.bin_hz(0, sample_rate)
+        assert hz is not None, "a sample rate and the domain give each row's frequency"
         for name in ("complete", "sufficient_necessary", "sufficient"):
             rows = _in_set_rows(explanation, name)
             if rows is None or int(rows.sum()) > MARK_LIMIT:

@@ -60,7 +60,7 @@ audio { width: 22em; vertical-align: middle; } img { max-width: 100%; border: 1p
 """
 
 
-def wav_bytes(waveform: Tensor, sample_rate: int) -> bytes:
+def wav_bytes(waveform: Tensor, sample_rate: float) -> bytes:
     r"""A 16-bit PCM WAV file of ``(time,)`` or ``(channels, time)`` samples in [-1, 1], in memory.
 
     Uses the standard library only (no ``soundfile``); samples beyond full scale are clipped.
@@ -189,17 +189,17 @@ def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Op
     return "<table>" + "".join(rows) + "</table>"
 
 
-def _players(explanation: "Explanation", sample_rate: int) -> str:
-    from captum_freqrex.audio import listening_copy, peak_dbfs
+def _players(explanation: "Explanation", sample_rate: float) -> str:
+    from captum_freqrex.audio import _single_wave, listening_copy, peak_dbfs
 
-    signals: List[Tuple[str, str, Tensor]] = [("original", "the clip (resynthesised from its spectrum)", explanation.original_waveform())]
+    signals: List[Tuple[str, str, Tensor]] = [("original", "the clip (resynthesised from its spectrum)", _single_wave(explanation.original_waveform()))]
     for name, chosen in explanation.sets.items():
         if chosen is None:
             continue
         label = SET_LABELS[name]
-        signals.append((name, f"{label} set kept alone ({chosen.size} features)", explanation.waveform(name)))
+        signals.append((name, f"{label} set kept alone ({chosen.size} features)", _single_wave(explanation.waveform(name))))
         signals.append(
-            (f"{name}_removed", f"clip with the {label} set removed", explanation.waveform(name, removed=True))
+            (f"{name}_removed", f"clip with the {label} set removed", _single_wave(explanation.waveform(name, removed=True)))
         )
     rows = ["<tr><th>signal</th><th>listen</th><th>level</th></tr>"]
     for key, label, signal in signals:
@@ -243,7 +243,7 @@ def _key_values(pairs: Mapping[str, Any]) -> str:
 
 def explanation_html(
     explanation: "Explanation",
-    sample_rate: int,
+    sample_rate: float,
     *,
     class_names: Optional[Sequence[str]] = None,
     title: Optional[str] = None,
@@ -342,7 +342,7 @@ def explanation_html(
 def write_html(
     explanation: "Explanation",
     path: str,
-    sample_rate: int,
+    sample_rate: float,
     *,
     class_names: Optional[Sequence[str]] = None,
     title: Optional[str] = None,

@@ -344,3 +344,16 @@ def test_sets_report_their_share_of_the_energy_and_their_level():
     assert expl.summary()["sets"]["sufficient"]["energy_share"] == pytest.approx(1 / 1.01, abs=1e-4)
     quiet = FreqReX(ToneDetector([1000], 0.05)).explain(x, max_queries=200)[0].sufficient
     assert quiet.mask[BIN_1000] and abs(quiet.level_db - (-20.0)) < 1e-3
+
+
+def test_files_of_an_explanation_refuse_what_they_cannot_write(tmp_path):
+    """A tuple explanation has no single WAV; a fractional rate has no WAV header."""
+    from captum_freqrex.audio import save_explanation_wavs, save_wav
+
+    x = clip((440, 1.0))
+    expl = FreqReX(ToneDetector([440], 0.3)).explain((x,), max_queries=200)[0]
+    with pytest.raises(ValueError, match="tuple of 1 inputs"):
+        save_explanation_wavs(expl, str(tmp_path), SAMPLE_RATE)
+    with pytest.raises(ValueError, match="whole-number sample rate"):
+        save_wav(str(tmp_path / "a.wav"), x[0], 22050.5)
+    assert not (tmp_path / "a.wav").exists()

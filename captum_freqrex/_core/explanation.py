@@ -42,7 +42,7 @@ def _rounded(value: float) -> Optional[float]:
     return round(value, 6) if math.isfinite(value) else None
 
 
-def _hz(value: float) -> float:
+def _hz(value: Union[float, Tensor]) -> float:
     return round(float(value), 3)
 
 
@@ -164,7 +164,7 @@ class CausalSet:
     def as_dict(self) -> Dict[str, Any]:
         """The set's certificate and loudness as a JSON-safe dict (see :meth:`Explanation.summary`)."""
         cert = self.certificate
-        out = {
+        out: Dict[str, Any] = {
             "features": cert.size,
             "bins": self.n_bins,
             "certified": cert.certified,
@@ -612,8 +612,8 @@ class Explanation:
             # Frequency-major order: rows of the same bin (channels, frames) stay together.
             order = [freq_axis] + [a for a in (channel_axis, frame_axis) if a is not None]
             grid = ids.permute(order)
-            coords = torch.stack(torch.meshgrid(*[torch.arange(s) for s in grid.shape], indexing="ij"), -1)
-            coords, flat = coords.reshape(-1, grid.dim()).tolist(), grid.reshape(-1)
+            coord_grid = torch.stack(torch.meshgrid(*[torch.arange(s) for s in grid.shape], indexing="ij"), -1)
+            coords, flat = coord_grid.reshape(-1, grid.dim()).tolist(), grid.reshape(-1)
             named = dict(zip(order, range(len(order))))
             hz = layout.bin_hz(index, rate)
             seconds = layout.frame_seconds(index, rate)

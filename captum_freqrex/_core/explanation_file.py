@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 import torch
 from torch import Tensor
@@ -58,6 +58,7 @@ def save_explanation(explanation: Explanation, path: str, include_inputs: bool =
         if chosen is None:
             return None
         cert = chosen.certificate
+        shrink = getattr(cert, "shrink", None)
         return {
             "mask": chosen.mask.detach().cpu().bool(),
             "n_bins": int(chosen.n_bins),
@@ -70,7 +71,7 @@ def save_explanation(explanation: Explanation, path: str, include_inputs: bool =
                 "certified": cert.certified,
                 "exact": cert.exact,
                 "note": cert.note,
-                "shrink": None if getattr(cert, "shrink", None) is None else asdict(cert.shrink),
+                "shrink": None if shrink is None else asdict(shrink),
             },
         }
 
@@ -105,8 +106,8 @@ def save_explanation(explanation: Explanation, path: str, include_inputs: bool =
         bases = explanation._space.baseline_waveforms(explanation._example)
         record["baseline_is_zero"] = [bool((b == 0).all()) for b in bases]
         if include_inputs:
-            original = explanation.original_waveform()
-            record["inputs"] = [w.detach().cpu() for w in (original if explanation._is_tuple else (original,))]
+            original = explanation.original_waveform()  # a tuple exactly when explanation._is_tuple
+            record["inputs"] = [w.detach().cpu() for w in (original if isinstance(original, tuple) else (original,))]
             record["baselines"] = [b.detach().cpu() for b in bases]
     elif include_inputs:
         raise ValueError("this explanation has no inputs to include (it was loaded without them)")
@@ -157,14 +158,16 @@ def load_explanation(
     def probe(d: Optional[Dict[str, Any]]) -> Optional[ProbeResult]:
         return None if d is None else ProbeResult(**d)
 
-    sets = []
+    sets: List[Optional[CausalSet]] = []
     for name in SET_NAMES:
         d = record["sets"][name]
         if d is None:
             sets.append(None)
             continue
         c = d["certificate"]
-        cert = SetCertificate(c["size"], probe(c["kept"]), probe(c["removed"]), c["certified"], c["exact"], c["note"])
+        # save_explanation always writes a set's "kept" probe.
+        kept = cast(ProbeResult, probe(c["kept"]))
+        cert = SetCertificate(c["size"], kept, probe(c["removed"]), c["certified"], c["exact"], c["note"])
         if c.get("shrink") is not None:
             from captum_freqrex._core.shrink import ShrinkReport
 
@@ -197,13 +200,17 @@ def load_explanation(
         per_channel = any(layout.axes(i)[0] is not None for i in range(len(ids)))
         space = FeatureSpace(waves, bases, ids, domain, per_channel)
     confidences = record["class_confidences"]
+    sufficient, sufficient_necessary, complete = sets  # one per SET_NAMES
+    original = cast(ProbeResult, probe(record["original"]))  # save_explanation always writes it
     return Explanation(
         grid_values if is_tuple else grid_values[0],
         values,
         record["ranking"],
         record["target"],
-        probe(record["original"]),
-        *sets,
+        original,
+        sufficient,
+        sufficient_necessary,
+        complete,
         QueryStats(**record["stats"]),
         record["responsibility_queries"],
         record["extraction_queries"],

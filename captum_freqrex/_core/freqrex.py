@@ -312,7 +312,7 @@ class FreqReX(PerturbationAttribution):
             )
             return Verdicts(passes, -graded if removing else graded)
 
-        def evaluate(queries: List[StepQuery]) -> Tensor:
+        def evaluate(queries: Sequence[StepQuery]) -> Tensor:
             # A model may return a view of its input; the next batch overwrites the rows.
             outputs = [
                 run.querier(rows, example).clone()
@@ -518,11 +518,11 @@ class FreqReX(PerturbationAttribution):
             if torch.equal(shrunk, masks[k_suff]):
                 shrunk = None  # nothing dropped: the prefix is certified as before
         keeps = [masks[k] for k in keep_sizes] + ([shrunk] if shrunk is not None else [])
-        kept_by_size, removed, again, again_outputs = self._certify(
+        kept_probes, removed, again, again_outputs = self._certify(
             run, example, target, keeps, masks.get(k_nec) if k_nec is not None else None
         )
-        kept_shrunk = kept_by_size[-1] if shrunk is not None else None
-        kept_by_size = dict(zip(keep_sizes, kept_by_size))
+        kept_shrunk = kept_probes[-1] if shrunk is not None else None
+        kept_by_size = dict(zip(keep_sizes, kept_probes))
         messages = []
         scale = float(anchors.outputs.abs().max()) + 1.0
         stable = (
@@ -701,6 +701,7 @@ class FreqReX(PerturbationAttribution):
                 run, example, ranking, anchors, complete_tolerance, max_extraction_queries,
                 max_shrink_queries if shrink else 0, candidates,
             )
+            sufficient, sufficient_necessary, complete = sets  # one per SET_NAMES
             messages = anchors.warnings + set_messages
             issue_warnings(messages, example, run.space.batch_size)
             after = run.querier.stats
@@ -720,7 +721,9 @@ class FreqReX(PerturbationAttribution):
                     ranking,
                     anchors.target,
                     anchors.original,
-                    *sets,
+                    sufficient,
+                    sufficient_necessary,
+                    complete,
                     stats,
                     responsibility_queries,
                     extraction_queries,

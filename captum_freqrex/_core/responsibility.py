@@ -426,7 +426,9 @@ def evaluate_along(context: SearchContext, perm: Optional[Tensor]) -> Callable[[
     position = position.to(context.device)
 
     def evaluate(queries: List[StepQuery]) -> Tensor:
-        verdicts, chunk, rows = [], [], 0
+        verdicts: List[Tensor] = []
+        chunk: List[StepQuery] = []
+        rows = 0
         for query in queries + [None]:  # None flushes the last chunk
             size = 0 if query is None else query.combinations.shape[0]
             if chunk and (query is None or rows + size > context.batch_size):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 from numbers import Number
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, SupportsFloat, Tuple, Union, cast
 
 import torch
 from torch import Tensor
@@ -114,7 +114,9 @@ def format_baselines(baselines: Any, waves: Sequence[Tensor]) -> Tuple[Tensor, .
             out.append(torch.zeros((1,) + wave.shape[1:], dtype=wave.dtype, device=wave.device))
             continue
         if isinstance(base, Number):
-            base = torch.full((1,) + wave.shape[1:], float(base), dtype=wave.dtype, device=wave.device)
+            # numbers.Number declares no __float__; float() raises for a non-real number as before.
+            value = float(cast(SupportsFloat, base))
+            base = torch.full((1,) + wave.shape[1:], value, dtype=wave.dtype, device=wave.device)
         if not isinstance(base, Tensor):
             raise TypeError(f"baselines[{i}] must be None, a number or a tensor, got {type(base).__name__}")
         base = base.detach().to(device=wave.device, dtype=wave.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Dict, Iterable, List, Sequence
+from typing import Iterable, List, Mapping, Sequence
 
 __all__ = ["DebianPackageMissing", "require_packages"]
 
@@ -38,7 +38,7 @@ def _present(path: str) -> bool:
     return os.path.exists(path)
 
 
-def require_packages(what: str, needs: Dict[str, Iterable[str]]) -> None:
+def require_packages(what: str, needs: Mapping[str, Iterable[str]]) -> None:
     r"""Raise :class:`DebianPackageMissing` unless every package's marker paths exist.
 
     Args:

@@ -89,6 +89,7 @@ def speech_files(root: str = ASTERISK_ROOT, languages: Optional[Sequence[str]] =
     out = []
     for code in codes:
         folder = _language_dir(root, code)
+        assert folder is not None, "_check raised for a language without its folder"
         for path in sorted(glob.glob(os.path.join(folder, "**", "*.wav"), recursive=True)):
             out.append((code, os.path.relpath(path, folder), path))
     return out

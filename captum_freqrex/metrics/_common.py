@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 from torch import Tensor
@@ -136,7 +136,8 @@ class MetricRun:
         )
         self.queries = 0
         self.forward_calls = 0
-        self.signal_energy = sum(w.double().square().reshape(self.batch_size, -1).sum(1) for w in self.waves)
+        # A sum over at least one input's tensor: a Tensor, never sum()'s start value 0.
+        self.signal_energy = cast(Tensor, sum(w.double().square().reshape(self.batch_size, -1).sum(1) for w in self.waves))
         if not query_model:
             return
         if not callable(forward_func):
@@ -223,9 +224,10 @@ class MetricRun:
             ex = examples[start:stop]
             values = keep(rows).to(device=self.space.device, dtype=dtype)
             mutants = self.space.grid_mutants(ex, self.space.to_grid(values))
-            noise = sum(
+            # One Tensor per input, at least one: never sum()'s start value 0.
+            noise = cast(Tensor, sum(
                 (m - w[ex]).double().square().reshape(len(rows), -1).sum(1) for m, w in zip(mutants, self.waves)
-            )
+            ))
             return self.verdicts(self.forward(mutants, ex), self.targets[ex], noise)
 
         return divide_and_aggregate(examples.numel(), batch, Verdicts.cat, self.max_rows)
@@ -326,7 +328,7 @@ class MetricRun:
         if isinstance(k, Tensor):
             k = k.tolist()
         single = not isinstance(k, (list, tuple, range))
-        raw = [k] if single else list(k)  # type: ignore[arg-type]
+        raw: List[Any] = [k] if single else list(k)  # type: ignore[arg-type]  # checked one by one below
         if not raw:
             raise ValueError(f"{name} is empty; pass an int or a sequence of ints")
         n = self.space.n_features

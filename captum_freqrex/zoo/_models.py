@@ -31,6 +31,10 @@ class LogMel(nn.Module):
         eps (float, optional): Floor added to the mel power before the log. Default: 1e-6
     """
 
+    # Buffers registered in __init__, declared for the type checker.
+    fbank: Tensor
+    window: Tensor
+
     def __init__(self, n_fft: int, hop_length: int, n_mels: int, fbank: Optional[Tensor] = None, eps: float = 1e-6) -> None:
         super().__init__()
         self.n_fft = n_fft
