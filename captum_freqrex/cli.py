@@ -27,6 +27,7 @@ from torch import Tensor
 
 from captum_freqrex import FreqReX, __version__
 from captum_freqrex._core.explanation import SET_NAMES, Explanation
+from captum_freqrex._core.freqrex import MAX_SEED
 from captum_freqrex.compare import METHODS, compare_methods
 
 DEMO_MODEL = "instruments"
@@ -48,9 +49,6 @@ NOISE_LEVEL_DB = -30.0
 
 #: Smallest FreqReX query budget: one refinement step of the default 4 pieces (2**4 - 1 mutants).
 MIN_MAX_QUERIES = 15
-
-#: Largest ``--seed`` (``torch.Generator.manual_seed`` takes a 64-bit integer).
-MAX_SEED = 2**63 - 1
 
 #: Every file a result folder of ``demo`` or ``explain`` may hold (which set WAVs a run writes is
 #: known only after the search, so all of them are checked beforehand).

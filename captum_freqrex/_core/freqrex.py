@@ -192,7 +192,7 @@ class FreqReX(PerturbationAttribution):
         options.validate()
         if generator is not None:
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        estimate_memory(waves, space, max_rows)
+        estimate_memory(waves, max_rows)
         return _Run(
             space,
             querier,
@@ -212,11 +212,14 @@ class FreqReX(PerturbationAttribution):
             return int(run.decision.classes(outputs)[0])
         return flat_target_index(target, run.output_shape, run.decision.num_classes(outputs))
 
-    def _anchors(self, run: _Run, example: int) -> Anchors:
-        # The unmasked input and the baseline alone, in one model call. The input goes in as a
-        # copy: a model that edits its input in place must not edit the caller's tensor.
+    def _anchors(self, run: _Run, example: int, baseline_waves: Optional[Tuple[Tensor, ...]] = None) -> Anchors:
+        # The unmasked input and the baseline alone (its waveforms, when the caller has them),
+        # in one model call. The input goes in as a copy: a model that edits its input in place
+        # must not edit the caller's tensor.
+        if baseline_waves is None:
+            baseline_waves = run.space.baseline_waveforms(example)
         rows = run.rows.take(2)
-        for row, wave, base in zip(rows, run.waves, run.space.baseline_waveforms(example)):
+        for row, wave, base in zip(rows, run.waves, baseline_waves):
             row[0].copy_(wave[example])
             row[1].copy_(base)
         try:
@@ -291,11 +294,10 @@ class FreqReX(PerturbationAttribution):
     # ------------------------------------------------------------------ responsibility
 
     def _responsibility(self, run: _Run, example: int) -> Tuple[Tensor, Anchors, SearchResult]:
-        anchors = self._anchors(run, example)
-        target, original = anchors.target, anchors.original
-
         space = run.space
         baseline = space.baseline_waveforms(example)
+        anchors = self._anchors(run, example, baseline)
+        target, original = anchors.target, anchors.original
         removing = run.mode == "necessary"
         # Mutants start from the baseline and add what they keep ("sufficient"), or start from
         # the input and subtract what they remove ("necessary").
@@ -321,14 +323,8 @@ class FreqReX(PerturbationAttribution):
             return verdicts(torch.cat(outputs)).passes
 
         def evaluate_masks(sets: Tensor) -> Verdicts:
-            # Each set's mutant synthesised on its own, as Explanation.waveform does.
-            outputs = []
-            for lo in range(0, sets.shape[0], run.querier.max_rows):
-                chunk = sets[lo : lo + run.querier.max_rows].to(space.device, space.dtype)
-                rows = run.rows.take(chunk.shape[0])
-                space.mutants(example, 1.0 - chunk if removing else chunk, out=rows)
-                outputs.append(run.querier(rows, example).clone())
-            return verdicts(torch.cat(outputs))
+            sets = sets.to(space.device, space.dtype)
+            return verdicts(self._set_outputs(run, example, 1.0 - sets if removing else sets))
 
         # "necessary": the root removes everything, i.e. is the baseline; no cause to find unless
         # the baseline changes the decision.
@@ -450,17 +446,22 @@ class FreqReX(PerturbationAttribution):
 
     # ------------------------------------------------------------------ explanation
 
-    def _keep_probes(self, run: _Run, example: int, target: int, masks: Tensor) -> List[ProbeResult]:
-        # The model on sets ``(N, n_features)`` kept alone, each synthesised on its own.
+    def _set_outputs(self, run: _Run, example: int, keeps: Tensor) -> Tensor:
+        # Model outputs (N, K) on the mutants of keep-masks ``(N, n_features)``, a model batch at
+        # a time. A model may return a view of its input; the next batch overwrites the rows.
         outputs = []
-        for lo in range(0, masks.shape[0], run.querier.max_rows):
-            chunk = masks[lo : lo + run.querier.max_rows].to(run.space.device, run.space.dtype)
+        for lo in range(0, keeps.shape[0], run.querier.max_rows):
+            chunk = keeps[lo : lo + run.querier.max_rows].to(run.space.device, run.space.dtype)
             rows = run.rows.take(chunk.shape[0])
             run.space.mutants(example, chunk, out=rows)
             outputs.append(run.querier(rows, example).clone())
         joined = torch.cat(outputs)
         self._check_width(run, joined)
-        return self._probe(run, joined, target)
+        return joined
+
+    def _keep_probes(self, run: _Run, example: int, target: int, masks: Tensor) -> List[ProbeResult]:
+        # The model on sets ``(N, n_features)`` kept alone.
+        return self._probe(run, self._set_outputs(run, example, masks), target)
 
     def _shrink(
         self, run: _Run, example: int, ranking: Tensor, target: int, k_suff: int, candidates: Optional[Tensor],

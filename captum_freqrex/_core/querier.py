@@ -101,7 +101,7 @@ WAVEFORMS_PER_EXPLANATION = 36
 BASE_MEMORY_BYTES = 256 * 1024**2
 
 
-def estimate_memory(waveforms: Sequence[Tensor], space: Any, max_rows: int) -> int:
+def estimate_memory(waveforms: Sequence[Tensor], max_rows: int) -> int:
     r"""Estimated peak memory of explaining one example, checked against the available memory.
 
     Long clips fail deep inside the FFT library when memory runs out; this fails first, with the
@@ -109,8 +109,6 @@ def estimate_memory(waveforms: Sequence[Tensor], space: Any, max_rows: int) -> i
 
     Args:
         waveforms (sequence of Tensor): The explained inputs ``(B, ...)``.
-        space (FeatureSpace): Their feature space (unused today; kept so that domains with larger
-                    grids can refine the estimate).
         max_rows (int): Mutants per model call.
 
     Returns:

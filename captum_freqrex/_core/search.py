@@ -65,8 +65,8 @@ class SearchContext:
     (:class:`~captum_freqrex._core.responsibility.StepQuery`: sets as unions of parts, each part a
     list of contiguous feature ranges; their waveforms are sums of a few part waveforms, the fast
     path) and returns ``(N,)`` bool verdicts; :meth:`evaluate_sets` takes ``(N, n_features)`` set
-    masks of any shape (each set's waveform synthesised on its own, exactly as
-    :meth:`Explanation.waveform` rebuilds a set) and returns :class:`Verdicts` with graded scores.
+    masks of any shape (each set's waveform synthesised from its keep-mask, by the formula
+    :meth:`Explanation.waveform` uses, not from part waveforms) and returns :class:`Verdicts` with graded scores.
     Both batch their sets into model calls of at most ``batch_size`` rows.
 
     Attributes:
