@@ -8,7 +8,7 @@ decision and extracts certified sufficient, sufficient-and-necessary and complet
 from captum_freqrex._core.bands import linear_bands, log_bands, mel_bands
 from captum_freqrex._core.decision import ArgmaxDecision, Decision, FunctionDecision, ThresholdDecision
 from captum_freqrex._core.domains import RfftDomain, SpectralDomain, StftDomain, next_fast_len
-from captum_freqrex._core.explanation import CausalSet, Explanation
+from captum_freqrex._core.explanation import CausalSet, Explanation, FeatureLayout, register_renderer
 from captum_freqrex._core.extraction import ProbeResult, SetCertificate
 from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
@@ -22,6 +22,15 @@ from captum_freqrex._core.search import SearchContext, SearchResult
 from captum_freqrex._core.shrink import ShrinkReport
 from captum_freqrex._version import __version__ as __version__
 
+# Explanation's WAV, plot and HTML methods run these functions of the layers above the core, which
+# the core never imports (it would depend on audio I/O and matplotlib). Registered by import path:
+# each module is imported on its method's first call, so importing the package loads none of them.
+register_renderer("save_wavs", "captum_freqrex.audio:save_explanation_wavs")
+register_renderer("plot", "captum_freqrex.plotting:plot_responsibility")
+register_renderer("plot_spectrograms", "captum_freqrex.plotting:plot_explanation_spectrograms")
+register_renderer("to_html", "captum_freqrex.report:write_html")
+del register_renderer
+
 __all__ = [
     "FreqReX",
     "FreqReXWarning",
@@ -29,6 +38,7 @@ __all__ = [
     "FeatureSpace",
     "Explanation",
     "CausalSet",
+    "FeatureLayout",
     "SetCertificate",
     "ProbeResult",
     "QueryStats",

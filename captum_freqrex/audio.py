@@ -66,7 +66,9 @@ def _soundfile():
     try:
         import soundfile
     except ImportError as error:  # pragma: no cover - soundfile is a declared dependency of [audio]
-        raise ImportError("audio I/O needs soundfile: pip install soundfile") from error
+        raise ImportError(
+            "audio I/O needs soundfile, from the audio extra: pip install 'captum_freqrex[audio]'"
+        ) from error
     return soundfile
 
 

@@ -1,5 +1,9 @@
 """Plots of explanations (matplotlib). The core never imports this module.
 
+Plots read explanations through their public attributes only (``responsibility``, ``sets``,
+``layout``, ``waveform()``, ...); ``Explanation.plot`` and ``plot_spectrograms`` call these
+functions through the registry the package's ``__init__`` fills.
+
 Frequency axes are logarithmic by default (``symlog``: linear from 0 Hz to 20 Hz, logarithmic above),
 because the frequencies a classifier relies on often sit in the lowest octaves, which a linear
 0 Hz - Nyquist axis squeezes into a few pixels.
@@ -39,7 +43,9 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as error:
-        raise ImportError("plotting needs matplotlib: pip install matplotlib") from error
+        raise ImportError(
+            "plotting needs matplotlib, from the audio extra: pip install 'captum_freqrex[audio]'"
+        ) from error
     return plt
 
 

@@ -8,7 +8,8 @@ class probabilities, the warnings and the settings. Nothing is fetched when the 
 
 Every player plays a peak-normalised copy (-1 dBFS, as the ``*.listen.wav`` files) so that quiet
 sets can be heard; the text beside it gives the signal's true peak level and the gain applied.
-Needs ``matplotlib`` for the figures; the core never imports this module.
+Needs ``matplotlib`` for the figures. The core never imports this module; the report reads
+explanations through their public attributes only.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def _data_uri(mime: str, payload: bytes) -> str:
 
 
 def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
+    from captum_freqrex.plotting import _pyplot
 
+    plt = _pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

@@ -184,6 +184,20 @@ def test_loaded_with_its_inputs_rebuilds_certified_waveforms(detector, explanati
         Explanation.load(path, inputs=tone_clip[:, :100])
 
 
+def test_a_loaded_explanation_rebuilds_waveforms_with_the_synthesis_it_was_made_with(detector, tone_clip, tmp_path):
+    base = 0.1 * tone(2000).unsqueeze(0)
+    expl = FreqReX(detector, synthesis="reference").explain(tone_clip, baselines=base, max_queries=200)[0]
+    assert expl.settings["synthesis"] == "reference" and expl.summary()["settings"]["synthesis"] == "reference"
+    loaded = Explanation.load(expl.save(str(tmp_path / "expl.pt"), include_inputs=True))
+    assert loaded.settings["synthesis"] == "reference"
+    # The plain formula, as the certificate was computed: X and Xb mixed by the set's keep-mask.
+    keep = loaded.sufficient.mask.double()[loaded.layout.ids[0]]  # per bin
+    X, Xb = torch.fft.rfft(tone_clip[0].double()), torch.fft.rfft(base[0].double())
+    expected = torch.fft.irfft(keep * X + (1 - keep) * Xb, n=tone_clip.shape[-1]).float()
+    torch.testing.assert_close(loaded.waveform("sufficient"), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(loaded.waveform("sufficient"), expl.waveform("sufficient"), atol=1e-6, rtol=0)
+
+
 def test_a_non_silent_baseline_must_come_with_the_inputs(detector, tone_clip, tmp_path):
     base = 0.1 * tone(2000).unsqueeze(0)
     expl = FreqReX(detector).explain(tone_clip, baselines=base, max_queries=200)[0]

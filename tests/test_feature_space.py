@@ -5,6 +5,8 @@ import torch
 
 from captum_freqrex import (
     FeatureSpace,
+    FreqReX,
+    FrequencyForward,
     RfftDomain,
     StftDomain,
     linear_bands,
@@ -123,17 +125,18 @@ def test_next_fast_len_and_slow_length_warning():
         RfftDomain().analyze(torch.randn(1, 4099))
 
 
-def test_mutants_written_into_given_rows_equal_new_ones(monkeypatch):
-    from captum_freqrex._core import feature_space as feature_space_module
-
+@pytest.mark.parametrize("synthesis", ["auto", "reference"])
+def test_mutants_written_into_given_rows_equal_new_ones(synthesis):
     torch.manual_seed(2)
-    x = torch.randn(1, 2, 64)
-    space = _space(x, torch.randn(64))
-    keep = torch.rand(5, space.n_features)
+    x = torch.randn(1, 2, LONG)
+    space = _space(x, torch.randn(LONG), synthesis=synthesis)
+    # More rows than one inverse-transform call takes: they are written in two chunks.
+    n_rows = space.rows_per_transform() + 2
+    keep = torch.rand(n_rows, space.n_features)
+    keep[0] = 0.0
+    keep[0, 7] = 1.0  # a few-bin row, for "auto"
     expected = space.mutants(0, keep)[0]
-    # Two waveforms per transform call: the rows arrive in three chunks.
-    monkeypatch.setattr(feature_space_module, "CPU_TRANSFORM_BYTES", 2 * 2 * 64 * 4)
-    rows = torch.full((5, 2, 64), float("nan"))
+    rows = torch.full((n_rows, 2, LONG), float("nan"))
     returned = space.mutants(0, keep, out=[rows])[0]
     assert returned is rows
     torch.testing.assert_close(rows, expected, atol=1e-6, rtol=0)
@@ -143,3 +146,121 @@ def test_no_keep_rows_give_no_mutants():
     space = _space(torch.randn(1, 2, 64))
     assert space.mutants(0, torch.zeros(0, space.n_features))[0].shape == (0, 2, 64)
     assert space.part_waveforms(0, [])[0] == []
+
+
+# ------------------------------------------------------------------ synthesis="auto" against "reference"
+
+#: Long enough for every CPU speed-up: few-bin products start at 2**18 samples (up to 16 bins
+#: there), and a mono batch of more than 24 mutants (24 MiB of waveforms) takes two transform calls.
+LONG = 2**18
+
+#: "auto" equals "reference" within this share of each mutant's peak, plus this share of the
+#: clip's peak (a near-silent mutant's own peak is at the rounding level of the clip). Measured
+#: differences are at most about 2e-7 of the clip's peak in float32: float rounding.
+RELATIVE, FLOOR = 1e-5, 1e-6
+
+SYNTHESIS_CASES = {
+    "bins, zero baseline": (lambda: torch.randn(2, LONG), None, {}),
+    "bins, noise baseline": (lambda: torch.randn(2, LONG), lambda: 0.3 * torch.randn(LONG), {}),
+    "bins, two channels shared, constant baseline": (lambda: torch.randn(2, 2, LONG), lambda: 0.1, {}),
+    "bins per channel": (lambda: torch.randn(2, 2, LONG), lambda: 0.3 * torch.randn(2, 2, LONG), {"per_channel": True}),
+    # 8-bin bands: keeping or removing two of them is a few-bin product.
+    "bands": (lambda: torch.randn(2, LONG), lambda: 0.3 * torch.randn(LONG), {"feature_mask": linear_bands(LONG, 16384)}),
+    "stft cells": (
+        lambda: torch.randn(2, LONG), lambda: 0.3 * torch.randn(LONG), {"domain": StftDomain(n_fft=256, hop_length=128)}
+    ),
+    # Features that are not runs of bins: every keep-mask goes through a gather.
+    "interleaved ids": (lambda: torch.randn(2, LONG), lambda: 0.2, {"feature_mask": torch.arange(LONG // 2 + 1) % 4099}),
+}
+
+
+def _keep_rows(n_rows, n_features, generator):
+    """Keep-masks cycling through the kinds of mutant the search and extraction make."""
+    rows = []
+    for row in range(n_rows):
+        kind = row % 6
+        ids = torch.randperm(n_features, generator=generator)[: 1 + row % 2]
+        if kind == 0:  # keeps a few features
+            keep = torch.zeros(n_features)
+            keep[ids] = 1.0
+        elif kind == 1:  # removes a few
+            keep = torch.ones(n_features)
+            keep[ids] = 0.0
+        elif kind == 2:  # many features: a random half
+            keep = (torch.rand(n_features, generator=generator) < 0.5).float()
+        elif kind == 3:  # fractional values interpolate the spectra
+            keep = torch.rand(n_features, generator=generator)
+        elif kind == 4:  # a prefix of the features (a band of the spectrum)
+            keep = (torch.arange(n_features) < n_features // 3).float()
+        else:  # everything, or nothing
+            keep = torch.full((n_features,), float(row % 4 == 1))
+        rows.append(keep)
+    return torch.stack(rows)
+
+
+def _assert_same_waveforms(got, want, clip):
+    peak = clip.abs().max()
+    for g, w in zip(got, want):
+        error = (g - w).abs().max()
+        bound = RELATIVE * w.abs().max() + FLOOR * peak
+        assert error <= bound, f"auto differs from reference by {float(error):.3g} > {float(bound):.3g}"
+
+
+def _synthesis_spaces(case):
+    make, baseline, kwargs = SYNTHESIS_CASES[case]
+    torch.manual_seed(11)
+    x = make()
+    base = baseline() if baseline is not None else None
+    spaces = {s: _space(x, base, synthesis=s, **kwargs) for s in ("auto", "reference")}
+    return x, spaces["auto"], spaces["reference"]
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, 7, "above a transform call"])
+@pytest.mark.parametrize("case", sorted(SYNTHESIS_CASES))
+def test_auto_synthesis_equals_the_reference_formula(case, n_rows):
+    x, auto, reference = _synthesis_spaces(case)
+    assert reference.synthesis == "reference" and auto.synthesis == "auto"
+    assert reference.few_bin_limits == (0,)
+    # The speed-ups are really on: few-bin products for rfft grids of this length (not STFT cells).
+    assert auto.few_bin_limits == ((0,) if case == "stft cells" else (16,))
+    chunked = n_rows == "above a transform call"
+    if chunked:
+        n_rows = auto.rows_per_transform() + 3
+    keep = _keep_rows(n_rows, auto.n_features, torch.Generator().manual_seed(n_rows))
+    # The second example: the spaces index their batch the same way.
+    _assert_same_waveforms(auto.mutants(1, keep)[0], reference.mutants(1, keep)[0], x[1])
+    if chunked and case != "bins, noise baseline":
+        return  # per-bin keep values share the chunking just checked; one case of them suffices
+    # Per-bin keep values, one example per row (what FrequencyForward synthesises).
+    examples = torch.arange(n_rows) % 2
+    grid_keep = auto.to_grid(keep)
+    got = auto.grid_mutants(examples, grid_keep)[0]
+    want = reference.grid_mutants(examples, grid_keep)[0]
+    _assert_same_waveforms(got, want, x.abs().max())
+
+
+def test_reference_synthesis_is_the_formula_as_written():
+    torch.manual_seed(5)
+    x, base = torch.randn(2, LONG), torch.randn(LONG)
+    space = _space(x, base, synthesis="reference")
+    keep = torch.zeros(3, space.n_features)
+    keep[0, [10, 2000]] = 1.0  # two bins: "auto" would use a matrix product
+    keep[1] = torch.rand(space.n_features)
+    keep[2] = 1.0
+    X, Xb = torch.fft.rfft(x[0]), torch.fft.rfft(base)
+    expected = torch.fft.irfft(keep * X + (1 - keep) * Xb, n=LONG)
+    # Equal up to the rounding of differently batched FFTs.
+    torch.testing.assert_close(space.mutants(0, keep)[0], expected, atol=1e-5, rtol=0)
+
+
+def test_unknown_synthesis_names_the_choices(detector):
+    x = torch.randn(1, 64)
+    for bad in ("fast", None, "Reference"):
+        with pytest.raises(ValueError, match="synthesis must be one of 'auto', 'reference'"):
+            _space(x, synthesis=bad)
+    with pytest.raises(ValueError, match="synthesis must be one of 'auto', 'reference', got 'exact'"):
+        FreqReX(detector, synthesis="exact")
+    with pytest.raises(ValueError, match="synthesis must be one of"):
+        FrequencyForward(detector, x, synthesis="fft")
+    assert FreqReX(detector, synthesis="reference").synthesis == "reference"
+    assert FrequencyForward(detector, x, synthesis="reference").space.synthesis == "reference"

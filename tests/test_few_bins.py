@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from captum_freqrex import FeatureSpace, RfftDomain, StftDomain, linear_bands
-from captum_freqrex._core import domains as domains_module
 from captum_freqrex._core.few_bins import MIN_LENGTH, few_bin_irfft, few_bin_limit
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
 
@@ -62,39 +61,48 @@ def test_only_the_plain_rfft_domain_uses_few_bin_synthesis():
     assert StftDomain()._few_bin_limit(480_000, torch.device("cpu")) == 0
 
 
-def _spaces(monkeypatch, case, seed):
-    """A case's feature space twice: with inverse FFTs only, and with a few-bin limit of 6.
+#: Long enough for few-bin synthesis: up to 16 bins at 2**18 samples.
+LONG = MIN_LENGTH
+LIMIT = 16
 
-    Also returns the list of bin counts that went through few-bin synthesis.
-    """
+
+class CountingRfft(RfftDomain):
+    """The rfft domain, recording the bin count of every few-bin product it is asked for."""
+
+    def __init__(self):
+        self.products = []
+
+    def _synthesize_bins(self, bins, coefficients, length, out):
+        self.products.append(bins.numel())
+        return super()._synthesize_bins(bins, coefficients, length, out)
+
+
+def _spaces(case, seed):
+    """A case's feature space twice: ``synthesis="reference"`` and ``"auto"`` (counting its products)."""
     torch.manual_seed(seed)
     make, baseline, kwargs = SPACES[case]
     waves, _ = format_waveforms(make())
-    fft_only = FeatureSpace(waves, format_baselines(baseline, waves), **kwargs)
-    monkeypatch.setattr(domains_module, "few_bin_limit", lambda length, device: 6)
-    few = FeatureSpace(waves, format_baselines(baseline, waves), **kwargs)
-    synthesised = []
-
-    def counted(bins, coefficients, length, out=None):
-        synthesised.append(bins.numel())
-        return few_bin_irfft(bins, coefficients, length, out=out)
-
-    monkeypatch.setattr(domains_module, "few_bin_irfft", counted)
-    return fft_only, few, synthesised
+    bases = format_baselines(baseline() if callable(baseline) else baseline, waves)
+    reference = FeatureSpace(waves, bases, synthesis="reference", **kwargs)
+    domain = CountingRfft()
+    auto = FeatureSpace(waves, bases, domain=domain, **kwargs)
+    assert auto.few_bin_limits == (LIMIT,) and reference.few_bin_limits == (0,)
+    return reference, auto, domain.products
 
 
 SPACES = {
-    "mono, zero baseline": (lambda: torch.randn(2, 96), None, {}),
-    "mono, waveform baseline": (lambda: torch.randn(2, 96), torch.randn(96), {}),
-    "two channels shared": (lambda: torch.randn(2, 2, 96), 0.1, {}),
-    "two channels per channel": (lambda: torch.randn(2, 2, 96), None, {"per_channel": True}),
-    "bands": (lambda: torch.randn(2, 96), None, {"feature_mask": linear_bands(96, 24)}),
+    "mono, zero baseline": (lambda: torch.randn(2, LONG), None, {}),
+    "mono, waveform baseline": (lambda: torch.randn(2, LONG), lambda: torch.randn(LONG), {}),
+    "two channels shared": (lambda: torch.randn(2, 2, LONG), 0.1, {}),
+    "two channels per channel": (lambda: torch.randn(2, 2, LONG), None, {"per_channel": True}),
+    # 8-bin bands: one or two of them are few-bin products.
+    "bands": (lambda: torch.randn(2, LONG), None, {"feature_mask": linear_bands(LONG, LONG // 16)}),
 }
 
 
 @pytest.mark.parametrize("case", sorted(SPACES))
-def test_part_waveforms_of_few_bins_equal_their_inverse_transforms(monkeypatch, case):
-    fft_only, few, synthesised = _spaces(monkeypatch, case, seed=2)
+def test_part_waveforms_of_few_bins_equal_their_inverse_transforms(case):
+    fft_only, few, synthesised = _spaces(case, seed=2)
     n = few.n_features
     # Single features, narrow runs, a part split over two runs, an empty part and a wide part.
     parts = [[(0, 1)], [(3, 5)], [(1, 2), (n - 2, n)], [], [(0, n // 2)]]
@@ -102,15 +110,15 @@ def test_part_waveforms_of_few_bins_equal_their_inverse_transforms(monkeypatch, 
         assert len(got) == len(expected) == len(parts)
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e, atol=1e-5, rtol=0)
-    # Parts of at most 6 bins are products, the others inverse FFTs.
+    # Parts of at most 16 bins are products, the others inverse FFTs.
     sizes = few.feature_sizes()
-    small = [p for p in parts if sum(int(sizes[lo:hi].sum()) for lo, hi in p) <= 6]
-    assert len(synthesised) == len(small) >= 3 and max(synthesised) <= 6
+    small = [p for p in parts if sum(int(sizes[lo:hi].sum()) for lo, hi in p) <= LIMIT]
+    assert len(synthesised) == len(small) >= 3 and max(synthesised) <= LIMIT
 
 
 @pytest.mark.parametrize("case", sorted(SPACES))
-def test_mutants_keeping_or_removing_few_bins_equal_their_inverse_transforms(monkeypatch, case):
-    fft_only, few, synthesised = _spaces(monkeypatch, case, seed=3)
+def test_mutants_keeping_or_removing_few_bins_equal_their_inverse_transforms(case):
+    fft_only, few, synthesised = _spaces(case, seed=3)
     n = few.n_features
     keep = torch.zeros(6, n)
     keep[0, [2, 9]] = 1.0  # keeps two features
@@ -122,7 +130,7 @@ def test_mutants_keeping_or_removing_few_bins_equal_their_inverse_transforms(mon
     expected = fft_only.mutants(1, keep)
     for got, want in zip(few.mutants(1, keep), expected):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-    assert 3 <= len(synthesised) <= 5 and max(synthesised) <= 6  # never the dense row
+    assert 3 <= len(synthesised) <= 5 and max(synthesised) <= LIMIT  # never the dense row
     rows = [torch.full_like(e, float("nan")) for e in expected]
     few.mutants(1, keep, out=rows)
     for got, want in zip(rows, expected):

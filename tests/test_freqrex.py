@@ -338,16 +338,3 @@ def test_cut_width_and_model_batch_do_not_change_the_answer(detector, tone_clip,
     # With wide cuts the budget may end before single bins: the tone bin then shares the top.
     assert small[0, BIN_440] == small.max() > 0
 
-
-def test_few_bin_synthesis_gives_the_same_explanation(monkeypatch, detector, tone_clip):
-    # Long clips synthesise parts and mutants of few bins as matrix products; force that here.
-    from captum_freqrex._core import domains
-
-    options = dict(seed=0, max_queries=400)
-    fft_only = FreqReX(detector).explain(tone_clip, **options)[0]
-    monkeypatch.setattr(domains, "few_bin_limit", lambda length, device: 16)
-    few = FreqReX(detector).explain(tone_clip, **options)[0]
-    torch.testing.assert_close(few.responsibility, fft_only.responsibility, rtol=0, atol=1e-6)
-    assert few.ranking[0] == BIN_440 and few.certified
-    for name in ("sufficient", "sufficient_necessary", "complete"):
-        assert torch.equal(getattr(few, name).mask, getattr(fft_only, name).mask)

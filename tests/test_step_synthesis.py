@@ -5,13 +5,12 @@ import itertools
 import pytest
 import torch
 
-from captum_freqrex import FeatureSpace, StftDomain, linear_bands
-from captum_freqrex._core import domains as domains_module
-from captum_freqrex._core import feature_space as feature_space_module
+from captum_freqrex import FeatureSpace, FreqReX, StftDomain, linear_bands
 from captum_freqrex._core.querier import RowBuffer
 from captum_freqrex._core.responsibility import StepQuery
 from captum_freqrex._core.step_synthesis import StepSynthesizer, addition_plan
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
+from known_models import SAMPLE_RATE, bin_of, tone
 
 
 def _space(x, baselines=None, **kwargs):
@@ -49,53 +48,83 @@ def _write(space, example, queries, removing, inputs):
     return rows
 
 
+#: Long enough for few-bin products (up to 16 bins at 2**18 samples) and for steps whose parts
+#: take more than one inverse-transform call (12 two-channel waveforms of this length fit one).
+LONG = 2**18
+
+# Each case: (waveforms of a length, baseline of a length, FeatureSpace options of a length).
 CASES = {
-    "rfft bins, zero baseline": (lambda: torch.randn(2, 96), None, {}),
-    "rfft bins, waveform baseline": (lambda: torch.randn(2, 96), torch.randn(96), {}),
-    "two channels shared": (lambda: torch.randn(2, 2, 96), 0.1, {}),
-    "two channels per channel": (lambda: torch.randn(2, 2, 96), None, {"per_channel": True}),
-    "bands": (lambda: torch.randn(2, 96), None, {"feature_mask": linear_bands(96, 12)}),
-    "stft cells": (lambda: torch.randn(2, 256), None, {"domain": StftDomain(n_fft=32, hop_length=16)}),
+    "rfft bins, zero baseline": (lambda n: torch.randn(2, n), lambda n: None, lambda n: {}),
+    "rfft bins, waveform baseline": (lambda n: torch.randn(2, n), lambda n: torch.randn(n), lambda n: {}),
+    "two channels shared": (lambda n: torch.randn(2, 2, n), lambda n: 0.1, lambda n: {}),
+    "two channels per channel": (lambda n: torch.randn(2, 2, n), lambda n: None, lambda n: {"per_channel": True}),
+    "bands": (lambda n: torch.randn(2, n), lambda n: None, lambda n: {"feature_mask": linear_bands(n, n // 8)}),
+    "stft cells": (lambda n: torch.randn(2, n), lambda n: None, lambda n: {"domain": StftDomain(n_fft=32, hop_length=16)}),
     # Interleaved ids: features are not runs of bins, so parts go through keep-masks.
-    "unsorted ids": (lambda: torch.randn(2, 96), None, {"feature_mask": torch.arange(49) % 7}),
+    "unsorted ids": (
+        lambda n: torch.randn(2, n), lambda n: None, lambda n: {"feature_mask": torch.arange(n // 2 + 1) % 7}
+    ),
 }
 
+#: The cases that exercise few-bin products at length LONG (STFT cells never use them, and
+#: unsorted ids hold thousands of bins per feature).
+LONG_CASES = sorted(set(CASES) - {"stft cells", "unsorted ids"})
 
-@pytest.mark.parametrize("case", sorted(CASES))
+
+def _spaces(case, length, seed=0):
+    """A case's inputs and its feature space with ``synthesis="auto"`` and ``"reference"``."""
+    torch.manual_seed(seed)
+    make, baseline, options = CASES[case]
+    x, base = make(length), baseline(length)
+    auto = _space(x, base, **options(length))
+    reference = _space(x, base, synthesis="reference", **options(length))
+    return x, auto, reference
+
+
+def _steps(n):
+    """Three steps as the refinement builds them: a first cut, a cut inside a set of three
+    features, and a cut of a narrow piece (on long clips, parts of a few bins)."""
+    steps = [_four_way_step([], (0, n)), _four_way_step([(0, 1), (n // 2, n // 2 + 2)], (2, n // 2))]
+    return steps + ([_four_way_step([(0, 2)], (10, 26))] if n > 26 else [])
+
+
+def _assert_same(got, want, clip):
+    # Relative to the clip's peak: float rounding of inverse FFTs and of few-bin products.
+    peak = float(clip.abs().max())
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g / peak, w / peak, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "case, length", [(c, 96 if c != "stft cells" else 256) for c in sorted(CASES)] + [(c, LONG) for c in LONG_CASES]
+)
 @pytest.mark.parametrize("removing", [False, True], ids=["sufficient", "necessary"])
-@pytest.mark.parametrize("few_bins", [False, True], ids=["fft", "few-bin products"])
-def test_step_mutants_match_mutants_of_their_keep_masks(monkeypatch, case, removing, few_bins):
-    torch.manual_seed(0)
-    make, baseline, kwargs = CASES[case]
-    x = make()
-    reference = _space(x, baseline, **kwargs)
-    if few_bins:
-        # As on long clips: parts of at most 8 bins (here the rest and the second cut's pieces)
-        # are matrix products, the first cut's quarters inverse FFTs.
-        monkeypatch.setattr(domains_module, "few_bin_limit", lambda length, device: 8)
-    space = _space(x, baseline, **kwargs)
-    n = space.n_features
-    queries = [
-        _four_way_step([], (0, n)),
-        _four_way_step([(0, 1), (n // 2, n // 2 + 2)], (2, n // 2)),
-    ]
-    got = _write(space, 1, queries, removing, format_waveforms(x)[0])
+def test_step_mutants_match_mutants_of_their_keep_masks(case, length, removing):
+    x, auto, reference = _spaces(case, length)
+    if length == LONG:
+        assert auto.few_bin_limits == (16,)  # the rest of the second step and the third step's pieces
+    queries = _steps(auto.n_features)
+    inputs = format_waveforms(x)[0]
+    got = _write(auto, 1, queries, removing, inputs)
+    # Each mutant from its own keep-mask, by the plain formula.
     expected = [torch.cat(pieces) for pieces in zip(*(_reference(reference, 1, q, removing) for q in queries))]
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+    _assert_same(got, expected, x)
+    if length != LONG:  # (and at LONG in the batches test below)
+        # A reference space's synthesizer does exactly that.
+        _assert_same(_write(reference, 1, queries, removing, inputs), expected, x)
 
 
-def test_steps_split_over_several_inverse_transforms_give_the_same_mutants(monkeypatch):
+def test_steps_split_over_several_inverse_transforms_give_the_reference_mutants():
     torch.manual_seed(1)
-    x = torch.randn(1, 480)
-    space = _space(x, torch.randn(480))
+    x = torch.randn(1, 2, LONG)
+    base = torch.randn(LONG)
+    auto, reference = _space(x, base), _space(x, base, synthesis="reference")
     queries = [_four_way_step([(0, 10)], (10 + 20 * i, 30 + 20 * i)) for i in range(4)]
-    whole = _write(space, 0, queries, False, [x])[0]
-    # Room for one waveform per transform call: every part is synthesised on its own.
-    monkeypatch.setattr(feature_space_module, "CPU_TRANSFORM_BYTES", 480 * 4)
-    assert space.rows_per_transform() == 1
-    split = _write(space, 0, queries, False, [x])[0]
-    torch.testing.assert_close(split, whole, atol=1e-6, rtol=0)
+    # 20 parts, 12 waveforms per inverse-transform call: the steps' parts take two calls.
+    assert auto.rows_per_transform() == 12
+    got = _write(auto, 0, queries, False, [x])
+    want = _write(reference, 0, queries, False, [x])
+    _assert_same(got, want, x)
 
 
 @pytest.mark.parametrize(
@@ -122,17 +151,44 @@ def test_addition_plan_builds_every_row_from_earlier_rows(rows):
         torch.testing.assert_close(built[row], start + combinations[row] @ parts)
 
 
-@pytest.mark.parametrize("max_rows", [4, 15, 16, 40])
-def test_batches_hold_at_most_max_rows_and_give_the_mutants_in_order(max_rows):
+@pytest.mark.parametrize(
+    "length, max_rows", [(96, m) for m in (1, 2, 7, 15, 16, 40)] + [(LONG, m) for m in (1, 7, 40)]
+)
+def test_batches_hold_at_most_max_rows_and_give_the_mutants_in_order(length, max_rows):
+    # Steps of 15 mutants: batches of 1, 2 and 7 rows split each, 15 and 16 hold one, 40 hold
+    # several (and at LONG more waveforms than one inverse-transform call takes).
     torch.manual_seed(3)
-    x = torch.randn(1, 2, 96)
-    space = _space(x, torch.randn(96))
+    x = torch.randn(1, 2, length)
+    base = torch.randn(length)
+    space, reference = _space(x, base), _space(x, base, synthesis="reference")
     n = space.n_features
     queries = [_four_way_step([], (0, n)), _four_way_step([(0, 2)], (2, 30)), _four_way_step([(0, 2)], (30, 46))]
-    expected = _write(space, 0, queries, False, [x])[0]
-    synthesizer = StepSynthesizer(space, 0, space.baseline_waveforms(0), 1.0)
-    buffer = RowBuffer([x[0]])
-    batches = [rows[0].clone() for rows in synthesizer.batches(queries, max_rows, buffer)]
-    assert all(b.shape[0] <= max_rows for b in batches)
-    assert buffer.capacity <= max_rows
-    torch.testing.assert_close(torch.cat(batches), expected, atol=1e-5, rtol=0)
+    expected = _write(reference, 0, queries, False, [x])[0]
+    for synthesizer_space in (space, reference):
+        synthesizer = StepSynthesizer(synthesizer_space, 0, synthesizer_space.baseline_waveforms(0), 1.0)
+        buffer = RowBuffer([x[0]])
+        batches = [rows[0].clone() for rows in synthesizer.batches(queries, max_rows, buffer)]
+        assert all(b.shape[0] <= max_rows for b in batches)
+        assert buffer.capacity <= max_rows
+        _assert_same([torch.cat(batches)], [expected], x)
+
+
+def test_explanations_with_auto_and_reference_synthesis_agree(detector):
+    # A tone on one bin of a clip long enough for few-bin products; the detector reads that bin
+    # only, so it is the one cause, whichever synthesis builds the mutants.
+    seconds = LONG / SAMPLE_RATE
+    decisive = bin_of(440, LONG)
+    noise = 0.05 * torch.randn(LONG, generator=torch.Generator().manual_seed(0))
+    clip = (tone(decisive * SAMPLE_RATE / LONG, seconds) + 0.5 * tone(1000, seconds) + noise).unsqueeze(0)
+    options = dict(seed=0, max_queries=200)
+    auto = FreqReX(detector).explain(clip, **options)[0]
+    reference = FreqReX(detector, synthesis="reference").explain(clip, **options)[0]
+    assert reference.settings["synthesis"] == "reference" and auto.settings["synthesis"] == "auto"
+    torch.testing.assert_close(auto.responsibility, reference.responsibility, rtol=0, atol=1e-6)
+    assert auto.ranking[0] == reference.ranking[0] == decisive
+    assert auto.certified and reference.certified
+    for name in ("sufficient", "sufficient_necessary", "complete"):
+        assert torch.equal(getattr(auto, name).mask, getattr(reference, name).mask)
+    assert int(auto.sufficient.mask.sum()) == 1 and bool(auto.sufficient.mask[decisive])
+    # The same set rebuilt as a waveform, by either synthesis.
+    torch.testing.assert_close(auto.waveform(), reference.waveform(), rtol=0, atol=1e-5)

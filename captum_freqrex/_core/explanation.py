@@ -4,14 +4,19 @@ Besides the tensors, an :class:`Explanation` renders itself for people and files
 :meth:`~Explanation.summary` that lists each set's frequencies in Hz, a CSV of every bin
 (:meth:`~Explanation.to_csv`), a self-contained HTML report (:meth:`~Explanation.to_html`), WAVs
 and plots; and it saves to and loads from one file (:meth:`~Explanation.save`,
-:meth:`~Explanation.load`). Plotting, audio and HTML are imported inside those methods only.
+:meth:`~Explanation.load`).
+
+This module imports nothing from audio I/O, plotting or the report: those sit on top of the core
+and read explanations through public attributes only. The WAV, plot and HTML methods find their
+implementation in a registry (:func:`register_renderer`) that the package's ``__init__`` fills.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -36,6 +41,51 @@ FILE_SCHEMA_VERSION = 1
 #: a larger set lists its most responsible ones (the CSV of :meth:`Explanation.to_csv` has all).
 MAX_LISTED = 1000
 
+# ----------------------------------------------------------------------------- renderers
+#
+# Explanation.save_wavs, .plot, .plot_spectrograms and .to_html are conveniences for functions of
+# the layers above the core (captum_freqrex.audio, .plotting, .report), which import the core. The
+# core must not import them back, not even inside a method: that would make the result type
+# depend on audio I/O and matplotlib, a cycle. So the methods look their function up here, by an
+# import path that the package's __init__ (the layer above both) registers. Importing the path
+# waits for the first call: importing captum_freqrex loads neither module, and where an optional
+# dependency is missing the upper module raises its own ImportError, which names the extra.
+
+#: The methods of :class:`Explanation` that render through a registered function.
+RENDERED_METHODS = ("save_wavs", "plot", "plot_spectrograms", "to_html")
+
+_RENDERERS: Dict[str, str] = {}
+
+
+def register_renderer(method: str, target: str) -> None:
+    r"""Say which function implements one of the :data:`RENDERED_METHODS` of :class:`Explanation`.
+
+    Args:
+        method (str): The method's name, e.g. ``"plot"``.
+        target (str): ``"package.module:function"``; the module is imported on the method's first
+                    call, and the function called as ``function(explanation, ...)``.
+
+    Raises:
+        ValueError: For another method name or a target without ``module:function``.
+    """
+    module, _, function = target.partition(":")
+    if method not in RENDERED_METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, RENDERED_METHODS))}, got {method!r}")
+    if not module or not function.isidentifier():
+        raise ValueError(f"target must be 'package.module:function', got {target!r}")
+    _RENDERERS[method] = target
+
+
+def _renderer(method: str) -> Callable[..., Any]:
+    target = _RENDERERS.get(method)
+    if target is None:
+        raise RuntimeError(
+            f"Explanation.{method} has no implementation registered; importing captum_freqrex registers "
+            "it (see captum_freqrex._core.explanation.register_renderer)"
+        )
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
+
 
 def _rounded(value: float) -> Optional[float]:
     """JSON-safe: NaN and infinities become None."""
@@ -50,10 +100,10 @@ def package_versions() -> Dict[str, Optional[str]]:
     """Versions of captum_freqrex, torch and captum, as recorded in summaries and saved files."""
     import captum
 
-    import captum_freqrex
+    from captum_freqrex._version import __version__
 
     versions = {
-        "captum_freqrex": getattr(captum_freqrex, "__version__", None),
+        "captum_freqrex": __version__,
         "torch": torch.__version__,
         "captum": getattr(captum, "__version__", None),
     }
@@ -211,19 +261,30 @@ def _domain_from_record(record: Dict[str, Any]) -> Optional[SpectralDomain]:
 
 
 @dataclass
-class _Layout:
-    """Where each feature's bins sit: what summaries, CSVs and plots need besides the values.
+class FeatureLayout:
+    r"""Where each feature's bins sit: what summaries, CSVs and plots need besides the values.
 
-    Known from the feature space of a fresh explanation, or read back by :meth:`Explanation.load`.
+    Known from the feature space of a fresh explanation, or read back by :meth:`Explanation.load`;
+    :attr:`Explanation.layout` gives it. Plain data: it holds no spectra.
+
+    Attributes:
+        ids (tuple of Tensor): Per input, the feature id of every bin, shaped like the feature grid
+                    (``(freq,)``, ``(channels, freq)`` or ``(freq, frames)``), on the CPU.
+        example_shapes (tuple of tuple): Per input, one example's waveform shape: ``(time,)`` or
+                    ``(channels, time)``.
+        domain (SpectralDomain, optional): The transform; None for a loaded explanation whose
+                    domain could not be rebuilt.
+        domain_record (dict): ``name``, ``repr``, ``grid_ndim`` (and the STFT's parameters), as in
+                    :meth:`Explanation.summary`.
     """
 
-    ids: Tuple[Tensor, ...]  # per input, the feature id of every bin, shaped like the feature grid (CPU)
-    example_shapes: Tuple[Tuple[int, ...], ...]  # per input, (time,) or (channels, time)
+    ids: Tuple[Tensor, ...]
+    example_shapes: Tuple[Tuple[int, ...], ...]
     domain: Optional[SpectralDomain]
     domain_record: Dict[str, Any]
 
     @classmethod
-    def of(cls, space: FeatureSpace) -> "_Layout":
+    def of(cls, space: FeatureSpace) -> "FeatureLayout":
         shapes = tuple(tuple(int(n) for n in s) for s in space.example_shapes)
         ids = tuple(i.detach().cpu() for i in space.ids())
         return cls(ids, shapes, space.domain, _domain_record(space.domain, shapes[0][-1]))
@@ -332,7 +393,7 @@ class Explanation:
     settings: Dict[str, Any] = field(default_factory=dict)
     class_confidences: Optional[Tensor] = None
     sample_rate: Optional[float] = None
-    _layout: Optional[_Layout] = field(default=None, repr=False)
+    _layout: Optional[FeatureLayout] = field(default=None, repr=False)
 
     @property
     def target_is_decision(self) -> bool:
@@ -365,11 +426,11 @@ class Explanation:
         return self._space is not None
 
     @property
-    def layout(self) -> _Layout:
-        """Where each feature's bins sit (feature ids per bin, shapes, domain); internal."""
+    def layout(self) -> FeatureLayout:
+        """Where each feature's bins sit: feature ids per bin, waveform shapes, the domain (read-only)."""
         if self._layout is None:
             assert self._space is not None
-            self._layout = _Layout.of(self._space)
+            self._layout = FeatureLayout.of(self._space)
         return self._layout
 
     def _set(self, which: str) -> CausalSet:
@@ -709,7 +770,7 @@ class Explanation:
     def save_wavs(self, directory: str, sample_rate: Optional[int] = None, listening_copies: bool = True) -> Dict[str, str]:
         r"""Write the original and every set (kept alone, and removed) as WAV files.
 
-        Needs ``soundfile``. See :func:`captum_freqrex.audio.save_explanation_wavs`.
+        Needs ``soundfile`` (the ``audio`` extra). See :func:`captum_freqrex.audio.save_explanation_wavs`.
 
         Args:
             directory (str): Output folder, created if missing.
@@ -720,8 +781,7 @@ class Explanation:
         Returns:
             dict: File path per signal name.
         """
-        from captum_freqrex.audio import save_explanation_wavs
-
+        save_explanation_wavs = _renderer("save_wavs")
         return save_explanation_wavs(self, directory, self._need_rate(sample_rate), listening_copies=listening_copies)
 
     def _need_rate(self, sample_rate: Optional[float]) -> float:
@@ -731,7 +791,7 @@ class Explanation:
         return int(rate) if float(rate).is_integer() else rate
 
     def plot(self, sample_rate: Optional[float] = None, **kwargs: Any) -> Any:
-        r"""Plot the responsibility spectrum with the sets drawn on it (needs ``matplotlib``).
+        r"""Plot the responsibility spectrum with the sets drawn on it (needs ``matplotlib``, the ``audio`` extra).
 
         Args:
             sample_rate (float, optional): Sample rate in Hz for a frequency axis; bins otherwise.
@@ -741,8 +801,7 @@ class Explanation:
         Returns:
             matplotlib.figure.Figure: The figure.
         """
-        from captum_freqrex.plotting import plot_responsibility
-
+        plot_responsibility = _renderer("plot")
         return plot_responsibility(self, sample_rate=self._rate(sample_rate), **kwargs)
 
     def plot_spectrograms(self, sample_rate: Optional[float] = None, **kwargs: Any) -> Any:
@@ -755,14 +814,13 @@ class Explanation:
         Returns:
             matplotlib.figure.Figure: The figure.
         """
-        from captum_freqrex.plotting import plot_explanation_spectrograms
-
+        plot_explanation_spectrograms = _renderer("plot_spectrograms")
         return plot_explanation_spectrograms(self, self._need_rate(sample_rate), **kwargs)
 
     def to_html(self, path: str, sample_rate: Optional[float] = None, **kwargs: Any) -> str:
         r"""Write a self-contained HTML report (audio players, figures, sets, settings, warnings).
 
-        Needs ``matplotlib``. See :func:`captum_freqrex.report.write_html`.
+        Needs ``matplotlib`` (the ``audio`` extra). See :func:`captum_freqrex.report.write_html`.
 
         Args:
             path (str): The ``.html`` file to write.
@@ -773,8 +831,7 @@ class Explanation:
         Returns:
             str: The path.
         """
-        from captum_freqrex.report import write_html
-
+        write_html = _renderer("to_html")
         return write_html(self, path, self._need_rate(sample_rate), **kwargs)
 
     def __repr__(self) -> str:

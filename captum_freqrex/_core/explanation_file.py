@@ -23,13 +23,13 @@ from captum_freqrex._core.explanation import (
     Explanation,
     _as_examples,
     _domain_from_record,
-    _Layout,
+    FeatureLayout,
     _offsets,
     _offsets_of_sizes,
     package_versions,
 )
 from captum_freqrex._core.extraction import ProbeResult, SetCertificate
-from captum_freqrex._core.feature_space import FeatureSpace
+from captum_freqrex._core.feature_space import SYNTHESIS, FeatureSpace
 from captum_freqrex._core.querier import QueryStats
 
 
@@ -153,7 +153,7 @@ def load_explanation(
     else:
         ids = tuple(t.long() for t in record["feature_ids"])
     domain = domain or _domain_from_record(record["domain"])
-    layout = _Layout(ids, shapes, domain, dict(record["domain"]))
+    layout = FeatureLayout(ids, shapes, domain, dict(record["domain"]))
 
     def probe(d: Optional[Dict[str, Any]]) -> Optional[ProbeResult]:
         return None if d is None else ProbeResult(**d)
@@ -198,7 +198,10 @@ def load_explanation(
         waves = [w.unsqueeze(0).to(values.dtype) for w in waves]
         bases = [b.unsqueeze(0).to(values.dtype) for b in bases]
         per_channel = any(layout.axes(i)[0] is not None for i in range(len(ids)))
-        space = FeatureSpace(waves, bases, ids, domain, per_channel)
+        # Rebuilt waveforms use the synthesis the sets were certified with (older files: "auto").
+        synthesis = record["settings"].get("synthesis", "auto")
+        synthesis = synthesis if synthesis in SYNTHESIS else "auto"
+        space = FeatureSpace(waves, bases, ids, domain, per_channel, synthesis=synthesis)
     confidences = record["class_confidences"]
     sufficient, sufficient_necessary, complete = sets  # one per SET_NAMES
     original = cast(ProbeResult, probe(record["original"]))  # save_explanation always writes it

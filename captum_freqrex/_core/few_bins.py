@@ -11,6 +11,9 @@ coefficients, for ``L`` bins. It costs about ``4 L T`` flops and one pass over t
 inverse FFT of a long clip is memory-bound instead (on 2 CPU cores, 1.5 ms for 480,000 samples and
 126 ms for 9,600,000), so for the narrow parts of a refinement (a few bins) and for mutants that
 keep or remove a few bins, the product is several times cheaper.
+
+It is one of the speed-ups of ``FeatureSpace(synthesis="auto")`` (the default); with
+``synthesis="reference"`` every mutant goes through the inverse FFT.
 """
 
 from __future__ import annotations

@@ -99,6 +99,10 @@ class FrequencyForward(nn.Module):
                     IntegratedGradients, FeatureAblation or ShapleyValueSampling. An example
                     index, when a call carries one, always decides. With ``B = 1`` all three are
                     the same. Default: ``"index"``
+        synthesis (str, optional): ``"auto"`` or ``"reference"``, as for :class:`FeatureSpace`:
+                    the waveforms come from ``keep * (X - Xb) + Xb`` or from the formula as
+                    written, ``keep * X + (1 - keep) * Xb``; equal up to float rounding.
+                    Default: ``"auto"``
     """
 
     def __init__(
@@ -109,6 +113,8 @@ class FrequencyForward(nn.Module):
         domain: Optional[SpectralDomain] = None,
         per_channel: bool = False,
         rows: str = "index",
+        *,
+        synthesis: str = "auto",
     ) -> None:
         super().__init__()
         if rows not in ROWS:
@@ -116,7 +122,9 @@ class FrequencyForward(nn.Module):
         self.rows = rows
         waves, self._is_tuple = format_waveforms(inputs)
         self.forward_func = forward_func
-        self.space = FeatureSpace(waves, format_baselines(baselines, waves), None, domain, per_channel)
+        self.space = FeatureSpace(
+            waves, format_baselines(baselines, waves), None, domain, per_channel, synthesis=synthesis
+        )
         self.batch_size = self.space.batch_size
         self.calls = 0
         self.queries = 0

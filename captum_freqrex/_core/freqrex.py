@@ -16,7 +16,7 @@ from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decisi
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.explanation import CausalSet, Explanation, class_confidences, settings_record
 from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
-from captum_freqrex._core.feature_space import FeatureSpace
+from captum_freqrex._core.feature_space import FeatureSpace, check_synthesis
 from captum_freqrex._core.querier import (
     ModelQuerier,
     OutputSelector,
@@ -108,6 +108,12 @@ class FreqReX(PerturbationAttribution):
                     attribute (``output="logits"``), an int an element of a tuple (``output=0``),
                     and a function picks the scores itself (``output=lambda out: out["scores"]``).
                     See :func:`~captum_freqrex._core.querier.select_output`. Default: None
+        synthesis (str, optional): How mutants are synthesised (see :class:`FeatureSpace`):
+                    ``"auto"`` with the CPU speed-ups (few-bin matrix products on long clips,
+                    refinement mutants as sums of part waveforms), ``"reference"`` with the plain
+                    ``irfft(m * X + (1 - m) * Xb)`` for every mutant, slower, to check a result
+                    against the formula. Both give the same waveforms up to float rounding.
+                    Default: ``"auto"``
 
     Attributes:
         last_stats (QueryStats): Queries, forward calls, model and total time of the last call.
@@ -123,9 +129,11 @@ class FreqReX(PerturbationAttribution):
         search: SearchLike = None,
         *,
         output: OutputSelector = None,
+        synthesis: str = "auto",
     ) -> None:
         PerturbationAttribution.__init__(self, forward_func)
         self.output = check_output_selector(output)
+        self.synthesis = check_synthesis(synthesis)
         self.domain = domain
         self.decision = decision
         self.search = resolve_search(search)
@@ -168,7 +176,7 @@ class FreqReX(PerturbationAttribution):
         self.last_search = []
         waves, is_tuple = format_waveforms(inputs)
         bases = format_baselines(baselines, waves)
-        space = FeatureSpace(waves, bases, feature_mask, self.domain, per_channel)
+        space = FeatureSpace(waves, bases, feature_mask, self.domain, per_channel, synthesis=self.synthesis)
         if perturbations_per_eval is not None:
             perturbations_per_eval = as_int(perturbations_per_eval, "perturbations_per_eval", minimum=1)
         if seed is not None:
@@ -744,6 +752,7 @@ class FreqReX(PerturbationAttribution):
                         max_extraction_queries=max_extraction_queries, attributions=attributions is not None,
                         rank_rtol=rank_rtol, shrink=shrink, max_shrink_queries=max_shrink_queries,
                         domain=run.space.domain, decision=run.decision, search=self.search,
+                        synthesis=self.synthesis,
                     ),
                     class_confidences=class_confidences(run.decision, anchors.outputs),
                 )

@@ -7,6 +7,9 @@ part waveforms (inverse transforms batched over the steps of a model call, or sm
 products for parts of a few bins of a long clip) and 15 additions: each mutant is one
 addition away from another mutant with one part fewer. The mutants go to the model in batches
 written into reused rows; a step larger than a batch (long clips) is written a slice at a time.
+
+A feature space built with ``synthesis="reference"`` turns this off: each mutant is then
+synthesised from its own keep-mask by :meth:`FeatureSpace.mutants`, the plain formula.
 """
 
 from __future__ import annotations
@@ -106,6 +109,14 @@ class StepSynthesizer:
         self.start = tuple(start)
         self.sign = sign
         self.zero_start = all(bool((s == 0).all()) for s in self.start)
+        # The reference synthesis builds every mutant from its keep-mask; start is then unused.
+        self.by_keep_masks = space.synthesis == "reference"
+
+    def _write_keep_masks(self, query: StepQuery, lo: int, hi: int, rows: Sequence[Tensor]) -> None:
+        # Mutants lo..hi-1 of one step, each synthesised from its own keep-mask.
+        parts = StepQuery(query.parts, query.combinations[lo:hi])
+        keep = parts.keep_masks(self.space.n_features, self.space.device)
+        self.space.mutants(self.example, 1.0 - keep if self.sign < 0 else keep, out=rows)
 
     def batches(self, queries: Sequence[StepQuery], max_rows: int, buffer: RowBuffer) -> Iterator[List[Tensor]]:
         r"""The mutants of ``queries``, in order, in model batches of at most ``max_rows``.
@@ -130,6 +141,13 @@ class StepSynthesizer:
                 yield rows
                 continue
             (query,) = group
+            if self.by_keep_masks:
+                for lo in range(0, total, max_rows):
+                    hi = min(lo + max_rows, total)
+                    rows = buffer.take(hi - lo)
+                    self._write_keep_masks(query, lo, hi, rows)
+                    yield rows
+                continue
             waves = self.space.part_waveforms(self.example, query.parts)
             for lo in range(0, total, max_rows):
                 hi = min(lo + max_rows, total)
@@ -148,6 +166,12 @@ class StepSynthesizer:
                         ``n_mutants`` the total number of mutants of ``queries``.
         """
         offset = 0
+        if self.by_keep_masks:
+            for query in queries:
+                n_rows = query.combinations.shape[0]
+                self._write_keep_masks(query, 0, n_rows, [out[offset : offset + n_rows] for out in rows])
+                offset += n_rows
+            return
         # Steps whose parts fit one inverse-transform call share it.
         for chunk in _consecutive_groups(queries, _n_parts, self.space.rows_per_transform()):
             waves = self.space.part_waveforms(self.example, [p for q in chunk for p in q.parts])
