@@ -23,6 +23,10 @@ Usage::
     export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=8589934592
     .venv/bin/python benchmarks/perf.py --model instruments
 
+Every method's cost comes from one :class:`QueryStats`, kept by the one caller of the model
+(:class:`~captum_freqrex._core.oracle.Oracle`): FreqReX's own (``last_stats``), and for Captum's
+methods an oracle passed to :class:`FrequencyForward` as the model, timing the whole attribution.
+
 The first line of ``perf.md`` records the torch version, threads, allocator settings and device.
 On CUDA, timings synchronise the device before reading the clock, ``peak_cuda_mib`` is the most
 GPU memory allocated during each method's runs, and ``host_syncs`` counts the implicit
@@ -39,7 +43,6 @@ import os
 import resource
 import statistics
 import sys
-import time
 import warnings
 from typing import Dict, List, Tuple
 
@@ -48,7 +51,8 @@ from torch import nn
 
 from captum.attr import FeatureAblation, IntegratedGradients, KernelShap
 
-from captum_freqrex import FreqReX, FrequencyForward, log_bands
+from captum_freqrex import FreqReX, FrequencyForward, QueryStats, log_bands
+from captum_freqrex._core.oracle import Oracle
 
 SAMPLE_RATE = 16000
 TONE_HZ = 440.0
@@ -92,27 +96,6 @@ def tone_clip(seconds: float, seed: int = 0) -> torch.Tensor:
     t = torch.arange(n) / SAMPLE_RATE
     clip = 0.5 * torch.sin(2 * torch.pi * TONE_HZ * t) + 0.3 * torch.sin(2 * torch.pi * 1234.0 * t)
     return (clip + 0.1 * torch.randn(n, generator=g)).unsqueeze(0)
-
-
-class TimedModel(nn.Module):
-    """Counts queries and calls and times the model, for methods that don't report it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.reset()
-
-    def reset(self) -> None:
-        self.queries, self.calls, self.seconds = 0, 0, 0.0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        start = time.perf_counter()
-        out = self.model(x)
-        synchronize(x.device)
-        self.seconds += time.perf_counter() - start
-        self.queries += x.shape[0]
-        self.calls += 1
-        return out
 
 
 def synchronize(device: torch.device) -> None:
@@ -171,23 +154,24 @@ def crop_or_loop(clip: torch.Tensor, seconds: float) -> torch.Tensor:
     return clip.repeat(1, repeats)[:, :n].contiguous()
 
 
-def run_method(name: str, model: TimedModel, clip: torch.Tensor, budget: int, target: int = 1) -> Dict:
+def cost(stats: QueryStats) -> Dict:
+    """The table's cost columns, all from one QueryStats."""
+    return {
+        "wall_s": stats.total_seconds, "queries": stats.queries, "calls": stats.forward_calls,
+        "model_s": stats.model_seconds,
+    }
+
+
+def run_method(name: str, model: nn.Module, clip: torch.Tensor, budget: int, target: int = 1) -> Dict:
     """Attribute with one method; return its attributions (per bin) and cost."""
-    model.reset()
-    start = time.perf_counter()
-    bands = log_bands(clip.shape[-1], SAMPLE_RATE, 256).unsqueeze(0).to(clip.device)
     if name == "FreqReX":
         explainer = FreqReX(model)
         expl = explainer.explain(clip)[0]
-        synchronize(clip.device)
-        wall = time.perf_counter() - start
-        stats = explainer.last_stats
-        return {
-            "expl": expl, "wall_s": wall, "queries": stats.queries, "calls": stats.forward_calls,
-            "model_s": stats.model_seconds, "features": clip.shape[-1] // 2 + 1,
-        }
-    wrapped = FrequencyForward(model, clip)
-    with torch.enable_grad():
+        return {"expl": expl, "features": clip.shape[-1] // 2 + 1, **cost(explainer.last_stats)}
+    oracle = Oracle(model)  # counts, times and checks every call, as FreqReX's own oracle does
+    with oracle.measure(), torch.enable_grad():
+        bands = log_bands(clip.shape[-1], SAMPLE_RATE, 256).unsqueeze(0).to(clip.device)
+        wrapped = FrequencyForward(oracle, clip)
         if name == "IntegratedGradients":
             attr = IntegratedGradients(wrapped).attribute(
                 wrapped.ones(), baselines=wrapped.zeros(), target=target, n_steps=50, internal_batch_size=25
@@ -206,9 +190,8 @@ def run_method(name: str, model: TimedModel, clip: torch.Tensor, budget: int, ta
             features = int(bands.max()) + 1
         else:
             raise ValueError(name)
-    synchronize(clip.device)
-    wall = time.perf_counter() - start
-    return {"attr": attr, "wall_s": wall, "queries": model.queries, "calls": model.calls, "model_s": model.seconds, "features": features}
+        synchronize(clip.device)
+    return {"attr": attr, "features": features, **cost(oracle.stats)}
 
 
 def certify(model: nn.Module, clip: torch.Tensor, result: Dict, target: int, tone: bool) -> Dict:
@@ -243,10 +226,9 @@ def main(argv: List[str] | None = None) -> int:
     tone = args.model == "tone"
     lengths = args.lengths or ([1, 10, 30] if tone else [3, 10, 30])
     if tone:
-        model, source = TimedModel(ToneCNN().eval()), None
+        model, source = ToneCNN().eval(), None
     else:
-        network, source = instruments_model_and_clip()
-        model = TimedModel(network)
+        model, source = instruments_model_and_clip()
     model.to(device)
     rows = []
     environment = (f"model {args.model}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
@@ -263,13 +245,13 @@ def main(argv: List[str] | None = None) -> int:
         if not on_gpu:
             return {}
         peak = torch.cuda.max_memory_allocated(device) / 2**20
-        syncs = count_host_syncs(model.model, clip) if name == "FreqReX" else ""
+        syncs = count_host_syncs(model, clip) if name == "FreqReX" else ""
         return {"peak_cuda_mib": round(peak, 1), "host_syncs": syncs}
 
     for seconds in lengths:
         clip = clip_of(seconds)
         with torch.no_grad():
-            target = int(model.model(clip).argmax(1))
+            target = int(model(clip).argmax(1))
         budget = 0
         for name in args.methods:
             if on_gpu:
@@ -289,14 +271,14 @@ def main(argv: List[str] | None = None) -> int:
                 "queries": best["queries"], "forward_calls": best["calls"],
                 "peak_rss_mib": round(peak_rss_mib(), 1),
                 **gpu_columns(name, clip),
-                **certify(model.model, clip, best, target, tone),
+                **certify(model, clip, best, target, tone),
             }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     if args.long_clip:
         clip = clip_of(args.long_clip)
         with torch.no_grad():
-            target = int(model.model(clip).argmax(1))
+            target = int(model(clip).argmax(1))
         if on_gpu:
             torch.cuda.reset_peak_memory_stats(device)
         result = run_method("FreqReX", model, clip, 0, target)
@@ -307,7 +289,7 @@ def main(argv: List[str] | None = None) -> int:
             "overhead_share": round((result["wall_s"] - result["model_s"]) / result["wall_s"], 3),
             "queries": result["queries"], "forward_calls": result["calls"],
             "peak_rss_mib": round(peak_rss_mib(), 1), **gpu_columns("FreqReX", clip),
-            **certify(model.model, clip, result, target, tone),
+            **certify(model, clip, result, target, tone),
         })
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "perf.csv"), "w", newline="") as handle:

@@ -7,7 +7,9 @@ every method sees the same mutants of the same spectra), and two naive rankings 
 magnitude of each feature; a seeded random order). Every ranking is then scored by
 :mod:`captum_freqrex.metrics` over the same evaluation features: flip rate when the top-k features
 are removed, the minimal sufficient prefix, deletion and insertion AUC; and every method's cost is
-counted the same way (model queries, wall time, model time vs overhead).
+counted the same way, by the one caller of the model every method goes through
+(:class:`~captum_freqrex._core.oracle.Oracle`, FreqReX's own; Captum's methods get it as their
+model): model queries, wall time, model time vs overhead, all from one :class:`QueryStats` per clip.
 
 Tractability. FeatureAblation costs one query per feature, ShapleyValueSampling one per feature
 per permutation, and KernelShap and Lime fit a regression with one column per feature. Over the
@@ -43,7 +45,8 @@ from captum_freqrex._core.feature_space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
 from captum_freqrex._core.ranking import DEFAULT_RTOL
 from captum_freqrex._core.freqrex import FreqReX
-from captum_freqrex._core.querier import SelectedOutput
+from captum_freqrex._core.oracle import Oracle
+from captum_freqrex._core.querier import OutputSelector, QueryStats, check_output_selector
 from captum_freqrex._core.targets import TargetLike
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
 from captum_freqrex.metrics import (
@@ -164,31 +167,15 @@ class ComparisonTable:
         return self.to_markdown()
 
 
-class _TimedModel:
-    """Counts rows and calls of a model and times it (synchronising CUDA)."""
-
-    def __init__(self, model: Callable) -> None:
-        self.model = model
-        self.queries, self.calls, self.seconds = 0, 0, 0.0
-
-    def __call__(self, *args: Any) -> Any:
-        start = time.perf_counter()
-        out = self.model(*args)
-        if isinstance(out, Tensor) and out.is_cuda:
-            torch.cuda.synchronize(out.device)
-        self.seconds += time.perf_counter() - start
-        self.queries += args[0].shape[0]
-        self.calls += 1
-        return out
-
-
 @dataclass
 class _Attribution:
     values: Tensor  # (B, *feature_grid)
     features: str
-    queries: List[int]
-    wall: List[float]
-    model: List[float]
+    stats: List[QueryStats]  # per clip, from the oracle that called the model
+
+    @property
+    def queries(self) -> List[int]:
+        return [s.queries for s in self.stats]
 
 
 @dataclass
@@ -208,6 +195,7 @@ class _Setup:
     domain: Optional[SpectralDomain]
     per_channel: bool
     decision: DecisionLike
+    output: OutputSelector = None
 
 
 def _stack_clips(clips: Any) -> Tensor:
@@ -293,12 +281,9 @@ def _captum_target(flat: int, output_shape: Tuple[int, ...]) -> Any:
 
 
 def _run_freqrex(setup: _Setup, options: Dict[str, Any]) -> _Attribution:
-    timed = _TimedModel(setup.model)
-    explainer = FreqReX(timed, domain=setup.domain, decision=setup.decision)
-    values, queries, wall, model = [], [], [], []
+    explainer = FreqReX(setup.model, domain=setup.domain, decision=setup.decision, output=setup.output)
+    values, stats = [], []
     for i in range(setup.clips.shape[0]):
-        timed.queries, timed.seconds = 0, 0.0
-        start = time.perf_counter()
         values.append(
             explainer.attribute(
                 setup.clips[i : i + 1],
@@ -309,10 +294,8 @@ def _run_freqrex(setup: _Setup, options: Dict[str, Any]) -> _Attribution:
                 **options,
             )
         )
-        wall.append(time.perf_counter() - start)
-        queries.append(timed.queries)
-        model.append(timed.seconds)
-    return _Attribution(torch.cat(values), setup.eval_features, queries, wall, model)
+        stats.append(explainer.last_stats)  # its oracle's counts, and the whole call's time
+    return _Attribution(torch.cat(values), setup.eval_features, stats)
 
 
 #: Methods that fit their surrogate linear model with scikit-learn (the ``compare`` extra).
@@ -331,20 +314,30 @@ def _require_sklearn(method: str) -> None:
 
 
 def _run_captum(setup: _Setup, name: str, budgets: List[int], ig_steps: int, ppe: int) -> _Attribution:
-    from captum.attr import FeatureAblation, IntegratedGradients, KernelShap, Lime, ShapleyValueSampling
-
     coarse = name in PER_FEATURE_COST and setup.band_mask is not None
     mask, n_features, features = (
         (setup.band_mask, setup.n_band, setup.band_features) if coarse else (setup.eval_mask, setup.n_eval, setup.eval_features)
     )
     ids = _feature_ids(setup.clips, setup.baselines, mask, setup.domain, setup.per_channel)[0] if mask is not None else None
-    timed = _TimedModel(setup.model)
-    values, queries, wall, model = [], [], [], []
+    values, stats = [], []
     for i in range(setup.clips.shape[0]):
-        timed.queries, timed.seconds = 0, 0.0
-        start = time.perf_counter()  # the wrapper's spectra count, as FreqReX's do
+        # The model is called by an oracle, as FreqReX's is: the same checks, counts and clock.
+        oracle = Oracle(setup.model, setup.output)
+        attr = _captum_attribution(setup, name, oracle, i, ids, n_features, budgets, ig_steps, ppe)
+        values.append(attr.detach() * setup.signs[i])
+        stats.append(oracle.stats)
+    return _Attribution(torch.cat(values), features, stats)
+
+
+def _captum_attribution(
+    setup: _Setup, name: str, oracle: Oracle, i: int, ids: Optional[Tensor], n_features: int, budgets: List[int],
+    ig_steps: int, ppe: int,
+) -> Tensor:
+    from captum.attr import FeatureAblation, IntegratedGradients, KernelShap, Lime, ShapleyValueSampling
+
+    with oracle.measure():  # the wrapper's spectra count, as FreqReX's do
         wrapped = FrequencyForward(
-            timed, setup.clips[i : i + 1], _clip_baselines(setup.baselines, setup.clips, i), setup.domain,
+            oracle, setup.clips[i : i + 1], _clip_baselines(setup.baselines, setup.clips, i), setup.domain,
             setup.per_channel,
         )
         common = dict(baselines=wrapped.zeros(), target=setup.captum_targets[i])
@@ -371,11 +364,7 @@ def _run_captum(setup: _Setup, name: str, budgets: List[int], ig_steps: int, ppe
                     wrapped.ones(), feature_mask=ids, n_samples=max(budgets[i], 2), perturbations_per_eval=ppe,
                     **common,
                 )
-        wall.append(time.perf_counter() - start)
-        values.append(attr.detach() * setup.signs[i])
-        queries.append(timed.queries)
-        model.append(timed.seconds)
-    return _Attribution(torch.cat(values), features, queries, wall, model)
+    return attr
 
 
 def _run_naive(setup: _Setup, name: str, seed: int) -> _Attribution:
@@ -394,7 +383,7 @@ def _run_naive(setup: _Setup, name: str, seed: int) -> _Attribution:
     per_clip = (time.perf_counter() - start) / setup.clips.shape[0]
     n = setup.clips.shape[0]
     features = f"{values[0].numel()} bins (magnitude)" if name == "magnitude" else setup.eval_features
-    return _Attribution(values, features, [0] * n, [per_clip] * n, [0.0] * n)
+    return _Attribution(values, features, [QueryStats(total_seconds=per_clip) for _ in range(n)])
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -419,6 +408,7 @@ def _score(
         domain=setup.domain,
         per_channel=setup.per_channel,
         decision=setup.decision,
+        output=setup.output,
     )
     model, clips, values = setup.model, setup.clips, attribution.values
     row: Dict[str, Any] = {}
@@ -462,9 +452,11 @@ def _prepare(
     per_channel: bool,
     decision: DecisionLike,
     max_batch: Optional[int],
+    output: OutputSelector = None,
 ) -> _Setup:
     run = MetricRun(
-        model, clips, baselines, target, None, feature_mask, max_batch, domain, per_channel, decision
+        model, clips, baselines, target, None, feature_mask, max_batch, domain, per_channel, decision,
+        output=output,
     )
     n_eval = run.space.n_features
     eval_features = f"{n_eval} bins" if feature_mask is None else f"{n_eval} features (feature_mask)"
@@ -485,7 +477,7 @@ def _prepare(
     # decided once): FreqReX and every metric read every batch of mutants the same way.
     return _Setup(
         model, clips, baselines, run.targets, captum_targets, signs, feature_mask, eval_features, n_eval,
-        band, band_features, n_band, domain, per_channel, run.decision,
+        band, band_features, n_band, domain, per_channel, run.decision, output,
     )
 
 
@@ -601,11 +593,11 @@ def compare_methods(
         sample_rate = sample_rate or zoo_rate
     else:
         waves = _stack_clips(clips)
-    model = SelectedOutput(model, output)  # Captum's methods need a tensor, not a ModelOutput
+    output = check_output_selector(output)  # every method and metric picks the scores with it
     ks = _check_ks(ks)
     setup = _prepare(
         model, waves, baselines, target, feature_mask, band_mask, n_bands, max_perturbation_features,
-        sample_rate, domain, per_channel, decision, max_examples_per_batch,
+        sample_rate, domain, per_channel, decision, max_examples_per_batch, output,
     )
     budgets = [budget or max_queries or 1000] * waves.shape[0]
     freqrex_options = dict(
@@ -630,8 +622,8 @@ def compare_methods(
                 with torch.random.fork_rng(devices=[]):  # Captum's sampling, seeded without side effects
                     torch.manual_seed(seed)
                     result = _run_captum(setup, name, budgets, ig_steps, perturbations_per_eval)
-            model_s = _mean(result.model)
-            wall_s = _mean(result.wall)
+            model_s = _mean([s.model_seconds for s in result.stats])
+            wall_s = _mean([s.total_seconds for s in result.stats])
             row.update(
                 features=result.features,
                 queries=_mean(result.queries),

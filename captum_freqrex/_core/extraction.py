@@ -190,15 +190,8 @@ class PrefixSearch:
             return self._scan(count) if count >= 1 else []
         lo = max(bracket.lo, bracket.floor() - 1)
         hi = bracket.hi if bracket.hi is not None else self.n_features + 1
-        if hi - lo <= 1 or count < 1:
-            return []
-        if hi > 4 * max(lo, 1):  # wide bracket: geometric steps (exponential search)
-            grid = torch.logspace(
-                torch.log10(torch.tensor(float(max(lo, 1)))), torch.log10(torch.tensor(float(hi))), count + 2
-            )[1:-1]
-        else:
-            grid = torch.linspace(lo, hi, count + 2)[1:-1]
-        return sorted({min(max(int(round(float(k))), lo + 1), hi - 1) for k in grid})
+        # float32 grids, as the extraction always had: its probed sizes (and figures) stay put.
+        return probe_sizes(lo, hi, count, torch.float32)
 
     def run(self) -> Tuple[Optional[int], Optional[int], Optional[int], Dict[str, bool]]:
         r"""Search; returns the sufficient, sufficient-and-necessary and complete sizes (None when no
@@ -248,6 +241,35 @@ class PrefixSearch:
         if not self.original.passes:
             return sufficient.hi, None, None, exact
         return sufficient.hi, necessary.hi, complete.hi, exact
+
+
+def probe_sizes(lo: int, hi: int, count: int, dtype: torch.dtype = torch.float64) -> List[int]:
+    r"""Prefix sizes to probe strictly inside a bracket ``(lo, hi)``: the grid of every prefix
+    search, the extraction's (:class:`PrefixSearch`) and
+    :func:`~captum_freqrex.metrics.minimal_sufficient_prefix`'s.
+
+    ``count`` sizes, geometric while the bracket is wide (``hi > 4 * max(lo, 1)``: an exponential
+    search) and evenly spaced once it is narrow (a many-way bisection), rounded into
+    ``[lo + 1, hi - 1]``; duplicates are dropped, so fewer may come back.
+
+    Args:
+        lo (int): Largest size known to fail (or -1).
+        hi (int): Smallest size known to pass (or ``n_features + 1`` when none is known).
+        count (int): Sizes wanted.
+        dtype (torch.dtype, optional): Precision of the grid (rounding to integers may differ
+                    between precisions in rare cases). Default: torch.float64
+
+    Returns:
+        list of int: The sizes, ascending; empty when the bracket is closed (``hi - lo <= 1``).
+    """
+    if hi - lo <= 1 or count < 1:
+        return []
+    if hi > 4 * max(lo, 1):
+        start, stop = torch.log10(torch.tensor([float(max(lo, 1)), float(hi)], dtype=dtype)).tolist()
+        grid = torch.logspace(start, stop, count + 2, dtype=dtype)
+    else:
+        grid = torch.linspace(lo, hi, count + 2, dtype=dtype)
+    return sorted({min(max(int(round(float(k))), lo + 1), hi - 1) for k in grid[1:-1]})
 
 
 def prefix_masks(ranking: Tensor, sizes: List[int]) -> Tensor:

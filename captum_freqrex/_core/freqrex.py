@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from captum.attr import PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decision
+from captum_freqrex._core.decision import Decision, DecisionLike
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.explanation import CausalSet, Explanation, class_confidences, settings_record
 from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
 from captum_freqrex._core.feature_space import FeatureSpace, check_synthesis
-from captum_freqrex._core.querier import (
-    ModelQuerier,
-    OutputSelector,
-    QueryStats,
-    RowBuffer,
-    auto_batch_size,
-    check_output_selector,
-    estimate_memory,
-)
+from captum_freqrex._core.oracle import Oracle, rows_per_call
+from captum_freqrex._core.querier import OutputSelector, QueryStats, RowBuffer, check_output_selector, estimate_memory
 from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.responsibility import RefinementOptions, StepQuery
 from captum_freqrex._core.search import SearchContext, SearchLike, SearchResult, Verdicts, resolve_search
@@ -54,7 +46,7 @@ class _Run:
     """Everything an attribution call shares across examples."""
 
     space: FeatureSpace
-    querier: ModelQuerier
+    oracle: Oracle  # the one caller of the model: batches, checks, decision, counts, reused rows
     waves: Tuple[Tensor, ...]
     is_tuple: bool
     targets: List[Any]
@@ -63,12 +55,23 @@ class _Run:
     confidence_filter: float
     seed: int
     mode: str = "sufficient"
-    decision: Optional[Decision] = None
-    output_shape: Optional[Tuple[int, ...]] = None
-    rows: RowBuffer = field(init=False)  # model-input rows reused by every query of the call
 
-    def __post_init__(self) -> None:
-        self.rows = RowBuffer([w[0] for w in self.waves])
+    @property
+    def decision(self) -> Optional[Decision]:
+        """The decision, fixed from the first example's own output (None before)."""
+        return self.oracle.decision
+
+    @property
+    def output_shape(self) -> Optional[Tuple[int, ...]]:
+        """Shape of one waveform's scores (``(1,)`` for one score), None before the first call."""
+        shape = self.oracle.output_shape
+        return None if shape is None else shape or (1,)
+
+    @property
+    def rows(self) -> RowBuffer:
+        """Model-input rows reused by every query of the call."""
+        assert self.oracle.rows is not None
+        return self.oracle.rows
 
 
 #: Largest seed a torch.Generator takes (its seed is a signed 64-bit integer here).
@@ -187,12 +190,10 @@ class FreqReX(PerturbationAttribution):
             raise TypeError(f"confidence_filter must be a number in [0, 1), got {confidence_filter!r}")
         if not 0.0 <= confidence_filter < 1.0:
             raise ValueError(f"confidence_filter must be in [0, 1), got {confidence_filter}")
-        max_rows = perturbations_per_eval or auto_batch_size(
-            sum(math.prod(w.shape[1:]) for w in waves), waves[0].device, waves[0].element_size()
-        )
-        querier = ModelQuerier(
-            self.forward_func, additional_forward_args, space.batch_size, max_rows, output=self.output,
-            budget=max_queries,
+        max_rows = rows_per_call(waves, perturbations_per_eval)
+        oracle = Oracle(
+            self.forward_func, self.output, additional_forward_args, space.batch_size, max_rows,
+            budget=max_queries, confidence_filter=confidence_filter, rows=RowBuffer([w[0] for w in waves]),
         )
         options = RefinementOptions(
             n_samples, max_depth, min_part_size, n_pieces, max_queries, convergence_top_k
@@ -203,7 +204,7 @@ class FreqReX(PerturbationAttribution):
         estimate_memory(waves, max_rows)
         return _Run(
             space,
-            querier,
+            oracle,
             waves,
             is_tuple,
             targets_per_example(target, space.batch_size),
@@ -231,7 +232,7 @@ class FreqReX(PerturbationAttribution):
             row[0].copy_(wave[example])
             row[1].copy_(base)
         try:
-            outputs = run.querier(rows, example).clone()
+            outputs = run.oracle.scores(rows, example)
         except ValueError as error:
             peak = max(float(w[example].abs().max()) for w in run.waves)
             if "NaN or Inf" in str(error) and peak > PEAK_AMPLITUDE_HINT:
@@ -243,32 +244,13 @@ class FreqReX(PerturbationAttribution):
             raise
         # Logits or probabilities are decided from this example's own output, once: every mutant
         # of the example is then read the same way, and a batch explains as each example alone.
-        run.decision = resolve_decision(run.decision_spec, outputs[:1])
-        if run.output_shape is None:
-            run.output_shape = run.querier.output_shape or (1,)
-        self._check_width(run, outputs)
+        run.oracle.decide(run.decision_spec, outputs[:1])
         target = self._target_index(run, run.targets[example], outputs[:1])
         original, baseline = self._probe(run, outputs, target)
         return Anchors(target, original, baseline, anchor_warnings(target, original, baseline, run.mode, run.confidence_filter), outputs[0])
 
     def _probe(self, run: _Run, outputs: Tensor, target: int) -> List[ProbeResult]:
-        assert run.decision is not None
-        targets = torch.full((outputs.shape[0],), target, dtype=torch.long, device=outputs.device)
-        passes = run.decision.passes(outputs, targets)
-        changes = run.decision.changes(outputs, targets)
-        confidence = run.decision.confidence(outputs, targets)
-        passes = passes & (confidence >= run.confidence_filter)
-        decided = run.decision.classes(outputs)
-        decided_confidence = run.decision.confidence(outputs, decided.long())
-        margin_of = getattr(run.decision, "margin", None)
-        margins = margin_of(outputs, targets).tolist() if margin_of else [math.nan] * len(decided)
-        return [
-            ProbeResult(bool(p), int(d), float(c), float(dc), float(m), bool(ch))
-            for p, d, c, dc, m, ch in zip(
-                passes.tolist(), decided.tolist(), confidence.tolist(), decided_confidence.tolist(), margins,
-                changes.tolist(),
-            )
-        ]
+        return run.oracle.verdicts(outputs, target).probes()
 
     def _prefix_outputs(
         self, run: _Run, example: int, ranking: Tensor, keep_sizes: List[int], remove_sizes: List[int]
@@ -277,27 +259,15 @@ class FreqReX(PerturbationAttribution):
         # them (remove_sizes). Masks are built per model call: on long clips a mask per size
         # would cost as much memory as the mutants.
         sizes = [(k, False) for k in keep_sizes] + [(k, True) for k in remove_sizes]
-        chunks = []
-        for lo in range(0, len(sizes), run.querier.max_rows):
-            chunk = sizes[lo : lo + run.querier.max_rows]
+
+        def keeps(lo: int, hi: int) -> Tensor:
+            chunk = sizes[lo:hi]
             masks = prefix_masks(ranking, [k for k, _ in chunk])
             removes = torch.tensor([r for _, r in chunk], device=masks.device)
             masks[removes] = 1.0 - masks[removes]
-            rows = run.rows.take(len(chunk))
-            run.space.mutants(example, masks, out=rows)
-            chunks.append(run.querier(rows, example).clone())
-        outputs = torch.cat(chunks)
-        self._check_width(run, outputs)
-        return outputs
+            return masks
 
-    @staticmethod
-    def _check_width(run: _Run, outputs: Tensor) -> None:
-        assert run.output_shape is not None
-        if outputs.shape[1] != math.prod(run.output_shape):
-            raise ValueError(
-                f"the model returned {outputs.shape[1]} scores for a mutant but "
-                f"{math.prod(run.output_shape)} for the original input; outputs must have a fixed width"
-            )
+        return run.oracle.keep_scores(run.space, example, len(sizes), keeps)
 
     # ------------------------------------------------------------------ responsibility
 
@@ -313,22 +283,14 @@ class FreqReX(PerturbationAttribution):
         synthesizer = StepSynthesizer(space, example, start, -1.0 if removing else 1.0)
 
         def verdicts(outputs: Tensor) -> Verdicts:
-            self._check_width(run, outputs)
             # "necessary": a set passes when removing it changes the decision (a tie does not).
-            probes = self._probe(run, outputs, target)
-            passes = torch.tensor([bool(r.changed) if removing else r.passes for r in probes])
-            graded = torch.tensor(
-                [r.margin if math.isfinite(r.margin) else r.confidence for r in probes], dtype=torch.float64
-            )
-            return Verdicts(passes, -graded if removing else graded)
+            rows = run.oracle.verdicts(outputs, target)
+            graded = rows.graded().cpu()
+            return Verdicts((rows.changes if removing else rows.passes).cpu(), -graded if removing else graded)
 
         def evaluate(queries: Sequence[StepQuery]) -> Tensor:
-            # A model may return a view of its input; the next batch overwrites the rows.
-            outputs = [
-                run.querier(rows, example).clone()
-                for rows in synthesizer.batches(queries, run.querier.max_rows, run.rows)
-            ]
-            return verdicts(torch.cat(outputs)).passes
+            batches = synthesizer.batches(queries, run.oracle.max_rows, run.rows)
+            return verdicts(run.oracle.scores_of((rows, example) for rows in batches)).passes
 
         def evaluate_masks(sets: Tensor) -> Verdicts:
             sets = sets.to(space.device, space.dtype)
@@ -340,7 +302,7 @@ class FreqReX(PerturbationAttribution):
         context = SearchContext(
             evaluate, evaluate_masks, space.n_features, root_passes, run.options,
             torch.Generator().manual_seed(run.seed), space.device, space.feature_energy(example),
-            run.mode, run.querier.max_rows,
+            run.mode, run.oracle.max_rows,
         )
         result = self.search.run(context)
         values = result.responsibility.detach().to("cpu", torch.float64).reshape(-1)
@@ -447,8 +409,8 @@ class FreqReX(PerturbationAttribution):
             issue_warnings(anchors.warnings, example, run.space.batch_size, stacklevel=4)
             rows.append(values)
         values = torch.stack(rows).to(device=run.space.device, dtype=run.waves[0].dtype)
-        run.querier.stats.total_seconds = time.perf_counter() - start
-        self.last_stats = run.querier.stats
+        run.oracle.stats.total_seconds = time.perf_counter() - start
+        self.last_stats = run.oracle.stats
         grids = run.space.to_grid(values)
         return grids if run.is_tuple else grids[0]
 
@@ -456,16 +418,8 @@ class FreqReX(PerturbationAttribution):
 
     def _set_outputs(self, run: _Run, example: int, keeps: Tensor) -> Tensor:
         # Model outputs (N, K) on the mutants of keep-masks ``(N, n_features)``, a model batch at
-        # a time. A model may return a view of its input; the next batch overwrites the rows.
-        outputs = []
-        for lo in range(0, keeps.shape[0], run.querier.max_rows):
-            chunk = keeps[lo : lo + run.querier.max_rows].to(run.space.device, run.space.dtype)
-            rows = run.rows.take(chunk.shape[0])
-            run.space.mutants(example, chunk, out=rows)
-            outputs.append(run.querier(rows, example).clone())
-        joined = torch.cat(outputs)
-        self._check_width(run, joined)
-        return joined
+        # a time.
+        return run.oracle.keep_scores(run.space, example, keeps.shape[0], lambda lo, hi: keeps[lo:hi])
 
     def _keep_probes(self, run: _Run, example: int, target: int, masks: Tensor) -> List[ProbeResult]:
         # The model on sets ``(N, n_features)`` kept alone.
@@ -594,21 +548,21 @@ class FreqReX(PerturbationAttribution):
         # Explanation.waveform rebuilds it, so a certificate holds on the waveform the user gets.
         keep_rows = keeps + ([1.0 - remove] if remove is not None else [])
         n_rows = len(keep_rows) + 1
-        outputs = []
-        for lo in range(0, n_rows, run.querier.max_rows):
-            chunk = range(lo, min(lo + run.querier.max_rows, n_rows))
-            rows = run.rows.take(len(chunk))
-            for j, i in enumerate(chunk):
-                waves = (
-                    tuple(w[0] for w in run.space.mutants(example, keep_rows[i].view(1, -1)))
-                    if i < len(keep_rows)
-                    else tuple(w[example] for w in run.waves)
-                )
-                for row, wave in zip(rows, waves):
-                    row[j].copy_(wave)
-            outputs.append(run.querier(rows, example).clone())
-        joined = torch.cat(outputs)
-        self._check_width(run, joined)
+
+        def batches() -> Iterator[Tuple[List[Tensor], int]]:
+            for lo, hi in run.oracle.batches(n_rows):
+                rows = run.rows.take(hi - lo)
+                for j, i in enumerate(range(lo, hi)):
+                    waves = (
+                        tuple(w[0] for w in run.space.mutants(example, keep_rows[i].view(1, -1)))
+                        if i < len(keep_rows)
+                        else tuple(w[example] for w in run.waves)
+                    )
+                    for row, wave in zip(rows, waves):
+                        row[j].copy_(wave)
+                yield rows, example
+
+        joined = run.oracle.scores_of(batches())
         results = self._probe(run, joined, target)
         kept = results[: len(keeps)]
         removed = results[len(keeps)] if remove is not None else None
@@ -681,6 +635,7 @@ class FreqReX(PerturbationAttribution):
         if max_extraction_queries < 16:
             raise ValueError(f"max_extraction_queries must be >= 16, got {max_extraction_queries}")
         max_shrink_queries = as_int(max_shrink_queries, "max_shrink_queries", minimum=0)
+        call_start = time.perf_counter()
         run = self._prepare(
             inputs, baselines, target, additional_forward_args, feature_mask, n_samples,
             perturbations_per_eval, seed, generator, max_depth, min_part_size, n_pieces,
@@ -694,7 +649,7 @@ class FreqReX(PerturbationAttribution):
         batch = range(run.space.batch_size)
         for example in progress(batch, len(batch), "FreqReX", show_progress):
             start = time.perf_counter()
-            before = QueryStats(**vars(run.querier.stats))
+            before = QueryStats(**vars(run.oracle.stats))
             candidates = None
             if scores is None:
                 responsibility, anchors, refinement = self._responsibility(run, example)
@@ -713,7 +668,7 @@ class FreqReX(PerturbationAttribution):
             sufficient, sufficient_necessary, complete = sets  # one per SET_NAMES
             messages = anchors.warnings + set_messages
             issue_warnings(messages, example, run.space.batch_size)
-            after = run.querier.stats
+            after = run.oracle.stats
             stats = QueryStats(
                 after.queries - before.queries,
                 after.forward_calls - before.forward_calls,
@@ -757,5 +712,7 @@ class FreqReX(PerturbationAttribution):
                     class_confidences=class_confidences(run.decision, anchors.outputs),
                 )
             )
+        # The whole call, as for attribute: the examples' own times leave out the set-up (spectra).
+        total.total_seconds = time.perf_counter() - call_start
         self.last_stats = total
         return explanations

@@ -1,23 +1,20 @@
-"""Model queries: batched calls, counted and timed.
+"""What every model query shares: its cost, its batch size, and the checks of its output.
 
-:class:`ModelQuerier` is the only place that calls the model. It chunks mutants into batches, slices
-``additional_forward_args`` to the example being explained, checks the output, and keeps the counts
-(rows queried, forward calls) and the model's share of the wall time; after every call it reports
-the count to the active progress line, if any (:mod:`captum_freqrex._utils.progress`).
+:class:`QueryStats` (queries, forward calls, model vs total seconds), the memory-bounded batch size
+(:func:`auto_batch_size`) and the peak-memory estimate of long clips, the ``output=`` selector
+(:func:`select_output`) and the output checks (:func:`check_model_outputs`), and :class:`RowBuffer`,
+reused model-input rows. The one caller of the model that uses them all is
+:class:`~captum_freqrex._core.oracle.Oracle`.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Callable, List, Mapping, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
-
-from captum_freqrex._utils.progress import report_queries
-from captum_freqrex._utils.validation import as_tuple
 
 
 @dataclass
@@ -242,6 +239,16 @@ def check_model_outputs(outputs: Any, rows: int, output: OutputSelector = None) 
 
 def model_scores(outputs: Any, rows: int, output: OutputSelector = None) -> Tuple[Tensor, Tuple[int, ...]]:
     r""":func:`check_model_outputs` and the per-waveform shape of the scores before flattening."""
+    _, flat, shape = checked_scores(outputs, rows, output)
+    return flat, shape
+
+
+def checked_scores(
+    outputs: Any, rows: int, output: OutputSelector = None
+) -> Tuple[Tensor, Tensor, Tuple[int, ...]]:
+    r"""The checks of :func:`check_model_outputs`, returning the selected scores as the model gave
+    them (with their graph, for gradient-based methods), flattened and detached ``(rows, K)``, and
+    their per-waveform shape."""
     selected = select_output(outputs, output)
     if not isinstance(selected, Tensor):
         picked = "" if selected is outputs else f" (selected from a {_describe(outputs)})"
@@ -249,92 +256,24 @@ def model_scores(outputs: Any, rows: int, output: OutputSelector = None) -> Tupl
             f"the model must return a tensor of scores, got {_describe(selected)}{picked}; return the "
             f"logits or probabilities, or {_SELECTOR_HINT}"
         )
-    outputs = selected
-    if outputs.is_complex() or outputs.dtype == torch.bool or not outputs.is_floating_point():
+    scores = selected
+    if scores.is_complex() or scores.dtype == torch.bool or not scores.is_floating_point():
         raise TypeError(
-            f"the model returned {outputs.dtype} scores; FreqReX needs real floating-point scores "
+            f"the model returned {scores.dtype} scores; FreqReX needs real floating-point scores "
             "(logits or probabilities) to rank classes and compare confidences: return "
             "scores.float() (for complex outputs, e.g. scores.abs())"
         )
-    if outputs.dim() == 0 or outputs.shape[0] != rows:
+    if scores.dim() == 0 or scores.shape[0] != rows:
         raise ValueError(
-            f"the model returned shape {tuple(outputs.shape)} for a batch of {rows} waveforms; it "
+            f"the model returned shape {tuple(scores.shape)} for a batch of {rows} waveforms; it "
             "must return one row per waveform: (batch,), (batch, classes) or (batch, ...)"
         )
-    flat = outputs.detach().reshape(rows, -1)
+    flat = scores.detach().reshape(rows, -1)
     if flat.shape[1] == 0:
         raise ValueError("the model returned an empty output per waveform")
     if not torch.isfinite(flat).all():
         raise ValueError("the model returned NaN or Inf; FreqReX needs finite scores for every mutant")
-    return flat, tuple(outputs.shape[1:])
-
-
-class SelectedOutput:
-    r"""A model whose output is the scores :func:`select_output` picks (for Captum's methods,
-    which need a tensor). ``SelectedOutput(model, output)(*args) = select_output(model(*args), output)``.
-    """
-
-    def __init__(self, model: Callable, output: OutputSelector = None) -> None:
-        self.model = model
-        self.output = check_output_selector(output)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return select_output(self.model(*args, **kwargs), self.output)
-
-
-@dataclass
-class ModelQuerier:
-    r"""Calls ``forward_func`` on batches of waveforms of one example, counting and timing.
-
-    Args:
-        forward_func (Callable): The model: ``forward_func(*waveforms, *additional_forward_args)``.
-        additional_forward_args (Any): Extra arguments; tensors whose first dimension equals the
-                    batch size are sliced to the explained example and repeated per mutant.
-        batch_size (int): Number of inputs in the explained batch.
-        max_rows (int): Most rows per model call.
-        output (None, str, int or Callable): Where the scores are in the model's output (see
-                    :func:`select_output`).
-        budget (int, optional): The query budget of one example, shown by the progress line.
-    """
-
-    forward_func: Callable
-    additional_forward_args: Any
-    batch_size: int
-    max_rows: int
-    stats: QueryStats = field(default_factory=QueryStats)
-    output_shape: Tuple[int, ...] = ()
-    output: OutputSelector = None
-    budget: Optional[int] = None
-
-    def _extra_args(self, example: Optional[int], rows: int) -> Tuple[Any, ...]:
-        if self.additional_forward_args is None:
-            return ()
-        args = as_tuple(self.additional_forward_args)
-        if example is None:
-            return args
-        return tuple(
-            arg[example : example + 1].expand((rows,) + arg.shape[1:])
-            if isinstance(arg, Tensor) and arg.dim() > 0 and arg.shape[0] == self.batch_size
-            else arg
-            for arg in args
-        )
-
-    def __call__(self, waveforms: Sequence[Tensor], example: Optional[int] = None) -> Tensor:
-        r"""Model outputs ``(N, K)`` for waveforms ``(N, ...)`` (one call, no chunking)."""
-        rows = waveforms[0].shape[0]
-        args = self._extra_args(example, rows)
-        device = waveforms[0].device
-        start = time.perf_counter()
-        with torch.no_grad():
-            outputs = self.forward_func(*waveforms, *args)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        self.stats.model_seconds += time.perf_counter() - start
-        self.stats.queries += rows
-        self.stats.forward_calls += 1
-        flat, self.output_shape = model_scores(outputs, rows, self.output)
-        report_queries(self.stats.queries, self.budget)
-        return flat
+    return scores, flat, tuple(scores.shape[1:])
 
 
 class RowBuffer:

@@ -1,13 +1,16 @@
 """The one batching helper every metric shares (as :mod:`captum.metrics` does).
 
 A metric describes its work as ``n_rows`` rows (one mutant each); the helper hands the rows to the
-metric in slices of at most ``max_rows`` and folds the partial results with the metric's own
+metric in slices of at most ``max_rows`` (cut as the oracle cuts FreqReX's queries:
+:func:`~captum_freqrex._core.oracle.row_slices`) and folds the partial results with the metric's own
 aggregation (concatenation of per-row verdicts, a running sum, ...).
 """
 
 from __future__ import annotations
 
 from typing import Callable, Optional, TypeVar
+
+from captum_freqrex._core.oracle import row_slices
 
 R = TypeVar("R")
 
@@ -45,7 +48,8 @@ def divide_and_aggregate(
         raise ValueError(f"nothing to evaluate: n_rows must be >= 1, got {n_rows}")
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-    result = metric_func(0, min(max_rows, n_rows))
-    for start in range(max_rows, n_rows, max_rows):
-        result = agg_func(result, metric_func(start, min(start + max_rows, n_rows)))
+    slices = row_slices(n_rows, max_rows)
+    result = metric_func(*next(slices))
+    for start, stop in slices:
+        result = agg_func(result, metric_func(start, stop))
     return result

@@ -3,13 +3,13 @@
 A metric builds one :class:`MetricRun` (waveforms, their frequency features, the model's outputs on
 the unmasked inputs, the decision and one target per example), describes the mutants it needs as
 rows ``(example, keep-mask over features)``, and gets back one :class:`Verdicts` entry per row from
-:meth:`MetricRun.evaluate`, which queries the model in batches of at most
-``max_examples_per_batch`` rows through the shared helper in :mod:`._batching`.
+:meth:`MetricRun.evaluate`. The model is called by the oracle FreqReX calls it through
+(:class:`~captum_freqrex._core.oracle.Oracle`: the same output checks, counts and verdicts), in
+batches of at most ``max_examples_per_batch`` rows cut by the shared helper in :mod:`._batching`.
 """
 
 from __future__ import annotations
 
-import math
 import operator
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, cast
@@ -17,10 +17,11 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, cast
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decision
+from captum_freqrex._core.decision import Decision, DecisionLike
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.querier import OutputSelector, auto_batch_size, check_output_selector, model_scores
+from captum_freqrex._core.oracle import Oracle, RowVerdicts, rows_per_call
+from captum_freqrex._core.querier import OutputSelector, QueryStats, check_output_selector
 from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple, format_baselines, format_waveforms
@@ -28,35 +29,23 @@ from captum_freqrex.metrics._batching import check_max_examples_per_batch, divid
 
 
 @dataclass
-class Verdicts:
-    r"""The model's verdict on rows of mutants, one entry per row.
+class Verdicts(RowVerdicts):
+    r"""The oracle's verdicts on rows of mutants (:class:`~captum_freqrex._core.oracle.RowVerdicts`:
+    ``decided``, ``confidence``, ``decided_confidence``, ``passes``, ``changes`` (a row within the
+    decision's tie tolerance neither passes nor changes, so no verdict rests on float noise),
+    ``margin``), plus the loudness of each change.
 
     Attributes:
-        decided (Tensor): ``(N,)`` long, the class the model decides on each mutant.
-        confidence (Tensor): ``(N,)`` confidence in the row's target, in [0, 1].
-        passes (Tensor): ``(N,)`` bool, whether the mutant keeps the target decision
-                    (:meth:`Decision.passes`).
-        changes (Tensor): ``(N,)`` bool, whether the mutant clearly departs from it
-                    (:meth:`Decision.changes`): a row within the decision's tie tolerance neither
-                    passes nor changes, so no verdict rests on float noise.
         noise_energy (Tensor): ``(N,)`` float64, ``sum((mutant - original)^2)`` over all samples of
                     all inputs (the energy of the change, in squared waveform units).
     """
 
-    decided: Tensor
-    confidence: Tensor
-    passes: Tensor
-    changes: Tensor
     noise_energy: Tensor
 
-    @staticmethod
-    def cat(first: "Verdicts", second: "Verdicts") -> "Verdicts":
-        """Rows of ``first`` followed by rows of ``second`` (the aggregation of batched verdicts)."""
-        return Verdicts(*(torch.cat([a, b]) for a, b in zip(vars(first).values(), vars(second).values())))
-
-    def view(self, *shape: int) -> "Verdicts":
-        """Every field reshaped, e.g. ``(B * L,) -> (B, L)``."""
-        return Verdicts(*(value.reshape(shape) for value in vars(self).values()))
+    @classmethod
+    def of(cls, verdicts: RowVerdicts, noise_energy: Tensor) -> "Verdicts":
+        """The oracle's ``verdicts`` with the noise energy of each row."""
+        return cls(**vars(verdicts), noise_energy=noise_energy)
 
 
 def resolve_targets(
@@ -129,20 +118,14 @@ class MetricRun:
             self.waves, format_baselines(baselines, self.waves), feature_mask, domain, per_channel
         )
         self.batch_size = self.space.batch_size
-        self.forward_func = forward_func
-        self.additional_forward_args = additional_forward_args
-        self.max_rows = max_examples_per_batch or auto_batch_size(
-            sum(math.prod(w.shape[1:]) for w in self.waves), self.space.device, self.waves[0].element_size()
-        )
-        self.queries = 0
-        self.forward_calls = 0
+        self.max_rows = rows_per_call(self.waves, max_examples_per_batch)
         # A sum over at least one input's tensor: a Tensor, never sum()'s start value 0.
         self.signal_energy = cast(Tensor, sum(w.double().square().reshape(self.batch_size, -1).sum(1) for w in self.waves))
         if not query_model:
             return
         if not callable(forward_func):
             raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
-        self.output_shape: Tuple[int, ...] = ()
+        self.oracle = Oracle(forward_func, self.output, additional_forward_args, self.batch_size, self.max_rows)
         examples = torch.arange(self.batch_size, device=self.space.device)
         # The model gets copies of the caller's waveforms (mutants are fresh tensors already): a
         # model that edits its input in place must not edit the caller's tensors, nor the
@@ -156,52 +139,38 @@ class MetricRun:
         # Decided once per call, from the outputs on the unmasked inputs (every "auto" choice of
         # the decision, e.g. logits or probabilities, is fixed here): every batch of mutants is
         # then read the same way, whatever else shares its batch.
-        self.decision = resolve_decision(decision, self.outputs)
+        self.decision = self.oracle.decide(decision, self.outputs)
         self.targets = resolve_targets(target, self.outputs, self.output_shape or (1,), self.decision)
         zero = torch.zeros(self.batch_size, dtype=torch.float64, device=self.space.device)
         self.original = self.verdicts(self.outputs, self.targets, zero)
 
     # ------------------------------------------------------------------ model
 
-    def _extra_args(self, examples: Tensor) -> Tuple[Any, ...]:
-        if self.additional_forward_args is None:
-            return ()
-        return tuple(
-            arg[examples.to(arg.device)]
-            if isinstance(arg, Tensor) and arg.dim() > 0 and arg.shape[0] == self.batch_size
-            else arg
-            for arg in as_tuple(self.additional_forward_args)
-        )
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        """Shape of one waveform's scores (``()`` for one score per waveform)."""
+        return self.oracle.output_shape or ()
+
+    @property
+    def stats(self) -> QueryStats:
+        """The queries and model calls of this metric (the oracle's counts)."""
+        return self.oracle.stats
 
     def forward(self, waves: Sequence[Tensor], examples: Tensor) -> Tensor:
-        r"""Model outputs ``(N, K)`` (flattened, detached) on waveforms ``(N, ...)`` of ``examples``.
-
-        The one place the metrics call the model. Its outputs pass the checks FreqReX's queries
-        pass (:func:`~captum_freqrex._core.querier.check_model_outputs`, after ``output=`` picks
-        the scores): a real floating-point tensor with one row per waveform and only finite scores.
+        r"""Model outputs ``(N, K)`` (flattened, detached) on waveforms ``(N, ...)`` of ``examples``,
+        in one call of the oracle: FreqReX's output checks (:func:`~captum_freqrex._core.querier.check_model_outputs`,
+        after ``output=`` picks the scores), its counts and its slicing of
+        ``additional_forward_args`` (indexed per row here).
 
         Raises:
             TypeError: The model returned no tensor, or bool, integer or complex scores.
-            ValueError: The outputs have no row per waveform, or hold NaN or Inf.
+            ValueError: The outputs have no row per waveform, hold NaN or Inf, or change width.
         """
-        assert self.forward_func is not None
-        rows = waves[0].shape[0]
-        with torch.no_grad():
-            outputs = self.forward_func(*waves, *self._extra_args(examples))
-        self.queries += rows
-        self.forward_calls += 1
-        flat, self.output_shape = model_scores(outputs, rows, self.output)
-        return flat
+        return self.oracle.scores(waves, examples)
 
     def verdicts(self, outputs: Tensor, targets: Tensor, noise_energy: Tensor) -> Verdicts:
         """Decisions, target confidences and keep / change verdicts of outputs ``(N, K)``."""
-        return Verdicts(
-            self.decision.classes(outputs).long(),
-            self.decision.confidence(outputs, targets).double(),
-            self.decision.passes(outputs, targets).bool(),
-            self.decision.changes(outputs, targets).bool(),
-            noise_energy,
-        )
+        return Verdicts.of(self.oracle.verdicts(outputs, targets), noise_energy)
 
     def evaluate(self, examples: Tensor, keep: Callable[[Tensor], Tensor]) -> Verdicts:
         r"""The model's verdicts on mutant rows, queried in batches of at most ``max_rows``.

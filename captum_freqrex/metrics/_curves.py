@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
@@ -11,6 +9,7 @@ from torch import Tensor
 
 from captum_freqrex._core.decision import DecisionLike
 from captum_freqrex._core.domains import SpectralDomain
+from captum_freqrex._core.extraction import probe_sizes
 from captum_freqrex._core.targets import TargetLike
 from captum_freqrex._utils.validation import TensorOrTuple
 from captum_freqrex._core.ranking import DEFAULT_RTOL
@@ -240,22 +239,17 @@ deletion_curve.__doc__ = (
 
 
 def _probe_sizes(lo: int, hi: int, count: int) -> List[int]:
-    """Sizes strictly inside the bracket ``(lo, hi)``: geometric when it is wide (exponential
-    search), even when narrow (a many-way bisection). While nothing is known below, 0 and 1 come
-    first (the baseline alone, and the single top feature)."""
+    """Sizes strictly inside the bracket ``(lo, hi)``: the extraction's grid
+    (:func:`~captum_freqrex._core.extraction.probe_sizes`, geometric when wide, even when narrow).
+    While nothing is known below, 0 and 1 come first (the baseline alone, and the single top
+    feature)."""
     sizes = []
     if lo < 0:
         sizes.append(0)
         lo = 0
     if lo == 0 and hi > 1:
         sizes.append(1)
-    if hi - lo > 1:
-        if hi > 4 * max(lo, 1):
-            grid = torch.logspace(math.log10(max(lo, 1)), math.log10(hi), count + 2, dtype=torch.float64)
-        else:
-            grid = torch.linspace(lo, hi, count + 2, dtype=torch.float64)
-        sizes += [min(max(int(round(float(v))), lo + 1), hi - 1) for v in grid[1:-1]]
-    return sorted(set(sizes))
+    return sorted(set(sizes + probe_sizes(lo, hi, count)))
 
 
 def minimal_sufficient_prefix(

@@ -1,0 +1,318 @@
+"""The one caller of the model, as Captum's ``_run_forward`` is Captum's.
+
+Every model call of the package goes through an :class:`Oracle`: FreqReX's anchors, search,
+extraction, shrink and certification (:mod:`captum_freqrex._core.freqrex`), every model-based
+metric (:mod:`captum_freqrex.metrics`), and the Captum methods that
+:func:`~captum_freqrex.compare.compare_methods` and ``benchmarks/perf.py`` time, which get the
+oracle as their model (inside :class:`~captum_freqrex._core.forward_wrapper.FrequencyForward`).
+One call of the model:
+
+1. gets ``additional_forward_args`` sliced to the examples of its rows;
+2. runs without gradients (:meth:`Oracle.scores`), or with them when a gradient method calls the
+   oracle as a plain function (:meth:`Oracle.__call__`);
+3. is counted (rows and calls) and timed (synchronising CUDA) in one :class:`QueryStats`, and
+   reported to the active progress line;
+4. has its scores picked by ``output=`` and checked (:func:`check_model_outputs`: a real
+   floating-point tensor, one row per waveform, finite), and their width checked against the
+   first call's.
+
+Rows beyond one call are cut into calls of at most ``max_rows`` (:meth:`Oracle.batches`: the
+``perturbations_per_eval`` or ``max_examples_per_batch`` of the caller, or the memory-bounded size
+of :func:`rows_per_call`). With a decision fixed (:meth:`Oracle.decide`), :meth:`Oracle.verdicts`
+reads score rows as :class:`RowVerdicts`: the class decided, the confidences, whether each row
+keeps or changes the decision (a tie does neither) and its margin.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+
+import torch
+from torch import Tensor
+
+from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decision
+from captum_freqrex._core.extraction import ProbeResult
+from captum_freqrex._core.feature_space import FeatureSpace
+from captum_freqrex._core.querier import OutputSelector, QueryStats, RowBuffer, auto_batch_size, checked_scores
+from captum_freqrex._core.querier import check_output_selector
+from captum_freqrex._utils.progress import report_queries
+from captum_freqrex._utils.validation import as_tuple
+
+__all__ = ["Oracle", "RowVerdicts", "row_slices", "rows_per_call"]
+
+#: Which examples the rows of a call belong to: None (the extra arguments go as they are), one
+#: example for every row (an int), or one per row (a ``(N,)`` long tensor).
+Examples = Union[None, int, Tensor]
+
+V = TypeVar("V", bound="RowVerdicts")
+
+
+def row_slices(n_rows: int, max_rows: int) -> Iterator[Tuple[int, int]]:
+    r"""``[start, stop)`` slices of ``n_rows`` rows, at most ``max_rows`` each: one per model call."""
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    for start in range(0, n_rows, max_rows):
+        yield start, min(start + max_rows, n_rows)
+
+
+def rows_per_call(waveforms: Sequence[Tensor], requested: Optional[int] = None) -> int:
+    r"""Rows per model call: ``requested`` when given, else the memory-bounded
+    :func:`~captum_freqrex._core.querier.auto_batch_size` of these waveforms ``(B, ...)``."""
+    if requested is not None:
+        return requested
+    samples = sum(math.prod(w.shape[1:]) for w in waveforms)
+    return auto_batch_size(samples, waveforms[0].device, waveforms[0].element_size())
+
+
+@dataclass
+class RowVerdicts:
+    r"""The model's verdicts on rows of mutants, one entry per row (``(N,)`` tensors).
+
+    Attributes:
+        decided (Tensor): long, the class the model decides on each row.
+        confidence (Tensor): float64, confidence in the row's target, in [0, 1].
+        decided_confidence (Tensor): float64, confidence in the decided class.
+        passes (Tensor): bool, the row keeps the target decision (:meth:`Decision.passes`, and
+                    a confidence of at least the oracle's ``confidence_filter``).
+        changes (Tensor): bool, the row clearly departs from it (:meth:`Decision.changes`): a row
+                    within the decision's tie tolerance neither passes nor changes.
+        margin (Tensor): float64, the target's confidence minus the strongest other class's
+                    (NaN for decisions without margins, e.g. a user's pass function).
+    """
+
+    decided: Tensor
+    confidence: Tensor
+    decided_confidence: Tensor
+    passes: Tensor
+    changes: Tensor
+    margin: Tensor
+
+    def cat(self: V, other: V) -> V:
+        """Rows of ``self`` followed by rows of ``other`` (the aggregation of batched verdicts)."""
+        return type(self)(**{k: torch.cat([v, getattr(other, k)]) for k, v in vars(self).items()})
+
+    def view(self: V, *shape: int) -> V:
+        """Every field reshaped, e.g. ``(B * L,) -> (B, L)``."""
+        return type(self)(**{k: v.reshape(shape) for k, v in vars(self).items()})
+
+    def graded(self) -> Tensor:
+        r"""Graded evidence of keeping the decision, ``(N,)`` float64: the margin, or the confidence
+        where the decision has no margin."""
+        return torch.where(torch.isfinite(self.margin), self.margin, self.confidence)
+
+    def probes(self) -> List[ProbeResult]:
+        """One :class:`ProbeResult` per row (what the extraction and the certificates hold)."""
+        return [
+            ProbeResult(bool(p), int(d), float(c), float(dc), float(m), bool(ch))
+            for p, d, c, dc, m, ch in zip(
+                self.passes.tolist(), self.decided.tolist(), self.confidence.tolist(),
+                self.decided_confidence.tolist(), self.margin.tolist(), self.changes.tolist(),
+            )
+        ]
+
+
+class Oracle:
+    r"""Calls the model: batched, counted, timed, checked, and read by one decision.
+
+    Args:
+        forward_func (Callable): The model: ``forward_func(*waveforms, *additional_forward_args)``.
+        output (None, str, int or Callable, optional): Where the scores are in the model's output
+                    (see :func:`~captum_freqrex._core.querier.select_output`). Default: None
+        additional_forward_args (Any, optional): Extra arguments; tensors whose first dimension is
+                    ``batch_size`` are sliced to the examples of each call's rows. Default: None
+        batch_size (int, optional): Examples in the explained batch (what the extra arguments are
+                    sliced by); None passes them as they are. Default: None
+        max_rows (int, optional): Most rows per model call. Default: 1
+        budget (int, optional): Query budget of one example, shown by the progress line.
+        confidence_filter (float, optional): A row only passes with at least this confidence in
+                    its target. Default: 0.0
+        rows (RowBuffer, optional): Reused model-input rows for :meth:`keep_scores`. Default: None
+                    (fresh tensors per call)
+
+    Attributes:
+        stats (QueryStats): Rows queried, model calls, model seconds (and ``total_seconds``, which
+                    :meth:`measure` adds to).
+        output_shape (tuple of int): Shape of one waveform's scores, fixed by the first call
+                    (None before it).
+        decision (Decision): The decision fixed by :meth:`decide` (None before).
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable,
+        output: OutputSelector = None,
+        additional_forward_args: Any = None,
+        batch_size: Optional[int] = None,
+        max_rows: int = 1,
+        *,
+        budget: Optional[int] = None,
+        confidence_filter: float = 0.0,
+        rows: Optional[RowBuffer] = None,
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+        self.forward_func = forward_func
+        self.output = check_output_selector(output)
+        self.additional_forward_args = additional_forward_args
+        self.batch_size = batch_size
+        self.max_rows = max_rows
+        self.budget = budget
+        self.confidence_filter = confidence_filter
+        self.rows = rows
+        self.stats = QueryStats()
+        self.output_shape: Optional[Tuple[int, ...]] = None
+        self.decision: Optional[Decision] = None
+
+    # ------------------------------------------------------------------ calls
+
+    def _extra_args(self, examples: Examples, rows: int) -> Tuple[Any, ...]:
+        if self.additional_forward_args is None:
+            return ()
+        args = as_tuple(self.additional_forward_args)
+        if examples is None or self.batch_size is None:
+            return args
+
+        def pick(arg: Any) -> Any:
+            if not (isinstance(arg, Tensor) and arg.dim() > 0 and arg.shape[0] == self.batch_size):
+                return arg
+            if isinstance(examples, int):  # one example: a view, repeated per row
+                return arg[examples : examples + 1].expand((rows,) + arg.shape[1:])
+            assert isinstance(examples, Tensor)
+            return arg[examples.to(arg.device)]
+
+        return tuple(pick(arg) for arg in args)
+
+    def _forward(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tensor, Tensor]:
+        first = next((a for a in args if isinstance(a, Tensor)), None)
+        if first is None:
+            raise TypeError("the model must be called on waveform tensors, got no tensor argument")
+        rows = first.shape[0]
+        start = time.perf_counter()
+        outputs = self.forward_func(*args, **kwargs)
+        if first.device.type == "cuda":
+            torch.cuda.synchronize(first.device)  # the clock must measure the queued work
+        self.stats.model_seconds += time.perf_counter() - start
+        self.stats.queries += rows
+        self.stats.forward_calls += 1
+        selected, flat, shape = checked_scores(outputs, rows, self.output)
+        if self.output_shape is None:
+            self.output_shape = shape
+        elif flat.shape[1] != math.prod(self.output_shape):
+            raise ValueError(
+                f"the model returned {flat.shape[1]} scores for a mutant but "
+                f"{math.prod(self.output_shape)} for the original input; outputs must have a fixed width"
+            )
+        report_queries(self.stats.queries, self.budget)
+        return selected, flat
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+        r"""The model as a plain function (for Captum's methods): counted, timed and checked like
+        every query, and returning the selected scores as the model gave them, with their graph."""
+        return self._forward(args, kwargs)[0]
+
+    def scores(self, waveforms: Sequence[Tensor], examples: Examples = None) -> Tensor:
+        r"""Scores ``(N, K)`` (checked, flattened, detached, a copy) of waveforms ``(N, ...)``, in
+        one model call without gradients.
+
+        Args:
+            waveforms (sequence of Tensor): Per input, the ``(N, ...)`` rows.
+            examples (None, int or Tensor, optional): The example of the rows (an int) or of each
+                        row (``(N,)``), to slice ``additional_forward_args`` by. Default: None
+
+        Raises:
+            TypeError: The model returned no tensor, or bool, integer or complex scores.
+            ValueError: The scores have no row per waveform, hold NaN or Inf, or change width.
+        """
+        args = tuple(waveforms) + self._extra_args(examples, waveforms[0].shape[0])
+        with torch.no_grad():
+            flat = self._forward(args, {})[1]
+        # A model may return a view of its input, and rows of a RowBuffer are written again.
+        return flat.clone()
+
+    def batches(self, n_rows: int) -> Iterator[Tuple[int, int]]:
+        r"""``[start, stop)`` slices of ``n_rows`` rows, one per model call (at most ``max_rows``)."""
+        return row_slices(n_rows, self.max_rows)
+
+    def scores_of(self, batches: Iterable[Tuple[Sequence[Tensor], Examples]]) -> Tensor:
+        r"""Scores ``(N, K)`` of batches ``(waveforms, examples)``, one model call each, in order.
+        A batch is queried before the next one is drawn, so batches may share rows."""
+        return torch.cat([self.scores(waves, examples) for waves, examples in batches])
+
+    def keep_scores(
+        self, space: FeatureSpace, example: int, n_rows: int, keeps: Callable[[int, int], Tensor]
+    ) -> Tensor:
+        r"""Scores ``(n_rows, K)`` of mutants of one example, given by keep-masks over features.
+
+        Args:
+            space (FeatureSpace): The features and spectra.
+            example (int): The example.
+            n_rows (int): Number of mutants.
+            keeps (Callable): ``keeps(start, stop)`` returns the keep values
+                        ``(stop - start, n_features)`` of those rows; built per model call, so that
+                        many masks of a long clip are never held at once.
+        """
+
+        def batches() -> Iterator[Tuple[Sequence[Tensor], Examples]]:
+            for start, stop in self.batches(n_rows):
+                chunk = keeps(start, stop).to(space.device, space.dtype)
+                out = self.rows.take(stop - start) if self.rows is not None else None
+                yield space.mutants(example, chunk, out=out), example
+
+        return self.scores_of(batches())
+
+    @contextmanager
+    def measure(self) -> Iterator[QueryStats]:
+        r"""Add the wall time of the ``with`` block to ``stats.total_seconds`` (model and overhead).
+        Work still queued on a GPU at the end of the block is not counted: synchronise inside it."""
+        start = time.perf_counter()
+        try:
+            yield self.stats
+        finally:
+            self.stats.total_seconds += time.perf_counter() - start
+
+    # ------------------------------------------------------------------ verdicts
+
+    def decide(self, decision: DecisionLike, outputs: Tensor) -> Decision:
+        r"""Fix the decision from the scores ``(N, K)`` of the unmasked inputs (every ``"auto"``
+        choice of :func:`~captum_freqrex._core.decision.resolve_decision` is made here, once), so that
+        every later batch is read the same way, whatever else shares it."""
+        self.decision = resolve_decision(decision, outputs)
+        return self.decision
+
+    def verdicts(self, outputs: Tensor, targets: Union[int, Tensor]) -> RowVerdicts:
+        r"""The verdicts of the decision fixed by :meth:`decide` on score rows ``(N, K)``.
+
+        Args:
+            outputs (Tensor): ``(N, K)`` scores.
+            targets (int or Tensor): The target of every row, or ``(N,)`` long, one per row.
+        """
+        if self.decision is None:
+            raise RuntimeError("no decision yet: call Oracle.decide on the unmasked inputs' scores first")
+        decision = self.decision
+        if isinstance(targets, int):
+            targets = torch.full((outputs.shape[0],), targets, dtype=torch.long, device=outputs.device)
+        passes = decision.passes(outputs, targets).bool()
+        confidence = decision.confidence(outputs, targets).double()
+        if self.confidence_filter > 0:
+            passes = passes & (confidence >= self.confidence_filter)
+        decided = decision.classes(outputs).long()
+        margin_of = getattr(decision, "margin", None)
+        margin = (
+            margin_of(outputs, targets).double()
+            if margin_of is not None
+            else torch.full_like(confidence, math.nan)
+        )
+        return RowVerdicts(
+            decided,
+            confidence,
+            decision.confidence(outputs, decided).double(),
+            passes,
+            decision.changes(outputs, targets).bool(),
+            margin,
+        )
