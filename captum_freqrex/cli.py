@@ -28,6 +28,7 @@ from torch import Tensor
 from captum_freqrex import FreqReX, __version__
 from captum_freqrex._core.explanation import SET_NAMES, Explanation
 from captum_freqrex._core.freqrex import MAX_SEED
+from captum_freqrex._core.querier import OutputSelector, check_model_outputs, check_output_selector
 from captum_freqrex.compare import METHODS, compare_methods
 
 DEMO_MODEL = "instruments"
@@ -121,6 +122,13 @@ _SAMPLE_RATE = _int_option(1, None, " (a sample rate in Hz)")
 _COUNT = _int_option(1)
 _CLIP_INDEX = _int_option(0)
 _MAX_QUERIES = _int_option(MIN_MAX_QUERIES, None, " (one FreqReX refinement step takes 15 queries)")
+
+
+def _output_option(text: str) -> OutputSelector:
+    """``--output KEY``: an integer is a tuple index, anything else a key or attribute name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a key or attribute name, or a tuple index, got an empty string")
+    return check_output_selector(int(text) if re.fullmatch(r"[+-]?\d+", text) else text)
 
 
 # ----------------------------------------------------------------------------- model and target
@@ -694,6 +702,19 @@ def _human_summary(
     return "\n".join(lines)
 
 
+def _check_output(model: _Model, waveforms: Tensor, output: OutputSelector) -> None:
+    """One model call on ``waveforms`` ``(1, time)`` before any search: scores that ``--output`` (or
+    the default unwrapping) cannot find are a user error, said in one line with what the model returned."""
+    with torch.inference_mode():
+        outputs = model.model(waveforms)
+    try:
+        check_model_outputs(outputs, waveforms.shape[0], output)
+    except TypeError as error:
+        if output is not None:
+            raise CliError(f"--output {output}: {error}") from None
+        raise CliError(f"{error} (on the command line: --output KEY or --output INDEX)") from None
+
+
 def _explain_one(
     model: _Model,
     waveform: Tensor,
@@ -705,8 +726,10 @@ def _explain_one(
     bands: Optional[int] = None,
     mode: str = "sufficient",
     search: Optional[str] = None,
+    output: OutputSelector = None,
 ) -> Explanation:
-    explainer = FreqReX(model.model, search=search)
+    _check_output(model, waveform.unsqueeze(0), output)
+    explainer = FreqReX(model.model, search=search, output=output)
     baselines = None if baseline is None else baseline.unsqueeze(0)
     feature_mask = None
     if bands is not None:
@@ -752,7 +775,7 @@ def _explain_and_write(
     explanation = _explain_one(
         model, waveform, target, args.seed, base_wave, args.max_queries,
         bands=getattr(args, "bands", None), mode=getattr(args, "mode", "sufficient"),
-        search=getattr(args, "search", None),
+        search=getattr(args, "search", None), output=getattr(args, "output", None),
     )
     if announce:
         _say(announce)
@@ -867,13 +890,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.sample_rate)
     baseline = _parse_baseline(args.baseline, model, args.seed)
     waves = _compare_clips(args, model)
+    _check_output(model, waves[:1], args.output)
     bases = [baseline.for_clip(wave, model.sample_rate)[0] for wave in waves]
     baselines = None if baseline.kind == "silence" else torch.stack(bases)  # type: ignore[arg-type]
     _say(f"comparing {len(args.methods) if args.methods else 'all'} methods on {waves.shape[0]} clip(s) "
          f"of {waves.shape[-1] / model.sample_rate:.1f} s ({waves.shape[-1] // 2 + 1} frequency bins)")
     table = compare_methods(
         model.model, waves, methods=args.methods, baselines=baselines, sample_rate=model.sample_rate, ks=args.ks,
-        max_queries=args.max_queries, seed=args.seed, show_progress=True,
+        max_queries=args.max_queries, seed=args.seed, show_progress=True, output=args.output,
     )
     table.notes.append(f"baseline: {baseline.describe()}")
     check_out(args.out, COMPARE_FILES, args.overwrite)  # again: the comparison took a while
@@ -902,6 +926,14 @@ def _add_common(parser: argparse.ArgumentParser, out: str) -> None:
         "--baseline", default="silence", metavar="silence|noise|pink|FILE",
         help="what removed frequencies are replaced by: silence (default), white or pink noise "
         f"{-NOISE_LEVEL_DB:.0f} dB below the clip's RMS (seeded by --seed), or an audio file",
+    )
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output", type=_output_option, default=None, metavar="KEY",
+        help="where the scores are in what the model returns: a dict key or attribute (e.g. logits), or a "
+        "tuple index (e.g. 0) (default: a tensor as is, else .logits, a dict's 'logits', a tuple's first element)",
     )
 
 
@@ -950,6 +982,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
     _add_common(explain, "freqrex_out/explain")
     _add_search(explain)
+    _add_output(explain)
     explain.set_defaults(run=_cmd_explain)
     compare = sub.add_parser("compare", help="FreqReX vs Captum methods on the same frequency features")
     compare.add_argument("audio", nargs="*", help="audio files of one length (default: the model's shipped clips)")

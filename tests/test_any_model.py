@@ -420,3 +420,98 @@ def test_every_metric_takes_the_output_selector():
     assert m.deletion_curve(boxed, clip, scores, n_steps=4, output="scores").auc.shape == (1,)
     with pytest.raises(TypeError, match="scores"):
         m.sufficiency(boxed, clip, keep)
+
+
+# ----------------------------------------------------------------------------- FrequencyForward, any output
+
+CAPTUM_METHODS = ("IntegratedGradients", "FeatureAblation", "KernelShap")
+LIME_WARNING = "ignore:You are providing multiple inputs for Lime"  # Captum's advice, not a problem
+
+
+def captum_attribution(method: str, model, x: Tensor, output=None) -> Tensor:
+    """``method`` through FrequencyForward over 16 linear bands (IG: over single bins), seeded."""
+    from captum.attr import FeatureAblation, IntegratedGradients, KernelShap
+
+    from captum_freqrex import FrequencyForward, linear_bands
+
+    wrapped = FrequencyForward(model, x, output=output)
+    common = dict(baselines=wrapped.zeros(), target=1, additional_forward_args=wrapped.example_index())
+    if method == "IntegratedGradients":
+        return IntegratedGradients(wrapped).attribute(wrapped.ones(), n_steps=8, **common)
+    bands = linear_bands(x.shape[-1], 16, sample_rate=SAMPLE_RATE).unsqueeze(0)
+    if method == "FeatureAblation":
+        return FeatureAblation(wrapped).attribute(wrapped.ones(), feature_mask=bands, **common)
+    with torch.random.fork_rng(devices=[]):  # KernelShap samples from torch's global generator
+        torch.manual_seed(0)
+        return KernelShap(wrapped).attribute(wrapped.ones(), feature_mask=bands, n_samples=48, **common)
+
+
+def two_clips() -> Tensor:
+    """The 440 Hz tone decides both (ToneDetector([440], 0.3)); the distractor differs."""
+    return torch.stack([tone(440) + 0.5 * tone(1000), 0.6 * tone(440) + tone(1500)])
+
+
+@pytest.mark.filterwarnings(LIME_WARNING)
+@pytest.mark.parametrize("method", CAPTUM_METHODS)
+@pytest.mark.parametrize("kind", sorted(WRAPPED))
+def test_captum_methods_through_frequency_forward_unwrap_the_same_containers(method, kind):
+    x = two_clips()
+    expected = captum_attribution(method, DETECTOR, x)
+    got = captum_attribution(method, WRAPPED[kind], x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    # Not two zero tensors: every method points at the decisive 440 Hz (its bin, or the band holding it).
+    for row in got:
+        assert row[BIN_440] == row.max() > 0
+
+
+@pytest.mark.filterwarnings(LIME_WARNING)
+@pytest.mark.parametrize("method", CAPTUM_METHODS)
+@pytest.mark.parametrize(
+    "model, output",
+    [
+        (lambda w: {"scores": DETECTOR(w), "other_head": -DETECTOR(w)}, "scores"),
+        (lambda w: (w, DETECTOR(w)), 1),
+        (lambda w: FakeModelOutput(hidden_states=w, scores=DETECTOR(w)), 1),
+        (lambda w: {"heads": [DETECTOR(w)]}, lambda out: out["heads"][0]),
+    ],
+)
+def test_frequency_forward_takes_the_output_selector(method, model, output):
+    x = two_clips()
+    expected = captum_attribution(method, DETECTOR, x)
+    torch.testing.assert_close(captum_attribution(method, model, x, output=output), expected, rtol=0, atol=0)
+
+
+def test_frequency_forward_keeps_the_graph_through_the_unwrapping():
+    from captum_freqrex import FrequencyForward
+
+    x = clip()
+    plain, boxed = (FrequencyForward(m, x) for m in (DETECTOR, lambda w: {"logits": DETECTOR(w), "hidden": w}))
+    grads = []
+    for wrapped in (plain, boxed):
+        coefficients = wrapped.ones().requires_grad_()
+        wrapped(coefficients)[0, 1].backward()
+        grads.append(coefficients.grad)
+    assert grads[1] is not None and torch.equal(grads[1], grads[0])
+    assert grads[1][0, BIN_440] == grads[1][0].abs().max() > 0  # d(score)/d(keep 440 Hz) dominates
+
+
+def test_frequency_forward_refuses_a_bad_selector_with_the_fix():
+    from captum_freqrex import FrequencyForward
+
+    x = clip()
+    for bad in (1.5, True, object()):
+        with pytest.raises(TypeError, match="output must be None, a key or attribute name"):
+            FrequencyForward(DETECTOR, x, output=bad)
+    two_heads = lambda w: {"scores": DETECTOR(w), "names": ["no", "yes"]}  # noqa: E731
+    wrapped = FrequencyForward(two_heads, x)
+    with pytest.raises(TypeError, match=r"keys \['scores', 'names'\] and no 'logits'.*FrequencyForward\(model, inputs, output=\.\.\.\)"):
+        wrapped(wrapped.ones())
+    wrapped = FrequencyForward(two_heads, x, output="logit")
+    with pytest.raises(TypeError, match=r"output='logit' selects nothing: the model returned a dict with keys"):
+        wrapped(wrapped.ones())
+    wrapped = FrequencyForward(two_heads, x, output="names")
+    with pytest.raises(TypeError, match=r"needs the model's scores as a tensor for Captum, got list \(output='names'\)"):
+        wrapped(wrapped.ones())
+    wrapped = FrequencyForward(lambda w: (DETECTOR(w),), x, output=2)
+    with pytest.raises(TypeError, match="output=2 selects nothing: the model returned a tuple of 1"):
+        wrapped(wrapped.ones())

@@ -531,3 +531,115 @@ def test_audio_of_absurd_amplitude_is_refused(tones, tmp_path, capsys):
     path = _wav(tmp_path / "loud.wav", 1e30 * tone(1000), subtype="FLOAT")
     code, _, err = run_cli(["explain", path, *tones, "--out", tmp_path / "r"], capsys)
     assert_error(code, err, "peak amplitude 1e+30", "not a waveform in a sane range", "normalise")
+
+
+# 6. --output: which part of the model's output holds the scores.
+
+TWO_HEADS = '''
+import torch
+
+sample_rate = 8000
+
+
+def _heads(x):
+    """'tone': the louder of 440 Hz and 1 kHz (class 0 or 1; 2 below 0.05);
+    'low': class 0 while 440 Hz is above 0.05, else class 1."""
+    n = x.shape[-1]
+    e = torch.fft.rfft(x).abs()[:, [round(440 * n / 8000), round(1000 * n / 8000)]] / (n / 2)
+    floor = torch.full_like(e[:, :1], 0.05)
+    return {"tone": 10 * torch.cat([e, floor], 1), "low": 10 * torch.cat([e[:, :1], floor], 1)}
+
+
+def two_heads():
+    return _heads
+
+
+def two_heads_tuple():
+    return lambda x: (_heads(x)["low"], _heads(x)["tone"])
+'''
+
+
+@pytest.fixture
+def heads_module(tmp_path, monkeypatch):
+    """``freqrex_cli_heads:two_heads`` (a dict of two heads, no 'logits') and ``:two_heads_tuple``."""
+    import sys
+
+    (tmp_path / "freqrex_cli_heads.py").write_text(TWO_HEADS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "freqrex_cli_heads", raising=False)
+    yield "freqrex_cli_heads"
+    sys.modules.pop("freqrex_cli_heads", None)
+
+
+def _sufficient_hz(out):
+    summary = json.loads((out / "summary.json").read_text())
+    entry = summary["sets"]["sufficient"]
+    assert entry["certified"]
+    return summary["original_class"], (entry["inputs"][0] if "inputs" in entry else entry)["frequencies_hz"]
+
+
+@pytest.mark.parametrize(
+    "spec, output, decided, cause_hz",
+    [
+        ("two_heads", "tone", 1, 1000.0),  # 1 kHz (0.5) is louder than 440 Hz (0.2)
+        ("two_heads", "low", 0, 440.0),  # 440 Hz is present
+        ("two_heads_tuple", "1", 1, 1000.0),  # the tuple's second element: the 'tone' head
+        ("two_heads_tuple", "-1", 1, 1000.0),
+        ("two_heads_tuple", None, 0, 440.0),  # no --output: the tuple's first element, 'low'
+    ],
+)
+def test_output_picks_the_head_that_is_explained(heads_module, clip_file, tmp_path, capsys, spec, output, decided, cause_hz):
+    out = tmp_path / "r"
+    selector = [] if output is None else ["--output", output]
+    argv = ["explain", clip_file, "--model", f"{heads_module}:{spec}", *selector, "--max-queries", "200", "--out", out]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    original, hz = _sufficient_hz(out)
+    assert original == decided and cause_hz in hz
+
+
+@pytest.mark.parametrize(
+    "spec, options, fragments",
+    [
+        ("two_heads", ["--output", "scores"],
+         ["--output scores: output='scores' selects nothing: the model returned a dict with keys ['tone', 'low']"]),
+        ("two_heads", [], ["the model returned a dict with keys ['tone', 'low'] and no 'logits'", "--output KEY"]),
+        ("two_heads_tuple", ["--output", "2"], ["--output 2: output=2 selects nothing: the model returned a tuple of 2"]),
+    ],
+)
+def test_an_output_that_selects_nothing_is_one_line_before_any_work(
+    heads_module, clip_file, tmp_path, capsys, monkeypatch, spec, options, fragments
+):
+    import captum_freqrex.cli as cli
+
+    monkeypatch.setattr(cli.FreqReX, "explain", _no_work)
+    monkeypatch.setattr(cli, "compare_methods", _no_work)
+    for command in ("explain", "compare"):
+        argv = [command, clip_file, "--model", f"{heads_module}:{spec}", *options, "--out", tmp_path / command]
+        code, _, err = run_cli(argv, capsys)
+        # explain names the clip it starts on first (as for a --target the model does not have)
+        assert_error(code, err, *fragments, only_line=command == "compare")
+        assert not (tmp_path / command).exists()
+
+
+def test_an_empty_output_is_a_usage_error(heads_module, clip_file, tmp_path, capsys):
+    code, _, err = run_cli(["explain", clip_file, "--model", f"{heads_module}:two_heads", "--output", "", "--out", tmp_path / "r"], capsys)
+    assert_error(code, err, "argument --output: expected a key or attribute name, or a tuple index")
+
+
+def test_compare_explains_the_selected_head(heads_module, clip_file, tmp_path, capsys, monkeypatch):
+    import captum_freqrex.cli as cli
+
+    passed = {}
+    real = cli.compare_methods
+
+    def recording(model, clips, **kwargs):
+        passed.update(kwargs)
+        return real(model, clips, **kwargs)
+
+    monkeypatch.setattr(cli, "compare_methods", recording)
+    argv = ["compare", clip_file, "--model", f"{heads_module}:two_heads", "--output", "low", "--methods", "FreqReX",
+            "--ks", "1", "--max-queries", "100", "--out", tmp_path / "c"]
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert passed["output"] == "low" and "FreqReX" in stdout

@@ -2,7 +2,8 @@
 
 :class:`FrequencyForward` binds a model to a batch of waveforms. Its inputs are per-bin keep
 coefficients (1 keeps a bin, 0 sets it to the baseline's spectrum, values in between interpolate),
-its output is the model's output on the resynthesised waveforms. IntegratedGradients, KernelShap,
+its output is the model's scores on the resynthesised waveforms (unwrapped from a ``ModelOutput``,
+dict or tuple as FreqReX unwraps them, graph kept for gradients). IntegratedGradients, KernelShap,
 Lime, FeatureAblation and ShapleyValueSampling then attribute over exactly the frequency features
 FreqReX uses, with the same ``feature_mask``.
 
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.feature_space import FeatureSpace
+from captum_freqrex._core.querier import OutputSelector, check_output_selector, select_output
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple, format_baselines, format_waveforms
 
 ROWS = ("index", "tiled", "interleaved")
@@ -80,6 +82,12 @@ class FrequencyForward(nn.Module):
     composition above, and it is required by default: with ``B > 1`` and no index a call raises a
     ``ValueError`` rather than guess. With ``B = 1`` every row is the clip and no index is needed.
 
+    **What the model returns.** Captum's methods need a tensor of scores. The wrapper returns the
+    scores inside the model's output exactly as :class:`FreqReX` finds them: a tensor as is, the
+    ``.logits`` of a Hugging Face ``ModelOutput``, a dict's ``"logits"``, a tuple's first element,
+    or what ``output=`` selects (see :func:`~captum_freqrex._core.querier.select_output`). The
+    selection keeps the autograd graph, so IntegratedGradients works through it.
+
     Args:
         forward_func (Callable): The model, ``forward_func(*waveforms, *additional_args)``; the
                     example index is removed from the additional arguments before the call.
@@ -99,6 +107,10 @@ class FrequencyForward(nn.Module):
                     IntegratedGradients, FeatureAblation or ShapleyValueSampling. An example
                     index, when a call carries one, always decides. With ``B = 1`` all three are
                     the same. Default: ``"index"``
+        output (None, str, int or Callable, optional): Where the scores are in what the model
+                    returns, as for :class:`FreqReX`: a key or attribute name (``"logits"``), a
+                    tuple index (``0``), or a function of the whole output. Default: None (a
+                    tensor as is; ``.logits``, a dict's ``"logits"``, a tuple's first element)
         synthesis (str, optional): ``"auto"`` or ``"reference"``, as for :class:`FeatureSpace`:
                     the waveforms come from ``keep * (X - Xb) + Xb`` or from the formula as
                     written, ``keep * X + (1 - keep) * Xb``; equal up to float rounding.
@@ -114,12 +126,14 @@ class FrequencyForward(nn.Module):
         per_channel: bool = False,
         rows: str = "index",
         *,
+        output: OutputSelector = None,
         synthesis: str = "auto",
     ) -> None:
         super().__init__()
         if rows not in ROWS:
             raise ValueError(f"rows must be 'index', 'tiled' or 'interleaved', got {rows!r}")
         self.rows = rows
+        self.output = check_output_selector(output)
         waves, self._is_tuple = format_waveforms(inputs)
         self.forward_func = forward_func
         self.space = FeatureSpace(
@@ -220,13 +234,21 @@ class FrequencyForward(nn.Module):
                 )
         return self.space.grid_mutants(self._examples(grids[0].shape[0], examples), grids)
 
-    def forward(self, *args: Any) -> Any:
-        r"""The model's output on the waveforms the coefficients describe.
+    def forward(self, *args: Any) -> Tensor:
+        r"""The model's scores on the waveforms the coefficients describe.
 
         Args:
             *args: The coefficients (one tensor per input), then ``additional_forward_args``; an
                         :class:`ExampleIndex` among them says which clip each row belongs to and
                         is not passed to the model.
+
+        Returns:
+            Tensor: The scores picked from the model's output by ``output`` (see the class
+            docstring), with their autograd graph.
+
+        Raises:
+            TypeError: The output holds no tensor of scores where ``output`` looks (the message
+                        names what the model returned).
         """
         n_inputs = len(self.space.feature_grids)
         extra: List[Any] = []
@@ -241,4 +263,15 @@ class FrequencyForward(nn.Module):
         waves = self.waveforms(args[:n_inputs] if n_inputs > 1 else args[0], indices[0] if indices else None)
         self.calls += 1
         self.queries += waves[0].shape[0]
-        return self.forward_func(*waves, *extra)
+        outputs = self.forward_func(*waves, *extra)
+        try:
+            scores = select_output(outputs, self.output)
+        except TypeError as error:  # the shared message names FreqReX's output=; this one is ours
+            raise TypeError(f"{error} (here: FrequencyForward(model, inputs, output=...))") from error
+        if not isinstance(scores, Tensor):
+            raise TypeError(
+                f"FrequencyForward needs the model's scores as a tensor for Captum, got "
+                f"{type(scores).__name__} (output={self.output!r}); pass output= naming the tensor of "
+                "scores, e.g. output=\"logits\", output=0 or output=lambda out: out[\"scores\"]"
+            )
+        return scores
