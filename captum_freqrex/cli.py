@@ -1,4 +1,6 @@
-"""The ``freqrex`` command: ``demo``, ``explain`` and ``compare``.
+"""The ``freqrex`` command: ``demo``, ``explain``, ``compare`` and ``explain-dataset``.
+
+``explain-dataset`` lives in :mod:`captum_freqrex.corpus._cli`; this module registers it.
 
 Every failure the user can cause (a bad option value, missing, unreadable, silent or absurdly loud
 audio, an unknown or ambiguous model, a target that is not a class, a result folder that exists or
@@ -1000,7 +1002,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--sample-rate", type=_SAMPLE_RATE, help="sample rate of a TorchScript model (default 16000)")
     _add_common(compare, "freqrex_out/compare")
+    _add_output(compare)
     compare.set_defaults(run=_cmd_compare)
+    from captum_freqrex.corpus._cli import add_parser as add_dataset_parser
+
+    add_dataset_parser(sub)  # explain-dataset: captum_freqrex/corpus/_cli.py, dispatched through run= like the rest
     return parser
 
 

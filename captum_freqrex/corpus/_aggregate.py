@@ -1,0 +1,292 @@
+"""Class-level aggregates of a results store: the data set's figures of the paper, per class.
+
+Per class (the explained target, or the clips' label) and overall:
+
+* mean responsibility per band of the store's fixed band grid (each clip's responsibility sums to
+  1 over the bands when its search found a cause), and the bands the class relies on most;
+* the flip rate at each k (the fraction of clips whose decision changes when the top-k features
+  of their FreqReX ranking are removed) and the median SNR in dB of the changes that flipped;
+* ``low_frequency_share``, the mean responsibility in bands centred below ``low_frequency_hz``
+  (100 Hz by default), and ``low_frequency_cue``: the class's top band lies there. A classifier
+  that decides on mains hum, rumble or a DC offset instead of the sound itself shows up here.
+
+Clips whose status is ``"error"`` are left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import statistics
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from captum_freqrex.corpus._store import ResultStore
+
+__all__ = ["Aggregates", "ClassAggregate", "aggregate", "write_aggregates", "LOW_FREQUENCY_HZ"]
+
+#: Bands centred below this (Hz) count as low-frequency cues (mains hum at 50/60 Hz, rumble, DC).
+LOW_FREQUENCY_HZ = 100.0
+
+#: Name of the class row that aggregates every clip.
+OVERALL = "(all)"
+
+
+@dataclass
+class ClassAggregate:
+    r"""The aggregates of one class (or of all clips).
+
+    Attributes:
+        name (str): The class: its name (or index) when grouped by target, the label when grouped
+                    by label; ``"(all)"`` for every clip.
+        clips (int): Number of explained clips in it.
+        agreement (float, optional): Fraction of its labelled clips whose decision is their label
+                    (by target: the precision of the class; by label: its recall). None without labels.
+        flip_rate (dict): ``{k: fraction of clips flipped by removing the top-k features}``.
+        median_snr_db (dict): ``{k: median SNR in dB of the flipping changes}`` (None when none flipped).
+        band_responsibility (list of float): Mean responsibility per band of the grid.
+        top_bands (list of dict): The bands it relies on most, descending: ``band``, ``hz_low``,
+                    ``hz_high``, ``hz_centre``, ``responsibility`` (bands with none are not listed).
+        low_frequency_share (float): Mean responsibility in bands centred below the low-frequency limit.
+        low_frequency_cue (bool): Its top band is centred below the low-frequency limit.
+    """
+
+    name: str
+    clips: int
+    agreement: Optional[float]
+    flip_rate: Dict[int, Optional[float]]
+    median_snr_db: Dict[int, Optional[float]]
+    band_responsibility: List[float]
+    top_bands: List[Dict[str, Any]] = field(default_factory=list)
+    low_frequency_share: float = 0.0
+    low_frequency_cue: bool = False
+
+    @property
+    def top_band_hz(self) -> Optional[List[float]]:
+        """``[low, high]`` Hz of the top band (None when no band has responsibility)."""
+        return None if not self.top_bands else [self.top_bands[0]["hz_low"], self.top_bands[0]["hz_high"]]
+
+
+@dataclass
+class Aggregates:
+    r"""Class-level aggregates of one store.
+
+    Attributes:
+        by (str): ``"target"`` (the explained class) or ``"label"``.
+        ks (list of int): The flip sizes.
+        bands (list of dict): The band grid: ``band``, ``hz_low``, ``hz_high``, ``hz_centre``.
+        low_frequency_hz (float): The limit of ``low_frequency_cue``.
+        overall (ClassAggregate): Every explained clip.
+        classes (list of ClassAggregate): One per class, in class order (by target) or by name (by label).
+        failed (int): Clips whose status is ``"error"`` (left out).
+    """
+
+    by: str
+    ks: List[int]
+    bands: List[Dict[str, float]]
+    low_frequency_hz: float
+    overall: ClassAggregate
+    classes: List[ClassAggregate]
+    failed: int = 0
+
+    def __getitem__(self, name: str) -> ClassAggregate:
+        for entry in self.classes:
+            if entry.name == name:
+                return entry
+        raise KeyError(f"no class {name!r}; classes: {', '.join(c.name for c in self.classes)}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-safe dict (``k`` keys become strings, as JSON requires)."""
+
+        def plain(entry: ClassAggregate) -> Dict[str, Any]:
+            record = asdict(entry)
+            record["flip_rate"] = {str(k): v for k, v in entry.flip_rate.items()}
+            record["median_snr_db"] = {str(k): v for k, v in entry.median_snr_db.items()}
+            return record
+
+        return {
+            "by": self.by, "ks": list(self.ks), "bands": list(self.bands), "low_frequency_hz": self.low_frequency_hz,
+            "failed": self.failed, "overall": plain(self.overall), "classes": [plain(c) for c in self.classes],
+        }
+
+    def csv_rows(self) -> List[Dict[str, Any]]:
+        """One flat row per class and one for all clips (what :func:`write_aggregates` writes)."""
+        rows = []
+        for entry in [*self.classes, self.overall]:
+            row: Dict[str, Any] = {"grouping": self.by, "class": entry.name, "clips": entry.clips,
+                                   "agreement": entry.agreement}
+            for k in self.ks:
+                row[f"flip@{k}"] = entry.flip_rate.get(k)
+            for k in self.ks:
+                row[f"median_snr_db@{k}"] = entry.median_snr_db.get(k)
+            top = entry.top_bands[0] if entry.top_bands else None
+            row["top_band_hz_low"] = None if top is None else top["hz_low"]
+            row["top_band_hz_high"] = None if top is None else top["hz_high"]
+            row["top_band_responsibility"] = None if top is None else top["responsibility"]
+            row["low_frequency_share"] = entry.low_frequency_share
+            row["low_frequency_cue"] = int(entry.low_frequency_cue)
+            for band, value in zip(self.bands, entry.band_responsibility):
+                row[f"band {band['hz_low']:.0f}-{band['hz_high']:.0f} Hz"] = value
+            rows.append(row)
+        return rows
+
+    def table(self) -> str:
+        """A short plain-text table: clips, flip rates, median SNR, top band per class."""
+        head = ["class", "clips"] + [f"flip@{k}" for k in self.ks] + [f"SNR@{k} dB" for k in self.ks] + ["top band"]
+        lines = []
+        for entry in [*self.classes, self.overall]:
+            cells = [entry.name, str(entry.clips)]
+            cells += ["-" if entry.flip_rate.get(k) is None else f"{entry.flip_rate[k]:.2f}" for k in self.ks]
+            cells += ["-" if entry.median_snr_db.get(k) is None else f"{entry.median_snr_db[k]:.1f}" for k in self.ks]
+            band = entry.top_band_hz
+            top = "-" if band is None else f"{band[0]:.0f}-{band[1]:.0f} Hz"
+            if entry.low_frequency_cue:
+                top += f"  (below {self.low_frequency_hz:g} Hz: a spurious low-frequency cue?)"
+            cells.append(top)
+            lines.append(cells)
+        widths = [max(len(row[i]) for row in [head, *lines]) for i in range(len(head) - 1)]
+        out = []
+        for row in [head, *lines]:
+            out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                       + "  " + row[-1])
+        return "\n".join(line.rstrip() for line in out)
+
+
+def _median(values: Sequence[float]) -> Optional[float]:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(statistics.median(finite)) if finite else None
+
+
+def _summarise(
+    name: str, clip_ids: Sequence[str], clips: Dict[str, Dict[str, Any]], bands: Dict[str, List[float]],
+    flips: Dict[str, Dict[int, Dict[str, Any]]], grid: List[Dict[str, float]], ks: Sequence[int], top: int,
+    low_hz: float,
+) -> ClassAggregate:
+    n_bands = len(grid)
+    sums = [0.0] * n_bands
+    for clip_id in clip_ids:
+        for band, value in enumerate(bands.get(clip_id, [0.0] * n_bands)):
+            sums[band] += value
+    means = [s / len(clip_ids) if clip_ids else 0.0 for s in sums]
+    flip_rate: Dict[int, Optional[float]] = {}
+    snr: Dict[int, Optional[float]] = {}
+    for k in ks:
+        rows = [flips[c][k] for c in clip_ids if k in flips.get(c, {})]
+        flip_rate[k] = sum(bool(r["flipped"]) for r in rows) / len(rows) if rows else None
+        snr[k] = _median([r["snr_db"] for r in rows if r["flipped"]])
+    labelled = [clips[c] for c in clip_ids if clips[c]["label"] is not None]
+    agreement = (
+        sum(c["label"] == c["decision_name"] for c in labelled) / len(labelled) if labelled else None
+    )
+    order = sorted((b for b in range(n_bands) if means[b] > 0), key=lambda b: (-means[b], b))[:top]
+    top_bands = [{"band": b, **{k: grid[b][k] for k in ("hz_low", "hz_high", "hz_centre")},
+                  "responsibility": means[b]} for b in order]
+    low_share = sum(m for m, band in zip(means, grid) if band["hz_centre"] < low_hz)
+    cue = bool(top_bands) and top_bands[0]["hz_centre"] < low_hz
+    return ClassAggregate(name, len(clip_ids), agreement, flip_rate, snr, means, top_bands, low_share, cue)
+
+
+def aggregate(
+    store: Union[str, ResultStore],
+    by: str = "target",
+    *,
+    top: int = 3,
+    low_frequency_hz: float = LOW_FREQUENCY_HZ,
+) -> Aggregates:
+    r"""Class-level aggregates of a results store.
+
+    Args:
+        store (str or ResultStore): The store (a path is opened read-only).
+        by (str, optional): ``"target"`` groups clips by the explained class (the model's decision
+                    unless a target was given), ``"label"`` by their label. Default: ``"target"``
+        top (int, optional): How many top bands to list per class. Default: 3
+        low_frequency_hz (float, optional): Bands centred below this are low-frequency cues.
+                    Default: 100.0
+
+    Returns:
+        Aggregates: Per class and overall.
+
+    Raises:
+        ValueError: For an unknown ``by``, or ``by="label"`` on a store without labels.
+    """
+    if by not in ("target", "label"):
+        raise ValueError(f"by must be 'target' or 'label', got {by!r}")
+    opened = store if isinstance(store, ResultStore) else ResultStore(os.fspath(store), readonly=True)
+    try:
+        run = opened.run_record()
+        if run is None:
+            raise ValueError(f"{opened.path} holds no run yet")
+        ks = [int(k) for k in run["settings"].get("ks", [])]
+        grid = [{k: row[k] for k in ("band", "hz_low", "hz_high", "hz_centre")} for row in opened.rows("bands")]
+        all_clips = opened.rows("clips", order_by="position")
+        clips = {c["clip_id"]: c for c in all_clips if c["status"] == "explained"}
+        failed = len(all_clips) - len(clips)
+        bands: Dict[str, List[float]] = defaultdict(lambda: [0.0] * len(grid))
+        for row in opened.rows("band_responsibility"):
+            bands[row["clip_id"]][row["band"]] = row["responsibility"]
+        flips: Dict[str, Dict[int, Dict[str, Any]]] = defaultdict(dict)
+        for row in opened.rows("flips"):
+            flips[row["clip_id"]][row["k"]] = row
+    finally:
+        if opened is not store:
+            opened.close()
+    groups: Dict[str, List[str]] = defaultdict(list)
+    order: Dict[str, Any] = {}
+    for clip_id, clip in clips.items():
+        if by == "target":
+            key = clip["target_name"] if clip["target_name"] is not None else str(clip["target"])
+            order.setdefault(key, (clip["target"], key))
+        else:
+            if clip["label"] is None:
+                continue
+            key = clip["label"]
+            order.setdefault(key, (0, key))
+        groups[key].append(clip_id)
+    if by == "label" and not groups:
+        raise ValueError("no clip in the store has a label: aggregate by='target' instead")
+    args = (clips, bands, flips, grid, ks, top, low_frequency_hz)
+    classes = [_summarise(name, groups[name], *args) for name in sorted(groups, key=lambda n: order[n])]
+    overall_ids = [c for c in clips if by == "target" or clips[c]["label"] is not None]
+    overall = _summarise(OVERALL, overall_ids, *args)
+    return Aggregates(by, ks, grid, low_frequency_hz, overall, classes, failed)
+
+
+def write_aggregates(
+    store: Union[str, ResultStore], json_path: str, csv_path: str, *, low_frequency_hz: float = LOW_FREQUENCY_HZ
+) -> Dict[str, Optional[Aggregates]]:
+    r"""Write the aggregates by target (and by label, when clips have labels) as JSON and CSV.
+
+    ``json_path`` holds ``{"by_target": ..., "by_label": ... or null}`` (each as
+    :meth:`Aggregates.to_dict`); ``csv_path`` one row per class and grouping (column ``grouping``)
+    plus an ``(all)`` row per grouping. Both files are rewritten from the store on every call.
+
+    Args:
+        store (str or ResultStore): The store.
+        json_path (str): Where to write the JSON.
+        csv_path (str): Where to write the CSV.
+        low_frequency_hz (float, optional): See :func:`aggregate`. Default: 100.0
+
+    Returns:
+        dict: ``{"target": Aggregates, "label": Aggregates or None}``.
+    """
+    by_target = aggregate(store, "target", low_frequency_hz=low_frequency_hz)
+    try:
+        by_label: Optional[Aggregates] = aggregate(store, "label", low_frequency_hz=low_frequency_hz)
+    except ValueError:
+        by_label = None
+    payload = {"by_target": by_target.to_dict(), "by_label": None if by_label is None else by_label.to_dict()}
+    text = json.dumps(payload, indent=2, allow_nan=False, default=str)
+    rows = by_target.csv_rows() + ([] if by_label is None else by_label.csv_rows())
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    with open(json_path, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    with open(csv_path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(buffer.getvalue())
+    return {"target": by_target, "label": by_label}

@@ -1,0 +1,208 @@
+"""``freqrex explain-dataset``: explain a folder, CSV or built data set into a resumable store.
+
+``--out RESULTS`` is a folder holding ``results.sqlite`` (the store) and ``aggregates.json`` /
+``aggregates.csv`` (rewritten from the store at the end of every run). Running the same command
+again resumes; a store of another run (other options, model or data set) is refused with one line
+naming what differs. Like the other subcommands, every user error is one ``freqrex: error: ...``
+line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+from typing import Any, Callable, Optional
+
+from captum_freqrex import cli
+from captum_freqrex.cli import CliError
+
+__all__ = ["add_parser", "run_command", "STORE_NAME", "AGGREGATE_FILES"]
+
+STORE_NAME = "results.sqlite"
+AGGREGATE_FILES = ("aggregates.json", "aggregates.csv")
+DEFAULT_OUT = "freqrex_out/dataset"
+
+#: The option that sets each recorded setting (for the one-line mismatch error).
+OPTION_OF = {
+    "seed": "--seed", "max_queries": "--max-queries", "mode": "--mode", "search": "--search", "bands": "--bands",
+    "baseline": "--baseline", "ks": "--ks", "sample_rate": "--sample-rate", "output": "--output",
+    "source": "DIR_OR_CSV", "model": "--model", "model sample_rate": "--sample-rate",
+}
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``explain-dataset`` on the ``freqrex`` subparsers."""
+    parser = sub.add_parser(
+        "explain-dataset", help="explain every clip of a folder, CSV or built data set into a resumable store",
+        description="Explain every clip of a data set with FreqReX into RESULTS/results.sqlite, with class-level "
+        "aggregates in RESULTS/aggregates.json and .csv. Run the same command again to resume an interrupted run.",
+    )
+    parser.add_argument(
+        "data", metavar="DIR_OR_CSV",
+        help="a folder of audio files (recursive; label = top-level folder), a CSV with columns path[,label], "
+        "or a folder built by scripts/build_datasets.py (with manifest.json)",
+    )
+    parser.add_argument(
+        "--model", required=True,
+        help="zoo model name (or zoo:NAME), TorchScript file, or package.module:callable",
+    )
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"result folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--split", default="test", help="split of a built data set (default: test)")
+    parser.add_argument(
+        "--sample-rate", type=cli._SAMPLE_RATE,
+        help="sample rate of a TorchScript or module:callable model (default: its sample_rate, else 16000)",
+    )
+    parser.add_argument(
+        "--max-queries", type=cli._MAX_QUERIES, default=1000, help="FreqReX's query budget per clip (default 1000)"
+    )
+    parser.add_argument("--seed", type=cli._SEED, default=0, help="seed of the search and of noise baselines (default 0)")
+    parser.add_argument(
+        "--baseline", default="silence", metavar="silence|noise|pink|FILE",
+        help="what removed frequencies are replaced by: silence (default), white or pink noise "
+        f"{-cli.NOISE_LEVEL_DB:.0f} dB below each clip's RMS (seeded by --seed), or an audio file",
+    )
+    cli._add_search(parser)
+    if hasattr(cli, "_add_output"):
+        cli._add_output(parser)
+    parser.add_argument(
+        "--ks", type=cli._COUNT, nargs="+", default=[1, 5], help="top-k sizes of the flip rates (default 1 5)"
+    )
+    parser.add_argument(
+        "--batch-size", type=cli._COUNT, default=1,
+        help="clips per explain call and per Ray task; results do not depend on it (default 1)",
+    )
+    parser.add_argument(
+        "--backend", choices=("local", "ray"), default="local",
+        help="local (default): this process; ray: Ray workers (pip install captum_freqrex[ray])",
+    )
+    parser.add_argument(
+        "--ray-address", default=None, metavar="ADDR",
+        help="a running Ray cluster (e.g. ray://head:10001 or auto); default: start a local one for this run",
+    )
+    parser.add_argument(
+        "--num-cpus", type=cli._COUNT, default=None, help="CPUs of the local Ray cluster (default: all)"
+    )
+    parser.set_defaults(run=run_command)
+
+
+def _worker_model(spec: str, sample_rate: Optional[int]) -> Callable:
+    """The model, loaded in a Ray worker from the driver's resolved ``--model``."""
+    return cli._load_model(spec, sample_rate).model
+
+
+def _worker_spec(spec: str, model: Any) -> str:
+    """``--model`` as a worker (another folder, maybe another machine) resolves it to the same model."""
+    if model.zoo_name is not None:
+        return cli.ZOO_PREFIX + model.zoo_name
+    if os.path.isfile(spec):
+        return os.path.abspath(spec)
+    return spec
+
+
+def _check_out(out: str) -> str:
+    """The store's path; refuses an ``--out`` that holds files a new run must not replace."""
+    from captum_freqrex.corpus._store import StoreError, check_store_path
+
+    cli.check_out(out, (), False)
+    store = os.path.join(out, STORE_NAME)
+    try:
+        existing = check_store_path(store)
+    except StoreError as error:
+        raise CliError(f"{error}; choose another --out") from None
+    for name in AGGREGATE_FILES:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            raise CliError(f"{path} is a folder where a result file goes; choose another --out")
+        if not existing and os.path.lexists(path):
+            raise CliError(f"{path} already exists but {store} does not (not this command's files?); choose another --out")
+    return store
+
+
+def _stored_count(store: str) -> int:
+    from captum_freqrex.corpus._store import ResultStore
+
+    try:
+        with ResultStore(store, readonly=True) as opened:
+            return sum(row["status"] == "explained" for row in opened.rows("clips"))
+    except Exception:  # no store yet, or unreadable: nothing to count
+        return 0
+
+
+def _mismatch(error: Any, store: str) -> CliError:
+    option = OPTION_OF.get(error.key, error.key)
+    return CliError(
+        f"{store} holds a run with {option} {error.stored}, not {error.given}: pass the same options to resume it, "
+        "or --out another folder for the new run"
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``freqrex explain-dataset``; returns the exit status (user errors raise :class:`CliError`)."""
+    from captum_freqrex.corpus._aggregate import write_aggregates
+    from captum_freqrex.corpus._run import explain_dataset
+    from captum_freqrex.corpus._sources import SourceError
+    from captum_freqrex.corpus._store import DatasetChangedError, StoreError, StoreMismatchError
+
+    store = _check_out(args.out)
+    if not os.path.exists(args.data):
+        raise CliError(f"no such folder or CSV file: {args.data}")
+    if args.ray_address is not None and args.backend != "ray":
+        raise CliError("--ray-address needs --backend ray")
+    model = cli._load_model(args.model, args.sample_rate)
+    baseline = cli._parse_baseline(args.baseline, model, args.seed)
+    baseline_value: Any = baseline.kind if baseline.kind != "file" else baseline.waveform
+    factory = None
+    if args.backend == "ray":
+        factory = functools.partial(_worker_model, _worker_spec(args.model, model), args.sample_rate)
+    cli._say(f"explaining {args.data} with {model.name} into {store}")
+    try:
+        run = explain_dataset(
+            model.model, args.data, store, sample_rate=model.sample_rate, num_samples=model.num_samples,
+            class_names=model.class_names, model_name=model.name, split=args.split, seed=args.seed, mode=args.mode,
+            search=args.search, max_queries=args.max_queries, bands=args.bands, baseline=baseline_value,
+            output=getattr(args, "output", None), ks=args.ks, batch_size=args.batch_size, backend=args.backend,
+            ray_address=args.ray_address, num_cpus=args.num_cpus, model_factory=factory, show_progress=True,
+        )
+    except KeyboardInterrupt:
+        raise CliError(
+            f"interrupted: {_stored_count(store)} clips are stored in {store}; run the same command again to resume"
+        ) from None
+    except StoreMismatchError as error:
+        raise _mismatch(error, store) from None
+    except DatasetChangedError as error:
+        raise CliError(f"{error}; --out another folder to explain this data set") from None
+    except StoreError as error:
+        raise CliError(f"{error}; choose another --out") from None
+    except ImportError as error:
+        raise CliError(str(error)) from None
+    except SourceError as error:
+        raise CliError(str(error)) from None
+    for note in run.notes:
+        cli._say(f"note: {note}")
+    done = "resumed" if run.resumed else "explained"
+    cli._say(f"{done}: {run.explained} clips explained now, {run.skipped} already stored, {run.failed} failed")
+    if run.failed:
+        _report_failures(store)
+    json_path, csv_path = (os.path.join(args.out, name) for name in AGGREGATE_FILES)
+    try:
+        written = write_aggregates(store, json_path, csv_path)
+    except OSError as error:
+        raise CliError(f"cannot write {error.filename or args.out}: {error.strerror or error}") from None
+    by_target = written["target"]
+    assert by_target is not None, "write_aggregates always groups by target"
+    print(by_target.table())
+    cli._say(f"results in {store}; aggregates in {json_path} and {csv_path}")
+    return 0
+
+
+def _report_failures(store: str) -> None:
+    from captum_freqrex.corpus._store import ResultStore
+
+    with ResultStore(store, readonly=True) as opened:
+        failed = [row for row in opened.rows("clips", order_by="position") if row["status"] == "error"]
+    for row in failed[:5]:
+        cli._say(f"freqrex: warning: {row['clip_id']}: {row['error']}")
+    if len(failed) > 5:
+        cli._say(f"freqrex: warning: ... and {len(failed) - 5} more (clips with status 'error' in {store})")
+    cli._say("clips that failed are retried when the command is run again")

@@ -1,0 +1,333 @@
+"""Explain a few clips and turn the results into plain rows: the work a backend runs, anywhere.
+
+:func:`explain_clips` is the one function that touches the model. The local backend calls it in
+the driver; the Ray backend calls it in workers and ships its rows back, so both write exactly
+the same rows. Rows are plain Python values (no tensors, no explanation objects), ready for
+SQLite and cheap to send between processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from captum_freqrex.corpus._grid import BandGrid, band_grid
+
+__all__ = ["ExplainOptions", "ClipRecord", "explain_clips", "BASELINE_KINDS", "NOISE_LEVEL_DB"]
+
+#: Generated baselines (any other baseline is a waveform).
+BASELINE_KINDS = ("silence", "noise", "pink")
+
+#: RMS of the ``noise`` and ``pink`` baselines relative to each clip's RMS, in dB (as ``freqrex explain``).
+NOISE_LEVEL_DB = -30.0
+
+
+def _tensor_hash(value: Tensor) -> str:
+    data = value.detach().to("cpu").contiguous()
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(f"{data.dtype}{tuple(data.shape)}".encode())
+    digest.update(data.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _described(value: Any) -> Any:
+    """An option value as a JSON-safe record that is equal exactly when the option is."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Tensor):
+        return f"tensor {tuple(value.shape)} {_tensor_hash(value)}"
+    if isinstance(value, (list, tuple)):
+        return [_described(v) for v in value]
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    r"""Everything that decides a clip's result besides the model and the clip.
+
+    Attributes:
+        sample_rate (int): The model's (and clips') rate in Hz.
+        seed (int): FreqReX's seed; every clip uses the same one, so a clip's result does not
+                    depend on its batch, order or worker.
+        mode (str): ``"sufficient"`` or ``"necessary"`` (see :class:`~captum_freqrex.FreqReX`).
+        search (str or object, optional): FreqReX's ``search=``.
+        max_queries (int): FreqReX's query budget per clip for responsibility.
+        n_samples (int): FreqReX's ``n_samples``.
+        bands (int, optional): Explain this many log-spaced bands (:func:`~captum_freqrex.log_bands`)
+                    instead of rfft bins.
+        feature_mask (Tensor, optional): A feature mask ``(freq,)`` for clips of one length.
+        baseline (str or Tensor): ``"silence"``, ``"noise"``, ``"pink"`` (seeded by ``seed``,
+                    :data:`NOISE_LEVEL_DB` below each clip's RMS) or a ``(time,)`` waveform,
+                    cropped or zero-padded to each clip.
+        decision (optional): FreqReX's ``decision=``.
+        output (optional): FreqReX's ``output=`` selector.
+        ks (tuple of int): Sizes of the flip rates (top-k removals).
+        max_extraction_queries (int): FreqReX's ``max_extraction_queries``.
+        class_names (tuple of str, optional): Names of the model's classes.
+    """
+
+    sample_rate: int
+    seed: int = 0
+    mode: str = "sufficient"
+    search: Any = None
+    max_queries: int = 1000
+    n_samples: int = 8
+    bands: Optional[int] = None
+    feature_mask: Optional[Tensor] = None
+    baseline: Any = "silence"
+    decision: Any = None
+    output: Any = None
+    ks: Tuple[int, ...] = (1, 5)
+    max_extraction_queries: int = 64
+    class_names: Optional[Tuple[str, ...]] = None
+
+    def record(self) -> Dict[str, Any]:
+        """The options as a JSON-safe dict (what a store compares before resuming)."""
+        baseline = self.baseline
+        if isinstance(baseline, Tensor):
+            baseline = f"waveform {_tensor_hash(baseline)}"
+        elif baseline in ("noise", "pink"):
+            baseline = f"{baseline} at {NOISE_LEVEL_DB:g} dB"
+        return {
+            "sample_rate": self.sample_rate,
+            "seed": self.seed,
+            "mode": self.mode,
+            "search": _described(self.search),
+            "max_queries": self.max_queries,
+            "n_samples": self.n_samples,
+            "bands": self.bands,
+            "feature_mask": _described(self.feature_mask),
+            "baseline": baseline,
+            "decision": _described(self.decision),
+            "output": _described(self.output),
+            "ks": list(self.ks),
+            "max_extraction_queries": self.max_extraction_queries,
+        }
+
+    def grid(self) -> BandGrid:
+        return band_grid(self.sample_rate)
+
+
+@dataclass
+class ClipRecord:
+    r"""The rows one clip adds to a store (see :mod:`captum_freqrex.corpus._store` for the columns).
+
+    Attributes:
+        clip (dict): The ``clips`` row.
+        sets (list of dict): The ``sets`` rows (found sets only).
+        set_bins (list of dict): The ``set_bins`` rows (one per feature of each set).
+        bands (list of float): Responsibility per band of the grid (the ``band_responsibility`` rows).
+        flips (list of dict): The ``flips`` rows, one per k.
+    """
+
+    clip: Dict[str, Any]
+    sets: List[Dict[str, Any]] = field(default_factory=list)
+    set_bins: List[Dict[str, Any]] = field(default_factory=list)
+    bands: List[float] = field(default_factory=list)
+    flips: List[Dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def queries(self) -> int:
+        return int(self.clip.get("queries") or 0) + int(self.clip.get("flip_queries") or 0)
+
+
+def _finite(value: float) -> Optional[float]:
+    return float(value) if math.isfinite(value) else None
+
+
+def _name(options: ExplainOptions, index: Optional[int]) -> Optional[str]:
+    if index is None:
+        return None
+    names = options.class_names
+    return names[index] if names and 0 <= index < len(names) else str(index)
+
+
+def _baseline_for(options: ExplainOptions, wave: Tensor) -> Optional[Tensor]:
+    from captum_freqrex.audio import fit_length, noise_like
+
+    kind = options.baseline
+    if isinstance(kind, Tensor):
+        return fit_length(kind.to(wave.dtype), wave.shape[-1], options.sample_rate)[0]
+    if kind == "silence":
+        return None
+    color = "white" if kind == "noise" else "pink"
+    return noise_like(wave, color, NOISE_LEVEL_DB, torch.Generator().manual_seed(options.seed))
+
+
+def _feature_mask(options: ExplainOptions, length: int) -> Optional[Tensor]:
+    if options.feature_mask is not None:
+        return options.feature_mask
+    if options.bands is None:
+        return None
+    from captum_freqrex import log_bands
+
+    return log_bands(length, options.sample_rate, options.bands)
+
+
+class _Counting:
+    """The model, counting the rows it is called on (the flip metric's queries)."""
+
+    def __init__(self, model: Callable) -> None:
+        self.model, self.rows = model, 0
+
+    def __call__(self, x: Any, *args: Any) -> Any:
+        self.rows += int(x.shape[0])
+        return self.model(x, *args)
+
+
+def _set_rows(expl: Any, hz: Tensor, ids: Tensor, clip_id: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    ranks = expl.feature_ranks()
+    n = ranks.numel()
+    bins = torch.arange(ids.numel())
+    low = torch.full((n,), ids.numel(), dtype=torch.long).scatter_reduce(0, ids, bins, "amin")
+    high = torch.full((n,), -1, dtype=torch.long).scatter_reduce(0, ids, bins, "amax")
+    sets, set_bins = [], []
+    for name, chosen in expl.sets.items():
+        if chosen is None:
+            continue
+        cert = chosen.certificate
+        removed = cert.removed
+        sets.append({
+            "clip_id": clip_id,
+            "kind": name,
+            "size": int(cert.size),
+            "n_bins": int(chosen.n_bins),
+            "certified": bool(cert.certified),
+            "note": cert.note,
+            "energy_share": _finite(chosen.energy_share),
+            "level_db": _finite(chosen.level_db),
+            "kept_class": int(cert.kept.decided),
+            "kept_confidence": float(cert.kept.confidence),
+            "flips_to": None if removed is None else int(removed.decided),
+            "removed_confidence": None if removed is None else float(removed.confidence),
+        })
+        for feature in chosen.mask.detach().cpu().bool().nonzero().squeeze(1).tolist():
+            lo, hi = int(low[feature]), int(high[feature])
+            set_bins.append({
+                "clip_id": clip_id, "kind": name, "feature": feature, "rank": int(ranks[feature]),
+                "bin_low": lo, "bin_high": hi, "hz_low": float(hz[lo]), "hz_high": float(hz[hi]),
+            })
+    return sets, set_bins
+
+
+def _band_responsibility(expl: Any, hz: Tensor, ids: Tensor, grid: BandGrid) -> List[float]:
+    """Each feature's responsibility spread evenly over its bins, summed per band of the grid."""
+    values = expl.feature_responsibility.detach().cpu().double()
+    counts = torch.bincount(ids, minlength=values.numel()).clamp(min=1).double()
+    per_bin = values[ids] / counts[ids]
+    totals = torch.zeros(len(grid), dtype=torch.float64).index_add_(0, grid.band_of(hz), per_bin)
+    return [float(v) for v in totals]
+
+
+def explain_clips(model: Callable, clips: Sequence[Any], options: ExplainOptions) -> List[ClipRecord]:
+    r"""Explain clips of one length in one :meth:`FreqReX.explain` call; flips at ``options.ks``.
+
+    Results per clip equal those of explaining it alone (FreqReX gives every example the same
+    seed, and the flip metric's verdicts are per example).
+
+    Args:
+        model (Callable): The model.
+        clips (sequence of Clip): Clips with waveforms, all of one length.
+        options (ExplainOptions): The run's options.
+
+    Returns:
+        list of ClipRecord: One per clip, in order.
+    """
+    from captum_freqrex import FreqReX
+    from captum_freqrex.metrics import perturbation_success_rate
+
+    waves = torch.stack([clip.waveform for clip in clips])
+    length = waves.shape[-1]
+    bases = [_baseline_for(options, wave) for wave in waves]
+    baselines = None if bases[0] is None else torch.stack([b for b in bases if b is not None])
+    feature_mask = _feature_mask(options, length)
+    explainer = FreqReX(model, decision=options.decision, search=options.search, output=options.output)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every warning is in the explanation, and so in the store
+        with torch.inference_mode():
+            explanations = explainer.explain(
+                waves, baselines=baselines, feature_mask=feature_mask, n_samples=options.n_samples,
+                seed=options.seed, max_queries=options.max_queries, mode=options.mode,
+                max_extraction_queries=options.max_extraction_queries,
+            )
+            n_features = int(explanations[0].feature_responsibility.numel())
+            ks = [k for k in options.ks if k <= n_features]
+            counting = _Counting(model)
+            flip_start = time.perf_counter()
+            flips = None
+            if ks:
+                responsibility = torch.stack([torch.as_tensor(e.responsibility) for e in explanations])
+                flips = perturbation_success_rate(
+                    counting, waves, responsibility, baselines=baselines,
+                    target=[e.target for e in explanations], feature_mask=feature_mask, k=ks,
+                    decision=options.decision, output=options.output,
+                )
+            flip_seconds = time.perf_counter() - flip_start
+    grid = options.grid()
+    hz = torch.fft.rfftfreq(length, d=1.0 / options.sample_rate).double()
+    records = []
+    for index, (clip, expl) in enumerate(zip(clips, explanations)):
+        ids = expl.layout.ids[0].reshape(-1).long()
+        sets, set_bins = _set_rows(expl, hz, ids, clip.clip_id)
+        confidences = expl.class_confidences
+        row = {
+            "clip_id": clip.clip_id,
+            "position": clip.position,
+            "source": clip.source,
+            "label": clip.label,
+            "fingerprint": clip.fingerprint,
+            "num_samples": int(length),
+            "n_features": n_features,
+            "decision": int(expl.original.decided),
+            "decision_name": _name(options, int(expl.original.decided)),
+            "target": int(expl.target),
+            "target_name": _name(options, int(expl.target)),
+            "decision_confidence": float(expl.original.decided_confidence),
+            "target_confidence": float(expl.original.confidence),
+            "class_confidences": None if confidences is None else [float(c) for c in confidences],
+            "baseline_class": None if expl.baseline is None else int(expl.baseline.decided),
+            "baseline_decides": bool(expl.baseline_decides),
+            "flip_class": expl.flip_class,
+            "certified": bool(expl.certified),
+            "queries": int(expl.stats.queries),
+            "forward_calls": int(expl.stats.forward_calls),
+            "flip_queries": counting.rows // len(clips),
+            "model_seconds": float(expl.stats.model_seconds),
+            "seconds": float(expl.stats.total_seconds) + flip_seconds / len(clips),
+            "stopped_by": expl.stopped_by,
+            "warnings": list(expl.warnings),
+            "notes": list(clip.notes),
+            "status": "explained",
+            "error": None,
+        }
+        flip_rows = []
+        if flips is not None:
+            for j, k in enumerate(ks):
+                snr = float(flips.snr_db[index, j])
+                flip_rows.append({
+                    "clip_id": clip.clip_id, "k": int(k), "flipped": bool(flips.flipped[index, j]),
+                    "snr_db": snr if not math.isnan(snr) else None,
+                    "new_class": int(flips.decided[index, j]),
+                    "new_class_name": _name(options, int(flips.decided[index, j])),
+                    "target_confidence": float(flips.confidence[index, j]),
+                })
+        records.append(ClipRecord(row, sets, set_bins, _band_responsibility(expl, hz, ids, grid), flip_rows))
+    return records
+
+
+def error_record(clip: Any) -> ClipRecord:
+    """The ``clips`` row of a clip that could not be read (status ``"error"``)."""
+    row = {
+        "clip_id": clip.clip_id, "position": clip.position, "source": clip.source, "label": clip.label,
+        "fingerprint": None, "notes": list(clip.notes), "warnings": [], "status": "error", "error": clip.error,
+    }
+    return ClipRecord(row)

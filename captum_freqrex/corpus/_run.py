@@ -1,0 +1,349 @@
+"""``explain_dataset``: explain every clip of a data set into a resumable results store."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from captum_freqrex.corpus._aggregate import Aggregates, aggregate
+from captum_freqrex.corpus._backends import make_backend
+from captum_freqrex.corpus._explain import BASELINE_KINDS, ClipRecord, ExplainOptions, error_record
+from captum_freqrex.corpus._progress import DatasetProgress
+from captum_freqrex.corpus._sources import Clip, ClipSource, clip_source
+from captum_freqrex.corpus._store import DatasetChangedError, ResultStore
+
+__all__ = ["explain_dataset", "DatasetRun", "describe_model"]
+
+MODES = ("sufficient", "necessary")
+
+
+@dataclass
+class DatasetRun:
+    r"""What one call of :func:`explain_dataset` did.
+
+    Attributes:
+        store (str): The results store.
+        clips (int): Clips in the data set.
+        explained (int): Clips explained by this call.
+        skipped (int): Clips already in the store (from an earlier, interrupted call), not redone.
+        failed (int): Clips that could not be explained (unreadable, silent, ...): stored with
+                    status ``"error"``, retried by the next call.
+        queries (int): Model queries of this call (FreqReX's and the flip metric's).
+        seconds (float): Wall time of this call.
+        backend (str): ``"local"`` or ``"ray"``.
+        resumed (bool): Whether the store already held this run.
+        notes (list of str): What the user should know (package versions that changed since the
+                    store was started, ...).
+    """
+
+    store: str
+    clips: int
+    explained: int
+    skipped: int
+    failed: int
+    queries: int
+    seconds: float
+    backend: str
+    resumed: bool
+    notes: List[str] = field(default_factory=list)
+
+    def aggregates(self, by: str = "target") -> Aggregates:
+        """The store's class-level aggregates (see :func:`~captum_freqrex.corpus.aggregate`)."""
+        return aggregate(self.store, by)
+
+
+def _weights_fingerprint(model: Any) -> Optional[str]:
+    state_dict = getattr(model, "state_dict", None)
+    if not callable(state_dict):
+        return None
+    try:
+        state = state_dict()
+        if not state:
+            return None  # no weights: nothing to tell two such models apart by
+        digest = hashlib.blake2b(digest_size=16)
+        for name in sorted(state):
+            value = state[name]
+            if isinstance(value, Tensor):
+                data = value.detach().to("cpu").contiguous()
+                digest.update(f"{name}{data.dtype}{tuple(data.shape)}".encode())
+                digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+            else:
+                digest.update(f"{name}{value!r}".encode())
+        return digest.hexdigest()
+    except Exception:  # a state_dict that is not a mapping of tensors: no fingerprint
+        return None
+
+
+def describe_model(
+    model: Callable,
+    name: Optional[str] = None,
+    sample_rate: Optional[int] = None,
+    num_samples: Optional[int] = None,
+    class_names: Optional[Sequence[str]] = None,
+) -> dict:
+    r"""The model's record in a store: name, type, rate, length, classes, fingerprint of its weights.
+
+    Args:
+        model (Callable): The model.
+        name (str, optional): What to call it. Default: its type's name.
+        sample_rate (int, optional): Its sample rate in Hz.
+        num_samples (int, optional): Its input length in samples (None: any).
+        class_names (sequence of str, optional): Its class names.
+
+    Returns:
+        dict: ``name``, ``type``, ``sample_rate``, ``num_samples``, ``class_names`` and
+        ``fingerprint`` (a hash of ``model.state_dict()``, None for a model without weights).
+    """
+    kind = type(model)
+    return {
+        "name": name or kind.__name__,
+        "type": f"{kind.__module__}.{kind.__qualname__}",
+        "sample_rate": sample_rate,
+        "num_samples": num_samples,
+        "class_names": None if class_names is None else [str(n) for n in class_names],
+        "fingerprint": _weights_fingerprint(model),
+    }
+
+
+def _optional_positive(value: Any, name: str) -> Optional[int]:
+    return None if value is None else _positive(value, name)
+
+
+def _positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_ks(ks: Any) -> tuple:
+    values = [ks] if isinstance(ks, int) else list(ks)
+    if not values or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in values):
+        raise ValueError(f"ks must be positive integers (the top-k sizes of the flip rates), got {ks!r}")
+    return tuple(sorted(set(values)))
+
+
+def _check_baseline(baseline: Any) -> Any:
+    if isinstance(baseline, Tensor):
+        wave = baseline.detach().to("cpu", torch.float32)
+        wave = wave[0] if wave.dim() == 2 and wave.shape[0] == 1 else wave
+        if wave.dim() != 1:
+            raise ValueError(f"a baseline waveform must be (time,), got shape {tuple(baseline.shape)}")
+        return wave
+    if baseline not in BASELINE_KINDS:
+        raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINE_KINDS))} or a waveform, got {baseline!r}")
+    return baseline
+
+
+def _length(clip: Clip) -> int:
+    assert clip.waveform is not None, "clips that could not be read are never batched"
+    return int(clip.waveform.shape[-1])
+
+
+def _model_attribute(model: Any, name: str) -> Any:
+    value = getattr(model, name, None)
+    return None if callable(value) else value
+
+
+def explain_dataset(
+    model: Callable,
+    source: Union[str, "os.PathLike[str]", ClipSource, Iterable[Any]],
+    store: Union[str, "os.PathLike[str]"],
+    *,
+    sample_rate: Optional[int] = None,
+    num_samples: Optional[int] = None,
+    class_names: Optional[Sequence[str]] = None,
+    model_name: Optional[str] = None,
+    split: str = "test",
+    seed: int = 0,
+    mode: str = "sufficient",
+    search: Any = None,
+    max_queries: int = 1000,
+    n_samples: int = 8,
+    bands: Optional[int] = None,
+    feature_mask: Optional[Tensor] = None,
+    baseline: Union[str, Tensor] = "silence",
+    decision: Any = None,
+    output: Any = None,
+    ks: Sequence[int] = (1, 5),
+    batch_size: int = 1,
+    backend: str = "local",
+    ray_address: Optional[str] = None,
+    num_cpus: Optional[int] = None,
+    model_factory: Optional[Callable[[], Callable]] = None,
+    show_progress: bool = False,
+) -> DatasetRun:
+    r"""Explain every clip of a data set with FreqReX into one SQLite results store; resumable.
+
+    Each clip gets a full explanation (responsibility, the three certified sets) of the model's
+    decision, its responsibility summed into a fixed third-octave band grid, and flip results:
+    the top-k features of its FreqReX ranking removed (replaced by the baseline), for each k in
+    ``ks``, with :func:`captum_freqrex.metrics.perturbation_success_rate`. Each clip is written
+    in one transaction. Calling again with the same arguments resumes: clips already stored are
+    skipped (after checking that their samples did not change), clips stored with status
+    ``"error"`` are retried. Class-level aggregates come from :func:`aggregate`.
+
+    Args:
+        model (Callable): Maps waveforms ``(B, T)`` to scores ``(B, K)`` (as for :class:`FreqReX`).
+        source (str, path, ClipSource or iterable): A folder of audio files (recursive; label =
+                    top-level folder), a CSV (``path``, optional ``label``), a folder built by
+                    ``scripts/build_datasets.py`` (with ``manifest.json``), or an iterable such as a
+                    ``DataLoader`` of ``(B, T)`` waveforms or ``(waveforms, labels)`` batches.
+        store (str or path): The ``.sqlite`` file to write (created if missing). An existing
+                    file must be a store of this very run (same settings, model and data set);
+                    anything else is refused, never overwritten.
+        sample_rate (int, optional): The model's rate in Hz; files are resampled to it.
+                    Default: ``model.sample_rate``; one of the two is required.
+        num_samples (int, optional): The model's input length; clips are cropped from the start
+                    or zero-padded at the end to it. Default: ``model.num_samples``, else each
+                    clip keeps its length.
+        class_names (sequence of str, optional): Names of the classes. Default:
+                    ``model.class_names``, else class indices.
+        model_name (str, optional): The model's name in the store. Default: its type's name.
+        split (str, optional): The split of a built data set. Default: ``"test"``
+        seed (int, optional): FreqReX's seed (the same for every clip; also seeds noise
+                    baselines). Default: 0
+        mode (str, optional): ``"sufficient"`` or ``"necessary"``. Default: ``"sufficient"``
+        search (str or search object, optional): FreqReX's ``search``. Default: None
+        max_queries (int, optional): FreqReX's query budget per clip. Default: 1000
+        n_samples (int, optional): FreqReX's ``n_samples``. Default: 8
+        bands (int, optional): Explain this many log-spaced bands instead of rfft bins.
+                    Default: None (bins)
+        feature_mask (Tensor, optional): A ``(freq,)`` feature mask (for clips of one length);
+                    not with ``bands``. Default: None
+        baseline (str or Tensor, optional): What removed frequencies become: ``"silence"``,
+                    ``"noise"`` or ``"pink"`` (seeded, 30 dB below each clip's RMS), or a
+                    ``(time,)`` waveform at the model's rate (cropped / zero-padded to each clip).
+                    Default: ``"silence"``
+        decision (optional): FreqReX's ``decision``. Default: None
+        output (optional): FreqReX's ``output`` selector. Default: None
+        ks (sequence of int, optional): Top-k sizes of the flip results. Default: ``(1, 5)``
+        batch_size (int, optional): Clips per ``explain`` call (and per Ray task); results do not
+                    depend on it. An interruption loses the batch in flight. Default: 1
+        backend (str, optional): ``"local"`` (this process) or ``"ray"``. Default: ``"local"``
+        ray_address (str, optional): Address of a running Ray cluster; None starts a local one
+                    for this call (with ``num_cpus``) and stops it after. Default: None
+        num_cpus (int, optional): CPUs of a local Ray cluster. Default: all
+        model_factory (Callable, optional): For Ray: a picklable function that builds the model
+                    in each worker, for models that cannot be pickled (TorchScript). Default: None
+        show_progress (bool, optional): A progress line with ETA on stderr. Default: False
+
+    Returns:
+        DatasetRun: Counts, queries and time of this call.
+
+    Raises:
+        StoreMismatchError: When ``store`` holds a run with other settings or another model.
+        DatasetChangedError: When the data set differs from the one the store's run explained.
+        StoreError: When ``store`` is not a results store.
+        ImportError: For ``backend="ray"`` without Ray (``pip install captum_freqrex[ray]``).
+        KeyboardInterrupt: Passed on after the clips finished so far are safely stored.
+    """
+    start = time.perf_counter()
+    rate = sample_rate if sample_rate is not None else _model_attribute(model, "sample_rate")
+    if rate is None:
+        raise ValueError("the model's sample rate is unknown: pass sample_rate=... (in Hz)")
+    rate = _positive(rate, "sample_rate")
+    length = num_samples if num_samples is not None else _model_attribute(model, "num_samples")
+    length = _optional_positive(length, "num_samples")
+    names = class_names if class_names is not None else _model_attribute(model, "class_names")
+    names = None if names is None else tuple(str(n) for n in names)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if bands is not None and feature_mask is not None:
+        raise ValueError("pass bands= or feature_mask=, not both")
+    options = ExplainOptions(
+        sample_rate=rate, seed=int(seed), mode=mode, search=search, max_queries=_positive(max_queries, "max_queries"),
+        n_samples=_positive(n_samples, "n_samples"), bands=_optional_positive(bands, "bands"),
+        feature_mask=feature_mask, baseline=_check_baseline(baseline), decision=decision, output=output,
+        ks=_check_ks(ks), class_names=names,
+    )
+    batch_size = _positive(batch_size, "batch_size")
+    executor = make_backend(backend, model, options, address=ray_address, num_cpus=num_cpus,
+                            model_factory=model_factory)
+    clips = clip_source(source, rate, length, split=split, class_names=names)
+    from captum_freqrex._core.explanation import package_versions
+
+    record = describe_model(model, model_name, rate, length, names)
+    path = os.fspath(store)
+    with ResultStore(path) as results:
+        resumed = results.run_record() is not None
+        ids = clips.ids()
+        notes = results.begin(options.record(), record, package_versions(), clips.kind, clips.description, ids,
+                              options.grid())
+        stored = results.stored_clips()
+        done_before = {k for k, (status, _) in stored.items() if status == "explained"}
+        total = None
+        if ids is not None:
+            total = len(ids) - len(done_before & set(ids))
+        else:
+            try:
+                total = len(clips) - len(done_before)
+            except TypeError:
+                total = None
+        counts = {"explained": 0, "failed": 0, "queries": 0, "seen": 0}
+        bar = DatasetProgress(total, len(done_before), max_queries, None) if show_progress else None
+
+        def write(records: List[ClipRecord]) -> None:
+            for clip_record in records:
+                results.write(clip_record)
+                counts["explained"] += 1
+                counts["queries"] += clip_record.queries
+            if bar is not None:
+                bar.finished(counts["explained"], counts["queries"])
+
+        def dispatch(batch: List[Clip]) -> None:
+            if bar is not None:
+                bar.start_batch(len(batch))
+            executor.submit(batch)
+            for records in executor.completed(block=executor.full()):
+                write(records)
+
+        seen = set()
+        with executor:
+            if bar is not None:
+                bar.__enter__()
+            try:
+                batch: List[Clip] = []
+                for clip in clips:
+                    seen.add(clip.clip_id)
+                    counts["seen"] += 1
+                    state = stored.get(clip.clip_id)
+                    if state is not None and state[0] == "explained":
+                        if clip.fingerprint != state[1]:
+                            raise DatasetChangedError(
+                                path, f"the samples of clip {clip.clip_id} differ from the ones it was explained on",
+                                [clip.clip_id],
+                            )
+                        continue
+                    if clip.error is not None:
+                        results.write(error_record(clip))
+                        counts["failed"] += 1
+                        continue
+                    if batch and (len(batch) >= batch_size or _length(batch[0]) != _length(clip)):
+                        dispatch(batch)
+                        batch = []
+                    batch.append(clip)
+                if batch:
+                    dispatch(batch)
+                for records in executor.drain():
+                    write(records)
+            except BaseException as error:
+                if bar is not None:
+                    bar.__exit__(type(error), error, None)
+                raise
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        gone = sorted(done_before - seen)
+        if ids is None and gone:
+            raise DatasetChangedError(
+                path, f"{len(gone)} stored clips were not in the data set this time (e.g. {', '.join(gone[:3])})", gone
+            )
+    return DatasetRun(
+        path, counts["seen"], counts["explained"], len(done_before & seen), counts["failed"], counts["queries"],
+        time.perf_counter() - start, executor.name, resumed, notes,
+    )

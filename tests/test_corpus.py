@@ -1,0 +1,404 @@
+"""Explaining whole data sets: sources, the resumable SQLite store, aggregates, Ray, the CLI.
+
+Known-answer tone classifiers on small synthetic data sets written as WAV files: class ``a440``
+clips hold a 440 Hz tone plus a 50 Hz hum, class ``b1000`` clips a 1 kHz tone. The honest model
+decides on the tones, the "hum" model decides ``a440`` on the 50 Hz hum: the causes, and so the
+bands each class relies on, are known by construction.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from typing import Optional
+
+import pytest
+import soundfile as sf
+import torch
+
+from captum_freqrex import FreqReX
+from captum_freqrex.cli import main
+from captum_freqrex.corpus import (
+    DatasetChangedError,
+    ResultStore,
+    StoreError,
+    StoreMismatchError,
+    aggregate,
+    explain_dataset,
+)
+from captum_freqrex.metrics import perturbation_success_rate
+from known_models import SAMPLE_RATE, ToneClassifier, tone
+
+SECONDS = 0.5
+N = int(SECONDS * SAMPLE_RATE)
+NAMES = ["a440", "b1000", "none"]
+QUERIES = 300  # enough for these tones; keeps the file fast
+#: Columns that measure time, which no two runs share.
+TIMING = {"seconds", "model_seconds"}
+
+
+class HumModel(ToneClassifier):
+    """Decides ``a440`` on the 50 Hz hum that rides along with the 440 Hz clips: a spurious cue."""
+
+    def __init__(self) -> None:
+        super().__init__([50, 1000])
+
+
+def tone_model() -> ToneClassifier:
+    """``--model test_corpus:tone_model`` for the CLI: the honest model with its rate and names."""
+    model = ToneClassifier([440, 1000])
+    model.sample_rate, model.class_names = SAMPLE_RATE, list(NAMES)
+    return model
+
+
+class Probe(torch.nn.Module):
+    """The honest model, counting its calls; presses Ctrl-C when first asked about ``victim`` (unmasked)."""
+
+    def __init__(self, victim: Optional[torch.Tensor] = None) -> None:
+        super().__init__()
+        self.inner, self.victim, self.calls = ToneClassifier([440, 1000]), victim, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.victim is not None and any(torch.allclose(row, self.victim, atol=1e-6) for row in x):
+            raise KeyboardInterrupt
+        self.calls += 1
+        return self.inner(x)
+
+
+def interrupting_model() -> Probe:
+    """``--model test_corpus:interrupting_model``: Ctrl-C on the first clip."""
+    model = Probe(_clip("a440", 0))
+    model.sample_rate, model.class_names = SAMPLE_RATE, list(NAMES)
+    return model
+
+
+def _clip(label: str, index: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(100 * len(label) + index)
+    noise = 0.01 * torch.randn(N, generator=g)
+    if label == "a440":
+        return 0.5 * tone(440, SECONDS) + 0.3 * tone(50, SECONDS) + noise
+    return 0.5 * tone(1000, SECONDS) + noise
+
+
+def write_dataset(root, per_class: int = 2) -> list:
+    """A folder per class of float WAVs; returns the relative paths in sorted order."""
+    paths = []
+    for label in ("a440", "b1000"):
+        os.makedirs(root / label, exist_ok=True)
+        for i in range(per_class):
+            sf.write(str(root / label / f"{i}.wav"), _clip(label, i).numpy(), SAMPLE_RATE, subtype="FLOAT")
+            paths.append(f"{label}/{i}.wav")
+    return paths
+
+
+def run(model, source, store, **kwargs):
+    kwargs.setdefault("max_queries", QUERIES)
+    return explain_dataset(model, source, store, sample_rate=SAMPLE_RATE, class_names=NAMES, **kwargs)
+
+
+def results(store, ignore=("source", "position", "fingerprint")) -> dict:
+    """Every per-clip table of a store, without timing columns (and ``ignore``), for comparisons."""
+    with ResultStore(str(store), readonly=True) as opened:
+        out = {}
+        for table in ("clips", "sets", "set_bins", "band_responsibility", "flips"):
+            out[table] = [
+                {k: v for k, v in row.items() if k not in TIMING and k not in ignore} for row in opened.rows(table)
+            ]
+        return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tones")
+    paths = write_dataset(root)
+    return root, paths
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """An uninterrupted run of the honest model over the folder, and its call count."""
+    root, _ = data
+    store = tmp_path_factory.mktemp("reference") / "results.sqlite"
+    model = Probe()
+    summary = run(model, root, store)
+    return store, summary, model.calls
+
+
+# ----------------------------------------------------------------------------- known answers
+
+
+def test_store_holds_sets_at_the_tones_and_labels(reference, data):
+    store, summary, _ = reference
+    assert (summary.explained, summary.skipped, summary.failed, summary.resumed) == (4, 0, 0, False)
+    tables = results(store, ignore=())
+    clips = {row["clip_id"]: row for row in tables["clips"]}
+    assert list(clips) == data[1]
+    assert {c: row["label"] for c, row in clips.items()} == {p: p.split("/")[0] for p in data[1]}
+    assert all(row["decision_name"] == row["label"] and row["status"] == "explained" for row in clips.values())
+    sufficient = [row for row in tables["set_bins"] if row["kind"] == "sufficient"]
+    assert {row["clip_id"]: (row["hz_low"], row["hz_high"]) for row in sufficient} == {
+        p: (440.0, 440.0) if p.startswith("a440") else (1000.0, 1000.0) for p in data[1]
+    }
+    kinds = {(row["clip_id"], row["kind"]) for row in tables["sets"]}
+    assert kinds == {(p, k) for p in data[1] for k in ("sufficient", "sufficient_necessary", "complete")}
+    assert all(row["certified"] for row in tables["sets"])
+    flips_to = {row["clip_id"]: row["flips_to"] for row in tables["sets"] if row["kind"] == "sufficient_necessary"}
+    assert set(flips_to.values()) == {2}  # removing the tone leaves "none"
+    with ResultStore(str(store), readonly=True) as opened:
+        run_row = opened.run_record()
+        bands = opened.rows("bands")
+    assert run_row["settings"]["seed"] == 0 and run_row["settings"]["max_queries"] == QUERIES
+    assert run_row["model"]["class_names"] == NAMES and run_row["versions"]["torch"] == torch.__version__
+    assert bands[0]["hz_low"] == 0.0 and bands[-1]["hz_high"] == SAMPLE_RATE / 2
+    for clip_id in clips:
+        shares = [r["responsibility"] for r in tables["band_responsibility"] if r["clip_id"] == clip_id]
+        assert len(shares) == len(bands) and sum(shares) == pytest.approx(1.0)
+
+
+def test_aggregates_put_each_class_at_its_tone(reference):
+    store, _, _ = reference
+    agg = aggregate(store)
+    assert [c.name for c in agg.classes] == ["a440", "b1000"]
+    for entry, hz in zip(agg.classes, (440, 1000)):
+        low, high = entry.top_band_hz
+        assert low <= hz < high and not entry.low_frequency_cue
+        assert entry.clips == 2 and entry.agreement == 1.0 and entry.flip_rate == {1: 1.0, 5: 1.0}
+    by_label = aggregate(store, by="label")
+    assert [c.name for c in by_label.classes] == ["a440", "b1000"]
+    assert "a440" in agg.table() and "flip@5" in agg.table()
+
+
+def test_a_hum_classifier_is_flagged_for_its_low_frequency_cue(data, tmp_path):
+    root, _ = data
+    run(HumModel(), root, tmp_path / "hum.sqlite")
+    agg = aggregate(tmp_path / "hum.sqlite")
+    hum, tone_class = agg["a440"], agg["b1000"]
+    low, high = hum.top_band_hz
+    assert low <= 50 < high and hum.low_frequency_cue and hum.low_frequency_share > 0.9
+    assert not tone_class.low_frequency_cue and tone_class.low_frequency_share == 0.0
+    assert "spurious low-frequency cue" in agg.table()
+
+
+def test_flips_agree_with_perturbation_success_rate(reference, data):
+    store, _, _ = reference
+    root, paths = data
+    model = ToneClassifier([440, 1000])
+    waves = torch.stack([torch.from_numpy(sf.read(str(root / p), dtype="float32")[0]) for p in paths])
+    expls = FreqReX(model).explain(waves, seed=0, max_queries=QUERIES)
+    attributions = torch.stack([e.responsibility for e in expls])
+    direct = perturbation_success_rate(model, waves, attributions, target=[e.target for e in expls], k=[1, 5])
+    stored = {(row["clip_id"], row["k"]): row for row in results(store)["flips"]}
+    for i, path in enumerate(paths):
+        for j, k in enumerate((1, 5)):
+            row = stored[(path, k)]
+            assert bool(row["flipped"]) == bool(direct.flipped[i, j])
+            assert row["snr_db"] == pytest.approx(float(direct.snr_db[i, j]))
+            assert row["new_class"] == int(direct.decided[i, j])
+    agg = aggregate(store)
+    assert agg.overall.flip_rate == {1: float(direct.success_rate[0]), 5: float(direct.success_rate[1])}
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+def test_interrupted_run_resumes_without_recomputing(reference, data, tmp_path):
+    ref_store, _, ref_calls = reference
+    root, paths = data
+    store = tmp_path / "results.sqlite"
+    victim = torch.from_numpy(sf.read(str(root / paths[2]), dtype="float32")[0])
+    with pytest.raises(KeyboardInterrupt):
+        run(Probe(victim), root, store)
+    with ResultStore(str(store), readonly=True) as opened:
+        assert [row["clip_id"] for row in opened.rows("clips")] == paths[:2]  # the clip in flight is lost
+    resumed = Probe()
+    summary = run(resumed, root, store)
+    assert (summary.explained, summary.skipped, summary.resumed) == (2, 2, True)
+    # The calls of the first two clips alone (listed in a CSV), plus the resumed run's, are the full run's.
+    listing = tmp_path / "first.csv"
+    listing.write_text("path\n" + "\n".join(str(root / p) for p in paths[:2]) + "\n")
+    first = Probe()
+    run(first, listing, tmp_path / "first.sqlite")
+    assert first.calls + resumed.calls == ref_calls
+    assert results(store) == results(ref_store)
+    again = Probe()
+    assert run(again, root, store).explained == 0 and again.calls == 0
+
+
+def test_changed_data_set_is_detected(tmp_path):
+    root = tmp_path / "data"
+    paths = write_dataset(root, per_class=1)
+    store = tmp_path / "results.sqlite"
+    run(ToneClassifier([440, 1000]), root, store, max_queries=100, ks=[1])
+    sf.write(str(root / paths[0]), (0.9 * _clip("a440", 0)).numpy(), SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(DatasetChangedError, match="a440/0.wav"):
+        run(ToneClassifier([440, 1000]), root, store, max_queries=100, ks=[1])
+    sf.write(str(root / "b1000" / "new.wav"), _clip("b1000", 5).numpy(), SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(DatasetChangedError, match="1 clips are new"):
+        run(ToneClassifier([440, 1000]), root, store, max_queries=100, ks=[1])
+
+
+def test_store_refuses_other_settings_models_and_files(reference, data, tmp_path):
+    store, _, _ = reference
+    root, _ = data
+    before = os.path.getmtime(store), os.path.getsize(store)
+    with pytest.raises(StoreMismatchError, match="seed=0") as caught:
+        run(ToneClassifier([440, 1000]), root, store, seed=1)
+    assert (caught.value.key, caught.value.stored, caught.value.given) == ("seed", 0, 1)
+    with pytest.raises(StoreMismatchError) as caught:
+        run(HumModel(), root, store)
+    assert caught.value.key == "model"
+    assert (os.path.getmtime(store), os.path.getsize(store)) == before
+    foreign = tmp_path / "notes.sqlite"
+    foreign.write_text("my notes")
+    with pytest.raises(StoreError, match="not a results store"):
+        run(ToneClassifier([440, 1000]), root, foreign)
+    assert foreign.read_text() == "my notes"
+
+
+# ----------------------------------------------------------------------------- other sources
+
+
+def test_dataloader_and_batches_give_the_folder_results(reference, data, tmp_path):
+    store, _, _ = reference
+    root, paths = data
+    waves = torch.stack([torch.from_numpy(sf.read(str(root / p), dtype="float32")[0]) for p in paths])
+    labels = torch.tensor([NAMES.index(p.split("/")[0]) for p in paths])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(waves, labels), batch_size=3)
+    summary = run(ToneClassifier([440, 1000]), loader, tmp_path / "loader.sqlite", batch_size=2)
+    assert (summary.clips, summary.explained) == (4, 4)
+    ours = results(tmp_path / "loader.sqlite", ignore=("source", "position", "clip_id"))
+    theirs = results(store, ignore=("source", "position", "clip_id"))
+    assert ours == theirs
+    with ResultStore(str(tmp_path / "loader.sqlite"), readonly=True) as opened:
+        clips = opened.rows("clips", order_by="position")
+    assert [c["clip_id"] for c in clips] == ["0", "1", "2", "3"]
+    assert [c["label"] for c in clips] == [p.split("/")[0] for p in paths]
+
+
+def test_csv_source_resolves_paths_and_reports_bad_rows(data, tmp_path):
+    root, paths = data
+    listing = root / "list.csv"
+    with open(listing, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        writer.writerow([paths[3], "tone"])
+        writer.writerow([paths[0], ""])
+    store = tmp_path / "csv.sqlite"
+    run(ToneClassifier([440, 1000]), listing, store, max_queries=100, ks=[1])
+    with ResultStore(str(store), readonly=True) as opened:
+        clips = opened.rows("clips", order_by="position")
+    assert [(c["clip_id"], c["label"], c["decision_name"]) for c in clips] == [
+        (paths[3], "tone", "b1000"), (paths[0], None, "a440")
+    ]
+    assert clips[0]["source"] == str(root / paths[3])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file\nx.wav\n")
+    with pytest.raises(ValueError, match="no 'path' column"):
+        run(ToneClassifier([440, 1000]), bad, tmp_path / "bad.sqlite")
+    bad.write_text("path\nmissing.wav\n")
+    with pytest.raises(ValueError, match="do not exist: missing.wav"):
+        run(ToneClassifier([440, 1000]), bad, tmp_path / "bad.sqlite")
+
+
+def test_unreadable_clips_are_stored_as_errors_and_retried(tmp_path):
+    root = tmp_path / "data"
+    write_dataset(root, per_class=1)
+    (root / "b1000" / "broken.wav").write_bytes(b"not audio")
+    store = tmp_path / "results.sqlite"
+    summary = run(ToneClassifier([440, 1000]), root, store, max_queries=100, ks=[1])
+    assert (summary.explained, summary.failed) == (2, 1)
+    with ResultStore(str(store), readonly=True) as opened:
+        broken = [c for c in opened.rows("clips") if c["status"] == "error"]
+    assert [c["clip_id"] for c in broken] == ["b1000/broken.wav"] and "cannot read" in broken[0]["error"]
+    assert aggregate(store).failed == 1 and aggregate(store).overall.clips == 2
+    sf.write(str(root / "b1000" / "broken.wav"), _clip("b1000", 7).numpy(), SAMPLE_RATE, subtype="FLOAT")
+    summary = run(ToneClassifier([440, 1000]), root, store, max_queries=100, ks=[1])
+    assert (summary.explained, summary.skipped, summary.failed) == (1, 2, 0)
+
+
+# ----------------------------------------------------------------------------- Ray
+
+
+def test_ray_backend_without_ray_names_the_extra(data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"pip install captum_freqrex\[ray\]"):
+        run(ToneClassifier([440, 1000]), data[0], tmp_path / "r.sqlite", backend="ray")
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_ray_backend_stores_the_local_rows(reference, data, tmp_path):
+    pytest.importorskip("ray")
+    store, _, _ = reference
+    root, paths = data
+    chosen = [paths[1], paths[2]]
+    listing = root / "two.csv"  # relative paths: the same clip ids as the folder run
+    listing.write_text("path,label\n" + "\n".join(f"{p},{p.split('/')[0]}" for p in chosen) + "\n")
+    remote = tmp_path / "ray.sqlite"
+    summary = run(ToneClassifier([440, 1000]), listing, remote, backend="ray", num_cpus=1, batch_size=2)
+    assert (summary.backend, summary.explained) == ("ray", 2)
+    local = {table: [row for row in rows if row["clip_id"] in chosen] for table, rows in results(store).items()}
+    assert results(remote) == local  # identical rows, floats included
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_end_to_end(data, tmp_path, capsys):
+    root, paths = data
+    out = tmp_path / "res"
+    argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(out),
+            "--max-queries", str(QUERIES)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "a440" in captured.out and "flip@1" in captured.out and "354-445 Hz" in captured.out
+    assert "explain-dataset: 4 clips explained" in captured.err
+    assert sorted(os.listdir(out)) == ["aggregates.csv", "aggregates.json", "results.sqlite"]
+    with ResultStore(str(out / "results.sqlite"), readonly=True) as opened:
+        assert [c["clip_id"] for c in opened.rows("clips")] == paths
+    assert main(argv) == 0  # resumes: nothing left to do
+    assert "0 clips explained now, 4 already stored" in capsys.readouterr().err
+    assert main(argv + ["--seed", "2"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("explaining ")  # one line of error after the announcement
+    assert lines[1].startswith("freqrex: error:") and "--seed 0, not 2" in lines[1] and "--out another folder" in lines[1]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "aggregates.json").write_text("mine")
+    assert main(["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(foreign)]) == 2
+    assert "aggregates.json already exists" in capsys.readouterr().err
+    assert (foreign / "aggregates.json").read_text() == "mine" and not (foreign / "results.sqlite").exists()
+    assert main(["explain-dataset", str(tmp_path / "nowhere"), "--model", "test_corpus:tone_model",
+                 "--out", str(tmp_path / "other")]) == 2
+    assert "no such folder or CSV file" in capsys.readouterr().err
+
+
+def test_cli_ctrl_c_leaves_a_resumable_store(data, tmp_path, capsys):
+    root, _ = data
+    out = tmp_path / "res"
+    argv = ["explain-dataset", str(root), "--model", "test_corpus:interrupting_model", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "freqrex: error: interrupted: 0 clips are stored" in err and "run the same command again" in err
+    assert (out / "results.sqlite").exists()
+
+
+def test_built_data_set_source_resamples_and_labels(tmp_path):
+    from captum_freqrex.corpus import clip_source
+    from captum_freqrex.datasets._store import save_split, to_int16, write_manifest
+
+    task = tmp_path / "built" / "tones"
+    waves = torch.stack([0.5 * tone(440, SECONDS, sample_rate=16000), 0.5 * tone(1000, SECONDS, sample_rate=16000)])
+    save_split(str(task), "test", to_int16(waves.numpy()), [0, 1], ["synth:440", "synth:1000"])
+    write_manifest(str(task), {"class_names": ["a440", "b1000"], "sample_rate": 16000})
+    source = clip_source(str(task), SAMPLE_RATE, N)
+    clips = list(source)
+    assert source.ids() == ["test:0", "test:1"] and [c.label for c in clips] == ["a440", "b1000"]
+    assert [c.source for c in clips] == ["synth:440", "synth:1000"]
+    assert clips[0].waveform.shape == (N,) and clips[0].notes == ["resampled 16000 Hz -> 8000 Hz"]
+    spectrum = torch.fft.rfft(clips[1].waveform).abs()
+    assert int(spectrum.argmax()) == round(1000 * N / SAMPLE_RATE)  # the tone survives resampling
+    with pytest.raises(ValueError, match="holds built data sets \\(tones\\)"):
+        clip_source(str(tmp_path / "built"), SAMPLE_RATE)
+    with pytest.raises(ValueError, match="no split 'valid'"):
+        clip_source(str(task), SAMPLE_RATE, split="valid")
