@@ -1,17 +1,18 @@
 """Train the zoo's models on CPU, evaluate them on the held-out splits, ship weights, cards and clips.
 
     .venv/bin/python scripts/build_datasets.py            # once: data/ from Debian packages
-    .venv/bin/python scripts/train_zoo.py                 # all: instruments speech percussion silero-vad
+    .venv/bin/python scripts/train_zoo.py                 # all: instruments speech percussion percussion-wave silero-vad
     .venv/bin/python scripts/train_zoo.py speech --seed 1 # one model, another seed
     .venv/bin/python scripts/train_zoo.py --evaluate-only # re-measure the shipped weights
 
-For each task it trains a :class:`~captum_freqrex.zoo._models.LogMelCNN` with one thread from a
-fixed seed, evaluates it on the whole held-out split, picks a few held-out sample clips, writes
-them as FLAC to ``captum_freqrex/zoo/clips/`` and writes ``captum_freqrex/zoo/weights/<task>.pt``
-and the card ``<task>.json`` beside it (seed, data recipe, held-out accuracy, per-row inference
-time, licences, and which shipped clips the model classifies correctly). ``silero-vad`` is not
-trained: its card records its accuracy on a held-out speech / no-speech set built from the three
-test splits.
+For each zoo model it trains a :class:`~captum_freqrex.zoo._models.LogMelCNN` (or, for
+``percussion-wave``, a :class:`~captum_freqrex.zoo._models.WaveCNN` on the percussion data) with
+one thread from a fixed seed, evaluates it on the whole held-out split, picks a few held-out sample
+clips, writes them as FLAC to ``captum_freqrex/zoo/clips/`` (a model of a task that already ships
+clips reuses them) and writes ``captum_freqrex/zoo/weights/<name>.pt`` and the card
+``<name>.json`` beside it (seed, data recipe, held-out accuracy, per-row inference time, licences,
+and which shipped clips the model classifies correctly). ``silero-vad`` is not trained: its card
+records its accuracy on a held-out speech / no-speech set built from the three test splits.
 """
 
 from __future__ import annotations
@@ -40,14 +41,16 @@ from captum_freqrex.datasets import (  # noqa: E402
     load_split,
 )
 from captum_freqrex.datasets._store import read_manifest  # noqa: E402
-from captum_freqrex.zoo._models import LogMelCNN  # noqa: E402
+from captum_freqrex.zoo._models import LogMelCNN, WaveCNN  # noqa: E402
 
 ZOO = os.path.join(REPO, "captum_freqrex", "zoo")
 WEIGHTS = os.path.join(ZOO, "weights")
 CLIPS = os.path.join(ZOO, "clips")
 WEIGHTS_LICENCE = "BSD-3-Clause (trained by captum_freqrex's scripts/train_zoo.py)"
 
-#: Per task: architecture, training recipe, and which held-out clips to ship.
+#: Per zoo model: architecture, training recipe, and which held-out clips to ship. ``dataset``
+#: (default: the name) is the built data set it learns; ``model`` (default ``LogMelCNN``) its class;
+#: ``clips_from`` names a model of the same data set whose shipped clips it reuses.
 TASKS: Dict[str, Dict[str, Any]] = {
     "instruments": {
         "arch": {"n_fft": 1024, "hop_length": 1024, "n_mels": 64, "channels": [8, 16, 32, 64],
@@ -102,7 +105,48 @@ TASKS: Dict[str, Dict[str, Any]] = {
         "ship_source_prefix": "rumpf_kit_z01_h2/",
         "eval_batch": 128,
     },
+    # The same task built differently (a learned filterbank on the raw waveform and a 1-D CNN, no
+    # Fourier transform), for transferability checks (benchmarks/transferability.py). Same data,
+    # seed and training recipe as "percussion".
+    "percussion-wave": {
+        "dataset": "percussion",
+        "model": "WaveCNN",
+        "arch": {"n_filters": 48, "filter_length": 256, "stride": 8, "energy_pool": 20,
+                 "channels": [64, 64, 96, 96], "kernel_size": 5, "pool": 2, "dropout": 0.3},
+        "crop_seconds": None,
+        "crops_per_clip": 4,
+        "epochs": 40,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "weight_decay": 1e-3,
+        "gain_db": 10.0,
+        "noise": 0.003,
+        "shift": "delay",
+        "speed": 0.0,
+        "eq_db": 0.0,
+        "clips_from": "percussion",
+        "eval_batch": 128,
+    },
 }
+
+#: What each data set's models do (the card's "task"; models of one data set share it).
+TASK_DESCRIPTIONS = {"instruments": "instrument-family classification", "speech": "spoken-language identification",
+                     "percussion": "drum-sound type classification"}
+MODELS = {"LogMelCNN": LogMelCNN, "WaveCNN": WaveCNN}
+
+
+def dataset_of(name: str) -> str:
+    """The built data set a zoo model learns (its own name unless its entry says otherwise)."""
+    return str(TASKS[name].get("dataset", name))
+
+
+def build_model(name: str, n_classes: int, rate: int) -> torch.nn.Module:
+    """A new, untrained model of ``TASKS[name]``'s class and architecture."""
+    cfg = TASKS[name]
+    kind = cfg.get("model", "LogMelCNN")
+    if kind == "LogMelCNN":
+        return LogMelCNN.create(n_classes, sample_rate=rate, **cfg["arch"])
+    return MODELS[kind](n_classes, sample_rate=rate, **cfg["arch"])
 
 
 # ----------------------------------------------------------------------------- training
@@ -157,15 +201,15 @@ def _augment(batch: torch.Tensor, cfg: Dict[str, Any], num_samples: int, rate: i
     return out
 
 
-def train(task: str, data_dir: str, seed: int, log: bool = True) -> Tuple[LogMelCNN, Dict[str, Any]]:
-    """Train one task's model from ``seed``; returns the model (eval mode) and the training record."""
+def train(task: str, data_dir: str, seed: int, log: bool = True) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+    """Train one zoo model from ``seed``; returns the model (eval mode) and the training record."""
     cfg = TASKS[task]
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    data = load_split(data_dir, task, "train")
+    data = load_split(data_dir, dataset_of(task), "train")
     rate = data.sample_rate
     num_samples = int(cfg["crop_seconds"] * rate) if cfg["crop_seconds"] else data.waveforms.shape[1]
-    model = LogMelCNN.create(len(data.class_names), sample_rate=rate, **cfg["arch"])
+    model = build_model(task, len(data.class_names), rate)
     counts = torch.bincount(data.labels, minlength=len(data.class_names)).float()
     class_weight = (counts.sum() / (len(counts) * counts.clamp(min=1)))  # balanced classes
     steps_per_epoch = math.ceil(len(data.labels) * cfg["crops_per_clip"] / cfg["batch_size"])
@@ -310,8 +354,29 @@ def _choose_clips(task: str, test: DatasetSplit) -> List[int]:
     return rows
 
 
+def reuse_clips(task: str, model: torch.nn.Module) -> List[Dict[str, Any]]:
+    """The card entries of the clips another model of the same data set ships (``clips_from``), with
+    this model's predictions; no audio is written twice."""
+    with open(os.path.join(WEIGHTS, f"{TASKS[task]['clips_from']}.json")) as handle:
+        entries = json.load(handle)["clips"]
+    class_names = _card_class_names(TASKS[task]["clips_from"])
+    out = []
+    for entry in entries:
+        wave = _read_flac(os.path.join(CLIPS, entry["file"]))
+        pred = class_names[int(predict(model, wave.unsqueeze(0), 1)[0])]
+        out.append({**entry, "predicted": pred, "correct": pred == entry["label"]})
+    return out
+
+
+def _card_class_names(name: str) -> List[str]:
+    with open(os.path.join(WEIGHTS, f"{name}.json")) as handle:
+        return list(json.load(handle)["class_names"])
+
+
 def ship_clips(task: str, model: torch.nn.Module, test: DatasetSplit) -> List[Dict[str, Any]]:
     """Write the chosen held-out clips as FLAC; return their card entries with the model's predictions."""
+    if "clips_from" in TASKS[task]:
+        return reuse_clips(task, model)
     os.makedirs(CLIPS, exist_ok=True)
     for old in os.listdir(CLIPS):
         if old.startswith(f"{task}_") and old.endswith(".flac"):
@@ -346,19 +411,20 @@ def _write_card(name: str, card: Dict[str, Any]) -> None:
         handle.write("\n")
 
 
-def _load_shipped(task: str) -> Tuple[LogMelCNN, Dict[str, Any]]:
+def _load_shipped(task: str) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     with open(os.path.join(WEIGHTS, f"{task}.json")) as handle:
         card = json.load(handle)
     arch = dict(card["architecture"])
-    model = LogMelCNN(**arch)
+    model = MODELS[card["model"]](**arch)
     model.load_state_dict(torch.load(os.path.join(WEIGHTS, card["weights"]), map_location="cpu", weights_only=True))
     return model.eval(), card
 
 
 def run_task(task: str, data_dir: str, seed: int, evaluate_only: bool) -> Dict[str, Any]:
     """Train (unless ``evaluate_only``), evaluate, ship clips, write weights and card."""
-    manifest = read_manifest(os.path.join(data_dir, task))
-    test = load_split(data_dir, task, "test")
+    dataset = dataset_of(task)
+    manifest = read_manifest(os.path.join(data_dir, dataset))
+    test = load_split(data_dir, dataset, "test")
     if evaluate_only:
         model, card = _load_shipped(task)
         record = card["training"]
@@ -367,24 +433,24 @@ def run_task(task: str, data_dir: str, seed: int, evaluate_only: bool) -> Dict[s
         model, record = train(task, data_dir, seed)
         torch.save(model.state_dict(), os.path.join(WEIGHTS, f"{task}.pt"))
     held_out = evaluate(model, test, TASKS[task]["eval_batch"])
-    held_out["split"] = f"test split of data/{task} ({manifest['splits']['test']})"
+    held_out["split"] = f"test split of data/{dataset} ({manifest['splits']['test']})"
     held_out["command"] = f".venv/bin/python scripts/train_zoo.py {task} --evaluate-only"
     num_samples = int(test.waveforms.shape[1])
     clips = ship_clips(task, model, test)
     card = {
         "name": task,
-        "task": {"instruments": "instrument-family classification", "speech": "spoken-language identification",
-                 "percussion": "drum-sound type classification"}[task],
+        "task": TASK_DESCRIPTIONS[dataset],
+        **({"dataset": dataset} if dataset != task else {}),
         "class_names": list(test.class_names),
         "sample_rate": test.sample_rate,
         "num_samples": num_samples,
-        "model": "LogMelCNN",
+        "model": type(model).__name__,
         "architecture": model.config,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "weights": f"{task}.pt",
         "seed": seed,
         "training": record,
-        "data": {"recipe": manifest["recipe"], "splits": manifest["splits"], "build": ".venv/bin/python scripts/build_datasets.py " + task},
+        "data": {"recipe": manifest["recipe"], "splits": manifest["splits"], "build": ".venv/bin/python scripts/build_datasets.py " + dataset},
         "held_out": held_out,
         "inference_ms_per_row": {
             "value": per_row_ms(model, num_samples),
@@ -400,26 +466,41 @@ def run_task(task: str, data_dir: str, seed: int, evaluate_only: bool) -> Dict[s
     return card
 
 
+def silero_held_out(data_dir: str, rate: int = 16000, num_samples: int = 48000) -> DatasetSplit:
+    """The silero-vad card's held-out set: no-speech clips (label 0) first, then speech (label 1).
+
+    Speech: every held-out prompt (data/speech test). No speech: 3 s crops of the held-out
+    instrument clips (at 0, 10, 20 s) and 3 s sequences of three held-out drum hits.
+    """
+    speech = load_split(data_dir, "speech", "test")
+    instruments = load_split(data_dir, "instruments", "test")
+    percussion = load_split(data_dir, "percussion", "test")
+    starts = (0, 10, 20)
+    no_speech = [instruments.waveforms[:, s * rate : s * rate + num_samples] for s in starts]
+    n_hits = (len(percussion.labels) // 3) * 3
+    hits = percussion.waveforms[:n_hits].reshape(-1, 3 * percussion.waveforms.shape[1])
+    no_speech.append(hits[:, :num_samples])
+    negatives = torch.cat(no_speech)
+    waves = torch.cat([negatives, speech.waveforms])
+    labels = torch.cat([torch.zeros(len(negatives), dtype=torch.long), torch.ones(len(speech.labels), dtype=torch.long)])
+    sources = [f"instruments test {i} at {s} s ({src})" for s in starts for i, src in enumerate(instruments.sources)]
+    sources += [f"percussion test {i}-{i + 2} in sequence" for i in range(0, n_hits, 3)]
+    sources += [f"speech test {i} ({src})" for i, src in enumerate(speech.sources)]
+    return DatasetSplit(waves, labels, ("no_speech", "speech"), rate, sources)
+
+
 def run_silero(data_dir: str) -> Dict[str, Any]:
     """Evaluate the silero-vad wrapper on a held-out speech / no-speech set and write its card and clips."""
     from captum_freqrex.zoo._silero import SileroVADClassifier, AGGREGATION_NOTE
 
     model = SileroVADClassifier()
     rate, num_samples = model.sample_rate, model.num_samples
-    speech = load_split(data_dir, "speech", "test")
     instruments = load_split(data_dir, "instruments", "test")
     percussion = load_split(data_dir, "percussion", "test")
-    # Speech: every held-out prompt. No speech: 3 s crops of the held-out instrument clips (0, 10,
-    # 20 s) and 3 s sequences of three held-out drum hits.
-    no_speech = [instruments.waveforms[:, s * rate : s * rate + num_samples] for s in (0, 10, 20)]
-    hits = percussion.waveforms[: (len(percussion.labels) // 3) * 3].reshape(-1, 3 * percussion.waveforms.shape[1])
-    no_speech.append(hits[:, :num_samples])
-    negatives = torch.cat(no_speech)
-    waves = torch.cat([negatives, speech.waveforms])
-    labels = torch.cat([torch.zeros(len(negatives), dtype=torch.long), torch.ones(len(speech.labels), dtype=torch.long)])
-    split = DatasetSplit(waves, labels, ("no_speech", "speech"), rate, [])
+    split = silero_held_out(data_dir, rate, num_samples)
+    n_speech = int(split.labels.sum())
     held_out = evaluate(model, split, 64)
-    held_out["split"] = (f"{len(speech.labels)} held-out speech prompts (data/speech test) vs {len(negatives)} no-speech clips: "
+    held_out["split"] = (f"{n_speech} held-out speech prompts (data/speech test) vs {len(split.labels) - n_speech} no-speech clips: "
                          "3 s crops at 0/10/20 s of the instruments test clips and 3 s sequences of three percussion test hits")
     held_out["command"] = ".venv/bin/python scripts/train_zoo.py silero-vad"
     os.makedirs(CLIPS, exist_ok=True)
@@ -505,8 +586,8 @@ def write_licences_md() -> None:
     lines = [_LICENCE_HEADER.replace("{kits}", kits)]
     for name in [*TASKS, "silero-vad"]:
         path = os.path.join(WEIGHTS, f"{name}.json")
-        if not os.path.exists(path):
-            continue
+        if not os.path.exists(path) or "clips_from" in TASKS.get(name, {}):
+            continue  # a model that reuses another's clips adds none
         with open(path) as handle:
             card = json.load(handle)
         lines.append(f"### {name}\n")

@@ -14,6 +14,9 @@ one value per example. One call per method therefore compares methods on equal t
   deleted, and the AUC; :func:`minimal_sufficient_prefix` — the first sufficient top-k, and
   whether sufficiency was monotone along the ranking.
 * :func:`explanation_size` — features, share of bins and of spectral energy; :func:`snr_db`.
+* :func:`transferability` — feed one model's sufficient signals to other models of the same task:
+  per target model and class, how many they accept (and how many full clips they already decide
+  the same way).
 
 Every metric calls the model through one caller, with FreqReX's output checks (a real
 floating-point tensor, one row per waveform, finite scores), on copies of the caller's waveforms,
@@ -30,6 +33,7 @@ from captum_freqrex.metrics._curves import (
 from captum_freqrex.metrics._perturbation import PerturbationResult, perturbation_success_rate
 from captum_freqrex.metrics._sets import NecessityResult, SufficiencyResult, necessity, sufficiency
 from captum_freqrex.metrics._size import SizeResult, explanation_size, snr_db
+from captum_freqrex.metrics._transfer import TransferResult, transferability
 
 __all__ = [
     "sufficiency",
@@ -40,10 +44,12 @@ __all__ = [
     "minimal_sufficient_prefix",
     "explanation_size",
     "snr_db",
+    "transferability",
     "SufficiencyResult",
     "NecessityResult",
     "PerturbationResult",
     "CurveResult",
     "PrefixResult",
     "SizeResult",
+    "TransferResult",
 ]

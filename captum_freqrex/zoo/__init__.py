@@ -1,11 +1,14 @@
 """Example-model zoo: small audio classifiers with shipped weights and held-out sample clips.
 
 Everything is offline: weights, model cards and clips are package data; loading a trained model
-needs only torch (the log-mel front-end is plain torch with its filterbank in the state dict).
+needs only torch (the log-mel front-end is plain torch with its filterbank in the state dict; the
+waveform model's filters are ordinary convolution weights).
 
 * ``"instruments"`` — instrument family of 30 s clips at 16 kHz (9 families, FluidR3_GM renders).
 * ``"speech"`` — spoken language of 3 s clips at 16 kHz (en, es, fr, it, ru; Asterisk prompts).
 * ``"percussion"`` — drum-sound type of 1 s clips at 16 kHz (kick, snare, hi-hat, cymbal, tom).
+* ``"percussion-wave"`` — the same task built differently: a learned filterbank on the raw
+  waveform and a 1-D CNN (:class:`WaveCNN`, no Fourier transform), for transferability checks.
 * ``"silero-vad"`` — the third-party Silero VAD as a clip-level [no_speech, speech] classifier
   (optional: needs ``pip install silero-vad``).
 
@@ -19,7 +22,7 @@ Example::
 See ``captum_freqrex/zoo/README.md`` for data recipes, accuracies and licences.
 """
 
-from captum_freqrex.zoo._models import LogMel, LogMelCNN
+from captum_freqrex.zoo._models import LogMel, LogMelCNN, WaveCNN
 from captum_freqrex.zoo._registry import available, load, load_clip, sample_clips
 from captum_freqrex.zoo._silero import SileroVADClassifier
 from captum_freqrex.zoo._types import SampleClip, ZooModel
@@ -33,5 +36,6 @@ __all__ = [
     "SampleClip",
     "LogMelCNN",
     "LogMel",
+    "WaveCNN",
     "SileroVADClassifier",
 ]

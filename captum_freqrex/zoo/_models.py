@@ -1,7 +1,11 @@
-"""The zoo's classifier: a log-mel front-end in plain torch and a small CNN with global pooling.
+"""The zoo's classifiers, plain torch with global pooling.
 
-Loading needs only torch: the mel filterbank is a buffer in the state dict (computed once with
-``torchaudio.functional.melscale_fbanks`` by :meth:`LogMelCNN.create` when a model is trained).
+* :class:`LogMelCNN`: a log-mel front-end and a 2-D CNN over (mel band, frame). Loading needs only
+  torch: the mel filterbank is a buffer in the state dict (computed once with
+  ``torchaudio.functional.melscale_fbanks`` by :meth:`LogMelCNN.create` when a model is trained).
+* :class:`WaveCNN`: a learned filterbank (a strided 1-D convolution of the raw waveform), log frame
+  energies and a 1-D CNN over frames: no Fourier transform anywhere, so its view of frequency is
+  whatever its filters learned.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LogMelCNN", "LogMel"]
+__all__ = ["LogMelCNN", "LogMel", "WaveCNN"]
 
 
 class LogMel(nn.Module):
@@ -167,6 +172,152 @@ class LogMelCNN(nn.Module):
             waveforms = waveforms.mean(dim=1)
         x = self.norm(self.frontend(waveforms)).unsqueeze(1)  # (B, 1, n_mels, frames)
         x = self.blocks(x).mean(dim=2)  # (B, C, frames')
+        return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
+
+    def forward(self, waveforms: Tensor) -> Tensor:
+        r"""Args:
+            waveforms (Tensor): ``(B, T)`` (or ``(B, C, T)``) float32 at :attr:`sample_rate`.
+
+        Returns:
+            Tensor: ``(B, n_classes)`` logits.
+        """
+        return self.classifier(self.dropout(self.embed(waveforms)))
+
+
+class _Block1d(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel_size: int, pool: int) -> None:
+        super().__init__(
+            nn.Conv1d(cin, cout, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm1d(cout),
+            nn.ReLU(inplace=True),
+            nn.MaxPool1d(pool) if pool > 1 else nn.Identity(),
+        )
+
+
+class WaveCNN(nn.Module):
+    r"""Waveforms ``(B, T)`` -> logits ``(B, n_classes)``: learned filterbank, log energy, 1-D CNN.
+
+    The front end is a strided convolution of the raw waveform with ``n_filters`` learned filters
+    of ``filter_length`` samples (initialised as Hann-windowed cosines at log-spaced centre
+    frequencies from 30 Hz to 0.45 times the sample rate, then trained freely); each filter's
+    output is squared and averaged over ``energy_pool`` outputs, so a frame is
+    ``stride * energy_pool`` samples, and its log (floor ``eps``) is normalised per filter (a batch
+    norm, fixed in eval mode). ``len(channels)`` blocks of 1-D convolution over frames (the filters
+    are the input channels), batch norm, ReLU and max pooling follow, then mean and max over time
+    (concatenated), dropout and a linear layer. Like :class:`LogMelCNN` it is length-agnostic and
+    takes ``(B, C, T)`` (mixed down to mono), but it computes no Fourier transform: the frequency
+    selectivity is learned, so it is a differently built model of the same task.
+
+    Args:
+        n_classes (int): Number of classes.
+        sample_rate (int, optional): Sample rate in Hz (sets the initial filter frequencies).
+                    Default: 16000
+        n_filters (int, optional): Learned front-end filters. Default: 48
+        filter_length (int, optional): Filter length in samples. Default: 256
+        stride (int, optional): Samples between filter outputs. Default: 8
+        energy_pool (int, optional): Filter outputs averaged into one frame. Default: 20
+        channels (sequence of int, optional): Output channels of each 1-D block.
+                    Default: (64, 64, 96, 96)
+        kernel_size (int, optional): Kernel of the 1-D blocks, in frames (odd). Default: 5
+        pool (int, optional): Max pooling over frames after each block. Default: 2
+        dropout (float, optional): Dropout before the linear layer (training only). Default: 0.3
+        eps (float, optional): Floor added to the frame energy before the log. Default: 1e-6
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        sample_rate: int = 16000,
+        n_filters: int = 48,
+        filter_length: int = 256,
+        stride: int = 8,
+        energy_pool: int = 20,
+        channels: Sequence[int] = (64, 64, 96, 96),
+        kernel_size: int = 5,
+        pool: int = 2,
+        dropout: float = 0.3,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd (same-length convolutions), got {kernel_size}")
+        if min(n_filters, filter_length, stride, energy_pool, pool) < 1 or not channels:
+            raise ValueError("n_filters, filter_length, stride, energy_pool and pool must be >= 1, channels non-empty")
+        self.sample_rate = sample_rate
+        self.eps = eps
+        self.min_samples = filter_length + stride * (energy_pool - 1)
+        self.config: Dict[str, Any] = {
+            "n_classes": n_classes,
+            "sample_rate": sample_rate,
+            "n_filters": n_filters,
+            "filter_length": filter_length,
+            "stride": stride,
+            "energy_pool": energy_pool,
+            "channels": list(channels),
+            "kernel_size": kernel_size,
+            "pool": pool,
+            "dropout": dropout,
+            "eps": eps,
+        }
+        self.filters = nn.Conv1d(1, n_filters, filter_length, stride=stride, bias=False)
+        with torch.no_grad():
+            self.filters.weight.copy_(self.cosine_filters(n_filters, filter_length, sample_rate).unsqueeze(1))
+        self.energy_pool = energy_pool
+        self.norm = nn.BatchNorm1d(n_filters)
+        blocks, cin = [], n_filters
+        for cout in channels:
+            blocks.append(_Block1d(cin, cout, kernel_size, pool))
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * cin, n_classes)
+
+    @staticmethod
+    def cosine_filters(n_filters: int, filter_length: int, sample_rate: int) -> Tensor:
+        r"""The initial filterbank: Hann-windowed cosines at log-spaced centre frequencies.
+
+        Args:
+            n_filters (int): Number of filters.
+            filter_length (int): Samples per filter.
+            sample_rate (int): Sample rate in Hz.
+
+        Returns:
+            Tensor: ``(n_filters, filter_length)``, each filter of unit L2 norm.
+        """
+        low, high = 30.0, 0.45 * sample_rate
+        centres = low * (high / low) ** torch.linspace(0.0, 1.0, n_filters, dtype=torch.float64)
+        t = torch.arange(filter_length, dtype=torch.float64) / sample_rate
+        window = torch.hann_window(filter_length, periodic=False, dtype=torch.float64)
+        bank = window * torch.cos(2 * torch.pi * centres[:, None] * t[None, :])
+        return (bank / bank.norm(dim=1, keepdim=True)).float()
+
+    def frontend(self, waveforms: Tensor) -> Tensor:
+        r"""Log frame energies of the learned filters, ``(B, T)`` -> ``(B, n_filters, frames)``.
+
+        Args:
+            waveforms (Tensor): ``(B, T)`` float waveforms, ``T >= min_samples``.
+
+        Returns:
+            Tensor: ``(B, n_filters, frames)``, ``frames = (1 + (T - filter_length) // stride) // energy_pool``.
+        """
+        if waveforms.shape[-1] < self.min_samples:
+            raise ValueError(f"WaveCNN needs at least {self.min_samples} samples per waveform, got {waveforms.shape[-1]}")
+        outputs = self.filters(waveforms.unsqueeze(1))  # (B, n_filters, 1 + (T - L) // stride)
+        energy = F.avg_pool1d(outputs.square(), self.energy_pool)
+        return torch.log(energy + self.eps)
+
+    def embed(self, waveforms: Tensor) -> Tensor:
+        r"""The pooled features before the linear layer.
+
+        Args:
+            waveforms (Tensor): ``(B, T)`` (or ``(B, C, T)``) float32 at :attr:`sample_rate`.
+
+        Returns:
+            Tensor: ``(B, 2 * channels[-1])``: mean and max over time of the last block.
+        """
+        if waveforms.dim() == 3:
+            waveforms = waveforms.mean(dim=1)
+        x = self.blocks(self.norm(self.frontend(waveforms)))  # (B, C, frames')
         return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
 
     def forward(self, waveforms: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List
 import torch
 from torch import nn
 
-from captum_freqrex.zoo._models import LogMelCNN
+from captum_freqrex.zoo._models import LogMelCNN, WaveCNN
 from captum_freqrex.zoo._types import SampleClip, ZooModel
 
 __all__ = ["available", "load", "sample_clips", "load_clip"]
@@ -20,8 +20,12 @@ __all__ = ["available", "load", "sample_clips", "load_clip"]
 _PACKAGE = "captum_freqrex.zoo"
 
 
+#: The card's "model" -> the class its "architecture" builds.
+_ARCHITECTURES: Dict[str, Callable[..., nn.Module]] = {"LogMelCNN": LogMelCNN, "WaveCNN": WaveCNN}
+
+
 def _trained(card: Dict[str, Any]) -> nn.Module:
-    model = LogMelCNN(**card["architecture"])
+    model = _ARCHITECTURES[card["model"]](**card["architecture"])
     state = torch.load(io.BytesIO(_read_bytes("weights", card["weights"])), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model
@@ -38,6 +42,7 @@ _BUILDERS: Dict[str, Callable[[Dict[str, Any]], nn.Module]] = {
     "instruments": _trained,
     "speech": _trained,
     "percussion": _trained,
+    "percussion-wave": _trained,
     "silero-vad": _silero,
 }
 
@@ -63,7 +68,8 @@ def available() -> List[str]:
     an ImportError saying how to install it).
 
     Returns:
-        list of str: E.g. ``["instruments", "speech", "percussion", "silero-vad"]``.
+        list of str: ``["instruments", "speech", "percussion", "percussion-wave", "silero-vad"]``
+        ("percussion-wave" is the percussion task built differently: :class:`WaveCNN`).
     """
     return list(_BUILDERS)
 
