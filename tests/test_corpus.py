@@ -9,6 +9,7 @@ bands each class relies on, are known by construction.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 from typing import Optional
@@ -26,6 +27,7 @@ from captum_freqrex.corpus import (
     StoreMismatchError,
     aggregate,
     explain_dataset,
+    write_aggregates,
 )
 from captum_freqrex.metrics import perturbation_success_rate
 from known_models import SAMPLE_RATE, ToneClassifier, tone
@@ -66,6 +68,27 @@ class Probe(torch.nn.Module):
         return self.inner(x)
 
 
+def same_tone_model() -> ToneClassifier:
+    """``--transfer-to test_corpus:same_tone_model``: keyed on the same tones, with another floor."""
+    model = ToneClassifier([440, 1000], floor=0.02)
+    model.sample_rate, model.class_names = SAMPLE_RATE, list(NAMES)
+    return model
+
+
+def fast_model() -> ToneClassifier:
+    """``--transfer-to test_corpus:fast_model``: a target at another rate, refused."""
+    model = ToneClassifier([440, 1000])
+    model.sample_rate = 2 * SAMPLE_RATE
+    return model
+
+
+def targets() -> dict:
+    """Transfer targets with known answers: keyed on the same tones (accepts every signal), on the
+    other class's tone (accepts none), and on the 50 Hz hum and 1 kHz (decides ``a440`` on the
+    full a440 clips by their hum, so it agrees there, yet accepts none of their 440 Hz signals)."""
+    return {"same": ToneClassifier([440, 1000], floor=0.02), "swapped": ToneClassifier([1000, 440]), "hum": HumModel()}
+
+
 def interrupting_model() -> Probe:
     """``--model test_corpus:interrupting_model``: Ctrl-C on the first clip."""
     model = Probe(_clip("a440", 0))
@@ -101,7 +124,7 @@ def results(store, ignore=("source", "position", "fingerprint")) -> dict:
     """Every per-clip table of a store, without timing columns (and ``ignore``), for comparisons."""
     with ResultStore(str(store), readonly=True) as opened:
         out = {}
-        for table in ("clips", "sets", "set_bins", "band_responsibility", "flips"):
+        for table in ("clips", "sets", "set_bins", "band_responsibility", "flips", "transfers"):
             out[table] = [
                 {k: v for k, v in row.items() if k not in TIMING and k not in ignore} for row in opened.rows(table)
             ]
@@ -199,6 +222,75 @@ def test_flips_agree_with_perturbation_success_rate(reference, data):
     assert agg.overall.flip_rate == {1: float(direct.success_rate[0]), 5: float(direct.success_rate[1])}
 
 
+@pytest.fixture(scope="module")
+def transferred(data, tmp_path_factory):
+    """The reference run with transfer targets."""
+    root, _ = data
+    store = tmp_path_factory.mktemp("transferred") / "results.sqlite"
+    run(Probe(), root, store, transfer_to=targets())
+    return store
+
+
+def test_transfer_targets_decide_by_their_tones(transferred, reference, data):
+    _, paths = data
+    tables = results(transferred)
+    rows = {(row["clip_id"], row["model"]): row for row in tables.pop("transfers")}
+    assert set(rows) == {(p, m) for p in paths for m in ("same", "swapped", "hum")}
+    for path in paths:
+        target = NAMES.index(path.split("/")[0])
+        same, swapped, hum = (rows[(path, m)] for m in ("same", "swapped", "hum"))
+        assert same["accepted"] and same["full_agrees"] and same["signal_class"] == same["full_class"] == target
+        assert not swapped["accepted"] and not swapped["full_agrees"]
+        assert swapped["signal_class"] == swapped["full_class"] == 1 - target  # the other class's tone
+        assert swapped["signal_class_name"] == NAMES[1 - target]
+        if target == 0:  # the hum decides a440 on the full clip; the 440 Hz signal has no hum
+            assert hum["full_agrees"] and not hum["accepted"] and hum["signal_class_name"] == "none"
+        else:
+            assert hum["full_agrees"] and hum["accepted"]
+    # Transfer adds its rows and changes none of the others.
+    assert tables == {k: v for k, v in results(reference[0]).items() if k != "transfers"}
+    with ResultStore(str(transferred), readonly=True) as opened:
+        recorded = opened.run_record()["settings"]["transfer_to"]
+    assert [t["name"] for t in recorded] == ["same", "swapped", "hum"]
+    assert recorded[0]["type"].endswith("ToneClassifier") and recorded[2]["type"].endswith("HumModel")
+
+
+def test_aggregates_hold_the_acceptance_matrix(transferred, tmp_path):
+    agg = aggregate(transferred)
+    result = agg.transfer
+    assert result is not None and result.model_names == ("same", "swapped", "hum")
+    assert result.class_names == ("a440", "b1000") and result.counts.tolist() == [2, 2]
+    assert result.rates.tolist() == [[1.0, 1.0], [0.0, 0.0], [0.0, 1.0]]
+    assert result.agree_counts is not None and result.agree_counts.tolist() == [[2, 2], [0, 0], [2, 2]]
+    table = agg.transfer_table()
+    assert table is not None
+    lines = table.splitlines()
+    assert lines[0].split() == ["transfer", "to", "a440", "b1000", "(all)"]
+    assert lines[1].split() == ["same:", "signal", "1.00", "(2/2)", "1.00", "(2/2)", "1.00", "(4/4)"]
+    assert lines[5].split() == ["hum:", "signal", "0.00", "(0/2)", "1.00", "(2/2)", "0.50", "(2/4)"]
+    assert lines[6].split() == ["hum:", "full", "clip", "1.00", "(2/2)", "1.00", "(2/2)", "1.00", "(4/4)"]
+    assert aggregate(transferred, by="label").transfer.rates.tolist() == result.rates.tolist()
+    json_path, csv_path = tmp_path / "a.json", tmp_path / "a.csv"
+    write_aggregates(transferred, str(json_path), str(csv_path))
+    payload = json.loads(json_path.read_text())["by_target"]["transfer"]
+    assert payload["models"] == ["same", "swapped", "hum"] and payload["acceptance"] == [[1, 1], [0, 0], [0, 1]]
+    assert payload["full_clip_agreement"][2] == [1, 1]
+    assert {"model": "hum", "class": "all", "clips": 4, "accepted": 2, "rate": 0.5, "full_clip_agrees": 4,
+            "accepted_where_full_agrees": 2} in payload["rows"]
+    with open(csv_path, newline="") as handle:
+        csv_rows = {(r["grouping"], r["class"]): r for r in csv.DictReader(handle)}
+    assert csv_rows[("target", "a440")]["accepted@hum"] == "0.0" and csv_rows[("target", "a440")]["full_agrees@hum"] == "1.0"
+    assert csv_rows[("target", "(all)")]["accepted@hum"] == "0.5" and csv_rows[("label", "b1000")]["transfer_clips"] == "2"
+    assert aggregate(transferred).transfer_table() == table
+    assert aggregate(str(transferred)).to_dict()["transfer"]["classes"] == ["a440", "b1000"]
+
+
+def test_a_run_without_targets_has_no_matrix(reference):
+    agg = aggregate(reference[0])
+    assert agg.transfer is None and agg.transfer_table() is None and agg.to_dict()["transfer"] is None
+    assert not any(key.startswith("accepted@") for key in agg.csv_rows()[0])
+
+
 # ----------------------------------------------------------------------------- resuming
 
 
@@ -223,6 +315,49 @@ def test_interrupted_run_resumes_without_recomputing(reference, data, tmp_path):
     assert results(store) == results(ref_store)
     again = Probe()
     assert run(again, root, store).explained == 0 and again.calls == 0
+
+
+def test_interrupted_run_with_targets_resumes_with_their_rows(transferred, data, tmp_path):
+    root, paths = data
+    store = tmp_path / "results.sqlite"
+    victim = torch.from_numpy(sf.read(str(root / paths[2]), dtype="float32")[0])
+    with pytest.raises(KeyboardInterrupt):
+        run(Probe(victim), root, store, transfer_to=targets())
+    with ResultStore(str(store), readonly=True) as opened:
+        assert sorted({row["clip_id"] for row in opened.rows("transfers")}) == paths[:2]
+    summary = run(Probe(), root, store, transfer_to=targets())
+    assert (summary.explained, summary.skipped) == (2, 2)
+    assert results(store) == results(transferred)
+    assert aggregate(store).transfer.rates.tolist() == aggregate(transferred).transfer.rates.tolist()
+
+
+def test_other_transfer_targets_are_refused(transferred, reference, data):
+    root, _ = data
+    before = os.path.getmtime(transferred), os.path.getsize(transferred)
+    fewer = {k: v for k, v in targets().items() if k != "hum"}
+    reordered = dict(reversed(list(targets().items())))
+    renamed = {**targets(), "hum": ToneClassifier([50, 1000])}  # another type under the name "hum"
+    for given in (None, fewer, reordered, renamed):
+        with pytest.raises(StoreMismatchError) as caught:
+            run(Probe(), root, transferred, transfer_to=given)
+        assert caught.value.key == "transfer_to" and "transfer_to=" in str(caught.value)
+    assert (os.path.getmtime(transferred), os.path.getsize(transferred)) == before
+    with pytest.raises(StoreMismatchError, match="transfer_to=None"):
+        run(Probe(), root, reference[0], transfer_to=targets())
+
+
+def test_bad_transfer_targets_raise_clear_errors(data, tmp_path):
+    root, _ = data
+    store = tmp_path / "t.sqlite"
+    with pytest.raises(TypeError, match=r"transfer_to\['x'\] must be callable"):
+        run(Probe(), root, store, transfer_to={"x": 3})
+    with pytest.raises(TypeError, match="mapping of name -> model"):
+        run(Probe(), root, store, transfer_to=[ToneClassifier([440])])
+    with pytest.raises(ValueError, match=r"transfer_to\['fast'\] has sample_rate 16000 but the model 8000"):
+        run(Probe(), root, store, transfer_to={"fast": fast_model()})
+    with pytest.raises(ValueError, match="transfer_factories names \\['y'\\]"):
+        run(Probe(), root, store, transfer_to=targets(), transfer_factories={"y": ToneClassifier})
+    assert not store.exists()
 
 
 def test_changed_data_set_is_detected(tmp_path):
@@ -371,6 +506,27 @@ def test_cli_end_to_end(data, tmp_path, capsys):
     assert main(["explain-dataset", str(tmp_path / "nowhere"), "--model", "test_corpus:tone_model",
                  "--out", str(tmp_path / "other")]) == 2
     assert "no such folder or CSV file" in capsys.readouterr().err
+
+
+def test_cli_transfer_to_prints_the_matrix_and_refuses_other_targets(data, tmp_path, capsys):
+    root, _ = data
+    out = tmp_path / "res"
+    argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(out),
+            "--max-queries", "100", "--ks", "1"]
+    assert main(argv + ["--transfer-to", "test_corpus:same_tone_model"]) == 0
+    printed = capsys.readouterr().out
+    assert "test_corpus:same_tone_model: signal     1.00 (2/2)" in printed
+    assert "test_corpus:same_tone_model: full clip  1.00 (2/2)" in printed
+    payload = json.loads((out / "aggregates.json").read_text())
+    assert payload["by_target"]["transfer"]["acceptance"] == [[1.0, 1.0]]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--transfer-to test_corpus:same_tone_model, not (none)" in error and "--out another folder" in error
+    assert main(argv + ["--transfer-to", "test_corpus:fast_model"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--transfer-to test_corpus:fast_model runs at 16000 Hz but --model test_corpus:tone_model runs at 8000 Hz" in error
+    assert main(argv + ["--transfer-to", "test_corpus:same_tone_model", "test_corpus:same_tone_model"]) == 2
+    assert "names test_corpus:same_tone_model twice" in capsys.readouterr().err
 
 
 def test_cli_ctrl_c_leaves_a_resumable_store(data, tmp_path, capsys):

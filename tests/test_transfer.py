@@ -7,7 +7,7 @@ import torch
 
 from captum_freqrex import FreqReX
 from captum_freqrex.metrics import TransferResult, transferability
-from known_models import ToneClassifier, tone
+from known_models import ToneClassifier, ToneDetector, tone
 
 NAMES = ("440 Hz", "1000 Hz", "none")
 
@@ -207,3 +207,28 @@ def test_explanations_without_a_certified_set_are_refused():
     explanations[1].sufficient = None
     with pytest.raises(ValueError, match="explanation 1 has no sufficient set.*e.sufficient.certified"):
         transferability(explanations, None, {"s": source})
+
+
+def test_each_target_is_called_through_one_oracle_whose_counts_are_its_own(monkeypatch):
+    from captum_freqrex._core import oracle as oracle_module
+
+    built = []
+    init = oracle_module.Oracle.__init__
+
+    def recording(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(oracle_module.Oracle, "__init__", recording)
+    same, other = ToneDetector([440], threshold=0.1), ToneDetector([2500], threshold=0.1)
+    result = transferability(signals(), [1] * 5, {"same": same, "other": other}, originals=clips(),
+                             max_examples_per_batch=2)
+    assert [o.forward_func for o in built] == [same, other]  # one oracle per target model
+    for oracle, model in zip(built, (same, other)):
+        assert (oracle.stats.queries, oracle.stats.forward_calls) == (model.rows, model.calls) == (10, 6)
+        assert oracle.decision is not None  # the verdicts are the oracle's
+    # The 440 Hz detector accepts the three 440 Hz signals; the 2500 Hz one none (its tone is only
+    # in the full clips, which it decides as class 1 on every clip).
+    assert result.accepted.tolist() == [[True] * 3 + [False] * 2, [False] * 5]
+    assert result.agrees is not None and result.agrees[1].all()
+    assert result.full_decided is not None and result.full_decided.tolist() == [[1, 1, 1, 1, 0], [1] * 5]

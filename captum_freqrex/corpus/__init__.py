@@ -4,9 +4,11 @@
   FreqReX, in this process or on Ray; each clip is written to the store in one transaction, and a
   second call resumes where the first stopped.
 * :class:`ResultStore` — the SQLite file: one run (settings, model, versions), per clip, per set,
-  per bin of each set, per band of a fixed third-octave grid, and flip results at k = 1 and 5.
+  per bin of each set, per band of a fixed third-octave grid, flip results at k = 1 and 5, and
+  (with ``transfer_to``) the decisions of other models on each clip's sufficient signal.
 * :func:`aggregate` / :func:`write_aggregates` — per class: mean responsibility per band, the
-  bands it relies on (flagging low-frequency cues), flip rates and median SNR.
+  bands it relies on (flagging low-frequency cues), flip rates and median SNR, and the transfer
+  targets' acceptance matrix.
 
 Like :mod:`captum_freqrex.metrics` and :mod:`captum_freqrex.compare`, this sits on top of the core
 (it reads audio and writes files) and is imported from here, not from ``captum_freqrex``::

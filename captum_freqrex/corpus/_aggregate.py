@@ -8,7 +8,11 @@ Per class (the explained target, or the clips' label) and overall:
   of their FreqReX ranking are removed) and the median SNR in dB of the changes that flipped;
 * ``low_frequency_share``, the mean responsibility in bands centred below ``low_frequency_hz``
   (100 Hz by default), and ``low_frequency_cue``: the class's top band lies there. A classifier
-  that decides on mains hum, rumble or a DC offset instead of the sound itself shows up here.
+  that decides on mains hum, rumble or a DC offset instead of the sound itself shows up here;
+* with transfer targets, the acceptance matrix: per target model and class, the share of clips
+  whose certified sufficient signal the target decides as the explained model did, beside the
+  share of full clips it already decides that way (a
+  :class:`~captum_freqrex.metrics.TransferResult`).
 
 Clips whose status is ``"error"`` are left out.
 """
@@ -23,9 +27,12 @@ import os
 import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
 
 from captum_freqrex.corpus._store import ResultStore
+from captum_freqrex.metrics import TransferResult
 
 __all__ = ["Aggregates", "ClassAggregate", "aggregate", "write_aggregates", "LOW_FREQUENCY_HZ"]
 
@@ -83,6 +90,9 @@ class Aggregates:
         overall (ClassAggregate): Every explained clip.
         classes (list of ClassAggregate): One per class, in class order (by target) or by name (by label).
         failed (int): Clips whose status is ``"error"`` (left out).
+        transfer (TransferResult, optional): The acceptance matrix of the transfer targets, its
+                    classes those of ``classes`` (in order), its clips those with a certified
+                    sufficient set; None for a run without targets.
     """
 
     by: str
@@ -92,6 +102,7 @@ class Aggregates:
     overall: ClassAggregate
     classes: List[ClassAggregate]
     failed: int = 0
+    transfer: Optional[TransferResult] = None
 
     def __getitem__(self, name: str) -> ClassAggregate:
         for entry in self.classes:
@@ -111,12 +122,31 @@ class Aggregates:
         return {
             "by": self.by, "ks": list(self.ks), "bands": list(self.bands), "low_frequency_hz": self.low_frequency_hz,
             "failed": self.failed, "overall": plain(self.overall), "classes": [plain(c) for c in self.classes],
+            "transfer": None if self.transfer is None else _transfer_dict(self.transfer),
         }
+
+    def _transfer_cells(self, index: Optional[int]) -> Dict[str, Any]:
+        """The CSV cells of the transfer targets for class ``index`` (None: all clips)."""
+        result = self.transfer
+        if result is None:
+            return {}
+        counts, agree = result.counts, result.agree_counts
+        assert agree is not None, "a store's transfers always hold the full-clip decisions"
+        n = int(counts.sum() if index is None else counts[index])
+        cells: Dict[str, Any] = {"transfer_clips": n}
+        for m, name in enumerate(result.model_names):
+            accepted = result.accepted_counts[m]
+            a = int(accepted.sum() if index is None else accepted[index])
+            g = int(agree[m].sum() if index is None else agree[m, index])
+            cells[f"accepted@{name}"] = a / n if n else None
+            cells[f"full_agrees@{name}"] = g / n if n else None
+        return cells
 
     def csv_rows(self) -> List[Dict[str, Any]]:
         """One flat row per class and one for all clips (what :func:`write_aggregates` writes)."""
         rows = []
-        for entry in [*self.classes, self.overall]:
+        indexed: List[Tuple[Optional[int], ClassAggregate]] = [*enumerate(self.classes), (None, self.overall)]
+        for index, entry in indexed:
             row: Dict[str, Any] = {"grouping": self.by, "class": entry.name, "clips": entry.clips,
                                    "agreement": entry.agreement}
             for k in self.ks:
@@ -131,8 +161,34 @@ class Aggregates:
             row["low_frequency_cue"] = int(entry.low_frequency_cue)
             for band, value in zip(self.bands, entry.band_responsibility):
                 row[f"band {band['hz_low']:.0f}-{band['hz_high']:.0f} Hz"] = value
+            row.update(self._transfer_cells(index))
             rows.append(row)
         return rows
+
+    def transfer_table(self) -> Optional[str]:
+        r"""The acceptance matrix as a short plain-text table (None without transfer targets): per
+        target, a row ``signal`` (accepted / clips with a certified sufficient set) and a row
+        ``full clip`` (full clips the target decides as the explained model did), per class."""
+        result = self.transfer
+        if result is None:
+            return None
+        counts, agree = result.counts, result.agree_counts
+        assert agree is not None, "a store's transfers always hold the full-clip decisions"
+
+        def cells(hits: torch.Tensor) -> List[str]:
+            pairs = [*zip(hits.tolist(), counts.tolist()), (int(hits.sum()), int(counts.sum()))]
+            return [f"{h / n:.2f} ({h}/{n})" if n else "-" for h, n in pairs]
+
+        head = ["transfer to", *[c.name for c in self.classes], self.overall.name]
+        lines = []
+        for m, name in enumerate(result.model_names):
+            lines.append([f"{name}: signal", *cells(result.accepted_counts[m])])
+            lines.append([f"{name}: full clip", *cells(agree[m])])
+        widths = [max(len(row[i]) for row in [head, *lines]) for i in range(len(head))]
+        return "\n".join(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in [head, *lines]
+        )
 
     def table(self) -> str:
         """A short plain-text table: clips, flip rates, median SNR, top band per class."""
@@ -159,6 +215,50 @@ class Aggregates:
 def _median(values: Sequence[float]) -> Optional[float]:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return float(statistics.median(finite)) if finite else None
+
+
+def _finite_or_none(value: float) -> Optional[float]:
+    return value if math.isfinite(value) else None
+
+
+def _transfer_dict(result: TransferResult) -> Dict[str, Any]:
+    """The acceptance matrix, JSON-safe: ``models``, ``classes``, ``acceptance`` and
+    ``full_clip_agreement`` (``[model][class]`` rates, null for a class without clips) and
+    :meth:`TransferResult.rows`."""
+    agree = result.agree_counts
+    assert agree is not None, "a store's transfers always hold the full-clip decisions"
+    counts = result.counts.double()
+    return {
+        "models": list(result.model_names),
+        "classes": list(result.class_names),
+        "acceptance": [[_finite_or_none(v) for v in row] for row in result.rates.tolist()],
+        "full_clip_agreement": [[_finite_or_none(v) for v in row] for row in (agree.double() / counts).tolist()],
+        "rows": [{k: _finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()} for row in result.rows()],
+    }
+
+
+def _transfer_result(
+    models: Sequence[str], names: Sequence[str], groups: Dict[str, List[str]], clips: Dict[str, Dict[str, Any]],
+    transfers: Dict[Tuple[str, str], Dict[str, Any]],
+) -> TransferResult:
+    """The stored transfer rows of the grouped clips as a :class:`TransferResult` (its counting)."""
+    ids, classes = [], []
+    for index, name in enumerate(names):
+        for clip_id in groups[name]:
+            if all((clip_id, model) in transfers for model in models):  # clips with a certified signal
+                ids.append(clip_id)
+                classes.append(index)
+
+    def field_of(key: str, dtype: torch.dtype) -> torch.Tensor:
+        values = [[transfers[(clip_id, model)][key] for clip_id in ids] for model in models]
+        return torch.tensor(values, dtype=dtype).reshape(len(models), len(ids))
+
+    return TransferResult(
+        model_names=tuple(models), class_names=tuple(names), classes=torch.tensor(classes, dtype=torch.long),
+        decisions=torch.tensor([int(clips[c]["target"]) for c in ids], dtype=torch.long),
+        accepted=field_of("accepted", torch.bool), decided=field_of("signal_class", torch.long),
+        agrees=field_of("full_agrees", torch.bool), full_decided=field_of("full_class", torch.long),
+    )
 
 
 def _summarise(
@@ -231,6 +331,8 @@ def aggregate(
         flips: Dict[str, Dict[int, Dict[str, Any]]] = defaultdict(dict)
         for row in opened.rows("flips"):
             flips[row["clip_id"]][row["k"]] = row
+        models = [target["name"] for target in run["settings"].get("transfer_to") or []]
+        transfers = {(row["clip_id"], row["model"]): row for row in opened.rows("transfers")}
     finally:
         if opened is not store:
             opened.close()
@@ -249,10 +351,12 @@ def aggregate(
     if by == "label" and not groups:
         raise ValueError("no clip in the store has a label: aggregate by='target' instead")
     args = (clips, bands, flips, grid, ks, top, low_frequency_hz)
-    classes = [_summarise(name, groups[name], *args) for name in sorted(groups, key=lambda n: order[n])]
+    names = sorted(groups, key=lambda n: order[n])
+    classes = [_summarise(name, groups[name], *args) for name in names]
     overall_ids = [c for c in clips if by == "target" or clips[c]["label"] is not None]
     overall = _summarise(OVERALL, overall_ids, *args)
-    return Aggregates(by, ks, grid, low_frequency_hz, overall, classes, failed)
+    transfer = _transfer_result(models, names, groups, clips, transfers) if models else None
+    return Aggregates(by, ks, grid, low_frequency_hz, overall, classes, failed, transfer)
 
 
 def write_aggregates(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from captum_freqrex.corpus._explain import ClipRecord, ExplainOptions, explain_clips
 
@@ -28,8 +28,9 @@ class LocalBackend:
     name = "local"
     reports_queries = True  # FreqReX's model calls update the progress line
 
-    def __init__(self, model: Callable, options: ExplainOptions) -> None:
-        self.model, self.options = model, options
+    def __init__(self, model: Callable, options: ExplainOptions,
+                 targets: Optional[Mapping[str, Callable]] = None) -> None:
+        self.model, self.options, self.targets = model, options, targets
         self._done: List[List[ClipRecord]] = []
 
     def __enter__(self) -> "LocalBackend":
@@ -42,7 +43,7 @@ class LocalBackend:
         return False
 
     def submit(self, clips: Sequence[Any]) -> None:
-        self._done.append(explain_clips(self.model, clips, self.options))
+        self._done.append(explain_clips(self.model, clips, self.options, self.targets))
 
     def completed(self, block: bool = False) -> Iterator[List[ClipRecord]]:
         while self._done:
@@ -52,19 +53,26 @@ class LocalBackend:
         return self.completed()
 
 
-#: Models built by ``model_factory`` in this (worker) process, by run token: built once per worker.
-_WORKER_MODELS: Dict[str, Callable] = {}
+#: Models built by the factories in this (worker) process, by run token: built once per worker.
+_WORKER_MODELS: Dict[str, Tuple[Optional[Callable], Dict[str, Callable]]] = {}
 
 
-def _worker_explain(token: str, model: Any, factory: Optional[Callable], clips: Sequence[Any],
+def _worker_explain(token: str, shipped: Tuple[Any, Dict[str, Any]], factory: Optional[Callable],
+                    target_factories: Mapping[str, Callable], clips: Sequence[Any],
                     options: ExplainOptions) -> List[ClipRecord]:
-    """The Ray task: explain one batch in a worker (the model comes pickled, or from the factory)."""
-    if factory is not None:
+    """The Ray task: explain one batch in a worker. The model and the transfer targets come
+    pickled, or (those with a factory) are built by their factory, once per worker."""
+    model, targets = shipped
+    if factory is not None or target_factories:
         if token not in _WORKER_MODELS:
             _WORKER_MODELS.clear()
-            _WORKER_MODELS[token] = factory()
-        model = _WORKER_MODELS[token]
-    return explain_clips(model, clips, options)
+            _WORKER_MODELS[token] = (
+                None if factory is None else factory(), {name: make() for name, make in target_factories.items()}
+            )
+        built, built_targets = _WORKER_MODELS[token]
+        model = built if factory is not None else model
+        targets = {name: built_targets[name] if name in built_targets else target for name, target in targets.items()}
+    return explain_clips(model, clips, options, targets or None)
 
 
 def _import_ray() -> Any:
@@ -93,6 +101,10 @@ class RayBackend:
         num_cpus (int, optional): CPUs of the local cluster. Default: all of this machine's.
         model_factory (Callable, optional): Builds the model in each worker instead (for models
                     that cannot be pickled, e.g. TorchScript). Default: None
+        targets (Mapping of str to Callable, optional): Transfer targets, pickled like the model
+                    (unless they have a factory). Default: None
+        target_factories (Mapping of str to Callable, optional): Build those targets in each
+                    worker instead. Default: None
     """
 
     name = "ray"
@@ -105,9 +117,12 @@ class RayBackend:
         address: Optional[str] = None,
         num_cpus: Optional[int] = None,
         model_factory: Optional[Callable[[], Callable]] = None,
+        targets: Optional[Mapping[str, Callable]] = None,
+        target_factories: Optional[Mapping[str, Callable[[], Callable]]] = None,
     ) -> None:
         self.ray = _import_ray()
         self.model, self.options, self.factory = model, options, model_factory
+        self.targets, self.target_factories = dict(targets or {}), dict(target_factories or {})
         self.address, self.num_cpus = address, num_cpus
         self.started = False
         self.pending: List[Any] = []
@@ -130,12 +145,14 @@ class RayBackend:
         try:
             self.task = ray.remote(num_cpus=1)(_worker_explain)
             shipped = None if self.factory is not None else self.model
-            self.model_ref = ray.put(shipped)
+            targets = {name: None if name in self.target_factories else t for name, t in self.targets.items()}
+            self.model_ref = ray.put((shipped, targets))
         except Exception as error:
             self.__exit__(None, None, None)
             raise ValueError(
                 f"the model cannot be sent to Ray workers ({type(error).__name__}: {error}); pass "
-                "model_factory=, a picklable function that builds the model in each worker"
+                "model_factory= (transfer_factories= for transfer targets), picklable functions that build the "
+                "models in each worker"
             ) from None
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.max_in_flight = max(2, 2 * cpus)
@@ -156,7 +173,8 @@ class RayBackend:
         return len(self.pending) >= self.max_in_flight
 
     def submit(self, clips: Sequence[Any]) -> None:
-        self.pending.append(self.task.remote(self.token, self.model_ref, self.factory, list(clips), self.options))
+        self.pending.append(self.task.remote(self.token, self.model_ref, self.factory, self.target_factories,
+                                             list(clips), self.options))
 
     def completed(self, block: bool = False) -> Iterator[List[ClipRecord]]:
         if not self.pending:
@@ -179,6 +197,8 @@ def make_backend(
     address: Optional[str] = None,
     num_cpus: Optional[int] = None,
     model_factory: Optional[Callable[[], Callable]] = None,
+    targets: Optional[Mapping[str, Callable]] = None,
+    target_factories: Optional[Mapping[str, Callable[[], Callable]]] = None,
 ) -> Any:
     r"""The backend called ``name`` (``"local"`` or ``"ray"``), not yet entered.
 
@@ -191,5 +211,5 @@ def make_backend(
     if name == "local":
         if address is not None:
             raise ValueError("ray_address is for backend='ray'; pass backend='ray' too")
-        return LocalBackend(model, options)
-    return RayBackend(model, options, address, num_cpus, model_factory)
+        return LocalBackend(model, options, targets)
+    return RayBackend(model, options, address, num_cpus, model_factory, targets, target_factories)

@@ -1,7 +1,8 @@
 """``freqrex explain-dataset``: explain a folder, CSV or built data set into a resumable store.
 
 ``--out RESULTS`` is a folder holding ``results.sqlite`` (the store) and ``aggregates.json`` /
-``aggregates.csv`` (rewritten from the store at the end of every run). Running the same command
+``aggregates.csv`` (rewritten from the store at the end of every run), with the per-class
+acceptance matrix of the ``--transfer-to`` models when there are any. Running the same command
 again resumes; a store of another run (other options, model or data set) is refused with one line
 naming what differs. Like the other subcommands, every user error is one ``freqrex: error: ...``
 line and exit status 2.
@@ -27,7 +28,7 @@ DEFAULT_OUT = "freqrex_out/dataset"
 OPTION_OF = {
     "seed": "--seed", "max_queries": "--max-queries", "mode": "--mode", "search": "--search", "bands": "--bands",
     "baseline": "--baseline", "ks": "--ks", "sample_rate": "--sample-rate", "output": "--output",
-    "source": "DIR_OR_CSV", "model": "--model", "model sample_rate": "--sample-rate",
+    "source": "DIR_OR_CSV", "model": "--model", "model sample_rate": "--sample-rate", "transfer_to": "--transfer-to",
 }
 
 
@@ -46,6 +47,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--model", required=True,
         help="zoo model name (or zoo:NAME), TorchScript file, or package.module:callable",
+    )
+    parser.add_argument(
+        "--transfer-to", nargs="+", default=None, metavar="MODEL",
+        help="other models of the task (each given like --model) fed every clip's certified sufficient "
+        "signal and the clip: a per-class acceptance matrix in the aggregates",
     )
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"result folder (default: {DEFAULT_OUT})")
     parser.add_argument("--split", default="test", help="split of a built data set (default: test)")
@@ -129,12 +135,55 @@ def _stored_count(store: str) -> int:
         return 0
 
 
+def _targets_shown(stored: Any, given: Any) -> tuple:
+    """Two ``transfer_to`` records as model names (with their weights when the names are the same)."""
+
+    def names(record: Any, weights: bool) -> str:
+        if not record:
+            return "(none)"
+        return " ".join(
+            t["name"] + (f" (weights {t['fingerprint']})" if weights and t.get("fingerprint") else "") for t in record
+        )
+
+    same = names(stored, False) == names(given, False)
+    return names(stored, same), names(given, same)
+
+
 def _mismatch(error: Any, store: str) -> CliError:
     option = OPTION_OF.get(error.key, error.key)
+    stored, given = error.stored, error.given
+    if error.key == "transfer_to":
+        stored, given = _targets_shown(stored, given)
     return CliError(
-        f"{store} holds a run with {option} {error.stored}, not {error.given}: pass the same options to resume it, "
+        f"{store} holds a run with {option} {stored}, not {given}: pass the same options to resume it, "
         "or --out another folder for the new run"
     )
+
+
+def _load_targets(specs: Optional[list], model: Any, sample_rate: Optional[int]) -> tuple:
+    """The ``--transfer-to`` models by name, and for Ray a factory per target."""
+    targets: dict = {}
+    factories: dict = {}
+    for spec in specs or []:
+        target = cli._load_model(spec, sample_rate)
+        checks = (
+            ("runs at", f"{target.sample_rate} Hz", f"{model.sample_rate} Hz"),
+            ("takes clips of", target.num_samples and f"{target.num_samples} samples",
+             model.num_samples and f"{model.num_samples} samples"),
+            ("has the classes", target.class_names and ", ".join(target.class_names),
+             model.class_names and ", ".join(model.class_names)),
+        )
+        for what, own, theirs in checks:
+            if own and theirs and own != theirs:
+                raise CliError(
+                    f"--transfer-to {spec} {what} {own} but --model {model.name} {what} {theirs}: a transfer "
+                    "target must take the model's clips and decide over its classes"
+                )
+        if target.name in targets:
+            raise CliError(f"--transfer-to names {target.name} twice")
+        targets[target.name] = target.model
+        factories[target.name] = functools.partial(_worker_model, _worker_spec(spec, target), sample_rate)
+    return targets, factories
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -152,6 +201,7 @@ def run_command(args: argparse.Namespace) -> int:
     model = cli._load_model(args.model, args.sample_rate)
     baseline = cli._parse_baseline(args.baseline, model, args.seed)
     baseline_value: Any = baseline.kind if baseline.kind != "file" else baseline.waveform
+    targets, target_factories = _load_targets(args.transfer_to, model, args.sample_rate)
     factory = None
     if args.backend == "ray":
         factory = functools.partial(_worker_model, _worker_spec(args.model, model), args.sample_rate)
@@ -162,7 +212,9 @@ def run_command(args: argparse.Namespace) -> int:
             class_names=model.class_names, model_name=model.name, split=args.split, seed=args.seed, mode=args.mode,
             search=args.search, max_queries=args.max_queries, bands=args.bands, baseline=baseline_value,
             output=getattr(args, "output", None), ks=args.ks, batch_size=args.batch_size, backend=args.backend,
-            ray_address=args.ray_address, num_cpus=args.num_cpus, model_factory=factory, show_progress=True,
+            ray_address=args.ray_address, num_cpus=args.num_cpus, model_factory=factory,
+            transfer_to=targets or None, transfer_factories=target_factories if args.backend == "ray" else None,
+            show_progress=True,
         )
     except KeyboardInterrupt:
         raise CliError(
@@ -192,6 +244,10 @@ def run_command(args: argparse.Namespace) -> int:
     by_target = written["target"]
     assert by_target is not None, "write_aggregates always groups by target"
     print(by_target.table())
+    transfer = by_target.transfer_table()
+    if transfer is not None:
+        print()
+        print(transfer)
     cli._say(f"results in {store}; aggregates in {json_path} and {csv_path}")
     return 0
 

@@ -3,7 +3,9 @@
 :func:`explain_clips` is the one function that touches the model. The local backend calls it in
 the driver; the Ray backend calls it in workers and ships its rows back, so both write exactly
 the same rows. Rows are plain Python values (no tensors, no explanation objects), ready for
-SQLite and cheap to send between processes.
+SQLite and cheap to send between processes. With transfer targets, it also feeds each clip's
+certified sufficient signal (and the full clip) to those models, with
+:func:`captum_freqrex.metrics.transferability`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -127,6 +129,8 @@ class ClipRecord:
         set_bins (list of dict): The ``set_bins`` rows (one per feature of each set).
         bands (list of float): Responsibility per band of the grid (the ``band_responsibility`` rows).
         flips (list of dict): The ``flips`` rows, one per k.
+        transfers (list of dict): The ``transfers`` rows, one per transfer target (none when the
+                    clip has no certified sufficient set, or the run no targets).
     """
 
     clip: Dict[str, Any]
@@ -134,6 +138,7 @@ class ClipRecord:
     set_bins: List[Dict[str, Any]] = field(default_factory=list)
     bands: List[float] = field(default_factory=list)
     flips: List[Dict[str, Any]] = field(default_factory=list)
+    transfers: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def queries(self) -> int:
@@ -228,8 +233,45 @@ def _band_responsibility(expl: Any, hz: Tensor, ids: Tensor, grid: BandGrid) -> 
     return [float(v) for v in totals]
 
 
-def explain_clips(model: Callable, clips: Sequence[Any], options: ExplainOptions) -> List[ClipRecord]:
-    r"""Explain clips of one length in one :meth:`FreqReX.explain` call; flips at ``options.ks``.
+def _transfer_rows(
+    targets: Mapping[str, Callable], explanations: Sequence[Any], waves: Tensor, options: ExplainOptions,
+    clips: Sequence[Any],
+) -> Dict[int, List[Dict[str, Any]]]:
+    """The ``transfers`` rows of each clip (by index) that has a certified sufficient set."""
+    from captum_freqrex.metrics import transferability
+
+    kept = [i for i, e in enumerate(explanations) if e.sufficient is not None and e.sufficient.certified]
+    if not kept:
+        return {}
+    # The signal is Explanation.waveform("sufficient"); the full clip is the one the model was
+    # given (not its resynthesis), so "agrees" is the target's decision on the clip itself.
+    result = transferability(
+        [explanations[i] for i in kept], None, targets, originals=waves[kept], class_names=options.class_names,
+        decision=options.decision, output=options.output,
+    )
+    assert result.agrees is not None and result.full_decided is not None, "full clips were given"
+    rows: Dict[int, List[Dict[str, Any]]] = {}
+    for j, index in enumerate(kept):
+        rows[index] = [
+            {
+                "clip_id": clips[index].clip_id, "model": name,
+                "accepted": bool(result.accepted[m, j]),
+                "signal_class": int(result.decided[m, j]),
+                "signal_class_name": _name(options, int(result.decided[m, j])),
+                "full_agrees": bool(result.agrees[m, j]),
+                "full_class": int(result.full_decided[m, j]),
+                "full_class_name": _name(options, int(result.full_decided[m, j])),
+            }
+            for m, name in enumerate(result.model_names)
+        ]
+    return rows
+
+
+def explain_clips(
+    model: Callable, clips: Sequence[Any], options: ExplainOptions, targets: Optional[Mapping[str, Callable]] = None
+) -> List[ClipRecord]:
+    r"""Explain clips of one length in one :meth:`FreqReX.explain` call; flips at ``options.ks``;
+    the certified sufficient signals fed to the ``targets``.
 
     Results per clip equal those of explaining it alone (FreqReX gives every example the same
     seed, and the flip metric's verdicts are per example).
@@ -238,6 +280,8 @@ def explain_clips(model: Callable, clips: Sequence[Any], options: ExplainOptions
         model (Callable): The model.
         clips (sequence of Clip): Clips with waveforms, all of one length.
         options (ExplainOptions): The run's options.
+        targets (Mapping of str to Callable, optional): Transfer targets by name: models of the
+                    same task (same classes, rate and clip length). Default: None
 
     Returns:
         list of ClipRecord: One per clip, in order.
@@ -271,7 +315,9 @@ def explain_clips(model: Callable, clips: Sequence[Any], options: ExplainOptions
                     target=[e.target for e in explanations], feature_mask=feature_mask, k=ks,
                     decision=options.decision, output=options.output,
                 )
-            flip_seconds = time.perf_counter() - flip_start
+            transfers = _transfer_rows(targets, explanations, waves, options, clips) if targets else {}
+            # The flips' and transfers' time, shared evenly by the clips of the batch.
+            after_seconds = time.perf_counter() - flip_start
     grid = options.grid()
     hz = torch.fft.rfftfreq(length, d=1.0 / options.sample_rate).double()
     records = []
@@ -302,7 +348,7 @@ def explain_clips(model: Callable, clips: Sequence[Any], options: ExplainOptions
             "forward_calls": int(expl.stats.forward_calls),
             "flip_queries": counting.rows // len(clips),
             "model_seconds": float(expl.stats.model_seconds),
-            "seconds": float(expl.stats.total_seconds) + flip_seconds / len(clips),
+            "seconds": float(expl.stats.total_seconds) + after_seconds / len(clips),
             "stopped_by": expl.stopped_by,
             "warnings": list(expl.warnings),
             "notes": list(clip.notes),
@@ -320,7 +366,8 @@ def explain_clips(model: Callable, clips: Sequence[Any], options: ExplainOptions
                     "new_class_name": _name(options, int(flips.decided[index, j])),
                     "target_confidence": float(flips.confidence[index, j]),
                 })
-        records.append(ClipRecord(row, sets, set_bins, _band_responsibility(expl, hz, ids, grid), flip_rows))
+        records.append(ClipRecord(row, sets, set_bins, _band_responsibility(expl, hz, ids, grid), flip_rows,
+                                  transfers.get(index, [])))
     return records
 
 

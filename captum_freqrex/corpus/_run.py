@@ -6,7 +6,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -34,7 +34,9 @@ class DatasetRun:
         skipped (int): Clips already in the store (from an earlier, interrupted call), not redone.
         failed (int): Clips that could not be explained (unreadable, silent, ...): stored with
                     status ``"error"``, retried by the next call.
-        queries (int): Model queries of this call (FreqReX's and the flip metric's).
+        queries (int): Model queries of this call (FreqReX's and the flip metric's; the transfer
+                    targets' queries, two per target and clip with a certified sufficient set, are
+                    not counted).
         seconds (float): Wall time of this call.
         backend (str): ``"local"`` or ``"ray"``.
         resumed (bool): Whether the store already held this run.
@@ -150,6 +152,50 @@ def _model_attribute(model: Any, name: str) -> Any:
     return None if callable(value) else value
 
 
+def _check_targets(
+    transfer_to: Optional[Mapping[str, Callable]],
+    factories: Optional[Mapping[str, Callable[[], Callable]]],
+    rate: int,
+    length: Optional[int],
+    names: Optional[tuple],
+) -> Dict[str, Callable]:
+    """The transfer targets by name, checked against the model's rate, clip length and classes."""
+    if transfer_to is None:
+        targets: Dict[str, Callable] = {}
+    elif not isinstance(transfer_to, Mapping):
+        raise TypeError(
+            f"transfer_to must be a mapping of name -> model, e.g. {{'B': model_b}}, got {type(transfer_to).__name__}"
+        )
+    else:
+        targets = dict(transfer_to)
+    for name, target in targets.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"transfer_to's names must be non-empty strings, got {name!r}")
+        if not callable(target):
+            raise TypeError(f"transfer_to[{name!r}] must be callable, got {type(target).__name__}")
+        for attribute, value in (("sample_rate", rate), ("num_samples", length), ("class_names", names)):
+            own = _model_attribute(target, attribute)
+            if attribute == "class_names" and own is not None:
+                own = tuple(str(n) for n in own)
+            if own is not None and value is not None and own != value:
+                raise ValueError(
+                    f"transfer_to[{name!r}] has {attribute} {own!r} but the model {value!r}: a transfer target "
+                    "must take the model's clips and decide over its classes"
+                )
+    unknown = sorted(set(factories or {}) - set(targets))
+    if unknown:
+        raise ValueError(f"transfer_factories names {unknown} that are not in transfer_to ({sorted(targets)})")
+    return targets
+
+
+def _targets_record(targets: Mapping[str, Callable]) -> Optional[List[Dict[str, Any]]]:
+    """The transfer targets in the run's settings: name, type and weights of each, in order."""
+    if not targets:
+        return None
+    keys = ("name", "type", "fingerprint")
+    return [{k: v for k, v in describe_model(target, name).items() if k in keys} for name, target in targets.items()]
+
+
 def explain_dataset(
     model: Callable,
     source: Union[str, "os.PathLike[str]", ClipSource, Iterable[Any]],
@@ -176,6 +222,8 @@ def explain_dataset(
     ray_address: Optional[str] = None,
     num_cpus: Optional[int] = None,
     model_factory: Optional[Callable[[], Callable]] = None,
+    transfer_to: Optional[Mapping[str, Callable]] = None,
+    transfer_factories: Optional[Mapping[str, Callable[[], Callable]]] = None,
     show_progress: bool = False,
 ) -> DatasetRun:
     r"""Explain every clip of a data set with FreqReX into one SQLite results store; resumable.
@@ -186,7 +234,10 @@ def explain_dataset(
     ``ks``, with :func:`captum_freqrex.metrics.perturbation_success_rate`. Each clip is written
     in one transaction. Calling again with the same arguments resumes: clips already stored are
     skipped (after checking that their samples did not change), clips stored with status
-    ``"error"`` are retried. Class-level aggregates come from :func:`aggregate`.
+    ``"error"`` are retried. With ``transfer_to``, each clip's certified sufficient signal
+    (``Explanation.waveform("sufficient")``) and the clip itself are fed to each target model
+    (:func:`captum_freqrex.metrics.transferability`), and the target's decisions on both are
+    stored. Class-level aggregates come from :func:`aggregate`.
 
     Args:
         model (Callable): Maps waveforms ``(B, T)`` to scores ``(B, K)`` (as for :class:`FreqReX`).
@@ -231,13 +282,20 @@ def explain_dataset(
         num_cpus (int, optional): CPUs of a local Ray cluster. Default: all
         model_factory (Callable, optional): For Ray: a picklable function that builds the model
                     in each worker, for models that cannot be pickled (TorchScript). Default: None
+        transfer_to (Mapping of str to Callable, optional): Transfer targets by name: other models
+                    of the task (the same classes in the same order, the model's rate and clip
+                    length), each fed every clip's certified sufficient signal and the clip. They
+                    are part of the run's settings. Default: None
+        transfer_factories (Mapping of str to Callable, optional): For Ray: picklable functions
+                    that build some of the targets (by name) in each worker. Default: None
         show_progress (bool, optional): A progress line with ETA on stderr. Default: False
 
     Returns:
         DatasetRun: Counts, queries and time of this call.
 
     Raises:
-        StoreMismatchError: When ``store`` holds a run with other settings or another model.
+        StoreMismatchError: When ``store`` holds a run with other settings, another model or
+                    other transfer targets (key ``"transfer_to"``).
         DatasetChangedError: When the data set differs from the one the store's run explained.
         StoreError: When ``store`` is not a results store.
         ImportError: For ``backend="ray"`` without Ray (``pip install captum_freqrex[ray]``).
@@ -262,9 +320,11 @@ def explain_dataset(
         feature_mask=feature_mask, baseline=_check_baseline(baseline), decision=decision, output=output,
         ks=_check_ks(ks), class_names=names,
     )
+    targets = _check_targets(transfer_to, transfer_factories, rate, length, names)
     batch_size = _positive(batch_size, "batch_size")
     executor = make_backend(backend, model, options, address=ray_address, num_cpus=num_cpus,
-                            model_factory=model_factory)
+                            model_factory=model_factory, targets=targets or None,
+                            target_factories=transfer_factories)
     clips = clip_source(source, rate, length, split=split, class_names=names)
     from captum_freqrex._core.explanation import package_versions
 
@@ -273,7 +333,8 @@ def explain_dataset(
     with ResultStore(path) as results:
         resumed = results.run_record() is not None
         ids = clips.ids()
-        notes = results.begin(options.record(), record, package_versions(), clips.kind, clips.description, ids,
+        settings = {**options.record(), "transfer_to": _targets_record(targets)}
+        notes = results.begin(settings, record, package_versions(), clips.kind, clips.description, ids,
                               options.grid())
         stored = results.stored_clips()
         done_before = {k for k, (status, _) in stored.items() if status == "explained"}

@@ -1,4 +1,4 @@
-"""The results of a data-set run in one SQLite file: per run, per clip, per set, per bin, per band.
+"""The results of a data-set run in one SQLite file: per run, clip, set, bin, band and transfer target.
 
 One store holds one run: its settings, the model and the package versions are recorded when it
 is created, and a later run on the same store must match them (it then resumes: clips already
@@ -27,6 +27,16 @@ SCHEMA = "captum_freqrex.corpus"
 SCHEMA_VERSION = 1
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+
+#: Added to schema 1 after its first release: created in older stores when they are opened to write.
+_TRANSFERS = """
+CREATE TABLE IF NOT EXISTS transfers (
+    clip_id TEXT NOT NULL REFERENCES clips(clip_id), model TEXT NOT NULL,
+    accepted INTEGER NOT NULL, signal_class INTEGER NOT NULL, signal_class_name TEXT,
+    full_agrees INTEGER NOT NULL, full_class INTEGER NOT NULL, full_class_name TEXT,
+    PRIMARY KEY (clip_id, model)
+);
+"""
 
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,10 +80,10 @@ CREATE TABLE flips (
     snr_db REAL, new_class INTEGER, new_class_name TEXT, target_confidence REAL,
     PRIMARY KEY (clip_id, k)
 );
-"""
+""" + "\n" + _TRANSFERS
 
 #: Tables holding per-clip rows (all but ``clips`` itself), in the order they are written.
-CLIP_TABLES = ("sets", "set_bins", "band_responsibility", "flips")
+CLIP_TABLES = ("sets", "set_bins", "band_responsibility", "flips", "transfers")
 
 #: Columns of the ``clips`` table that hold JSON lists.
 _JSON_COLUMNS = ("class_confidences", "warnings", "notes")
@@ -172,6 +182,9 @@ class ResultStore:
         try:
             if exists:
                 self._check_schema()
+                if not readonly:
+                    with self.connection:
+                        self.connection.executescript(_TRANSFERS)
             else:
                 with self.connection:
                     self.connection.executescript(_TABLES)
@@ -334,7 +347,9 @@ class ResultStore:
                     f"INSERT INTO clips ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                     [clip[c] for c in columns],
                 )
-                for table, rows in (("sets", record.sets), ("set_bins", record.set_bins), ("flips", record.flips)):
+                tables = (("sets", record.sets), ("set_bins", record.set_bins), ("flips", record.flips),
+                          ("transfers", record.transfers))
+                for table, rows in tables:
                     if rows:
                         names = list(rows[0])
                         self.connection.executemany(
@@ -354,12 +369,17 @@ class ResultStore:
 
     # ------------------------------------------------------------------ reading
 
+    def _has_table(self, table: str) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self.connection.execute(query, (table,)).fetchone() is not None
+
     def rows(self, table: str, order_by: Optional[str] = None) -> List[Dict[str, Any]]:
         r"""Every row of a table as dicts (JSON columns of ``clips`` decoded).
 
         Args:
             table (str): ``"clips"``, ``"sets"``, ``"set_bins"``, ``"band_responsibility"``,
-                        ``"flips"``, ``"bands"``, ``"source_clips"``, ``"run"`` or ``"meta"``.
+                        ``"flips"``, ``"transfers"``, ``"bands"``, ``"source_clips"``, ``"run"`` or
+                        ``"meta"``.
             order_by (str, optional): An ``ORDER BY`` clause. Default: the table's primary key.
 
         Returns:
@@ -367,11 +387,13 @@ class ResultStore:
         """
         keys = {
             "clips": "clip_id", "sets": "clip_id, kind", "set_bins": "clip_id, kind, feature",
-            "band_responsibility": "clip_id, band", "flips": "clip_id, k", "bands": "band",
+            "band_responsibility": "clip_id, band", "flips": "clip_id, k", "transfers": "clip_id, model", "bands": "band",
             "source_clips": "position", "run": "run_id", "meta": "key",
         }
         if table not in keys:
             raise ValueError(f"unknown table {table!r}; tables: {', '.join(keys)}")
+        if table == "transfers" and not self._has_table(table):
+            return []  # a store written before the table existed, opened read-only
         query = f"SELECT * FROM {table} ORDER BY {order_by or keys[table]}"
         out = []
         for row in self.connection.execute(query):

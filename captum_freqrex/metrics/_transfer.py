@@ -17,11 +17,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decision
+from captum_freqrex._core.decision import DecisionLike
 from captum_freqrex._core.explanation import Explanation
-from captum_freqrex._core.querier import OutputSelector, auto_batch_size, check_output_selector, model_scores
+from captum_freqrex._core.oracle import Oracle, rows_per_call
+from captum_freqrex._core.querier import OutputSelector, check_output_selector
 from captum_freqrex._utils.validation import format_waveforms
-from captum_freqrex.metrics._batching import check_max_examples_per_batch, divide_and_aggregate
+from captum_freqrex.metrics._batching import check_max_examples_per_batch
 
 __all__ = ["TransferResult", "transferability"]
 
@@ -46,6 +47,8 @@ class TransferResult:
         decided (Tensor): ``(M, N)`` long, the class each target model decides on each signal.
         agrees (Tensor, optional): ``(M, N)`` bool, the target model keeps the source decision on
                     the full clip; None when no full clips were given.
+        full_decided (Tensor, optional): ``(M, N)`` long, the class each target model decides on
+                    each full clip; None when no full clips were given.
     """
 
     model_names: Tuple[str, ...]
@@ -55,6 +58,7 @@ class TransferResult:
     accepted: Tensor
     decided: Tensor
     agrees: Optional[Tensor]
+    full_decided: Optional[Tensor] = None
 
     def _per_class(self, rows: Tensor) -> Tensor:
         """Counts ``(M, K)`` of true entries of ``rows`` ``(M, N)`` per class."""
@@ -247,15 +251,16 @@ def transferability(
     r"""Acceptance of one model's sufficient signals by other models of the same task.
 
     Each signal (a sufficient set kept alone, as a waveform: ``explanation.waveform("sufficient")``)
-    certifies a decision of the source model. Every target model is queried on every signal, in
-    batches of at most ``max_examples_per_batch`` rows, and *accepts* it when it keeps that
-    decision: :meth:`Decision.passes` with the source decision as the target, so a tie within the
-    tie tolerance is never an acceptance. With the full clips, each target is queried on them too,
-    to count the clips it already decides as the source did. Outputs pass the checks FreqReX's
-    queries pass (a real floating-point tensor, one row per waveform, finite scores), and each
-    model gets copies of the waveforms. The decision's ``"auto"`` choices (logits or
-    probabilities) are fixed per target model from its outputs on the full clips (on the signals
-    when no full clips are given). No gradients are used.
+    certifies a decision of the source model. Every target model is called through its own
+    :class:`~captum_freqrex._core.oracle.Oracle` (as FreqReX and every metric call a model: the
+    same output checks, batch bound and query counts) on every signal, in batches of at most
+    ``max_examples_per_batch`` rows, and *accepts* it when the oracle's verdict is that it keeps
+    that decision (:meth:`Decision.passes` with the source decision as the target, so a tie within
+    the tie tolerance is never an acceptance). With the full clips, each target is queried on them
+    too, to count the clips it already decides as the source did. Each model gets copies of the
+    waveforms. The decision's ``"auto"`` choices (logits or probabilities) are fixed per target
+    model, by its oracle, from its outputs on the full clips (on the signals when no full clips
+    are given). No gradients are used.
 
     The source model itself may be among the targets: on certified signals it accepts every one
     (a sanity check of the certificates).
@@ -289,7 +294,7 @@ def transferability(
                     ``"sufficient_necessary"`` or ``"complete"``. Default: ``"sufficient"``
 
     Returns:
-        TransferResult: Per clip ``accepted``, ``decided`` and ``agrees`` ``(M, N)``; the
+        TransferResult: Per clip ``accepted``, ``decided``, ``agrees`` and ``full_decided`` ``(M, N)``; the
         acceptance matrix ``rates`` ``(M, K)``; ``counts``, ``to_markdown()`` and ``rows()``.
 
     Raises:
@@ -332,21 +337,20 @@ def transferability(
     for model_name, model in models.items():
         if not callable(model):
             raise TypeError(f"models[{model_name!r}] must be callable, got {type(model).__name__}")
-    max_rows = max_examples_per_batch or auto_batch_size(math.prod(waves.shape[1:]), waves.device, waves.element_size())
+    max_rows = rows_per_call([waves], max_examples_per_batch)
 
-    def scores(model: Callable, batch: Tensor) -> Tensor:
-        def part(start: int, stop: int) -> Tensor:
-            with torch.no_grad():
-                return model_scores(model(batch[start:stop].clone()), stop - start, output)[0]
+    def scores(oracle: Oracle, batch: Tensor) -> Tensor:
+        # Copies: a model that edits its input in place must not edit the caller's tensors.
+        return oracle.scores_of(([batch[start:stop].clone()], None) for start, stop in oracle.batches(n))
 
-        return divide_and_aggregate(n, part, lambda a, b: torch.cat([a, b]), max_rows)
-
-    accepted, decided, agrees = [], [], []
+    accepted, decided, agrees, full_decided = [], [], [], []
     n_classes = None
     for model_name, model in models.items():
-        on_signals = scores(model, waves)
-        on_full = None if full is None else scores(model, full)
-        rule: Decision = resolve_decision(decision, on_signals if on_full is None else on_full)
+        # One oracle per target: its own output checks, width, counts and decision.
+        oracle = Oracle(model, output, max_rows=max_rows)
+        on_signals = scores(oracle, waves)
+        on_full = None if full is None else scores(oracle, full)
+        rule = oracle.decide(decision, on_signals if on_full is None else on_full)
         k = rule.num_classes(on_signals)
         if names is not None and k != len(names):
             raise ValueError(
@@ -359,11 +363,15 @@ def transferability(
         too_high = int(torch.maximum(source.max(), classes.max()))
         if too_high >= k:
             raise ValueError(f"unknown class {too_high}: models[{model_name!r}] has {k} classes")
-        target = source.to(on_signals.device)
-        accepted.append(rule.passes(on_signals, target).bool().cpu())
-        decided.append(rule.classes(on_signals).long().cpu())
+        # The oracle's verdicts: a signal is accepted when it keeps the source decision (a tie
+        # within the tie tolerance neither keeps nor changes it, so it is no acceptance).
+        on_signal = oracle.verdicts(on_signals, source.to(on_signals.device))
+        accepted.append(on_signal.passes.cpu())
+        decided.append(on_signal.decided.cpu())
         if on_full is not None:
-            agrees.append(rule.passes(on_full, target.to(on_full.device)).bool().cpu())
+            on_clip = oracle.verdicts(on_full, source.to(on_full.device))
+            agrees.append(on_clip.passes.cpu())
+            full_decided.append(on_clip.decided.cpu())
     assert n_classes is not None
     return TransferResult(
         model_names=tuple(str(m) for m in models),
@@ -373,4 +381,5 @@ def transferability(
         accepted=torch.stack(accepted),
         decided=torch.stack(decided),
         agrees=torch.stack(agrees) if agrees else None,
+        full_decided=torch.stack(full_decided) if full_decided else None,
     )
