@@ -96,6 +96,50 @@ def interrupting_model() -> Probe:
     return model
 
 
+class SilenceModel(ToneClassifier):
+    """Decides ``a440`` on the 440 Hz tone and on silence too: the silent baseline alone decides
+    every ``a440`` clip (the empty set suffices), while ``b1000`` clips still need their tone."""
+
+    def __init__(self) -> None:
+        super().__init__([440, 1000])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.detector.energies(x)
+        quiet = (e.sum(1, keepdim=True) < self.floor).to(e.dtype)
+        a440 = e[:, :1] + 2 * self.floor * quiet
+        return 10.0 * torch.cat([a440, e[:, 1:], torch.full_like(e[:, :1], self.floor)], dim=1)
+
+
+def silence_model() -> SilenceModel:
+    """``--model test_corpus:silence_model`` for the CLI."""
+    model = SilenceModel()
+    model.sample_rate, model.class_names = SAMPLE_RATE, list(NAMES)
+    return model
+
+
+class DriftingModel(ToneClassifier):
+    """The honest model whose logits all rise a little with every call: the same decisions, but
+    outputs that change between calls (like dropout left on), so nothing it says can be certified."""
+
+    def __init__(self) -> None:
+        super().__init__([440, 1000])
+        self.forward_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forward_calls += 1
+        return super().forward(x) + 0.05 * self.forward_calls
+
+
+class ProbabilityModel(ToneClassifier):
+    """The honest model returning probabilities (its logits' softmax) instead of logits."""
+
+    def __init__(self) -> None:
+        super().__init__([440, 1000])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).softmax(dim=-1)
+
+
 def _clip(label: str, index: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(100 * len(label) + index)
     noise = 0.01 * torch.randn(N, generator=g)
@@ -136,6 +180,17 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tones")
     paths = write_dataset(root)
     return root, paths
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """One clip per class, for the quick runs of misbehaving models."""
+    root = tmp_path_factory.mktemp("small")
+    write_dataset(root, per_class=1)
+    return root
+
+
+SMALL = {"max_queries": QUERIES, "ks": (1,)}  # one flip size: quicker
 
 
 @pytest.fixture(scope="module")
@@ -289,6 +344,78 @@ def test_a_run_without_targets_has_no_matrix(reference):
     agg = aggregate(reference[0])
     assert agg.transfer is None and agg.transfer_table() is None and agg.to_dict()["transfer"] is None
     assert not any(key.startswith("accepted@") for key in agg.csv_rows()[0])
+
+
+# ----------------------------------------------------------------------------- trust
+
+
+def test_the_honest_model_is_trusted_and_counted_everywhere(reference):
+    agg = aggregate(reference[0])
+    for entry in [*agg.classes, agg.overall]:
+        assert entry.trusted == entry.clips == entry.responsibility_clips
+        assert set(entry.untrusted.values()) == {0} and set(entry.left_out.values()) == {0}
+        assert entry.flip_rate_trusted == entry.flip_rate
+    assert agg.notice() is None and agg.table().splitlines()[0].split()[:3] == ["class", "clips", "trusted"]
+
+
+def test_a_drifting_model_is_counted_untrusted_not_averaged(small, tmp_path):
+    store = tmp_path / "drift.sqlite"
+    run(DriftingModel(), small, store, **SMALL)
+    clips = results(store)["clips"]
+    assert [(c["stable"], c["certified"], c["target_is_decision"]) for c in clips] == [(0, 0, 1)] * 2
+    agg = aggregate(store)
+    for entry in [*agg.classes, agg.overall]:
+        assert entry.trusted == 0 and entry.untrusted["unstable"] == entry.clips
+        assert entry.responsibility_clips == 0 and entry.left_out["unstable"] == entry.clips
+        assert entry.band_responsibility == [None] * len(agg.bands) and entry.top_bands == []
+        assert entry.low_frequency_share is None and not entry.low_frequency_cue
+        assert entry.flip_rate[1] is not None and entry.flip_rate_trusted == {1: None}
+    notice = agg.notice()
+    assert notice is not None and "leave out 2 of 2 clips" in notice and "flip rates count 2 untrusted" in notice
+    assert "changed between calls on 2 clips: make it deterministic (model.eval()" in notice
+    row = {r["class"]: r for r in agg.csv_rows()}["(all)"]
+    assert row["untrusted:unstable"] == 2 and row["trusted"] == 0 and row["flip_trusted@1"] is None
+
+
+def test_a_model_deciding_on_silence_is_reported_not_averaged_as_zeros(small, tmp_path, capsys):
+    out = tmp_path / "res"
+    argv = ["explain-dataset", str(small), "--model", "test_corpus:silence_model", "--out", str(out),
+            "--max-queries", str(SMALL["max_queries"]), "--ks", "1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    agg = aggregate(out / "results.sqlite")
+    silent, tone_class = agg["a440"], agg["b1000"]
+    assert silent.untrusted["baseline_decides"] == 1 and silent.trusted == 0
+    assert silent.left_out["baseline_decides"] == 1 and silent.responsibility_clips == 0
+    assert silent.band_responsibility == [None] * len(agg.bands) and silent.top_bands == []
+    assert not silent.low_frequency_cue and silent.low_frequency_share is None
+    assert tone_class.trusted == tone_class.responsibility_clips == 1
+    # The overall figures are the 1 kHz clip's alone, not halved by the silent clip.
+    assert agg.overall.responsibility_clips == 1 and agg.overall.trusted == 1
+    assert sum(agg.overall.band_responsibility) == pytest.approx(1.0)
+    assert agg.overall.band_responsibility == tone_class.band_responsibility
+    low, high = agg.overall.top_band_hz
+    assert low <= 1000 < high and not agg.overall.low_frequency_cue
+    header = captured.out.splitlines()[0].split()
+    assert header[:3] == ["class", "clips", "trusted"]
+    assert [line.split()[:3] for line in captured.out.splitlines()[1:3]] == [["a440", "1", "0"], ["b1000", "1", "1"]]
+    warning = [line for line in captured.err.splitlines() if line.startswith("freqrex: warning:")]
+    assert len(warning) == 1
+    assert "band responsibility and top bands leave out 1 of 2 clips: the baseline alone decides 1 clip: " \
+           "explain against another baseline (--baseline noise" in warning[0]
+    payload = json.loads((out / "aggregates.json").read_text())["by_target"]
+    assert payload["notice"] == agg.notice() and payload["classes"][0]["left_out"]["baseline_decides"] == 1
+
+
+def test_probabilities_and_logits_give_the_same_aggregates(small, tmp_path):
+    run(ToneClassifier([440, 1000]), small, tmp_path / "logits.sqlite", **SMALL)
+    run(ProbabilityModel(), small, tmp_path / "probs.sqlite", **SMALL)
+    logits, probs = (aggregate(tmp_path / f"{name}.sqlite") for name in ("logits", "probs"))
+    for a, b in zip([*logits.classes, logits.overall], [*probs.classes, probs.overall]):
+        assert (a.name, a.clips, a.trusted, a.untrusted, a.left_out) == (b.name, b.clips, b.trusted, b.untrusted, b.left_out)
+        assert a.trusted == a.clips and a.flip_rate == b.flip_rate
+        assert a.band_responsibility == pytest.approx(b.band_responsibility)
+        assert [t["band"] for t in a.top_bands] == [t["band"] for t in b.top_bands]
 
 
 # ----------------------------------------------------------------------------- resuming

@@ -207,6 +207,9 @@ def test_a_model_whose_output_changes_between_calls_is_not_certified():
     for name, chosen in expl.sets.items():
         assert chosen is None or not chosen.certified, name
     assert not expl.certified
+    assert expl.model_stable is False and expl.summary()["model_stable"] is False
+    (steady,), _ = explain_quietly(FreqReX(Drifting().detector), x, max_queries=200)
+    assert steady.model_stable is True and steady.certified
 
 
 class TieWhenRemoved(nn.Module):

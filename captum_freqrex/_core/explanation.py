@@ -371,6 +371,10 @@ class Explanation:
         sample_rate (float, optional): Sample rate of the explained audio in Hz, when known: the
                     default of every method that takes a ``sample_rate``. :meth:`FreqReX.explain`
                     does not know it; set it (``expl.sample_rate = 16000``) or pass it to the methods.
+        model_stable (bool, optional): Whether the model gave the same output on the unmasked
+                    input when it was queried again at certification (False: its output changed
+                    between calls, so nothing is certified; see :attr:`warnings`). None when not
+                    checked (an explanation saved before this field existed).
     """
 
     responsibility: Union[Tensor, Tuple[Tensor, ...]]
@@ -394,6 +398,7 @@ class Explanation:
     class_confidences: Optional[Tensor] = None
     sample_rate: Optional[float] = None
     _layout: Optional[FeatureLayout] = field(default=None, repr=False)
+    model_stable: Optional[bool] = None
 
     @property
     def target_is_decision(self) -> bool:
@@ -622,6 +627,7 @@ class Explanation:
             "target_confidence": round(self.original.confidence, 6),
             "target_is_decision": self.target_is_decision,
             "baseline_decides": self.baseline_decides,
+            "model_stable": self.model_stable,
             "class_confidences": None if confidences is None else [round(float(c), 6) for c in confidences],
             "warnings": list(self.warnings),
             "sample_rate": rate,

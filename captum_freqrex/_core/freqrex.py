@@ -457,7 +457,7 @@ class FreqReX(PerturbationAttribution):
     def _extract(
         self, run: _Run, example: int, ranking: Tensor, anchors: Anchors, tolerance: float, budget: int,
         shrink_budget: int = 0, candidates: Optional[Tensor] = None,
-    ) -> Tuple[List[Optional[CausalSet]], int, List[str]]:
+    ) -> Tuple[List[Optional[CausalSet]], int, List[str], bool]:
         target, original = anchors.target, anchors.original
 
         def query(keep_sizes: List[int], remove_sizes: List[int]) -> Tuple[List[ProbeResult], List[ProbeResult]]:
@@ -537,7 +537,7 @@ class FreqReX(PerturbationAttribution):
                 cert.shrink = report
             sets.append(CausalSet(name, mask, int(bins[mask].sum()), cert, *loudness(mask, energy, level)))
         certification_queries = len(keeps) + (k_nec is not None) + 1
-        return sets, search.queries + certification_queries + shrink_queries, messages
+        return sets, search.queries + certification_queries + shrink_queries, messages, stable
 
     def _certify(
         self, run: _Run, example: int, target: int, keeps: List[Tensor], remove: Optional[Tensor]
@@ -661,7 +661,7 @@ class FreqReX(PerturbationAttribution):
             ranking = rank_features(
                 responsibility.to(run.space.device), run.space.feature_energy(example), rtol=rank_rtol
             )
-            sets, extraction_queries, set_messages = self._extract(
+            sets, extraction_queries, set_messages, stable = self._extract(
                 run, example, ranking, anchors, complete_tolerance, max_extraction_queries,
                 max_shrink_queries if shrink else 0, candidates,
             )
@@ -697,6 +697,7 @@ class FreqReX(PerturbationAttribution):
                     run.is_tuple,
                     baseline=anchors.baseline,
                     warnings=messages,
+                    model_stable=stable,
                     settings=settings_record(
                         seed=run.seed, generator=generator is not None, target=run.targets[example],
                         baselines=baselines, feature_mask=feature_mask, n_samples=n_samples,

@@ -2,10 +2,17 @@
 
 Per class (the explained target, or the clips' label) and overall:
 
-* mean responsibility per band of the store's fixed band grid (each clip's responsibility sums to
-  1 over the bands when its search found a cause), and the bands the class relies on most;
+* how many clips were explained, how many of them can be trusted, and why the others cannot
+  (:data:`UNTRUSTED_REASONS`: the model's output changed between calls, the target is not the
+  model's decision, the baseline alone decides, a set not found or not certified);
+* mean responsibility per band of the store's fixed band grid and the bands the class relies on
+  most, over the clips whose search found a cause: a clip whose baseline alone decides (the empty
+  set suffices, so its responsibility says nothing about the clip), whose model was unstable, or
+  whose responsibility is all zero is left out and counted (:data:`LEFT_OUT_REASONS`), so it
+  cannot drag the class's figures towards zero;
 * the flip rate at each k (the fraction of clips whose decision changes when the top-k features
-  of their FreqReX ranking are removed) and the median SNR in dB of the changes that flipped;
+  of their FreqReX ranking are removed) over every explained clip, beside the rate over the
+  trusted clips alone, and the median SNR in dB of the changes that flipped;
 * ``low_frequency_share``, the mean responsibility in bands centred below ``low_frequency_hz``
   (100 Hz by default), and ``low_frequency_cue``: the class's top band lies there. A classifier
   that decides on mains hum, rumble or a DC offset instead of the sound itself shows up here;
@@ -34,13 +41,81 @@ import torch
 from captum_freqrex.corpus._store import ResultStore
 from captum_freqrex.metrics import TransferResult
 
-__all__ = ["Aggregates", "ClassAggregate", "aggregate", "write_aggregates", "LOW_FREQUENCY_HZ"]
+__all__ = [
+    "Aggregates", "ClassAggregate", "aggregate", "write_aggregates", "LOW_FREQUENCY_HZ", "UNTRUSTED_REASONS",
+    "LEFT_OUT_REASONS",
+]
 
 #: Bands centred below this (Hz) count as low-frequency cues (mains hum at 50/60 Hz, rumble, DC).
 LOW_FREQUENCY_HZ = 100.0
 
 #: Name of the class row that aggregates every clip.
 OVERALL = "(all)"
+
+#: Why a clip's result cannot be trusted, in the order a clip is counted under (the first that
+#: applies): ``unstable`` (the model's output on the clip changed between calls, so no verdict of
+#: its search holds), ``target_not_decided`` (the unmasked clip does not keep the target: another
+#: class, a tie, or a confidence below the filter), ``baseline_decides`` (the baseline alone gives
+#: the target: the empty set suffices) and ``not_certified`` (a set was not found or did not hold
+#: on re-query).
+UNTRUSTED_REASONS = ("unstable", "target_not_decided", "baseline_decides", "not_certified")
+
+#: Why a clip is left out of the band responsibility and top bands (the first that applies).
+LEFT_OUT_REASONS = ("unstable", "baseline_decides", "no_cause")
+
+#: Each reason in words, with the fix (``{n}`` clips, ``{s}`` the plural's "s").
+_REASON_TEXT = {
+    "unstable": "the model's output changed between calls on {n} clip{s}: make it deterministic (model.eval(), "
+                "no dropout, no layer that depends on the rest of its batch)",
+    "target_not_decided": "the target is not the model's decision on {n} clip{s} (another class, a tie, or below "
+                          "the confidence filter): explain the model's decision",
+    "baseline_decides": "the baseline alone decides {n} clip{s}: explain against another baseline (--baseline "
+                        "noise, pink or a recording; baseline= in Python)",
+    "not_certified": "{n} clip{s} have a set that was not found or did not hold on re-query: raise --max-queries "
+                     "(max_queries=), or read the clips' warnings in the store",
+    "no_cause": "the search found no cause in {n} clip{s}: raise --max-queries (max_queries=)",
+}
+
+
+#: Each reason once more, when the line has already given its fix.
+_REASON_SHORT = {
+    "unstable": "{n} unstable", "target_not_decided": "{n} whose target is not the model's decision",
+    "baseline_decides": "{n} decided by the baseline alone", "not_certified": "{n} not certified",
+}
+
+
+def _reason_text(reason: str, n: int, short: bool = False) -> str:
+    return (_REASON_SHORT if short else _REASON_TEXT)[reason].format(n=n, s="" if n == 1 else "s")
+
+
+def _flag(clip: Dict[str, Any], column: str) -> bool:
+    """A clip's ``target_is_decision`` or ``stable`` column (:attr:`Explanation.target_is_decision`,
+    :attr:`Explanation.model_stable`)."""
+    return bool(clip.get(column))
+
+
+def untrusted_reason(clip: Dict[str, Any]) -> Optional[str]:
+    """The first of :data:`UNTRUSTED_REASONS` that applies to a ``clips`` row (None: trusted)."""
+    if not _flag(clip, "stable"):
+        return "unstable"
+    if not _flag(clip, "target_is_decision"):
+        return "target_not_decided"
+    if clip.get("baseline_decides"):
+        return "baseline_decides"
+    if not clip.get("certified"):
+        return "not_certified"
+    return None
+
+
+def _left_out_reason(clip: Dict[str, Any], responsibility: Sequence[float]) -> Optional[str]:
+    """Why a clip is left out of the band figures (None: its search found a cause and it counts)."""
+    if not _flag(clip, "stable"):
+        return "unstable"
+    if clip.get("baseline_decides"):
+        return "baseline_decides"
+    if not any(v > 0 for v in responsibility):
+        return "no_cause"
+    return None
 
 
 @dataclass
@@ -53,13 +128,26 @@ class ClassAggregate:
         clips (int): Number of explained clips in it.
         agreement (float, optional): Fraction of its labelled clips whose decision is their label
                     (by target: the precision of the class; by label: its recall). None without labels.
-        flip_rate (dict): ``{k: fraction of clips flipped by removing the top-k features}``.
+        flip_rate (dict): ``{k: fraction of clips flipped by removing the top-k features}``, over
+                    every explained clip (the untrusted ones included: see ``untrusted``).
         median_snr_db (dict): ``{k: median SNR in dB of the flipping changes}`` (None when none flipped).
-        band_responsibility (list of float): Mean responsibility per band of the grid.
+        band_responsibility (list of float): Mean responsibility per band of the grid over the
+                    ``responsibility_clips`` clips whose search found a cause; every band None when
+                    no clip counts (never zeros standing in for "no figure").
         top_bands (list of dict): The bands it relies on most, descending: ``band``, ``hz_low``,
                     ``hz_high``, ``hz_centre``, ``responsibility`` (bands with none are not listed).
-        low_frequency_share (float): Mean responsibility in bands centred below the low-frequency limit.
+        low_frequency_share (float, optional): Mean responsibility in bands centred below the
+                    low-frequency limit (None when no clip counts).
         low_frequency_cue (bool): Its top band is centred below the low-frequency limit.
+        trusted (int): Clips none of :data:`UNTRUSTED_REASONS` applies to.
+        untrusted (dict): ``{reason: clips}`` for each of :data:`UNTRUSTED_REASONS` (each untrusted
+                    clip under the first reason that applies; the counts sum to ``clips - trusted``).
+        flip_rate_trusted (dict): ``{k: flip rate over the trusted clips}`` (None without any).
+        responsibility_clips (int): Clips counted in ``band_responsibility``, ``top_bands`` and the
+                    low-frequency figures: those whose model was stable, whose baseline alone does
+                    not decide and whose responsibility is not all zero.
+        left_out (dict): ``{reason: clips}`` for each of :data:`LEFT_OUT_REASONS`: the clips left
+                    out of the band figures (they sum to ``clips - responsibility_clips``).
     """
 
     name: str
@@ -67,10 +155,15 @@ class ClassAggregate:
     agreement: Optional[float]
     flip_rate: Dict[int, Optional[float]]
     median_snr_db: Dict[int, Optional[float]]
-    band_responsibility: List[float]
+    band_responsibility: List[Optional[float]]
     top_bands: List[Dict[str, Any]] = field(default_factory=list)
-    low_frequency_share: float = 0.0
+    low_frequency_share: Optional[float] = None
     low_frequency_cue: bool = False
+    trusted: int = 0
+    untrusted: Dict[str, int] = field(default_factory=dict)
+    flip_rate_trusted: Dict[int, Optional[float]] = field(default_factory=dict)
+    responsibility_clips: int = 0
+    left_out: Dict[str, int] = field(default_factory=dict)
 
     @property
     def top_band_hz(self) -> Optional[List[float]]:
@@ -117,11 +210,13 @@ class Aggregates:
             record = asdict(entry)
             record["flip_rate"] = {str(k): v for k, v in entry.flip_rate.items()}
             record["median_snr_db"] = {str(k): v for k, v in entry.median_snr_db.items()}
+            record["flip_rate_trusted"] = {str(k): v for k, v in entry.flip_rate_trusted.items()}
             return record
 
         return {
             "by": self.by, "ks": list(self.ks), "bands": list(self.bands), "low_frequency_hz": self.low_frequency_hz,
-            "failed": self.failed, "overall": plain(self.overall), "classes": [plain(c) for c in self.classes],
+            "failed": self.failed, "notice": self.notice(),
+            "overall": plain(self.overall), "classes": [plain(c) for c in self.classes],
             "transfer": None if self.transfer is None else _transfer_dict(self.transfer),
         }
 
@@ -148,9 +243,16 @@ class Aggregates:
         indexed: List[Tuple[Optional[int], ClassAggregate]] = [*enumerate(self.classes), (None, self.overall)]
         for index, entry in indexed:
             row: Dict[str, Any] = {"grouping": self.by, "class": entry.name, "clips": entry.clips,
-                                   "agreement": entry.agreement}
+                                   "trusted": entry.trusted, "agreement": entry.agreement}
+            for reason in UNTRUSTED_REASONS:
+                row[f"untrusted:{reason}"] = entry.untrusted.get(reason, 0)
+            row["responsibility_clips"] = entry.responsibility_clips
+            for reason in LEFT_OUT_REASONS:
+                row[f"left_out:{reason}"] = entry.left_out.get(reason, 0)
             for k in self.ks:
                 row[f"flip@{k}"] = entry.flip_rate.get(k)
+            for k in self.ks:
+                row[f"flip_trusted@{k}"] = entry.flip_rate_trusted.get(k)
             for k in self.ks:
                 row[f"median_snr_db@{k}"] = entry.median_snr_db.get(k)
             top = entry.top_bands[0] if entry.top_bands else None
@@ -191,11 +293,13 @@ class Aggregates:
         )
 
     def table(self) -> str:
-        """A short plain-text table: clips, flip rates, median SNR, top band per class."""
-        head = ["class", "clips"] + [f"flip@{k}" for k in self.ks] + [f"SNR@{k} dB" for k in self.ks] + ["top band"]
+        """A short plain-text table: clips, trusted clips, flip rates, median SNR, top band per class
+        (:meth:`notice` says which clips the figures leave out or count untrusted)."""
+        head = (["class", "clips", "trusted"] + [f"flip@{k}" for k in self.ks] + [f"SNR@{k} dB" for k in self.ks]
+                + ["top band"])
         lines = []
         for entry in [*self.classes, self.overall]:
-            cells = [entry.name, str(entry.clips)]
+            cells = [entry.name, str(entry.clips), str(entry.trusted)]
             cells += ["-" if entry.flip_rate.get(k) is None else f"{entry.flip_rate[k]:.2f}" for k in self.ks]
             cells += ["-" if entry.median_snr_db.get(k) is None else f"{entry.median_snr_db[k]:.1f}" for k in self.ks]
             band = entry.top_band_hz
@@ -210,6 +314,30 @@ class Aggregates:
             out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
                        + "  " + row[-1])
         return "\n".join(line.rstrip() for line in out)
+
+    def notice(self) -> Optional[str]:
+        r"""One line naming the clips each figure leaves out or counts untrusted, why, and the fix
+        (None when every clip is trusted and counted). Over all clips (``overall``)::
+
+            band responsibility and top bands leave out 12 of 40 clips: the baseline alone decides
+            12 clips: explain against another baseline (...); flip rates count 12 untrusted clips
+            (flip_trusted@k leaves them out): ...
+        """
+        entry = self.overall
+        parts = []
+        left = sum(entry.left_out.values())
+        if left:
+            reasons = [_reason_text(r, entry.left_out[r]) for r in LEFT_OUT_REASONS if entry.left_out.get(r)]
+            parts.append(f"band responsibility and top bands leave out {left} of {entry.clips} clips: "
+                         + "; ".join(reasons))
+        untrusted = entry.clips - entry.trusted
+        if untrusted:
+            given = {r for r in LEFT_OUT_REASONS if entry.left_out.get(r)}  # their fix is said already
+            reasons = [_reason_text(r, entry.untrusted[r], r in given) for r in UNTRUSTED_REASONS
+                       if entry.untrusted.get(r)]
+            parts.append(f"flip rates count {untrusted} untrusted clip{'' if untrusted == 1 else 's'} "
+                         "(flip_trusted@k in the aggregates leaves them out): " + "; ".join(reasons))
+        return "; and ".join(parts) if parts else None
 
 
 def _median(values: Sequence[float]) -> Optional[float]:
@@ -261,33 +389,64 @@ def _transfer_result(
     )
 
 
+def _flip_rates(
+    clip_ids: Sequence[str], flips: Dict[str, Dict[int, Dict[str, Any]]], ks: Sequence[int]
+) -> Tuple[Dict[int, Optional[float]], Dict[int, Optional[float]]]:
+    rates: Dict[int, Optional[float]] = {}
+    snr: Dict[int, Optional[float]] = {}
+    for k in ks:
+        rows = [flips[c][k] for c in clip_ids if k in flips.get(c, {})]
+        rates[k] = sum(bool(r["flipped"]) for r in rows) / len(rows) if rows else None
+        snr[k] = _median([r["snr_db"] for r in rows if r["flipped"]])
+    return rates, snr
+
+
 def _summarise(
     name: str, clip_ids: Sequence[str], clips: Dict[str, Dict[str, Any]], bands: Dict[str, List[float]],
     flips: Dict[str, Dict[int, Dict[str, Any]]], grid: List[Dict[str, float]], ks: Sequence[int], top: int,
     low_hz: float,
 ) -> ClassAggregate:
     n_bands = len(grid)
-    sums = [0.0] * n_bands
+    untrusted = {reason: 0 for reason in UNTRUSTED_REASONS}
+    left_out = {reason: 0 for reason in LEFT_OUT_REASONS}
+    trusted_ids, counted = [], []
     for clip_id in clip_ids:
-        for band, value in enumerate(bands.get(clip_id, [0.0] * n_bands)):
-            sums[band] += value
-    means = [s / len(clip_ids) if clip_ids else 0.0 for s in sums]
-    flip_rate: Dict[int, Optional[float]] = {}
-    snr: Dict[int, Optional[float]] = {}
-    for k in ks:
-        rows = [flips[c][k] for c in clip_ids if k in flips.get(c, {})]
-        flip_rate[k] = sum(bool(r["flipped"]) for r in rows) / len(rows) if rows else None
-        snr[k] = _median([r["snr_db"] for r in rows if r["flipped"]])
+        reason = untrusted_reason(clips[clip_id])
+        if reason is None:
+            trusted_ids.append(clip_id)
+        else:
+            untrusted[reason] += 1
+        values = bands.get(clip_id, [0.0] * n_bands)
+        left = _left_out_reason(clips[clip_id], values)
+        if left is None:
+            counted.append(values)
+        else:
+            left_out[left] += 1
+    # Only clips whose search found a cause: a clip with no cause (all zeros) would drag every
+    # band towards zero and make the class look as if it relied on nothing in particular.
+    means: List[Optional[float]] = (
+        [sum(v[b] for v in counted) / len(counted) for b in range(n_bands)] if counted else [None] * n_bands
+    )
+    flip_rate, snr = _flip_rates(clip_ids, flips, ks)
+    flip_rate_trusted, _ = _flip_rates(trusted_ids, flips, ks)
     labelled = [clips[c] for c in clip_ids if clips[c]["label"] is not None]
     agreement = (
         sum(c["label"] == c["decision_name"] for c in labelled) / len(labelled) if labelled else None
     )
-    order = sorted((b for b in range(n_bands) if means[b] > 0), key=lambda b: (-means[b], b))[:top]
-    top_bands = [{"band": b, **{k: grid[b][k] for k in ("hz_low", "hz_high", "hz_centre")},
-                  "responsibility": means[b]} for b in order]
-    low_share = sum(m for m, band in zip(means, grid) if band["hz_centre"] < low_hz)
+    scored = [(b, m) for b, m in enumerate(means) if m is not None and m > 0]
+    top_bands: List[Dict[str, Any]] = [
+        {"band": b, **{k: grid[b][k] for k in ("hz_low", "hz_high", "hz_centre")}, "responsibility": m}
+        for b, m in sorted(scored, key=lambda bm: (-bm[1], bm[0]))[:top]
+    ]
+    low_share = (
+        sum(m for m, band in zip(means, grid) if m is not None and band["hz_centre"] < low_hz) if counted else None
+    )
     cue = bool(top_bands) and top_bands[0]["hz_centre"] < low_hz
-    return ClassAggregate(name, len(clip_ids), agreement, flip_rate, snr, means, top_bands, low_share, cue)
+    return ClassAggregate(
+        name, len(clip_ids), agreement, flip_rate, snr, means, top_bands, low_share, cue,
+        trusted=len(trusted_ids), untrusted=untrusted, flip_rate_trusted=flip_rate_trusted,
+        responsibility_clips=len(counted), left_out=left_out,
+    )
 
 
 def aggregate(
@@ -298,6 +457,13 @@ def aggregate(
     low_frequency_hz: float = LOW_FREQUENCY_HZ,
 ) -> Aggregates:
     r"""Class-level aggregates of a results store.
+
+    Every explained clip counts in ``clips`` and the flip rates; each class also says how many of
+    them are trusted and why the others are not (:data:`UNTRUSTED_REASONS`), and
+    ``flip_rate_trusted`` leaves the untrusted out. Band responsibility, top bands and the
+    low-frequency figures average only the clips whose search found a cause: clips whose model was
+    unstable, whose baseline alone decides or whose responsibility is all zero are left out and
+    counted (:data:`LEFT_OUT_REASONS`). :meth:`Aggregates.notice` says it in one line.
 
     Args:
         store (str or ResultStore): The store (a path is opened read-only).

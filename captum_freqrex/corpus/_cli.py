@@ -2,7 +2,9 @@
 
 ``--out RESULTS`` is a folder holding ``results.sqlite`` (the store) and ``aggregates.json`` /
 ``aggregates.csv`` (rewritten from the store at the end of every run), with the per-class
-acceptance matrix of the ``--transfer-to`` models when there are any. Running the same command
+acceptance matrix of the ``--transfer-to`` models when there are any. The per-class table counts
+the trusted clips, and one warning line names the clips a figure leaves out or counts untrusted,
+why, and the fix. Running the same command
 again resumes; a store of another run (other options, model or data set) is refused with one line
 naming what differs. Like the other subcommands, every user error is one ``freqrex: error: ...``
 line and exit status 2.
@@ -244,6 +246,9 @@ def run_command(args: argparse.Namespace) -> int:
     by_target = written["target"]
     assert by_target is not None, "write_aggregates always groups by target"
     print(by_target.table())
+    notice = by_target.notice()
+    if notice is not None:  # the clips a figure leaves out or counts untrusted: never silently
+        cli._say(f"freqrex: warning: {notice}")
     transfer = by_target.transfer_table()
     if transfer is not None:
         print()

@@ -344,6 +344,8 @@ def explain_clips(
             "baseline_decides": bool(expl.baseline_decides),
             "flip_class": expl.flip_class,
             "certified": bool(expl.certified),
+            "target_is_decision": bool(expl.target_is_decision),
+            "stable": bool(expl.model_stable),
             "queries": int(expl.stats.queries),
             "forward_calls": int(expl.stats.forward_calls),
             "flip_queries": counting.rows // len(clips),

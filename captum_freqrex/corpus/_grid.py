@@ -42,12 +42,26 @@ class BandGrid:
         return len(self.hz_low)
 
     def band_of(self, hz: Tensor) -> Tensor:
-        r"""The band index of each frequency ``(...,)`` in Hz (the Nyquist frequency joins the last band)."""
+        r"""The band index of each frequency in Hz (the Nyquist frequency joins the last band).
+
+        Args:
+            hz (Tensor): ``(...,)`` frequencies in Hz.
+
+        Returns:
+            Tensor: ``(...,)`` long band indices.
+        """
         inner = torch.tensor(self.hz_low[1:], dtype=torch.float64)
         return torch.bucketize(hz.double(), inner, right=True)
 
     def label(self, band: int) -> str:
-        """The band as ``"LOW-HIGH Hz"`` (whole Hz)."""
+        r"""The band as ``"LOW-HIGH Hz"`` (whole Hz).
+
+        Args:
+            band (int): The band index.
+
+        Returns:
+            str: Its label.
+        """
         return f"{self.hz_low[band]:.0f}-{self.hz_high[band]:.0f} Hz"
 
 

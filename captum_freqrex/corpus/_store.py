@@ -28,15 +28,15 @@ SCHEMA_VERSION = 1
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
-#: Added to schema 1 after its first release: created in older stores when they are opened to write.
 _TRANSFERS = """
-CREATE TABLE IF NOT EXISTS transfers (
+CREATE TABLE transfers (
     clip_id TEXT NOT NULL REFERENCES clips(clip_id), model TEXT NOT NULL,
     accepted INTEGER NOT NULL, signal_class INTEGER NOT NULL, signal_class_name TEXT,
     full_agrees INTEGER NOT NULL, full_class INTEGER NOT NULL, full_class_name TEXT,
     PRIMARY KEY (clip_id, model)
 );
 """
+
 
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,6 +54,7 @@ CREATE TABLE clips (
     decision INTEGER, decision_name TEXT, target INTEGER, target_name TEXT,
     decision_confidence REAL, target_confidence REAL, class_confidences TEXT,
     baseline_class INTEGER, baseline_decides INTEGER, flip_class INTEGER, certified INTEGER,
+    target_is_decision INTEGER, stable INTEGER,
     queries INTEGER, forward_calls INTEGER, flip_queries INTEGER, model_seconds REAL, seconds REAL,
     stopped_by TEXT, warnings TEXT NOT NULL, notes TEXT NOT NULL, status TEXT NOT NULL, error TEXT
 );
@@ -182,9 +183,6 @@ class ResultStore:
         try:
             if exists:
                 self._check_schema()
-                if not readonly:
-                    with self.connection:
-                        self.connection.executescript(_TRANSFERS)
             else:
                 with self.connection:
                     self.connection.executescript(_TABLES)
@@ -331,6 +329,9 @@ class ResultStore:
     def write(self, record: ClipRecord) -> None:
         r"""Write one clip's rows in one transaction (an earlier ``"error"`` row of it is replaced).
 
+        Args:
+            record (ClipRecord): The clip's rows (from the backends).
+
         Raises:
             StoreError: When the clip is already stored as explained (another run writing the same
                         store at the same time).
@@ -369,10 +370,6 @@ class ResultStore:
 
     # ------------------------------------------------------------------ reading
 
-    def _has_table(self, table: str) -> bool:
-        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        return self.connection.execute(query, (table,)).fetchone() is not None
-
     def rows(self, table: str, order_by: Optional[str] = None) -> List[Dict[str, Any]]:
         r"""Every row of a table as dicts (JSON columns of ``clips`` decoded).
 
@@ -392,8 +389,6 @@ class ResultStore:
         }
         if table not in keys:
             raise ValueError(f"unknown table {table!r}; tables: {', '.join(keys)}")
-        if table == "transfers" and not self._has_table(table):
-            return []  # a store written before the table existed, opened read-only
         query = f"SELECT * FROM {table} ORDER BY {order_by or keys[table]}"
         out = []
         for row in self.connection.execute(query):
