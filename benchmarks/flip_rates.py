@@ -50,6 +50,7 @@ import torch
 from captum.attr import FeatureAblation
 
 from captum_freqrex import FeatureSpace, FreqReX, FrequencyForward, log_bands
+from captum_freqrex._core.oracle import Oracle
 from captum_freqrex.compare import load_zoo_inputs
 from captum_freqrex.datasets import DatasetSplit, load_split
 from captum_freqrex.metrics import perturbation_success_rate
@@ -68,33 +69,22 @@ SHORT = {"refinement": "refinement (sufficient)", "necessary": "refinement (nece
          "adaptive": "adaptive (necessary)", "band_screening": "band_screening (necessary)"}
 
 
-class _Counted:
-    """Counts the rows a model sees."""
-
-    def __init__(self, model: Callable) -> None:
-        self.model, self.rows = model, 0
-
-    def __call__(self, *args: Any) -> Any:
-        self.rows += args[0].shape[0]
-        return self.model(*args)
-
-
 def _feature_ablation(model: Callable, clip: torch.Tensor, target: int, bands: torch.Tensor) -> Tuple[torch.Tensor, int]:
-    counted = _Counted(model)
+    oracle = Oracle(model)  # counts the queries, as FreqReX's own oracle does
     ids = FeatureSpace((clip,), (torch.zeros_like(clip),), bands).ids()[0].unsqueeze(0)
-    wrapped = FrequencyForward(counted, clip)
+    wrapped = FrequencyForward(oracle, clip)
     attr = FeatureAblation(wrapped).attribute(
         wrapped.ones(), baselines=wrapped.zeros(), target=target, feature_mask=ids, perturbations_per_eval=32
     )
-    return attr.detach(), counted.rows
+    return attr.detach(), oracle.stats.queries
 
 
 def _freqrex(model: Callable, clip: torch.Tensor, target: int, name: str, budget: int, seed: int) -> Tuple[torch.Tensor, int]:
     search, options = VARIANTS[name]
-    counted = _Counted(model)
+    explainer = FreqReX(model, search=search)
     # Two anchor queries (the input and the baseline alone) come on top of max_queries.
-    attr = FreqReX(counted, search=search).attribute(clip, target=target, max_queries=budget - 2, seed=seed, **options)
-    return attr.detach(), counted.rows
+    attr = explainer.attribute(clip, target=target, max_queries=budget - 2, seed=seed, **options)
+    return attr.detach(), explainer.last_stats.queries
 
 
 def run(models: List[str], n_clips: int, methods: List[str], ks: List[int], seed: int, n_bands: int) -> List[Dict[str, Any]]:
