@@ -4,7 +4,7 @@ import pytest
 import torch
 from captum.attr import NoiseTunnel, PerturbationAttribution
 
-from captum_freqrex import FreqReX, StftDomain, ThresholdDecision, linear_bands
+from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, linear_bands
 from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
 
 BIN_440 = bin_of(440, SAMPLE_RATE)
@@ -301,9 +301,12 @@ def test_necessary_mode_finds_the_frequency_whose_removal_fools_the_model():
 def test_necessary_mode_without_a_flipping_baseline_finds_nothing():
     model = ToneClassifier([440, 1000, 2500]).eval()
     x = (0.5 * tone(1000)).unsqueeze(0)
-    # The baseline is the input itself: removing anything changes nothing, no cause exists.
-    responsibility = FreqReX(model).attribute(x, baselines=x, mode="necessary", seed=0)
+    # The baseline is the input itself: removing anything changes nothing, no cause exists. The
+    # refinement still tries removals (up to its budget) and says so.
+    with pytest.warns(FreqReXWarning, match="no removal the search tried within its budget did") as caught:
+        responsibility = FreqReX(model).attribute(x, baselines=x, mode="necessary", seed=0, max_queries=200)
     assert (responsibility == 0).all()
+    assert not any("cannot change" in str(w.message) for w in caught)
 
 
 def test_unknown_mode_is_rejected():

@@ -277,6 +277,13 @@ def test_band_screening_finds_the_single_frequency_whose_removal_flips_the_decis
 def test_band_screening_with_nothing_to_flip_finds_nothing():
     model = ToneClassifier([440, 1000, 2500]).eval()
     x = (0.5 * tone(1000)).unsqueeze(0)
-    with pytest.warns(UserWarning, match="does not change the decision"):
-        resp = FreqReX(model, search="band_screening").attribute(x, baselines=x, mode="necessary")
+    explainer = FreqReX(model, search="band_screening")
+    with pytest.warns(UserWarning, match="does not change the decision") as caught:
+        resp = explainer.attribute(x, baselines=x, mode="necessary", max_queries=150)
     assert (resp == 0).all()
+    # It still screened (a baseline that keeps the decision proves nothing about smaller
+    # removals), and the warning says what it tried instead of claiming no removal could work.
+    result = explainer.last_search[0]
+    assert 64 <= result.queries <= 150 and result.stopped_by == "max_queries"
+    (message,) = [str(w.message) for w in caught if "does not change the decision" in str(w.message)]
+    assert f"({result.queries} queries, stopped by 'max_queries')" in message and "cannot change" not in message

@@ -84,6 +84,126 @@ def test_a_baseline_that_already_gives_the_decision_is_reported():
     assert not said and not plain.baseline_decides and plain.sufficient.size == 1
 
 
+# ------------------------------------------------------------------ a baseline that keeps the decision
+
+
+class BothOrNeither(nn.Module):
+    """Class 1 when 440 Hz and 1 kHz are both present or both absent, class 0 when only one is.
+
+    Not monotone in what is removed: removing everything (silence) keeps class 1, removing only
+    one of the two tones flips it to class 0. The logit of class 1 is the product of the two
+    tones' margins, so it is graded and positive exactly when both margins share a sign.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detector = ToneDetector([440, 1000], 0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        margins = 10.0 * (self.detector.energies(x) - 0.3)
+        agree = margins[:, 0] * margins[:, 1]
+        return torch.stack([-agree, agree], dim=1)
+
+
+class UnlessTwoKilohertz(nn.Module):
+    """Class 1 unless a 2 kHz tone is present: removing frequencies can never add it, so on a clip
+    without 2 kHz no removal changes the decision (monotone, nothing to find)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detector = ToneDetector([2000], 0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        margin = 10.0 * (self.detector.energies(x)[:, 0] - 0.3)
+        return torch.stack([margin, -margin], dim=1)
+
+
+@pytest.mark.parametrize("search", ["band_screening", None], ids=["band_screening", "refinement"])
+def test_necessary_mode_finds_a_flipping_removal_the_silent_baseline_does_not_show(search):
+    x = clip((440, 1.0), (1000, 1.0), (2500, 0.5))
+    model = BothOrNeither()
+    silence = torch.zeros_like(x)
+    assert model(x).argmax(1).item() == 1 and model(silence).argmax(1).item() == 1  # the premise
+    explainer = FreqReX(model, search=search)
+    (expl,), said = explain_quietly(explainer, x, mode="necessary", max_queries=250, seed=0)
+    assert expl.original.passes and not expl.baseline.changed
+    assert explainer.last_search[0].queries > 0  # it searched, past the two anchor queries
+    top = int(expl.ranking[0])
+    assert top in (BIN_440, BIN_1000) and expl.feature_responsibility[top] > 0
+    # Certified by the metrics, independently of the search: removing the top bin alone flips.
+    removed = torch.zeros_like(expl.feature_responsibility, dtype=torch.bool)
+    removed[top] = True
+    check = metrics.necessity(model, x, removed.unsqueeze(0))
+    assert bool(check.necessary[0]) and int(check.decided[0]) == 0
+    fooled = metrics.perturbation_success_rate(model, x, expl.feature_responsibility.unsqueeze(0), k=1)
+    assert bool(fooled.flipped[0])
+    if search == "band_screening":  # the 2.5 kHz distractor's band does not flip when removed
+        assert expl.feature_responsibility[bin_of(2500, T)] == 0
+    # The warning keeps what is true (the baseline keeps the decision) and claims no impossibility.
+    assert expl.warnings == said and len([m for m in said if "baseline alone does not change" in m]) == 1
+    assert any("found removals of some frequencies that change it" in m for m in said)
+    assert not any("cannot change" in m or "nothing to find" in m for m in said)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resp = explainer.attribute(x, mode="necessary", max_queries=250, seed=0)
+    # A piece the budget left unsplit shares its value, so a tone is in the top tier, not always argmax.
+    assert max(resp[0, BIN_440], resp[0, BIN_1000]) == resp[0].max() > 0
+    assert not any("cannot change" in str(w.message) for w in caught)
+
+
+def test_band_screening_resolves_both_flipping_tones_bin_by_bin():
+    """The single bins of each flipping band are queried: both tones get responsibility 1, the
+    other members of their flipping bands less, every band whose removal keeps the decision 0."""
+    x = clip((440, 1.0), (1000, 1.0))
+    explainer = FreqReX(BothOrNeither(), search="band_screening")
+    with pytest.warns(FreqReXWarning, match="yet the search found removals") as caught:
+        resp = explainer.attribute(x, mode="necessary", max_queries=200)[0]
+    # attribute() returns no sets, so its warning does not speak of them.
+    assert not any("sufficient-and-necessary" in str(w.message) for w in caught)
+    assert resp[BIN_440] == 1.0 and resp[BIN_1000] == 1.0
+    assert explainer.last_search[0].details["single_feature_flips"] == 2
+    near = torch.zeros_like(resp, dtype=torch.bool)
+    for b in (BIN_440, BIN_1000):
+        near[b - 40 : b + 40] = True
+    near[[BIN_440, BIN_1000]] = False
+    credited_far = ((resp > 0) & ~near).nonzero().squeeze(1).tolist()
+    assert credited_far == [BIN_440, BIN_1000]
+    assert torch.all(resp[near] < 1.0)
+
+
+@pytest.mark.parametrize("search", ["band_screening", None], ids=["band_screening", "refinement"])
+def test_necessary_mode_with_no_flipping_removal_says_what_was_tried(search):
+    x = clip((440, 1.0), (1000, 0.5))
+    model = UnlessTwoKilohertz()
+    explainer = FreqReX(model, search=search)
+    (expl,), said = explain_quietly(explainer, x, mode="necessary", max_queries=120, seed=0)
+    assert (expl.feature_responsibility == 0).all()
+    queries = explainer.last_search[0].queries
+    assert 0 < queries <= 120
+    (message,) = [m for m in said if "baseline alone does not change" in m]
+    assert f"no removal the search tried within its budget did ({queries} queries" in message
+    assert "may still be non-monotone" in message and "a larger max_queries" in message
+    assert ("search='band_screening'" in message) == (search is None)  # never suggest the search in use
+    assert "cannot change" not in message and "nothing to find" not in message
+    # Whatever the search tried, the removals really do not change the decision.
+    top = metrics.perturbation_success_rate(model, x, expl.feature_responsibility.unsqueeze(0), k=[1, 5])
+    assert not bool(top.flipped.any())
+
+
+def test_necessary_mode_with_attributions_does_not_claim_what_no_search_tried():
+    x = clip((440, 1.0), (1000, 1.0))
+    model = BothOrNeither()
+    scores = torch.zeros(1, T // 2 + 1)
+    scores[0, BIN_1000] = 1.0
+    (expl,), said = explain_quietly(FreqReX(model), x, mode="necessary", attributions=scores)
+    (message,) = [m for m in said if "baseline alone does not change" in m]
+    assert "a model need not be monotone" in message and "cannot change" not in message
+    # Sufficient mode keeps its own message about a baseline that already gives the decision.
+    (plain,), said = explain_quietly(FreqReX(model), x, attributions=scores)
+    assert any("baseline alone already gives" in m for m in said)
+    assert not any("baseline alone does not change" in m for m in said)
+
+
 # ------------------------------------------------------------------ logits vs probabilities
 
 

@@ -17,8 +17,13 @@ loudest bins). Band screening spends the same queries on a tree instead:
    holding it whose removal flipped the decision: 1 for a frequency whose removal alone flips it
    (a counterfactual cause, responsibility 1 in the Halpern-Pearl sense), ``1/|R|`` - the degree
    ``R`` would give each member were it a minimal cause - for the members of a flipping band that
-   was not resolved further, 0 for features in no flipping set (the whole spectrum, which flips
-   the decision by the mode's premise, does not count). Values are not normalised.
+   was not resolved further, 0 for features in no flipping set (the whole spectrum does not
+   count). Values are not normalised.
+
+The screening runs whether or not removing the whole spectrum (the baseline alone) changes the
+decision: a model need not be monotone, and removing one band can change a decision that removing
+everything keeps (a classifier that hears silence as the clip's class, say). Only when no screened
+set flips the decision within the budget is every responsibility 0.
 
 The search stops when the budget (``max_queries``) cannot pay for the next opening, or when no
 set is left to open. It ignores the refinement's other knobs. Queries: ``n_bands`` to start, then
@@ -106,9 +111,9 @@ class BandScreening:
         r"""Screen bands and descend into the ones whose removal flips the decision."""
         n = context.n_features
         values = torch.zeros(n, dtype=torch.float64)
-        if not context.root_passes:
-            return SearchResult(values, 0, "searches", {"screened": 0})
-        root = _Node(0, n, 0, passes=True, score=float("inf"))
+        # The root is opened first whatever its verdict: when removing everything does not change
+        # the decision, removing a band still may (a non-monotone model).
+        root = _Node(0, n, 0, passes=context.root_passes, score=float("inf"))
         nodes = [root]
         stopped_by = "searches"
         while True:

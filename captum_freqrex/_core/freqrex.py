@@ -11,6 +11,8 @@ from captum.attr import PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor
 
+from captum_freqrex._core.adaptive import AdaptiveRefinement
+from captum_freqrex._core.band_screening import BandScreening
 from captum_freqrex._core.decision import Decision, DecisionLike
 from captum_freqrex._core.domains import SpectralDomain
 from captum_freqrex._core.explanation import CausalSet, Explanation, class_confidences, settings_record
@@ -19,7 +21,7 @@ from captum_freqrex._core.feature_space import FeatureSpace, check_synthesis
 from captum_freqrex._core.oracle import Oracle, rows_per_call
 from captum_freqrex._core.querier import OutputSelector, QueryStats, RowBuffer, check_output_selector, estimate_memory
 from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
-from captum_freqrex._core.responsibility import RefinementOptions, StepQuery
+from captum_freqrex._core.responsibility import PartitionRefinement, RefinementOptions, StepQuery
 from captum_freqrex._core.search import SearchContext, SearchLike, SearchResult, Verdicts, resolve_search
 from captum_freqrex._core.shrink import ShrinkReport, shrink_set
 from captum_freqrex._core.step_synthesis import StepSynthesizer
@@ -31,6 +33,7 @@ from captum_freqrex._core.trust import (
     anchor_warnings,
     issue_warnings,
     loudness,
+    removal_warnings,
     set_note,
 )
 from captum_freqrex._utils.progress import progress
@@ -72,6 +75,10 @@ class _Run:
         """Model-input rows reused by every query of the call."""
         assert self.oracle.rows is not None
         return self.oracle.rows
+
+
+#: Searches whose responsibility is above 0 only where a removal (or keep) they queried passed.
+BUILT_IN_SEARCHES = (PartitionRefinement, AdaptiveRefinement, BandScreening)
 
 
 #: Largest seed a torch.Generator takes (its seed is a signed 64-bit integer here).
@@ -296,8 +303,9 @@ class FreqReX(PerturbationAttribution):
             sets = sets.to(space.device, space.dtype)
             return verdicts(self._set_outputs(run, example, 1.0 - sets if removing else sets))
 
-        # "necessary": the root removes everything, i.e. is the baseline; no cause to find unless
-        # the baseline changes the decision.
+        # "necessary": the root removes everything, i.e. is the baseline. When that keeps the
+        # decision the search still runs: a model need not be monotone, and removing part of the
+        # spectrum can change a decision that removing all of it keeps.
         root_passes = bool(anchors.baseline.changed) if removing else original.passes
         context = SearchContext(
             evaluate, evaluate_masks, space.n_features, root_passes, run.options,
@@ -314,6 +322,19 @@ class FreqReX(PerturbationAttribution):
         result.responsibility = values
         self.last_search.append(result)
         return values, anchors, result
+
+    def _removal_warnings(self, run: _Run, anchors: Anchors, result: Optional[SearchResult], sets: bool) -> List[str]:
+        # What a necessary-mode search found against a baseline that keeps the decision (none:
+        # attributions were given). The built-in searches credit a feature only where a removal
+        # they queried changed the decision; what a custom search's values mean is not known here.
+        found = None
+        if result is not None and isinstance(self.search, BUILT_IN_SEARCHES):
+            found = bool((result.responsibility > 0).any())
+        others = [] if isinstance(self.search, BandScreening) else ["search='band_screening'"]
+        return removal_warnings(
+            anchors.target, anchors.original, anchors.baseline, run.mode, found,
+            0 if result is None else result.queries, "" if result is None else result.stopped_by, others, sets,
+        )
 
     @log_usage()
     def attribute(
@@ -385,10 +406,12 @@ class FreqReX(PerturbationAttribution):
                         the baseline, and responsibility goes to what keeps the decision (the
                         causes of the decision). ``"necessary"``: mutants remove subsets of the
                         features from the input, and responsibility goes to what changes the
-                        decision when removed: the fewest frequencies that fool the model. The
-                        necessary search needs the baseline itself to change the decision (it
-                        removes everything); otherwise every responsibility is 0.
-                        Default: ``"sufficient"``
+                        decision when removed: the fewest frequencies that fool the model. When
+                        the baseline alone (every frequency removed) keeps the decision, the search
+                        still runs, since removing part of the spectrum may change a decision that
+                        removing all of it keeps (a model need not be monotone); responsibility is
+                        0 only when no removal it tried within ``max_queries`` changed the decision,
+                        and a warning says which case it was. Default: ``"sufficient"``
 
         Returns:
             Tensor or tuple of Tensor: Responsibility per frequency bin, shaped ``(B, *feature_grid)``
@@ -405,8 +428,9 @@ class FreqReX(PerturbationAttribution):
         rows = []
         batch = range(run.space.batch_size)
         for example in progress(batch, len(batch), "FreqReX", show_progress):
-            values, anchors, _ = self._responsibility(run, example)
-            issue_warnings(anchors.warnings, example, run.space.batch_size, stacklevel=4)
+            values, anchors, result = self._responsibility(run, example)
+            messages = anchors.warnings + self._removal_warnings(run, anchors, result, sets=False)
+            issue_warnings(messages, example, run.space.batch_size, stacklevel=4)
             rows.append(values)
         values = torch.stack(rows).to(device=run.space.device, dtype=run.waves[0].dtype)
         run.oracle.stats.total_seconds = time.perf_counter() - start
@@ -656,7 +680,7 @@ class FreqReX(PerturbationAttribution):
                 responsibility_queries, stopped_by = refinement.queries, refinement.stopped_by
                 candidates = refinement.sets if run.mode == "sufficient" else None
             else:
-                anchors = self._anchors(run, example)
+                anchors, refinement = self._anchors(run, example), None
                 responsibility, responsibility_queries, stopped_by = scores[example], 0, "attributions"
             ranking = rank_features(
                 responsibility.to(run.space.device), run.space.feature_energy(example), rtol=rank_rtol
@@ -666,7 +690,7 @@ class FreqReX(PerturbationAttribution):
                 max_shrink_queries if shrink else 0, candidates,
             )
             sufficient, sufficient_necessary, complete = sets  # one per SET_NAMES
-            messages = anchors.warnings + set_messages
+            messages = anchors.warnings + self._removal_warnings(run, anchors, refinement, sets=True) + set_messages
             issue_warnings(messages, example, run.space.batch_size)
             after = run.oracle.stats
             stats = QueryStats(

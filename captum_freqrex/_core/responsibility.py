@@ -21,9 +21,13 @@ mass (see below). Then:
   of ``S`` decides without ``P`` (redundant causes), so ``P``'s mass goes to the rest of ``S``.
   Mass therefore only ever rests on the pieces of the current passing set, never on a piece the
   model ignores.
-* **undecided roots** - when ``S`` itself does not pass (a target the input does not get), a
-  step in which nothing passes keeps ``S`` and cuts again; a search that never passes credits
-  nothing.
+* **undecided roots** - when ``S`` itself does not pass (a target the input does not get; or,
+  in ``mode="necessary"``, a baseline that keeps the decision, so removing everything changes
+  nothing), a step in which nothing passes keeps ``S`` and cuts again at new random points; the
+  first step in which some subset passes (a model that is not monotone: keeping, or removing,
+  part of ``S`` does what all of ``S`` does not) starts the refinement from that subset. A
+  search that never passes credits nothing: with ``max_depth`` cuts per search, that is a random
+  search over unions of pieces, not a proof that no subset passes.
 
 When a search ends (depth, minimum piece size, or query budget) every piece of ``S`` is finalised.
 A finalised piece spreads its mass evenly over its features, so the responsibility of a feature is
@@ -183,7 +187,8 @@ class _Refiner:
         evaluate (Callable): ``evaluate(queries) -> passes``: a list of :class:`StepQuery` to a
                     ``(N,)`` bool tensor saying which of their mutants (in order) keep the decision.
         n_features (int): Number of features.
-        root_passes (bool): Whether the unmasked input keeps the decision.
+        root_passes (bool): Whether the set of all features passes (the unmasked input keeps
+                    the decision; ``"necessary"``: the baseline alone changes it).
         options (RefinementOptions): The knobs.
         generator (torch.Generator): Source of the random cuts.
         device (torch.device): Where keep-masks are built.

@@ -74,7 +74,9 @@ class SearchContext:
         evaluate_masks (Callable): The uncounted callable behind :meth:`evaluate_sets`.
         n_features (int): Number of features.
         root_passes (bool): Whether the set of all features passes (``"sufficient"``: the input keeps
-                    the decision; ``"necessary"``: the baseline alone changes it).
+                    the decision; ``"necessary"``: the baseline alone changes it). False does
+                    not mean that no smaller set passes (a model need not be monotone), so a
+                    search should search anyway.
         options (RefinementOptions): The caller's search knobs (``n_samples``, ``max_depth``, ...,
                     ``max_queries``); a search honours ``max_queries`` and may ignore the rest.
         generator (torch.Generator): The only source of randomness (seeded per example).

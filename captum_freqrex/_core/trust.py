@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
@@ -63,20 +63,83 @@ def anchor_warnings(
                 f"confidence_filter ({confidence_filter}): only a sufficient set (one reaching the "
                 "filter) is searched"
             )
-    fix = "explain against another baseline (baselines=..., e.g. recorded background noise)"
-    if mode == "necessary" and original.passes and not baseline.changed:
-        messages.append(
-            f"the baseline alone does not change the decision (class {target}, confidence "
-            f"{baseline.confidence:.3f}), so removing frequencies cannot change it: mode='necessary' "
-            f"has nothing to find and every responsibility is 0; {fix}"
-        )
-    elif baseline.passes:
+    # In mode="necessary" a baseline that keeps the decision is reported once the search has run
+    # (see removal_warnings): what to say depends on whether some removal changed the decision.
+    if baseline.passes and not baseline_keeps_removal(original, baseline, mode):
         messages.append(
             f"the baseline alone already gives class {target} (confidence {baseline.confidence:.3f}): "
             "the empty set is sufficient, so the sufficient set says nothing about the input; "
-            f"{fix}"
+            f"{BASELINE_FIX}"
         )
     return messages
+
+
+#: What to do about a baseline that tells the input's frequencies nothing apart.
+BASELINE_FIX = "explain against another baseline (baselines=..., e.g. recorded background noise)"
+
+
+def baseline_keeps_removal(original: ProbeResult, baseline: ProbeResult, mode: str) -> bool:
+    """Whether ``mode="necessary"`` explains a decision that removing every frequency keeps."""
+    return mode == "necessary" and original.passes and not baseline.changed
+
+
+def removal_warnings(
+    target: int, original: ProbeResult, baseline: ProbeResult, mode: str, found: Optional[bool],
+    queries: int = 0, stopped_by: str = "", alternatives: Sequence[str] = (), sets: bool = True,
+) -> List[str]:
+    r"""What a ``mode="necessary"`` search against a baseline that keeps the decision found, in plain words.
+
+    Removing every frequency is one removal among many: a model need not be monotone, so a
+    baseline that keeps the decision says nothing about smaller removals, and the search runs
+    anyway. The message says what it found, never that nothing could be found.
+
+    Args:
+        target (int): The explained class.
+        original (ProbeResult): The model on the unmasked input.
+        baseline (ProbeResult): The model on the baseline alone (every frequency removed).
+        mode (str): The search mode; only ``"necessary"`` gets a message.
+        found (bool, optional): Whether the search saw a removal it queried change the decision
+                    (a built-in search gives responsibility above 0 only then); None when that is
+                    not known (attributions given instead of a search, or a custom search).
+        queries (int, optional): Queries the search spent. Default: 0
+        stopped_by (str, optional): Why it stopped (``SearchResult.stopped_by``). Default: ""
+        alternatives (sequence of str, optional): What else to try, before a larger
+                    ``max_queries`` and another baseline (e.g. another search). Default: ()
+        sets (bool, optional): Whether sets are extracted from the ranking (``explain``), which
+                    the message then speaks of. Default: True
+
+    Returns:
+        list of str: No message, or one.
+    """
+    if not baseline_keeps_removal(original, baseline, mode):
+        return []
+    first = (
+        f"the baseline alone does not change the decision (class {target}, confidence "
+        f"{baseline.confidence:.3f}): removing every frequency keeps it"
+    )
+    # The sets are prefixes of the ranking, whose necessary size is bracketed as if removing more
+    # never undid a change; with a decision that removing everything keeps, that finds none.
+    prefixes = (
+        "the sets are prefixes of the ranking, searched as if removing more never undid a change, "
+        "so a sufficient-and-necessary set may be missing: check the top of the ranking with "
+        "metrics.necessity"
+    )
+    check = "check the top of the ranking with metrics.necessity or metrics.perturbation_success_rate"
+    if found is None:
+        return [f"{first}, but removing part of them may still change it (a model need not be monotone); "
+                f"{prefixes if sets else check}"]
+    if found:
+        said = (
+            f"{first}, yet the search found removals of some frequencies that change it (the model is "
+            "not monotone in what is removed), and the responsibility ranks them"
+        )
+        return [f"{said}; {prefixes}" if sets else said]
+    tries = [*alternatives, "a larger max_queries", BASELINE_FIX.replace("explain against ", "")]
+    return [
+        f"{first}, and no removal the search tried within its budget did ({queries} queries, stopped by "
+        f"{stopped_by!r}), so every responsibility is 0; the model may still be non-monotone (a removal "
+        f"the search did not try may change the decision): try {', '.join(tries[:-1])} or {tries[-1]}"
+    ]
 
 
 def set_note(
