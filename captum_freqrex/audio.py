@@ -27,6 +27,8 @@ __all__ = [
     "fit_length",
     "load_audio",
     "noise_like",
+    "BASELINE_KINDS",
+    "NOISE_LEVEL_DB",
     "resample",
     "sinc_resample",
     "save_wav",
@@ -289,10 +291,17 @@ def load_audio(
     return LoadedAudio(waveform.float(), int(rate), notes)
 
 
+#: The generated baselines of ``freqrex explain`` and ``explain-dataset`` (anything else is a waveform).
+BASELINE_KINDS = ("silence", "noise", "pink")
+
+#: Level of the ``noise`` and ``pink`` baselines: their RMS relative to the clip's RMS, in dB.
+NOISE_LEVEL_DB = -30.0
+
+
 def noise_like(
     waveform: Tensor,
     color: str = "white",
-    level_db: float = -30.0,
+    level_db: float = NOISE_LEVEL_DB,
     generator: Optional[torch.Generator] = None,
 ) -> Tensor:
     r"""Seeded Gaussian noise shaped like ``waveform`` at a level relative to its RMS.

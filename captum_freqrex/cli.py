@@ -30,6 +30,8 @@ from torch import Tensor
 from captum_freqrex import FreqReX, __version__
 from captum_freqrex._core.explanation import SET_NAMES, Explanation
 from captum_freqrex._core.freqrex import MAX_SEED
+# The generated baselines (anything else given to --baseline is an audio file) and their noise level.
+from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
 from captum_freqrex._core.querier import OutputSelector, check_model_outputs, check_output_selector
 from captum_freqrex.compare import METHODS, compare_methods
 
@@ -44,11 +46,6 @@ CALLABLE_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za
 #: ``--search`` choices (see :class:`FreqReX`'s ``search=``).
 SEARCHES = ("refinement", "interleaved", "energy", "adaptive", "band_screening")
 
-#: Generated baselines; anything else given to ``--baseline`` is an audio file.
-BASELINE_KINDS = ("silence", "noise", "pink")
-
-#: Level of the ``noise`` and ``pink`` baselines: their RMS relative to the clip's RMS, in dB.
-NOISE_LEVEL_DB = -30.0
 
 #: Smallest FreqReX query budget: one refinement step of the default 4 pieces (2**4 - 1 mutants).
 MIN_MAX_QUERIES = 15

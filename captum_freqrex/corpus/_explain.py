@@ -20,15 +20,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+# The generated baselines and their level are freqrex explain's.
+from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
 from captum_freqrex.corpus._grid import BandGrid, band_grid
 
 __all__ = ["ExplainOptions", "ClipRecord", "explain_clips", "BASELINE_KINDS", "NOISE_LEVEL_DB"]
-
-#: Generated baselines (any other baseline is a waveform).
-BASELINE_KINDS = ("silence", "noise", "pink")
-
-#: RMS of the ``noise`` and ``pink`` baselines relative to each clip's RMS, in dB (as ``freqrex explain``).
-NOISE_LEVEL_DB = -30.0
 
 
 def _tensor_hash(value: Tensor) -> str:
