@@ -685,3 +685,19 @@ def test_built_data_set_source_resamples_and_labels(tmp_path):
         clip_source(str(tmp_path / "built"), SAMPLE_RATE)
     with pytest.raises(ValueError, match="no split 'valid'"):
         clip_source(str(task), SAMPLE_RATE, split="valid")
+
+
+def test_a_model_with_batch_norm_gets_a_weights_fingerprint_that_tells_weights_apart():
+    # BatchNorm's num_batches_tracked is a 0-d tensor: it once made every zoo model's fingerprint
+    # None, so a resumed run with other weights of the same class went unnoticed.
+    from captum_freqrex.corpus._run import describe_model
+
+    def build() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).eval()
+
+    first, same, other = build(), build(), build()
+    with torch.no_grad():
+        other[0].bias[0] += 1e-3
+    prints = [describe_model(m)["fingerprint"] for m in (first, same, other)]
+    assert prints[0] is not None and prints[0] == prints[1] != prints[2]

@@ -27,11 +27,16 @@ from captum_freqrex.corpus._grid import BandGrid, band_grid
 __all__ = ["ExplainOptions", "ClipRecord", "explain_clips", "BASELINE_KINDS", "NOISE_LEVEL_DB"]
 
 
-def _tensor_hash(value: Tensor) -> str:
+def update_digest(digest: Any, value: Tensor, prefix: str = "") -> None:
+    """Feed a tensor's dtype, shape and exact bytes to a hashlib digest (any dtype, 0-d included)."""
     data = value.detach().to("cpu").contiguous()
+    digest.update(f"{prefix}{data.dtype}{tuple(data.shape)}".encode())
+    digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def _tensor_hash(value: Tensor) -> str:
     digest = hashlib.blake2b(digest_size=8)
-    digest.update(f"{data.dtype}{tuple(data.shape)}".encode())
-    digest.update(data.numpy().tobytes())
+    update_digest(digest, value)
     return digest.hexdigest()
 
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from captum_freqrex.corpus._aggregate import Aggregates, aggregate
 from captum_freqrex.corpus._backends import make_backend
-from captum_freqrex.corpus._explain import BASELINE_KINDS, ClipRecord, ExplainOptions, error_record
+from captum_freqrex.corpus._explain import BASELINE_KINDS, ClipRecord, ExplainOptions, error_record, update_digest
 from captum_freqrex.corpus._progress import DatasetProgress
 from captum_freqrex.corpus._sources import Clip, ClipSource, clip_source
 from captum_freqrex.corpus._store import DatasetChangedError, ResultStore
@@ -72,9 +72,7 @@ def _weights_fingerprint(model: Any) -> Optional[str]:
         for name in sorted(state):
             value = state[name]
             if isinstance(value, Tensor):
-                data = value.detach().to("cpu").contiguous()
-                digest.update(f"{name}{data.dtype}{tuple(data.shape)}".encode())
-                digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+                update_digest(digest, value, name)
             else:
                 digest.update(f"{name}{value!r}".encode())
         return digest.hexdigest()
