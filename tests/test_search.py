@@ -274,6 +274,89 @@ def test_band_screening_finds_the_single_frequency_whose_removal_flips_the_decis
     assert torch.all(resp[0, far] == 0)
 
 
+class _LowBandCue(nn.Module):
+    """Class 0 while a 6 Hz cue outweighs half a 40 Hz tone; a 2 kHz tone adds a decoy.
+
+    Logit 0 is ``e6 - 0.5 e40 - 0.1 + 0.55 e2000`` (energies of unit sines are 1; logit 1 is 0):
+    removing the 6 Hz bin alone flips the decision (-0.05), removing the whole low end (6 and
+    40 Hz together) does not (0.45), and removing the 2 kHz tone moves the target furthest
+    without flipping it (0.4), so a search led by graded scores chases the decoy first.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        energy = torch.fft.rfft(x, dim=-1).abs().pow(2) / (x.shape[-1] / 2) ** 2
+        bins = [bin_of(f, x.shape[-1]) for f in (6, 40, 2000)]
+        e6, e40, e2000 = (energy[..., b].reshape(x.shape[0]) for b in bins)
+        logit = e6 - 0.5 * e40 - 0.1 + 0.55 * e2000
+        return torch.stack([logit, torch.zeros_like(logit)], dim=1)
+
+
+def test_band_screening_screens_narrow_low_bands_at_its_first_level():
+    x = (tone(6) + tone(40) + tone(2000)).unsqueeze(0)
+    model = _LowBandCue()
+    cue = bin_of(6, x.shape[-1])
+    assert int(model(x).argmax(1)) == 0
+    # The default first level holds a log-width band of at most 2 bins around 6 Hz: it flips the
+    # decision when removed and is resolved bin by bin right after the first level.
+    explainer = FreqReX(model, search=BandScreening())
+    resp = explainer.attribute(x, target=0, mode="necessary", max_queries=76)
+    assert int(resp[0].argmax()) == cue and resp[0, cue] == 1.0
+    assert bool(metrics.perturbation_success_rate(model, x, resp, target=0, k=1).flipped[0])
+    # Equal-width bands alone (83 bins each) lump the cue with the 40 Hz tone, whose removal
+    # with it keeps the decision; the descent follows the decoy first and, within the same
+    # budget, gets no further than a 10-bin sub-band holding the cue.
+    equal_only = FreqReX(model, search=BandScreening(log_bands=0))
+    resp_equal = equal_only.attribute(x, target=0, mode="necessary", max_queries=76)
+    assert resp_equal.max() < 1.0 and equal_only.last_search[0].stopped_by == "max_queries"
+    # Given the queries it needs, it gets there too.
+    resp_equal = equal_only.attribute(x, target=0, mode="necessary", max_queries=200)
+    assert int(resp_equal[0].argmax()) == cue and resp_equal[0, cue] == 1.0
+
+
+PEAKS_HZ = (1005, 1020, 1035, 1050, 1065)  # 15 Hz apart inside the equal-width band [1000, 1084) Hz
+
+
+class _PeaksOverFloor(nn.Module):
+    """Class 1 once the peaks of a band are gone while its floor stays: a cause no contiguous band holds.
+
+    The clip holds five unit sines (``PEAKS_HZ``) over a floor of weak sines at every other bin of
+    [1000, 1084) Hz (energy 0.79). Logit 1 is ``(floor > 0.5) * (1.6 - peaks)`` against 0.5:
+    removing four or five peaks flips the decision, fewer do not, and so does no contiguous
+    removal (one holding four peaks holds 42 floor bins, leaving a floor of 0.37).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        energy = torch.fft.rfft(x, dim=-1).abs().pow(2).reshape(x.shape[0], -1) / (x.shape[-1] / 2) ** 2
+        peaks = torch.tensor([bin_of(f, x.shape[-1]) for f in PEAKS_HZ])
+        floor = torch.zeros(energy.shape[1], dtype=torch.bool)
+        floor[bin_of(1000, x.shape[-1]) : bin_of(1084, x.shape[-1])] = True
+        floor[peaks] = False
+        logit = (energy[:, floor].sum(1) > 0.5).float() * (1.6 - energy[:, peaks].sum(1))
+        return torch.stack([torch.full_like(logit, 0.5), logit], dim=1)
+
+
+def test_band_screening_screens_the_loudest_features_of_a_band_it_opens():
+    floor_hz = [f for f in range(1000, 1084) if f not in PEAKS_HZ]
+    x = (sum(tone(f) for f in PEAKS_HZ) + sum(tone(f, amplitude=0.1) for f in floor_hz)).unsqueeze(0)
+    model = _PeaksOverFloor()
+    assert int(model(x).argmax(1)) == 0
+    peaks = [bin_of(f, x.shape[-1]) for f in PEAKS_HZ]
+    explainer = FreqReX(model, search=BandScreening())
+    # Silence keeps the decision (the floor goes too), and the warning says the search found more.
+    with pytest.warns(UserWarning, match="found removals of some frequencies that change it"):
+        resp = explainer.attribute(x, target=0, mode="necessary", max_queries=150)
+    details = explainer.last_search[0].details
+    # The opened band's five loudest bins flip the decision together; none alone does.
+    assert details["core_flips"] >= 1 and details["single_feature_flips"] == 0
+    assert torch.all(resp[0, peaks] == 0.2) and int((resp[0] > 0).sum()) == 5
+    assert bool(metrics.perturbation_success_rate(model, x, resp, target=0, k=5).flipped[0])
+    # Contiguous bands alone never reach it: every responsibility is 0, and the search says so.
+    bands_only = FreqReX(model, search=BandScreening(core_size=0))
+    with pytest.warns(UserWarning, match="no removal"):
+        resp_bands = bands_only.attribute(x, target=0, mode="necessary", max_queries=150)
+    assert torch.all(resp_bands == 0)
+
+
 def test_band_screening_with_nothing_to_flip_finds_nothing():
     model = ToneClassifier([440, 1000, 2500]).eval()
     x = (0.5 * tone(1000)).unsqueeze(0)

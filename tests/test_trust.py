@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, metrics
 from captum_freqrex._core import querier
+from captum_freqrex._core.band_screening import BandScreening, _first_level
 from captum_freqrex._core.decision import ArgmaxDecision
 
 SECONDS = 0.5
@@ -162,9 +163,13 @@ def test_band_screening_resolves_both_flipping_tones_bin_by_bin():
     assert not any("sufficient-and-necessary" in str(w.message) for w in caught)
     assert resp[BIN_440] == 1.0 and resp[BIN_1000] == 1.0
     assert explainer.last_search[0].details["single_feature_flips"] == 2
+    # Credit stays inside the first-level bands (equal- or log-width) that hold a tone: only
+    # their removals flip the decision.
     near = torch.zeros_like(resp, dtype=torch.bool)
-    for b in (BIN_440, BIN_1000):
-        near[b - 40 : b + 40] = True
+    screening = BandScreening()
+    for lo, hi in _first_level(resp.numel(), screening.n_bands, screening.log_bands):
+        if lo <= BIN_440 < hi or lo <= BIN_1000 < hi:
+            near[lo:hi] = True
     near[[BIN_440, BIN_1000]] = False
     credited_far = ((resp > 0) & ~near).nonzero().squeeze(1).tolist()
     assert credited_far == [BIN_440, BIN_1000]
