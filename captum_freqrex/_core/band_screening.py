@@ -9,8 +9,11 @@ loudest bins). Band screening spends the same queries on a tree instead:
    and, screened alongside them, into ``log_bands`` log-width bands, of which those narrower than
    an equal-width band are kept: the low end of an rfft axis, where one equal-width band lumps
    together the narrow bands a log-frequency model hears apart (speech models flip on a 9-bin
-   low band). Each band's removal is queried (one batch); every screened set gets a verdict (does
-   its removal flip the decision?) and a graded score (how far behind the target falls).
+   low band). On a feature axis that is not one rfft axis ordered by frequency (grouped bands,
+   STFT cells, several channels) the log-width bands refine only its first features:
+   ``log_bands=0`` turns them off. Each band's removal is queried (one batch); every screened set
+   gets a verdict (does its removal flip the decision?) and a graded score (how far behind the
+   target falls).
 2. **Descend.** The next set to open is the deepest screened set whose removal flipped the
    decision (best score first); when none is left, the best-scoring set. Opening a set screens its
    ``branching`` equal sub-bands and, as one more set, its ``core_size`` loudest features (its
@@ -106,7 +109,7 @@ def _first_level(n: int, n_bands: int, log_bands: int) -> List[Range]:
 
 
 class BandScreening:
-    r"""Hierarchical screening of contiguous bands, then of their single features (see the module docstring).
+    r"""Hierarchical screening of contiguous bands and their loudest features, then of single features (see the module docstring).
 
     Args:
         n_bands (int, optional): Equal-width bands screened first. Default: 48
