@@ -117,6 +117,21 @@ def silence_model() -> SilenceModel:
     return model
 
 
+class HumPairModel(torch.nn.Module):
+    """Decides ``a440`` when the 440 Hz tone and the 50 Hz hum are both present or both absent:
+    silence keeps every ``a440`` decision, yet removing the tone or the hum alone changes it (to
+    "none"); ``b1000`` clips need their 1 kHz tone (silence decides ``a440`` for them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detector = ToneClassifier([440, 50, 1000]).detector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.detector.energies(x)
+        agree = 40.0 * (e[:, 0] - 0.25) * (e[:, 1] - 0.15)
+        return torch.stack([agree, 10.0 * e[:, 2] - 2.0, torch.zeros_like(agree)], dim=1)
+
+
 class DriftingModel(ToneClassifier):
     """The honest model whose logits all rise a little with every call: the same decisions, but
     outputs that change between calls (like dropout left on), so nothing it says can be certified."""
@@ -405,6 +420,32 @@ def test_a_model_deciding_on_silence_is_reported_not_averaged_as_zeros(small, tm
            "explain against another baseline (--baseline noise" in warning[0]
     payload = json.loads((out / "aggregates.json").read_text())["by_target"]
     assert payload["notice"] == agg.notice() and payload["classes"][0]["left_out"]["baseline_decides"] == 1
+
+
+def test_necessary_mode_counts_a_clip_whose_baseline_keeps_the_decision_when_removals_change_it(small, tmp_path):
+    # Sufficient mode: the empty set suffices for the a440 clip, so its responsibility says nothing.
+    run(HumPairModel(), small, tmp_path / "sufficient.sqlite", **SMALL)
+    sufficient = aggregate(tmp_path / "sufficient.sqlite")
+    assert sufficient["a440"].left_out["baseline_decides"] == 1 and sufficient["a440"].responsibility_clips == 0
+    # Necessary mode: silence still keeps a440, but removing the tone or the hum changes it, and
+    # the band figures count that clip, at those frequencies.
+    store = tmp_path / "necessary.sqlite"
+    run(HumPairModel(), small, store, mode="necessary", search="band_screening", **SMALL)
+    clip = {c["target_name"]: c for c in results(store)["clips"]}["a440"]
+    assert clip["baseline_decides"] and clip["stable"] and clip["target_is_decision"]
+    necessary = aggregate(store)
+    pair = necessary["a440"]
+    assert pair.left_out["baseline_decides"] == 0 and pair.responsibility_clips == 1
+    low, high = pair.top_band_hz
+    assert low <= 440 < high or low <= 50 < high
+    x = _clip("a440", 0).unsqueeze(0)
+    with pytest.warns(UserWarning, match="found removals of some frequencies that change it"):
+        resp = FreqReX(HumPairModel(), search="band_screening").attribute(x, mode="necessary", max_queries=QUERIES)
+    assert bool(perturbation_success_rate(HumPairModel(), x, resp, k=1).flipped[0])
+    # A monotone model with nothing to find keeps the baseline as the reason, not "raise the budget".
+    run(silence_model(), small, tmp_path / "silent.sqlite", mode="necessary", search="band_screening", **SMALL)
+    silent = aggregate(tmp_path / "silent.sqlite")["a440"]
+    assert silent.left_out["baseline_decides"] == 1 and silent.left_out["no_cause"] == 0
 
 
 def test_probabilities_and_logits_give_the_same_aggregates(small, tmp_path):

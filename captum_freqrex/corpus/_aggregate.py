@@ -9,7 +9,8 @@ Per class (the explained target, or the clips' label) and overall:
   most, over the clips whose search found a cause: a clip whose baseline alone decides (the empty
   set suffices, so its responsibility says nothing about the clip), whose model was unstable, or
   whose responsibility is all zero is left out and counted (:data:`LEFT_OUT_REASONS`), so it
-  cannot drag the class's figures towards zero;
+  cannot drag the class's figures towards zero (in ``mode="necessary"`` a clip whose baseline
+  keeps the decision counts when its search found removals that change it);
 * the flip rate at each k (the fraction of clips whose decision changes when the top-k features
   of their FreqReX ranking are removed) over every explained clip, beside the rate over the
   trusted clips alone, and the median SNR in dB of the changes that flipped;
@@ -107,13 +108,20 @@ def untrusted_reason(clip: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def _left_out_reason(clip: Dict[str, Any], responsibility: Sequence[float]) -> Optional[str]:
-    """Why a clip is left out of the band figures (None: its search found a cause and it counts)."""
+def _left_out_reason(clip: Dict[str, Any], responsibility: Sequence[float], mode: str = "sufficient") -> Optional[str]:
+    """Why a clip is left out of the band figures (None: its search found a cause and it counts).
+
+    In ``mode="necessary"`` a baseline that keeps the decision does not void the responsibility:
+    it ranks removals that change the decision all the same (a model need not be monotone in what
+    is removed), so such a clip counts when its search found one, and is left out as
+    ``baseline_decides`` (not ``no_cause``: no budget would help a monotone model) when not.
+    """
     if not _flag(clip, "stable"):
         return "unstable"
-    if clip.get("baseline_decides"):
+    found = any(v > 0 for v in responsibility)
+    if clip.get("baseline_decides") and (mode != "necessary" or not found):
         return "baseline_decides"
-    if not any(v > 0 for v in responsibility):
+    if not found:
         return "no_cause"
     return None
 
@@ -404,7 +412,7 @@ def _flip_rates(
 def _summarise(
     name: str, clip_ids: Sequence[str], clips: Dict[str, Dict[str, Any]], bands: Dict[str, List[float]],
     flips: Dict[str, Dict[int, Dict[str, Any]]], grid: List[Dict[str, float]], ks: Sequence[int], top: int,
-    low_hz: float,
+    low_hz: float, mode: str,
 ) -> ClassAggregate:
     n_bands = len(grid)
     untrusted = {reason: 0 for reason in UNTRUSTED_REASONS}
@@ -417,7 +425,7 @@ def _summarise(
         else:
             untrusted[reason] += 1
         values = bands.get(clip_id, [0.0] * n_bands)
-        left = _left_out_reason(clips[clip_id], values)
+        left = _left_out_reason(clips[clip_id], values, mode)
         if left is None:
             counted.append(values)
         else:
@@ -463,7 +471,9 @@ def aggregate(
     ``flip_rate_trusted`` leaves the untrusted out. Band responsibility, top bands and the
     low-frequency figures average only the clips whose search found a cause: clips whose model was
     unstable, whose baseline alone decides or whose responsibility is all zero are left out and
-    counted (:data:`LEFT_OUT_REASONS`). :meth:`Aggregates.notice` says it in one line.
+    counted (:data:`LEFT_OUT_REASONS`); in ``mode="necessary"`` a clip whose baseline keeps the
+    decision counts when its search found removals that change it. :meth:`Aggregates.notice` says
+    it in one line.
 
     Args:
         store (str or ResultStore): The store (a path is opened read-only).
@@ -516,7 +526,8 @@ def aggregate(
         groups[key].append(clip_id)
     if by == "label" and not groups:
         raise ValueError("no clip in the store has a label: aggregate by='target' instead")
-    args = (clips, bands, flips, grid, ks, top, low_frequency_hz)
+    mode = str(run["settings"].get("mode", "sufficient"))
+    args = (clips, bands, flips, grid, ks, top, low_frequency_hz, mode)
     names = sorted(groups, key=lambda n: order[n])
     classes = [_summarise(name, groups[name], *args) for name in names]
     overall_ids = [c for c in clips if by == "target" or clips[c]["label"] is not None]
