@@ -19,6 +19,16 @@ from torch import Tensor, nn
 __all__ = ["LogMelCNN", "LogMel", "WaveCNN"]
 
 
+def _mono(waveforms: Tensor) -> Tensor:
+    """``(B, C, T)`` mixed down to ``(B, T)``; ``(B, T)`` as it is."""
+    return waveforms.mean(dim=1) if waveforms.dim() == 3 else waveforms
+
+
+def _pool_over_time(x: Tensor) -> Tensor:
+    """``(B, C, frames)`` -> ``(B, 2 C)``: mean and max over frames, concatenated (both zoo CNNs)."""
+    return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
+
+
 class LogMel(nn.Module):
     r"""Log mel power spectrogram: ``(B, T)`` waveforms -> ``(B, n_mels, frames)``.
 
@@ -168,11 +178,8 @@ class LogMelCNN(nn.Module):
         Returns:
             Tensor: ``(B, 2 * channels[-1])``: mean and max over time of the last block.
         """
-        if waveforms.dim() == 3:
-            waveforms = waveforms.mean(dim=1)
-        x = self.norm(self.frontend(waveforms)).unsqueeze(1)  # (B, 1, n_mels, frames)
-        x = self.blocks(x).mean(dim=2)  # (B, C, frames')
-        return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
+        x = self.norm(self.frontend(_mono(waveforms))).unsqueeze(1)  # (B, 1, n_mels, frames)
+        return _pool_over_time(self.blocks(x).mean(dim=2))  # blocks: (B, C, mels', frames')
 
     def forward(self, waveforms: Tensor) -> Tensor:
         r"""Args:
@@ -315,10 +322,7 @@ class WaveCNN(nn.Module):
         Returns:
             Tensor: ``(B, 2 * channels[-1])``: mean and max over time of the last block.
         """
-        if waveforms.dim() == 3:
-            waveforms = waveforms.mean(dim=1)
-        x = self.blocks(self.norm(self.frontend(waveforms)))  # (B, C, frames')
-        return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
+        return _pool_over_time(self.blocks(self.norm(self.frontend(_mono(waveforms)))))  # blocks: (B, C, frames')
 
     def forward(self, waveforms: Tensor) -> Tensor:
         r"""Args:
