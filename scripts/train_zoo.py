@@ -48,6 +48,25 @@ WEIGHTS = os.path.join(ZOO, "weights")
 CLIPS = os.path.join(ZOO, "clips")
 WEIGHTS_LICENCE = "BSD-3-Clause (trained by captum_freqrex's scripts/train_zoo.py)"
 
+#: The training recipe of both percussion models (one recipe, so the two differ in architecture only).
+_PERCUSSION_TRAINING: Dict[str, Any] = {
+    "crop_seconds": None,
+    "crops_per_clip": 4,
+    "epochs": 40,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "weight_decay": 1e-3,
+    "gain_db": 10.0,
+    "noise": 0.003,
+    "shift": "delay",
+    # Tried with kits ForzeeStereo + Millo_MultiLayered2 as validation (seeds 0, 1; 30 epochs):
+    # no extra augmentation 0.892 / 0.892, random EQ +-12 dB 0.871 / 0.878, speed +-10 %
+    # 0.914 / 0.849. Kept off.
+    "speed": 0.0,
+    "eq_db": 0.0,
+    "eval_batch": 128,
+}
+
 #: Per zoo model: architecture, training recipe, and which held-out clips to ship. ``dataset``
 #: (default: the name) is the built data set it learns; ``model`` (default ``LogMelCNN``) its class;
 #: ``clips_from`` names a model of the same data set whose shipped clips it reuses.
@@ -85,47 +104,22 @@ TASKS: Dict[str, Dict[str, Any]] = {
     "percussion": {
         "arch": {"n_fft": 512, "hop_length": 128, "n_mels": 64, "channels": [16, 32, 64, 64],
                  "pools": [[2, 2], [2, 2], [2, 2], [2, 2]], "dropout": 0.3},
-        "crop_seconds": None,
-        "crops_per_clip": 4,
-        "epochs": 40,
-        "batch_size": 32,
-        "lr": 3e-3,
-        "weight_decay": 1e-3,
-        "gain_db": 10.0,
-        "noise": 0.003,
-        "shift": "delay",
-        # Tried with kits ForzeeStereo + Millo_MultiLayered2 as validation (seeds 0, 1; 30 epochs):
-        # no extra augmentation 0.892 / 0.892, random EQ +-12 dB 0.871 / 0.878, speed +-10 %
-        # 0.914 / 0.849. Kept off.
-        "speed": 0.0,
-        "eq_db": 0.0,
+        **_PERCUSSION_TRAINING,
         "ship_classes": ["kick", "snare", "hihat", "cymbal", "tom"],
         # Shipped clips come from the held-out kit with an attribution licence (CC-BY 3.0), so the
         # package ships no GPL-licensed audio.
         "ship_source_prefix": "rumpf_kit_z01_h2/",
-        "eval_batch": 128,
     },
     # The same task built differently (a learned filterbank on the raw waveform and a 1-D CNN, no
     # Fourier transform), for transferability checks (benchmarks/transferability.py). Same data,
-    # seed and training recipe as "percussion".
+    # seed and training recipe (_PERCUSSION_TRAINING) as "percussion".
     "percussion-wave": {
         "dataset": "percussion",
         "model": "WaveCNN",
         "arch": {"n_filters": 48, "filter_length": 256, "stride": 8, "energy_pool": 20,
                  "channels": [64, 64, 96, 96], "kernel_size": 5, "pool": 2, "dropout": 0.3},
-        "crop_seconds": None,
-        "crops_per_clip": 4,
-        "epochs": 40,
-        "batch_size": 32,
-        "lr": 3e-3,
-        "weight_decay": 1e-3,
-        "gain_db": 10.0,
-        "noise": 0.003,
-        "shift": "delay",
-        "speed": 0.0,
-        "eq_db": 0.0,
+        **_PERCUSSION_TRAINING,
         "clips_from": "percussion",
-        "eval_batch": 128,
     },
 }
 
