@@ -30,7 +30,7 @@ from captum_freqrex.corpus import (
     write_aggregates,
 )
 from captum_freqrex.metrics import perturbation_success_rate
-from known_models import SAMPLE_RATE, ToneClassifier, tone
+from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, tone
 
 SECONDS = 0.5
 N = int(SECONDS * SAMPLE_RATE)
@@ -124,7 +124,7 @@ class HumPairModel(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.detector = ToneClassifier([440, 50, 1000]).detector
+        self.detector = ToneDetector([440, 50, 1000], 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self.detector.energies(x)

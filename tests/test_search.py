@@ -283,10 +283,12 @@ class _LowBandCue(nn.Module):
     without flipping it (0.4), so a search led by graded scores chases the decoy first.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.tones = ToneDetector([6, 40, 2000], 0.0)
+
     def forward(self, x: Tensor) -> Tensor:
-        energy = torch.fft.rfft(x, dim=-1).abs().pow(2) / (x.shape[-1] / 2) ** 2
-        bins = [bin_of(f, x.shape[-1]) for f in (6, 40, 2000)]
-        e6, e40, e2000 = (energy[..., b].reshape(x.shape[0]) for b in bins)
+        e6, e40, e2000 = self.tones.energies(x).pow(2).unbind(1)
         logit = e6 - 0.5 * e40 - 0.1 + 0.55 * e2000
         return torch.stack([logit, torch.zeros_like(logit)], dim=1)
 
@@ -319,19 +321,20 @@ PEAKS_HZ = (1005, 1020, 1035, 1050, 1065)  # 15 Hz apart inside the equal-width 
 class _PeaksOverFloor(nn.Module):
     """Class 1 once the peaks of a band are gone while its floor stays: a cause no contiguous band holds.
 
-    The clip holds five unit sines (``PEAKS_HZ``) over a floor of weak sines at every other bin of
-    [1000, 1084) Hz (energy 0.79). Logit 1 is ``(floor > 0.5) * (1.6 - peaks)`` against 0.5:
+    The 1 s clip holds five unit sines (``PEAKS_HZ``) over a floor of weak sines at every other bin
+    of [1000, 1084) Hz (energy 0.79). Logit 1 is ``(floor > 0.5) * (1.6 - peaks)`` against 0.5:
     removing four or five peaks flips the decision, fewer do not, and so does no contiguous
     removal (one holding four peaks holds 42 floor bins, leaving a floor of 0.37).
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.peaks = ToneDetector(PEAKS_HZ, 0.0)
+        self.floor = ToneDetector([f for f in range(1000, 1084) if f not in PEAKS_HZ], 0.0)
+
     def forward(self, x: Tensor) -> Tensor:
-        energy = torch.fft.rfft(x, dim=-1).abs().pow(2).reshape(x.shape[0], -1) / (x.shape[-1] / 2) ** 2
-        peaks = torch.tensor([bin_of(f, x.shape[-1]) for f in PEAKS_HZ])
-        floor = torch.zeros(energy.shape[1], dtype=torch.bool)
-        floor[bin_of(1000, x.shape[-1]) : bin_of(1084, x.shape[-1])] = True
-        floor[peaks] = False
-        logit = (energy[:, floor].sum(1) > 0.5).float() * (1.6 - energy[:, peaks].sum(1))
+        floor, peaks = (d.energies(x).pow(2).sum(1) for d in (self.floor, self.peaks))
+        logit = (floor > 0.5).float() * (1.6 - peaks)
         return torch.stack([torch.full_like(logit, 0.5), logit], dim=1)
 
 
