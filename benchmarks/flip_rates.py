@@ -50,7 +50,7 @@ import torch
 from captum.attr import FeatureAblation
 
 from captum_freqrex import FeatureSpace, FreqReX, FrequencyForward, log_bands
-from captum_freqrex._core.oracle import Oracle
+from captum_freqrex._core.model.oracle import Oracle
 from captum_freqrex.compare import load_zoo_inputs
 from captum_freqrex.datasets import DatasetSplit, load_split
 from captum_freqrex.metrics import perturbation_success_rate

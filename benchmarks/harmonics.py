@@ -24,7 +24,7 @@ then harmonic templates); and, with ``--zoo``, the ``instruments`` zoo model on 
 
 Every ranking rule in ``--rtol`` is applied to the same responsibility and the same IG
 attributions (FreqReX's search runs once per clip, seeded): ``0`` is the exact-ties-only rule from
-before issue #16, the default the tiered rule of :func:`captum_freqrex._core.ranking.rank_features`.
+before issue #16, the default the tiered rule of :func:`captum_freqrex._core.certify.ranking.rank_features`.
 :meth:`FreqReX.explain` takes no ranking tolerance, so the script swaps the ranking function that
 ``explain`` calls for the run of each rule.
 
@@ -55,7 +55,7 @@ from torch import Tensor, nn
 
 import captum_freqrex._core.freqrex as freqrex_module
 from captum_freqrex import FreqReX, FrequencyForward
-from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
+from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
 
 A3_HZ = 220.0
 PEAK_FLOOR_DB = -30.0

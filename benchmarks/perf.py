@@ -24,7 +24,7 @@ Usage::
     .venv/bin/python benchmarks/perf.py --model instruments
 
 Every method's cost comes from one :class:`QueryStats`, kept by the one caller of the model
-(:class:`~captum_freqrex._core.oracle.Oracle`): FreqReX's own (``last_stats``), and for Captum's
+(:class:`~captum_freqrex._core.model.oracle.Oracle`): FreqReX's own (``last_stats``), and for Captum's
 methods an oracle passed to :class:`FrequencyForward` as the model, timing the whole attribution.
 
 The first line of ``perf.md`` records the torch version, threads, allocator settings and device.
@@ -52,7 +52,7 @@ from torch import nn
 from captum.attr import FeatureAblation, IntegratedGradients, KernelShap
 
 from captum_freqrex import FreqReX, FrequencyForward, QueryStats, log_bands
-from captum_freqrex._core.oracle import Oracle
+from captum_freqrex._core.model.oracle import Oracle
 
 SAMPLE_RATE = 16000
 TONE_HZ = 440.0

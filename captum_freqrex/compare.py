@@ -8,7 +8,7 @@ magnitude of each feature; a seeded random order). Every ranking is then scored 
 :mod:`captum_freqrex.metrics` over the same evaluation features: flip rate when the top-k features
 are removed, the minimal sufficient prefix, deletion and insertion AUC; and every method's cost is
 counted the same way, by the one caller of the model every method goes through
-(:class:`~captum_freqrex._core.oracle.Oracle`, FreqReX's own; Captum's methods get it as their
+(:class:`~captum_freqrex._core.model.oracle.Oracle`, FreqReX's own; Captum's methods get it as their
 model): model queries, wall time, model time vs overhead, all from one :class:`QueryStats` per clip.
 
 Tractability. FeatureAblation costs one query per feature, ShapleyValueSampling one per feature
@@ -38,16 +38,16 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.bands import linear_bands, log_bands
-from captum_freqrex._core.decision import DecisionLike
-from captum_freqrex._core.domains import SpectralDomain
-from captum_freqrex._core.feature_space import FeatureSpace
+from captum_freqrex._core.spectral.bands import linear_bands, log_bands
+from captum_freqrex._core.model.decision import DecisionLike
+from captum_freqrex._core.spectral.domains import SpectralDomain
+from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
-from captum_freqrex._core.ranking import DEFAULT_RTOL
+from captum_freqrex._core.certify.ranking import DEFAULT_RTOL
 from captum_freqrex._core.freqrex import FreqReX
-from captum_freqrex._core.oracle import Oracle
-from captum_freqrex._core.querier import OutputSelector, QueryStats, check_output_selector
-from captum_freqrex._core.targets import TargetLike
+from captum_freqrex._core.model.oracle import Oracle
+from captum_freqrex._core.model.querier import OutputSelector, QueryStats, check_output_selector
+from captum_freqrex._core.model.targets import TargetLike
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
 from captum_freqrex.metrics import (
     deletion_curve,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from captum_freqrex import FeatureSpace, RfftDomain, StftDomain, linear_bands
-from captum_freqrex._core.few_bins import MIN_LENGTH, few_bin_irfft, few_bin_limit
+from captum_freqrex._core.spectral.few_bins import MIN_LENGTH, few_bin_irfft, few_bin_limit
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
 
 

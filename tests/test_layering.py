@@ -21,7 +21,7 @@ from captum_freqrex._core import explanation as explanation_module
 from known_models import SAMPLE_RATE
 
 PACKAGE = Path(captum_freqrex.__file__).parent
-CORE_FILES = sorted((PACKAGE / "_core").glob("*.py"))
+CORE_FILES = sorted((PACKAGE / "_core").rglob("*.py"))
 
 #: What the core must never import: optional third-party dependencies of the upper layers, and
 #: the upper layers themselves.
@@ -61,7 +61,7 @@ def _imported_names(path):
     return names
 
 
-@pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: str(p.relative_to(PACKAGE / "_core")))
 def test_core_modules_import_nothing_from_the_layers_above(path):
     names = _imported_names(path)
     assert names or path.name == "__init__.py", "the parser found no imports at all"
@@ -88,8 +88,8 @@ def spy(name, globals=None, locals=None, fromlist=(), level=0):
 builtins.__import__ = spy
 import captum_freqrex
 import captum_freqrex._core
-for module in pkgutil.iter_modules(captum_freqrex._core.__path__):
-    importlib.import_module("captum_freqrex._core." + module.name)
+for module in pkgutil.walk_packages(captum_freqrex._core.__path__, "captum_freqrex._core."):
+    importlib.import_module(module.name)
 builtins.__import__ = real_import
 print(json.dumps({"imports": imports, "loaded": sorted(sys.modules)}))
 """

@@ -1,4 +1,4 @@
-"""The one caller of the model (captum_freqrex._core.oracle.Oracle): every path goes through it.
+"""The one caller of the model (captum_freqrex._core.model.oracle.Oracle): every path goes through it.
 
 FreqReX, the metrics, compare_methods and the benchmark's Captum runs all call the model through an
 Oracle, so a model's own counter agrees with the oracles' QueryStats, a misbehaving model gets the
@@ -17,12 +17,12 @@ from captum.attr import FeatureAblation, IntegratedGradients
 from captum_freqrex import FreqReX, FrequencyForward
 from captum_freqrex import compare
 from captum_freqrex.compare import compare_methods
-from captum_freqrex._core import oracle as oracle_module
-from captum_freqrex._core.decision import ArgmaxDecision
-from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, probe_sizes
-from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.oracle import Oracle, row_slices
-from captum_freqrex._core.querier import QueryStats
+from captum_freqrex._core.model import oracle as oracle_module
+from captum_freqrex._core.model.decision import ArgmaxDecision
+from captum_freqrex._core.certify.prefix import PrefixSearch, ProbeResult, probe_sizes
+from captum_freqrex._core.spectral.space import FeatureSpace
+from captum_freqrex._core.model.oracle import Oracle, row_slices
+from captum_freqrex._core.model.querier import QueryStats
 from captum_freqrex.metrics import minimal_sufficient_prefix, perturbation_success_rate, sufficiency
 from captum_freqrex.metrics._curves import _probe_sizes
 from known_models import ToneDetector, bin_of

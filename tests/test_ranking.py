@@ -5,11 +5,11 @@ import random
 
 import pytest
 import torch
-from captum_freqrex._core.responsibility import PartitionRefinement
+from captum_freqrex._core.search.partition import PartitionRefinement
 from torch import Tensor, nn
 
 from captum_freqrex import FreqReX
-from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features, score_tiers
+from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features, score_tiers
 
 # ---------------------------------------------------------------------------- the rule
 

@@ -13,10 +13,10 @@ from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
 from torch import Tensor, nn
 
 from captum_freqrex import FreqReX, metrics
-from captum_freqrex._core.adaptive import AdaptiveRefinement
-from captum_freqrex._core.band_screening import BandScreening
-from captum_freqrex._core.responsibility import PartitionRefinement
-from captum_freqrex._core.search import SearchContext, SearchResult
+from captum_freqrex._core.search.adaptive import AdaptiveRefinement
+from captum_freqrex._core.search.band_screening import BandScreening
+from captum_freqrex._core.search.partition import PartitionRefinement
+from captum_freqrex._core.search.base import SearchContext, SearchResult
 
 SECONDS = 0.5
 T = int(SECONDS * SAMPLE_RATE)

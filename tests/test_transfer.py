@@ -210,7 +210,7 @@ def test_explanations_without_a_certified_set_are_refused():
 
 
 def test_each_target_is_called_through_one_oracle_whose_counts_are_its_own(monkeypatch):
-    from captum_freqrex._core import oracle as oracle_module
+    from captum_freqrex._core.model import oracle as oracle_module
 
     built = []
     init = oracle_module.Oracle.__init__

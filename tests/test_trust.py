@@ -15,9 +15,9 @@ from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
 from torch import Tensor, nn
 
 from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, metrics
-from captum_freqrex._core import querier
-from captum_freqrex._core.band_screening import BandScreening, _first_level
-from captum_freqrex._core.decision import ArgmaxDecision
+from captum_freqrex._core.model import querier
+from captum_freqrex._core.search.band_screening import BandScreening, _first_level
+from captum_freqrex._core.model.decision import ArgmaxDecision
 
 SECONDS = 0.5
 T = int(SECONDS * SAMPLE_RATE)

@@ -21,10 +21,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.domains import RfftDomain, SpectralDomain, StftDomain
-from captum_freqrex._core.extraction import ProbeResult, SetCertificate
-from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.querier import QueryStats
+from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain
+from captum_freqrex._core.certify.prefix import ProbeResult, SetCertificate
+from captum_freqrex._core.spectral.space import FeatureSpace
+from captum_freqrex._core.model.querier import QueryStats
 
 SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union, cast
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.domains import SpectralDomain
+from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._core.explanation import (
     FILE_SCHEMA,
     FILE_SCHEMA_VERSION,
@@ -28,9 +28,9 @@ from captum_freqrex._core.explanation import (
     _offsets_of_sizes,
     package_versions,
 )
-from captum_freqrex._core.extraction import ProbeResult, SetCertificate
-from captum_freqrex._core.feature_space import SYNTHESIS, FeatureSpace
-from captum_freqrex._core.querier import QueryStats
+from captum_freqrex._core.certify.prefix import ProbeResult, SetCertificate
+from captum_freqrex._core.spectral.space import SYNTHESIS, FeatureSpace
+from captum_freqrex._core.model.querier import QueryStats
 
 
 def save_explanation(explanation: Explanation, path: str, include_inputs: bool = False) -> str:
@@ -170,7 +170,7 @@ def load_explanation(
         kept = cast(ProbeResult, probe(c["kept"]))
         cert = SetCertificate(c["size"], kept, probe(c["removed"]), c["certified"], c["exact"], c["note"])
         if c.get("shrink") is not None:
-            from captum_freqrex._core.shrink import ShrinkReport
+            from captum_freqrex._core.certify.shrink import ShrinkReport
 
             cert.shrink = ShrinkReport(**c["shrink"])
         sets.append(CausalSet(name, d["mask"].bool(), d["n_bins"], cert, d["energy_share"], d["level_db"]))

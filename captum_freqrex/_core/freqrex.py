@@ -11,22 +11,22 @@ from captum.attr import PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_freqrex._core.adaptive import AdaptiveRefinement
-from captum_freqrex._core.band_screening import BandScreening
-from captum_freqrex._core.decision import Decision, DecisionLike
-from captum_freqrex._core.domains import SpectralDomain
+from captum_freqrex._core.search.adaptive import AdaptiveRefinement
+from captum_freqrex._core.search.band_screening import BandScreening
+from captum_freqrex._core.model.decision import Decision, DecisionLike
+from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._core.explanation import CausalSet, Explanation, class_confidences, settings_record
-from captum_freqrex._core.extraction import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
-from captum_freqrex._core.feature_space import FeatureSpace, check_synthesis
-from captum_freqrex._core.oracle import Oracle, rows_per_call
-from captum_freqrex._core.querier import OutputSelector, QueryStats, RowBuffer, check_output_selector, estimate_memory
-from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
-from captum_freqrex._core.responsibility import PartitionRefinement, RefinementOptions, StepQuery
-from captum_freqrex._core.search import SearchContext, SearchLike, SearchResult, Verdicts, resolve_search
-from captum_freqrex._core.shrink import ShrinkReport, shrink_set
-from captum_freqrex._core.step_synthesis import StepSynthesizer
-from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
-from captum_freqrex._core.trust import (
+from captum_freqrex._core.certify.prefix import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
+from captum_freqrex._core.spectral.space import FeatureSpace, check_synthesis
+from captum_freqrex._core.model.oracle import Oracle, rows_per_call
+from captum_freqrex._core.model.querier import OutputSelector, QueryStats, RowBuffer, check_output_selector, estimate_memory
+from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
+from captum_freqrex._core.search.partition import PartitionRefinement, RefinementOptions, StepQuery
+from captum_freqrex._core.search.base import SearchContext, SearchLike, SearchResult, Verdicts, resolve_search
+from captum_freqrex._core.certify.shrink import ShrinkReport, shrink_set
+from captum_freqrex._core.spectral.synthesis import StepSynthesizer
+from captum_freqrex._core.model.targets import TargetLike, flat_target_index, targets_per_example
+from captum_freqrex._core.certify.trust import (
     PEAK_AMPLITUDE_HINT,
     STABILITY_TOLERANCE,
     Anchors,
@@ -91,7 +91,7 @@ class FreqReX(PerturbationAttribution):
     FreqReX is black-box: it only calls the model on *mutants*, waveforms whose spectrum keeps some
     frequency features and sets the others to the baseline's (removes them, by default). It ranks
     the features by their degree of causal responsibility for the decision (see
-    :mod:`captum_freqrex._core.responsibility` for the refinement), and :meth:`explain` extracts
+    :mod:`captum_freqrex._core.search.partition` for the refinement), and :meth:`explain` extracts
     certified sufficient, sufficient-and-necessary and complete sets from that ranking.
 
     Args:
@@ -101,9 +101,9 @@ class FreqReX(PerturbationAttribution):
                     :class:`StftDomain` for time-frequency cells.
         decision (str, Decision or Callable, optional): When a mutant keeps the decision. None picks
                     the argmax for multi-class outputs and a 0.5 threshold for single outputs; see
-                    :mod:`captum_freqrex._core.decision`. Default: None
+                    :mod:`captum_freqrex._core.model.decision`. Default: None
         search (search object or str, optional): How responsibility is searched: any object with a
-                    ``run(context) -> SearchResult`` method (see :mod:`captum_freqrex._core.search`),
+                    ``run(context) -> SearchResult`` method (see :mod:`captum_freqrex._core.search.base`),
                     or the name of a built-in: ``"refinement"`` (the default partition refinement
                     over contiguous bands), ``"interleaved"`` and ``"energy"`` (the refinement
                     along another feature order, for causes scattered across the spectrum),
@@ -117,7 +117,7 @@ class FreqReX(PerturbationAttribution):
                     a dict without ``"logits"`` is refused with its keys. A str names a key or
                     attribute (``output="logits"``), an int an element of a tuple (``output=0``),
                     and a function picks the scores itself (``output=lambda out: out["scores"]``).
-                    See :func:`~captum_freqrex._core.querier.select_output`. Default: None
+                    See :func:`~captum_freqrex._core.model.querier.select_output`. Default: None
         synthesis (str, optional): How mutants are synthesised (see :class:`FeatureSpace`):
                     ``"auto"`` with the CPU speed-ups (few-bin matrix products on long clips,
                     refinement mutants as sums of part waveforms), ``"reference"`` with the plain
@@ -638,13 +638,13 @@ class FreqReX(PerturbationAttribution):
                         finite. Default: None
             rank_rtol (float, optional): Scores within this relative width of each other share a
                         tier of the ranking, inside which the feature carrying more of the signal's
-                        energy comes first (:func:`~captum_freqrex._core.ranking.rank_features`);
+                        energy comes first (:func:`~captum_freqrex._core.certify.ranking.rank_features`);
                         ``0`` breaks exact ties only. Default: 0.1
             shrink (bool, optional): Shrink the sufficient set after extraction: start from the
                         smallest set known to keep the decision (the sufficient prefix of the
                         ranking, or a smaller set the search itself saw pass in ``"sufficient"``
                         mode) and drop features by batched deletions while it stays sufficient (see
-                        :mod:`captum_freqrex._core.shrink`). The result is certified like every
+                        :mod:`captum_freqrex._core.certify.shrink`). The result is certified like every
                         set; ``sufficient.certificate.shrink`` reports the sizes before and after
                         and how far from 1-minimal the set is. Default: False
             max_shrink_queries (int, optional): Query budget of the shrink of one example, on top

@@ -1,7 +1,7 @@
 """Progress on stderr: per example, and per model call inside the search of one example.
 
 :func:`progress` iterates over the examples. While it runs, every model call of
-:class:`~captum_freqrex._core.oracle.Oracle` reports its query count
+:class:`~captum_freqrex._core.model.oracle.Oracle` reports its query count
 (:func:`report_queries`), and one line on stderr says where the run stands::
 
     FreqReX: example 2/3, 420/1,000 queries (1,217 in all), 1.3 s elapsed, ETA 2.9 s

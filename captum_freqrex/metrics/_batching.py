@@ -2,7 +2,7 @@
 
 A metric describes its work as ``n_rows`` rows (one mutant each); the helper hands the rows to the
 metric in slices of at most ``max_rows`` (cut as the oracle cuts FreqReX's queries:
-:func:`~captum_freqrex._core.oracle.row_slices`) and folds the partial results with the metric's own
+:func:`~captum_freqrex._core.model.oracle.row_slices`) and folds the partial results with the metric's own
 aggregation (concatenation of per-row verdicts, a running sum, ...).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, TypeVar
 
-from captum_freqrex._core.oracle import row_slices
+from captum_freqrex._core.model.oracle import row_slices
 
 R = TypeVar("R")
 

@@ -4,7 +4,7 @@ A metric builds one :class:`MetricRun` (waveforms, their frequency features, the
 the unmasked inputs, the decision and one target per example), describes the mutants it needs as
 rows ``(example, keep-mask over features)``, and gets back one :class:`Verdicts` entry per row from
 :meth:`MetricRun.evaluate`. The model is called by the oracle FreqReX calls it through
-(:class:`~captum_freqrex._core.oracle.Oracle`: the same output checks, counts and verdicts), in
+(:class:`~captum_freqrex._core.model.oracle.Oracle`: the same output checks, counts and verdicts), in
 batches of at most ``max_examples_per_batch`` rows cut by the shared helper in :mod:`._batching`.
 """
 
@@ -17,20 +17,20 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, cast
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.decision import Decision, DecisionLike
-from captum_freqrex._core.domains import SpectralDomain
-from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.oracle import Oracle, RowVerdicts, rows_per_call
-from captum_freqrex._core.querier import OutputSelector, QueryStats, check_output_selector
-from captum_freqrex._core.ranking import DEFAULT_RTOL, rank_features
-from captum_freqrex._core.targets import TargetLike, flat_target_index, targets_per_example
+from captum_freqrex._core.model.decision import Decision, DecisionLike
+from captum_freqrex._core.spectral.domains import SpectralDomain
+from captum_freqrex._core.spectral.space import FeatureSpace
+from captum_freqrex._core.model.oracle import Oracle, RowVerdicts, rows_per_call
+from captum_freqrex._core.model.querier import OutputSelector, QueryStats, check_output_selector
+from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
+from captum_freqrex._core.model.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple, format_baselines, format_waveforms
 from captum_freqrex.metrics._batching import check_max_examples_per_batch, divide_and_aggregate
 
 
 @dataclass
 class Verdicts(RowVerdicts):
-    r"""The oracle's verdicts on rows of mutants (:class:`~captum_freqrex._core.oracle.RowVerdicts`:
+    r"""The oracle's verdicts on rows of mutants (:class:`~captum_freqrex._core.model.oracle.RowVerdicts`:
     ``decided``, ``confidence``, ``decided_confidence``, ``passes``, ``changes`` (a row within the
     decision's tie tolerance neither passes nor changes, so no verdict rests on float noise),
     ``margin``), plus the loudness of each change.
@@ -93,7 +93,7 @@ class MetricRun:
         decision: The decision rule, as for :class:`FreqReX`.
         query_model (bool): Query the model on the unmasked inputs (targets, decision).
         output (None, str, int or Callable): Where the scores are in the model's output, as for
-                    :class:`FreqReX` (see :func:`~captum_freqrex._core.querier.select_output`).
+                    :class:`FreqReX` (see :func:`~captum_freqrex._core.model.querier.select_output`).
     """
 
     def __init__(
@@ -158,7 +158,7 @@ class MetricRun:
 
     def forward(self, waves: Sequence[Tensor], examples: Tensor) -> Tensor:
         r"""Model outputs ``(N, K)`` (flattened, detached) on waveforms ``(N, ...)`` of ``examples``,
-        in one call of the oracle: FreqReX's output checks (:func:`~captum_freqrex._core.querier.check_model_outputs`,
+        in one call of the oracle: FreqReX's output checks (:func:`~captum_freqrex._core.model.querier.check_model_outputs`,
         after ``output=`` picks the scores), its counts and its slicing of
         ``additional_forward_args`` (indexed per row here).
 

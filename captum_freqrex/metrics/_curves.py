@@ -7,12 +7,12 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.decision import DecisionLike
-from captum_freqrex._core.domains import SpectralDomain
-from captum_freqrex._core.extraction import probe_sizes
-from captum_freqrex._core.targets import TargetLike
+from captum_freqrex._core.model.decision import DecisionLike
+from captum_freqrex._core.spectral.domains import SpectralDomain
+from captum_freqrex._core.certify.prefix import probe_sizes
+from captum_freqrex._core.model.targets import TargetLike
 from captum_freqrex._utils.validation import TensorOrTuple
-from captum_freqrex._core.ranking import DEFAULT_RTOL
+from captum_freqrex._core.certify.ranking import DEFAULT_RTOL
 from captum_freqrex.metrics._common import MetricRun
 
 
@@ -152,7 +152,7 @@ _CURVE_ARGS = """
         decision (str, Decision or Callable, optional): When the decision is kept. Default: None
         rank_rtol (float, optional): Scores within this relative width share a tier of the
                     ranking, inside which the louder feature comes first (see
-                    :func:`captum_freqrex._core.ranking.rank_features`); ``0`` breaks exact ties only
+                    :func:`captum_freqrex._core.certify.ranking.rank_features`); ``0`` breaks exact ties only
                     (for rankings whose fine order is the point, e.g. a random baseline).
                     Default: 0.1
         output (str, int or Callable, optional): Where the scores are in what the model returns,
@@ -240,7 +240,7 @@ deletion_curve.__doc__ = (
 
 def _probe_sizes(lo: int, hi: int, count: int) -> List[int]:
     """Sizes strictly inside the bracket ``(lo, hi)``: the extraction's grid
-    (:func:`~captum_freqrex._core.extraction.probe_sizes`, geometric when wide, even when narrow).
+    (:func:`~captum_freqrex._core.certify.prefix.probe_sizes`, geometric when wide, even when narrow).
     While nothing is known below, 0 and 1 come first (the baseline alone, and the single top
     feature)."""
     sizes = []
@@ -319,7 +319,7 @@ def minimal_sufficient_prefix(
         decision (str, Decision or Callable, optional): When the decision is kept. Default: None
         rank_rtol (float, optional): Scores within this relative width share a tier of the
                     ranking, inside which the louder feature comes first (see
-                    :func:`captum_freqrex._core.ranking.rank_features`); ``0`` breaks exact ties only
+                    :func:`captum_freqrex._core.certify.ranking.rank_features`); ``0`` breaks exact ties only
                     (for rankings whose fine order is the point, e.g. a random baseline).
                     Default: 0.1
         output (str, int or Callable, optional): Where the scores are in what the model returns,

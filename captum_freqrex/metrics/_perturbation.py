@@ -8,11 +8,11 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.decision import DecisionLike
-from captum_freqrex._core.domains import SpectralDomain
-from captum_freqrex._core.targets import TargetLike
+from captum_freqrex._core.model.decision import DecisionLike
+from captum_freqrex._core.spectral.domains import SpectralDomain
+from captum_freqrex._core.model.targets import TargetLike
 from captum_freqrex._utils.validation import TensorOrTuple
-from captum_freqrex._core.ranking import DEFAULT_RTOL
+from captum_freqrex._core.certify.ranking import DEFAULT_RTOL
 from captum_freqrex.metrics._common import MetricRun, snr_from_energies
 
 
@@ -97,7 +97,7 @@ def perturbation_success_rate(
         decision (str, Decision or Callable, optional): When the decision is kept. Default: None
         rank_rtol (float, optional): Scores within this relative width share a tier of the
                     ranking, inside which the louder feature comes first (see
-                    :func:`captum_freqrex._core.ranking.rank_features`); ``0`` breaks exact ties only
+                    :func:`captum_freqrex._core.certify.ranking.rank_features`); ``0`` breaks exact ties only
                     (for rankings whose fine order is the point, e.g. a random baseline).
                     Default: 0.1
         output (str, int or Callable, optional): Where the scores are in what the model returns,

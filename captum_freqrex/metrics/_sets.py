@@ -7,9 +7,9 @@ from typing import Any, Callable, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.decision import DecisionLike
-from captum_freqrex._core.domains import SpectralDomain
-from captum_freqrex._core.targets import TargetLike
+from captum_freqrex._core.model.decision import DecisionLike
+from captum_freqrex._core.spectral.domains import SpectralDomain
+from captum_freqrex._core.model.targets import TargetLike
 from captum_freqrex._utils.validation import TensorOrTuple
 from captum_freqrex.metrics._common import MetricRun, Verdicts
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.domains import SpectralDomain
+from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple
 from captum_freqrex.metrics._common import MetricRun, snr_from_energies
 

@@ -17,10 +17,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.decision import DecisionLike
+from captum_freqrex._core.model.decision import DecisionLike
 from captum_freqrex._core.explanation import Explanation
-from captum_freqrex._core.oracle import Oracle, rows_per_call
-from captum_freqrex._core.querier import OutputSelector, check_output_selector
+from captum_freqrex._core.model.oracle import Oracle, rows_per_call
+from captum_freqrex._core.model.querier import OutputSelector, check_output_selector
 from captum_freqrex._utils.validation import format_waveforms
 from captum_freqrex.metrics._batching import check_max_examples_per_batch
 
@@ -252,7 +252,7 @@ def transferability(
 
     Each signal (a sufficient set kept alone, as a waveform: ``explanation.waveform("sufficient")``)
     certifies a decision of the source model. Every target model is called through its own
-    :class:`~captum_freqrex._core.oracle.Oracle` (as FreqReX and every metric call a model: the
+    :class:`~captum_freqrex._core.model.oracle.Oracle` (as FreqReX and every metric call a model: the
     same output checks, batch bound and query counts) on every signal, in batches of at most
     ``max_examples_per_batch`` rows, and *accepts* it when the oracle's verdict is that it keeps
     that decision (:meth:`Decision.passes` with the source decision as the target, so a tie within

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.domains import RfftDomain, SpectralDomain, StftDomain
+from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain
 
 __all__ = ["linear_bands", "log_bands", "mel_bands"]
 

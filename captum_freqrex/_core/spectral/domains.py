@@ -16,7 +16,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.few_bins import few_bin_irfft, few_bin_limit
+from captum_freqrex._core.spectral.few_bins import few_bin_irfft, few_bin_limit
 
 __all__ = ["SpectralDomain", "RfftDomain", "StftDomain", "next_fast_len"]
 

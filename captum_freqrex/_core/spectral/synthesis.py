@@ -20,9 +20,9 @@ from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.querier import RowBuffer
-from captum_freqrex._core.responsibility import StepQuery
+from captum_freqrex._core.spectral.space import FeatureSpace
+from captum_freqrex._core.model.querier import RowBuffer
+from captum_freqrex._core.search.partition import StepQuery
 
 #: How to build one mutant row: (row, earlier row to add to or None for the start, part added).
 _Addition = Tuple[int, Optional[int], Optional[int]]

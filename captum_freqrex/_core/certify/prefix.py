@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.shrink import ShrinkReport
+from captum_freqrex._core.certify.shrink import ShrinkReport
 
 #: Queries kept back from the extraction budget for the final certification batch: the three
 #: sets kept alone, the sufficient-and-necessary set removed, and the unmasked input again.
@@ -79,7 +79,7 @@ class SetCertificate:
                     "not changed", the empty set); empty when there is nothing to say.
         shrink (ShrinkReport, optional): For a sufficient set shrunk by ``explain(shrink=True)``:
                     its size before and after, the queries spent, and how far from 1-minimal it is
-                    (see :mod:`captum_freqrex._core.shrink`). None when the set was not shrunk
+                    (see :mod:`captum_freqrex._core.certify.shrink`). None when the set was not shrunk
                     (``exact`` then still speaks of the prefix).
     """
 

@@ -20,11 +20,11 @@ Sets, not mutants. A search speaks of *sets* of features and whether a set *pass
 * ``"necessary"``: the set is removed from the input; it passes when the decision clearly
   changes (a tie does not).
 
-Built-in searches: :class:`~captum_freqrex._core.responsibility.PartitionRefinement` (the default:
+Built-in searches: :class:`~captum_freqrex._core.search.partition.PartitionRefinement` (the default:
 random partition refinement, over contiguous pieces or along another feature order),
-:class:`~captum_freqrex._core.adaptive.AdaptiveRefinement` (probes several orders at the root and
+:class:`~captum_freqrex._core.search.adaptive.AdaptiveRefinement` (probes several orders at the root and
 refines along the one that narrows the set most) and
-:class:`~captum_freqrex._core.band_screening.BandScreening` (hierarchical screening of removals,
+:class:`~captum_freqrex._core.search.band_screening.BandScreening` (hierarchical screening of removals,
 for ``mode="necessary"``: the fewest frequencies that flip the decision).
 """
 
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:  # responsibility.py implements this protocol and imports this module
-    from captum_freqrex._core.responsibility import RefinementOptions, StepQuery
+    from captum_freqrex._core.search.partition import RefinementOptions, StepQuery
 
 
 class Verdicts(NamedTuple):
@@ -62,7 +62,7 @@ class SearchContext:
     r"""Everything a responsibility search receives for one example.
 
     A search evaluates sets through two counted methods: :meth:`evaluate` takes refinement steps
-    (:class:`~captum_freqrex._core.responsibility.StepQuery`: sets as unions of parts, each part a
+    (:class:`~captum_freqrex._core.search.partition.StepQuery`: sets as unions of parts, each part a
     list of contiguous feature ranges; their waveforms are sums of a few part waveforms, the fast
     path) and returns ``(N,)`` bool verdicts; :meth:`evaluate_sets` takes ``(N, n_features)`` set
     masks of any shape (each set's waveform synthesised from its keep-mask, by the formula
@@ -169,9 +169,9 @@ def resolve_search(search: SearchLike) -> ResponsibilitySearch:
     Raises:
         ValueError: For an unknown name. TypeError: For an object without a ``run`` method.
     """
-    from captum_freqrex._core.adaptive import AdaptiveRefinement
-    from captum_freqrex._core.band_screening import BandScreening
-    from captum_freqrex._core.responsibility import PartitionRefinement
+    from captum_freqrex._core.search.adaptive import AdaptiveRefinement
+    from captum_freqrex._core.search.band_screening import BandScreening
+    from captum_freqrex._core.search.partition import PartitionRefinement
 
     if search is None:
         return PartitionRefinement()
@@ -188,7 +188,7 @@ def resolve_search(search: SearchLike) -> ResponsibilitySearch:
         return named[search]()
     if not callable(getattr(search, "run", None)):
         raise TypeError(
-            f"search must have a run(context) -> SearchResult method (see captum_freqrex._core.search), "
+            f"search must have a run(context) -> SearchResult method (see captum_freqrex._core.search.base), "
             f"got {type(search).__name__}"
         )
     return search

@@ -58,8 +58,8 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.feature_space import Range, ranges_to_mask
-from captum_freqrex._core.search import SearchContext, SearchResult
+from captum_freqrex._core.spectral.space import Range, ranges_to_mask
+from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._utils.validation import as_int
 
 

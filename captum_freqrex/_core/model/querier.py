@@ -4,7 +4,7 @@
 (:func:`auto_batch_size`) and the peak-memory estimate of long clips, the ``output=`` selector
 (:func:`select_output`) and the output checks (:func:`check_model_outputs`), and :class:`RowBuffer`,
 reused model-input rows. The one caller of the model that uses them all is
-:class:`~captum_freqrex._core.oracle.Oracle`.
+:class:`~captum_freqrex._core.model.oracle.Oracle`.
 """
 
 from __future__ import annotations

@@ -34,11 +34,11 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.decision import Decision, DecisionLike, resolve_decision
-from captum_freqrex._core.extraction import ProbeResult
-from captum_freqrex._core.feature_space import FeatureSpace
-from captum_freqrex._core.querier import OutputSelector, QueryStats, RowBuffer, auto_batch_size, checked_scores
-from captum_freqrex._core.querier import check_output_selector
+from captum_freqrex._core.model.decision import Decision, DecisionLike, resolve_decision
+from captum_freqrex._core.certify.prefix import ProbeResult
+from captum_freqrex._core.spectral.space import FeatureSpace
+from captum_freqrex._core.model.querier import OutputSelector, QueryStats, RowBuffer, auto_batch_size, checked_scores
+from captum_freqrex._core.model.querier import check_output_selector
 from captum_freqrex._utils.progress import report_queries
 from captum_freqrex._utils.validation import as_tuple
 
@@ -61,7 +61,7 @@ def row_slices(n_rows: int, max_rows: int) -> Iterator[Tuple[int, int]]:
 
 def rows_per_call(waveforms: Sequence[Tensor], requested: Optional[int] = None) -> int:
     r"""Rows per model call: ``requested`` when given, else the memory-bounded
-    :func:`~captum_freqrex._core.querier.auto_batch_size` of these waveforms ``(B, ...)``."""
+    :func:`~captum_freqrex._core.model.querier.auto_batch_size` of these waveforms ``(B, ...)``."""
     if requested is not None:
         return requested
     samples = sum(math.prod(w.shape[1:]) for w in waveforms)
@@ -121,7 +121,7 @@ class Oracle:
     Args:
         forward_func (Callable): The model: ``forward_func(*waveforms, *additional_forward_args)``.
         output (None, str, int or Callable, optional): Where the scores are in the model's output
-                    (see :func:`~captum_freqrex._core.querier.select_output`). Default: None
+                    (see :func:`~captum_freqrex._core.model.querier.select_output`). Default: None
         additional_forward_args (Any, optional): Extra arguments; tensors whose first dimension is
                     ``batch_size`` are sliced to the examples of each call's rows. Default: None
         batch_size (int, optional): Examples in the explained batch (what the extra arguments are
@@ -280,7 +280,7 @@ class Oracle:
 
     def decide(self, decision: DecisionLike, outputs: Tensor) -> Decision:
         r"""Fix the decision from the scores ``(N, K)`` of the unmasked inputs (every ``"auto"``
-        choice of :func:`~captum_freqrex._core.decision.resolve_decision` is made here, once), so that
+        choice of :func:`~captum_freqrex._core.model.decision.resolve_decision` is made here, once), so that
         every later batch is read the same way, whatever else shares it."""
         self.decision = resolve_decision(decision, outputs)
         return self.decision

@@ -48,7 +48,7 @@ order the same refinement cuts other sets: ``"interleaved"`` (a random permutati
 search's generator: every piece samples the whole spectrum) or ``"energy"`` (loudest features
 first: pieces are loudness tiers, which separates a few loud causes from quiet ones wherever they
 sit). Everything above holds in any order, including "ignored features get exactly zero";
-:class:`~captum_freqrex._core.adaptive.AdaptiveRefinement` picks the order per example.
+:class:`~captum_freqrex._core.search.adaptive.AdaptiveRefinement` picks the order per example.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.feature_space import Range, ranges_to_mask
-from captum_freqrex._core.search import SearchContext, SearchResult
+from captum_freqrex._core.spectral.space import Range, ranges_to_mask
+from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._utils.validation import as_int
 
 #: Searches refined together in lockstep; their mutants share model calls.

@@ -1,7 +1,7 @@
 """Adaptive refinement: probe several feature orders at the root, refine along the best one.
 
 The partition refinement cuts pieces that are contiguous along a feature order (see
-:mod:`captum_freqrex._core.responsibility`). Which order separates the causes depends on the model
+:mod:`captum_freqrex._core.search.partition`). Which order separates the causes depends on the model
 and the clip: bands for a model that reads a few tones (the default), interleaved sets for one that
 needs energy across the whole spectrum, loudness tiers for a few loud causes scattered among
 quiet bins. :class:`AdaptiveRefinement` asks the model: for every candidate order it cuts the
@@ -26,13 +26,13 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.responsibility import (
+from captum_freqrex._core.search.partition import (
     OrderLike,
     PartitionRefinement,
     check_order,
     feature_order,
 )
-from captum_freqrex._core.search import SearchContext, SearchResult
+from captum_freqrex._core.search.base import SearchContext, SearchResult
 
 #: Probe sizes within this relative distance of the smallest tie (equal pieces differ by rounding).
 TIE_RTOL = 0.01
@@ -60,7 +60,7 @@ class AdaptiveRefinement:
 
     Args:
         orders (sequence, optional): Candidate orders (names of
-                    :data:`~captum_freqrex._core.responsibility.ORDERS` or permutation tensors), the
+                    :data:`~captum_freqrex._core.search.partition.ORDERS` or permutation tensors), the
                     preferred first: it wins ties (sizes within :data:`TIE_RTOL` of the smallest).
                     Default: ``("frequency", "energy", "interleaved")``
 

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.domains import RfftDomain, SpectralDomain
+from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain
 from captum_freqrex._utils.validation import as_tuple
 
 

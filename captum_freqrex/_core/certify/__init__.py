@@ -1,0 +1,1 @@
+"""Ranking -> sets -> certificate: ranking, prefix extraction, shrink and the trust checks."""

@@ -1,0 +1,1 @@
+"""Mutants -> model -> verdicts: the one caller of the model, decisions and targets."""

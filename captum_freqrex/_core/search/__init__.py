@@ -1,0 +1,1 @@
+"""Verdicts -> responsibility: the search protocol and the built-in searches."""

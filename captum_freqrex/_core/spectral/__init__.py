@@ -1,0 +1,1 @@
+"""Waveform -> spectrum -> mutants: feature domains, band masks, the feature space and its synthesis."""
