@@ -9,17 +9,17 @@ from captum_freqrex._core.spectral.bands import linear_bands, log_bands, mel_ban
 from captum_freqrex._core.model.decision import ArgmaxDecision, Decision, FunctionDecision, ThresholdDecision
 from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain, next_fast_len
 from captum_freqrex._core.explanation import CausalSet, Explanation, FeatureLayout, register_renderer
-from captum_freqrex._core.certify.prefix import ProbeResult, SetCertificate
+from captum_freqrex._core.records import ProbeResult, SetCertificate
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
 from captum_freqrex._core.freqrex import FreqReX
 from captum_freqrex._core.certify.trust import FreqReXWarning
-from captum_freqrex._core.model.querier import QueryStats
+from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.search.adaptive import AdaptiveRefinement
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.base import SearchContext, SearchResult
-from captum_freqrex._core.certify.shrink import ShrinkReport
+from captum_freqrex._core.records import ShrinkReport
 from captum_freqrex._version import __version__ as __version__
 
 # Explanation's WAV, plot and HTML methods run these functions of the layers above the core, which

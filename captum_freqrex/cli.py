@@ -32,7 +32,7 @@ from captum_freqrex._core.explanation import SET_NAMES, Explanation
 from captum_freqrex._core.freqrex import MAX_SEED
 # The generated baselines (anything else given to --baseline is an audio file) and their noise level.
 from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
-from captum_freqrex._core.model.querier import OutputSelector, check_model_outputs, check_output_selector
+from captum_freqrex._core.model.outputs import OutputSelector, check_model_outputs, check_output_selector
 from captum_freqrex.compare import METHODS, compare_methods
 
 DEMO_MODEL = "instruments"

@@ -46,7 +46,8 @@ from captum_freqrex._core.forward_wrapper import FrequencyForward
 from captum_freqrex._core.certify.ranking import DEFAULT_RTOL
 from captum_freqrex._core.freqrex import FreqReX
 from captum_freqrex._core.model.oracle import Oracle
-from captum_freqrex._core.model.querier import OutputSelector, QueryStats, check_output_selector
+from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector
+from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.model.targets import TargetLike
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
 from captum_freqrex.metrics import (

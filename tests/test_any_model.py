@@ -11,7 +11,7 @@ from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
 from torch import Tensor
 
 from captum_freqrex import FreqReX, metrics
-from captum_freqrex._core.model.querier import check_model_outputs, select_output
+from captum_freqrex._core.model.outputs import check_model_outputs, select_output
 
 BIN_440 = bin_of(440, SAMPLE_RATE)
 

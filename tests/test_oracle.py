@@ -19,10 +19,11 @@ from captum_freqrex import compare
 from captum_freqrex.compare import compare_methods
 from captum_freqrex._core.model import oracle as oracle_module
 from captum_freqrex._core.model.decision import ArgmaxDecision
-from captum_freqrex._core.certify.prefix import PrefixSearch, ProbeResult, probe_sizes
+from captum_freqrex._core.certify.prefix import PrefixSearch, probe_sizes
+from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.model.oracle import Oracle, row_slices
-from captum_freqrex._core.model.querier import QueryStats
+from captum_freqrex._core.records import QueryStats
 from captum_freqrex.metrics import minimal_sufficient_prefix, perturbation_success_rate, sufficiency
 from captum_freqrex.metrics._curves import _probe_sizes
 from known_models import ToneDetector, bin_of

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from captum_freqrex import FeatureSpace, FreqReX, StftDomain, linear_bands
-from captum_freqrex._core.model.querier import RowBuffer
-from captum_freqrex._core.search.partition import StepQuery
+from captum_freqrex._core.spectral.rows import RowBuffer
+from captum_freqrex._core.spectral.synthesis import StepQuery
 from captum_freqrex._core.spectral.synthesis import StepSynthesizer, addition_plan
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
 from known_models import SAMPLE_RATE, bin_of, tone

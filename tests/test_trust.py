@@ -15,7 +15,7 @@ from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
 from torch import Tensor, nn
 
 from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, metrics
-from captum_freqrex._core.model import querier
+from captum_freqrex._core.model import memory
 from captum_freqrex._core.search.band_screening import BandScreening, _first_level
 from captum_freqrex._core.model.decision import ArgmaxDecision
 
@@ -449,7 +449,7 @@ def test_absurd_amplitudes_are_blamed_on_the_input():
 
 
 def test_long_clips_that_cannot_fit_fail_up_front(monkeypatch):
-    monkeypatch.setattr(querier, "_available_memory_bytes", lambda device: 512 * 1024**2)
+    monkeypatch.setattr(memory, "_available_memory_bytes", lambda device: 512 * 1024**2)
     calls = []
 
     def model(w: Tensor) -> Tensor:

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain
-from captum_freqrex._core.certify.prefix import ProbeResult, SetCertificate
+from captum_freqrex._core.records import ProbeResult, SetCertificate
 from captum_freqrex._core.spectral.space import FeatureSpace
-from captum_freqrex._core.model.querier import QueryStats
+from captum_freqrex._core.records import QueryStats
 
 SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
 

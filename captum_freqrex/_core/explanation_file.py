@@ -28,9 +28,9 @@ from captum_freqrex._core.explanation import (
     _offsets_of_sizes,
     package_versions,
 )
-from captum_freqrex._core.certify.prefix import ProbeResult, SetCertificate
+from captum_freqrex._core.records import ProbeResult, SetCertificate
 from captum_freqrex._core.spectral.space import SYNTHESIS, FeatureSpace
-from captum_freqrex._core.model.querier import QueryStats
+from captum_freqrex._core.records import QueryStats
 
 
 def save_explanation(explanation: Explanation, path: str, include_inputs: bool = False) -> str:
@@ -170,7 +170,7 @@ def load_explanation(
         kept = cast(ProbeResult, probe(c["kept"]))
         cert = SetCertificate(c["size"], kept, probe(c["removed"]), c["certified"], c["exact"], c["note"])
         if c.get("shrink") is not None:
-            from captum_freqrex._core.certify.shrink import ShrinkReport
+            from captum_freqrex._core.records import ShrinkReport
 
             cert.shrink = ShrinkReport(**c["shrink"])
         sets.append(CausalSet(name, d["mask"].bool(), d["n_bins"], cert, d["energy_share"], d["level_db"]))

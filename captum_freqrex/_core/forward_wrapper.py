@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._core.spectral.space import FeatureSpace
-from captum_freqrex._core.model.querier import OutputSelector, check_output_selector, select_output
+from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector, select_output
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple, format_baselines, format_waveforms
 
 ROWS = ("index", "tiled", "interleaved")
@@ -85,7 +85,7 @@ class FrequencyForward(nn.Module):
     **What the model returns.** Captum's methods need a tensor of scores. The wrapper returns the
     scores inside the model's output exactly as :class:`FreqReX` finds them: a tensor as is, the
     ``.logits`` of a Hugging Face ``ModelOutput``, a dict's ``"logits"``, a tuple's first element,
-    or what ``output=`` selects (see :func:`~captum_freqrex._core.model.querier.select_output`). The
+    or what ``output=`` selects (see :func:`~captum_freqrex._core.model.outputs.select_output`). The
     selection keeps the autograd graph, so IntegratedGradients works through it.
 
     Args:

@@ -16,14 +16,20 @@ from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.model.decision import Decision, DecisionLike
 from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._core.explanation import CausalSet, Explanation, class_confidences, settings_record
-from captum_freqrex._core.certify.prefix import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
+from captum_freqrex._core.certify.prefix import PrefixSearch, prefix_masks
+from captum_freqrex._core.records import ProbeResult, SetCertificate
 from captum_freqrex._core.spectral.space import FeatureSpace, check_synthesis
 from captum_freqrex._core.model.oracle import Oracle, rows_per_call
-from captum_freqrex._core.model.querier import OutputSelector, QueryStats, RowBuffer, check_output_selector, estimate_memory
+from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector
+from captum_freqrex._core.model.memory import estimate_memory
+from captum_freqrex._core.spectral.rows import RowBuffer
+from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
-from captum_freqrex._core.search.partition import PartitionRefinement, RefinementOptions, StepQuery
+from captum_freqrex._core.search.partition import PartitionRefinement, RefinementOptions
+from captum_freqrex._core.spectral.synthesis import StepQuery
 from captum_freqrex._core.search.base import SearchContext, SearchLike, SearchResult, Verdicts, resolve_search
-from captum_freqrex._core.certify.shrink import ShrinkReport, shrink_set
+from captum_freqrex._core.certify.shrink import shrink_set
+from captum_freqrex._core.records import ShrinkReport
 from captum_freqrex._core.spectral.synthesis import StepSynthesizer
 from captum_freqrex._core.model.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._core.certify.trust import (
@@ -117,7 +123,7 @@ class FreqReX(PerturbationAttribution):
                     a dict without ``"logits"`` is refused with its keys. A str names a key or
                     attribute (``output="logits"``), an int an element of a tuple (``output=0``),
                     and a function picks the scores itself (``output=lambda out: out["scores"]``).
-                    See :func:`~captum_freqrex._core.model.querier.select_output`. Default: None
+                    See :func:`~captum_freqrex._core.model.outputs.select_output`. Default: None
         synthesis (str, optional): How mutants are synthesised (see :class:`FeatureSpace`):
                     ``"auto"`` with the CPU speed-ups (few-bin matrix products on long clips,
                     refinement mutants as sums of part waveforms), ``"reference"`` with the plain

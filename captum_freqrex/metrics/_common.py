@@ -21,7 +21,8 @@ from captum_freqrex._core.model.decision import Decision, DecisionLike
 from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.model.oracle import Oracle, RowVerdicts, rows_per_call
-from captum_freqrex._core.model.querier import OutputSelector, QueryStats, check_output_selector
+from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector
+from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.model.targets import TargetLike, flat_target_index, targets_per_example
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple, format_baselines, format_waveforms
@@ -93,7 +94,7 @@ class MetricRun:
         decision: The decision rule, as for :class:`FreqReX`.
         query_model (bool): Query the model on the unmasked inputs (targets, decision).
         output (None, str, int or Callable): Where the scores are in the model's output, as for
-                    :class:`FreqReX` (see :func:`~captum_freqrex._core.model.querier.select_output`).
+                    :class:`FreqReX` (see :func:`~captum_freqrex._core.model.outputs.select_output`).
     """
 
     def __init__(
@@ -158,7 +159,7 @@ class MetricRun:
 
     def forward(self, waves: Sequence[Tensor], examples: Tensor) -> Tensor:
         r"""Model outputs ``(N, K)`` (flattened, detached) on waveforms ``(N, ...)`` of ``examples``,
-        in one call of the oracle: FreqReX's output checks (:func:`~captum_freqrex._core.model.querier.check_model_outputs`,
+        in one call of the oracle: FreqReX's output checks (:func:`~captum_freqrex._core.model.outputs.check_model_outputs`,
         after ``output=`` picks the scores), its counts and its slicing of
         ``additional_forward_args`` (indexed per row here).
 

@@ -22,74 +22,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.certify.shrink import ShrinkReport
+from captum_freqrex._core.records import ProbeResult
 
 #: Queries kept back from the extraction budget for the final certification batch: the three
 #: sets kept alone, the sufficient-and-necessary set removed, and the unmasked input again.
 CERTIFICATION_QUERIES = 5
-
-
-@dataclass
-class ProbeResult:
-    r"""Model verdict on one mutant.
-
-    Attributes:
-        passes (bool): Whether the mutant keeps the explained decision (the target).
-        decided (int): The class the model decides on the mutant.
-        confidence (float): Confidence in the target, in [0, 1].
-        decided_confidence (float): Confidence in the decided class, in [0, 1] (equals
-                    ``confidence`` when the decided class is the target). NaN when not computed.
-        margin (float): How far the target is ahead of the strongest other class, in confidence
-                    (negative: behind); within the decision's ``tie_tolerance`` of 0 is a tie,
-                    which counts as "decision not changed". NaN for decisions without margins
-                    (a user's pass function).
-        changed (bool): Whether the mutant clearly departs from the target decision. Equals
-                    ``not passes`` except for ties, which neither keep nor change it.
-    """
-
-    passes: bool
-    decided: int
-    confidence: float
-    decided_confidence: float = float("nan")
-    margin: float = float("nan")
-    changed: Optional[bool] = None
-
-    def __post_init__(self) -> None:
-        if self.changed is None:
-            self.changed = not self.passes
-
-    @property
-    def tied(self) -> bool:
-        """Neither kept nor changed: the target ties with another class within the tolerance."""
-        return not self.passes and not self.changed
-
-
-@dataclass
-class SetCertificate:
-    r"""The certified facts about one returned set (re-queried after the search).
-
-    Attributes:
-        size (int): Number of features in the set (a prefix of the ranking).
-        kept (ProbeResult): The model on the set alone (everything else at the baseline).
-        removed (ProbeResult, optional): The model on the original with the set at the baseline.
-        certified (bool): Whether the set's claim held on the re-query.
-        exact (bool): Whether the search resolved the smallest size (False when the budget ran out
-                    and a larger certified prefix was returned).
-        note (str): Why the set is not certified, or what is special about it (a tie counted as
-                    "not changed", the empty set); empty when there is nothing to say.
-        shrink (ShrinkReport, optional): For a sufficient set shrunk by ``explain(shrink=True)``:
-                    its size before and after, the queries spent, and how far from 1-minimal it is
-                    (see :mod:`captum_freqrex._core.certify.shrink`). None when the set was not shrunk
-                    (``exact`` then still speaks of the prefix).
-    """
-
-    size: int
-    kept: ProbeResult
-    removed: Optional[ProbeResult]
-    certified: bool
-    exact: bool
-    note: str = ""
-    shrink: Optional[ShrinkReport] = None
 
 
 @dataclass

@@ -24,54 +24,14 @@ at least ``s`` queries to be proven 1-minimal, so the proof is reached for small
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
+from captum_freqrex._core.records import ShrinkReport
+
 #: Chunk counts tried in one round: 2 + 4 + 8 = 14 candidate deletions per model call.
 GRANULARITIES = 3
-
-
-@dataclass
-class ShrinkReport:
-    r"""How a sufficient set was shrunk, and how far from 1-minimal the result is.
-
-    Attributes:
-        prefix_size (int): Size of the sufficient prefix of the ranking (the set without shrinking).
-        start_size (int): Size of the set the shrink started from: the prefix, or a smaller set
-                    that the responsibility search itself found passing (``start == "search"``).
-        start (str): ``"prefix"`` or ``"search"``.
-        size (int): Size of the returned set.
-        queries (int): Model queries spent (the check included).
-        checked (int): Features of the returned set whose removal alone was queried.
-        removable (int): Of those, how many removals still kept the decision (0: none of the checked
-                    features can go alone).
-        exhaustive (bool): Every feature of the returned set was checked.
-    """
-
-    prefix_size: int
-    start_size: int
-    start: str
-    size: int
-    queries: int
-    checked: int
-    removable: int
-    exhaustive: bool
-
-    @property
-    def one_minimal(self) -> Optional[bool]:
-        """True: proven 1-minimal; False: some single removal keeps the decision; None: not known."""
-        if self.removable > 0:
-            return False
-        return True if self.exhaustive else None
-
-    def as_dict(self) -> dict:
-        return {
-            "prefix_size": self.prefix_size, "start_size": self.start_size, "start": self.start,
-            "size": self.size, "queries": self.queries, "checked": self.checked,
-            "removable": self.removable, "exhaustive": self.exhaustive, "one_minimal": self.one_minimal,
-        }
 
 
 def _without(members: List[int], gone: Sequence[int]) -> List[int]:

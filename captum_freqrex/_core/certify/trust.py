@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
-from captum_freqrex._core.certify.prefix import ProbeResult
+from captum_freqrex._core.records import ProbeResult
 
 
 class FreqReXWarning(UserWarning):

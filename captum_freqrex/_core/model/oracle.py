@@ -35,10 +35,13 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.model.decision import Decision, DecisionLike, resolve_decision
-from captum_freqrex._core.certify.prefix import ProbeResult
+from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.spectral.space import FeatureSpace
-from captum_freqrex._core.model.querier import OutputSelector, QueryStats, RowBuffer, auto_batch_size, checked_scores
-from captum_freqrex._core.model.querier import check_output_selector
+from captum_freqrex._core.model.outputs import OutputSelector, checked_scores
+from captum_freqrex._core.model.memory import auto_batch_size
+from captum_freqrex._core.spectral.rows import RowBuffer
+from captum_freqrex._core.records import QueryStats
+from captum_freqrex._core.model.outputs import check_output_selector
 from captum_freqrex._utils.progress import report_queries
 from captum_freqrex._utils.validation import as_tuple
 
@@ -61,7 +64,7 @@ def row_slices(n_rows: int, max_rows: int) -> Iterator[Tuple[int, int]]:
 
 def rows_per_call(waveforms: Sequence[Tensor], requested: Optional[int] = None) -> int:
     r"""Rows per model call: ``requested`` when given, else the memory-bounded
-    :func:`~captum_freqrex._core.model.querier.auto_batch_size` of these waveforms ``(B, ...)``."""
+    :func:`~captum_freqrex._core.model.memory.auto_batch_size` of these waveforms ``(B, ...)``."""
     if requested is not None:
         return requested
     samples = sum(math.prod(w.shape[1:]) for w in waveforms)
@@ -121,7 +124,7 @@ class Oracle:
     Args:
         forward_func (Callable): The model: ``forward_func(*waveforms, *additional_forward_args)``.
         output (None, str, int or Callable, optional): Where the scores are in the model's output
-                    (see :func:`~captum_freqrex._core.model.querier.select_output`). Default: None
+                    (see :func:`~captum_freqrex._core.model.outputs.select_output`). Default: None
         additional_forward_args (Any, optional): Extra arguments; tensors whose first dimension is
                     ``batch_size`` are sliced to the examples of each call's rows. Default: None
         batch_size (int, optional): Examples in the explained batch (what the extra arguments are

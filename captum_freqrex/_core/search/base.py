@@ -38,7 +38,8 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:  # responsibility.py implements this protocol and imports this module
-    from captum_freqrex._core.search.partition import RefinementOptions, StepQuery
+    from captum_freqrex._core.search.partition import RefinementOptions
+    from captum_freqrex._core.spectral.synthesis import StepQuery
 
 
 class Verdicts(NamedTuple):
@@ -62,7 +63,7 @@ class SearchContext:
     r"""Everything a responsibility search receives for one example.
 
     A search evaluates sets through two counted methods: :meth:`evaluate` takes refinement steps
-    (:class:`~captum_freqrex._core.search.partition.StepQuery`: sets as unions of parts, each part a
+    (:class:`~captum_freqrex._core.spectral.synthesis.StepQuery`: sets as unions of parts, each part a
     list of contiguous feature ranges; their waveforms are sums of a few part waveforms, the fast
     path) and returns ``(N,)`` bool verdicts; :meth:`evaluate_sets` takes ``(N, n_features)`` set
     masks of any shape (each set's waveform synthesised from its keep-mask, by the formula

@@ -63,6 +63,7 @@ from torch import Tensor
 
 from captum_freqrex._core.spectral.space import Range, ranges_to_mask
 from captum_freqrex._core.search.base import SearchContext, SearchResult
+from captum_freqrex._core.spectral.synthesis import StepQuery
 from captum_freqrex._utils.validation import as_int
 
 #: Searches refined together in lockstep; their mutants share model calls.
@@ -160,24 +161,6 @@ def _random_cut(lo: int, hi: int, n_sub: int, min_size: int, generator: torch.Ge
         pieces.append((start, start + size))
         start += size
     return pieces
-
-
-@dataclass
-class StepQuery:
-    r"""The mutants of one refinement step as 0/1 combinations of disjoint parts.
-
-    Attributes:
-        parts (list): Each part a list of disjoint feature ranges: the rest of ``S`` (when
-                    non-empty) and then each sub-piece of the cut piece.
-        combinations (Tensor): ``(n_mutants, n_parts)`` 0/1: which parts each mutant keeps.
-    """
-
-    parts: List[List[Range]]
-    combinations: Tensor
-
-    def keep_masks(self, n_features: int, device: torch.device) -> Tensor:
-        """Keep-masks ``(n_mutants, n_features)`` of the step's mutants."""
-        return self.combinations.to(device) @ ranges_to_mask(self.parts, n_features, device)
 
 
 class _Refiner:

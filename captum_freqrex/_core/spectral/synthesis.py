@@ -15,17 +15,35 @@ synthesised from its own keep-mask by :meth:`FeatureSpace.mutants`, the plain fo
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.spectral.space import FeatureSpace
-from captum_freqrex._core.model.querier import RowBuffer
-from captum_freqrex._core.search.partition import StepQuery
+from captum_freqrex._core.spectral.space import FeatureSpace, Range, ranges_to_mask
+from captum_freqrex._core.spectral.rows import RowBuffer
 
 #: How to build one mutant row: (row, earlier row to add to or None for the start, part added).
 _Addition = Tuple[int, Optional[int], Optional[int]]
+
+
+@dataclass
+class StepQuery:
+    r"""The mutants of one refinement step as 0/1 combinations of disjoint parts.
+
+    Attributes:
+        parts (list): Each part a list of disjoint feature ranges: the rest of ``S`` (when
+                    non-empty) and then each sub-piece of the cut piece.
+        combinations (Tensor): ``(n_mutants, n_parts)`` 0/1: which parts each mutant keeps.
+    """
+
+    parts: List[List[Range]]
+    combinations: Tensor
+
+    def keep_masks(self, n_features: int, device: torch.device) -> Tensor:
+        """Keep-masks ``(n_mutants, n_features)`` of the step's mutants."""
+        return self.combinations.to(device) @ ranges_to_mask(self.parts, n_features, device)
 
 
 def addition_plan(combinations: Tensor) -> List[_Addition]:
