@@ -20,6 +20,7 @@ import torch
 
 from captum_freqrex import FreqReX
 from captum_freqrex.cli import main
+from captum_freqrex._utils.csv_cells import FORMULA_STARTS
 from captum_freqrex.corpus import (
     DatasetChangedError,
     ResultStore,
@@ -66,6 +67,17 @@ class Probe(torch.nn.Module):
             raise KeyboardInterrupt
         self.calls += 1
         return self.inner(x)
+
+
+#: Spreadsheet formulas (CWE-1236) as class names: the 440 Hz class and the 1 kHz class.
+PAYLOAD_NAMES = ["=cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "none"]
+
+
+def payload_model() -> ToneClassifier:
+    """``--model test_corpus:payload_model``: the honest model whose class names are formulas."""
+    model = ToneClassifier([440, 1000])
+    model.sample_rate, model.class_names = SAMPLE_RATE, list(PAYLOAD_NAMES)
+    return model
 
 
 def same_tone_model() -> ToneClassifier:
@@ -742,3 +754,61 @@ def test_a_model_with_batch_norm_gets_a_weights_fingerprint_that_tells_weights_a
         other[0].bias[0] += 1e-3
     prints = [describe_model(m)["fingerprint"] for m in (first, same, other)]
     assert prints[0] is not None and prints[0] == prints[1] != prints[2]
+
+
+# ----------------------------------------------------------------------------- hostile and damaged input
+
+
+def _formula_cells(path) -> list:
+    """Every cell of a CSV that a spreadsheet would run as a formula (numbers are data, not formulas)."""
+
+    def number(cell: str) -> bool:
+        try:
+            float(cell)
+        except ValueError:
+            return False
+        return True
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [c for row in csv.reader(handle) for c in row if c.startswith(FORMULA_STARTS) and not number(c)]
+
+
+def test_formula_labels_and_class_names_are_neutralised_in_aggregates_csv(tmp_path):
+    root = tmp_path / "data"
+    labels = {"a440": "-2+3+cmd|' -C calc'!A0", "b1000": '=HYPERLINK("x")'}  # folder names (no "/")
+    for tone_label, folder in labels.items():
+        (root / folder).mkdir(parents=True)
+        sf.write(str(root / folder / "0.wav"), _clip(tone_label, 0).numpy(), SAMPLE_RATE, subtype="FLOAT")
+    store = tmp_path / "results.sqlite"
+    explain_dataset(payload_model(), root, store, max_queries=100, ks=[1])
+    written = write_aggregates(store, str(tmp_path / "aggregates.json"), str(tmp_path / "aggregates.csv"))
+    assert [c.name for c in written["target"].classes] == PAYLOAD_NAMES[:2]  # the payloads really are the classes
+    assert sorted(c.name for c in written["label"].classes) == sorted(labels.values())
+    assert _formula_cells(tmp_path / "aggregates.csv") == []
+    with open(tmp_path / "aggregates.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["class"] for r in rows if r["grouping"] == "target"] == ["'" + n for n in PAYLOAD_NAMES[:2]] + ["(all)"]
+    assert {r["class"] for r in rows if r["grouping"] == "label"} == {"'" + n for n in labels.values()} | {"(all)"}
+    assert [float(r["flip@1"]) for r in rows] == [1.0] * 6  # numbers stay numbers
+    payload = json.loads((tmp_path / "aggregates.json").read_text())
+    assert [c["name"] for c in payload["by_target"]["classes"]] == PAYLOAD_NAMES[:2]  # JSON keeps the names
+
+
+def test_cli_neutralises_formula_labels_of_a_csv_and_class_names(data, tmp_path, capsys):
+    root, paths = data
+    listing = tmp_path / "payload.csv"
+    with open(listing, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        writer.writerow([str(root / paths[0]), "=cmd|' /C calc'!A0"])
+        writer.writerow([str(root / paths[2]), "+cmd|' /C calc'!A0"])
+    out = tmp_path / "res"
+    argv = ["explain-dataset", str(listing), "--model", "test_corpus:payload_model", "--out", str(out),
+            "--max-queries", "100", "--ks", "1"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    with open(out / "aggregates.csv", newline="", encoding="utf-8") as handle:
+        cells = {r["class"] for r in csv.DictReader(handle)}
+    assert {"'=cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0", "'" + PAYLOAD_NAMES[0], "'" + PAYLOAD_NAMES[1]} < cells
+    assert _formula_cells(out / "aggregates.csv") == []
+
