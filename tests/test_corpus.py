@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import sqlite3
 import sys
 from typing import Optional
 
@@ -22,6 +24,7 @@ from captum_freqrex import FreqReX
 from captum_freqrex.cli import main
 from captum_freqrex._utils.csv_cells import FORMULA_STARTS
 from captum_freqrex.corpus import (
+    DamagedStoreError,
     DatasetChangedError,
     ResultStore,
     StoreError,
@@ -811,4 +814,130 @@ def test_cli_neutralises_formula_labels_of_a_csv_and_class_names(data, tmp_path,
         cells = {r["class"] for r in csv.DictReader(handle)}
     assert {"'=cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0", "'" + PAYLOAD_NAMES[0], "'" + PAYLOAD_NAMES[1]} < cells
     assert _formula_cells(out / "aggregates.csv") == []
+
+
+def _copy(store, tmp_path):
+    copy = tmp_path / "results.sqlite"
+    shutil.copy(store, copy)
+    return copy
+
+
+def _garble(store, size: int = 8192) -> None:
+    """Overwrite ``size`` bytes in the middle of the file with seeded garbage."""
+    data = bytearray(store.read_bytes())
+    middle = len(data) // 2
+    g = torch.Generator().manual_seed(24)
+    data[middle:middle + size] = torch.randint(0, 256, (size,), generator=g, dtype=torch.uint8).numpy().tobytes()
+    store.write_bytes(bytes(data))
+
+
+def _sqlite_finds_it_malformed(store) -> bool:
+    connection = sqlite3.connect(str(store))
+    try:
+        return connection.execute("PRAGMA integrity_check").fetchall() != [("ok",)]
+    except sqlite3.DatabaseError:
+        return True
+    finally:
+        connection.close()
+
+
+def test_a_store_with_garbage_in_the_middle_is_refused_as_damaged(reference, data, tmp_path):
+    store = _copy(reference[0], tmp_path)
+    _garble(store)
+    assert _sqlite_finds_it_malformed(store)
+    before = store.read_bytes()
+    with pytest.raises(DamagedStoreError, match="is a damaged store .*start a new store"):
+        run(Probe(), data[0], store)
+    with pytest.raises(DamagedStoreError, match="is a damaged store"):
+        aggregate(store)  # read-only: quick_check
+    assert store.read_bytes() == before  # left as it is
+
+
+def test_cli_refuses_a_garbled_store_with_exit_2_naming_the_repair(data, tmp_path, capsys):
+    root, _ = data
+    out = tmp_path / "res"
+    argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(out),
+            "--max-queries", "100", "--ks", "1"]
+    assert main(argv) == 0
+    _garble(out / "results.sqlite")
+    assert _sqlite_finds_it_malformed(out / "results.sqlite")
+    capsys.readouterr()
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("freqrex: error:") and "is a damaged store" in error
+    assert "--out another folder starts a new store" in error
+    assert _sqlite_finds_it_malformed(out / "results.sqlite")  # not "repaired" by overwriting
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        ("DROP TABLE flips", "the table flips is missing"),
+        ("DROP TABLE meta", "the table meta is missing"),
+        ("ALTER TABLE clips DROP COLUMN stable", "the table clips has no column stable"),
+        ("UPDATE run SET settings = '{not json'", "the run's settings column is not JSON"),
+        ("UPDATE run SET model = '[1, 2]'", "the run's model column is not a JSON object"),
+        ("UPDATE clips SET status = 'pending' WHERE position = 0", "a440/0.wav has status 'pending'"),
+        ("UPDATE meta SET value = 'one' WHERE key = 'schema_version'", "schema_version 'one' is not a number"),
+    ],
+)
+def test_a_damaged_store_says_damaged_store_not_another_run(reference, data, tmp_path, damage, problem):
+    store = _copy(reference[0], tmp_path)
+    connection = sqlite3.connect(str(store))
+    with connection:
+        changed = connection.execute(damage).rowcount
+    connection.close()
+    assert changed != 0  # the damage was done (-1 for DDL)
+    with pytest.raises(DamagedStoreError, match="damaged store") as caught:
+        run(Probe(), data[0], store)
+    assert caught.value.problem.startswith(problem), caught.value.problem
+    assert "another run" not in str(caught.value)
+
+
+def test_a_clip_whose_json_is_damaged_stops_the_aggregates(reference, tmp_path):
+    store = _copy(reference[0], tmp_path)
+    connection = sqlite3.connect(str(store))
+    with connection:
+        assert connection.execute("UPDATE clips SET warnings = '[oops' WHERE position = 1").rowcount == 1
+    connection.close()
+    with pytest.raises(DamagedStoreError, match="the warnings column of clip a440/1.wav is not JSON"):
+        aggregate(store)
+
+
+def test_rows_left_without_their_clip_say_damaged_store_not_another_run(reference, data, tmp_path):
+    store = _copy(reference[0], tmp_path)
+    connection = sqlite3.connect(str(store))
+    with connection:
+        assert connection.execute("DELETE FROM clips WHERE clip_id = 'b1000/1.wav'").rowcount == 1
+    connection.close()
+    model = Probe()
+    with pytest.raises(DamagedStoreError, match="rows of clip b1000/1.wav are in sets without the clip"):
+        run(model, data[0], store)
+    assert model.calls == 0  # found on opening the store, before explaining the clip again
+
+
+def _stored_record(opened: ResultStore, clip_id: str):
+    """The rows of a stored clip as the record a run writes."""
+    from captum_freqrex.corpus._explain import ClipRecord
+
+    def of(table: str) -> list:
+        return [row for row in opened.rows(table) if row["clip_id"] == clip_id]
+
+    bands = [row["responsibility"] for row in of("band_responsibility")]
+    return ClipRecord(of("clips")[0], of("sets"), of("set_bins"), bands, of("flips"), of("transfers"))
+
+
+def test_a_clip_stored_meanwhile_is_another_run_and_rows_left_meanwhile_a_damaged_store(reference, tmp_path):
+    store = _copy(reference[0], tmp_path)
+    with ResultStore(str(store)) as opened:
+        records = {c: _stored_record(opened, c) for c in ("a440/0.wav", "b1000/1.wav")}
+        with pytest.raises(StoreError, match="is another run writing to this store") as caught:
+            opened.write(records["a440/0.wav"])  # as a second run would, having found it missing
+        assert not isinstance(caught.value, DamagedStoreError)
+        other = sqlite3.connect(str(store))
+        with other:
+            assert other.execute("DELETE FROM clips WHERE clip_id = 'b1000/1.wav'").rowcount == 1
+        other.close()
+        with pytest.raises(DamagedStoreError, match="rows of clip b1000/1.wav are in sets, set_bins, "):
+            opened.write(records["b1000/1.wav"])
 
