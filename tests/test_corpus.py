@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -27,6 +28,7 @@ from captum_freqrex.corpus import (
     DamagedStoreError,
     DatasetChangedError,
     ResultStore,
+    SourceError,
     StoreError,
     StoreMismatchError,
     aggregate,
@@ -941,3 +943,20 @@ def test_a_clip_stored_meanwhile_is_another_run_and_rows_left_meanwhile_a_damage
         with pytest.raises(DamagedStoreError, match="rows of clip b1000/1.wav are in sets, set_bins, "):
             opened.write(records["b1000/1.wav"])
 
+
+def test_the_same_file_twice_in_a_csv_stops_the_run(data, tmp_path, capsys):
+    root, paths = data
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "in.wav").write_bytes((root / paths[0]).read_bytes())
+    (tmp_path / "other.wav").write_bytes((root / paths[2]).read_bytes())
+    os.link(tmp_path / "in.wav", tmp_path / "linked.wav")
+    os.symlink(tmp_path / "in.wav", tmp_path / "alias.wav")
+    store, listing = tmp_path / "results.sqlite", tmp_path / "clips.csv"
+    for second in ("./in.wav", "sub/../in.wav", str(tmp_path / "in.wav"), "linked.wav", "alias.wav"):
+        listing.write_text(f"path,label\nin.wav,x\nother.wav,y\n{second},x\n")
+        with pytest.raises(SourceError, match=rf"line 4: {re.escape(second)} is the same file as in.wav \(line 2\)"):
+            run(ToneClassifier([440, 1000]), listing, store)
+        assert not store.exists()  # stopped before any work
+    assert main(["explain-dataset", str(listing), "--model", "test_corpus:tone_model", "--out",
+                 str(tmp_path / "res")]) == 2
+    assert "alias.wav is the same file as in.wav" in capsys.readouterr().err
