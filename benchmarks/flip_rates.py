@@ -37,7 +37,6 @@ every 2^j-th clip for some j; ``--summarize`` makes the tables from the records 
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import os
@@ -51,6 +50,7 @@ from captum.attr import FeatureAblation
 
 from captum_freqrex import FeatureSpace, FreqReX, FrequencyForward, log_bands
 from captum_freqrex._core.model.oracle import Oracle
+from captum_freqrex._utils.csv_cells import write_rows
 from captum_freqrex.compare import load_zoo_inputs
 from captum_freqrex.datasets import DatasetSplit, load_split
 from captum_freqrex.metrics import perturbation_success_rate
@@ -357,9 +357,7 @@ def _write_tables(rows: List[Dict[str, Any]], ks: List[int], out: str, stem: str
     with open(os.path.join(out, f"{stem}.md"), "w") as handle:
         handle.write(f"`{command}`, torch {torch.__version__}, {torch.get_num_threads()} threads\n\n{table}\n")
     with open(os.path.join(out, f"{stem}.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        write_rows(handle, rows)
 
 
 def _strides(values: Sequence[str]) -> Dict[str, int]:
@@ -423,9 +421,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         handle.write(f"`benchmarks/flip_rates.py {' '.join(argv if argv is not None else sys.argv[1:])}`, "
                      f"torch {torch.__version__}, {torch.get_num_threads()} threads\n\n{table}\n")
     with open(os.path.join(args.out, "flip_rates.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+        write_rows(handle, rows, fieldnames=columns)
     return 0
 
 

@@ -37,7 +37,6 @@ device-to-host synchronisations of one FreqReX explanation (as flagged by
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -53,6 +52,7 @@ from captum.attr import FeatureAblation, IntegratedGradients, KernelShap
 
 from captum_freqrex import FreqReX, FrequencyForward, QueryStats, log_bands
 from captum_freqrex._core.model.oracle import Oracle
+from captum_freqrex._utils.csv_cells import write_rows
 
 SAMPLE_RATE = 16000
 TONE_HZ = 440.0
@@ -293,9 +293,7 @@ def main(argv: List[str] | None = None) -> int:
         })
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "perf.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        write_rows(handle, rows)
     header = "| " + " | ".join(rows[0]) + " |"
     lines = [header, "|" + "---|" * len(rows[0])] + ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows]
     markdown = "\n".join(lines)

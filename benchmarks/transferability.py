@@ -23,7 +23,6 @@ Needs the built data set (``scripts/build_datasets.py percussion``). Writes
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -34,6 +33,7 @@ import torch
 
 from captum_freqrex import FreqReX, zoo
 from captum_freqrex._core.explanation import SET_NAMES
+from captum_freqrex._utils.csv_cells import write_rows
 from captum_freqrex.datasets import load_split
 from captum_freqrex.metrics import TransferResult, transferability
 
@@ -135,9 +135,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         handle.write(text)
     rows = [{"source": info["source"], "set": info["set"], **row} for info in runs.values() for row in info["result"].rows()]
     with open(os.path.join(args.out, "transferability.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        write_rows(handle, rows)
     return 0
 
 

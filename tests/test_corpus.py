@@ -11,6 +11,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import shutil
+import sqlite3
 import sys
 from typing import Optional
 
@@ -20,9 +23,12 @@ import torch
 
 from captum_freqrex import FreqReX
 from captum_freqrex.cli import main
+from captum_freqrex._utils.csv_cells import FORMULA_STARTS
 from captum_freqrex.corpus import (
+    DamagedStoreError,
     DatasetChangedError,
     ResultStore,
+    SourceError,
     StoreError,
     StoreMismatchError,
     aggregate,
@@ -66,6 +72,17 @@ class Probe(torch.nn.Module):
             raise KeyboardInterrupt
         self.calls += 1
         return self.inner(x)
+
+
+#: Spreadsheet formulas (CWE-1236) as class names: the 440 Hz class and the 1 kHz class.
+PAYLOAD_NAMES = ["=cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "none"]
+
+
+def payload_model() -> ToneClassifier:
+    """``--model test_corpus:payload_model``: the honest model whose class names are formulas."""
+    model = ToneClassifier([440, 1000])
+    model.sample_rate, model.class_names = SAMPLE_RATE, list(PAYLOAD_NAMES)
+    return model
 
 
 def same_tone_model() -> ToneClassifier:
@@ -742,3 +759,204 @@ def test_a_model_with_batch_norm_gets_a_weights_fingerprint_that_tells_weights_a
         other[0].bias[0] += 1e-3
     prints = [describe_model(m)["fingerprint"] for m in (first, same, other)]
     assert prints[0] is not None and prints[0] == prints[1] != prints[2]
+
+
+# ----------------------------------------------------------------------------- hostile and damaged input
+
+
+def _formula_cells(path) -> list:
+    """Every cell of a CSV that a spreadsheet would run as a formula (numbers are data, not formulas)."""
+
+    def number(cell: str) -> bool:
+        try:
+            float(cell)
+        except ValueError:
+            return False
+        return True
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [c for row in csv.reader(handle) for c in row if c.startswith(FORMULA_STARTS) and not number(c)]
+
+
+def test_formula_labels_and_class_names_are_neutralised_in_aggregates_csv(tmp_path):
+    root = tmp_path / "data"
+    labels = {"a440": "-2+3+cmd|' -C calc'!A0", "b1000": '=HYPERLINK("x")'}  # folder names (no "/")
+    for tone_label, folder in labels.items():
+        (root / folder).mkdir(parents=True)
+        sf.write(str(root / folder / "0.wav"), _clip(tone_label, 0).numpy(), SAMPLE_RATE, subtype="FLOAT")
+    store = tmp_path / "results.sqlite"
+    explain_dataset(payload_model(), root, store, max_queries=100, ks=[1])
+    written = write_aggregates(store, str(tmp_path / "aggregates.json"), str(tmp_path / "aggregates.csv"))
+    assert [c.name for c in written["target"].classes] == PAYLOAD_NAMES[:2]  # the payloads really are the classes
+    assert sorted(c.name for c in written["label"].classes) == sorted(labels.values())
+    assert _formula_cells(tmp_path / "aggregates.csv") == []
+    with open(tmp_path / "aggregates.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["class"] for r in rows if r["grouping"] == "target"] == ["'" + n for n in PAYLOAD_NAMES[:2]] + ["(all)"]
+    assert {r["class"] for r in rows if r["grouping"] == "label"} == {"'" + n for n in labels.values()} | {"(all)"}
+    assert [float(r["flip@1"]) for r in rows] == [1.0] * 6  # numbers stay numbers
+    payload = json.loads((tmp_path / "aggregates.json").read_text())
+    assert [c["name"] for c in payload["by_target"]["classes"]] == PAYLOAD_NAMES[:2]  # JSON keeps the names
+
+
+def test_cli_neutralises_formula_labels_of_a_csv_and_class_names(data, tmp_path, capsys):
+    root, paths = data
+    listing = tmp_path / "payload.csv"
+    with open(listing, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        writer.writerow([str(root / paths[0]), "=cmd|' /C calc'!A0"])
+        writer.writerow([str(root / paths[2]), "+cmd|' /C calc'!A0"])
+    out = tmp_path / "res"
+    argv = ["explain-dataset", str(listing), "--model", "test_corpus:payload_model", "--out", str(out),
+            "--max-queries", "100", "--ks", "1"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    with open(out / "aggregates.csv", newline="", encoding="utf-8") as handle:
+        cells = {r["class"] for r in csv.DictReader(handle)}
+    assert {"'=cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0", "'" + PAYLOAD_NAMES[0], "'" + PAYLOAD_NAMES[1]} < cells
+    assert _formula_cells(out / "aggregates.csv") == []
+
+
+def _copy(store, tmp_path):
+    copy = tmp_path / "results.sqlite"
+    shutil.copy(store, copy)
+    return copy
+
+
+def _garble(store, size: int = 8192) -> None:
+    """Overwrite ``size`` bytes in the middle of the file with seeded garbage."""
+    data = bytearray(store.read_bytes())
+    middle = len(data) // 2
+    g = torch.Generator().manual_seed(24)
+    data[middle:middle + size] = torch.randint(0, 256, (size,), generator=g, dtype=torch.uint8).numpy().tobytes()
+    store.write_bytes(bytes(data))
+
+
+def _sqlite_finds_it_malformed(store) -> bool:
+    connection = sqlite3.connect(str(store))
+    try:
+        return connection.execute("PRAGMA integrity_check").fetchall() != [("ok",)]
+    except sqlite3.DatabaseError:
+        return True
+    finally:
+        connection.close()
+
+
+def test_a_store_with_garbage_in_the_middle_is_refused_as_damaged(reference, data, tmp_path):
+    store = _copy(reference[0], tmp_path)
+    _garble(store)
+    assert _sqlite_finds_it_malformed(store)
+    before = store.read_bytes()
+    with pytest.raises(DamagedStoreError, match="is a damaged store .*start a new store"):
+        run(Probe(), data[0], store)
+    with pytest.raises(DamagedStoreError, match="is a damaged store"):
+        aggregate(store)  # read-only: quick_check
+    assert store.read_bytes() == before  # left as it is
+
+
+def test_cli_refuses_a_garbled_store_with_exit_2_naming_the_repair(data, tmp_path, capsys):
+    root, _ = data
+    out = tmp_path / "res"
+    argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(out),
+            "--max-queries", "100", "--ks", "1"]
+    assert main(argv) == 0
+    _garble(out / "results.sqlite")
+    assert _sqlite_finds_it_malformed(out / "results.sqlite")
+    capsys.readouterr()
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("freqrex: error:") and "is a damaged store" in error
+    assert "--out another folder starts a new store" in error
+    assert _sqlite_finds_it_malformed(out / "results.sqlite")  # not "repaired" by overwriting
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        ("DROP TABLE flips", "the table flips is missing"),
+        ("DROP TABLE meta", "the table meta is missing"),
+        ("ALTER TABLE clips DROP COLUMN stable", "the table clips has no column stable"),
+        ("UPDATE run SET settings = '{not json'", "the run's settings column is not JSON"),
+        ("UPDATE run SET model = '[1, 2]'", "the run's model column is not a JSON object"),
+        ("UPDATE clips SET status = 'pending' WHERE position = 0", "a440/0.wav has status 'pending'"),
+        ("UPDATE meta SET value = 'one' WHERE key = 'schema_version'", "schema_version 'one' is not a number"),
+    ],
+)
+def test_a_damaged_store_says_damaged_store_not_another_run(reference, data, tmp_path, damage, problem):
+    store = _copy(reference[0], tmp_path)
+    connection = sqlite3.connect(str(store))
+    with connection:
+        changed = connection.execute(damage).rowcount
+    connection.close()
+    assert changed != 0  # the damage was done (-1 for DDL)
+    with pytest.raises(DamagedStoreError, match="damaged store") as caught:
+        run(Probe(), data[0], store)
+    assert caught.value.problem.startswith(problem), caught.value.problem
+    assert "another run" not in str(caught.value)
+
+
+def test_a_clip_whose_json_is_damaged_stops_the_aggregates(reference, tmp_path):
+    store = _copy(reference[0], tmp_path)
+    connection = sqlite3.connect(str(store))
+    with connection:
+        assert connection.execute("UPDATE clips SET warnings = '[oops' WHERE position = 1").rowcount == 1
+    connection.close()
+    with pytest.raises(DamagedStoreError, match="the warnings column of clip a440/1.wav is not JSON"):
+        aggregate(store)
+
+
+def test_rows_left_without_their_clip_say_damaged_store_not_another_run(reference, data, tmp_path):
+    store = _copy(reference[0], tmp_path)
+    connection = sqlite3.connect(str(store))
+    with connection:
+        assert connection.execute("DELETE FROM clips WHERE clip_id = 'b1000/1.wav'").rowcount == 1
+    connection.close()
+    model = Probe()
+    with pytest.raises(DamagedStoreError, match="rows of clip b1000/1.wav are in sets without the clip"):
+        run(model, data[0], store)
+    assert model.calls == 0  # found on opening the store, before explaining the clip again
+
+
+def _stored_record(opened: ResultStore, clip_id: str):
+    """The rows of a stored clip as the record a run writes."""
+    from captum_freqrex.corpus._explain import ClipRecord
+
+    def of(table: str) -> list:
+        return [row for row in opened.rows(table) if row["clip_id"] == clip_id]
+
+    bands = [row["responsibility"] for row in of("band_responsibility")]
+    return ClipRecord(of("clips")[0], of("sets"), of("set_bins"), bands, of("flips"), of("transfers"))
+
+
+def test_a_clip_stored_meanwhile_is_another_run_and_rows_left_meanwhile_a_damaged_store(reference, tmp_path):
+    store = _copy(reference[0], tmp_path)
+    with ResultStore(str(store)) as opened:
+        records = {c: _stored_record(opened, c) for c in ("a440/0.wav", "b1000/1.wav")}
+        with pytest.raises(StoreError, match="is another run writing to this store") as caught:
+            opened.write(records["a440/0.wav"])  # as a second run would, having found it missing
+        assert not isinstance(caught.value, DamagedStoreError)
+        other = sqlite3.connect(str(store))
+        with other:
+            assert other.execute("DELETE FROM clips WHERE clip_id = 'b1000/1.wav'").rowcount == 1
+        other.close()
+        with pytest.raises(DamagedStoreError, match="rows of clip b1000/1.wav are in sets, set_bins, "):
+            opened.write(records["b1000/1.wav"])
+
+
+def test_the_same_file_twice_in_a_csv_stops_the_run(data, tmp_path, capsys):
+    root, paths = data
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "in.wav").write_bytes((root / paths[0]).read_bytes())
+    (tmp_path / "other.wav").write_bytes((root / paths[2]).read_bytes())
+    os.link(tmp_path / "in.wav", tmp_path / "linked.wav")
+    os.symlink(tmp_path / "in.wav", tmp_path / "alias.wav")
+    store, listing = tmp_path / "results.sqlite", tmp_path / "clips.csv"
+    for second in ("./in.wav", "sub/../in.wav", str(tmp_path / "in.wav"), "linked.wav", "alias.wav"):
+        listing.write_text(f"path,label\nin.wav,x\nother.wav,y\n{second},x\n")
+        with pytest.raises(SourceError, match=rf"line 4: {re.escape(second)} is the same file as in.wav \(line 2\)"):
+            run(ToneClassifier([440, 1000]), listing, store)
+        assert not store.exists()  # stopped before any work
+    assert main(["explain-dataset", str(listing), "--model", "test_corpus:tone_model", "--out",
+                 str(tmp_path / "res")]) == 2
+    assert "alias.wav is the same file as in.wav" in capsys.readouterr().err

@@ -32,6 +32,7 @@ from captum_freqrex.corpus._sources import AUDIO_EXTENSIONS, Clip, ClipSource, S
 from captum_freqrex.corpus._store import (
     SCHEMA,
     SCHEMA_VERSION,
+    DamagedStoreError,
     DatasetChangedError,
     ResultStore,
     StoreError,
@@ -49,6 +50,7 @@ __all__ = [
     "StoreError",
     "StoreMismatchError",
     "DatasetChangedError",
+    "DamagedStoreError",
     "SCHEMA",
     "SCHEMA_VERSION",
     "Clip",

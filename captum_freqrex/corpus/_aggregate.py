@@ -27,7 +27,6 @@ Clips whose status is ``"error"`` are left out.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -39,6 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from captum_freqrex._utils.csv_cells import write_rows
 from captum_freqrex.corpus._store import ResultStore
 from captum_freqrex.metrics import TransferResult
 
@@ -543,7 +543,10 @@ def write_aggregates(
 
     ``json_path`` holds ``{"by_target": ..., "by_label": ... or null}`` (each as
     :meth:`Aggregates.to_dict`); ``csv_path`` one row per class and grouping (column ``grouping``)
-    plus an ``(all)`` row per grouping. Both files are rewritten from the store on every call.
+    plus an ``(all)`` row per grouping. Both files are rewritten from the store on every call. A
+    text cell of the CSV that a spreadsheet would run as a formula (a class name or label starting
+    with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) gets a leading ``'``; numbers are
+    written as they are. The JSON holds the names unchanged.
 
     Args:
         store (str or ResultStore): The store.
@@ -563,9 +566,7 @@ def write_aggregates(
     text = json.dumps(payload, indent=2, allow_nan=False, default=str)
     rows = by_target.csv_rows() + ([] if by_label is None else by_label.csv_rows())
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    write_rows(buffer, rows, lineterminator="\n")  # class names and labels neutralised (CSV injection)
     with open(json_path, "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
     with open(csv_path, "w", encoding="utf-8", newline="") as handle:

@@ -162,6 +162,14 @@ def _mismatch(error: Any, store: str) -> CliError:
     )
 
 
+def _damaged(error: Any) -> str:
+    """The one error line for a damaged store: what is wrong, and how to start over."""
+    return (
+        f"{error.path} is a damaged store ({error.problem}); it cannot be resumed: --out another folder starts a "
+        "new store (move the damaged one away to keep it)"
+    )
+
+
 def _load_targets(specs: Optional[list], model: Any, sample_rate: Optional[int]) -> tuple:
     """The ``--transfer-to`` models by name, and for Ray a factory per target."""
     targets: dict = {}
@@ -193,7 +201,7 @@ def run_command(args: argparse.Namespace) -> int:
     from captum_freqrex.corpus._aggregate import write_aggregates
     from captum_freqrex.corpus._run import explain_dataset
     from captum_freqrex.corpus._sources import SourceError
-    from captum_freqrex.corpus._store import DatasetChangedError, StoreError, StoreMismatchError
+    from captum_freqrex.corpus._store import DamagedStoreError, DatasetChangedError, StoreError, StoreMismatchError
 
     store = _check_out(args.out)
     if not os.path.exists(args.data):
@@ -226,6 +234,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise _mismatch(error, store) from None
     except DatasetChangedError as error:
         raise CliError(f"{error}; --out another folder to explain this data set") from None
+    except DamagedStoreError as error:
+        raise CliError(_damaged(error)) from None
     except StoreError as error:
         raise CliError(f"{error}; choose another --out") from None
     except ImportError as error:
@@ -243,6 +253,8 @@ def run_command(args: argparse.Namespace) -> int:
         written = write_aggregates(store, json_path, csv_path)
     except OSError as error:
         raise CliError(f"cannot write {error.filename or args.out}: {error.strerror or error}") from None
+    except DamagedStoreError as error:  # damaged while it ran
+        raise CliError(_damaged(error)) from None
     by_target = written["target"]
     assert by_target is not None, "write_aggregates always groups by target"
     print(by_target.table())

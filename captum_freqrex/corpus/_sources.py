@@ -168,11 +168,22 @@ def _cell(value: Any) -> str:
     return (value or "").strip()
 
 
+def _file_key(path: str) -> Any:
+    """What tells two paths of one file apart from two files: the device and inode of an existing file
+    (symbolic and hard links, ``./`` and ``..`` included), else the resolved path."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (info.st_dev, info.st_ino)
+
+
 class CsvSource(_FileSource):
     r"""The files listed in a CSV: column ``path`` (relative paths from the CSV's folder), optional ``label``.
 
     The clip id is the path as written in the CSV (with ``/`` separators); rows are explained in
-    the CSV's order. An empty ``label`` cell is no label.
+    the CSV's order. An empty ``label`` cell is no label. A file listed twice, under any spelling
+    (``in.wav`` and ``./in.wav``, a symbolic or hard link to it), is refused.
     """
 
     kind = "csv"
@@ -191,19 +202,28 @@ class CsvSource(_FileSource):
             raise SourceError(f"{csv_path} has no 'path' column (columns: {found}); the first row must name "
                               "the columns, e.g. 'path,label'")
         entries: List[Tuple[str, str, Optional[str]]] = []
-        seen: Dict[str, int] = {}
+        ids: Dict[str, int] = {}
+        seen: Dict[Any, Tuple[int, str]] = {}
         missing: List[str] = []
         for line, row in enumerate(rows, start=2):
             written = row.get("path", "")
             if not written:
                 raise SourceError(f"{csv_path}, line {line}: empty path")
             clip_id = written.replace("\\", "/")
-            if clip_id in seen:
-                raise SourceError(f"{csv_path}, line {line}: {written} is listed twice (first on line {seen[clip_id]})")
-            seen[clip_id] = line
+            if clip_id in ids:
+                raise SourceError(f"{csv_path}, line {line}: {written} is listed twice (first on line {ids[clip_id]})")
+            ids[clip_id] = line
             path = written if os.path.isabs(written) else os.path.join(base, written)
             if not os.path.isfile(path):
                 missing.append(f"{written} (line {line})")
+            key = _file_key(path)
+            if key in seen:
+                first_line, first = seen[key]
+                raise SourceError(
+                    f"{csv_path}, line {line}: {written} is the same file as {first} (line {first_line}): a clip "
+                    "listed twice would be explained and counted twice; list each file once"
+                )
+            seen[key] = (line, written)
             entries.append((clip_id, os.path.abspath(path), row.get("label") or None))
         if missing:
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""

@@ -11,6 +11,7 @@ The tables and every column are described in ``docs/datasets.md``.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import sqlite3
@@ -20,7 +21,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from captum_freqrex.corpus._explain import ClipRecord
 from captum_freqrex.corpus._grid import BandGrid
 
-__all__ = ["ResultStore", "StoreError", "StoreMismatchError", "DatasetChangedError", "SCHEMA", "SCHEMA_VERSION"]
+__all__ = [
+    "ResultStore", "StoreError", "StoreMismatchError", "DatasetChangedError", "DamagedStoreError", "SCHEMA",
+    "SCHEMA_VERSION",
+]
 
 #: Name and version of the layout; the version grows when a column changes meaning or goes away.
 SCHEMA = "captum_freqrex.corpus"
@@ -89,6 +93,12 @@ CLIP_TABLES = ("sets", "set_bins", "band_responsibility", "flips", "transfers")
 #: Columns of the ``clips`` table that hold JSON lists.
 _JSON_COLUMNS = ("class_confidences", "warnings", "notes")
 
+#: Columns of the ``run`` table that hold JSON objects.
+_RUN_JSON = ("settings", "model", "versions")
+
+#: What a clip's ``status`` may be.
+_STATUSES = ("explained", "error")
+
 
 class StoreError(ValueError):
     """A store that cannot be used: not a results store, a newer schema, unreadable."""
@@ -112,6 +122,24 @@ class StoreMismatchError(StoreError):
         )
 
 
+class DamagedStoreError(StoreError):
+    r"""A results store whose file is damaged: SQLite finds it malformed, a table or column is
+    missing, the run's record is not JSON, or a row says what no run writes. It is left as it is;
+    a run cannot resume it.
+
+    Attributes:
+        path (str): The store.
+        problem (str): What is wrong, in words.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path, self.problem = path, problem
+        super().__init__(
+            f"{path} is a damaged store ({problem}); it is left as it is and cannot be resumed: start a new store "
+            "(another path, or move this file away)"
+        )
+
+
 class DatasetChangedError(StoreError):
     r"""The data set differs from the one the store's run explained (clips added, gone or changed).
 
@@ -123,6 +151,18 @@ class DatasetChangedError(StoreError):
     def __init__(self, path: str, message: str, clip_ids: Sequence[str] = ()) -> None:
         self.path, self.clip_ids = path, list(clip_ids)
         super().__init__(f"the data set has changed since {path} was written: {message}")
+
+
+@functools.lru_cache(maxsize=None)
+def _layout() -> Dict[str, Tuple[str, ...]]:
+    """``{table: columns}`` of the store's layout, as SQLite reads :data:`_TABLES`."""
+    memory = sqlite3.connect(":memory:")
+    try:
+        memory.executescript(_TABLES)
+        tables = [row[0] for row in memory.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: tuple(row[1] for row in memory.execute(f"PRAGMA table_info({t})")) for t in tables}
+    finally:
+        memory.close()
 
 
 def _now() -> str:
@@ -163,8 +203,14 @@ class ResultStore:
                     written by this class (anything else is refused, never overwritten).
         readonly (bool, optional): Open an existing store for reading only. Default: False
 
+    An existing store is checked when it is opened: SQLite's ``PRAGMA integrity_check``
+    (``quick_check`` for ``readonly``, which skips the indexes' cross-check), every table and
+    column of the layout, the run's JSON, the clips' status and (unless ``readonly``) per-clip
+    rows left without their clip.
+
     Raises:
         StoreError: When ``path`` is not a store, or one of a newer schema.
+        DamagedStoreError: When it is a damaged store.
     """
 
     def __init__(self, path: str, readonly: bool = False) -> None:
@@ -182,7 +228,7 @@ class ResultStore:
         self.connection.row_factory = sqlite3.Row
         try:
             if exists:
-                self._check_schema()
+                self._check_schema(thorough=not readonly)
             else:
                 with self.connection:
                     self.connection.executescript(_TABLES)
@@ -193,19 +239,64 @@ class ResultStore:
             self.connection.close()
             raise
 
-    def _check_schema(self) -> None:
+    def _check_schema(self, thorough: bool) -> None:
         try:
             meta = dict(self.connection.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError:
+            self._check_integrity(thorough)  # a malformed file is a damaged store, not someone else's
+            tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if {"run", "clips"} <= tables:
+                raise DamagedStoreError(self.path, "the table meta is missing") from None
             raise StoreError(f"{self.path} is an SQLite file but not a results store; it is left as it is") from None
         if meta.get("schema") != SCHEMA:
             raise StoreError(f"{self.path} is an SQLite file but not a results store; it is left as it is")
-        version = int(meta.get("schema_version", "0"))
+        try:
+            version = int(meta.get("schema_version", ""))
+        except ValueError:
+            raise DamagedStoreError(self.path, f"schema_version {meta.get('schema_version')!r} is not a number") from None
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer captum_freqrex (store schema {version}, this one reads "
                 f"up to {SCHEMA_VERSION}); upgrade captum_freqrex"
             )
+        self._check_integrity(thorough)
+        self._check_tables()
+        self.run_record()  # its JSON decodes
+        if thorough:  # a run would stop on them only after explaining the clip again
+            for table in CLIP_TABLES:
+                orphan = self.connection.execute(
+                    f"SELECT clip_id FROM {table} WHERE clip_id NOT IN (SELECT clip_id FROM clips) LIMIT 1"
+                ).fetchone()
+                if orphan is not None:
+                    raise DamagedStoreError(self.path, f"rows of clip {orphan[0]} are in {table} without the clip")
+        statuses = ", ".join("?" * len(_STATUSES))
+        odd = self.connection.execute(
+            f"SELECT clip_id, status FROM clips WHERE status NOT IN ({statuses}) ORDER BY position LIMIT 3", _STATUSES
+        ).fetchall()
+        if odd:
+            shown = ", ".join(f"{row[0]} has status {row[1]!r}" for row in odd)
+            raise DamagedStoreError(self.path, f"{shown}; a run writes only {' or '.join(map(repr, _STATUSES))}")
+
+    def _check_integrity(self, thorough: bool) -> None:
+        """SQLite's own check of the file: ``integrity_check`` (``quick_check`` when only reading)."""
+        pragma = "integrity_check" if thorough else "quick_check"
+        try:
+            found = [row[0] for row in self.connection.execute(f"PRAGMA {pragma}(5)").fetchall()]
+        except sqlite3.DatabaseError as error:
+            raise DamagedStoreError(self.path, f"SQLite: {error}") from None
+        if found != ["ok"]:
+            first = found[0].replace("*** in database main ***", "").strip().splitlines()[0] if found else "no answer"
+            raise DamagedStoreError(self.path, f"SQLite's {pragma} fails: {first}")
+
+    def _check_tables(self) -> None:
+        """Every table of the layout is there with its columns (extra tables and views are the user's)."""
+        for table, columns in _layout().items():
+            found = {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}
+            if not found:
+                raise DamagedStoreError(self.path, f"the table {table} is missing")
+            missing = [c for c in columns if c not in found]
+            if missing:
+                raise DamagedStoreError(self.path, f"the table {table} has no column {', '.join(missing)}")
 
     def close(self) -> None:
         """Close the file."""
@@ -225,8 +316,15 @@ class ResultStore:
         if row is None:
             return None
         record = dict(row)
-        for key in ("settings", "model", "versions"):
-            record[key] = json.loads(record[key])
+        for key in _RUN_JSON:
+            try:
+                record[key] = json.loads(record[key])
+            except (TypeError, ValueError):
+                raise DamagedStoreError(self.path, f"the run's {key} column is not JSON: {str(record[key])[:40]!r}") from None
+            if not isinstance(record[key], dict):
+                raise DamagedStoreError(
+                    self.path, f"the run's {key} column is not a JSON object: {str(record[key])[:40]!r}"
+                )
         return record
 
     def begin(
@@ -362,11 +460,21 @@ class ResultStore:
                         "INSERT INTO band_responsibility VALUES (?, ?, ?)",
                         [(clip["clip_id"], band, value) for band, value in enumerate(record.bands)],
                     )
-        except sqlite3.IntegrityError:
-            raise StoreError(
-                f"clip {clip['clip_id']} is already in {self.path}: is another run writing to this store at the "
-                "same time?"
-            ) from None
+        except sqlite3.IntegrityError as error:
+            raise self._conflict(clip["clip_id"], error) from None
+
+    def _conflict(self, clip_id: str, error: sqlite3.IntegrityError) -> StoreError:
+        """Why a clip's rows could not be inserted: another run stored it meanwhile, or a damaged store."""
+        row = self.connection.execute("SELECT status FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
+        if row is not None and row[0] == "explained":
+            return StoreError(
+                f"clip {clip_id} is already in {self.path}: is another run writing to this store at the same time?"
+            )
+        left = [t for t in CLIP_TABLES if self.connection.execute(
+            f"SELECT 1 FROM {t} WHERE clip_id = ? LIMIT 1", (clip_id,)).fetchone() is not None]
+        if row is None and left:
+            return DamagedStoreError(self.path, f"rows of clip {clip_id} are in {', '.join(left)} without the clip")
+        return StoreError(f"clip {clip_id} cannot be written to {self.path}: {error}")
 
     # ------------------------------------------------------------------ reading
 
@@ -396,6 +504,11 @@ class ResultStore:
             if table == "clips":
                 for key in _JSON_COLUMNS:
                     if record.get(key) is not None:
-                        record[key] = json.loads(record[key])
+                        try:
+                            record[key] = json.loads(record[key])
+                        except ValueError:
+                            raise DamagedStoreError(
+                                self.path, f"the {key} column of clip {record['clip_id']} is not JSON: {record[key][:40]!r}"
+                            ) from None
             out.append(record)
         return out
