@@ -72,74 +72,99 @@ def shrink_set(
     Returns:
         tuple: The shrunk set (ids, in the given order) and its :class:`ShrinkReport`.
     """
-    current = list(members)
-    first_size = len(current)
-    queries = 0
-    reserve = min(check, budget // 4)
-    parts = 2
-    verified: set = set()  # features whose removal from the *current* set was queried and failed
-
-    def spend(sets: List[List[int]]) -> List[bool]:
-        nonlocal queries
-        queries += len(sets)
-        return list(test(sets)) if sets else []
-
-    def room() -> int:
-        return min(batch, budget - reserve - queries)
-
-    # Phase 1: chunks of 2 or more features, three granularities per call, until the set is
-    # small enough for single features to be affordable (two queries per feature).
-    while len(current) > 1 and parts < len(current) and 2 * len(current) > budget - reserve - queries:
-        candidates: List[List[int]] = []
-        level = parts
-        while level < len(current) and len(candidates) + level <= room() and level <= parts * 2 ** (GRANULARITIES - 1):
-            candidates += list(reversed(_chunks(current, level)))  # the lowest-ranked chunk first
-            level *= 2
-        if not candidates:
-            break
-        passed = spend([_without(current, c) for c in candidates])
-        dropped = [c for c, ok in zip(candidates, passed) if ok]
-        if dropped:
-            gone = max(dropped, key=len)
-            current = _without(current, gone)
-            parts = max(2, round(len(current) / max(len(gone), 1)) // 2)
-        else:
-            parts = level
-    # Phase 2: sweeps over single features, the lowest-ranked first (features whose removal passed
-    # but was not applied yet go first). A sweep without a deletion proves 1-minimality.
-    hints: List[int] = []
-    while len(current) > 1 and room() > 0:
-        swept: set = set()
-        deleted = False
-        while room() > 0:
-            present = set(current)
-            todo = [f for f in hints + list(reversed(current)) if f not in swept and f in present]
-            todo = list(dict.fromkeys(todo))[: room()]
-            if not todo:
-                break
-            passed = spend([_without(current, [f]) for f in todo])
-            swept.update(f for f, ok in zip(todo, passed) if not ok)
-            verified.update(f for f, ok in zip(todo, passed) if not ok)
-            gone = [f for f, ok in zip(todo, passed) if ok]
-            if gone:
-                current = _without(current, gone[:1])
-                hints, verified, deleted = gone[1:], set(), True
-        if not deleted and not [f for f in current if f not in swept]:
-            break  # a full sweep without a deletion: every removal fails on the final set
-    # Check: a random sample of the features not yet checked on the final set.
-    removable = 0
-    unchecked = [f for f in current if f not in verified] if len(current) > 1 else []
-    n_check = min(batch, budget - queries, len(unchecked))
-    if n_check > 0:
-        order = torch.randperm(len(unchecked), generator=generator)[:n_check].tolist()
-        sample = [unchecked[i] for i in order]
-        passed = spend([_without(current, [f]) for f in sample])
-        removable = sum(passed)
-        verified.update(f for f, ok in zip(sample, passed) if not ok)
+    shrinker = _Shrinker(test, list(members), budget, batch, min(check, budget // 4))
+    first_size = len(shrinker.current)
+    shrinker.drop_chunks()
+    shrinker.drop_singles()
+    removable = shrinker.final_check(generator)
+    current, verified = shrinker.current, shrinker.verified
     checked = len(verified) + removable
     exhaustive = len(current) <= 1 or checked == len(current)
     report = ShrinkReport(
-        prefix_size if prefix_size is not None else first_size, first_size, start, len(current), queries,
+        prefix_size if prefix_size is not None else first_size, first_size, start, len(current), shrinker.queries,
         checked if len(current) > 1 else len(current), removable, exhaustive,
     )
     return current, report
+
+
+class _Shrinker:
+    # The state of one shrink: the current passing set, the queries spent, and the features whose
+    # removal from the *current* set was queried and failed.
+
+    def __init__(
+        self, test: Callable[[Sequence[List[int]]], List[bool]], members: List[int], budget: int, batch: int,
+        reserve: int,
+    ) -> None:
+        self.test, self.current, self.budget, self.batch, self.reserve = test, members, budget, batch, reserve
+        self.queries = 0
+        self.verified: set = set()
+
+    def spend(self, sets: List[List[int]]) -> List[bool]:
+        self.queries += len(sets)
+        return list(self.test(sets)) if sets else []
+
+    def room(self) -> int:
+        return min(self.batch, self.budget - self.reserve - self.queries)
+
+    def drop_chunks(self) -> None:
+        # Phase 1: chunks of 2 or more features, three granularities per call, until the set is
+        # small enough for single features to be affordable (two queries per feature).
+        parts = 2
+        while (
+            len(self.current) > 1 and parts < len(self.current)
+            and 2 * len(self.current) > self.budget - self.reserve - self.queries
+        ):
+            candidates: List[List[int]] = []
+            level = parts
+            while (
+                level < len(self.current) and len(candidates) + level <= self.room()
+                and level <= parts * 2 ** (GRANULARITIES - 1)
+            ):
+                candidates += list(reversed(_chunks(self.current, level)))  # the lowest-ranked chunk first
+                level *= 2
+            if not candidates:
+                break
+            passed = self.spend([_without(self.current, c) for c in candidates])
+            dropped = [c for c, ok in zip(candidates, passed) if ok]
+            if dropped:
+                gone = max(dropped, key=len)
+                self.current = _without(self.current, gone)
+                parts = max(2, round(len(self.current) / max(len(gone), 1)) // 2)
+            else:
+                parts = level
+
+    def drop_singles(self) -> None:
+        # Phase 2: sweeps over single features, the lowest-ranked first (features whose removal
+        # passed but was not applied yet go first). A sweep without a deletion proves 1-minimality.
+        hints: List[int] = []
+        while len(self.current) > 1 and self.room() > 0:
+            swept: set = set()
+            deleted = False
+            while self.room() > 0:
+                present = set(self.current)
+                todo = [f for f in hints + list(reversed(self.current)) if f not in swept and f in present]
+                todo = list(dict.fromkeys(todo))[: self.room()]
+                if not todo:
+                    break
+                passed = self.spend([_without(self.current, [f]) for f in todo])
+                swept.update(f for f, ok in zip(todo, passed) if not ok)
+                self.verified.update(f for f, ok in zip(todo, passed) if not ok)
+                gone = [f for f, ok in zip(todo, passed) if ok]
+                if gone:
+                    self.current = _without(self.current, gone[:1])
+                    hints, self.verified, deleted = gone[1:], set(), True
+            if not deleted and not [f for f in self.current if f not in swept]:
+                break  # a full sweep without a deletion: every removal fails on the final set
+
+    def final_check(self, generator: torch.Generator) -> int:
+        # A random sample of the features not yet checked on the final set; returns how many of
+        # them could still be removed.
+        unchecked = [f for f in self.current if f not in self.verified] if len(self.current) > 1 else []
+        n_check = min(self.batch, self.budget - self.queries, len(unchecked))
+        if n_check <= 0:
+            return 0
+        order = torch.randperm(len(unchecked), generator=generator)[:n_check].tolist()
+        sample = [unchecked[i] for i in order]
+        passed = self.spend([_without(self.current, [f]) for f in sample])
+        self.verified.update(f for f, ok in zip(sample, passed) if not ok)
+        return sum(passed)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
+from captum_freqrex._core.model.decision import DecisionLike
+from captum_freqrex._core.model.example import ExampleQueries
+from captum_freqrex._core.model.targets import flat_target_index
 from captum_freqrex._core.records import ProbeResult
 
 
@@ -41,6 +44,63 @@ class Anchors:
     baseline: ProbeResult
     warnings: List[str]
     outputs: Tensor  # (K,) the model's raw output on the input, to check later calls against
+
+
+def probe_anchors(
+    queries: ExampleQueries,
+    target: Any,
+    decision: DecisionLike,
+    mode: str,
+    confidence_filter: float,
+    baseline_waves: Tuple[Tensor, ...],
+) -> Anchors:
+    r"""The model on the unmasked input and on the baseline alone, in one model call.
+
+    The first call of an example also fixes how its outputs are read (logits or probabilities, a
+    threshold): every mutant of the example is then read the same way, and a batch explains as
+    each example alone.
+
+    Args:
+        queries (ExampleQueries): The example and the model caller.
+        target (Any): The example's target as given (None: the model's own decision).
+        decision (str, Decision or Callable): The decision to fix from the input's output.
+        mode (str): ``"sufficient"`` or ``"necessary"`` (what the warnings say).
+        confidence_filter (float): The least confidence a kept decision needs.
+        baseline_waves (tuple of Tensor): The example's baseline waveforms.
+
+    Returns:
+        Anchors: The target index, both probes and their warnings, and the input's raw output.
+
+    Raises:
+        ValueError: When the model returns NaN or Inf on an input far outside the audio range.
+    """
+    # The input goes in as a copy: a model that edits its input in place must not edit the
+    # caller's tensor.
+    rows = queries.rows.take(2)
+    for row, wave, base in zip(rows, queries.inputs, baseline_waves):
+        row[0].copy_(wave)
+        row[1].copy_(base)
+    try:
+        outputs = queries.oracle.scores(rows, queries.example)
+    except ValueError as error:
+        peak = max(float(w.abs().max()) for w in queries.inputs)
+        if "NaN or Inf" in str(error) and peak > PEAK_AMPLITUDE_HINT:
+            raise ValueError(
+                f"the model returned NaN or Inf on the input, whose peak amplitude {peak:.3g} is far "
+                "outside the range audio models expect (about [-1, 1], or [-32768, 32767] for "
+                "16-bit integers): normalise the waveform (e.g. x / x.abs().max())"
+            ) from None
+        raise
+    oracle = queries.oracle
+    resolved = oracle.decide(decision, outputs[:1])
+    if target is None:
+        index = int(resolved.classes(outputs[:1])[0])
+    else:
+        assert oracle.output_shape is not None
+        index = flat_target_index(target, oracle.output_shape or (1,), resolved.num_classes(outputs[:1]))
+    original, baseline = queries.probes(outputs, index)
+    messages = anchor_warnings(index, original, baseline, mode, confidence_filter)
+    return Anchors(index, original, baseline, messages, outputs[0])
 
 
 def anchor_warnings(

@@ -31,15 +31,14 @@ for ``mode="necessary"``: the fewest frequencies that flip the decision).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Dict, NamedTuple, Optional, Protocol, Sequence
 from typing import runtime_checkable
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:  # responsibility.py implements this protocol and imports this module
-    from captum_freqrex._core.search.partition import RefinementOptions
-    from captum_freqrex._core.spectral.synthesis import StepQuery
+from captum_freqrex._core.spectral.synthesis import StepQuery
+from captum_freqrex._utils.validation import as_int
 
 
 class Verdicts(NamedTuple):
@@ -56,6 +55,45 @@ class Verdicts(NamedTuple):
 
     passes: Tensor
     score: Tensor
+
+
+@dataclass
+class RefinementOptions:
+    r"""Knobs of the partition refinement (see :meth:`FreqReX.attribute` for their meaning)."""
+
+    n_searches: int = 8
+    max_depth: int = 24
+    min_part_size: int = 1
+    n_pieces: int = 4
+    max_queries: Optional[int] = 1000
+    convergence_top_k: Optional[int] = 10
+
+    def validate(self) -> None:
+        for name, label in (
+            ("n_searches", "n_samples"), ("max_depth", "max_depth"), ("min_part_size", "min_part_size"),
+            ("n_pieces", "n_pieces"), ("max_queries", "max_queries"), ("convergence_top_k", "convergence_top_k"),
+        ):
+            value = getattr(self, name)
+            if value is not None or name in ("n_searches", "max_depth", "min_part_size", "n_pieces"):
+                setattr(self, name, as_int(value, label))
+        checks = [
+            (self.n_searches >= 1, f"n_samples (searches) must be >= 1, got {self.n_searches}"),
+            (self.max_depth >= 1, f"max_depth must be >= 1, got {self.max_depth}"),
+            (self.min_part_size >= 1, f"min_part_size must be >= 1, got {self.min_part_size}"),
+            (2 <= self.n_pieces <= 8, f"n_pieces must be in [2, 8], got {self.n_pieces}"),
+            (
+                self.max_queries is None or self.max_queries >= 2**self.n_pieces - 1,
+                f"max_queries must be None or >= {2**self.n_pieces - 1} (one refinement step), "
+                f"got {self.max_queries}",
+            ),
+            (
+                self.convergence_top_k is None or self.convergence_top_k >= 1,
+                f"convergence_top_k must be None or >= 1, got {self.convergence_top_k}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
 
 
 @dataclass
@@ -158,38 +196,3 @@ class ResponsibilitySearch(Protocol):
 
     def run(self, context: SearchContext) -> SearchResult:
         ...  # pragma: no cover
-
-
-SearchLike = Union[None, str, ResponsibilitySearch]
-
-
-def resolve_search(search: SearchLike) -> ResponsibilitySearch:
-    r"""A search object from ``search``: None is the default partition refinement; a string names a
-    built-in (``"refinement"``, ``"interleaved"``, ``"energy"``, ``"adaptive"``, ``"band_screening"``).
-
-    Raises:
-        ValueError: For an unknown name. TypeError: For an object without a ``run`` method.
-    """
-    from captum_freqrex._core.search.adaptive import AdaptiveRefinement
-    from captum_freqrex._core.search.band_screening import BandScreening
-    from captum_freqrex._core.search.partition import PartitionRefinement
-
-    if search is None:
-        return PartitionRefinement()
-    if isinstance(search, str):
-        named: Dict[str, Callable[[], ResponsibilitySearch]] = {
-            "refinement": PartitionRefinement,
-            "interleaved": lambda: PartitionRefinement(order="interleaved"),
-            "energy": lambda: PartitionRefinement(order="energy"),
-            "adaptive": AdaptiveRefinement,
-            "band_screening": BandScreening,
-        }
-        if search not in named:
-            raise ValueError(f"search must be a search object or one of {sorted(named)}, got {search!r}")
-        return named[search]()
-    if not callable(getattr(search, "run", None)):
-        raise TypeError(
-            f"search must have a run(context) -> SearchResult method (see captum_freqrex._core.search.base), "
-            f"got {type(search).__name__}"
-        )
-    return search

@@ -62,51 +62,11 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.spectral.space import Range, ranges_to_mask
-from captum_freqrex._core.search.base import SearchContext, SearchResult
+from captum_freqrex._core.search.base import RefinementOptions, SearchContext, SearchResult
 from captum_freqrex._core.spectral.synthesis import StepQuery
-from captum_freqrex._utils.validation import as_int
 
 #: Searches refined together in lockstep; their mutants share model calls.
 WAVE_SIZE = 4
-
-
-@dataclass
-class RefinementOptions:
-    r"""Knobs of the partition refinement (see :meth:`FreqReX.attribute` for their meaning)."""
-
-    n_searches: int = 8
-    max_depth: int = 24
-    min_part_size: int = 1
-    n_pieces: int = 4
-    max_queries: Optional[int] = 1000
-    convergence_top_k: Optional[int] = 10
-
-    def validate(self) -> None:
-        for name, label in (
-            ("n_searches", "n_samples"), ("max_depth", "max_depth"), ("min_part_size", "min_part_size"),
-            ("n_pieces", "n_pieces"), ("max_queries", "max_queries"), ("convergence_top_k", "convergence_top_k"),
-        ):
-            value = getattr(self, name)
-            if value is not None or name in ("n_searches", "max_depth", "min_part_size", "n_pieces"):
-                setattr(self, name, as_int(value, label))
-        checks = [
-            (self.n_searches >= 1, f"n_samples (searches) must be >= 1, got {self.n_searches}"),
-            (self.max_depth >= 1, f"max_depth must be >= 1, got {self.max_depth}"),
-            (self.min_part_size >= 1, f"min_part_size must be >= 1, got {self.min_part_size}"),
-            (2 <= self.n_pieces <= 8, f"n_pieces must be in [2, 8], got {self.n_pieces}"),
-            (
-                self.max_queries is None or self.max_queries >= 2**self.n_pieces - 1,
-                f"max_queries must be None or >= {2**self.n_pieces - 1} (one refinement step), "
-                f"got {self.max_queries}",
-            ),
-            (
-                self.convergence_top_k is None or self.convergence_top_k >= 1,
-                f"convergence_top_k must be None or >= 1, got {self.convergence_top_k}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
 
 
 @dataclass

@@ -1,0 +1,270 @@
+"""Ranking -> certified sets: extract the three sets from a ranking, shrink, and certify by re-query.
+
+:func:`certify_sets` runs the batched prefix search over the ranking
+(:class:`~captum_freqrex._core.certify.prefix.PrefixSearch`), optionally shrinks the sufficient
+set (:func:`~captum_freqrex._core.certify.shrink.shrink_set`), and then queries the model on every
+returned set, exactly as ``Explanation.waveform`` rebuilds it, together with the unmasked input
+(is the model stable?). Only sets whose claim held on that batch are certified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from captum_freqrex._core.certify.prefix import PrefixSearch, prefix_masks
+from captum_freqrex._core.certify.shrink import shrink_set
+from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
+from captum_freqrex._core.explanation import CausalSet
+from captum_freqrex._core.model.example import ExampleQueries
+from captum_freqrex._core.records import ProbeResult, SetCertificate, ShrinkReport
+
+
+class CertifiedSets(NamedTuple):
+    r"""What :func:`certify_sets` returns for one example.
+
+    Attributes:
+        sets (list): The sufficient, sufficient-and-necessary and complete sets (None where none).
+        queries (int): Model queries of extraction, shrink and certification.
+        messages (list of str): Warnings: sets that did not hold, an unstable model.
+        stable (bool): Whether the model's output on the unmasked input held between calls.
+    """
+
+    sets: List[Optional[CausalSet]]
+    queries: int
+    messages: List[str]
+    stable: bool
+
+
+class _Certification(NamedTuple):
+    kept: List[ProbeResult]  # each returned set kept alone
+    removed: Optional[ProbeResult]  # the input without the sufficient-and-necessary set
+    again: ProbeResult  # the unmasked input, queried again
+    again_outputs: Tensor
+
+
+def _prefix_outputs(queries: ExampleQueries, ranking: Tensor, keep_sizes: List[int], remove_sizes: List[int]) -> Tensor:
+    # Outputs for mutants keeping the top-k features (keep_sizes), then for mutants removing
+    # them (remove_sizes). Masks are built per model call: on long clips a mask per size
+    # would cost as much memory as the mutants.
+    sizes = [(k, False) for k in keep_sizes] + [(k, True) for k in remove_sizes]
+
+    def keeps(lo: int, hi: int) -> Tensor:
+        chunk = sizes[lo:hi]
+        masks = prefix_masks(ranking, [k for k, _ in chunk])
+        removes = torch.tensor([r for _, r in chunk], device=masks.device)
+        masks[removes] = 1.0 - masks[removes]
+        return masks
+
+    return queries.keep_scores_of(len(sizes), keeps)
+
+
+def shrink_sufficient(
+    queries: ExampleQueries, ranking: Tensor, target: int, k_suff: int, candidates: Optional[Tensor], budget: int,
+    seed: int,
+) -> Tuple[Tensor, ShrinkReport]:
+    r"""Shrink the sufficient set by batched deletions (the caller certifies the result).
+
+    Starts from the smallest set known to pass: the sufficient prefix of the ranking, or a smaller
+    set the search saw pass (``candidates``, ``(M, n_features)`` bool).
+
+    Returns:
+        tuple: The shrunk keep-mask ``(n_features,)`` and the :class:`ShrinkReport`.
+    """
+    space = queries.space
+    n = space.n_features
+    position = torch.empty_like(ranking)
+    position[ranking] = torch.arange(n, device=ranking.device)
+    members, start = ranking[:k_suff], "prefix"
+    if candidates is not None and candidates.shape[0]:
+        counts = candidates.sum(dim=1)
+        smallest = candidates[int(counts.argmin())]
+        if 0 < int(counts.min()) < k_suff:
+            ids = smallest.to(ranking.device).nonzero().squeeze(1)
+            members, start = ids[position[ids].argsort()], "search"
+
+    def test(sets: Sequence[List[int]]) -> List[bool]:
+        masks = torch.zeros(len(sets), n, device=space.device)
+        for row, ids in enumerate(sets):
+            masks[row, torch.tensor(ids, dtype=torch.long, device=space.device)] = 1.0
+        return [r.passes for r in queries.probes(queries.keep_scores(masks), target)]
+
+    generator = torch.Generator().manual_seed(seed)
+    kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=k_suff, start=start)
+    mask = torch.zeros(n, device=space.device)
+    mask[torch.tensor(kept, dtype=torch.long, device=space.device)] = 1.0
+    return mask, report
+
+
+def _certification(queries: ExampleQueries, target: int, keeps: List[Tensor], remove: Optional[Tensor]) -> _Certification:
+    # The model on every returned set kept alone, on the input with the sufficient-and-necessary
+    # set removed, and on the input again (is the model stable?), in one batch. Each set's
+    # waveform is synthesised on its own, exactly as Explanation.waveform rebuilds it, so a
+    # certificate holds on the waveform the user gets.
+    keep_rows = keeps + ([1.0 - remove] if remove is not None else [])
+    n_rows = len(keep_rows) + 1
+    oracle, space, example = queries.oracle, queries.space, queries.example
+
+    def batches() -> Iterator[Tuple[List[Tensor], int]]:
+        for lo, hi in oracle.batches(n_rows):
+            rows = queries.rows.take(hi - lo)
+            for j, i in enumerate(range(lo, hi)):
+                waves = (
+                    tuple(w[0] for w in space.mutants(example, keep_rows[i].view(1, -1)))
+                    if i < len(keep_rows)
+                    else queries.inputs
+                )
+                for row, wave in zip(rows, waves):
+                    row[j].copy_(wave)
+            yield rows, example
+
+    joined = oracle.scores_of(batches())
+    results = queries.probes(joined, target)
+    removed = results[len(keeps)] if remove is not None else None
+    return _Certification(results[: len(keeps)], removed, results[-1], joined[-1])
+
+
+def _stability(anchors: Anchors, check: _Certification) -> Tuple[bool, List[str]]:
+    # A model whose output on the unmasked input changed between calls certifies nothing.
+    original, again = anchors.original, check.again
+    drift = float((check.again_outputs - anchors.outputs).abs().max())
+    scale = float(anchors.outputs.abs().max()) + 1.0
+    stable = again.decided == original.decided and again.passes == original.passes and drift <= STABILITY_TOLERANCE * scale
+    if stable:
+        return True, []
+    return False, [
+        f"the model's output on the unmasked input changed between calls (by up to {drift:.3g}; class "
+        f"{original.decided} then {again.decided}): a nondeterministic model (dropout or "
+        "batch-norm in training mode?) or one whose output depends on the rest of its batch; "
+        "no set can be certified (call model.eval())"
+    ]
+
+
+class _Found(NamedTuple):
+    sizes: Dict[str, Optional[int]]  # prefix size of each set, by name
+    exact: Dict[str, bool]
+    masks: Dict[int, Tensor]  # keep-mask of each prefix size
+    queries: int
+
+
+def _find_prefixes(queries: ExampleQueries, ranking: Tensor, anchors: Anchors, tolerance: float, budget: int) -> _Found:
+    target, original = anchors.target, anchors.original
+
+    def query(keep_sizes: List[int], remove_sizes: List[int]) -> Tuple[List[ProbeResult], List[ProbeResult]]:
+        if not keep_sizes and not remove_sizes:
+            return [], []
+        results = queries.probes(_prefix_outputs(queries, ranking, keep_sizes, remove_sizes), target)
+        return results[: len(keep_sizes)], results[len(keep_sizes):]
+
+    search = PrefixSearch(
+        query, queries.space.n_features, original, original.confidence - tolerance, budget, anchors.baseline
+    )
+    k_suff, k_nec, k_comp, exact = search.run()
+    sizes = {"sufficient": k_suff, "sufficient_necessary": k_nec, "complete": k_comp}
+    keep_sizes = sorted({k for k in sizes.values() if k is not None})
+    masks = dict(zip(keep_sizes, prefix_masks(ranking, keep_sizes))) if keep_sizes else {}
+    return _Found(sizes, exact, masks, search.queries)
+
+
+def certify_sets(
+    queries: ExampleQueries,
+    ranking: Tensor,
+    anchors: Anchors,
+    tolerance: float,
+    budget: int,
+    shrink_budget: int = 0,
+    candidates: Optional[Tensor] = None,
+    seed: int = 0,
+    tie_tolerance: Optional[float] = None,
+) -> CertifiedSets:
+    r"""The certified sufficient, sufficient-and-necessary and complete sets of one example.
+
+    Args:
+        queries (ExampleQueries): The example and the model caller.
+        ranking (Tensor): ``(n_features,)`` feature ids, most responsible first.
+        anchors (Anchors): The model on the input and on the baseline alone.
+        tolerance (float): The complete set reaches the input's confidence minus this.
+        budget (int): Queries of the prefix search.
+        shrink_budget (int, optional): Queries of the shrink of the sufficient set (0: no shrink).
+        candidates (Tensor, optional): ``(M, n_features)`` sets the search saw pass, where the
+                    shrink may start.
+        seed (int, optional): Seed of the shrink's random order.
+        tie_tolerance (float, optional): The decision's tie tolerance, named in the notes.
+
+    Returns:
+        CertifiedSets: The sets, the queries spent, warnings and whether the model was stable.
+    """
+    target = anchors.target
+    found = _find_prefixes(queries, ranking, anchors, tolerance, budget)
+    sizes, masks = found.sizes, found.masks
+    k_suff, k_nec = sizes["sufficient"], sizes["sufficient_necessary"]
+    shrunk, report, shrink_queries = None, None, 0
+    if shrink_budget > 0 and k_suff is not None and k_suff > 1:
+        shrunk, report = shrink_sufficient(queries, ranking, target, k_suff, candidates, shrink_budget, seed)
+        shrink_queries = report.queries
+        if torch.equal(shrunk, masks[k_suff]):
+            shrunk = None  # nothing dropped: the prefix is certified as before
+    keep_sizes = sorted(masks)
+    keeps = [masks[k] for k in keep_sizes] + ([shrunk] if shrunk is not None else [])
+    check = _certification(queries, target, keeps, masks.get(k_nec) if k_nec is not None else None)
+    stable, messages = _stability(anchors, check)
+    kept_by_size = dict(zip(keep_sizes, check.kept))
+    kept_shrunk = check.kept[-1] if shrunk is not None else None
+    space = queries.space
+    builder = _SetBuilder(anchors, check.removed, tolerance, stable, found.exact, tie_tolerance,
+                          space.feature_sizes(), space.feature_energy(queries.example), messages)
+    sets: List[Optional[CausalSet]] = []
+    for name, k in sizes.items():
+        if k is None:
+            sets.append(None)
+            continue
+        kept, mask, set_report = kept_by_size[k], masks[k].bool(), report if name == "sufficient" else None
+        if name == "sufficient" and shrunk is not None and report is not None:
+            if kept_shrunk is not None and kept_shrunk.passes:
+                kept, mask, k = kept_shrunk, shrunk.bool(), report.size
+            else:  # the shrunk set did not hold on re-query; the prefix did, and is returned
+                messages.append(
+                    f"the shrunk sufficient set ({report.size} features) did not hold on re-query; the "
+                    f"sufficient prefix ({k} features) is returned"
+                )
+                set_report = None
+        sets.append(builder.build(name, k, mask, kept, set_report))
+    certification_queries = len(keeps) + (k_nec is not None) + 1
+    return CertifiedSets(sets, found.queries + certification_queries + shrink_queries, messages, stable)
+
+
+@dataclass
+class _SetBuilder:
+    # What every set of one example shares when its certificate is written.
+    anchors: Anchors
+    removed: Optional[ProbeResult]  # the input without the sufficient-and-necessary set
+    tolerance: float
+    stable: bool
+    exact: Dict[str, bool]
+    tie_tolerance: Optional[float]
+    bins: Tensor  # bins per feature
+    energy: Tensor  # energy per feature
+    messages: List[str]  # warnings, appended to
+
+    def build(self, name: str, k: int, mask: Tensor, kept: ProbeResult, report: Optional[ShrinkReport]) -> CausalSet:
+        """The set, whether its claim held on the certification batch, its certificate and loudness."""
+        original = self.anchors.original
+        gone = self.removed if name == "sufficient_necessary" else None
+        if name == "sufficient":
+            holds = kept.passes
+        elif name == "sufficient_necessary":
+            holds = kept.passes and gone is not None and bool(gone.changed)
+        else:
+            holds = kept.passes and kept.confidence >= original.confidence - self.tolerance
+        note = set_note(name, k, holds, self.stable, kept, gone, self.tie_tolerance)
+        if not holds:
+            self.messages.append(f"the {name.replace('_', '-and-')} set did not hold on re-query: {note}")
+        key = "necessary" if name == "sufficient_necessary" else name
+        certificate = SetCertificate(k, kept, gone, holds and self.stable, self.exact[key], note)
+        if name == "sufficient":
+            certificate.shrink = report
+        level = self.energy / self.bins.clamp(min=1)  # per-bin energy: comparable across band sizes
+        return CausalSet(name, mask, int(self.bins[mask].sum()), certificate, *loudness(mask, self.energy, level))

@@ -1,0 +1,95 @@
+"""How a search's sets become model queries for one example, and the check of what a search returns.
+
+:func:`search_context` builds the :class:`~captum_freqrex._core.search.base.SearchContext` of one
+example: where mutants start (the baseline, to which ``"sufficient"`` sets are added; or the input,
+from which ``"necessary"`` sets are removed), how refinement steps are synthesised (sums of part
+waveforms) and how the model's outputs become pass / change verdicts with graded scores.
+:func:`run_search` runs a search on it and checks its responsibility.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from captum_freqrex._core.model.example import ExampleQueries
+from captum_freqrex._core.search.base import RefinementOptions, ResponsibilitySearch, SearchContext, SearchResult
+from captum_freqrex._core.search.base import Verdicts
+from captum_freqrex._core.spectral.synthesis import StepQuery, StepSynthesizer
+
+
+def search_context(
+    queries: ExampleQueries,
+    target: int,
+    baseline_waves: Tuple[Tensor, ...],
+    root_passes: bool,
+    mode: str,
+    options: RefinementOptions,
+    seed: int,
+) -> SearchContext:
+    r"""The search context of one example.
+
+    Args:
+        queries (ExampleQueries): The example and the model caller.
+        target (int): The explained class (flat index into the model's output).
+        baseline_waves (tuple of Tensor): The example's baseline waveforms.
+        root_passes (bool): Whether the set of all features passes (see ``SearchContext``).
+        mode (str): ``"sufficient"`` (sets kept alone pass when the decision stays) or
+                    ``"necessary"`` (sets removed pass when the decision changes; a tie does not).
+        options (RefinementOptions): The search knobs.
+        seed (int): Seed of the context's generator (the same for every example).
+
+    Returns:
+        SearchContext: What ``search.run`` receives.
+    """
+    space, oracle, example = queries.space, queries.oracle, queries.example
+    removing = mode == "necessary"
+    # Mutants start from the baseline and add what they keep ("sufficient"), or start from
+    # the input and subtract what they remove ("necessary").
+    start = queries.inputs if removing else baseline_waves
+    synthesizer = StepSynthesizer(space, example, start, -1.0 if removing else 1.0)
+
+    def verdicts(outputs: Tensor) -> Verdicts:
+        rows = oracle.verdicts(outputs, target)
+        graded = rows.graded().cpu()
+        return Verdicts((rows.changes if removing else rows.passes).cpu(), -graded if removing else graded)
+
+    def evaluate(steps: Sequence[StepQuery]) -> Tensor:
+        batches = synthesizer.batches(steps, oracle.max_rows, queries.rows)
+        return verdicts(oracle.scores_of((rows, example) for rows in batches)).passes
+
+    def evaluate_masks(sets: Tensor) -> Verdicts:
+        sets = sets.to(space.device, space.dtype)
+        return verdicts(queries.keep_scores(1.0 - sets if removing else sets))
+
+    return SearchContext(
+        evaluate, evaluate_masks, space.n_features, root_passes, options,
+        torch.Generator().manual_seed(seed), space.device, space.feature_energy(example),
+        mode, oracle.max_rows,
+    )
+
+
+def run_search(search: ResponsibilitySearch, context: SearchContext) -> SearchResult:
+    r"""Run ``search`` on ``context`` and check what it returns.
+
+    Args:
+        search (ResponsibilitySearch): Any object with ``run(context) -> SearchResult``.
+        context (SearchContext): The example's context (see :func:`search_context`).
+
+    Returns:
+        SearchResult: With ``responsibility`` as ``(n_features,)`` float64 on the CPU.
+
+    Raises:
+        ValueError: When the responsibility has the wrong size, or is not finite and non-negative.
+    """
+    result = search.run(context)
+    values = result.responsibility.detach().to("cpu", torch.float64).reshape(-1)
+    if values.numel() != context.n_features or not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+        raise ValueError(
+            f"the search {search!r} returned responsibility of shape {tuple(result.responsibility.shape)}; "
+            f"it must be {context.n_features} finite non-negative values"
+        )
+    result.responsibility = values
+    return result
