@@ -1,0 +1,115 @@
+"""Each search strategy on its own, against a fake SearchContext: no model, no spectrum, no FreqReX.
+
+The fake answers verdicts from a rule over feature sets whose causes are known by construction,
+so a strategy is checked for what it computes from verdicts alone (and for the protocol: budget,
+seeded randomness, shape), independently of the mask mechanism and the model caller.
+"""
+
+from typing import Callable, Sequence
+
+import pytest
+import torch
+
+from captum_freqrex import AdaptiveRefinement, BandScreening, PartitionRefinement
+from captum_freqrex._core.search import NAMED_SEARCHES, resolve_search
+from captum_freqrex._core.search.base import RefinementOptions, SearchContext, Verdicts
+from captum_freqrex._core.spectral.space import ranges_to_mask
+from captum_freqrex._core.spectral.synthesis import StepQuery
+
+N_FEATURES = 64
+Rule = Callable[[torch.Tensor], torch.Tensor]  # (N, n) bool sets -> (N,) bool passes
+
+
+def fake_context(rule: Rule, mode: str = "sufficient", max_queries: int = 1000, seed: int = 0,
+                 n_features: int = N_FEATURES, energy=None) -> SearchContext:
+    """A SearchContext whose verdicts come from ``rule`` on the sets themselves."""
+    def evaluate_masks(sets: torch.Tensor) -> Verdicts:
+        sets = sets.bool()
+        passes = rule(sets)
+        return Verdicts(passes, passes.double())  # graded score: 1 for a pass, 0 otherwise
+
+    def evaluate_steps(steps: Sequence[StepQuery]) -> torch.Tensor:
+        rows = []
+        for step in steps:
+            parts = ranges_to_mask(step.parts, n_features, torch.device("cpu")).bool()  # (n_parts, n)
+            keeps = (step.combinations.double() @ parts.double()) > 0
+            rows.append(keeps)
+        sets = torch.cat(rows) if rows else torch.zeros(0, n_features, dtype=torch.bool)
+        return rule(sets)
+
+    options = RefinementOptions(max_queries=max_queries)
+    options.validate()
+    everything = torch.ones(1, n_features, dtype=torch.bool)
+    return SearchContext(
+        evaluate_steps, evaluate_masks, n_features, bool(rule(everything)[0]), options,
+        torch.Generator().manual_seed(seed), torch.device("cpu"),
+        torch.ones(n_features, dtype=torch.float64) if energy is None else energy, mode, 64,
+    )
+
+
+def holds_all(*causes: int) -> Rule:
+    """Passes when every cause is in the set (a conjunction: each cause is necessary)."""
+    ids = torch.tensor(causes)
+    return lambda sets: sets[:, ids].all(dim=1)
+
+
+def holds_any(*causes: int) -> Rule:
+    """Passes when any cause is in the set (a disjunction: each cause alone is sufficient)."""
+    ids = torch.tensor(causes)
+    return lambda sets: sets[:, ids].any(dim=1)
+
+
+@pytest.mark.parametrize("search", [PartitionRefinement(), PartitionRefinement(order="interleaved"),
+                                    PartitionRefinement(order="energy"), AdaptiveRefinement()],
+                         ids=["refinement", "interleaved", "energy", "adaptive"])
+@pytest.mark.parametrize("rule, causes", [(holds_all(9, 50), {9, 50}), (holds_any(5), {5})],
+                         ids=["conjunction", "single"])
+def test_refinements_credit_exactly_the_causes(search, rule, causes):
+    context = fake_context(rule)
+    result = search.run(context)
+    credited = set(torch.nonzero(result.responsibility > 0).flatten().tolist())
+    assert credited == causes
+    # adaptive refines on a copy of the context, so its own count may exceed the probe's
+    assert context.queries <= result.queries <= context.options.max_queries
+    assert result.responsibility.shape == (N_FEATURES,)
+
+
+def test_a_disjunction_gives_each_cause_its_share():
+    # Either cause alone keeps the decision: neither is a but-for cause of the whole, each is
+    # one of two ways to it; both are credited and nothing else is.
+    result = PartitionRefinement().run(fake_context(holds_any(10, 41)))
+    credited = set(torch.nonzero(result.responsibility > 0).flatten().tolist())
+    assert credited == {10, 41}
+
+
+def test_band_screening_finds_the_feature_whose_removal_flips():
+    # necessary mode: a set passes when *removing* it changes the decision, i.e. when it holds
+    # feature 37 (the decision rests on 37 alone).
+    context = fake_context(lambda sets: sets[:, 37], mode="necessary", max_queries=200)
+    result = BandScreening().run(context)
+    assert int(result.responsibility.argmax()) == 37
+    assert float(result.responsibility[37]) == 1.0  # a but-for cause: responsibility 1
+    assert int((result.responsibility == 1.0).sum()) == 1
+    assert result.queries <= 200
+
+
+def test_band_screening_credits_nothing_when_no_removal_flips():
+    result = BandScreening().run(fake_context(lambda sets: torch.zeros(sets.shape[0], dtype=torch.bool),
+                                              mode="necessary", max_queries=120))
+    assert not bool((result.responsibility > 0).any())
+    assert result.queries <= 120
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_SEARCHES))
+def test_every_named_search_is_seeded_and_within_budget(name):
+    rule = holds_all(3, 30, 60)
+    runs = [resolve_search(name).run(fake_context(rule, max_queries=150, seed=7)) for _ in range(2)]
+    assert torch.equal(runs[0].responsibility, runs[1].responsibility)
+    assert all(r.queries <= 150 for r in runs)
+
+
+def test_the_registry_refuses_unknown_names_and_objects_without_run():
+    with pytest.raises(ValueError, match="one of"):
+        resolve_search("fastest")
+    with pytest.raises(TypeError, match="run\\(context\\)"):
+        resolve_search(object())
