@@ -13,6 +13,7 @@ from captum_freqrex._core.records import ProbeResult, SetCertificate
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
 from captum_freqrex._core.freqrex import FreqReX
+from captum_freqrex._core.options import FreqReXOptions
 from captum_freqrex._core.certify.trust import FreqReXWarning
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.search.adaptive import AdaptiveRefinement
@@ -33,6 +34,7 @@ del register_renderer
 
 __all__ = [
     "FreqReX",
+    "FreqReXOptions",
     "FreqReXWarning",
     "FrequencyForward",
     "FeatureSpace",

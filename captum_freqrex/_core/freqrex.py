@@ -229,6 +229,7 @@ class FreqReX(PerturbationAttribution):
         per_channel: bool = False,
         decision: DecisionLike = None,
         mode: str = "sufficient",
+        options: Optional[FreqReXOptions] = None,
     ) -> TensorOrTuple:
         r"""Responsibility of each frequency feature for the model's decision.
 
@@ -282,6 +283,9 @@ class FreqReX(PerturbationAttribution):
                         removing all of it keeps (a model need not be monotone); responsibility is
                         0 only when no removal it tried within ``max_queries`` changed the decision,
                         and a warning says which case it was. Default: ``"sufficient"``
+            options (FreqReXOptions, optional): Every option above as one object, validated once
+                        (the keywords must then keep their defaults); ``explain`` takes the same
+                        object. Default: None
 
         Returns:
             Tensor or tuple of Tensor: Responsibility per frequency bin, shaped ``(B, *feature_grid)``
@@ -290,8 +294,8 @@ class FreqReX(PerturbationAttribution):
             feature share its value. This is indexed by frequency, not by time sample.
         """
         start = time.perf_counter()
-        options = FreqReXOptions(
-            n_samples=n_samples, perturbations_per_eval=perturbations_per_eval, seed=seed,
+        options = _call_options(
+            options, n_samples=n_samples, perturbations_per_eval=perturbations_per_eval, seed=seed,
             max_depth=max_depth, min_part_size=min_part_size, n_pieces=n_pieces, confidence_filter=confidence_filter,
             max_queries=max_queries, convergence_top_k=convergence_top_k, per_channel=per_channel, decision=decision,
             mode=mode,
@@ -340,6 +344,7 @@ class FreqReX(PerturbationAttribution):
         rank_rtol: float = DEFAULT_RTOL,
         shrink: bool = False,
         max_shrink_queries: int = 64,
+        options: Optional[FreqReXOptions] = None,
     ) -> List[Explanation]:
         r"""The full causal explanation of each example: responsibility and certified sets.
 
@@ -371,13 +376,15 @@ class FreqReX(PerturbationAttribution):
                         of ``max_extraction_queries`` (its queries are counted in
                         ``extraction_queries``). Default: 64
 
+            options (FreqReXOptions, optional): Every option above as one object (the keywords
+                        must then keep their defaults). Default: None
 
         Returns:
             list of Explanation: One per example, in batch order.
         """
         call_start = time.perf_counter()
-        options = FreqReXOptions(
-            n_samples=n_samples, perturbations_per_eval=perturbations_per_eval, seed=seed,
+        options = _call_options(
+            options, n_samples=n_samples, perturbations_per_eval=perturbations_per_eval, seed=seed,
             max_depth=max_depth, min_part_size=min_part_size, n_pieces=n_pieces, confidence_filter=confidence_filter,
             max_queries=max_queries, convergence_top_k=convergence_top_k, per_channel=per_channel, decision=decision,
             mode=mode, complete_tolerance=complete_tolerance, max_extraction_queries=max_extraction_queries,
@@ -453,3 +460,19 @@ class FreqReX(PerturbationAttribution):
             domain=call.space.domain, decision=call.decision, search=self.search, synthesis=self.synthesis,
         )
 
+
+def _call_options(options: Optional[FreqReXOptions], **keywords: Any) -> FreqReXOptions:
+    # One FreqReXOptions per call: from the keywords, or the given object when no keyword is changed.
+    if options is None:
+        return FreqReXOptions(**keywords)
+    if not isinstance(options, FreqReXOptions):
+        raise TypeError(f"options must be a FreqReXOptions, got {type(options).__name__}")
+    defaults = FreqReXOptions()
+    changed = sorted(name for name, value in keywords.items() if value is not getattr(defaults, name)
+                     and value != getattr(defaults, name))
+    if changed:
+        raise TypeError(
+            f"pass the options either as keywords or as options=FreqReXOptions(...), not both (got options= and "
+            f"{', '.join(changed)}): set them on the options object, e.g. options.replace({changed[0]}=...)"
+        )
+    return options
