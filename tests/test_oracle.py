@@ -26,7 +26,7 @@ from captum_freqrex._core.model.oracle import Oracle, row_slices
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex.metrics import minimal_sufficient_prefix, perturbation_success_rate, sufficiency
 from captum_freqrex.metrics._curves import _probe_sizes
-from known_models import ToneDetector, bin_of
+from known_models import ToneDetector, bin_of, tone
 
 
 @pytest.fixture
@@ -292,3 +292,29 @@ def test_both_prefix_searches_find_the_known_threshold():
     ranking_scores[0, 1:38] = torch.linspace(2.0, 1.0, 37)
     result = minimal_sufficient_prefix(Threshold(), x, ranking_scores, max_scan_features=0)
     assert int(result.size) == 37 and bool(result.monotone) and int(result.queries) < 64
+
+
+def test_a_per_example_argument_with_a_row_too_many_or_few_is_refused(classifier):
+    calls = []
+
+    def model(x, extra):
+        calls.append(extra.shape)
+        return classifier(x)
+
+    x = torch.stack([tone(440), tone(1000)])
+    for rows in (3, 1):
+        with pytest.raises(ValueError, match=f"additional_forward_args\\[0\\] has {rows} rows for a batch of 2"):
+            FreqReX(model).attribute(x, additional_forward_args=(torch.ones(rows, 4),), max_queries=100)
+    assert not calls
+    # One row per example is sliced per example; another length passes whole (a constant).
+    FreqReX(model).attribute(x, additional_forward_args=(torch.ones(2, 4),), max_queries=100)
+    assert calls and all(shape[1:] == (4,) for shape in calls)
+    FreqReX(model).attribute(x, additional_forward_args=(torch.ones(7, 4),), max_queries=100)
+    assert calls[-1] == (7, 4)
+
+
+def test_a_target_on_the_meta_device_is_refused_with_the_fix(classifier):
+    x = torch.stack([tone(440), tone(1000)])
+    for target in (torch.tensor([0, 1], device="meta"), [torch.tensor(0, device="meta"), 1]):
+        with pytest.raises(ValueError, match="target is a tensor on the meta device, which holds no values"):
+            FreqReX(classifier).attribute(x, target=target, max_queries=100)

@@ -168,11 +168,27 @@ class Oracle:
         self.budget = budget
         self.confidence_filter = confidence_filter
         self.rows = rows
+        self._check_extra_args()
         self.stats = QueryStats()
         self.output_shape: Optional[Tuple[int, ...]] = None
         self.decision: Optional[Decision] = None
 
     # ------------------------------------------------------------------ calls
+
+    def _check_extra_args(self) -> None:
+        # Tensors with one row per example are sliced per example; others pass as they are. One
+        # row more or fewer than the batch is almost surely a per-example argument gone wrong,
+        # which would otherwise reach the model unsliced (or be sliced against the wrong rows).
+        if self.additional_forward_args is None or self.batch_size is None or self.batch_size < 2:
+            return
+        for index, arg in enumerate(as_tuple(self.additional_forward_args)):
+            if isinstance(arg, Tensor) and arg.dim() > 0 and abs(arg.shape[0] - self.batch_size) == 1:
+                raise ValueError(
+                    f"additional_forward_args[{index}] has {arg.shape[0]} rows for a batch of {self.batch_size} "
+                    f"examples: a per-example argument needs exactly {self.batch_size} rows (one per example, "
+                    "sliced with it); a constant tensor of that length belongs to the model itself (e.g. "
+                    "functools.partial(model, weights=constant))"
+                )
 
     def _extra_args(self, examples: Examples, rows: int) -> Tuple[Any, ...]:
         if self.additional_forward_args is None:

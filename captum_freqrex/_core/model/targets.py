@@ -26,6 +26,7 @@ def targets_per_example(target: TargetLike, batch_size: int) -> List[Any]:
     """
     if target is None or isinstance(target, tuple):
         return [target] * batch_size
+    _check_has_values(target)
     if isinstance(target, Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(
@@ -45,6 +46,16 @@ def targets_per_example(target: TargetLike, batch_size: int) -> List[Any]:
             raise ValueError(f"target list must have one entry per example ({batch_size}), got {len(target)}")
         return [t if t is None or isinstance(t, tuple) else _class_index(t) for t in target]
     return [_class_index(target)] * batch_size
+
+
+def _check_has_values(target: Any) -> None:
+    # A meta tensor has a shape but no values: reading a class index from it fails deep in torch.
+    items = target if isinstance(target, list) else [target]
+    if any(isinstance(t, Tensor) and t.device.type == "meta" for t in items):
+        raise ValueError(
+            "target is a tensor on the meta device, which holds no values: pass the class indices as a "
+            "tensor on a real device (e.g. target.to('cpu') after filling it) or as ints"
+        )
 
 
 def _class_index(target: Any) -> int:
