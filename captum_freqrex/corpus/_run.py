@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -300,23 +301,10 @@ def explain_dataset(
         KeyboardInterrupt: Passed on after the clips finished so far are safely stored.
     """
     start = time.perf_counter()
-    rate = sample_rate if sample_rate is not None else _model_attribute(model, "sample_rate")
-    if rate is None:
-        raise ValueError("the model's sample rate is unknown: pass sample_rate=... (in Hz)")
-    rate = _positive(rate, "sample_rate")
-    length = num_samples if num_samples is not None else _model_attribute(model, "num_samples")
-    length = _optional_positive(length, "num_samples")
-    names = class_names if class_names is not None else _model_attribute(model, "class_names")
-    names = None if names is None else tuple(str(n) for n in names)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-    if bands is not None and feature_mask is not None:
-        raise ValueError("pass bands= or feature_mask=, not both")
-    options = ExplainOptions(
-        sample_rate=rate, seed=int(seed), mode=mode, search=search, max_queries=_positive(max_queries, "max_queries"),
-        n_samples=_positive(n_samples, "n_samples"), bands=_optional_positive(bands, "bands"),
-        feature_mask=feature_mask, baseline=_check_baseline(baseline), decision=decision, output=output,
-        ks=_check_ks(ks), class_names=names,
+    rate, length, names = _model_facts(model, sample_rate, num_samples, class_names)
+    options = _explain_options(
+        rate, names, seed=seed, mode=mode, search=search, max_queries=max_queries, n_samples=n_samples, bands=bands,
+        feature_mask=feature_mask, baseline=baseline, decision=decision, output=output, ks=ks,
     )
     targets = _check_targets(transfer_to, transfer_factories, rate, length, names)
     batch_size = _positive(batch_size, "batch_size")
@@ -324,85 +312,140 @@ def explain_dataset(
                             model_factory=model_factory, targets=targets or None,
                             target_factories=transfer_factories)
     clips = clip_source(source, rate, length, split=split, class_names=names)
+    record = describe_model(model, model_name, rate, length, names)
+    settings = {**options.record(), "transfer_to": _targets_record(targets)}
+    run = _run_store(os.fspath(store), settings, record, options, clips, executor, batch_size, show_progress)
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def _run_store(
+    path: str, settings: Dict[str, Any], record: dict, options: ExplainOptions, clips: ClipSource, executor: Any,
+    batch_size: int, show_progress: bool,
+) -> DatasetRun:
+    """Begin (or resume) the store's run, explain the clips it lacks, check that none went missing."""
     from captum_freqrex._core.explanation import package_versions
 
-    record = describe_model(model, model_name, rate, length, names)
-    path = os.fspath(store)
     with ResultStore(path) as results:
         resumed = results.run_record() is not None
         ids = clips.ids()
-        settings = {**options.record(), "transfer_to": _targets_record(targets)}
         notes = results.begin(settings, record, package_versions(), clips.kind, clips.description, ids,
                               options.grid())
         stored = results.stored_clips()
         done_before = {k for k, (status, _) in stored.items() if status == "explained"}
-        total = None
-        if ids is not None:
-            total = len(ids) - len(done_before & set(ids))
-        else:
-            try:
-                total = len(clips) - len(done_before)
-            except TypeError:
-                total = None
-        counts = {"explained": 0, "failed": 0, "queries": 0, "seen": 0}
-        bar = DatasetProgress(total, len(done_before), max_queries, None) if show_progress else None
-
-        def write(records: List[ClipRecord]) -> None:
-            for clip_record in records:
-                results.write(clip_record)
-                counts["explained"] += 1
-                counts["queries"] += clip_record.queries
-            if bar is not None:
-                bar.finished(counts["explained"], counts["queries"])
-
-        def dispatch(batch: List[Clip]) -> None:
-            if bar is not None:
-                bar.start_batch(len(batch))
-            executor.submit(batch)
-            for records in executor.completed(block=executor.full()):
-                write(records)
-
-        seen = set()
-        with executor:
-            if bar is not None:
-                bar.__enter__()
-            try:
-                batch: List[Clip] = []
-                for clip in clips:
-                    seen.add(clip.clip_id)
-                    counts["seen"] += 1
-                    state = stored.get(clip.clip_id)
-                    if state is not None and state[0] == "explained":
-                        if clip.fingerprint != state[1]:
-                            raise DatasetChangedError(
-                                path, f"the samples of clip {clip.clip_id} differ from the ones it was explained on",
-                                [clip.clip_id],
-                            )
-                        continue
-                    if clip.error is not None:
-                        results.write(error_record(clip))
-                        counts["failed"] += 1
-                        continue
-                    if batch and (len(batch) >= batch_size or _length(batch[0]) != _length(clip)):
-                        dispatch(batch)
-                        batch = []
-                    batch.append(clip)
-                if batch:
-                    dispatch(batch)
-                for records in executor.drain():
-                    write(records)
-            except BaseException as error:
-                if bar is not None:
-                    bar.__exit__(type(error), error, None)
-                raise
-            if bar is not None:
-                bar.__exit__(None, None, None)
+        bar = None
+        if show_progress:
+            bar = DatasetProgress(_remaining(clips, ids, done_before), len(done_before), options.max_queries, None)
+        feeder = _Feeder(results, executor, bar)
+        with executor, (bar if bar is not None else contextlib.nullcontext()):
+            seen = _explain_new(feeder, clips, stored, batch_size, path)
         gone = sorted(done_before - seen)
         if ids is None and gone:
             raise DatasetChangedError(
                 path, f"{len(gone)} stored clips were not in the data set this time (e.g. {', '.join(gone[:3])})", gone
             )
+    counts = feeder.counts
     return DatasetRun(
         path, counts["seen"], counts["explained"], len(done_before & seen), counts["failed"], counts["queries"],
-        time.perf_counter() - start, executor.name, resumed, notes,
+        0.0, executor.name, resumed, notes,
     )
+
+
+def _model_facts(
+    model: Callable, sample_rate: Optional[int], num_samples: Optional[int], class_names: Optional[Sequence[str]]
+) -> Tuple[int, Optional[int], Optional[Tuple[str, ...]]]:
+    """The model's rate (required), input length and class names: given, else its attributes."""
+    rate = sample_rate if sample_rate is not None else _model_attribute(model, "sample_rate")
+    if rate is None:
+        raise ValueError("the model's sample rate is unknown: pass sample_rate=... (in Hz)")
+    rate = _positive(rate, "sample_rate")
+    length = num_samples if num_samples is not None else _model_attribute(model, "num_samples")
+    length = _optional_positive(length, "num_samples")
+    names = class_names if class_names is not None else _model_attribute(model, "class_names")
+    return rate, length, None if names is None else tuple(str(n) for n in names)
+
+
+def _explain_options(
+    rate: int, names: Optional[Tuple[str, ...]], *, seed: int, mode: str, search: Any, max_queries: int,
+    n_samples: int, bands: Optional[int], feature_mask: Optional[Tensor], baseline: Any, decision: Any, output: Any,
+    ks: Sequence[int],
+) -> ExplainOptions:
+    """The run's options, checked."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if bands is not None and feature_mask is not None:
+        raise ValueError("pass bands= or feature_mask=, not both")
+    return ExplainOptions(
+        sample_rate=rate, seed=int(seed), mode=mode, search=search, max_queries=_positive(max_queries, "max_queries"),
+        n_samples=_positive(n_samples, "n_samples"), bands=_optional_positive(bands, "bands"),
+        feature_mask=feature_mask, baseline=_check_baseline(baseline), decision=decision, output=output,
+        ks=_check_ks(ks), class_names=names,
+    )
+
+
+def _remaining(clips: ClipSource, ids: Optional[Sequence[str]], done_before: set) -> Optional[int]:
+    """How many clips are left to explain, when the source can say."""
+    if ids is not None:
+        return len(ids) - len(done_before & set(ids))
+    try:
+        return len(clips) - len(done_before)
+    except TypeError:
+        return None
+
+
+class _Feeder:
+    """Hands batches to the backend and writes every finished clip to the store (and the progress line)."""
+
+    def __init__(self, results: ResultStore, executor: Any, bar: Optional[DatasetProgress]) -> None:
+        self.results, self.executor, self.bar = results, executor, bar
+        self.counts = {"explained": 0, "failed": 0, "queries": 0, "seen": 0}
+
+    def write(self, records: List[ClipRecord]) -> None:
+        for clip_record in records:
+            self.results.write(clip_record)
+            self.counts["explained"] += 1
+            self.counts["queries"] += clip_record.queries
+        if self.bar is not None:
+            self.bar.finished(self.counts["explained"], self.counts["queries"])
+
+    def failed(self, clip: Clip) -> None:
+        self.results.write(error_record(clip))
+        self.counts["failed"] += 1
+
+    def dispatch(self, batch: List[Clip]) -> None:
+        if self.bar is not None:
+            self.bar.start_batch(len(batch))
+        self.executor.submit(batch)
+        for records in self.executor.completed(block=self.executor.full()):
+            self.write(records)
+
+    def drain(self) -> None:
+        for records in self.executor.drain():
+            self.write(records)
+
+
+def _explain_new(feeder: _Feeder, clips: ClipSource, stored: Dict[str, Any], batch_size: int, path: str) -> set:
+    """Explain the clips not yet in the store, in batches of one length; the ids of every clip seen."""
+    seen = set()
+    batch: List[Clip] = []
+    for clip in clips:
+        seen.add(clip.clip_id)
+        feeder.counts["seen"] += 1
+        state = stored.get(clip.clip_id)
+        if state is not None and state[0] == "explained":
+            if clip.fingerprint != state[1]:
+                raise DatasetChangedError(
+                    path, f"the samples of clip {clip.clip_id} differ from the ones it was explained on", [clip.clip_id]
+                )
+            continue
+        if clip.error is not None:
+            feeder.failed(clip)
+            continue
+        if batch and (len(batch) >= batch_size or _length(batch[0]) != _length(clip)):
+            feeder.dispatch(batch)
+            batch = []
+        batch.append(clip)
+    if batch:
+        feeder.dispatch(batch)
+    feeder.drain()
+    return seen
