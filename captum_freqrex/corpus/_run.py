@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import torch
 from torch import Tensor
 
+from captum_freqrex import FreqReX
 from captum_freqrex.corpus._aggregate import Aggregates, aggregate
 from captum_freqrex.corpus._backends import make_backend
 from captum_freqrex.corpus._explain import BASELINE_KINDS, ClipRecord, ExplainOptions, error_record, update_digest
@@ -196,7 +197,7 @@ def _targets_record(targets: Mapping[str, Callable]) -> Optional[List[Dict[str, 
 
 
 def explain_dataset(
-    model: Callable,
+    model: Union[Callable, FreqReX],
     source: Union[str, "os.PathLike[str]", ClipSource, Iterable[Any]],
     store: Union[str, "os.PathLike[str]"],
     *,
@@ -238,8 +239,18 @@ def explain_dataset(
     (:func:`captum_freqrex.metrics.transferability`), and the target's decisions on both are
     stored. Class-level aggregates come from :func:`aggregate`.
 
+    Takes the model, or a configured :class:`~captum_freqrex.FreqReX` and the keywords of its
+    :meth:`~captum_freqrex.FreqReX.explain` (``seed``, ``mode``, ``max_queries``, ``n_samples``),
+    as Captum's ``NoiseTunnel(method)`` takes a method: ``explain_dataset(FreqReX(model,
+    search="adaptive"), source, store, max_queries=500)`` is ``explain_dataset(model, source, store,
+    search="adaptive", max_queries=500)``, clip for clip, and the two resume each other's stores.
+
     Args:
-        model (Callable): Maps waveforms ``(B, T)`` to scores ``(B, K)`` (as for :class:`FreqReX`).
+        model (Callable or FreqReX): Maps waveforms ``(B, T)`` to scores ``(B, K)`` (as for
+                    :class:`FreqReX`); or a FreqReX, whose model is explained with its ``search``,
+                    ``decision`` and ``output`` (then not passed as keywords; its ``domain`` and
+                    ``synthesis`` must be the defaults). Ray workers get its model (or
+                    ``model_factory``'s) and rebuild it.
         source (str, path, ClipSource or iterable): A folder of audio files (recursive; label =
                     top-level folder), a CSV (``path``, optional ``label``), a folder built by
                     ``scripts/build_datasets.py`` (with ``manifest.json``), or an iterable such as a
@@ -259,7 +270,8 @@ def explain_dataset(
         seed (int, optional): FreqReX's seed (the same for every clip; also seeds noise
                     baselines). Default: 0
         mode (str, optional): ``"sufficient"`` or ``"necessary"``. Default: ``"sufficient"``
-        search (str or search object, optional): FreqReX's ``search``. Default: None
+        search (str or search object, optional): FreqReX's ``search`` (a convenience: it
+                    builds the FreqReX). Default: None
         max_queries (int, optional): FreqReX's query budget per clip. Default: 1000
         n_samples (int, optional): FreqReX's ``n_samples``. Default: 8
         bands (int, optional): Explain this many log-spaced bands instead of rfft bins.
@@ -301,6 +313,7 @@ def explain_dataset(
         KeyboardInterrupt: Passed on after the clips finished so far are safely stored.
     """
     start = time.perf_counter()
+    model, search, decision, output = _configured(model, search, decision, output)
     rate, length, names = _model_facts(model, sample_rate, num_samples, class_names)
     options = _explain_options(
         rate, names, seed=seed, mode=mode, search=search, max_queries=max_queries, n_samples=n_samples, bands=bands,
@@ -349,6 +362,44 @@ def _run_store(
         path, counts["seen"], counts["explained"], len(done_before & seen), counts["failed"], counts["queries"],
         0.0, executor.name, resumed, notes,
     )
+
+
+#: The built-in searches by the name that ``search=`` takes; None (the default) first.
+_SEARCH_NAMES = (None, "refinement", "interleaved", "energy", "adaptive", "band_screening")
+
+
+def _search_option(search: Any) -> Any:
+    """A search object that is a built-in with its default knobs, as its name; else the object.
+
+    A FreqReX holds its search as an object; the store records ``search=`` as given, so the same
+    search configured either way is recorded (and resumes) the same way.
+    """
+    for name in _SEARCH_NAMES:
+        if repr(FreqReX(_no_model, search=name).search) == repr(search):
+            return name
+    return search
+
+
+def _no_model(*args: Any) -> None:
+    """Stands in for a model where only FreqReX's resolution of ``search=`` is wanted."""
+
+
+def _configured(model: Any, search: Any, decision: Any, output: Any) -> Tuple[Callable, Any, Any, Any]:
+    """A FreqReX passed as ``model``: its model, and its search, decision and output (the keywords' place)."""
+    if not isinstance(model, FreqReX):
+        return model, search, decision, output
+    given = [name for name, value in (("search", search), ("decision", decision), ("output", output)) if value is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} given both to explain_dataset and to the FreqReX passed as model: configure "
+            "them on the FreqReX"
+        )
+    if model.domain is not None or model.synthesis != "auto":
+        raise ValueError(
+            "explain_dataset explains rfft bins (or bands=) with the default synthesis: pass a FreqReX without "
+            "domain= and synthesis="
+        )
+    return model.forward_func, _search_option(model.search), model.decision, model.output
 
 
 def _model_facts(
