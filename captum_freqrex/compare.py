@@ -1080,8 +1080,7 @@ def compare_methods(
     )
     budgets = [budget or max_queries or 1000] * waves.shape[0]
     rows = _run_all(registry, setup, budgets, options, ks, n_steps, max_examples_per_batch, strict, show_progress)
-    coarse = sorted(name for name, runner in registry.items() if getattr(runner, "per_feature_cost", False))
-    return _table(setup, list(registry), coarse, ks, waves, rows)
+    return _table(setup, registry, ks, waves, rows)
 
 
 def _resolve_explainer(
@@ -1154,8 +1153,9 @@ def _run_all(
 
 
 def _table(
-    setup: _Setup, names: List[str], coarse: List[str], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]]
+    setup: _Setup, registry: Dict[str, Any], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]]
 ) -> ComparisonTable:
+    """The rows with every column (None where a method has no value), and the notes."""
     columns = ["method", "features", "queries", "wall_s", "model_s", "overhead_s"]
     columns += [f"flip@{k}" for k in ks] + [f"snr_db@{k}" for k in ks]
     columns += ["min_sufficient", "sufficient_found", "sufficient_monotone", "deletion_auc", "insertion_auc"]
@@ -1163,7 +1163,15 @@ def _table(
         columns += [f"flip@{k}_bands" for k in ks] + [f"snr_db@{k}_bands" for k in ks]
     columns += ["error"]
     table_rows = [{c: row.get(c) for c in columns} for row in rows]
-    return ComparisonTable(table_rows, _notes(setup, names, coarse, ks, waves, table_rows))
+    coarse = sorted(name for name, runner in registry.items() if getattr(runner, "per_feature_cost", False))
+    notes = _notes(setup, list(registry), coarse, ks, waves, table_rows)
+    sampled = [name for name, runner in registry.items() if isinstance(runner, ShapMethod)]
+    if sampled and "FreqReX" in registry:
+        notes.append(
+            f"{', '.join(sampled)}: shap's nsamples is FreqReX's number of queries on each clip (a GradientExplainer "
+            "sample is one model row and one backward pass, a KernelExplainer sample one coalition)."
+        )
+    return ComparisonTable(table_rows, notes)
 
 
 def _check_ks(ks: Any) -> List[int]:

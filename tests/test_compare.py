@@ -277,6 +277,7 @@ def test_shap_explainers_rank_the_decisive_tone_first():
     assert kernel["flip@1"] == 1.0 and kernel["flip@1_bands"] == 1.0
     assert gradient["queries"] == pytest.approx(budget + 1, abs=1)  # its samples, plus the background
     assert kernel["queries"] == pytest.approx(budget + 2, abs=1)  # its coalitions, the background and the clip
+    assert any("shap's nsamples is FreqReX's number of queries" in note for note in table.notes)
     again = compare_methods(
         model, clips()[:2], {"KernelExplainer": ShapMethod("KernelExplainer", nsamples=int(budget))},
         sample_rate=SAMPLE_RATE, max_perturbation_features=64, n_bands=16, ks=[1], n_steps=4, strict=True,
