@@ -768,14 +768,15 @@ def _builtin(name: str, ig_steps: int, ppe: int) -> Any:
         return ShapMethod(name)
     if name in ("magnitude", "random"):
         return _Naive(name)
+    coarse = name in PER_FEATURE_COST
     table: Dict[str, Callable[[], Any]] = {
         "FreqReX": lambda: FreqReXMethod(),
         "FreqReX-necessary": lambda: FreqReXMethod(mode="necessary"),
         "IntegratedGradients": lambda: CaptumMethod(IntegratedGradients, n_steps=ig_steps, internal_batch_size=ppe),
-        "KernelShap": lambda: CaptumMethod(KernelShap, per_feature_cost=True, budget=_samples),
-        "Lime": lambda: CaptumMethod(Lime, per_feature_cost=True, budget=_samples),
-        "FeatureAblation": lambda: CaptumMethod(FeatureAblation, per_feature_cost=True),
-        "ShapleyValueSampling": lambda: CaptumMethod(ShapleyValueSampling, per_feature_cost=True, budget=_permutations),
+        "KernelShap": lambda: CaptumMethod(KernelShap, per_feature_cost=coarse, budget=_samples),
+        "Lime": lambda: CaptumMethod(Lime, per_feature_cost=coarse, budget=_samples),
+        "FeatureAblation": lambda: CaptumMethod(FeatureAblation, per_feature_cost=coarse),
+        "ShapleyValueSampling": lambda: CaptumMethod(ShapleyValueSampling, per_feature_cost=coarse, budget=_permutations),
     }
     return table[name]()
 
@@ -801,21 +802,20 @@ def _runner(method: Any, ig_steps: int, ppe: int) -> Any:
 
 
 def _method_name(method: Any) -> str:
+    """The row name of a method given in a sequence: its name, its class's, or its function's."""
     if isinstance(method, str):
         return method
-    if isinstance(method, type):
-        return method.__name__
-    inner = getattr(getattr(method, "method", method), "attribution_method", None)
-    kind = type(getattr(method, "method", method)).__name__
     if isinstance(method, ShapMethod):
         return method.explainer
-    if isinstance(method, FreqReXMethod):
+    if isinstance(method, (FreqReX, FreqReXMethod)):
         return "FreqReX"
+    if isinstance(method, type):
+        return method.__name__
+    attribution = method.method if isinstance(method, CaptumMethod) else method
+    inner = getattr(attribution, "attribution_method", None)  # NoiseTunnel(IntegratedGradients(...))
     if inner is not None:
-        return f"{kind}({type(inner).__name__})"
-    if kind == "function":
-        return getattr(method, "__name__", kind)
-    return kind
+        return f"{type(attribution).__name__}({type(inner).__name__})"
+    return getattr(attribution, "__name__", type(attribution).__name__)
 
 
 def _registry(methods: Any, ig_steps: int, ppe: int) -> Dict[str, Any]:
