@@ -52,6 +52,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -345,8 +346,6 @@ class _Clip(NamedTuple):
 @contextlib.contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Seed torch's and numpy's global generators for a block, and restore both after it."""
-    import numpy as np
-
     state = np.random.get_state()
     try:
         with torch.random.fork_rng(devices=[]):
@@ -720,12 +719,11 @@ class ShapMethod(_PerClipMethod):
             explainer = shap.GradientExplainer(score, clip.baselines, batch_size=clip.perturbations_per_eval)
             with torch.enable_grad():
                 values = explainer.shap_values(clip.inputs, **kwargs)
-            return torch.as_tensor(values, dtype=clip.inputs.dtype).reshape(clip.inputs.shape)
+            values = torch.as_tensor(np.asarray(values), dtype=clip.inputs.dtype, device=clip.inputs.device)
+            return values.reshape(clip.inputs.shape)
         return self._kernel(shap, score, clip)
 
     def _kernel(self, shap: Any, score: _TargetScore, clip: _Clip) -> Tensor:
-        import numpy as np
-
         grid = clip.inputs.shape
         ids = clip.feature_mask.reshape(-1) if clip.feature_mask is not None else torch.arange(clip.inputs.numel())
         ids = ids.to(clip.inputs.device)
