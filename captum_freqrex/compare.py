@@ -1,20 +1,35 @@
-"""FreqReX vs Captum's methods over the same frequency features, scored by the same metrics.
+"""FreqReX vs Captum's methods, the shap package and naive rankings over the same frequency features.
 
-:func:`compare_methods` attributes a batch of clips with FreqReX (both search modes: what keeps
-the decision, ``"FreqReX"``, and what changes it when removed, ``"FreqReX-necessary"``), Captum's IntegratedGradients,
-KernelShap, Lime, FeatureAblation and ShapleyValueSampling (through :class:`FrequencyForward`, so
-every method sees the same mutants of the same spectra), and two naive rankings (the spectral
-magnitude of each feature; a seeded random order). Every ranking is then scored by
-:mod:`captum_freqrex.metrics` over the same evaluation features: flip rate when the top-k features
-are removed, the minimal sufficient prefix, deletion and insertion AUC; and every method's cost is
-counted the same way, by the one caller of the model every method goes through
-(:class:`~captum_freqrex._core.model.oracle.Oracle`, FreqReX's own; Captum's methods get it as their
-model): model queries, wall time, model time vs overhead, all from one :class:`QueryStats` per clip.
+:func:`compare_methods` attributes a batch of clips with a registry of methods ``{name: method}``
+and scores every ranking with :mod:`captum_freqrex.metrics` over the same evaluation features:
+flip rate when the top-k features are removed, the minimal sufficient prefix, deletion and
+insertion AUC; and every method's cost is counted the same way, by the one caller of the model
+every method goes through (:class:`~captum_freqrex._core.model.oracle.Oracle`, FreqReX's own;
+the other methods get it as the model of each clip's :class:`FrequencyForward`): model queries,
+wall time, model time vs overhead, all from one :class:`QueryStats` per clip.
+
+A method is
+
+* a built-in name (:data:`METHODS`): FreqReX in both search modes (what keeps the decision,
+  ``"FreqReX"``, and what changes it when removed, ``"FreqReX-necessary"``), Captum's
+  IntegratedGradients, KernelShap, Lime, FeatureAblation and ShapleyValueSampling, and two naive
+  rankings (the spectral magnitude of each feature; a seeded random order); or a name of
+  :data:`SHAP_METHODS` (the ``shap`` extra);
+* any Captum ``Attribution``: a class, built on each clip's :class:`FrequencyForward`, or an
+  instance built on a :class:`ClipForward` (which compare_methods binds to each clip), alone or in
+  a :class:`CaptumMethod` with the keywords of its ``attribute``;
+* a :class:`ShapMethod` (GradientExplainer, KernelExplainer), a configured :class:`FreqReX` or a
+  :class:`FreqReXMethod`;
+* a function ``(wrapped, inputs, target) -> attributions`` of one clip's FrequencyForward.
+
+Each becomes a runner (an object that attributes every clip); the loop that runs and scores them
+does not know which kind it runs.
 
 Tractability. FeatureAblation costs one query per feature, ShapleyValueSampling one per feature
 per permutation, and KernelShap and Lime fit a regression with one column per feature. Over the
 240,001 single rfft bins of a 30 s clip at 16 kHz they are intractable, so whenever the evaluation
-features outnumber ``max_perturbation_features`` these four methods attribute over a band mask
+features outnumber ``max_perturbation_features`` these four methods (and KernelExplainer, and any
+method made with ``per_feature_cost=True``) attribute over a band mask
 instead (``band_mask``; by default log-spaced bands), and the table says so in its ``features``
 column. Their rankings are still evaluated over the evaluation features: a band's score goes to all
 of its bins, and inside that tie the louder bin ranks first (the rule every ranking gets), so a band
@@ -24,7 +39,9 @@ approximation.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import inspect
 import math
 import operator
 import os
@@ -33,10 +50,11 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from captum_freqrex._core.spectral.bands import linear_bands, log_bands
 from captum_freqrex._core.model.decision import DecisionLike
@@ -59,7 +77,18 @@ from captum_freqrex.metrics import (
 from captum_freqrex.metrics._common import MetricRun
 from captum_freqrex.metrics._curves import MAX_SCAN_FEATURES
 
-__all__ = ["ComparisonTable", "compare_methods", "load_zoo_inputs", "ZooInputs", "METHODS"]
+__all__ = [
+    "ComparisonTable",
+    "compare_methods",
+    "load_zoo_inputs",
+    "ZooInputs",
+    "METHODS",
+    "SHAP_METHODS",
+    "CaptumMethod",
+    "ClipForward",
+    "FreqReXMethod",
+    "ShapMethod",
+]
 
 #: Every method :func:`compare_methods` knows, in table order.
 METHODS: Tuple[str, ...] = (
@@ -281,26 +310,333 @@ def _captum_target(flat: int, output_shape: Tuple[int, ...]) -> Any:
     return tuple(reversed(index))
 
 
-def _run_freqrex(setup: _Setup, options: Dict[str, Any]) -> _Attribution:
-    explainer = FreqReX(setup.model, domain=setup.domain, decision=setup.decision, output=setup.output)
-    values, stats = [], []
-    for i in range(setup.clips.shape[0]):
-        values.append(
-            explainer.attribute(
-                setup.clips[i : i + 1],
-                baselines=_clip_baselines(setup.baselines, setup.clips, i),
-                target=int(setup.targets[i]),
-                feature_mask=setup.eval_mask,
-                per_channel=setup.per_channel,
-                **options,
-            )
+# ------------------------------------------------------------------------------------ the registry
+#
+# Every method of a comparison is a runner: an object whose ``_run(setup, budgets, options)``
+# attributes every clip of the comparison and returns an ``_Attribution`` (values over the feature
+# grid, what it attributed over, one QueryStats per clip). compare_methods resolves each entry of
+# ``methods`` to a runner once, runs them one after the other and scores every result the same way:
+# the composition root does not know what a method is (as Captum's KernelShap is Lime given a kernel).
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    """What compare_methods hands every runner besides the clips."""
+
+    explainer: FreqReX  # the FreqReX of the built-in names: the one passed as model, or built from the keywords
+    freqrex: Dict[str, Any]  # attribute() keywords of the built-in FreqReX rows
+    perturbations_per_eval: int  # mutants per model call of the Captum and shap methods
+    seed: int
+
+
+class _Clip(NamedTuple):
+    """One clip, as a method that attributes through :class:`FrequencyForward` sees it."""
+
+    wrapped: FrequencyForward  # the clip's frequency features; its model is an Oracle
+    inputs: Tensor  # wrapped.ones(): (1, *feature_grid), every bin kept
+    baselines: Tensor  # wrapped.zeros(): every bin removed
+    target: Any  # Captum's target (None for a single-output model)
+    feature_mask: Optional[Tensor]  # (1, *feature_grid) feature ids, or None for single bins
+    n_features: int
+    budget: int  # the model queries FreqReX made on this clip (or ``budget``)
+    perturbations_per_eval: int
+    seed: int
+    model: Callable  # the user's model, which the oracle calls
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch's and numpy's global generators for a block, and restore both after it."""
+    state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(state)
+
+
+class _PerClipMethod:
+    """The shared loop of the methods that attribute one clip at a time through FrequencyForward.
+
+    Each clip gets its own :class:`Oracle` as FrequencyForward's model, so every method's model
+    queries, model time and whole time are counted exactly as FreqReX's are; a subclass only says
+    how to attribute one :class:`_Clip` (``_attribute``).
+    """
+
+    #: Attribute over ``band_mask`` when the evaluation features exceed ``max_perturbation_features``.
+    per_feature_cost: bool = False
+
+    def _attribute(self, clip: _Clip) -> Tensor:
+        raise NotImplementedError
+
+    def _run(self, setup: _Setup, budgets: List[int], options: _RunOptions) -> _Attribution:
+        coarse = self.per_feature_cost and setup.band_mask is not None
+        mask, n_features, features = (
+            (setup.band_mask, setup.n_band, setup.band_features)
+            if coarse
+            else (setup.eval_mask, setup.n_eval, setup.eval_features)
         )
-        stats.append(explainer.last_stats)  # its oracle's counts, and the whole call's time
-    return _Attribution(torch.cat(values), setup.eval_features, stats)
+        ids = _feature_ids(setup.clips, setup.baselines, mask, setup.domain, setup.per_channel)[0] if mask is not None else None
+        values, stats = [], []
+        with _seeded(options.seed):  # Captum's and shap's sampling, seeded without side effects
+            for i in range(setup.clips.shape[0]):
+                oracle = Oracle(setup.model, setup.output)
+                with oracle.measure():  # the wrapper's spectra count, as FreqReX's do
+                    wrapped = FrequencyForward(
+                        oracle, setup.clips[i : i + 1], _clip_baselines(setup.baselines, setup.clips, i), setup.domain,
+                        setup.per_channel,
+                    )
+                    ones, zeros = wrapped.ones(), wrapped.zeros()
+                    assert isinstance(ones, Tensor) and isinstance(zeros, Tensor), "one waveform tensor, one grid"
+                    clip = _Clip(
+                        wrapped, ones, zeros, setup.captum_targets[i], ids, n_features, budgets[i],
+                        options.perturbations_per_eval, options.seed, setup.model,
+                    )
+                    attr = self._attribute(clip)
+                values.append(_checked_attribution(attr, clip).detach() * setup.signs[i])
+                stats.append(oracle.stats)
+        return _Attribution(torch.cat(values), features, stats)
 
 
-#: Methods that fit their surrogate linear model with scikit-learn (the ``compare`` extra).
-_NEEDS_SKLEARN = frozenset({"KernelShap", "Lime"})
+def _checked_attribution(attr: Any, clip: _Clip) -> Tensor:
+    if isinstance(attr, tuple) and len(attr) == 1:
+        attr = attr[0]
+    if not isinstance(attr, Tensor) or attr.shape != clip.inputs.shape:
+        shape = tuple(attr.shape) if isinstance(attr, Tensor) else type(attr).__name__
+        raise ValueError(
+            f"a method must return attributions shaped like its inputs {tuple(clip.inputs.shape)} (one value per "
+            f"frequency bin), got {shape}"
+        )
+    return attr
+
+
+class ClipForward(nn.Module):
+    r"""The forward function of the clip being compared: build configured Captum methods on it.
+
+    A Captum method is built on a forward function, and :func:`compare_methods` needs each clip's
+    own (a :class:`FrequencyForward` over that clip, whose model calls are counted). Build the
+    method on a ``ClipForward`` instead; :func:`compare_methods` binds it to each clip's
+    :class:`FrequencyForward` while that clip is attributed::
+
+        >>> forward = ClipForward()
+        >>> methods = {"SmoothGrad": CaptumMethod(NoiseTunnel(Saliency(forward)), nt_samples=8),
+        ...            "DeepLift": DeepLift(forward)}
+
+    While bound, the model under explanation is a submodule of it, so methods that hook the
+    model's layers (DeepLift) find them. Calling it outside :func:`compare_methods` raises a
+    ``RuntimeError``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clip: Optional[nn.Module] = None
+        self.model: Optional[nn.Module] = None
+
+    @contextlib.contextmanager
+    def bound(self, wrapped: FrequencyForward, model: Callable) -> Iterator["ClipForward"]:
+        r"""Forward to ``wrapped`` inside the ``with`` block (``model``, when a module, is registered)."""
+        self.clip = wrapped
+        self.model = model if isinstance(model, nn.Module) else None
+        try:
+            yield self
+        finally:
+            self.clip = None
+            self.model = None
+
+    def forward(self, *args: Any) -> Tensor:
+        r"""The bound clip's :meth:`FrequencyForward.forward`."""
+        if self.clip is None:
+            raise RuntimeError(
+                "this ClipForward is not bound to a clip: compare_methods binds it to each clip while that clip "
+                "is attributed; use FrequencyForward(model, clips) to call a method outside a comparison"
+            )
+        return self.clip(*args)
+
+
+def _accepts(method: Any, name: str) -> bool:
+    """Whether ``method.attribute`` takes the keyword ``name`` (through NoiseTunnel's ``**kwargs`` too)."""
+    parameters = inspect.signature(method.attribute).parameters
+    if name in parameters:
+        return True
+    inner = getattr(method, "attribution_method", None)
+    forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    return inner is not None and forwards and _accepts(inner, name)
+
+
+class CaptumMethod(_PerClipMethod):
+    r"""A Captum attribution method in a comparison, over each clip's frequency features.
+
+    The Captum counterpart of ``NoiseTunnel(method)``: the configured method, plus the keywords
+    its ``attribute`` gets. Every call also gets ``baselines`` (every bin removed), ``target``,
+    ``feature_mask`` (the comparison's features, when not single bins) and
+    ``perturbations_per_eval``, each only where ``attribute`` takes it; ``attribute_kwargs`` win.
+
+    Args:
+        method (Attribution class or instance): A class, built on each clip's
+                    :class:`FrequencyForward` (``GradientShap``, ``Saliency``, ``DeepLift``, ...),
+                    or an instance built on a :class:`ClipForward` (``NoiseTunnel(
+                    IntegratedGradients(ClipForward()))``). An instance built on the model itself
+                    is refused: it would attribute waveform samples, not frequencies.
+        per_feature_cost (bool, optional): The method costs queries per feature (as
+                    FeatureAblation): it attributes over ``band_mask`` when the evaluation features
+                    exceed ``max_perturbation_features``. Default: False
+        budget (Callable, optional): ``budget(queries, n_features) -> dict`` of ``attribute``
+                    keywords from the clip's query budget (FreqReX's queries on it), e.g.
+                    ``lambda q, n: {"n_samples": q}``. Default: None
+        **attribute_kwargs: Keywords of the method's ``attribute`` (``n_steps=16``,
+                    ``nt_samples=8``, ``sliding_window_shapes=(8,)``, ...).
+    """
+
+    def __init__(
+        self,
+        method: Any,
+        *,
+        per_feature_cost: bool = False,
+        budget: Optional[Callable[[int, int], Dict[str, Any]]] = None,
+        **attribute_kwargs: Any,
+    ) -> None:
+        from captum.attr import Attribution
+
+        if isinstance(method, FreqReX) or (isinstance(method, type) and issubclass(method, FreqReX)):
+            raise TypeError("FreqReX explains waveforms, not FrequencyForward's coefficients: pass FreqReX(model) itself")
+        if isinstance(method, type) and issubclass(method, Attribution):
+            self.forward = ClipForward()
+            method = method(self.forward)
+        elif isinstance(method, Attribution):
+            forward = method.forward_func
+            if not isinstance(forward, ClipForward):
+                raise TypeError(
+                    f"this {type(method).__name__} is built on {type(forward).__name__}, not on the frequency features "
+                    "of the clips: build it on captum_freqrex.compare.ClipForward() (e.g. "
+                    "NoiseTunnel(IntegratedGradients(ClipForward()))), or pass the class"
+                )
+            self.forward = forward
+        else:
+            raise TypeError(f"CaptumMethod takes a Captum Attribution class or instance, got {type(method).__name__}")
+        self.method = method
+        self.per_feature_cost = per_feature_cost
+        self.budget = budget
+        self.attribute_kwargs = attribute_kwargs
+
+    @property
+    def _core(self) -> Any:
+        """The method inside a NoiseTunnel (or the method)."""
+        return getattr(self.method, "attribution_method", self.method)
+
+    def _attribute(self, clip: _Clip) -> Tensor:
+        from captum.attr import GradientAttribution, Lime
+
+        shared = dict(
+            baselines=clip.baselines, target=clip.target, feature_mask=clip.feature_mask,
+            perturbations_per_eval=clip.perturbations_per_eval,
+        )
+        kwargs = {k: v for k, v in shared.items() if (v is not None or k == "target") and _accepts(self.method, k)}
+        if self.budget is not None:
+            kwargs.update(self.budget(clip.budget, clip.n_features))
+        kwargs.update(self.attribute_kwargs)
+        is_lime = isinstance(self._core, Lime)
+        if is_lime:
+            _require_sklearn(type(self._core).__name__)
+        gradients = isinstance(self._core, GradientAttribution)
+        with self.forward.bound(clip.wrapped, clip.model), warnings.catch_warnings():
+            if is_lime:
+                warnings.simplefilter("ignore")  # sklearn convergence chatter on tiny budgets
+            with torch.enable_grad() if gradients else contextlib.nullcontext():
+                return self.method.attribute(clip.inputs, **kwargs)
+
+
+class _CallableMethod(_PerClipMethod):
+    """A user's function ``(wrapped, inputs, target) -> attributions``."""
+
+    def __init__(self, function: Callable[[FrequencyForward, Tensor, Any], Tensor]) -> None:
+        self.function = function
+
+    def _attribute(self, clip: _Clip) -> Tensor:
+        return self.function(clip.wrapped, clip.inputs, clip.target)
+
+
+class FreqReXMethod:
+    r"""FreqReX in a comparison: a configured :class:`FreqReX` and the keywords of its ``attribute``.
+
+    Captum's ``NoiseTunnel(method)`` shape. The instance explains the waveforms themselves (not
+    FrequencyForward's coefficients), clip by clip, over the comparison's evaluation features.
+
+    Args:
+        explainer (FreqReX, optional): The configured FreqReX; it must explain the comparison's
+                    model in its domain. None: the one :func:`compare_methods` uses for its
+                    ``"FreqReX"`` row (the ``model`` argument when that is a FreqReX, else built
+                    from its keywords). Default: None
+        **attribute_kwargs: Keywords of :meth:`FreqReX.attribute` (``max_queries``, ``mode``,
+                    ``n_samples``, ...); :func:`compare_methods`' ``n_samples``, ``max_queries``,
+                    ``seed`` and ``max_examples_per_batch`` fill the others.
+    """
+
+    def __init__(self, explainer: Optional[FreqReX] = None, **attribute_kwargs: Any) -> None:
+        if explainer is not None and not isinstance(explainer, FreqReX):
+            raise TypeError(f"FreqReXMethod takes a FreqReX instance, got {type(explainer).__name__}")
+        self.explainer = explainer
+        self.attribute_kwargs = attribute_kwargs
+
+    def _run(self, setup: _Setup, budgets: List[int], options: _RunOptions) -> _Attribution:
+        explainer = self.explainer or options.explainer
+        defaults = dict(options.freqrex)
+        if self.explainer is None:  # the metrics' decision, fixed once from the outputs on the clips
+            defaults["decision"] = setup.decision
+        else:
+            _check_explainer(self.explainer, setup)
+        kwargs = {**defaults, **self.attribute_kwargs}
+        values, stats = [], []
+        for i in range(setup.clips.shape[0]):
+            values.append(
+                explainer.attribute(
+                    setup.clips[i : i + 1],
+                    baselines=_clip_baselines(setup.baselines, setup.clips, i),
+                    target=int(setup.targets[i]),
+                    feature_mask=setup.eval_mask,
+                    per_channel=setup.per_channel,
+                    **kwargs,
+                )
+            )
+            stats.append(explainer.last_stats)  # its oracle's counts, and the whole call's time
+        return _Attribution(torch.cat(values), setup.eval_features, stats)
+
+
+def _check_explainer(explainer: FreqReX, setup: _Setup) -> None:
+    """A FreqReX of the registry must explain the comparison's model over its features."""
+    if explainer.forward_func is not setup.model:
+        raise ValueError("this FreqReX explains another model than the comparison's: build it on the same model")
+    if repr(explainer.domain) != repr(setup.domain):
+        raise ValueError(
+            f"this FreqReX's domain ({explainer.domain!r}) is not the comparison's ({setup.domain!r}): pass "
+            "domain= to compare_methods as well, so every method is scored over the same features"
+        )
+
+
+class _Naive:
+    """A ranking without the model: ``"magnitude"`` (|X - Xb| per bin) or ``"random"`` (seeded)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def _run(self, setup: _Setup, budgets: List[int], options: _RunOptions) -> _Attribution:
+        start = time.perf_counter()
+        waves, _ = format_waveforms(setup.clips)
+        bases = format_baselines(setup.baselines, waves)
+        if self.kind == "magnitude":  # |X - Xb| per bin (summed over shared channels)
+            space = FeatureSpace(waves, bases, None, setup.domain, setup.per_channel)
+            energy = torch.stack([space.feature_energy(i) for i in range(space.batch_size)])
+            values = space.to_grid(energy.sqrt().to(waves[0].dtype))[0]
+        else:  # one uniform draw per evaluation feature, every bin of a feature alike
+            space = FeatureSpace(waves, bases, setup.eval_mask, setup.domain, setup.per_channel)
+            generator = torch.Generator().manual_seed(options.seed)
+            draws = torch.rand(space.batch_size, space.n_features, generator=generator, dtype=torch.float64)
+            values = space.to_grid(draws.to(space.device, waves[0].dtype))[0]
+        n = setup.clips.shape[0]
+        per_clip = (time.perf_counter() - start) / n
+        features = f"{values[0].numel()} bins (magnitude)" if self.kind == "magnitude" else setup.eval_features
+        return _Attribution(values, features, [QueryStats(total_seconds=per_clip) for _ in range(n)])
 
 
 def _require_sklearn(method: str) -> None:
@@ -314,77 +650,192 @@ def _require_sklearn(method: str) -> None:
         ) from error
 
 
-def _run_captum(setup: _Setup, name: str, budgets: List[int], ig_steps: int, ppe: int) -> _Attribution:
-    coarse = name in PER_FEATURE_COST and setup.band_mask is not None
-    mask, n_features, features = (
-        (setup.band_mask, setup.n_band, setup.band_features) if coarse else (setup.eval_mask, setup.n_eval, setup.eval_features)
-    )
-    ids = _feature_ids(setup.clips, setup.baselines, mask, setup.domain, setup.per_channel)[0] if mask is not None else None
-    values, stats = [], []
-    for i in range(setup.clips.shape[0]):
-        # The model is called by an oracle, as FreqReX's is: the same checks, counts and clock.
-        oracle = Oracle(setup.model, setup.output)
-        attr = _captum_attribution(setup, name, oracle, i, ids, n_features, budgets, ig_steps, ppe)
-        values.append(attr.detach() * setup.signs[i])
-        stats.append(oracle.stats)
-    return _Attribution(torch.cat(values), features, stats)
+# ------------------------------------------------------------------------------ the shap package
+
+#: The ``shap`` package's explainers :func:`compare_methods` knows by name (the ``shap`` extra).
+SHAP_METHODS: Tuple[str, ...] = ("GradientExplainer", "KernelExplainer")
 
 
-def _captum_attribution(
-    setup: _Setup, name: str, oracle: Oracle, i: int, ids: Optional[Tensor], n_features: int, budgets: List[int],
-    ig_steps: int, ppe: int,
-) -> Tensor:
+def _require_shap(method: str) -> Any:
+    """The ``shap`` module, or an ImportError that names the extra."""
+    try:
+        import shap
+    except ImportError as error:
+        raise ImportError(
+            f"{method} is an explainer of the shap package, which is not installed: "
+            'pip install "captum_freqrex[shap]" (or pip install shap)'
+        ) from error
+    return shap
+
+
+class _TargetScore(nn.Module):
+    """FrequencyForward's score of one target as a ``(N, 1)`` output, the one output shap explains."""
+
+    def __init__(self, wrapped: FrequencyForward, target: Any) -> None:
+        super().__init__()
+        self.wrapped = wrapped
+        self.target = target
+
+    def forward(self, coefficients: Tensor) -> Tensor:
+        scores = self.wrapped(coefficients)
+        if self.target is None:  # a single-output model: its one score
+            return scores.reshape(scores.shape[0], -1)[:, :1]
+        index = self.target if isinstance(self.target, tuple) else (self.target,)
+        return scores[(slice(None),) + tuple(index)].reshape(-1, 1)
+
+
+class ShapMethod(_PerClipMethod):
+    r"""An explainer of the ``shap`` package in a comparison, over each clip's frequency features.
+
+    * ``"GradientExplainer"`` (expected gradients): shap's PyTorch explainer on
+      :class:`FrequencyForward`'s score of the target, with every bin removed (``wrapped.zeros()``)
+      as its background; ``nsamples`` defaults to the clip's query budget (each sample is one
+      model row and one backward pass), ``rseed`` to the comparison's seed.
+    * ``"KernelExplainer"`` (Kernel SHAP): model-agnostic, over the comparison's features (or
+      ``band_mask`` when they are too many, as KernelShap): a coalition keeps its features and
+      removes the others; the background is every feature removed. ``nsamples`` defaults to the
+      clip's query budget and ``l1_reg`` to False (no feature selection: every feature gets a
+      value, as with Captum's KernelShap).
+
+    Needs the ``shap`` extra (``pip install "captum_freqrex[shap]"``).
+
+    Args:
+        explainer (str): ``"GradientExplainer"`` or ``"KernelExplainer"``.
+        **shap_values_kwargs: Keywords of the explainer's ``shap_values`` (``nsamples``,
+                    ``l1_reg``, ...), over the defaults above.
+    """
+
+    def __init__(self, explainer: str, **shap_values_kwargs: Any) -> None:
+        if explainer not in SHAP_METHODS:
+            raise ValueError(f"explainer must be one of {list(SHAP_METHODS)}, got {explainer!r}")
+        self.explainer = explainer
+        self.per_feature_cost = explainer == "KernelExplainer"
+        self.shap_values_kwargs = shap_values_kwargs
+
+    def _attribute(self, clip: _Clip) -> Tensor:
+        shap = _require_shap(self.explainer)
+        score = _TargetScore(clip.wrapped, clip.target)
+        if self.explainer == "GradientExplainer":
+            kwargs = {"nsamples": max(clip.budget, 1), "rseed": clip.seed, **self.shap_values_kwargs}
+            explainer = shap.GradientExplainer(score, clip.baselines, batch_size=clip.perturbations_per_eval)
+            with torch.enable_grad():
+                values = explainer.shap_values(clip.inputs, **kwargs)
+            values = torch.as_tensor(np.asarray(values), dtype=clip.inputs.dtype, device=clip.inputs.device)
+            return values.reshape(clip.inputs.shape)
+        return self._kernel(shap, score, clip)
+
+    def _kernel(self, shap: Any, score: _TargetScore, clip: _Clip) -> Tensor:
+        grid = clip.inputs.shape
+        ids = clip.feature_mask.reshape(-1) if clip.feature_mask is not None else torch.arange(clip.inputs.numel())
+        ids = ids.to(clip.inputs.device)
+        n_features = int(ids.max()) + 1
+
+        def coalition_scores(coalitions: Any) -> Any:  # (N, n_features) 0/1 -> (N,) target scores
+            keep = torch.as_tensor(coalitions, dtype=clip.inputs.dtype, device=clip.inputs.device)[:, ids]
+            keep = keep.reshape((keep.shape[0],) + tuple(grid[1:]))
+            with torch.no_grad():
+                rows = [score(part) for part in keep.split(clip.perturbations_per_eval)]
+            return torch.cat(rows)[:, 0].double().cpu().numpy()
+
+        explainer = shap.KernelExplainer(coalition_scores, np.zeros((1, n_features)))
+        kwargs = {"nsamples": max(clip.budget, 2), "l1_reg": False, "silent": True, **self.shap_values_kwargs}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = explainer.shap_values(np.ones((1, n_features)), **kwargs)
+        phi = torch.as_tensor(np.asarray(values), dtype=clip.inputs.dtype).reshape(-1)[:n_features]
+        return phi.to(clip.inputs.device)[ids].reshape(grid)
+
+
+# ----------------------------------------------------------------------------- resolving methods
+
+
+def _samples(queries: int, n_features: int) -> Dict[str, Any]:
+    """KernelShap's and Lime's budget: as many samples as FreqReX made queries."""
+    return {"n_samples": max(queries, 2)}
+
+
+def _permutations(queries: int, n_features: int) -> Dict[str, Any]:
+    """ShapleyValueSampling's budget: the permutations closest to as many queries as FreqReX made."""
+    return {"n_samples": max(1, round((queries - 1) / n_features))}
+
+
+def _builtin(name: str, ig_steps: int, ppe: int) -> Any:
+    """The runner of a built-in name (:data:`METHODS` and :data:`SHAP_METHODS`)."""
     from captum.attr import FeatureAblation, IntegratedGradients, KernelShap, Lime, ShapleyValueSampling
 
-    with oracle.measure():  # the wrapper's spectra count, as FreqReX's do
-        wrapped = FrequencyForward(
-            oracle, setup.clips[i : i + 1], _clip_baselines(setup.baselines, setup.clips, i), setup.domain,
-            setup.per_channel,
-        )
-        common = dict(baselines=wrapped.zeros(), target=setup.captum_targets[i])
-        if name == "IntegratedGradients":
-            with torch.enable_grad():
-                attr = IntegratedGradients(wrapped).attribute(
-                    wrapped.ones(), n_steps=ig_steps, internal_batch_size=ppe, **common
-                )
-        elif name == "FeatureAblation":
-            attr = FeatureAblation(wrapped).attribute(
-                wrapped.ones(), feature_mask=ids, perturbations_per_eval=ppe, **common
-            )
-        elif name == "ShapleyValueSampling":
-            permutations = max(1, round((budgets[i] - 1) / n_features))
-            attr = ShapleyValueSampling(wrapped).attribute(
-                wrapped.ones(), feature_mask=ids, n_samples=permutations, perturbations_per_eval=ppe, **common
-            )
-        else:
-            _require_sklearn(name)
-            method = KernelShap if name == "KernelShap" else Lime
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # sklearn convergence chatter on tiny budgets
-                attr = method(wrapped).attribute(
-                    wrapped.ones(), feature_mask=ids, n_samples=max(budgets[i], 2), perturbations_per_eval=ppe,
-                    **common,
-                )
-    return attr
+    if name in SHAP_METHODS:
+        return ShapMethod(name)
+    if name in ("magnitude", "random"):
+        return _Naive(name)
+    coarse = name in PER_FEATURE_COST
+    table: Dict[str, Callable[[], Any]] = {
+        "FreqReX": lambda: FreqReXMethod(),
+        "FreqReX-necessary": lambda: FreqReXMethod(mode="necessary"),
+        "IntegratedGradients": lambda: CaptumMethod(IntegratedGradients, n_steps=ig_steps, internal_batch_size=ppe),
+        "KernelShap": lambda: CaptumMethod(KernelShap, per_feature_cost=coarse, budget=_samples),
+        "Lime": lambda: CaptumMethod(Lime, per_feature_cost=coarse, budget=_samples),
+        "FeatureAblation": lambda: CaptumMethod(FeatureAblation, per_feature_cost=coarse),
+        "ShapleyValueSampling": lambda: CaptumMethod(ShapleyValueSampling, per_feature_cost=coarse, budget=_permutations),
+    }
+    return table[name]()
 
 
-def _run_naive(setup: _Setup, name: str, seed: int) -> _Attribution:
-    start = time.perf_counter()
-    waves, _ = format_waveforms(setup.clips)
-    bases = format_baselines(setup.baselines, waves)
-    if name == "magnitude":  # |X - Xb| per bin (summed over shared channels)
-        space = FeatureSpace(waves, bases, None, setup.domain, setup.per_channel)
-        energy = torch.stack([space.feature_energy(i) for i in range(space.batch_size)])
-        values = space.to_grid(energy.sqrt().to(waves[0].dtype))[0]
-    else:  # one uniform draw per evaluation feature, every bin of a feature alike
-        space = FeatureSpace(waves, bases, setup.eval_mask, setup.domain, setup.per_channel)
-        generator = torch.Generator().manual_seed(seed)
-        draws = torch.rand(space.batch_size, space.n_features, generator=generator, dtype=torch.float64)
-        values = space.to_grid(draws.to(space.device, waves[0].dtype))[0]
-    per_clip = (time.perf_counter() - start) / setup.clips.shape[0]
-    n = setup.clips.shape[0]
-    features = f"{values[0].numel()} bins (magnitude)" if name == "magnitude" else setup.eval_features
-    return _Attribution(values, features, [QueryStats(total_seconds=per_clip) for _ in range(n)])
+def _runner(method: Any, ig_steps: int, ppe: int) -> Any:
+    """The runner of one registry entry: a name, a runner, a FreqReX, a Captum class or instance, a callable."""
+    from captum.attr import Attribution
+
+    if isinstance(method, str):
+        return _builtin(method, ig_steps, ppe)
+    if isinstance(method, (FreqReXMethod, _PerClipMethod, _Naive)):
+        return method
+    if isinstance(method, FreqReX):
+        return FreqReXMethod(method)
+    if isinstance(method, Attribution) or (isinstance(method, type) and issubclass(method, Attribution)):
+        return CaptumMethod(method)
+    if callable(method):
+        return _CallableMethod(method)
+    raise TypeError(
+        f"a method is a name, a Captum Attribution class or instance, a FreqReX, a CaptumMethod / ShapMethod / "
+        f"FreqReXMethod or a function (wrapped, inputs, target) -> attributions; got {type(method).__name__}"
+    )
+
+
+def _method_name(method: Any) -> str:
+    """The row name of a method given in a sequence: its name, its class's, or its function's."""
+    if isinstance(method, str):
+        return method
+    if isinstance(method, ShapMethod):
+        return method.explainer
+    if isinstance(method, (FreqReX, FreqReXMethod)):
+        return "FreqReX"
+    if isinstance(method, type):
+        return method.__name__
+    attribution = method.method if isinstance(method, CaptumMethod) else method
+    inner = getattr(attribution, "attribution_method", None)  # NoiseTunnel(IntegratedGradients(...))
+    if inner is not None:
+        return f"{type(attribution).__name__}({type(inner).__name__})"
+    return getattr(attribution, "__name__", type(attribution).__name__)
+
+
+def _registry(methods: Any, ig_steps: int, ppe: int) -> Dict[str, Any]:
+    """``methods`` as ``{name: runner}``, in table order; unknown names and duplicates raise."""
+    if methods is None:
+        entries = [(name, name) for name in METHODS]
+    elif isinstance(methods, Mapping):
+        entries = [(str(name), method) for name, method in methods.items()]
+    elif isinstance(methods, str):
+        entries = [(methods, methods)]
+    else:
+        entries = [(_method_name(method), method) for method in methods]
+    known = METHODS + SHAP_METHODS
+    unknown = [m for _, m in entries if isinstance(m, str) and m not in known]
+    if unknown or not entries:
+        raise ValueError(f"unknown methods {unknown}; choose from {list(known)}, or pass Captum methods or functions")
+    names = [name for name, _ in entries]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"methods named twice: {repeated}; name them with a mapping, e.g. {{'IG-16': ..., 'IG-64': ...}}")
+    return {name: _runner(method, ig_steps, ppe) for name, method in entries}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -485,7 +936,7 @@ def _prepare(
 def compare_methods(
     model: Optional[Callable] = None,
     clips: Any = None,
-    methods: Optional[Sequence[str]] = None,
+    methods: Union[None, Sequence[Any], Mapping[str, Any]] = None,
     *,
     baselines: Any = None,
     target: TargetLike = None,
@@ -527,16 +978,39 @@ def compare_methods(
     e.g. the 240,001 bins of a 30 s clip at 16 kHz they are intractable; their ``features`` cell
     says so.
 
+    ``methods`` is a registry: besides the built-in names, any Captum method (a class such as
+    ``GradientShap``, or an instance built on a :class:`ClipForward` such as
+    ``NoiseTunnel(IntegratedGradients(ClipForward()))``, alone or in a :class:`CaptumMethod`
+    with its ``attribute`` keywords), the ``shap`` package's explainers (``"GradientExplainer"``,
+    ``"KernelExplainer"`` or a :class:`ShapMethod`), a configured :class:`FreqReX` (or a
+    :class:`FreqReXMethod`), or a function ``(wrapped, inputs, target) -> attributions`` that gets
+    each clip's :class:`FrequencyForward`, its ``wrapped.ones()`` and Captum's target. Every one is
+    scored the same way.
+
     Args:
-        model (Callable, optional): The classifier, waveforms ``(B, T)`` or ``(B, C, T)`` to scores.
-                    None loads ``zoo_model`` from :mod:`captum_freqrex.zoo`. Default: None
+        model (Callable or FreqReX, optional): The classifier, waveforms ``(B, T)`` or
+                    ``(B, C, T)`` to scores; or a configured :class:`FreqReX` (Captum's
+                    ``NoiseTunnel(method)`` shape): its model is compared, its ``domain``,
+                    ``decision`` and ``output`` are the comparison's, and it makes the
+                    ``"FreqReX"`` rows, with ``n_samples``, ``max_queries``, ``seed`` and
+                    ``max_examples_per_batch`` forwarded to its ``attribute``. The keywords
+                    ``domain``, ``decision`` and ``output`` build that FreqReX otherwise (a
+                    convenience: the results are the same). None loads ``zoo_model`` from
+                    :mod:`captum_freqrex.zoo`. Default: None
         clips (Tensor or sequence, optional): ``(B, T)`` / ``(B, C, T)`` waveforms, or a sequence
                     of equal-length ``(T,)`` tensors or objects with a ``.waveform``. None takes the
                     zoo model's first ``n_clips`` sample clips. Default: None
-        methods (sequence of str, optional): Names from :data:`METHODS` (``"FreqReX"``,
-                    ``"FreqReX-necessary"`` (``mode="necessary"``: ranks what fools the model),
-                    ``"IntegratedGradients"``, ``"KernelShap"``, ``"Lime"``, ``"FeatureAblation"``,
-                    ``"ShapleyValueSampling"``, ``"magnitude"``, ``"random"``). Default: all
+        methods (sequence or mapping, optional): The methods, as ``{name: method}`` (the row
+                    names) or a sequence (rows named after each method). A method is a name from
+                    :data:`METHODS` (``"FreqReX"``, ``"FreqReX-necessary"``
+                    (``mode="necessary"``: ranks what fools the model), ``"IntegratedGradients"``,
+                    ``"KernelShap"``, ``"Lime"``, ``"FeatureAblation"``,
+                    ``"ShapleyValueSampling"``, ``"magnitude"``, ``"random"``) or
+                    :data:`SHAP_METHODS`, a Captum ``Attribution`` class or instance, a
+                    :class:`CaptumMethod`, :class:`ShapMethod`, :class:`FreqReX` or
+                    :class:`FreqReXMethod`, or a function ``(wrapped, inputs, target) ->
+                    attributions`` (shaped like ``inputs``). The method named ``"FreqReX"`` sets
+                    the budgets. Default: every name of :data:`METHODS`
         baselines (scalar or Tensor, optional): What removed frequencies become. Default: None
         target (int, Tensor or list, optional): The decision to explain per clip. Default: None
                     (the model's own decision)
@@ -580,15 +1054,12 @@ def compare_methods(
         ComparisonTable: ``.rows`` (one dict per method, in the order of ``methods``),
         ``.to_markdown()``, ``.to_csv(path)``.
     """
-    names = list(METHODS if methods is None else methods)
-    unknown = [m for m in names if m not in METHODS]
-    if unknown or not names:
-        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    registry = _registry(methods, ig_steps, perturbations_per_eval)
     if (model is None) != (clips is None):
         raise ValueError("pass both model and clips, or neither (to use the zoo's example model)")
+    explainer, model, domain, decision, output = _resolve_explainer(model, domain, decision, output)
     if strict:  # before any work, not after FreqReX's
-        for name in sorted(_NEEDS_SKLEARN.intersection(names)):
-            _require_sklearn(name)
+        _check_extras(registry)
     if model is None:
         model, waves, zoo_rate, _ = load_zoo_inputs(zoo_model, n_clips)
         sample_rate = sample_rate or zoo_rate
@@ -600,57 +1071,106 @@ def compare_methods(
         model, waves, baselines, target, feature_mask, band_mask, n_bands, max_perturbation_features,
         sample_rate, domain, per_channel, decision, max_examples_per_batch, output,
     )
-    budgets = [budget or max_queries or 1000] * waves.shape[0]
-    freqrex_options = dict(
-        n_samples=n_samples, max_queries=max_queries, seed=seed, perturbations_per_eval=max_examples_per_batch
+    options = _RunOptions(
+        explainer=explainer or FreqReX(model, domain=domain, decision=setup.decision, output=output),
+        freqrex=dict(n_samples=n_samples, max_queries=max_queries, seed=seed, perturbations_per_eval=max_examples_per_batch),
+        perturbations_per_eval=perturbations_per_eval,
+        seed=seed,
     )
-    # FreqReX first: its queries per clip set the other methods' budgets.
-    order = sorted(names, key=lambda m: m != "FreqReX")
+    budgets = [budget or max_queries or 1000] * waves.shape[0]
+    rows = _run_all(registry, setup, budgets, options, ks, n_steps, max_examples_per_batch, strict, show_progress)
+    return _table(setup, registry, ks, waves, rows)
+
+
+def _resolve_explainer(
+    model: Any, domain: Optional[SpectralDomain], decision: DecisionLike, output: Any
+) -> Tuple[Optional[FreqReX], Optional[Callable], Optional[SpectralDomain], DecisionLike, Any]:
+    """A FreqReX passed as ``model`` configures the comparison: its model, domain, decision, output."""
+    if not isinstance(model, FreqReX):
+        return None, model, domain, decision, output
+    given = {"domain": domain, "decision": decision, "output": output}
+    clashes = [key for key, value in given.items() if value is not None and value is not getattr(model, key)]
+    if clashes:
+        raise ValueError(
+            f"{', '.join(clashes)} given both to compare_methods and to the FreqReX passed as model: configure "
+            "them on the FreqReX"
+        )
+    return model, model.forward_func, model.domain, model.decision, model.output
+
+
+def _check_extras(registry: Dict[str, Any]) -> None:
+    """Raise now, before any work, when a method's optional dependency is missing (``strict``)."""
+    from captum.attr import Lime
+
+    for name, runner in registry.items():
+        if isinstance(runner, CaptumMethod) and isinstance(runner._core, Lime):
+            _require_sklearn(name)
+        elif isinstance(runner, ShapMethod):
+            _require_shap(name)
+
+
+def _run_method(
+    name: str, runner: Any, setup: _Setup, budgets: List[int], options: _RunOptions, ks: List[int], n_steps: int,
+    max_batch: Optional[int], strict: bool,
+) -> Tuple[Dict[str, Any], Optional[_Attribution]]:
+    """One method's row: its attribution's cost, then its scores; an error goes into the row unless strict."""
+    row: Dict[str, Any] = {"method": name}
+    try:
+        result = runner._run(setup, budgets, options)
+        model_s = _mean([s.model_seconds for s in result.stats])
+        wall_s = _mean([s.total_seconds for s in result.stats])
+        row.update(
+            features=result.features, queries=_mean(result.queries), wall_s=wall_s, model_s=model_s,
+            overhead_s=max(wall_s - model_s, 0.0),
+        )
+        # A random ranking's fine order is its point: no energy preference among near ties.
+        rank_rtol = 0.0 if isinstance(runner, _Naive) and runner.kind == "random" else DEFAULT_RTOL
+        row.update(_score(setup, result, ks, n_steps, max_batch, rank_rtol))
+        row["error"] = None
+        return row, result
+    except Exception as error:  # one failing method (e.g. no gradients for IG) keeps the rest
+        if strict:
+            raise
+        row["error"] = f"{type(error).__name__}: {error}"
+        warnings.warn(f"compare_methods: {name} failed: {row['error']}", stacklevel=3)
+        return row, None
+
+
+def _run_all(
+    registry: Dict[str, Any], setup: _Setup, budgets: List[int], options: _RunOptions, ks: List[int], n_steps: int,
+    max_batch: Optional[int], strict: bool, show_progress: bool,
+) -> List[Dict[str, Any]]:
+    """Every method's row, in registry order; the one named "FreqReX" runs first, to set the budgets."""
     rows: Dict[str, Dict[str, Any]] = {}
-    for name in order:
+    for name in sorted(registry, key=lambda m: m != "FreqReX"):
         if show_progress:
-            print(f"[compare] {name} on {waves.shape[0]} clips ...", file=sys.stderr, flush=True)
-        row: Dict[str, Any] = {"method": name}
-        try:
-            if name == "FreqReX":
-                result = _run_freqrex(setup, freqrex_options)
-                budgets = list(result.queries)
-            elif name == "FreqReX-necessary":
-                result = _run_freqrex(setup, dict(freqrex_options, mode="necessary"))
-            elif name in ("magnitude", "random"):
-                result = _run_naive(setup, name, seed)
-            else:
-                with torch.random.fork_rng(devices=[]):  # Captum's sampling, seeded without side effects
-                    torch.manual_seed(seed)
-                    result = _run_captum(setup, name, budgets, ig_steps, perturbations_per_eval)
-            model_s = _mean([s.model_seconds for s in result.stats])
-            wall_s = _mean([s.total_seconds for s in result.stats])
-            row.update(
-                features=result.features,
-                queries=_mean(result.queries),
-                wall_s=wall_s,
-                model_s=model_s,
-                overhead_s=max(wall_s - model_s, 0.0),
-            )
-            # A random ranking's fine order is its point: no energy preference among near ties.
-            rank_rtol = 0.0 if name == "random" else DEFAULT_RTOL
-            row.update(_score(setup, result, ks, n_steps, max_examples_per_batch, rank_rtol))
-            row["error"] = None
-        except Exception as error:  # one failing method (e.g. no gradients for IG) keeps the rest
-            if strict:
-                raise
-            row["error"] = f"{type(error).__name__}: {error}"
-            warnings.warn(f"compare_methods: {name} failed: {row['error']}", stacklevel=2)
-        rows[name] = row
-    table_rows = [rows[name] for name in names]
+            print(f"[compare] {name} on {setup.clips.shape[0]} clips ...", file=sys.stderr, flush=True)
+        rows[name], result = _run_method(name, registry[name], setup, budgets, options, ks, n_steps, max_batch, strict)
+        if name == "FreqReX" and result is not None:
+            budgets = list(result.queries)
+    return [rows[name] for name in registry]
+
+
+def _table(
+    setup: _Setup, registry: Dict[str, Any], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]]
+) -> ComparisonTable:
+    """The rows with every column (None where a method has no value), and the notes."""
     columns = ["method", "features", "queries", "wall_s", "model_s", "overhead_s"]
     columns += [f"flip@{k}" for k in ks] + [f"snr_db@{k}" for k in ks]
     columns += ["min_sufficient", "sufficient_found", "sufficient_monotone", "deletion_auc", "insertion_auc"]
     if setup.band_mask is not None:
         columns += [f"flip@{k}_bands" for k in ks] + [f"snr_db@{k}_bands" for k in ks]
     columns += ["error"]
-    table_rows = [{c: row.get(c) for c in columns} for row in table_rows]
-    return ComparisonTable(table_rows, _notes(setup, names, ks, waves, table_rows))
+    table_rows = [{c: row.get(c) for c in columns} for row in rows]
+    coarse = sorted(name for name, runner in registry.items() if getattr(runner, "per_feature_cost", False))
+    notes = _notes(setup, list(registry), coarse, ks, waves, table_rows)
+    sampled = [name for name, runner in registry.items() if isinstance(runner, ShapMethod)]
+    if sampled and "FreqReX" in registry:
+        notes.append(
+            f"{', '.join(sampled)}: shap's nsamples is FreqReX's number of queries on each clip (a GradientExplainer "
+            "sample is one model row and one backward pass, a KernelExplainer sample one coalition)."
+        )
+    return ComparisonTable(table_rows, notes)
 
 
 def _check_ks(ks: Any) -> List[int]:
@@ -704,7 +1224,7 @@ def _prefix_notes(setup: _Setup, rows: List[Dict[str, Any]], n_clips: int) -> Li
 
 
 def _notes(
-    setup: _Setup, names: List[str], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]]
+    setup: _Setup, names: List[str], coarse: List[str], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]]
 ) -> List[str]:
     shape = "x".join(str(s) for s in waves.shape[1:])
     notes = [
@@ -716,7 +1236,6 @@ def _notes(
     ]
     notes += _prefix_notes(setup, rows, waves.shape[0])
     if setup.band_mask is not None:
-        coarse = sorted(PER_FEATURE_COST & set(names))
         if coarse:
             notes.append(
                 f"{', '.join(coarse)} attributed over {setup.band_features}, because the {setup.n_eval} "

@@ -146,3 +146,153 @@ def test_default_zoo_model_when_available():
     table = compare_methods(methods=["magnitude"], n_clips=1, ks=[1], n_steps=1)
     row = table.row("magnitude")
     assert row["error"] is None and 0.0 <= row["flip@1"] <= 1.0 and row["queries"] == 0
+
+
+# ---------------------------------------------------------------- the registry: any Captum method, a function, SHAP
+
+from captum.attr import (  # noqa: E402
+    DeepLift,
+    FeatureAblation,
+    GradientShap,
+    IntegratedGradients,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+
+from captum_freqrex import FreqReX  # noqa: E402
+from captum_freqrex.compare import CaptumMethod, ClipForward, FreqReXMethod, ShapMethod  # noqa: E402
+
+TIMINGS = ("wall_s", "model_s", "overhead_s")
+
+
+def scores(table):
+    """The rows without their timings (which differ from run to run)."""
+    return [{k: v for k, v in row.items() if k not in TIMINGS} for row in table.rows]
+
+
+class ReLUTones(nn.Module):
+    """ToneClassifier's scores through an nn.ReLU (the scores are >= 0, so the same decisions):
+    DeepLift's rescale rule has a layer to hook."""
+
+    def __init__(self):
+        super().__init__()
+        self.tones = ToneClassifier([440, 1000, 2500])
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.tones(x))
+
+
+def test_any_captum_method_and_a_function_attribute_over_the_same_bins():
+    model = ReLUTones()
+    forward = ClipForward()
+
+    def ablation(wrapped, inputs, target):  # a plain function: one clip's FrequencyForward, its ones, the target
+        return FeatureAblation(wrapped).attribute(inputs, baselines=0.0, target=target, perturbations_per_eval=64)
+
+    methods = {
+        "GradientShap": GradientShap,  # a class, built on each clip's FrequencyForward
+        "Saliency": Saliency,
+        "DeepLift": DeepLift(forward),  # an instance on the ClipForward; it hooks the model's ReLU
+        "SmoothGrad-IG": CaptumMethod(NoiseTunnel(IntegratedGradients(forward)), nt_samples=3, n_steps=4),
+        "Occlusion": CaptumMethod(Occlusion, sliding_window_shapes=(1,), perturbations_per_eval=64),
+        "ablation": ablation,
+    }
+    table = compare_methods(model, clips()[:2], methods, ks=[1], n_steps=4, strict=True)
+    assert [row["method"] for row in table.rows] == list(methods)
+    for row in table.rows:
+        # each clip's loudest tone is the only bin its class reads: every method must rank it first
+        assert row["error"] is None and row["features"] == "401 bins", row
+        assert row["flip@1"] == 1.0 and row["min_sufficient"] == 1.0, row["method"]
+    # perturbation methods pay one query per bin plus the clip itself, counted by the same oracle
+    assert table.row("Occlusion")["queries"] == 401 + 1
+    assert table.row("ablation")["queries"] == 401 + 1
+    assert table.row("Saliency")["queries"] == 1
+    assert table.row("SmoothGrad-IG")["queries"] == 3 * 4
+
+
+def test_a_sequence_of_methods_is_named_after_them():
+    model = ToneClassifier([440, 1000, 2500])
+    table = compare_methods(
+        model, clips()[:1], ["random", Saliency, NoiseTunnel(Saliency(ClipForward()))], ks=[1], n_steps=2, strict=True
+    )
+    assert [row["method"] for row in table.rows] == ["random", "Saliency", "NoiseTunnel(Saliency)"]
+
+
+def test_registry_errors_name_the_fix():
+    model = ToneClassifier([440, 1000, 2500])
+    with pytest.raises(TypeError, match="build it on captum_freqrex.compare.ClipForward"):
+        compare_methods(model, clips()[:1], {"IG": IntegratedGradients(model)})
+    with pytest.raises(ValueError, match="named twice"):
+        compare_methods(model, clips()[:1], [Saliency, Saliency])
+    with pytest.raises(TypeError, match="a method is a name"):
+        compare_methods(model, clips()[:1], {"x": 3})
+    with pytest.raises(RuntimeError, match="not bound to a clip"):
+        ClipForward()(torch.ones(1, 401))
+    with pytest.raises(ValueError, match="shaped like its inputs"):
+        compare_methods(model, clips()[:1], {"bad": lambda wrapped, inputs, target: inputs[:, :3]}, ks=[1], strict=True)
+    other = FreqReX(ToneClassifier([440, 1000, 2500]))
+    with pytest.raises(ValueError, match="another model"):
+        compare_methods(model, clips()[:1], {"other": other}, ks=[1], strict=True)
+
+
+def test_a_configured_freqrex_gives_what_the_keywords_give():
+    model = ToneClassifier([440, 1000, 2500])
+    options = dict(ks=[1], n_steps=4, max_queries=80, n_samples=4, seed=3, strict=True)
+    names = ["FreqReX", "FreqReX-necessary"]
+    by_keywords = compare_methods(model, clips()[:2], names, decision="argmax", **options)
+    configured = compare_methods(FreqReX(model, decision="argmax"), clips()[:2], names, **options)
+    assert scores(configured) == scores(by_keywords)
+    assert configured.notes == by_keywords.notes
+    # a FreqReX in the registry, with its attribute keywords, gives the same row
+    registry = compare_methods(
+        model, clips()[:2], {"FreqReX": FreqReXMethod(FreqReX(model, decision="argmax"), max_queries=80, n_samples=4)},
+        decision="argmax", **{**options, "max_queries": 999, "n_samples": 1},
+    )
+    assert scores(registry) == scores(by_keywords)[:1]
+    with pytest.raises(ValueError, match="configure them on the FreqReX"):
+        compare_methods(FreqReX(model), clips()[:1], ["random"], decision="threshold")
+
+
+def test_shap_explainers_rank_the_decisive_tone_first():
+    pytest.importorskip("shap")
+    import numpy as np
+
+    model = ToneClassifier([440, 1000, 2500])
+    np.random.seed(5)
+    expected = np.random.rand()
+    np.random.seed(5)
+    # 401 bins > 64: KernelExplainer, like KernelShap, explains 16 log bands
+    table = compare_methods(
+        model, clips()[:2], ["FreqReX", "GradientExplainer", "KernelExplainer"], sample_rate=SAMPLE_RATE,
+        max_perturbation_features=64, n_bands=16, max_queries=120, ks=[1], n_steps=4, strict=True,
+    )
+    assert np.random.rand() == expected  # shap's numpy sampling is seeded without touching the caller's state
+    budget = table.row("FreqReX")["queries"]
+    gradient, kernel = table.row("GradientExplainer"), table.row("KernelExplainer")
+    assert gradient["features"] == "401 bins" and "16 log bands" in kernel["features"]
+    # the target's score reads one bin: expected gradients put all of it there, Kernel SHAP on its band
+    assert gradient["flip@1"] == 1.0 and gradient["min_sufficient"] == 1.0
+    assert kernel["flip@1"] == 1.0 and kernel["flip@1_bands"] == 1.0
+    assert gradient["queries"] == pytest.approx(budget + 1, abs=1)  # its samples, plus the background
+    assert kernel["queries"] == pytest.approx(budget + 2, abs=1)  # its coalitions, the background and the clip
+    assert any("shap's nsamples is FreqReX's number of queries" in note for note in table.notes)
+    again = compare_methods(
+        model, clips()[:2], {"KernelExplainer": ShapMethod("KernelExplainer", nsamples=int(budget))},
+        sample_rate=SAMPLE_RATE, max_perturbation_features=64, n_bands=16, ks=[1], n_steps=4, strict=True,
+    )
+    assert scores(again)[0]["deletion_auc"] == kernel["deletion_auc"]  # seeded: the same coalitions
+
+
+def test_without_shap_a_shap_method_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "shap", None)  # import shap raises ImportError
+    model = ToneClassifier([440, 1000, 2500])
+    with pytest.raises(ImportError, match=r"pip install \"captum_freqrex\[shap\]\""):
+        compare_methods(model, clips()[:1], ["random", "KernelExplainer"], strict=True)
+    with pytest.warns(UserWarning, match="GradientExplainer failed"):
+        table = compare_methods(model, clips()[:1], ["random", "GradientExplainer"], ks=[1], n_steps=2)
+    assert "captum_freqrex[shap]" in table.row("GradientExplainer")["error"]
+    assert table.row("random")["error"] is None

@@ -960,3 +960,22 @@ def test_the_same_file_twice_in_a_csv_stops_the_run(data, tmp_path, capsys):
     assert main(["explain-dataset", str(listing), "--model", "test_corpus:tone_model", "--out",
                  str(tmp_path / "res")]) == 2
     assert "alias.wav is the same file as in.wav" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- a configured FreqReX
+
+
+def test_a_configured_freqrex_gives_the_keywords_rows_and_resumes_their_store(small, tmp_path):
+    model = ToneClassifier([440, 1000])
+    options = dict(SMALL, seed=4, n_samples=4)
+    by_keywords = run(model, small, tmp_path / "keywords.sqlite", search="energy", decision="argmax", **options)
+    configured = run(FreqReX(model, search="energy", decision="argmax"), small, tmp_path / "configured.sqlite", **options)
+    assert (configured.explained, configured.failed) == (by_keywords.explained, 0) == (2, 0)
+    assert results(tmp_path / "configured.sqlite") == results(tmp_path / "keywords.sqlite")
+    # the same run configured the other way: the store is resumed (nothing to redo), not refused
+    again = run(FreqReX(model, search="energy", decision="argmax"), small, tmp_path / "keywords.sqlite", **options)
+    assert (again.resumed, again.explained, again.skipped) == (True, 0, 2)
+    with pytest.raises(StoreMismatchError):  # another search is another run
+        run(FreqReX(model, search="adaptive", decision="argmax"), small, tmp_path / "keywords.sqlite", **options)
+    with pytest.raises(ValueError, match="configure them on the FreqReX"):
+        run(FreqReX(model), small, tmp_path / "x.sqlite", search="energy")

@@ -288,7 +288,6 @@ def explain_clips(
         list of ClipRecord: One per clip, in order.
     """
     from captum_freqrex import FreqReX
-    from captum_freqrex.metrics import perturbation_success_rate
 
     waves = torch.stack([clip.waveform for clip in clips])
     length = waves.shape[-1]
@@ -308,14 +307,7 @@ def explain_clips(
             ks = [k for k in options.ks if k <= n_features]
             counting = _Counting(model)
             flip_start = time.perf_counter()
-            flips = None
-            if ks:
-                responsibility = torch.stack([torch.as_tensor(e.responsibility) for e in explanations])
-                flips = perturbation_success_rate(
-                    counting, waves, responsibility, baselines=baselines,
-                    target=[e.target for e in explanations], feature_mask=feature_mask, k=ks,
-                    decision=options.decision, output=options.output,
-                )
+            flips = _flips(counting, waves, explanations, baselines, feature_mask, ks, options)
             transfers = _transfer_rows(targets, explanations, waves, options, clips) if targets else {}
             # The flips' and transfers' time, shared evenly by the clips of the batch.
             after_seconds = time.perf_counter() - flip_start
@@ -325,53 +317,81 @@ def explain_clips(
     for index, (clip, expl) in enumerate(zip(clips, explanations)):
         ids = expl.layout.ids[0].reshape(-1).long()
         sets, set_bins = _set_rows(expl, hz, ids, clip.clip_id)
-        confidences = expl.class_confidences
-        row = {
-            "clip_id": clip.clip_id,
-            "position": clip.position,
-            "source": clip.source,
-            "label": clip.label,
-            "fingerprint": clip.fingerprint,
-            "num_samples": int(length),
-            "n_features": n_features,
-            "decision": int(expl.original.decided),
-            "decision_name": _name(options, int(expl.original.decided)),
-            "target": int(expl.target),
-            "target_name": _name(options, int(expl.target)),
-            "decision_confidence": float(expl.original.decided_confidence),
-            "target_confidence": float(expl.original.confidence),
-            "class_confidences": None if confidences is None else [float(c) for c in confidences],
-            "baseline_class": None if expl.baseline is None else int(expl.baseline.decided),
-            "baseline_decides": bool(expl.baseline_decides),
-            "flip_class": expl.flip_class,
-            "certified": bool(expl.certified),
-            "target_is_decision": bool(expl.target_is_decision),
-            "stable": bool(expl.model_stable),
-            "queries": int(expl.stats.queries),
-            "forward_calls": int(expl.stats.forward_calls),
-            "flip_queries": counting.rows // len(clips),
-            "model_seconds": float(expl.stats.model_seconds),
-            "seconds": float(expl.stats.total_seconds) + after_seconds / len(clips),
-            "stopped_by": expl.stopped_by,
-            "warnings": list(expl.warnings),
-            "notes": list(clip.notes),
-            "status": "explained",
-            "error": None,
-        }
-        flip_rows = []
-        if flips is not None:
-            for j, k in enumerate(ks):
-                snr = float(flips.snr_db[index, j])
-                flip_rows.append({
-                    "clip_id": clip.clip_id, "k": int(k), "flipped": bool(flips.flipped[index, j]),
-                    "snr_db": snr if not math.isnan(snr) else None,
-                    "new_class": int(flips.decided[index, j]),
-                    "new_class_name": _name(options, int(flips.decided[index, j])),
-                    "target_confidence": float(flips.confidence[index, j]),
-                })
+        row = _clip_row(clip, expl, options, int(length), n_features)
+        row["flip_queries"] = counting.rows // len(clips)
+        row["seconds"] = float(expl.stats.total_seconds) + after_seconds / len(clips)
+        flip_rows = [] if flips is None else _flip_rows(clip.clip_id, flips, index, ks, options)
         records.append(ClipRecord(row, sets, set_bins, _band_responsibility(expl, hz, ids, grid), flip_rows,
                                   transfers.get(index, [])))
     return records
+
+
+def _flips(
+    model: Callable, waves: Tensor, explanations: Sequence[Any], baselines: Optional[Tensor],
+    feature_mask: Optional[Tensor], ks: List[int], options: ExplainOptions,
+) -> Any:
+    """The top-k of each clip's FreqReX ranking removed, for each k of ``ks`` (None when there is none)."""
+    from captum_freqrex.metrics import perturbation_success_rate
+
+    if not ks:
+        return None
+    responsibility = torch.stack([torch.as_tensor(e.responsibility) for e in explanations])
+    return perturbation_success_rate(
+        model, waves, responsibility, baselines=baselines, target=[e.target for e in explanations],
+        feature_mask=feature_mask, k=ks, decision=options.decision, output=options.output,
+    )
+
+
+def _clip_row(clip: Any, expl: Any, options: ExplainOptions, length: int, n_features: int) -> Dict[str, Any]:
+    """The ``clips`` row of an explained clip, but its ``flip_queries`` and ``seconds``."""
+    confidences = expl.class_confidences
+    return {
+        "clip_id": clip.clip_id,
+        "position": clip.position,
+        "source": clip.source,
+        "label": clip.label,
+        "fingerprint": clip.fingerprint,
+        "num_samples": length,
+        "n_features": n_features,
+        "decision": int(expl.original.decided),
+        "decision_name": _name(options, int(expl.original.decided)),
+        "target": int(expl.target),
+        "target_name": _name(options, int(expl.target)),
+        "decision_confidence": float(expl.original.decided_confidence),
+        "target_confidence": float(expl.original.confidence),
+        "class_confidences": None if confidences is None else [float(c) for c in confidences],
+        "baseline_class": None if expl.baseline is None else int(expl.baseline.decided),
+        "baseline_decides": bool(expl.baseline_decides),
+        "flip_class": expl.flip_class,
+        "certified": bool(expl.certified),
+        "target_is_decision": bool(expl.target_is_decision),
+        "stable": bool(expl.model_stable),
+        "queries": int(expl.stats.queries),
+        "forward_calls": int(expl.stats.forward_calls),
+        "flip_queries": None,
+        "model_seconds": float(expl.stats.model_seconds),
+        "seconds": None,
+        "stopped_by": expl.stopped_by,
+        "warnings": list(expl.warnings),
+        "notes": list(clip.notes),
+        "status": "explained",
+        "error": None,
+    }
+
+
+def _flip_rows(clip_id: str, flips: Any, index: int, ks: List[int], options: ExplainOptions) -> List[Dict[str, Any]]:
+    """The ``flips`` rows of clip ``index``: one per k."""
+    rows = []
+    for j, k in enumerate(ks):
+        snr = float(flips.snr_db[index, j])
+        rows.append({
+            "clip_id": clip_id, "k": int(k), "flipped": bool(flips.flipped[index, j]),
+            "snr_db": snr if not math.isnan(snr) else None,
+            "new_class": int(flips.decided[index, j]),
+            "new_class_name": _name(options, int(flips.decided[index, j])),
+            "target_confidence": float(flips.confidence[index, j]),
+        })
+    return rows
 
 
 def error_record(clip: Any) -> ClipRecord:

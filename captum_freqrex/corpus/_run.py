@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from captum_freqrex import FreqReX
 from captum_freqrex.corpus._aggregate import Aggregates, aggregate
 from captum_freqrex.corpus._backends import make_backend
 from captum_freqrex.corpus._explain import BASELINE_KINDS, ClipRecord, ExplainOptions, error_record, update_digest
@@ -195,7 +197,7 @@ def _targets_record(targets: Mapping[str, Callable]) -> Optional[List[Dict[str, 
 
 
 def explain_dataset(
-    model: Callable,
+    model: Union[Callable, FreqReX],
     source: Union[str, "os.PathLike[str]", ClipSource, Iterable[Any]],
     store: Union[str, "os.PathLike[str]"],
     *,
@@ -237,8 +239,18 @@ def explain_dataset(
     (:func:`captum_freqrex.metrics.transferability`), and the target's decisions on both are
     stored. Class-level aggregates come from :func:`aggregate`.
 
+    Takes the model, or a configured :class:`~captum_freqrex.FreqReX` and the keywords of its
+    :meth:`~captum_freqrex.FreqReX.explain` (``seed``, ``mode``, ``max_queries``, ``n_samples``),
+    as Captum's ``NoiseTunnel(method)`` takes a method: ``explain_dataset(FreqReX(model,
+    search="adaptive"), source, store, max_queries=500)`` is ``explain_dataset(model, source, store,
+    search="adaptive", max_queries=500)``, clip for clip, and the two resume each other's stores.
+
     Args:
-        model (Callable): Maps waveforms ``(B, T)`` to scores ``(B, K)`` (as for :class:`FreqReX`).
+        model (Callable or FreqReX): Maps waveforms ``(B, T)`` to scores ``(B, K)`` (as for
+                    :class:`FreqReX`); or a FreqReX, whose model is explained with its ``search``,
+                    ``decision`` and ``output`` (then not passed as keywords; its ``domain`` and
+                    ``synthesis`` must be the defaults). Ray workers get its model (or
+                    ``model_factory``'s) and rebuild it.
         source (str, path, ClipSource or iterable): A folder of audio files (recursive; label =
                     top-level folder), a CSV (``path``, optional ``label``), a folder built by
                     ``scripts/build_datasets.py`` (with ``manifest.json``), or an iterable such as a
@@ -258,7 +270,8 @@ def explain_dataset(
         seed (int, optional): FreqReX's seed (the same for every clip; also seeds noise
                     baselines). Default: 0
         mode (str, optional): ``"sufficient"`` or ``"necessary"``. Default: ``"sufficient"``
-        search (str or search object, optional): FreqReX's ``search``. Default: None
+        search (str or search object, optional): FreqReX's ``search`` (a convenience: it
+                    builds the FreqReX). Default: None
         max_queries (int, optional): FreqReX's query budget per clip. Default: 1000
         n_samples (int, optional): FreqReX's ``n_samples``. Default: 8
         bands (int, optional): Explain this many log-spaced bands instead of rfft bins.
@@ -300,23 +313,11 @@ def explain_dataset(
         KeyboardInterrupt: Passed on after the clips finished so far are safely stored.
     """
     start = time.perf_counter()
-    rate = sample_rate if sample_rate is not None else _model_attribute(model, "sample_rate")
-    if rate is None:
-        raise ValueError("the model's sample rate is unknown: pass sample_rate=... (in Hz)")
-    rate = _positive(rate, "sample_rate")
-    length = num_samples if num_samples is not None else _model_attribute(model, "num_samples")
-    length = _optional_positive(length, "num_samples")
-    names = class_names if class_names is not None else _model_attribute(model, "class_names")
-    names = None if names is None else tuple(str(n) for n in names)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-    if bands is not None and feature_mask is not None:
-        raise ValueError("pass bands= or feature_mask=, not both")
-    options = ExplainOptions(
-        sample_rate=rate, seed=int(seed), mode=mode, search=search, max_queries=_positive(max_queries, "max_queries"),
-        n_samples=_positive(n_samples, "n_samples"), bands=_optional_positive(bands, "bands"),
-        feature_mask=feature_mask, baseline=_check_baseline(baseline), decision=decision, output=output,
-        ks=_check_ks(ks), class_names=names,
+    model, search, decision, output = _configured(model, search, decision, output)
+    rate, length, names = _model_facts(model, sample_rate, num_samples, class_names)
+    options = _explain_options(
+        rate, names, seed=seed, mode=mode, search=search, max_queries=max_queries, n_samples=n_samples, bands=bands,
+        feature_mask=feature_mask, baseline=baseline, decision=decision, output=output, ks=ks,
     )
     targets = _check_targets(transfer_to, transfer_factories, rate, length, names)
     batch_size = _positive(batch_size, "batch_size")
@@ -324,85 +325,178 @@ def explain_dataset(
                             model_factory=model_factory, targets=targets or None,
                             target_factories=transfer_factories)
     clips = clip_source(source, rate, length, split=split, class_names=names)
+    record = describe_model(model, model_name, rate, length, names)
+    settings = {**options.record(), "transfer_to": _targets_record(targets)}
+    run = _run_store(os.fspath(store), settings, record, options, clips, executor, batch_size, show_progress)
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def _run_store(
+    path: str, settings: Dict[str, Any], record: dict, options: ExplainOptions, clips: ClipSource, executor: Any,
+    batch_size: int, show_progress: bool,
+) -> DatasetRun:
+    """Begin (or resume) the store's run, explain the clips it lacks, check that none went missing."""
     from captum_freqrex._core.explanation import package_versions
 
-    record = describe_model(model, model_name, rate, length, names)
-    path = os.fspath(store)
     with ResultStore(path) as results:
         resumed = results.run_record() is not None
         ids = clips.ids()
-        settings = {**options.record(), "transfer_to": _targets_record(targets)}
         notes = results.begin(settings, record, package_versions(), clips.kind, clips.description, ids,
                               options.grid())
         stored = results.stored_clips()
         done_before = {k for k, (status, _) in stored.items() if status == "explained"}
-        total = None
-        if ids is not None:
-            total = len(ids) - len(done_before & set(ids))
-        else:
-            try:
-                total = len(clips) - len(done_before)
-            except TypeError:
-                total = None
-        counts = {"explained": 0, "failed": 0, "queries": 0, "seen": 0}
-        bar = DatasetProgress(total, len(done_before), max_queries, None) if show_progress else None
-
-        def write(records: List[ClipRecord]) -> None:
-            for clip_record in records:
-                results.write(clip_record)
-                counts["explained"] += 1
-                counts["queries"] += clip_record.queries
-            if bar is not None:
-                bar.finished(counts["explained"], counts["queries"])
-
-        def dispatch(batch: List[Clip]) -> None:
-            if bar is not None:
-                bar.start_batch(len(batch))
-            executor.submit(batch)
-            for records in executor.completed(block=executor.full()):
-                write(records)
-
-        seen = set()
-        with executor:
-            if bar is not None:
-                bar.__enter__()
-            try:
-                batch: List[Clip] = []
-                for clip in clips:
-                    seen.add(clip.clip_id)
-                    counts["seen"] += 1
-                    state = stored.get(clip.clip_id)
-                    if state is not None and state[0] == "explained":
-                        if clip.fingerprint != state[1]:
-                            raise DatasetChangedError(
-                                path, f"the samples of clip {clip.clip_id} differ from the ones it was explained on",
-                                [clip.clip_id],
-                            )
-                        continue
-                    if clip.error is not None:
-                        results.write(error_record(clip))
-                        counts["failed"] += 1
-                        continue
-                    if batch and (len(batch) >= batch_size or _length(batch[0]) != _length(clip)):
-                        dispatch(batch)
-                        batch = []
-                    batch.append(clip)
-                if batch:
-                    dispatch(batch)
-                for records in executor.drain():
-                    write(records)
-            except BaseException as error:
-                if bar is not None:
-                    bar.__exit__(type(error), error, None)
-                raise
-            if bar is not None:
-                bar.__exit__(None, None, None)
+        bar = None
+        if show_progress:
+            bar = DatasetProgress(_remaining(clips, ids, done_before), len(done_before), options.max_queries, None)
+        feeder = _Feeder(results, executor, bar)
+        with executor, (bar if bar is not None else contextlib.nullcontext()):
+            seen = _explain_new(feeder, clips, stored, batch_size, path)
         gone = sorted(done_before - seen)
         if ids is None and gone:
             raise DatasetChangedError(
                 path, f"{len(gone)} stored clips were not in the data set this time (e.g. {', '.join(gone[:3])})", gone
             )
+    counts = feeder.counts
     return DatasetRun(
         path, counts["seen"], counts["explained"], len(done_before & seen), counts["failed"], counts["queries"],
-        time.perf_counter() - start, executor.name, resumed, notes,
+        0.0, executor.name, resumed, notes,
     )
+
+
+#: The built-in searches by the name that ``search=`` takes; None (the default) first.
+_SEARCH_NAMES = (None, "refinement", "interleaved", "energy", "adaptive", "band_screening")
+
+
+def _search_option(search: Any) -> Any:
+    """A search object that is a built-in with its default knobs, as its name; else the object.
+
+    A FreqReX holds its search as an object; the store records ``search=`` as given, so the same
+    search configured either way is recorded (and resumes) the same way.
+    """
+    for name in _SEARCH_NAMES:
+        if repr(FreqReX(_no_model, search=name).search) == repr(search):
+            return name
+    return search
+
+
+def _no_model(*args: Any) -> None:
+    """Stands in for a model where only FreqReX's resolution of ``search=`` is wanted."""
+
+
+def _configured(model: Any, search: Any, decision: Any, output: Any) -> Tuple[Callable, Any, Any, Any]:
+    """A FreqReX passed as ``model``: its model, and its search, decision and output (the keywords' place)."""
+    if not isinstance(model, FreqReX):
+        return model, search, decision, output
+    given = [name for name, value in (("search", search), ("decision", decision), ("output", output)) if value is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} given both to explain_dataset and to the FreqReX passed as model: configure "
+            "them on the FreqReX"
+        )
+    if model.domain is not None or model.synthesis != "auto":
+        raise ValueError(
+            "explain_dataset explains rfft bins (or bands=) with the default synthesis: pass a FreqReX without "
+            "domain= and synthesis="
+        )
+    return model.forward_func, _search_option(model.search), model.decision, model.output
+
+
+def _model_facts(
+    model: Callable, sample_rate: Optional[int], num_samples: Optional[int], class_names: Optional[Sequence[str]]
+) -> Tuple[int, Optional[int], Optional[Tuple[str, ...]]]:
+    """The model's rate (required), input length and class names: given, else its attributes."""
+    rate = sample_rate if sample_rate is not None else _model_attribute(model, "sample_rate")
+    if rate is None:
+        raise ValueError("the model's sample rate is unknown: pass sample_rate=... (in Hz)")
+    rate = _positive(rate, "sample_rate")
+    length = num_samples if num_samples is not None else _model_attribute(model, "num_samples")
+    length = _optional_positive(length, "num_samples")
+    names = class_names if class_names is not None else _model_attribute(model, "class_names")
+    return rate, length, None if names is None else tuple(str(n) for n in names)
+
+
+def _explain_options(
+    rate: int, names: Optional[Tuple[str, ...]], *, seed: int, mode: str, search: Any, max_queries: int,
+    n_samples: int, bands: Optional[int], feature_mask: Optional[Tensor], baseline: Any, decision: Any, output: Any,
+    ks: Sequence[int],
+) -> ExplainOptions:
+    """The run's options, checked."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if bands is not None and feature_mask is not None:
+        raise ValueError("pass bands= or feature_mask=, not both")
+    return ExplainOptions(
+        sample_rate=rate, seed=int(seed), mode=mode, search=search, max_queries=_positive(max_queries, "max_queries"),
+        n_samples=_positive(n_samples, "n_samples"), bands=_optional_positive(bands, "bands"),
+        feature_mask=feature_mask, baseline=_check_baseline(baseline), decision=decision, output=output,
+        ks=_check_ks(ks), class_names=names,
+    )
+
+
+def _remaining(clips: ClipSource, ids: Optional[Sequence[str]], done_before: set) -> Optional[int]:
+    """How many clips are left to explain, when the source can say."""
+    if ids is not None:
+        return len(ids) - len(done_before & set(ids))
+    try:
+        return len(clips) - len(done_before)
+    except TypeError:
+        return None
+
+
+class _Feeder:
+    """Hands batches to the backend and writes every finished clip to the store (and the progress line)."""
+
+    def __init__(self, results: ResultStore, executor: Any, bar: Optional[DatasetProgress]) -> None:
+        self.results, self.executor, self.bar = results, executor, bar
+        self.counts = {"explained": 0, "failed": 0, "queries": 0, "seen": 0}
+
+    def write(self, records: List[ClipRecord]) -> None:
+        for clip_record in records:
+            self.results.write(clip_record)
+            self.counts["explained"] += 1
+            self.counts["queries"] += clip_record.queries
+        if self.bar is not None:
+            self.bar.finished(self.counts["explained"], self.counts["queries"])
+
+    def failed(self, clip: Clip) -> None:
+        self.results.write(error_record(clip))
+        self.counts["failed"] += 1
+
+    def dispatch(self, batch: List[Clip]) -> None:
+        if self.bar is not None:
+            self.bar.start_batch(len(batch))
+        self.executor.submit(batch)
+        for records in self.executor.completed(block=self.executor.full()):
+            self.write(records)
+
+    def drain(self) -> None:
+        for records in self.executor.drain():
+            self.write(records)
+
+
+def _explain_new(feeder: _Feeder, clips: ClipSource, stored: Dict[str, Any], batch_size: int, path: str) -> set:
+    """Explain the clips not yet in the store, in batches of one length; the ids of every clip seen."""
+    seen = set()
+    batch: List[Clip] = []
+    for clip in clips:
+        seen.add(clip.clip_id)
+        feeder.counts["seen"] += 1
+        state = stored.get(clip.clip_id)
+        if state is not None and state[0] == "explained":
+            if clip.fingerprint != state[1]:
+                raise DatasetChangedError(
+                    path, f"the samples of clip {clip.clip_id} differ from the ones it was explained on", [clip.clip_id]
+                )
+            continue
+        if clip.error is not None:
+            feeder.failed(clip)
+            continue
+        if batch and (len(batch) >= batch_size or _length(batch[0]) != _length(clip)):
+            feeder.dispatch(batch)
+            batch = []
+        batch.append(clip)
+    if batch:
+        feeder.dispatch(batch)
+    feeder.drain()
+    return seen
