@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from captum_freqrex import Explanation, FreqReX, StftDomain, linear_bands
-from captum_freqrex._core.explanation import FILE_SCHEMA_VERSION, SUMMARY_SCHEMA_VERSION
+from captum_freqrex._explanation.file import FILE_SCHEMA_VERSION
+from captum_freqrex._explanation.records import SUMMARY_SCHEMA_VERSION
 from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
 
 SEED = 3

@@ -15,7 +15,7 @@ from captum_freqrex._core.search.adaptive import AdaptiveRefinement
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.model.decision import Decision, DecisionLike
 from captum_freqrex._core.spectral.domains import SpectralDomain
-from captum_freqrex._core.explanation import CausalSet, Explanation, class_confidences, settings_record
+from captum_freqrex._explanation import CausalSet, Explanation, class_confidences, settings_record
 from captum_freqrex._core.certify.prefix import PrefixSearch, ProbeResult, SetCertificate, prefix_masks
 from captum_freqrex._core.spectral.space import FeatureSpace, check_synthesis
 from captum_freqrex._core.model.oracle import Oracle, rows_per_call

@@ -324,7 +324,7 @@ def explain_dataset(
                             model_factory=model_factory, targets=targets or None,
                             target_factories=transfer_factories)
     clips = clip_source(source, rate, length, split=split, class_names=names)
-    from captum_freqrex._core.explanation import package_versions
+    from captum_freqrex._explanation import package_versions
 
     record = describe_model(model, model_name, rate, length, names)
     path = os.fspath(store)
