@@ -11,9 +11,10 @@ import json
 import pytest
 import torch
 
-from captum_freqrex import Explanation, FreqReX, StftDomain, linear_bands
+from captum_freqrex import Explanation, FeatureSpace, FreqReX, StftDomain, linear_bands
 from captum_freqrex._explanation.file import FILE_SCHEMA_VERSION
 from captum_freqrex._explanation.records import SUMMARY_SCHEMA_VERSION
+from captum_freqrex._utils.validation import format_baselines, format_waveforms
 from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
 
 SEED = 3
@@ -146,6 +147,37 @@ def test_csv_has_one_row_per_bin_with_hz_rank_and_sets(explanation, tmp_path):
     assert float(rows[k]["responsibility"]) == pytest.approx(float(resp[k]), rel=1e-5)
     with pytest.raises(FileExistsError):
         explanation.to_csv(path, SAMPLE_RATE, overwrite=False)
+
+
+def _clips(n):
+    g = torch.Generator().manual_seed(11)
+    return torch.stack([tone(440) + 0.5 * tone(1000 + 100 * i) + 0.05 * torch.randn(SAMPLE_RATE, generator=g) for i in range(n)])
+
+
+def test_explanations_of_a_batch_rebuild_the_batch_spaces_waveforms_bit_for_bit(detector):
+    clips = _clips(3)
+    explanations = FreqReX(detector).explain(clips, max_queries=200, seed=SEED)
+    # The batch's space, as explain builds it: each explanation's waveforms must be this space's.
+    waves, _ = format_waveforms(clips)
+    space = FeatureSpace(waves, format_baselines(None, waves))
+    for example, expl in enumerate(explanations):
+        assert torch.equal(expl.original_waveform(), space.mutants(example, torch.ones(1, space.n_features))[0][0])
+        for name, chosen in expl.sets.items():
+            keep = chosen.mask.float().view(1, -1)
+            assert torch.equal(expl.waveform(name), space.mutants(example, keep)[0][0]), name
+            assert torch.equal(expl.waveform(name, removed=True), space.mutants(example, 1 - keep)[0][0]), name
+
+
+def test_an_explanation_keeps_only_its_own_examples_spectra(detector):
+    clips = _clips(4)
+    explanations = FreqReX(detector).explain(clips, max_queries=200, seed=SEED)
+    for expl in explanations:
+        own = expl._space
+        assert own.batch_size == 1
+        for part in own._inputs:
+            for coefficients in (part.delta, part.base):
+                assert coefficients.shape[0] == 1  # not the batch of 4
+                assert coefficients.untyped_storage().nbytes() == coefficients.numel() * coefficients.element_size()
 
 
 def test_saved_explanation_loads_with_masks_summary_and_a_clear_limit(explanation, tmp_path):

@@ -716,8 +716,8 @@ class FreqReX(PerturbationAttribution):
                     responsibility_queries,
                     extraction_queries,
                     stopped_by,
-                    run.space,
-                    example,
+                    run.space.select(example),  # its own spectra only, not the whole batch's
+                    0,
                     run.is_tuple,
                     baseline=anchors.baseline,
                     warnings=messages,
