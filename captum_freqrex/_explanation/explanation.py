@@ -447,7 +447,9 @@ class Explanation:
 
         Raises:
             ValueError: When the file is not a saved explanation, was written by a newer schema,
-                        or ``inputs`` do not match the explained shapes.
+                        is damaged (every field is checked against the others: the message
+                        starts with ``"this saved explanation is damaged: <field>"``), or
+                        ``inputs`` do not match the explained shapes.
         """
         from captum_freqrex._explanation.file import load_explanation
 
