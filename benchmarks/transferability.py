@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from captum_freqrex import FreqReX, zoo
-from captum_freqrex._core.explanation import SET_NAMES
+from captum_freqrex._explanation import SET_NAMES
 from captum_freqrex._utils.csv_cells import write_rows
 from captum_freqrex.datasets import load_split
 from captum_freqrex.metrics import TransferResult, transferability

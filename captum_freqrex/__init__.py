@@ -8,7 +8,6 @@ decision and extracts certified sufficient, sufficient-and-necessary and complet
 from captum_freqrex._core.spectral.bands import linear_bands, log_bands, mel_bands
 from captum_freqrex._core.model.decision import ArgmaxDecision, Decision, FunctionDecision, ThresholdDecision
 from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain, next_fast_len
-from captum_freqrex._core.explanation import CausalSet, Explanation, FeatureLayout, register_renderer
 from captum_freqrex._core.records import ProbeResult, SetCertificate
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.forward_wrapper import FrequencyForward
@@ -21,16 +20,8 @@ from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._core.records import ShrinkReport
+from captum_freqrex._explanation import CausalSet, Explanation, FeatureLayout
 from captum_freqrex._version import __version__ as __version__
-
-# Explanation's WAV, plot and HTML methods run these functions of the layers above the core, which
-# the core never imports (it would depend on audio I/O and matplotlib). Registered by import path:
-# each module is imported on its method's first call, so importing the package loads none of them.
-register_renderer("save_wavs", "captum_freqrex.audio:save_explanation_wavs")
-register_renderer("plot", "captum_freqrex.plotting:plot_responsibility")
-register_renderer("plot_spectrograms", "captum_freqrex.plotting:plot_explanation_spectrograms")
-register_renderer("to_html", "captum_freqrex.report:write_html")
-del register_renderer
 
 __all__ = [
     "FreqReX",

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from captum_freqrex._core.explanation import Explanation
+    from captum_freqrex._explanation import Explanation
 
 __all__ = [
     "AudioError",

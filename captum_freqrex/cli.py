@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex import FreqReX, __version__
-from captum_freqrex._core.explanation import SET_NAMES, Explanation
+from captum_freqrex._explanation import SET_NAMES, Explanation
 from captum_freqrex._core.freqrex import MAX_SEED
 # The generated baselines (anything else given to --baseline is an audio file) and their noise level.
 from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB

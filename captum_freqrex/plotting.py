@@ -20,7 +20,7 @@ from torch import Tensor
 from captum_freqrex.audio import _single_wave
 
 if TYPE_CHECKING:
-    from captum_freqrex._core.explanation import Explanation
+    from captum_freqrex._explanation import Explanation
 
 __all__ = ["plot_responsibility", "plot_spectrograms", "plot_explanation_spectrograms"]
 

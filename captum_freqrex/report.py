@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from captum_freqrex._core.explanation import Explanation
+    from captum_freqrex._explanation import Explanation
 
 __all__ = ["explanation_html", "write_html", "wav_bytes", "format_frequencies"]
 

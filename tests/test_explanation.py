@@ -11,8 +11,10 @@ import json
 import pytest
 import torch
 
-from captum_freqrex import Explanation, FreqReX, StftDomain, linear_bands
-from captum_freqrex._core.explanation import FILE_SCHEMA_VERSION, SUMMARY_SCHEMA_VERSION
+from captum_freqrex import Explanation, FeatureSpace, FreqReX, StftDomain, linear_bands
+from captum_freqrex._explanation.file import FILE_SCHEMA_VERSION
+from captum_freqrex._explanation.records import SUMMARY_SCHEMA_VERSION
+from captum_freqrex._utils.validation import format_baselines, format_waveforms
 from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
 
 SEED = 3
@@ -147,6 +149,37 @@ def test_csv_has_one_row_per_bin_with_hz_rank_and_sets(explanation, tmp_path):
         explanation.to_csv(path, SAMPLE_RATE, overwrite=False)
 
 
+def _clips(n):
+    g = torch.Generator().manual_seed(11)
+    return torch.stack([tone(440) + 0.5 * tone(1000 + 100 * i) + 0.05 * torch.randn(SAMPLE_RATE, generator=g) for i in range(n)])
+
+
+def test_explanations_of_a_batch_rebuild_the_batch_spaces_waveforms_bit_for_bit(detector):
+    clips = _clips(3)
+    explanations = FreqReX(detector).explain(clips, max_queries=200, seed=SEED)
+    # The batch's space, as explain builds it: each explanation's waveforms must be this space's.
+    waves, _ = format_waveforms(clips)
+    space = FeatureSpace(waves, format_baselines(None, waves))
+    for example, expl in enumerate(explanations):
+        assert torch.equal(expl.original_waveform(), space.mutants(example, torch.ones(1, space.n_features))[0][0])
+        for name, chosen in expl.sets.items():
+            keep = chosen.mask.float().view(1, -1)
+            assert torch.equal(expl.waveform(name), space.mutants(example, keep)[0][0]), name
+            assert torch.equal(expl.waveform(name, removed=True), space.mutants(example, 1 - keep)[0][0]), name
+
+
+def test_an_explanation_keeps_only_its_own_examples_spectra(detector):
+    clips = _clips(4)
+    explanations = FreqReX(detector).explain(clips, max_queries=200, seed=SEED)
+    for expl in explanations:
+        own = expl._space
+        assert own.batch_size == 1
+        for part in own._inputs:
+            for coefficients in (part.delta, part.base):
+                assert coefficients.shape[0] == 1  # not the batch of 4
+                assert coefficients.untyped_storage().nbytes() == coefficients.numel() * coefficients.element_size()
+
+
 def test_saved_explanation_loads_with_masks_summary_and_a_clear_limit(explanation, tmp_path):
     explanation.sample_rate = SAMPLE_RATE
     path = explanation.save(str(tmp_path / "expl.pt"))
@@ -255,3 +288,138 @@ def test_a_shrunk_sufficient_set_reports_and_saves_its_shrink(detector, tone_cli
     assert expl.settings["shrink"] is True and "search" in expl.settings
     loaded = Explanation.load(expl.save(str(tmp_path / "e.pt")))
     assert loaded.sufficient.certificate == expl.sufficient.certificate
+
+
+# ------------------------------------------------------------------ damaged files
+
+
+def _set_index(key, index, value):
+    def tamper(record):
+        record[key][index] = value
+
+    return tamper
+
+
+def _in(path, value=None, delete=False):
+    """Set (or delete) the entry at ``path`` (a tuple of keys) of the record."""
+
+    def tamper(record):
+        *parents, last = path
+        for key in parents:
+            record = record[key]
+        if delete:
+            del record[last]
+        else:
+            record[last] = value(record[last]) if callable(value) else value
+
+    return tamper
+
+
+#: (what is changed, the change, the field the message must name). The first seven load silently
+#: without the checks; "missing ..." and the ids out of range failed with KeyError or IndexError.
+TAMPERINGS = [
+    ("target 99", _in(("target",), 99), "target is 99"),
+    ("NaN responsibility", _set_index("feature_responsibility", 5, float("nan")), "feature_responsibility holds NaN"),
+    ("ranking out of range", _set_index("ranking", 0, 10**6), "ranking is not an ordering"),
+    ("7-entry mask", _in(("sets", "sufficient", "mask"), torch.ones(7, dtype=torch.bool)), r"sets.sufficient.mask has shape \(7,\)"),
+    ("shapes (99,)", _in(("example_shapes",), [[99]]), r"feature_grids\[0\] is \[4001\], which does not fit example_shapes\[0\] = \[99\]"),
+    ("schema_version -1", _in(("schema_version",), -1), "schema_version is -1"),
+    ("bogus settings", _in(("settings",), "bogus"), "settings is str"),
+    ("missing ranking", _in(("ranking",), delete=True), "ranking is missing"),
+    ("missing sets", _in(("sets",), delete=True), "sets is missing"),
+    ("missing complete set", _in(("sets", "complete"), delete=True), "sets.complete is missing"),
+    ("missing kept verdict", _in(("sets", "sufficient", "certificate", "kept"), delete=True), "sets.sufficient.certificate.kept is missing"),
+    ("missing stats", _in(("stats",), delete=True), "stats is missing"),
+    ("missing original", _in(("original",), delete=True), "original is missing"),
+    ("missing example_shapes", _in(("example_shapes",), delete=True), "example_shapes is missing"),
+    ("missing feature_ids", _in(("feature_ids",), delete=True), "feature_ids is missing"),
+    ("feature ids out of range", _in(("feature_ids",), [torch.arange(1, 4002)]), "feature_ids hold ids outside 0 to 4000"),
+    ("feature ids of another grid", _in(("feature_ids",), [torch.arange(7)]), r"feature_ids\[0\] has shape \(7,\)"),
+    ("grids (99,)", _in(("feature_grids",), [[99]]), r"feature_grids\[0\] is \[99\]"),
+    ("two shapes, not a tuple", _in(("example_shapes",), [[8000], [8000]]), "example_shapes is"),
+    ("ranking repeats a feature", _set_index("ranking", 1, 0), "ranking is not an ordering"),
+    ("ranking too short", _in(("ranking",), lambda r: r[:-1]), r"ranking has shape \(4000,\)"),
+    ("ranking of floats", _in(("ranking",), lambda r: r.double()), "ranking has dtype torch.float64"),
+    ("schema_version text", _in(("schema_version",), "1"), "schema_version is '1'"),
+    ("seed as text", _in(("settings", "seed"), "x"), r"settings\['seed'\] is 'x'"),
+    ("a setting that is an object", _in(("settings", "decision"), {"a": 1}), r"settings\['decision'\] is \{'a': 1\}"),
+    ("unknown synthesis", _in(("settings", "synthesis"), "fast"), r"settings\['synthesis'\] is 'fast'"),
+    ("original without a verdict", _in(("original",), None), "original is not a model verdict"),
+    ("original decides class 99", _in(("original", "decided"), 99), "original.decided is 99"),
+    ("NaN confidence", _in(("original", "confidence"), float("nan")), "original.confidence is nan"),
+    ("NaN class confidence", _set_index("class_confidences", 0, float("nan")), "class_confidences holds NaN"),
+    ("stft without n_fft", _in(("domain",), {"name": "stft", "repr": "StftDomain()", "grid_ndim": 2}), "domain 'stft' cannot be rebuilt"),
+    ("grid_ndim 3", _in(("domain", "grid_ndim"), 3), "domain.grid_ndim is 3"),
+    ("n_bins off by one", _in(("sets", "sufficient", "n_bins"), lambda n: n + 1), "sets.sufficient.n_bins is"),
+    ("certificate size off", _in(("sets", "sufficient", "certificate", "size"), lambda n: n + 1), "sets.sufficient.certificate.size is"),
+    ("energy share 7", _in(("sets", "complete", "energy_share"), 7.0), "sets.complete.energy_share is 7.0"),
+    ("bogus stats", _in(("stats",), {"bogus": 1}), "stats is not a query count"),
+    ("negative queries", _in(("responsibility_queries",), -3), "responsibility_queries is -3"),
+    ("stopped_by a number", _in(("stopped_by",), 5), "stopped_by is 5"),
+    ("warnings as text", _in(("warnings",), "careful"), "warnings is not a list of text"),
+    ("model_stable as text", _in(("model_stable",), "yes"), "model_stable is 'yes'"),
+    ("is_tuple as text", _in(("is_tuple",), "no"), "is_tuple is 'no'"),
+    ("negative sample rate", _in(("sample_rate",), -5), "sample_rate is -5"),
+    ("inputs of another shape", _in(("inputs",), [torch.zeros(99)]), r"inputs\[0\] has shape \(99,\), expected \(8000,\)"),
+    ("NaN inputs", _in(("inputs",), [torch.full((8000,), float("nan"))]), r"inputs\[0\] holds NaN"),
+    ("inputs without baselines", _in(("baselines",), None), "inputs, baselines and baseline_is_zero are not stored together"),
+    ("a bogus shrink report", _in(("sets", "sufficient", "certificate", "shrink"), {"size": 1}), "sets.sufficient.certificate.shrink is not"),
+]
+
+
+@pytest.fixture
+def saved_record(explanation, tmp_path):
+    explanation.sample_rate = SAMPLE_RATE
+    return torch.load(explanation.save(str(tmp_path / "whole.pt"), include_inputs=True), weights_only=True)
+
+
+@pytest.mark.parametrize("tamper, field", [t[1:] for t in TAMPERINGS], ids=[t[0] for t in TAMPERINGS])
+def test_a_tampered_file_is_refused_naming_the_field(saved_record, tmp_path, tamper, field):
+    tamper(saved_record)
+    torch.save(saved_record, tmp_path / "tampered.pt")
+    with pytest.raises(ValueError, match=rf"^this saved explanation is damaged: (?:{field})"):
+        Explanation.load(str(tmp_path / "tampered.pt"))
+
+
+def test_the_untampered_record_still_loads_identically(explanation, saved_record, tmp_path):
+    torch.save(saved_record, tmp_path / "resaved.pt")
+    loaded = Explanation.load(str(tmp_path / "resaved.pt"))
+    before = Explanation.load(str(tmp_path / "whole.pt"))  # the file as save wrote it
+    assert loaded.summary() == before.summary() == {**explanation.summary(), "versions": loaded.summary()["versions"]}
+    for name in ("sufficient", "sufficient_necessary", "complete"):
+        for removed in (False, True):
+            assert torch.equal(loaded.waveform(name, removed), before.waveform(name, removed))
+            # Rebuilt from the stored (resynthesised) input: equal up to float rounding.
+            torch.testing.assert_close(loaded.waveform(name, removed), explanation.waveform(name, removed), atol=1e-6, rtol=0)
+
+
+def _tuple_explanation(detector, clip):
+    def model(a, b):
+        return detector(a + b)
+
+    return FreqReX(model).explain((clip, 0.5 * clip), max_queries=200, seed=SEED)[0]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["bands", "stft", "per-channel", "tuple", "shrunk from given attributions", "non-silent baseline"],
+)
+def test_every_kind_of_explanation_passes_the_checks_on_load(detector, tone_clip, tmp_path, kind):
+    n_bins = tone_clip.shape[-1] // 2 + 1
+    if kind == "bands":
+        expl = FreqReX(detector).explain(tone_clip, feature_mask=linear_bands(tone_clip.shape[-1], 200), max_queries=200, seed=SEED)[0]
+    elif kind == "stft":
+        expl = FreqReX(detector, domain=StftDomain(256)).explain(tone_clip, max_queries=200, seed=SEED)[0]
+    elif kind == "per-channel":
+        stereo = torch.stack([tone_clip, 0.5 * tone_clip], dim=1)
+        expl = FreqReX(lambda x: detector(x.mean(1))).explain(stereo, per_channel=True, max_queries=200, seed=SEED)[0]
+    elif kind == "tuple":
+        expl = _tuple_explanation(detector, tone_clip)
+    elif kind == "non-silent baseline":
+        expl = FreqReX(detector).explain(tone_clip, baselines=0.1 * tone(2000).unsqueeze(0), max_queries=200, seed=SEED)[0]
+    else:  # signed scores: a ranking from another method's attributions may be negative
+        attributions = torch.randn(1, n_bins, generator=torch.Generator().manual_seed(5))
+        expl = FreqReX(detector).explain(tone_clip, attributions=attributions, shrink=True, seed=SEED)[0]
+    loaded = Explanation.load(expl.save(str(tmp_path / "e.pt"), include_inputs=True))
+    assert loaded.summary(SAMPLE_RATE) == {**expl.summary(SAMPLE_RATE), "versions": loaded.summary()["versions"]}
+    assert torch.equal(loaded.ranking, expl.ranking) and torch.equal(loaded.feature_responsibility, expl.feature_responsibility)

@@ -264,3 +264,38 @@ def test_unknown_synthesis_names_the_choices(detector):
         FrequencyForward(detector, x, synthesis="fft")
     assert FreqReX(detector, synthesis="reference").synthesis == "reference"
     assert FrequencyForward(detector, x, synthesis="reference").space.synthesis == "reference"
+
+
+# ------------------------------------------------------------------ one example of a batch
+
+
+@pytest.mark.parametrize("synthesis", ["auto", "reference"])
+@pytest.mark.parametrize("baseline", ["shared", "per-example"])
+def test_selected_example_gives_the_batch_spaces_mutants_bit_for_bit(synthesis, baseline):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 2, 300, generator=g)
+    base = torch.randn(300, generator=g) if baseline == "shared" else torch.randn(4, 2, 300, generator=g)
+    space = _space(x, base, synthesis=synthesis)
+    keep = (torch.rand(5, space.n_features, generator=g) > 0.5).float()
+    keep[0] = 0.0
+    keep[0, 3] = 1.0  # a mutant of one feature
+    for example in range(4):
+        one = space.select(example)
+        assert one.batch_size == 1 and one.n_features == space.n_features
+        assert torch.equal(one.mutants(0, keep)[0], space.mutants(example, keep)[0])
+        assert torch.equal(one.baseline_waveforms(0)[0], space.baseline_waveforms(example)[0])
+        assert torch.equal(one.feature_energy(0), space.feature_energy(example))
+        assert torch.equal(one.delta_waveforms(0, keep)[0], space.delta_waveforms(example, keep)[0])
+    with pytest.raises(IndexError, match="example 4 is out of range for a batch of 4"):
+        space.select(4)
+
+
+def test_selected_space_holds_one_examples_spectra_not_a_view_of_the_batch():
+    x = torch.randn(6, 1000, generator=torch.Generator().manual_seed(4))
+    space = _space(x, torch.randn(6, 1000, generator=torch.Generator().manual_seed(5)))
+    one = space.select(2)
+    for part in one._inputs:
+        for coefficients in (part.delta, part.base):
+            assert coefficients.shape[0] == 1
+            # Its own storage, one example's worth: keeping it does not keep the batch alive.
+            assert coefficients.untyped_storage().nbytes() == coefficients.numel() * coefficients.element_size()

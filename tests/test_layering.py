@@ -1,8 +1,9 @@
 """Layering: the core imports no audio I/O, plotting or report; those read results through public attributes.
 
 Data flows one way (see STYLE.md): ``captum_freqrex._core`` knows nothing of the modules built on
-it. ``Explanation.save_wavs``, ``.plot``, ``.plot_spectrograms`` and ``.to_html`` reach them
-through a registry that the package's ``__init__`` fills with import paths.
+it except ``captum_freqrex._explanation``, the result type it builds, which imports only data types
+of the core. ``Explanation.save_wavs``, ``.plot``, ``.plot_spectrograms`` and ``.to_html`` import
+the audio, plotting and report modules inside the method, so importing the package loads none.
 """
 
 import ast
@@ -17,11 +18,11 @@ import torch
 
 import captum_freqrex
 from captum_freqrex import FreqReX
-from captum_freqrex._core import explanation as explanation_module
 from known_models import SAMPLE_RATE
 
 PACKAGE = Path(captum_freqrex.__file__).parent
 CORE_FILES = sorted((PACKAGE / "_core").rglob("*.py"))
+EXPLANATION_FILES = sorted((PACKAGE / "_explanation").rglob("*.py"))
 
 #: What the core must never import: optional third-party dependencies of the upper layers, and
 #: the upper layers themselves.
@@ -29,23 +30,38 @@ FORBIDDEN = ("matplotlib", "soundfile", "captum_freqrex.audio", "captum_freqrex.
 UPPER_LAYERS = ("captum_freqrex.cli", "captum_freqrex.compare", "captum_freqrex.metrics", "captum_freqrex.zoo")
 
 #: The only parts of the package the core may import.
-CORE_MAY_IMPORT = ("captum_freqrex._core", "captum_freqrex._utils", "captum_freqrex._version")
+CORE_MAY_IMPORT = ("captum_freqrex._core", "captum_freqrex._explanation", "captum_freqrex._utils", "captum_freqrex._version")
+
+#: What ``_explanation`` may import at module level: data types of the core (never
+#: ``_core.freqrex``, which builds explanations, nor the searches), itself and the utilities.
+EXPLANATION_MAY_IMPORT = ("captum_freqrex._core", "captum_freqrex._explanation", "captum_freqrex._utils", "captum_freqrex._version")
+EXPLANATION_MUST_NOT_IMPORT = ("captum_freqrex._core.freqrex", "captum_freqrex._core.search", "captum_freqrex._core.model.oracle")
+#: The modules ``Explanation``'s rendering methods import inside the method, and nowhere else.
+RENDERERS = ("captum_freqrex.audio", "captum_freqrex.plotting", "captum_freqrex.report")
 
 
 def _within(name, prefixes):
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def _imported_names(path):
-    """Every module an import statement (or a literal ``import_module``/``__import__`` call) of ``path`` names."""
+def _imported_names(path, module_level_only=False):
+    """Every module an import statement (or a literal ``import_module``/``__import__`` call) of ``path`` names.
+
+    ``module_level_only`` skips what functions import when they run (and ``if TYPE_CHECKING:`` blocks).
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = "captum_freqrex._core"
+    package = path.parent.relative_to(PACKAGE.parent).as_posix().replace("/", ".")
+    return _names_in(tree, package, module_level_only)
+
+
+def _names_in(tree, package, module_level_only):
     names = []
-    for node in ast.walk(tree):
+    nodes = _module_level(tree) if module_level_only else ast.walk(tree)
+    for node in nodes:
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against captum_freqrex._core
+            if node.level:  # relative: resolve against the file's package
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 module = f"{base}.{node.module}" if node.module else base
             else:
@@ -61,6 +77,20 @@ def _imported_names(path):
     return names
 
 
+def _module_level(tree):
+    """The nodes run at import time: everything outside function bodies and ``if TYPE_CHECKING:``."""
+    pending = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            pending.extend(node.orelse)
+            continue
+        yield node
+        pending.extend(ast.iter_child_nodes(node))
+
+
 @pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: str(p.relative_to(PACKAGE / "_core")))
 def test_core_modules_import_nothing_from_the_layers_above(path):
     names = _imported_names(path)
@@ -71,6 +101,32 @@ def test_core_modules_import_nothing_from_the_layers_above(path):
     # "from captum_freqrex._core.x import Name" also yields "captum_freqrex._core.x.Name": fine.
     outside = [n for n in package_imports if not _within(n, CORE_MAY_IMPORT)]
     assert not outside, f"{path.name} imports {outside} (the core may import only {CORE_MAY_IMPORT})"
+
+
+@pytest.mark.parametrize("path", EXPLANATION_FILES, ids=lambda p: p.name)
+def test_explanation_modules_import_only_data_of_the_core_and_render_lazily(path):
+    everywhere = _imported_names(path)
+    assert everywhere or path.name == "__init__.py", "the parser found no imports at all"
+    builder = [n for n in everywhere if _within(n, EXPLANATION_MUST_NOT_IMPORT + UPPER_LAYERS)]
+    assert not builder, f"{path.name} imports {builder}"
+    at_import = _imported_names(path, module_level_only=True)
+    eager = [n for n in at_import if _within(n, FORBIDDEN)]
+    assert not eager, f"{path.name} imports {eager} at import time (import it inside the method)"
+    outside = [n for n in at_import if _within(n, ("captum_freqrex",)) and not _within(n, EXPLANATION_MAY_IMPORT)]
+    assert not outside, f"{path.name} imports {outside} at import time"
+    later = [n for n in everywhere if _within(n, ("captum_freqrex",)) and not _within(n, EXPLANATION_MAY_IMPORT)]
+    assert all(_within(n, RENDERERS) for n in later), f"{path.name} imports {later} (only the renderers, lazily)"
+
+
+def test_the_module_level_walk_skips_imports_inside_functions_and_type_checking_only():
+    # The check above relies on this: an import inside a method is skipped, one at the top is not.
+    source = (
+        "import soundfile\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import matplotlib\n"
+        "class A:\n    def plot(self):\n        import captum_freqrex.plotting\n"
+    )
+    tree = ast.parse(source)
+    assert sorted(_names_in(tree, "captum_freqrex._explanation", True)) == ["soundfile", "typing", "typing.TYPE_CHECKING"]
+    assert "captum_freqrex.plotting" in _names_in(tree, "captum_freqrex._explanation", False)
 
 
 _PROBE = r"""
@@ -88,8 +144,10 @@ def spy(name, globals=None, locals=None, fromlist=(), level=0):
 builtins.__import__ = spy
 import captum_freqrex
 import captum_freqrex._core
-for module in pkgutil.walk_packages(captum_freqrex._core.__path__, "captum_freqrex._core."):
-    importlib.import_module(module.name)
+import captum_freqrex._explanation
+for package in (captum_freqrex._core, captum_freqrex._explanation):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)
 builtins.__import__ = real_import
 print(json.dumps({"imports": imports, "loaded": sorted(sys.modules)}))
 """
@@ -101,7 +159,7 @@ def test_importing_the_package_and_every_core_module_loads_no_audio_io_or_plotti
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     loaded = set(report["loaded"])
-    assert "captum_freqrex._core.explanation" in loaded and "captum_freqrex._core.freqrex" in loaded
+    assert "captum_freqrex._explanation.file" in loaded and "captum_freqrex._core.freqrex" in loaded
     # Captum itself imports matplotlib (captum.attr's visualisation module), so matplotlib being
     # loaded says nothing about this package; what this package's own modules import does.
     for name in ("soundfile", "captum_freqrex.audio", "captum_freqrex.plotting", "captum_freqrex.report",
@@ -186,16 +244,7 @@ def test_plots_report_and_wavs_work_through_public_attributes_only(explanation, 
         getattr(proxy, "_space")  # noqa: B009 - the stand-in does catch private reads
 
 
-# ------------------------------------------------------------------ the registry behind Explanation's methods
-
-
-def test_every_rendered_method_is_registered_by_the_package():
-    registered = explanation_module._RENDERERS
-    assert sorted(registered) == sorted(explanation_module.RENDERED_METHODS)
-    for method, target in registered.items():
-        module, _, function = target.partition(":")
-        assert module.startswith("captum_freqrex.") and not module.startswith("captum_freqrex._core")
-        assert callable(getattr(__import__(module, fromlist=[function]), function)), method
+# ------------------------------------------------------------------ Explanation's rendering methods
 
 
 def test_the_methods_call_the_upper_layers(explanation, tmp_path):
@@ -224,16 +273,3 @@ def test_a_missing_extra_is_named(explanation, tmp_path, monkeypatch, blocked, c
     monkeypatch.setitem(sys.modules, blocked, None)
     with pytest.raises(ImportError, match=r"pip install 'captum_freqrex\[audio\]'"):
         call(explanation, tmp_path)
-
-
-@pytest.mark.parametrize(
-    "method, target, message",
-    [
-        ("show", "captum_freqrex.plotting:plot_responsibility", "method must be one of"),
-        ("plot", "captum_freqrex.plotting", "module:function"),
-        ("plot", ":plot_responsibility", "module:function"),
-    ],
-)
-def test_register_renderer_refuses_bad_entries(method, target, message):
-    with pytest.raises(ValueError, match=message):
-        explanation_module.register_renderer(method, target)

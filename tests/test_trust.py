@@ -485,3 +485,24 @@ def test_files_of_an_explanation_refuse_what_they_cannot_write(tmp_path):
     with pytest.raises(ValueError, match="whole-number sample rate"):
         save_wav(str(tmp_path / "a.wav"), x[0], 22050.5)
     assert not (tmp_path / "a.wav").exists()
+
+
+class ThreeWayTie(nn.Module):
+    """Three outputs that are always equal: every input is an exact tie."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(-1, keepdim=True).expand(-1, 3) * 0.0 + 1.0
+
+
+@pytest.mark.parametrize("target, confidence_filter", [(None, 0.0), (2, 0.0), (None, 0.5)])
+def test_an_input_that_is_itself_a_tie_is_reported_as_a_tie(target, confidence_filter):
+    x = torch.randn(1, 8, generator=torch.Generator().manual_seed(0)) + 1
+    explainer = FreqReX(ThreeWayTie())
+    (expl,), said = explain_quietly(
+        explainer, x, target=target, confidence_filter=confidence_filter, max_queries=50, seed=0
+    )
+    assert expl.original.tied and expl.warnings == said
+    assert len(said) == 1 and said[0].startswith("the input itself is a tie: class ")
+    other = "another class" if target is None else "class 0"
+    assert f"ties with {other} (margin 0, confidence 0.333)" in said[0]
+    assert "confidence_filter" not in said[0] and "not the model's decision" not in said[0]

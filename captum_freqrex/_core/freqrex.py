@@ -20,7 +20,7 @@ from torch import Tensor
 from captum_freqrex._core.certify.certify import certify_sets
 from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.certify.trust import Anchors, issue_warnings, probe_anchors, removal_warnings
-from captum_freqrex._core.explanation import Explanation, class_confidences, settings_record
+from captum_freqrex._explanation import Explanation, class_confidences, settings_record
 from captum_freqrex._core.model.decision import Decision, DecisionLike
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.model.memory import estimate_memory
@@ -439,8 +439,9 @@ class FreqReX(PerturbationAttribution):
         sufficient, sufficient_necessary, complete = certified.sets  # one per SET_NAMES
         return Explanation(
             grids if call.is_tuple else grids[0], values, ranking, anchors.target, anchors.original,
-            sufficient, sufficient_necessary, complete, stats, searched, certified.queries, stopped_by, space,
-            example, call.is_tuple, baseline=anchors.baseline, warnings=messages, model_stable=certified.stable,
+            sufficient, sufficient_necessary, complete, stats, searched, certified.queries, stopped_by,
+            space.select(example), 0, call.is_tuple,  # its own spectra only, not the whole batch's
+            baseline=anchors.baseline, warnings=messages, model_stable=certified.stable,
             settings=self._settings(call, example, recorded),
             class_confidences=class_confidences(call.decision, anchors.outputs),
         )

@@ -337,7 +337,7 @@ def _run_store(
     batch_size: int, show_progress: bool,
 ) -> DatasetRun:
     """Begin (or resume) the store's run, explain the clips it lacks, check that none went missing."""
-    from captum_freqrex._core.explanation import package_versions
+    from captum_freqrex._explanation import package_versions
 
     with ResultStore(path) as results:
         resumed = results.run_record() is not None

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.model.decision import DecisionLike
-from captum_freqrex._core.explanation import Explanation
+from captum_freqrex._explanation import Explanation
 from captum_freqrex._core.model.oracle import Oracle, rows_per_call
 from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector
 from captum_freqrex._utils.validation import format_waveforms

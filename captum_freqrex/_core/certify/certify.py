@@ -18,7 +18,7 @@ from torch import Tensor
 from captum_freqrex._core.certify.prefix import PrefixSearch, prefix_masks
 from captum_freqrex._core.certify.shrink import shrink_set
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
-from captum_freqrex._core.explanation import CausalSet
+from captum_freqrex._explanation import CausalSet
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult, SetCertificate, ShrinkReport
 

@@ -108,7 +108,17 @@ def anchor_warnings(
 ) -> List[str]:
     """What the input and the baseline alone imply about an explanation, in plain words."""
     messages = []
-    if not original.passes:
+    # Neither kept nor changed, and not for want of confidence_filter (which alone fails a clear
+    # lead, margin > 0): the target ties with another class, the model has no decision to explain.
+    if original.tied and (original.confidence >= confidence_filter or not original.margin > 0):
+        other = f"class {original.decided}" if original.decided != target else "another class"
+        messages.append(
+            f"the input itself is a tie: class {target} ties with {other} (margin {original.margin:.3g}, "
+            f"confidence {original.confidence:.3f}), so the model makes no decision on it to explain: "
+            "there is no necessary or complete set, and a sufficient set must make class "
+            f"{target} win outright; explain an input the model decides"
+        )
+    elif not original.passes:
         if original.decided != target:
             messages.append(
                 f"the target (class {target}) is not the model's decision on the input (class "

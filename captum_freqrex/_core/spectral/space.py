@@ -12,8 +12,9 @@ products (``few_bins``), and a refinement step's mutants as sums of part wavefor
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -204,6 +205,40 @@ class FeatureSpace:
         ]
         # Per input, (example, baseline, input) waveforms of the last example that needed them.
         self._anchors: Dict[int, Tuple[int, Tensor, Tensor]] = {}
+
+    def select(self, example: int) -> "FeatureSpace":
+        r"""The feature space of one example of the batch, holding only that example's spectra.
+
+        Same domain, feature ids, synthesis and few-bin limits: ``select(b).mutants(0, keep)``
+        equals ``mutants(b, keep)`` bit for bit. The spectra are copied, not viewed, so that a
+        result that keeps the one-example space (an :class:`~captum_freqrex.Explanation`) does not
+        keep the whole batch's spectra alive.
+
+        Args:
+            example (int): Index of the example in the batch.
+
+        Returns:
+            FeatureSpace: A space of batch size 1; its example 0 is ``example``.
+
+        Raises:
+            IndexError: When ``example`` is not in ``[0, batch_size)``.
+        """
+        if not 0 <= example < self.batch_size:
+            raise IndexError(f"example {example} is out of range for a batch of {self.batch_size}")
+        one = copy.copy(self)  # domain, ids, limits are shared: none of them grows with the batch
+        one.batch_size = 1
+        one._inputs = [
+            replace(
+                part,
+                base=part.base if part.base.shape[0] == 1 else part.base[example : example + 1].clone(),
+                delta=part.delta[example : example + 1].clone(),
+                spectrum=None if part.spectrum is None else part.spectrum[example : example + 1].clone(),
+            )
+            for part in self._inputs
+        ]
+        one._part_spectra = [None] * len(one._inputs)
+        one._anchors = {}
+        return one
 
     @staticmethod
     def _resolve_masks(feature_mask: Optional[object], grids: List[Tuple[int, ...]]) -> List[Tensor]:

@@ -6,165 +6,34 @@ Besides the tensors, an :class:`Explanation` renders itself for people and files
 and plots; and it saves to and loads from one file (:meth:`~Explanation.save`,
 :meth:`~Explanation.load`).
 
-This module imports nothing from audio I/O, plotting or the report: those sit on top of the core
-and read explanations through public attributes only. The WAV, plot and HTML methods find their
-implementation in a registry (:func:`register_renderer`) that the package's ``__init__`` fills.
+This module holds the data. The summary and the CSV are built in ``records.py``, the file in
+``file.py``. The WAV, plot and HTML methods import ``captum_freqrex.audio``, ``.plotting`` and
+``.report`` inside the method (as scikit-learn's ``Display.plot`` imports matplotlib): importing
+the package loads none of them, and a missing optional dependency raises its own ``ImportError``
+that names the extra.
 """
 
 from __future__ import annotations
 
-import importlib
-import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain
-from captum_freqrex._core.records import ProbeResult, SetCertificate
+from captum_freqrex._core.spectral.domains import SpectralDomain
+from captum_freqrex._core.records import SetCertificate
+from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.records import QueryStats
-
-SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
-
-#: Name and version of the layout of :meth:`Explanation.summary` (and so of ``summary.json``).
-#: The version grows when a field changes meaning or disappears; new fields may appear without it.
-SUMMARY_SCHEMA = "captum_freqrex.summary"
-SUMMARY_SCHEMA_VERSION = 1
-
-#: Name and version of the file :meth:`Explanation.save` writes.
-FILE_SCHEMA = "captum_freqrex.explanation"
-FILE_SCHEMA_VERSION = 1
-
-#: Most frequencies (and bands, and cells) :meth:`Explanation.summary` lists per set by default;
-#: a larger set lists its most responsible ones (the CSV of :meth:`Explanation.to_csv` has all).
-MAX_LISTED = 1000
-
-# ----------------------------------------------------------------------------- renderers
-#
-# Explanation.save_wavs, .plot, .plot_spectrograms and .to_html are conveniences for functions of
-# the layers above the core (captum_freqrex.audio, .plotting, .report), which import the core. The
-# core must not import them back, not even inside a method: that would make the result type
-# depend on audio I/O and matplotlib, a cycle. So the methods look their function up here, by an
-# import path that the package's __init__ (the layer above both) registers. Importing the path
-# waits for the first call: importing captum_freqrex loads neither module, and where an optional
-# dependency is missing the upper module raises its own ImportError, which names the extra.
-
-#: The methods of :class:`Explanation` that render through a registered function.
-RENDERED_METHODS = ("save_wavs", "plot", "plot_spectrograms", "to_html")
-
-_RENDERERS: Dict[str, str] = {}
-
-
-def register_renderer(method: str, target: str) -> None:
-    r"""Say which function implements one of the :data:`RENDERED_METHODS` of :class:`Explanation`.
-
-    Args:
-        method (str): The method's name, e.g. ``"plot"``.
-        target (str): ``"package.module:function"``; the module is imported on the method's first
-                    call, and the function called as ``function(explanation, ...)``.
-
-    Raises:
-        ValueError: For another method name or a target without ``module:function``.
-    """
-    module, _, function = target.partition(":")
-    if method not in RENDERED_METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, RENDERED_METHODS))}, got {method!r}")
-    if not module or not function.isidentifier():
-        raise ValueError(f"target must be 'package.module:function', got {target!r}")
-    _RENDERERS[method] = target
-
-
-def _renderer(method: str) -> Callable[..., Any]:
-    target = _RENDERERS.get(method)
-    if target is None:
-        raise RuntimeError(
-            f"Explanation.{method} has no implementation registered; importing captum_freqrex registers "
-            "it (see captum_freqrex._core.explanation.register_renderer)"
-        )
-    module, _, function = target.partition(":")
-    return getattr(importlib.import_module(module), function)
-
-
-def _rounded(value: float) -> Optional[float]:
-    """JSON-safe: NaN and infinities become None."""
-    return round(value, 6) if math.isfinite(value) else None
-
-
-def _hz(value: Union[float, Tensor]) -> float:
-    return round(float(value), 3)
-
-
-def package_versions() -> Dict[str, Optional[str]]:
-    """Versions of captum_freqrex, torch and captum, as recorded in summaries and saved files."""
-    import captum
-
-    from captum_freqrex._version import __version__
-
-    versions = {
-        "captum_freqrex": __version__,
-        "torch": torch.__version__,
-        "captum": getattr(captum, "__version__", None),
-    }
-    return {name: None if v is None else str(v) for name, v in versions.items()}  # plain str, not TorchVersion
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe record of an option value: tensors by shape, other objects by ``repr``."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, Tensor):
-        if value.numel() == 1:
-            return _plain(value.item())
-        return f"tensor of shape {tuple(value.shape)}"
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return repr(value)
-
-
-def settings_record(**options: Any) -> Dict[str, Any]:
-    r"""The options of an :meth:`FreqReX.explain` call as a JSON-safe dict.
-
-    Numbers, strings, bools and None are kept as they are, one-element tensors become numbers,
-    larger tensors (a ``feature_mask``, ``baselines``) are recorded by their shape, and other
-    objects (the domain, the decision) by their ``repr``.
-
-    Args:
-        **options: The option values by name.
-
-    Returns:
-        dict: One JSON-safe value per option, in the order given.
-    """
-    return {name: _plain(value) for name, value in options.items()}
-
-
-def class_confidences(decision: Any, outputs: Tensor) -> Optional[Tensor]:
-    r"""The decision's confidence in every class for one raw model output.
-
-    Args:
-        decision (Decision): A resolved decision (softmax of logits, probabilities, a threshold).
-        outputs (Tensor): ``(K,)`` raw output of the model on one input.
-
-    Returns:
-        Tensor or None: ``(n_classes,)`` float64 confidences (probabilities for argmax and
-        threshold decisions), on the CPU; None when the decision cannot say (e.g. a user's
-        pass function without a fallback).
-    """
-    if decision is None:
-        return None
-    try:
-        row = outputs.detach().reshape(1, -1)
-        n_classes = int(decision.num_classes(row))
-        rows = row.expand(n_classes, -1)
-        classes = torch.arange(n_classes, device=row.device)
-        return decision.confidence(rows, classes).detach().double().cpu()
-    except Exception:  # a user's decision may not support every class
-        return None
+from captum_freqrex._explanation.records import (
+    MAX_LISTED,
+    SET_NAMES,
+    csv_lines,
+    domain_record,
+    set_record,
+    summary_record,
+)
 
 
 @dataclass
@@ -213,51 +82,12 @@ class CausalSet:
 
     def as_dict(self) -> Dict[str, Any]:
         """The set's certificate and loudness as a JSON-safe dict (see :meth:`Explanation.summary`)."""
-        cert = self.certificate
-        out: Dict[str, Any] = {
-            "features": cert.size,
-            "bins": self.n_bins,
-            "certified": cert.certified,
-            "minimal_size_resolved": cert.exact,
-            "kept_class": cert.kept.decided,
-            "kept_confidence": round(cert.kept.confidence, 6),
-            "energy_share": _rounded(self.energy_share),
-            "level_db": _rounded(self.level_db),
-            "note": cert.note,
-        }
-        if cert.removed is not None:
-            out["removed_class"] = cert.removed.decided
-            out["removed_confidence"] = round(cert.removed.confidence, 6)
-        report = getattr(cert, "shrink", None)
-        out["shrink"] = None if report is None else {**asdict(report), "one_minimal": report.one_minimal}
-        return out
+        return set_record(self)
 
     def __repr__(self) -> str:
         status = "certified" if self.certified else "NOT certified"
         flip = f", removal flips to class {self.flip_class}" if self.flip_class is not None else ""
         return f"CausalSet({self.name!r}, {self.size} features, {self.n_bins} bins, {status}{flip})"
-
-
-# ----------------------------------------------------------------------------- grid layout
-
-
-def _domain_record(domain: SpectralDomain, length: int) -> Dict[str, Any]:
-    record: Dict[str, Any] = {
-        "name": getattr(domain, "name", type(domain).__name__),
-        "repr": repr(domain),
-        "grid_ndim": len(domain.grid_shape(length)),
-    }
-    if isinstance(domain, StftDomain):
-        record.update(n_fft=domain.n_fft, hop_length=domain.hop_length, center=domain.center)
-    return record
-
-
-def _domain_from_record(record: Dict[str, Any]) -> Optional[SpectralDomain]:
-    if record.get("name") == "rfft":
-        return RfftDomain()
-    if record.get("name") == "stft":
-        return StftDomain(record["n_fft"], record["hop_length"], record["center"])
-    return None
 
 
 @dataclass
@@ -287,7 +117,7 @@ class FeatureLayout:
     def of(cls, space: FeatureSpace) -> "FeatureLayout":
         shapes = tuple(tuple(int(n) for n in s) for s in space.example_shapes)
         ids = tuple(i.detach().cpu() for i in space.ids())
-        return cls(ids, shapes, space.domain, _domain_record(space.domain, shapes[0][-1]))
+        return cls(ids, shapes, space.domain, domain_record(space.domain, shapes[0][-1]))
 
     def axes(self, index: int) -> Tuple[Optional[int], int, Optional[int]]:
         """Axis of the channels (or None), of frequency, and of frames (or None) of an input's grid."""
@@ -315,20 +145,6 @@ class FeatureLayout:
         if frame_times is None:
             return None
         return frame_times(self.example_shapes[index][-1], float(sample_rate)).double().cpu()
-
-
-def _rows_of(ids: Tensor, freq_axis: int) -> Tensor:
-    """The frequency row index of every bin of a grid, shaped like ``ids``."""
-    shape = [1] * ids.dim()
-    shape[freq_axis] = ids.shape[freq_axis]
-    return torch.arange(ids.shape[freq_axis]).view(shape).expand_as(ids)
-
-
-def _top(positions: Tensor, ranks: Tensor, limit: Optional[int]) -> Tensor:
-    """Indices into ``positions`` of the ``limit`` best-ranked, in their original order."""
-    if limit is None or positions.numel() <= limit:
-        return torch.arange(positions.numel())
-    return ranks.topk(limit, largest=False, sorted=False).indices.sort().values
 
 
 @dataclass
@@ -497,66 +313,6 @@ class Explanation:
         ranks[ranking] = torch.arange(1, ranking.numel() + 1)
         return ranks
 
-    def _set_frequencies(
-        self, mask: Tensor, sample_rate: Optional[float], max_listed: Optional[int], ranks: Tensor
-    ) -> Dict[str, Any]:
-        layout = self.layout
-        mask = mask.detach().cpu().bool()
-        worst = ranks.numel() + 1
-        entries = []
-        for index, ids in enumerate(layout.ids):
-            _, freq_axis, frame_axis = layout.axes(index)
-            in_set = mask[ids]
-            bin_ranks = torch.where(in_set, ranks[ids], torch.full_like(ids, worst))
-            row_ranks = bin_ranks.movedim(freq_axis, 0).reshape(ids.shape[freq_axis], -1).amin(1)
-            rows = (row_ranks < worst).nonzero().squeeze(1)
-            listed = rows[_top(rows, row_ranks[rows], max_listed)]
-            hz = layout.bin_hz(index, sample_rate)
-            entry: Dict[str, Any] = {
-                "n_frequencies": int(rows.numel()),
-                "frequency_bins": listed.tolist(),
-                "frequencies_hz": None if hz is None else [_hz(hz[r]) for r in listed.tolist()],
-                "frequency_span_hz": (
-                    None if hz is None or rows.numel() == 0 else [_hz(hz[rows[0]]), _hz(hz[rows[-1]])]
-                ),
-                "frequencies_truncated": bool(listed.numel() < rows.numel()),
-            }
-            # Bands: features spanning several frequency rows, listed by their lowest and highest row.
-            row_of = _rows_of(ids, freq_axis).reshape(-1)
-            flat = ids.reshape(-1)
-            n = ranks.numel()
-            lo = torch.full((n,), ids.shape[freq_axis], dtype=torch.long).scatter_reduce(0, flat, row_of, "amin")
-            hi = torch.full((n,), -1, dtype=torch.long).scatter_reduce(0, flat, row_of, "amax")
-            present = hi >= 0
-            if bool((hi[present] > lo[present]).any()):
-                features = (present & mask).nonzero().squeeze(1)
-                features = features[_top(features, ranks[features], max_listed)]
-                features = features[lo[features].argsort(stable=True)]
-                entry["bands"] = [[int(lo[f]), int(hi[f])] for f in features.tolist()]
-                entry["bands_hz"] = (
-                    None if hz is None else [[_hz(hz[lo[f]]), _hz(hz[hi[f]])] for f in features.tolist()]
-                )
-            else:
-                entry["bands"] = entry["bands_hz"] = None
-            # Cells: time-frequency positions of an STFT grid (over channels), best ranked first.
-            if frame_axis is not None:
-                cell_ranks = bin_ranks.movedim((freq_axis, frame_axis), (0, 1))
-                cell_ranks = cell_ranks.reshape(cell_ranks.shape[0], cell_ranks.shape[1], -1).amin(2)
-                cells = (cell_ranks < worst).nonzero()
-                order = cell_ranks[cells[:, 0], cells[:, 1]].argsort(stable=True)
-                cells = cells[order][: max_listed if max_listed is not None else None]
-                seconds = layout.frame_seconds(index, sample_rate)
-                entry["cells"] = cells.tolist()
-                entry["cells_hz_s"] = (
-                    None
-                    if hz is None or seconds is None
-                    else [[_hz(hz[f]), round(float(seconds[t]), 4)] for f, t in cells.tolist()]
-                )
-            else:
-                entry["cells"] = entry["cells_hz_s"] = None
-            entries.append(entry)
-        return entries[0] if not self._is_tuple else {"inputs": entries}
-
     def summary(self, sample_rate: Optional[float] = None, max_listed: Optional[int] = MAX_LISTED) -> Dict[str, Any]:
         r"""A JSON-serialisable summary: classes, confidences, every set with its frequencies in Hz,
         the settings, versions, queries and time.
@@ -608,41 +364,7 @@ class Explanation:
         Returns:
             dict: The summary, ready for ``json.dump``.
         """
-        rate = self._rate(sample_rate)
-        ranks = self.feature_ranks()
-        sets: Dict[str, Any] = {}
-        for name, chosen in self.sets.items():
-            if chosen is None:
-                sets[name] = None
-                continue
-            sets[name] = {**chosen.as_dict(), **self._set_frequencies(chosen.mask, rate, max_listed, ranks)}
-        confidences = self.class_confidences
-        return {
-            "schema": SUMMARY_SCHEMA,
-            "schema_version": SUMMARY_SCHEMA_VERSION,
-            "versions": package_versions(),
-            "target": self.target,
-            "original_class": self.original.decided,
-            "original_confidence": round(self.original.decided_confidence, 6),
-            "target_confidence": round(self.original.confidence, 6),
-            "target_is_decision": self.target_is_decision,
-            "baseline_decides": self.baseline_decides,
-            "model_stable": self.model_stable,
-            "class_confidences": None if confidences is None else [round(float(c), 6) for c in confidences],
-            "warnings": list(self.warnings),
-            "sample_rate": rate,
-            "domain": dict(self.layout.domain_record),
-            "n_features": int(self.feature_responsibility.numel()),
-            "flip_class": self.flip_class,
-            "certified": self.certified,
-            "sets": sets,
-            "seed": self.settings.get("seed"),
-            "settings": dict(self.settings),
-            "responsibility_queries": self.responsibility_queries,
-            "extraction_queries": self.extraction_queries,
-            "stopped_by": self.stopped_by,
-            **self.stats.as_dict(),
-        }
+        return summary_record(self, self._rate(sample_rate), max_listed, self._is_tuple)
 
     def to_csv(self, path: str, sample_rate: Optional[float] = None, *, overwrite: bool = True) -> str:
         r"""Write one CSV row per frequency bin: where it is, its responsibility, rank and sets.
@@ -664,46 +386,7 @@ class Explanation:
         Returns:
             str: The path.
         """
-        rate = self._rate(sample_rate)
-        layout = self.layout
-        ranks = self.feature_ranks()
-        values = self.feature_responsibility.detach().cpu().double()
-        masks = {n: (None if s is None else s.mask.detach().cpu().bool()) for n, s in self.sets.items()}
-        per_channel = any(layout.axes(i)[0] is not None for i in range(len(layout.ids)))
-        stft = any(layout.axes(i)[2] is not None for i in range(len(layout.ids)))
-        header = (["input"] if self._is_tuple else []) + (["channel"] if per_channel else []) + ["bin", "hz"]
-        header += (["frame", "time_s"] if stft else []) + ["feature", "responsibility", "rank", *SET_NAMES]
-        lines = [",".join(header)]
-        for index, ids in enumerate(layout.ids):
-            channel_axis, freq_axis, frame_axis = layout.axes(index)
-            # Frequency-major order: rows of the same bin (channels, frames) stay together.
-            order = [freq_axis] + [a for a in (channel_axis, frame_axis) if a is not None]
-            grid = ids.permute(order)
-            coord_grid = torch.stack(torch.meshgrid(*[torch.arange(s) for s in grid.shape], indexing="ij"), -1)
-            coords, flat = coord_grid.reshape(-1, grid.dim()).tolist(), grid.reshape(-1)
-            named = dict(zip(order, range(len(order))))
-            hz = layout.bin_hz(index, rate)
-            seconds = layout.frame_seconds(index, rate)
-            columns: List[List[str]] = []
-            if self._is_tuple:
-                columns.append([str(index)] * len(coords))
-            if per_channel:
-                columns.append([str(c[named[channel_axis]]) if channel_axis is not None else "" for c in coords])
-            rows = [c[named[freq_axis]] for c in coords]
-            columns.append([str(r) for r in rows])
-            columns.append(["" if hz is None else f"{float(hz[r]):.4f}" for r in rows])
-            if stft:
-                frames = [c[named[frame_axis]] if frame_axis is not None else None for c in coords]
-                columns.append(["" if f is None else str(f) for f in frames])
-                columns.append(["" if f is None or seconds is None else f"{float(seconds[f]):.4f}" for f in frames])
-            features = flat.tolist()
-            columns.append([str(f) for f in features])
-            columns.append([f"{v:.6g}" for v in values[flat].tolist()])
-            columns.append([str(r) for r in ranks[flat].tolist()])
-            for name in SET_NAMES:
-                mask = masks[name]
-                columns.append([""] * len(features) if mask is None else [str(int(m)) for m in mask[flat].tolist()])
-            lines.extend(",".join(row) for row in zip(*columns))
+        lines = csv_lines(self, self._rate(sample_rate), self._is_tuple)
         with open(path, "w" if overwrite else "x", encoding="utf-8", newline="") as handle:
             handle.write("\n".join(lines) + "\n")
         return path
@@ -726,7 +409,7 @@ class Explanation:
         Returns:
             str: The path.
         """
-        from captum_freqrex._core.explanation_file import save_explanation
+        from captum_freqrex._explanation.file import save_explanation
 
         return save_explanation(self, path, include_inputs)
 
@@ -765,9 +448,11 @@ class Explanation:
 
         Raises:
             ValueError: When the file is not a saved explanation, was written by a newer schema,
-                        or ``inputs`` do not match the explained shapes.
+                        is damaged (every field is checked against the others: the message
+                        starts with ``"this saved explanation is damaged: <field>"``), or
+                        ``inputs`` do not match the explained shapes.
         """
-        from captum_freqrex._core.explanation_file import load_explanation
+        from captum_freqrex._explanation.file import load_explanation
 
         return load_explanation(path, inputs, baselines, domain)
 
@@ -787,7 +472,8 @@ class Explanation:
         Returns:
             dict: File path per signal name.
         """
-        save_explanation_wavs = _renderer("save_wavs")
+        from captum_freqrex.audio import save_explanation_wavs
+
         return save_explanation_wavs(self, directory, self._need_rate(sample_rate), listening_copies=listening_copies)
 
     def _need_rate(self, sample_rate: Optional[float]) -> float:
@@ -807,7 +493,8 @@ class Explanation:
         Returns:
             matplotlib.figure.Figure: The figure.
         """
-        plot_responsibility = _renderer("plot")
+        from captum_freqrex.plotting import plot_responsibility
+
         return plot_responsibility(self, sample_rate=self._rate(sample_rate), **kwargs)
 
     def plot_spectrograms(self, sample_rate: Optional[float] = None, **kwargs: Any) -> Any:
@@ -820,7 +507,8 @@ class Explanation:
         Returns:
             matplotlib.figure.Figure: The figure.
         """
-        plot_explanation_spectrograms = _renderer("plot_spectrograms")
+        from captum_freqrex.plotting import plot_explanation_spectrograms
+
         return plot_explanation_spectrograms(self, self._need_rate(sample_rate), **kwargs)
 
     def to_html(self, path: str, sample_rate: Optional[float] = None, **kwargs: Any) -> str:
@@ -837,7 +525,8 @@ class Explanation:
         Returns:
             str: The path.
         """
-        write_html = _renderer("to_html")
+        from captum_freqrex.report import write_html
+
         return write_html(self, path, self._need_rate(sample_rate), **kwargs)
 
     def __repr__(self) -> str:
@@ -854,32 +543,3 @@ class Explanation:
             parts.append(f"sample_rate={self.sample_rate:g}")
         return f"Explanation({', '.join(parts)})"
 
-
-def _offsets_of_sizes(sizes: Sequence[int]) -> List[int]:
-    offsets, total = [], 0
-    for size in sizes:
-        offsets.append(total)
-        total += size
-    return offsets
-
-
-def _offsets(ids: Sequence[Tensor]) -> List[int]:
-    return _offsets_of_sizes([t.numel() for t in ids])
-
-
-def _as_examples(values: Union[Tensor, Tuple[Tensor, ...]], shapes: Sequence[Tuple[int, ...]], name: str) -> List[Tensor]:
-    """One example per input, shaped like the explained example (a batch dimension of one is dropped)."""
-    per_input = values if isinstance(values, tuple) else (values,)
-    if len(per_input) != len(shapes):
-        raise ValueError(f"{name} has {len(per_input)} tensors but the explanation has {len(shapes)} inputs")
-    out = []
-    for wave, shape in zip(per_input, shapes):
-        wave = torch.as_tensor(wave).detach().cpu()
-        if wave.dim() == len(shape) + 1 and wave.shape[0] == 1:
-            wave = wave[0]
-        if tuple(wave.shape) != tuple(shape):
-            raise ValueError(
-                f"{name} of shape {tuple(wave.shape)} does not match the explained example {tuple(shape)}"
-            )
-        out.append(wave)
-    return out
