@@ -258,6 +258,70 @@ def test_out_that_cannot_be_a_folder_is_refused_before_any_work(tones, clip_file
     assert blocker.read_text() == "mine"
 
 
+def _place(source, result, link):
+    """Make ``result`` the same file as ``source``: a hard or a symbolic link."""
+    result.parent.mkdir(parents=True, exist_ok=True)
+    (os.link if link == "hard link" else os.symlink)(source, result)
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["refuse", "overwrite"])
+@pytest.mark.parametrize("link", ["same path", "hard link", "symbolic link"])
+def test_explain_never_writes_over_its_input_audio(tones, tmp_path, capsys, link, overwrite):
+    # freqrex explain mine/original.wav --out mine --overwrite replaced the recording with its resynthesis.
+    out = tmp_path / "mine"
+    wave = 0.5 * tone(1000) + 0.2 * tone(440)
+    if link == "same path":
+        source = _wav(out / "original.wav", wave)
+    else:
+        source = _wav(tmp_path / "recording.wav", wave)
+        _place(source, out / "original.wav", link)
+    recording = open(source, "rb").read()
+    code, _, err = run_cli(["explain", source, *tones, "--out", out, *overwrite], capsys)
+    assert_error(code, err, f"{out / 'original.wav'} is the audio file {source}", "even --overwrite", "another --out")
+    assert open(source, "rb").read() == recording
+    assert sorted(p.name for p in out.iterdir()) == ["original.wav"]  # nothing written
+
+
+def test_explain_never_writes_over_its_baseline_file(tones, clip_file, tmp_path, capsys):
+    out = tmp_path / "mine"
+    baseline = _wav(out / "complete_removed.wav", 0.01 * torch.randn(SAMPLE_RATE, generator=torch.Generator().manual_seed(3)))
+    kept = open(baseline, "rb").read()
+    code, _, err = run_cli(["explain", clip_file, *tones, "--baseline", baseline, "--out", out, "--overwrite"], capsys)
+    assert_error(code, err, f"is the --baseline file {baseline}")
+    assert open(baseline, "rb").read() == kept and sorted(p.name for p in out.iterdir()) == ["complete_removed.wav"]
+
+
+def test_explain_of_several_files_checks_every_clip_folder(tones, clip_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    other = _wav(tmp_path / "other.wav", 0.5 * tone(440))
+    _place(other, out / "other" / "summary.json", "hard link")  # the second clip's folder holds that clip
+    code, _, err = run_cli(["explain", clip_file, other, *tones, "--out", out, "--overwrite"], capsys)
+    assert_error(code, err, f"{out / 'other' / 'summary.json'} is the audio file {other}")
+    assert not (out / "clip").exists()
+
+
+def test_compare_never_writes_over_its_model_file(scripted_model, clip_file, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    _place(scripted_model, out / "compare.md", "hard link")
+    argv = ["compare", clip_file, "--model", out / "compare.md", "--sample-rate", SAMPLE_RATE, "--methods", "random"]
+    code, _, err = run_cli([*argv, "--max-queries", "200", "--out", out, "--overwrite"], capsys)
+    assert_error(code, err, f"{out / 'compare.md'} is the --model file {out / 'compare.md'}")
+    assert torch.jit.load(str(out / "compare.md")) is not None and not (out / "compare.csv").exists()
+
+
+def test_explain_dataset_never_writes_over_its_data_csv(scripted_model, clip_file, tmp_path, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    listing = out / "aggregates.csv"
+    listing.write_text(f"path,label\n{clip_file},tone\n")
+    argv = ["explain-dataset", listing, "--model", scripted_model, "--sample-rate", SAMPLE_RATE, "--out", out]
+    code, _, err = run_cli(argv, capsys)
+    assert_error(code, err, f"{listing} is the data set CSV {listing}")
+    assert listing.read_text() == f"path,label\n{clip_file},tone\n" and sorted(p.name for p in out.iterdir()) == [
+        "aggregates.csv"
+    ]
+
+
 # 2. One result folder per clip, even when clips share a stem.
 
 

@@ -41,6 +41,7 @@ from captum_freqrex.cli._common import (
     add_search_options,
     check_out,
     check_output,
+    input_files,
     load_model,
     load_zoo,
     parse_baseline,
@@ -158,7 +159,7 @@ def _synthetic_demo(args: argparse.Namespace) -> int:
     from captum_freqrex._demo import SAMPLE_RATE, demo_model_and_clip
 
     start = time.perf_counter()
-    check_out(args.out, RESULT_FILES, args.overwrite)
+    check_out(args.out, RESULT_FILES, args.overwrite, input_files(args))
     say("[1/3] the example-model zoo is not installed: using the synthetic note classifier")
     model, clip, names = demo_model_and_clip()
     wrapped = LoadedModel(model, "synthetic-notes", SAMPLE_RATE, clip.shape[-1], names)
@@ -178,7 +179,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from captum_freqrex import zoo
 
     start = time.perf_counter()
-    check_out(args.out, RESULT_FILES, args.overwrite)
+    check_out(args.out, RESULT_FILES, args.overwrite, input_files(args))
     name = args.model[len(ZOO_PREFIX) :] if args.model.startswith(ZOO_PREFIX) else args.model
     say(f"[1/3] loading the shipped '{name}' model and sample clip {args.clip}")
     model = load_zoo(name)
@@ -203,8 +204,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     folders = [args.out] if single else [os.path.join(args.out, n) for n in result_folder_names(args.audio)]
     if not single:
         check_out(args.out, (), args.overwrite)
+    inputs = input_files(args)
     for folder in folders:
-        check_out(folder, RESULT_FILES, args.overwrite)
+        check_out(folder, RESULT_FILES, args.overwrite, inputs)
     for path in args.audio:
         if not os.path.isfile(path):
             raise CliError(f"no such audio file: {path}")
@@ -222,7 +224,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    check_out(args.out, COMPARE_FILES, args.overwrite)
+    inputs = input_files(args)
+    check_out(args.out, COMPARE_FILES, args.overwrite, inputs)
     model = load_model(args.model, args.sample_rate)
     baseline = parse_baseline(args.baseline, model, args.seed)
     waves = compare_clips([_read_audio(path, model).waveform for path in args.audio], model, args.clips)
@@ -235,7 +238,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         max_queries=args.max_queries, seed=args.seed, show_progress=True, output=args.output,
     )
     table.notes.append(f"baseline: {baseline.describe()}")
-    check_out(args.out, COMPARE_FILES, args.overwrite)  # again: the comparison took a while
+    check_out(args.out, COMPARE_FILES, args.overwrite, inputs)  # again: the comparison took a while
     markdown_path, csv_path = save_table(table, args.out)
     print(table.to_markdown())
     say(f"table written to {markdown_path} and {csv_path}")

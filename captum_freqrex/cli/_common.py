@@ -27,7 +27,7 @@ __all__ = [
     "int_option", "parse_seed", "parse_sample_rate", "parse_count", "parse_clip_index", "parse_max_queries",
     "parse_output", "add_common_options", "add_output_option", "add_search_options",
     "zoo_available", "zoo_names", "load_zoo", "load_model", "check_output", "class_name", "parse_target",
-    "parse_baseline", "exists_error", "check_out", "open_new",
+    "parse_baseline", "exists_error", "input_files", "check_out", "check_not_inputs", "open_new",
 ]
 
 DEMO_MODEL = "instruments"
@@ -436,17 +436,60 @@ def _nearest_existing(path: str) -> str:
     return current
 
 
-def check_out(folder: str, names: Sequence[str], overwrite: bool) -> None:
+def input_files(args: argparse.Namespace) -> List[Tuple[str, str]]:
+    r"""The files a command reads, as ``(what, path)`` pairs: no output may ever be one of them.
+
+    Args:
+        args (argparse.Namespace): The parsed command line: its audio files (``audio``), a
+                    ``--baseline`` file, a ``--model`` file, a data set CSV (``data``) and
+                    ``--transfer-to`` model files, where the command has them.
+
+    Returns:
+        list of (str, str): What each file is (``"audio file"``, ``"--baseline file"``, ...) and its
+        path as given; only files that exist.
+    """
+    from captum_freqrex.audio import BASELINE_KINDS
+
+    given = [("audio file", path) for path in getattr(args, "audio", None) or []]
+    baseline = getattr(args, "baseline", None)
+    if baseline is not None and baseline not in BASELINE_KINDS:
+        given.append(("--baseline file", baseline))
+    given += [("--model file", spec) for spec in [getattr(args, "model", None)] if spec is not None]
+    given += [("data set CSV", data) for data in [getattr(args, "data", None)] if data is not None]
+    given += [("--transfer-to model file", spec) for spec in getattr(args, "transfer_to", None) or []]
+    return [(what, path) for what, path in given if os.path.isfile(path)]
+
+
+def _input_at(path: str, inputs: Sequence[Tuple[str, str]]) -> Optional[Tuple[str, str]]:
+    """The input that ``path`` is (the same file: same path, a symbolic or a hard link), if any."""
+    if not os.path.exists(path):
+        return None
+    for what, given in inputs:
+        try:
+            if os.path.samefile(path, given):  # same device and inode: any spelling, symlink or hard link
+                return what, given
+        except OSError:  # the input vanished meanwhile: it cannot be this output
+            continue
+    return None
+
+
+def check_out(
+    folder: str, names: Sequence[str], overwrite: bool, inputs: Sequence[Tuple[str, str]] = ()
+) -> None:
     r"""Refuse, before any work, a result folder the command must not or cannot write.
 
     Args:
         folder (str): The result folder (``--out``, or one clip's subfolder of it).
         names (sequence of str): File names the command may write in it.
         overwrite (bool): Whether ``--overwrite`` allows replacing existing files.
+        inputs (sequence of (str, str), optional): The files the command reads
+                    (:func:`input_files`): none of ``names`` may be one of them, even with
+                    ``overwrite``. Default: ()
 
     Raises:
-        CliError: When ``folder`` is a file, cannot be created or written, or (without
-                    ``overwrite``) already holds one of ``names``.
+        CliError: When ``folder`` is a file, cannot be created or written, one of ``names`` in
+                    it is one of ``inputs``, or (without ``overwrite``) already holds one of
+                    ``names``.
     """
     if os.path.lexists(folder) and not os.path.isdir(folder):
         raise CliError(f"{folder} is a file, not a folder; choose another --out")
@@ -459,8 +502,33 @@ def check_out(folder: str, names: Sequence[str], overwrite: bool) -> None:
         path = os.path.join(folder, name)
         if os.path.isdir(path):
             raise CliError(f"{path} is a folder where a result file goes; choose another --out")
+    check_not_inputs(folder, names, inputs)
+    for name in names:
+        path = os.path.join(folder, name)
         if not overwrite and os.path.lexists(path):
             raise exists_error(path)
+
+
+def check_not_inputs(folder: str, names: Sequence[str], inputs: Sequence[Tuple[str, str]]) -> None:
+    r"""Refuse result files that are one of the command's inputs (``--overwrite`` or not).
+
+    Args:
+        folder (str): The result folder.
+        names (sequence of str): File names the command may write in it.
+        inputs (sequence of (str, str)): The files the command reads (:func:`input_files`).
+
+    Raises:
+        CliError: When ``folder/name`` is one of ``inputs``: the same path, or a symbolic or hard
+                    link to it (compared by device and inode, :func:`os.path.samefile`).
+    """
+    for name in names:
+        path = os.path.join(folder, name)
+        same = _input_at(path, inputs)
+        if same is not None:
+            raise CliError(
+                f"{path} is the {same[0]} {same[1]}: a result would replace it (even --overwrite never replaces "
+                "an input); choose another --out"
+            )
 
 
 def open_new(path: str, mode: str, overwrite: bool) -> Any:

@@ -107,11 +107,12 @@ def _worker_spec(spec: str, model: Any) -> str:
     return spec
 
 
-def _check_out(out: str) -> str:
-    """The store's path; refuses an ``--out`` that holds files a new run must not replace."""
+def _check_out(out: str, args: argparse.Namespace) -> str:
+    """The store's path; refuses an ``--out`` that holds files a new run must not replace, or inputs."""
     from captum_freqrex.corpus._store import StoreError, check_store_path
 
     common.check_out(out, (), False)
+    common.check_not_inputs(out, (STORE_NAME, *AGGREGATE_FILES), common.input_files(args))
     store = os.path.join(out, STORE_NAME)
     try:
         existing = check_store_path(store)
@@ -189,7 +190,7 @@ def _load_targets(specs: Optional[list], model: Any, sample_rate: Optional[int])
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``freqrex explain-dataset``; returns the exit status (user errors raise :class:`CliError`)."""
-    store = _check_out(args.out)
+    store = _check_out(args.out, args)
     if not os.path.exists(args.data):
         raise CliError(f"no such folder or CSV file: {args.data}")
     if args.ray_address is not None and args.backend != "ray":
