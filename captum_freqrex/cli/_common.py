@@ -22,7 +22,7 @@ from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
 from captum_freqrex._core.model.querier import OutputSelector, check_model_outputs, check_output_selector
 
 __all__ = [
-    "DEMO_MODEL", "ZOO_PREFIX", "CALLABLE_SPEC", "SEARCHES", "MIN_MAX_QUERIES", "NOISE_LEVEL_DB",
+    "DEMO_MODEL", "ZOO_PREFIX", "CALLABLE_SPEC", "FACTORY_RULE", "SEARCHES", "MIN_MAX_QUERIES", "NOISE_LEVEL_DB",
     "CliError", "LoadedModel", "Baseline", "say",
     "int_option", "parse_seed", "parse_sample_rate", "parse_count", "parse_clip_index", "parse_max_queries",
     "parse_output", "add_common_options", "add_output_option", "add_search_options",
@@ -201,64 +201,129 @@ def _names(value: Any) -> Tuple[str, ...]:
     return tuple(str(name) for name in value)
 
 
-def _is_factory(obj: Any) -> bool:
-    """A class, or a function callable without arguments, is called to make the model."""
+#: How ``--model package.module:callable`` is used (docs/any_model.md states the same rule).
+FACTORY_RULE = (
+    "a class, a function without parameters, or a function whose parameters all have defaults and whose return "
+    "annotation is a model (torch.nn.Module or a Callable) is called once to make the model; anything else "
+    "callable as model(waveforms) is the model"
+)
+
+
+def _returns_model(function: Any) -> Optional[bool]:
+    """Whether ``function``'s return annotation is a model type (True), another type (False), or absent (None)."""
+    import collections.abc
+    import inspect
+    import typing
+
+    try:
+        annotation = inspect.signature(function, eval_str=True).return_annotation
+    except Exception:  # a string annotation that does not resolve here (a TYPE_CHECKING import)
+        return None
+    if annotation is inspect.Signature.empty or isinstance(annotation, str):
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, torch.nn.Module):
+        return True
+    return (typing.get_origin(annotation) or annotation) is collections.abc.Callable
+
+
+def _is_factory(spec: str, attribute: str, obj: Any) -> bool:
+    """Whether ``obj`` is called once to make the model (:data:`FACTORY_RULE`); ambiguity is a :class:`CliError`."""
     import inspect
 
     if isinstance(obj, type):
         return True
     if isinstance(obj, torch.nn.Module) or not (inspect.isfunction(obj) or inspect.ismethod(obj)):
         return False
+    signature = inspect.signature(obj)
+    parameters = list(signature.parameters.values())
+    if not parameters:
+        return True
+    if any(p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters):
+        return False  # a required parameter: the waveforms
+    # Only defaults: callable without arguments and with the waveforms alike; its annotation decides.
+    returns_model = _returns_model(obj)
+    if returns_model is None:
+        raise CliError(
+            f"--model {spec}: {attribute}{signature} could be a factory or the model itself (its parameters all "
+            f"have defaults): annotate it '-> torch.nn.Module' to have it called once to make the model, or "
+            f"make the waveforms a required parameter ({FACTORY_RULE})"
+        )
+    return returns_model
+
+
+def _check_takes_waveforms(spec: str, what: str, model: Any) -> None:
+    """Refuse a model that cannot be called as ``model(waveforms)`` where its signature says so."""
+    import inspect
+
     try:
-        inspect.signature(obj).bind()
+        signature = inspect.signature(model)
+    except (TypeError, ValueError):  # no signature to read (some builtins): the first model call tells
+        return
+    try:
+        signature.bind(None)
     except TypeError:
-        return False
-    return True
+        raise CliError(
+            f"--model {spec}: {what} takes {signature}, so it cannot be called as model(waveforms) ({FACTORY_RULE})"
+        ) from None
 
 
-def _load_callable(spec: str, sample_rate: Optional[int]) -> LoadedModel:
-    r"""Load ``--model package.module:callable``.
-
-    The module is imported (from ``sys.path``, so the current folder or ``PYTHONPATH``) and the
-    dotted name after the colon looked up in it. A class, or a function that can be called without
-    arguments, is called to make the model; an ``nn.Module`` instance or a function of waveforms is the model
-    itself. The model maps waveforms ``(batch, time)`` to scores ``(batch, classes)`` (a tensor, or
-    a Hugging Face ``ModelOutput``, dict or tuple holding the logits, see FreqReX's ``output=``).
-    Optional attributes of the model, else of the module: ``sample_rate`` (Hz; ``--sample-rate``
-    overrides it, default 16000), ``num_samples`` (the input length clips are fitted to) and
-    ``class_names`` (printed instead of class numbers, and accepted by ``--target``).
-    """
+def _import_module_of(spec: str) -> Any:
+    """The module of ``--model package.module:callable``."""
     import importlib
 
-    module_name, _, attribute = spec.partition(":")
+    module_name = spec.partition(":")[0]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         missing = error.name or module_name
         where = "" if missing == module_name else f" (needed by {module_name})"
         raise CliError(f"--model {spec}: no module named {missing!r}{where}; is its folder on PYTHONPATH?") from None
     except Exception as error:
         raise CliError(f"--model {spec}: importing {module_name} failed ({type(error).__name__}: {error})") from None
+
+
+def _make_model(spec: str, attribute: str, obj: Any) -> Any:
+    """The model that ``obj`` is or makes (:data:`FACTORY_RULE`), checked to take the waveforms."""
+    if not callable(obj):
+        raise CliError(
+            f"--model {spec}: {attribute} is of type {type(obj).__name__}, not a model or a function making one"
+        )
+    if not _is_factory(spec, attribute, obj):
+        _check_takes_waveforms(spec, attribute, obj)
+        return obj
+    try:
+        model = obj()
+    except Exception as error:
+        raise CliError(f"--model {spec}: calling {attribute}() failed ({type(error).__name__}: {error})") from None
+    if not callable(model):
+        raise CliError(
+            f"--model {spec}: {attribute}() returned an object of type {type(model).__name__}, not a model "
+            "(a callable mapping (batch, time) waveforms to scores)"
+        )
+    _check_takes_waveforms(spec, f"what {attribute}() returned", model)
+    return model
+
+
+def _load_callable(spec: str, sample_rate: Optional[int]) -> LoadedModel:
+    r"""Load ``--model package.module:callable``.
+
+    The module is imported (from ``sys.path``, so the current folder or ``PYTHONPATH``) and the
+    dotted name after the colon looked up in it. :data:`FACTORY_RULE` says whether it is called once to make the model or is the
+    model itself. The model maps waveforms ``(batch, time)`` to scores ``(batch, classes)`` (a
+    tensor, or a Hugging Face ``ModelOutput``, dict or tuple holding the logits, see FreqReX's
+    ``output=``). Optional attributes of the model, else of the module: ``sample_rate`` (Hz;
+    ``--sample-rate`` overrides it, default 16000), ``num_samples`` (the input length clips are
+    fitted to) and ``class_names`` (printed instead of class numbers, and accepted by
+    ``--target``; one name per output, checked on the first model call).
+    """
+    module = _import_module_of(spec)
+    module_name, _, attribute = spec.partition(":")
     obj: Any = module
     for part in attribute.split("."):
         if not hasattr(obj, part):
             raise CliError(f"--model {spec}: {module_name} has no attribute {attribute!r}")
         obj = getattr(obj, part)
-    if not callable(obj):
-        raise CliError(
-            f"--model {spec}: {attribute} is of type {type(obj).__name__}, not a model or a function making one"
-        )
-    model = obj
-    if _is_factory(obj):
-        try:
-            model = obj()
-        except Exception as error:
-            raise CliError(f"--model {spec}: calling {attribute}() failed ({type(error).__name__}: {error})") from None
-        if not callable(model):
-            raise CliError(
-                f"--model {spec}: {attribute}() returned an object of type {type(model).__name__}, not a model "
-                "(a callable mapping (batch, time) waveforms to scores)"
-            )
+    model = _make_model(spec, attribute, obj)
     if isinstance(model, torch.nn.Module):
         model = model.eval()
     holders = (model, module)
@@ -318,13 +383,34 @@ def check_output(model: LoadedModel, waveforms: Tensor, output: OutputSelector) 
     """One model call on ``waveforms`` ``(1, time)`` before any search: scores that ``--output`` (or
     the default unwrapping) cannot find are a user error, said in one line with what the model returned."""
     with torch.inference_mode():
-        outputs = model.model(waveforms)
+        try:
+            outputs = model.model(waveforms)
+        except TypeError as error:  # e.g. a builtin without a signature to check beforehand
+            raise CliError(
+                f"--model {model.name}: calling it on waveforms of shape {tuple(waveforms.shape)} failed "
+                f"(TypeError: {error}); a model is called as model(waveforms)"
+            ) from None
     try:
-        check_model_outputs(outputs, waveforms.shape[0], output)
+        scores = check_model_outputs(outputs, waveforms.shape[0], output)
     except TypeError as error:
         if output is not None:
             raise CliError(f"--output {output}: {error}") from None
         raise CliError(f"{error} (on the command line: --output KEY or --output INDEX)") from None
+    _check_class_names(model, scores.shape[-1])
+
+
+def _check_class_names(model: LoadedModel, outputs: int) -> None:
+    """A ``module:callable`` model's ``class_names``: one per output (two for one sigmoid output)."""
+    names = model.class_names
+    if names is None or model.zoo_name is not None:
+        return
+    expected = (1, 2) if outputs == 1 else (outputs,)
+    if len(names) not in expected:
+        what = "one name per output, or two for a single (thresholded) output" if outputs == 1 else "one per output"
+        raise CliError(
+            f"--model {model.name}: its class_names has {len(names)} names but the model returns {outputs} "
+            f"score{'s' if outputs != 1 else ''} per clip; give {what}"
+        )
 
 
 def class_name(model: LoadedModel, index: Optional[int]) -> Any:
