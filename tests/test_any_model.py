@@ -385,6 +385,27 @@ def test_a_callable_that_is_no_model_is_one_line_naming_model_and_the_rule(
     assert not (tmp_path / "o").exists()
 
 
+def test_a_module_in_the_current_folder_is_found_by_the_console_script(tmp_path, wav):
+    # docs/any_model.md: "freqrex explain clip.wav --model my_models:wav2vec2" with my_models.py here. The
+    # freqrex console script has its own folder, not the current one, as sys.path[0] (python -m has the
+    # current one); a launcher script elsewhere reproduces that.
+    import json
+    import subprocess
+    import sys
+
+    launcher = tmp_path / "bin" / "freqrex_launcher.py"
+    launcher.parent.mkdir()
+    launcher.write_text("import sys\nfrom captum_freqrex.cli import main\nsys.exit(main())\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "my_models.py").write_text(MODULE)
+    argv = [sys.executable, str(launcher), "explain", wav, "--model", "my_models:make", "--max-queries", "200",
+            "--out", "out"]
+    done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((work / "out" / "summary.json").read_text())["original_class_name"] == "a1000"
+
+
 # ----------------------------------------------------------------------------- query-level progress
 
 

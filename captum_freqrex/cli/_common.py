@@ -268,10 +268,13 @@ def _check_takes_waveforms(spec: str, what: str, model: Any) -> None:
 
 
 def _import_module_of(spec: str) -> Any:
-    """The module of ``--model package.module:callable``."""
+    """The module of ``--model package.module:callable``, imported with the current folder on the path."""
     import importlib
 
     module_name = spec.partition(":")[0]
+    # The console script's sys.path[0] is its own folder; put the current folder first, as python -m does.
+    if not any(os.path.abspath(entry or os.curdir) == os.getcwd() for entry in sys.path):
+        sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -307,8 +310,9 @@ def _make_model(spec: str, attribute: str, obj: Any) -> Any:
 def _load_callable(spec: str, sample_rate: Optional[int]) -> LoadedModel:
     r"""Load ``--model package.module:callable``.
 
-    The module is imported (from ``sys.path``, so the current folder or ``PYTHONPATH``) and the
-    dotted name after the colon looked up in it. :data:`FACTORY_RULE` says whether it is called once to make the model or is the
+    The module is imported (from ``sys.path`` with the current folder first, as ``python -m``
+    puts it, so a module here or on ``PYTHONPATH``) and the dotted name after the colon looked
+    up in it. :data:`FACTORY_RULE` says whether it is called once to make the model or is the
     model itself. The model maps waveforms ``(batch, time)`` to scores ``(batch, classes)`` (a
     tensor, or a Hugging Face ``ModelOutput``, dict or tuple holding the logits, see FreqReX's
     ``output=``). Optional attributes of the model, else of the module: ``sample_rate`` (Hz;
