@@ -53,7 +53,14 @@ from captum_freqrex.cli._common import (
     zoo_available,
 )
 from captum_freqrex.cli._compare import COMPARE_FILES, compare_baselines, compare_clips, save_table
-from captum_freqrex.cli._explain import RESULT_FILES, baseline_record, human_summary, result_folder_names, write_result
+from captum_freqrex.cli._explain import (
+    RESULT_FILES,
+    baseline_record,
+    explained_clips,
+    human_summary,
+    result_folder_names,
+    write_result,
+)
 from captum_freqrex.compare import METHODS, compare_methods
 
 __all__ = ["main", "build_parser", "CliError", "check_out", "write_result", "result_folder_names"]
@@ -70,12 +77,12 @@ class _Parser(argparse.ArgumentParser):
 # ----------------------------------------------------------------------------- explaining
 
 
-def _read_audio(path: str, model: LoadedModel) -> Any:
-    """An audio file fitted to the model's rate and length; what was changed is said on stderr."""
+def _read_audio(path: str, model: LoadedModel, channel: Optional[int] = None) -> Any:
+    """An audio file (or one of its channels) fitted to the model's rate and length; changes are said on stderr."""
     from captum_freqrex.audio import AudioError, load_audio
 
     try:
-        audio = load_audio(path, model.sample_rate, model.num_samples)
+        audio = load_audio(path, model.sample_rate, model.num_samples, channel=channel)
     except AudioError as error:
         raise CliError(str(error)) from None
     for note in audio.notes:
@@ -200,12 +207,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    single = len(args.audio) == 1
-    folders = [args.out] if single else [os.path.join(args.out, n) for n in result_folder_names(args.audio)]
-    if not single:
+    clips = explained_clips(args.audio, args.out, args.per_channel)
+    if len(args.audio) > 1:
         check_out(args.out, (), args.overwrite)
     inputs = input_files(args)
-    for folder in folders:
+    for _, _, folder in clips:
         check_out(folder, RESULT_FILES, args.overwrite, inputs)
     for path in args.audio:
         if not os.path.isfile(path):
@@ -213,12 +219,16 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.sample_rate)
     target = parse_target(args.target, model)
     baseline = parse_baseline(args.baseline, model, args.seed)
-    for path, out_dir in zip(args.audio, folders):
-        audio = _read_audio(path, model)
-        say(f"explaining {path} ...")
+    for path, channel, out_dir in clips:
+        audio = _read_audio(path, model, channel)
+        where = path if channel is None else f"{path} channel {channel + 1}"
+        say(f"explaining {where} ...")
+        clip_name = os.path.basename(path) + ("" if channel is None else f" channel {channel + 1}")
+        extra: Dict[str, Any] = {"source": os.path.abspath(path)}
+        if channel is not None:
+            extra["channel"] = channel + 1
         _explain_and_write(
-            model, audio.waveform, args, target, baseline, out_dir, os.path.basename(path), path, audio.notes,
-            extra={"source": os.path.abspath(path)},
+            model, audio.waveform, args, target, baseline, out_dir, clip_name, where, audio.notes, extra=extra,
         )
     return 0
 
@@ -288,6 +298,11 @@ def _add_explain(sub: Any) -> None:
         help="sample rate of a TorchScript or module:callable model (default: its sample_rate, else 16000)",
     )
     explain.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
+    explain.add_argument(
+        "--per-channel", action="store_true",
+        help="explain each channel of a multi-channel file on its own, into channel-1, channel-2, ... of its "
+        "result folder (default: mix the channels down to mono)",
+    )
     add_common_options(explain, "freqrex_out/explain")
     add_search_options(explain)
     add_output_option(explain)

@@ -16,7 +16,8 @@ from captum_freqrex._core.explanation import SET_NAMES, Explanation
 from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
 
 __all__ = [
-    "RESULT_FILES", "result_folder_names", "write_result", "file_notes", "baseline_record", "with_class_names",
+    "RESULT_FILES", "result_folder_names", "channel_count", "explained_clips", "write_result", "file_notes",
+    "baseline_record", "with_class_names",
     "frequency_text", "human_summary",
 ]
 
@@ -66,6 +67,41 @@ def result_folder_names(paths: Sequence[str]) -> List[str]:
         used.add(name.casefold())
         names.append(name)
     return names
+
+
+def channel_count(path: str) -> int:
+    """The number of channels of an audio file; 1 where it cannot be read here (reading it says why)."""
+    try:
+        import soundfile
+
+        return max(1, int(soundfile.info(path).channels))
+    except Exception:  # missing, unreadable or no soundfile: load_audio reports it with its own message
+        return 1
+
+
+def explained_clips(paths: Sequence[str], out: str, per_channel: bool = False) -> List[Tuple[str, Optional[int], str]]:
+    r"""What ``explain`` explains, in order: ``(audio file, channel, result folder)``.
+
+    One file writes into ``out``, several into ``out/NAME`` (:func:`result_folder_names`). With
+    ``per_channel`` each channel of a file is explained on its own, into ``channel-1``,
+    ``channel-2``, ... of the file's folder; without it the channel is None (mixed to mono).
+
+    Args:
+        paths (sequence of str): The audio files, in command-line order.
+        out (str): ``--out``.
+        per_channel (bool, optional): ``--per-channel``. Default: False
+
+    Returns:
+        list of (str, int or None, str): One entry per explanation.
+    """
+    folders = [out] if len(paths) == 1 else [os.path.join(out, name) for name in result_folder_names(paths)]
+    clips: List[Tuple[str, Optional[int], str]] = []
+    for path, folder in zip(paths, folders):
+        if not per_channel:
+            clips.append((path, None, folder))
+            continue
+        clips += [(path, c, os.path.join(folder, f"channel-{c + 1}")) for c in range(channel_count(path))]
+    return clips
 
 
 # ----------------------------------------------------------------------------- the result folder
