@@ -406,6 +406,17 @@ def test_a_module_in_the_current_folder_is_found_by_the_console_script(tmp_path,
     assert json.loads((work / "out" / "summary.json").read_text())["original_class_name"] == "a1000"
 
 
+def test_a_removed_current_folder_leaves_the_module_error_one_line(tmp_path, monkeypatch, wav, capsys):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # os.getcwd() now raises FileNotFoundError
+    code, _, err = run_cli(["explain", wav, "--model", "freqrex_nowhere:make", "--out", tmp_path / "o"], capsys)
+    assert code == 2 and err.strip() == (
+        "freqrex: error: --model freqrex_nowhere:make: no module named 'freqrex_nowhere'; is its folder on PYTHONPATH?"
+    ), err
+
+
 # ----------------------------------------------------------------------------- query-level progress
 
 

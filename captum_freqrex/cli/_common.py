@@ -273,8 +273,12 @@ def _import_module_of(spec: str) -> Any:
 
     module_name = spec.partition(":")[0]
     # The console script's sys.path[0] is its own folder; put the current folder first, as python -m does.
-    if not any(os.path.abspath(entry or os.curdir) == os.getcwd() for entry in sys.path):
-        sys.path.insert(0, os.getcwd())
+    try:
+        here = os.getcwd()
+    except OSError:  # the current folder was removed: there is nothing here to import
+        here = None
+    if here is not None and not any(os.path.abspath(entry or os.curdir) == here for entry in sys.path):
+        sys.path.insert(0, here)
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
