@@ -239,6 +239,7 @@ def load_audio(
     num_samples: Optional[int] = None,
     *,
     allow_silent: bool = False,
+    channel: Optional[int] = None,
 ) -> LoadedAudio:
     r"""Read a clip and fit it to a model: mono, resampled, cropped or zero-padded.
 
@@ -249,6 +250,8 @@ def load_audio(
                     (from the start), shorter ones zero-padded at the end. Default: the file's length.
         allow_silent (bool, optional): Accept an all-zero clip (e.g. a baseline file) instead of
                     raising. Default: False
+        channel (int, optional): Read only this channel (0-based) instead of mixing all of them
+                    down to mono. Default: None
 
     Returns:
         LoadedAudio: The waveform and notes on what was changed.
@@ -276,9 +279,16 @@ def load_audio(
             f"{path} has peak amplitude {peak:.3g}, which is not a waveform in a sane range (full "
             f"scale is 1.0; at most {MAX_PEAK:.0e} is accepted): normalise it, e.g. divide by its peak"
         )
-    if waveform.shape[0] > 1:
-        notes.append(f"mixed {waveform.shape[0]} channels down to mono")
-    waveform = waveform.mean(dim=0)
+    if channel is not None:
+        if not 0 <= channel < waveform.shape[0]:
+            raise AudioError(f"{path} has {waveform.shape[0]} channel(s): there is no channel {channel + 1}")
+        if waveform.shape[0] > 1:
+            notes.append(f"channel {channel + 1} of {waveform.shape[0]}")
+        waveform = waveform[channel]
+    else:
+        if waveform.shape[0] > 1:
+            notes.append(f"mixed {waveform.shape[0]} channels down to mono")
+        waveform = waveform.mean(dim=0)
     if sample_rate is not None and rate != sample_rate:
         waveform = resample(waveform, rate, sample_rate)
         notes.append(f"resampled {rate} Hz -> {sample_rate} Hz")
@@ -287,7 +297,8 @@ def load_audio(
         waveform, fitted = fit_length(waveform, num_samples, int(rate))
         notes += fitted
     if not allow_silent and waveform.abs().max() == 0:
-        raise AudioError(f"{path} is silent: there is nothing to explain")
+        where = path if channel is None else f"{path} (channel {channel + 1})"
+        raise AudioError(f"{where} is silent: there is nothing to explain")
     return LoadedAudio(waveform.float(), int(rate), notes)
 
 

@@ -307,6 +307,116 @@ def test_bad_search_options_are_usage_errors(module_name, argv, wav, tmp_path, c
     assert code == 2 and err.startswith("freqrex: error: ") and len(err.strip().splitlines()) == 1
 
 
+FACTORIES = MODULE + '''
+
+import os
+
+
+def make_annotated(channels: int = 3) -> nn.Module:
+    return Tones()
+
+
+def scores_annotated(x: torch.Tensor = None, gain: float = 1.0) -> torch.Tensor:
+    return gain * Tones()(x)["logits"]
+
+
+def scores_unannotated(x=None, gain=1.0):
+    return gain * Tones()(x)["logits"]
+
+
+def make_builtin():
+    return os.getcwd
+
+
+class Short(Tones):
+    class_names = ("a440", "a1000")
+
+
+short = Short()
+'''
+
+
+@pytest.fixture
+def factories_module(tmp_path, monkeypatch):
+    """``freqrex_factories_test``: the module above plus functions with only defaulted parameters."""
+    import sys
+
+    name = "freqrex_factories_test"
+    (tmp_path / f"{name}.py").write_text(FACTORIES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    yield name
+    sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("attribute", ["make_annotated", "scores_annotated"])
+def test_only_defaulted_parameters_follow_the_return_annotation(factories_module, attribute, wav, tmp_path, capsys):
+    # -> nn.Module: a factory, called once; -> Tensor: the model itself, called with the waveforms
+    # (scores_annotated was called without arguments as a factory, and failed on x=None).
+    import json
+
+    out = tmp_path / "out"
+    argv = ["explain", wav, "--model", f"{factories_module}:{attribute}", "--max-queries", "200", "--out", out]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["original_class"] == 1  # 1 kHz is the louder tone
+
+
+@pytest.mark.parametrize(
+    "spec, fragments",
+    [
+        ("{module}:scores_unannotated", ["--model {module}:scores_unannotated: scores_unannotated(x=None, gain=1.0) "
+                                         "could be a factory or the model itself", "-> torch.nn.Module"]),
+        ("os:getcwd", ["--model os:getcwd: getcwd takes (), so it cannot be called as model(waveforms)"]),
+        ("{module}:make_builtin", ["what make_builtin() returned takes ()", "model(waveforms)"]),
+        ("{module}:short", ["--model {module}:short: its class_names has 2 names but the model returns 3 scores"]),
+    ],
+)
+def test_a_callable_that_is_no_model_is_one_line_naming_model_and_the_rule(
+    factories_module, spec, fragments, wav, tmp_path, capsys
+):
+    spec = spec.format(module=factories_module)
+    code, _, err = run_cli(["explain", wav, "--model", spec, "--out", tmp_path / "o"], capsys)
+    # class_names are checked on the first model call, after the line naming the clip
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err and last.startswith(f"freqrex: error: --model {spec}"), err
+    for fragment in fragments:
+        assert fragment.format(module=factories_module) in last, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_module_in_the_current_folder_is_found_by_the_console_script(tmp_path, wav):
+    # docs/any_model.md: "freqrex explain clip.wav --model my_models:wav2vec2" with my_models.py here. The
+    # freqrex console script has its own folder, not the current one, as sys.path[0] (python -m has the
+    # current one); a launcher script elsewhere reproduces that.
+    import json
+    import subprocess
+    import sys
+
+    launcher = tmp_path / "bin" / "freqrex_launcher.py"
+    launcher.parent.mkdir()
+    launcher.write_text("import sys\nfrom captum_freqrex.cli import main\nsys.exit(main())\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "my_models.py").write_text(MODULE)
+    argv = [sys.executable, str(launcher), "explain", wav, "--model", "my_models:make", "--max-queries", "200",
+            "--out", "out"]
+    done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((work / "out" / "summary.json").read_text())["original_class_name"] == "a1000"
+
+
+def test_a_removed_current_folder_leaves_the_module_error_one_line(tmp_path, monkeypatch, wav, capsys):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # os.getcwd() now raises FileNotFoundError
+    code, _, err = run_cli(["explain", wav, "--model", "freqrex_nowhere:make", "--out", tmp_path / "o"], capsys)
+    assert code == 2 and err.strip() == (
+        "freqrex: error: --model freqrex_nowhere:make: no module named 'freqrex_nowhere'; is its folder on PYTHONPATH?"
+    ), err
+
+
 # ----------------------------------------------------------------------------- query-level progress
 
 

@@ -258,6 +258,71 @@ def test_out_that_cannot_be_a_folder_is_refused_before_any_work(tones, clip_file
     assert blocker.read_text() == "mine"
 
 
+def _place(source, result, link):
+    """Make ``result`` the same file as ``source``: a hard or a symbolic link."""
+    result.parent.mkdir(parents=True, exist_ok=True)
+    (os.link if link == "hard link" else os.symlink)(source, result)
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["refuse", "overwrite"])
+@pytest.mark.parametrize("link", ["same path", "hard link", "symbolic link"])
+def test_explain_never_writes_over_its_input_audio(tones, tmp_path, capsys, link, overwrite):
+    # freqrex explain mine/original.wav --out mine --overwrite replaced the recording with its resynthesis.
+    out = tmp_path / "mine"
+    wave = 0.5 * tone(1000) + 0.2 * tone(440)
+    if link == "same path":
+        source = _wav(out / "original.wav", wave)
+    else:
+        source = _wav(tmp_path / "recording.wav", wave)
+        _place(source, out / "original.wav", link)
+    recording = open(source, "rb").read()
+    code, _, err = run_cli(["explain", source, *tones, "--out", out, *overwrite], capsys)
+    assert_error(code, err, f"{out / 'original.wav'} is the audio file {source}", "even --overwrite", "another --out")
+    assert open(source, "rb").read() == recording
+    assert sorted(p.name for p in out.iterdir()) == ["original.wav"]  # nothing written
+
+
+def test_explain_never_writes_over_its_baseline_file(tones, clip_file, tmp_path, capsys):
+    out = tmp_path / "mine"
+    noise = 0.01 * torch.randn(SAMPLE_RATE, generator=torch.Generator().manual_seed(3))
+    baseline = _wav(out / "complete_removed.wav", noise)
+    kept = open(baseline, "rb").read()
+    code, _, err = run_cli(["explain", clip_file, *tones, "--baseline", baseline, "--out", out, "--overwrite"], capsys)
+    assert_error(code, err, f"is the --baseline file {baseline}")
+    assert open(baseline, "rb").read() == kept and sorted(p.name for p in out.iterdir()) == ["complete_removed.wav"]
+
+
+def test_explain_of_several_files_checks_every_clip_folder(tones, clip_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    other = _wav(tmp_path / "other.wav", 0.5 * tone(440))
+    _place(other, out / "other" / "summary.json", "hard link")  # the second clip's folder holds that clip
+    code, _, err = run_cli(["explain", clip_file, other, *tones, "--out", out, "--overwrite"], capsys)
+    assert_error(code, err, f"{out / 'other' / 'summary.json'} is the audio file {other}")
+    assert not (out / "clip").exists()
+
+
+def test_compare_never_writes_over_its_model_file(scripted_model, clip_file, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    _place(scripted_model, out / "compare.md", "hard link")
+    argv = ["compare", clip_file, "--model", out / "compare.md", "--sample-rate", SAMPLE_RATE, "--methods", "random"]
+    code, _, err = run_cli([*argv, "--max-queries", "200", "--out", out, "--overwrite"], capsys)
+    assert_error(code, err, f"{out / 'compare.md'} is the --model file {out / 'compare.md'}")
+    assert torch.jit.load(str(out / "compare.md")) is not None and not (out / "compare.csv").exists()
+
+
+def test_explain_dataset_never_writes_over_its_data_csv(scripted_model, clip_file, tmp_path, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    listing = out / "aggregates.csv"
+    listing.write_text(f"path,label\n{clip_file},tone\n")
+    argv = ["explain-dataset", listing, "--model", scripted_model, "--sample-rate", SAMPLE_RATE, "--out", out]
+    code, _, err = run_cli(argv, capsys)
+    assert_error(code, err, f"{listing} is the data set CSV {listing}")
+    assert listing.read_text() == f"path,label\n{clip_file},tone\n" and sorted(p.name for p in out.iterdir()) == [
+        "aggregates.csv"
+    ]
+
+
 # 2. One result folder per clip, even when clips share a stem.
 
 
@@ -287,6 +352,49 @@ def test_clips_with_the_same_stem_get_their_own_folders(tones, tmp_path, capsys)
         assert f"results in {out / folder}/" in stdout
     code, _, err = run_cli(["explain", *clips, *tones, "--out", out], capsys)  # again: refused
     assert_error(code, err, f"{out / 'clip' / 'summary.json'} already exists")
+
+
+def _stereo(path, left, right):
+    sf.write(str(path), torch.stack([left, right], 1).numpy(), SAMPLE_RATE, subtype="FLOAT")
+    return str(path)
+
+
+def test_per_channel_explains_each_channel_of_a_stereo_file(tones, tmp_path, capsys):
+    # Left 440 Hz, right a louder 1 kHz: mixed to mono the model hears 1 kHz only (class 1); each
+    # channel alone is decided by its own tone, and its sufficient set holds that tone.
+    stereo = _stereo(tmp_path / "stereo.wav", 0.3 * tone(440), 0.6 * tone(1000))
+    out = tmp_path / "mixed"
+    code, _, err = run_cli(["explain", stereo, *tones, "--max-queries", "200", "--out", out], capsys)
+    assert code == 0 and "mixed 2 channels down to mono" in err, err
+    assert _sufficient_hz(out) == (1, [1000.0])
+    out = tmp_path / "split"
+    argv = ["explain", stereo, *tones, "--max-queries", "200", "--per-channel", "--out", out]
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["channel-1", "channel-2"]
+    for channel, (decided, hz) in enumerate([(0, 440.0), (1, 1000.0)], 1):
+        folder = out / f"channel-{channel}"
+        assert _sufficient_hz(folder) == (decided, [hz])
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["channel"] == channel and summary["clip"] == f"stereo.wav channel {channel}"
+        assert f"stereo.wav: channel {channel} of 2" in err and f"results in {folder}/" in stdout
+    assert "mixed" not in err
+
+
+def test_per_channel_of_several_files_nests_channel_folders_and_checks_them_first(tones, tmp_path, capsys):
+    stereo = _stereo(tmp_path / "a.wav", 0.3 * tone(440), 0.6 * tone(1000))
+    mono = _wav(tmp_path / "b.wav", 0.5 * tone(2500))
+    out = tmp_path / "out"
+    (out / "b" / "channel-1").mkdir(parents=True)
+    (out / "b" / "channel-1" / "summary.json").write_text("mine")
+    argv = ["explain", stereo, mono, *tones, "--max-queries", "200", "--per-channel", "--out", out]
+    code, _, err = run_cli(argv, capsys)
+    assert_error(code, err, f"{out / 'b' / 'channel-1' / 'summary.json'} already exists")
+    assert not (out / "a").exists()
+    code, _, err = run_cli([*argv, "--overwrite"], capsys)
+    assert code == 0, err
+    assert _sufficient_hz(out / "a" / "channel-2") == (1, [1000.0])
+    assert _sufficient_hz(out / "b" / "channel-1") == (2, [2500.0])
 
 
 # 3. The decision with its own confidence; the target with its own; the core's warnings.

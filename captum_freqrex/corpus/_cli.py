@@ -17,8 +17,8 @@ import functools
 import os
 from typing import Any, Callable, Optional
 
-from captum_freqrex import cli
-from captum_freqrex.cli import CliError
+from captum_freqrex.cli import _common as common
+from captum_freqrex.cli._common import CliError
 
 __all__ = ["add_parser", "run_command", "STORE_NAME", "AGGREGATE_FILES"]
 
@@ -58,26 +58,25 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"result folder (default: {DEFAULT_OUT})")
     parser.add_argument("--split", default="test", help="split of a built data set (default: test)")
     parser.add_argument(
-        "--sample-rate", type=cli._SAMPLE_RATE,
+        "--sample-rate", type=common.parse_sample_rate,
         help="sample rate of a TorchScript or module:callable model (default: its sample_rate, else 16000)",
     )
     parser.add_argument(
-        "--max-queries", type=cli._MAX_QUERIES, default=1000, help="FreqReX's query budget per clip (default 1000)"
+        "--max-queries", type=common.parse_max_queries, default=1000, help="FreqReX's query budget per clip (default 1000)"
     )
-    parser.add_argument("--seed", type=cli._SEED, default=0, help="seed of the search and of noise baselines (default 0)")
+    parser.add_argument("--seed", type=common.parse_seed, default=0, help="seed of the search and of noise baselines (default 0)")
     parser.add_argument(
         "--baseline", default="silence", metavar="silence|noise|pink|FILE",
         help="what removed frequencies are replaced by: silence (default), white or pink noise "
-        f"{-cli.NOISE_LEVEL_DB:.0f} dB below each clip's RMS (seeded by --seed), or an audio file",
+        f"{-common.NOISE_LEVEL_DB:.0f} dB below each clip's RMS (seeded by --seed), or an audio file",
     )
-    cli._add_search(parser)
-    if hasattr(cli, "_add_output"):
-        cli._add_output(parser)
+    common.add_search_options(parser)
+    common.add_output_option(parser)
     parser.add_argument(
-        "--ks", type=cli._COUNT, nargs="+", default=[1, 5], help="top-k sizes of the flip rates (default 1 5)"
+        "--ks", type=common.parse_count, nargs="+", default=[1, 5], help="top-k sizes of the flip rates (default 1 5)"
     )
     parser.add_argument(
-        "--batch-size", type=cli._COUNT, default=1,
+        "--batch-size", type=common.parse_count, default=1,
         help="clips per explain call and per Ray task; results do not depend on it (default 1)",
     )
     parser.add_argument(
@@ -89,30 +88,31 @@ def add_parser(sub: Any) -> None:
         help="a running Ray cluster (e.g. ray://head:10001 or auto); default: start a local one for this run",
     )
     parser.add_argument(
-        "--num-cpus", type=cli._COUNT, default=None, help="CPUs of the local Ray cluster (default: all)"
+        "--num-cpus", type=common.parse_count, default=None, help="CPUs of the local Ray cluster (default: all)"
     )
     parser.set_defaults(run=run_command)
 
 
 def _worker_model(spec: str, sample_rate: Optional[int]) -> Callable:
     """The model, loaded in a Ray worker from the driver's resolved ``--model``."""
-    return cli._load_model(spec, sample_rate).model
+    return common.load_model(spec, sample_rate).model
 
 
 def _worker_spec(spec: str, model: Any) -> str:
     """``--model`` as a worker (another folder, maybe another machine) resolves it to the same model."""
     if model.zoo_name is not None:
-        return cli.ZOO_PREFIX + model.zoo_name
+        return common.ZOO_PREFIX + model.zoo_name
     if os.path.isfile(spec):
         return os.path.abspath(spec)
     return spec
 
 
-def _check_out(out: str) -> str:
-    """The store's path; refuses an ``--out`` that holds files a new run must not replace."""
+def _check_out(out: str, args: argparse.Namespace) -> str:
+    """The store's path; refuses an ``--out`` that holds files a new run must not replace, or inputs."""
     from captum_freqrex.corpus._store import StoreError, check_store_path
 
-    cli.check_out(out, (), False)
+    common.check_out(out, (), False)
+    common.check_not_inputs(out, (STORE_NAME, *AGGREGATE_FILES), common.input_files(args))
     store = os.path.join(out, STORE_NAME)
     try:
         existing = check_store_path(store)
@@ -162,6 +162,7 @@ def _mismatch(error: Any, store: str) -> CliError:
     )
 
 
+
 def _damaged(error: Any) -> str:
     """The one error line for a damaged store: what is wrong, and how to start over."""
     return (
@@ -169,13 +170,12 @@ def _damaged(error: Any) -> str:
         "new store (move the damaged one away to keep it)"
     )
 
-
 def _load_targets(specs: Optional[list], model: Any, sample_rate: Optional[int]) -> tuple:
     """The ``--transfer-to`` models by name, and for Ray a factory per target."""
     targets: dict = {}
     factories: dict = {}
     for spec in specs or []:
-        target = cli._load_model(spec, sample_rate)
+        target = common.load_model(spec, sample_rate)
         checks = (
             ("runs at", f"{target.sample_rate} Hz", f"{model.sample_rate} Hz"),
             ("takes clips of", target.num_samples and f"{target.num_samples} samples",
@@ -198,26 +198,38 @@ def _load_targets(specs: Optional[list], model: Any, sample_rate: Optional[int])
 
 def run_command(args: argparse.Namespace) -> int:
     """Run ``freqrex explain-dataset``; returns the exit status (user errors raise :class:`CliError`)."""
-    from captum_freqrex.corpus._aggregate import write_aggregates
-    from captum_freqrex.corpus._run import explain_dataset
-    from captum_freqrex.corpus._sources import SourceError
-    from captum_freqrex.corpus._store import DamagedStoreError, DatasetChangedError, StoreError, StoreMismatchError
-
-    store = _check_out(args.out)
+    store = _check_out(args.out, args)
     if not os.path.exists(args.data):
         raise CliError(f"no such folder or CSV file: {args.data}")
     if args.ray_address is not None and args.backend != "ray":
         raise CliError("--ray-address needs --backend ray")
-    model = cli._load_model(args.model, args.sample_rate)
-    baseline = cli._parse_baseline(args.baseline, model, args.seed)
+    run = _explain_into(store, args)
+    for note in run.notes:
+        common.say(f"note: {note}")
+    done = "resumed" if run.resumed else "explained"
+    common.say(f"{done}: {run.explained} clips explained now, {run.skipped} already stored, {run.failed} failed")
+    if run.failed:
+        _report_failures(store)
+    _write_aggregates(store, args.out)
+    return 0
+
+
+def _explain_into(store: str, args: argparse.Namespace) -> Any:
+    """Load the models and the baseline, and explain the data set into ``store``; returns the run."""
+    from captum_freqrex.corpus._run import explain_dataset
+    from captum_freqrex.corpus._sources import SourceError
+    from captum_freqrex.corpus._store import DamagedStoreError, DatasetChangedError, StoreError, StoreMismatchError
+
+    model = common.load_model(args.model, args.sample_rate)
+    baseline = common.parse_baseline(args.baseline, model, args.seed)
     baseline_value: Any = baseline.kind if baseline.kind != "file" else baseline.waveform
     targets, target_factories = _load_targets(args.transfer_to, model, args.sample_rate)
     factory = None
     if args.backend == "ray":
         factory = functools.partial(_worker_model, _worker_spec(args.model, model), args.sample_rate)
-    cli._say(f"explaining {args.data} with {model.name} into {store}")
+    common.say(f"explaining {args.data} with {model.name} into {store}")
     try:
-        run = explain_dataset(
+        return explain_dataset(
             model.model, args.data, store, sample_rate=model.sample_rate, num_samples=model.num_samples,
             class_names=model.class_names, model_name=model.name, split=args.split, seed=args.seed, mode=args.mode,
             search=args.search, max_queries=args.max_queries, bands=args.bands, baseline=baseline_value,
@@ -242,17 +254,18 @@ def run_command(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     except SourceError as error:
         raise CliError(str(error)) from None
-    for note in run.notes:
-        cli._say(f"note: {note}")
-    done = "resumed" if run.resumed else "explained"
-    cli._say(f"{done}: {run.explained} clips explained now, {run.skipped} already stored, {run.failed} failed")
-    if run.failed:
-        _report_failures(store)
-    json_path, csv_path = (os.path.join(args.out, name) for name in AGGREGATE_FILES)
+
+
+def _write_aggregates(store: str, out: str) -> None:
+    """Rewrite ``aggregates.json`` and ``.csv`` from the store, and print the per-class tables."""
+    from captum_freqrex.corpus._aggregate import write_aggregates
+    from captum_freqrex.corpus._store import DamagedStoreError
+
+    json_path, csv_path = (os.path.join(out, name) for name in AGGREGATE_FILES)
     try:
         written = write_aggregates(store, json_path, csv_path)
     except OSError as error:
-        raise CliError(f"cannot write {error.filename or args.out}: {error.strerror or error}") from None
+        raise CliError(f"cannot write {error.filename or out}: {error.strerror or error}") from None
     except DamagedStoreError as error:  # damaged while it ran
         raise CliError(_damaged(error)) from None
     by_target = written["target"]
@@ -260,13 +273,12 @@ def run_command(args: argparse.Namespace) -> int:
     print(by_target.table())
     notice = by_target.notice()
     if notice is not None:  # the clips a figure leaves out or counts untrusted: never silently
-        cli._say(f"freqrex: warning: {notice}")
+        common.say(f"freqrex: warning: {notice}")
     transfer = by_target.transfer_table()
     if transfer is not None:
         print()
         print(transfer)
-    cli._say(f"results in {store}; aggregates in {json_path} and {csv_path}")
-    return 0
+    common.say(f"results in {store}; aggregates in {json_path} and {csv_path}")
 
 
 def _report_failures(store: str) -> None:
@@ -275,7 +287,7 @@ def _report_failures(store: str) -> None:
     with ResultStore(store, readonly=True) as opened:
         failed = [row for row in opened.rows("clips", order_by="position") if row["status"] == "error"]
     for row in failed[:5]:
-        cli._say(f"freqrex: warning: {row['clip_id']}: {row['error']}")
+        common.say(f"freqrex: warning: {row['clip_id']}: {row['error']}")
     if len(failed) > 5:
-        cli._say(f"freqrex: warning: ... and {len(failed) - 5} more (clips with status 'error' in {store})")
-    cli._say("clips that failed are retried when the command is run again")
+        common.say(f"freqrex: warning: ... and {len(failed) - 5} more (clips with status 'error' in {store})")
+    common.say("clips that failed are retried when the command is run again")

@@ -1,0 +1,394 @@
+"""The result folder of one explained clip (``demo`` and ``explain``) and its printed summary.
+
+:func:`write_result` writes the WAVs, plots, ``bins.csv``, ``report.html`` and ``summary.json``,
+each file created exclusively unless ``--overwrite``; :func:`human_summary` is what the command
+prints for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from captum_freqrex._explanation import SET_NAMES, Explanation
+from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
+
+__all__ = [
+    "RESULT_FILES", "result_folder_names", "channel_count", "explained_clips", "write_result", "file_notes",
+    "baseline_record", "with_class_names",
+    "frequency_text", "human_summary",
+]
+
+#: Every file a result folder of ``demo`` or ``explain`` may hold (which set WAVs a run writes is
+#: known only after the search, so all of them are checked beforehand).
+RESULT_FILES: Tuple[str, ...] = (
+    "summary.json",
+    "bins.csv",
+    "report.html",
+    "responsibility.png",
+    "spectrograms.png",
+    "original.wav",
+) + tuple(
+    f"{name}{suffix}{ending}"
+    for name in SET_NAMES
+    for suffix in ("", "_removed")
+    for ending in (".wav", ".listen.wav")
+)
+
+
+def result_folder_names(paths: Sequence[str]) -> List[str]:
+    r"""Unique result folder names for the audio files of one ``explain`` run.
+
+    Each file's folder is its stem (the name without folder and extension). When stems repeat
+    (``d1/clip.wav d2/clip.wav``, ``clip.wav clip.flac``), the first file in command-line order
+    keeps the stem and each later one gets ``STEM-2``, ``STEM-3``, ... (skipping a name that
+    another file's stem is). Names are compared case-insensitively, so they stay distinct on
+    case-insensitive file systems. The same paths always give the same names.
+
+    Args:
+        paths (sequence of str): The audio files, in command-line order.
+
+    Returns:
+        list of str: One folder name per path.
+    """
+    stems = [os.path.splitext(os.path.basename(os.path.normpath(path)))[0] for path in paths]
+    reserved = {stem.casefold() for stem in stems}
+    used: set = set()
+    names = []
+    for stem in stems:
+        name, number = stem, 2
+        if name.casefold() in used:
+            name = f"{stem}-{number}"
+            while name.casefold() in used or name.casefold() in reserved:
+                number += 1
+                name = f"{stem}-{number}"
+        used.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def channel_count(path: str) -> int:
+    """The number of channels of an audio file; 1 where it cannot be read here (reading it says why)."""
+    try:
+        import soundfile
+
+        return max(1, int(soundfile.info(path).channels))
+    except Exception:  # missing, unreadable or no soundfile: load_audio reports it with its own message
+        return 1
+
+
+def explained_clips(paths: Sequence[str], out: str, per_channel: bool = False) -> List[Tuple[str, Optional[int], str]]:
+    r"""What ``explain`` explains, in order: ``(audio file, channel, result folder)``.
+
+    One file writes into ``out``, several into ``out/NAME`` (:func:`result_folder_names`). With
+    ``per_channel`` each channel of a file is explained on its own, into ``channel-1``,
+    ``channel-2``, ... of the file's folder; without it the channel is None (mixed to mono).
+
+    Args:
+        paths (sequence of str): The audio files, in command-line order.
+        out (str): ``--out``.
+        per_channel (bool, optional): ``--per-channel``. Default: False
+
+    Returns:
+        list of (str, int or None, str): One entry per explanation.
+    """
+    folders = [out] if len(paths) == 1 else [os.path.join(out, name) for name in result_folder_names(paths)]
+    clips: List[Tuple[str, Optional[int], str]] = []
+    for path, folder in zip(paths, folders):
+        if not per_channel:
+            clips.append((path, None, folder))
+            continue
+        clips += [(path, c, os.path.join(folder, f"channel-{c + 1}")) for c in range(channel_count(path))]
+    return clips
+
+
+# ----------------------------------------------------------------------------- the result folder
+
+
+def write_result(
+    explanation: Explanation,
+    model: LoadedModel,
+    out_dir: str,
+    clip_name: str,
+    notes: Sequence[str] = (),
+    *,
+    extra: Optional[Dict[str, Any]] = None,
+    overwrite: bool = False,
+    html: bool = False,
+) -> dict:
+    r"""Write an explanation's folder: WAVs, plots, ``bins.csv`` and ``summary.json``; return the summary.
+
+    Args:
+        explanation (Explanation): The explanation of one clip.
+        model (LoadedModel): The explained model and its metadata.
+        out_dir (str): Folder to write into (created if missing).
+        clip_name (str): Name of the clip, recorded in the summary.
+        notes (sequence of str): What was done to the audio to fit the model.
+        extra (dict, optional): More entries for the summary (source path, baseline, label).
+                    Default: None
+        overwrite (bool, optional): Replace existing files, and remove result files of an earlier
+                    run that this one does not produce (e.g. ``complete.wav`` when no complete set
+                    is found). False refuses any existing file. Default: False
+        html (bool, optional): Also write the self-contained ``report.html``. Default: False
+
+    Returns:
+        dict: The JSON summary.
+
+    Raises:
+        CliError: When a file exists (without ``overwrite``) or cannot be written.
+    """
+    from captum_freqrex.audio import save_explanation_wavs
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rate = model.sample_rate
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        try:
+            wavs = save_explanation_wavs(explanation, out_dir, rate, overwrite=overwrite)
+        except FileExistsError as error:
+            raise exists_error(error.filename) from None
+        plots = _save_plots(explanation, model, out_dir, overwrite)
+        tables = _save_tables(explanation, model, out_dir, clip_name, notes, extra, overwrite, html)
+        summary = explanation.summary(sample_rate=rate)
+        files = {key: os.path.basename(path) for key, path in wavs.items()} | plots | tables
+        summary.update(_summary_names(explanation, model, clip_name, notes, files))
+        summary.update(extra or {})
+        with open_new(os.path.join(out_dir, "summary.json"), "w", overwrite) as handle:
+            json.dump(summary, handle, indent=2)
+        if overwrite:
+            _remove_stale(out_dir, {"summary.json", *summary["files"].values()})
+    except OSError as error:
+        plt.close("all")
+        raise CliError(f"cannot write {error.filename or out_dir}: {error.strerror or error}") from None
+    return summary
+
+
+def _save_plots(explanation: Explanation, model: LoadedModel, out_dir: str, overwrite: bool) -> Dict[str, str]:
+    """``responsibility.png`` and ``spectrograms.png``; returns them by summary key."""
+    from captum_freqrex.plotting import plot_explanation_spectrograms, plot_responsibility
+
+    import matplotlib.pyplot as plt
+
+    rate = model.sample_rate
+    names = list(model.class_names or []) or None
+    plots = {"responsibility_plot": "responsibility.png", "spectrograms_plot": "spectrograms.png"}
+    fig = plot_responsibility(explanation, sample_rate=rate, class_names=names)
+    with open_new(os.path.join(out_dir, plots["responsibility_plot"]), "wb", overwrite) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    fig = plot_explanation_spectrograms(explanation, rate, class_names=names)
+    with open_new(os.path.join(out_dir, plots["spectrograms_plot"]), "wb", overwrite) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close("all")
+    return plots
+
+
+def _save_tables(
+    explanation: Explanation,
+    model: LoadedModel,
+    out_dir: str,
+    clip_name: str,
+    notes: Sequence[str],
+    extra: Optional[Dict[str, Any]],
+    overwrite: bool,
+    html: bool,
+) -> Dict[str, str]:
+    """``bins.csv``, and ``report.html`` when asked for; returns them by summary key."""
+    rate = model.sample_rate
+    tables = {"bins_table": "bins.csv"}
+    try:
+        explanation.to_csv(os.path.join(out_dir, tables["bins_table"]), rate, overwrite=overwrite)
+    except FileExistsError as error:
+        raise exists_error(error.filename) from None
+    if html:
+        from captum_freqrex.report import write_html
+
+        names = list(model.class_names or []) or None
+        baseline = (extra or {}).get("baseline") or {}
+        details = {"model": model.name, "clip": clip_name, "baseline": baseline.get("description", "silence")}
+        if notes:
+            details["audio notes"] = "; ".join(notes)
+        try:
+            write_html(
+                explanation, os.path.join(out_dir, "report.html"), rate, class_names=names,
+                title=f"FreqReX: {model.name} on {clip_name}", details=details, overwrite=overwrite,
+            )
+        except FileExistsError as error:
+            raise exists_error(error.filename) from None
+        tables["report"] = "report.html"
+    return tables
+
+
+def _summary_names(
+    explanation: Explanation, model: LoadedModel, clip_name: str, notes: Sequence[str], files: Dict[str, str]
+) -> Dict[str, Any]:
+    """The command's entries of ``summary.json``: model, clip, class names, audio notes and files."""
+    return {
+        "model": model.name,
+        "clip": clip_name,
+        "sample_rate": model.sample_rate,
+        "target_name": class_name(model, explanation.target),
+        "original_class_name": class_name(model, explanation.original.decided),
+        "flip_class_name": class_name(model, explanation.flip_class),
+        "audio_notes": list(notes),
+        "files": files,
+        "file_notes": file_notes(explanation, files),
+    }
+
+
+def _remove_stale(out_dir: str, written: set) -> None:
+    """With ``--overwrite``: remove an earlier run's result files that this run did not write."""
+    for stale in sorted(set(RESULT_FILES) - written):
+        path = os.path.join(out_dir, stale)
+        if os.path.isfile(path) or os.path.islink(path):
+            os.remove(path)
+            say(f"removed {path}: an earlier run's result that this run does not produce")
+
+
+def file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, str]:
+    """What each result file holds, by file name (``summary.json``'s ``file_notes``)."""
+    from captum_freqrex.audio import LISTEN_PEAK_DBFS, _single_wave, peak_dbfs
+
+    notes = {
+        "original.wav": "the clip as the model heard it (resynthesised from its spectrum), true level, 32-bit float",
+        "responsibility.png": "the clip's spectrum with each set's frequencies marked, and the responsibility",
+        "spectrograms.png": "spectrograms: the clip with the sets drawn over it, each set alone, the decisive removal",
+        "bins.csv": "one row per frequency bin: Hz, responsibility, rank, and whether it is in each set",
+        "report.html": "self-contained HTML report: players, figures, sets, probabilities, settings, warnings",
+    }
+    for key, name in files.items():
+        if not name.endswith(".wav") or key == "original":
+            continue
+        listen = key.endswith("_listen")
+        signal = key[: -len("_listen")] if listen else key
+        removed = signal.endswith("_removed")
+        which = signal[: -len("_removed")] if removed else signal
+        what = f"the clip with the {which.replace('_', '-and-')} set removed" if removed else f"the {which.replace('_', '-and-')} set alone"
+        level = peak_dbfs(_single_wave(explanation.waveform(which, removed=removed)))
+        peak = f"peak {round(level, 1) + 0.0:.1f} dBFS" if level > float("-inf") else "silent"
+        if listen:
+            notes[name] = (
+                f"LISTENING COPY of {signal}.wav: {what}, peak-normalised to {LISTEN_PEAK_DBFS:g} dBFS "
+                f"(true {peak}), 16-bit; louder than in the clip, not for measuring"
+            )
+        else:
+            notes[name] = f"{what} at its TRUE level ({peak}), 32-bit float: exactly what the model was given"
+    return {name: notes[name] for name in files.values() if name in notes}
+
+
+def baseline_record(explanation: Explanation, model: LoadedModel, record: Dict[str, Any]) -> Dict[str, Any]:
+    """The baseline's summary record, with the class the model decides on the baseline alone."""
+    probe = getattr(explanation, "baseline", None)
+    if probe is not None:
+        record = dict(record, decided_class=probe.decided, decided_class_name=class_name(model, probe.decided))
+    return record
+
+
+# ----------------------------------------------------------------------------- the printed summary
+
+
+def with_class_names(text: str, class_names: Optional[Sequence[str]]) -> str:
+    """``class 7`` -> ``class 7 'reed'`` in a message of the core, where the model names its classes."""
+    if not class_names:
+        return text
+
+    def name(match: "re.Match[str]") -> str:
+        index = int(match.group(1))
+        return f"{match.group(0)} '{class_names[index]}'" if index < len(class_names) else match.group(0)
+
+    return re.sub(r"\bclass (\d+)\b(?! ')", name, text)
+
+
+def frequency_text(entry: Dict[str, Any], shown: int = 8) -> str:
+    """Where a set's frequencies are, in a few words: all of them for a small set, else a span and the strongest."""
+    from captum_freqrex.report import format_frequencies
+
+    location = entry["inputs"][0] if "inputs" in entry else entry
+    hz = location.get("frequencies_hz")
+    if hz is None:
+        values, unit = location.get("frequency_bins", []), " (rfft bins)"
+    else:
+        values, unit = hz, " Hz"
+    total = location.get("n_frequencies", len(values))
+    if total == 0:
+        return "no frequencies (the empty set)"
+    bands = location.get("bands_hz") if hz is not None else location.get("bands")
+    if bands:
+        text = ", ".join(f"{format_frequencies([lo])}-{format_frequencies([hi])}" for lo, hi in bands[:shown])
+        more = f", ... ({entry['features']} bands)" if entry["features"] > shown else ""
+        return f"bands {text}{more}{unit}"
+    if total <= shown:
+        return "at " + format_frequencies(values) + unit
+    span = location.get("frequency_span_hz") if hz is not None else [values[0], values[-1]]
+    assert span is not None, "a set with frequencies records their span"
+    return (
+        f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} "
+        f"(the {min(len(values), 1000)} most responsible in summary.json, all in bins.csv)"
+    )
+
+
+def human_summary(
+    summary: dict,
+    out_dir: str,
+    display_name: str,
+    show_target: bool,
+    class_names: Optional[Sequence[str]] = None,
+) -> str:
+    """What ``demo`` and ``explain`` print for one clip: the decision, each set, warnings, cost, folder."""
+    header = (
+        f"model {summary['model']} on {display_name}: decision {summary['original_class_name']!s} "
+        f"(confidence {summary['original_confidence']:.2f})"
+    )
+    if show_target or summary["target"] != summary["original_class"]:
+        confidence = summary.get("target_confidence", summary["original_confidence"])
+        header += f"; explained target {summary['target_name']!s} (confidence {confidence:.2f})"
+    lines = [header]
+    baseline = summary.get("baseline") or {}
+    kind = baseline.get("kind", "silence")
+    if kind != "silence":
+        lines.append(f"  baseline: {baseline['description']}")
+    lines += _set_lines(summary)
+    for warning in summary.get("warnings", []):
+        lines.append(f"  warning: {with_class_names(warning, class_names)}")
+    if summary.get("baseline_decides"):
+        others = [other for other in ("noise", "pink") if other != kind] + ["an audio FILE"]
+        lines.append(
+            f"  hint: the baseline ({kind}) alone already makes the model decide {summary['target_name']!s}, so "
+            f"these sets say little about the clip; run again with --baseline {others[0]} "
+            f"(or {' or '.join(others[1:])})"
+        )
+    lines.append(
+        f"  {summary['queries']} model queries in {summary['forward_calls']} calls, "
+        f"{summary['total_seconds']:.1f} s ({summary['model_seconds']:.1f} s in the model)"
+    )
+    lines.append(f"results in {out_dir}/")
+    return "\n".join(lines)
+
+
+def _set_lines(summary: dict) -> List[str]:
+    """Two lines per set of the summary: its size, loudness and certificate, then where its frequencies are."""
+    sets = summary["sets"]
+    lines = []
+    labels = {"sufficient": "sufficient", "sufficient_necessary": "sufficient & necessary", "complete": "complete"}
+    for key, label in labels.items():
+        entry = sets.get(key)
+        if entry is None:
+            lines.append(f"  {label:24s} none found")
+            continue
+        status = "certified" if entry["certified"] else "NOT certified"
+        extra = ""
+        if key == "sufficient_necessary":
+            extra = f"; removing it flips to {summary['flip_class_name']!s}"
+        loudness = ""
+        if entry.get("energy_share") is not None and entry.get("level_db") is not None:
+            loudness = f", {100 * entry['energy_share']:.1f}% of the energy, loudest bin {entry['level_db']:+.0f} dB"
+        lines.append(
+            f"  {label:24s} {entry['features']} features ({entry['bins']} bins){loudness}, {status}{extra}"
+        )
+        lines.append(f"  {'':24s} {frequency_text(entry)}")
+    return lines
