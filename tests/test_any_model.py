@@ -494,7 +494,7 @@ def test_progress_ends_cleanly_when_the_model_fails(monkeypatch, capsys):
         FreqReX(failing).attribute(clip(), max_queries=200, show_progress=True)
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("FreqReX: stopped after 0/1 examples")
-    assert progress._ACTIVE.get() is None  # no stale line catches later runs' queries
+    assert progress.ACTIVE_PROGRESS.get() is None  # no stale line catches later runs' queries
 
 
 def test_compare_takes_a_module_callable_model(module_name, wav, tmp_path, capsys):

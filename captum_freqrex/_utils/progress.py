@@ -26,7 +26,8 @@ TTY_INTERVAL_S = 0.1
 LOG_INTERVAL_S = 5.0
 
 
-def _seconds(value: float) -> str:
+def format_seconds(value: float) -> str:
+    """A duration for a progress line: ``"12.3 s"`` under a minute, else minutes and seconds (hours too)."""
     if value < 60:
         return f"{value:.1f} s"
     minutes, seconds = divmod(int(round(value)), 60)
@@ -94,8 +95,8 @@ class QueryProgress:
             count += f"/{self.budget:,}"
         overall = f" ({self.queries:,} in all)" if self.done and self.total > 1 else ""
         return (
-            f"{self.desc}: {where}{count} queries{overall}, {_seconds(now - self.start)} elapsed, "
-            f"ETA {'?' if eta is None else _seconds(eta)}"
+            f"{self.desc}: {where}{count} queries{overall}, {format_seconds(now - self.start)} elapsed, "
+            f"ETA {'?' if eta is None else format_seconds(eta)}"
         )
 
     def _write(self, force: bool = False, text: Optional[str] = None, end: str = "") -> None:
@@ -113,7 +114,7 @@ class QueryProgress:
 
     def close(self, finished: bool) -> None:
         """Write the summary line (and end the terminal line)."""
-        seconds = _seconds(time.perf_counter() - self.start)
+        seconds = format_seconds(time.perf_counter() - self.start)
         if finished:
             text = f"{self.desc}: {self.total}/{self.total} examples, {self.queries:,} queries in {seconds}"
         else:
@@ -123,13 +124,14 @@ class QueryProgress:
         self._write(force=True, text=text, end="\n")
 
 
-_ACTIVE: "ContextVar[Optional[QueryProgress]]" = ContextVar("freqrex_query_progress", default=None)
+#: The progress line that model queries report to (FreqReX's, or a data-set run's), if any.
+ACTIVE_PROGRESS: "ContextVar[Optional[QueryProgress]]" = ContextVar("freqrex_query_progress", default=None)
 
 
 def report_queries(queries: int, budget: Optional[int] = None) -> None:
     """Called after every model call with the run's query count (and the query budget per example,
     when known); updates the active progress line."""
-    active = _ACTIVE.get()
+    active = ACTIVE_PROGRESS.get()
     if active is not None:
         if active.budget is None and budget:
             active.budget = int(budget)
@@ -145,7 +147,7 @@ def progress(
         yield from items
         return
     bar = QueryProgress(desc, total, budget)
-    token = _ACTIVE.set(bar)
+    token = ACTIVE_PROGRESS.set(bar)
     finished = False
     try:
         for index, item in enumerate(items):
@@ -155,7 +157,7 @@ def progress(
         finished = True
     finally:
         try:
-            _ACTIVE.reset(token)
+            ACTIVE_PROGRESS.reset(token)
         except ValueError:  # closed from another context (garbage collection)
-            _ACTIVE.set(None)
+            ACTIVE_PROGRESS.set(None)
         bar.close(finished)

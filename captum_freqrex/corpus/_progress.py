@@ -13,7 +13,7 @@ import time
 from contextvars import Token
 from typing import Optional, TextIO
 
-from captum_freqrex._utils.progress import _ACTIVE, QueryProgress, _seconds
+from captum_freqrex._utils.progress import ACTIVE_PROGRESS, QueryProgress, format_seconds
 
 __all__ = ["DatasetProgress"]
 
@@ -37,16 +37,16 @@ class DatasetProgress(QueryProgress):
         self.token: Optional[Token] = None
 
     def __enter__(self) -> "DatasetProgress":
-        self.token = _ACTIVE.set(self)  # FreqReX's model calls report to the active progress line
+        self.token = ACTIVE_PROGRESS.set(self)  # FreqReX's model calls report to the active progress line
         self._write(force=True)
         return self
 
     def __exit__(self, kind: object, *rest: object) -> None:
         if self.token is not None:
             try:
-                _ACTIVE.reset(self.token)
+                ACTIVE_PROGRESS.reset(self.token)
             except ValueError:
-                _ACTIVE.set(None)
+                ACTIVE_PROGRESS.set(None)
         self.close(kind is None)
 
     def start_batch(self, clips: int) -> None:
@@ -85,12 +85,12 @@ class DatasetProgress(QueryProgress):
         stored = f" ({self.skipped} already stored)" if self.skipped else ""
         eta = self.eta(now)
         return (
-            f"{self.desc}: {where}{stored}, {self.queries:,} queries, {_seconds(now - self.start)} elapsed, "
-            f"ETA {'?' if eta is None else _seconds(eta)}"
+            f"{self.desc}: {where}{stored}, {self.queries:,} queries, {format_seconds(now - self.start)} elapsed, "
+            f"ETA {'?' if eta is None else format_seconds(eta)}"
         )
 
     def close(self, finished: bool) -> None:
-        seconds = _seconds(time.perf_counter() - self.start)
+        seconds = format_seconds(time.perf_counter() - self.start)
         if finished:
             text = f"{self.desc}: {self.done} clips explained, {self.queries:,} queries in {seconds}"
         else:
