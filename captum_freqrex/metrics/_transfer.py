@@ -315,22 +315,8 @@ def transferability(
     names = None if class_names is None else tuple(str(c) for c in class_names)
     if names is not None and (len(names) == 0 or len(set(names)) != len(names)):
         raise ValueError(f"class_names must be non-empty and distinct, got {list(names)}")
-    full: Optional[Tensor]
-    if isinstance(signals, Sequence) and len(signals) > 0 and all(isinstance(s, Explanation) for s in signals):
-        if decisions is not None:
-            raise ValueError("decisions come from the explanations (their target); pass decisions=None")
-        waves, source, full = _from_explanations(signals, which)  # type: ignore[arg-type]  # checked above
-        if originals is not None:
-            full = _stack(originals, "originals")
-    else:
-        if decisions is None:
-            raise ValueError("decisions is None: pass the source decision of each signal (or explanations)")
-        waves = _stack(signals, "signals")  # type: ignore[arg-type]  # explanations handled above
-        source = _class_indices(decisions, waves.shape[0], names, "decisions")
-        full = None if originals is None else _stack(originals, "originals")
+    waves, source, full = _inputs(signals, decisions, originals, names, which)
     n = waves.shape[0]
-    if full is not None and full.shape != waves.shape:
-        raise ValueError(f"originals must be shaped like the signals, {tuple(waves.shape)}; got {tuple(full.shape)}")
     classes = source if labels is None else _class_indices(labels, n, names, "labels")
     if not isinstance(models, Mapping) or len(models) == 0:
         raise ValueError("models must be a non-empty mapping of name -> model, e.g. {'B': model_b}")
@@ -338,20 +324,12 @@ def transferability(
         if not callable(model):
             raise TypeError(f"models[{model_name!r}] must be callable, got {type(model).__name__}")
     max_rows = rows_per_call([waves], max_examples_per_batch)
-
-    def scores(oracle: Oracle, batch: Tensor) -> Tensor:
-        # Copies: a model that edits its input in place must not edit the caller's tensors.
-        return oracle.scores_of(([batch[start:stop].clone()], None) for start, stop in oracle.batches(n))
-
     accepted, decided, agrees, full_decided = [], [], [], []
     n_classes = None
     for model_name, model in models.items():
         # One oracle per target: its own output checks, width, counts and decision.
         oracle = Oracle(model, output, max_rows=max_rows)
-        on_signals = scores(oracle, waves)
-        on_full = None if full is None else scores(oracle, full)
-        rule = oracle.decide(decision, on_signals if on_full is None else on_full)
-        k = rule.num_classes(on_signals)
+        on_signals, on_full, k = _target_scores(oracle, decision, waves, full)
         if names is not None and k != len(names):
             raise ValueError(
                 f"models[{model_name!r}] has {k} classes but class_names names {len(names)}; every target "
@@ -363,13 +341,13 @@ def transferability(
         too_high = int(torch.maximum(source.max(), classes.max()))
         if too_high >= k:
             raise ValueError(f"unknown class {too_high}: models[{model_name!r}] has {k} classes")
-        # The oracle's verdicts: a signal is accepted when it keeps the source decision (a tie
-        # within the tie tolerance neither keeps nor changes it, so it is no acceptance).
+        # A signal is accepted when it keeps the source decision (a tie within the tie tolerance
+        # neither keeps nor changes it, so it is no acceptance).
         on_signal = oracle.verdicts(on_signals, source.to(on_signals.device))
+        on_clip = None if on_full is None else oracle.verdicts(on_full, source.to(on_full.device))
         accepted.append(on_signal.passes.cpu())
         decided.append(on_signal.decided.cpu())
-        if on_full is not None:
-            on_clip = oracle.verdicts(on_full, source.to(on_full.device))
+        if on_clip is not None:
             agrees.append(on_clip.passes.cpu())
             full_decided.append(on_clip.decided.cpu())
     assert n_classes is not None
@@ -383,3 +361,42 @@ def transferability(
         agrees=torch.stack(agrees) if agrees else None,
         full_decided=torch.stack(full_decided) if full_decided else None,
     )
+
+
+def _inputs(
+    signals: Any, decisions: Any, originals: Any, names: Optional[Tuple[str, ...]], which: str,
+) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """The signals ``(N, ...)``, their source decisions ``(N,)`` and the full clips (or None)."""
+    full: Optional[Tensor]
+    if isinstance(signals, Sequence) and len(signals) > 0 and all(isinstance(s, Explanation) for s in signals):
+        if decisions is not None:
+            raise ValueError("decisions come from the explanations (their target); pass decisions=None")
+        waves, source, full = _from_explanations(signals, which)
+        if originals is not None:
+            full = _stack(originals, "originals")
+    else:
+        if decisions is None:
+            raise ValueError("decisions is None: pass the source decision of each signal (or explanations)")
+        waves = _stack(signals, "signals")
+        source = _class_indices(decisions, waves.shape[0], names, "decisions")
+        full = None if originals is None else _stack(originals, "originals")
+    if full is not None and full.shape != waves.shape:
+        raise ValueError(f"originals must be shaped like the signals, {tuple(waves.shape)}; got {tuple(full.shape)}")
+    return waves, source, full
+
+
+def _target_scores(
+    oracle: Oracle, decision: DecisionLike, waves: Tensor, full: Optional[Tensor],
+) -> Tuple[Tensor, Optional[Tensor], int]:
+    """One target model's scores on the signals and on the full clips (None without), with its
+    decision fixed from them, and its number of classes."""
+    n = waves.shape[0]
+
+    def scores(batch: Tensor) -> Tensor:
+        # Copies: a model that edits its input in place must not edit the caller's tensors.
+        return oracle.scores_of(([batch[start:stop].clone()], None) for start, stop in oracle.batches(n))
+
+    on_signals = scores(waves)
+    on_full = None if full is None else scores(full)
+    rule = oracle.decide(decision, on_signals if on_full is None else on_full)
+    return on_signals, on_full, rule.num_classes(on_signals)
