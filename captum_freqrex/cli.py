@@ -735,7 +735,7 @@ def _explain_one(
         from captum_freqrex import log_bands
 
         try:
-            feature_mask = log_bands(waveform.shape[-1], model.sample_rate, bands)
+            feature_mask = log_bands(waveform.shape[-1], bands, sample_rate=model.sample_rate)
         except ValueError as error:
             raise CliError(f"--bands {bands}: {error}") from None
     with _warnings.catch_warnings(record=True) as caught, torch.inference_mode():
