@@ -469,6 +469,8 @@ def write_result(
     extra: Optional[Dict[str, Any]] = None,
     overwrite: bool = False,
     html: bool = False,
+    html_audio: str = "embed",
+    source: Any = None,
 ) -> dict:
     r"""Write an explanation's folder: WAVs, plots, ``bins.csv`` and ``summary.json``; return the summary.
 
@@ -484,6 +486,11 @@ def write_result(
                     run that this one does not produce (e.g. ``complete.wav`` when no complete set
                     is found). False refuses any existing file. Default: False
         html (bool, optional): Also write the self-contained ``report.html``. Default: False
+        html_audio (str, optional): The report's audio, ``"embed"`` or ``"link"`` (WAVs in
+                    ``report_files/``). Default: ``"embed"``
+        source (LoadedAudio, optional): The file the clip was read from: listening copies are
+                    written at its rate, and the report's spectrograms leave out its zero padding.
+                    Default: None
 
     Returns:
         dict: The JSON summary.
@@ -500,10 +507,11 @@ def write_result(
     import matplotlib.pyplot as plt
 
     rate = model.sample_rate
+    listen_rate = getattr(source, "file_rate", None)
     try:
         os.makedirs(out_dir, exist_ok=True)
         try:
-            wavs = save_explanation_wavs(explanation, out_dir, rate, overwrite=overwrite)
+            wavs = save_explanation_wavs(explanation, out_dir, rate, overwrite=overwrite, listen_rate=listen_rate)
         except FileExistsError as error:
             raise _exists(error.filename) from None
         names = list(model.class_names or []) or None
@@ -511,7 +519,9 @@ def write_result(
         fig = plot_responsibility(explanation, sample_rate=rate, class_names=names)
         with _open_new(os.path.join(out_dir, plots["responsibility_plot"]), "wb", overwrite) as handle:
             fig.savefig(handle, format="png", dpi=110)
-        fig = plot_explanation_spectrograms(explanation, rate, class_names=names)
+        fig = plot_explanation_spectrograms(
+            explanation, rate, class_names=names, valid_samples=getattr(source, "valid_samples", None)
+        )
         with _open_new(os.path.join(out_dir, plots["spectrograms_plot"]), "wb", overwrite) as handle:
             fig.savefig(handle, format="png", dpi=110)
         plt.close("all")
@@ -531,6 +541,7 @@ def write_result(
                 write_html(
                     explanation, os.path.join(out_dir, "report.html"), rate, class_names=names,
                     title=f"FreqReX: {model.name} on {clip_name}", details=details, overwrite=overwrite,
+                    audio=html_audio, listen_rate=listen_rate, valid_samples=getattr(source, "valid_samples", None),
                 )
             except FileExistsError as error:
                 raise _exists(error.filename) from None
@@ -768,6 +779,7 @@ def _explain_and_write(
     notes: Sequence[str] = (),
     extra: Optional[Dict[str, Any]] = None,
     announce: Optional[str] = None,
+    source: Any = None,
 ) -> None:
     base_wave, record = baseline.for_clip(waveform, model.sample_rate)
     record["description"] = baseline.describe()
@@ -781,7 +793,7 @@ def _explain_and_write(
     extra = dict(extra or {}, baseline=_baseline_record(explanation, model, record))
     summary = write_result(
         explanation, model, out_dir, clip_name, notes, extra=extra, overwrite=args.overwrite,
-        html=getattr(args, "html", False),
+        html=getattr(args, "html", False), html_audio=getattr(args, "html_audio", "embed"), source=source,
     )
     print(_human_summary(summary, out_dir, display_name, target is not None, model.class_names))
 
@@ -861,7 +873,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         _say(f"explaining {path} ...")
         _explain_and_write(
             model, audio.waveform, args, target, baseline, out_dir, os.path.basename(path), path, audio.notes,
-            extra={"source": os.path.abspath(path)},
+            extra={"source": os.path.abspath(path)}, source=audio,
         )
     return 0
 
@@ -979,6 +991,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample rate of a TorchScript or module:callable model (default: its sample_rate, else 16000)",
     )
     explain.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
+    explain.add_argument("--html-audio", choices=("embed", "link"), default="embed",
+                         help="report.html's audio: embedded (one file, ~9 MB for 30 s) or linked WAVs in report_files/")
     _add_common(explain, "freqrex_out/explain")
     _add_search(explain)
     _add_output(explain)
