@@ -93,7 +93,7 @@ def run(models: List[str], n_clips: int, methods: List[str], ks: List[int], seed
         model, clips, rate, labels = load_zoo_inputs(name, n_clips)
         with torch.no_grad():
             targets = model(clips).argmax(1)
-        bands = log_bands(clips.shape[-1], rate, n_bands)
+        bands = log_bands(clips.shape[-1], n_bands, sample_rate=rate)
         budgets: List[int] = []
         results: Dict[str, Dict[str, Any]] = {}
         for method in methods:
@@ -303,7 +303,7 @@ def run_split(models: List[str], split: str, data_dir: str, methods: List[str], 
     for name in models:
         model, data = load_held_out(name, split, data_dir)
         chosen, selection = _selection(len(data.labels), strides.get(name, strides.get("*", 1)), limit)
-        bands = log_bands(data.waveforms.shape[-1], data.sample_rate, n_bands)
+        bands = log_bands(data.waveforms.shape[-1], n_bands, sample_rate=data.sample_rate)
         path = os.path.join(out, f"flip_rates_{split}_{name}.jsonl")
         done = _records(path, settings)
         missing = [i for i in chosen if any((m, i) not in done for m in methods)]

@@ -170,7 +170,7 @@ def run_method(name: str, model: nn.Module, clip: torch.Tensor, budget: int, tar
         return {"expl": expl, "features": clip.shape[-1] // 2 + 1, **cost(explainer.last_stats)}
     oracle = Oracle(model)  # counts, times and checks every call, as FreqReX's own oracle does
     with oracle.measure(), torch.enable_grad():
-        bands = log_bands(clip.shape[-1], SAMPLE_RATE, 256).unsqueeze(0).to(clip.device)
+        bands = log_bands(clip.shape[-1], 256, sample_rate=SAMPLE_RATE).unsqueeze(0).to(clip.device)
         wrapped = FrequencyForward(oracle, clip)
         if name == "IntegratedGradients":
             attr = IntegratedGradients(wrapped).attribute(

@@ -34,6 +34,7 @@ __all__ = [
     "save_wav",
     "save_explanation_wavs",
     "listening_copy",
+    "listening_copy_at",
     "peak_dbfs",
     "LISTEN_PEAK_DBFS",
     "LISTEN_SUFFIX",
@@ -57,11 +58,17 @@ class LoadedAudio:
         waveform (Tensor): ``(time,)`` mono float32 waveform at ``sample_rate``.
         sample_rate (float): Sample rate in Hz; a whole number (WAV headers hold an integer rate).
         notes (list of str): What was done to fit the model (resampled, mixed down, cropped, padded).
+        file_rate (int, optional): The file's own sample rate in Hz (listening copies are best
+                    written at it). Default: ``sample_rate``
+        valid_samples (int, optional): How many leading samples of ``waveform`` come from the file;
+                    the rest is zero padding to the model's length. Default: all of them
     """
 
     waveform: Tensor
     sample_rate: int
     notes: List[str] = field(default_factory=list)
+    file_rate: Optional[int] = None
+    valid_samples: Optional[int] = None
 
 
 def _soundfile():
@@ -289,17 +296,19 @@ def load_audio(
         if waveform.shape[0] > 1:
             notes.append(f"mixed {waveform.shape[0]} channels down to mono")
         waveform = waveform.mean(dim=0)
+    file_rate = int(rate)
     if sample_rate is not None and rate != sample_rate:
         waveform = resample(waveform, rate, sample_rate)
         notes.append(f"resampled {rate} Hz -> {sample_rate} Hz")
         rate = sample_rate
+    valid = waveform.shape[-1]
     if num_samples is not None:
         waveform, fitted = fit_length(waveform, num_samples, int(rate))
         notes += fitted
     if not allow_silent and waveform.abs().max() == 0:
         where = path if channel is None else f"{path} (channel {channel + 1})"
         raise AudioError(f"{where} is silent: there is nothing to explain")
-    return LoadedAudio(waveform.float(), int(rate), notes)
+    return LoadedAudio(waveform.float(), int(rate), notes, file_rate, min(valid, waveform.shape[-1]))
 
 
 #: The generated baselines of ``freqrex explain`` and ``explain-dataset`` (anything else is a waveform).
@@ -424,6 +433,7 @@ def save_explanation_wavs(
     *,
     overwrite: bool = True,
     listening_copies: bool = True,
+    listen_rate: Optional[int] = None,
 ) -> Dict[str, str]:
     r"""Write the original and every set of an explanation, kept alone and removed, as WAV files.
 
@@ -445,6 +455,8 @@ def save_explanation_wavs(
         overwrite (bool, optional): Replace existing files; False raises ``FileExistsError`` on the
                     first file that exists. Default: True
         listening_copies (bool, optional): Also write the ``*.listen.wav`` copies. Default: True
+        listen_rate (int, optional): Rate of the listening copies in Hz, e.g. the rate of the file
+                    the clip was read from (resampled from ``sample_rate``). Default: ``sample_rate``
 
     Returns:
         dict: ``{"original": path, "sufficient": path, "sufficient_listen": path,
@@ -461,7 +473,30 @@ def save_explanation_wavs(
             wave = _single_wave(explanation.waveform(name, removed=removed))
             written[key] = save_wav(os.path.join(directory, f"{key}.wav"), wave, sample_rate, overwrite=overwrite)
             if listening_copies:
-                loud, _ = listening_copy(wave)
+                loud, _, rate = listening_copy_at(wave, sample_rate, listen_rate)
                 path = os.path.join(directory, key + LISTEN_SUFFIX)
-                written[f"{key}_listen"] = save_wav(path, loud, sample_rate, overwrite=overwrite, subtype="PCM_16")
+                written[f"{key}_listen"] = save_wav(path, loud, rate, overwrite=overwrite, subtype="PCM_16")
     return written
+
+
+def listening_copy_at(
+    waveform: Tensor, sample_rate: float, listen_rate: Optional[float] = None
+) -> Tuple[Tensor, float, int]:
+    r"""A listening copy (:func:`listening_copy`) resampled to ``listen_rate``.
+
+    Resampled first, then peak-normalised, so that the copy's peak is exactly the target.
+
+    Args:
+        waveform (Tensor): ``(time,)`` or ``(channels, time)`` at ``sample_rate``.
+        sample_rate (float): Its rate in Hz.
+        listen_rate (float, optional): The copy's rate in Hz. Default: ``sample_rate``
+
+    Returns:
+        tuple: The copy, the gain applied in dB, and the copy's rate in Hz (an int).
+    """
+    rate = int(sample_rate)
+    if listen_rate is not None and int(listen_rate) != rate:
+        waveform = resample(waveform, rate, int(listen_rate))
+        rate = int(listen_rate)
+    loud, gain = listening_copy(waveform)
+    return loud, gain, rate

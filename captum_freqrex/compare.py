@@ -296,7 +296,7 @@ def _default_band_mask(
     num_samples: int, sample_rate: Optional[float], n_bands: int, domain: Optional[SpectralDomain]
 ) -> Tuple[Tensor, str]:
     if sample_rate:
-        return log_bands(num_samples, sample_rate, n_bands, domain=domain), "log bands"
+        return log_bands(num_samples, n_bands, sample_rate=sample_rate, domain=domain), "log bands"
     return linear_bands(num_samples, n_bands, domain=domain), "linear bands"
 
 
@@ -1017,7 +1017,7 @@ def compare_methods(
         feature_mask (Tensor, optional): The evaluation features (and the features of every
                     method that can afford them). Default: None (single bins)
         band_mask (Tensor, optional): Features of the per-feature-cost methods when the evaluation
-                    features are too many. Default: ``log_bands(T, sample_rate, n_bands)`` (or
+                    features are too many. Default: ``log_bands(T, n_bands, sample_rate=sample_rate)`` (or
                     linear bands without a sample rate)
         n_bands (int, optional): Bands of the default ``band_mask``. Default: 256
         max_perturbation_features (int, optional): Most features the per-feature-cost methods

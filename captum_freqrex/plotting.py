@@ -437,6 +437,7 @@ def plot_explanation_spectrograms(
     log_frequency: bool = True,
     class_names: Optional[Sequence[str]] = None,
     dynamic_range_db: float = 80.0,
+    valid_samples: Optional[int] = None,
 ) -> Any:
     r"""The clip's spectrogram with the sets drawn over it, then each set alone and the decisive removal.
 
@@ -465,6 +466,9 @@ def plot_explanation_spectrograms(
                     20 Hz). Default: True
         class_names (list of str, optional): Names for the title's classes.
         dynamic_range_db (float, optional): Range of each panel's colour scale, in dB. Default: 80.0
+        valid_samples (int, optional): Leading samples of the clip that are real audio (a short
+                    file zero-padded to the model's length): only they are drawn, and the title
+                    says how much padding follows. Default: every sample
 
     Returns:
         matplotlib.figure.Figure: The figure.
@@ -474,7 +478,15 @@ def plot_explanation_spectrograms(
     layout = explanation.layout
     stft = layout.axes(0)[2] is not None
     original = _single_wave(explanation.original_waveform())
-    length = original.shape[-1]
+    full = original.shape[-1]
+    if valid_samples is not None and not 0 < valid_samples <= full:
+        raise ValueError(f"valid_samples must be in [1, {full}] (the clip's length), got {valid_samples}")
+    # A padded clip's spectrogram is drawn over its real part only: padding would be most of it.
+    length = full if valid_samples is None else int(valid_samples)
+    padding = (
+        f"; zero padding from {length / sample_rate:.2f} s to the model's {full / sample_rate:.2f} s not drawn"
+        if length < full else ""
+    )
     if n_fft is None:
         n_fft = getattr(layout.domain, "n_fft", None) if stft else None
         n_fft = n_fft or _auto_n_fft(length)
@@ -488,9 +500,10 @@ def plot_explanation_spectrograms(
         if bool(chosen.mask.all()):
             everything.append(labels)
             continue
-        panels.append((f"{labels} kept alone ({chosen.size} features)", _single_wave(explanation.waveform(names[0]))))
+        panels.append((f"{labels} kept alone ({chosen.size} features)", _single_wave(explanation.waveform(names[0]))[..., :length]))
     if explanation.sufficient_necessary is not None:
-        panels.append(("original with the sufficient & necessary set removed", _single_wave(explanation.waveform("sufficient_necessary", removed=True))))
+        removal = _single_wave(explanation.waveform("sufficient_necessary", removed=True))[..., :length]
+        panels.append(("original with the sufficient & necessary set removed", removal))
     n_rows = 1 + len(panels)
     fig = plt.figure(figsize=(10.5, 2.3 * n_rows + 0.5))
     spec = fig.add_gridspec(n_rows, 2, width_ratios=(40, 2.6), wspace=0.03)
@@ -508,7 +521,7 @@ def plot_explanation_spectrograms(
         first.set_ylabel("Hz")
         title += ": responsibility of each cell (colour) over its spectrogram (grey)"
     else:
-        db = _spectrogram_db(original, n_fft)
+        db = _spectrogram_db(original[..., :length], n_fft)
         _draw_spectrogram(first, db, seconds, sample_rate, n_fft, float(db.max()), dynamic_range_db, log_frequency)
         hz = layout.bin_hz(0, sample_rate)
         assert hz is not None, "a sample rate and the domain give each row's frequency"
@@ -521,7 +534,7 @@ def plot_explanation_spectrograms(
         strip = fig.add_subplot(spec[0, 1], sharey=first)
         _membership_strip(strip, explanation, sample_rate, top_hz)
         title += "; dashed lines and the strip on the right: the frequencies of each set"
-    first.set_title(f"{_title(explanation, class_names)}\n{title}", fontsize=9)
+    first.set_title(f"{_title(explanation, class_names)}\n{title}{padding}", fontsize=9)
     axes = [first]
     for row, (label, wave) in enumerate(panels, start=1):
         ax = fig.add_subplot(spec[row, 0], sharex=first)

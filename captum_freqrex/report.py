@@ -2,9 +2,10 @@
 
 :func:`write_html` (also :meth:`Explanation.to_html` and ``freqrex explain ... --html``) writes a
 page with audio players for the original clip, each set kept alone and each set removed (WAVs
-embedded as base64 ``data:`` URIs), the responsibility spectrum and the spectrograms with the sets
-drawn over them (PNG ``data:`` URIs), the certification status and frequencies of each set, the
-class probabilities, the warnings and the settings. Nothing is fetched when the page opens.
+embedded as base64 ``data:`` URIs, or with ``audio="link"`` written into a folder beside the page
+and linked by relative path), the responsibility spectrum and the spectrograms with the sets drawn
+over them (PNG ``data:`` URIs), the certification status and frequencies of each set, the class
+probabilities, the warnings and the settings. Nothing is fetched from the network.
 
 Every player plays a peak-normalised copy (-1 dBFS, as the ``*.listen.wav`` files) so that quiet
 sets can be heard; the text beside it gives the signal's true peak level and the gain applied.
@@ -19,6 +20,8 @@ import html
 import io
 import json
 import math
+import os
+import urllib.parse
 import wave
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -28,7 +31,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from captum_freqrex._explanation import Explanation
 
-__all__ = ["explanation_html", "write_html", "wav_bytes", "format_frequencies"]
+__all__ = ["explanation_html", "write_html", "audio_folder", "AUDIO_MODES", "wav_bytes", "format_frequencies"]
 
 SET_LABELS = {
     "sufficient": "sufficient",
@@ -44,6 +47,9 @@ SET_MEANINGS = {
 
 #: Frequencies listed per set in the page's table (the summary and the CSV hold more).
 LISTED = 24
+
+#: How the players get their audio: embedded in the page, or WAV files linked beside it.
+AUDIO_MODES = ("embed", "link")
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1150px;
@@ -191,8 +197,9 @@ def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Op
     return "<table>" + "".join(rows) + "</table>"
 
 
-def _players(explanation: "Explanation", sample_rate: float) -> str:
-    from captum_freqrex.audio import _single_wave, listening_copy, peak_dbfs
+def _signals(explanation: "Explanation") -> List[Tuple[str, str, Tensor]]:
+    """``(key, label, waveform)`` of every player: the original, each set alone and removed."""
+    from captum_freqrex.audio import _single_wave
 
     signals: List[Tuple[str, str, Tensor]] = [("original", "the clip (resynthesised from its spectrum)", _single_wave(explanation.original_waveform()))]
     for name, chosen in explanation.sets.items():
@@ -203,11 +210,39 @@ def _players(explanation: "Explanation", sample_rate: float) -> str:
         signals.append(
             (f"{name}_removed", f"clip with the {label} set removed", _single_wave(explanation.waveform(name, removed=True)))
         )
+    return signals
+
+
+def _check_audio(audio: str) -> None:
+    if audio not in AUDIO_MODES:
+        raise ValueError(f"audio must be one of {AUDIO_MODES}, got {audio!r}")
+
+
+def audio_folder(path: str) -> str:
+    r"""The folder that a linked report's WAVs go to: ``report.html`` -> ``report_files``, beside it.
+
+    Args:
+        path (str): The report's path.
+
+    Returns:
+        str: The folder's path.
+    """
+    return os.path.splitext(path)[0] + "_files"
+
+
+def _players(
+    explanation: "Explanation", sample_rate: float, audio: str, folder: str, listen_rate: Optional[float]
+) -> str:
+    from captum_freqrex.audio import LISTEN_SUFFIX, listening_copy_at, peak_dbfs
+
     rows = ["<tr><th>signal</th><th>listen</th><th>level</th></tr>"]
-    for key, label, signal in signals:
+    for key, label, signal in _signals(explanation):
         level = peak_dbfs(signal)
-        loud, gain = listening_copy(signal)
-        uri = _data_uri("audio/wav", wav_bytes(loud, sample_rate))
+        loud, gain, rate = listening_copy_at(signal, sample_rate, listen_rate)
+        if audio == "embed":
+            uri = _data_uri("audio/wav", wav_bytes(loud, rate))
+        else:  # the same copy, written there by write_html
+            uri = urllib.parse.quote(f"{folder}/{key}{LISTEN_SUFFIX}")
         rows.append(
             f'<tr><td>{label}</td><td><audio controls preload="auto" data-signal="{key}" src="{uri}"></audio></td>'
             f'<td class="muted">{_e(_level_text(level, gain))}</td></tr>'
@@ -250,6 +285,10 @@ def explanation_html(
     class_names: Optional[Sequence[str]] = None,
     title: Optional[str] = None,
     details: Optional[Mapping[str, Any]] = None,
+    audio: str = "embed",
+    audio_folder: str = "report_files",
+    listen_rate: Optional[float] = None,
+    valid_samples: Optional[int] = None,
 ) -> str:
     r"""The HTML report of one explanation, as a string (see :func:`write_html`).
 
@@ -261,11 +300,23 @@ def explanation_html(
         title (str, optional): The page's heading. Default: ``"FreqReX explanation"``
         details (mapping, optional): More facts shown under the heading (model, clip, baseline).
                     Default: None
+        audio (str, optional): ``"embed"``: the players' WAVs inside the page; ``"link"``: the
+                    players refer to ``audio_folder/<signal>.listen.wav``, relative to the page
+                    (:func:`write_html` writes them). Default: ``"embed"``
+        audio_folder (str, optional): The relative folder of the linked WAVs. Default:
+                    ``"report_files"``
+        listen_rate (int, optional): Rate of the players' audio in Hz, e.g. the rate of the file
+                    the clip was read from. Default: ``sample_rate``
+        valid_samples (int, optional): Leading samples of the clip that are real audio; the rest
+                    (zero padding to the model's length) is left out of the spectrograms and
+                    marked. Default: all
 
     Returns:
         str: A complete HTML document.
     """
     from captum_freqrex.plotting import plot_explanation_spectrograms, plot_responsibility
+
+    _check_audio(audio)
 
     names = list(class_names) if class_names is not None else None
     summary = explanation.summary(sample_rate=sample_rate)
@@ -286,7 +337,9 @@ def explanation_html(
     else:
         warnings_html = '<p id="warnings" class="muted">No warnings.</p>'
     responsibility_png = _png(plot_responsibility(explanation, sample_rate=sample_rate, class_names=names))
-    spectrogram_png = _png(plot_explanation_spectrograms(explanation, sample_rate, class_names=names))
+    spectrogram_png = _png(
+        plot_explanation_spectrograms(explanation, sample_rate, class_names=names, valid_samples=valid_samples)
+    )
     settings = dict(summary["settings"])
     about = {
         "sample rate (Hz)": sample_rate,
@@ -319,7 +372,7 @@ def explanation_html(
         _sets_table(summary, explanation.summary(sample_rate=sample_rate, max_listed=LISTED), names),
         "</section>",
         '<h2>Listen</h2><section id="audio">',
-        _players(explanation, sample_rate),
+        _players(explanation, sample_rate, audio, audio_folder, listen_rate),
         "</section>",
         '<h2>Spectrum and responsibility</h2><section id="figures">',
         f'<img data-figure="responsibility" alt="responsibility spectrum with the sets" src="{_data_uri("image/png", responsibility_png)}">',
@@ -350,8 +403,11 @@ def write_html(
     title: Optional[str] = None,
     details: Optional[Mapping[str, Any]] = None,
     overwrite: bool = True,
+    audio: str = "embed",
+    listen_rate: Optional[float] = None,
+    valid_samples: Optional[int] = None,
 ) -> str:
-    r"""Write the self-contained HTML report of one explanation.
+    r"""Write the HTML report of one explanation: one self-contained file, or a page and its WAVs.
 
     The page holds: the decision and whether every set is certified; the warnings
     (:attr:`Explanation.warnings`); each set's certification status, size, frequencies, energy,
@@ -359,8 +415,11 @@ def write_html(
     each set alone and each set removed (16-bit WAVs, peak-normalised to -1 dBFS, embedded as
     ``data:`` URIs, with each signal's true level beside it); the responsibility spectrum and the
     spectrograms (PNG ``data:`` URIs); the class probabilities; the settings, versions and cost; and
-    the :meth:`Explanation.summary` as JSON in ``<script id="freqrex-summary">``. The file needs
-    nothing else: it opens offline, from a mail attachment, anywhere.
+    the :meth:`Explanation.summary` as JSON in ``<script id="freqrex-summary">``. With
+    ``audio="embed"`` the file needs nothing else: it opens offline, from a mail attachment,
+    anywhere; but seven WAVs of a 30 s clip make it about 9 MB. With ``audio="link"`` the WAVs go
+    to a folder beside it (``report.html`` -> ``report_files/original.listen.wav``, ...), the page
+    refers to them by relative path (move the two together) and stays a few hundred kB.
 
     Args:
         explanation (Explanation): From :meth:`FreqReX.explain` (single-tensor input, with its
@@ -370,13 +429,37 @@ def write_html(
         class_names (sequence of str, optional): The model's class names. Default: indices
         title (str, optional): The page's heading. Default: ``"FreqReX explanation"``
         details (mapping, optional): More facts shown under the heading. Default: None
-        overwrite (bool, optional): Replace an existing file; False raises ``FileExistsError``.
+        overwrite (bool, optional): Replace existing files; False raises ``FileExistsError``.
                     Default: True
+        audio (str, optional): ``"embed"`` or ``"link"`` (see above). Default: ``"embed"``
+        listen_rate (int, optional): Rate of the players' audio in Hz, e.g. the rate of the file
+                    the clip was read from. Default: ``sample_rate``
+        valid_samples (int, optional): Leading samples of the clip that are real audio; the zero
+                    padding after them is left out of the spectrograms and marked. Default: all
 
     Returns:
         str: The path.
     """
-    text = explanation_html(explanation, sample_rate, class_names=class_names, title=title, details=details)
+    _check_audio(audio)
+    folder = audio_folder(path)
+    text = explanation_html(
+        explanation, sample_rate, class_names=class_names, title=title, details=details, audio=audio,
+        audio_folder=os.path.basename(folder), listen_rate=listen_rate, valid_samples=valid_samples,
+    )
+    if audio == "link":
+        _write_linked_audio(explanation, folder, sample_rate, listen_rate, overwrite)
     with open(path, "w" if overwrite else "x", encoding="utf-8") as handle:
         handle.write(text)
     return path
+
+
+def _write_linked_audio(
+    explanation: "Explanation", folder: str, sample_rate: float, listen_rate: Optional[float], overwrite: bool
+) -> None:
+    from captum_freqrex.audio import LISTEN_SUFFIX, listening_copy_at
+
+    os.makedirs(folder, exist_ok=True)
+    for key, _, signal in _signals(explanation):
+        loud, _, rate = listening_copy_at(signal, sample_rate, listen_rate)
+        with open(os.path.join(folder, key + LISTEN_SUFFIX), "wb" if overwrite else "xb") as handle:
+            handle.write(wav_bytes(loud, rate))

@@ -108,14 +108,33 @@ def test_stft_roundtrip():
 
 def test_bands_are_monotone_and_sized():
     n, sr = 16000, 16000
-    for mask in (linear_bands(n, 8, sample_rate=sr), log_bands(n, sr, 8), mel_bands(n, sr, 8)):
+    for mask in (linear_bands(n, 8, sample_rate=sr), log_bands(n, 8, sample_rate=sr), mel_bands(n, 8, sample_rate=sr)):
         assert mask.shape == (n // 2 + 1,)
         assert (mask.diff() >= 0).all() and mask[0] == 0 and mask.max() == 7
     lin = linear_bands(n, 4, sample_rate=sr)
     assert torch.bincount(lin).tolist() == [2000, 2000, 2000, 2001]
-    assert mel_bands(n, sr, 8, domain=StftDomain(n_fft=256)).shape == (129, 1)
+    assert mel_bands(n, 8, sample_rate=sr, domain=StftDomain(n_fft=256)).shape == (129, 1)
     with pytest.raises(ValueError, match="n_bands"):
         linear_bands(n, 0)
+
+
+@pytest.mark.parametrize("helper", [linear_bands, log_bands, mel_bands])
+def test_band_helpers_share_one_argument_order(helper):
+    # (num_samples, n_bands, *, sample_rate): the same call builds 64 bands with every helper.
+    n, sr = 16000, 16000
+    mask = helper(n, 64, sample_rate=sr)
+    assert mask.shape == (n // 2 + 1,) and mask.max() == 63
+
+
+@pytest.mark.parametrize("helper", [linear_bands, log_bands, mel_bands])
+def test_band_helpers_refuse_a_positional_sample_rate(helper):
+    # log_bands(T, 64, 16000) used to mean sample_rate=64, n_bands=16000 and built 3,001 bands;
+    # in either order a third positional number is refused with the call to write instead.
+    name = helper.__name__
+    with pytest.raises(TypeError, match=rf"{name}\(num_samples, n_bands, sample_rate=16000\)"):
+        helper(16000, 64, 16000)
+    with pytest.raises(TypeError, match=r"sample_rate"):
+        helper(16000, 16000, 64)
 
 
 def test_next_fast_len_and_slow_length_warning():

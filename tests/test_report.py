@@ -166,6 +166,86 @@ def test_cli_writes_the_report_and_guards_it(tmp_path, capsys):
     assert not (out / "report.html").exists()
 
 
+def _wav_info(data):
+    with wave.open(io.BytesIO(data)) as handle:
+        return handle.getframerate(), handle.getnframes()
+
+
+def test_linked_report_holds_no_audio_and_its_links_resolve(explanation, clip, tmp_path):
+    from captum_freqrex.report import write_html
+
+    embedded = write_html(explanation, str(tmp_path / "embedded.html"), SAMPLE_RATE)
+    linked = write_html(explanation, str(tmp_path / "linked.html"), SAMPLE_RATE, audio="link")
+    text = (tmp_path / "linked.html").read_text(encoding="utf-8")
+    audios = [attrs for tag, attrs in _elements(text) if tag == "audio"]
+    assert len(audios) == 7 and "data:audio" not in text
+    for attrs in audios:  # relative links into report_files/, each a WAV of the whole clip
+        assert attrs["src"] == f"linked_files/{attrs['data-signal']}.listen.wav"
+        target = tmp_path / attrs["src"]
+        assert _wav_info(target.read_bytes()) == (SAMPLE_RATE, clip.shape[-1])
+    assert sorted(p.name for p in (tmp_path / "linked_files").iterdir()) == sorted(
+        f"{a['data-signal']}.listen.wav" for a in audios
+    )
+    # The page without its audio: smaller than the embedded one by at least the WAVs' base64.
+    wav_bytes_total = sum((tmp_path / a["src"]).stat().st_size for a in audios)
+    assert os.path.getsize(linked) < os.path.getsize(embedded) - 4 / 3 * wav_bytes_total + 1_000
+    assert os.path.getsize(linked) < 300_000
+    with pytest.raises(ValueError, match="audio must be one of"):
+        write_html(explanation, str(tmp_path / "x.html"), SAMPLE_RATE, audio="mp3")
+    with pytest.raises(FileExistsError):  # never replaced without overwrite
+        write_html(explanation, str(tmp_path / "linked.html"), SAMPLE_RATE, audio="link", overwrite=False)
+
+
+def test_listening_copies_play_at_the_files_own_rate(explanation, clip, tmp_path):
+    text = explanation_html(explanation, SAMPLE_RATE, listen_rate=2 * SAMPLE_RATE)
+    for tag, attrs in _elements(text):
+        if tag == "audio":
+            assert _wav_info(_payload(attrs["src"], "audio/wav")) == (2 * SAMPLE_RATE, 2 * clip.shape[-1])
+
+
+def test_spectrograms_leave_out_the_zero_padding_and_say_so(tmp_path):
+    from captum_freqrex.plotting import plot_explanation_spectrograms
+
+    real = SAMPLE_RATE // 4  # 0.25 s of tones, zero-padded to 1 s as a model of 1 s clips would get it
+    padded = torch.nn.functional.pad((0.5 * tone(440) + 0.3 * tone(1000))[:real], (0, SAMPLE_RATE - real))
+    expl = FreqReX(ToneClassifier([440, 1000, 2500])).explain(padded.unsqueeze(0), max_queries=200, seed=1)[0]
+    whole = plot_explanation_spectrograms(expl, SAMPLE_RATE)
+    assert whole.axes[0].get_xlim()[1] == pytest.approx(1.0)
+    fig = plot_explanation_spectrograms(expl, SAMPLE_RATE, valid_samples=real)
+    assert fig.axes[0].get_xlim()[1] == pytest.approx(0.25)
+    timed = [ax for ax in fig.axes if ax.get_shared_x_axes().joined(ax, fig.axes[0])]  # not the set strip
+    meshes = [c for ax in timed for c in ax.collections if hasattr(c, "get_coordinates")]
+    assert len(meshes) == len(timed) > 1 and all(float(m.get_coordinates()[..., 0].max()) <= 0.25 + 1e-9 for m in meshes)
+    assert "zero padding from 0.25 s to the model's 1.00 s not drawn" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="valid_samples"):
+        plot_explanation_spectrograms(expl, SAMPLE_RATE, valid_samples=2 * SAMPLE_RATE)
+
+
+def test_cli_links_the_reports_audio_at_the_files_rate(tmp_path, capsys):
+    sf = pytest.importorskip("soundfile")
+    from captum_freqrex.cli import main
+
+    model_path = tmp_path / "tones.pt"
+    torch.jit.trace(ToneClassifier([440, 1000, 2500]).eval(), torch.randn(2, SAMPLE_RATE)).save(str(model_path))
+    audio = tmp_path / "clip.wav"  # the file at twice the model's rate
+    t = torch.arange(2 * SAMPLE_RATE) / (2 * SAMPLE_RATE)
+    sf.write(str(audio), (0.5 * torch.sin(2 * torch.pi * 1000 * t)).numpy(), 2 * SAMPLE_RATE)
+    out = tmp_path / "out"
+    argv = ["explain", str(audio), "--model", str(model_path), "--sample-rate", str(SAMPLE_RATE), "--max-queries", "200"]
+    assert main([*argv, "--out", str(out), "--html", "--html-audio", "link"]) == 0
+    text = (out / "report.html").read_text(encoding="utf-8")
+    sources = [attrs["src"] for tag, attrs in _elements(text) if tag == "audio"]
+    assert sources and "data:audio" not in text
+    for src in sources:
+        assert src.startswith("report_files/") and _wav_info((out / src).read_bytes())[0] == 2 * SAMPLE_RATE
+    assert sf.info(str(out / "sufficient.listen.wav")).samplerate == 2 * SAMPLE_RATE  # listening copy
+    assert sf.info(str(out / "sufficient.wav")).samplerate == SAMPLE_RATE  # true level: what the model got
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--out", str(tmp_path / "bad"), "--html", "--html-audio", "mp3"])
+    assert exited.value.code == 2
+    assert "--html-audio" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- a real browser
 
 

@@ -111,7 +111,7 @@ def _explain_one(
         from captum_freqrex import log_bands
 
         try:
-            feature_mask = log_bands(waveform.shape[-1], model.sample_rate, bands)
+            feature_mask = log_bands(waveform.shape[-1], bands, sample_rate=model.sample_rate)
         except ValueError as error:
             raise CliError(f"--bands {bands}: {error}") from None
     with _warnings.catch_warnings(record=True) as caught, torch.inference_mode():
@@ -144,6 +144,7 @@ def _explain_and_write(
     notes: Sequence[str] = (),
     extra: Optional[Dict[str, Any]] = None,
     announce: Optional[str] = None,
+    source: Any = None,
 ) -> None:
     base_wave, record = baseline.for_clip(waveform, model.sample_rate)
     record["description"] = baseline.describe()
@@ -157,7 +158,7 @@ def _explain_and_write(
     extra = dict(extra or {}, baseline=baseline_record(explanation, model, record))
     summary = write_result(
         explanation, model, out_dir, clip_name, notes, extra=extra, overwrite=args.overwrite,
-        html=getattr(args, "html", False),
+        html=getattr(args, "html", False), html_audio=getattr(args, "html_audio", "embed"), source=source,
     )
     print(human_summary(summary, out_dir, display_name, target is not None, model.class_names))
 
@@ -229,6 +230,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             extra["channel"] = channel + 1
         _explain_and_write(
             model, audio.waveform, args, target, baseline, out_dir, clip_name, where, audio.notes, extra=extra,
+            source=audio,
         )
     return 0
 
@@ -298,6 +300,8 @@ def _add_explain(sub: Any) -> None:
         help="sample rate of a TorchScript or module:callable model (default: its sample_rate, else 16000)",
     )
     explain.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
+    explain.add_argument("--html-audio", choices=("embed", "link"), default="embed",
+                         help="report.html's audio: embedded (one file, ~9 MB for 30 s) or linked WAVs in report_files/")
     explain.add_argument(
         "--per-channel", action="store_true",
         help="explain each channel of a multi-channel file on its own, into channel-1, channel-2, ... of its "

@@ -117,6 +117,8 @@ def write_result(
     extra: Optional[Dict[str, Any]] = None,
     overwrite: bool = False,
     html: bool = False,
+    html_audio: str = "embed",
+    source: Any = None,
 ) -> dict:
     r"""Write an explanation's folder: WAVs, plots, ``bins.csv`` and ``summary.json``; return the summary.
 
@@ -132,6 +134,11 @@ def write_result(
                     run that this one does not produce (e.g. ``complete.wav`` when no complete set
                     is found). False refuses any existing file. Default: False
         html (bool, optional): Also write the self-contained ``report.html``. Default: False
+        html_audio (str, optional): The report's audio, ``"embed"`` or ``"link"`` (WAVs in
+                    ``report_files/``). Default: ``"embed"``
+        source (LoadedAudio, optional): The file the clip was read from: listening copies are
+                    written at its rate, and the spectrograms leave out its zero padding.
+                    Default: None
 
     Returns:
         dict: The JSON summary.
@@ -150,11 +157,14 @@ def write_result(
     try:
         os.makedirs(out_dir, exist_ok=True)
         try:
-            wavs = save_explanation_wavs(explanation, out_dir, rate, overwrite=overwrite)
+            wavs = save_explanation_wavs(
+                explanation, out_dir, rate, overwrite=overwrite, listen_rate=getattr(source, "file_rate", None)
+            )
         except FileExistsError as error:
             raise exists_error(error.filename) from None
-        plots = _save_plots(explanation, model, out_dir, overwrite)
-        tables = _save_tables(explanation, model, out_dir, clip_name, notes, extra, overwrite, html)
+        plots = _save_plots(explanation, model, out_dir, overwrite, source)
+        report = html_audio if html else None
+        tables = _save_tables(explanation, model, out_dir, clip_name, notes, extra, overwrite, report, source)
         summary = explanation.summary(sample_rate=rate)
         files = {key: os.path.basename(path) for key, path in wavs.items()} | plots | tables
         summary.update(_summary_names(explanation, model, clip_name, notes, files))
@@ -169,7 +179,9 @@ def write_result(
     return summary
 
 
-def _save_plots(explanation: Explanation, model: LoadedModel, out_dir: str, overwrite: bool) -> Dict[str, str]:
+def _save_plots(
+    explanation: Explanation, model: LoadedModel, out_dir: str, overwrite: bool, source: Any = None
+) -> Dict[str, str]:
     """``responsibility.png`` and ``spectrograms.png``; returns them by summary key."""
     from captum_freqrex.plotting import plot_explanation_spectrograms, plot_responsibility
 
@@ -181,7 +193,9 @@ def _save_plots(explanation: Explanation, model: LoadedModel, out_dir: str, over
     fig = plot_responsibility(explanation, sample_rate=rate, class_names=names)
     with open_new(os.path.join(out_dir, plots["responsibility_plot"]), "wb", overwrite) as handle:
         fig.savefig(handle, format="png", dpi=110)
-    fig = plot_explanation_spectrograms(explanation, rate, class_names=names)
+    fig = plot_explanation_spectrograms(
+        explanation, rate, class_names=names, valid_samples=getattr(source, "valid_samples", None)
+    )
     with open_new(os.path.join(out_dir, plots["spectrograms_plot"]), "wb", overwrite) as handle:
         fig.savefig(handle, format="png", dpi=110)
     plt.close("all")
@@ -196,16 +210,18 @@ def _save_tables(
     notes: Sequence[str],
     extra: Optional[Dict[str, Any]],
     overwrite: bool,
-    html: bool,
+    html_audio: Optional[str],
+    source: Any = None,
 ) -> Dict[str, str]:
-    """``bins.csv``, and ``report.html`` when asked for; returns them by summary key."""
+    """``bins.csv``, and ``report.html`` when ``html_audio`` says how (``"embed"`` or ``"link"``);
+    returns them by summary key."""
     rate = model.sample_rate
     tables = {"bins_table": "bins.csv"}
     try:
         explanation.to_csv(os.path.join(out_dir, tables["bins_table"]), rate, overwrite=overwrite)
     except FileExistsError as error:
         raise exists_error(error.filename) from None
-    if html:
+    if html_audio is not None:
         from captum_freqrex.report import write_html
 
         names = list(model.class_names or []) or None
@@ -217,6 +233,8 @@ def _save_tables(
             write_html(
                 explanation, os.path.join(out_dir, "report.html"), rate, class_names=names,
                 title=f"FreqReX: {model.name} on {clip_name}", details=details, overwrite=overwrite,
+                audio=html_audio, listen_rate=getattr(source, "file_rate", None),
+                valid_samples=getattr(source, "valid_samples", None),
             )
         except FileExistsError as error:
             raise exists_error(error.filename) from None

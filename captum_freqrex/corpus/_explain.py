@@ -176,7 +176,7 @@ def _feature_mask(options: ExplainOptions, length: int) -> Optional[Tensor]:
         return None
     from captum_freqrex import log_bands
 
-    return log_bands(length, options.sample_rate, options.bands)
+    return log_bands(length, options.bands, sample_rate=options.sample_rate)
 
 
 class _Counting:

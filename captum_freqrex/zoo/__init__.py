@@ -12,6 +12,10 @@ waveform model's filters are ordinary convolution weights).
 * ``"silero-vad"`` — the third-party Silero VAD as a clip-level [no_speech, speech] classifier
   (optional: needs ``pip install silero-vad``).
 
+Besides them, :func:`demo_model_and_clip` gives a synthetic known-answer classifier (the loudest of
+three notes) and a 3 s chord, with no weights at all: the docs' examples and ``freqrex demo``
+without the zoo use it.
+
 Example::
 
     from captum_freqrex import zoo
@@ -22,6 +26,7 @@ Example::
 See ``captum_freqrex/zoo/README.md`` for data recipes, accuracies and licences.
 """
 
+from captum_freqrex._demo import demo_model_and_clip
 from captum_freqrex.zoo._models import LogMel, LogMelCNN, WaveCNN
 from captum_freqrex.zoo._registry import available, load, load_clip, sample_clips
 from captum_freqrex.zoo._silero import SileroVADClassifier
@@ -32,6 +37,7 @@ __all__ = [
     "load",
     "sample_clips",
     "load_clip",
+    "demo_model_and_clip",
     "ZooModel",
     "SampleClip",
     "LogMelCNN",

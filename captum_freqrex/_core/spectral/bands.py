@@ -4,12 +4,18 @@ Each helper returns an integer tensor with one id per frequency bin, ids ``0 .. 
 increasing with frequency, ready to pass as ``feature_mask`` to :class:`~captum_freqrex.FreqReX`,
 :class:`~captum_freqrex.FrequencyForward`-based Captum methods and the metrics. For an
 :class:`~captum_freqrex.StftDomain` the mask has shape ``(freq, 1)`` and groups every frame alike.
+
+All three take the same arguments in the same order, ``(num_samples, n_bands, *, sample_rate,
+...)``. The sample rate is keyword-only because it and ``n_bands`` are both plain numbers: passed
+by position, one is silently read as the other (``log_bands(T, 64, 16000)`` used to build 3,001
+bands).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Optional
+from typing import Callable, Optional, ParamSpec, TypeVar
 
 import torch
 from torch import Tensor
@@ -17,6 +23,31 @@ from torch import Tensor
 from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain
 
 __all__ = ["linear_bands", "log_bands", "mel_bands"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _two_positional(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Replace Python's "takes 2 positional arguments" by the call to write instead.
+
+    ``log_bands`` and ``mel_bands`` used to take ``(num_samples, sample_rate, n_bands)``: such a call
+    must fail loudly rather than be read in either order.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if len(args) > 2:
+            name = func.__name__
+            raise TypeError(
+                f"{name}() takes (num_samples, n_bands, *, sample_rate=...): the sample rate is "
+                f"keyword-only, got {len(args)} positional arguments {tuple(args)}; write e.g. "
+                f"{name}(num_samples, n_bands, sample_rate=16000) (log_bands and mel_bands used to "
+                "take (num_samples, sample_rate, n_bands))"
+            )
+        return func(*args, **kwargs)
+
+    return wrapper
 
 
 def _bin_frequencies(num_samples: int, sample_rate: float, domain: Optional[SpectralDomain]) -> Tensor:
@@ -39,6 +70,7 @@ def _check_bands(n_bands: int) -> None:
         raise ValueError(f"n_bands must be at least 1, got {n_bands}")
 
 
+@_two_positional
 def linear_bands(
     num_samples: int,
     n_bands: int,
@@ -52,7 +84,8 @@ def linear_bands(
         num_samples (int): Clip length in samples (the waveform's last dimension).
         n_bands (int): Number of bands. Bands narrower than a bin are merged away, so the mask
                     may hold fewer ids when ``n_bands`` exceeds the number of bins.
-        sample_rate (float, optional): Sample rate in Hz; only scales the edges. Default: 1.0
+        sample_rate (float, optional): Sample rate in Hz, keyword-only; only scales the edges.
+                    Default: 1.0
         domain (SpectralDomain, optional): The domain whose bins are grouped. Default: rfft
 
     Returns:
@@ -64,11 +97,12 @@ def linear_bands(
     return _mask_from_edges(freqs, edges, domain)
 
 
+@_two_positional
 def log_bands(
     num_samples: int,
-    sample_rate: float,
     n_bands: int,
     *,
+    sample_rate: float,
     f_min: float = 20.0,
     domain: Optional[SpectralDomain] = None,
 ) -> Tensor:
@@ -77,9 +111,10 @@ def log_bands(
     Bins below ``f_min`` (including DC) join the first band.
 
     Args:
-        num_samples (int): Clip length in samples.
-        sample_rate (float): Sample rate in Hz.
-        n_bands (int): Number of bands.
+        num_samples (int): Clip length in samples (the waveform's last dimension).
+        n_bands (int): Number of bands. Bands narrower than a bin are merged away, so the mask
+                    may hold fewer ids.
+        sample_rate (float): Sample rate in Hz, keyword-only.
         f_min (float, optional): Lower edge in Hz of the logarithmic scale. Default: 20.0
         domain (SpectralDomain, optional): The domain whose bins are grouped. Default: rfft
 
@@ -105,11 +140,12 @@ def _mel_to_hz(mel: Tensor) -> Tensor:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
+@_two_positional
 def mel_bands(
     num_samples: int,
-    sample_rate: float,
     n_bands: int,
     *,
+    sample_rate: float,
     f_min: float = 0.0,
     f_max: Optional[float] = None,
     domain: Optional[SpectralDomain] = None,
@@ -119,9 +155,10 @@ def mel_bands(
     Bins outside ``[f_min, f_max]`` join the first or last band.
 
     Args:
-        num_samples (int): Clip length in samples.
-        sample_rate (float): Sample rate in Hz.
-        n_bands (int): Number of bands.
+        num_samples (int): Clip length in samples (the waveform's last dimension).
+        n_bands (int): Number of bands. Bands narrower than a bin are merged away, so the mask
+                    may hold fewer ids.
+        sample_rate (float): Sample rate in Hz, keyword-only.
         f_min (float, optional): Lower edge in Hz. Default: 0.0
         f_max (float, optional): Upper edge in Hz. Default: ``sample_rate / 2``
         domain (SpectralDomain, optional): The domain whose bins are grouped. Default: rfft
