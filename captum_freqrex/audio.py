@@ -416,8 +416,12 @@ def listening_copy(waveform: Tensor, peak_db: float = LISTEN_PEAK_DBFS) -> Tuple
     return waveform.detach() * 10.0 ** (gain_db / 20.0), gain_db
 
 
-def _single_wave(wave: Union[Tensor, Tuple[Tensor, ...]]) -> Tensor:
-    """A waveform of a single-tensor explanation, as one Tensor (what these helpers are documented for)."""
+def single_waveform(wave: Union[Tensor, Tuple[Tensor, ...]]) -> Tensor:
+    """A waveform of a single-tensor explanation, as one Tensor (what the WAV, plot and report helpers take).
+
+    Raises:
+        ValueError: For the tuple of waveforms of a tuple-input explanation.
+    """
     if not isinstance(wave, Tensor):
         raise ValueError(
             f"this explanation is of a tuple of {len(wave)} inputs; WAV files, plots and reports are "
@@ -463,14 +467,14 @@ def save_explanation_wavs(
         "sufficient_removed": path, "sufficient_removed_listen": path, ...}`` for the sets found.
     """
     os.makedirs(directory, exist_ok=True)
-    original = _single_wave(explanation.original_waveform())
+    original = single_waveform(explanation.original_waveform())
     written = {"original": save_wav(os.path.join(directory, "original.wav"), original, sample_rate, overwrite=overwrite)}
     for name, chosen in explanation.sets.items():
         if chosen is None:
             continue
         for removed in (False, True):
             key = f"{name}_removed" if removed else name
-            wave = _single_wave(explanation.waveform(name, removed=removed))
+            wave = single_waveform(explanation.waveform(name, removed=removed))
             written[key] = save_wav(os.path.join(directory, f"{key}.wav"), wave, sample_rate, overwrite=overwrite)
             if listening_copies:
                 loud, _, rate = listening_copy_at(wave, sample_rate, listen_rate)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex.audio import _single_wave
+from captum_freqrex.audio import single_waveform
 
 if TYPE_CHECKING:
     from captum_freqrex._explanation import Explanation
@@ -39,7 +39,8 @@ MARK_LIMIT = 200
 LINEAR_BELOW_HZ = 20.0
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, or an ImportError that names the extra to install."""
     try:
         import matplotlib.pyplot as plt
     except ImportError as error:
@@ -168,7 +169,7 @@ def plot_responsibility(
     Returns:
         matplotlib.figure.Figure: The figure.
     """
-    plt = _pyplot()
+    plt = pyplot()
     resp = _single_tensor(explanation, "plot_responsibility")
     sample_rate = explanation.sample_rate if sample_rate is None else sample_rate
     layout = explanation.layout
@@ -181,7 +182,7 @@ def plot_responsibility(
     spacing = float(freqs[1] - freqs[0]) if freqs.numel() > 1 else 1.0
     if explanation.has_waveforms:
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
-        spectrum_db = 20 * torch.log10(torch.fft.rfft(_mono(_single_wave(explanation.original_waveform()))).abs() + 1e-9)
+        spectrum_db = 20 * torch.log10(torch.fft.rfft(_mono(single_waveform(explanation.original_waveform()))).abs() + 1e-9)
         top.plot(freqs, spectrum_db, color="0.6", linewidth=0.5, label="original spectrum")
         top.set_ylabel("magnitude (dB)")
         marked_on, values = top, spectrum_db
@@ -238,7 +239,7 @@ def _draw_stft_overlay(
     if explanation.has_waveforms:
         domain = explanation.layout.domain
         assert domain is not None, "an explanation with its waveforms keeps its domain"
-        coefficients = domain.analyze(_single_wave(explanation.original_waveform()).detach().cpu().float())
+        coefficients = domain.analyze(single_waveform(explanation.original_waveform()).detach().cpu().float())
         magnitude = coefficients.abs().double()
         magnitude = magnitude if magnitude.dim() == 2 else magnitude.reshape(-1, *magnitude.shape[-2:]).mean(0)
         db = 20 * torch.log10(magnitude + 1e-9)
@@ -270,7 +271,7 @@ def _plot_stft(
     explanation: "Explanation", grid: Tensor, sample_rate: Optional[float], log_frequency: bool,
     class_names: Optional[Sequence[str]],
 ) -> Any:
-    plt = _pyplot()
+    plt = pyplot()
     if grid.dim() == 3:  # per-channel cells: total over channels
         grid = grid.sum(0)
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -386,7 +387,7 @@ def plot_spectrograms(
     Returns:
         matplotlib.figure.Figure: The figure.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(signals), 1, figsize=(10, 2.2 * len(signals)), sharex=True, squeeze=False)
     spectra = {name: _spectrogram_db(wave, n_fft) for name, wave in signals.items()}
     top = max(float(db.max()) for db in spectra.values())
@@ -473,11 +474,11 @@ def plot_explanation_spectrograms(
     Returns:
         matplotlib.figure.Figure: The figure.
     """
-    plt = _pyplot()
+    plt = pyplot()
     grid = _single_tensor(explanation, "plot_explanation_spectrograms")
     layout = explanation.layout
     stft = layout.axes(0)[2] is not None
-    original = _single_wave(explanation.original_waveform())
+    original = single_waveform(explanation.original_waveform())
     full = original.shape[-1]
     if valid_samples is not None and not 0 < valid_samples <= full:
         raise ValueError(f"valid_samples must be in [1, {full}] (the clip's length), got {valid_samples}")
@@ -493,63 +494,26 @@ def plot_explanation_spectrograms(
     seconds = length / sample_rate
     clip_peak = float(_mono(original).abs().max())
     clip_db = 20 * math.log10(clip_peak) if clip_peak > 0 else -math.inf
-    panels: List[Tuple[str, Tensor]] = []
-    everything = []
-    for names, chosen in _distinct_sets(explanation):
-        labels = " = ".join(SET_STYLES[n][1] for n in names)
-        if bool(chosen.mask.all()):
-            everything.append(labels)
-            continue
-        panels.append((f"{labels} kept alone ({chosen.size} features)", _single_wave(explanation.waveform(names[0]))[..., :length]))
-    if explanation.sufficient_necessary is not None:
-        removal = _single_wave(explanation.waveform("sufficient_necessary", removed=True))[..., :length]
-        panels.append(("original with the sufficient & necessary set removed", removal))
+    panels, everything = _set_panels(explanation, length)
     n_rows = 1 + len(panels)
     fig = plt.figure(figsize=(10.5, 2.3 * n_rows + 0.5))
     spec = fig.add_gridspec(n_rows, 2, width_ratios=(40, 2.6), wspace=0.03)
     first = fig.add_subplot(spec[0, 0])
-    top_hz = sample_rate / 2
     title = "original"
     if everything:
         title += f" (= {', '.join(everything)} set: every feature)"
     if stft:
-        cells = grid if grid.dim() == 2 else grid.sum(0)
-        freqs, times = _stft_axes(explanation, sample_rate, cells)
-        _draw_stft_overlay(first, explanation, cells, freqs, times, with_colorbar=False)
-        if log_frequency:
-            _log_frequency_axis(first, "y", float(freqs[-1]), sample_rate, float(freqs[1] - freqs[0]))
-        first.set_ylabel("Hz")
-        title += ": responsibility of each cell (colour) over its spectrogram (grey)"
+        title += _draw_original_stft(first, explanation, grid, sample_rate, log_frequency)
     else:
         db = _spectrogram_db(original[..., :length], n_fft)
         _draw_spectrogram(first, db, seconds, sample_rate, n_fft, float(db.max()), dynamic_range_db, log_frequency)
-        hz = layout.bin_hz(0, sample_rate)
-        assert hz is not None, "a sample rate and the domain give each row's frequency"
-        for name in ("complete", "sufficient_necessary", "sufficient"):
-            rows = _in_set_rows(explanation, name)
-            if rows is None or int(rows.sum()) > MARK_LIMIT:
-                continue
-            for f in hz[rows].tolist():
-                first.axhline(f, color=SET_STYLES[name][0], linewidth=0.9, linestyle="--", alpha=0.9)
-        strip = fig.add_subplot(spec[0, 1], sharey=first)
-        _membership_strip(strip, explanation, sample_rate, top_hz)
+        _mark_set_frequencies(first, fig.add_subplot(spec[0, 1], sharey=first), explanation, sample_rate)
         title += "; dashed lines and the strip on the right: the frequencies of each set"
     first.set_title(f"{_title(explanation, class_names)}\n{title}{padding}", fontsize=9)
     axes = [first]
     for row, (label, wave) in enumerate(panels, start=1):
         ax = fig.add_subplot(spec[row, 0], sharex=first)
-        db = _spectrogram_db(wave, n_fft)
-        peak = float(_mono(wave).abs().max())
-        if peak <= 0:
-            _draw_spectrogram(ax, db, seconds, sample_rate, n_fft, 0.0, dynamic_range_db, log_frequency)
-            ax.set_title(f"{label}: silent", fontsize=9)
-        else:
-            _draw_spectrogram(ax, db, seconds, sample_rate, n_fft, float(db.max()), dynamic_range_db, log_frequency)
-            level = 20 * math.log10(peak)
-            ax.set_title(
-                f"{label}: peak {_db(level)} dBFS ({_db(level - clip_db)} dB vs the clip); colours scaled to its own peak",
-                fontsize=9,
-            )
+        _draw_set_panel(ax, label, wave, seconds, sample_rate, n_fft, dynamic_range_db, log_frequency, clip_db)
         axes.append(ax)
     for ax in axes[:-1]:
         ax.tick_params(axis="x", labelbottom=False)
@@ -557,3 +521,63 @@ def plot_explanation_spectrograms(
     axes[0].set_xlim(0.0, seconds)
     fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.55 / (2.3 * n_rows + 0.5), bottom=0.35 / n_rows, hspace=0.45)
     return fig
+
+
+def _set_panels(explanation: "Explanation", length: int) -> Tuple[List[Tuple[str, Tensor]], List[str]]:
+    # One panel per distinct set (kept alone) and one for the removal of the sufficient & necessary
+    # set; the sets that hold every feature are named instead of drawn.
+    panels: List[Tuple[str, Tensor]] = []
+    everything = []
+    for names, chosen in _distinct_sets(explanation):
+        labels = " = ".join(SET_STYLES[n][1] for n in names)
+        if bool(chosen.mask.all()):
+            everything.append(labels)
+            continue
+        wave = single_waveform(explanation.waveform(names[0]))[..., :length]
+        panels.append((f"{labels} kept alone ({chosen.size} features)", wave))
+    if explanation.sufficient_necessary is not None:
+        removal = single_waveform(explanation.waveform("sufficient_necessary", removed=True))[..., :length]
+        panels.append(("original with the sufficient & necessary set removed", removal))
+    return panels, everything
+
+
+def _draw_original_stft(first: Any, explanation: "Explanation", grid: Tensor, sample_rate: float,
+                        log_frequency: bool) -> str:
+    # The STFT cells' responsibility over the original's spectrogram; returns the title's part.
+    cells = grid if grid.dim() == 2 else grid.sum(0)
+    freqs, times = _stft_axes(explanation, sample_rate, cells)
+    _draw_stft_overlay(first, explanation, cells, freqs, times, with_colorbar=False)
+    if log_frequency:
+        _log_frequency_axis(first, "y", float(freqs[-1]), sample_rate, float(freqs[1] - freqs[0]))
+    first.set_ylabel("Hz")
+    return ": responsibility of each cell (colour) over its spectrogram (grey)"
+
+
+def _mark_set_frequencies(first: Any, strip: Any, explanation: "Explanation", sample_rate: float) -> None:
+    # Dashed lines at each (small) set's frequencies, and the membership strip beside the axes.
+    hz = explanation.layout.bin_hz(0, sample_rate)
+    assert hz is not None, "a sample rate and the domain give each row's frequency"
+    for name in ("complete", "sufficient_necessary", "sufficient"):
+        rows = _in_set_rows(explanation, name)
+        if rows is None or int(rows.sum()) > MARK_LIMIT:
+            continue
+        for f in hz[rows].tolist():
+            first.axhline(f, color=SET_STYLES[name][0], linewidth=0.9, linestyle="--", alpha=0.9)
+    _membership_strip(strip, explanation, sample_rate, sample_rate / 2)
+
+
+def _draw_set_panel(ax: Any, label: str, wave: Tensor, seconds: float, sample_rate: float, n_fft: int,
+                    dynamic_range_db: float, log_frequency: bool, clip_db: float) -> None:
+    # One set's spectrogram, scaled to its own peak, titled with its level against the clip's.
+    db = _spectrogram_db(wave, n_fft)
+    peak = float(_mono(wave).abs().max())
+    if peak <= 0:
+        _draw_spectrogram(ax, db, seconds, sample_rate, n_fft, 0.0, dynamic_range_db, log_frequency)
+        ax.set_title(f"{label}: silent", fontsize=9)
+        return
+    _draw_spectrogram(ax, db, seconds, sample_rate, n_fft, float(db.max()), dynamic_range_db, log_frequency)
+    level = 20 * math.log10(peak)
+    ax.set_title(
+        f"{label}: peak {_db(level)} dBFS ({_db(level - clip_db)} dB vs the clip); colours scaled to its own peak",
+        fontsize=9,
+    )

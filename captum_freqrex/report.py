@@ -96,9 +96,9 @@ def _data_uri(mime: str, payload: bytes) -> str:
 
 
 def _png(fig: Any) -> bytes:
-    from captum_freqrex.plotting import _pyplot
+    from captum_freqrex.plotting import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
@@ -199,16 +199,16 @@ def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Op
 
 def _signals(explanation: "Explanation") -> List[Tuple[str, str, Tensor]]:
     """``(key, label, waveform)`` of every player: the original, each set alone and removed."""
-    from captum_freqrex.audio import _single_wave
+    from captum_freqrex.audio import single_waveform
 
-    signals: List[Tuple[str, str, Tensor]] = [("original", "the clip (resynthesised from its spectrum)", _single_wave(explanation.original_waveform()))]
+    signals: List[Tuple[str, str, Tensor]] = [("original", "the clip (resynthesised from its spectrum)", single_waveform(explanation.original_waveform()))]
     for name, chosen in explanation.sets.items():
         if chosen is None:
             continue
         label = SET_LABELS[name]
-        signals.append((name, f"{label} set kept alone ({chosen.size} features)", _single_wave(explanation.waveform(name))))
+        signals.append((name, f"{label} set kept alone ({chosen.size} features)", single_waveform(explanation.waveform(name))))
         signals.append(
-            (f"{name}_removed", f"clip with the {label} set removed", _single_wave(explanation.waveform(name, removed=True)))
+            (f"{name}_removed", f"clip with the {label} set removed", single_waveform(explanation.waveform(name, removed=True)))
         )
     return signals
 
@@ -321,38 +321,13 @@ def explanation_html(
     names = list(class_names) if class_names is not None else None
     summary = explanation.summary(sample_rate=sample_rate)
     heading = title or "FreqReX explanation"
-    decision = _class(names, summary["original_class"])
-    lead = f"The model decides <b>{_e(decision)}</b> (confidence {summary['original_confidence']:.3f})"
-    if summary["target"] != summary["original_class"]:
-        lead += f"; explained target <b>{_e(_class(names, summary['target']))}</b> (confidence {summary['target_confidence']:.3f})"
-    if summary["flip_class"] is not None:
-        lead += f". Removing the sufficient &amp; necessary set flips it to <b>{_e(_class(names, summary['flip_class']))}</b>"
-    status = (
-        '<span class="ok">every set certified</span>'
-        if summary["certified"]
-        else '<span class="bad">not every set was found and certified: see the table and the warnings</span>'
-    )
-    if summary["warnings"]:
-        warnings_html = '<ul class="warnings" id="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in summary["warnings"]) + "</ul>"
-    else:
-        warnings_html = '<p id="warnings" class="muted">No warnings.</p>'
+    lead, status, warnings_html = _headline(summary, names)
     responsibility_png = _png(plot_responsibility(explanation, sample_rate=sample_rate, class_names=names))
     spectrogram_png = _png(
         plot_explanation_spectrograms(explanation, sample_rate, class_names=names, valid_samples=valid_samples)
     )
     settings = dict(summary["settings"])
-    about = {
-        "sample rate (Hz)": sample_rate,
-        "seed": summary["seed"],
-        "domain": summary["domain"].get("repr"),
-        "features": summary["n_features"],
-        "queries": f"{summary['queries']} in {summary['forward_calls']} model calls "
-        f"({summary['responsibility_queries']} responsibility, {summary['extraction_queries']} extraction)",
-        "time": f"{summary['total_seconds']:.2f} s ({summary['model_seconds']:.2f} s in the model)",
-        "responsibility search stopped by": summary["stopped_by"],
-        "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
-        "summary schema": f"{summary['schema']} {summary['schema_version']}",
-    }
+    about = _about(summary, sample_rate)
     embedded = json.dumps(summary).replace("</", "<\\/")
     parts = [
         "<!DOCTYPE html>",
@@ -393,6 +368,42 @@ def explanation_html(
     ]
     return "\n".join(p for p in parts if p)
 
+
+
+def _headline(summary: Mapping[str, Any], names: Optional[List[str]]) -> Tuple[str, str, str]:
+    """The lead sentence (decision, target, flip), the certification status and the warnings, as HTML."""
+    decision = _class(names, summary["original_class"])
+    lead = f"The model decides <b>{_e(decision)}</b> (confidence {summary['original_confidence']:.3f})"
+    if summary["target"] != summary["original_class"]:
+        lead += f"; explained target <b>{_e(_class(names, summary['target']))}</b> (confidence {summary['target_confidence']:.3f})"
+    if summary["flip_class"] is not None:
+        lead += f". Removing the sufficient &amp; necessary set flips it to <b>{_e(_class(names, summary['flip_class']))}</b>"
+    status = (
+        '<span class="ok">every set certified</span>'
+        if summary["certified"]
+        else '<span class="bad">not every set was found and certified: see the table and the warnings</span>'
+    )
+    if summary["warnings"]:
+        warnings_html = '<ul class="warnings" id="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in summary["warnings"]) + "</ul>"
+    else:
+        warnings_html = '<p id="warnings" class="muted">No warnings.</p>'
+    return lead, status, warnings_html
+
+
+def _about(summary: Mapping[str, Any], sample_rate: float) -> Dict[str, Any]:
+    """How the explanation was made: rate, seed, domain, features, queries, time, versions, schema."""
+    return {
+        "sample rate (Hz)": sample_rate,
+        "seed": summary["seed"],
+        "domain": summary["domain"].get("repr"),
+        "features": summary["n_features"],
+        "queries": f"{summary['queries']} in {summary['forward_calls']} model calls "
+        f"({summary['responsibility_queries']} responsibility, {summary['extraction_queries']} extraction)",
+        "time": f"{summary['total_seconds']:.2f} s ({summary['model_seconds']:.2f} s in the model)",
+        "responsibility search stopped by": summary["stopped_by"],
+        "versions": ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
+        "summary schema": f"{summary['schema']} {summary['schema_version']}",
+    }
 
 def write_html(
     explanation: "Explanation",

@@ -270,7 +270,7 @@ def _remove_stale(out_dir: str, written: set) -> None:
 
 def file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, str]:
     """What each result file holds, by file name (``summary.json``'s ``file_notes``)."""
-    from captum_freqrex.audio import LISTEN_PEAK_DBFS, _single_wave, peak_dbfs
+    from captum_freqrex.audio import LISTEN_PEAK_DBFS, single_waveform, peak_dbfs
 
     notes = {
         "original.wav": "the clip as the model heard it (resynthesised from its spectrum), true level, 32-bit float",
@@ -287,7 +287,7 @@ def file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, str
         removed = signal.endswith("_removed")
         which = signal[: -len("_removed")] if removed else signal
         what = f"the clip with the {which.replace('_', '-and-')} set removed" if removed else f"the {which.replace('_', '-and-')} set alone"
-        level = peak_dbfs(_single_wave(explanation.waveform(which, removed=removed)))
+        level = peak_dbfs(single_waveform(explanation.waveform(which, removed=removed)))
         peak = f"peak {round(level, 1) + 0.0:.1f} dBFS" if level > float("-inf") else "silent"
         if listen:
             notes[name] = (
