@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from captum_freqrex import FreqReX, __version__
+from captum_freqrex import FreqReX, FreqReXOptions, __version__
 from captum_freqrex._explanation import Explanation
 from captum_freqrex._core.model.outputs import OutputSelector
 from captum_freqrex.cli._common import (
@@ -117,9 +117,9 @@ def _explain_one(
     with _warnings.catch_warnings(record=True) as caught, torch.inference_mode():
         _warnings.simplefilter("always")
         try:
+            options = FreqReXOptions(seed=seed, max_queries=max_queries, mode=mode)
             explanation = explainer.explain(
-                waveform.unsqueeze(0), baselines=baselines, target=target, seed=seed, max_queries=max_queries,
-                feature_mask=feature_mask, mode=mode,
+                waveform.unsqueeze(0), baselines=baselines, target=target, feature_mask=feature_mask, options=options,
             )[0]
         except ValueError as error:
             if target is not None and "target" in str(error):

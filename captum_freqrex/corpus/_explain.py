@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 # The generated baselines and their level are freqrex explain's.
+from captum_freqrex._core.options import FreqReXOptions
 from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
 from captum_freqrex.corpus._grid import BandGrid, band_grid
 
@@ -118,6 +119,13 @@ class ExplainOptions:
 
     def grid(self) -> BandGrid:
         return band_grid(self.sample_rate)
+
+    def freqrex_options(self) -> FreqReXOptions:
+        """The options of every clip's :meth:`FreqReX.explain` call, as the one options object."""
+        return FreqReXOptions(
+            n_samples=self.n_samples, seed=self.seed, max_queries=self.max_queries, mode=self.mode,
+            max_extraction_queries=self.max_extraction_queries,
+        )
 
 
 @dataclass
@@ -299,9 +307,7 @@ def explain_clips(
         warnings.simplefilter("ignore")  # every warning is in the explanation, and so in the store
         with torch.inference_mode():
             explanations = explainer.explain(
-                waves, baselines=baselines, feature_mask=feature_mask, n_samples=options.n_samples,
-                seed=options.seed, max_queries=options.max_queries, mode=options.mode,
-                max_extraction_queries=options.max_extraction_queries,
+                waves, baselines=baselines, feature_mask=feature_mask, options=options.freqrex_options()
             )
             n_features = int(explanations[0].feature_responsibility.numel())
             ks = [k for k in options.ks if k <= n_features]
