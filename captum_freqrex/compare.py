@@ -40,7 +40,6 @@ approximation.
 from __future__ import annotations
 
 import contextlib
-import csv
 import inspect
 import math
 import operator
@@ -67,6 +66,7 @@ from captum_freqrex._core.model.oracle import Oracle
 from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.model.targets import TargetLike
+from captum_freqrex._utils.csv_cells import write_rows
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
 from captum_freqrex.metrics import (
     deletion_curve,
@@ -171,11 +171,10 @@ class ComparisonTable:
         return "\n".join(lines)
 
     def to_csv(self, path: str) -> None:
-        """Write the rows as CSV (one line per method; empty cells for missing values)."""
+        """Write the rows as CSV (one line per method; empty cells for missing values). Text cells a
+        spreadsheet would run as a formula (a method named ``=...``, an error message) are neutralised."""
         with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
+            write_rows(handle, self.rows, fieldnames=self.columns)
 
     def save(self, directory: str) -> Tuple[str, str]:
         r"""Write ``compare.md`` (table and notes) and ``compare.csv`` into ``directory``.

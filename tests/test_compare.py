@@ -72,6 +72,32 @@ def test_markdown_and_csv(table, tmp_path):
     assert [r["method"] for r in rows] == list(METHODS) and float(rows[0]["flip@1"]) == 1.0
 
 
+
+def test_csv_neutralises_method_names_and_errors_a_spreadsheet_would_run(tmp_path):
+    # A registry name and an error message are text that reaches the CSV: a leading = + - @ must
+    # not make them formulas, while numbers (negative ones too) stay numbers.
+    payload = "=cmd|' /C calc'!A0"
+
+    def failing(wrapped, inputs, target):
+        raise RuntimeError("+SUM(A1:A9) failed")
+
+    model = ToneClassifier([440, 1000, 2500])
+    small = compare_methods(model, list(clips()[:1]), methods={payload: "random", "broken": failing}, ks=[1], n_steps=4)
+    small.to_csv(tmp_path / "table.csv")
+    rows = list(csv.DictReader(open(tmp_path / "table.csv", newline="")))
+    assert rows[0]["method"] == "'" + payload  # the payload really was a method name
+    cells = [c for row in rows for c in row.values() if c]
+    assert not [c for c in cells if c[0] in "=+@" or (c[0] == "-" and not _is_number(c))]
+    assert any("+SUM" in c for c in cells)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
 def test_method_selection_and_errors():
     model = ToneClassifier([440, 1000, 2500])
     small = compare_methods(model, list(clips()[:2]), methods=["random", "magnitude"], ks=[1], n_steps=4)
