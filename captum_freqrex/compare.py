@@ -67,6 +67,7 @@ from captum_freqrex._core.model.outputs import OutputSelector, check_output_sele
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.model.targets import TargetLike
 from captum_freqrex._utils.csv_cells import write_rows
+from captum_freqrex._utils.tables import rows_to_pandas
 from captum_freqrex._utils.validation import format_baselines, format_waveforms
 from captum_freqrex.metrics import (
     deletion_curve,
@@ -169,6 +170,10 @@ class ComparisonTable:
         if self.notes:
             lines += [""] + [f"- {note}" for note in self.notes]
         return "\n".join(lines)
+
+    def to_pandas(self) -> Any:
+        """The table as a ``pandas.DataFrame``: one row per method, the columns of :meth:`to_csv`."""
+        return rows_to_pandas(self.rows, self.columns)
 
     def to_csv(self, path: str) -> None:
         """Write the rows as CSV (one line per method; empty cells for missing values). Text cells a

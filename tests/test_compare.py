@@ -73,6 +73,13 @@ def test_markdown_and_csv(table, tmp_path):
 
 
 
+
+def test_the_table_converts_to_a_dataframe_row_for_row(table):
+    frame = table.to_pandas()
+    assert list(frame.columns) == table.columns
+    assert frame["method"].tolist() == [row["method"] for row in table.rows] == list(METHODS)
+    assert frame.loc[0, "flip@1"] == table.rows[0]["flip@1"]
+
 def test_csv_neutralises_method_names_and_errors_a_spreadsheet_would_run(tmp_path):
     # A registry name and an error message are text that reaches the CSV: a leading = + - @ must
     # not make them formulas, while numbers (negative ones too) stay numbers.

@@ -279,6 +279,16 @@ def test_aggregates_put_each_class_at_its_tone(reference):
     assert "a440" in agg.table() and "flip@5" in agg.table()
 
 
+
+def test_aggregates_convert_to_a_dataframe_row_for_row(reference):
+    store, _, _ = reference
+    agg = aggregate(store)
+    frame = agg.to_pandas()
+    rows = agg.csv_rows()
+    assert list(frame.columns) == list(rows[0]) and len(frame) == len(rows) == 3
+    assert frame["class"].tolist() == ["a440", "b1000", "(all)"]
+    assert frame["flip@1"].tolist() == [row["flip@1"] for row in rows]
+
 def test_a_hum_classifier_is_flagged_for_its_low_frequency_cue(data, tmp_path):
     root, _ = data
     run(HumModel(), root, tmp_path / "hum.sqlite")

@@ -73,3 +73,9 @@ def test_a_bad_option_is_refused_before_the_model_is_called(classifier, tone_cli
     with pytest.raises(ValueError, match="confidence_filter must be in \\[0, 1\\), got 1.5"):
         FreqReX(model).explain(tone_clip, confidence_filter=1.5)
     assert model.calls == 0
+
+
+def test_the_explainer_reads_back_as_its_configuration(classifier):
+    text = repr(FreqReX(classifier, search="energy", output=0))
+    assert text.startswith("FreqReX(model=ToneClassifier, domain=RfftDomain()")
+    assert "order='energy'" in text and "output=0" in text and "synthesis='auto'" in text

@@ -130,6 +130,14 @@ class FreqReX(PerturbationAttribution):
         self.last_stats = QueryStats()
         self.last_search: List[SearchResult] = []
 
+    def __repr__(self) -> str:
+        model = getattr(self.forward_func, "__name__", None) or type(self.forward_func).__name__
+        domain = "RfftDomain()" if self.domain is None else repr(self.domain)
+        return (
+            f"FreqReX(model={model}, domain={domain}, decision={self.decision!r}, search={self.search!r}, "
+            f"output={self.output!r}, synthesis={self.synthesis!r})"
+        )
+
     @classmethod
     def get_name(cls) -> str:
         return "FreqReX"

@@ -38,6 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from captum_freqrex._utils.tables import rows_to_pandas
 from captum_freqrex._utils.csv_cells import write_rows
 from captum_freqrex.corpus._store import ResultStore
 from captum_freqrex.metrics import TransferResult
@@ -244,6 +245,11 @@ class Aggregates:
             cells[f"accepted@{name}"] = a / n if n else None
             cells[f"full_agrees@{name}"] = g / n if n else None
         return cells
+
+    def to_pandas(self) -> Any:
+        """The aggregates as a ``pandas.DataFrame``: the rows of :meth:`csv_rows` (one per class and
+        one for all clips), as ``aggregates.csv`` holds them but with the names as they are."""
+        return rows_to_pandas(self.csv_rows())
 
     def csv_rows(self) -> List[Dict[str, Any]]:
         """One flat row per class and one for all clips (what :func:`write_aggregates` writes)."""
