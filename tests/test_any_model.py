@@ -625,3 +625,49 @@ def test_frequency_forward_refuses_a_bad_selector_with_the_fix():
     wrapped = FrequencyForward(lambda w: (DETECTOR(w),), x, output=2)
     with pytest.raises(TypeError, match="output=2 selects nothing: the model returned a tuple of 1"):
         wrapped(wrapped.ones())
+
+
+HUB_MODULE = '''
+import types
+
+import torch
+from torch import nn
+
+
+class HubStyle(nn.Module):
+    """Like a Hugging Face audio classifier: labels in config.id2label, the rate in its feature extractor."""
+
+    def __init__(self, id2label):
+        super().__init__()
+        self.config = types.SimpleNamespace(id2label=id2label)
+        self.feature_extractor = types.SimpleNamespace(sampling_rate=8000)
+
+    def forward(self, x):
+        n = x.shape[-1]
+        spectrum = torch.fft.rfft(x).abs() / (n / 2)
+        e = spectrum[:, [round(440 * n / 8000), round(1000 * n / 8000)]]
+        return 10 * torch.cat([e, torch.full_like(e[:, :1], 0.05)], 1)
+
+
+hub = HubStyle({2: "hub-quiet", 0: "hub-440", 1: "hub-1000"})
+gaps = HubStyle({0: "hub-440", 2: "hub-quiet"})
+'''
+
+
+def test_hugging_face_labels_and_rate_are_read_from_config_and_feature_extractor(wav, tmp_path, capsys, monkeypatch):
+    import json
+    import sys
+
+    (tmp_path / "freqrex_hub_test.py").write_text(HUB_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "freqrex_hub_test", raising=False)
+    out = tmp_path / "hub"
+    code, stdout, err = run_cli(
+        ["explain", wav, "--model", "freqrex_hub_test:hub", "--max-queries", "200", "--out", out], capsys
+    )
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sample_rate"] == SAMPLE_RATE != 16000  # the feature extractor's, not the default
+    assert summary["original_class_name"] == "hub-1000"  # id2label in index order, not dict order
+    code, _, err = run_cli(["explain", wav, "--model", "freqrex_hub_test:gaps", "--out", tmp_path / "g"], capsys)
+    assert code == 2 and "--model freqrex_hub_test:gaps: its id2label" in err and "indices 0..1" in err

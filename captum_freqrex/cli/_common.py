@@ -320,9 +320,10 @@ def _load_callable(spec: str, sample_rate: Optional[int]) -> LoadedModel:
     model itself. The model maps waveforms ``(batch, time)`` to scores ``(batch, classes)`` (a
     tensor, or a Hugging Face ``ModelOutput``, dict or tuple holding the logits, see FreqReX's
     ``output=``). Optional attributes of the model, else of the module: ``sample_rate`` (Hz;
-    ``--sample-rate`` overrides it, default 16000), ``num_samples`` (the input length clips are
-    fitted to) and ``class_names`` (printed instead of class numbers, and accepted by
-    ``--target``; one name per output, checked on the first model call).
+    ``--sample-rate`` overrides it; else a Hugging Face ``feature_extractor.sampling_rate``;
+    default 16000), ``num_samples`` (the input length clips are fitted to) and ``class_names``
+    (printed instead of class numbers, and accepted by ``--target``; one name per output, checked
+    on the first model call; else a Hugging Face ``config.id2label``).
     """
     module = _import_module_of(spec)
     module_name, _, attribute = spec.partition(":")
@@ -335,10 +336,36 @@ def _load_callable(spec: str, sample_rate: Optional[int]) -> LoadedModel:
     if isinstance(model, torch.nn.Module):
         model = model.eval()
     holders = (model, module)
-    rate = sample_rate or _model_attribute(spec, holders, "sample_rate", _positive_int) or 16000
+    rate = (
+        sample_rate or _model_attribute(spec, holders, "sample_rate", _positive_int)
+        or _model_attribute(spec, _feature_extractors(holders), "sampling_rate", _positive_int) or 16000
+    )
     num_samples = _model_attribute(spec, holders, "num_samples", _positive_int)
     class_names = _model_attribute(spec, holders, "class_names", _names)
+    if class_names is None:
+        configs = [getattr(holder, "config", None) for holder in holders]
+        class_names = _model_attribute(spec, [c for c in configs if c is not None], "id2label", _id2label)
     return LoadedModel(model, spec, rate, num_samples, class_names)
+
+
+def _feature_extractors(holders: Sequence[Any]) -> List[Any]:
+    """The Hugging Face feature extractors of the model or module (``feature_extractor``, or a
+    ``processor``'s), whose ``sampling_rate`` is the rate the model was trained at."""
+    found = []
+    for holder in holders:
+        for extractor in (getattr(holder, "feature_extractor", None),
+                          getattr(getattr(holder, "processor", None), "feature_extractor", None)):
+            if extractor is not None:
+                found.append(extractor)
+    return found
+
+
+def _id2label(value: Any) -> Tuple[str, ...]:
+    # A Hugging Face config's {index: label}: names in index order, every index from 0 present.
+    labels = {int(index): str(label) for index, label in dict(value).items()}
+    if sorted(labels) != list(range(len(labels))):
+        raise ValueError(f"expected the indices 0..{len(labels) - 1}, got {sorted(labels)}")
+    return tuple(labels[i] for i in range(len(labels)))
 
 
 def load_model(name_or_path: str, sample_rate: Optional[int]) -> LoadedModel:
