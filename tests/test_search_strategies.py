@@ -12,7 +12,7 @@ import torch
 
 from captum_freqrex import AdaptiveRefinement, BandScreening, PartitionRefinement
 from captum_freqrex._core.search import NAMED_SEARCHES, resolve_search
-from captum_freqrex._core.search.base import RefinementOptions, SearchContext, Verdicts
+from captum_freqrex._core.search.base import RefinementOptions, SearchContext, SetVerdicts
 from captum_freqrex._core.spectral.space import ranges_to_mask
 from captum_freqrex._core.spectral.synthesis import StepQuery
 
@@ -23,10 +23,10 @@ Rule = Callable[[torch.Tensor], torch.Tensor]  # (N, n) bool sets -> (N,) bool p
 def fake_context(rule: Rule, mode: str = "sufficient", max_queries: int = 1000, seed: int = 0,
                  n_features: int = N_FEATURES, energy=None) -> SearchContext:
     """A SearchContext whose verdicts come from ``rule`` on the sets themselves."""
-    def evaluate_masks(sets: torch.Tensor) -> Verdicts:
+    def evaluate_masks(sets: torch.Tensor) -> SetVerdicts:
         sets = sets.bool()
         passes = rule(sets)
-        return Verdicts(passes, passes.double())  # graded score: 1 for a pass, 0 otherwise
+        return SetVerdicts(passes, passes.double())  # graded score: 1 for a pass, 0 otherwise
 
     def evaluate_steps(steps: Sequence[StepQuery]) -> torch.Tensor:
         rows = []

@@ -2,7 +2,7 @@
 
 A metric builds one :class:`MetricRun` (waveforms, their frequency features, the model's outputs on
 the unmasked inputs, the decision and one target per example), describes the mutants it needs as
-rows ``(example, keep-mask over features)``, and gets back one :class:`Verdicts` entry per row from
+rows ``(example, keep-mask over features)``, and gets back one :class:`ChangeVerdicts` entry per row from
 :meth:`MetricRun.evaluate`. The model is called by the oracle FreqReX calls it through
 (:class:`~captum_freqrex._core.model.oracle.Oracle`: the same output checks, counts and verdicts), in
 batches of at most ``max_examples_per_batch`` rows cut by the shared helper in :mod:`._batching`.
@@ -30,7 +30,7 @@ from captum_freqrex.metrics._batching import check_max_examples_per_batch, divid
 
 
 @dataclass
-class Verdicts(RowVerdicts):
+class ChangeVerdicts(RowVerdicts):
     r"""The oracle's verdicts on rows of mutants (:class:`~captum_freqrex._core.model.oracle.RowVerdicts`:
     ``decided``, ``confidence``, ``decided_confidence``, ``passes``, ``changes`` (a row within the
     decision's tie tolerance neither passes nor changes, so no verdict rests on float noise),
@@ -44,7 +44,7 @@ class Verdicts(RowVerdicts):
     noise_energy: Tensor
 
     @classmethod
-    def of(cls, verdicts: RowVerdicts, noise_energy: Tensor) -> "Verdicts":
+    def of(cls, verdicts: RowVerdicts, noise_energy: Tensor) -> "ChangeVerdicts":
         """The oracle's ``verdicts`` with the noise energy of each row."""
         return cls(**vars(verdicts), noise_energy=noise_energy)
 
@@ -169,11 +169,11 @@ class MetricRun:
         """
         return self.oracle.scores(waves, examples)
 
-    def verdicts(self, outputs: Tensor, targets: Tensor, noise_energy: Tensor) -> Verdicts:
+    def verdicts(self, outputs: Tensor, targets: Tensor, noise_energy: Tensor) -> ChangeVerdicts:
         """Decisions, target confidences and keep / change verdicts of outputs ``(N, K)``."""
-        return Verdicts.of(self.oracle.verdicts(outputs, targets), noise_energy)
+        return ChangeVerdicts.of(self.oracle.verdicts(outputs, targets), noise_energy)
 
-    def evaluate(self, examples: Tensor, keep: Callable[[Tensor], Tensor]) -> Verdicts:
+    def evaluate(self, examples: Tensor, keep: Callable[[Tensor], Tensor]) -> ChangeVerdicts:
         r"""The model's verdicts on mutant rows, queried in batches of at most ``max_rows``.
 
         Args:
@@ -184,12 +184,12 @@ class MetricRun:
                         many rows never holds all of their masks at once.
 
         Returns:
-            Verdicts: One entry per row.
+            ChangeVerdicts: One entry per row.
         """
         examples = examples.to(self.space.device)
         dtype = self.waves[0].dtype
 
-        def batch(start: int, stop: int) -> Verdicts:
+        def batch(start: int, stop: int) -> ChangeVerdicts:
             rows = torch.arange(start, stop, device=self.space.device)
             ex = examples[start:stop]
             values = keep(rows).to(device=self.space.device, dtype=dtype)
@@ -200,12 +200,12 @@ class MetricRun:
             ))
             return self.verdicts(self.forward(mutants, ex), self.targets[ex], noise)
 
-        return divide_and_aggregate(examples.numel(), batch, Verdicts.cat, self.max_rows)
+        return divide_and_aggregate(examples.numel(), batch, ChangeVerdicts.cat, self.max_rows)
 
     def evaluate_prefixes(
         self, positions: Tensor, examples: Tensor, sizes: Tensor, top: float, rest: float
-    ) -> Verdicts:
-        r"""Verdicts on rows that set the top-``size`` features of a ranking to ``top`` and the others
+    ) -> ChangeVerdicts:
+        r"""ChangeVerdicts on rows that set the top-``size`` features of a ranking to ``top`` and the others
         to ``rest`` (keep values: ``top=1, rest=0`` keeps a prefix alone, ``top=0, rest=1`` removes it).
 
         Args:

@@ -11,7 +11,7 @@ from captum_freqrex._core.model.decision import DecisionLike
 from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._core.model.targets import TargetLike
 from captum_freqrex._utils.validation import TensorOrTuple
-from captum_freqrex.metrics._common import MetricRun, Verdicts
+from captum_freqrex.metrics._common import MetricRun, ChangeVerdicts
 
 
 class SufficiencyResult(NamedTuple):
@@ -54,7 +54,7 @@ class NecessityResult(NamedTuple):
     target: Tensor
 
 
-def _set_verdicts(run: MetricRun, feature_set: TensorOrTuple, keep_set: bool) -> Verdicts:
+def _set_verdicts(run: MetricRun, feature_set: TensorOrTuple, keep_set: bool) -> ChangeVerdicts:
     members = run.feature_set(feature_set)
     keep = members if keep_set else ~members
     examples = torch.arange(run.batch_size, device=run.space.device)

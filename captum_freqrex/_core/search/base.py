@@ -41,7 +41,7 @@ from captum_freqrex._core.spectral.synthesis import StepQuery
 from captum_freqrex._utils.validation import as_int
 
 
-class Verdicts(NamedTuple):
+class SetVerdicts(NamedTuple):
     r"""The model's verdicts on a batch of sets.
 
     Attributes:
@@ -105,7 +105,7 @@ class SearchContext:
     list of contiguous feature ranges; their waveforms are sums of a few part waveforms, the fast
     path) and returns ``(N,)`` bool verdicts; :meth:`evaluate_sets` takes ``(N, n_features)`` set
     masks of any shape (each set's waveform synthesised from its keep-mask, by the formula
-    :meth:`Explanation.waveform` uses, not from part waveforms) and returns :class:`Verdicts` with graded scores.
+    :meth:`Explanation.waveform` uses, not from part waveforms) and returns :class:`SetVerdicts` with graded scores.
     Both batch their sets into model calls of at most ``batch_size`` rows.
 
     Attributes:
@@ -127,7 +127,7 @@ class SearchContext:
     """
 
     evaluate_steps: Callable[[Sequence[StepQuery]], Tensor]
-    evaluate_masks: Callable[[Tensor], Verdicts]
+    evaluate_masks: Callable[[Tensor], SetVerdicts]
     n_features: int
     root_passes: bool
     options: RefinementOptions
@@ -139,18 +139,18 @@ class SearchContext:
     queries: int = 0
 
     def evaluate(self, queries: Sequence[StepQuery]) -> Tensor:
-        """Verdicts ``(N,)`` bool on the sets of refinement steps (see the class docstring)."""
+        """SetVerdicts ``(N,)`` bool on the sets of refinement steps (see the class docstring)."""
         passed = self.evaluate_steps(list(queries))
         self.queries += int(passed.numel())
         return passed
 
-    def evaluate_sets(self, sets: Tensor) -> Verdicts:
-        """Verdicts on ``(N, n_features)`` set masks (see the class docstring)."""
+    def evaluate_sets(self, sets: Tensor) -> SetVerdicts:
+        """SetVerdicts on ``(N, n_features)`` set masks (see the class docstring)."""
         if sets.dim() != 2 or sets.shape[1] != self.n_features:
             raise ValueError(f"sets must be (N, {self.n_features}) masks, got {tuple(sets.shape)}")
         if sets.shape[0] == 0:
             empty = torch.zeros(0, dtype=torch.bool)
-            return Verdicts(empty, torch.zeros(0, dtype=torch.float64))
+            return SetVerdicts(empty, torch.zeros(0, dtype=torch.float64))
         verdicts = self.evaluate_masks(sets)
         self.queries += int(sets.shape[0])
         return verdicts

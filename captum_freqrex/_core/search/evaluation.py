@@ -16,7 +16,7 @@ from torch import Tensor
 
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.search.base import RefinementOptions, ResponsibilitySearch, SearchContext, SearchResult
-from captum_freqrex._core.search.base import Verdicts
+from captum_freqrex._core.search.base import SetVerdicts
 from captum_freqrex._core.spectral.synthesis import StepQuery, StepSynthesizer
 
 
@@ -51,16 +51,16 @@ def search_context(
     start = queries.inputs if removing else baseline_waves
     synthesizer = StepSynthesizer(space, example, start, -1.0 if removing else 1.0)
 
-    def verdicts(outputs: Tensor) -> Verdicts:
+    def verdicts(outputs: Tensor) -> SetVerdicts:
         rows = oracle.verdicts(outputs, target)
         graded = rows.graded().cpu()
-        return Verdicts((rows.changes if removing else rows.passes).cpu(), -graded if removing else graded)
+        return SetVerdicts((rows.changes if removing else rows.passes).cpu(), -graded if removing else graded)
 
     def evaluate(steps: Sequence[StepQuery]) -> Tensor:
         batches = synthesizer.batches(steps, oracle.max_rows, queries.rows)
         return verdicts(oracle.scores_of((rows, example) for rows in batches)).passes
 
-    def evaluate_masks(sets: Tensor) -> Verdicts:
+    def evaluate_masks(sets: Tensor) -> SetVerdicts:
         sets = sets.to(space.device, space.dtype)
         return verdicts(queries.keep_scores(1.0 - sets if removing else sets))
 
