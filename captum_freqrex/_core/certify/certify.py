@@ -10,7 +10,7 @@ returned set, exactly as ``Explanation.waveform`` rebuilds it, together with the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -105,23 +105,14 @@ def _certification(queries: ExampleQueries, target: int, keeps: List[Tensor], re
     # waveform is synthesised on its own, exactly as Explanation.waveform rebuilds it, so a
     # certificate holds on the waveform the user gets.
     keep_rows = keeps + ([1.0 - remove] if remove is not None else [])
-    n_rows = len(keep_rows) + 1
-    oracle, space, example = queries.oracle, queries.space, queries.example
+    space, example = queries.space, queries.example
 
-    def batches() -> Iterator[Tuple[List[Tensor], int]]:
-        for lo, hi in oracle.batches(n_rows):
-            rows = queries.rows.take(hi - lo)
-            for j, i in enumerate(range(lo, hi)):
-                waves = (
-                    tuple(w[0] for w in space.mutants(example, keep_rows[i].view(1, -1)))
-                    if i < len(keep_rows)
-                    else queries.inputs
-                )
-                for row, wave in zip(rows, waves):
-                    row[j].copy_(wave)
-            yield rows, example
+    def waveforms(i: int) -> Tuple[Tensor, ...]:
+        if i == len(keep_rows):
+            return queries.inputs
+        return tuple(w[0] for w in space.mutants(example, keep_rows[i].view(1, -1)))
 
-    joined = oracle.scores_of(batches())
+    joined = queries.oracle.waveform_scores(example, len(keep_rows) + 1, waveforms)
     results = queries.probes(joined, target)
     removed = results[len(keeps)] if remove is not None else None
     return _Certification(results[: len(keeps)], removed, results[-1], joined[-1])

@@ -263,6 +263,33 @@ class Oracle:
         A batch is queried before the next one is drawn, so batches may share rows."""
         return torch.cat([self.scores(waves, examples) for waves, examples in batches])
 
+    def waveform_scores(
+        self, example: int, n_rows: int, waveforms: Callable[[int], Sequence[Tensor]],
+        rows_per_call: Optional[int] = None,
+    ) -> Tensor:
+        r"""Scores ``(n_rows, K)`` of given waveforms of one example, each copied into the reused rows
+        (so a model that edits its input in place edits only those copies).
+
+        Args:
+            example (int): The example (what the extra arguments are sliced to).
+            n_rows (int): Number of rows.
+            waveforms (Callable): ``waveforms(i)`` returns row ``i``'s waveforms, one per input
+                        tensor; called when its model call is filled, so rows are made one call at a time.
+            rows_per_call (int, optional): Rows per model call. Default: ``max_rows``
+        """
+        assert self.rows is not None, "waveform_scores writes into the oracle's reused rows"
+        rows_buffer = self.rows
+
+        def batches() -> Iterator[Tuple[Sequence[Tensor], Examples]]:
+            for start, stop in row_slices(n_rows, rows_per_call or self.max_rows):
+                rows = rows_buffer.take(stop - start)
+                for j, i in enumerate(range(start, stop)):
+                    for row, wave in zip(rows, waveforms(i)):
+                        row[j].copy_(wave)
+                yield rows, example
+
+        return self.scores_of(batches())
+
     def keep_scores(
         self, space: FeatureSpace, example: int, n_rows: int, keeps: Callable[[int, int], Tensor]
     ) -> Tensor:
