@@ -21,6 +21,7 @@ Usage::
 
     .venv/bin/python benchmarks/single_bin_limit.py                          # shipped clips, every zoo model but instruments
     .venv/bin/python benchmarks/single_bin_limit.py --models percussion --split test --limit 20 --threads 1
+    .venv/bin/python benchmarks/single_bin_limit.py --models speech silero-vad --limit speech=2 silero-vad=1
     .venv/bin/python benchmarks/single_bin_limit.py --split test --summarize --models percussion speech
 
 ``--split shipped`` (default) runs the zoo's shipped clips; ``--split test`` the held-out split
@@ -271,7 +272,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=128, help="single-bin removals per model call (default 128)")
-    parser.add_argument("--limit", type=int, help="the first N clips (after --stride)")
+    parser.add_argument("--limit", nargs="+", default=[], metavar="[MODEL=]N", help="the first N clips (of MODEL; after --stride)")
     parser.add_argument("--stride", nargs="+", default=[], metavar="[MODEL=]K", help="every K-th clip (of MODEL)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out", default="benchmarks/results")
@@ -284,18 +285,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"unknown methods {unknown}; choose from {METHODS}")
     if args.ks[0] != 1:
         parser.error(f"--ks must start with 1 (the limit is of flip@1), got {args.ks}")
-    if args.limit is not None and args.limit < 1:
-        parser.error(f"--limit must be at least 1, got {args.limit}")
     methods = [m for m in METHODS if m in args.methods]  # FeatureAblation first: it sets the budget
     models = args.models or ["percussion", "percussion-wave", "silero-vad", "speech"]
     strides = flip_rates._strides(args.stride)
+    try:
+        limits = flip_rates._strides(args.limit)  # the same K or MODEL=K syntax
+    except SystemExit:
+        parser.error(f"--limit takes N or MODEL=N with N a positive integer, got {args.limit}")
     settings = {"split": args.split, "ks": args.ks, "seed": args.seed, "max_queries": args.queries}
     command = "benchmarks/single_bin_limit.py " + " ".join(argv if argv is not None else sys.argv[1:])
     os.makedirs(args.out, exist_ok=True)
     rows: List[Dict[str, Any]] = []
     for name in models:
         model, data = shipped_clips(name) if args.split == "shipped" else flip_rates.load_held_out(name, "test", args.data)
-        chosen, selection = flip_rates._selection(len(data.labels), strides.get(name, strides.get("*", 1)), args.limit)
+        chosen, selection = flip_rates._selection(len(data.labels), strides.get(name, strides.get("*", 1)),
+                                                limits.get(name, limits.get("*")))
         if args.split == "shipped":
             selection = f"shipped: {selection}"
         path = os.path.join(args.out, f"single_bin_limit_{args.split}_{name}.jsonl")

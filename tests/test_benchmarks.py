@@ -271,3 +271,17 @@ def test_single_bin_limit_summary_of_known_records():
     assert limit.summarize("m", "all 4", records, {"x": found}, [1, 5])[1]["flip@1_beyond_limit"] == 1
     # No clip within reach: no share to report.
     assert limit.summarize("m", "all 1", [exhaustive(1, 0)], {"x": found[1:2]}, [1, 5])[1]["share_of_limit"] is None
+
+
+def test_single_bin_limit_refuses_bad_options(capsys):
+    limit = _load("single_bin_limit")
+    for args, message in ((["--limit", "speech=0"], "--limit takes N or MODEL=N"), (["--ks", "5"], "--ks must start with 1"),
+                          (["--methods", "KernelShap"], "unknown methods")):
+        with pytest.raises(SystemExit):
+            limit.main(args + ["--out", "/nonexistent"])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--queries must be at least 2"):
+        limit.bands_within(16000, 16000, 1)
+    # FeatureAblation's bands fit the queries: one per non-empty band plus one, as many as fit.
+    bands = limit.bands_within(16000, 16000, 1000)
+    assert int(bands.unique().numel()) + 1 == 1000
