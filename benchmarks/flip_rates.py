@@ -221,6 +221,18 @@ def _records(path: str, settings: Dict[str, Any]) -> Dict[Tuple[str, int], Dict[
     return done
 
 
+def append_record(path: str, record: Dict[str, Any]) -> None:
+    """Append one JSON record as a line of ``path`` (after a record cut short, on a new line)."""
+    with open(path, "a+") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell():
+            handle.seek(handle.tell() - 1)
+            ends = handle.read(1) == "\n"
+            handle.seek(0, os.SEEK_END)
+            handle.write("" if ends else "\n")
+        handle.write(json.dumps(record) + "\n")
+
+
 def _clip_record(model: Callable, clip: torch.Tensor, label: int, method: str, budget: Optional[int],
                  bands: torch.Tensor, ks: List[int], seed: int) -> Dict[str, Any]:
     with torch.no_grad():
@@ -325,14 +337,7 @@ def run_split(models: List[str], split: str, data_dir: str, methods: List[str], 
                 if record is None:
                     record = _clip_record(model, clip, label, method, budget, bands, ks, seed)
                     record = {"clip": i, "source": data.sources[i], **record, **settings}
-                    with open(path, "a+") as handle:
-                        handle.seek(0, os.SEEK_END)
-                        if handle.tell():  # after a record cut short, start on a new line
-                            handle.seek(handle.tell() - 1)
-                            ends = handle.read(1) == "\n"
-                            handle.seek(0, os.SEEK_END)
-                            handle.write("" if ends else "\n")
-                        handle.write(json.dumps(record) + "\n")
+                    append_record(path, record)
                     done[(method, i)] = record
                     made += 1
                 if method == "FeatureAblation":  # its queries set everyone's budget on this clip

@@ -3,6 +3,7 @@
 import csv
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,139 @@ def test_flip_rate_summary_counts_known_records():
     for stop in range(1, 21):
         finished = set(order[:stop])
         assert any(set(range(0, 20, step)) <= finished for step in (1, 2, 4, 8, 16, 32))
+
+
+# ----------------------------------------------------------------------------- single_bin_limit.py
+
+
+def _tones(*parts, seconds=0.25):
+    """A (1, T) clip of sines ``(Hz, amplitude)`` at 8 kHz, each exactly on one rfft bin."""
+    from known_models import tone
+
+    return sum(tone(hz, seconds, amplitude) for hz, amplitude in parts).unsqueeze(0)
+
+
+def test_single_bin_limit_finds_exactly_the_known_bins():
+    from known_models import ToneDetector, bin_of
+
+    from captum_freqrex.metrics import perturbation_success_rate
+
+    limit = _load("single_bin_limit")
+    # Class 1 when |440 Hz| + |1000 Hz| > 0.9: removing either tone alone flips it, removing the
+    # louder 2000 Hz tone (ignored by the model) or any empty bin does not.
+    clip = _tones((440, 0.6), (1000, 0.4), (2000, 1.0))
+    model = ToneDetector([440, 1000], threshold=0.9)
+    record = limit.single_bin_flips(model, clip, 8000, batch_rows=64)
+    bins = clip.shape[-1] // 2 + 1
+    assert (record["target"], record["bins"], record["flips"], record["ties"]) == (1, bins, 2, 0)
+    assert record["queries"] == model.rows == bins + 1  # the clip, then every bin once
+    assert record["forward_calls"] == model.calls == 1 + -(-bins // 64)  # batched: 64 removals per call
+    energy = 0.6**2 + 0.4**2 + 1.0**2  # sines on bins: energy T/2 * amplitude^2 each
+    assert record["loudest"]["bin"] == bin_of(440, 2000) and record["loudest"]["hz"] == 440.0
+    assert record["quietest"]["bin"] == bin_of(1000, 2000) and record["quietest"]["to"] == 0
+    assert record["loudest"]["snr_db"] == pytest.approx(10 * math.log10(energy / 0.6**2), abs=0.01)
+    assert record["quietest"]["snr_db"] == pytest.approx(10 * math.log10(energy / 0.4**2), abs=0.01)
+    assert 0 <= record["model_seconds"] <= record["seconds"]
+    # The project's own mutants agree: removing each bin alone through the metric flips the same two.
+    one_hot = torch.eye(bins)[[bin_of(f, 2000) for f in (440, 1000, 2000, 3000)]]
+    flips = perturbation_success_rate(model, clip.expand(4, -1), one_hot, k=1)
+    assert flips.flipped.tolist() == [True, True, False, False]
+
+
+def test_single_bin_limit_never_counts_ties():
+    from known_models import ToneDetector
+
+    limit = _load("single_bin_limit")
+    # |440| + |1000| = 1.0 > 0.5, and removing either tone leaves exactly 0.5: a tie, not a flip.
+    clip = _tones((440, 0.5), (1000, 0.5))
+    model = ToneDetector([440, 1000], threshold=0.5)
+    outputs = model(clip - _tones((440, 0.5)))
+    assert float((outputs[0, 1] - outputs[0, 0]).abs()) < 1e-4  # the model's own scores tie
+    record = limit.single_bin_flips(model, clip, 8000)
+    assert (record["flips"], record["ties"], record["loudest"], record["quietest"]) == (0, 2, None, None)
+
+
+def test_single_bin_limit_beside_methods_on_known_clips(tmp_path, monkeypatch):
+    from known_models import ToneDetector
+
+    from captum_freqrex.datasets import DatasetSplit
+
+    limit = _load("single_bin_limit")
+    clips = torch.cat([_tones((440, 0.6), (1000, 0.4), (2000, 1.0)),  # two bins flip alone
+                       _tones((440, 0.5), (1000, 0.5)),                # ties only
+                       _tones((440, 0.2), (3000, 1.0))])               # class 0: removals cannot raise it
+    data = DatasetSplit(clips, torch.tensor([1, 1, 0]), ("off", "on"), 8000, ["a", "b", "c"])
+    # Threshold 0.5: removing 440 Hz from clip a leaves 0.4 (flips), removing 1000 Hz leaves 0.6
+    # (keeps); clip b's removals leave exactly 0.5 (ties); clip c is below it whatever is removed.
+    model = ToneDetector([440, 1000], threshold=0.5)
+    path = str(tmp_path / "records.jsonl")
+    settings = {"split": "known", "ks": [1, 5], "seed": 0, "max_queries": 100}
+    methods = ["FeatureAblation", "band_screening (necessary)"]
+    done = limit.run_clips("tones", model, data, [0, 1, 2], path, settings, methods, [1, 5], 0, 100, 128)
+    assert [done[(limit.LIMIT, i)]["flips"] for i in range(3)] == [1, 0, 0]
+    assert [done[(limit.LIMIT, i)]["ties"] for i in range(3)] == [0, 2, 0]
+    assert done[(limit.LIMIT, 0)]["loudest"]["hz"] == 440.0  # removing 440 Hz leaves 0.4 < 0.5
+    for i in range(3):
+        budget = done[("FeatureAblation", i)]["queries"]
+        assert budget <= 100 and done[("band_screening (necessary)", i)]["queries"] <= budget
+    rows = limit.summarize("tones", "all 3", [done[(limit.LIMIT, i)] for i in range(3)],
+                           {m: [done[(m, i)] for i in range(3)] for m in methods}, [1, 5])
+    assert [r["method"] for r in rows] == [limit.LIMIT, "FeatureAblation", "band_screening (necessary)"]
+    assert (rows[0]["flip@1"], rows[0]["share_of_limit"], rows[0]["ties"]) == (1, 1.0, 2)
+    for row in rows[1:]:
+        assert row["flip@1"] <= rows[0]["flip@1"] and row["flip@1_beyond_limit"] == 0
+        assert row["share_of_limit"] == row["flip@1"] / 1
+    assert rows[1]["flip@1"] == rows[2]["flip@1"] == 1  # both find the 440 Hz bin within 100 queries
+    table = limit._markdown(rows, [1, 5]).splitlines()
+    assert table[0].startswith("| model | clips | method | queries / clip | flip@1 | flip@5 | share of the limit (flip@1) |")
+    assert table[2].startswith(f"| tones | all 3 | {limit.LIMIT} | ") and "| 1/3 | - | 100% |" in table[2]
+
+    # Resumed: nothing is run again.
+    def no_new_work(*args, **kwargs):
+        raise AssertionError("a finished clip was run again")
+
+    monkeypatch.setattr(limit, "single_bin_flips", no_new_work)
+    monkeypatch.setattr(limit.flip_rates, "_clip_record", no_new_work)
+    assert limit.run_clips("tones", model, data, [0, 1, 2], path, settings, methods, [1, 5], 0, 100, 128) == done
+
+
+def test_single_bin_limit_summary_of_known_records():
+    limit = _load("single_bin_limit")
+
+    def exhaustive(clip, flips, quiet=None, loud=None):
+        spot = lambda snr: None if snr is None else {"bin": 1, "hz": 1.0, "snr_db": snr, "to": 0}  # noqa: E731
+        return {"clip": clip, "flips": flips, "ties": 1, "quietest": spot(quiet), "loudest": spot(loud),
+                "queries": 9, "seconds": 2.0, "model_seconds": 1.5}
+
+    def method(clip, flipped, snr):
+        return {"clip": clip, "flipped": flipped, "snr_db": snr, "queries": 5, "seconds": 1.0}
+
+    records = [exhaustive(0, 3, 40.0, 20.0), exhaustive(1, 0), exhaustive(2, 1, 30.0, 30.0), exhaustive(3, 0)]
+    found = [method(0, [True, True], [35.0, 25.0]), method(1, [False, True], [50.0, 21.0]),
+             method(2, [False, False], [60.0, 40.0]), method(3, [False, False], [50.0, 40.0])]
+    rows = limit.summarize("m", "all 4", records, {"refinement (necessary)": found}, [1, 5])
+    assert rows[0]["flip@1"] == 2 and rows[0]["snr_db@1"] == 35.0  # median quietest flip of clips 0 and 2
+    assert (rows[0]["flipping_bins_median"], rows[0]["loudest_flip_snr_db_median"], rows[0]["ties"]) == (2.0, 25.0, 4)
+    assert rows[0]["model_share"] == pytest.approx(0.75)
+    assert rows[1]["method"] == "FreqReX default (necessary)"
+    assert (rows[1]["flip@1"], rows[1]["flip@5"], rows[1]["share_of_limit"]) == (1, 2, 0.5)
+    assert (rows[1]["snr_db@1"], rows[1]["snr_db@5"], rows[1]["flip@1_beyond_limit"]) == (35.0, 23.0, 0)
+    # A flip at k = 1 where no single bin flips would be a contradiction: it is counted, not hidden.
+    found[1]["flipped"][0] = True
+    assert limit.summarize("m", "all 4", records, {"x": found}, [1, 5])[1]["flip@1_beyond_limit"] == 1
+    # No clip within reach: no share to report.
+    assert limit.summarize("m", "all 1", [exhaustive(1, 0)], {"x": found[1:2]}, [1, 5])[1]["share_of_limit"] is None
+
+
+def test_single_bin_limit_refuses_bad_options(capsys):
+    limit = _load("single_bin_limit")
+    for args, message in ((["--limit", "speech=0"], "--limit takes N or MODEL=N"), (["--ks", "5"], "--ks must start with 1"),
+                          (["--methods", "KernelShap"], "unknown methods")):
+        with pytest.raises(SystemExit):
+            limit.main(args + ["--out", "/nonexistent"])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--queries must be at least 2"):
+        limit.bands_within(16000, 16000, 1)
+    # FeatureAblation's bands fit the queries: one per non-empty band plus one, as many as fit.
+    bands = limit.bands_within(16000, 16000, 1000)
+    assert int(bands.unique().numel()) + 1 == 1000
