@@ -56,9 +56,9 @@ def test_only_the_plain_rfft_domain_uses_few_bin_synthesis():
         def synthesize(self, coefficients, length):
             return super().synthesize(coefficients, length) * 0.5
 
-    assert RfftDomain()._few_bin_limit(480_000, torch.device("cpu")) == 16
-    assert Windowed()._few_bin_limit(480_000, torch.device("cpu")) == 0
-    assert StftDomain()._few_bin_limit(480_000, torch.device("cpu")) == 0
+    assert RfftDomain().few_coefficient_limit(480_000, torch.device("cpu")) == 16
+    assert Windowed().few_coefficient_limit(480_000, torch.device("cpu")) == 0
+    assert StftDomain().few_coefficient_limit(480_000, torch.device("cpu")) == 0
 
 
 #: Long enough for few-bin synthesis: up to 16 bins at 2**18 samples.
@@ -72,9 +72,9 @@ class CountingRfft(RfftDomain):
     def __init__(self):
         self.products = []
 
-    def _synthesize_bins(self, bins, coefficients, length, out):
+    def synthesize_few(self, bins, coefficients, length, out):
         self.products.append(bins.numel())
-        return super()._synthesize_bins(bins, coefficients, length, out)
+        return super().synthesize_few(bins, coefficients, length, out)
 
 
 def _spaces(case, seed):

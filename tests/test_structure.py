@@ -176,3 +176,32 @@ def test_the_import_reader_sees_what_runs_at_import_time(tmp_path, source, expec
         assert [m for m, _, _ in _top_level_imports(path)] == expected
     finally:
         globals()["ROOT"] = original
+
+
+#: Underscore names that are public API of the standard library (namedtuple's methods).
+STDLIB_UNDERSCORE_API = {"_replace", "_fields", "_asdict", "_make"}
+
+
+def test_no_private_attribute_of_another_module_is_read():
+    # ``thing._name`` where ``thing`` is not self/cls and no definition or assignment of ``_name``
+    # is in the same module: a private member of another module's object.
+    reaching = []
+    for path in MODULES.values():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        own = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                own.add(node.attr)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                own.add(node.target.id)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    continue
+                if node.attr not in own and node.attr not in STDLIB_UNDERSCORE_API:
+                    reaching.append(f"{path.relative_to(ROOT)}:{node.lineno} reads {ast.unparse(node)}")
+            elif isinstance(node, ast.keyword) and node.arg and node.arg.startswith("_"):
+                reaching.append(f"{path.relative_to(ROOT)}:{node.value.lineno} passes {node.arg}=")
+    assert not reaching, "\n".join(reaching)

@@ -191,6 +191,9 @@ class Explanation:
                     input when it was queried again at certification (False: its output changed
                     between calls, so nothing is certified; see :attr:`warnings`). None when not
                     checked (an explanation saved before this field existed).
+        stored_layout (FeatureLayout, optional): The feature layout of an explanation loaded without
+                    its inputs; None while it is derived from the explanation's own feature space
+                    (read :attr:`layout`).
     """
 
     responsibility: Union[Tensor, Tuple[Tensor, ...]]
@@ -213,7 +216,7 @@ class Explanation:
     settings: Dict[str, Any] = field(default_factory=dict)
     class_confidences: Optional[Tensor] = None
     sample_rate: Optional[float] = None
-    _layout: Optional[FeatureLayout] = field(default=None, repr=False)
+    stored_layout: Optional[FeatureLayout] = field(default=None, repr=False)
     model_stable: Optional[bool] = None
 
     @property
@@ -249,10 +252,20 @@ class Explanation:
     @property
     def layout(self) -> FeatureLayout:
         """Where each feature's bins sit: feature ids per bin, waveform shapes, the domain (read-only)."""
-        if self._layout is None:
+        if self.stored_layout is None:
             assert self._space is not None
-            self._layout = FeatureLayout.of(self._space)
-        return self._layout
+            self.stored_layout = FeatureLayout.of(self._space)
+        return self.stored_layout
+
+    @property
+    def is_tuple(self) -> bool:
+        """Whether the explained input was a tuple of waveform tensors (waveforms come back as tuples)."""
+        return self._is_tuple
+
+    def baseline_waveforms(self) -> Optional[Tuple[Tensor, ...]]:
+        """The baseline's waveforms of the explained example, one per input tensor (None for a file
+        loaded without its inputs)."""
+        return None if self._space is None else self._space.baseline_waveforms(self._example)
 
     def _set(self, which: str) -> CausalSet:
         if which not in SET_NAMES:

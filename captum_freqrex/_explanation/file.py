@@ -390,7 +390,7 @@ def _explanation_record(explanation: Explanation) -> Dict[str, Any]:
         "settings": dict(explanation.settings),
         "class_confidences": None if explanation.class_confidences is None else explanation.class_confidences.detach().cpu(),
         "sample_rate": explanation.sample_rate,
-        "is_tuple": bool(explanation._is_tuple),
+        "is_tuple": bool(explanation.is_tuple),
         "example_shapes": [list(s) for s in layout.example_shapes],
         "feature_grids": [list(ids.shape) for ids in layout.ids],
         "feature_ids": None if identity else list(layout.ids),
@@ -414,11 +414,11 @@ def save_explanation(explanation: Explanation, path: str, include_inputs: bool =
         str: The path.
     """
     record = _explanation_record(explanation)
-    if explanation._space is not None:
-        bases = explanation._space.baseline_waveforms(explanation._example)
+    bases = explanation.baseline_waveforms()
+    if bases is not None:
         record["baseline_is_zero"] = [bool((b == 0).all()) for b in bases]
         if include_inputs:
-            original = explanation.original_waveform()  # a tuple exactly when explanation._is_tuple
+            original = explanation.original_waveform()  # a tuple exactly when explanation.is_tuple
             record["inputs"] = [w.detach().cpu() for w in (original if isinstance(original, tuple) else (original,))]
             record["baselines"] = [b.detach().cpu() for b in bases]
     elif include_inputs:
@@ -565,7 +565,7 @@ def load_explanation(
         settings=dict(record["settings"]),
         class_confidences=record["class_confidences"],
         sample_rate=record["sample_rate"],
-        _layout=layout,
+        stored_layout=layout,
     )
 
 def _offsets_of_sizes(sizes: Sequence[int]) -> List[int]:

@@ -101,12 +101,14 @@ class SpectralDomain(ABC):
     def bin_frequencies(self, length: int, sample_rate: float) -> Tensor:
         r"""Centre frequency in Hz of each row of the grid's frequency axis."""
 
-    def _few_bin_limit(self, length: int, device: torch.device) -> int:
-        # Most nonzero coefficients for which _synthesize_bins is cheaper than synthesize; 0: never.
+    def few_coefficient_limit(self, length: int, device: torch.device) -> int:
+        r"""Most nonzero coefficients for which :meth:`synthesize_few` is cheaper than
+        :meth:`synthesize` (0: never; the default). :class:`FeatureSpace` asks once per input."""
         return 0
 
-    def _synthesize_bins(self, bins: Tensor, coefficients: Tensor, length: int, out: Tensor) -> Tensor:
-        # Waveforms (C, length) of coefficients that are zero except at bins of a 1-D grid.
+    def synthesize_few(self, bins: Tensor, coefficients: Tensor, length: int, out: Tensor) -> Tensor:
+        r"""Waveforms ``(C, length)`` of coefficients that are zero except at ``bins`` of a 1-D grid,
+        written into ``out``; only called below :meth:`few_coefficient_limit`."""
         raise NotImplementedError(f"{type(self).__name__} has no few-coefficient synthesis")
 
 
@@ -125,11 +127,11 @@ class RfftDomain(SpectralDomain):
     def synthesize(self, coefficients: Tensor, length: int) -> Tensor:
         return torch.fft.irfft(coefficients, n=length)
 
-    def _few_bin_limit(self, length: int, device: torch.device) -> int:
+    def few_coefficient_limit(self, length: int, device: torch.device) -> int:
         # A subclass with its own synthesize must not be bypassed by the matrix product.
         return few_bin_limit(length, device) if type(self).synthesize is RfftDomain.synthesize else 0
 
-    def _synthesize_bins(self, bins: Tensor, coefficients: Tensor, length: int, out: Tensor) -> Tensor:
+    def synthesize_few(self, bins: Tensor, coefficients: Tensor, length: int, out: Tensor) -> Tensor:
         return few_bin_irfft(bins, coefficients, length, out=out)
 
     def grid_shape(self, length: int) -> Tuple[int, ...]:

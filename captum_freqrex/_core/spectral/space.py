@@ -200,7 +200,7 @@ class FeatureSpace:
         # Bins below which a part or a mutant is synthesised as a matrix product (1-D grids only;
         # never for the reference synthesis).
         self._few_bin_limits = [
-            0 if reference or len(p.ids.shape) != 2 else self.domain._few_bin_limit(p.example_shape[-1], self.device)
+            0 if reference or len(p.ids.shape) != 2 else self.domain.few_coefficient_limit(p.example_shape[-1], self.device)
             for p in self._inputs
         ]
         # Per input, (example, baseline, input) waveforms of the last example that needed them.
@@ -414,7 +414,7 @@ class FeatureSpace:
     def _few_bin_waveform(self, part: _InputSpectrum, bins: Tensor, coefficients: Tensor, out: Tensor) -> None:
         # Waveform (*example_shape) of coefficients (C, L) that are zero except at bins (L,).
         length = part.example_shape[-1]
-        self.domain._synthesize_bins(bins, coefficients, length, out.view(-1, length))
+        self.domain.synthesize_few(bins, coefficients, length, out.view(-1, length))
 
     def delta_waveforms(self, example: int, keep: Tensor) -> Tuple[Tensor, ...]:
         r"""The kept part of the difference to the baseline: ``synthesize(m * (X - Xb))``.
