@@ -22,17 +22,19 @@ MAX_FEATURE_SHARE = 0.5
 #: (``level_db < MIN_LEVEL_DB``) is flagged ``"below_clip_level"``.
 MIN_LEVEL_DB = -20.0
 
-_OTHER_BASELINE = "explain against another baseline (baselines=...; --baseline noise, pink or an audio FILE)"
+_BASELINE_OPTIONS = "explain(..., baselines=...); --baseline noise, pink or an audio FILE"
+_OTHER_BASELINE = f"explain against another baseline ({_BASELINE_OPTIONS})"
 
 #: The next step for each flag, named by options that exist (Python, then the command line).
 NEXT_STEPS = {
     "most_of_spectrum": (
-        "group bins into bands (feature_mask=log_bands(...); --bands N), or, for scattered causes, "
-        f'search="adaptive" with shrink=True (--search adaptive), or {_OTHER_BASELINE}'
+        "group bins into bands (explain(..., feature_mask=log_bands(...)); --bands N), or, for scattered "
+        'causes, FreqReX(model, search="adaptive") with explain(..., shrink=True) (--search adaptive), '
+        f"or {_OTHER_BASELINE}"
     ),
     "below_clip_level": (
-        'search for sets at the clip\'s energy (search=PartitionRefinement(prefer="energy") or '
-        f'search="energy"; --search energy), or {_OTHER_BASELINE}'
+        "search for sets at the clip's energy (FreqReX(model, search=PartitionRefinement(prefer=\"energy\")) "
+        f'or search="energy"; --search energy), or {_OTHER_BASELINE}'
     ),
 }
 
@@ -97,7 +99,7 @@ def result_hints(summary: Mapping[str, Any], target_name: str, baseline_kind: Op
             hints.append(f"the {', '.join(named)} set{'s are' if len(named) > 1 else ' is'} {what}: {NEXT_STEPS[kind]}")
     if summary.get("baseline_decides"):
         if baseline_kind is None:
-            fix = f"run again with another baseline ({_OTHER_BASELINE.split('(', 1)[1]}"
+            fix = f"run again with another baseline ({_BASELINE_OPTIONS})"
         else:
             others = [other for other in ("noise", "pink") if other != baseline_kind] + ["an audio FILE"]
             fix = f"run again with --baseline {others[0]} (or {' or '.join(others[1:])})"
