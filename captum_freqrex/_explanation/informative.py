@@ -96,7 +96,8 @@ def result_hints(summary: Mapping[str, Any], target_name: str, baseline_kind: Op
         named = [flag["set"].replace("_", " & ") for flag in flags if flag["flag"] == kind]
         if named:
             what = "most of the spectrum" if kind == "most_of_spectrum" else "far below the clip's level"
-            hints.append(f"the {', '.join(named)} set{'s are' if len(named) > 1 else ' is'} {what}: {NEXT_STEPS[kind]}")
+            sets = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+            hints.append(f"the {sets} set{'s are' if len(named) > 1 else ' is'} {what}: {NEXT_STEPS[kind]}")
     if summary.get("baseline_decides"):
         if baseline_kind is None:
             fix = f"run again with another baseline ({_BASELINE_OPTIONS})"
