@@ -150,3 +150,23 @@ def test_the_cli_prints_the_flag_and_the_report_carries_its_hints(tmp_path, caps
     assert _status(page)[1] == "flagged"
     for hint in hints:  # the same text in the report as on the terminal
         assert f"<li>hint: {html.escape(hint, quote=True)}</li>" in page
+
+
+def test_a_baseline_that_decides_gets_its_hint_on_the_command_line_and_in_the_report():
+    from captum_freqrex import FreqReXWarning
+    from captum_freqrex.report import explanation_html
+
+    said = {"sets": {}, "baseline_decides": True}
+    assert result_hints(said, "dog", "noise") == [
+        "the baseline (noise) alone already makes the model decide dog, so these sets say little about the "
+        "clip; run again with --baseline pink (or an audio FILE)"
+    ]
+    assert "baselines=..." in result_hints(said, "dog")[0] and result_hints({"sets": {}}, "dog") == []
+    # The baseline is the clip itself: alone it already decides class 1.
+    x = tone(440, 0.1).unsqueeze(0)
+    with pytest.warns(FreqReXWarning, match="baseline alone"):
+        expl = FreqReX(ToneDetector([440], 0.3)).explain(x, baselines=x, max_queries=50)[0]
+    text = explanation_html(expl, SAMPLE_RATE, class_names=["no", "yes"])
+    hints = re.search(r'<ul class="hints" id="hints">(.*?)</ul>', text, re.S).group(1)
+    assert html.escape(result_hints(expl.summary(SAMPLE_RATE), "yes (1)")[0], quote=True) in hints
+    assert "alone already makes the model decide yes (1)" in hints
