@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import torch
 from torch import Tensor
 
+from captum_freqrex._explanation.informative import result_hints
+
 if TYPE_CHECKING:
     from captum_freqrex._explanation import Explanation
 
@@ -58,7 +60,8 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-to
      border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 table { border-collapse: collapse; margin: 0.5em 0; } td, th { border: 1px solid #ddd; padding: 0.3em 0.6em;
      text-align: left; vertical-align: top; font-size: 0.92em; } th { background: #f4f4f4; }
-.ok { color: #1a7f37; font-weight: 600; } .bad { color: #b42318; font-weight: 600; } .none { color: #777; }
+.ok { color: #1a7f37; font-weight: 600; } .flagged { color: #9a5b00; font-weight: 600; }
+.hints { background: #fff8e1; border: 1px solid #e0a800; padding: 0.6em 1.2em; } .bad { color: #b42318; font-weight: 600; } .none { color: #777; }
 .warnings { background: #fff4e5; border: 1px solid #f0b35b; padding: 0.6em 1.2em; }
 .warnings li { margin: 0.3em 0; } .muted { color: #666; font-size: 0.9em; }
 .bar { background: #3182bd; height: 0.9em; display: inline-block; vertical-align: middle; }
@@ -168,21 +171,24 @@ def _frequencies_text(entry: Mapping[str, Any], features: int) -> str:
 
 def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Optional[Sequence[str]]) -> str:
     rows = [
-        "<tr><th>set</th><th>status</th><th>features (bins)</th><th>frequencies</th><th>energy share</th>"
-        "<th>loudest bin</th><th>kept alone: model decides</th><th>removed: model decides</th><th>note</th></tr>"
+        "<tr><th>set</th><th>status</th><th>features (bins)</th><th>share of the features</th><th>frequencies</th>"
+        "<th>energy share</th><th>loudest bin</th><th>kept alone: model decides</th><th>removed: model decides</th>"
+        "<th>flags (not informative)</th><th>note</th></tr>"
     ]
     for name, entry in summary["sets"].items():
         label = SET_LABELS[name]
         if entry is None:
             rows.append(
                 f'<tr data-set="{name}" data-certified="none"><td>{label}</td><td class="none">not found</td>'
-                '<td colspan="7" class="none">no prefix of the ranking satisfied this set within the budget</td></tr>'
+                '<td colspan="9" class="none">no prefix of the ranking satisfied this set within the budget</td></tr>'
             )
             continue
         status = '<span class="ok">certified &#10003;</span>' if entry["certified"] else '<span class="bad">NOT certified &#10007;</span>'
         short = listed["sets"][name]
         location = short if "inputs" not in short else short["inputs"][0]
         share = "" if entry["energy_share"] is None else f"{100 * entry['energy_share']:.2f}%"
+        features = "" if entry.get("feature_share") is None else f"{100 * entry['feature_share']:.2f}%"
+        flags = "; ".join(flag["reason"] for flag in entry.get("flags", []))
         level = "" if entry["level_db"] is None else f"{entry['level_db']:+.1f} dB"
         kept = f"{_e(_class(class_names, entry['kept_class']))}, confidence {entry['kept_confidence']:.3f}"
         removed = ""
@@ -191,8 +197,10 @@ def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Op
         rows.append(
             f'<tr data-set="{name}" data-certified="{str(entry["certified"]).lower()}">'
             f'<td title="{_e(SET_MEANINGS[name])}">{label}</td><td>{status}</td>'
-            f"<td>{entry['features']} ({entry['bins']})</td><td class=\"freqs\">{_e(_frequencies_text(location, entry['features']))}</td>"
-            f"<td>{share}</td><td>{level}</td><td>{kept}</td><td>{removed}</td><td>{_e(entry['note'])}</td></tr>"
+            f"<td>{entry['features']} ({entry['bins']})</td><td>{features}</td>"
+            f"<td class=\"freqs\">{_e(_frequencies_text(location, entry['features']))}</td>"
+            f"<td>{share}</td><td>{level}</td><td>{kept}</td><td>{removed}</td>"
+            f'<td class="flagged" data-flags="{len(entry.get("flags", []))}">{_e(flags)}</td><td>{_e(entry["note"])}</td></tr>'
         )
     return "<table>" + "".join(rows) + "</table>"
 
@@ -289,6 +297,7 @@ def explanation_html(
     audio_folder: str = "report_files",
     listen_rate: Optional[float] = None,
     valid_samples: Optional[int] = None,
+    hints: Optional[Sequence[str]] = None,
 ) -> str:
     r"""The HTML report of one explanation, as a string (see :func:`write_html`).
 
@@ -310,6 +319,10 @@ def explanation_html(
         valid_samples (int, optional): Leading samples of the clip that are real audio; the rest
                     (zero padding to the model's length) is left out of the spectrograms and
                     marked. Default: all
+        hints (sequence of str, optional): The hints shown under the headline, as the
+                    ``freqrex`` command prints them. Default: those of
+                    :func:`~captum_freqrex._explanation.informative.result_hints` for the
+                    explanation (the baseline's kind unknown)
 
     Returns:
         str: A complete HTML document.
@@ -321,6 +334,8 @@ def explanation_html(
     names = list(class_names) if class_names is not None else None
     summary = explanation.summary(sample_rate=sample_rate)
     heading = title or "FreqReX explanation"
+    if hints is None:
+        hints = result_hints(summary, _class(names, summary["target"]))
     lead, status, warnings_html = _headline(summary, names)
     responsibility_png = _png(plot_responsibility(explanation, sample_rate=sample_rate, class_names=names))
     spectrogram_png = _png(
@@ -335,6 +350,7 @@ def explanation_html(
         f"<title>{_e(heading)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{_e(heading)}</h1>",
         f'<p id="lead">{lead}. {status}.</p>',
+        _hints_html(hints),
         _key_values(dict(details)) if details else "",
         "<h2>Warnings</h2>",
         warnings_html,
@@ -378,16 +394,27 @@ def _headline(summary: Mapping[str, Any], names: Optional[List[str]]) -> Tuple[s
         lead += f"; explained target <b>{_e(_class(names, summary['target']))}</b> (confidence {summary['target_confidence']:.3f})"
     if summary["flip_class"] is not None:
         lead += f". Removing the sufficient &amp; necessary set flips it to <b>{_e(_class(names, summary['flip_class']))}</b>"
-    status = (
-        '<span class="ok">every set certified</span>'
-        if summary["certified"]
-        else '<span class="bad">not every set was found and certified: see the table and the warnings</span>'
-    )
+    flags = summary.get("flags") or []
+    said = "; ".join(f"the {SET_LABELS[f['set']]} set {_e(f['reason'])}" for f in flags)
+    if not summary["certified"]:
+        status = '<span class="bad" id="status" data-status="not-certified">not every set was found and certified: see the table and the warnings</span>'
+    elif flags:
+        status = f'<span class="flagged" id="status" data-status="flagged">certified but not informative: {said}</span>'
+    else:
+        status = '<span class="ok" id="status" data-status="certified">every set certified</span>'
     if summary["warnings"]:
         warnings_html = '<ul class="warnings" id="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in summary["warnings"]) + "</ul>"
     else:
         warnings_html = '<p id="warnings" class="muted">No warnings.</p>'
     return lead, status, warnings_html
+
+
+def _hints_html(hints: Sequence[str]) -> str:
+    """The hints under the headline (the ``freqrex`` command's, from one source), as HTML."""
+    if not hints:
+        return ""
+    items = "".join(f"<li>hint: {_e(hint)}</li>" for hint in hints)
+    return f'<ul class="hints" id="hints">{items}</ul>'
 
 
 def _about(summary: Mapping[str, Any], sample_rate: float) -> Dict[str, Any]:
@@ -417,6 +444,7 @@ def write_html(
     audio: str = "embed",
     listen_rate: Optional[float] = None,
     valid_samples: Optional[int] = None,
+    hints: Optional[Sequence[str]] = None,
 ) -> str:
     r"""Write the HTML report of one explanation: one self-contained file, or a page and its WAVs.
 
@@ -447,6 +475,8 @@ def write_html(
                     the clip was read from. Default: ``sample_rate``
         valid_samples (int, optional): Leading samples of the clip that are real audio; the zero
                     padding after them is left out of the spectrograms and marked. Default: all
+        hints (sequence of str, optional): The hints shown under the headline (see
+                    :func:`explanation_html`). Default: those of the explanation
 
     Returns:
         str: The path.
@@ -455,7 +485,7 @@ def write_html(
     folder = audio_folder(path)
     text = explanation_html(
         explanation, sample_rate, class_names=class_names, title=title, details=details, audio=audio,
-        audio_folder=os.path.basename(folder), listen_rate=listen_rate, valid_samples=valid_samples,
+        audio_folder=os.path.basename(folder), listen_rate=listen_rate, valid_samples=valid_samples, hints=hints,
     )
     if audio == "link":
         _write_linked_audio(explanation, folder, sample_rate, listen_rate, overwrite)

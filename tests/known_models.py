@@ -65,3 +65,29 @@ class ToneClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         e = self.detector.energies(x)
         return 10.0 * torch.cat([e, torch.full_like(e[:, :1], self.floor)], dim=1)
+
+
+class SpectrumCoverageDetector(nn.Module):
+    """Class 1 when more than ``share`` of the rfft bins have a magnitude above ``floor``.
+
+    On an impulse (a flat spectrum: every bin of magnitude 1) kept against silence, a set is
+    sufficient only if it holds more than ``share`` of the bins: by construction, every sufficient
+    set is most of the spectrum.
+    """
+
+    def __init__(self, share: float = 0.75, floor: float = 0.5) -> None:
+        super().__init__()
+        self.share = share
+        self.floor = floor
+
+    def forward(self, x: Tensor) -> Tensor:
+        covered = (torch.fft.rfft(x).abs() > self.floor).double().mean(dim=-1).float()
+        margin = 10.0 * (covered - self.share)
+        return torch.stack([-margin, margin], dim=1)
+
+
+def impulse(num_samples: int) -> Tensor:
+    """A unit impulse at the first sample: its rfft has magnitude 1 in every bin."""
+    x = torch.zeros(num_samples)
+    x[0] = 1.0
+    return x

@@ -26,6 +26,7 @@ from captum_freqrex._core.records import SetCertificate
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.records import QueryStats
+from captum_freqrex._explanation.informative import set_flags
 from captum_freqrex._explanation.records import (
     MAX_LISTED,
     SET_NAMES,
@@ -50,6 +51,9 @@ class CausalSet:
         level_db (float): The loudest bin of the set relative to the clip's loudest bin, in dB
                     (0 when the set holds the spectral peak; -40 means a bin 40 dB below it). A
                     set far below 0 dB is valid but may be inaudible next to the clip.
+
+    A set that is most of the spectrum or far below the clip's level is certified but says little:
+    :attr:`flags` says so (thresholds in :mod:`captum_freqrex._explanation.informative`).
     """
 
     name: str
@@ -63,6 +67,18 @@ class CausalSet:
     def size(self) -> int:
         """Number of features in the set."""
         return self.certificate.size
+
+    @property
+    def feature_share(self) -> float:
+        """The set's share of the features, in [0, 1]."""
+        return self.size / max(1, int(self.mask.numel()))
+
+    @property
+    def flags(self) -> List[Dict[str, str]]:
+        """Why the set may not be worth reading and what to do: ``{"flag", "reason", "next_step"}``
+        per flag (``"most_of_spectrum"``: over half the features; ``"below_clip_level"``: its
+        loudest bin more than 20 dB below the clip's); empty for an informative set."""
+        return set_flags(self.size, self.feature_share, self.level_db)
 
     @property
     def certified(self) -> bool:
@@ -346,12 +362,17 @@ class Explanation:
         * ``domain``: ``name`` (``"rfft"``, ``"stft"``), ``repr``, ``grid_ndim`` (1 for rfft, 2
           for STFT) and, for STFT, ``n_fft``, ``hop_length`` and ``center``.
         * ``n_features``, ``flip_class`` (the class removing the sufficient-and-necessary set
-          flips to), ``certified`` (every set found and certified).
+          flips to), ``certified`` (every set found and certified), ``flags`` (every set's
+          flags, each a dict ``set``, ``flag``, ``reason``, ``next_step``; empty when every set is
+          informative: see the sets' ``flags``).
         * ``sets``: per name, None when no such set was found, else a dict with ``features``
           (count), ``bins`` (count of grid bins), ``certified``, ``minimal_size_resolved``,
           ``kept_class``, ``kept_confidence`` (the model on the set alone), ``removed_class`` and
           ``removed_confidence`` (on the original without it; sufficient-and-necessary only),
-          ``energy_share``, ``level_db``, ``note``, ``shrink`` (for a sufficient set shrunk by
+          ``feature_share`` (its share of the features), ``energy_share``, ``level_db``,
+          ``flags`` (:attr:`CausalSet.flags`: ``"most_of_spectrum"`` when it holds over half the
+          features, ``"below_clip_level"`` when its loudest bin is over 20 dB below the clip's,
+          each with its ``reason`` and ``next_step``), ``note``, ``shrink``  (for a sufficient set shrunk by
           ``explain(shrink=True)``: the sizes before and after, the queries and ``one_minimal``;
           None otherwise), and where its frequencies are:
           ``n_frequencies`` (distinct frequency rows the set touches), ``frequency_bins`` (those

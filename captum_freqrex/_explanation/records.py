@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.spectral.domains import SpectralDomain, StftDomain
+from captum_freqrex._explanation.informative import summary_flags
 
 if TYPE_CHECKING:
     from captum_freqrex._explanation.explanation import CausalSet, Explanation, FeatureLayout
@@ -145,8 +146,10 @@ def set_record(chosen: "CausalSet") -> Dict[str, Any]:
         "minimal_size_resolved": cert.exact,
         "kept_class": cert.kept.decided,
         "kept_confidence": round(cert.kept.confidence, 6),
+        "feature_share": _rounded(chosen.feature_share),
         "energy_share": _rounded(chosen.energy_share),
         "level_db": _rounded(chosen.level_db),
+        "flags": chosen.flags,
         "note": cert.note,
     }
     if cert.removed is not None:
@@ -314,6 +317,7 @@ def summary_record(
         "n_features": int(explanation.feature_responsibility.numel()),
         "flip_class": explanation.flip_class,
         "certified": explanation.certified,
+        "flags": summary_flags(sets),
         "sets": sets,
         "seed": explanation.settings.get("seed"),
         "settings": dict(explanation.settings),

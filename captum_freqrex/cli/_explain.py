@@ -13,6 +13,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from captum_freqrex._explanation import SET_NAMES, Explanation
+from captum_freqrex._explanation.informative import result_hints
 from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
 
 __all__ = [
@@ -227,6 +228,9 @@ def _save_tables(
         names = list(model.class_names or []) or None
         baseline = (extra or {}).get("baseline") or {}
         details = {"model": model.name, "clip": clip_name, "baseline": baseline.get("description", "silence")}
+        hints = result_hints(
+            explanation.summary(rate, max_listed=0), str(class_name(model, explanation.target)), baseline.get("kind", "silence")
+        )
         if notes:
             details["audio notes"] = "; ".join(notes)
         try:
@@ -234,7 +238,7 @@ def _save_tables(
                 explanation, os.path.join(out_dir, "report.html"), rate, class_names=names,
                 title=f"FreqReX: {model.name} on {clip_name}", details=details, overwrite=overwrite,
                 audio=html_audio, listen_rate=getattr(source, "file_rate", None),
-                valid_samples=getattr(source, "valid_samples", None),
+                valid_samples=getattr(source, "valid_samples", None), hints=hints,
             )
         except FileExistsError as error:
             raise exists_error(error.filename) from None
@@ -373,13 +377,7 @@ def human_summary(
     lines += _set_lines(summary)
     for warning in summary.get("warnings", []):
         lines.append(f"  warning: {with_class_names(warning, class_names)}")
-    if summary.get("baseline_decides"):
-        others = [other for other in ("noise", "pink") if other != kind] + ["an audio FILE"]
-        lines.append(
-            f"  hint: the baseline ({kind}) alone already makes the model decide {summary['target_name']!s}, so "
-            f"these sets say little about the clip; run again with --baseline {others[0]} "
-            f"(or {' or '.join(others[1:])})"
-        )
+    lines += [f"  hint: {hint}" for hint in result_hints(summary, str(summary["target_name"]), kind)]
     lines.append(
         f"  {summary['queries']} model queries in {summary['forward_calls']} calls, "
         f"{summary['total_seconds']:.1f} s ({summary['model_seconds']:.1f} s in the model)"
@@ -405,8 +403,10 @@ def _set_lines(summary: dict) -> List[str]:
         loudness = ""
         if entry.get("energy_share") is not None and entry.get("level_db") is not None:
             loudness = f", {100 * entry['energy_share']:.1f}% of the energy, loudest bin {entry['level_db']:+.0f} dB"
+        share = "" if entry.get("feature_share") is None else f", {100 * entry['feature_share']:.1f}% of the features"
         lines.append(
-            f"  {label:24s} {entry['features']} features ({entry['bins']} bins){loudness}, {status}{extra}"
+            f"  {label:24s} {entry['features']} features ({entry['bins']} bins){share}{loudness}, {status}{extra}"
         )
         lines.append(f"  {'':24s} {frequency_text(entry)}")
+        lines += [f"  {'':24s} FLAGGED, not informative: {flag['reason']}" for flag in entry.get("flags", [])]
     return lines

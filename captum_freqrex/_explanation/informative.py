@@ -1,0 +1,111 @@
+"""Whether a certified set is worth reading: its flags, and the hints shown after a result.
+
+A certified set can still say little: a set that is most of the spectrum ("keeping almost
+everything keeps the decision"), or one far below the clip's level (a faint bin the model happens
+to read, inaudible next to the clip). Such a set is *flagged*, with the next step to take.
+The thresholds are the two constants below, and nowhere else.
+
+:func:`set_flags` flags one set (its record in :meth:`Explanation.summary` carries them),
+:func:`summary_flags` lists every set's flags, and :func:`result_hints` is the one source of the
+hints that the ``freqrex`` command prints after a result and that the HTML report shows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Mapping, Optional
+
+#: A set holding more than this share of the features is flagged ``"most_of_spectrum"``.
+MAX_FEATURE_SHARE = 0.5
+
+#: A set whose loudest bin is more than ``-MIN_LEVEL_DB`` dB below the clip's loudest bin
+#: (``level_db < MIN_LEVEL_DB``) is flagged ``"below_clip_level"``.
+MIN_LEVEL_DB = -20.0
+
+_BASELINE_OPTIONS = "explain(..., baselines=...); --baseline noise, pink or an audio FILE"
+_OTHER_BASELINE = f"explain against another baseline ({_BASELINE_OPTIONS})"
+
+#: The next step for each flag, named by options that exist (Python, then the command line).
+NEXT_STEPS = {
+    "most_of_spectrum": (
+        "group bins into bands (explain(..., feature_mask=log_bands(...)); --bands N), or, for scattered "
+        'causes, FreqReX(model, search="adaptive") with explain(..., shrink=True) (--search adaptive), '
+        f"or {_OTHER_BASELINE}"
+    ),
+    "below_clip_level": (
+        "search for sets at the clip's energy (FreqReX(model, search=PartitionRefinement(prefer=\"energy\")) "
+        f'or search="energy"; --search energy), or {_OTHER_BASELINE}'
+    ),
+}
+
+
+def set_flags(size: int, feature_share: float, level_db: float) -> List[Dict[str, str]]:
+    r"""The flags of one set: why it may not be worth reading, and what to do.
+
+    Args:
+        size (int): Features in the set (the empty set is never flagged: its note says why).
+        feature_share (float): The set's share of the features, in [0, 1].
+        level_db (float): The set's loudest bin relative to the clip's loudest bin, in dB (NaN:
+                    unknown, never flagged).
+
+    Returns:
+        list of dict: One ``{"flag", "reason", "next_step"}`` per flag, ``flag`` being
+        ``"most_of_spectrum"`` (``feature_share >`` :data:`MAX_FEATURE_SHARE`) or
+        ``"below_clip_level"`` (``level_db <`` :data:`MIN_LEVEL_DB`); empty when neither.
+    """
+    flags = []
+    if size > 0 and feature_share > MAX_FEATURE_SHARE:
+        reason = f"covers {100 * feature_share:.0f}% of the features: most of the spectrum"
+        flags.append({"flag": "most_of_spectrum", "reason": reason, "next_step": NEXT_STEPS["most_of_spectrum"]})
+    if size > 0 and not math.isnan(level_db) and level_db < MIN_LEVEL_DB:
+        level = "silent" if math.isinf(level_db) else f"{level_db:+.0f} dB"
+        reason = f"has its loudest bin at {level}: far below the clip's level (more than {-MIN_LEVEL_DB:g} dB below its loudest bin)"
+        flags.append({"flag": "below_clip_level", "reason": reason, "next_step": NEXT_STEPS["below_clip_level"]})
+    return flags
+
+
+def summary_flags(sets: Mapping[str, Optional[Mapping[str, Any]]]) -> List[Dict[str, str]]:
+    r"""Every flag of every set of a summary, each naming its set (``"set"``), in set order.
+
+    Args:
+        sets (mapping): The ``sets`` of :meth:`Explanation.summary` (None for a set not found).
+
+    Returns:
+        list of dict: ``{"set", "flag", "reason", "next_step"}`` per flag.
+    """
+    return [{"set": name, **flag} for name, entry in sets.items() if entry for flag in entry.get("flags", [])]
+
+
+def result_hints(summary: Mapping[str, Any], target_name: str, baseline_kind: Optional[str] = None) -> List[str]:
+    r"""The hints shown after a result: one per kind of flag (naming the sets), and one when the
+    baseline alone already gives the target. The ``freqrex`` command prints them, the HTML report
+    shows them: this is their one source.
+
+    Args:
+        summary (mapping): :meth:`Explanation.summary` (or the command's ``summary.json``).
+        target_name (str): How to name the explained class.
+        baseline_kind (str, optional): ``"silence"``, ``"noise"``, ``"pink"`` or ``"file"`` when
+                    known (the command line); None names the options generally. Default: None
+
+    Returns:
+        list of str: The hints, without a ``hint:`` prefix.
+    """
+    hints = []
+    flags = summary.get("flags") or summary_flags(summary["sets"])
+    for kind in NEXT_STEPS:
+        named = [flag["set"].replace("_", " & ") for flag in flags if flag["flag"] == kind]
+        if named:
+            what = "most of the spectrum" if kind == "most_of_spectrum" else "far below the clip's level"
+            sets = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+            hints.append(f"the {sets} set{'s are' if len(named) > 1 else ' is'} {what}: {NEXT_STEPS[kind]}")
+    if summary.get("baseline_decides"):
+        if baseline_kind is None:
+            fix = f"run again with another baseline ({_BASELINE_OPTIONS})"
+        else:
+            others = [other for other in ("noise", "pink") if other != baseline_kind] + ["an audio FILE"]
+            fix = f"run again with --baseline {others[0]} (or {' or '.join(others[1:])})"
+        hints.append(
+            f"the baseline ({baseline_kind or 'given'}) alone already makes the model decide {target_name}, so "
+            f"these sets say little about the clip; {fix}"
+        )
+    return hints
