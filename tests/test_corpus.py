@@ -192,7 +192,9 @@ def write_dataset(root, per_class: int = 2) -> list:
 
 
 def run(model, source, store, **kwargs):
+    """explain_dataset on the test's model, in this process unless the test names ``workers``."""
     kwargs.setdefault("max_queries", QUERIES)
+    kwargs.setdefault("workers", 1 if kwargs.get("backend", "local") == "local" else None)
     return explain_dataset(model, source, store, sample_rate=SAMPLE_RATE, class_names=NAMES, **kwargs)
 
 
@@ -989,3 +991,53 @@ def test_a_configured_freqrex_gives_the_keywords_rows_and_resumes_their_store(sm
         run(FreqReX(model, search="adaptive", decision="argmax"), small, tmp_path / "keywords.sqlite", **options)
     with pytest.raises(ValueError, match="configure them on the FreqReX"):
         run(FreqReX(model), small, tmp_path / "x.sqlite", search="energy")
+
+
+# ----------------------------------------------------------------------------- local workers
+
+
+def test_two_workers_store_the_rows_of_one(reference, data, tmp_path):
+    """Two spawned workers (one torch thread each) store row for row what one process stores,
+    in the same order; the driver writes, and an unreadable clip is still an error row."""
+    ref_store, _, _ = reference
+    root, paths = data
+    (tmp_path / "broken.wav").write_bytes(b"not audio")
+    listing = tmp_path / "all.csv"  # the folder's clips, plus one that cannot be read
+    listing.write_text("path,label\n" + "\n".join(f"{root / p},{p.split('/')[0]}" for p in paths)
+                       + f"\n{tmp_path / 'broken.wav'},b1000\n")
+    one, two = tmp_path / "one.sqlite", tmp_path / "two.sqlite"
+    run(ToneClassifier([440, 1000]), listing, one, workers=1)
+    summary = run(ToneClassifier([440, 1000]), listing, two, workers=2)
+    assert (summary.backend, summary.explained, summary.failed) == ("local", 4, 1)
+    assert results(two, ignore=()) == results(one, ignore=())  # every column but timing, in order
+    explained = [row for row in results(two)["clips"] if row["status"] == "explained"]
+    assert [row["clip_id"] for row in explained] == [str(root / p) for p in paths]
+    reference_rows = results(ref_store)
+    for table, rows in results(two, ignore=("source", "position", "fingerprint", "clip_id")).items():
+        ours = [row for row in rows if row.get("status") != "error"]
+        assert ours == [{k: v for k, v in row.items() if k != "clip_id"} for row in reference_rows[table]], table
+
+
+def test_workers_ctrl_c_in_a_worker_keeps_the_clips_before_it(data, tmp_path):
+    """A KeyboardInterrupt raised in a worker reaches the driver; the clips before it are stored,
+    the store resumes with one worker and matches a run that was never interrupted."""
+    root, paths = data
+    store = tmp_path / "results.sqlite"
+    victim = torch.from_numpy(sf.read(str(root / paths[2]), dtype="float32")[0])
+    with pytest.raises(KeyboardInterrupt):
+        run(Probe(victim), root, store, workers=2)
+    with ResultStore(str(store), readonly=True) as opened:
+        assert [row["clip_id"] for row in opened.rows("clips")] == paths[:2]
+    summary = run(Probe(), root, store, workers=1)
+    assert (summary.explained, summary.skipped) == (2, 2)
+
+
+def test_workers_are_checked_and_unpicklable_models_named(data, tmp_path):
+    root, _ = data
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        run(ToneClassifier([440, 1000]), root, tmp_path / "a.sqlite", workers=0)
+    with pytest.raises(ValueError, match="workers is for backend='local'"):
+        run(ToneClassifier([440, 1000]), root, tmp_path / "b.sqlite", backend="ray", workers=2)
+    inner = ToneClassifier([440, 1000])
+    with pytest.raises(ValueError, match="cannot be sent to workers.*model_factory="):
+        run(lambda x: inner(x), root, tmp_path / "c.sqlite", workers=2)
