@@ -424,7 +424,7 @@ def test_a_drifting_model_is_counted_untrusted_not_averaged(small, tmp_path):
 def test_a_model_deciding_on_silence_is_reported_not_averaged_as_zeros(small, tmp_path, capsys):
     out = tmp_path / "res"
     argv = ["explain-dataset", str(small), "--model", "test_corpus:silence_model", "--out", str(out),
-            "--max-queries", str(SMALL["max_queries"]), "--ks", "1"]
+            "--max-queries", str(SMALL["max_queries"]), "--ks", "1", "--workers", "1"]
     assert main(argv) == 0
     captured = capsys.readouterr()
     agg = aggregate(out / "results.sqlite")
@@ -709,7 +709,7 @@ def test_cli_transfer_to_prints_the_matrix_and_refuses_other_targets(data, tmp_p
     root, _ = data
     out = tmp_path / "res"
     argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(out),
-            "--max-queries", "100", "--ks", "1"]
+            "--max-queries", "100", "--ks", "1", "--workers", "1"]
     assert main(argv + ["--transfer-to", "test_corpus:same_tone_model"]) == 0
     printed = capsys.readouterr().out
     assert "test_corpus:same_tone_model: signal     1.00 (2/2)" in printed
@@ -821,7 +821,7 @@ def test_cli_neutralises_formula_labels_of_a_csv_and_class_names(data, tmp_path,
         writer.writerow([str(root / paths[2]), "+cmd|' /C calc'!A0"])
     out = tmp_path / "res"
     argv = ["explain-dataset", str(listing), "--model", "test_corpus:payload_model", "--out", str(out),
-            "--max-queries", "100", "--ks", "1"]
+            "--max-queries", "100", "--ks", "1", "--workers", "1"]
     assert main(argv) == 0
     capsys.readouterr()
     with open(out / "aggregates.csv", newline="", encoding="utf-8") as handle:
@@ -871,7 +871,7 @@ def test_cli_refuses_a_garbled_store_with_exit_2_naming_the_repair(data, tmp_pat
     root, _ = data
     out = tmp_path / "res"
     argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(out),
-            "--max-queries", "100", "--ks", "1"]
+            "--max-queries", "100", "--ks", "1", "--workers", "1"]
     assert main(argv) == 0
     _garble(out / "results.sqlite")
     assert _sqlite_finds_it_malformed(out / "results.sqlite")
@@ -1041,3 +1041,13 @@ def test_workers_are_checked_and_unpicklable_models_named(data, tmp_path):
     inner = ToneClassifier([440, 1000])
     with pytest.raises(ValueError, match="cannot be sent to workers.*model_factory="):
         run(lambda x: inner(x), root, tmp_path / "c.sqlite", workers=2)
+
+
+def test_cli_workers_are_for_the_local_backend(data, tmp_path, capsys):
+    root, _ = data
+    argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(tmp_path / "res")]
+    assert main(argv + ["--backend", "ray", "--workers", "2"]) == 2
+    assert "freqrex: error: --workers is for --backend local" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--workers", "0"])
+    assert exit_info.value.code == 2 and "--workers" in capsys.readouterr().err
