@@ -192,7 +192,9 @@ def write_dataset(root, per_class: int = 2) -> list:
 
 
 def run(model, source, store, **kwargs):
+    """explain_dataset on the test's model, in this process unless the test names ``workers``."""
     kwargs.setdefault("max_queries", QUERIES)
+    kwargs.setdefault("workers", 1 if kwargs.get("backend", "local") == "local" else None)
     return explain_dataset(model, source, store, sample_rate=SAMPLE_RATE, class_names=NAMES, **kwargs)
 
 
@@ -422,7 +424,7 @@ def test_a_drifting_model_is_counted_untrusted_not_averaged(small, tmp_path):
 def test_a_model_deciding_on_silence_is_reported_not_averaged_as_zeros(small, tmp_path, capsys):
     out = tmp_path / "res"
     argv = ["explain-dataset", str(small), "--model", "test_corpus:silence_model", "--out", str(out),
-            "--max-queries", str(SMALL["max_queries"]), "--ks", "1"]
+            "--max-queries", str(SMALL["max_queries"]), "--ks", "1", "--workers", "1"]
     assert main(argv) == 0
     captured = capsys.readouterr()
     agg = aggregate(out / "results.sqlite")
@@ -707,7 +709,7 @@ def test_cli_transfer_to_prints_the_matrix_and_refuses_other_targets(data, tmp_p
     root, _ = data
     out = tmp_path / "res"
     argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(out),
-            "--max-queries", "100", "--ks", "1"]
+            "--max-queries", "100", "--ks", "1", "--workers", "1"]
     assert main(argv + ["--transfer-to", "test_corpus:same_tone_model"]) == 0
     printed = capsys.readouterr().out
     assert "test_corpus:same_tone_model: signal     1.00 (2/2)" in printed
@@ -819,7 +821,7 @@ def test_cli_neutralises_formula_labels_of_a_csv_and_class_names(data, tmp_path,
         writer.writerow([str(root / paths[2]), "+cmd|' /C calc'!A0"])
     out = tmp_path / "res"
     argv = ["explain-dataset", str(listing), "--model", "test_corpus:payload_model", "--out", str(out),
-            "--max-queries", "100", "--ks", "1"]
+            "--max-queries", "100", "--ks", "1", "--workers", "1"]
     assert main(argv) == 0
     capsys.readouterr()
     with open(out / "aggregates.csv", newline="", encoding="utf-8") as handle:
@@ -869,7 +871,7 @@ def test_cli_refuses_a_garbled_store_with_exit_2_naming_the_repair(data, tmp_pat
     root, _ = data
     out = tmp_path / "res"
     argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(out),
-            "--max-queries", "100", "--ks", "1"]
+            "--max-queries", "100", "--ks", "1", "--workers", "1"]
     assert main(argv) == 0
     _garble(out / "results.sqlite")
     assert _sqlite_finds_it_malformed(out / "results.sqlite")
@@ -989,3 +991,63 @@ def test_a_configured_freqrex_gives_the_keywords_rows_and_resumes_their_store(sm
         run(FreqReX(model, search="adaptive", decision="argmax"), small, tmp_path / "keywords.sqlite", **options)
     with pytest.raises(ValueError, match="configure them on the FreqReX"):
         run(FreqReX(model), small, tmp_path / "x.sqlite", search="energy")
+
+
+# ----------------------------------------------------------------------------- local workers
+
+
+def test_two_workers_store_the_rows_of_one(reference, data, tmp_path):
+    """Two spawned workers (one torch thread each) store row for row what one process stores,
+    in the same order; the driver writes, and an unreadable clip is still an error row."""
+    ref_store, _, _ = reference
+    root, paths = data
+    (tmp_path / "broken.wav").write_bytes(b"not audio")
+    listing = tmp_path / "all.csv"  # the folder's clips, plus one that cannot be read
+    listing.write_text("path,label\n" + "\n".join(f"{root / p},{p.split('/')[0]}" for p in paths)
+                       + f"\n{tmp_path / 'broken.wav'},b1000\n")
+    one, two = tmp_path / "one.sqlite", tmp_path / "two.sqlite"
+    run(ToneClassifier([440, 1000]), listing, one, workers=1)
+    summary = run(ToneClassifier([440, 1000]), listing, two, workers=2)
+    assert (summary.backend, summary.explained, summary.failed) == ("local", 4, 1)
+    assert results(two, ignore=()) == results(one, ignore=())  # every column but timing, in order
+    explained = [row for row in results(two)["clips"] if row["status"] == "explained"]
+    assert [row["clip_id"] for row in explained] == [str(root / p) for p in paths]
+    reference_rows = results(ref_store)
+    for table, rows in results(two, ignore=("source", "position", "fingerprint", "clip_id")).items():
+        ours = [row for row in rows if row.get("status") != "error"]
+        assert ours == [{k: v for k, v in row.items() if k != "clip_id"} for row in reference_rows[table]], table
+
+
+def test_workers_ctrl_c_in_a_worker_keeps_the_clips_before_it(data, tmp_path):
+    """A KeyboardInterrupt raised in a worker reaches the driver; the clips before it are stored,
+    the store resumes with one worker and matches a run that was never interrupted."""
+    root, paths = data
+    store = tmp_path / "results.sqlite"
+    victim = torch.from_numpy(sf.read(str(root / paths[2]), dtype="float32")[0])
+    with pytest.raises(KeyboardInterrupt):
+        run(Probe(victim), root, store, workers=2)
+    with ResultStore(str(store), readonly=True) as opened:
+        assert [row["clip_id"] for row in opened.rows("clips")] == paths[:2]
+    summary = run(Probe(), root, store, workers=1)
+    assert (summary.explained, summary.skipped) == (2, 2)
+
+
+def test_workers_are_checked_and_unpicklable_models_named(data, tmp_path):
+    root, _ = data
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        run(ToneClassifier([440, 1000]), root, tmp_path / "a.sqlite", workers=0)
+    with pytest.raises(ValueError, match="workers is for backend='local'"):
+        run(ToneClassifier([440, 1000]), root, tmp_path / "b.sqlite", backend="ray", workers=2)
+    inner = ToneClassifier([440, 1000])
+    with pytest.raises(ValueError, match="cannot be sent to workers.*model_factory="):
+        run(lambda x: inner(x), root, tmp_path / "c.sqlite", workers=2)
+
+
+def test_cli_workers_are_for_the_local_backend(data, tmp_path, capsys):
+    root, _ = data
+    argv = ["explain-dataset", str(root), "--model", "test_corpus:tone_model", "--out", str(tmp_path / "res")]
+    assert main(argv + ["--backend", "ray", "--workers", "2"]) == 2
+    assert "freqrex: error: --workers is for --backend local" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--workers", "0"])
+    assert exit_info.value.code == 2 and "--workers" in capsys.readouterr().err

@@ -81,7 +81,12 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--backend", choices=("local", "ray"), default="local",
-        help="local (default): this process; ray: Ray workers (pip install captum_freqrex[ray])",
+        help="local (default): this machine, --workers processes; ray: Ray workers (pip install captum_freqrex[ray])",
+    )
+    parser.add_argument(
+        "--workers", type=common.parse_count, default=None, metavar="N",
+        help="local worker processes, one torch thread each (default: the usable cores; 1: this process, "
+        "with torch's threads)",
     )
     parser.add_argument(
         "--ray-address", default=None, metavar="ADDR",
@@ -94,7 +99,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _worker_model(spec: str, sample_rate: Optional[int]) -> Callable:
-    """The model, loaded in a Ray worker from the driver's resolved ``--model``."""
+    """The model, loaded in a worker (Ray's or a local one) from the driver's resolved ``--model``."""
     return common.load_model(spec, sample_rate).model
 
 
@@ -171,7 +176,7 @@ def _damaged(error: Any) -> str:
     )
 
 def _load_targets(specs: Optional[list], model: Any, sample_rate: Optional[int]) -> tuple:
-    """The ``--transfer-to`` models by name, and for Ray a factory per target."""
+    """The ``--transfer-to`` models by name, and a factory per target for workers (local or Ray)."""
     targets: dict = {}
     factories: dict = {}
     for spec in specs or []:
@@ -203,6 +208,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise CliError(f"no such folder or CSV file: {args.data}")
     if args.ray_address is not None and args.backend != "ray":
         raise CliError("--ray-address needs --backend ray")
+    if args.workers is not None and args.backend != "local":
+        raise CliError("--workers is for --backend local; a local Ray cluster takes --num-cpus")
     run = _explain_into(store, args)
     for note in run.notes:
         common.say(f"note: {note}")
@@ -224,9 +231,8 @@ def _explain_into(store: str, args: argparse.Namespace) -> Any:
     baseline = common.parse_baseline(args.baseline, model, args.seed)
     baseline_value: Any = baseline.kind if baseline.kind != "file" else baseline.waveform
     targets, target_factories = _load_targets(args.transfer_to, model, args.sample_rate)
-    factory = None
-    if args.backend == "ray":
-        factory = functools.partial(_worker_model, _worker_spec(args.model, model), args.sample_rate)
+    # Workers (Ray's, or local ones) load the model as the driver did: TorchScript cannot be pickled.
+    factory = functools.partial(_worker_model, _worker_spec(args.model, model), args.sample_rate)
     common.say(f"explaining {args.data} with {model.name} into {store}")
     try:
         return explain_dataset(
@@ -234,8 +240,8 @@ def _explain_into(store: str, args: argparse.Namespace) -> Any:
             class_names=model.class_names, model_name=model.name, split=args.split, seed=args.seed, mode=args.mode,
             search=args.search, max_queries=args.max_queries, bands=args.bands, baseline=baseline_value,
             output=getattr(args, "output", None), ks=args.ks, batch_size=args.batch_size, backend=args.backend,
-            ray_address=args.ray_address, num_cpus=args.num_cpus, model_factory=factory,
-            transfer_to=targets or None, transfer_factories=target_factories if args.backend == "ray" else None,
+            workers=args.workers, ray_address=args.ray_address, num_cpus=args.num_cpus, model_factory=factory,
+            transfer_to=targets or None, transfer_factories=target_factories,
             show_progress=True,
         )
     except KeyboardInterrupt:

@@ -219,6 +219,7 @@ def explain_dataset(
     ks: Sequence[int] = (1, 5),
     batch_size: int = 1,
     backend: str = "local",
+    workers: Optional[int] = None,
     ray_address: Optional[str] = None,
     num_cpus: Optional[int] = None,
     model_factory: Optional[Callable[[], Callable]] = None,
@@ -287,17 +288,23 @@ def explain_dataset(
         ks (sequence of int, optional): Top-k sizes of the flip results. Default: ``(1, 5)``
         batch_size (int, optional): Clips per ``explain`` call (and per Ray task); results do not
                     depend on it. An interruption loses the batch in flight. Default: 1
-        backend (str, optional): ``"local"`` (this process) or ``"ray"``. Default: ``"local"``
+        backend (str, optional): ``"local"`` (this machine) or ``"ray"``. Default: ``"local"``
+        workers (int, optional): Local worker processes, each explaining whole clips with one torch
+                    thread; the driver alone writes the store, in the clips' order, and the rows
+                    are those of one worker. 1 explains in this process (with torch's threads).
+                    Not with Ray (whose workers also get one thread each). Default: the usable
+                    cores (``os.sched_getaffinity``)
         ray_address (str, optional): Address of a running Ray cluster; None starts a local one
                     for this call (with ``num_cpus``) and stops it after. Default: None
         num_cpus (int, optional): CPUs of a local Ray cluster. Default: all
-        model_factory (Callable, optional): For Ray: a picklable function that builds the model
-                    in each worker, for models that cannot be pickled (TorchScript). Default: None
+        model_factory (Callable, optional): For Ray and local workers: a picklable function that
+                    builds the model in each worker, for models that cannot be pickled
+                    (TorchScript). Default: None
         transfer_to (Mapping of str to Callable, optional): Transfer targets by name: other models
                     of the task (the same classes in the same order, the model's rate and clip
                     length), each fed every clip's certified sufficient signal and the clip. They
                     are part of the run's settings. Default: None
-        transfer_factories (Mapping of str to Callable, optional): For Ray: picklable functions
+        transfer_factories (Mapping of str to Callable, optional): For workers: picklable functions
                     that build some of the targets (by name) in each worker. Default: None
         show_progress (bool, optional): A progress line with ETA on stderr. Default: False
 
@@ -323,7 +330,7 @@ def explain_dataset(
     batch_size = _positive(batch_size, "batch_size")
     executor = make_backend(backend, model, options, address=ray_address, num_cpus=num_cpus,
                             model_factory=model_factory, targets=targets or None,
-                            target_factories=transfer_factories)
+                            target_factories=transfer_factories, workers=_optional_positive(workers, "workers"))
     clips = clip_source(source, rate, length, split=split, class_names=names)
     record = describe_model(model, model_name, rate, length, names)
     settings = {**options.record(), "transfer_to": _targets_record(targets)}
