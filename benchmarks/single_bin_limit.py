@@ -129,11 +129,11 @@ def bands_within(num_samples: int, sample_rate: int, queries: int) -> torch.Tens
     low, high = 1, 4 * queries  # log_bands merges empty low bands: requested >= non-empty
     while low < high:
         middle = (low + high + 1) // 2
-        if int(log_bands(num_samples, sample_rate, middle).unique().numel()) + 1 <= queries:
+        if int(log_bands(num_samples, middle, sample_rate=sample_rate).unique().numel()) + 1 <= queries:
             low = middle
         else:
             high = middle - 1
-    return log_bands(num_samples, sample_rate, low)
+    return log_bands(num_samples, low, sample_rate=sample_rate)
 
 
 def shipped_clips(name: str) -> Tuple[Callable, DatasetSplit]:
