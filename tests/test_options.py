@@ -79,3 +79,15 @@ def test_the_explainer_reads_back_as_its_configuration(classifier):
     text = repr(FreqReX(classifier, search="energy", output=0))
     assert text.startswith("FreqReX(model=ToneClassifier, domain=RfftDomain()")
     assert "order='energy'" in text and "output=0" in text and "synthesis='auto'" in text
+
+
+@pytest.mark.parametrize("method", ["attribute", "explain"])
+def test_the_signatures_default_to_the_options_defaults(method):
+    # Captum-style signatures spell their defaults out; they must be the options object's.
+    import inspect
+
+    defaults = FreqReXOptions()
+    parameters = inspect.signature(getattr(FreqReX, method)).parameters
+    shared = [name for name in parameters if hasattr(defaults, name)]
+    assert len(shared) >= (12 if method == "attribute" else 17)
+    assert {n: parameters[n].default for n in shared} == {n: getattr(defaults, n) for n in shared}

@@ -38,15 +38,15 @@ class FreqReXOptions:
         ValueError or TypeError: naming the option, for a value out of range or of the wrong type.
     """
 
-    n_samples: int = 8
+    n_samples: int = RefinementOptions.n_searches  # the search knobs' defaults are the protocol's
     perturbations_per_eval: Optional[int] = None
     seed: Optional[int] = 0
-    max_depth: int = 24
-    min_part_size: int = 1
-    n_pieces: int = 4
+    max_depth: int = RefinementOptions.max_depth
+    min_part_size: int = RefinementOptions.min_part_size
+    n_pieces: int = RefinementOptions.n_pieces
     confidence_filter: float = 0.0
-    max_queries: Optional[int] = 1000
-    convergence_top_k: Optional[int] = 10
+    max_queries: Optional[int] = RefinementOptions.max_queries
+    convergence_top_k: Optional[int] = RefinementOptions.convergence_top_k
     per_channel: bool = False
     decision: DecisionLike = None
     mode: str = "sufficient"
