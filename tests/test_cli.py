@@ -612,6 +612,26 @@ def test_memory_error_of_the_core_is_one_line(tones, clip_file, tmp_path, capsys
     assert_error(code, err, "needs about 40 GiB", only_line=False)
 
 
+
+def test_memory_running_out_inside_the_fft_is_exit_2(tones, clip_file, tmp_path, capsys, monkeypatch):
+    import captum_freqrex.cli as cli
+
+    class OutOfMemory(cli.FreqReX):
+        def explain(self, *args, **kwargs):
+            raise RuntimeError("MKL FFT error: Intel oneMKL DFTI ERROR: Not enough memory to allocate")
+
+    monkeypatch.setattr(cli, "FreqReX", OutOfMemory)
+    code, _, err = run_cli(["explain", clip_file, *tones, "--out", tmp_path / "r"], capsys)
+    assert_error(code, err, "out of memory inside the FFT or the model", only_line=False)
+
+    class Broken(cli.FreqReX):
+        def explain(self, *args, **kwargs):
+            raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(cli, "FreqReX", Broken)
+    code, _, err = run_cli(["explain", clip_file, *tones, "--out", tmp_path / "s"], capsys)
+    assert code == 1 and "RuntimeError: shape mismatch" in err  # other library failures stay exit 1
+
 @pytest.mark.skipif(not HAS_ZOO, reason="captum_freqrex.zoo is not built")
 @pytest.mark.parametrize("kind", ["file", "folder"])
 def test_a_local_path_shadowing_a_zoo_name_is_refused(scripted_model, clip_file, tmp_path, capsys, monkeypatch, kind):

@@ -8,6 +8,7 @@ probabilities), and checks that FreqReX either gets the right answer or says pla
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -506,3 +507,45 @@ def test_an_input_that_is_itself_a_tie_is_reported_as_a_tie(target, confidence_f
     other = "another class" if target is None else "class 0"
     assert f"ties with {other} (margin 0, confidence 0.333)" in said[0]
     assert "confidence_filter" not in said[0] and "not the model's decision" not in said[0]
+
+
+_UNDER_ADDRESS_LIMIT = r"""
+import resource, sys, torch
+from captum_freqrex import FreqReX
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+# 1 GiB of address space left: a 10-minute clip at 16 kHz needs more (about 1.7 GiB).
+resource.setrlimit(resource.RLIMIT_AS, (size + 1024**3, resource.RLIM_INFINITY))
+try:
+    FreqReX(lambda w: w[:, :2]).attribute(torch.zeros(1, 16000 * 600))
+except MemoryError as error:
+    print("MemoryError:", error)
+    sys.exit(0)
+print("no MemoryError")
+sys.exit(1)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the process's size from /proc")
+def test_an_address_space_limit_is_read_and_a_long_clip_fails_up_front():
+    # Under `ulimit -v` the machine's free memory says nothing: without reading the limit the
+    # explanation started and died inside the FFT library with an unrelated error.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _UNDER_ADDRESS_LIMIT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "MemoryError: explaining 9,600,000 samples per example needs about" in done.stdout
+    assert "GiB are available on cpu" in done.stdout
+
+
+def test_the_memory_bound_is_the_least_of_machine_cgroup_and_address_space(monkeypatch):
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: 20 * 1024**3)
+    monkeypatch.setattr(memory, "_cgroup_free", lambda: 3 * 1024**3)
+    monkeypatch.setattr(memory, "_address_space_free", lambda: None)
+    assert memory._available_memory_bytes(torch.device("cpu")) == 3 * 1024**3
+    monkeypatch.setattr(memory, "_address_space_free", lambda: 1024**3)
+    assert memory._available_memory_bytes(torch.device("cpu")) == 1024**3
+    for name in ("_meminfo_available", "_cgroup_free", "_address_space_free"):
+        monkeypatch.setattr(memory, name, lambda: None)
+    assert memory._available_memory_bytes(torch.device("cpu")) == 4 * 1024**3  # nothing known

@@ -336,6 +336,10 @@ def _add_compare(sub: Any) -> None:
     compare.set_defaults(run=_cmd_compare)
 
 
+#: What torch, MKL and CUDA say when an allocation fails (a RuntimeError, not a MemoryError).
+OUT_OF_MEMORY_SIGNS = ("Not enough memory", "can't allocate memory", "out of memory")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     r"""Entry point of the ``freqrex`` command.
 
@@ -359,6 +363,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except MemoryError as error:
         print(f"freqrex: error: out of memory: {error or 'the clip is too long for this machine'}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        if not any(sign in str(error) for sign in OUT_OF_MEMORY_SIGNS):
+            print(f"freqrex: error: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+        # Memory ran out inside the FFT library or the model, past the up-front estimate.
+        print(f"freqrex: error: out of memory inside the FFT or the model ({str(error).splitlines()[0]}): explain "
+              "a shorter clip, or free memory (ulimit -v and container limits count)", file=sys.stderr)
         return 2
     except Exception as error:  # a library failure: still one line, with its type
         print(f"freqrex: error: {type(error).__name__}: {error}", file=sys.stderr)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -18,9 +18,23 @@ WAVEFORMS_PER_EXPLANATION = 36
 BASE_MEMORY_BYTES = 256 * 1024**2
 
 
-def _available_memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+#: Where a cgroup states its memory limit and usage: cgroup v2, then v1 (whose "no limit" is a huge number).
+CGROUP_MEMORY_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _read_int(path: str) -> Optional[int]:
+    try:
+        with open(path) as handle:
+            text = handle.read().split()[0]
+    except (OSError, IndexError):
+        return None
+    return int(text) if text.isdigit() else None  # cgroup v2 writes "max" for no limit
+
+
+def _meminfo_available() -> Optional[int]:
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -28,7 +42,43 @@ def _available_memory_bytes(device: torch.device) -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 4 * 1024**3
+    return None
+
+
+def _cgroup_free() -> Optional[int]:
+    # A container's limit can be far below the machine's free memory, which is all MemAvailable sees.
+    for limit_path, usage_path in CGROUP_MEMORY_FILES:
+        limit, usage = _read_int(limit_path), _read_int(usage_path)
+        if limit is not None and usage is not None and limit < 2**60:
+            return max(limit - usage, 0)
+    return None
+
+
+def _address_space_free() -> Optional[int]:
+    # An address-space limit (ulimit -v, RLIMIT_AS) counts every mapping of the process: what is
+    # left is the limit minus the process's virtual size, whatever the machine has free.
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status") as status:
+            size = next((int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:")), None)
+    except OSError:
+        size = None
+    return None if size is None else max(soft - size, 0)
+
+
+def _available_memory_bytes(device: torch.device) -> int:
+    """The memory an explanation may still take: the least of what the machine has available, what
+    the process's cgroup allows and what its address-space limit leaves (4 GiB when none is known)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    bounds = [b for b in (_meminfo_available(), _cgroup_free(), _address_space_free()) if b is not None]
+    return min(bounds) if bounds else 4 * 1024**3
 
 
 def auto_batch_size(waveform_numel: int, device: torch.device, element_bytes: int = 4) -> int:
