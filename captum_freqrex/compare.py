@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import importlib
 import math
 import operator
 import os
@@ -643,15 +644,20 @@ class _Naive:
         return _Attribution(values, features, [QueryStats(total_seconds=per_clip) for _ in range(n)])
 
 
-def _require_sklearn(method: str) -> None:
-    """Raise an ImportError that names the extra when scikit-learn, which ``method`` needs, is missing."""
+def _require(module: str, why: str, extra: str, package: str) -> Any:
+    """``module``, imported, or an ImportError that says why it is needed and which extra brings it."""
     try:
-        import sklearn.linear_model  # noqa: F401
+        return importlib.import_module(module)
     except ImportError as error:
         raise ImportError(
-            f"{method} fits its surrogate linear model with scikit-learn, which is not installed: "
-            'pip install "captum_freqrex[compare]" (or pip install scikit-learn)'
+            f'{why}, which is not installed: pip install "captum_freqrex[{extra}]" (or pip install {package})'
         ) from error
+
+
+def _require_sklearn(method: str) -> None:
+    """Raise an ImportError that names the extra when scikit-learn, which ``method`` needs, is missing."""
+    _require("sklearn.linear_model", f"{method} fits its surrogate linear model with scikit-learn", "compare",
+             "scikit-learn")
 
 
 # ------------------------------------------------------------------------------ the shap package
@@ -662,14 +668,7 @@ SHAP_METHODS: Tuple[str, ...] = ("GradientExplainer", "KernelExplainer")
 
 def _require_shap(method: str) -> Any:
     """The ``shap`` module, or an ImportError that names the extra."""
-    try:
-        import shap
-    except ImportError as error:
-        raise ImportError(
-            f"{method} is an explainer of the shap package, which is not installed: "
-            'pip install "captum_freqrex[shap]" (or pip install shap)'
-        ) from error
-    return shap
+    return _require("shap", f"{method} is an explainer of the shap package", "shap", "shap")
 
 
 class _TargetScore(nn.Module):

@@ -27,7 +27,7 @@ from captum_freqrex._core.model.memory import estimate_memory
 from captum_freqrex._core.model.oracle import Oracle, rows_per_call
 from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector
 from captum_freqrex._core.model.targets import TargetLike, targets_per_example
-from captum_freqrex._core.options import MAX_SEED, MODES, FreqReXOptions
+from captum_freqrex._core.options import FreqReXOptions
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.search import BUILT_IN_SEARCHES, SearchLike, resolve_search
 from captum_freqrex._core.search.band_screening import BandScreening
@@ -39,7 +39,7 @@ from captum_freqrex._core.spectral.space import FeatureSpace, check_synthesis
 from captum_freqrex._utils.progress import progress
 from captum_freqrex._utils.validation import TensorOrTuple, format_baselines, format_waveforms
 
-__all__ = ["FreqReX", "FreqReXOptions", "MAX_SEED", "MODES"]
+__all__ = ["FreqReX", "FreqReXOptions"]
 
 
 @dataclass

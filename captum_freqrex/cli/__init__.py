@@ -62,6 +62,7 @@ from captum_freqrex.cli._explain import (
     write_result,
 )
 from captum_freqrex.compare import METHODS, compare_methods
+from captum_freqrex.report import AUDIO_MODES
 
 __all__ = ["main", "build_parser", "CliError", "check_out", "write_result", "result_folder_names"]
 
@@ -300,7 +301,7 @@ def _add_explain(sub: Any) -> None:
         help="sample rate of a TorchScript or module:callable model (default: its sample_rate, else 16000)",
     )
     explain.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
-    explain.add_argument("--html-audio", choices=("embed", "link"), default="embed",
+    explain.add_argument("--html-audio", choices=AUDIO_MODES, default="embed",
                          help="report.html's audio: embedded (one file, ~9 MB for 30 s) or linked WAVs in report_files/")
     explain.add_argument(
         "--per-channel", action="store_true",

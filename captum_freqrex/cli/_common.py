@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.freqrex import MAX_SEED
+from captum_freqrex._core.options import MAX_SEED
 # The generated baselines (anything else given to --baseline is an audio file) and their noise level.
 from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
 from captum_freqrex._core.model.outputs import OutputSelector, check_model_outputs, check_output_selector

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex import FreqReX
+from captum_freqrex._core.options import MODES
 from captum_freqrex.corpus._aggregate import Aggregates, aggregate
 from captum_freqrex.corpus._backends import make_backend
 from captum_freqrex.corpus._explain import BASELINE_KINDS, ClipRecord, ExplainOptions, error_record, update_digest
@@ -22,7 +23,6 @@ from captum_freqrex.corpus._store import DatasetChangedError, ResultStore
 
 __all__ = ["explain_dataset", "DatasetRun", "describe_model"]
 
-MODES = ("sufficient", "necessary")
 
 
 @dataclass

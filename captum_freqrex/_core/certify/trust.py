@@ -76,9 +76,9 @@ def probe_anchors(
     """
     # The input goes in as a copy: a model that edits its input in place must not edit the
     # caller's tensor.
-    anchors = (queries.inputs, baseline_waves)
+    waveforms = (queries.inputs, baseline_waves)  # row 0 the input, row 1 the baseline
     try:  # the input and the baseline in one model call, whatever the batch bound
-        outputs = queries.oracle.waveform_scores(queries.example, 2, anchors.__getitem__, rows_per_call=2)
+        outputs = queries.oracle.waveform_scores(queries.example, 2, waveforms.__getitem__, rows_per_call=2)
     except ValueError as error:
         peak = max(float(w.abs().max()) for w in queries.inputs)
         if "NaN or Inf" in str(error) and peak > PEAK_AMPLITUDE_HINT:
