@@ -30,6 +30,7 @@ from captum_freqrex._core.model.targets import TargetLike, targets_per_example
 from captum_freqrex._core.options import FreqReXOptions
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.search import BUILT_IN_SEARCHES, SearchLike, resolve_search
+from captum_freqrex._core.search.auto import AutoSearch
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions, SearchResult
 from captum_freqrex._core.search.evaluation import run_search, search_context
@@ -84,12 +85,15 @@ class FreqReX(PerturbationAttribution):
                     :mod:`captum_freqrex._core.model.decision`. Default: None
         search (search object or str, optional): How responsibility is searched: any object with a
                     ``run(context) -> SearchResult`` method (see :mod:`captum_freqrex._core.search.base`),
-                    or the name of a built-in: ``"refinement"`` (the default partition refinement
-                    over contiguous bands), ``"interleaved"`` and ``"energy"`` (the refinement
-                    along another feature order, for causes scattered across the spectrum),
-                    ``"adaptive"`` (probes the three orders at the root, refines along the one
-                    that narrows the set most) and ``"band_screening"`` (hierarchical screening
-                    of removals, for ``mode="necessary"``). Default: None (the refinement)
+                    or the name of a built-in: ``"auto"`` (the default: chooses per example, see
+                    :mod:`captum_freqrex._core.search.auto`: band screening for ``mode="necessary"``;
+                    otherwise the refinement over contiguous bands, preferring loud sets, and other
+                    feature orders when the bands leave the set scattered), ``"refinement"`` (the
+                    partition refinement over contiguous bands), ``"interleaved"`` and ``"energy"``
+                    (the refinement along another feature order, for causes scattered across the
+                    spectrum), ``"adaptive"`` (probes the three orders at the root, refines along
+                    the one that narrows the set most) and ``"band_screening"`` (hierarchical
+                    screening of removals, for ``mode="necessary"``). Default: None (``"auto"``)
         output (None, str, int or Callable, optional): Where the scores are in what the model
                     returns. None takes a tensor as is and unwraps the usual containers: the
                     ``.logits`` of a Hugging Face ``ModelOutput`` (or of any object with a tensor
@@ -206,7 +210,7 @@ class FreqReX(PerturbationAttribution):
         found = None
         if result is not None and isinstance(self.search, BUILT_IN_SEARCHES):
             found = bool((result.responsibility > 0).any())
-        others = [] if isinstance(self.search, BandScreening) else ["search='band_screening'"]
+        others = [] if isinstance(self.search, (BandScreening, AutoSearch)) else ["search='band_screening'"]
         return removal_warnings(
             anchors.target, anchors.original, anchors.baseline, call.options.mode, found,
             0 if result is None else result.queries, "" if result is None else result.stopped_by, others, sets,
@@ -258,8 +262,8 @@ class FreqReX(PerturbationAttribution):
                         into features, broadcastable to the feature grid (``(F,)``, ``(1, F)``, or
                         ``(C, F)`` with ``per_channel=True``; ``(F_stft, frames)`` for the STFT
                         domain). Features are refined in id order. Default: one feature per bin.
-            n_samples (int, optional): Number of independent refinement searches (at most; the
-                        search may stop early on convergence or budget). Default: 8
+            n_samples (int, optional): Most independent refinement searches: a cap, not a quota
+                        (the searches stop once the answer is settled, or at the budget). Default: 8
             perturbations_per_eval (int, optional): Most mutants per model call. Default: chosen
                         from the available memory (at most 128).
             show_progress (bool, optional): Report progress over the examples on stderr.
@@ -276,8 +280,14 @@ class FreqReX(PerturbationAttribution):
                         in the target is at least this. Default: 0.0
             max_queries (int, optional): Query budget for the responsibility of one example; None
                         for no budget. Default: 1000
-            convergence_top_k (int, optional): Stop adding searches once the top-k features are
-                        unchanged by a wave of searches; None disables. Default: 10
+            convergence_top_k (int, optional): Early stopping: None runs every search the budget
+                        allows; any number stops them once the answer is settled, "minimal" (a
+                        search found a one-feature passing set: nothing smaller passes) or
+                        "converged" (a search found no smaller passing set than those before it;
+                        see :mod:`captum_freqrex._core.search.partition`). The number itself is no
+                        longer read (it was the width of an earlier rule that compared the top
+                        features between waves of searches, and never stopped on clips with many
+                        equivalent one-bin causes); it is kept so existing calls run. Default: 10
             per_channel (bool, optional): Separate features per channel for ``(B, C, T)`` inputs.
                         Default: False (each frequency is one feature across channels)
             decision (str, Decision or Callable, optional): Overrides the constructor's decision.
@@ -350,7 +360,7 @@ class FreqReX(PerturbationAttribution):
         max_extraction_queries: int = 64,
         attributions: Optional[TensorOrTuple] = None,
         rank_rtol: float = DEFAULT_RTOL,
-        shrink: bool = False,
+        shrink: bool = True,
         max_shrink_queries: int = 64,
         options: Optional[FreqReXOptions] = None,
     ) -> List[Explanation]:
@@ -379,7 +389,9 @@ class FreqReX(PerturbationAttribution):
                         mode) and drop features by batched deletions while it stays sufficient (see
                         :mod:`captum_freqrex._core.certify.shrink`). The result is certified like every
                         set; ``sufficient.certificate.shrink`` reports the sizes before and after
-                        and how far from 1-minimal the set is. Default: False
+                        and how far from 1-minimal the set is. On by default: the ranking's prefix
+                        is often larger than the passing set the search saw, and the shrink costs at
+                        most ``max_shrink_queries``. Default: True
             max_shrink_queries (int, optional): Query budget of the shrink of one example, on top
                         of ``max_extraction_queries`` (its queries are counted in
                         ``extraction_queries``). Default: 64

@@ -53,7 +53,7 @@ class FreqReXOptions:
     complete_tolerance: float = 0.05
     max_extraction_queries: int = 64
     rank_rtol: float = DEFAULT_RTOL
-    shrink: bool = False
+    shrink: bool = True
     max_shrink_queries: int = 64
 
     def __post_init__(self) -> None:

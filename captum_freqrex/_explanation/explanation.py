@@ -186,8 +186,10 @@ class Explanation:
         stats (QueryStats): Queries, forward calls, model time and total time of this example.
         responsibility_queries (int): Queries spent on responsibility.
         extraction_queries (int): Queries spent on extracting and certifying the sets.
-        stopped_by (str): Why the responsibility search stopped: ``"searches"``, ``"converged"`` or
-                    ``"max_queries"``; ``"attributions"`` when the ranking came from given attributions.
+        stopped_by (str): Why the responsibility search stopped: ``"minimal"`` (a one-feature set
+                    passed), ``"converged"`` (a search found no smaller set), ``"searches"`` (all
+                    ``n_samples`` ran) or ``"max_queries"``; ``"attributions"`` when the ranking came
+                    from given attributions.
         baseline (ProbeResult, optional): The model on the baseline alone (every feature removed).
         warnings (list of str): Why (part of) this explanation cannot be taken at face value, in
                     plain words: the target is not the model's decision, the baseline alone already
