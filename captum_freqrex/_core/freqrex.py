@@ -266,7 +266,8 @@ class FreqReX(PerturbationAttribution):
                         (the searches stop once the answer is settled, or at the budget). Default: 8
             perturbations_per_eval (int, optional): Most mutants per model call. Default: chosen
                         from the available memory (at most 128).
-            show_progress (bool, optional): Report progress over the examples on stderr.
+            show_progress (bool, optional): Report progress over the examples on stderr (a tqdm
+                        bar, a widget in a notebook with ipywidgets).
                         Default: False
             seed (int, optional): Seed of the random cuts. Every example uses the same seed, so an
                         example's result does not depend on the batch around it. Default: 0
