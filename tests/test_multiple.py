@@ -194,3 +194,26 @@ def test_a_restricted_context_maps_sets_and_steps_onto_the_allowed_features():
     sets = torch.eye(6)
     small.evaluate_sets(sets)
     assert torch.equal(seen["masks"][:, ids], sets) and not bool(seen["masks"][:, ~allowed].any())
+
+
+def test_a_batch_explains_as_each_example_alone(model, clip):
+    batch = torch.cat([clip, 0.9 * clip])
+    together = FreqReX(model).explain(batch, n_explanations=2, max_queries=QUERIES, seed=SEED)
+    for example, expl in enumerate(together):
+        alone = _explain(model, batch[example : example + 1], 2)
+        assert [_ids(s) for s in expl.sufficient_sets] == [_ids(s) for s in alone.sufficient_sets]
+        assert expl.alternatives_report == alone.alternatives_report
+
+
+@pytest.mark.parametrize("kind", ["bands", "stft"])
+def test_band_and_stft_features_give_disjoint_certified_sets_that_load(model, clip, tmp_path, kind):
+    from captum_freqrex import StftDomain, linear_bands
+
+    if kind == "bands":  # 40 Hz bands: 440, 880 and 1320 Hz fall in three different bands
+        expl = FreqReX(model).explain(clip, feature_mask=linear_bands(SAMPLE_RATE, 100), n_explanations=2, seed=SEED)[0]
+    else:
+        expl = FreqReX(model, domain=StftDomain(256)).explain(clip, n_explanations=2, max_queries=QUERIES, seed=SEED)[0]
+    assert len(expl.sufficient_sets) == 2 and all(s.certified for s in expl.sufficient_sets)
+    assert not (expl.sufficient.mask & expl.alternatives[0].mask).any()
+    loaded = Explanation.load(expl.save(str(tmp_path / "e.pt")))
+    assert torch.equal(loaded.alternatives[0].mask, expl.alternatives[0].mask)
