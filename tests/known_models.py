@@ -91,3 +91,22 @@ def impulse(num_samples: int) -> Tensor:
     x = torch.zeros(num_samples)
     x[0] = 1.0
     return x
+
+
+class EitherCause(nn.Module):
+    """Class 1 when any group of ``causes`` is present: every tone of the group above ``threshold``.
+
+    ``EitherCause([[440], [880, 1320]], 0.5)`` fires on a 440 Hz tone alone, or on the 880 Hz and
+    1320 Hz pair without it: two disjoint causes, so a clip holding all three tones has exactly two
+    disjoint minimal sufficient sets ({440} and {880, 1320}) and no third.
+    """
+
+    def __init__(self, causes: Sequence[Sequence[float]], threshold: float) -> None:
+        super().__init__()
+        self.groups = [ToneDetector(group, threshold) for group in causes]
+        self.threshold = threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        present = torch.stack([g.energies(x).min(dim=1).values for g in self.groups], dim=1).max(dim=1).values
+        margin = 10.0 * (present - self.threshold)
+        return torch.stack([-margin, margin], dim=1)

@@ -17,7 +17,8 @@ from captum.attr import PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_freqrex._core.certify.certify import certify_sets
+from captum_freqrex._core.certify.certify import CertifiedSets, certify_sets
+from captum_freqrex._core.certify.multiple import DisjointSearch, DisjointSets, disjoint_sets, given_scorer, search_scorer
 from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.certify.trust import Anchors, issue_warnings, probe_anchors, removal_warnings
 from captum_freqrex._explanation import Explanation, class_confidences, settings_record
@@ -363,6 +364,7 @@ class FreqReX(PerturbationAttribution):
         rank_rtol: float = DEFAULT_RTOL,
         shrink: bool = True,
         max_shrink_queries: int = 64,
+        n_explanations: int = 1,
         options: Optional[FreqReXOptions] = None,
     ) -> List[Explanation]:
         r"""The full causal explanation of each example: responsibility and certified sets.
@@ -396,6 +398,17 @@ class FreqReX(PerturbationAttribution):
             max_shrink_queries (int, optional): Query budget of the shrink of one example, on top
                         of ``max_extraction_queries`` (its queries are counted in
                         ``extraction_queries``). Default: 64
+            n_explanations (int, optional): Return up to this many pairwise-disjoint certified
+                        sufficient sets (the ReX family's multiple explanations): the first is
+                        ``sufficient``, the others ``alternatives``, each found by the same search
+                        run over the features no earlier set holds, extracted, shrunk (with
+                        ``shrink``) and certified like the first. The search stops early, saying
+                        why in ``alternatives_report.stopped``, when keeping every feature outside
+                        the earlier sets no longer keeps the decision. Each further set spends at
+                        most ``1 + max_queries + max_extraction_queries`` queries (plus
+                        ``max_shrink_queries`` with ``shrink``); see
+                        :mod:`captum_freqrex._core.certify.multiple`. Needs ``mode="sufficient"``.
+                        Default: 1 (the first set only)
 
             options (FreqReXOptions, optional): Every option above as one object (the keywords
                         must then keep their defaults). Default: None
@@ -409,7 +422,7 @@ class FreqReX(PerturbationAttribution):
             max_depth=max_depth, min_part_size=min_part_size, n_pieces=n_pieces, confidence_filter=confidence_filter,
             max_queries=max_queries, convergence_top_k=convergence_top_k, per_channel=per_channel, decision=decision,
             mode=mode, complete_tolerance=complete_tolerance, max_extraction_queries=max_extraction_queries,
-            rank_rtol=rank_rtol, shrink=shrink, max_shrink_queries=max_shrink_queries,
+            rank_rtol=rank_rtol, shrink=shrink, max_shrink_queries=max_shrink_queries, n_explanations=n_explanations,
         )
         call = self._prepare(inputs, baselines, target, additional_forward_args, feature_mask, generator, options)
         scores = None
@@ -448,7 +461,9 @@ class FreqReX(PerturbationAttribution):
             options.max_shrink_queries if options.shrink else 0, candidates, call.seed,
             getattr(call.decision, "tie_tolerance", None),
         )
+        more = self._alternatives(call, example, scores, anchors, certified)
         messages = anchors.warnings + self._removal_warnings(call, anchors, refinement, sets=True) + certified.messages
+        messages += [] if more is None else more.messages
         issue_warnings(messages, example, space.batch_size)
         after = call.oracle.stats
         stats = QueryStats(
@@ -465,7 +480,28 @@ class FreqReX(PerturbationAttribution):
             baseline=anchors.baseline, warnings=messages, model_stable=certified.stable,
             settings=self._settings(call, example, recorded),
             class_confidences=class_confidences(call.decision, anchors.outputs),
+            alternatives=[] if more is None else more.sets, alternatives_report=None if more is None else more.report,
         )
+
+    def _alternatives(
+        self, call: _Call, example: int, scores: Optional[Tensor], anchors: Anchors, certified: CertifiedSets,
+    ) -> Optional[DisjointSets]:
+        # explain(n_explanations=k): further sufficient sets, disjoint from the first (None for k=1).
+        options = call.options
+        if options.n_explanations == 1:
+            return None
+        if scores is None:
+            baseline = call.space.baseline_waveforms(example)
+            scorer = search_scorer(self.search, lambda: search_context(
+                call.queries(example), anchors.target, baseline, True, "sufficient", options.refinement(), call.seed,
+            ), options.refinement)
+        else:
+            scorer = given_scorer(scores[example])
+        how = DisjointSearch(
+            scorer, options.max_extraction_queries, options.max_shrink_queries if options.shrink else 0,
+            options.rank_rtol, call.seed, getattr(call.decision, "tie_tolerance", None),
+        )
+        return disjoint_sets(call.queries(example), anchors, certified.sets[0], options.n_explanations, how, certified.stable)
 
     def _settings(self, call: _Call, example: int, recorded: dict) -> dict:
         # The call's options as the saved explanation records them (same keys, same order as ever).
@@ -480,6 +516,7 @@ class FreqReX(PerturbationAttribution):
             max_extraction_queries=o.max_extraction_queries, attributions=recorded["attributions"],
             rank_rtol=o.rank_rtol, shrink=o.shrink, max_shrink_queries=o.max_shrink_queries,
             domain=call.space.domain, decision=call.decision, search=self.search, synthesis=self.synthesis,
+            n_explanations=o.n_explanations,
         )
 
 
