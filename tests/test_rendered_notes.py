@@ -49,10 +49,13 @@ def test_the_pitch_model_hears_every_note_whatever_its_gain(notes, model):
         assert model(torch.zeros(1, 16000)).argmax(1).item() == HIGHEST - LOWEST + 1
 
 
-@pytest.mark.parametrize("name", ["piano_57", "nylon_guitar_52", "cello_55"])
+@pytest.mark.parametrize("name", ["piano_57", "nylon_guitar_52", "trumpet_65"])
 def test_energy_preferring_refinement_sets_sit_at_a_loud_harmonic(notes, model, name):
     """With ``PartitionRefinement(prefer="energy")`` the certified sufficient set's loudest bin is
-    within 1% of a harmonic ``n * f0`` and at most 6 dB below the clip's loudest bin."""
+    within 1% of a harmonic ``n * f0`` and at most 6 dB below the clip's loudest bin. The default
+    search's sets on these notes are 28-32 dB below it (``benchmarks/harmonics.py --soundfont``).
+    trumpet_65 needs two bins: a lone partial at f0 scores as much for the pitch an octave below
+    (in the model's range), and the lower of tied pitches wins."""
     note = next(n for n in notes if n.name == name)
     expl = FreqReX(model, search=PartitionRefinement(prefer="energy")).explain(note.waveform, seed=0)[0]
     assert expl.target == note.midi_pitch - LOWEST and expl.sufficient.certified
