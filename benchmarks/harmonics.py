@@ -84,6 +84,7 @@ PEAK_FLOOR_DB = -30.0
 SEARCHES: Dict[str, Callable[[], object]] = {
     "default": lambda: None,
     'PartitionRefinement(prefer="energy")': lambda: PartitionRefinement(prefer="energy"),
+    'PartitionRefinement(prefer="size")': lambda: PartitionRefinement(prefer="size"),
     '"adaptive"': lambda: "adaptive",
     '"energy"': lambda: "energy",
 }
