@@ -39,16 +39,26 @@ def test_one_decisive_bin_stops_at_the_first_one_feature_set(detector, tone_clip
     assert torch.equal(whole.sufficient.mask, expl.sufficient.mask)
 
 
-def test_two_needed_tones_converge_once_a_search_finds_no_smaller_set(tone_clip):
+def test_two_needed_tones_settle_after_one_search_as_a_small_set(tone_clip):
     model = ToneDetector([440, 1000], threshold=0.2, require_all=True)
     explainer = FreqReX(model)
     expl = explainer.explain(tone_clip)[0]
-    assert expl.stopped_by == "converged"
-    searches = explainer.last_search[0].sets
-    assert searches is not None and 2 <= searches.shape[0] < 8  # stopped before the cap of n_samples
+    assert expl.stopped_by == "small" and explainer.last_search[0].details["loud_peaks"] is not None
     expected = one_hot(N_BINS, [bin_of(440, SAMPLE_RATE), bin_of(1000, SAMPLE_RATE)])
     assert expl.sufficient.certified and torch.equal(expl.sufficient.mask, expected)
     assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+
+
+def test_five_needed_tones_converge_once_a_search_finds_no_smaller_set():
+    hz = [300, 700, 1100, 1900, 3100]
+    x = sum(tone(f) for f in hz).unsqueeze(0)
+    model = ToneDetector(hz, threshold=0.2, require_all=True)
+    explainer = FreqReX(model)
+    expl = explainer.explain(x)[0]
+    assert expl.stopped_by == "converged"
+    searches = explainer.last_search[0].sets
+    assert searches is not None and 2 <= searches.shape[0] < 8  # stopped before the cap of n_samples
+    assert expl.sufficient.certified and torch.equal(expl.sufficient.mask, one_hot(N_BINS, [bin_of(f, SAMPLE_RATE) for f in hz]))
 
 
 def test_the_stopping_rule_is_seeded_and_batch_invariant(tone_clip):
@@ -71,15 +81,15 @@ def test_the_default_search_is_auto_and_refines_bands_when_they_separate_the_cau
         torch.testing.assert_close(same, default, rtol=0, atol=0)
 
 
-def test_scattered_causes_escalate_to_another_order_and_find_exactly_the_harmonics():
+def test_scattered_causes_are_refined_along_the_order_the_probe_picks_and_give_exactly_the_harmonics():
     x, model = harmonic_clip(), HarmonicSum()
     bands = FreqReX(model, search="refinement").explain(x, seed=0)[0]
     assert bands.sufficient.size > 100  # bands cannot cut the harmonics from the partials
     explainer = FreqReX(model)
     expl = explainer.explain(x, seed=0)[0]
     details = explainer.last_search[0].details
-    assert details["strategy"].startswith("escalated to") and details["frequency_set"] > SCATTERED_MIN
-    assert details["escalated_set"] < details["frequency_set"]
+    assert details["strategy"] == "probed, refined along energy" and details["first_set"] > SCATTERED_MIN
+    assert details["second_set"] < details["first_set"]
     assert expl.responsibility_queries <= 1000
     sufficient = expl.sufficient
     assert sufficient.certified and torch.equal(sufficient.mask, one_hot(x.shape[-1] // 2 + 1, HARMONICS))

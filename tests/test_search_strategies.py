@@ -91,10 +91,17 @@ def test_the_searches_stop_at_the_first_one_feature_set():
 
 
 def test_the_searches_stop_once_a_search_finds_no_smaller_set():
-    # All of two: every search ends on {10, 41}; the second finds nothing smaller and stops the run.
-    result = PartitionRefinement().run(fake_context(lambda sets: sets[:, 10] & sets[:, 41]))
+    # All of five: every search ends on the five; the second finds nothing smaller and stops the run.
+    causes = [3, 10, 41, 50, 60]
+    result = PartitionRefinement().run(fake_context(lambda sets: sets[:, causes].all(dim=1)))
     assert result.stopped_by == "converged" and result.sets.shape[0] == 2
-    assert set(torch.nonzero(result.responsibility > 0).flatten().tolist()) == {10, 41}
+    assert set(torch.nonzero(result.responsibility > 0).flatten().tolist()) == set(causes)
+
+
+def test_a_small_set_settles_the_searches():
+    # All of two: one search ends on {10, 41}, a set of at most SMALL_SET features.
+    result = PartitionRefinement().run(fake_context(lambda sets: sets[:, 10] & sets[:, 41]))
+    assert result.stopped_by == "small" and result.sets.shape[0] == 1
 
 
 def test_band_screening_finds_the_feature_whose_removal_flips():

@@ -11,12 +11,18 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
 * ``mode="sufficient"``: the partition refinement in frequency order, preferring the loudest of
   equally small passing sets (:class:`~captum_freqrex._core.search.partition.PartitionRefinement`,
   ``prefer="energy"``), which stops once its answer is settled. When the first search's smallest
-  passing set still holds more than :data:`SCATTERED_SHARE` of the features (and more than
-  :data:`SCATTERED_MIN`), bands did not separate the causes: the rest of the budget goes to
-  :class:`~captum_freqrex._core.search.adaptive.AdaptiveRefinement` over the other orders
-  (loudness tiers, interleaved), and the result with the smaller passing set is returned. On the
-  zoo's strings clip (a CNN that needs a little energy across the spectrum) that turns a
-  175,821-bin first set into a certified 194-bin one (docs/method.md).
+  passing set holds more than :data:`SCATTERED_SHARE` of the features (and more than
+  :data:`SCATTERED_MIN`), bands may not separate the causes: the rest of the budget goes to
+  :class:`~captum_freqrex._core.search.adaptive.AdaptiveRefinement`, whose one-cut probe of every
+  order (frequency, loudness tiers, interleaved; ties to frequency) picks the order to refine along,
+  and the result with the smaller passing set is kept. On the zoo's strings clip (a CNN that needs
+  a little energy across the spectrum) the probe picks loudness tiers; on a snare whose first
+  search merely ended large, it stays with frequency order.
+* Then the **loud-peak check** (:func:`loud_peak_check`): when the smallest passing set has one or
+  two features, one batch asks whether the clip's loudest spectral peaks do as well; the loudest
+  passing candidate, no larger than the search's set, leads the ranking. A model that normalises
+  its input accepts a near-empty bin beside a partial as readily as the partial; a listener wants
+  the partial.
 
 The result's ``details`` say which way was taken (``"strategy"``) and, after an escalation, both
 results' smallest passing sets.
@@ -153,13 +159,19 @@ class AutoSearch:
             return dataclasses.replace(checked, details={**checked.details, "strategy": "frequency"})
         options = dataclasses.replace(context.options, max_queries=remaining)
         rest = dataclasses.replace(context, options=options, queries=0)
-        second = AdaptiveRefinement(orders=("energy", "interleaved"), prefer="energy").run(rest)
+        # One search can end scattered by chance: the one-cut probe of every order decides whether
+        # another order narrows the set more; ties go to frequency order, refined afresh.
+        second = AdaptiveRefinement(prefer="energy").run(rest)
         context.queries += rest.queries
         size, other = _smallest(first), _smallest(second)
         better = second if other is not None and (size is None or other < size) else first
-        strategy = f"escalated to {second.details['order']}" if better is second else "frequency (no smaller set elsewhere)"
-        details = {**better.details, "strategy": strategy, "frequency_set": size, "escalated_set": other,
-                   "frequency_queries": first.queries}
+        strategy = f"probed, refined along {second.details['order']}"
+        if better is first:
+            strategy += " (no smaller set than the first search's)"
+        details = {**better.details, "strategy": strategy, "first_set": size, "second_set": other,
+                   "first_queries": first.queries}
+        checked = loud_peak_check(context, better)
         return SearchResult(
-            better.responsibility, first.queries + second.queries, better.stopped_by, details, better.sets,
+            checked.responsibility, first.queries + second.queries + checked.queries - better.queries,
+            better.stopped_by, {**details, "loud_peaks": checked.details.get("loud_peaks")}, checked.sets,
         )

@@ -43,6 +43,8 @@ and the run stops as soon as its answer is settled (``convergence_top_k=None`` r
 * ``"minimal"`` - a search found a passing set of one feature: no smaller set can pass (the empty
   set is the baseline alone, which the anchors query), so further searches could only add
   alternatives of the same size;
+* ``"small"`` - a search found a passing set of at most :data:`SMALL_SET` features: another search
+  could save a few features at most, and ``explain``'s shrink drops those the set does not need;
 * ``"converged"`` - a search ended without a passing set smaller than the smallest found before
   it: the random cuts have stopped improving the answer;
 
@@ -76,6 +78,11 @@ from captum_freqrex._core.spectral.synthesis import StepQuery
 #: Searches refined together in lockstep (their mutants share model calls). One: each search's
 #: outcome decides whether the next one runs (the stopping rule of :meth:`_Refiner.run`).
 WAVE_SIZE = 1
+
+#: A passing set of at most this many features settles the run (``stopped_by="small"``): another
+#: search could save at most a few features, and the shrink that ``explain`` runs next drops the
+#: features such a set does not need (measured: the zoo's piano clip, 757 -> 389 queries, same set).
+SMALL_SET = 4
 
 
 @dataclass
@@ -344,6 +351,9 @@ class _Refiner:
                 smallest = self._smallest()
                 if smallest is not None and smallest <= 1:
                     self.stopped_by = "minimal"
+                    break
+                if smallest is not None and smallest <= SMALL_SET:
+                    self.stopped_by = "small"
                     break
                 if smallest is not None and previous is not None and smallest >= previous:
                     self.stopped_by = "converged"
