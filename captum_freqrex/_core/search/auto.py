@@ -8,7 +8,9 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
 * ``mode="necessary"``: :class:`~captum_freqrex._core.search.band_screening.BandScreening`, the
   hierarchical screening of removals (it finds the fewest frequencies that flip the decision on far
   more clips than the refinement, ``benchmarks/single_bin_limit.py``);
-* ``mode="sufficient"``: the partition refinement in frequency order, preferring the loudest of
+* ``mode="sufficient"``: first one query of the empty set (the baseline alone): when it keeps the
+  decision, no feature is needed and nothing is searched (``stopped_by="empty set passes"``).
+  Otherwise the partition refinement in frequency order, preferring the loudest of
   equally small passing sets (:class:`~captum_freqrex._core.search.partition.PartitionRefinement`,
   ``prefer="energy"``), which stops once its answer is settled. When the first search's smallest
   passing set holds more than :data:`SCATTERED_SHARE` of the features (and more than
@@ -18,8 +20,8 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   and the result with the smaller passing set is kept. On the zoo's strings clip (a CNN that needs
   a little energy across the spectrum) the probe picks loudness tiers; on a snare whose first
   search merely ended large, it stays with frequency order.
-* Then the **loud-peak check** (:func:`loud_peak_check`): when the smallest passing set has one or
-  two features, one batch asks whether the clip's loudest spectral peaks do as well; the loudest
+* Then the **loud-peak check** (:func:`loud_peak_check`): when the smallest passing set has at
+  most four features, one batch asks whether the clip's loudest spectral peaks do as well; the loudest
   passing candidate, no larger than the search's set, leads the ranking. A model that normalises
   its input accepts a near-empty bin beside a partial as readily as the partial; a listener wants
   the partial.
@@ -52,7 +54,7 @@ SCATTERED_MIN = 16
 LOUD_PEAKS = 12
 
 #: The loud-peak check runs when the search's smallest passing set has at most this many features.
-LOUD_CHECK_MAX = 2
+LOUD_CHECK_MAX = 4
 
 #: Peaks closer than this share of the features are one peak: a partial spreads over neighbouring
 #: bins (1/800 of the spectrum is 10 Hz at 16 kHz, whatever the clip's length).
@@ -88,8 +90,9 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
     A search finds *a* smallest passing set; with a model that normalises its input, a near-empty
     bin next to a partial can pass as well as the partial itself. When the smallest set the search
     found has ``k <=`` :data:`LOUD_CHECK_MAX` features, one batch asks the model about each of the
-    :data:`LOUD_PEAKS` loudest spectral peaks alone and, for ``k = 2``, the loudest peak with each
-    of the others. The smallest passing candidate (the loudest among equals) is no larger than
+    :data:`LOUD_PEAKS` loudest spectral peaks alone, for ``k >= 2`` the loudest peak with each of
+    the others, and for ``k >= 3`` the 3 (up to ``k``) loudest together: at most 25 queries. The
+    smallest passing candidate (the loudest among equals) is no larger than
     ``k`` and louder than the search's: its features get the responsibility of the most
     responsible feature (then all are scaled to sum to one), so the ranking's energy tie-break
     (:func:`~captum_freqrex._core.certify.ranking.rank_features`) puts them first, and it comes
@@ -107,7 +110,8 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
     if seen is None or size is None or not 1 <= size <= LOUD_CHECK_MAX:
         return result
     peaks = loudest_peaks(context.energy, LOUD_PEAKS)
-    candidates = [[p] for p in peaks] + ([[peaks[0], p] for p in peaks[1:]] if size == 2 else [])
+    candidates = [[p] for p in peaks] + ([[peaks[0], p] for p in peaks[1:]] if size >= 2 else [])
+    candidates += [peaks[:j] for j in range(3, min(size, len(peaks)) + 1)]
     remaining = context.remaining
     if not candidates or (remaining is not None and remaining < len(candidates)):
         return result
@@ -150,6 +154,11 @@ class AutoSearch:
         if context.mode == "necessary":
             result = BandScreening().run(context)
             return dataclasses.replace(result, details={**result.details, "strategy": "band_screening"})
+        if bool(context.evaluate_sets(torch.zeros(1, context.n_features, device=context.device)).passes[0]):
+            # The baseline alone keeps the decision: the empty set is sufficient and no feature is
+            # needed (the explanation's warning says so); a search would only spend the budget.
+            values = torch.zeros(context.n_features, dtype=torch.float64)
+            return SearchResult(values, context.queries, "empty set passes", {"strategy": "empty set passes"})
         limit = max(SCATTERED_MIN, int(SCATTERED_SHARE * context.n_features))
         first = PartitionRefinement(prefer="energy", scattered_above=limit).run(context)
         remaining = context.remaining
