@@ -141,7 +141,8 @@ def add_search_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--search", choices=SEARCHES, default=None,
-        help="how responsibility is searched (default: refinement; band_screening suits --mode necessary)",
+        help="how responsibility is searched (default: auto, chosen per clip: band screening with --mode "
+        "necessary, the refinement over bands otherwise, other feature orders when bands leave the set scattered)",
     )
 
 
