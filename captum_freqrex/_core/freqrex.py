@@ -352,6 +352,7 @@ class FreqReX(PerturbationAttribution):
         rank_rtol: float = DEFAULT_RTOL,
         shrink: bool = False,
         max_shrink_queries: int = 64,
+        max_joint_queries: int = 256,
         options: Optional[FreqReXOptions] = None,
     ) -> List[Explanation]:
         r"""The full causal explanation of each example: responsibility and certified sets.
@@ -383,6 +384,18 @@ class FreqReX(PerturbationAttribution):
             max_shrink_queries (int, optional): Query budget of the shrink of one example, on top
                         of ``max_extraction_queries`` (its queries are counted in
                         ``extraction_queries``). Default: 64
+            max_joint_queries (int, optional): Query budget of the search for the
+                        sufficient-and-necessary and complete sets of one example, on top of the
+                        others (counted in ``extraction_queries``). Where the sufficient ranking's
+                        shortest prefix whose removal changes the decision is missing or longer
+                        than the sufficient set, a necessary-mode band screening finds the fewest
+                        features whose removal changes it; the sufficient set plus those features
+                        is checked both ways (kept alone it keeps the decision, removed it changes
+                        it; a tie is no change) and shrunk, and the complete set is grown from it
+                        along the ranking and shrunk (see :mod:`captum_freqrex._core.certify.joint`).
+                        A searched set replaces the prefix when smaller and is certified like every
+                        set; its ``certificate.note`` says how it was found and ``certificate.shrink``
+                        its sizes. 0 keeps the prefixes. Default: 256
 
             options (FreqReXOptions, optional): Every option above as one object (the keywords
                         must then keep their defaults). Default: None
@@ -397,6 +410,7 @@ class FreqReX(PerturbationAttribution):
             max_queries=max_queries, convergence_top_k=convergence_top_k, per_channel=per_channel, decision=decision,
             mode=mode, complete_tolerance=complete_tolerance, max_extraction_queries=max_extraction_queries,
             rank_rtol=rank_rtol, shrink=shrink, max_shrink_queries=max_shrink_queries,
+            max_joint_queries=max_joint_queries,
         )
         call = self._prepare(inputs, baselines, target, additional_forward_args, feature_mask, generator, options)
         scores = None
@@ -433,7 +447,7 @@ class FreqReX(PerturbationAttribution):
         certified = certify_sets(
             call.queries(example), ranking, anchors, options.complete_tolerance, options.max_extraction_queries,
             options.max_shrink_queries if options.shrink else 0, candidates, call.seed,
-            getattr(call.decision, "tie_tolerance", None),
+            getattr(call.decision, "tie_tolerance", None), options.max_joint_queries,
         )
         messages = anchors.warnings + self._removal_warnings(call, anchors, refinement, sets=True) + certified.messages
         issue_warnings(messages, example, space.batch_size)
