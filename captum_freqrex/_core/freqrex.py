@@ -72,7 +72,9 @@ class FreqReX(PerturbationAttribution):
     frequency features and sets the others to the baseline's (removes them, by default). It ranks
     the features by their degree of causal responsibility for the decision (see
     :mod:`captum_freqrex._core.search.partition` for the refinement), and :meth:`explain` extracts
-    certified sufficient, sufficient-and-necessary and complete sets from that ranking.
+    certified sufficient, sufficient-and-necessary and complete sets from that ranking (the last two
+    searched for with necessary-mode evidence where the ranking's prefixes are poor, see
+    :mod:`captum_freqrex._core.certify.joint`).
 
     Args:
         forward_func (Callable): The model: any callable mapping waveforms ``(B, T)`` or
@@ -352,7 +354,7 @@ class FreqReX(PerturbationAttribution):
         rank_rtol: float = DEFAULT_RTOL,
         shrink: bool = False,
         max_shrink_queries: int = 64,
-        max_joint_queries: int = 256,
+        max_joint_queries: int = 320,
         options: Optional[FreqReXOptions] = None,
     ) -> List[Explanation]:
         r"""The full causal explanation of each example: responsibility and certified sets.
@@ -395,7 +397,7 @@ class FreqReX(PerturbationAttribution):
                         along the ranking and shrunk (see :mod:`captum_freqrex._core.certify.joint`).
                         A searched set replaces the prefix when smaller and is certified like every
                         set; its ``certificate.note`` says how it was found and ``certificate.shrink``
-                        its sizes. 0 keeps the prefixes. Default: 256
+                        its sizes. 0 keeps the prefixes. Default: 320
 
             options (FreqReXOptions, optional): Every option above as one object (the keywords
                         must then keep their defaults). Default: None

@@ -55,7 +55,7 @@ class FreqReXOptions:
     rank_rtol: float = DEFAULT_RTOL
     shrink: bool = False
     max_shrink_queries: int = 64
-    max_joint_queries: int = 256
+    max_joint_queries: int = 320
 
     def __post_init__(self) -> None:
         # The order of the checks is the order in which FreqReX has always reported them.

@@ -15,7 +15,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.certify.joint import JOINT_START, search_joint_sets, worth_searching
+from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets, worth_searching
 from captum_freqrex._core.certify.prefix import PrefixSearch, prefix_masks
 from captum_freqrex._core.certify.shrink import shrink_set
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
@@ -267,6 +267,9 @@ def _searched(
         "sufficient_necessary": "the sufficient set and a necessary-mode band screening",
         "complete": "its core grown along the ranking",
     }
+    if joint.necessary_report is not None and joint.necessary_report.start == PREFIX_START:
+        how["sufficient_necessary"] = "the ranking's prefix, shrunk while both claims held"
+
     for name, mask, report, prefix in (("sufficient_necessary", joint.necessary, joint.necessary_report, k_nec),
                                        ("complete", joint.complete, joint.complete_report, k_comp)):
         if mask is not None and report is not None and (prefix is None or report.size < prefix):
@@ -308,7 +311,7 @@ class _SetBuilder:
         if not holds:
             self.messages.append(f"the {name.replace('_', '-and-')} set did not hold on re-query: {note}")
         key = "necessary" if name == "sufficient_necessary" else name
-        searched = report is not None and report.start == JOINT_START
+        searched = report is not None and report.start.startswith(JOINT_START)
         exact = bool(report.one_minimal) if searched and report is not None else self.exact[key]
         certificate = SetCertificate(k, kept, gone, holds and self.stable, exact, note)
         if name == "sufficient" or searched:

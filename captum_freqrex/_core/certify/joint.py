@@ -12,7 +12,10 @@ searches for these two sets instead:
    counts); the smallest flipping sets it saw are the candidates ``N``.
 2. **Candidates.** Each ``N``, the sufficient set ``S`` and each ``S ∪ N`` is queried kept alone
    (does it keep the decision?) and removed from the input (does that change it?), in one batch;
-   the smallest candidate for which both claims hold is kept.
+   the smallest candidate for which both claims hold is kept, ``N`` plus the top of the ranking on
+   a geometric grid of sizes among them (for models that are not monotone). Where none holds,
+   contiguous bands of 1/16, 1/8 and 1/4 of the features, and last the prefix
+   sufficient-and-necessary set (``start == "joint-prefix"`` in the shrink report).
 3. **Shrink.** Features are dropped by batched deletions
    (:func:`~captum_freqrex._core.certify.shrink.shrink_set`) while both claims still hold.
 4. **Complete.** From that set (or ``S`` when none was found), the best-ranked features not yet in
@@ -22,7 +25,7 @@ searches for these two sets instead:
 
 Every accepted step was itself a model query; the caller certifies the returned sets by re-query
 like every other set and falls back to the ranking's prefix where this search found nothing.
-Queries: at most ``budget``: up to half for the screening, two thirds of the rest for the
+Queries: at most ``budget``: up to 2/5 for the screening, two thirds of the rest for the
 sufficient-and-necessary set, the rest for the complete set.
 """
 
@@ -46,11 +49,17 @@ from captum_freqrex._core.search.evaluation import run_search, search_context
 #: Single flipping features tried beside ``S`` (the loudest of those the screening found).
 SINGLE_FLIPS = 4
 
+#: Equal-band splits of the feature axis whose bands are candidates too (16 + 8 + 4 bands).
+COARSE_PARTS = (16, 8, 4)
+
 #: Counts of added features probed per round of the complete set's growth.
 GROWTH_GRID = 8
 
-#: ``start`` of the :class:`ShrinkReport` of a searched set.
+#: ``start`` of the :class:`ShrinkReport` of a searched set (every such ``start`` begins with it).
 JOINT_START = "joint"
+
+#: ``start`` of a searched sufficient-and-necessary set shrunk from the ranking's prefix.
+PREFIX_START = "joint-prefix"
 
 
 #: A prefix sufficient-and-necessary set no larger than the sufficient prefix and than this share
@@ -152,6 +161,17 @@ def flip_candidates(queries: ExampleQueries, anchors: Anchors, budget: int, seed
     return [[int(i)] for i in loudest], context.queries
 
 
+def _coarse_bands(n: int) -> List[List[int]]:
+    # Contiguous equal bands, 1/16 to 1/4 of the features, the narrowest first: where no small
+    # removal flips the decision, removing (and keeping) a whole band often does both at once, a
+    # hi-hat's top band, a kick's bottom one; the band screening's finer first level misses them.
+    bands = []
+    for parts in COARSE_PARTS:
+        bounds = torch.linspace(0, n, parts + 1).round().long().tolist()
+        bands += [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return bands
+
+
 def _shrink(
     test: Callable[[Sequence[List[int]]], List[bool]], members: List[int], budget: int, seed: int,
     prefix_size: Optional[int], cost: int,
@@ -167,12 +187,16 @@ def _necessary_set(
     prefix_size: Optional[int],
 ) -> Tuple[Optional[List[int]], Optional[ShrinkReport]]:
     # The smallest of N, S, S ∪ N and N ∪ (the top of the ranking) that keeps the decision and
-    # whose removal changes it, shrunk. The last ones are for models that are not monotone: adding
-    # S to N can undo N's flip (a snare's one decisive bin, removed with N, brings the snare back).
+    # whose removal changes it; where none does, of the coarse bands; last, the prefix; then shrunk.
+    # N ∪ the top of the ranking is for models that are not monotone: adding S to N can undo N's
+    # flip (a snare's one decisive bin, removed with N, brings the snare back). The bands and the
+    # prefix are for clips where no small removal the screening tried flips the decision.
     grown = [list(dict.fromkeys(flips[0] + ranking[:k])) for k in probe_sizes(0, len(ranking), GROWTH_GRID)] if flips else []
+    prefix = [ranking[:prefix_size]] if prefix_size is not None else []
+    first = [*flips, sufficient, *[list(dict.fromkeys(n + sufficient)) for n in flips], *grown]
     passed: List[List[int]] = []
     tried: List[List[int]] = []
-    for stage in ([*flips, sufficient, *[list(dict.fromkeys(n + sufficient)) for n in flips]], grown):
+    for stage in (first, _coarse_bands(len(ranking)), prefix):
         fresh = [list(ids) for ids in dict.fromkeys(map(tuple, stage)) if ids and list(ids) not in tried]
         candidates = fresh[: max((budget - probe.spent) // 2, 0)]
         tried += candidates
@@ -184,7 +208,8 @@ def _necessary_set(
     best = min(passed, key=len)
     spent = probe.spent
     members, report = _shrink(probe.both, best, budget - spent, seed, prefix_size, cost=2)
-    return members, dataclasses.replace(report, queries=report.queries + spent)
+    start = PREFIX_START if prefix and best == prefix[0] else JOINT_START
+    return members, dataclasses.replace(report, queries=report.queries + spent, start=start)
 
 
 def _complete_set(
@@ -240,7 +265,7 @@ def search_joint_sets(
     Returns:
         JointSets: The keep-masks found (not certified yet), their shrink reports and the queries.
     """
-    flips, screened = flip_candidates(queries, anchors, budget // 2, seed)
+    flips, screened = flip_candidates(queries, anchors, budget * 2 // 5, seed)
     probe = _Probe(queries, anchors.target)
     position = torch.empty_like(ranking)
     position[ranking] = torch.arange(ranking.numel(), device=ranking.device)
