@@ -482,7 +482,7 @@ class FreqReX(PerturbationAttribution):
             mode=o.mode, complete_tolerance=o.complete_tolerance,
             max_extraction_queries=o.max_extraction_queries, attributions=recorded["attributions"],
             rank_rtol=o.rank_rtol, shrink=o.shrink, max_shrink_queries=o.max_shrink_queries,
-            domain=call.space.domain, decision=call.decision, search=self.search, synthesis=self.synthesis,
+            max_joint_queries=o.max_joint_queries, domain=call.space.domain, decision=call.decision, search=self.search, synthesis=self.synthesis,
         )
 
 
