@@ -9,8 +9,9 @@ explained again from the same responsibility (``attributions=``, no new search) 
 the joint search. Both are certified by re-query.
 
 Per model the table gives, over the clips where each kind of set is found at all: how many, the
-median size as a share of the features, how many of the default's sets were searched (the rest
-fell back to the prefix) and how many are certified, and the extra queries of the default over
+median size as a share of the features, how many are at most 5% of the features, how many of the
+default's sets were searched (the rest fell back to the prefix; the sufficient set is never
+searched here, it is the context: every sufficient-and-necessary set is a sufficient set) and how many are certified, and the extra queries of the default over
 the prefix extraction (its extraction queries minus the prefix run's: the joint search and the
 certification of its sets).
 
@@ -84,17 +85,20 @@ def _pct(value: Optional[float]) -> str:
 
 
 def summarize(model: str, selection: str, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    r"""One table row per set kind: clips with the set, median share, searched, certified (default and prefix)."""
+    r"""One table row per set kind: clips with the set, median share, how many within 5% of the
+    features, searched (vs the prefix kept), certified; for the default and the prefix sets."""
     rows = []
-    for kind in KINDS[1:]:
+    for kind in KINDS:
         found = [r["default"][kind] for r in records if r["default"][kind] is not None]
         before = [r["prefix"][kind] for r in records if r["prefix"][kind] is not None]
         rows.append({
             "model": model, "clips": selection, "set": kind.replace("_", "-and-"),
             "found (default)": f"{len(found)}/{len(records)}", "median share (default)": _pct(_median([s["share"] for s in found])),
+            "<= 5% (default)": f"{sum(s['share'] <= 0.05 for s in found)}/{len(found)}",
             "searched": f"{sum(s['searched'] for s in found)}/{len(found)}",
             "certified": f"{sum(s['certified'] for s in found)}/{len(found)}",
             "found (prefix)": f"{len(before)}/{len(records)}", "median share (prefix)": _pct(_median([s["share"] for s in before])),
+            "<= 5% (prefix)": f"{sum(s['share'] <= 0.05 for s in before)}/{len(before)}",
             "extra queries / clip (median)": _median([r["joint_queries"] for r in records]),
             "queries / clip (median)": _median([r["queries"] for r in records]),
             "s / clip (median)": round(statistics.median([r["seconds"] for r in records]), 1) if records else None,

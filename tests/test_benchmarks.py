@@ -291,3 +291,20 @@ def test_single_bin_limit_refuses_bad_options(capsys):
     # FeatureAblation's bands fit the queries: one per non-empty band plus one, as many as fit.
     bands = limit.bands_within(16000, 16000, 1000)
     assert int(bands.unique().numel()) + 1 == 1000
+
+
+def test_sn_sets_benchmark_records_both_extractions():
+    """benchmarks/sn_sets.py on the tone task: the prefix is one bin already, so the default spends
+    no query on a search and both extractions return the same certified sets."""
+    from known_models import ToneDetector, tone
+
+    sn_sets = _load("sn_sets")
+    clip = (tone(440) + 0.5 * tone(1000)).unsqueeze(0)
+    record = sn_sets.clip_record(ToneDetector([440], threshold=0.5), clip, 0)
+    assert record["joint_queries"] == 0 and record["n_features"] == clip.shape[-1] // 2 + 1
+    for kind in sn_sets.KINDS:
+        assert record["default"][kind]["size"] == record["prefix"][kind]["size"] == 1
+        assert record["default"][kind]["certified"] and not record["default"][kind]["searched"]
+    rows = sn_sets.summarize("tone", "1 clip", [record])
+    assert [r["set"] for r in rows] == ["sufficient", "sufficient-and-necessary", "complete"]
+    assert all(r["found (default)"] == "1/1" and r["<= 5% (default)"] == "1/1" and r["searched"] == "0/1" for r in rows)
