@@ -188,7 +188,8 @@ def certify_sets(
         tie_tolerance (float, optional): The decision's tie tolerance, named in the notes.
         joint_budget (int, optional): Queries of the search for the sufficient-and-necessary and
                     complete sets (:mod:`~captum_freqrex._core.certify.joint`), run where
-                    :func:`~captum_freqrex._core.certify.joint.worth_searching` says so; a searched set replaces the prefix when smaller (0: prefixes only). Default: 0
+                    :func:`~captum_freqrex._core.certify.joint.worth_searching` says so; a searched
+                    set replaces the prefix when smaller (0: prefixes only). Default: 0
 
     Returns:
         CertifiedSets: The sets, the queries spent, warnings and whether the model was stable.
@@ -269,7 +270,6 @@ def _searched(
     }
     if joint.necessary_report is not None and joint.necessary_report.start == PREFIX_START:
         how["sufficient_necessary"] = "the ranking's prefix, shrunk while both claims held"
-
     for name, mask, report, prefix in (("sufficient_necessary", joint.necessary, joint.necessary_report, k_nec),
                                        ("complete", joint.complete, joint.complete_report, k_comp)):
         if mask is not None and report is not None and (prefix is None or report.size < prefix):
