@@ -19,7 +19,7 @@ from captum_freqrex._core.search.adaptive import AdaptiveRefinement
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.base import SearchContext, SearchResult
-from captum_freqrex._core.records import ShrinkReport
+from captum_freqrex._core.records import AlternativesReport, ShrinkReport
 from captum_freqrex._explanation import CausalSet, Explanation, FeatureLayout
 from captum_freqrex._version import __version__ as __version__
 
@@ -41,6 +41,7 @@ __all__ = [
     "SearchContext",
     "SearchResult",
     "ShrinkReport",
+    "AlternativesReport",
     "Decision",
     "ArgmaxDecision",
     "ThresholdDecision",

@@ -47,6 +47,9 @@ SET_MEANINGS = {
     "complete": "sufficient and necessary, and kept alone it reaches the clip's confidence (within the tolerance)",
 }
 
+#: What an alternative set of explain(n_explanations=k) is.
+ALTERNATIVE_MEANING = "sufficient too, and disjoint from the sufficient set and every earlier alternative"
+
 #: Frequencies listed per set in the page's table (the summary and the CSV hold more).
 LISTED = 24
 
@@ -169,6 +172,26 @@ def _frequencies_text(entry: Mapping[str, Any], features: int) -> str:
     return f"{total} frequencies{where}; the {len(values)} most responsible: {text}"
 
 
+def _set_row(key: str, label: str, meaning: str, entry: Dict[str, Any], location: Dict[str, Any], class_names: Optional[Sequence[str]]) -> str:
+    status = '<span class="ok">certified &#10003;</span>' if entry["certified"] else '<span class="bad">NOT certified &#10007;</span>'
+    share = "" if entry["energy_share"] is None else f"{100 * entry['energy_share']:.2f}%"
+    features = "" if entry.get("feature_share") is None else f"{100 * entry['feature_share']:.2f}%"
+    flags = "; ".join(flag["reason"] for flag in entry.get("flags", []))
+    level = "" if entry["level_db"] is None else f"{entry['level_db']:+.1f} dB"
+    kept = f"{_e(_class(class_names, entry['kept_class']))}, confidence {entry['kept_confidence']:.3f}"
+    removed = ""
+    if "removed_class" in entry:
+        removed = f"{_e(_class(class_names, entry['removed_class']))}, confidence {entry['removed_confidence']:.3f}"
+    return (
+        f'<tr data-set="{key}" data-certified="{str(entry["certified"]).lower()}">'
+        f'<td title="{_e(meaning)}">{label}</td><td>{status}</td>'
+        f"<td>{entry['features']} ({entry['bins']})</td><td>{features}</td>"
+        f"<td class=\"freqs\">{_e(_frequencies_text(location, entry['features']))}</td>"
+        f"<td>{share}</td><td>{level}</td><td>{kept}</td><td>{removed}</td>"
+        f'<td class="flagged" data-flags="{len(entry.get("flags", []))}">{_e(flags)}</td><td>{_e(entry["note"])}</td></tr>'
+    )
+
+
 def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Optional[Sequence[str]]) -> str:
     rows = [
         "<tr><th>set</th><th>status</th><th>features (bins)</th><th>share of the features</th><th>frequencies</th>"
@@ -176,33 +199,34 @@ def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Op
         "<th>flags (not informative)</th><th>note</th></tr>"
     ]
     for name, entry in summary["sets"].items():
-        label = SET_LABELS[name]
         if entry is None:
             rows.append(
-                f'<tr data-set="{name}" data-certified="none"><td>{label}</td><td class="none">not found</td>'
+                f'<tr data-set="{name}" data-certified="none"><td>{SET_LABELS[name]}</td><td class="none">not found</td>'
                 '<td colspan="9" class="none">no prefix of the ranking satisfied this set within the budget</td></tr>'
             )
             continue
-        status = '<span class="ok">certified &#10003;</span>' if entry["certified"] else '<span class="bad">NOT certified &#10007;</span>'
         short = listed["sets"][name]
         location = short if "inputs" not in short else short["inputs"][0]
-        share = "" if entry["energy_share"] is None else f"{100 * entry['energy_share']:.2f}%"
-        features = "" if entry.get("feature_share") is None else f"{100 * entry['feature_share']:.2f}%"
-        flags = "; ".join(flag["reason"] for flag in entry.get("flags", []))
-        level = "" if entry["level_db"] is None else f"{entry['level_db']:+.1f} dB"
-        kept = f"{_e(_class(class_names, entry['kept_class']))}, confidence {entry['kept_confidence']:.3f}"
-        removed = ""
-        if "removed_class" in entry:
-            removed = f"{_e(_class(class_names, entry['removed_class']))}, confidence {entry['removed_confidence']:.3f}"
-        rows.append(
-            f'<tr data-set="{name}" data-certified="{str(entry["certified"]).lower()}">'
-            f'<td title="{_e(SET_MEANINGS[name])}">{label}</td><td>{status}</td>'
-            f"<td>{entry['features']} ({entry['bins']})</td><td>{features}</td>"
-            f"<td class=\"freqs\">{_e(_frequencies_text(location, entry['features']))}</td>"
-            f"<td>{share}</td><td>{level}</td><td>{kept}</td><td>{removed}</td>"
-            f'<td class="flagged" data-flags="{len(entry.get("flags", []))}">{_e(flags)}</td><td>{_e(entry["note"])}</td></tr>'
-        )
-    return "<table>" + "".join(rows) + "</table>"
+        rows.append(_set_row(name, SET_LABELS[name], SET_MEANINGS[name], entry, location, class_names))
+    for number, (entry, short) in enumerate(zip(summary.get("alternatives", []), listed.get("alternatives", [])), 1):
+        location = short if "inputs" not in short else short["inputs"][0]
+        rows.append(_set_row(f"alternative_{number}", f"sufficient, alternative {number}", ALTERNATIVE_MEANING, entry, location, class_names))
+    return "<table>" + "".join(rows) + "</table>" + _alternatives_note(summary)
+
+
+def _alternatives_note(summary: Mapping[str, Any]) -> str:
+    """What explain(n_explanations=k) found, and why not more (nothing without it)."""
+    report = summary.get("alternatives_report")
+    if not report:
+        return ""
+    found = 1 + len(summary.get("alternatives", []))
+    queries = ", ".join(str(q) for q in report["queries"]) or "none"
+    why = f" Why not more: {_e(report['stopped'])}." if report["stopped"] else ""
+    return (
+        f'<p id="alternatives" data-found="{found}" data-requested="{report["requested"]}">Multiple explanations: '
+        f"{found} of the {report['requested']} pairwise-disjoint sufficient sets asked for (queries per "
+        f"alternative: {queries}).{why}</p>"
+    )
 
 
 def _signals(explanation: "Explanation") -> List[Tuple[str, str, Tensor]]:
@@ -218,6 +242,10 @@ def _signals(explanation: "Explanation") -> List[Tuple[str, str, Tensor]]:
         signals.append(
             (f"{name}_removed", f"clip with the {label} set removed", single_waveform(explanation.waveform(name, removed=True)))
         )
+    for number, chosen in enumerate(explanation.alternatives, 1):
+        key = f"alternative_{number}"
+        label = f"sufficient set, alternative {number}, kept alone ({chosen.size} features)"
+        signals.append((key, label, single_waveform(explanation.waveform(key))))
     return signals
 
 

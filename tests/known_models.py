@@ -1,13 +1,19 @@
-"""Known-answer models whose causal frequencies are known by construction."""
+"""Known-answer models whose causal frequencies are known by construction, and the rendered notes."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence
 
 import torch
 from torch import Tensor, nn
 
 SAMPLE_RATE = 8000
+
+#: Single notes of real General MIDI instruments (``scripts/render_notes.py``): 16 kHz, 1 s, mono.
+NOTES_DIR = Path(__file__).resolve().parent / "data" / "notes"
 
 
 def tone(freq_hz: float, seconds: float = 1.0, amplitude: float = 1.0, sample_rate: int = SAMPLE_RATE) -> Tensor:
@@ -91,3 +97,120 @@ def impulse(num_samples: int) -> Tensor:
     x = torch.zeros(num_samples)
     x[0] = 1.0
     return x
+
+
+class EitherCause(nn.Module):
+    """Class 1 when any group of ``causes`` is present: every tone of the group above ``threshold``.
+
+    ``EitherCause([[440], [880, 1320]], 0.5)`` fires on a 440 Hz tone alone, or on the 880 Hz and
+    1320 Hz pair without it: two disjoint causes, so a clip holding all three tones has exactly two
+    disjoint minimal sufficient sets ({440} and {880, 1320}) and no third.
+    """
+
+    def __init__(self, causes: Sequence[Sequence[float]], threshold: float) -> None:
+        super().__init__()
+        self.groups = [ToneDetector(group, threshold) for group in causes]
+        self.threshold = threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        present = torch.stack([g.energies(x).min(dim=1).values for g in self.groups], dim=1).max(dim=1).values
+        margin = 10.0 * (present - self.threshold)
+        return torch.stack([-margin, margin], dim=1)
+
+
+def midi_hz(pitch: float) -> float:
+    """Equal-tempered frequency of a MIDI pitch in Hz (A4 = MIDI 69 = 440 Hz)."""
+    return 440.0 * 2 ** ((pitch - 69) / 12)
+
+
+class FrameNormalisedPitch(nn.Module):
+    r"""Pitch among ``n_pitches`` semitones from ``lowest_hz``, from frame-normalised spectra.
+
+    A pitch classifier that normalises its input, as real pitch models do. Hann-windowed frames
+    of ``n_fft`` samples (hop ``n_fft // 2``, no padding); each frame's magnitude spectrum is
+    divided by its own maximum, so any lone sinusoid is a full-scale tone. A pitch scores the mean
+    over frames of the sum over its first ``n_harmonics`` harmonics of the largest normalised
+    magnitude within ``cents`` of the harmonic; a last "none" class scores 0.5 and wins on
+    silence (the zero baseline). ``(B, T) -> (B, n_pitches + 1)``.
+
+    Its known answers: the note's own pitch wins on a harmonic note (all 24 rendered notes of
+    :data:`NOTES_DIR` with the defaults below and :meth:`for_midi` 48-83); and, since the frame
+    maximum scales every bin up, a few quiet bins near the harmonics decide as well as the loud
+    partials, so a search that prefers the fewest bins may return near-empty ones (issue #16).
+
+    Args:
+        sample_rate (int): Hz.
+        lowest_hz (float, optional): The lowest pitch in Hz. Default: 220.0 (A3)
+        n_pitches (int, optional): Semitones, the classes before "none". Default: 12
+        n_harmonics (int, optional): Harmonics per template. Default: 6
+        cents (float, optional): Half-width of a template's window. Default: 50.0
+        n_fft (int, optional): Frame length in samples. Default: 4096
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        lowest_hz: float = 220.0,
+        n_pitches: int = 12,
+        n_harmonics: int = 6,
+        cents: float = 50.0,
+        n_fft: int = 4096,
+    ) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.pitches_hz = [lowest_hz * 2 ** (p / 12) for p in range(n_pitches)]
+        hz = torch.fft.rfftfreq(n_fft, 1 / sample_rate)
+        # Each template window is a run of frame bins; gather it, padded by repeating its first bin.
+        runs = []
+        for f0 in self.pitches_hz:
+            for h in range(1, n_harmonics + 1):
+                inside = torch.nonzero((hz >= h * f0 * 2 ** (-cents / 1200)) & (hz <= h * f0 * 2 ** (cents / 1200)))
+                runs.append(inside.flatten() if inside.numel() else (hz - h * f0).abs().argmin().view(1))
+        width = max(r.numel() for r in runs)
+        index = torch.stack([torch.cat([r, r[:1].expand(width - r.numel())]) for r in runs])
+        self.n_pitches, self.n_harmonics = n_pitches, n_harmonics
+        self.register_buffer("index", index)  # (n_pitches * n_harmonics, width)
+        self.register_buffer("window", torch.hann_window(n_fft))
+
+    @classmethod
+    def for_midi(cls, sample_rate: int, lowest: int = 48, highest: int = 83) -> "FrameNormalisedPitch":
+        """One class per MIDI pitch ``lowest..highest`` (class ``p - lowest``), then "none"."""
+        return cls(sample_rate, lowest_hz=midi_hz(lowest), n_pitches=highest - lowest + 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        frames = torch.stft(x, self.n_fft, self.n_fft // 2, window=self.window, center=False, return_complex=True)
+        magnitude = frames.abs().transpose(1, 2)  # (B, frames, freq)
+        magnitude = magnitude / (magnitude.amax(-1, keepdim=True) + 1e-8)
+        inside = magnitude[..., self.index]  # (B, frames, n_pitches * n_harmonics, width)
+        peaks = inside.amax(-1).unflatten(-1, (self.n_pitches, self.n_harmonics))
+        salience = peaks.sum(-1).mean(1)  # (B, n_pitches)
+        return torch.cat([salience, torch.full_like(salience[:, :1], 0.5)], dim=1)
+
+
+@dataclass
+class RenderedNote:
+    """One note of :data:`NOTES_DIR`: ``waveform`` is ``(1, 16000)`` float32 at ``sample_rate``."""
+
+    name: str
+    instrument: str
+    midi_pitch: int
+    f0_hz: float  # measured on the clip by scripts/render_notes.py (nominal within 14 cents)
+    waveform: Tensor
+    sample_rate: int
+
+
+def rendered_notes(folder: Path = NOTES_DIR) -> List[RenderedNote]:
+    """The notes listed in ``folder/notes.csv``, in its order, read with soundfile."""
+    import soundfile
+
+    notes = []
+    with open(folder / "notes.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            data, rate = soundfile.read(str(folder / row["file"]), dtype="float32")
+            notes.append(
+                RenderedNote(
+                    row["file"].removesuffix(".flac"), row["instrument"], int(row["midi_pitch"]),
+                    float(row["measured_f0_hz"]), torch.from_numpy(data).unsqueeze(0), int(rate),
+                )
+            )
+    return notes

@@ -439,7 +439,8 @@ def test_progress_reports_every_model_call_and_ends_with_one_summary(monkeypatch
     model = SlowDetector([440], threshold=0.3)
     x = torch.cat([clip(), clip()])
     FreqReX(model).explain(x, max_queries=200, show_progress=True)
-    lines = capsys.readouterr().err.strip().splitlines()
+    # tqdm rewrites the line with "\r" (splitlines splits there) and pads a shorter line with spaces.
+    lines = [line.rstrip() for line in capsys.readouterr().err.strip().splitlines()]
     updates = [line for line in lines if re.match(r"FreqReX: example [12]/2, \d+/200 queries", line)]
     assert len(updates) >= model.calls  # one line per call (plus one as each example starts)
     assert updates[0].startswith("FreqReX: example 1/2, 2/200 queries")  # the first call: the two anchors
@@ -477,6 +478,28 @@ def test_progress_on_a_terminal_rewrites_one_line_and_ends_it(monkeypatch):
     text = terminal.getvalue()
     assert text.startswith("\rFreqReX: 2/200 queries") and text.endswith("\n") and text.count("\n") == 1
     assert text.count("\r") > 3 and "\rFreqReX: 1/1 examples" in text
+
+
+def test_progress_is_a_tqdm_bar_that_fills_as_the_examples_finish(monkeypatch):
+    from tqdm.auto import tqdm
+
+    from captum_freqrex._utils import progress
+
+    bars = []
+    opened = progress.QueryProgress.show
+
+    def show(self):
+        opened(self)
+        bars.append((self.bar, self.bar.n))
+
+    monkeypatch.setattr(progress.QueryProgress, "show", show)
+    x = torch.cat([clip(), clip()])
+    FreqReX(ToneDetector([440], 0.3)).attribute(x, max_queries=200, show_progress=True)
+    assert all(isinstance(bar, tqdm) for bar, _ in bars) and len({id(bar) for bar, _ in bars}) == 1
+    positions = [n for _, n in bars]
+    assert positions == sorted(positions) and 0 < positions[-1] <= 2  # examples done + the current one's share
+    bar = bars[0][0]
+    assert bar.total == 2 and bar.n == 2 and bar.disable  # closed full after the summary line
 
 
 def test_progress_ends_cleanly_when_the_model_fails(monkeypatch, capsys):

@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -308,3 +309,27 @@ def test_sn_sets_benchmark_records_both_extractions():
     rows = sn_sets.summarize("tone", "1 clip", [record])
     assert [r["set"] for r in rows] == ["sufficient", "sufficient-and-necessary", "complete"]
     assert all(r["found (default)"] == "1/1" and r["<= 5% (default)"] == "1/1" and r["searched"] == "0/1" for r in rows)
+
+
+def test_harmonics_soundfont_measures_against_f0_and_the_peak():
+    """``harmonics.py --soundfont``'s measures on one rendered note: "within 1% of n * f0" and the
+    reference set (the loudest bin, alone or with one harmonic's), queried and kept."""
+    spec = importlib.util.spec_from_file_location("harmonics_benchmark", ROOT / "benchmarks" / "harmonics.py")
+    harmonics = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = harmonics  # its dataclasses look their module up there
+    spec.loader.exec_module(harmonics)
+    near = harmonics.near_harmonic(torch.tensor([100.0, 199.0, 203.0, 991.0, 40.0]), 100.0)
+    assert near.tolist() == [True, True, False, True, False]  # 1% of 2 * f0 = 2 Hz; 40 Hz: n = 1
+    model = harmonics.FrameNormalisedPitch.for_midi(16000).eval()
+    clips, misses = harmonics.soundfont_notes(model)
+    assert len(clips) == 24 and misses == []
+    piano = next(c for c in clips if c.name == "piano_57")
+    reference = harmonics.peak_reference(model, piano, "harmonics")
+    assert (reference.certified, reference.size, reference.at_harmonic, reference.loudest_db) == (True, 1, True, 0.0)
+    assert reference.meets_both and reference.queries == 12
+    # Without f0: the partners are spectral peaks at least 10 Hz (10 bins) from any louder bin.
+    magnitude = torch.fft.rfft(piano.waveform[0].double()).abs()
+    peaks = harmonics.partner_bins(magnitude, piano, "peaks")
+    assert len(peaks) == 12 and int(magnitude.argmax()) not in peaks
+    assert all(magnitude[b] == magnitude[max(b - 10, 0) : b + 11].max() for b in peaks)
+    assert harmonics.peak_reference(model, piano, "peaks").queries == 13

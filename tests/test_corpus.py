@@ -673,6 +673,21 @@ def test_ray_backend_stores_the_local_rows(reference, data, tmp_path):
     assert results(remote) == local  # identical rows, floats included
 
 
+def test_progress_goes_to_stderr_only_when_asked(small, tmp_path, capsys, monkeypatch):
+    from captum_freqrex._utils import progress
+
+    run(ToneClassifier([440, 1000]), small, tmp_path / "quiet.sqlite", **SMALL)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)  # a line per model call (stderr is no terminal)
+    run(ToneClassifier([440, 1000]), small, tmp_path / "shown.sqlite", show_progress=True, **SMALL)
+    captured = capsys.readouterr()
+    lines = [line.rstrip() for line in captured.err.strip().splitlines()]  # tqdm's "\r" rewrites
+    assert captured.out == "" and lines[0].startswith("explain-dataset: clip 1/2, 0 queries")
+    assert any(line.startswith("explain-dataset: clip 2/2, ") for line in lines)
+    assert all(re.search(r"elapsed, ETA (\d+\.\d s|\?)$", line) for line in lines[:-1])
+    assert re.fullmatch(r"explain-dataset: 2 clips explained, [\d,]+ queries in \d+\.\d s", lines[-1])
+
+
 # ----------------------------------------------------------------------------- command line
 
 

@@ -2,10 +2,10 @@
 
 The blocks of one page run in order in one namespace (a later block uses what an earlier one
 defined), in a fresh temporary folder. Python blocks are fenced ```python or ```{code-cell} python;
-shell, text and other blocks are not run. A block that cannot run as written (it needs the reader's
-own files) starts with a line ``# not run: <why>`` and is skipped; one that takes long starts with
-``# slow: <why>`` and runs only with ``-m slow`` (the page runs twice then: without and with it).
-CONTRIBUTING.md documents both. Pages import only the public API: no ``captum_freqrex._...`` module.
+shell, text and other blocks are not run. Every Python block runs in the default suite: none is
+skipped or left to ``-m slow`` (a block that needs the reader's files gets them from
+``PAGE_FILES``; a long measurement runs at a small scale, its full-scale figures in the prose).
+Pages import only the public API: no ``captum_freqrex._...`` module.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON_INFOS = {"python", "{code-cell} python", "{code-cell} ipython3"}
-SKIP_MARK = "# not run:"
-SLOW_MARK = "# slow:"
+#: First lines that once marked a block skipped or slow; no block may start with them now.
+SKIP_MARKS = ("# not run", "# slow")
 FENCE = re.compile(
     r"^(?P<indent> *)(?P<fence>`{3,})(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
     re.M | re.S,
@@ -34,6 +34,7 @@ PRINTS = {
     "docs/comparing.md": [r"FreqReX\s+top band 400-450 Hz \(A4 is 440 Hz\)"],
     "docs/quickstart.md": [r"^A4 confidence", r"flips the decision to C5", r"top bins \(Hz\): \[440\.0"],
     "docs/datasets.md": [r"^5 0 0$", r"^kick\s+\d+\s+\d+\s"],  # five clips explained, none stored before, none failed
+    "docs/method.md": [r"^\d+ True ShrinkReport\("],  # the adaptive search's shrunk set is certified
 }
 
 
@@ -70,20 +71,12 @@ def test_pages_have_python_blocks_and_no_private_imports():
     assert len(blocks) >= 20
     private = [f"{b.page}:{b.line}" for b in blocks if re.search(r"captum_freqrex(\.\w+)*\._", b.code)]
     assert private == [], "public docs import private modules"
-    unexplained = [f"{b.page}:{b.line}" for b in blocks for mark in (SKIP_MARK, SLOW_MARK)
-                   if b.code.startswith(mark) and not b.code.splitlines()[0][len(mark):].strip()]
-    assert unexplained == [], "a skipped block says why it cannot run"
+    skipped = [f"{b.page}:{b.line}" for b in blocks if b.code.lstrip().startswith(SKIP_MARKS)]
+    assert skipped == [], "every block runs: give it the files it reads (PAGE_FILES) or a smaller scale"
 
 
 def _cases() -> list:
-    cases = []
-    for page in PAGES:
-        blocks = python_blocks(page)
-        if blocks:
-            cases.append(pytest.param(page, False, id=page.name))
-        if any(b.code.startswith(SLOW_MARK) for b in blocks):
-            cases.append(pytest.param(page, True, id=f"{page.name}-with-slow", marks=pytest.mark.slow))
-    return cases
+    return [pytest.param(page, id=page.name) for page in PAGES if python_blocks(page)]
 
 
 
@@ -101,8 +94,8 @@ def _percussion_clip_folder(folder: Path) -> None:
 #: What a page's examples expect in the reader's folder, made before they run.
 PAGE_FILES = {"docs/datasets.md": lambda root: _percussion_clip_folder(root / "my_clips")}
 
-@pytest.mark.parametrize(("page", "with_slow"), _cases())
-def test_page_examples_run(page, with_slow, tmp_path, monkeypatch):
+@pytest.mark.parametrize("page", _cases())
+def test_page_examples_run(page, tmp_path, monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,8 +108,6 @@ def test_page_examples_run(page, with_slow, tmp_path, monkeypatch):
     namespace: dict = {"__name__": "__main__"}
     out = io.StringIO()
     for block in python_blocks(page):
-        if block.code.startswith(SKIP_MARK) or (block.code.startswith(SLOW_MARK) and not with_slow):
-            continue
         with contextlib.redirect_stdout(out):
             try:
                 exec(compile(block.code, f"{block.page}:{block.line}", "exec"), namespace)

@@ -72,6 +72,34 @@ def test_a_distractor_is_neither_sufficient_nor_necessary(two_tones):
     assert sufficiency(detector, two_tones, one_hot(440)[0]).sufficient.item()
 
 
+def test_every_result_converts_to_its_per_example_tensor(two_tones):
+    """As captum.metrics' infidelity and sensitivity_max return a (B,) tensor, each result's
+    to_tensor() is its per-example value: the tone's bin is sufficient, necessary, flips at k = 1
+    and is the first sufficient prefix; the distractor (second example's set) is none of these."""
+    detector = ToneDetector([440], threshold=0.5)
+    clips = torch.cat([two_tones, two_tones])
+    sets = torch.cat([one_hot(440), one_hot(1000, 2000)])
+    attr = torch.cat([ranking(440), ranking(1000)])
+    results = {
+        "sufficient": sufficiency(detector, clips, sets),
+        "necessary": necessity(detector, clips, sets),
+        "flipped": perturbation_success_rate(detector, clips, attr, k=1),
+        "size": minimal_sufficient_prefix(detector, clips, attr, max_scan_features=0),
+        "auc": deletion_curve(detector, clips, attr, n_steps=4),
+        "features": explanation_size(clips, sets),
+    }
+    for field, result in results.items():
+        value = result.to_tensor()
+        assert isinstance(value, torch.Tensor) and value is getattr(result, field) and value.shape == (2,), field
+    assert results["sufficient"].to_tensor().tolist() == [True, False]
+    assert results["necessary"].to_tensor().tolist() == [True, False]
+    assert results["flipped"].to_tensor().float().mean().item() == results["flipped"].success_rate.item() == 0.5
+    assert results["size"].to_tensor()[0].item() == 1 and results["features"].to_tensor().tolist() == [1, 2]
+    curve = results["auc"]
+    torch.testing.assert_close(curve.to_tensor(), torch.trapezoid(curve.confidence, curve.fractions))
+    assert perturbation_success_rate(detector, clips, attr, k=[1, 5]).to_tensor().shape == (2, 2)
+
+
 def test_targets_int_list_and_tensor(louder_440):
     classifier = ToneClassifier([440, 1000, 2500])
     clips = torch.cat([louder_440, louder_440])

@@ -59,6 +59,7 @@ def test_same_tones_accept_every_signal_other_tones_none():
     torch.testing.assert_close(result.rates[:, :2], torch.tensor([[1.0, 1.0], [0.0, 0.0]], dtype=torch.float64))
     assert math.isnan(result.rates[0, 2])  # no clip was decided "none"
     assert result.overall.tolist() == [1.0, 0.0]
+    assert result.to_tensor() is result.accepted  # the per-clip tensor, as captum.metrics returns one
     # The model keyed on 2500 / 3000 Hz decides its class 0 (2500 Hz) on every full clip, so it
     # "agrees" with the source's class-0 clips by index, yet accepts none of their signals, which
     # hold no 2500 Hz.

@@ -17,7 +17,8 @@ from captum.attr import PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_freqrex._core.certify.certify import certify_sets
+from captum_freqrex._core.certify.certify import CertifiedSets, certify_sets
+from captum_freqrex._core.certify.multiple import DisjointSearch, DisjointSets, disjoint_sets, given_scorer, search_scorer
 from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.certify.trust import Anchors, issue_warnings, probe_anchors, removal_warnings
 from captum_freqrex._explanation import Explanation, class_confidences, settings_record
@@ -30,6 +31,7 @@ from captum_freqrex._core.model.targets import TargetLike, targets_per_example
 from captum_freqrex._core.options import FreqReXOptions
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.search import BUILT_IN_SEARCHES, SearchLike, resolve_search
+from captum_freqrex._core.search.auto import AutoSearch
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions, SearchResult
 from captum_freqrex._core.search.evaluation import run_search, search_context
@@ -86,12 +88,15 @@ class FreqReX(PerturbationAttribution):
                     :mod:`captum_freqrex._core.model.decision`. Default: None
         search (search object or str, optional): How responsibility is searched: any object with a
                     ``run(context) -> SearchResult`` method (see :mod:`captum_freqrex._core.search.base`),
-                    or the name of a built-in: ``"refinement"`` (the default partition refinement
-                    over contiguous bands), ``"interleaved"`` and ``"energy"`` (the refinement
-                    along another feature order, for causes scattered across the spectrum),
-                    ``"adaptive"`` (probes the three orders at the root, refines along the one
-                    that narrows the set most) and ``"band_screening"`` (hierarchical screening
-                    of removals, for ``mode="necessary"``). Default: None (the refinement)
+                    or the name of a built-in: ``"auto"`` (the default: chooses per example, see
+                    :mod:`captum_freqrex._core.search.auto`: band screening for ``mode="necessary"``;
+                    otherwise the refinement over contiguous bands, preferring loud sets, and other
+                    feature orders when the bands leave the set scattered), ``"refinement"`` (the
+                    partition refinement over contiguous bands), ``"interleaved"`` and ``"energy"``
+                    (the refinement along another feature order, for causes scattered across the
+                    spectrum), ``"adaptive"`` (probes the three orders at the root, refines along
+                    the one that narrows the set most) and ``"band_screening"`` (hierarchical
+                    screening of removals, for ``mode="necessary"``). Default: None (``"auto"``)
         output (None, str, int or Callable, optional): Where the scores are in what the model
                     returns. None takes a tensor as is and unwraps the usual containers: the
                     ``.logits`` of a Hugging Face ``ModelOutput`` (or of any object with a tensor
@@ -208,7 +213,7 @@ class FreqReX(PerturbationAttribution):
         found = None
         if result is not None and isinstance(self.search, BUILT_IN_SEARCHES):
             found = bool((result.responsibility > 0).any())
-        others = [] if isinstance(self.search, BandScreening) else ["search='band_screening'"]
+        others = [] if isinstance(self.search, (BandScreening, AutoSearch)) else ["search='band_screening'"]
         return removal_warnings(
             anchors.target, anchors.original, anchors.baseline, call.options.mode, found,
             0 if result is None else result.queries, "" if result is None else result.stopped_by, others, sets,
@@ -260,11 +265,12 @@ class FreqReX(PerturbationAttribution):
                         into features, broadcastable to the feature grid (``(F,)``, ``(1, F)``, or
                         ``(C, F)`` with ``per_channel=True``; ``(F_stft, frames)`` for the STFT
                         domain). Features are refined in id order. Default: one feature per bin.
-            n_samples (int, optional): Number of independent refinement searches (at most; the
-                        search may stop early on convergence or budget). Default: 8
+            n_samples (int, optional): Most independent refinement searches: a cap, not a quota
+                        (the searches stop once the answer is settled, or at the budget). Default: 8
             perturbations_per_eval (int, optional): Most mutants per model call. Default: chosen
                         from the available memory (at most 128).
-            show_progress (bool, optional): Report progress over the examples on stderr.
+            show_progress (bool, optional): Report progress over the examples on stderr (a tqdm
+                        bar, a widget in a notebook with ipywidgets).
                         Default: False
             seed (int, optional): Seed of the random cuts. Every example uses the same seed, so an
                         example's result does not depend on the batch around it. Default: 0
@@ -278,8 +284,14 @@ class FreqReX(PerturbationAttribution):
                         in the target is at least this. Default: 0.0
             max_queries (int, optional): Query budget for the responsibility of one example; None
                         for no budget. Default: 1000
-            convergence_top_k (int, optional): Stop adding searches once the top-k features are
-                        unchanged by a wave of searches; None disables. Default: 10
+            convergence_top_k (int, optional): Early stopping: None runs every search the budget
+                        allows; any number stops them once the answer is settled, "minimal" (a
+                        search found a one-feature passing set: nothing smaller passes) or
+                        "converged" (a search found no smaller passing set than those before it;
+                        see :mod:`captum_freqrex._core.search.partition`). The number itself is no
+                        longer read (it was the width of an earlier rule that compared the top
+                        features between waves of searches, and never stopped on clips with many
+                        equivalent one-bin causes); it is kept so existing calls run. Default: 10
             per_channel (bool, optional): Separate features per channel for ``(B, C, T)`` inputs.
                         Default: False (each frequency is one feature across channels)
             decision (str, Decision or Callable, optional): Overrides the constructor's decision.
@@ -352,9 +364,10 @@ class FreqReX(PerturbationAttribution):
         max_extraction_queries: int = 64,
         attributions: Optional[TensorOrTuple] = None,
         rank_rtol: float = DEFAULT_RTOL,
-        shrink: bool = False,
+        shrink: bool = True,
         max_shrink_queries: int = 64,
         max_joint_queries: int = 320,
+        n_explanations: int = 1,
         options: Optional[FreqReXOptions] = None,
     ) -> List[Explanation]:
         r"""The full causal explanation of each example: responsibility and certified sets.
@@ -382,7 +395,9 @@ class FreqReX(PerturbationAttribution):
                         mode) and drop features by batched deletions while it stays sufficient (see
                         :mod:`captum_freqrex._core.certify.shrink`). The result is certified like every
                         set; ``sufficient.certificate.shrink`` reports the sizes before and after
-                        and how far from 1-minimal the set is. Default: False
+                        and how far from 1-minimal the set is. On by default: the ranking's prefix
+                        is often larger than the passing set the search saw, and the shrink costs at
+                        most ``max_shrink_queries``. Default: True
             max_shrink_queries (int, optional): Query budget of the shrink of one example, on top
                         of ``max_extraction_queries`` (its queries are counted in
                         ``extraction_queries``). Default: 64
@@ -398,6 +413,17 @@ class FreqReX(PerturbationAttribution):
                         A searched set replaces the prefix when smaller and is certified like every
                         set; its ``certificate.note`` says how it was found and ``certificate.shrink``
                         its sizes. 0 keeps the prefixes. Default: 320
+            n_explanations (int, optional): Return up to this many pairwise-disjoint certified
+                        sufficient sets (the ReX family's multiple explanations): the first is
+                        ``sufficient``, the others ``alternatives``, each found by the same search
+                        run over the features no earlier set holds, extracted, shrunk (with
+                        ``shrink``) and certified like the first. The search stops early, saying
+                        why in ``alternatives_report.stopped``, when keeping every feature outside
+                        the earlier sets no longer keeps the decision. Each further set spends at
+                        most ``1 + max_queries + max_extraction_queries`` queries (plus
+                        ``max_shrink_queries`` with ``shrink``); see
+                        :mod:`captum_freqrex._core.certify.multiple`. Needs ``mode="sufficient"``.
+                        Default: 1 (the first set only)
 
             options (FreqReXOptions, optional): Every option above as one object (the keywords
                         must then keep their defaults). Default: None
@@ -411,7 +437,7 @@ class FreqReX(PerturbationAttribution):
             max_depth=max_depth, min_part_size=min_part_size, n_pieces=n_pieces, confidence_filter=confidence_filter,
             max_queries=max_queries, convergence_top_k=convergence_top_k, per_channel=per_channel, decision=decision,
             mode=mode, complete_tolerance=complete_tolerance, max_extraction_queries=max_extraction_queries,
-            rank_rtol=rank_rtol, shrink=shrink, max_shrink_queries=max_shrink_queries,
+            rank_rtol=rank_rtol, shrink=shrink, max_shrink_queries=max_shrink_queries, n_explanations=n_explanations,
             max_joint_queries=max_joint_queries,
         )
         call = self._prepare(inputs, baselines, target, additional_forward_args, feature_mask, generator, options)
@@ -451,7 +477,9 @@ class FreqReX(PerturbationAttribution):
             options.max_shrink_queries if options.shrink else 0, candidates, call.seed,
             getattr(call.decision, "tie_tolerance", None), options.max_joint_queries,
         )
+        more = self._alternatives(call, example, scores, anchors, certified)
         messages = anchors.warnings + self._removal_warnings(call, anchors, refinement, sets=True) + certified.messages
+        messages += [] if more is None else more.messages
         issue_warnings(messages, example, space.batch_size)
         after = call.oracle.stats
         stats = QueryStats(
@@ -468,7 +496,28 @@ class FreqReX(PerturbationAttribution):
             baseline=anchors.baseline, warnings=messages, model_stable=certified.stable,
             settings=self._settings(call, example, recorded),
             class_confidences=class_confidences(call.decision, anchors.outputs),
+            alternatives=[] if more is None else more.sets, alternatives_report=None if more is None else more.report,
         )
+
+    def _alternatives(
+        self, call: _Call, example: int, scores: Optional[Tensor], anchors: Anchors, certified: CertifiedSets,
+    ) -> Optional[DisjointSets]:
+        # explain(n_explanations=k): further sufficient sets, disjoint from the first (None for k=1).
+        options = call.options
+        if options.n_explanations == 1:
+            return None
+        if scores is None:
+            baseline = call.space.baseline_waveforms(example)
+            scorer = search_scorer(self.search, lambda: search_context(
+                call.queries(example), anchors.target, baseline, True, "sufficient", options.refinement(), call.seed,
+            ), options.refinement)
+        else:
+            scorer = given_scorer(scores[example])
+        how = DisjointSearch(
+            scorer, options.max_extraction_queries, options.max_shrink_queries if options.shrink else 0,
+            options.rank_rtol, call.seed, getattr(call.decision, "tie_tolerance", None),
+        )
+        return disjoint_sets(call.queries(example), anchors, certified.sets[0], options.n_explanations, how, certified.stable)
 
     def _settings(self, call: _Call, example: int, recorded: dict) -> dict:
         # The call's options as the saved explanation records them (same keys, same order as ever).
@@ -482,7 +531,8 @@ class FreqReX(PerturbationAttribution):
             mode=o.mode, complete_tolerance=o.complete_tolerance,
             max_extraction_queries=o.max_extraction_queries, attributions=recorded["attributions"],
             rank_rtol=o.rank_rtol, shrink=o.shrink, max_shrink_queries=o.max_shrink_queries,
-            max_joint_queries=o.max_joint_queries, domain=call.space.domain, decision=call.decision, search=self.search, synthesis=self.synthesis,
+            max_joint_queries=o.max_joint_queries, domain=call.space.domain, decision=call.decision, search=self.search,
+            synthesis=self.synthesis, n_explanations=o.n_explanations,
         )
 
 

@@ -53,9 +53,10 @@ class FreqReXOptions:
     complete_tolerance: float = 0.05
     max_extraction_queries: int = 64
     rank_rtol: float = DEFAULT_RTOL
-    shrink: bool = False
+    shrink: bool = True
     max_shrink_queries: int = 64
     max_joint_queries: int = 320
+    n_explanations: int = 1
 
     def __post_init__(self) -> None:
         # The order of the checks is the order in which FreqReX has always reported them.
@@ -77,6 +78,22 @@ class FreqReXOptions:
         if not 0.0 <= confidence < 1.0:
             raise ValueError(f"confidence_filter must be in [0, 1), got {confidence}")
         self.refinement()  # validates the search knobs
+        self._check_explanations()
+
+    def _check_explanations(self) -> None:
+        # Disjoint sufficient sets are searched for by keeping features, which mode="necessary" does not.
+        try:
+            self._set("n_explanations", as_int(self.n_explanations, "n_explanations", minimum=1))
+        except (TypeError, ValueError) as error:
+            raise type(error)(
+                f"{error} (n_explanations is how many pairwise-disjoint sufficient sets explain returns: an int >= 1)"
+            ) from None
+        if self.n_explanations > 1 and self.mode != "sufficient":
+            raise ValueError(
+                f"n_explanations={self.n_explanations} needs mode='sufficient' (disjoint sufficient sets are "
+                f"searched for by keeping features), got mode={self.mode!r}: use mode='sufficient', or "
+                "n_explanations=1"
+            )
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # the normalised value, once, while building

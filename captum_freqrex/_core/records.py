@@ -5,8 +5,8 @@ A leaf: it imports nothing of the package, so every stage can return these recor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 
 @dataclass
@@ -149,4 +149,30 @@ class ShrinkReport:
             "prefix_size": self.prefix_size, "start_size": self.start_size, "start": self.start,
             "size": self.size, "queries": self.queries, "checked": self.checked,
             "removable": self.removable, "exhaustive": self.exhaustive, "one_minimal": self.one_minimal,
+        }
+
+
+@dataclass
+class AlternativesReport:
+    r"""How the further disjoint sufficient sets of ``explain(..., n_explanations=k)`` were searched.
+
+    Attributes:
+        requested (int): ``n_explanations``: the most sets asked for, the first sufficient set
+                    included.
+        queries (list of int): Model queries spent on each further set returned, in order (its
+                    root check, search, extraction, shrink and certification).
+        stopped (str): Why fewer than ``requested`` sets were returned, in plain words (e.g. no
+                    disjoint sufficient set is left); empty when every requested set was found.
+        stop_queries (int): Queries spent by the attempt that found no further set (0 when none).
+    """
+
+    requested: int
+    queries: List[int] = field(default_factory=list)
+    stopped: str = ""
+    stop_queries: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "requested": self.requested, "queries": list(self.queries), "stopped": self.stopped,
+            "stop_queries": self.stop_queries,
         }

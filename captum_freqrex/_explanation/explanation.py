@@ -26,6 +26,7 @@ from captum_freqrex._core.records import SetCertificate
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.records import QueryStats
+from captum_freqrex._core.records import AlternativesReport
 from captum_freqrex._explanation.informative import set_flags
 from captum_freqrex._explanation.records import (
     MAX_LISTED,
@@ -186,8 +187,10 @@ class Explanation:
         stats (QueryStats): Queries, forward calls, model time and total time of this example.
         responsibility_queries (int): Queries spent on responsibility.
         extraction_queries (int): Queries spent on extracting and certifying the sets.
-        stopped_by (str): Why the responsibility search stopped: ``"searches"``, ``"converged"`` or
-                    ``"max_queries"``; ``"attributions"`` when the ranking came from given attributions.
+        stopped_by (str): Why the responsibility search stopped: ``"minimal"`` (a one-feature set
+                    passed), ``"converged"`` (a search found no smaller set), ``"searches"`` (all
+                    ``n_samples`` ran) or ``"max_queries"``; ``"attributions"`` when the ranking came
+                    from given attributions.
         baseline (ProbeResult, optional): The model on the baseline alone (every feature removed).
         warnings (list of str): Why (part of) this explanation cannot be taken at face value, in
                     plain words: the target is not the model's decision, the baseline alone already
@@ -210,6 +213,13 @@ class Explanation:
         stored_layout (FeatureLayout, optional): The feature layout of an explanation loaded without
                     its inputs; None while it is derived from the explanation's own feature space
                     (read :attr:`layout`).
+        alternatives (list of CausalSet): With ``explain(..., n_explanations=k)``: up to ``k - 1``
+                    further certified sufficient sets, pairwise disjoint and disjoint from
+                    :attr:`sufficient` (which is not repeated here); empty otherwise. Rebuild one
+                    as a waveform with ``waveform("alternative_1")`` (``"alternative_2"``, ...).
+        alternatives_report (AlternativesReport, optional): How they were searched: the number
+                    requested, the queries each spent, and why fewer were found (``stopped``).
+                    None when ``n_explanations=1``.
     """
 
     responsibility: Union[Tensor, Tuple[Tensor, ...]]
@@ -234,6 +244,8 @@ class Explanation:
     sample_rate: Optional[float] = None
     stored_layout: Optional[FeatureLayout] = field(default=None, repr=False)
     model_stable: Optional[bool] = None
+    alternatives: List[CausalSet] = field(default_factory=list)
+    alternatives_report: Optional[AlternativesReport] = None
 
     @property
     def target_is_decision(self) -> bool:
@@ -249,6 +261,11 @@ class Explanation:
     def sets(self) -> Dict[str, Optional[CausalSet]]:
         """The three sets by name."""
         return {name: getattr(self, name) for name in SET_NAMES}
+
+    @property
+    def sufficient_sets(self) -> List[CausalSet]:
+        """Every pairwise-disjoint sufficient set: :attr:`sufficient` (when found), then :attr:`alternatives`."""
+        return ([self.sufficient] if self.sufficient is not None else []) + list(self.alternatives)
 
     @property
     def certified(self) -> bool:
@@ -284,8 +301,16 @@ class Explanation:
         return None if self._space is None else self._space.baseline_waveforms(self._example)
 
     def _set(self, which: str) -> CausalSet:
+        if which.startswith("alternative_") and which[len("alternative_"):].isdigit():
+            number = int(which[len("alternative_"):])
+            if not 1 <= number <= len(self.alternatives):
+                raise ValueError(
+                    f"this explanation has {len(self.alternatives)} alternative sets, so no {which!r} "
+                    "(see Explanation.alternatives and explain(..., n_explanations=k))"
+                )
+            return self.alternatives[number - 1]
         if which not in SET_NAMES:
-            raise ValueError(f"which must be one of {SET_NAMES}, got {which!r}")
+            raise ValueError(f"which must be one of {SET_NAMES} or 'alternative_<n>', got {which!r}")
         chosen = getattr(self, which)
         if chosen is None:
             raise ValueError(f"this explanation has no {which} set (see Explanation.{which})")
@@ -307,7 +332,8 @@ class Explanation:
         r"""Reconstruct a set as a waveform.
 
         Args:
-            which (str, optional): ``"sufficient"``, ``"sufficient_necessary"`` or ``"complete"``.
+            which (str, optional): ``"sufficient"``, ``"sufficient_necessary"``, ``"complete"``, or
+                        ``"alternative_1"``, ``"alternative_2"``, ... for :attr:`alternatives`.
                         Default: ``"sufficient"``
             removed (bool, optional): False gives the set alone (the rest at the baseline); True gives
                         the original with the set removed. Default: False
@@ -383,6 +409,10 @@ class Explanation:
           feature is one row), ``cells`` and ``cells_hz_s`` (STFT only: ``[row, frame]`` and
           ``[Hz, seconds]`` of the set's cells, most responsible first; None otherwise). For tuple
           inputs these location fields sit in a list ``inputs``, one dict per input.
+        * ``alternatives``: :attr:`alternatives` (``explain(..., n_explanations=k)``), each a dict
+          like a set's above; an empty list otherwise. ``alternatives_report``: ``requested``,
+          ``queries`` (per alternative), ``stopped`` (why fewer were found; empty when all
+          were) and ``stop_queries``; None with ``n_explanations=1``.
         * ``seed``: the seed of the search; ``settings``: :attr:`settings`.
         * ``responsibility_queries``, ``extraction_queries``, ``stopped_by``, and the cost:
           ``queries``, ``forward_calls``, ``model_seconds``, ``overhead_seconds``,
@@ -571,6 +601,8 @@ class Explanation:
             else:
                 status = "certified" if chosen.certified else "NOT certified"
                 parts.append(f"{name}={chosen.size} features ({status})")
+        if self.alternatives:
+            parts.append(f"alternatives={[s.size for s in self.alternatives]} features")
         parts += [f"flip_class={self.flip_class}", f"n_features={int(self.feature_responsibility.numel())}"]
         parts += [f"queries={self.stats.queries}", f"warnings={len(self.warnings)}"]
         if self.sample_rate is not None:

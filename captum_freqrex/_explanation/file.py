@@ -18,6 +18,7 @@ from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, St
 from captum_freqrex._core.records import SetCertificate
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.records import ShrinkReport
+from captum_freqrex._core.records import AlternativesReport
 from captum_freqrex._core.spectral.space import SYNTHESIS, FeatureSpace
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._explanation.explanation import CausalSet, Explanation, FeatureLayout
@@ -213,7 +214,7 @@ def _check_verdicts(record: Dict[str, Any]) -> Optional[int]:
 
 
 def _check_certificate(cert: Any, name: str, size: int, n_classes: Optional[int]) -> None:
-    where = f"sets.{name}.certificate"
+    where = f"{name}.certificate"
     if _count(cert, "size", where) != size:
         raise Damaged(f"{where}.size is {cert['size']}, but the set's mask holds {size} features")
     _check_probe(_field(cert, "kept", where), f"{where}.kept", n_classes)
@@ -241,19 +242,57 @@ def _check_sets(record: Dict[str, Any], n: int, sizes: Tensor, n_classes: Option
         raise Damaged("sets is not a dict of the three sets")
     for name in SET_NAMES:
         chosen = _field(sets, name, "sets")
-        if chosen is None:
-            continue
-        where = f"sets.{name}"
-        mask = _tensor(_field(chosen, "mask", where), f"{where}.mask", (n,), "bool")
-        bins = int(sizes[mask].sum())
-        if _count(chosen, "n_bins", where) != bins:
-            raise Damaged(f"{where}.n_bins is {chosen['n_bins']}, but its features cover {bins} bins")
-        share, level = _field(chosen, "energy_share", where), _field(chosen, "level_db", where)
-        if not _is_real(share) or not (math.isnan(share) or -1e-6 <= share <= 1 + 1e-6):
-            raise Damaged(f"{where}.energy_share is {share!r}, not a share in [0, 1]")
-        if not _is_real(level) or level == math.inf:
-            raise Damaged(f"{where}.level_db is {level!r}, not a level in dB")
-        _check_certificate(_field(chosen, "certificate", where), name, int(mask.sum()), n_classes)
+        if chosen is not None:
+            _check_set(chosen, f"sets.{name}", n, sizes, n_classes)
+
+
+def _check_set(chosen: Any, where: str, n: int, sizes: Tensor, n_classes: Optional[int]) -> Tensor:
+    """One set's record; returns its mask."""
+    mask = _tensor(_field(chosen, "mask", where), f"{where}.mask", (n,), "bool")
+    bins = int(sizes[mask].sum())
+    if _count(chosen, "n_bins", where) != bins:
+        raise Damaged(f"{where}.n_bins is {chosen['n_bins']}, but its features cover {bins} bins")
+    share, level = _field(chosen, "energy_share", where), _field(chosen, "level_db", where)
+    if not _is_real(share) or not (math.isnan(share) or -1e-6 <= share <= 1 + 1e-6):
+        raise Damaged(f"{where}.energy_share is {share!r}, not a share in [0, 1]")
+    if not _is_real(level) or level == math.inf:
+        raise Damaged(f"{where}.level_db is {level!r}, not a level in dB")
+    _check_certificate(_field(chosen, "certificate", where), where, int(mask.sum()), n_classes)
+    return mask
+
+
+def _check_alternatives(record: Dict[str, Any], n: int, sizes: Tensor, n_classes: Optional[int]) -> None:
+    """The further disjoint sufficient sets (absent from older files) and their report."""
+    alternatives, report = record.get("alternatives", []), record.get("alternatives_report")
+    if not isinstance(alternatives, list):
+        raise Damaged(f"alternatives is {type(alternatives).__name__}, not a list of sets")
+    if report is None:
+        if alternatives:
+            raise Damaged("alternatives_report is missing, but there are alternative sets")
+        return
+    if not isinstance(report, dict) or set(report) != {f.name for f in fields(AlternativesReport)}:
+        raise Damaged("alternatives_report is not a report (the fields of AlternativesReport)")
+    requested, queries = report["requested"], report["queries"]
+    if not _is_int(requested) or requested < 1 or len(alternatives) + 1 > requested:
+        raise Damaged(f"alternatives_report.requested is {requested!r}, not a count of at least {len(alternatives) + 1} sets")
+    if not isinstance(queries, list) or len(queries) != len(alternatives) or not all(_is_int(q) and q >= 0 for q in queries):
+        raise Damaged(f"alternatives_report.queries is {queries!r}, not one count per alternative ({len(alternatives)})")
+    if not isinstance(report["stopped"], str):
+        raise Damaged(f"alternatives_report.stopped is {report['stopped']!r}, not text")
+    _count(report, "stop_queries", "alternatives_report")
+    if not alternatives:
+        return
+    if record["sets"]["sufficient"] is None:
+        raise Damaged("alternatives are stored without the sufficient set they are disjoint from")
+    taken = record["sets"]["sufficient"]["mask"].clone()
+    for i, chosen in enumerate(alternatives):
+        where = f"alternatives[{i}]"
+        mask = _check_set(chosen, where, n, sizes, n_classes)
+        if not chosen["certificate"]["certified"] or not bool(mask.any()):
+            raise Damaged(f"{where} is not a certified non-empty set (only those are returned)")
+        if bool((mask & taken).any()):
+            raise Damaged(f"{where} overlaps the sufficient set or an earlier alternative (they must be disjoint)")
+        taken |= mask
 
 
 def _check_plain(value: Any, name: str) -> None:
@@ -331,6 +370,7 @@ def check_record(record: Dict[str, Any]) -> None:
     sizes = _check_feature_ids(record, grids, n)
     n_classes = _check_verdicts(record)
     _check_sets(record, n, sizes, n_classes)
+    _check_alternatives(record, n, sizes, n_classes)
     _check_run(record)
     _check_waveforms(record, shapes)
 
@@ -381,6 +421,8 @@ def _explanation_record(explanation: Explanation) -> Dict[str, Any]:
         "original": _probe_record(explanation.original),
         "baseline": _probe_record(explanation.baseline),
         "sets": {name: _set_record(s) for name, s in explanation.sets.items()},
+        "alternatives": [_set_record(s) for s in explanation.alternatives],
+        "alternatives_report": None if explanation.alternatives_report is None else asdict(explanation.alternatives_report),
         "stats": vars(explanation.stats).copy(),
         "responsibility_queries": int(explanation.responsibility_queries),
         "extraction_queries": int(explanation.extraction_queries),
@@ -464,21 +506,18 @@ def _probe_from_record(d: Optional[Dict[str, Any]]) -> Optional[ProbeResult]:
     return None if d is None else ProbeResult(**d)
 
 
+def _set_from_record(name: str, d: Dict[str, Any]) -> CausalSet:
+    c = d["certificate"]
+    # save_explanation always writes a set's "kept" probe.
+    kept = cast(ProbeResult, _probe_from_record(c["kept"]))
+    cert = SetCertificate(c["size"], kept, _probe_from_record(c["removed"]), c["certified"], c["exact"], c["note"])
+    if c.get("shrink") is not None:
+        cert.shrink = ShrinkReport(**c["shrink"])
+    return CausalSet(name, d["mask"].bool(), d["n_bins"], cert, d["energy_share"], d["level_db"])
+
+
 def _sets_from_record(record: Dict[str, Any]) -> List[Optional[CausalSet]]:
-    sets: List[Optional[CausalSet]] = []
-    for name in SET_NAMES:
-        d = record["sets"][name]
-        if d is None:
-            sets.append(None)
-            continue
-        c = d["certificate"]
-        # save_explanation always writes a set's "kept" probe.
-        kept = cast(ProbeResult, _probe_from_record(c["kept"]))
-        cert = SetCertificate(c["size"], kept, _probe_from_record(c["removed"]), c["certified"], c["exact"], c["note"])
-        if c.get("shrink") is not None:
-            cert.shrink = ShrinkReport(**c["shrink"])
-        sets.append(CausalSet(name, d["mask"].bool(), d["n_bins"], cert, d["energy_share"], d["level_db"]))
-    return sets
+    return [None if record["sets"][name] is None else _set_from_record(name, record["sets"][name]) for name in SET_NAMES]
 
 
 def _space_from_record(
@@ -566,6 +605,8 @@ def load_explanation(
         class_confidences=record["class_confidences"],
         sample_rate=record["sample_rate"],
         stored_layout=layout,
+        alternatives=[_set_from_record("sufficient", d) for d in record.get("alternatives", [])],
+        alternatives_report=None if record.get("alternatives_report") is None else AlternativesReport(**record["alternatives_report"]),
     )
 
 def _offsets_of_sizes(sizes: Sequence[int]) -> List[int]:

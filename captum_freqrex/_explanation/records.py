@@ -297,6 +297,11 @@ def summary_record(
             continue
         where = set_frequencies(explanation.layout, chosen.mask, sample_rate, max_listed, ranks, is_tuple)
         sets[name] = {**set_record(chosen), **where}
+    alternatives = [
+        {**set_record(chosen), **set_frequencies(explanation.layout, chosen.mask, sample_rate, max_listed, ranks, is_tuple)}
+        for chosen in explanation.alternatives
+    ]
+    report = explanation.alternatives_report
     confidences = explanation.class_confidences
     original = explanation.original
     return {
@@ -319,6 +324,8 @@ def summary_record(
         "certified": explanation.certified,
         "flags": summary_flags(sets),
         "sets": sets,
+        "alternatives": alternatives,
+        "alternatives_report": None if report is None else report.as_dict(),
         "seed": explanation.settings.get("seed"),
         "settings": dict(explanation.settings),
         "responsibility_queries": explanation.responsibility_queries,

@@ -1,4 +1,4 @@
-"""The progress line of a data-set run: clips done, queries, elapsed time and ETA, on stderr.
+"""The progress line of a data-set run (a tqdm bar): clips done, queries, elapsed time and ETA, on stderr.
 
 A :class:`~captum_freqrex._utils.progress.QueryProgress` over clips instead of examples. With the
 local backend every model call of FreqReX updates it (so the ETA moves inside a clip, from the
@@ -38,7 +38,7 @@ class DatasetProgress(QueryProgress):
 
     def __enter__(self) -> "DatasetProgress":
         self.token = ACTIVE_PROGRESS.set(self)  # FreqReX's model calls report to the active progress line
-        self._write(force=True)
+        self.show()  # opens the bar: its first line
         return self
 
     def __exit__(self, kind: object, *rest: object) -> None:
@@ -66,16 +66,20 @@ class DatasetProgress(QueryProgress):
         self.done = index
         self.example_start = time.perf_counter()
         self.example_queries = self.queries
-        self._write()
+        self.show()
 
-    def eta(self, now: float) -> Optional[float]:
-        if not self.known or self.total == 0:
-            return None
+    def position(self, now: float) -> float:
+        """Clips done, plus the batch in flight's share of its query budget."""
         in_flight = 0.0
         if self.budget:
             spent = (self.queries - self.example_queries) / (self.budget * self.batch)
             in_flight = min(max(spent, 0.0), 1.0) * self.batch
-        fraction = min((self.done + in_flight) / self.total, 1.0)
+        return self.done + in_flight
+
+    def eta(self, now: float) -> Optional[float]:
+        if not self.known or self.total == 0:
+            return None
+        fraction = min(self.position(now) / self.total, 1.0)
         if fraction <= 0:
             return None
         return max((now - self.start) * (1 - fraction) / fraction, 0.0)
@@ -90,6 +94,7 @@ class DatasetProgress(QueryProgress):
         )
 
     def close(self, finished: bool) -> None:
+        """Write the summary line: clips explained (or where the run stopped), queries and time."""
         seconds = format_seconds(time.perf_counter() - self.start)
         if finished:
             text = f"{self.desc}: {self.done} clips explained, {self.queries:,} queries in {seconds}"
@@ -97,4 +102,4 @@ class DatasetProgress(QueryProgress):
             text = f"{self.desc}: stopped after {self.done} clips, {self.queries:,} queries in {seconds}"
         if self.skipped:
             text += f" ({self.skipped} already stored)"
-        self._write(force=True, text=text, end="\n")
+        self.finish(text, finished)

@@ -306,7 +306,8 @@ def explain_dataset(
                     are part of the run's settings. Default: None
         transfer_factories (Mapping of str to Callable, optional): For workers: picklable functions
                     that build some of the targets (by name) in each worker. Default: None
-        show_progress (bool, optional): A progress line with ETA on stderr. Default: False
+        show_progress (bool, optional): A progress line with ETA on stderr (a tqdm bar, a widget in
+                    a notebook with ipywidgets). Default: False
 
     Returns:
         DatasetRun: Counts, queries and time of this call.

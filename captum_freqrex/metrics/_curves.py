@@ -42,6 +42,15 @@ class CurveResult(NamedTuple):
     auc: Tensor
     target: Tensor
 
+    def to_tensor(self) -> Tensor:
+        r"""The per-example value, a tensor as :mod:`captum.metrics` returns: ``auc``
+        (float64, the area under the curve).
+
+        Returns:
+            Tensor: ``(B,)``, the same tensor as ``.auc`` (not a copy).
+        """
+        return self.auc
+
 
 class PrefixResult(NamedTuple):
     r"""Per-example results of :func:`minimal_sufficient_prefix`, each a ``(B,)`` tensor.
@@ -79,6 +88,15 @@ class PrefixResult(NamedTuple):
     exhaustive: Tensor
     queries: Tensor
     target: Tensor
+
+    def to_tensor(self) -> Tensor:
+        r"""The per-example value, a tensor as :mod:`captum.metrics` returns: ``size``
+        (long; -1 where no prefix suffices).
+
+        Returns:
+            Tensor: ``(B,)``, the same tensor as ``.size`` (not a copy).
+        """
+        return self.size
 
 
 def _curve_sizes(n_features: int, n_steps: int) -> List[int]:

@@ -43,6 +43,16 @@ class PerturbationResult(NamedTuple):
     k: Tensor
     target: Tensor
 
+    def to_tensor(self) -> Tensor:
+        r"""The per-example value, a tensor as :mod:`captum.metrics` returns: ``flipped``
+        (bool; ``success_rate`` is its mean over the examples).
+
+        Returns:
+            Tensor: ``(B, L)``, or ``(B,)`` for an int ``k``: the same tensor as ``.flipped`` (not a
+            copy).
+        """
+        return self.flipped
+
 
 def perturbation_success_rate(
     forward_func: Callable,

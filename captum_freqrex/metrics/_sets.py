@@ -32,6 +32,15 @@ class SufficiencyResult(NamedTuple):
     original_confidence: Tensor
     target: Tensor
 
+    def to_tensor(self) -> Tensor:
+        r"""The per-example value, a tensor as :mod:`captum.metrics` returns: ``sufficient``
+        (bool).
+
+        Returns:
+            Tensor: ``(B,)``, the same tensor as ``.sufficient`` (not a copy).
+        """
+        return self.sufficient
+
 
 class NecessityResult(NamedTuple):
     r"""Per-example results of :func:`necessity`, each a ``(B,)`` tensor.
@@ -52,6 +61,15 @@ class NecessityResult(NamedTuple):
     decided: Tensor
     original_confidence: Tensor
     target: Tensor
+
+    def to_tensor(self) -> Tensor:
+        r"""The per-example value, a tensor as :mod:`captum.metrics` returns: ``necessary``
+        (bool).
+
+        Returns:
+            Tensor: ``(B,)``, the same tensor as ``.necessary`` (not a copy).
+        """
+        return self.necessary
 
 
 def _set_verdicts(run: MetricRun, feature_set: TensorOrTuple, keep_set: bool) -> ChangeVerdicts:

@@ -28,6 +28,15 @@ class SizeResult(NamedTuple):
     bin_share: Tensor
     energy_share: Tensor
 
+    def to_tensor(self) -> Tensor:
+        r"""The per-example value, a tensor as :mod:`captum.metrics` returns: ``features``
+        (long, the number of features in the set).
+
+        Returns:
+            Tensor: ``(B,)``, the same tensor as ``.features`` (not a copy).
+        """
+        return self.features
+
 
 def explanation_size(
     inputs: TensorOrTuple,

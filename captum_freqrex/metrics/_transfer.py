@@ -60,6 +60,15 @@ class TransferResult:
     agrees: Optional[Tensor]
     full_decided: Optional[Tensor] = None
 
+    def to_tensor(self) -> Tensor:
+        r"""The per-clip value, a tensor as :mod:`captum.metrics` returns: ``accepted`` (bool, per
+        target model and clip; ``rates`` sums it up per class).
+
+        Returns:
+            Tensor: ``(M, N)``, the same tensor as ``.accepted`` (not a copy).
+        """
+        return self.accepted
+
     def _per_class(self, rows: Tensor) -> Tensor:
         """Counts ``(M, K)`` of true entries of ``rows`` ``(M, N)`` per class."""
         onehot = torch.nn.functional.one_hot(self.classes.cpu(), len(self.class_names)).long()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Union
 
 from captum_freqrex._core.search.adaptive import AdaptiveRefinement
+from captum_freqrex._core.search.auto import AutoSearch
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import ResponsibilitySearch
 from captum_freqrex._core.search.partition import PartitionRefinement
@@ -17,6 +18,7 @@ SearchLike = Union[None, str, ResponsibilitySearch]
 
 #: The built-in searches by name (``FreqReX(search="adaptive")``).
 NAMED_SEARCHES: Dict[str, Callable[[], ResponsibilitySearch]] = {
+    "auto": AutoSearch,
     "refinement": PartitionRefinement,
     "interleaved": lambda: PartitionRefinement(order="interleaved"),
     "energy": lambda: PartitionRefinement(order="energy"),
@@ -25,12 +27,13 @@ NAMED_SEARCHES: Dict[str, Callable[[], ResponsibilitySearch]] = {
 }
 
 #: Searches whose responsibility is above 0 only where a removal (or keep) they queried passed.
-BUILT_IN_SEARCHES = (PartitionRefinement, AdaptiveRefinement, BandScreening)
+BUILT_IN_SEARCHES = (AutoSearch, PartitionRefinement, AdaptiveRefinement, BandScreening)
 
 
 def resolve_search(search: SearchLike) -> ResponsibilitySearch:
-    r"""A search object from ``search``: None is the default partition refinement; a string names a
-    built-in (``"refinement"``, ``"interleaved"``, ``"energy"``, ``"adaptive"``, ``"band_screening"``).
+    r"""A search object from ``search``: None is the default :class:`AutoSearch` (the strategy chosen per
+    example); a string names a built-in (``"auto"``, ``"refinement"``, ``"interleaved"``,
+    ``"energy"``, ``"adaptive"``, ``"band_screening"``).
 
     Args:
         search (None, str or search object): What ``FreqReX(search=...)`` was given.
@@ -42,7 +45,7 @@ def resolve_search(search: SearchLike) -> ResponsibilitySearch:
         ValueError: For an unknown name. TypeError: For an object without a ``run`` method.
     """
     if search is None:
-        return PartitionRefinement()
+        return AutoSearch()
     if isinstance(search, str):
         if search not in NAMED_SEARCHES:
             raise ValueError(f"search must be a search object or one of {sorted(NAMED_SEARCHES)}, got {search!r}")

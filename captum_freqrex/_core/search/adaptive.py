@@ -63,22 +63,28 @@ class AdaptiveRefinement:
                     :data:`~captum_freqrex._core.search.partition.ORDERS` or permutation tensors), the
                     preferred first: it wins ties (sizes within :data:`TIE_RTOL` of the smallest).
                     Default: ``("frequency", "energy", "interleaved")``
+        prefer (str, optional): How the refinement along the chosen order picks the next passing
+                    set (see :class:`PartitionRefinement`). Default: ``"energy"``
 
     The chosen order and each order's probe result (the fewest features of a passing union, the
     number of features when none passed) are in the result's ``details``.
     """
 
-    def __init__(self, orders: Sequence[OrderLike] = ("frequency", "energy", "interleaved")) -> None:
+    def __init__(
+        self, orders: Sequence[OrderLike] = ("frequency", "energy", "interleaved"), prefer: str = "energy"
+    ) -> None:
+        PartitionRefinement(prefer=prefer)  # validates prefer
         orders = list(orders)
         if not orders:
             raise ValueError("orders must name at least one order")
         for order in orders:
             check_order(order)
         self.orders = orders
+        self.prefer = prefer
 
     def __repr__(self) -> str:
         names = [o if isinstance(o, str) else "<permutation>" for o in self.orders]
-        return f"AdaptiveRefinement(orders={names!r})"
+        return f"AdaptiveRefinement(orders={names!r}, prefer={self.prefer!r})"
 
     @staticmethod
     def _name(order: OrderLike, index: int) -> str:
@@ -110,7 +116,7 @@ class AdaptiveRefinement:
         options = dataclasses.replace(opts, max_queries=remaining)
         refine = dataclasses.replace(context, options=options, queries=0)
         perm = perms[chosen]
-        result = PartitionRefinement(order=perm if perm is not None else "frequency").run(refine)
+        result = PartitionRefinement(order=perm if perm is not None else "frequency", prefer=self.prefer).run(refine)
         name = self._name(self.orders[chosen], chosen)
         details = {"order": name, "probe": sizes, "probe_queries": probe_queries}
         return SearchResult(

@@ -37,8 +37,16 @@ to single features (``min_part_size=1`` with enough depth and budget), a feature
 has exactly zero responsibility; a piece the budget left unsplit shares its mass with the ignored
 features it holds.
 
-Searches run in lockstep waves of :data:`WAVE_SIZE`; all mutants of a wave's step go to the model
-together. Between waves the search stops early once the top features no longer change.
+**Stopping.** ``n_samples`` and ``max_queries`` are caps, not quotas: searches run one after another
+and the run stops as soon as its answer is settled (``convergence_top_k=None`` runs them all):
+
+* ``"minimal"`` - a search found a passing set of one feature: no smaller set can pass (the empty
+  set is the baseline alone, which the anchors query), so further searches could only add
+  alternatives of the same size;
+* ``"converged"`` - a search ended without a passing set smaller than the smallest found before
+  it: the random cuts have stopped improving the answer;
+
+otherwise ``"searches"`` (``n_samples`` ran) or ``"max_queries"`` (the budget ran out).
 
 **Orders.** "Contiguous" means contiguous along a feature order. The default is frequency order
 (feature ids), whose pieces are bands. Causes scattered across the spectrum (a model that needs
@@ -65,8 +73,9 @@ from captum_freqrex._core.spectral.space import Range, ranges_to_mask
 from captum_freqrex._core.search.base import RefinementOptions, SearchContext, SearchResult
 from captum_freqrex._core.spectral.synthesis import StepQuery
 
-#: Searches refined together in lockstep; their mutants share model calls.
-WAVE_SIZE = 4
+#: Searches refined together in lockstep (their mutants share model calls). One: each search's
+#: outcome decides whether the next one runs (the stopping rule of :meth:`_Refiner.run`).
+WAVE_SIZE = 1
 
 
 @dataclass
@@ -302,9 +311,10 @@ class _Refiner:
         """The final passing set of every search that found one (each verified by a query), non-empty ones."""
         return [s.witness for s in self.searches if s.witness]
 
-    def _top(self, k: int) -> frozenset:
-        values = self.responsibility()
-        return frozenset(torch.topk(values, min(k, self.n_features)).indices.tolist())
+    def _smallest(self) -> Optional[int]:
+        """Features in the smallest passing set found so far (None: none found)."""
+        sizes = [sum(hi - lo for lo, hi in w) for w in self.witnesses()]
+        return min(sizes) if sizes else None
 
     def run(self) -> Tensor:
         r"""Run waves of searches until ``n_searches``, the budget, or convergence; return responsibility."""
@@ -316,11 +326,14 @@ class _Refiner:
                 break
             self._run_wave(min(WAVE_SIZE, opts.n_searches - len(self.searches)))
             if opts.convergence_top_k is not None and len(self.searches) < opts.n_searches:
-                top = self._top(opts.convergence_top_k)
-                if top == previous:
+                smallest = self._smallest()
+                if smallest is not None and smallest <= 1:
+                    self.stopped_by = "minimal"
+                    break
+                if smallest is not None and previous is not None and smallest >= previous:
                     self.stopped_by = "converged"
                     break
-                previous = top
+                previous = smallest
         return self.responsibility()
 
 
@@ -408,15 +421,15 @@ class PartitionRefinement:
                     signal: a set that sits at the spectral peaks rather than in near-empty bins),
                     or ``"size"``, the one with the fewest features (the smallest sets, wherever
                     they lie). ``"energy"`` puts sets of normalising pitch models at the harmonics
-                    (tests/test_ranking.py) but on the zoo's CNNs it gave larger sets and, on two
-                    of five clips, quieter ones (docs/method.md), and the louder of two alternative
-                    causes then takes all the mass. Default: ``"size"``
+                    (tests/test_ranking.py) instead of in near-empty bins a normalising front end
+                    turns into full-scale tones; the louder of two alternative causes then takes
+                    all the mass. Default: ``"energy"``
 
     Uses every knob of ``context.options`` (``n_samples``, ``max_depth``, ``min_part_size``,
     ``n_pieces``, ``max_queries``, ``convergence_top_k``).
     """
 
-    def __init__(self, order: OrderLike = "frequency", prefer: str = "size") -> None:
+    def __init__(self, order: OrderLike = "frequency", prefer: str = "energy") -> None:
         check_order(order)
         if prefer not in PREFERENCES:
             raise ValueError(f"prefer must be one of {PREFERENCES}, got {prefer!r}")
