@@ -265,17 +265,17 @@ def _searched(
     joint = search_joint_sets(queries, ranking, anchors, sufficient, tolerance, budget, seed, (k_nec, k_comp))
     masks, reports, notes = {}, {}, {}
     how = {
-        "sufficient_necessary": "the sufficient set and a necessary-mode band screening",
-        "complete": "its core grown along the ranking",
+        "sufficient_necessary": "from the sufficient set and a necessary-mode band screening",
+        "complete": "grown from its core along the ranking",
     }
     if joint.necessary_report is not None and joint.necessary_report.start == PREFIX_START:
-        how["sufficient_necessary"] = "the ranking's prefix, shrunk while both claims held"
+        how["sufficient_necessary"] = "from the ranking's prefix"
     for name, mask, report, prefix in (("sufficient_necessary", joint.necessary, joint.necessary_report, k_nec),
                                        ("complete", joint.complete, joint.complete_report, k_comp)):
         if mask is not None and report is not None and (prefix is None or report.size < prefix):
             masks[name], reports[name] = mask, report
-            notes[name] = (f"searched ({how[name]}, shrunk from {report.start_size} to {report.size} features; "
-                           f"the ranking's prefix: {'none' if prefix is None else prefix})")
+            notes[name] = (f"searched ({how[name]}; shrunk from {report.start_size} to {report.size} features while "
+                           f"its claims held; the ranking's prefix: {'none' if prefix is None else prefix})")
         else:
             notes[name] = f"the prefix of the ranking: the joint search ({joint.queries} queries) found no smaller set"
     return _Searched(masks, reports, notes, joint.queries)
