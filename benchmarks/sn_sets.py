@@ -58,12 +58,13 @@ def _set_record(causal_set: Any, n_features: int) -> Optional[Dict[str, Any]]:
             "from_prefix": report is not None and report.start == "joint-prefix"}
 
 
-def clip_record(model: Callable, clip: torch.Tensor, seed: int) -> Dict[str, Any]:
-    r"""The default's sets and the prefix sets of one clip (``(1, T)``), with their queries and time."""
+def clip_record(model: Callable, clip: torch.Tensor, seed: int, joint: Optional[int] = None) -> Dict[str, Any]:
+    r"""The default's sets (``max_joint_queries=joint`` where given) and the prefix sets of one clip
+    (``(1, T)``), with their queries and time."""
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        default = FreqReX(model).explain(clip, seed=seed)[0]
+        default = FreqReX(model).explain(clip, seed=seed, **({} if joint is None else {"max_joint_queries": joint}))[0]
         seconds = time.perf_counter() - start
         prefix = FreqReX(model).explain(clip, seed=seed, attributions=default.responsibility.unsqueeze(0),
                                         max_joint_queries=0)[0]
@@ -124,14 +125,15 @@ def run_model(name: str, args: argparse.Namespace) -> List[Dict[str, Any]]:
     model, data = flip_rates.load_held_out(name, args.split, args.data)
     stride = dict(s.split("=") for s in args.stride if "=" in s).get(name, next((s for s in args.stride if "=" not in s), "1"))
     chosen, selection = flip_rates._selection(data.waveforms.shape[0], int(stride), args.limit)
-    path = os.path.join(args.out, f"sn_sets_{args.split}_{name}.jsonl")
+    budget = "" if args.max_joint_queries is None else f"_joint{args.max_joint_queries}"
+    path = os.path.join(args.out, f"sn_sets_{args.split}_{name}{budget}.jsonl")
     done = _read(path)
     start = time.perf_counter()
     for count, position in enumerate(flip_rates._coarse_to_fine(len(chosen))):
         i = chosen[position]
         if i not in done and not args.summarize:
             record = {"clip": i, "source": data.sources[i], "label": int(data.labels[i]),
-                      **clip_record(model, data.waveforms[i : i + 1], args.seed)}
+                      **clip_record(model, data.waveforms[i : i + 1], args.seed, args.max_joint_queries)}
             flip_rates.append_record(path, record)
             done[i] = record
             print(f"{name}: {count + 1}/{len(chosen)} clips, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
@@ -162,6 +164,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--limit", type=int, help="the first N clips (after --stride)")
     parser.add_argument("--stride", nargs="+", default=[], metavar="[MODEL=]K", help="every K-th clip (of MODEL)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-joint-queries", type=int, help="the default's budget instead of explain's default "
+                        "(records in sn_sets_<split>_<model>_joint<N>.jsonl, tables in sn_sets_<split>_joint<N>.md)")
     parser.add_argument("--threads", type=int, help="torch threads")
     parser.add_argument("--out", default=os.path.join(flip_rates.REPO, "benchmarks", "results"))
     parser.add_argument("--summarize", action="store_true", help="tables from the records only, run nothing")
@@ -173,7 +177,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     rows: List[Dict[str, Any]] = []
     for name in args.models:
         rows += run_model(name, args)
-        _write(rows, args.out, f"sn_sets_{args.split}", command)
+        _write(rows, args.out, f"sn_sets_{args.split}" + ("" if args.max_joint_queries is None else f"_joint{args.max_joint_queries}"),
+               command)
 
 
 if __name__ == "__main__":
