@@ -59,8 +59,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Method name -> FreqReX constructor and attribute options (FeatureAblation is run separately).
 VARIANTS: Dict[str, Tuple[Any, Dict[str, Any]]] = {
-    "refinement (sufficient)": (None, {}),
-    "refinement (necessary)": (None, {"mode": "necessary"}),
+    "refinement (sufficient)": ("refinement", {}),
+    "refinement (necessary)": ("refinement", {"mode": "necessary"}),
     "adaptive (necessary)": ("adaptive", {"mode": "necessary"}),
     "band_screening (necessary)": ("band_screening", {"mode": "necessary"}),
 }

@@ -96,6 +96,11 @@ def _cell(row: Dict) -> str:
     return f"{row['queries']:,} | {row['stopped']} | {bins}{'' if row['certified'] else ' (not certified)'}, {level}"
 
 
+def _median(group: List[Dict], which: str, key: str) -> float:
+    values = [r[which][key] for r in group if r[which][key] is not None]
+    return statistics.median(values) if values else float("nan")
+
+
 def table(rows: List[Dict]) -> str:
     """The markdown table: one line per clip, then medians per kind."""
     lines = [
@@ -114,14 +119,11 @@ def table(rows: List[Dict]) -> str:
     for kind in dict.fromkeys(r["kind"] for r in rows):
         group = [r for r in rows if r["kind"] == kind]
 
-        def med(key: str, which: str) -> float:
-            values = [r[which][key] for r in group if r[which][key] is not None]
-            return statistics.median(values) if values else float("nan")
-
         ratio = statistics.median(r["default"]["wall"] / r["ig"] for r in group)
         lines.append(
-            f"| {kind} | {len(group)} | {med('queries', 'default'):,.0f} | {med('queries', 'whole'):,.0f} | "
-            f"{med('bins', 'default'):,.0f} | {med('bins', 'whole'):,.0f} | {ratio:.1f}x |"
+            f"| {kind} | {len(group)} | {_median(group, 'default', 'queries'):,.0f} | "
+            f"{_median(group, 'whole', 'queries'):,.0f} | {_median(group, 'default', 'bins'):,.0f} | "
+            f"{_median(group, 'whole', 'bins'):,.0f} | {ratio:.1f}x |"
         )
     return "\n".join(lines)
 

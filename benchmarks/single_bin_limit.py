@@ -12,8 +12,9 @@ A clip where any single-bin removal flips the decision is within reach of flip@1
 **physical limit** of flip@1. Beside it, on the same clips, the methods of
 ``benchmarks/flip_rates.py`` run at equal queries, within ``--queries`` (default 1,000) per clip:
 Captum's FeatureAblation over log bands (as many as fit: one query per band plus one), then FreqReX's
-default necessary-mode search (``FreqReX(model).attribute(..., mode="necessary")``) and band
-screening, each given the queries FeatureAblation used. Their flips at k = 1 and 5 are measured by
+partition refinement in necessary mode (``search="refinement"``, the default until the per-example
+``search="auto"``, whose records here were measured then) and band screening (the default search
+in necessary mode now), each given the queries FeatureAblation used. Their flips at k = 1 and 5 are measured by
 :func:`captum_freqrex.metrics.perturbation_success_rate` (single-bin features), and each method's
 share of the limit is its flip@1 over the clips where a single-bin flip exists.
 
@@ -59,7 +60,10 @@ from captum_freqrex.datasets import DatasetSplit  # noqa: E402
 LIMIT = "single-bin limit (exhaustive)"
 #: Methods run beside the limit (names of flip_rates.py), and the names the tables give them.
 METHODS = ["FeatureAblation", "refinement (necessary)", "band_screening (necessary)"]
-LABELS = {"refinement (necessary)": "FreqReX default (necessary)"}
+LABELS = {
+    "refinement (necessary)": "refinement (necessary; the default until search='auto', measured then)",
+    "band_screening (necessary)": "band_screening (necessary; the default now)",
+}
 
 
 def single_bin_flips(model: Callable, clip: torch.Tensor, sample_rate: int, batch_rows: int = 128,

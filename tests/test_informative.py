@@ -12,7 +12,7 @@ import re
 import pytest
 import torch
 
-from captum_freqrex import FreqReX, PartitionRefinement
+from captum_freqrex import FreqReX
 from captum_freqrex._explanation.informative import MAX_FEATURE_SHARE, MIN_LEVEL_DB, NEXT_STEPS, result_hints
 from known_models import SAMPLE_RATE, SpectrumCoverageDetector, ToneDetector, bin_of, impulse, tone
 
@@ -61,7 +61,7 @@ def test_a_set_that_is_most_of_the_spectrum_is_flagged_with_the_next_step(broad)
     assert [(f["set"], f["flag"]) for f in summary["flags"]][0] == ("sufficient", "most_of_spectrum")
     flag = entry["flags"][0]
     assert "most of the spectrum" in flag["reason"] and f"{100 * chosen.feature_share:.0f}%" in flag["reason"]
-    for step in ("log_bands(", "--bands", 'search="adaptive"', "shrink=True", "baseline"):
+    for step in ("log_bands(", "--bands", "max_queries=", 'search="interleaved"', "baseline"):
         assert step in flag["next_step"]
 
 
@@ -72,15 +72,16 @@ def test_a_set_far_below_the_clips_level_is_flagged(quiet):
     assert _kinds(chosen.flags) == ["below_clip_level"]
     flag = quiet.summary(SAMPLE_RATE)["sets"]["sufficient"]["flags"][0]
     assert "far below the clip's level" in flag["reason"] and "-26 dB" in flag["reason"]
-    assert 'PartitionRefinement(prefer="energy")' in flag["next_step"] and 'search="energy"' in flag["next_step"]
+    assert 'search="energy"' in flag["next_step"] and "--bands" in flag["next_step"]
 
 
 def test_the_named_next_steps_exist():
     x = (0.05 * tone(440, 0.1) + tone(1000, 0.1)).unsqueeze(0)
-    for search in (PartitionRefinement(prefer="energy"), "energy", "adaptive"):
-        expl = FreqReX(ToneDetector([440], 0.03), search=search).explain(x, max_queries=200, shrink=True)[0]
+    for search in ("energy", "interleaved"):
+        expl = FreqReX(ToneDetector([440], 0.03), search=search).explain(x, max_queries=4000)[0]
         assert expl.sufficient.mask[bin_of(440, 800)]
-    assert "PartitionRefinement" in NEXT_STEPS["below_clip_level"]
+    assert 'search="energy"' in NEXT_STEPS["below_clip_level"]
+    assert 'search="interleaved"' in NEXT_STEPS["most_of_spectrum"] and "max_queries=4000" in NEXT_STEPS["most_of_spectrum"]
 
 
 def test_an_ordinary_one_bin_set_at_the_peak_is_not_flagged(ordinary):

@@ -64,7 +64,7 @@ def test_options_are_frozen_and_checked_when_built():
         options.replace(n_pieces=9)
     with pytest.raises(TypeError, match="seed must be an int"):
         FreqReXOptions(seed=1.5)
-    assert options.replace(shrink=True).shrink and not options.shrink
+    assert not options.replace(shrink=False).shrink and options.shrink  # shrink is on by default
     assert FreqReXOptions(**options.as_dict()) == options
 
 

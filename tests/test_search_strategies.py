@@ -21,7 +21,7 @@ Rule = Callable[[torch.Tensor], torch.Tensor]  # (N, n) bool sets -> (N,) bool p
 
 
 def fake_context(rule: Rule, mode: str = "sufficient", max_queries: int = 1000, seed: int = 0,
-                 n_features: int = N_FEATURES, energy=None) -> SearchContext:
+                 n_features: int = N_FEATURES, energy=None, stop_early: bool = True) -> SearchContext:
     """A SearchContext whose verdicts come from ``rule`` on the sets themselves."""
     def evaluate_masks(sets: torch.Tensor) -> SetVerdicts:
         sets = sets.bool()
@@ -37,7 +37,7 @@ def fake_context(rule: Rule, mode: str = "sufficient", max_queries: int = 1000, 
         sets = torch.cat(rows) if rows else torch.zeros(0, n_features, dtype=torch.bool)
         return rule(sets)
 
-    options = RefinementOptions(max_queries=max_queries)
+    options = RefinementOptions(max_queries=max_queries, convergence_top_k=10 if stop_early else None)
     options.validate()
     everything = torch.ones(1, n_features, dtype=torch.bool)
     return SearchContext(
@@ -77,9 +77,31 @@ def test_refinements_credit_exactly_the_causes(search, rule, causes):
 def test_a_disjunction_gives_each_cause_its_share():
     # Either cause alone keeps the decision: neither is a but-for cause of the whole, each is
     # one of two ways to it; both are credited and nothing else is.
-    result = PartitionRefinement().run(fake_context(holds_any(10, 41)))
+    result = PartitionRefinement().run(fake_context(holds_any(10, 41), stop_early=False))
     credited = set(torch.nonzero(result.responsibility > 0).flatten().tolist())
     assert credited == {10, 41}
+
+
+def test_the_searches_stop_at_the_first_one_feature_set():
+    # The same disjunction with the stopping rule: one search ends on one of the two causes, and
+    # no smaller set exists, so no further search runs.
+    result = PartitionRefinement().run(fake_context(holds_any(10, 41)))
+    credited = set(torch.nonzero(result.responsibility > 0).flatten().tolist())
+    assert result.stopped_by == "minimal" and result.sets.shape[0] == 1 and credited in ({10}, {41})
+
+
+def test_the_searches_stop_once_a_search_finds_no_smaller_set():
+    # All of five: every search ends on the five; the second finds nothing smaller and stops the run.
+    causes = [3, 10, 41, 50, 60]
+    result = PartitionRefinement().run(fake_context(lambda sets: sets[:, causes].all(dim=1)))
+    assert result.stopped_by == "converged" and result.sets.shape[0] == 2
+    assert set(torch.nonzero(result.responsibility > 0).flatten().tolist()) == set(causes)
+
+
+def test_a_small_set_settles_the_searches():
+    # All of two: one search ends on {10, 41}, a set of at most SMALL_SET features.
+    result = PartitionRefinement().run(fake_context(lambda sets: sets[:, 10] & sets[:, 41]))
+    assert result.stopped_by == "small" and result.sets.shape[0] == 1
 
 
 def test_band_screening_finds_the_feature_whose_removal_flips():

@@ -120,7 +120,7 @@ class UnlessTwoKilohertz(nn.Module):
         return torch.stack([margin, -margin], dim=1)
 
 
-@pytest.mark.parametrize("search", ["band_screening", None], ids=["band_screening", "refinement"])
+@pytest.mark.parametrize("search", ["band_screening", "refinement", None], ids=["band_screening", "refinement", "default"])
 def test_necessary_mode_finds_a_flipping_removal_the_silent_baseline_does_not_show(search):
     x = clip((440, 1.0), (1000, 1.0), (2500, 0.5))
     model = BothOrNeither()
@@ -177,7 +177,7 @@ def test_band_screening_resolves_both_flipping_tones_bin_by_bin():
     assert torch.all(resp[near] < 1.0)
 
 
-@pytest.mark.parametrize("search", ["band_screening", None], ids=["band_screening", "refinement"])
+@pytest.mark.parametrize("search", ["band_screening", "refinement", None], ids=["band_screening", "refinement", "default"])
 def test_necessary_mode_with_no_flipping_removal_says_what_was_tried(search):
     x = clip((440, 1.0), (1000, 0.5))
     model = UnlessTwoKilohertz()
@@ -189,7 +189,8 @@ def test_necessary_mode_with_no_flipping_removal_says_what_was_tried(search):
     (message,) = [m for m in said if "baseline alone does not change" in m]
     assert f"no removal the search tried within its budget did ({queries} queries" in message
     assert "may still be non-monotone" in message and "a larger max_queries" in message
-    assert ("search='band_screening'" in message) == (search is None)  # never suggest the search in use
+    # never suggest the search in use (the default screens bands in necessary mode)
+    assert ("search='band_screening'" in message) == (search == "refinement")
     assert "cannot change" not in message and "nothing to find" not in message
     # Whatever the search tried, the removals really do not change the decision.
     top = metrics.perturbation_success_rate(model, x, expl.feature_responsibility.unsqueeze(0), k=[1, 5])
@@ -301,7 +302,8 @@ def test_a_necessary_set_larger_than_the_sufficient_set():
     sufficient-and-necessary set needs both."""
     x = clip((440, 1.0), (1500, 1.0), (2500, 1.0))
     model = any_of(BIN_440, BIN_1500)
-    expl = FreqReX(model).explain(x, seed=0)[0]
+    # Every search runs (no stopping rule), so the ranking credits both alternatives.
+    expl = FreqReX(model).explain(x, seed=0, convergence_top_k=None)[0]
     assert expl.sufficient.size == 1 and expl.sufficient.certified
     nec = expl.sufficient_necessary
     assert nec.size == 2 and nec.certified and nec.mask[BIN_440] and nec.mask[BIN_1500]

@@ -188,9 +188,11 @@ class Explanation:
         responsibility_queries (int): Queries spent on responsibility.
         extraction_queries (int): Queries spent on extracting and certifying the sets.
         stopped_by (str): Why the responsibility search stopped: ``"minimal"`` (a one-feature set
-                    passed), ``"converged"`` (a search found no smaller set), ``"searches"`` (all
-                    ``n_samples`` ran) or ``"max_queries"``; ``"attributions"`` when the ranking came
-                    from given attributions.
+                    passed), ``"small"`` (a set of at most four features passed), ``"converged"`` (a
+                    search found no smaller set), ``"searches"`` (all ``n_samples`` ran),
+                    ``"max_queries"``, or ``"empty set passes"`` (the baseline alone keeps the
+                    decision: nothing to search); ``"attributions"`` when the ranking came from
+                    given attributions.
         baseline (ProbeResult, optional): The model on the baseline alone (every feature removed).
         warnings (list of str): Why (part of) this explanation cannot be taken at face value, in
                     plain words: the target is not the model's decision, the baseline alone already

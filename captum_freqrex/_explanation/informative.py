@@ -28,13 +28,14 @@ _OTHER_BASELINE = f"explain against another baseline ({_BASELINE_OPTIONS})"
 #: The next step for each flag, named by options that exist (Python, then the command line).
 NEXT_STEPS = {
     "most_of_spectrum": (
-        "group bins into bands (explain(..., feature_mask=log_bands(...)); --bands N), or, for scattered "
-        'causes, FreqReX(model, search="adaptive") with explain(..., shrink=True) (--search adaptive), '
+        "group bins into bands (explain(..., feature_mask=log_bands(...)); --bands N), give the search "
+        "more queries (the default search tries other feature orders when bands leave the set scattered: "
+        'explain(..., max_queries=4000); --max-queries 4000), search="interleaved" (--search interleaved), '
         f"or {_OTHER_BASELINE}"
     ),
     "below_clip_level": (
-        "search for sets at the clip's energy (FreqReX(model, search=PartitionRefinement(prefer=\"energy\")) "
-        f'or search="energy"; --search energy), or {_OTHER_BASELINE}'
+        'search along loudness tiers (FreqReX(model, search="energy"); --search energy), group bins into '
+        f"bands (--bands N), or {_OTHER_BASELINE}"
     ),
 }
 

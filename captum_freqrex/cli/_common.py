@@ -39,7 +39,7 @@ ZOO_PREFIX = "zoo:"
 CALLABLE_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 #: ``--search`` choices (see :class:`FreqReX`'s ``search=``).
-SEARCHES = ("refinement", "interleaved", "energy", "adaptive", "band_screening")
+SEARCHES = ("auto", "refinement", "interleaved", "energy", "adaptive", "band_screening")
 
 
 #: Smallest FreqReX query budget: one refinement step of the default 4 pieces (2**4 - 1 mutants).

@@ -1,0 +1,153 @@
+"""The default explanation: the strategy chosen per example, and searches that stop at the answer.
+
+Known answers by construction (tests/known_models.py and test_search.py's HarmonicSum): a tone
+detector decided by one bin, a detector that needs two tones together, 12 harmonics that bands
+cannot cut apart from the partials between them, and a classifier whose removal flips. Every set
+is re-queried here by the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
+from test_search import HARMONICS, PARTIALS, HarmonicSum, harmonic_clip, one_hot
+
+from captum_freqrex import FreqReX
+from captum_freqrex._core.search.auto import SCATTERED_MIN, AutoSearch, loudest_peaks
+from captum_freqrex._core.search.band_screening import BandScreening
+from captum_freqrex._core.search.partition import PartitionRefinement
+
+N_BINS = SAMPLE_RATE // 2 + 1
+
+
+def test_one_decisive_bin_stops_at_the_first_one_feature_set(detector, tone_clip):
+    explainer = FreqReX(detector)
+    expl = explainer.explain(tone_clip)[0]
+    result = explainer.last_search[0]
+    # One search ran (its set, then the loud-peak check's: the 440 Hz tone is the loudest peak).
+    assert expl.stopped_by == "minimal" and result.sets.shape[0] == 2
+    assert result.details["loud_peaks"] == [bin_of(440, SAMPLE_RATE)]
+    # Random cuts into four: about log4(4001) = 6 steps of 15 queries, a few more for uneven
+    # cuts, and one query per loud peak.
+    assert expl.responsibility_queries <= 15 * 12 + 12
+    assert expl.sufficient.size == 1 and expl.sufficient.mask[bin_of(440, SAMPLE_RATE)]
+    assert expl.sufficient.certified and detector(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+    # The rule off: every search runs, for the same one-bin answer.
+    whole = FreqReX(detector).explain(tone_clip, convergence_top_k=None)[0]
+    assert whole.stopped_by in ("searches", "max_queries") and whole.responsibility_queries > 4 * expl.responsibility_queries
+    assert torch.equal(whole.sufficient.mask, expl.sufficient.mask)
+
+
+def test_two_needed_tones_settle_after_one_search_as_a_small_set(tone_clip):
+    model = ToneDetector([440, 1000], threshold=0.2, require_all=True)
+    explainer = FreqReX(model)
+    expl = explainer.explain(tone_clip)[0]
+    assert expl.stopped_by == "small" and explainer.last_search[0].details["loud_peaks"] is not None
+    expected = one_hot(N_BINS, [bin_of(440, SAMPLE_RATE), bin_of(1000, SAMPLE_RATE)])
+    assert expl.sufficient.certified and torch.equal(expl.sufficient.mask, expected)
+    assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+
+
+def test_five_needed_tones_converge_once_a_search_finds_no_smaller_set():
+    hz = [300, 700, 1100, 1900, 3100]
+    x = sum(tone(f) for f in hz).unsqueeze(0)
+    model = ToneDetector(hz, threshold=0.2, require_all=True)
+    explainer = FreqReX(model)
+    expl = explainer.explain(x)[0]
+    assert expl.stopped_by == "converged"
+    searches = explainer.last_search[0].sets
+    assert searches is not None and 2 <= searches.shape[0] < 8  # stopped before the cap of n_samples
+    assert expl.sufficient.certified and torch.equal(expl.sufficient.mask, one_hot(N_BINS, [bin_of(f, SAMPLE_RATE) for f in hz]))
+
+
+def test_the_stopping_rule_is_seeded_and_batch_invariant(tone_clip):
+    model = ToneDetector([440, 1000], threshold=0.2, require_all=True)
+    batch = torch.cat([tone_clip, 0.9 * tone_clip])
+    together = FreqReX(model).explain(batch, seed=3)
+    for i, expl in enumerate(together):
+        alone = FreqReX(model).explain(batch[i : i + 1], seed=3)[0]
+        assert alone.stopped_by == expl.stopped_by and alone.responsibility_queries == expl.responsibility_queries
+        assert torch.equal(alone.responsibility, expl.responsibility)
+
+
+def test_the_default_search_is_auto_and_refines_bands_when_they_separate_the_causes(detector, tone_clip):
+    explainer = FreqReX(detector)
+    assert isinstance(explainer.search, AutoSearch)
+    default = explainer.attribute(tone_clip, seed=2, max_queries=300)
+    assert explainer.last_search[0].details["strategy"] == "frequency"
+    for search in (AutoSearch(), "auto", PartitionRefinement(prefer="energy")):
+        same = FreqReX(detector, search=search).attribute(tone_clip, seed=2, max_queries=300)
+        torch.testing.assert_close(same, default, rtol=0, atol=0)
+
+
+def test_scattered_causes_are_refined_along_the_order_the_probe_picks_and_give_exactly_the_harmonics():
+    x, model = harmonic_clip(), HarmonicSum()
+    bands = FreqReX(model, search="refinement").explain(x, seed=0)[0]
+    assert bands.sufficient.size > 100  # bands cannot cut the harmonics from the partials
+    explainer = FreqReX(model)
+    expl = explainer.explain(x, seed=0)[0]
+    details = explainer.last_search[0].details
+    assert details["strategy"] == "probed, refined along energy" and details["first_set"] > SCATTERED_MIN
+    assert details["second_set"] < details["first_set"]
+    assert expl.responsibility_queries <= 1000
+    sufficient = expl.sufficient
+    assert sufficient.certified and torch.equal(sufficient.mask, one_hot(x.shape[-1] // 2 + 1, HARMONICS))
+    assert not sufficient.mask[PARTIALS].any()
+    assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+
+
+def test_scattered_above_abandons_an_order_after_the_first_search():
+    x, model = harmonic_clip(), HarmonicSum()
+    explainer = FreqReX(model, search=PartitionRefinement(scattered_above=SCATTERED_MIN))
+    explainer.attribute(x, seed=0)
+    result = explainer.last_search[0]
+    assert result.stopped_by == "scattered" and result.sets is not None and result.sets.shape[0] == 1
+    for bad in (-1, 2.5, True, "16"):
+        with pytest.raises(ValueError, match="scattered_above must be None or a non-negative int"):
+            PartitionRefinement(scattered_above=bad)
+
+
+def test_the_default_necessary_search_is_band_screening():
+    model = ToneClassifier([440, 1000, 2500]).eval()
+    x = (tone(440) + 0.9 * tone(1000) + 0.2 * tone(2500)).unsqueeze(0)
+    explainer = FreqReX(model)
+    default = explainer.attribute(x, mode="necessary", max_queries=300)
+    assert explainer.last_search[0].details["strategy"] == "band_screening"
+    screened = FreqReX(model, search=BandScreening()).attribute(x, mode="necessary", max_queries=300)
+    torch.testing.assert_close(default, screened, rtol=0, atol=0)
+    top = int(default.argmax())
+    assert top == bin_of(440, SAMPLE_RATE)  # removing 440 Hz alone hands the decision to 1 kHz
+    removed = x - torch.fft.irfft(torch.fft.rfft(x) * one_hot(N_BINS, [top]), n=x.shape[-1])
+    assert model(removed).argmax(1).item() == 1
+
+
+def test_the_loud_peak_check_prefers_the_loud_one_of_equally_small_sets():
+    # Either tone alone suffices; the quiet one sits first in frequency order. Whatever the search
+    # ends on, the loud-peak check finds that the loud tone alone passes, and the set is the loud one.
+    x = (0.1 * tone(440) + tone(2500)).unsqueeze(0)
+    model = ToneDetector([440, 2500], threshold=0.05)
+    explainer = FreqReX(model)
+    expl = explainer.explain(x)[0]
+    assert explainer.last_search[0].details["loud_peaks"] == [bin_of(2500, SAMPLE_RATE)]
+    assert expl.sufficient.size == 1 and expl.sufficient.mask[bin_of(2500, SAMPLE_RATE)]
+    assert expl.sufficient.level_db == pytest.approx(0.0, abs=1e-6) and expl.sufficient.certified
+    assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+    assert float(expl.feature_responsibility.sum()) == pytest.approx(1.0)
+
+
+def test_loudest_peaks_are_spaced_and_in_loudness_order():
+    energy = torch.zeros(1600)
+    energy[[100, 101, 102, 700, 1200]] = torch.tensor([5.0, 9.0, 4.0, 7.0, 1.0])
+    # 1/800 of 1,600 features is 2: bins 100 and 102 belong to the peak at 101.
+    assert loudest_peaks(energy, 3) == [101, 700, 1200]
+    assert loudest_peaks(energy, 10) == [101, 700, 1200]  # features without energy are no peaks
+
+
+def test_shrink_is_on_by_default():
+    x, model = harmonic_clip(), HarmonicSum()
+    expl = FreqReX(model, search="refinement").explain(x, seed=0)[0]
+    report = expl.sufficient.certificate.shrink
+    assert report is not None and report.size == expl.sufficient.size <= report.start_size
+    plain = FreqReX(model, search="refinement").explain(x, seed=0, shrink=False)[0]
+    assert plain.sufficient.certificate.shrink is None and plain.sufficient.size >= expl.sufficient.size
