@@ -10,6 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from captum_freqrex import FreqReXOptions
+
+#: The joint search of the sufficient-and-necessary and complete sets, and the certification of
+#: its two sets (one row each), on top of the responsibility and extraction budgets.
+JOINT = FreqReXOptions().max_joint_queries + 2
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,7 +37,7 @@ def test_perf_benchmark_smoke(tmp_path):
         assert float(row["model_s_median"]) <= float(row["wall_s_median"])
     freqrex = rows[0]
     assert freqrex["certified"] == "True" and freqrex["contains_tone_bin"] == "True"
-    assert int(freqrex["queries"]) <= 1000 + 64 + 1
+    assert int(freqrex["queries"]) <= 1000 + 64 + 1 + JOINT
     text = (tmp_path / "perf.md").read_text()
     assert text.count("\n") == len(rows) + 4 and "device cpu" in text.splitlines()[0]
     assert "peak_cuda_mib" not in rows[0]  # GPU columns only on CUDA
@@ -44,7 +50,7 @@ def test_perf_benchmark_smoke_on_the_zoo_model(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "perf.csv")))
     assert [(r["model"], r["method"]) for r in rows] == [("instruments", "FreqReX"), ("instruments", "IntegratedGradients")]
     assert rows[0]["certified"] == "True" and "contains_tone_bin" not in rows[0]
-    assert int(rows[0]["queries"]) <= 1000 + 64 + 1 and int(rows[1]["queries"]) > 0
+    assert int(rows[0]["queries"]) <= 1000 + 64 + 1 + JOINT and int(rows[1]["queries"]) > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error given where CUDA is absent")
@@ -286,6 +292,23 @@ def test_single_bin_limit_refuses_bad_options(capsys):
     # FeatureAblation's bands fit the queries: one per non-empty band plus one, as many as fit.
     bands = limit.bands_within(16000, 16000, 1000)
     assert int(bands.unique().numel()) + 1 == 1000
+
+
+def test_sn_sets_benchmark_records_both_extractions():
+    """benchmarks/sn_sets.py on the tone task: the prefix is one bin already, so the default spends
+    no query on a search and both extractions return the same certified sets."""
+    from known_models import ToneDetector, tone
+
+    sn_sets = _load("sn_sets")
+    clip = (tone(440) + 0.5 * tone(1000)).unsqueeze(0)
+    record = sn_sets.clip_record(ToneDetector([440], threshold=0.5), clip, 0)
+    assert record["joint_queries"] == 0 and record["n_features"] == clip.shape[-1] // 2 + 1
+    for kind in sn_sets.KINDS:
+        assert record["default"][kind]["size"] == record["prefix"][kind]["size"] == 1
+        assert record["default"][kind]["certified"] and not record["default"][kind]["searched"]
+    rows = sn_sets.summarize("tone", "1 clip", [record])
+    assert [r["set"] for r in rows] == ["sufficient", "sufficient-and-necessary", "complete"]
+    assert all(r["found (default)"] == "1/1" and r["<= 5% (default)"] == "1/1" and r["searched"] == "0/1" for r in rows)
 
 
 def test_harmonics_soundfont_measures_against_f0_and_the_peak():

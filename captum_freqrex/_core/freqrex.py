@@ -74,7 +74,9 @@ class FreqReX(PerturbationAttribution):
     frequency features and sets the others to the baseline's (removes them, by default). It ranks
     the features by their degree of causal responsibility for the decision (see
     :mod:`captum_freqrex._core.search.partition` for the refinement), and :meth:`explain` extracts
-    certified sufficient, sufficient-and-necessary and complete sets from that ranking.
+    certified sufficient, sufficient-and-necessary and complete sets from that ranking (the last two
+    searched for with necessary-mode evidence where the ranking's prefixes are poor, see
+    :mod:`captum_freqrex._core.certify.joint`).
 
     Args:
         forward_func (Callable): The model: any callable mapping waveforms ``(B, T)`` or
@@ -364,6 +366,7 @@ class FreqReX(PerturbationAttribution):
         rank_rtol: float = DEFAULT_RTOL,
         shrink: bool = True,
         max_shrink_queries: int = 64,
+        max_joint_queries: int = 320,
         n_explanations: int = 1,
         options: Optional[FreqReXOptions] = None,
     ) -> List[Explanation]:
@@ -398,6 +401,18 @@ class FreqReX(PerturbationAttribution):
             max_shrink_queries (int, optional): Query budget of the shrink of one example, on top
                         of ``max_extraction_queries`` (its queries are counted in
                         ``extraction_queries``). Default: 64
+            max_joint_queries (int, optional): Query budget of the search for the
+                        sufficient-and-necessary and complete sets of one example, on top of the
+                        others (counted in ``extraction_queries``). Where the sufficient ranking's
+                        shortest prefix whose removal changes the decision is missing or longer
+                        than the sufficient set, a necessary-mode band screening finds the fewest
+                        features whose removal changes it; the sufficient set plus those features
+                        is checked both ways (kept alone it keeps the decision, removed it changes
+                        it; a tie is no change) and shrunk, and the complete set is grown from it
+                        along the ranking and shrunk (see :mod:`captum_freqrex._core.certify.joint`).
+                        A searched set replaces the prefix when smaller and is certified like every
+                        set; its ``certificate.note`` says how it was found and ``certificate.shrink``
+                        its sizes. 0 keeps the prefixes. Default: 320
             n_explanations (int, optional): Return up to this many pairwise-disjoint certified
                         sufficient sets (the ReX family's multiple explanations): the first is
                         ``sufficient``, the others ``alternatives``, each found by the same search
@@ -423,6 +438,7 @@ class FreqReX(PerturbationAttribution):
             max_queries=max_queries, convergence_top_k=convergence_top_k, per_channel=per_channel, decision=decision,
             mode=mode, complete_tolerance=complete_tolerance, max_extraction_queries=max_extraction_queries,
             rank_rtol=rank_rtol, shrink=shrink, max_shrink_queries=max_shrink_queries, n_explanations=n_explanations,
+            max_joint_queries=max_joint_queries,
         )
         call = self._prepare(inputs, baselines, target, additional_forward_args, feature_mask, generator, options)
         scores = None
@@ -459,7 +475,7 @@ class FreqReX(PerturbationAttribution):
         certified = certify_sets(
             call.queries(example), ranking, anchors, options.complete_tolerance, options.max_extraction_queries,
             options.max_shrink_queries if options.shrink else 0, candidates, call.seed,
-            getattr(call.decision, "tie_tolerance", None),
+            getattr(call.decision, "tie_tolerance", None), options.max_joint_queries,
         )
         more = self._alternatives(call, example, scores, anchors, certified)
         messages = anchors.warnings + self._removal_warnings(call, anchors, refinement, sets=True) + certified.messages
@@ -515,8 +531,8 @@ class FreqReX(PerturbationAttribution):
             mode=o.mode, complete_tolerance=o.complete_tolerance,
             max_extraction_queries=o.max_extraction_queries, attributions=recorded["attributions"],
             rank_rtol=o.rank_rtol, shrink=o.shrink, max_shrink_queries=o.max_shrink_queries,
-            domain=call.space.domain, decision=call.decision, search=self.search, synthesis=self.synthesis,
-            n_explanations=o.n_explanations,
+            max_joint_queries=o.max_joint_queries, domain=call.space.domain, decision=call.decision, search=self.search,
+            synthesis=self.synthesis, n_explanations=o.n_explanations,
         )
 
 

@@ -55,6 +55,7 @@ class FreqReXOptions:
     rank_rtol: float = DEFAULT_RTOL
     shrink: bool = True
     max_shrink_queries: int = 64
+    max_joint_queries: int = 320
     n_explanations: int = 1
 
     def __post_init__(self) -> None:
@@ -64,6 +65,7 @@ class FreqReXOptions:
         if self.max_extraction_queries < 16:
             raise ValueError(f"max_extraction_queries must be >= 16, got {self.max_extraction_queries}")
         self._set("max_shrink_queries", as_int(self.max_shrink_queries, "max_shrink_queries", minimum=0))
+        self._set("max_joint_queries", as_int(self.max_joint_queries, "max_joint_queries", minimum=0))
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {self.mode!r}")
         if self.perturbations_per_eval is not None:

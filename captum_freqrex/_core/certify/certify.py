@@ -15,6 +15,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets, worth_searching
 from captum_freqrex._core.certify.prefix import PrefixSearch, prefix_masks
 from captum_freqrex._core.certify.shrink import shrink_set
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
@@ -170,6 +171,7 @@ def certify_sets(
     candidates: Optional[Tensor] = None,
     seed: int = 0,
     tie_tolerance: Optional[float] = None,
+    joint_budget: int = 0,
 ) -> CertifiedSets:
     r"""The certified sufficient, sufficient-and-necessary and complete sets of one example.
 
@@ -184,6 +186,10 @@ def certify_sets(
                     shrink may start.
         seed (int, optional): Seed of the shrink's random order.
         tie_tolerance (float, optional): The decision's tie tolerance, named in the notes.
+        joint_budget (int, optional): Queries of the search for the sufficient-and-necessary and
+                    complete sets (:mod:`~captum_freqrex._core.certify.joint`), run where
+                    :func:`~captum_freqrex._core.certify.joint.worth_searching` says so; a searched
+                    set replaces the prefix when smaller (0: prefixes only). Default: 0
 
     Returns:
         CertifiedSets: The sets, the queries spent, warnings and whether the model was stable.
@@ -198,17 +204,26 @@ def certify_sets(
         shrink_queries = report.queries
         if torch.equal(shrunk, masks[k_suff]):
             shrunk = None  # nothing dropped: the prefix is certified as before
+    searched = _searched(queries, ranking, anchors, found, shrunk, tolerance, joint_budget, seed)
     keep_sizes = sorted(masks)
     keeps = [masks[k] for k in keep_sizes] + ([shrunk] if shrunk is not None else [])
-    check = _certification(queries, target, keeps, masks.get(k_nec) if k_nec is not None else None)
+    keeps += [searched.masks[name] for name in searched.masks]
+    remove = searched.masks.get("sufficient_necessary", masks.get(k_nec) if k_nec is not None else None)
+    check = _certification(queries, target, keeps, remove)
+    kept_searched = dict(zip(searched.masks, check.kept[len(keeps) - len(searched.masks):]))
     stable, messages = _stability(anchors, check)
     kept_by_size = dict(zip(keep_sizes, check.kept))
-    kept_shrunk = check.kept[-1] if shrunk is not None else None
+    kept_shrunk = check.kept[len(keep_sizes)] if shrunk is not None else None
     space = queries.space
     builder = _SetBuilder(anchors, check.removed, tolerance, stable, found.exact, tie_tolerance,
                           space.feature_sizes(), space.feature_energy(queries.example), messages)
     sets: List[Optional[CausalSet]] = []
     for name, k in sizes.items():
+        if name in kept_searched:
+            joint = searched.reports[name]
+            sets.append(builder.build(name, joint.size, searched.masks[name].bool(), kept_searched[name], joint,
+                                      searched.notes[name]))
+            continue
         if k is None:
             sets.append(None)
             continue
@@ -222,9 +237,48 @@ def certify_sets(
                     f"sufficient prefix ({k} features) is returned"
                 )
                 set_report = None
-        sets.append(builder.build(name, k, mask, kept, set_report))
-    certification_queries = len(keeps) + (k_nec is not None) + 1
-    return CertifiedSets(sets, found.queries + certification_queries + shrink_queries, messages, stable)
+        sets.append(builder.build(name, k, mask, kept, set_report, searched.notes.get(name, "")))
+    certification_queries = len(keeps) + (remove is not None) + 1
+    spent = found.queries + certification_queries + shrink_queries + searched.queries
+    return CertifiedSets(sets, spent, messages, stable)
+
+
+class _Searched(NamedTuple):
+    masks: Dict[str, Tensor]  # searched keep-masks that replace the prefix, by set name
+    reports: Dict[str, ShrinkReport]
+    notes: Dict[str, str]  # how each set was found, for its certificate's note
+    queries: int
+
+
+def _searched(
+    queries: ExampleQueries, ranking: Tensor, anchors: Anchors, found: _Found, shrunk: Optional[Tensor],
+    tolerance: float, budget: int, seed: int,
+) -> _Searched:
+    # The joint search, where the prefix sufficient-and-necessary set may be improved on; a searched
+    # set replaces its prefix where smaller, and each note says which.
+    k_suff, k_nec, k_comp = (found.sizes[name] for name in ("sufficient", "sufficient_necessary", "complete"))
+    if budget <= 0 or k_suff is None or not anchors.original.passes or not worth_searching(
+        k_suff, k_nec, queries.space.n_features
+    ):
+        return _Searched({}, {}, {}, 0)
+    sufficient = shrunk if shrunk is not None else found.masks[k_suff]
+    joint = search_joint_sets(queries, ranking, anchors, sufficient, tolerance, budget, seed, (k_nec, k_comp))
+    masks, reports, notes = {}, {}, {}
+    how = {
+        "sufficient_necessary": "from the sufficient set and a necessary-mode band screening",
+        "complete": "grown from its core along the ranking",
+    }
+    if joint.necessary_report is not None and joint.necessary_report.start == PREFIX_START:
+        how["sufficient_necessary"] = "from the ranking's prefix"
+    for name, mask, report, prefix in (("sufficient_necessary", joint.necessary, joint.necessary_report, k_nec),
+                                       ("complete", joint.complete, joint.complete_report, k_comp)):
+        if mask is not None and report is not None and (prefix is None or report.size < prefix):
+            masks[name], reports[name] = mask, report
+            notes[name] = (f"searched ({how[name]}; shrunk from {report.start_size} to {report.size} features while "
+                           f"its claims held; the ranking's prefix: {'none' if prefix is None else prefix})")
+        else:
+            notes[name] = f"the prefix of the ranking: the joint search ({joint.queries} queries) found no smaller set"
+    return _Searched(masks, reports, notes, joint.queries)
 
 
 @dataclass
@@ -240,8 +294,11 @@ class _SetBuilder:
     energy: Tensor  # energy per feature
     messages: List[str]  # warnings, appended to
 
-    def build(self, name: str, k: int, mask: Tensor, kept: ProbeResult, report: Optional[ShrinkReport]) -> CausalSet:
-        """The set, whether its claim held on the certification batch, its certificate and loudness."""
+    def build(
+        self, name: str, k: int, mask: Tensor, kept: ProbeResult, report: Optional[ShrinkReport], found: str = "",
+    ) -> CausalSet:
+        """The set, whether its claim held on the certification batch, its certificate and loudness
+        (``found``: how it was found, added to its note)."""
         original = self.anchors.original
         gone = self.removed if name == "sufficient_necessary" else None
         if name == "sufficient":
@@ -250,12 +307,14 @@ class _SetBuilder:
             holds = kept.passes and gone is not None and bool(gone.changed)
         else:
             holds = kept.passes and kept.confidence >= original.confidence - self.tolerance
-        note = set_note(name, k, holds, self.stable, kept, gone, self.tie_tolerance)
+        note = "; ".join(n for n in (set_note(name, k, holds, self.stable, kept, gone, self.tie_tolerance), found) if n)
         if not holds:
             self.messages.append(f"the {name.replace('_', '-and-')} set did not hold on re-query: {note}")
         key = "necessary" if name == "sufficient_necessary" else name
-        certificate = SetCertificate(k, kept, gone, holds and self.stable, self.exact[key], note)
-        if name == "sufficient":
+        searched = report is not None and report.start.startswith(JOINT_START)
+        exact = bool(report.one_minimal) if searched and report is not None else self.exact[key]
+        certificate = SetCertificate(k, kept, gone, holds and self.stable, exact, note)
+        if name == "sufficient" or searched:
             certificate.shrink = report
         level = self.energy / self.bins.clamp(min=1)  # per-bin energy: comparable across band sizes
         return CausalSet(name, mask, int(self.bins[mask].sum()), certificate, *loudness(mask, self.energy, level))

@@ -1,0 +1,185 @@
+"""Searched vs prefix sufficient-and-necessary and complete sets, on the zoo's held-out clips.
+
+For every selected clip of each zoo model's held-out split (built by ``scripts/build_datasets.py``
+into ``--data``, read as ``flip_rates.py --split test`` does), ``FreqReX(model).explain(clip)`` runs
+with its defaults: the sufficient-and-necessary and complete sets are *searched*
+(``captum_freqrex/_core/certify/joint.py``, within ``max_joint_queries``). The same clip is then
+explained again from the same responsibility (``attributions=``, no new search) with
+``max_joint_queries=0``: the sets as the ranking's prefixes, i.e. what the default returned before
+the joint search. Both are certified by re-query.
+
+Per model the table gives, over the clips where each kind of set is found at all: how many, the
+median size as a share of the features, how many are at most 5% of the features, how many of the
+default's sets were searched (the rest fell back to the prefix; the sufficient set is never
+searched here, it is the context: every sufficient-and-necessary set is a sufficient set) and how many are certified, and the extra queries of the default over
+the prefix extraction (its extraction queries minus the prefix run's: the joint search and the
+certification of its sets).
+
+Usage::
+
+    nice -n 10 .venv/bin/python benchmarks/sn_sets.py --data /work/main/data --threads 1 \\
+        --models percussion speech --stride speech=8
+    .venv/bin/python benchmarks/sn_sets.py --summarize --models percussion speech
+
+One record per clip is appended to ``sn_sets_<split>_<model>.jsonl`` in ``--out`` (default
+``benchmarks/results``) as it finishes, so an interrupted run resumes; clips run coarse to fine
+(see ``flip_rates.py``). ``sn_sets_<split>.md`` / ``.csv`` are rewritten after each model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import flip_rates  # noqa: E402  (the held-out clips, the coarse-to-fine order and the records)
+
+from captum_freqrex import FreqReX  # noqa: E402
+from captum_freqrex._utils.csv_cells import write_rows  # noqa: E402
+
+KINDS = ("sufficient", "sufficient_necessary", "complete")
+
+
+def _set_record(causal_set: Any, n_features: int) -> Optional[Dict[str, Any]]:
+    if causal_set is None:
+        return None
+    report = causal_set.certificate.shrink
+    return {"size": causal_set.size, "share": causal_set.size / n_features, "certified": causal_set.certified,
+            "searched": report is not None and report.start.startswith("joint"),
+            "from_prefix": report is not None and report.start == "joint-prefix"}
+
+
+def clip_record(model: Callable, clip: torch.Tensor, seed: int, joint: Optional[int] = None) -> Dict[str, Any]:
+    r"""The default's sets (``max_joint_queries=joint`` where given) and the prefix sets of one clip
+    (``(1, T)``), with their queries and time."""
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        default = FreqReX(model).explain(clip, seed=seed, **({} if joint is None else {"max_joint_queries": joint}))[0]
+        seconds = time.perf_counter() - start
+        prefix = FreqReX(model).explain(clip, seed=seed, attributions=default.responsibility.unsqueeze(0),
+                                        max_joint_queries=0)[0]
+    n = default.responsibility.numel()
+    return {
+        "n_features": n, "target": default.target, "queries": default.stats.queries, "seconds": round(seconds, 3),
+        "joint_queries": default.extraction_queries - prefix.extraction_queries,
+        "default": {k: _set_record(getattr(default, k), n) for k in KINDS},
+        "prefix": {k: _set_record(getattr(prefix, k), n) for k in KINDS},
+    }
+
+
+def _median(values: List[float]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def summarize(model: str, selection: str, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    r"""One table row per set kind: clips with the set, median share, how many within 5% of the
+    features, searched (vs the prefix kept), certified; for the default and the prefix sets."""
+    rows = []
+    for kind in KINDS:
+        found = [r["default"][kind] for r in records if r["default"][kind] is not None]
+        before = [r["prefix"][kind] for r in records if r["prefix"][kind] is not None]
+        rows.append({
+            "model": model, "clips": selection, "set": kind.replace("_", "-and-"),
+            "found (default)": f"{len(found)}/{len(records)}", "median share (default)": _pct(_median([s["share"] for s in found])),
+            "<= 5% (default)": f"{sum(s['share'] <= 0.05 for s in found)}/{len(found)}",
+            "searched": f"{sum(s['searched'] for s in found)}/{len(found)}",
+            "certified": f"{sum(s['certified'] for s in found)}/{len(found)}",
+            "found (prefix)": f"{len(before)}/{len(records)}", "median share (prefix)": _pct(_median([s["share"] for s in before])),
+            "<= 5% (prefix)": f"{sum(s['share'] <= 0.05 for s in before)}/{len(before)}",
+            "extra queries / clip (median)": _median([r["joint_queries"] for r in records]),
+            "queries / clip (median)": _median([r["queries"] for r in records]),
+            "s / clip (median)": round(statistics.median([r["seconds"] for r in records]), 1) if records else None,
+        })
+    return rows
+
+
+def _read(path: str) -> Dict[int, Dict[str, Any]]:
+    done: Dict[int, Dict[str, Any]] = {}
+    if os.path.exists(path):
+        with open(path) as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a run killed mid-write: that clip is redone
+                    continue
+                done[record["clip"]] = record
+    return done
+
+
+def run_model(name: str, args: argparse.Namespace) -> List[Dict[str, Any]]:
+    r"""Every selected clip of one model (resuming from its records), then its table rows."""
+    model, data = flip_rates.load_held_out(name, args.split, args.data)
+    stride = dict(s.split("=") for s in args.stride if "=" in s).get(name, next((s for s in args.stride if "=" not in s), "1"))
+    chosen, selection = flip_rates._selection(data.waveforms.shape[0], int(stride), args.limit)
+    budget = "" if args.max_joint_queries is None else f"_joint{args.max_joint_queries}"
+    path = os.path.join(args.out, f"sn_sets_{args.split}_{name}{budget}.jsonl")
+    done = _read(path)
+    start = time.perf_counter()
+    for count, position in enumerate(flip_rates._coarse_to_fine(len(chosen))):
+        i = chosen[position]
+        if i not in done and not args.summarize:
+            record = {"clip": i, "source": data.sources[i], "label": int(data.labels[i]),
+                      **clip_record(model, data.waveforms[i : i + 1], args.seed, args.max_joint_queries)}
+            flip_rates.append_record(path, record)
+            done[i] = record
+            print(f"{name}: {count + 1}/{len(chosen)} clips, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    records = [done[i] for i in chosen if i in done]
+    if len(records) < len(chosen):
+        selection += f", {len(records)} run"
+    return summarize(name, selection, records)
+
+
+def _write(rows: List[Dict[str, Any]], out: str, stem: str, command: str) -> None:
+    if not rows:
+        return
+    columns = list(rows[0])
+    lines = [f"`{command}`, torch {torch.__version__}", "", "| " + " | ".join(columns) + " |",
+             "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join("-" if r[c] is None else str(r[c]) for c in columns) + " |" for r in rows]
+    with open(os.path.join(out, f"{stem}.md"), "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, f"{stem}.csv"), "w", newline="") as handle:
+        write_rows(handle, rows, columns)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["percussion", "speech"], help="zoo models")
+    parser.add_argument("--split", choices=["test", "train"], default="test")
+    parser.add_argument("--data", default=os.path.join(flip_rates.REPO, "data"), help="built data sets (default: data/)")
+    parser.add_argument("--limit", type=int, help="the first N clips (after --stride)")
+    parser.add_argument("--stride", nargs="+", default=[], metavar="[MODEL=]K", help="every K-th clip (of MODEL)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-joint-queries", type=int, help="the default's budget instead of explain's default "
+                        "(records in sn_sets_<split>_<model>_joint<N>.jsonl, tables in sn_sets_<split>_joint<N>.md)")
+    parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--out", default=os.path.join(flip_rates.REPO, "benchmarks", "results"))
+    parser.add_argument("--summarize", action="store_true", help="tables from the records only, run nothing")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    command = "benchmarks/sn_sets.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    rows: List[Dict[str, Any]] = []
+    for name in args.models:
+        rows += run_model(name, args)
+        _write(rows, args.out, f"sn_sets_{args.split}" + ("" if args.max_joint_queries is None else f"_joint{args.max_joint_queries}"),
+               command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Searched sufficient-and-necessary and complete sets (certify/joint.py) on known-answer models."""
+
+import pytest
+import torch
+
+from captum_freqrex import FreqReX, FreqReXOptions
+from captum_freqrex._core.certify.joint import worth_searching
+from captum_freqrex._explanation import Explanation
+from known_models import SAMPLE_RATE, ToneDetector, bin_of
+
+BIN_440 = bin_of(440, SAMPLE_RATE)
+BIN_1000 = bin_of(1000, SAMPLE_RATE)
+
+
+def _members(causal_set) -> list:
+    return causal_set.mask.nonzero().squeeze(1).tolist()
+
+
+def _worst_ranking(clip: torch.Tensor, *last: int) -> torch.Tensor:
+    # Attributions that rank the given bins last: every prefix holding them is nearly the spectrum.
+    scores = torch.ones(1, clip.shape[-1] // 2 + 1)
+    scores[0, list(last)] = 0.0
+    return scores
+
+
+def test_searched_set_is_the_decisive_bin_where_the_prefix_is_the_whole_spectrum(detector, tone_clip):
+    """The detector hears 440 Hz alone: kept alone it keeps the decision, removed it flips it. A
+    ranking that puts 440 Hz last makes every prefix set nearly the whole spectrum; the search finds
+    {440 Hz} from the necessary-mode evidence, whatever the ranking."""
+    scores = _worst_ranking(tone_clip, BIN_440)
+    prefix = FreqReX(detector).explain(tone_clip, attributions=scores, max_joint_queries=0)[0]
+    n = scores.shape[-1]
+    assert prefix.sufficient_necessary.size > n // 2  # today's prefix: "remove almost everything"
+    searched = FreqReX(detector).explain(tone_clip, attributions=scores)[0]
+    sn, complete = searched.sufficient_necessary, searched.complete
+    assert _members(sn) == [BIN_440] and sn.certified and sn.flip_class == 0
+    assert sn.certificate.note.startswith("searched") and sn.certificate.shrink.start == "joint"
+    assert sn.certificate.shrink.prefix_size == prefix.sufficient_necessary.size
+    assert _members(complete) == [BIN_440] and complete.certified
+    # Re-query the model ourselves on the returned waveforms: both claims hold.
+    assert detector(searched.waveform("sufficient_necessary").unsqueeze(0)).argmax(1).item() == 1
+    assert detector(searched.waveform("sufficient_necessary", removed=True).unsqueeze(0)).argmax(1).item() == 0
+    confidence = detector(searched.waveform("complete").unsqueeze(0)).softmax(1)[0, 1]
+    assert confidence >= searched.original.confidence - 0.05
+
+
+def test_redundant_pair_is_found_as_the_pair(tone_clip):
+    """440 Hz or 1 kHz alone suffices, so no single removal flips the decision: the only
+    sufficient-and-necessary set among these causes is the pair, and it is what is returned (the
+    search finds no removal that flips, and says the set is the ranking's prefix)."""
+    either = ToneDetector([440, 1000], threshold=0.3)
+    explanation = FreqReX(either).explain(tone_clip)[0]
+    sn = explanation.sufficient_necessary
+    assert sorted(_members(sn)) == [BIN_440, BIN_1000] and sn.certified
+    assert "prefix of the ranking" in sn.certificate.note
+    for gone in ([BIN_440], [BIN_1000]):  # neither removal alone changes the decision
+        spectrum = torch.fft.rfft(tone_clip)
+        spectrum[0, gone] = 0
+        assert either(torch.fft.irfft(spectrum, n=tone_clip.shape[-1])).argmax(1).item() == 1
+    assert either(explanation.waveform("sufficient_necessary", removed=True).unsqueeze(0)).argmax(1).item() == 0
+
+
+def test_the_search_is_bounded_and_counted(detector, tone_clip):
+    scores = _worst_ranking(tone_clip, BIN_440)
+    prefix = FreqReX(detector).explain(tone_clip, attributions=scores, max_joint_queries=0)[0]
+    for budget in (100, 256):
+        searched = FreqReX(detector).explain(tone_clip, attributions=scores, max_joint_queries=budget)[0]
+        extra = searched.extraction_queries - prefix.extraction_queries
+        assert 0 < extra <= budget + 2  # the search, plus the certification of its two sets
+        assert searched.stats.queries == 2 + searched.extraction_queries  # the anchors, then extraction
+
+
+def test_a_small_prefix_is_kept_without_a_search(detector, tone_clip):
+    """The tone task: the prefix sets are the one bin already, and no query is spent on a search."""
+    default = FreqReX(detector).explain(tone_clip)[0]
+    off = FreqReX(detector).explain(tone_clip, max_joint_queries=0)[0]
+    assert default.extraction_queries == off.extraction_queries
+    assert _members(default.sufficient_necessary) == [BIN_440] and default.sufficient_necessary.certificate.note == ""
+    assert not worth_searching(1, 1, 4001) and worth_searching(1, None, 4001) and worth_searching(1, 2, 4001)
+    assert worth_searching(100, 100, 4001)  # more than 1% of the features
+
+
+def test_searched_sets_survive_save_and_load(detector, tone_clip, tmp_path):
+    explanation = FreqReX(detector).explain(tone_clip, attributions=_worst_ranking(tone_clip, BIN_440))[0]
+    loaded = Explanation.load(explanation.save(str(tmp_path / "searched.pt")))
+    assert loaded.sufficient_necessary.certificate == explanation.sufficient_necessary.certificate
+    assert torch.equal(loaded.complete.mask, explanation.complete.mask)
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (-1, ValueError, "max_joint_queries must be >= 0"),
+    (2.5, TypeError, "max_joint_queries must be an int"),
+    (True, TypeError, "max_joint_queries must be an int"),
+])
+def test_bad_budgets_are_refused(detector, tone_clip, value, error, match):
+    with pytest.raises(error, match=match):
+        FreqReX(detector).explain(tone_clip, max_joint_queries=value)
+    with pytest.raises(error, match=match):
+        FreqReXOptions(max_joint_queries=value)
