@@ -233,7 +233,7 @@ def test_single_bin_limit_beside_methods_on_known_clips(tmp_path, monkeypatch):
         assert budget <= 100 and done[("band_screening (necessary)", i)]["queries"] <= budget
     rows = limit.summarize("tones", "all 3", [done[(limit.LIMIT, i)] for i in range(3)],
                            {m: [done[(m, i)] for i in range(3)] for m in methods}, [1, 5])
-    assert [r["method"] for r in rows] == [limit.LIMIT, "FeatureAblation", "band_screening (necessary)"]
+    assert [r["method"] for r in rows] == [limit.LIMIT, "FeatureAblation", limit.LABELS["band_screening (necessary)"]]
     assert (rows[0]["flip@1"], rows[0]["share_of_limit"], rows[0]["ties"]) == (1, 1.0, 2)
     for row in rows[1:]:
         assert row["flip@1"] <= rows[0]["flip@1"] and row["flip@1_beyond_limit"] == 0
@@ -270,7 +270,7 @@ def test_single_bin_limit_summary_of_known_records():
     assert rows[0]["flip@1"] == 2 and rows[0]["snr_db@1"] == 35.0  # median quietest flip of clips 0 and 2
     assert (rows[0]["flipping_bins_median"], rows[0]["loudest_flip_snr_db_median"], rows[0]["ties"]) == (2.0, 25.0, 4)
     assert rows[0]["model_share"] == pytest.approx(0.75)
-    assert rows[1]["method"] == "FreqReX default (necessary)"
+    assert rows[1]["method"] == limit.LABELS["refinement (necessary)"]
     assert (rows[1]["flip@1"], rows[1]["flip@5"], rows[1]["share_of_limit"]) == (1, 2, 0.5)
     assert (rows[1]["snr_db@1"], rows[1]["snr_db@5"], rows[1]["flip@1_beyond_limit"]) == (35.0, 23.0, 0)
     # A flip at k = 1 where no single bin flips would be a contradiction: it is counted, not hidden.

@@ -154,33 +154,37 @@ class AutoSearch:
         if context.mode == "necessary":
             result = BandScreening().run(context)
             return dataclasses.replace(result, details={**result.details, "strategy": "band_screening"})
+        start = context.queries
         if bool(context.evaluate_sets(torch.zeros(1, context.n_features, device=context.device)).passes[0]):
             # The baseline alone keeps the decision: the empty set is sufficient and no feature is
             # needed (the explanation's warning says so); a search would only spend the budget.
             values = torch.zeros(context.n_features, dtype=torch.float64)
-            return SearchResult(values, context.queries, "empty set passes", {"strategy": "empty set passes"})
+            return SearchResult(values, context.queries - start, "empty set passes", {"strategy": "empty set passes"})
         limit = max(SCATTERED_MIN, int(SCATTERED_SHARE * context.n_features))
-        first = PartitionRefinement(prefer="energy", scattered_above=limit).run(context)
+        first = _within_budget(context, PartitionRefinement(prefer="energy", scattered_above=limit))
         remaining = context.remaining
-        step = 2**context.options.n_pieces - 1
-        if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * step):
+        if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * (2**context.options.n_pieces - 1)):
             checked = loud_peak_check(context, first)
-            return dataclasses.replace(checked, details={**checked.details, "strategy": "frequency"})
-        options = dataclasses.replace(context.options, max_queries=remaining)
-        rest = dataclasses.replace(context, options=options, queries=0)
+            details = {**checked.details, "strategy": "frequency"}
+            return dataclasses.replace(checked, queries=context.queries - start, details=details)
         # One search can end scattered by chance: the one-cut probe of every order decides whether
         # another order narrows the set more; ties go to frequency order, refined afresh.
-        second = AdaptiveRefinement(prefer="energy").run(rest)
-        context.queries += rest.queries
+        second = _within_budget(context, AdaptiveRefinement(prefer="energy"))
         size, other = _smallest(first), _smallest(second)
         better = second if other is not None and (size is None or other < size) else first
         strategy = f"probed, refined along {second.details['order']}"
         if better is first:
             strategy += " (no smaller set than the first search's)"
-        details = {**better.details, "strategy": strategy, "first_set": size, "second_set": other,
-                   "first_queries": first.queries}
         checked = loud_peak_check(context, better)
-        return SearchResult(
-            checked.responsibility, first.queries + second.queries + checked.queries - better.queries,
-            better.stopped_by, {**details, "loud_peaks": checked.details.get("loud_peaks")}, checked.sets,
-        )
+        details = {**checked.details, "strategy": strategy, "first_set": size, "second_set": other,
+                   "first_queries": first.queries}
+        return dataclasses.replace(checked, queries=context.queries - start, details=details)
+
+
+def _within_budget(context: SearchContext, search: PartitionRefinement | AdaptiveRefinement) -> SearchResult:
+    """Run ``search`` with what is left of the budget; its queries count in ``context.queries``."""
+    options = dataclasses.replace(context.options, max_queries=context.remaining)
+    rest = dataclasses.replace(context, options=options, queries=0)
+    result = search.run(rest)
+    context.queries += rest.queries
+    return result
