@@ -178,7 +178,7 @@ def _synthetic_demo(args: argparse.Namespace) -> int:
     say(f"[2/3] explaining a {clip.shape[-1] / SAMPLE_RATE:.0f} s chord ({clip.shape[-1] // 2 + 1} frequency bins)")
     _explain_and_write(
         wrapped, clip, args, None, baseline, args.out, "synthetic chord", "synthetic chord",
-        announce=f"[3/3] writing WAVs, plots and summary.json to {args.out}",
+        announce=f"[3/3] writing audio, plots and summary.json to {args.out}",
     )
     say(f"done in {time.perf_counter() - start:.1f} s")
     return 0
@@ -204,7 +204,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{clip.waveform.shape[-1] // 2 + 1} frequency bins) with FreqReX")
     _explain_and_write(
         model, clip.waveform, args, None, baseline, args.out, clip.name, clip.name, extra={"label": clip.label},
-        announce=f"[3/3] writing WAVs, plots and summary.json to {args.out}",
+        announce=f"[3/3] writing audio, plots and summary.json to {args.out}",
     )
     say(f"done in {time.perf_counter() - start:.1f} s")
     return 0
