@@ -180,10 +180,11 @@ def plot_responsibility(
     hz = layout.bin_hz(0, sample_rate)
     freqs = hz if hz is not None else torch.arange(resp.shape[-1], dtype=torch.float64)
     spacing = float(freqs[1] - freqs[0]) if freqs.numel() > 1 else 1.0
+    thin = _Thinning(freqs, log_frequency, spacing)
     if explanation.has_waveforms:
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
         spectrum_db = 20 * torch.log10(torch.fft.rfft(_mono(single_waveform(explanation.original_waveform()))).abs() + 1e-9)
-        top.plot(freqs, spectrum_db, color="0.6", linewidth=0.5, label="original spectrum")
+        thin.line(top, spectrum_db, color="0.6", linewidth=0.5, label="original spectrum")
         top.set_ylabel("magnitude (dB)")
         marked_on, values = top, spectrum_db
     else:
@@ -199,17 +200,15 @@ def plot_responsibility(
             bins = rows.nonzero().squeeze(1)
             marked_on.scatter(freqs[bins], values[bins], s=size, color=color, label=text, zorder=3)
         else:
-            marked_on.plot(freqs, torch.where(rows, values, torch.nan), color=color, linewidth=0.7, label=text, zorder=2)
+            thin.line(marked_on, torch.where(rows, values, torch.nan), color=color, linewidth=0.7, label=text, zorder=2)
     marked_on.legend(loc="upper right", fontsize=8)
     top.set_title(_title(explanation, class_names), fontsize=10)
     if per_channel.shape[0] > 1 and channel_axis is not None:
         for channel, row in enumerate(per_channel):
-            bottom.plot(freqs, row, linewidth=0.8, label=f"channel {channel}")
+            thin.line(bottom, row, linewidth=0.8, label=f"channel {channel}")
         bottom.legend(loc="upper right", fontsize=8)
     else:
-        total = per_channel.sum(0)
-        bottom.plot(freqs, total, color="#31a354", linewidth=0.8)
-        bottom.fill_between(freqs.numpy(), total.numpy(), color="#31a354", alpha=0.3)
+        thin.line(bottom, per_channel.sum(0), color="#31a354", linewidth=0.8, fill=True)
     bottom.set_ylabel("responsibility")
     bottom.set_xlabel("frequency (Hz)" if sample_rate else "rfft bin")
     if log_frequency:
@@ -218,6 +217,57 @@ def plot_responsibility(
         bottom.set_xlim(0.0, float(freqs[-1]))
     fig.tight_layout()
     return fig
+
+
+#: Most points a line over frequency is drawn with: longer ones (a 10-minute clip has 4.8
+#: million bins) are drawn as the min-max envelope of this many columns of the axis, which
+#: looks the same at the figure's resolution and keeps matplotlib's copies of every vertex small.
+DISPLAY_POINTS = 4000
+
+
+class _Thinning:
+    """Draws lines over the bins ``freqs`` directly, or, beyond :data:`DISPLAY_POINTS` bins, as the
+    envelope of the bins in each column of the axis (even on the axis's linear or log scale)."""
+
+    def __init__(self, freqs: Tensor, log_frequency: bool, spacing: float) -> None:
+        self.freqs = freqs.double()
+        self.index: Optional[Tensor] = None
+        if freqs.numel() <= DISPLAY_POINTS:
+            return
+        top = float(freqs[-1])
+        if log_frequency:
+            linthresh = max(LINEAR_BELOW_HZ, 2.0 * spacing)
+            low = torch.linspace(0.0, linthresh, 65, dtype=torch.float64)[:-1]
+            edges = torch.cat([low, torch.logspace(math.log10(linthresh), math.log10(top), DISPLAY_POINTS, dtype=torch.float64)])
+        else:
+            edges = torch.linspace(0.0, top, DISPLAY_POINTS + 1, dtype=torch.float64)
+        self.n = edges.numel() - 1
+        self.index = (torch.bucketize(self.freqs, edges, right=True) - 1).clamp(0, self.n - 1)
+        self.x = self._reduce(self.freqs, "mean")
+
+    def _reduce(self, values: Tensor, how: str) -> Tensor:
+        # Per column: NaN where it holds no bin, or only NaN bins (a set's line elsewhere).
+        assert self.index is not None
+        values = values.double()
+        valid = ~torch.isnan(values)
+        out = torch.full((self.n,), math.nan, dtype=torch.float64)
+        out.scatter_reduce_(0, self.index[valid], values[valid], how, include_self=False)
+        return out
+
+    def line(self, ax: Any, values: Tensor, fill: bool = False, **style: Any) -> None:
+        """``ax.plot`` of ``values`` over the bins (and the area under it when ``fill``)."""
+        if self.index is None:
+            ax.plot(self.freqs, values, **style)
+            if fill:
+                ax.fill_between(self.freqs.numpy(), values.numpy(), color=style.get("color"), alpha=0.3)
+            return
+        low, high = self._reduce(values, "amin"), self._reduce(values, "amax")
+        keep = ~torch.isnan(self.x)
+        x, lows, highs = self.x[keep].numpy(), low[keep].numpy(), high[keep].numpy()
+        color = ax.plot(x, highs, **style)[0].get_color()
+        ax.fill_between(x, lows, highs, color=color, linewidth=0, zorder=style.get("zorder"))
+        if fill:
+            ax.fill_between(x, highs, color=color, alpha=0.3)
 
 
 def _stft_axes(explanation: "Explanation", sample_rate: Optional[float], grid: Tensor) -> Tuple[Tensor, Tensor]:
@@ -299,9 +349,11 @@ def _auto_n_fft(length: int) -> int:
 
 
 def _spectrogram_db(wave: Tensor, n_fft: int) -> Tensor:
+    # float32, in place: a 10-minute clip's spectrogram is 19 million cells, and float64 copies of
+    # each step took 0.6 GiB per panel.
     wave = _mono(wave).float()
     spec = torch.stft(wave, n_fft, n_fft // 4, window=torch.hann_window(n_fft), return_complex=True).abs()
-    return 20 * torch.log10(spec.double() + 1e-9)
+    return spec.add_(1e-9).log10_().mul_(20)
 
 
 #: Most rows and columns a spectrogram is drawn with. Finer grids are max-pooled onto this many

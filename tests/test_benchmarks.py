@@ -61,6 +61,21 @@ def test_perf_benchmark_names_the_fix_when_cuda_is_absent(tmp_path):
     assert not (tmp_path / "perf.csv").exists()
 
 
+# ----------------------------------------------------------------------------- memory.py
+
+
+def test_memory_benchmark_smoke(tmp_path):
+    memory = _load("memory")
+    assert memory.main(["--minutes", "0.05", "--max-queries", "30", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "memory.md").read_text()
+    header, _, row = text.splitlines()[2:5]
+    record = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | ")))
+    assert record["samples"] == "48000" and record["max_queries"] == "30"
+    peak, estimate = float(record["peak_rss_mib"]), float(record["estimate_mib"])
+    assert 100 < peak < 4096 and float(record["estimate_over_peak"]) == pytest.approx(estimate / peak, abs=1e-3)
+    assert float(record["output_mb"]) < 1 and record["largest_file"].endswith((".flac", ".png"))
+
+
 # ----------------------------------------------------------------------------- flip_rates.py --split
 
 

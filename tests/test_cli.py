@@ -37,8 +37,8 @@ def clip_file(tmp_path):
 
 def test_explain_writes_a_consistent_result_folder(scripted_model, clip_file, tmp_path, capsys):
     out = tmp_path / "result"
-    code = main(["explain", clip_file, "--model", scripted_model, "--sample-rate", str(SAMPLE_RATE), "--out", str(out)])
-    assert code == 0
+    argv = ["explain", clip_file, "--model", scripted_model, "--sample-rate", str(SAMPLE_RATE), "--out", str(out)]
+    assert main([*argv, "--audio-files", "all"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["original_class"] == 1 and summary["target"] == 1  # 1 kHz is the loudest tone
     assert summary["sets"]["sufficient"]["certified"] and summary["certified"]
@@ -54,6 +54,43 @@ def test_explain_writes_a_consistent_result_folder(scripted_model, clip_file, tm
     assert (out / "responsibility.png").stat().st_size > 10_000
     assert (out / "spectrograms.png").stat().st_size > 10_000
     assert "sufficient" in capsys.readouterr().out
+
+
+def test_explain_writes_compact_audio_and_no_bins_table_by_default(scripted_model, clip_file, tmp_path):
+    argv = ["explain", clip_file, "--model", scripted_model, "--sample-rate", str(SAMPLE_RATE), "--max-queries", "200"]
+    compact, full = tmp_path / "compact", tmp_path / "full"
+    assert main([*argv, "--out", str(compact)]) == 0
+    summary = json.loads((compact / "summary.json").read_text())
+    sets = [name for name, entry in summary["sets"].items() if entry is not None]
+    flacs = sorted(f"{name}.listen.flac" for name in sets)
+    assert sorted(p.name for p in compact.iterdir()) == sorted(
+        ["summary.json", "responsibility.png", "spectrograms.png", *flacs]
+    )  # no bins.csv, no true-level or removal WAVs
+    assert set(summary["file_notes"]) == set(summary["files"].values())
+    assert "16-bit FLAC" in summary["file_notes"]["sufficient.listen.flac"]
+    assert main([*argv, "--out", str(full), "--audio-files", "all"]) == 0
+    for name in sets:  # the WAV listening copy's samples (libsndfile rounds FLAC within 1 LSB), in a smaller file
+        info = sf.info(str(compact / f"{name}.listen.flac"))
+        assert (info.format, info.subtype, info.samplerate) == ("FLAC", "PCM_16", SAMPLE_RATE)
+        flac, _ = sf.read(str(compact / f"{name}.listen.flac"), dtype="int16")
+        wav, _ = sf.read(str(full / f"{name}.listen.wav"), dtype="int16")
+        assert abs(flac.astype("int32") - wav).max() <= 1 and abs(abs(flac.astype("int32")).max() - 29205) <= 2
+        assert (compact / f"{name}.listen.flac").stat().st_size < (full / f"{name}.listen.wav").stat().st_size
+    assert not (full / "bins.csv").exists() and (full / "sufficient_removed.wav").exists()
+
+
+def test_bins_csv_and_no_audio_on_request(scripted_model, clip_file, tmp_path):
+    argv = ["explain", clip_file, "--model", scripted_model, "--sample-rate", str(SAMPLE_RATE), "--max-queries", "200"]
+    out = tmp_path / "r"
+    assert main([*argv, "--out", str(out), "--bins-csv", "--audio-files", "none"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"]["bins_table"] == "bins.csv"
+    lines = (out / "bins.csv").read_text().splitlines()
+    assert lines[0].startswith("bin,hz,") and len(lines) == 1 + SAMPLE_RATE // 2 + 1  # one row per rfft bin
+    assert sorted(p.name for p in out.iterdir()) == ["bins.csv", "responsibility.png", "spectrograms.png", "summary.json"]
+    # A later default run over it removes the table it no longer writes.
+    assert main([*argv, "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "bins.csv").exists() and (out / "sufficient.listen.flac").exists()
 
 
 def test_explain_fits_audio_to_the_model_and_says_so(scripted_model, tmp_path, capsys):
@@ -99,7 +136,7 @@ def test_unknown_model_name_gives_one_line_error(clip_file, capsys):
 
 def test_demo_writes_valid_outputs(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--audio-files", "all"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     for key in ("model", "original_class_name", "sets", "queries", "forward_calls", "total_seconds", "certified"):
         assert key in summary

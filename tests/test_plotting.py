@@ -57,6 +57,28 @@ def test_responsibility_plot_marks_each_set_at_its_bins_on_a_log_axis(rfft_expla
     assert plot_responsibility(rfft_explanation).axes[1].get_xlabel() == "rfft bin"
 
 
+@pytest.mark.parametrize("log_frequency", [True, False])
+def test_long_spectra_are_drawn_as_their_envelope_with_every_peak(detector, log_frequency):
+    from captum_freqrex.plotting import DISPLAY_POINTS
+
+    g = torch.Generator().manual_seed(0)
+    clip = (tone(440, 3.0) + 0.05 * torch.randn(3 * SAMPLE_RATE, generator=g)).unsqueeze(0)  # 12,001 bins
+    expl = FreqReX(detector).explain(clip, max_queries=200)[0]
+    top, bottom = plot_responsibility(expl, sample_rate=SAMPLE_RATE, log_frequency=log_frequency).axes
+    spectrum_db = 20 * torch.log10(torch.fft.rfft(clip[0]).abs() + 1e-9)
+    (spectrum,) = top.get_lines()
+    (total,) = bottom.get_lines()
+    # The peaks stay: the responsibility's exactly, the spectrum's up to the resynthesised clip's rounding.
+    for line, full, tolerance in ((spectrum, spectrum_db, 1e-3), (total, expl.responsibility.double(), 0.0)):
+        x, y = line.get_xdata(), line.get_ydata()
+        assert len(x) <= DISPLAY_POINTS + 64 < full.numel()  # thinned
+        assert abs(float(y.max()) - float(full.max())) <= tolerance
+    x, y = spectrum.get_xdata(), spectrum.get_ydata()
+    assert abs(float(x[y.argmax()]) - 440.0) < 3.0  # at the tone, within a column's width
+    band = top.collections[0].get_paths()[0].vertices[:, 1]  # the min-max band reaches the lowest bin too
+    assert band.min() == pytest.approx(float(spectrum_db.min()), abs=1e-3)  # (resynthesised clip)
+
+
 def test_low_frequencies_get_room_on_the_log_axis(rfft_explanation):
     # The demo's sufficient set sits below 110 Hz: on a linear 0-4 kHz axis that is 3% of the
     # width; on the default axis 110 Hz is past a third of it.

@@ -142,7 +142,7 @@ def test_cli_writes_the_report_and_guards_it(tmp_path, capsys):
     sf.write(str(audio), (0.5 * tone(1000) + 0.2 * tone(440)).numpy(), SAMPLE_RATE)
     argv = ["explain", str(audio), "--model", str(model_path), "--sample-rate", str(SAMPLE_RATE), "--max-queries", "200"]
     out = tmp_path / "out"
-    assert main([*argv, "--out", str(out), "--html"]) == 0
+    assert main([*argv, "--out", str(out), "--html", "--audio-files", "all", "--bins-csv"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"]["report"] == "report.html" and (out / "report.html").stat().st_size > 10_000
     assert summary["files"]["bins_table"] == "bins.csv" and (out / "bins.csv").exists()
@@ -232,7 +232,7 @@ def test_cli_links_the_reports_audio_at_the_files_rate(tmp_path, capsys):
     sf.write(str(audio), (0.5 * torch.sin(2 * torch.pi * 1000 * t)).numpy(), 2 * SAMPLE_RATE)
     out = tmp_path / "out"
     argv = ["explain", str(audio), "--model", str(model_path), "--sample-rate", str(SAMPLE_RATE), "--max-queries", "200"]
-    assert main([*argv, "--out", str(out), "--html", "--html-audio", "link"]) == 0
+    assert main([*argv, "--out", str(out), "--html", "--html-audio", "link", "--audio-files", "all"]) == 0
     text = (out / "report.html").read_text(encoding="utf-8")
     sources = [attrs["src"] for tag, attrs in _elements(text) if tag == "audio"]
     assert sources and "data:audio" not in text

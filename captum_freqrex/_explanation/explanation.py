@@ -454,7 +454,7 @@ class Explanation:
         """
         lines = csv_lines(self, self._rate(sample_rate), self._is_tuple)
         with open(path, "w" if overwrite else "x", encoding="utf-8", newline="") as handle:
-            handle.write("\n".join(lines) + "\n")
+            handle.writelines(line + "\n" for line in lines)
         return path
 
     # ------------------------------------------------------------------ saving and loading

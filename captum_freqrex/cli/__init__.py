@@ -54,6 +54,7 @@ from captum_freqrex.cli._common import (
 )
 from captum_freqrex.cli._compare import COMPARE_FILES, compare_baselines, compare_clips, save_table
 from captum_freqrex.cli._explain import (
+    AUDIO_CHOICES,
     RESULT_FILES,
     baseline_record,
     explained_clips,
@@ -160,6 +161,7 @@ def _explain_and_write(
     summary = write_result(
         explanation, model, out_dir, clip_name, notes, extra=extra, overwrite=args.overwrite,
         html=getattr(args, "html", False), html_audio=getattr(args, "html_audio", "embed"), source=source,
+        audio=args.audio_files, bins_csv=args.bins_csv,
     )
     print(human_summary(summary, out_dir, display_name, target is not None, model.class_names))
 
@@ -176,7 +178,7 @@ def _synthetic_demo(args: argparse.Namespace) -> int:
     say(f"[2/3] explaining a {clip.shape[-1] / SAMPLE_RATE:.0f} s chord ({clip.shape[-1] // 2 + 1} frequency bins)")
     _explain_and_write(
         wrapped, clip, args, None, baseline, args.out, "synthetic chord", "synthetic chord",
-        announce=f"[3/3] writing WAVs, plots and summary.json to {args.out}",
+        announce=f"[3/3] writing audio, plots and summary.json to {args.out}",
     )
     say(f"done in {time.perf_counter() - start:.1f} s")
     return 0
@@ -202,7 +204,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"{clip.waveform.shape[-1] // 2 + 1} frequency bins) with FreqReX")
     _explain_and_write(
         model, clip.waveform, args, None, baseline, args.out, clip.name, clip.name, extra={"label": clip.label},
-        announce=f"[3/3] writing WAVs, plots and summary.json to {args.out}",
+        announce=f"[3/3] writing audio, plots and summary.json to {args.out}",
     )
     say(f"done in {time.perf_counter() - start:.1f} s")
     return 0
@@ -282,6 +284,7 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--model", default=DEMO_MODEL, help=f"zoo model (default: {DEMO_MODEL})")
     demo.add_argument("--clip", type=parse_clip_index, default=0, help="index of the shipped sample clip (default: 0)")
     demo.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
+    _add_result_options(demo)
     add_common_options(demo, "freqrex_out/demo")
     add_search_options(demo)
     demo.set_defaults(run=_cmd_demo)
@@ -303,6 +306,7 @@ def _add_explain(sub: Any) -> None:
     explain.add_argument("--html", action="store_true", help="also write report.html, a self-contained HTML report")
     explain.add_argument("--html-audio", choices=AUDIO_MODES, default="embed",
                          help="report.html's audio: embedded (one file, ~9 MB for 30 s) or linked WAVs in report_files/")
+    _add_result_options(explain)
     explain.add_argument(
         "--per-channel", action="store_true",
         help="explain each channel of a multi-channel file on its own, into channel-1, channel-2, ... of its "
@@ -312,6 +316,20 @@ def _add_explain(sub: Any) -> None:
     add_search_options(explain)
     add_output_option(explain)
     explain.set_defaults(run=_cmd_explain)
+
+
+def _add_result_options(parser: argparse.ArgumentParser) -> None:
+    """``--audio-files`` and ``--bins-csv``: which of the large result files to write."""
+    parser.add_argument(
+        "--audio-files", choices=AUDIO_CHOICES, default="sets",
+        help="audio written: sets (default), each set kept alone as a 16-bit FLAC listening copy "
+        "(NAME.listen.flac); all, also the true-level 32-bit float WAVs (original.wav, NAME.wav, "
+        "NAME_removed.wav, exactly what the model heard) and 16-bit WAV listening copies of each; none",
+    )
+    parser.add_argument(
+        "--bins-csv", action="store_true",
+        help="also write bins.csv, one row per frequency bin (about 20 MB per minute of audio at 16 kHz)",
+    )
 
 
 def _add_compare(sub: Any) -> None:

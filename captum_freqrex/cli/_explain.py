@@ -1,8 +1,8 @@
 """The result folder of one explained clip (``demo`` and ``explain``) and its printed summary.
 
-:func:`write_result` writes the WAVs, plots, ``bins.csv``, ``report.html`` and ``summary.json``,
-each file created exclusively unless ``--overwrite``; :func:`human_summary` is what the command
-prints for it.
+:func:`write_result` writes the audio (:data:`AUDIO_CHOICES`), plots, ``summary.json``, and on
+request ``bins.csv`` and ``report.html``, each file created exclusively unless ``--overwrite``;
+:func:`human_summary` is what the command prints for it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from captum_freqrex._explanation.informative import result_hints
 from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
 
 __all__ = [
-    "RESULT_FILES", "result_folder_names", "channel_count", "explained_clips", "write_result", "file_notes",
+    "AUDIO_CHOICES", "RESULT_FILES", "result_folder_names", "channel_count", "explained_clips", "write_result", "file_notes",
     "baseline_record", "with_class_names",
     "frequency_text", "human_summary",
 ]
@@ -36,7 +36,13 @@ RESULT_FILES: Tuple[str, ...] = (
     for name in SET_NAMES
     for suffix in ("", "_removed")
     for ending in (".wav", ".listen.wav")
-)
+) + tuple(f"{name}.listen.flac" for name in SET_NAMES)
+
+#: What ``--audio-files`` writes: ``sets`` (the default), each set kept alone as a 16-bit FLAC listening
+#: copy (a 10-minute clip's folder stays under 50 MB); ``all``, the true-level 32-bit float WAVs of
+#: the original and of every set kept alone and removed, with their 16-bit WAV listening copies;
+#: ``none``, no audio.
+AUDIO_CHOICES: Tuple[str, ...] = ("sets", "all", "none")
 
 
 def result_folder_names(paths: Sequence[str]) -> List[str]:
@@ -120,8 +126,10 @@ def write_result(
     html: bool = False,
     html_audio: str = "embed",
     source: Any = None,
+    audio: str = "sets",
+    bins_csv: bool = False,
 ) -> dict:
-    r"""Write an explanation's folder: WAVs, plots, ``bins.csv`` and ``summary.json``; return the summary.
+    r"""Write an explanation's folder: audio, plots, ``summary.json`` and the files asked for; return the summary.
 
     Args:
         explanation (Explanation): The explanation of one clip.
@@ -140,6 +148,9 @@ def write_result(
         source (LoadedAudio, optional): The file the clip was read from: listening copies are
                     written at its rate, and the spectrograms leave out its zero padding.
                     Default: None
+        audio (str, optional): Which audio to write, one of :data:`AUDIO_CHOICES`. Default: ``"sets"``
+        bins_csv (bool, optional): Also write ``bins.csv``, one row per frequency bin (241 MB for a
+                    10-minute clip at 16 kHz). Default: False
 
     Returns:
         dict: The JSON summary.
@@ -147,8 +158,6 @@ def write_result(
     Raises:
         CliError: When a file exists (without ``overwrite``) or cannot be written.
     """
-    from captum_freqrex.audio import save_explanation_wavs
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,15 +166,10 @@ def write_result(
     rate = model.sample_rate
     try:
         os.makedirs(out_dir, exist_ok=True)
-        try:
-            wavs = save_explanation_wavs(
-                explanation, out_dir, rate, overwrite=overwrite, listen_rate=getattr(source, "file_rate", None)
-            )
-        except FileExistsError as error:
-            raise exists_error(error.filename) from None
+        wavs = _save_audio(explanation, rate, out_dir, audio, overwrite, getattr(source, "file_rate", None))
         plots = _save_plots(explanation, model, out_dir, overwrite, source)
         report = html_audio if html else None
-        tables = _save_tables(explanation, model, out_dir, clip_name, notes, extra, overwrite, report, source)
+        tables = _save_tables(explanation, model, out_dir, clip_name, notes, extra, overwrite, report, source, bins_csv)
         summary = explanation.summary(sample_rate=rate)
         files = {key: os.path.basename(path) for key, path in wavs.items()} | plots | tables
         summary.update(_summary_names(explanation, model, clip_name, notes, files))
@@ -178,6 +182,24 @@ def write_result(
         plt.close("all")
         raise CliError(f"cannot write {error.filename or out_dir}: {error.strerror or error}") from None
     return summary
+
+
+def _save_audio(
+    explanation: Explanation, rate: int, out_dir: str, audio: str, overwrite: bool, listen_rate: Optional[int]
+) -> Dict[str, str]:
+    """The audio files that ``audio`` (one of :data:`AUDIO_CHOICES`) names; returns them by summary key."""
+    from captum_freqrex.audio import save_explanation_wavs, save_set_listening_copies
+
+    if audio not in AUDIO_CHOICES:
+        raise ValueError(f"audio must be one of {', '.join(AUDIO_CHOICES)}, got {audio!r}")
+    try:
+        if audio == "all":
+            return save_explanation_wavs(explanation, out_dir, rate, overwrite=overwrite, listen_rate=listen_rate)
+        if audio == "sets":
+            return save_set_listening_copies(explanation, out_dir, rate, overwrite=overwrite, listen_rate=listen_rate)
+    except FileExistsError as error:
+        raise exists_error(error.filename) from None
+    return {}
 
 
 def _save_plots(
@@ -213,15 +235,18 @@ def _save_tables(
     overwrite: bool,
     html_audio: Optional[str],
     source: Any = None,
+    bins_csv: bool = False,
 ) -> Dict[str, str]:
-    """``bins.csv``, and ``report.html`` when ``html_audio`` says how (``"embed"`` or ``"link"``);
-    returns them by summary key."""
+    """``bins.csv`` when ``bins_csv``, and ``report.html`` when ``html_audio`` says how (``"embed"``
+    or ``"link"``); returns them by summary key."""
     rate = model.sample_rate
-    tables = {"bins_table": "bins.csv"}
-    try:
-        explanation.to_csv(os.path.join(out_dir, tables["bins_table"]), rate, overwrite=overwrite)
-    except FileExistsError as error:
-        raise exists_error(error.filename) from None
+    tables: Dict[str, str] = {}
+    if bins_csv:
+        try:
+            explanation.to_csv(os.path.join(out_dir, "bins.csv"), rate, overwrite=overwrite)
+        except FileExistsError as error:
+            raise exists_error(error.filename) from None
+        tables["bins_table"] = "bins.csv"
     if html_audio is not None:
         from captum_freqrex.report import write_html
 
@@ -284,7 +309,7 @@ def file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, str
         "report.html": "self-contained HTML report: players, figures, sets, probabilities, settings, warnings",
     }
     for key, name in files.items():
-        if not name.endswith(".wav") or key == "original":
+        if not name.endswith((".wav", ".flac")) or key == "original":
             continue
         listen = key.endswith("_listen")
         signal = key[: -len("_listen")] if listen else key
@@ -294,9 +319,11 @@ def file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, str
         level = peak_dbfs(single_waveform(explanation.waveform(which, removed=removed)))
         peak = f"peak {round(level, 1) + 0.0:.1f} dBFS" if level > float("-inf") else "silent"
         if listen:
+            of = f" of {signal}.wav" if f"{signal}.wav" in files.values() else ""
+            kind = "16-bit FLAC" if name.endswith(".flac") else "16-bit"
             notes[name] = (
-                f"LISTENING COPY of {signal}.wav: {what}, peak-normalised to {LISTEN_PEAK_DBFS:g} dBFS "
-                f"(true {peak}), 16-bit; louder than in the clip, not for measuring"
+                f"LISTENING COPY{of}: {what}, peak-normalised to {LISTEN_PEAK_DBFS:g} dBFS "
+                f"(true {peak}), {kind}; louder than in the clip, not for measuring"
             )
         else:
             notes[name] = f"{what} at its TRUE level ({peak}), 32-bit float: exactly what the model was given"
@@ -350,7 +377,7 @@ def frequency_text(entry: Dict[str, Any], shown: int = 8) -> str:
     assert span is not None, "a set with frequencies records their span"
     return (
         f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} "
-        f"(the {min(len(values), 1000)} most responsible in summary.json, all in bins.csv)"
+        f"(the {min(len(values), 1000)} most responsible in summary.json; --bins-csv writes all)"
     )
 
 

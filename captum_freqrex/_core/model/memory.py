@@ -9,11 +9,13 @@ import torch
 from torch import Tensor
 
 #: Peak memory of one explanation, in waveforms of the explained clip: spectra of the input and
-#: the baseline, part waveforms of a wave of refinement steps, few-bin anchors and transform
-#: workspace, plus two per model-input row (the row and the model's first activations). Fitted to
-#: peaks measured with the tone benchmark model (10-minute clip: 1.41 GiB with 3 rows per call)
-#: and rounded up: it over-estimates by about a quarter rather than under-estimate.
-WAVEFORMS_PER_EXPLANATION = 36
+#: the baseline, part waveforms of a wave of refinement steps (the 60-minute peak is there), few-bin
+#: anchors and transform workspace, plus two per model-input row (the row and the model's first
+#: activations). Fitted to the peaks of ``freqrex explain`` measured by ``benchmarks/memory.py``
+#: (tone task; 1, 10 and 60 minutes at 16 kHz: 613 MiB with 34 rows per call, 1.40 GiB with 3,
+#: 8.34 GiB with 1): the estimate is 1.03, 1.20 and 0.96 times those peaks. (36, before, gave
+#: 1.07, 1.26 and 1.01: the peak grows a little faster than the clip.)
+WAVEFORMS_PER_EXPLANATION = 34
 #: The Python process, torch and the model before any explanation.
 BASE_MEMORY_BYTES = 256 * 1024**2
 
