@@ -15,7 +15,8 @@ kind of case. For each option (the rows) this script explains, with ``explain``'
   instruments CNN, causes scattered across the spectrum: set size, certified, insertion AUC.
 
 The "old default" row is the refinement as it was before ``search="auto"``: ``prefer="size"``, no
-stopping rule (every search the budget allows), no shrink.
+stopping rule (every search the budget allows), no shrink, and the sufficient-and-necessary and
+complete sets read off the ranking (``max_joint_queries=0``).
 
 Usage::
 
@@ -50,8 +51,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Row label -> (FreqReX search, explain options).
 OPTIONS: Dict[str, Tuple[Callable[[], object], Dict]] = {
     "default (`search=None`, i.e. `\"auto\"`)": (lambda: None, {}),
-    "old default (`prefer=\"size\"`, every search, no shrink)": (
-        lambda: PartitionRefinement(prefer="size"), {"convergence_top_k": None, "shrink": False}),
+    "old default (`prefer=\"size\"`, every search, no shrink, prefix sets)": (
+        lambda: PartitionRefinement(prefer="size"), {"convergence_top_k": None, "shrink": False, "max_joint_queries": 0}),
     "`\"refinement\"`": (lambda: "refinement", {}),
     "`\"energy\"`": (lambda: "energy", {}),
     "`\"interleaved\"`": (lambda: "interleaved", {}),
