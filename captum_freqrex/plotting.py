@@ -243,10 +243,13 @@ class _Thinning:
             edges = torch.linspace(0.0, top, DISPLAY_POINTS + 1, dtype=torch.float64)
         self.n = edges.numel() - 1
         self.index = (torch.bucketize(self.freqs, edges, right=True) - 1).clamp(0, self.n - 1)
-        self.x = self._reduce(self.freqs, "mean")
+        self.x = self.per_column(self.freqs, "mean")
 
-    def _reduce(self, values: Tensor, how: str) -> Tensor:
-        # Per column: NaN where it holds no bin, or only NaN bins (a set's line elsewhere).
+    def per_column(self, values: Tensor, how: str) -> Tensor:
+        """``values`` reduced (``"mean"``, ``"amin"``, ``"amax"``) over the bins of each display column.
+
+        NaN where a column holds no bin, or only NaN bins (a set's line elsewhere).
+        """
         assert self.index is not None
         values = values.double()
         valid = ~torch.isnan(values)
@@ -261,7 +264,7 @@ class _Thinning:
             if fill:
                 ax.fill_between(self.freqs.numpy(), values.numpy(), color=style.get("color"), alpha=0.3)
             return
-        low, high = self._reduce(values, "amin"), self._reduce(values, "amax")
+        low, high = self.per_column(values, "amin"), self.per_column(values, "amax")
         keep = ~torch.isnan(self.x)
         x, lows, highs = self.x[keep].numpy(), low[keep].numpy(), high[keep].numpy()
         color = ax.plot(x, highs, **style)[0].get_color()
