@@ -86,7 +86,8 @@ def zoo_case(option: str) -> str:
                 sizes.append(suff.size)
                 levels.append(suff.level_db)
                 flagged += bool(suff.flags)
-    return (f"{statistics.median(sizes):g} bins, {statistics.median(levels):.1f} dB, {flagged} flagged, "
+    size = statistics.median(sizes)
+    return (f"{size:g} bin{'' if size == 1 else 's'}, {statistics.median(levels):.1f} dB, {flagged} flagged, "
             f"{statistics.median(queries):,.0f} q")
 
 

@@ -151,3 +151,18 @@ def test_shrink_is_on_by_default():
     assert report is not None and report.size == expl.sufficient.size <= report.start_size
     plain = FreqReX(model, search="refinement").explain(x, seed=0, shrink=False)[0]
     assert plain.sufficient.certificate.shrink is None and plain.sufficient.size >= expl.sufficient.size
+
+
+def test_the_queries_reported_are_the_queries_the_model_answered():
+    # The scattered case runs three strategies (frequency, the probe, the refinement along the
+    # chosen order) and the loud-peak check: every query is counted once, within the budget.
+    x, model = harmonic_clip(), HarmonicSum()
+    rows = []
+
+    def counted(w):
+        rows.append(w.shape[0])
+        return model(w)
+
+    expl = FreqReX(counted).explain(x, seed=0, max_queries=600, max_joint_queries=0)[0]
+    assert sum(rows) == expl.stats.queries == 2 + expl.responsibility_queries + expl.extraction_queries
+    assert expl.responsibility_queries <= 600

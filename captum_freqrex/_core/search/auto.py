@@ -186,5 +186,7 @@ def _within_budget(context: SearchContext, search: PartitionRefinement | Adaptiv
     options = dataclasses.replace(context.options, max_queries=context.remaining)
     rest = dataclasses.replace(context, options=options, queries=0)
     result = search.run(rest)
-    context.queries += rest.queries
+    # What the search says it spent: a search may query through copies of the context it is given
+    # (the adaptive search refines on one), so the copy's own count can fall short.
+    context.queries += result.queries
     return result
