@@ -16,6 +16,7 @@ from captum_freqrex._core.options import FreqReXOptions
 from captum_freqrex._core.certify.trust import FreqReXWarning
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.search.adaptive import AdaptiveRefinement
+from captum_freqrex._core.search.auto import AutoSearch
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.base import SearchContext, SearchResult
@@ -35,6 +36,7 @@ __all__ = [
     "SetCertificate",
     "ProbeResult",
     "QueryStats",
+    "AutoSearch",
     "PartitionRefinement",
     "AdaptiveRefinement",
     "BandScreening",
