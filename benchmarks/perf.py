@@ -23,6 +23,9 @@ Usage::
     export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=8589934592
     .venv/bin/python benchmarks/perf.py --model instruments
 
+How many queries the default spends per clip (the search's and the whole explanation's, beside
+the old default's whole budget and IG's time) is ``benchmarks/queries_to_answer.py``'s table.
+
 Every method's cost comes from one :class:`QueryStats`, kept by the one caller of the model
 (:class:`~captum_freqrex._core.model.oracle.Oracle`): FreqReX's own (``last_stats``), and for Captum's
 methods an oracle passed to :class:`FrequencyForward` as the model, timing the whole attribution.
