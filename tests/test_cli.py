@@ -813,3 +813,19 @@ def test_compare_explains_the_selected_head(heads_module, clip_file, tmp_path, c
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     assert passed["output"] == "low" and "FreqReX" in stdout
+
+
+def test_explain_asks_for_disjoint_alternatives_with_explanations(tones, clip_file, tmp_path, capsys):
+    # The tone classifier decides 1 kHz on this clip; without its bin the decision is 440 Hz, so no
+    # disjoint alternative exists: the CLI records the request and says why none was found.
+    out = tmp_path / "out"
+    assert main(["explain", clip_file, *tones, "--out", str(out), "--explanations", "2", "--max-queries", "200"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["n_explanations"] == 2 and summary["alternatives"] == []
+    assert summary["alternatives_report"]["requested"] == 2 and "no further disjoint set" in printed
+    with pytest.raises(SystemExit) as refused:
+        main(["explain", clip_file, *tones, "--out", str(tmp_path / "x"), "--explanations", "0"])
+    assert refused.value.code == 2 and "--explanations: must be an integer >= 1" in capsys.readouterr().err
+    code = main(["explain", clip_file, *tones, "--out", str(tmp_path / "y"), "--explanations", "2", "--mode", "necessary"])
+    assert code == 2 and "--explanations 2" in capsys.readouterr().err

@@ -38,6 +38,7 @@ from captum_freqrex.cli._common import (
     LoadedModel,
     add_common_options,
     add_output_option,
+    add_explanations_option,
     add_search_options,
     check_out,
     check_output,
@@ -104,6 +105,7 @@ def _explain_one(
     mode: str = "sufficient",
     search: Optional[str] = None,
     output: OutputSelector = None,
+    n_explanations: int = 1,
 ) -> Explanation:
     check_output(model, waveform.unsqueeze(0), output)
     explainer = FreqReX(model.model, search=search, output=output)
@@ -119,7 +121,10 @@ def _explain_one(
     with _warnings.catch_warnings(record=True) as caught, torch.inference_mode():
         _warnings.simplefilter("always")
         try:
-            options = FreqReXOptions(seed=seed, max_queries=max_queries, mode=mode)
+            try:
+                options = FreqReXOptions(seed=seed, max_queries=max_queries, mode=mode, n_explanations=n_explanations)
+            except ValueError as error:
+                raise CliError(f"--explanations {n_explanations}: {error}") from None
             explanation = explainer.explain(
                 waveform.unsqueeze(0), baselines=baselines, target=target, feature_mask=feature_mask, options=options,
             )[0]
@@ -154,6 +159,7 @@ def _explain_and_write(
         model, waveform, target, args.seed, base_wave, args.max_queries,
         bands=getattr(args, "bands", None), mode=getattr(args, "mode", "sufficient"),
         search=getattr(args, "search", None), output=getattr(args, "output", None),
+        n_explanations=getattr(args, "explanations", 1),
     )
     if announce:
         say(announce)
@@ -287,6 +293,7 @@ def _add_demo(sub: Any) -> None:
     _add_result_options(demo)
     add_common_options(demo, "freqrex_out/demo")
     add_search_options(demo)
+    add_explanations_option(demo)
     demo.set_defaults(run=_cmd_demo)
 
 
@@ -314,6 +321,7 @@ def _add_explain(sub: Any) -> None:
     )
     add_common_options(explain, "freqrex_out/explain")
     add_search_options(explain)
+    add_explanations_option(explain)
     add_output_option(explain)
     explain.set_defaults(run=_cmd_explain)
 

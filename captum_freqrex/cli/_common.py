@@ -24,8 +24,8 @@ from captum_freqrex._core.model.outputs import OutputSelector, check_model_outpu
 __all__ = [
     "DEMO_MODEL", "ZOO_PREFIX", "CALLABLE_SPEC", "FACTORY_RULE", "SEARCHES", "MIN_MAX_QUERIES", "NOISE_LEVEL_DB",
     "CliError", "LoadedModel", "Baseline", "say",
-    "int_option", "parse_seed", "parse_sample_rate", "parse_count", "parse_clip_index", "parse_max_queries",
-    "parse_output", "add_common_options", "add_output_option", "add_search_options",
+    "int_option", "parse_seed", "parse_sample_rate", "parse_count", "parse_clip_index", "parse_max_queries", "parse_explanations",
+    "parse_output", "add_common_options", "add_output_option", "add_search_options", "add_explanations_option",
     "zoo_available", "zoo_names", "load_zoo", "load_model", "check_output", "class_name", "parse_target",
     "parse_baseline", "exists_error", "input_files", "check_out", "check_not_inputs", "open_new",
 ]
@@ -92,6 +92,7 @@ parse_sample_rate = int_option(1, None, " (a sample rate in Hz)")
 parse_count = int_option(1)
 parse_clip_index = int_option(0)
 parse_max_queries = int_option(MIN_MAX_QUERIES, None, " (one FreqReX refinement step takes 15 queries)")
+parse_explanations = int_option(1, None, "")
 
 
 def parse_output(text: str) -> OutputSelector:
@@ -125,6 +126,14 @@ def add_output_option(parser: argparse.ArgumentParser) -> None:
         "--output", type=parse_output, default=None, metavar="KEY",
         help="where the scores are in what the model returns: a dict key or attribute (e.g. logits), or a "
         "tuple index (e.g. 0) (default: a tensor as is, else .logits, a dict's 'logits', a tuple's first element)",
+    )
+
+
+def add_explanations_option(parser: argparse.ArgumentParser) -> None:
+    """``--explanations K``: up to K pairwise-disjoint certified sufficient sets (``n_explanations``)."""
+    parser.add_argument(
+        "--explanations", type=parse_explanations, default=1, metavar="K",
+        help="up to K pairwise-disjoint certified sufficient sets (default 1; with --mode sufficient)",
     )
 
 

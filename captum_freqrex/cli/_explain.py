@@ -436,4 +436,12 @@ def _set_lines(summary: dict) -> List[str]:
         )
         lines.append(f"  {'':24s} {frequency_text(entry)}")
         lines += [f"  {'':24s} FLAGGED, not informative: {flag['reason']}" for flag in entry.get("flags", [])]
+    for number, entry in enumerate(summary.get("alternatives") or [], start=1):
+        status = "certified" if entry["certified"] else "NOT certified"
+        label = f"alternative {number}"
+        lines.append(f"  {label:24s} {entry['features']} features ({entry['bins']} bins), disjoint from the others, {status}")
+        lines.append(f"  {'':24s} {frequency_text(entry)}")
+    report = summary.get("alternatives_report")
+    if report and report.get("stopped"):
+        lines.append(f"  {'':24s} no further disjoint set: {report['stopped']}")
     return lines
