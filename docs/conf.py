@@ -62,6 +62,8 @@ nb_execution_timeout = 300
 nb_execution_raise_on_error = True
 nb_merge_streams = True
 myst_enable_extensions = ["dollarmath"]
+# Headings get anchors (page.md#a-heading) down to ###, for links between the pages.
+myst_heading_anchors = 3
 
 html_theme = "furo"
 html_title = "captum_freqrex"
