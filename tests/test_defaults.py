@@ -166,3 +166,8 @@ def test_the_queries_reported_are_the_queries_the_model_answered():
     expl = FreqReX(counted).explain(x, seed=0, max_queries=600, max_joint_queries=0)[0]
     assert sum(rows) == expl.stats.queries == 2 + expl.responsibility_queries + expl.extraction_queries
     assert expl.responsibility_queries <= 600
+
+
+def test_band_screening_refuses_a_stop_flag_that_is_not_a_bool():
+    with pytest.raises(TypeError, match="stop_at_single must be True or False"):
+        BandScreening(stop_at_single="yes")

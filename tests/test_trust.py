@@ -157,7 +157,7 @@ def test_band_screening_resolves_both_flipping_tones_bin_by_bin():
     """The single bins of each flipping band are queried: both tones get responsibility 1, the
     other members of their flipping bands less, every band whose removal keeps the decision 0."""
     x = clip((440, 1.0), (1000, 1.0))
-    explainer = FreqReX(BothOrNeither(), search="band_screening")
+    explainer = FreqReX(BothOrNeither(), search=BandScreening(stop_at_single=False))
     with pytest.warns(FreqReXWarning, match="yet the search found removals") as caught:
         resp = explainer.attribute(x, mode="necessary", max_queries=200)[0]
     # attribute() returns no sets, so its warning does not speak of them.
@@ -175,6 +175,15 @@ def test_band_screening_resolves_both_flipping_tones_bin_by_bin():
     credited_far = ((resp > 0) & ~near).nonzero().squeeze(1).tolist()
     assert credited_far == [BIN_440, BIN_1000]
     assert torch.all(resp[near] < 1.0)
+    # By default the screening stops at the first single bin whose removal flips: nothing smaller
+    # flips the decision, so one of the two tones is the answer, for fewer queries.
+    first = FreqReX(BothOrNeither(), search="band_screening")
+    with pytest.warns(FreqReXWarning):
+        quick = first.attribute(x, mode="necessary", max_queries=200)[0]
+    result = first.last_search[0]
+    assert result.stopped_by == "minimal" and result.details["single_feature_flips"] == 1
+    assert int((quick == 1.0).sum()) == 1 and (quick[BIN_440] == 1.0 or quick[BIN_1000] == 1.0)
+    assert result.queries < explainer.last_search[0].queries
 
 
 @pytest.mark.parametrize("search", ["band_screening", "refinement", None], ids=["band_screening", "refinement", "default"])

@@ -35,8 +35,9 @@ decision: a model need not be monotone, and removing one band can change a decis
 everything keeps (a classifier that hears silence as the clip's class, say). Only when no screened
 set flips the decision within the budget is every responsibility 0.
 
-The search stops when the budget (``max_queries``) cannot pay for the next opening, or when no
-set is left to open. It ignores the refinement's other knobs. Queries: the first level's bands to
+The search stops at the first single feature whose removal alone flips the decision (nothing
+smaller flips it; ``stop_at_single=False`` screens on), when the budget (``max_queries``) cannot pay
+for the next opening, or when no set is left to open. It ignores the refinement's other knobs. Queries: the first level's bands to
 start (``n_bands`` plus the narrow log-width ones: 70 on 8,001 bins with the defaults), then
 ``branching + 1`` (with a core) or at most ``leaf_size`` per opening; with the defaults (48, 8,
 16, 32, 5) a single flipping frequency on 8,001 bins is reached after at most 94 queries when one
@@ -120,6 +121,10 @@ class BandScreening:
                     than an equal-width band are screened with them (0 or 1: none). Default: 32
         core_size (int, optional): Opening a band also screens its ``core_size`` loudest
                     features as one set (0: no cores). Default: 5
+        stop_at_single (bool, optional): Stop at the first single feature whose removal alone
+                    flips the decision (``stopped_by="minimal"``): no smaller removal exists, so
+                    the rest of the budget could only find other single flips. False screens on
+                    until the budget or the tree runs out. Default: True
 
     The budget is ``context.options.max_queries``; with no budget (``max_queries=None``) the
     screening opens every band and core down to single features (a core's features are screened
@@ -127,16 +132,19 @@ class BandScreening:
     """
 
     def __init__(self, n_bands: int = 48, branching: int = 8, leaf_size: int = 16, log_bands: int = 32,
-                 core_size: int = 5) -> None:
+                 core_size: int = 5, stop_at_single: bool = True) -> None:
         self.n_bands = as_int(n_bands, "n_bands", minimum=2)
         self.log_bands = as_int(log_bands, "log_bands", minimum=0)
         self.branching = as_int(branching, "branching", minimum=2)
         self.leaf_size = as_int(leaf_size, "leaf_size", minimum=1)
         self.core_size = as_int(core_size, "core_size", minimum=0)
+        if not isinstance(stop_at_single, bool):
+            raise TypeError(f"stop_at_single must be True or False, got {stop_at_single!r}")
+        self.stop_at_single = stop_at_single
 
     def __repr__(self) -> str:
         return (f"BandScreening(n_bands={self.n_bands}, branching={self.branching}, leaf_size={self.leaf_size}, "
-                f"log_bands={self.log_bands}, core_size={self.core_size})")
+                f"log_bands={self.log_bands}, core_size={self.core_size}, stop_at_single={self.stop_at_single})")
 
     def _children(self, node: _Node, energy: Tensor) -> List[_Node]:
         if node.core is not None or (node.depth > 0 and node.size <= self.leaf_size):
@@ -183,6 +191,9 @@ class BandScreening:
                 child.passes, child.score = bool(passed), float(score)
             node.opened, node.children = True, children
             nodes.extend(children)
+            if self.stop_at_single and any(child.passes and child.size == 1 for child in children):
+                stopped_by = "minimal"
+                break
         # Smallest flipping set per feature: larger sets first, smaller ones overwrite.
         for node in sorted((m for m in nodes if m.passes and m is not root), key=lambda m: -m.size):
             for lo, hi in node.ranges():
