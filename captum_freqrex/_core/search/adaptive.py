@@ -19,7 +19,6 @@ is what separates band-like from scattered causes; it cannot foresee deeper stru
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import Dict, Optional, Sequence
 
@@ -112,13 +111,10 @@ class AdaptiveRefinement:
             best = min(sizes.values())
             chosen = next(i for i, name in enumerate(sizes) if sizes[name] <= best * (1 + TIE_RTOL))
         probe_queries = context.queries
-        remaining = None if budget is None else budget - probe_queries
-        options = dataclasses.replace(opts, max_queries=remaining)
-        refine = dataclasses.replace(context, options=options, queries=0)
         perm = perms[chosen]
-        result = PartitionRefinement(order=perm if perm is not None else "frequency", prefer=self.prefer).run(refine)
+        result = context.run_within_budget(
+            PartitionRefinement(order=perm if perm is not None else "frequency", prefer=self.prefer)
+        )
         name = self._name(self.orders[chosen], chosen)
         details = {"order": name, "probe": sizes, "probe_queries": probe_queries}
-        return SearchResult(
-            result.responsibility, probe_queries + result.queries, result.stopped_by, details, result.sets
-        )
+        return SearchResult(result.responsibility, context.queries, result.stopped_by, details, result.sets)

@@ -161,7 +161,7 @@ class AutoSearch:
             values = torch.zeros(context.n_features, dtype=torch.float64)
             return SearchResult(values, context.queries - start, "empty set passes", {"strategy": "empty set passes"})
         limit = max(SCATTERED_MIN, int(SCATTERED_SHARE * context.n_features))
-        first = _within_budget(context, PartitionRefinement(prefer="energy", scattered_above=limit))
+        first = context.run_within_budget(PartitionRefinement(prefer="energy", scattered_above=limit))
         remaining = context.remaining
         if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * (2**context.options.n_pieces - 1)):
             checked = loud_peak_check(context, first)
@@ -169,7 +169,7 @@ class AutoSearch:
             return dataclasses.replace(checked, queries=context.queries - start, details=details)
         # One search can end scattered by chance: the one-cut probe of every order decides whether
         # another order narrows the set more; ties go to frequency order, refined afresh.
-        second = _within_budget(context, AdaptiveRefinement(prefer="energy"))
+        second = context.run_within_budget(AdaptiveRefinement(prefer="energy"))
         size, other = _smallest(first), _smallest(second)
         better = second if other is not None and (size is None or other < size) else first
         strategy = f"probed, refined along {second.details['order']}"
@@ -180,13 +180,3 @@ class AutoSearch:
                    "first_queries": first.queries}
         return dataclasses.replace(checked, queries=context.queries - start, details=details)
 
-
-def _within_budget(context: SearchContext, search: PartitionRefinement | AdaptiveRefinement) -> SearchResult:
-    """Run ``search`` with what is left of the budget; its queries count in ``context.queries``."""
-    options = dataclasses.replace(context.options, max_queries=context.remaining)
-    rest = dataclasses.replace(context, options=options, queries=0)
-    result = search.run(rest)
-    # What the search says it spent: a search may query through copies of the context it is given
-    # (the adaptive search refines on one), so the copy's own count can fall short.
-    context.queries += result.queries
-    return result

@@ -30,7 +30,7 @@ for ``mode="necessary"``: the fewest frequencies that flip the decision).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, NamedTuple, Optional, Protocol, Sequence
 from typing import runtime_checkable
 
@@ -160,6 +160,25 @@ class SearchContext:
         """Queries left under ``options.max_queries`` (None: no budget)."""
         budget = self.options.max_queries
         return None if budget is None else max(budget - self.queries, 0)
+
+    def run_within_budget(self, search: "ResponsibilitySearch") -> "SearchResult":
+        r"""Run another search on what is left of this context's budget, and count what it spent.
+
+        For a search made of searches (one after another, or a probe then a refinement): ``search``
+        gets a copy of this context whose ``max_queries`` is :attr:`remaining` and whose count starts
+        at 0; the queries its result reports are added to this context's count. (The result's
+        count, not the copy's: a search may itself query through a further copy.)
+
+        Args:
+            search (ResponsibilitySearch): Any object with ``run(context) -> SearchResult``.
+
+        Returns:
+            SearchResult: What ``search`` returned.
+        """
+        options = replace(self.options, max_queries=self.remaining)
+        result = search.run(replace(self, options=options, queries=0))
+        self.queries += result.queries
+        return result
 
 
 @dataclass
