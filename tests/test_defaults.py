@@ -171,3 +171,12 @@ def test_the_queries_reported_are_the_queries_the_model_answered():
 def test_band_screening_refuses_a_stop_flag_that_is_not_a_bool():
     with pytest.raises(TypeError, match="stop_at_single must be True or False"):
         BandScreening(stop_at_single="yes")
+
+
+def test_the_smallest_budget_still_explains(detector, tone_clip):
+    # max_queries=15 is the documented floor (one refinement step); the default's empty-set query
+    # leaves 14, which no refinement step fits: the search stops at the budget instead of refusing
+    # it, and the sets still come from the ranking (by energy) and are certified.
+    expl = FreqReX(detector).explain(tone_clip, max_queries=15)[0]
+    assert expl.stopped_by == "max_queries" and expl.responsibility_queries <= 15
+    assert expl.sufficient.certified and expl.sufficient.mask[bin_of(440, SAMPLE_RATE)]

@@ -160,10 +160,15 @@ class AutoSearch:
             # needed (the explanation's warning says so); a search would only spend the budget.
             values = torch.zeros(context.n_features, dtype=torch.float64)
             return SearchResult(values, context.queries - start, "empty set passes", {"strategy": "empty set passes"})
+        step = 2**context.options.n_pieces - 1
+        if context.remaining is not None and context.remaining < step:
+            # max_queries at its floor (one refinement step): the empty-set query left too little.
+            values = torch.zeros(context.n_features, dtype=torch.float64)
+            return SearchResult(values, context.queries - start, "max_queries", {"strategy": "frequency"})
         limit = max(SCATTERED_MIN, int(SCATTERED_SHARE * context.n_features))
         first = context.run_within_budget(PartitionRefinement(prefer="energy", scattered_above=limit))
         remaining = context.remaining
-        if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * (2**context.options.n_pieces - 1)):
+        if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * step):
             checked = loud_peak_check(context, first)
             details = {**checked.details, "strategy": "frequency"}
             return dataclasses.replace(checked, queries=context.queries - start, details=details)
