@@ -484,9 +484,8 @@ def save_explanation_wavs(
             wave = single_waveform(explanation.waveform(name, removed=removed))
             written[key] = save_wav(os.path.join(directory, f"{key}.wav"), wave, sample_rate, overwrite=overwrite)
             if listening_copies:
-                loud, _, rate = listening_copy_at(wave, sample_rate, listen_rate)
                 path = os.path.join(directory, key + LISTEN_SUFFIX)
-                written[f"{key}_listen"] = save_wav(path, loud, rate, overwrite=overwrite, subtype="PCM_16")
+                written[f"{key}_listen"] = _save_listening_copy(path, wave, sample_rate, listen_rate, overwrite, "WAV")
     return written
 
 
@@ -521,10 +520,18 @@ def save_set_listening_copies(
     for name, chosen in explanation.sets.items():
         if chosen is None:
             continue
-        loud, _, rate = listening_copy_at(single_waveform(explanation.waveform(name)), sample_rate, listen_rate)
+        wave = single_waveform(explanation.waveform(name))
         path = os.path.join(directory, name + LISTEN_FLAC_SUFFIX)
-        written[f"{name}_listen"] = save_wav(path, loud, rate, overwrite=overwrite, subtype="PCM_16", format="FLAC")
+        written[f"{name}_listen"] = _save_listening_copy(path, wave, sample_rate, listen_rate, overwrite, "FLAC")
     return written
+
+
+def _save_listening_copy(
+    path: str, waveform: Tensor, sample_rate: float, listen_rate: Optional[float], overwrite: bool, format: str
+) -> str:
+    # The one way both writers make a listening copy: resampled, peak-normalised, 16-bit.
+    loud, _, rate = listening_copy_at(waveform, sample_rate, listen_rate)
+    return save_wav(path, loud, rate, overwrite=overwrite, subtype="PCM_16", format=format)
 
 
 def listening_copy_at(
