@@ -471,14 +471,14 @@ def save_explanation_wavs(
 
     Returns:
         dict: ``{"original": path, "sufficient": path, "sufficient_listen": path,
-        "sufficient_removed": path, "sufficient_removed_listen": path, ...}`` for the sets found.
+        "sufficient_removed": path, "sufficient_removed_listen": path, ...}`` for the sets found,
+        the alternative sufficient sets of ``explain(..., n_explanations=k)`` included
+        (``alternative_1.wav``, ...).
     """
     os.makedirs(directory, exist_ok=True)
     original = single_waveform(explanation.original_waveform())
     written = {"original": save_wav(os.path.join(directory, "original.wav"), original, sample_rate, overwrite=overwrite)}
-    for name, chosen in explanation.sets.items():
-        if chosen is None:
-            continue
+    for name in explanation.named_sets:
         for removed in (False, True):
             key = f"{name}_removed" if removed else name
             wave = single_waveform(explanation.waveform(name, removed=removed))
@@ -513,13 +513,12 @@ def save_set_listening_copies(
         listen_rate (int, optional): Rate of the copies in Hz. Default: ``sample_rate``
 
     Returns:
-        dict: ``{"sufficient_listen": path, ...}`` for the sets found.
+        dict: ``{"sufficient_listen": path, ...}`` for the sets found, the alternative sufficient
+        sets included (``alternative_1.listen.flac``, ...).
     """
     os.makedirs(directory, exist_ok=True)
     written = {}
-    for name, chosen in explanation.sets.items():
-        if chosen is None:
-            continue
+    for name in explanation.named_sets:
         wave = single_waveform(explanation.waveform(name))
         path = os.path.join(directory, name + LISTEN_FLAC_SUFFIX)
         written[f"{name}_listen"] = _save_listening_copy(path, wave, sample_rate, listen_rate, overwrite, "FLAC")

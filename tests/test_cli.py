@@ -10,7 +10,7 @@ import torch
 
 from captum_freqrex import FreqReXOptions
 from captum_freqrex.cli import main
-from known_models import SAMPLE_RATE, ToneClassifier, tone
+from known_models import SAMPLE_RATE, EitherCause, ToneClassifier, tone
 
 #: The joint search of the sufficient-and-necessary and complete sets, and the certification of
 #: its two sets (one row each), on top of the responsibility and extraction budgets.
@@ -829,3 +829,29 @@ def test_explain_asks_for_disjoint_alternatives_with_explanations(tones, clip_fi
     assert refused.value.code == 2 and "--explanations: must be an integer >= 1" in capsys.readouterr().err
     code = main(["explain", clip_file, *tones, "--out", str(tmp_path / "y"), "--explanations", "2", "--mode", "necessary"])
     assert code == 2 and "--explanations 2" in capsys.readouterr().err
+
+
+def test_explain_writes_the_alternatives_audio_and_removes_stale_ones(tmp_path, monkeypatch, capsys):
+    # EitherCause fires on 440 Hz alone or on 880 + 1320 Hz: two disjoint certified sets, whose audio
+    # is written beside the sets'; a rerun asking for one explanation removes the alternative's files.
+    (tmp_path / "freqrex_cli_either.py").write_text(
+        "from known_models import EitherCause\n\n\ndef either():\n    return EitherCause([[440], [880, 1320]], 0.5)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    clip = _wav(tmp_path / "three.wav", tone(440) + tone(880) + tone(1320) + 0.5 * tone(2000), subtype="FLOAT")
+    out = tmp_path / "out"
+    argv = ["explain", clip, "--model", "freqrex_cli_either:either", "--sample-rate", str(SAMPLE_RATE), "--out", str(out)]
+    assert main([*argv, "--explanations", "2", "--audio-files", "all"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["alternatives"]) == 1
+    for name in ("alternative_1.wav", "alternative_1_removed.wav", "alternative_1.listen.wav"):
+        assert summary["files"][name.replace(".wav", "").replace(".listen", "_listen")] == name
+        assert "alternative sufficient set 1" in summary["file_notes"][name]
+    # The true-level file is what the model was given: the alternative set alone keeps class 1.
+    kept, _ = sf.read(str(out / "alternative_1.wav"), dtype="float32")
+    assert EitherCause([[440], [880, 1320]], 0.5)(torch.from_numpy(kept).unsqueeze(0)).argmax().item() == 1
+    first = set(summary["alternatives"][0]["frequencies_hz"]) | set(summary["sets"]["sufficient"]["frequencies_hz"])
+    assert first == {440.0, 880.0, 1320.0}
+    assert main([*argv, "--overwrite"]) == 0
+    capsys.readouterr()
+    assert not list(out.glob("alternative_*")) and (out / "sufficient.listen.flac").exists()

@@ -265,6 +265,12 @@ class Explanation:
         return {name: getattr(self, name) for name in SET_NAMES}
 
     @property
+    def named_sets(self) -> Dict[str, CausalSet]:
+        """Every set found, by the name :meth:`waveform` takes: the three sets, then ``"alternative_1"``, ..."""
+        found = {name: chosen for name, chosen in self.sets.items() if chosen is not None}
+        return found | {f"alternative_{number}": chosen for number, chosen in enumerate(self.alternatives, start=1)}
+
+    @property
     def sufficient_sets(self) -> List[CausalSet]:
         """Every pairwise-disjoint sufficient set: :attr:`sufficient` (when found), then :attr:`alternatives`."""
         return ([self.sufficient] if self.sufficient is not None else []) + list(self.alternatives)

@@ -56,7 +56,7 @@ from captum_freqrex.cli._common import (
 from captum_freqrex.cli._compare import COMPARE_FILES, compare_baselines, compare_clips, save_table
 from captum_freqrex.cli._explain import (
     AUDIO_CHOICES,
-    RESULT_FILES,
+    result_files,
     baseline_record,
     explained_clips,
     human_summary,
@@ -176,7 +176,7 @@ def _synthetic_demo(args: argparse.Namespace) -> int:
     from captum_freqrex._demo import SAMPLE_RATE, demo_model_and_clip
 
     start = time.perf_counter()
-    check_out(args.out, RESULT_FILES, args.overwrite, input_files(args))
+    check_out(args.out, result_files(args.explanations), args.overwrite, input_files(args))
     say("[1/3] the example-model zoo is not installed: using the synthetic note classifier")
     model, clip, names = demo_model_and_clip()
     wrapped = LoadedModel(model, "synthetic-notes", SAMPLE_RATE, clip.shape[-1], names)
@@ -196,7 +196,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from captum_freqrex import zoo
 
     start = time.perf_counter()
-    check_out(args.out, RESULT_FILES, args.overwrite, input_files(args))
+    check_out(args.out, result_files(args.explanations), args.overwrite, input_files(args))
     name = args.model[len(ZOO_PREFIX) :] if args.model.startswith(ZOO_PREFIX) else args.model
     say(f"[1/3] loading the shipped '{name}' model and sample clip {args.clip}")
     model = load_zoo(name)
@@ -222,7 +222,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         check_out(args.out, (), args.overwrite)
     inputs = input_files(args)
     for _, _, folder in clips:
-        check_out(folder, RESULT_FILES, args.overwrite, inputs)
+        check_out(folder, result_files(args.explanations), args.overwrite, inputs)
     for path in args.audio:
         if not os.path.isfile(path):
             raise CliError(f"no such audio file: {path}")

@@ -17,26 +17,46 @@ from captum_freqrex._explanation.informative import result_hints
 from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
 
 __all__ = [
-    "AUDIO_CHOICES", "RESULT_FILES", "result_folder_names", "channel_count", "explained_clips", "write_result", "file_notes",
+    "AUDIO_CHOICES", "RESULT_FILES", "result_files", "result_folder_names", "channel_count", "explained_clips", "write_result", "file_notes",
     "baseline_record", "with_class_names",
     "frequency_text", "human_summary",
 ]
 
-#: Every file a result folder of ``demo`` or ``explain`` may hold (which set WAVs a run writes is
-#: known only after the search, so all of them are checked beforehand).
-RESULT_FILES: Tuple[str, ...] = (
-    "summary.json",
-    "bins.csv",
-    "report.html",
-    "responsibility.png",
-    "spectrograms.png",
-    "original.wav",
-) + tuple(
-    f"{name}{suffix}{ending}"
-    for name in SET_NAMES
-    for suffix in ("", "_removed")
-    for ending in (".wav", ".listen.wav")
-) + tuple(f"{name}.listen.flac" for name in SET_NAMES)
+
+
+def result_files(n_explanations: int = 1) -> Tuple[str, ...]:
+    r"""Every file a result folder of ``demo`` or ``explain`` may hold (which set files a run writes
+    is known only after the search, so all of them are checked beforehand).
+
+    Args:
+        n_explanations (int, optional): ``--explanations``: the folder may also hold the audio of
+                    ``n_explanations - 1`` alternative sufficient sets (``alternative_1.wav``, ...).
+                    Default: 1
+
+    Returns:
+        tuple of str: The file names.
+    """
+    signals = list(SET_NAMES) + [f"alternative_{number}" for number in range(1, n_explanations)]
+    return (
+        "summary.json",
+        "bins.csv",
+        "report.html",
+        "responsibility.png",
+        "spectrograms.png",
+        "original.wav",
+    ) + tuple(
+        f"{name}{suffix}{ending}"
+        for name in signals
+        for suffix in ("", "_removed")
+        for ending in (".wav", ".listen.wav")
+    ) + tuple(f"{name}.listen.flac" for name in signals)
+
+
+#: The result files of a run without alternative sets (:func:`result_files`).
+RESULT_FILES: Tuple[str, ...] = result_files()
+
+#: An alternative set's audio file, whatever the run's ``--explanations``: an earlier run's are stale.
+_ALTERNATIVE_FILE = re.compile(r"alternative_[0-9]+(_removed)?(\.wav|\.listen\.wav|\.listen\.flac)$")
 
 #: What ``--audio-files`` writes: ``sets`` (the default), each set kept alone as a 16-bit FLAC listening
 #: copy (a 10-minute clip's folder stays under 50 MB); ``all``, the true-level 32-bit float WAVs of
@@ -290,7 +310,8 @@ def _summary_names(
 
 def _remove_stale(out_dir: str, written: set) -> None:
     """With ``--overwrite``: remove an earlier run's result files that this run did not write."""
-    for stale in sorted(set(RESULT_FILES) - written):
+    earlier = {name for name in os.listdir(out_dir) if _ALTERNATIVE_FILE.match(name)}
+    for stale in sorted((set(RESULT_FILES) | earlier) - written):
         path = os.path.join(out_dir, stale)
         if os.path.isfile(path) or os.path.islink(path):
             os.remove(path)
@@ -315,7 +336,7 @@ def file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, str
         signal = key[: -len("_listen")] if listen else key
         removed = signal.endswith("_removed")
         which = signal[: -len("_removed")] if removed else signal
-        what = f"the clip with the {which.replace('_', '-and-')} set removed" if removed else f"the {which.replace('_', '-and-')} set alone"
+        what = f"the clip with the {_set_title(which)} removed" if removed else f"the {_set_title(which)} alone"
         level = peak_dbfs(single_waveform(explanation.waveform(which, removed=removed)))
         peak = f"peak {round(level, 1) + 0.0:.1f} dBFS" if level > float("-inf") else "silent"
         if listen:
@@ -328,6 +349,13 @@ def file_notes(explanation: Explanation, files: Dict[str, str]) -> Dict[str, str
         else:
             notes[name] = f"{what} at its TRUE level ({peak}), 32-bit float: exactly what the model was given"
     return {name: notes[name] for name in files.values() if name in notes}
+
+
+def _set_title(which: str) -> str:
+    # "sufficient_necessary" -> "sufficient-and-necessary set", "alternative_2" -> "alternative sufficient set 2"
+    if which.startswith("alternative_"):
+        return f"alternative sufficient set {which[len('alternative_'):]}"
+    return f"{which.replace('_', '-and-')} set"
 
 
 def baseline_record(explanation: Explanation, model: LoadedModel, record: Dict[str, Any]) -> Dict[str, Any]:
