@@ -1047,7 +1047,8 @@ def compare_methods(
         n_clips (int, optional): Zoo clips used when ``clips`` is None. Default: 4
         strict (bool, optional): Raise when a method fails instead of recording the error in its
                     row. Default: False
-        show_progress (bool, optional): Report each method's progress on stderr. Default: False
+        show_progress (bool, optional): A progress bar over the methods on stderr (tqdm: a widget in
+                    a notebook with ipywidgets), naming the method running. Default: False
         output (None, str, int or Callable, optional): Where the scores are in what ``model``
                     returns, as for :class:`FreqReX` (``.logits``, a dict's ``"logits"`` and a
                     tuple's first element are found without it). Every method and metric then sees
@@ -1144,13 +1145,22 @@ def _run_all(
     max_batch: Optional[int], strict: bool, show_progress: bool,
 ) -> List[Dict[str, Any]]:
     """Every method's row, in registry order; the one named "FreqReX" runs first, to set the budgets."""
+    from tqdm.auto import tqdm
+
     rows: Dict[str, Dict[str, Any]] = {}
-    for name in sorted(registry, key=lambda m: m != "FreqReX"):
-        if show_progress:
-            print(f"[compare] {name} on {setup.clips.shape[0]} clips ...", file=sys.stderr, flush=True)
-        rows[name], result = _run_method(name, registry[name], setup, budgets, options, ks, n_steps, max_batch, strict)
-        if name == "FreqReX" and result is not None:
-            budgets = list(result.queries)
+    order = sorted(registry, key=lambda m: m != "FreqReX")
+    # One bar over the methods (a notebook widget where ipywidgets exists), naming the one running.
+    bar = tqdm(
+        total=len(order), desc=f"compare on {setup.clips.shape[0]} clips", unit="method", file=sys.stderr,
+        disable=not show_progress, dynamic_ncols=True,
+    )
+    with bar:
+        for name in order:
+            bar.set_postfix_str(name)
+            rows[name], result = _run_method(name, registry[name], setup, budgets, options, ks, n_steps, max_batch, strict)
+            if name == "FreqReX" and result is not None:
+                budgets = list(result.queries)
+            bar.update(1)
     return [rows[name] for name in registry]
 
 

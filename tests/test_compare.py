@@ -336,3 +336,12 @@ def test_without_shap_a_shap_method_names_the_extra(monkeypatch):
         table = compare_methods(model, clips()[:1], ["random", "GradientExplainer"], ks=[1], n_steps=2)
     assert "captum_freqrex[shap]" in table.row("GradientExplainer")["error"]
     assert table.row("random")["error"] is None
+
+
+def test_show_progress_draws_one_bar_over_the_methods_naming_each(capsys):
+    model = ToneClassifier([440, 1000, 2500])
+    compare_methods(model, clips()[:1], methods=["random", "magnitude"], ks=[1], n_steps=4, show_progress=True)
+    err = capsys.readouterr().err
+    assert "compare on 1 clips" in err and "2/2" in err and "random" in err and "magnitude" in err
+    compare_methods(model, clips()[:1], methods=["random"], ks=[1], n_steps=4)
+    assert capsys.readouterr().err == ""  # silent unless asked
