@@ -15,6 +15,8 @@ Usage::
     .venv/bin/python benchmarks/perf.py                      # 1/10/30 s, tone CNN, 3 repeats
     .venv/bin/python benchmarks/perf.py --model instruments  # the zoo's example CNN, 3/10/30 s
     .venv/bin/python benchmarks/perf.py --lengths 1 --repeats 1 --out /tmp/perf
+    .venv/bin/python benchmarks/perf.py --model instruments --methods FreqReX IntegratedGradients \
+        --lengths 3 30 --threads 1                           # issue 23's ratio, one torch thread
     .venv/bin/python benchmarks/perf.py --long-clip 600      # also a 10-minute clip (FreqReX only)
     .venv/bin/python benchmarks/perf.py --device cuda        # on a GPU: adds GPU peak memory and
                                                              # FreqReX's host synchronisations
@@ -29,6 +31,10 @@ the old default's whole budget and IG's time) is ``benchmarks/queries_to_answer.
 Every method's cost comes from one :class:`QueryStats`, kept by the one caller of the model
 (:class:`~captum_freqrex._core.model.oracle.Oracle`): FreqReX's own (``last_stats``), and for Captum's
 methods an oracle passed to :class:`FrequencyForward` as the model, timing the whole attribution.
+
+FreqReX's rows also give its wall time over IntegratedGradients' at the same length
+(``vs_ig``) and the same ratio for FreqReX's model time alone (``vs_ig_model_only``: FreqReX with
+no overhead at all, its queries at their measured cost per query), where both methods ran.
 
 The first line of ``perf.md`` records the torch version, threads, allocator settings and device.
 On CUDA, timings synchronise the device before reading the clock, ``peak_cuda_mib`` is the most
@@ -212,6 +218,16 @@ def certify(model: nn.Module, clip: torch.Tensor, result: Dict, target: int, ton
     return row
 
 
+def add_ig_ratios(rows: List[Dict]) -> None:
+    """``vs_ig`` and ``vs_ig_model_only`` on every row: FreqReX's wall and model time over
+    IntegratedGradients' wall at the same length; empty on other rows and where IG did not run."""
+    ig = {(r["seconds"]): r["wall_s_median"] for r in rows if r["method"] == "IntegratedGradients"}
+    for row in rows:
+        base = ig.get(row["seconds"]) if row["method"] == "FreqReX" else None
+        row["vs_ig"] = round(row["wall_s_median"] / base, 2) if base else ""
+        row["vs_ig_model_only"] = round(row["model_s_median"] / base, 2) if base else ""
+
+
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=float, nargs="+", default=None,
@@ -222,7 +238,10 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--model", choices=["tone", "instruments"], default="tone", help="model under explanation")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--device", default="cpu", help="where the model, clips and explanations run (cpu, cuda)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     on_gpu = device.type == "cuda"
     torch.manual_seed(0)
@@ -294,6 +313,7 @@ def main(argv: List[str] | None = None) -> int:
             "peak_rss_mib": round(peak_rss_mib(), 1), **gpu_columns("FreqReX", clip),
             **certify(model, clip, result, target, tone),
         })
+    add_ig_ratios(rows)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "perf.csv"), "w", newline="") as handle:
         write_rows(handle, rows)
