@@ -15,6 +15,8 @@ Usage::
     .venv/bin/python benchmarks/perf.py                      # 1/10/30 s, tone CNN, 3 repeats
     .venv/bin/python benchmarks/perf.py --model instruments  # the zoo's example CNN, 3/10/30 s
     .venv/bin/python benchmarks/perf.py --lengths 1 --repeats 1 --out /tmp/perf
+    .venv/bin/python benchmarks/perf.py --model instruments --methods FreqReX IntegratedGradients \
+        --lengths 3 30 --threads 1                           # issue 23's ratio, one torch thread
     .venv/bin/python benchmarks/perf.py --long-clip 600      # also a 10-minute clip (FreqReX only)
     .venv/bin/python benchmarks/perf.py --device cuda        # on a GPU: adds GPU peak memory and
                                                              # FreqReX's host synchronisations
@@ -29,6 +31,13 @@ the old default's whole budget and IG's time) is ``benchmarks/queries_to_answer.
 Every method's cost comes from one :class:`QueryStats`, kept by the one caller of the model
 (:class:`~captum_freqrex._core.model.oracle.Oracle`): FreqReX's own (``last_stats``), and for Captum's
 methods an oracle passed to :class:`FrequencyForward` as the model, timing the whole attribution.
+
+``cpu_s_median`` is the process CPU time of a method's run (all its threads): on a machine that
+other work shares, it moves less than the wall time (time slices of other processes do not count),
+so with ``--threads 1`` it is the steadier figure to compare methods by. FreqReX's rows also give
+its wall time over IntegratedGradients' at the same length (``vs_ig``), the same ratio for
+FreqReX's model time alone (``vs_ig_model_only``: FreqReX with no overhead at all, its queries at
+their measured cost per query) and the ratio of CPU times (``vs_ig_cpu``), where both methods ran.
 
 The first line of ``perf.md`` records the torch version, threads, allocator settings and device.
 On CUDA, timings synchronise the device before reading the clock, ``peak_cuda_mib`` is the most
@@ -45,6 +54,7 @@ import os
 import resource
 import statistics
 import sys
+import time
 import warnings
 from typing import Dict, List, Tuple
 
@@ -166,7 +176,13 @@ def cost(stats: QueryStats) -> Dict:
 
 
 def run_method(name: str, model: nn.Module, clip: torch.Tensor, budget: int, target: int = 1) -> Dict:
-    """Attribute with one method; return its attributions (per bin) and cost."""
+    """Attribute with one method; return its attributions (per bin), cost and process CPU time."""
+    start = time.process_time()
+    result = _run_method(name, model, clip, budget, target)
+    return {**result, "cpu_s": time.process_time() - start}
+
+
+def _run_method(name: str, model: nn.Module, clip: torch.Tensor, budget: int, target: int) -> Dict:
     if name == "FreqReX":
         explainer = FreqReX(model)
         expl = explainer.explain(clip)[0]
@@ -212,6 +228,18 @@ def certify(model: nn.Module, clip: torch.Tensor, result: Dict, target: int, ton
     return row
 
 
+def add_ig_ratios(rows: List[Dict]) -> None:
+    """``vs_ig``, ``vs_ig_model_only`` and ``vs_ig_cpu`` on every row: FreqReX's wall and model
+    time over IntegratedGradients' wall, and FreqReX's process CPU time over IG's, at the same
+    length; empty on other rows and where IG did not run."""
+    ig = {r["seconds"]: r for r in rows if r["method"] == "IntegratedGradients"}
+    for row in rows:
+        base = ig.get(row["seconds"]) if row["method"] == "FreqReX" else None
+        row["vs_ig"] = round(row["wall_s_median"] / base["wall_s_median"], 2) if base else ""
+        row["vs_ig_model_only"] = round(row["model_s_median"] / base["wall_s_median"], 2) if base else ""
+        row["vs_ig_cpu"] = round(row["cpu_s_median"] / base["cpu_s_median"], 2) if base and base["cpu_s_median"] else ""
+
+
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=float, nargs="+", default=None,
@@ -222,7 +250,10 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--model", choices=["tone", "instruments"], default="tone", help="model under explanation")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--device", default="cpu", help="where the model, clips and explanations run (cpu, cuda)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     on_gpu = device.type == "cuda"
     torch.manual_seed(0)
@@ -271,6 +302,7 @@ def main(argv: List[str] | None = None) -> int:
                 "model_s_median": round(statistics.median(r["model_s"] for r in runs), 3),
                 "overhead_s_median": round(overhead, 3),
                 "overhead_share": round(overhead / statistics.median(walls), 3),
+                "cpu_s_median": round(statistics.median(r["cpu_s"] for r in runs), 3),
                 "queries": best["queries"], "forward_calls": best["calls"],
                 "peak_rss_mib": round(peak_rss_mib(), 1),
                 **gpu_columns(name, clip),
@@ -290,10 +322,11 @@ def main(argv: List[str] | None = None) -> int:
             "wall_s_median": round(result["wall_s"], 3), "model_s_median": round(result["model_s"], 3),
             "overhead_s_median": round(result["wall_s"] - result["model_s"], 3),
             "overhead_share": round((result["wall_s"] - result["model_s"]) / result["wall_s"], 3),
-            "queries": result["queries"], "forward_calls": result["calls"],
+            "cpu_s_median": round(result["cpu_s"], 3), "queries": result["queries"], "forward_calls": result["calls"],
             "peak_rss_mib": round(peak_rss_mib(), 1), **gpu_columns("FreqReX", clip),
             **certify(model, clip, result, target, tone),
         })
+    add_ig_ratios(rows)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "perf.csv"), "w", newline="") as handle:
         write_rows(handle, rows)

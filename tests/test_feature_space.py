@@ -161,6 +161,25 @@ def test_mutants_written_into_given_rows_equal_new_ones(synthesis):
     torch.testing.assert_close(rows, expected, atol=1e-6, rtol=0)
 
 
+def test_mutants_in_place_and_through_a_copy_are_the_same_bit_for_bit():
+    # Consecutive rows are transformed straight into contiguous targets; rows split by a few-bin
+    # row, or a target that is not contiguous, go through a copy: the same numbers either way.
+    torch.manual_seed(3)
+    x = torch.randn(1, 2, LONG)
+    space = _space(x, torch.randn(LONG))
+    keep = torch.rand(5, space.n_features)
+    keep[2] = 0.0
+    keep[2, 7] = 1.0  # a few-bin row between the others
+    contiguous = space.mutants(0, keep[:2], out=[torch.empty(2, 2, LONG)])[0]
+    strided = torch.empty(5, 3, LONG)[:, :2]
+    split = space.mutants(0, keep, out=[strided])[0]
+    assert not split.is_contiguous()
+    assert torch.equal(split[:2], contiguous)
+    stft = _space(x, None, domain=StftDomain(n_fft=256, hop_length=128))
+    cells = torch.rand(2, stft.n_features)
+    assert torch.equal(stft.mutants(0, cells, out=[torch.empty(2, 2, LONG)])[0], stft.mutants(0, cells)[0])
+
+
 def test_no_keep_rows_give_no_mutants():
     space = _space(torch.randn(1, 2, 64))
     assert space.mutants(0, torch.zeros(0, space.n_features))[0].shape == (0, 2, 64)

@@ -97,3 +97,11 @@ def test_bad_budgets_are_refused(detector, tone_clip, value, error, match):
         FreqReX(detector).explain(tone_clip, max_joint_queries=value)
     with pytest.raises(error, match=match):
         FreqReXOptions(max_joint_queries=value)
+
+
+@pytest.mark.parametrize("gone", [[5, 6, 7], [0], [9], [3, 8], [42], [], [7, 6]])
+def test_shrink_drops_runs_singles_and_scattered_features_alike(gone):
+    from captum_freqrex._core.certify.shrink import _without
+
+    members = [3, 1, 4, 0, 5, 6, 7, 2, 8, 9]
+    assert _without(members, gone) == [f for f in members if f not in set(gone)]

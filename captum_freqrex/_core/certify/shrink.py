@@ -35,8 +35,19 @@ GRANULARITIES = 3
 
 
 def _without(members: List[int], gone: Sequence[int]) -> List[int]:
+    # Members are distinct ids; what goes is mostly a run of them (a chunk, one feature): two slices.
+    start = _position(members, gone[0]) if gone else -1
+    if start >= 0 and members[start : start + len(gone)] == list(gone):
+        return members[:start] + members[start + len(gone) :]
     drop = set(gone)
     return [f for f in members if f not in drop]
+
+
+def _position(members: List[int], feature: int) -> int:
+    try:
+        return members.index(feature)
+    except ValueError:
+        return -1
 
 
 def _chunks(members: List[int], parts: int) -> List[List[int]]:

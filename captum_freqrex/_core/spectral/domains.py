@@ -101,6 +101,21 @@ class SpectralDomain(ABC):
     def bin_frequencies(self, length: int, sample_rate: float) -> Tensor:
         r"""Centre frequency in Hz of each row of the grid's frequency axis."""
 
+    def synthesize_into(self, coefficients: Tensor, length: int, out: Tensor) -> Tensor:
+        r""":meth:`synthesize`, written into ``out``: the same values, without a fresh waveform batch
+        where the domain can write in place (the default copies).
+
+        Args:
+            coefficients (Tensor): Coefficients ``(..., *grid)``.
+            length (int): Waveform length in samples.
+            out (Tensor): Contiguous real tensor with the waveforms' number of elements.
+
+        Returns:
+            Tensor: ``out``.
+        """
+        out.copy_(self.synthesize(coefficients, length).reshape(out.shape))
+        return out
+
     def few_coefficient_limit(self, length: int, device: torch.device) -> int:
         r"""Most nonzero coefficients for which :meth:`synthesize_few` is cheaper than
         :meth:`synthesize` (0: never; the default). :class:`FeatureSpace` asks once per input."""
@@ -126,6 +141,12 @@ class RfftDomain(SpectralDomain):
 
     def synthesize(self, coefficients: Tensor, length: int) -> Tensor:
         return torch.fft.irfft(coefficients, n=length)
+
+    def synthesize_into(self, coefficients: Tensor, length: int, out: Tensor) -> Tensor:
+        if type(self).synthesize is not RfftDomain.synthesize:  # a subclass's own synthesis
+            return super().synthesize_into(coefficients, length, out)
+        torch.fft.irfft(coefficients, n=length, out=out.view(coefficients.shape[:-1] + (length,)))
+        return out
 
     def few_coefficient_limit(self, length: int, device: torch.device) -> int:
         # A subclass with its own synthesize must not be bypassed by the matrix product.

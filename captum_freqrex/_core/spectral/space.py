@@ -67,13 +67,21 @@ def ranges_to_mask(rows: Sequence[Sequence[Range]], n_features: int, device: tor
     return diff.cumsum(dim=1)[:, :n_features]
 
 
-def _scale(keep: Tensor, coefficients: Tensor) -> Tensor:
+def _scale(keep: Tensor, coefficients: Tensor, out: Optional[Tensor] = None) -> Tensor:
     """``keep * coefficients`` for real keep ``(N, 1 or C, *grid)`` and complex ``(C, *grid)``.
 
     Multiplies through the real view of the complex tensor: about twice as fast as complex
-    broadcasting, which matters for 240,001-bin spectra.
+    broadcasting, which matters for 240,001-bin spectra. ``out``: a real ``(N, C, *grid, 2)``
+    tensor to write the product into (the same values as a fresh one), the real and the imaginary
+    parts as two strided products: up to 40% faster than one product broadcast over the pairs on
+    spectra of 10^4 bins, about as fast on longer ones.
     """
-    return torch.view_as_complex(keep.unsqueeze(-1) * torch.view_as_real(coefficients))
+    real = torch.view_as_real(coefficients)
+    if out is None:
+        return torch.view_as_complex(keep.unsqueeze(-1) * real)
+    torch.mul(keep, real[..., 0], out=out[..., 0])
+    torch.mul(keep, real[..., 1], out=out[..., 1])
+    return torch.view_as_complex(out)
 
 
 @dataclass
@@ -103,12 +111,16 @@ class _InputSpectrum:
     def base_coefficients(self, example: int) -> Tensor:
         return self.base[example if self.base.shape[0] > 1 else 0]
 
-    def coefficients(self, example: int, grid_keep: Tensor) -> Tensor:
-        """Mutant coefficients ``(N, C, *grid)`` from per-bin keep values ``(N, 1 or C, *grid)``."""
+    def coefficients(self, example: int, grid_keep: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        """Mutant coefficients ``(N, C, *grid)`` from per-bin keep values ``(N, 1 or C, *grid)``
+        (written into ``out``, a real ``(N, C, *grid, 2)`` buffer, when given)."""
         if self.spectrum is not None:
             return reference_coefficients(grid_keep, self.spectrum[example], self.base_coefficients(example))
-        scaled = _scale(grid_keep, self.delta[example])
-        return scaled if self.base_is_zero else scaled + self.base_coefficients(example)
+        scaled = _scale(grid_keep, self.delta[example], out)
+        if self.base_is_zero:
+            return scaled
+        base = self.base_coefficients(example)
+        return scaled + base if out is None else scaled.add_(base)
 
 
 def reference_coefficients(keep: Tensor, spectrum: Tensor, base: Tensor) -> Tensor:
@@ -205,6 +217,8 @@ class FeatureSpace:
         ]
         # Per input, (example, baseline, input) waveforms of the last example that needed them.
         self._anchors: Dict[int, Tuple[int, Tensor, Tensor]] = {}
+        # Per input, a reused real buffer for the spectra of mutants (see _spectrum_rows).
+        self._mutant_spectra: List[Optional[Tensor]] = [None] * len(self._inputs)
 
     def select(self, example: int) -> "FeatureSpace":
         r"""The feature space of one example of the batch, holding only that example's spectra.
@@ -238,6 +252,7 @@ class FeatureSpace:
         ]
         one._part_spectra = [None] * len(one._inputs)
         one._anchors = {}
+        one._mutant_spectra = [None] * len(one._inputs)
         return one
 
     @staticmethod
@@ -365,9 +380,32 @@ class FeatureSpace:
             transformed = self._few_bin_mutants(index, example, keep, totals, target)
             for lo in range(0, len(transformed), limit):
                 rows = transformed[lo : lo + limit]
-                waves = self._synthesize(part, part.coefficients(example, part.grid_keep(keep[rows])))
+                first, n_rows = rows[0], len(rows)
+                spectra = self._spectrum_rows(index, n_rows)
+                if rows[-1] - first == n_rows - 1 and target.is_contiguous():
+                    # Consecutive rows (the usual case): transformed straight into the target rows.
+                    rows_keep = part.grid_keep(keep[first : first + n_rows])
+                    coefficients = part.coefficients(example, rows_keep, spectra)
+                    self.domain.synthesize_into(coefficients, part.example_shape[-1], target[first : first + n_rows])
+                    continue
+                waves = self._synthesize(part, part.coefficients(example, part.grid_keep(keep[rows]), spectra))
                 target.index_copy_(0, torch.tensor(rows, device=self.device), waves)
         return tuple(out)
+
+    def _spectrum_rows(self, index: int, n_rows: int) -> Optional[Tensor]:
+        # A reused real (n_rows, C, *grid, 2) buffer for the mutant spectra of input ``index``:
+        # fresh spectra of a long clip are allocations from the operating system, whose page faults
+        # cost about as much as the products written into them. Only where rows_per_transform()
+        # bounds the batch (CPU, rows below CPU_TRANSFORM_BYTES), so the buffer stays small; None
+        # (fresh tensors) otherwise and for the reference synthesis.
+        part = self._inputs[index]
+        if part.spectrum is not None or self.rows_per_transform() == 2**31 - 1:
+            return None
+        shape = (n_rows, part.delta.shape[1]) + tuple(part.delta.shape[2:]) + (2,)
+        buffer = self._mutant_spectra[index]
+        if buffer is None or buffer.shape[0] < n_rows:
+            buffer = self._mutant_spectra[index] = part.delta.real.new_empty((max(n_rows, 1),) + shape[1:])
+        return buffer[:n_rows]
 
     def _few_bin_mutants(
         self, index: int, example: int, keep: Tensor, totals: List[float], target: Tensor
