@@ -14,7 +14,9 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   equally small passing sets (:class:`~captum_freqrex._core.search.partition.PartitionRefinement`,
   ``prefer="energy"``), which stops once its answer is settled. When the first search's smallest
   passing set holds more than :data:`SCATTERED_SHARE` of the features (and more than
-  :data:`SCATTERED_MIN`), bands may not separate the causes: the rest of the budget goes to
+  :data:`SCATTERED_MIN`), bands may not separate the causes; the first search stops as soon as
+  a step narrows nothing on a set that large (``scattered_above``), so the budget is not spent
+  trimming slivers off it. The rest of the budget goes to
   :class:`~captum_freqrex._core.search.adaptive.AdaptiveRefinement`, whose one-cut probe of every
   order (frequency, loudness tiers, interleaved; ties to frequency) picks the order to refine along,
   and the result with the smaller passing set is kept. On the zoo's strings clip (a CNN that needs
@@ -25,6 +27,10 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   passing candidate, no larger than the search's set, leads the ranking. A model that normalises
   its input accepts a near-empty bin beside a partial as readily as the partial; a listener wants
   the partial.
+* In the scattered case, last, the **tail** (:func:`rank_tail`): one search along the interleaved
+  order orders the features the searches left at zero by the nested passing sets it narrowed
+  through, so the ranking's prefixes beyond the set keep the decision where the set alone is a
+  few bins (insertion AUC on the strings clip 0.41 without, 0.98 with).
 
 The result's ``details`` say which way was taken (``"strategy"``) and, after an escalation, both
 results' smallest passing sets.
@@ -55,6 +61,13 @@ LOUD_PEAKS = 12
 
 #: The loud-peak check runs when the search's smallest passing set has at most this many features.
 LOUD_CHECK_MAX = 4
+
+#: Most queries of the interleaved search that orders a scattered cause's tail (:func:`rank_tail`):
+#: ten refinement steps, passing sets down to about 4**-10 of the spectrum.
+TAIL_QUERIES = 150
+
+#: The tail's responsibility is at most this share of the least credited feature's.
+TAIL_SCALE = 1e-3
 
 #: Peaks closer than this share of the features are one peak: a partial spreads over neighbouring
 #: bins (1/800 of the spectrum is 10 Hz at 16 kHz, whatever the clip's length).
@@ -135,6 +148,51 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
     return SearchResult(values, result.queries + len(candidates), result.stopped_by, details, sets)
 
 
+def rank_tail(context: SearchContext, result: SearchResult) -> SearchResult:
+    r"""Order the features a scattered cause's search left at zero by nested passing sets.
+
+    Where no band separates the causes (a model that needs a little energy across the spectrum),
+    the set the searches end on is tiny and every other feature has zero responsibility, so the
+    ranking puts the loudest bins next: a few partials, which such a model does not take for the
+    clip. One search along the interleaved order (at most :data:`TAIL_QUERIES` queries of what is
+    left of the budget) narrows through passing sets ``S_1 ⊃ S_2 ⊃ ...``, each a random sample
+    of the spectrum that kept the decision; a feature the first searches left at zero gets
+    ``TAIL_SCALE * m * 2 ** (d - D)``, with ``m`` the least responsibility of a credited feature,
+    ``d`` the deepest ``S_d`` holding it and ``D`` the deepest of all (0 when none holds it). So
+    every credited feature still ranks first, and behind them the ranking's prefixes at the
+    sizes of the ``S_d`` are sets seen to pass (the insertion curve's points in between).
+
+    Args:
+        context (SearchContext): The example's context.
+        result (SearchResult): The scattered case's result (after the loud-peak check).
+
+    Returns:
+        SearchResult: ``result`` with the tail credited and the search's queries added
+        (``details["tail_features"]``: the features of the largest nested set, None when the
+        search found none), or ``result`` itself when there is no credited feature or too
+        little budget left.
+    """
+    remaining = context.remaining
+    values = result.responsibility.double().cpu().clone()
+    step = 2**context.options.n_pieces - 1
+    if (remaining is not None and remaining < step) or not bool((values > 0).any()):
+        return result
+    cap = TAIL_QUERIES if remaining is None else min(remaining, TAIL_QUERIES)
+    options = dataclasses.replace(context.options, max_queries=cap, n_searches=1)
+    tail = PartitionRefinement(order="interleaved", nesting=True).run(dataclasses.replace(context, options=options, queries=0))
+    context.queries += tail.queries
+    depth = tail.details["nesting"].double().cpu()
+    zero = values == 0
+    deepest = float(depth.max())
+    details = {**result.details, "tail_features": None}
+    if deepest > 0:
+        credit = TAIL_SCALE * float(values[values > 0].min()) * torch.pow(2.0, depth - deepest)
+        values[zero & (depth > 0)] = credit[zero & (depth > 0)]
+        values /= values.sum()
+        details["tail_features"] = int((depth > 0).sum())
+    return SearchResult(values, result.queries + tail.queries, result.stopped_by, details, result.sets)
+
+
 def _smallest(result: SearchResult) -> Optional[int]:
     """Features in the smallest passing set a search returned (None: it kept none)."""
     return None if result.sets is None or not result.sets.shape[0] else int(result.sets[0].sum())
@@ -180,7 +238,7 @@ class AutoSearch:
         strategy = f"probed, refined along {second.details['order']}"
         if better is first:
             strategy += " (no smaller set than the first search's)"
-        checked = loud_peak_check(context, better)
+        checked = rank_tail(context, loud_peak_check(context, better))
         details = {**checked.details, "strategy": strategy, "first_set": size, "second_set": other,
                    "first_queries": first.queries}
         return dataclasses.replace(checked, queries=context.queries - start, details=details)
