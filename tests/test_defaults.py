@@ -239,3 +239,44 @@ def test_scattered_causes_give_one_bin_a_band_and_a_ranking_whose_prefixes_pass(
     assert bool(ranked.passes[0, 1:].all()) and not bool(by_energy.passes[0, 1:6].any())
     again = FreqReX(model).explain(x, seed=0)[0]
     assert torch.equal(again.feature_responsibility, values)  # seeded
+
+
+class QuietOrChord(torch.nn.Module):
+    """Class 1 when a normalising front end sees the quiet tone at full scale, or the chord is there.
+
+    A normalising model takes a near-empty bin alone for the clip (the quiet 20 Hz tone, kept
+    alone, is its own loudest bin); the chord (1500, 2500 and 3500 Hz, each above 0.5) is the
+    cause at the clip's energy. Other loud tones are ignored.
+    """
+
+    CHORD = (1500, 2500, 3500)
+    QUIET = 20
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.fft.rfft(x).abs() / (x.shape[-1] / 2)
+        normalised = spectrum[:, bin_of(self.QUIET, x.shape[-1])] / spectrum.amax(dim=1).clamp(min=1e-9)
+        chord = spectrum[:, [bin_of(f, x.shape[-1]) for f in self.CHORD]].min(dim=1).values
+        margin = 10.0 * torch.maximum(normalised - 0.5, chord - 0.5)
+        return torch.stack([-margin, margin], dim=1)
+
+
+def test_a_quiet_smallest_set_gives_way_to_the_cause_at_the_clips_energy():
+    others = [(1800, 0.8), (2200, 0.8), (2900, 0.8), (3200, 0.8)]
+    x = (0.01 * tone(QuietOrChord.QUIET) + sum(tone(f) for f in QuietOrChord.CHORD)
+         + sum(a * tone(f) for f, a in others)).unsqueeze(0)
+    model = QuietOrChord()
+    quiet = FreqReX(model, search="refinement").explain(x, seed=2)[0].sufficient
+    assert quiet.size == 1 and quiet.mask[bin_of(QuietOrChord.QUIET, SAMPLE_RATE)] and quiet.level_db < -20
+    explainer = FreqReX(model)
+    expl = explainer.explain(x, seed=2)[0]
+    assert explainer.last_search[0].details["loud_band"] == 3
+    chord = one_hot(N_BINS, [bin_of(f, SAMPLE_RATE) for f in QuietOrChord.CHORD])
+    sufficient = expl.sufficient
+    assert sufficient.certified and torch.equal(sufficient.mask, chord) and not sufficient.flags
+    assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+    again = FreqReX(model).explain(x, seed=2)[0]
+    assert torch.equal(again.responsibility, expl.responsibility)  # seeded
+    # A set at the clip's level is never checked: the tone detector's answer is its loudest bin.
+    loud = FreqReX(ToneDetector([440], threshold=0.5))
+    loud.explain(tone(440).unsqueeze(0))
+    assert "loud_band" not in loud.last_search[0].details
