@@ -247,7 +247,7 @@ def rank_tail(context: SearchContext, result: SearchResult) -> SearchResult:
     the set the searches end on is tiny and every other feature has zero responsibility, so the
     ranking puts the loudest bins next: a few partials, which such a model does not take for the
     clip. One search along the interleaved order (at most :data:`TAIL_QUERIES` queries of what is
-    left of the budget) narrows through passing sets ``S_1 ⊃ S_2 ⊃ ...``, each a random sample
+    left of the budget, which :class:`AutoSearch` keeps back from the adaptive search) narrows through passing sets ``S_1 ⊃ S_2 ⊃ ...``, each a random sample
     of the spectrum that kept the decision; a feature the first searches left at zero gets
     ``TAIL_SCALE * m * 2 ** (d - D)``, with ``m`` the least responsibility of a credited feature,
     ``d`` the deepest ``S_d`` holding it and ``D`` the deepest of all (0 when none holds it). So
@@ -324,7 +324,13 @@ class AutoSearch:
             return dataclasses.replace(checked, queries=context.queries - start, details=details)
         # One search can end scattered by chance: the one-cut probe of every order decides whether
         # another order narrows the set more; ties go to frequency order, refined afresh.
-        second = context.run_within_budget(AdaptiveRefinement(prefer="energy"))
+        # The tail's search (rank_tail) keeps its queries back from the adaptive search's budget.
+        budget = context.options.max_queries
+        reserve = TAIL_QUERIES if remaining is not None and remaining >= 3 * step + TAIL_QUERIES else 0
+        held = context if budget is None or not reserve else dataclasses.replace(
+            context, options=dataclasses.replace(context.options, max_queries=budget - reserve))
+        second = held.run_within_budget(AdaptiveRefinement(prefer="energy"))
+        context.queries = held.queries
         size, other = _smallest(first), _smallest(second)
         better = second if other is not None and (size is None or other < size) else first
         strategy = f"probed, refined along {second.details['order']}"
