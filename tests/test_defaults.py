@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
+from known_models import SAMPLE_RATE, SpectrumCoverageDetector, ToneClassifier, ToneDetector, bin_of, impulse, tone
 from test_search import HARMONICS, PARTIALS, HarmonicSum, harmonic_clip, one_hot
 
 from captum_freqrex import FreqReX
-from captum_freqrex._core.search.auto import SCATTERED_MIN, AutoSearch, loudest_peaks
+from captum_freqrex._core.search.auto import SCATTERED_MIN, TAIL_SCALE, AutoSearch, loudest_peaks
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.partition import PartitionRefinement
+from captum_freqrex.metrics import insertion_curve
 
 N_BINS = SAMPLE_RATE // 2 + 1
 
@@ -180,3 +181,102 @@ def test_the_smallest_budget_still_explains(detector, tone_clip):
     expl = FreqReX(detector).explain(tone_clip, max_queries=15)[0]
     assert expl.stopped_by == "max_queries" and expl.responsibility_queries <= 15
     assert expl.sufficient.certified and expl.sufficient.mask[bin_of(440, SAMPLE_RATE)]
+
+
+class BandCoverage(torch.nn.Module):
+    """Class 1 when each of ``bands`` equal frequency bands holds a bin of magnitude above ``floor``.
+
+    On an impulse (every bin of magnitude 1) the minimal sufficient sets are one bin per band: a
+    little energy across the whole spectrum, which no band of the spectrum separates.
+    """
+
+    def __init__(self, bands: int = 8, floor: float = 0.5) -> None:
+        super().__init__()
+        self.bands, self.floor = bands, floor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        loud = torch.fft.rfft(x).abs() > self.floor
+        edges = torch.linspace(0, loud.shape[-1], self.bands + 1).long().tolist()
+        covered = torch.stack([loud[:, a:b].any(dim=1) for a, b in zip(edges[:-1], edges[1:])], dim=1)
+        margin = 10.0 * (covered.double().mean(dim=1).float() - 1.0 + 0.5 / self.bands)
+        return torch.stack([-margin, margin], dim=1)
+
+
+def test_a_first_search_that_narrows_nothing_stops_at_once():
+    # Every sufficient set is most of the spectrum: once the set is barely above the share, no
+    # sub-piece can go, a step keeps all four, and the search stops there as scattered instead
+    # of cutting for max_depth steps more.
+    x, model = impulse(SAMPLE_RATE).unsqueeze(0), SpectrumCoverageDetector()
+    explainer = FreqReX(model, search=PartitionRefinement(scattered_above=SCATTERED_MIN))
+    explainer.attribute(x, seed=0)
+    stalled = explainer.last_search[0]
+    assert stalled.stopped_by == "scattered" and stalled.sets is not None and stalled.sets.shape[0] == 1
+    assert int(stalled.sets[0].sum()) > 0.75 * N_BINS
+    whole = FreqReX(model, search=PartitionRefinement())
+    whole.attribute(x, seed=0, n_samples=1)
+    assert whole.last_search[0].queries == 24 * 15 > stalled.queries  # max_depth steps of 15
+
+
+def test_scattered_causes_give_one_bin_a_band_and_a_ranking_whose_prefixes_pass():
+    x, model = impulse(SAMPLE_RATE).unsqueeze(0), BandCoverage()
+    explainer = FreqReX(model)
+    expl = explainer.explain(x, seed=0)[0]
+    details = explainer.last_search[0].details
+    assert details["strategy"] == "probed, refined along interleaved" and details["tail_features"] is not None
+    sufficient = expl.sufficient
+    edges = torch.linspace(0, N_BINS, 9).long().tolist()
+    bands = [int(sufficient.mask[a:b].sum()) for a, b in zip(edges[:-1], edges[1:])]
+    assert sufficient.certified and bands == [1] * 8  # one bin a band: the minimal sets
+    assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+    # The features the searches credit rank first; the tail, ordered by the interleaved search's
+    # nested passing sets, keeps the decision from an eighth of the spectrum on, where the
+    # loudest-first order (all bins equally loud: frequency order) needs all of it.
+    values = expl.feature_responsibility
+    credited = values >= values.max() * 1e-2
+    assert float(values[~credited].max()) <= TAIL_SCALE * float(values[credited].min()) * (1 + 1e-6)
+    ranked = insertion_curve(model, x, values.unsqueeze(0), target=1, n_steps=8)
+    by_energy = insertion_curve(model, x, torch.ones(1, N_BINS), target=1, n_steps=8)
+    assert bool(ranked.passes[0, 1:].all()) and not bool(by_energy.passes[0, 1:6].any())
+    again = FreqReX(model).explain(x, seed=0)[0]
+    assert torch.equal(again.feature_responsibility, values)  # seeded
+
+
+class QuietOrChord(torch.nn.Module):
+    """Class 1 when a normalising front end sees the quiet tone at full scale, or the chord is there.
+
+    A normalising model takes a near-empty bin alone for the clip (the quiet 20 Hz tone, kept
+    alone, is its own loudest bin); the chord (1500, 2500 and 3500 Hz, each above 0.5) is the
+    cause at the clip's energy. Other loud tones are ignored.
+    """
+
+    CHORD = (1500, 2500, 3500)
+    QUIET = 20
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.fft.rfft(x).abs() / (x.shape[-1] / 2)
+        normalised = spectrum[:, bin_of(self.QUIET, x.shape[-1])] / spectrum.amax(dim=1).clamp(min=1e-9)
+        chord = spectrum[:, [bin_of(f, x.shape[-1]) for f in self.CHORD]].min(dim=1).values
+        margin = 10.0 * torch.maximum(normalised - 0.5, chord - 0.5)
+        return torch.stack([-margin, margin], dim=1)
+
+
+def test_a_quiet_smallest_set_gives_way_to_the_cause_at_the_clips_energy():
+    others = [(1800, 0.8), (2200, 0.8), (2900, 0.8), (3200, 0.8)]
+    x = (0.01 * tone(QuietOrChord.QUIET) + sum(tone(f) for f in QuietOrChord.CHORD)
+         + sum(a * tone(f) for f, a in others)).unsqueeze(0)
+    model = QuietOrChord()
+    quiet = FreqReX(model, search="refinement").explain(x, seed=2)[0].sufficient
+    assert quiet.size == 1 and quiet.mask[bin_of(QuietOrChord.QUIET, SAMPLE_RATE)] and quiet.level_db < -20
+    explainer = FreqReX(model)
+    expl = explainer.explain(x, seed=2)[0]
+    assert explainer.last_search[0].details["loud_band"] == 3
+    chord = one_hot(N_BINS, [bin_of(f, SAMPLE_RATE) for f in QuietOrChord.CHORD])
+    sufficient = expl.sufficient
+    assert sufficient.certified and torch.equal(sufficient.mask, chord) and not sufficient.flags
+    assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+    again = FreqReX(model).explain(x, seed=2)[0]
+    assert torch.equal(again.responsibility, expl.responsibility)  # seeded
+    # A set at the clip's level is never checked: the tone detector's answer is its loudest bin.
+    loud = FreqReX(ToneDetector([440], threshold=0.5))
+    loud.explain(tone(440).unsqueeze(0))
+    assert "loud_band" not in loud.last_search[0].details

@@ -14,7 +14,9 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   equally small passing sets (:class:`~captum_freqrex._core.search.partition.PartitionRefinement`,
   ``prefer="energy"``), which stops once its answer is settled. When the first search's smallest
   passing set holds more than :data:`SCATTERED_SHARE` of the features (and more than
-  :data:`SCATTERED_MIN`), bands may not separate the causes: the rest of the budget goes to
+  :data:`SCATTERED_MIN`), bands may not separate the causes; the first search stops as soon as
+  a step narrows nothing on a set that large (``scattered_above``), so the budget is not spent
+  trimming slivers off it. The rest of the budget goes to
   :class:`~captum_freqrex._core.search.adaptive.AdaptiveRefinement`, whose one-cut probe of every
   order (frequency, loudness tiers, interleaved; ties to frequency) picks the order to refine along,
   and the result with the smaller passing set is kept. On the zoo's strings clip (a CNN that needs
@@ -25,6 +27,14 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   passing candidate, no larger than the search's set, leads the ranking. A model that normalises
   its input accepts a near-empty bin beside a partial as readily as the partial; a listener wants
   the partial.
+* Then the **loud-band check** (:func:`loud_band_check`): when the smallest passing set is
+  still more than 20 dB below the clip's loudest feature (the level at which a set is flagged),
+  the bands around the 1, 2, 4, ..., 64 loudest peaks are asked about, and the refinement runs
+  inside the smallest passing one: a set found there at the clip's level leads, even when larger.
+* In the scattered case, last, the **tail** (:func:`rank_tail`): one search along the interleaved
+  order orders the features the searches left at zero by the nested passing sets it narrowed
+  through, so the ranking's prefixes beyond the set keep the decision where the set alone is a
+  few bins (insertion AUC on the strings clip 0.41 without, 0.98 with).
 
 The result's ``details`` say which way was taken (``"strategy"``) and, after an escalation, both
 results' smallest passing sets.
@@ -33,6 +43,7 @@ results' smallest passing sets.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import List, Optional
 
 import torch
@@ -42,6 +53,8 @@ from captum_freqrex._core.search.adaptive import AdaptiveRefinement
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._core.search.partition import PartitionRefinement
+from captum_freqrex._core.search.restricted import restrict_context
+from captum_freqrex._explanation.informative import MIN_LEVEL_DB
 
 #: A smallest passing set above this share of the features (and :data:`SCATTERED_MIN` features)
 #: means the bands did not separate the causes: other feature orders are tried.
@@ -55,6 +68,22 @@ LOUD_PEAKS = 12
 
 #: The loud-peak check runs when the search's smallest passing set has at most this many features.
 LOUD_CHECK_MAX = 4
+
+#: Most queries of the interleaved search that orders a scattered cause's tail (:func:`rank_tail`):
+#: ten refinement steps, passing sets down to about 4**-10 of the spectrum.
+TAIL_QUERIES = 150
+
+#: The tail's responsibility is at most this share of the least credited feature's.
+TAIL_SCALE = 1e-3
+
+#: The loud-band check (:func:`loud_band_check`) tries the bands around up to this many peaks.
+LOUD_BANDS = 64
+
+#: Half-width of a loud band, as a share of the features (30 bins of a 30 s clip: 1 Hz).
+BAND_SHARE = 1 / 8000
+
+#: Most queries of the refinement inside the loud bands (:func:`loud_band_check`).
+LOUD_SEARCH_QUERIES = 150
 
 #: Peaks closer than this share of the features are one peak: a partial spreads over neighbouring
 #: bins (1/800 of the spectrum is 10 Hz at 16 kHz, whatever the clip's length).
@@ -135,6 +164,127 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
     return SearchResult(values, result.queries + len(candidates), result.stopped_by, details, sets)
 
 
+def level_db(energy: Tensor, members: Tensor) -> float:
+    r"""The loudest of ``members`` (a bool mask) relative to the loudest feature, in dB (-inf: silent)."""
+    energy = energy.double().cpu()
+    top, inside = float(energy.max()), float(energy[members.cpu()].max()) if bool(members.any()) else 0.0
+    return 10.0 * math.log10(inside / top) if inside > 0 and top > 0 else -math.inf
+
+
+def loud_band_check(context: SearchContext, result: SearchResult) -> SearchResult:
+    r"""Where the smallest set is far below the clip's level, search for one at the clip's energy.
+
+    A model that normalises its input may take a few near-empty bins for the clip (the zoo's
+    instruments CNN takes two bins at -24 dB for the piano). When the smallest passing set's
+    loudest feature is more than ``-MIN_LEVEL_DB`` (20) dB below the clip's loudest, one batch asks
+    the model about the bands around the clip's 1, 2, 4, ..., :data:`LOUD_BANDS` loudest peaks
+    (each ``±`` :data:`BAND_SHARE` of the features wide): the loudest parts of the spectrum,
+    grown geometrically (at most 7 queries). When one passes, the partition refinement
+    (``prefer="energy"``) runs inside the smallest passing band set only (at most
+    :data:`LOUD_SEARCH_QUERIES` queries): every set it sees is made of bins near the loud peaks.
+    Its smallest passing set, when it is within 20 dB of the clip's loudest feature, leads: its
+    features get the responsibility of the most responsible one (all scaled to sum to one) and
+    it replaces the quieter smaller sets among the sets the shrink may start from. Otherwise
+    the result stays as it was: no louder set was found, and the set is flagged.
+
+    Args:
+        context (SearchContext): The example's context (its energy and budget).
+        result (SearchResult): What the searches and the loud-peak check returned.
+
+    Returns:
+        SearchResult: ``result`` with the queries spent added; ``details["loud_band"]`` is the
+        louder set's size (None: checked, none found), absent when nothing was checked.
+    """
+    seen = result.sets
+    step = 2**context.options.n_pieces - 1
+    if seen is None or not seen.shape[0] or level_db(context.energy, seen[0]) >= MIN_LEVEL_DB:
+        return result
+    n = context.n_features
+    peaks = loudest_peaks(context.energy, LOUD_BANDS)
+    width = max(0, int(BAND_SHARE * n))
+    counts = [k for k in (2**j for j in range(LOUD_BANDS.bit_length())) if k <= len(peaks)]
+    remaining = context.remaining
+    if not counts or (remaining is not None and remaining < len(counts) + step):
+        return result
+    bands = torch.zeros(len(counts), n, dtype=torch.bool)
+    for row, k in enumerate(counts):
+        for peak in peaks[:k]:
+            bands[row, max(0, peak - width) : min(n, peak + width + 1)] = True
+    passes = context.evaluate_sets(bands.float().to(context.device)).passes.cpu()
+    spent = len(counts)
+    details = {**result.details, "loud_band": None}
+    if not bool(passes.any()):
+        return dataclasses.replace(result, queries=result.queries + spent, details=details)
+    region = bands[int(passes.nonzero()[0])]
+    remaining = context.remaining
+    cap = LOUD_SEARCH_QUERIES if remaining is None else min(remaining, LOUD_SEARCH_QUERIES)
+    options = dataclasses.replace(context.options, max_queries=cap)
+    inner = restrict_context(context, region, options)
+    found = PartitionRefinement(prefer="energy").run(inner)
+    context.queries += found.queries
+    spent += found.queries
+    if found.sets is None or not found.sets.shape[0]:
+        return dataclasses.replace(result, queries=result.queries + spent, details=details)
+    ids = region.nonzero().squeeze(1)
+    louder = torch.zeros(n, dtype=torch.bool)
+    louder[ids[found.sets[0].cpu().nonzero().squeeze(1)]] = True
+    if level_db(context.energy, louder) < MIN_LEVEL_DB:
+        return dataclasses.replace(result, queries=result.queries + spent, details=details)
+    values = result.responsibility.double().cpu().clone()
+    values[louder] = float(values.max()) if float(values.max()) > 0 else 1.0
+    values /= values.sum()
+    size = int(louder.sum())
+    kept = seen[seen.sum(dim=1) >= size]  # the quieter smaller sets no longer start the shrink
+    sets = torch.cat([louder.to(seen.device).unsqueeze(0), kept])
+    details["loud_band"] = size
+    return SearchResult(values, result.queries + spent, result.stopped_by, details, sets)
+
+
+def rank_tail(context: SearchContext, result: SearchResult) -> SearchResult:
+    r"""Order the features a scattered cause's search left at zero by nested passing sets.
+
+    Where no band separates the causes (a model that needs a little energy across the spectrum),
+    the set the searches end on is tiny and every other feature has zero responsibility, so the
+    ranking puts the loudest bins next: a few partials, which such a model does not take for the
+    clip. One search along the interleaved order (at most :data:`TAIL_QUERIES` queries of what is
+    left of the budget, which :class:`AutoSearch` keeps back from the adaptive search) narrows through passing sets ``S_1 ⊃ S_2 ⊃ ...``, each a random sample
+    of the spectrum that kept the decision; a feature the first searches left at zero gets
+    ``TAIL_SCALE * m * 2 ** (d - D)``, with ``m`` the least responsibility of a credited feature,
+    ``d`` the deepest ``S_d`` holding it and ``D`` the deepest of all (0 when none holds it). So
+    every credited feature still ranks first, and behind them the ranking's prefixes at the
+    sizes of the ``S_d`` are sets seen to pass (the insertion curve's points in between).
+
+    Args:
+        context (SearchContext): The example's context.
+        result (SearchResult): The scattered case's result (after the loud-peak check).
+
+    Returns:
+        SearchResult: ``result`` with the tail credited and the search's queries added
+        (``details["tail_features"]``: the features of the largest nested set, None when the
+        search found none), or ``result`` itself when there is no credited feature or too
+        little budget left.
+    """
+    remaining = context.remaining
+    values = result.responsibility.double().cpu().clone()
+    step = 2**context.options.n_pieces - 1
+    if (remaining is not None and remaining < step) or not bool((values > 0).any()):
+        return result
+    cap = TAIL_QUERIES if remaining is None else min(remaining, TAIL_QUERIES)
+    options = dataclasses.replace(context.options, max_queries=cap, n_searches=1)
+    tail = PartitionRefinement(order="interleaved", nesting=True).run(dataclasses.replace(context, options=options, queries=0))
+    context.queries += tail.queries
+    depth = tail.details["nesting"].double().cpu()
+    zero = values == 0
+    deepest = float(depth.max())
+    details = {**result.details, "tail_features": None}
+    if deepest > 0:
+        credit = TAIL_SCALE * float(values[values > 0].min()) * torch.pow(2.0, depth - deepest)
+        values[zero & (depth > 0)] = credit[zero & (depth > 0)]
+        values /= values.sum()
+        details["tail_features"] = int((depth > 0).sum())
+    return SearchResult(values, result.queries + tail.queries, result.stopped_by, details, result.sets)
+
+
 def _smallest(result: SearchResult) -> Optional[int]:
     """Features in the smallest passing set a search returned (None: it kept none)."""
     return None if result.sets is None or not result.sets.shape[0] else int(result.sets[0].sum())
@@ -169,18 +319,24 @@ class AutoSearch:
         first = context.run_within_budget(PartitionRefinement(prefer="energy", scattered_above=limit))
         remaining = context.remaining
         if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * step):
-            checked = loud_peak_check(context, first)
+            checked = loud_band_check(context, loud_peak_check(context, first))
             details = {**checked.details, "strategy": "frequency"}
             return dataclasses.replace(checked, queries=context.queries - start, details=details)
         # One search can end scattered by chance: the one-cut probe of every order decides whether
         # another order narrows the set more; ties go to frequency order, refined afresh.
-        second = context.run_within_budget(AdaptiveRefinement(prefer="energy"))
+        # The tail's search (rank_tail) keeps its queries back from the adaptive search's budget.
+        budget = context.options.max_queries
+        reserve = TAIL_QUERIES if remaining is not None and remaining >= 3 * step + TAIL_QUERIES else 0
+        held = context if budget is None or not reserve else dataclasses.replace(
+            context, options=dataclasses.replace(context.options, max_queries=budget - reserve))
+        second = held.run_within_budget(AdaptiveRefinement(prefer="energy"))
+        context.queries = held.queries
         size, other = _smallest(first), _smallest(second)
         better = second if other is not None and (size is None or other < size) else first
         strategy = f"probed, refined along {second.details['order']}"
         if better is first:
             strategy += " (no smaller set than the first search's)"
-        checked = loud_peak_check(context, better)
+        checked = rank_tail(context, loud_band_check(context, loud_peak_check(context, better)))
         details = {**checked.details, "strategy": strategy, "first_set": size, "second_set": other,
                    "first_queries": first.queries}
         return dataclasses.replace(checked, queries=context.queries - start, details=details)

@@ -48,7 +48,8 @@ and the run stops as soon as its answer is settled (``convergence_top_k=None`` r
 * ``"converged"`` - a search ended without a passing set smaller than the smallest found before
   it: the random cuts have stopped improving the answer;
 
-otherwise ``"searches"`` (``n_samples`` ran) or ``"max_queries"`` (the budget ran out).
+otherwise ``"searches"`` (``n_samples`` ran) or ``"max_queries"`` (the budget ran out); with
+``scattered_above`` (:class:`PartitionRefinement`), ``"scattered"``.
 
 **Orders.** "Contiguous" means contiguous along a feature order. The default is frequency order
 (feature ids), whose pieces are bands. Causes scattered across the spectrum (a model that needs
@@ -106,6 +107,7 @@ class _Search:
     depth: int = 0
     done: bool = False
     witness: Optional[List[Range]] = None  # the final passing set, when the search found one
+    trail: List[List[Range]] = field(default_factory=list)  # the passing sets it narrowed through
 
     def finalize(self) -> None:
         # A search whose set never reached the target found no cause: it credits nothing.
@@ -115,6 +117,11 @@ class _Search:
             if mass > 0 and self.passes:
                 self.finalized.append((lo, hi, mass / (hi - lo)))
         self.pieces, self.masses, self.done = [], [], True
+
+
+def _size(pieces: List[Range]) -> int:
+    """Features in a list of ranges."""
+    return sum(hi - lo for lo, hi in pieces)
 
 
 @functools.lru_cache(maxsize=16)
@@ -170,9 +177,11 @@ class _Refiner:
         device: torch.device,
         energy: Optional[Tensor] = None,
         scattered_above: Optional[int] = None,
+        record_trail: bool = False,
     ) -> None:
         options.validate()
         self.scattered_above = scattered_above
+        self.record_trail = record_trail
         # Prefix sums of the energy: the energy of a range of features in O(1).
         self._energy_sums = (
             None if energy is None else [0.0] + torch.cumsum(energy.double().cpu(), 0).tolist()
@@ -186,6 +195,7 @@ class _Refiner:
         self.queries = 0
         self.searches: List[_Search] = []
         self.stopped_by = "searches"
+        self.stalled = False  # the first search stopped early as scattered (see _stalls)
 
     def _choice_key(self, sub: List[Range]) -> Callable[[frozenset], Tuple[float, ...]]:
         sizes = [hi - lo for lo, hi in sub]
@@ -267,6 +277,8 @@ class _Refiner:
                 for i, m in enumerate(rest):
                     search.masses[i] = m + mass * m / total_rest
         search.passes = True
+        if self.record_trail and search.pieces:
+            search.trail.append(list(search.pieces))
         if not any(m > 0 for m in search.masses):
             search.witness = list(search.pieces)
             search.pieces, search.masses, search.done = [], [], True
@@ -301,8 +313,23 @@ class _Refiner:
             self.queries += len(passed)
             offset = 0
             for step in steps:
+                before = _size(step.search.pieces), step.search.passes
                 self._apply(step, passed[offset : offset + len(step.subsets)])
                 offset += len(step.subsets)
+                if self._stalls(step.search, before):
+                    step.search.finalize()
+                    self.stalled = True
+            if self.stalled:
+                return
+
+    def _stalls(self, search: _Search, before: Tuple[int, bool]) -> bool:
+        # The first search in an order that does not separate the causes: a step on a passing
+        # set kept every sub-piece (no proper subset passed), and the set still holds more than
+        # scattered_above features. Deeper steps would only trim slivers off a set this large.
+        if self.scattered_above is None or len(self.searches) != WAVE_SIZE or search.done or not before[1]:
+            return False
+        size = _size(search.pieces)
+        return size == before[0] and size > self.scattered_above
 
     def responsibility(self) -> Tensor:
         """Mean over the searches run so far of each feature's finalised mass density, ``(n_features,)``."""
@@ -319,6 +346,21 @@ class _Refiner:
         values[values.abs() <= 64 * torch.finfo(torch.float64).eps * scale] = 0.0
         return values / max(len(self.searches), 1)
 
+    def nesting(self) -> Tensor:
+        r"""Per feature, how deep a passing set held it: ``(n_features,)`` float64.
+
+        The passing sets a search narrows through are nested, ``S_1 ⊃ S_2 ⊃ ...``, and each was a
+        query that kept the decision; a feature gets the largest ``d`` such that ``S_d`` holds it
+        (over the searches; 0: in none). Ranked by it, the prefixes at the sizes of the ``S_d``
+        are passing sets. Needs ``record_trail``.
+        """
+        depth = torch.zeros(self.n_features + 1, dtype=torch.float64)
+        for search in self.searches:
+            for d, pieces in enumerate(search.trail, 1):
+                for lo, hi in pieces:
+                    depth[lo:hi] = torch.clamp(depth[lo:hi], min=float(d))
+        return depth[: self.n_features]
+
     def witnesses(self) -> List[List[Range]]:
         """The final passing set of every search that found one (each verified by a query), non-empty ones."""
         return [s.witness for s in self.searches if s.witness]
@@ -333,7 +375,7 @@ class _Refiner:
         if self.scattered_above is None or len(self.searches) != WAVE_SIZE:
             return False
         smallest = self._smallest()
-        return smallest is None or smallest > self.scattered_above
+        return self.stalled or smallest is None or smallest > self.scattered_above
 
     def run(self) -> Tensor:
         r"""Run waves of searches until ``n_searches``, the budget, or convergence; return responsibility."""
@@ -452,14 +494,22 @@ class PartitionRefinement:
         scattered_above (int, optional): Give up after the first search when its smallest passing
                     set holds more features than this (``stopped_by="scattered"``): the order did
                     not separate the causes, and :class:`~captum_freqrex._core.search.auto.AutoSearch`
-                    then tries other orders. Default: None (never)
+                    then tries other orders. The first search stops there at once when one of its
+                    steps narrows nothing (no proper union of the sub-pieces passes) on a set of
+                    more features than this: deeper steps would only trim slivers off it.
+                    Default: None (never)
+        nesting (bool, optional): Also return, as ``details["nesting"]`` (``(n_features,)``
+                    float64 per feature id), how deep a passing set of the searches held each
+                    feature (see :meth:`_Refiner.nesting`): ranked by it, the prefixes at the
+                    sizes of the sets a search narrowed through keep the decision. Default: False
 
     Uses every knob of ``context.options`` (``n_samples``, ``max_depth``, ``min_part_size``,
     ``n_pieces``, ``max_queries``, ``convergence_top_k``).
     """
 
     def __init__(
-        self, order: OrderLike = "frequency", prefer: str = "energy", scattered_above: Optional[int] = None
+        self, order: OrderLike = "frequency", prefer: str = "energy", scattered_above: Optional[int] = None,
+        nesting: bool = False,
     ) -> None:
         check_order(order)
         if prefer not in PREFERENCES:
@@ -471,11 +521,13 @@ class PartitionRefinement:
         self.order = order
         self.prefer = prefer
         self.scattered_above = scattered_above
+        self.nesting = bool(nesting)
 
     def __repr__(self) -> str:
         order = self.order if isinstance(self.order, str) else "<permutation>"
         scattered = "" if self.scattered_above is None else f", scattered_above={self.scattered_above}"
-        return f"PartitionRefinement(order={order!r}, prefer={self.prefer!r}{scattered})"
+        nesting = ", nesting=True" if self.nesting else ""
+        return f"PartitionRefinement(order={order!r}, prefer={self.prefer!r}{scattered}{nesting})"
 
     def run(self, context: SearchContext) -> SearchResult:
         r"""Refine along the order; responsibility is returned per feature id."""
@@ -485,15 +537,20 @@ class PartitionRefinement:
             energy = context.energy if perm is None else context.energy[perm.to(context.energy.device)]
         refiner = _Refiner(
             evaluate_along(context, perm), context.n_features, context.root_passes, context.options,
-            context.generator, context.device, energy, self.scattered_above,
+            context.generator, context.device, energy, self.scattered_above, self.nesting,
         )
         values = refiner.run()
         witnesses = refiner.witnesses()
         sets = ranges_to_mask(witnesses, context.n_features, context.device).bool() if witnesses else None
+        nesting = refiner.nesting() if self.nesting else None
         if perm is not None:
             back = torch.empty_like(values)
             back[perm] = values
             values = back
+            if nesting is not None:
+                back = torch.empty_like(nesting)
+                back[perm] = nesting
+                nesting = back
             if sets is not None:
                 position = torch.empty_like(perm)
                 position[perm] = torch.arange(perm.numel())
@@ -501,4 +558,5 @@ class PartitionRefinement:
         if sets is not None:
             sets = sets[sets.sum(dim=1).argsort(stable=True)]
         order = self.order if isinstance(self.order, str) else "custom"
-        return SearchResult(values, refiner.queries, refiner.stopped_by, {"order": order}, sets)
+        details = {"order": order} if nesting is None else {"order": order, "nesting": nesting}
+        return SearchResult(values, refiner.queries, refiner.stopped_by, details, sets)
