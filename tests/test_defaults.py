@@ -130,10 +130,10 @@ def test_the_default_necessary_search_finds_a_flipping_bin_that_no_band_holding_
     model, x = HiddenPartial(3100), hidden_partial_clip(3100)
     k = bin_of(3100, x.shape[-1])
     explainer = FreqReX(model)
-    runs = [explainer.attribute(x, mode="necessary", max_queries=400, seed=3) for _ in range(2)]
+    runs = [explainer.attribute(x, mode="necessary", max_queries=200, seed=3) for _ in range(2)]
     torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)  # seeded: the same answer twice
     result = explainer.last_search[0]
-    assert result.stopped_by == "minimal" and result.details["peak_flips"] == 1 and result.queries <= 400
+    assert result.stopped_by == "minimal" and result.details["peak_flips"] == 1 and result.queries <= 200
     assert int(runs[0].argmax()) == k and float(runs[0][0, k]) == 1.0
     assert int((runs[0] == 1.0).sum()) == 1  # the tie (the partial with one neighbour) is no flip
     # Re-queried: the bin alone flips the decision, the band around it keeps it.
@@ -142,7 +142,7 @@ def test_the_default_necessary_search_finds_a_flipping_bin_that_no_band_holding_
     band = x - torch.fft.irfft(spectrum * one_hot(N_BINS, list(range(k - 40, k + 40))), n=x.shape[-1])
     assert model(alone).argmax(1).item() == 1 and model(band).argmax(1).item() == 0
     # The descent alone (no peaks) spends the same budget without finding it.
-    descent = FreqReX(model, search=BandScreening(peak_batch=0)).attribute(x, mode="necessary", max_queries=400, seed=3)
+    descent = FreqReX(model, search=BandScreening(peak_batch=0)).attribute(x, mode="necessary", max_queries=200, seed=3)
     assert not bool((descent > 0).any())
 
 
