@@ -29,7 +29,9 @@ Usage::
 that ``scripts/build_datasets.py`` builds into ``--data`` (as ``flip_rates.py --split test``), with
 ``--limit`` / ``--stride`` to select clips, run coarse to fine. One record per clip and method is
 appended to ``single_bin_limit_<split>_<model>.jsonl`` in ``--out`` as it finishes, so a stopped
-run resumes; ``single_bin_limit_<split>.md`` / ``.csv`` are rewritten after each model.
+run resumes; ``single_bin_limit_<split>.md`` / ``.csv`` are rewritten after each model. After a
+change to one method, ``--redo METHOD`` drops that method's records first and makes them again,
+keeping the exhaustive pass and the other methods' (e.g. ``--redo "band_screening (necessary)"``).
 
 Cost: the exhaustive part is ``T // 2 + 1`` queries per clip: 8,001 for the 1 s percussion clips,
 24,001 for 3 s speech and silero-vad, 240,001 for the 30 s instruments clips (about an hour per clip
@@ -39,6 +41,7 @@ on one CPU core, hence instruments is not in the default model list).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -185,6 +188,29 @@ def run_clips(name: str, model: Callable, data: DatasetSplit, chosen: List[int],
     return done
 
 
+def drop_records(path: str, methods: List[str]) -> int:
+    r"""Remove the records of ``methods`` from the records file ``path`` (kept: every other line).
+
+    Returns:
+        int: Records removed (0 when the file does not exist).
+    """
+    if not os.path.exists(path):
+        return 0
+    with open(path) as handle:
+        lines = handle.readlines()
+    kept = [line for line in lines if not line.strip() or _method_of(line) not in methods]
+    with open(path, "w") as handle:
+        handle.writelines(kept)
+    return len(lines) - len(kept)
+
+
+def _method_of(line: str) -> Optional[str]:
+    try:
+        return json.loads(line).get("method")
+    except json.JSONDecodeError:  # a record cut short: kept, and skipped when read
+        return None
+
+
 def _median(values: List[float]) -> Optional[float]:
     return round(statistics.median(values), 1) if values else None
 
@@ -281,12 +307,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--summarize", action="store_true", help="tables from the records only, run nothing")
+    parser.add_argument("--redo", nargs="+", default=[], metavar="METHOD",
+                        help="drop these methods' records (of every clip) first and make them again")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    unknown = [m for m in args.methods if m not in METHODS]
+    unknown = [m for m in args.methods + args.redo if m not in METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {METHODS}")
+    if args.redo and args.summarize:
+        parser.error("--redo makes records again: it cannot go with --summarize")
     if args.ks[0] != 1:
         parser.error(f"--ks must start with 1 (the limit is of flip@1), got {args.ks}")
     methods = [m for m in METHODS if m in args.methods]  # FeatureAblation first: it sets the budget
@@ -314,6 +344,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise SystemExit(f"{name}: {len(missing)} of the {len(chosen)} selected clips have no records in {path} "
                                  "(pick a coarser --stride or a --limit, or run without --summarize to make them)")
         else:
+            if args.redo:
+                drop_records(path, args.redo)
             done = run_clips(name, model, data, chosen, path, settings, methods, args.ks, args.seed, args.queries, args.batch)
         rows += summarize(name, selection, [done[(LIMIT, i)] for i in chosen],
                           {m: [done[(m, i)] for i in chosen] for m in methods}, args.ks)

@@ -214,3 +214,32 @@ def rendered_notes(folder: Path = NOTES_DIR) -> List[RenderedNote]:
                 )
             )
     return notes
+
+
+class HiddenPartial(nn.Module):
+    """Class 0 while the partial at ``freq_hz`` stands above its two neighbouring bins, class 1 once it is gone.
+
+    With amplitudes ``a`` at the partial and ``b`` summed over its two neighbours, the logits are
+    ``(4 * (a - 2 b + 1.5), 0)``: on a clip with ``a = 1`` and ``b = 1`` removing the partial alone
+    flips the decision, removing it with one neighbour ties (never a flip), and removing any band
+    that holds all three raises the confidence instead. A model that is not monotone in what is
+    removed: no band holding the flipping bin flips, or even looks promising.
+    """
+
+    def __init__(self, freq_hz: int, sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__()
+        self.freq_hz, self.sample_rate = freq_hz, sample_rate
+
+    def forward(self, x: Tensor) -> Tensor:
+        amplitude = torch.fft.rfft(x, dim=-1).abs() * 2 / x.shape[-1]
+        k = bin_of(self.freq_hz, x.shape[-1], self.sample_rate)
+        a, b = amplitude[:, k], amplitude[:, k - 1] + amplitude[:, k + 1]
+        first = 4 * (a - 2 * b + 1.5)
+        return torch.stack([first, torch.zeros_like(first)], dim=1)
+
+
+def hidden_partial_clip(freq_hz: int) -> Tensor:
+    """``(1, T)``: the partial at ``freq_hz`` (amplitude 1), its neighbours 1 Hz either side (0.5 each),
+    and two louder tones the model ignores (3 at 300 Hz, 2 at 900 Hz), one second at SAMPLE_RATE."""
+    clip = tone(freq_hz) + tone(freq_hz - 1, amplitude=0.5) + tone(freq_hz + 1, amplitude=0.5)
+    return (clip + tone(300, amplitude=3.0) + tone(900, amplitude=2.0)).unsqueeze(0)

@@ -266,6 +266,15 @@ def test_single_bin_limit_beside_methods_on_known_clips(tmp_path, monkeypatch):
     monkeypatch.setattr(limit.flip_rates, "_clip_record", no_new_work)
     assert limit.run_clips("tones", model, data, [0, 1, 2], path, settings, methods, [1, 5], 0, 100, 128) == done
 
+    # --redo: one method's records are dropped and made again, the exhaustive pass's are kept.
+    assert limit.drop_records(path, ["band_screening (necessary)"]) == 3
+    assert limit.drop_records(str(tmp_path / "none.jsonl"), ["FeatureAblation"]) == 0
+    monkeypatch.undo()
+    monkeypatch.setattr(limit, "single_bin_flips", no_new_work)
+    again = limit.run_clips("tones", model, data, [0, 1, 2], path, settings, methods, [1, 5], 0, 100, 128)
+    timeless = lambda records: {key: {k: v for k, v in r.items() if k != "seconds"} for key, r in records.items()}  # noqa: E731
+    assert timeless(again) == timeless(done)  # deterministic: the same records again, but for the wall time
+
 
 def test_single_bin_limit_summary_of_known_records():
     limit = _load("single_bin_limit")
@@ -298,7 +307,8 @@ def test_single_bin_limit_summary_of_known_records():
 def test_single_bin_limit_refuses_bad_options(capsys):
     limit = _load("single_bin_limit")
     for args, message in ((["--limit", "speech=0"], "--limit takes N or MODEL=N"), (["--ks", "5"], "--ks must start with 1"),
-                          (["--methods", "KernelShap"], "unknown methods")):
+                          (["--methods", "KernelShap"], "unknown methods"), (["--redo", "KernelShap"], "unknown methods"),
+                          (["--redo", "FeatureAblation", "--summarize"], "cannot go with --summarize")):
         with pytest.raises(SystemExit):
             limit.main(args + ["--out", "/nonexistent"])
         assert message in capsys.readouterr().err

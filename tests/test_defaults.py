@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from known_models import SAMPLE_RATE, SpectrumCoverageDetector, ToneClassifier, ToneDetector, bin_of, impulse, tone
+from known_models import (
+    SAMPLE_RATE, HiddenPartial, SpectrumCoverageDetector, ToneClassifier, ToneDetector, bin_of, hidden_partial_clip,
+    impulse, tone,
+)
 from test_search import HARMONICS, PARTIALS, HarmonicSum, harmonic_clip, one_hot
 
 from captum_freqrex import FreqReX
@@ -121,6 +124,30 @@ def test_the_default_necessary_search_is_band_screening():
     assert top == bin_of(440, SAMPLE_RATE)  # removing 440 Hz alone hands the decision to 1 kHz
     removed = x - torch.fft.irfft(torch.fft.rfft(x) * one_hot(N_BINS, [top]), n=x.shape[-1])
     assert model(removed).argmax(1).item() == 1
+
+
+@pytest.mark.filterwarnings("ignore:the baseline alone does not change the decision")
+def test_the_default_necessary_search_finds_a_flipping_bin_that_no_band_holding_it_flips():
+    # Removing the partial at 3.1 kHz alone flips the decision; removing any band that holds it
+    # and its two neighbours raises the confidence instead, so the descent through the bands
+    # never looks there. The spectral peaks screened alongside find it.
+    model, x = HiddenPartial(3100), hidden_partial_clip(3100)
+    k = bin_of(3100, x.shape[-1])
+    explainer = FreqReX(model)
+    runs = [explainer.attribute(x, mode="necessary", max_queries=200, seed=3) for _ in range(2)]
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)  # seeded: the same answer twice
+    result = explainer.last_search[0]
+    assert result.stopped_by == "minimal" and result.details["peak_flips"] == 1 and result.queries <= 200
+    assert int(runs[0].argmax()) == k and float(runs[0][0, k]) == 1.0
+    assert int((runs[0] == 1.0).sum()) == 1  # the tie (the partial with one neighbour) is no flip
+    # Re-queried: the bin alone flips the decision, the band around it keeps it.
+    spectrum = torch.fft.rfft(x)
+    alone = x - torch.fft.irfft(spectrum * one_hot(N_BINS, [k]), n=x.shape[-1])
+    band = x - torch.fft.irfft(spectrum * one_hot(N_BINS, list(range(k - 40, k + 40))), n=x.shape[-1])
+    assert model(alone).argmax(1).item() == 1 and model(band).argmax(1).item() == 0
+    # The descent alone (no peaks) spends the same budget without finding it.
+    descent = FreqReX(model, search=BandScreening(peak_batch=0)).attribute(x, mode="necessary", max_queries=200, seed=3)
+    assert not bool((descent > 0).any())
 
 
 def test_the_loud_peak_check_prefers_the_loud_one_of_equally_small_sets():

@@ -12,6 +12,7 @@ import torch
 
 from captum_freqrex import AdaptiveRefinement, BandScreening, PartitionRefinement
 from captum_freqrex._core.search import NAMED_SEARCHES, resolve_search
+from captum_freqrex._core.search.band_screening import spectral_peaks
 from captum_freqrex._core.search.base import RefinementOptions, SearchContext, SetVerdicts
 from captum_freqrex._core.spectral.space import ranges_to_mask
 from captum_freqrex._core.spectral.synthesis import StepQuery
@@ -120,6 +121,66 @@ def test_band_screening_credits_nothing_when_no_removal_flips():
                                               mode="necessary", max_queries=120))
     assert not bool((result.responsibility > 0).any())
     assert result.queries <= 120
+
+
+def test_spectral_peaks_are_the_local_maxima_loudest_first():
+    energy = torch.zeros(800)
+    energy[[100, 300, 301, 500, 503]] = torch.tensor([2.0, 5.0, 5.0, 1.0, 3.0])
+    # 1/800 of 800 features is one id either side: 500 is a peak of its own, 4 ids are not (503
+    # hides it); of the equal pair 300/301 the lower id is kept; zero energy is never a peak.
+    assert spectral_peaks(energy).tolist() == [300, 503, 100, 500]
+    assert spectral_peaks(energy, spacing=4 / 800).tolist() == [300, 503, 100]
+    assert spectral_peaks(torch.zeros(5)).numel() == 0
+
+
+def hidden_flip(feature: int) -> Rule:
+    """Removal flips the decision when the set holds ``feature`` and at most 5 features: no band
+    of the first level (83 features on 4,000) holding it flips, and every one scores alike."""
+    return lambda sets: sets[:, feature] & (sets.sum(dim=1) <= 5)
+
+
+def test_band_screening_finds_a_flipping_peak_that_no_band_reveals_and_ranks_the_windows_around_it():
+    n, feature = 4000, 3210
+    energy = torch.full((n,), 1e-3, dtype=torch.float64)
+    energy[[400, 1700, feature, 2600]] = torch.tensor([9.0, 8.0, 7.0, 6.0], dtype=torch.float64)
+    runs = [BandScreening().run(fake_context(hidden_flip(feature), mode="necessary", max_queries=400, seed=s,
+                                             n_features=n, energy=energy)) for s in (0, 0, 5)]
+    assert torch.equal(runs[0].responsibility, runs[1].responsibility)
+    assert torch.equal(runs[0].responsibility, runs[2].responsibility)  # nothing random in it
+    result = runs[0]
+    assert result.stopped_by == "minimal" and result.details["peak_flips"] == 1 and result.queries <= 400
+    values = result.responsibility
+    # The windows of 3 and 5 around it flip, those of 9 and 17 do not: its neighbours rank next.
+    assert float(values[feature]) == 1.0
+    assert values[feature - 1].item() == values[feature + 1].item() == 1 / 3
+    assert values[feature - 2].item() == values[feature + 2].item() == 1 / 5
+    assert int((values > 0).sum()) == 5
+    # Without the peaks the descent spends the budget on equally scored bands.
+    descent = BandScreening(peak_batch=0).run(fake_context(hidden_flip(feature), mode="necessary", max_queries=400,
+                                                          n_features=n, energy=energy))
+    assert descent.stopped_by == "max_queries" and not bool((descent.responsibility > 0).any())
+
+
+def test_band_screening_queries_no_feature_alone_twice():
+    seen = []
+
+    def rule(sets):
+        seen.extend(tuple(row.nonzero().flatten().tolist()) for row in sets)
+        return torch.zeros(sets.shape[0], dtype=torch.bool)
+
+    energy = torch.rand(200, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    result = BandScreening(stop_at_single=False).run(fake_context(rule, mode="necessary", max_queries=None,
+                                                                  n_features=200, energy=energy))
+    singles = [row for row in seen if len(row) == 1]
+    assert sorted(singles) == [(i,) for i in range(200)]  # every feature alone, each once
+    assert result.stopped_by == "searches" and result.details["peaks_screened"] > 0
+
+
+def test_band_screening_refuses_bad_peak_settings():
+    with pytest.raises(ValueError, match="flip_windows"):
+        BandScreening(flip_windows=5)
+    with pytest.raises(ValueError, match="peak_batch"):
+        BandScreening(peak_batch=-1)
 
 
 @pytest.mark.parametrize("name", sorted(NAMED_SEARCHES))

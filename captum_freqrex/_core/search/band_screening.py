@@ -29,19 +29,36 @@ loudest bins). Band screening spends the same queries on a tree instead:
    ``R`` would give each member were it a minimal cause - for the members of a flipping band that
    was not resolved further, 0 for features in no flipping set (the whole spectrum does not
    count). Values are not normalised.
+4. **Peaks alongside.** These models are not monotone in what is removed, and a band that holds a
+   flipping frequency need not flip when removed whole: the bins around it can pull the other
+   way (on held-out percussion, single bins of a partial near 2 kHz flip a decision that no band
+   holding them flips). So the spectral peaks (:func:`spectral_peaks`: the local maxima of the
+   energy within 1/800 of the axis on either side, a few hundred on any rfft axis) are screened
+   one by one, loudest first, in batches of ``peak_batch``, interleaved with the descent: once the
+   descent has spent ``peak_lead`` queries beyond the first level, the next batch goes to the
+   peaks whenever they have spent no more than the descent beyond that lead. A feature screened
+   alone is never queried twice (a peak the descent reaches keeps its verdict, as does a core's
+   member met again in its band).
+5. **Around the flip.** When a single feature flips the decision and the search stops there, one
+   more batch screens the windows of 3, 5, 9 and 17 features centred on it (``flip_windows`` of
+   them): the flipping ones give its neighbours ``1 / |window|``, so the top of the ranking is a
+   set whose removal flips too where one was found.
 
 The screening runs whether or not removing the whole spectrum (the baseline alone) changes the
 decision: a model need not be monotone, and removing one band can change a decision that removing
 everything keeps (a classifier that hears silence as the clip's class, say). Only when no screened
 set flips the decision within the budget is every responsibility 0.
 
-The search stops at the first single feature whose removal alone flips the decision (nothing
-smaller flips it; ``stop_at_single=False`` screens on), when the budget (``max_queries``) cannot pay
-for the next opening, or when no set is left to open. It ignores the refinement's other knobs. Queries: the first level's bands to
-start (``n_bands`` plus the narrow log-width ones: 70 on 8,001 bins with the defaults), then
-``branching + 1`` (with a core) or at most ``leaf_size`` per opening; with the defaults (48, 8,
+The search stops (``stopped_by``) at the first single feature whose removal alone flips the
+decision (``"minimal"``: nothing smaller flips it; ``stop_at_single=False`` screens on), when the
+budget (``max_queries``) cannot pay for the next opening and the peaks have used what is left
+(``"max_queries"``), or when no set is left to open and no peak to screen (``"searches"``). A tie
+(the target level with another class) never counts as a flip. It ignores the refinement's other
+knobs. Queries: the first level's bands to start (``n_bands`` plus the narrow log-width ones: 70 on
+8,001 bins with the defaults), then ``branching + 1`` (with a core) or at most ``leaf_size`` per
+opening, and from ``peak_lead`` queries on as many again for the peaks; with the defaults (48, 8,
 16, 32, 5) a single flipping frequency on 8,001 bins is reached after at most 94 queries when one
-exists under the best band.
+exists under the best band, and at most 4 more go to the windows around it.
 
 When to use it: flip rates and manipulation (the fewest frequencies whose removal fools the
 model). It is no estimate of responsibility over the whole spectrum (the refinement is), and it
@@ -54,7 +71,7 @@ graded scores, with no guarantee).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -62,6 +79,41 @@ from torch import Tensor
 from captum_freqrex._core.spectral.space import Range, ranges_to_mask
 from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._utils.validation import as_int
+
+#: Features within this share of the feature axis of a louder one are not a peak of their own
+#: (1/800 of an rfft axis is 10 Hz at 16 kHz, whatever the clip's length).
+PEAK_SPACING = 1 / 800
+
+#: Half-widths of the windows screened around the first single flipping feature (3 to 17 features).
+FLIP_WINDOWS = (1, 2, 4, 8)
+
+
+def spectral_peaks(energy: Tensor, spacing: float = PEAK_SPACING) -> Tensor:
+    r"""The local maxima of ``energy`` along the feature axis, loudest first.
+
+    A feature is a peak when no feature within ``spacing`` of the axis (at least one id) on either
+    side is louder and it has energy; of equal neighbours the lowest id is kept.
+
+    Args:
+        energy (Tensor): ``(n_features,)`` spectral energy of each feature.
+        spacing (float, optional): Half-width of the neighbourhood, as a share of the features.
+                    Default: :data:`PEAK_SPACING`
+
+    Returns:
+        Tensor: ``(n_peaks,)`` long feature ids, loudest first (ties to the lower id).
+    """
+    values = energy.detach().double().cpu().flatten()
+    n = values.numel()
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long)
+    width = max(1, int(spacing * n))
+    padded = torch.nn.functional.pad(values.view(1, 1, -1), (width, width), value=float("-inf"))
+    local = torch.nn.functional.max_pool1d(padded, 2 * width + 1, stride=1).view(-1)
+    # Of a run of equal maxima only the first: its left neighbour must be strictly quieter.
+    left = torch.cat([torch.tensor([float("-inf")], dtype=values.dtype), values[:-1]])
+    ids = ((values >= local) & (values > 0) & (values != left)).nonzero().flatten()
+    order = torch.sort(values[ids], descending=True, stable=True).indices
+    return ids[order]
 
 
 @dataclass
@@ -74,6 +126,7 @@ class _Node:
     opened: bool = False
     children: List["_Node"] = field(default_factory=list)
     core: Optional[List[int]] = None  # a band's loudest features, screened as one set
+    peak: bool = False  # a spectral peak screened alone, outside the tree
 
     @property
     def size(self) -> int:
@@ -110,7 +163,8 @@ def _first_level(n: int, n_bands: int, log_bands: int) -> List[Range]:
 
 
 class BandScreening:
-    r"""Hierarchical screening of contiguous bands and their loudest features, then of single features (see the module docstring).
+    r"""Hierarchical screening of contiguous bands and their loudest features, then of single
+    features, with the spectral peaks screened alone alongside (see the module docstring).
 
     Args:
         n_bands (int, optional): Equal-width bands screened first. Default: 48
@@ -124,15 +178,21 @@ class BandScreening:
         stop_at_single (bool, optional): Stop at the first single feature whose removal alone
                     flips the decision (``stopped_by="minimal"``): no smaller removal exists, so
                     the rest of the budget could only find other single flips. False screens on
-                    until the budget or the tree runs out. Default: True
+                    until the budget, the tree and the peaks run out. Default: True
+        peak_batch (int, optional): Spectral peaks screened alone per batch, interleaved with
+                    the descent (0: no peaks). Default: 8
+        peak_lead (int, optional): Queries the descent spends beyond the first level before the
+                    peaks take their turns. Default: 64
+        flip_windows (int, optional): How many of the windows of 3, 5, 9 and 17 features centred
+                    on the first single flip are screened after it (0 to 4). Default: 4
 
     The budget is ``context.options.max_queries``; with no budget (``max_queries=None``) the
-    screening opens every band and core down to single features (a core's features are screened
-    again as part of their band: cores pay off under a budget).
+    screening opens every band and core down to single features and screens every peak.
     """
 
     def __init__(self, n_bands: int = 48, branching: int = 8, leaf_size: int = 16, log_bands: int = 32,
-                 core_size: int = 5, stop_at_single: bool = True) -> None:
+                 core_size: int = 5, stop_at_single: bool = True, peak_batch: int = 8, peak_lead: int = 64,
+                 flip_windows: int = 4) -> None:
         self.n_bands = as_int(n_bands, "n_bands", minimum=2)
         self.log_bands = as_int(log_bands, "log_bands", minimum=0)
         self.branching = as_int(branching, "branching", minimum=2)
@@ -141,10 +201,14 @@ class BandScreening:
         if not isinstance(stop_at_single, bool):
             raise TypeError(f"stop_at_single must be True or False, got {stop_at_single!r}")
         self.stop_at_single = stop_at_single
+        self.peak_batch = as_int(peak_batch, "peak_batch", minimum=0)
+        self.peak_lead = as_int(peak_lead, "peak_lead", minimum=0)
+        self.flip_windows = as_int(flip_windows, "flip_windows", minimum=0, maximum=len(FLIP_WINDOWS))
 
     def __repr__(self) -> str:
         return (f"BandScreening(n_bands={self.n_bands}, branching={self.branching}, leaf_size={self.leaf_size}, "
-                f"log_bands={self.log_bands}, core_size={self.core_size}, stop_at_single={self.stop_at_single})")
+                f"log_bands={self.log_bands}, core_size={self.core_size}, stop_at_single={self.stop_at_single}, "
+                f"peak_batch={self.peak_batch}, peak_lead={self.peak_lead}, flip_windows={self.flip_windows})")
 
     def _children(self, node: _Node, energy: Tensor) -> List[_Node]:
         if node.core is not None or (node.depth > 0 and node.size <= self.leaf_size):
@@ -167,39 +231,92 @@ class BandScreening:
             return max(flipping, key=lambda n: (n.depth, n.score, -n.lo))
         return max(closed, key=lambda n: (n.score, n.depth, -n.lo))
 
+    def _around(self, feature: int, context: SearchContext) -> List[_Node]:
+        # Windows centred on a single flipping feature, screened in one batch: the flipping ones
+        # rank the features beside it (the ranking's top-k is then a set whose removal flips too).
+        n = context.n_features
+        windows: List[_Node] = []
+        for half in FLIP_WINDOWS[: self.flip_windows]:
+            lo, hi = max(0, feature - half), min(n, feature + half + 1)
+            if hi - lo > 1 and all((w.lo, w.hi) != (lo, hi) for w in windows):
+                windows.append(_Node(lo, hi, 1))
+        remaining = context.remaining
+        if not windows or (remaining is not None and remaining < len(windows)):
+            return []
+        verdicts = context.evaluate_sets(ranges_to_mask([w.ranges() for w in windows], n, context.device))
+        for window, passed, score in zip(windows, verdicts.passes.tolist(), verdicts.score.tolist()):
+            window.passes, window.score = bool(passed), float(score)
+        return windows
+
+    def _peaks_next(self, tree_spent: int, peak_spent: int) -> bool:
+        # The peaks' turn once they have spent no more than the tree beyond its lead.
+        return peak_spent + self.peak_lead <= tree_spent
+
     def run(self, context: SearchContext) -> SearchResult:
-        r"""Screen bands and descend into the ones whose removal flips the decision."""
+        r"""Screen bands and descend into the ones whose removal flips the decision, and screen the
+        spectral peaks alongside."""
         n = context.n_features
         values = torch.zeros(n, dtype=torch.float64)
         # The root is opened first whatever its verdict: when removing everything does not change
         # the decision, removing a band still may (a non-monotone model).
         root = _Node(0, n, 0, passes=context.root_passes, score=float("inf"))
         nodes = [root]
+        singles: Dict[int, _Node] = {}  # every feature screened alone, by id: none is queried twice
+        peaks = spectral_peaks(context.energy).tolist() if self.peak_batch else []
+        peaks.reverse()  # popped from the end: loudest first
+        tree_spent = peak_spent = 0
+        tree_open = True
         stopped_by = "searches"
         while True:
-            node = self._next(nodes)
-            if node is None:
+            node = self._next(nodes) if tree_open else None
+            while peaks and peaks[-1] in singles:
+                peaks.pop()
+            if node is None and not peaks:
                 break
-            children = self._children(node, context.energy)
             remaining = context.remaining
-            if remaining is not None and len(children) > remaining:
-                stopped_by = "max_queries"
-                break
-            masks = ranges_to_mask([c.ranges() for c in children], n, context.device)
-            verdicts = context.evaluate_sets(masks)
-            for child, passed, score in zip(children, verdicts.passes.tolist(), verdicts.score.tolist()):
-                child.passes, child.score = bool(passed), float(score)
-            node.opened, node.children = True, children
-            nodes.extend(children)
-            if self.stop_at_single and any(child.passes and child.size == 1 for child in children):
+            if node is not None and (node is root or not peaks or not self._peaks_next(tree_spent, peak_spent)):
+                # A feature already screened alone (a peak, a core's member) keeps its verdict.
+                children = [singles.get(c.lo, c) if c.core is None and c.size == 1 else c
+                            for c in self._children(node, context.energy)]
+                fresh = [c for c in children if c.core is not None or c.size > 1 or c.lo not in singles]
+                if remaining is not None and len(fresh) > remaining:
+                    # The next opening does not fit: the peaks may still use what is left.
+                    tree_open, stopped_by = False, "max_queries"
+                    continue
+                if node is not root:
+                    tree_spent += len(fresh)
+                node.opened, node.children = True, children
+            else:
+                if remaining is not None and remaining == 0:
+                    stopped_by = "max_queries"
+                    break
+                take = self.peak_batch if remaining is None else min(self.peak_batch, remaining)
+                fresh = []
+                while peaks and len(fresh) < take:
+                    feature = peaks.pop()
+                    if feature not in singles:
+                        fresh.append(_Node(feature, feature + 1, 1, peak=True))
+                peak_spent += len(fresh)
+            if fresh:
+                masks = ranges_to_mask([c.ranges() for c in fresh], n, context.device)
+                verdicts = context.evaluate_sets(masks)
+                for child, passed, score in zip(fresh, verdicts.passes.tolist(), verdicts.score.tolist()):
+                    child.passes, child.score = bool(passed), float(score)
+                    if child.size == 1 and child.core is None:
+                        singles[child.lo] = child
+                nodes.extend(fresh)
+            if self.stop_at_single and any(c.passes and c.size == 1 for c in fresh):
                 stopped_by = "minimal"
+                found = max((c for c in fresh if c.passes and c.size == 1), key=lambda c: (c.score, -c.lo))
+                nodes.extend(self._around(found.ranges()[0][0], context))
                 break
         # Smallest flipping set per feature: larger sets first, smaller ones overwrite.
         for node in sorted((m for m in nodes if m.passes and m is not root), key=lambda m: -m.size):
             for lo, hi in node.ranges():
                 values[lo:hi] = 1.0 / node.size
-        # Distinct features: a core's features can be screened again as part of their band.
         flips = len({m.lo for m in nodes if m.passes and m.size == 1})
         core_flips = sum(1 for m in nodes if m.passes and m.core is not None)
-        details = {"screened": len(nodes) - 1, "single_feature_flips": flips, "core_flips": core_flips}
+        peak_flips = sum(1 for m in nodes if m.passes and m.peak)
+        details = {"screened": len(nodes) - 1, "single_feature_flips": flips, "core_flips": core_flips,
+                   "peaks_screened": peak_spent, "peak_flips": peak_flips}
         return SearchResult(values, context.queries, stopped_by, details)
