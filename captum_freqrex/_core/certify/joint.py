@@ -32,7 +32,7 @@ sufficient-and-necessary set, the rest for the complete set.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -104,10 +104,13 @@ class JointSets(NamedTuple):
 
 
 class _Probe:
-    # Counted model queries on sets of feature ids: kept alone, and removed from the input.
+    # Counted model queries on sets of feature ids, kept alone and removed from the input. Each
+    # set is queried once each way: asked again, the first answer is read back (a shrink's final
+    # set, say, which the complete set's growth starts from).
 
     def __init__(self, queries: ExampleQueries, target: int) -> None:
         self.queries, self.target, self.spent = queries, target, 0
+        self.known: Dict[Tuple[Tuple[int, ...], bool], ProbeResult] = {}
 
     def mask(self, ids: Sequence[int]) -> Tensor:
         space = self.queries.space
@@ -115,19 +118,23 @@ class _Probe:
         keep[torch.tensor(list(ids), dtype=torch.long, device=space.device)] = 1.0
         return keep
 
-    def run(self, sets: Sequence[Sequence[int]], removed: bool) -> Tuple[List[ProbeResult], List[ProbeResult]]:
-        if not sets:
-            return [], []
-        keeps = torch.stack([self.mask(ids) for ids in sets])
-        rows = torch.cat([keeps, 1.0 - keeps]) if removed else keeps
-        self.spent += rows.shape[0]
-        results = self.queries.probes(self.queries.keep_scores(rows), self.target)
-        return results[: len(sets)], results[len(sets):]
+    def results(self, sets: Sequence[Sequence[int]], removed: bool) -> List[ProbeResult]:
+        """The model on each set kept alone (``removed=False``) or removed from the input."""
+        keys = [(tuple(sorted(ids)), removed) for ids in sets]
+        todo = list(dict.fromkeys(key for key in keys if key not in self.known))
+        if todo:
+            keeps = torch.stack([self.mask(ids) for ids, _ in todo])
+            rows = 1.0 - keeps if removed else keeps
+            self.spent += rows.shape[0]
+            self.known.update(zip(todo, self.queries.probes(self.queries.keep_scores(rows), self.target)))
+        return [self.known[key] for key in keys]
 
     def both(self, sets: Sequence[Sequence[int]]) -> List[bool]:
-        """Whether each set keeps the decision alone and changes it when removed (a tie is no change)."""
-        kept, gone = self.run(sets, removed=True)
-        return [k.passes and bool(g.changed) for k, g in zip(kept, gone)]
+        """Whether each set changes the decision when removed (a tie is no change) and keeps it
+        alone; the second is queried only where the first holds."""
+        gone = self.results(sets, removed=True)
+        kept = iter(self.results([ids for ids, g in zip(sets, gone) if g.changed], removed=False))
+        return [bool(g.changed) and next(kept).passes for g in gone]
 
 
 def flip_candidates(queries: ExampleQueries, anchors: Anchors, budget: int, seed: int) -> Tuple[List[List[int]], int]:
@@ -173,13 +180,13 @@ def _coarse_bands(n: int) -> List[List[int]]:
 
 
 def _shrink(
-    test: Callable[[Sequence[List[int]]], List[bool]], members: List[int], budget: int, seed: int,
+    probe: _Probe, test: Callable[[Sequence[List[int]]], List[bool]], members: List[int], budget: int, seed: int,
     prefix_size: Optional[int], cost: int,
 ) -> Tuple[List[int], ShrinkReport]:
-    # shrink_set counts one query per set; a test of ``cost`` rows per set gets budget // cost sets.
+    # ``cost``: the most queries ``test`` makes per set; the shrink counts the ones it made.
     generator = torch.Generator().manual_seed(seed)
-    kept, report = shrink_set(test, members, budget // cost, generator, prefix_size=prefix_size, start=JOINT_START)
-    return kept, dataclasses.replace(report, queries=report.queries * cost)
+    return shrink_set(test, members, budget, generator, prefix_size=prefix_size, start=JOINT_START,
+                      spent=lambda: probe.spent, max_cost=cost)
 
 
 def _necessary_set(
@@ -207,7 +214,7 @@ def _necessary_set(
         return None, None
     best = min(passed, key=len)
     spent = probe.spent
-    members, report = _shrink(probe.both, best, budget - spent, seed, prefix_size, cost=2)
+    members, report = _shrink(probe, probe.both, best, budget - spent, seed, prefix_size, cost=2)
     start = PREFIX_START if prefix and best == prefix[0] else JOINT_START
     return members, dataclasses.replace(report, queries=report.queries + spent, start=start)
 
@@ -222,11 +229,12 @@ def _complete_set(
     start = probe.spent
 
     def reaches(sets: Sequence[List[int]]) -> List[bool]:
-        kept, _ = probe.run([core + extra for extra in sets], removed=False)
+        kept = probe.results([core + extra for extra in sets], removed=False)
         return [k.passes and k.confidence >= target_confidence for k in kept]
 
     known = {len(rest): True}  # the whole input reaches its own confidence
-    sizes = [0] + probe_sizes(0, len(rest), GROWTH_GRID - 1)
+    known[0] = reaches([[]])[0]  # the core alone: often known already, from its own search
+    sizes = [] if known[0] else probe_sizes(0, len(rest), GROWTH_GRID - 1)
     while sizes and probe.spent - start + len(sizes) <= budget // 2:
         known.update(zip(sizes, reaches([rest[:k] for k in sizes])))
         hi = min(k for k, ok in known.items() if ok)
@@ -237,7 +245,7 @@ def _complete_set(
         return None, None
     spent = probe.spent - start
     whole = len(core) + hi
-    extra, report = _shrink(reaches, rest[:hi], budget - spent, seed, whole if prefix_size is None else prefix_size, 1)
+    extra, report = _shrink(probe, reaches, rest[:hi], budget - spent, seed, whole if prefix_size is None else prefix_size, 1)
     report = dataclasses.replace(
         report, start_size=whole, size=len(core) + len(extra), queries=report.queries + spent
     )
