@@ -81,6 +81,9 @@ SCREEN_BANDS, SCREEN_LOG_BANDS = 16, 8
 #: Most removal queries of the search for the ranking's shortest prefix whose removal flips.
 PREFIX_QUERIES = 24
 
+#: Flipping prefixes (the shortest first) checked for keeping the decision alone.
+PREFIX_TRIES = 3
+
 #: Most queries of the search for the fewest loudest features of a sufficient-and-necessary set.
 LOUD_QUERIES = 32
 
@@ -211,18 +214,19 @@ def _shrink(
                       spent=lambda: probe.spent, max_cost=cost)
 
 
-def _flipping_prefix(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int) -> Optional[int]:
-    # The smallest probed k whose top-k removal changes the decision: removals only, GROWTH_GRID
-    # sizes a round, geometric then a many-way bisection, as the prefix extraction's grid.
+def _flipping_prefixes(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int, floor: int) -> List[int]:
+    # The probed k >= floor whose top-k removal changes the decision, smallest first, from a search
+    # for the smallest: removals only, GROWTH_GRID sizes a round, geometric then a many-way
+    # bisection, as the prefix extraction's grid.
     n = len(ranking)
     known = {0: False, n: everything_flips}  # removing nothing keeps the input; everything is the baseline
     start = probe.spent
     while True:
-        hi = min((k for k, flips in known.items() if flips), default=None)
-        lo = max(k for k, flips in known.items() if not flips and (hi is None or k < hi))
+        hi = min((k for k, flips in known.items() if flips and k >= floor), default=None)
+        lo = max([k for k, flips in known.items() if not flips and (hi is None or k < hi)] + [floor - 1])
         sizes = probe_sizes(lo, n + 1 if hi is None else hi, GROWTH_GRID)
         if not sizes or probe.spent - start + len(sizes) > budget:
-            return hi
+            return sorted(k for k, flips in known.items() if flips and k >= floor)
         gone = probe.results([ranking[:k] for k in sizes], removed=True)
         known.update((k, bool(g.changed)) for k, g in zip(sizes, gone))
 
@@ -284,9 +288,20 @@ def _candidates(
     best = min(passed, key=len) if passed else None
     start = JOINT_START
     if best is None or len(best) > n // COARSE_PARTS[0]:
-        k = _flipping_prefix(probe, ranking, bool(anchors.baseline.changed), min(left() // 2, PREFIX_QUERIES))
-        if k is not None and (best is None or k < len(best)) and probe.both([ranking[:k]])[0]:
-            best, start = ranking[:k], PREFIX_START
+        # Searched from the sufficient prefix up: a shorter prefix whose removal flips need not keep
+        # the decision alone (the top frequency of a 12-frequency sufficient set, removed, can flip
+        # it, and these models are not monotone); the next flipping sizes and S plus the shortest
+        # are tried too.
+        sizes = _flipping_prefixes(probe, ranking, bool(anchors.baseline.changed), min(left() // 2, PREFIX_QUERIES),
+                                   max(sufficient_prefix or 1, 1))
+        tried = [ranking[:k] for k in sizes[:PREFIX_TRIES]]
+        tried += [list(dict.fromkeys(sufficient + ranking[:sizes[0]]))] if sizes else []
+        holds = [ids for ids, ok in zip(tried, probe.both(tried)) if ok and (best is None or len(ids) < len(best))]
+        if not holds and sizes and best is None:  # longer prefixes, on a geometric grid up to the whole input
+            tried = [ranking[:k] for k in probe_sizes(sizes[0], len(ranking), GROWTH_GRID)][: max(left() // 2, 0)]
+            holds = [ids for ids, ok in zip(tried, probe.both(tried)) if ok]
+        if holds:
+            best, start = min(holds, key=len), PREFIX_START
     return best, start, screened
 
 
