@@ -20,8 +20,8 @@ only. Every step asks only what its answer still needs:
    bands and ``S`` plus each: each is queried kept alone (does it keep the decision?) only where
    its removal changed the decision, and the smallest for which both claims hold is kept. Where
    none holds, or the smallest is wider than a 1/16 band, the ranking's shortest prefix whose
-   removal changes the decision is searched too (removals only, ``start == "joint-prefix"`` in
-   the shrink report).
+   removal changes the decision and that keeps it alone is searched too (the prefix extraction's
+   grid, removals first; ``start == "joint-prefix"`` in the shrink report).
 4. **Shrink.** Of a set larger than ``2 * GROWTH_GRID`` features, the fewest of its loudest
    features that still hold both claims (a bracket search over their count); then features are
    dropped by batched deletions (:func:`~captum_freqrex._core.certify.shrink.shrink_set`) while
@@ -78,11 +78,8 @@ PREFIX_START = "joint-prefix"
 #: Equal bands of the first level of the band screening (and its log-width bands).
 SCREEN_BANDS, SCREEN_LOG_BANDS = 16, 8
 
-#: Most removal queries of the search for the ranking's shortest prefix whose removal flips.
-PREFIX_QUERIES = 24
-
-#: Flipping prefixes (the shortest first) checked for keeping the decision alone.
-PREFIX_TRIES = 3
+#: Most queries of the search for the ranking's shortest prefix that holds both claims.
+PREFIX_QUERIES = 48
 
 #: Most queries of the search for the fewest loudest features of a sufficient-and-necessary set.
 LOUD_QUERIES = 32
@@ -214,21 +211,20 @@ def _shrink(
                       spent=lambda: probe.spent, max_cost=cost)
 
 
-def _flipping_prefixes(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int, floor: int) -> List[int]:
-    # The probed k >= floor whose top-k removal changes the decision, smallest first, from a search
-    # for the smallest: removals only, GROWTH_GRID sizes a round, geometric then a many-way
-    # bisection, as the prefix extraction's grid.
+def _both_prefix(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int) -> Optional[int]:
+    # The smallest probed k whose top-k holds both claims (removed, it changes the decision; kept
+    # alone, it keeps it): the prefix extraction's predicate and grid (geometric, then a many-way
+    # bisection), its removals first and each kept-alone query only where the removal flipped.
     n = len(ranking)
     known = {0: False, n: everything_flips}  # removing nothing keeps the input; everything is the baseline
     start = probe.spent
     while True:
-        hi = min((k for k, flips in known.items() if flips and k >= floor), default=None)
-        lo = max([k for k, flips in known.items() if not flips and (hi is None or k < hi)] + [floor - 1])
+        hi = min((k for k, ok in known.items() if ok), default=None)
+        lo = max(k for k, ok in known.items() if not ok and (hi is None or k < hi))
         sizes = probe_sizes(lo, n + 1 if hi is None else hi, GROWTH_GRID)
-        if not sizes or probe.spent - start + len(sizes) > budget:
-            return sorted(k for k, flips in known.items() if flips and k >= floor)
-        gone = probe.results([ranking[:k] for k in sizes], removed=True)
-        known.update((k, bool(g.changed)) for k, g in zip(sizes, gone))
+        if not sizes or probe.spent - start + 2 * len(sizes) > budget:
+            return hi
+        known.update(zip(sizes, probe.both([ranking[:k] for k in sizes])))
 
 
 def _necessary_set(
@@ -288,20 +284,9 @@ def _candidates(
     best = min(passed, key=len) if passed else None
     start = JOINT_START
     if best is None or len(best) > n // COARSE_PARTS[0]:
-        # Searched from the sufficient prefix up: a shorter prefix whose removal flips need not keep
-        # the decision alone (the top frequency of a 12-frequency sufficient set, removed, can flip
-        # it, and these models are not monotone); the next flipping sizes and S plus the shortest
-        # are tried too.
-        sizes = _flipping_prefixes(probe, ranking, bool(anchors.baseline.changed), min(left() // 2, PREFIX_QUERIES),
-                                   max(sufficient_prefix or 1, 1))
-        tried = [ranking[:k] for k in sizes[:PREFIX_TRIES]]
-        tried += [list(dict.fromkeys(sufficient + ranking[:sizes[0]]))] if sizes else []
-        holds = [ids for ids, ok in zip(tried, probe.both(tried)) if ok and (best is None or len(ids) < len(best))]
-        if not holds and sizes and best is None:  # longer prefixes, on a geometric grid up to the whole input
-            tried = [ranking[:k] for k in probe_sizes(sizes[0], len(ranking), GROWTH_GRID)][: max(left() // 2, 0)]
-            holds = [ids for ids, ok in zip(tried, probe.both(tried)) if ok]
-        if holds:
-            best, start = min(holds, key=len), PREFIX_START
+        k = _both_prefix(probe, ranking, bool(anchors.baseline.changed), min(left(), PREFIX_QUERIES))
+        if k is not None and (best is None or k < len(best)):
+            best, start = ranking[:k], PREFIX_START
     return best, start, screened
 
 
@@ -325,7 +310,8 @@ def _loudest_part(probe: _Probe, members: List[int], energy: Tensor, budget: int
 def _complete_set(
     probe: _Probe, core: List[int], ranking: List[int], target_confidence: float, budget: int, seed: int,
 ) -> Tuple[Optional[List[int]], Optional[ShrinkReport]]:
-    # Grow ``core`` along the ranking until it reaches target_confidence, then shrink what was added.
+    # Grow ``core`` along the ranking until it reaches target_confidence, then shrink what was added
+    # (the whole input, where no probed growth reached it: the prefix extraction's answer then too).
     inside = set(core)
     rest = [f for f in ranking if f not in inside]
     start = probe.spent
@@ -343,7 +329,7 @@ def _complete_set(
         lo = max([k for k, ok in known.items() if not ok and k < hi], default=-1)
         sizes = probe_sizes(lo, hi, GROWTH_GRID)
     hi = min(k for k, ok in known.items() if ok)
-    if hi >= len(rest):
+    if not rest:
         return None, None
     spent = probe.spent - start
     whole = len(core) + hi
