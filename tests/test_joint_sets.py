@@ -105,3 +105,26 @@ def test_bad_budgets_are_refused(detector, tone_clip, value, error, match):
         FreqReX(detector).explain(tone_clip, max_joint_queries=value)
     with pytest.raises(error, match=match):
         FreqReXOptions(max_joint_queries=value)
+
+
+def test_the_shrink_counts_the_queries_its_test_made():
+    """A test that asks a second question only where the first held (the joint search's
+    removal-first check) costs 1 or 2 queries a set: the shrink counts what it made, within the
+    budget it was given, and finds the one feature both claims need."""
+    from captum_freqrex._core.certify.shrink import shrink_set
+
+    made = []
+
+    def test(sets):
+        verdicts = []
+        for ids in sets:
+            made.append(1 + (7 in ids))  # the second question only where the first held
+            verdicts.append(7 in ids)
+        return verdicts
+
+    members = list(range(40))
+    kept, report = shrink_set(test, members, 60, torch.Generator().manual_seed(0), spent=lambda: sum(made),
+                              max_cost=2)
+    assert kept == [7] and report.size == 1
+    assert report.queries == sum(made) <= 60
+    assert sum(made) < 2 * len(made)  # fewer than two queries a set: the budget went further
