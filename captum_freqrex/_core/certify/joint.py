@@ -90,6 +90,9 @@ SCREEN_QUERIES = 64
 #: Most queries of each shrink (of the sufficient-and-necessary set, of what the complete set adds).
 SHRINK_QUERIES = 64
 
+#: Most queries of the shrink of a sufficient-and-necessary set that is the ranking's prefix.
+PREFIX_SHRINK_QUERIES = 32
+
 #: Most queries of the complete set's growth and shrink.
 COMPLETE_QUERIES = 32
 
@@ -248,11 +251,13 @@ def _necessary_set(
     if best is None:
         return None, None, screened
     start_size = len(best)
-    if len(best) > 2 * GROWTH_GRID:
+    # A prefix is minimal along the ranking already: only a short shrink is tried on it.
+    prefix = start == PREFIX_START
+    if len(best) > 2 * GROWTH_GRID and not prefix:
         best = _loudest_part(probe, best, queries.space.feature_energy(queries.example).cpu(),
                              min(budget - probe.spent - screened, LOUD_QUERIES))
-    members, report = _shrink(probe, probe.both, best, min(budget - probe.spent - screened, SHRINK_QUERIES), seed,
-                              None, cost=2)
+    cap = PREFIX_SHRINK_QUERIES if prefix else SHRINK_QUERIES
+    members, report = _shrink(probe, probe.both, best, min(budget - probe.spent - screened, cap), seed, None, cost=2)
     return members, dataclasses.replace(report, start_size=start_size, queries=probe.spent + screened, start=start), screened
 
 
