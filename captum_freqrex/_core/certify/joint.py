@@ -25,21 +25,25 @@ only. Every step asks only what its answer still needs:
 4. **Shrink.** Of a set larger than ``2 * GROWTH_GRID`` features, the fewest of its loudest
    features that still hold both claims (a bracket search over their count); then features are
    dropped by batched deletions (:func:`~captum_freqrex._core.certify.shrink.shrink_set`) while
-   both claims still hold. A set's removal is queried first and its kept-alone query only where
-   the removal changed the decision, and no set is queried twice the same way.
-Where ``S``'s own removal changes the decision, ``S`` holds both claims and steps 1 to 3 are
-skipped (one query, its removal, where the extraction kept ``S`` alone already, the unshrunk
-sufficient prefix; two otherwise); a 1-feature ``S`` needs no shrink either.
+   both claims still hold (a prefix of the ranking, minimal along it already, gets the deletions
+   only, within :data:`PREFIX_SHRINK_QUERIES`). A set's removal is queried first and its
+   kept-alone query only where the removal changed the decision, and no set is queried twice the
+   same way.
 
 5. **Complete.** That set (or ``S`` when none was found), when it reaches the input's confidence
    minus the tolerance kept alone (its answer is known from its own search), is the complete set
    too; otherwise the best-ranked features not yet in it are added, on a geometric grid of counts
    and then a bisection, until it does, and the added features are shrunk while it still does.
 
+Where ``S``'s own removal changes the decision, ``S`` holds both claims and steps 1 to 3 are
+skipped (one query, its removal, where the extraction kept ``S`` alone already, the unshrunk
+sufficient prefix; two otherwise); a 1-feature ``S`` needs no shrink either.
+
 Every accepted step was itself a model query; the caller certifies the returned sets by re-query
 like every other set. Queries: at most ``budget``, two thirds of it for the sufficient-and-necessary
 set and the rest for the complete set, each stage within its own cap (:data:`SCREEN_QUERIES`,
-:data:`PREFIX_QUERIES`, :data:`LOUD_QUERIES`, :data:`SHRINK_QUERIES`, :data:`COMPLETE_QUERIES`);
+:data:`PREFIX_QUERIES`, :data:`LOUD_QUERIES`, :data:`SHRINK_QUERIES`, :data:`PREFIX_SHRINK_QUERIES`,
+:data:`COMPLETE_QUERIES`);
 ``benchmarks/queries_to_answer.py`` measures what the whole explanation spends.
 """
 
