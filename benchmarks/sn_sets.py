@@ -13,7 +13,13 @@ median size as a share of the features, how many are at most 5% of the features,
 default's sets were searched (the rest fell back to the prefix; the sufficient set is never
 searched here, it is the context: every sufficient-and-necessary set is a sufficient set) and how many are certified, and the extra queries of the default over
 the prefix extraction (its extraction queries minus the prefix run's: the joint search and the
-certification of its sets).
+certification of its sets, less the prefix searches it spares; it may be negative).
+
+The physical limit of the 5% target: every contiguous band of 5% of the rfft bins (every half
+width) is removed from each clip (:func:`band_limit`); the table counts the clips where any such
+removal changes the decision ("5% band flips") and where such a band with the sufficient set also
+keeps it alone ("5% band S&N", a sufficient-and-necessary set of about 5% exists). Where no band
+flips, a small sufficient-and-necessary set would have to be scattered over the spectrum.
 
 Usage::
 
@@ -48,6 +54,9 @@ from captum_freqrex._utils.csv_cells import write_rows  # noqa: E402
 
 KINDS = ("sufficient", "sufficient_necessary", "complete")
 
+#: Width of the contiguous bands of the physical-limit check (:func:`band_limit`): the 5% target.
+SHARE = 0.05
+
 
 def _set_record(causal_set: Any, n_features: int) -> Optional[Dict[str, Any]]:
     if causal_set is None:
@@ -69,12 +78,43 @@ def clip_record(model: Callable, clip: torch.Tensor, seed: int, joint: Optional[
         prefix = FreqReX(model).explain(clip, seed=seed, attributions=default.responsibility.unsqueeze(0),
                                         max_joint_queries=0)[0]
     n = default.responsibility.numel()
+    sufficient = None if default.sufficient is None else default.sufficient.mask.reshape(-1).bool()
     return {
+        "bands": band_limit(model, clip, default.target, sufficient),
         "n_features": n, "target": default.target, "queries": default.stats.queries, "seconds": round(seconds, 3),
         "joint_queries": default.extraction_queries - prefix.extraction_queries,
         "default": {k: _set_record(getattr(default, k), n) for k in KINDS},
         "prefix": {k: _set_record(getattr(prefix, k), n) for k in KINDS},
     }
+
+
+def band_limit(model: Callable, clip: torch.Tensor, target: int, sufficient: Optional[torch.Tensor],
+               share: float = SHARE) -> Dict[str, int]:
+    r"""How many contiguous bands of ``share`` of the rfft bins (every half width; the zero baseline
+    and the argmax decision of `explain`'s defaults)
+    change the model's decision when removed, and of those how many, with the sufficient set,
+    also keep it alone: a sufficient-and-necessary set of at most about ``share`` of the features
+    (one rfft bin each: a single-channel clip) exists on the clip when ``both > 0``; when ``flips``
+    is 0 no contiguous band of that width flips it (the 5% target's reach on the clip)."""
+    spectrum = torch.fft.rfft(clip[0].double())
+    n = spectrum.shape[-1]
+    width = max(1, int(share * n))
+    starts = list(range(0, n - width + 1, max(1, width // 2)))
+    keeps = torch.ones(len(starts), n, dtype=torch.bool)
+    for row, lo in enumerate(starts):
+        keeps[row, lo : lo + width] = False
+
+    def decided(masks: torch.Tensor) -> torch.Tensor:
+        waves = torch.fft.irfft(spectrum * masks.double(), n=clip.shape[-1]).to(clip.dtype)
+        with torch.no_grad():
+            return torch.cat([model(waves[i : i + 32]).argmax(1) for i in range(0, len(waves), 32)])
+
+    flips = decided(keeps) != target
+    both = 0
+    if bool(flips.any()) and sufficient is not None:
+        alone = ~keeps[flips] | sufficient.view(1, -1)
+        both = int((decided(alone) == target).sum())
+    return {"width": width, "bands": len(starts), "flips": int(flips.sum()), "both": both}
 
 
 def _median(values: List[float]) -> Optional[float]:
@@ -83,6 +123,11 @@ def _median(values: List[float]) -> Optional[float]:
 
 def _pct(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _band_count(records: List[Dict[str, Any]], key: str) -> str:
+    with_bands = [r for r in records if "bands" in r]
+    return f"{sum(r['bands'][key] > 0 for r in with_bands)}/{len(with_bands)}" if with_bands else "-"
 
 
 def summarize(model: str, selection: str, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -100,6 +145,8 @@ def summarize(model: str, selection: str, records: List[Dict[str, Any]]) -> List
             "certified": f"{sum(s['certified'] for s in found)}/{len(found)}",
             "found (prefix)": f"{len(before)}/{len(records)}", "median share (prefix)": _pct(_median([s["share"] for s in before])),
             "<= 5% (prefix)": f"{sum(s['share'] <= 0.05 for s in before)}/{len(before)}",
+            "5% band flips (clips)": _band_count(records, "flips") if kind == "sufficient_necessary" else "-",
+            "5% band S&N (clips)": _band_count(records, "both") if kind == "sufficient_necessary" else "-",
             "extra queries / clip (median)": _median([r["joint_queries"] for r in records]),
             "queries / clip (median)": _median([r["queries"] for r in records]),
             "s / clip (median)": round(statistics.median([r["seconds"] for r in records]), 1) if records else None,

@@ -320,20 +320,27 @@ def test_single_bin_limit_refuses_bad_options(capsys):
 
 
 def test_sn_sets_benchmark_records_both_extractions():
-    """benchmarks/sn_sets.py on the tone task: the prefix is one bin already, so the default spends
-    no query on a search and both extractions return the same certified sets."""
+    """benchmarks/sn_sets.py on the tone task: the sufficient set's removal flips the decision, so the
+    default's searched sets are that one bin, found for fewer queries than the three prefix
+    searches; both extractions return the same certified sets; the 5% bands over 440 Hz flip the
+    decision and, with the bin, keep it alone (the physical-limit check)."""
     from known_models import ToneDetector, tone
 
     sn_sets = _load("sn_sets")
     clip = (tone(440) + 0.5 * tone(1000)).unsqueeze(0)
     record = sn_sets.clip_record(ToneDetector([440], threshold=0.5), clip, 0)
-    assert record["joint_queries"] == 0 and record["n_features"] == clip.shape[-1] // 2 + 1
+    assert record["joint_queries"] < 0 and record["n_features"] == clip.shape[-1] // 2 + 1
     for kind in sn_sets.KINDS:
         assert record["default"][kind]["size"] == record["prefix"][kind]["size"] == 1
-        assert record["default"][kind]["certified"] and not record["default"][kind]["searched"]
+        assert record["default"][kind]["certified"]
+        assert record["default"][kind]["searched"] == (kind != "sufficient")
+    bands = record["bands"]
+    assert bands["width"] == int(0.05 * record["n_features"]) and 0 < bands["both"] <= bands["flips"] < bands["bands"]
     rows = sn_sets.summarize("tone", "1 clip", [record])
     assert [r["set"] for r in rows] == ["sufficient", "sufficient-and-necessary", "complete"]
-    assert all(r["found (default)"] == "1/1" and r["<= 5% (default)"] == "1/1" and r["searched"] == "0/1" for r in rows)
+    assert all(r["found (default)"] == "1/1" and r["<= 5% (default)"] == "1/1" for r in rows)
+    assert [r["searched"] for r in rows] == ["0/1", "1/1", "1/1"]
+    assert rows[1]["5% band flips (clips)"] == rows[1]["5% band S&N (clips)"] == "1/1"
 
 
 def test_harmonics_soundfont_measures_against_f0_and_the_peak():

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from captum_freqrex import FreqReX, FreqReXOptions
-from captum_freqrex._core.certify.joint import worth_searching
 from captum_freqrex._explanation import Explanation
 from known_models import SAMPLE_RATE, ToneDetector, bin_of
 
@@ -35,7 +34,7 @@ def test_searched_set_is_the_decisive_bin_where_the_prefix_is_the_whole_spectrum
     sn, complete = searched.sufficient_necessary, searched.complete
     assert _members(sn) == [BIN_440] and sn.certified and sn.flip_class == 0
     assert sn.certificate.note.startswith("searched") and sn.certificate.shrink.start == "joint"
-    assert sn.certificate.shrink.prefix_size == prefix.sufficient_necessary.size
+    assert sn.certificate.shrink.size == 1
     assert _members(complete) == [BIN_440] and complete.certified
     # Re-query the model ourselves on the returned waveforms: both claims hold.
     assert detector(searched.waveform("sufficient_necessary").unsqueeze(0)).argmax(1).item() == 1
@@ -52,7 +51,7 @@ def test_redundant_pair_is_found_as_the_pair(tone_clip):
     explanation = FreqReX(either).explain(tone_clip)[0]
     sn = explanation.sufficient_necessary
     assert sorted(_members(sn)) == [BIN_440, BIN_1000] and sn.certified
-    assert "prefix of the ranking" in sn.certificate.note
+    assert "the ranking's shortest prefix whose removal changes the decision" in sn.certificate.note
     for gone in ([BIN_440], [BIN_1000]):  # neither removal alone changes the decision
         spectrum = torch.fft.rfft(tone_clip)
         spectrum[0, gone] = 0
@@ -62,22 +61,31 @@ def test_redundant_pair_is_found_as_the_pair(tone_clip):
 
 def test_the_search_is_bounded_and_counted(detector, tone_clip):
     scores = _worst_ranking(tone_clip, BIN_440)
-    prefix = FreqReX(detector).explain(tone_clip, attributions=scores, max_joint_queries=0)[0]
     for budget in (100, 256):
         searched = FreqReX(detector).explain(tone_clip, attributions=scores, max_joint_queries=budget)[0]
-        extra = searched.extraction_queries - prefix.extraction_queries
-        assert 0 < extra <= budget + 2  # the search, plus the certification of its two sets
+        # the sufficient prefix (64), its shrink (64), the search, the certification of four sets
+        assert 0 < searched.extraction_queries <= 64 + 64 + budget + 6
         assert searched.stats.queries == 2 + searched.extraction_queries  # the anchors, then extraction
+        assert searched.sufficient_necessary.certified and searched.complete.certified
 
 
-def test_a_small_prefix_is_kept_without_a_search(detector, tone_clip):
-    """The tone task: the prefix sets are the one bin already, and no query is spent on a search."""
+def test_a_sufficient_set_whose_removal_flips_is_the_answer_at_once(detector, tone_clip):
+    """The tone task: the sufficient set {440 Hz} also flips the decision when removed, so it is the
+    sufficient-and-necessary set and, reaching the input's confidence alone, the complete set: the
+    search asks one question (its removal; the extraction already kept it alone), no screening, no
+    bands, no growth; the three prefix searches of the ranking cost more. The certification
+    re-queries the one set kept alone once and removed once."""
     default = FreqReX(detector).explain(tone_clip)[0]
     off = FreqReX(detector).explain(tone_clip, max_joint_queries=0)[0]
-    assert default.extraction_queries == off.extraction_queries
-    assert _members(default.sufficient_necessary) == [BIN_440] and default.sufficient_necessary.certificate.note == ""
-    assert not worth_searching(1, 1, 4001) and worth_searching(1, None, 4001) and worth_searching(1, 2, 4001)
-    assert worth_searching(100, 100, 4001)  # more than 1% of the features
+    for name in ("sufficient", "sufficient_necessary", "complete"):
+        causal_set = getattr(default, name)
+        assert _members(causal_set) == [BIN_440] and causal_set.certified
+    assert default.sufficient_necessary.certificate.note.startswith("searched")
+    assert default.sufficient_necessary.certificate.shrink.queries == 1
+    assert default.extraction_queries < off.extraction_queries
+    assert _members(off.sufficient_necessary) == [BIN_440]  # the prefix agrees
+    # Re-query: removing the returned set flips the decision.
+    assert detector(default.waveform("sufficient_necessary", removed=True).unsqueeze(0)).argmax(1).item() == 0
 
 
 def test_searched_sets_survive_save_and_load(detector, tone_clip, tmp_path):
@@ -105,3 +113,26 @@ def test_shrink_drops_runs_singles_and_scattered_features_alike(gone):
 
     members = [3, 1, 4, 0, 5, 6, 7, 2, 8, 9]
     assert _without(members, gone) == [f for f in members if f not in set(gone)]
+
+
+def test_the_shrink_counts_the_queries_its_test_made():
+    """A test that asks a second question only where the first held (the joint search's
+    removal-first check) costs 1 or 2 queries a set: the shrink counts what it made, within the
+    budget it was given, and finds the one feature both claims need."""
+    from captum_freqrex._core.certify.shrink import shrink_set
+
+    made = []
+
+    def test(sets):
+        verdicts = []
+        for ids in sets:
+            made.append(1 + (7 in ids))  # the second question only where the first held
+            verdicts.append(7 in ids)
+        return verdicts
+
+    members = list(range(40))
+    kept, report = shrink_set(test, members, 60, torch.Generator().manual_seed(0), spent=lambda: sum(made),
+                              max_cost=2)
+    assert kept == [7] and report.size == 1
+    assert report.queries == sum(made) <= 60
+    assert sum(made) < 2 * len(made)  # fewer than two queries a set: the budget went further

@@ -403,16 +403,20 @@ class FreqReX(PerturbationAttribution):
                         ``extraction_queries``). Default: 64
             max_joint_queries (int, optional): Query budget of the search for the
                         sufficient-and-necessary and complete sets of one example, on top of the
-                        others (counted in ``extraction_queries``). Where the sufficient ranking's
-                        shortest prefix whose removal changes the decision is missing or longer
-                        than the sufficient set, a necessary-mode band screening finds the fewest
-                        features whose removal changes it; the sufficient set plus those features
-                        is checked both ways (kept alone it keeps the decision, removed it changes
-                        it; a tie is no change) and shrunk, and the complete set is grown from it
-                        along the ranking and shrunk (see :mod:`captum_freqrex._core.certify.joint`).
-                        A searched set replaces the prefix when smaller and is certified like every
-                        set; its ``certificate.note`` says how it was found and ``certificate.shrink``
-                        its sizes. 0 keeps the prefixes. Default: 320
+                        others (counted in ``extraction_queries``). The ranking's prefix extraction
+                        then searches the sufficient set only; the sufficient set is kept where its
+                        removal already changes the decision, and otherwise coarse bands are removed,
+                        a necessary-mode band screening (only where a band of at most 1/8 of the
+                        features flipped) finds the fewest features whose removal changes it, and the
+                        smallest candidate that both keeps the decision alone and changes it when
+                        removed (a tie is no change) - the sufficient set plus those features, a
+                        flipping band, or the ranking's shortest prefix whose removal flips - is
+                        shrunk; the complete set is that set where it reaches the input's confidence
+                        alone, or is grown from it along the ranking and shrunk (see
+                        :mod:`captum_freqrex._core.certify.joint`; each stage stops once its answer is
+                        settled, so the budget is a cap). The sets are certified like every set; their
+                        ``certificate.note`` says how they were found and ``certificate.shrink`` their
+                        sizes. 0 keeps the three prefixes of the ranking. Default: 320
             n_explanations (int, optional): Return up to this many pairwise-disjoint certified
                         sufficient sets (the ReX family's multiple explanations): the first is
                         ``sufficient``, the others ``alternatives``, each found by the same search

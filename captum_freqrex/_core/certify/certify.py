@@ -15,7 +15,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets, worth_searching
+from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets
 from captum_freqrex._core.certify.prefix import PrefixSearch, prefix_masks
 from captum_freqrex._core.certify.shrink import shrink_set
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
@@ -140,9 +140,12 @@ class _Found(NamedTuple):
     exact: Dict[str, bool]
     masks: Dict[int, Tensor]  # keep-mask of each prefix size
     queries: int
+    kept: Dict[int, ProbeResult]  # the model on each probed prefix kept alone
 
 
-def _find_prefixes(queries: ExampleQueries, ranking: Tensor, anchors: Anchors, tolerance: float, budget: int) -> _Found:
+def _find_prefixes(
+    queries: ExampleQueries, ranking: Tensor, anchors: Anchors, tolerance: float, budget: int, sufficient_only: bool,
+) -> _Found:
     target, original = anchors.target, anchors.original
 
     def query(keep_sizes: List[int], remove_sizes: List[int]) -> Tuple[List[ProbeResult], List[ProbeResult]]:
@@ -152,13 +155,14 @@ def _find_prefixes(queries: ExampleQueries, ranking: Tensor, anchors: Anchors, t
         return results[: len(keep_sizes)], results[len(keep_sizes):]
 
     search = PrefixSearch(
-        query, queries.space.n_features, original, original.confidence - tolerance, budget, anchors.baseline
+        query, queries.space.n_features, original, original.confidence - tolerance, budget, anchors.baseline,
+        sufficient_only=sufficient_only,
     )
     k_suff, k_nec, k_comp, exact = search.run()
     sizes = {"sufficient": k_suff, "sufficient_necessary": k_nec, "complete": k_comp}
     keep_sizes = sorted({k for k in sizes.values() if k is not None})
     masks = dict(zip(keep_sizes, prefix_masks(ranking, keep_sizes))) if keep_sizes else {}
-    return _Found(sizes, exact, masks, search.queries)
+    return _Found(sizes, exact, masks, search.queries, search.keep_cache)
 
 
 def certify_sets(
@@ -186,16 +190,17 @@ def certify_sets(
                     shrink may start.
         seed (int, optional): Seed of the shrink's random order.
         tie_tolerance (float, optional): The decision's tie tolerance, named in the notes.
-        joint_budget (int, optional): Queries of the search for the sufficient-and-necessary and
-                    complete sets (:mod:`~captum_freqrex._core.certify.joint`), run where
-                    :func:`~captum_freqrex._core.certify.joint.worth_searching` says so; a searched
-                    set replaces the prefix when smaller (0: prefixes only). Default: 0
+        joint_budget (int, optional): Most queries of the search for the sufficient-and-necessary
+                    and complete sets (:mod:`~captum_freqrex._core.certify.joint`); the prefix
+                    extraction then searches the sufficient prefix only (0: the three sets are
+                    prefixes of the ranking). Default: 0
 
     Returns:
         CertifiedSets: The sets, the queries spent, warnings and whether the model was stable.
     """
     target = anchors.target
-    found = _find_prefixes(queries, ranking, anchors, tolerance, budget)
+    searching = joint_budget > 0 and anchors.original.passes
+    found = _find_prefixes(queries, ranking, anchors, tolerance, budget, sufficient_only=searching)
     sizes, masks = found.sizes, found.masks
     k_suff, k_nec = sizes["sufficient"], sizes["sufficient_necessary"]
     shrunk, report, shrink_queries = None, None, 0
@@ -207,10 +212,14 @@ def certify_sets(
     searched = _searched(queries, ranking, anchors, found, shrunk, tolerance, joint_budget, seed)
     keep_sizes = sorted(masks)
     keeps = [masks[k] for k in keep_sizes] + ([shrunk] if shrunk is not None else [])
-    keeps += [searched.masks[name] for name in searched.masks]
+    # A searched set equal to a set already in the batch (the sufficient set, often) shares its row.
+    rows = [next((i for i, row in enumerate(keeps) if torch.equal(row, searched.masks[name])), None)
+            for name in searched.masks]
+    keeps += [searched.masks[name] for name, row in zip(searched.masks, rows) if row is None]
     remove = searched.masks.get("sufficient_necessary", masks.get(k_nec) if k_nec is not None else None)
     check = _certification(queries, target, keeps, remove)
-    kept_searched = dict(zip(searched.masks, check.kept[len(keeps) - len(searched.masks):]))
+    fresh = iter(range(len(keeps) - sum(row is None for row in rows), len(keeps)))
+    kept_searched = {name: check.kept[row if row is not None else next(fresh)] for name, row in zip(searched.masks, rows)}
     stable, messages = _stability(anchors, check)
     kept_by_size = dict(zip(keep_sizes, check.kept))
     kept_shrunk = check.kept[len(keep_sizes)] if shrunk is not None else None
@@ -254,30 +263,29 @@ def _searched(
     queries: ExampleQueries, ranking: Tensor, anchors: Anchors, found: _Found, shrunk: Optional[Tensor],
     tolerance: float, budget: int, seed: int,
 ) -> _Searched:
-    # The joint search, where the prefix sufficient-and-necessary set may be improved on; a searched
-    # set replaces its prefix where smaller, and each note says which.
-    k_suff, k_nec, k_comp = (found.sizes[name] for name in ("sufficient", "sufficient_necessary", "complete"))
-    if budget <= 0 or k_suff is None or not anchors.original.passes or not worth_searching(
-        k_suff, k_nec, queries.space.n_features
-    ):
+    # The joint search, where the prefix extraction searched the sufficient set only; each note
+    # says how its set was found.
+    k_suff = found.sizes["sufficient"]
+    if budget <= 0 or k_suff is None or not anchors.original.passes:
         return _Searched({}, {}, {}, 0)
     sufficient = shrunk if shrunk is not None else found.masks[k_suff]
-    joint = search_joint_sets(queries, ranking, anchors, sufficient, tolerance, budget, seed, (k_nec, k_comp))
+    joint = search_joint_sets(queries, ranking, anchors, sufficient, tolerance, budget, seed, k_suff,
+                              found.kept.get(k_suff))
     masks, reports, notes = {}, {}, {}
     how = {
-        "sufficient_necessary": "from the sufficient set and a necessary-mode band screening",
+        "sufficient_necessary": "from the sufficient set, coarse bands and a necessary-mode band screening",
         "complete": "grown from its core along the ranking",
     }
     if joint.necessary_report is not None and joint.necessary_report.start == PREFIX_START:
-        how["sufficient_necessary"] = "from the ranking's prefix"
-    for name, mask, report, prefix in (("sufficient_necessary", joint.necessary, joint.necessary_report, k_nec),
-                                       ("complete", joint.complete, joint.complete_report, k_comp)):
-        if mask is not None and report is not None and (prefix is None or report.size < prefix):
+        how["sufficient_necessary"] = "from the ranking's shortest prefix whose removal changes the decision"
+    for name, mask, report in (("sufficient_necessary", joint.necessary, joint.necessary_report),
+                               ("complete", joint.complete, joint.complete_report)):
+        if mask is not None and report is not None:
             masks[name], reports[name] = mask, report
             notes[name] = (f"searched ({how[name]}; shrunk from {report.start_size} to {report.size} features while "
-                           f"its claims held; the ranking's prefix: {'none' if prefix is None else prefix})")
+                           "its claims held)")
         else:
-            notes[name] = f"the prefix of the ranking: the joint search ({joint.queries} queries) found no smaller set"
+            notes[name] = f"none found: the joint search ({joint.queries} queries) found no such set"
     return _Searched(masks, reports, notes, joint.queries)
 
 

@@ -4,36 +4,54 @@ The prefix extraction (:mod:`~captum_freqrex._core.certify.prefix`) reads every 
 sufficient ranking, so its sufficient-and-necessary set is the shortest *prefix* whose removal
 changes the decision: on a model that shrugs off most removals, nearly the whole spectrum
 ("removing almost everything changes the decision" is no finding). :func:`search_joint_sets`
-searches for these two sets instead:
+searches for these two sets instead; the prefix extraction then searches the sufficient prefix
+only. Every step asks only what its answer still needs:
 
-1. **Necessary evidence.** Band screening
-   (:class:`~captum_freqrex._core.search.band_screening.BandScreening`) in ``"necessary"`` mode
-   looks for the fewest features whose removal from the input changes the decision (a tie never
-   counts); the smallest flipping sets it saw are the candidates ``N``.
-2. **Candidates.** Each ``N``, the sufficient set ``S`` and each ``S ∪ N`` is queried kept alone
-   (does it keep the decision?) and removed from the input (does that change it?), in one batch;
-   the smallest candidate for which both claims hold is kept, ``N`` plus the top of the ranking on
-   a geometric grid of sizes among them (for models that are not monotone). Where none holds,
-   contiguous bands of 1/16, 1/8 and 1/4 of the features, and last the prefix
-   sufficient-and-necessary set (``start == "joint-prefix"`` in the shrink report).
-3. **Shrink.** Features are dropped by batched deletions
-   (:func:`~captum_freqrex._core.certify.shrink.shrink_set`) while both claims still hold.
-4. **Complete.** From that set (or ``S`` when none was found), the best-ranked features not yet in
-   it are added, on a geometric grid of counts and then a bisection, until the set kept alone
-   reaches the input's confidence minus the tolerance; the added features are then shrunk while it
-   still does.
+1. **Coarse removals.** The sufficient set ``S``, the ranking's sufficient prefix and contiguous
+   bands of 1/16, 1/8 and 1/4 of the features are each removed from the input: one query each.
+2. **Necessary evidence.** Only where a band of at most 1/8 of the features flipped the decision,
+   band screening (:class:`~captum_freqrex._core.search.band_screening.BandScreening`) in
+   ``"necessary"`` mode looks for the fewest features whose removal changes it (a tie never
+   counts); the smallest flipping sets it saw are the candidates ``N``. Where no such band flips
+   (speech clips whose decision no band's removal changes, notes that flip only without their
+   lowest quarter), a screening would descend on no evidence, and is skipped.
+3. **Candidates.** ``S``, the sufficient prefix, each ``N``, each ``S ∪ N``, ``N`` plus the top of
+   the ranking on a geometric grid of sizes (for models that are not monotone), the flipping
+   bands and ``S`` plus each: each is queried kept alone (does it keep the decision?) only where
+   its removal changed the decision, and the smallest for which both claims hold is kept. Where
+   none holds, or the smallest is wider than a 1/16 band, the ranking's shortest prefix whose
+   removal changes the decision and that keeps it alone is searched too (the prefix extraction's
+   grid, removals first; ``start == "joint-prefix"`` in the shrink report).
+4. **Shrink.** Of a set larger than ``2 * GROWTH_GRID`` features, the fewest of its loudest
+   features that still hold both claims (a bracket search over their count); then features are
+   dropped by batched deletions (:func:`~captum_freqrex._core.certify.shrink.shrink_set`) while
+   both claims still hold (a prefix of the ranking, minimal along it already, gets the deletions
+   only, within :data:`PREFIX_SHRINK_QUERIES`). A set's removal is queried first and its
+   kept-alone query only where the removal changed the decision, and no set is queried twice the
+   same way.
+
+5. **Complete.** That set (or ``S`` when none was found), when it reaches the input's confidence
+   minus the tolerance kept alone (its answer is known from its own search), is the complete set
+   too; otherwise the best-ranked features not yet in it are added, on a geometric grid of counts
+   and then a bisection, until it does, and the added features are shrunk while it still does.
+
+Where ``S``'s own removal changes the decision, ``S`` holds both claims and steps 1 to 3 are
+skipped (one query, its removal, where the extraction kept ``S`` alone already, the unshrunk
+sufficient prefix; two otherwise); a 1-feature ``S`` needs no shrink either.
 
 Every accepted step was itself a model query; the caller certifies the returned sets by re-query
-like every other set and falls back to the ranking's prefix where this search found nothing.
-Queries: at most ``budget``: up to 2/5 for the screening, two thirds of the rest for the
-sufficient-and-necessary set, the rest for the complete set.
+like every other set. Queries: at most ``budget``, two thirds of it for the sufficient-and-necessary
+set and the rest for the complete set, each stage within its own cap (:data:`SCREEN_QUERIES`,
+:data:`PREFIX_QUERIES`, :data:`LOUD_QUERIES`, :data:`SHRINK_QUERIES`, :data:`PREFIX_SHRINK_QUERIES`,
+:data:`COMPLETE_QUERIES`);
+``benchmarks/queries_to_answer.py`` measures what the whole explanation spends.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from array import array
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -62,26 +80,30 @@ JOINT_START = "joint"
 #: ``start`` of a searched sufficient-and-necessary set shrunk from the ranking's prefix.
 PREFIX_START = "joint-prefix"
 
+#: Equal bands of the first level of the band screening (and its log-width bands).
+SCREEN_BANDS, SCREEN_LOG_BANDS = 16, 8
 
-#: A prefix sufficient-and-necessary set no larger than the sufficient prefix and than this share
-#: of the features is kept without a search: no smaller set both keeps and changes the decision
-#: along the ranking, and it is already small.
-SMALL_SHARE = 0.01
+#: Most queries of the search for the ranking's shortest prefix that holds both claims.
+PREFIX_QUERIES = 48
 
+#: Most queries of the search for the fewest loudest features of a sufficient-and-necessary set.
+LOUD_QUERIES = 32
 
-def worth_searching(k_sufficient: int, k_necessary: Optional[int], n_features: int) -> bool:
-    r"""Whether the joint search may improve on the prefix sets: the prefix sufficient-and-necessary
-    set is missing, larger than the sufficient prefix, or more than :data:`SMALL_SHARE` of the features.
+#: Most queries of the band screening.
+SCREEN_QUERIES = 64
 
-    Args:
-        k_sufficient (int): Size of the sufficient prefix.
-        k_necessary (int, optional): Size of the prefix sufficient-and-necessary set (None: none).
-        n_features (int): Number of features.
+#: Most queries of each shrink (of the sufficient-and-necessary set, of what the complete set adds).
+SHRINK_QUERIES = 64
 
-    Returns:
-        bool: True where the search should run.
-    """
-    return k_necessary is None or k_necessary > k_sufficient or k_necessary > SMALL_SHARE * n_features
+#: Most queries of the shrink of a sufficient-and-necessary set that is the ranking's prefix.
+PREFIX_SHRINK_QUERIES = 32
+
+#: Most queries of the complete set's growth and shrink.
+COMPLETE_QUERIES = 32
+
+#: The complete set's share of the budget is at most 1/COMPLETE_SHARE (and what the
+#: sufficient-and-necessary set left).
+COMPLETE_SHARE = 3
 
 
 class JointSets(NamedTuple):
@@ -105,10 +127,13 @@ class JointSets(NamedTuple):
 
 
 class _Probe:
-    # Counted model queries on sets of feature ids: kept alone, and removed from the input.
+    # Counted model queries on sets of feature ids, kept alone and removed from the input. Each
+    # set is queried once each way: asked again, the first answer is read back (a shrink's final
+    # set, say, which the complete set's growth starts from).
 
     def __init__(self, queries: ExampleQueries, target: int) -> None:
         self.queries, self.target, self.spent = queries, target, 0
+        self.known: Dict[Tuple[Tuple[int, ...], bool], ProbeResult] = {}
 
     def mask(self, ids: Sequence[int]) -> Tensor:
         space = self.queries.space
@@ -118,23 +143,33 @@ class _Probe:
         keep[index.to(space.device)] = 1.0
         return keep
 
-    def run(self, sets: Sequence[Sequence[int]], removed: bool) -> Tuple[List[ProbeResult], List[ProbeResult]]:
-        if not sets:
-            return [], []
-        keeps = torch.stack([self.mask(ids) for ids in sets])
-        rows = torch.cat([keeps, 1.0 - keeps]) if removed else keeps
-        self.spent += rows.shape[0]
-        results = self.queries.probes(self.queries.keep_scores(rows), self.target)
-        return results[: len(sets)], results[len(sets):]
+    def results(self, sets: Sequence[Sequence[int]], removed: bool) -> List[ProbeResult]:
+        """The model on each set kept alone (``removed=False``) or removed from the input."""
+        keys = [(tuple(sorted(ids)), removed) for ids in sets]
+        todo = list(dict.fromkeys(key for key in keys if key not in self.known))
+        if todo:
+            keeps = torch.stack([self.mask(ids) for ids, _ in todo])
+            rows = 1.0 - keeps if removed else keeps
+            self.spent += rows.shape[0]
+            self.known.update(zip(todo, self.queries.probes(self.queries.keep_scores(rows), self.target)))
+        return [self.known[key] for key in keys]
 
     def both(self, sets: Sequence[Sequence[int]]) -> List[bool]:
-        """Whether each set keeps the decision alone and changes it when removed (a tie is no change)."""
-        kept, gone = self.run(sets, removed=True)
-        return [k.passes and bool(g.changed) for k, g in zip(kept, gone)]
+        """Whether each set changes the decision when removed (a tie is no change) and keeps it
+        alone; the second is queried only where the first holds."""
+        gone = self.results(sets, removed=True)
+        kept = iter(self.results([ids for ids, g in zip(sets, gone) if g.changed], removed=False))
+        return [bool(g.changed) and next(kept).passes for g in gone]
 
 
 def flip_candidates(queries: ExampleQueries, anchors: Anchors, budget: int, seed: int) -> Tuple[List[List[int]], int]:
     r"""The smallest sets whose removal changed the decision in a necessary-mode band screening.
+
+    The screening starts from :data:`SCREEN_BANDS` equal bands (and the log-width bands narrower
+    than them, of :data:`SCREEN_LOG_BANDS`): it runs only where a coarse band's removal already
+    flipped the decision, and a coarse first level reaches a single flipping frequency in fewer
+    queries than a fine one (45 to 57 on the zoo's shipped percussion clips, against 84 to more than
+    126 with the screening's defaults).
 
     Args:
         queries (ExampleQueries): The example and the model caller.
@@ -152,7 +187,8 @@ def flip_candidates(queries: ExampleQueries, anchors: Anchors, budget: int, seed
     context = search_context(
         queries, anchors.target, baseline, bool(anchors.baseline.changed), "necessary", options, seed
     )
-    values = run_search(BandScreening(), context).responsibility
+    screening = BandScreening(n_bands=SCREEN_BANDS, log_bands=SCREEN_LOG_BANDS)
+    values = run_search(screening, context).responsibility
     if not bool((values > 0).any()):
         return [], context.queries
     top = float(values.max())
@@ -176,71 +212,140 @@ def _coarse_bands(n: int) -> List[List[int]]:
 
 
 def _shrink(
-    test: Callable[[Sequence[List[int]]], List[bool]], members: List[int], budget: int, seed: int,
+    probe: _Probe, test: Callable[[Sequence[List[int]]], List[bool]], members: List[int], budget: int, seed: int,
     prefix_size: Optional[int], cost: int,
 ) -> Tuple[List[int], ShrinkReport]:
-    # shrink_set counts one query per set; a test of ``cost`` rows per set gets budget // cost sets.
+    # ``cost``: the most queries ``test`` makes per set; the shrink counts the ones it made.
     generator = torch.Generator().manual_seed(seed)
-    kept, report = shrink_set(test, members, budget // cost, generator, prefix_size=prefix_size, start=JOINT_START)
-    return kept, dataclasses.replace(report, queries=report.queries * cost)
+    return shrink_set(test, members, budget, generator, prefix_size=prefix_size, start=JOINT_START,
+                      spent=lambda: probe.spent, max_cost=cost)
+
+
+def _both_prefix(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int) -> Optional[int]:
+    # The smallest probed k whose top-k holds both claims (removed, it changes the decision; kept
+    # alone, it keeps it): the prefix extraction's predicate and grid (geometric, then a many-way
+    # bisection), its removals first and each kept-alone query only where the removal flipped.
+    n = len(ranking)
+    known = {0: False, n: everything_flips}  # removing nothing keeps the input; everything is the baseline
+    start = probe.spent
+    while True:
+        hi = min((k for k, ok in known.items() if ok), default=None)
+        lo = max(k for k, ok in known.items() if not ok and (hi is None or k < hi))
+        sizes = probe_sizes(lo, n + 1 if hi is None else hi, GROWTH_GRID)
+        if not sizes or probe.spent - start + 2 * len(sizes) > budget:
+            return hi
+        known.update(zip(sizes, probe.both([ranking[:k] for k in sizes])))
 
 
 def _necessary_set(
-    probe: _Probe, sufficient: List[int], flips: List[List[int]], ranking: List[int], budget: int, seed: int,
-    prefix_size: Optional[int],
-) -> Tuple[Optional[List[int]], Optional[ShrinkReport]]:
-    # The smallest of N, S, S ∪ N and N ∪ (the top of the ranking) that keeps the decision and
-    # whose removal changes it; where none does, of the coarse bands; last, the prefix; then shrunk.
+    probe: _Probe, queries: ExampleQueries, anchors: Anchors, sufficient: List[int], ranking: List[int],
+    budget: int, seed: int, sufficient_prefix: Optional[int],
+) -> Tuple[Optional[List[int]], Optional[ShrinkReport], int]:
+    # 0. S itself, where its removal flips the decision: it holds both claims, nothing else is
+    # searched. 1. S, the sufficient prefix and the coarse bands, removed: one query each. 2. The band
+    # screening, only where a band of at most 1/8 of the features flipped. 3. The candidates (N, S,
+    # S ∪ N, the flipping bands and S ∪ each) kept alone where their removal flipped; where none
+    # passes, N ∪ the top of the ranking. 4. Where nothing of at most 1/16 of the features passed,
+    # the shortest prefix of the ranking whose removal flips. 5. The smallest, its loudest part, shrunk.
     # N ∪ the top of the ranking is for models that are not monotone: adding S to N can undo N's
-    # flip (a snare's one decisive bin, removed with N, brings the snare back). The bands and the
-    # prefix are for clips where no small removal the screening tried flips the decision.
-    grown = [list(dict.fromkeys(flips[0] + ranking[:k])) for k in probe_sizes(0, len(ranking), GROWTH_GRID)] if flips else []
-    prefix = [ranking[:prefix_size]] if prefix_size is not None else []
-    first = [*flips, sufficient, *[list(dict.fromkeys(n + sufficient)) for n in flips], *grown]
-    passed: List[List[int]] = []
-    tried: List[List[int]] = []
-    for stage in (first, _coarse_bands(len(ranking)), prefix):
-        fresh = [list(ids) for ids in dict.fromkeys(map(tuple, stage)) if ids and list(ids) not in tried]
-        candidates = fresh[: max((budget - probe.spent) // 2, 0)]
-        tried += candidates
-        passed = [ids for ids, ok in zip(candidates, probe.both(candidates)) if ok]
-        if passed:  # the growth only where the plain candidates failed
+    # flip (a snare's one decisive bin, removed with N, brings the snare back).
+    screened = 0
+    start = JOINT_START
+    if sufficient and probe.both([sufficient])[0]:  # S is sufficient and necessary: one removal says so
+        best: Optional[List[int]] = sufficient
+    else:
+        best, start, screened = _candidates(probe, queries, anchors, sufficient, ranking, budget, seed, sufficient_prefix)
+    if best is None:
+        return None, None, screened
+    start_size = len(best)
+    # A prefix is minimal along the ranking already: only a short shrink is tried on it.
+    prefix = start == PREFIX_START
+    if len(best) > 2 * GROWTH_GRID and not prefix:
+        best = _loudest_part(probe, best, queries.space.feature_energy(queries.example).cpu(),
+                             min(budget - probe.spent - screened, LOUD_QUERIES))
+    cap = PREFIX_SHRINK_QUERIES if prefix else SHRINK_QUERIES
+    members, report = _shrink(probe, probe.both, best, min(budget - probe.spent - screened, cap), seed, None, cost=2)
+    return members, dataclasses.replace(report, start_size=start_size, queries=probe.spent + screened, start=start), screened
+
+
+def _candidates(
+    probe: _Probe, queries: ExampleQueries, anchors: Anchors, sufficient: List[int], ranking: List[int],
+    budget: int, seed: int, sufficient_prefix: Optional[int],
+) -> Tuple[Optional[List[int]], str, int]:
+    # Steps 1 to 4 of _necessary_set: the smallest candidate holding both claims (None: none), its
+    # start, and the screening's queries.
+    n = len(ranking)
+    screened = 0
+
+    def left() -> int:
+        return budget - probe.spent - screened
+
+    bands = _coarse_bands(n)
+    head = [ids for ids in (sufficient, ranking[:sufficient_prefix or 0]) if ids]
+    gone = probe.results(head + bands, removed=True)[len(head):]
+    flipping = [band for band, g in zip(bands, gone) if g.changed]
+    flips: List[List[int]] = []
+    if any(len(band) <= -(-n // 8) for band in flipping):
+        flips, screened = flip_candidates(queries, anchors, min(left() // 2, SCREEN_QUERIES), seed)
+    grown = [list(dict.fromkeys(flips[0] + ranking[:k])) for k in probe_sizes(0, n, GROWTH_GRID)] if flips else []
+    unions = [list(dict.fromkeys(ids + sufficient)) for ids in flips]
+    band_unions = [list(dict.fromkeys(ids + sufficient)) for ids in flipping[:SINGLE_FLIPS]]
+    stage = [*head, *flips, *unions, *grown, *flipping, *band_unions]
+    candidates = [list(ids) for ids in dict.fromkeys(map(tuple, stage)) if ids][: max(left() // 2, 0)]
+    passed = [ids for ids, ok in zip(candidates, probe.both(candidates)) if ok]
+    best = min(passed, key=len) if passed else None
+    start = JOINT_START
+    if best is None or len(best) > n // COARSE_PARTS[0]:
+        k = _both_prefix(probe, ranking, bool(anchors.baseline.changed), min(left(), PREFIX_QUERIES))
+        if k is not None and (best is None or k < len(best)):
+            best, start = ranking[:k], PREFIX_START
+    return best, start, screened
+
+
+def _loudest_part(probe: _Probe, members: List[int], energy: Tensor, budget: int) -> List[int]:
+    # The fewest of the loudest members that still keep the decision alone and change it when
+    # removed: a bracket search over their count (removals first), before the shrink's deletions.
+    loud = sorted(members, key=lambda f: -float(energy[f]))
+    known = {len(loud): True}
+    start = probe.spent
+    while True:
+        hi = min(k for k, ok in known.items() if ok)
+        lo = max([k for k, ok in known.items() if not ok and k < hi], default=0)
+        sizes = probe_sizes(lo, hi, GROWTH_GRID)
+        if not sizes or probe.spent - start + 2 * len(sizes) > budget:
             break
-    if not passed:
-        return None, None
-    best = min(passed, key=len)
-    spent = probe.spent
-    members, report = _shrink(probe.both, best, budget - spent, seed, prefix_size, cost=2)
-    start = PREFIX_START if prefix and best == prefix[0] else JOINT_START
-    return members, dataclasses.replace(report, queries=report.queries + spent, start=start)
+        known.update(zip(sizes, probe.both([loud[:k] for k in sizes])))
+    keep = set(loud[:hi])
+    return [f for f in members if f in keep]
 
 
 def _complete_set(
     probe: _Probe, core: List[int], ranking: List[int], target_confidence: float, budget: int, seed: int,
-    prefix_size: Optional[int],
 ) -> Tuple[Optional[List[int]], Optional[ShrinkReport]]:
-    # Grow ``core`` along the ranking until it reaches target_confidence, then shrink what was added.
+    # Grow ``core`` along the ranking until it reaches target_confidence, then shrink what was added
+    # (the whole input, where no probed growth reached it: the prefix extraction's answer then too).
     inside = set(core)
     rest = [f for f in ranking if f not in inside]
     start = probe.spent
 
     def reaches(sets: Sequence[List[int]]) -> List[bool]:
-        kept, _ = probe.run([core + extra for extra in sets], removed=False)
+        kept = probe.results([core + extra for extra in sets], removed=False)
         return [k.passes and k.confidence >= target_confidence for k in kept]
 
     known = {len(rest): True}  # the whole input reaches its own confidence
-    sizes = [0] + probe_sizes(0, len(rest), GROWTH_GRID - 1)
+    known[0] = reaches([[]])[0]  # the core alone: often known already, from its own search
+    sizes = [] if known[0] else probe_sizes(0, len(rest), GROWTH_GRID - 1)
     while sizes and probe.spent - start + len(sizes) <= budget // 2:
         known.update(zip(sizes, reaches([rest[:k] for k in sizes])))
         hi = min(k for k, ok in known.items() if ok)
         lo = max([k for k, ok in known.items() if not ok and k < hi], default=-1)
         sizes = probe_sizes(lo, hi, GROWTH_GRID)
     hi = min(k for k, ok in known.items() if ok)
-    if hi >= len(rest):
+    if not rest:
         return None, None
     spent = probe.spent - start
     whole = len(core) + hi
-    extra, report = _shrink(reaches, rest[:hi], budget - spent, seed, whole if prefix_size is None else prefix_size, 1)
+    extra, report = _shrink(probe, reaches, rest[:hi], min(budget - spent, SHRINK_QUERIES), seed, whole, 1)
     report = dataclasses.replace(
         report, start_size=whole, size=len(core) + len(extra), queries=report.queries + spent
     )
@@ -249,7 +354,7 @@ def _complete_set(
 
 def search_joint_sets(
     queries: ExampleQueries, ranking: Tensor, anchors: Anchors, sufficient: Tensor, tolerance: float, budget: int,
-    seed: int, prefix_sizes: Tuple[Optional[int], Optional[int]] = (None, None),
+    seed: int, sufficient_prefix: Optional[int] = None, prefix_kept: Optional[ProbeResult] = None,
 ) -> JointSets:
     r"""Search the sufficient-and-necessary and complete sets of one example (see the module docstring).
 
@@ -261,25 +366,29 @@ def search_joint_sets(
         tolerance (float): The complete set reaches the input's confidence minus this.
         budget (int): Most model queries, the screening's included.
         seed (int): Seed of the screening and of the shrinks' checks.
-        prefix_sizes (tuple, optional): Sizes of the prefix sufficient-and-necessary and complete
-                    sets (None where none), reported as the shrinks' ``prefix_size`` (None: the
-                    size the shrink started from). Default: (None, None)
+        sufficient_prefix (int, optional): Size of the ranking's sufficient prefix, a candidate
+                    beside ``S`` where ``S`` was shrunk from it. Default: None
+        prefix_kept (ProbeResult, optional): The model on that prefix kept alone, already queried
+                    by the extraction (not asked again). Default: None
 
     Returns:
         JointSets: The keep-masks found (not certified yet), their shrink reports and the queries.
     """
-    flips, screened = flip_candidates(queries, anchors, budget * 2 // 5, seed)
     probe = _Probe(queries, anchors.target)
+    order = ranking.tolist()
+    if sufficient_prefix and prefix_kept is not None:
+        probe.known[(tuple(sorted(order[:sufficient_prefix])), False)] = prefix_kept
     position = torch.empty_like(ranking)
     position[ranking] = torch.arange(ranking.numel(), device=ranking.device)
     ids = sufficient.bool().nonzero().squeeze(1)
     members = ids[position[ids].argsort()].tolist()  # most responsible first: deletions start at the end
-    order = ranking.tolist()
-    found, found_report = _necessary_set(probe, members, flips, order, (budget - screened) * 2 // 3, seed, prefix_sizes[0])
+    found, found_report, screened = _necessary_set(
+        probe, queries, anchors, members, order, budget - budget // COMPLETE_SHARE, seed, sufficient_prefix
+    )
     rest = budget - screened - probe.spent
     core = found if found is not None else members
     complete, complete_report = _complete_set(
-        probe, core, order, anchors.original.confidence - tolerance, rest, seed, prefix_sizes[1]
+        probe, core, order, anchors.original.confidence - tolerance, min(rest, COMPLETE_QUERIES), seed
     )
     necessary = probe.mask(found) if found is not None else None
     whole = probe.mask(complete) if complete is not None else None

@@ -54,6 +54,8 @@ class PrefixSearch:
         baseline (ProbeResult, optional): The model on the baseline alone (keeping nothing), when
                     already known; queried otherwise.
         grid_size (int, optional): Sizes probed per round per open bracket. Default: 8
+        sufficient_only (bool, optional): Search the sufficient size only (the others are then
+                    searched by :mod:`~captum_freqrex._core.certify.joint`). Default: False
 
     When the unmasked input does not pass (a target the model does not decide, or a confidence
     below the filter), keeping everything fails, which says nothing about smaller prefixes: only
@@ -68,6 +70,7 @@ class PrefixSearch:
     budget: int
     baseline: Optional[ProbeResult] = None
     grid_size: int = 8
+    sufficient_only: bool = False
     keep_cache: Dict[int, ProbeResult] = field(default_factory=dict)
     remove_cache: Dict[int, ProbeResult] = field(default_factory=dict)
     queries: int = 0
@@ -147,7 +150,7 @@ class PrefixSearch:
             -1, None, needs_removal=False, floor=lambda: necessary.hi or sufficient.hi or 0
         )
         searches = [(sufficient, self._sufficient), (necessary, self._necessary), (complete, self._complete)]
-        if not self.original.passes:
+        if not self.original.passes or self.sufficient_only:
             # Necessity and completeness are about a decision the input has; it has none here.
             searches = searches[:1]
         spendable = self.budget - CERTIFICATION_QUERIES
@@ -175,7 +178,7 @@ class PrefixSearch:
             "necessary": not necessary.open(),
             "complete": not complete.open(),
         }
-        if not self.original.passes:
+        if not self.original.passes or self.sufficient_only:
             return sufficient.hi, None, None, exact
         return sufficient.hi, necessary.hi, complete.hi, exact
 

@@ -65,6 +65,8 @@ def shrink_set(
     check: int = 8,
     prefix_size: Optional[int] = None,
     start: str = "prefix",
+    spent: Optional[Callable[[], int]] = None,
+    max_cost: int = 1,
 ) -> Tuple[List[int], ShrinkReport]:
     r"""Shrink a passing set by batched deletions; see the module docstring.
 
@@ -79,11 +81,17 @@ def shrink_set(
         check (int, optional): Queries kept back for the final check. Default: 8
         prefix_size (int, optional): Reported as ``prefix_size``. Default: ``len(members)``
         start (str, optional): Reported as ``start``. Default: ``"prefix"``
+        spent (Callable, optional): The queries ``test`` has made so far, read around each call, for
+                    a test whose cost varies from set to set (one that checks a second claim only
+                    where the first held). Default: None (one query per set)
+        max_cost (int, optional): Most queries ``test`` makes per set; the batches and the kept-back
+                    check are sized so that ``budget`` holds even at this cost. Default: 1
 
     Returns:
         tuple: The shrunk set (ids, in the given order) and its :class:`ShrinkReport`.
     """
-    shrinker = _Shrinker(test, list(members), budget, batch, min(check, budget // 4))
+    reserve = min(check, budget // max_cost // 4) * max_cost
+    shrinker = _Shrinker(test, list(members), budget, batch, reserve, spent, max_cost)
     first_size = len(shrinker.current)
     shrinker.drop_chunks()
     shrinker.drop_singles()
@@ -104,18 +112,27 @@ class _Shrinker:
 
     def __init__(
         self, test: Callable[[Sequence[List[int]]], List[bool]], members: List[int], budget: int, batch: int,
-        reserve: int,
+        reserve: int, spent: Optional[Callable[[], int]], max_cost: int,
     ) -> None:
         self.test, self.current, self.budget, self.batch, self.reserve = test, members, budget, batch, reserve
+        self.spent, self.max_cost = spent, max_cost
         self.queries = 0
         self.verified: set = set()
 
     def spend(self, sets: List[List[int]]) -> List[bool]:
-        self.queries += len(sets)
-        return list(self.test(sets)) if sets else []
+        if not sets:
+            return []
+        before = self.spent() if self.spent is not None else 0
+        passed = list(self.test(sets))
+        self.queries += self.spent() - before if self.spent is not None else len(sets)
+        return passed
+
+    def affordable(self, reserve: int) -> int:
+        # Sets that the budget pays for at the most a set may cost, ``reserve`` queries kept back.
+        return (self.budget - reserve - self.queries) // self.max_cost
 
     def room(self) -> int:
-        return min(self.batch, self.budget - self.reserve - self.queries)
+        return min(self.batch, self.affordable(self.reserve))
 
     def drop_chunks(self) -> None:
         # Phase 1: chunks of 2 or more features, three granularities per call, until the set is
@@ -123,7 +140,7 @@ class _Shrinker:
         parts = 2
         while (
             len(self.current) > 1 and parts < len(self.current)
-            and 2 * len(self.current) > self.budget - self.reserve - self.queries
+            and 2 * len(self.current) > self.affordable(self.reserve)
         ):
             candidates: List[List[int]] = []
             level = parts
@@ -171,7 +188,7 @@ class _Shrinker:
         # A random sample of the features not yet checked on the final set; returns how many of
         # them could still be removed.
         unchecked = [f for f in self.current if f not in self.verified] if len(self.current) > 1 else []
-        n_check = min(self.batch, self.budget - self.queries, len(unchecked))
+        n_check = min(self.batch, self.affordable(0), len(unchecked))
         if n_check <= 0:
             return 0
         order = torch.randperm(len(unchecked), generator=generator)[:n_check].tolist()
