@@ -199,9 +199,10 @@ def test_shrink_gives_a_one_minimal_certified_set(name, model, order, expected):
 
 
 def test_shrink_of_a_large_set_is_batched_and_within_budget():
-    """300 ignored bins ranked above the decisive one: the shrink drops chunks per model call."""
-    detector = ToneDetector([440], threshold=0.5)
-    x = clip((440, 1.0), (1000, 0.5)) + 0.05 * torch.randn(1, T, generator=torch.Generator().manual_seed(1))
+    """300 ignored bins ranked above the decisive one: the shrink drops chunks per model call. The
+    decisive tone is 26 dB below the clip's loudest, so the shrink pins no loud member."""
+    detector = ToneDetector([440], threshold=0.025)
+    x = clip((440, 0.05), (1000, 1.0)) + 0.05 * torch.randn(1, T, generator=torch.Generator().manual_seed(1))
     n = T // 2 + 1
     ignored = [b for b in range(10, 1000, 3) if b != BIN_440][:300]
     scores = ranking_scores(n, ignored + [BIN_440])
@@ -368,3 +369,37 @@ def test_band_screening_with_nothing_to_flip_finds_nothing():
     assert 64 <= result.queries <= 150 and result.stopped_by == "max_queries"
     (message,) = [str(w.message) for w in caught if "does not change the decision" in str(w.message)]
     assert f"({result.queries} queries, stopped by 'max_queries')" in message and "cannot change" not in message
+
+
+class _GivenSearch:
+    """A 'search' that returns a fixed responsibility and one passing set (for the shrink's start)."""
+
+    def __init__(self, responsibility: Tensor, passing: Tensor) -> None:
+        self.responsibility, self.passing = responsibility, passing
+
+    def run(self, context: SearchContext) -> SearchResult:
+        return SearchResult(self.responsibility, 0, "given", {}, self.passing.unsqueeze(0))
+
+
+def test_the_shrink_keeps_a_loud_set_at_the_clips_level():
+    """EitherCause fires on a loud 440 Hz tone alone or on a quiet 880 + 1320 Hz pair (-24 dB). The
+    shrink starts from a set holding both causes with 440 Hz ranked last: plain deletions drop the
+    lowest-ranked chunk first and end on the quiet pair; the shrink keeps the set's loudest member,
+    within 20 dB of the clip's loudest bin, and ends on the loud tone alone."""
+    from known_models import EitherCause
+
+    model = EitherCause([[440], [880, 1320]], threshold=0.03)
+    g = torch.Generator().manual_seed(0)
+    x = clip((440, 1.0), (880, 0.06), (1320, 0.06)) + 0.002 * torch.randn(1, T, generator=g)
+    n = T // 2 + 1
+    quiet = [bin_of(880, T), bin_of(1320, T)]
+    noise = [b for b in range(20, 400, 7) if b not in quiet + [BIN_440]][:30]
+    responsibility = ranking_scores(n, noise + quiet + [BIN_440])  # the prefix: 30 noise bins + the pair
+    passing = torch.zeros(n, dtype=torch.bool)
+    passing[noise[:10] + quiet + [BIN_440]] = True  # 13 < 32 features: the shrink starts here
+    expl = FreqReX(model, search=_GivenSearch(responsibility, passing)).explain(x, seed=0)[0]
+    sufficient = expl.sufficient
+    assert sufficient.certificate.shrink.start == "search" and sufficient.certified
+    assert sufficient.mask.nonzero().squeeze(1).tolist() == [BIN_440] and sufficient.level_db == 0.0
+    assert sufficient.certificate.shrink.one_minimal  # a single feature whose removal leaves the baseline
+    assert int(model(expl.waveform("sufficient").unsqueeze(0)).argmax(1)) == 1  # re-queried here

@@ -10,7 +10,7 @@ returned set, exactly as ``Explanation.waveform`` rebuilds it, together with the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -20,6 +20,7 @@ from captum_freqrex._core.certify.prefix import PrefixSearch, prefix_masks
 from captum_freqrex._core.certify.shrink import shrink_set
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
 from captum_freqrex._explanation import CausalSet
+from captum_freqrex._explanation.informative import MIN_LEVEL_DB
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult, SetCertificate, ShrinkReport
 
@@ -94,10 +95,51 @@ def shrink_sufficient(
         return [r.passes for r in queries.probes(queries.keep_scores(masks), target)]
 
     generator = torch.Generator().manual_seed(seed)
-    kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=k_suff, start=start)
+    pin = _loud_member(space.feature_energy(queries.example) / space.feature_sizes().clamp(min=1), members)
+    if pin is None or budget < 3:
+        kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=k_suff, start=start)
+    else:
+        kept, report = _shrink_keeping(test, pin, [int(f) for f in members if int(f) != pin], budget, generator, k_suff, start)
     mask = torch.zeros(n, device=space.device)
     mask[torch.tensor(kept, dtype=torch.long, device=space.device)] = 1.0
     return mask, report
+
+
+def _loud_member(level: Tensor, members: Tensor) -> Optional[int]:
+    """The set's loudest feature when it is within ``-MIN_LEVEL_DB`` dB of the clip's loudest bin
+    and the set holds more than it (None otherwise): the shrink keeps it, so a set at the clip's
+    level stays there."""
+    if members.numel() < 2:
+        return None
+    level = level.to(members.device)
+    loudest = int(members[level[members].argmax()])
+    peak = float(level.max())
+    if peak <= 0 or float(level[loudest]) < peak * 10.0 ** (MIN_LEVEL_DB / 10.0):
+        return None
+    return loudest
+
+
+def _shrink_keeping(
+    test: Callable[[Sequence[List[int]]], List[bool]], pin: int, others: List[int], budget: int,
+    generator: torch.Generator, prefix_size: int, start: str,
+) -> Tuple[List[int], ShrinkReport]:
+    # Shrink ``others`` while ``others + [pin]`` passes. A loud set found by the search (the loud-band
+    # check) would otherwise often lose its loud bins to a few quiet ones that the model takes as
+    # readily; the listener wants the loud one. The pin alone is tried first (one query: then the
+    # one remaining member's removal is known to fail), and the pin's own removal from the result
+    # last, so the report says whether the result is 1-minimal.
+    first_size = len(others) + 1
+    if test([[pin]])[0]:
+        return [pin], ShrinkReport(prefix_size, first_size, start, 1, 1, 1, 0, True)
+    rest, report = shrink_set(
+        lambda sets: test([ids + [pin] for ids in sets]), others, budget - 2, generator,
+        prefix_size=prefix_size, start=start,
+    )
+    pin_removable = test([rest])[0]
+    return [pin] + rest, ShrinkReport(
+        prefix_size, first_size, start, len(rest) + 1, report.queries + 2, report.checked + 1,
+        report.removable + int(pin_removable), report.exhaustive,
+    )
 
 
 def _certification(queries: ExampleQueries, target: int, keeps: List[Tensor], remove: Optional[Tensor]) -> _Certification:
