@@ -256,7 +256,6 @@ class BandScreening:
         r"""Screen bands and descend into the ones whose removal flips the decision, and screen the
         spectral peaks alongside."""
         n = context.n_features
-        values = torch.zeros(n, dtype=torch.float64)
         # The root is opened first whatever its verdict: when removing everything does not change
         # the decision, removing a band still may (a non-monotone model).
         root = _Node(0, n, 0, passes=context.root_passes, score=float("inf"))
@@ -291,32 +290,49 @@ class BandScreening:
                     stopped_by = "max_queries"
                     break
                 take = self.peak_batch if remaining is None else min(self.peak_batch, remaining)
-                fresh = []
-                while peaks and len(fresh) < take:
-                    feature = peaks.pop()
-                    if feature not in singles:
-                        fresh.append(_Node(feature, feature + 1, 1, peak=True))
+                fresh = _take_peaks(peaks, singles, take)
                 peak_spent += len(fresh)
-            if fresh:
-                masks = ranges_to_mask([c.ranges() for c in fresh], n, context.device)
-                verdicts = context.evaluate_sets(masks)
-                for child, passed, score in zip(fresh, verdicts.passes.tolist(), verdicts.score.tolist()):
-                    child.passes, child.score = bool(passed), float(score)
-                    if child.size == 1 and child.core is None:
-                        singles[child.lo] = child
-                nodes.extend(fresh)
+            _screen(fresh, context, singles)
+            nodes.extend(fresh)
             if self.stop_at_single and any(c.passes and c.size == 1 for c in fresh):
                 stopped_by = "minimal"
                 found = max((c for c in fresh if c.passes and c.size == 1), key=lambda c: (c.score, -c.lo))
                 nodes.extend(self._around(found.ranges()[0][0], context))
                 break
-        # Smallest flipping set per feature: larger sets first, smaller ones overwrite.
-        for node in sorted((m for m in nodes if m.passes and m is not root), key=lambda m: -m.size):
-            for lo, hi in node.ranges():
-                values[lo:hi] = 1.0 / node.size
-        flips = len({m.lo for m in nodes if m.passes and m.size == 1})
-        core_flips = sum(1 for m in nodes if m.passes and m.core is not None)
-        peak_flips = sum(1 for m in nodes if m.passes and m.peak)
-        details = {"screened": len(nodes) - 1, "single_feature_flips": flips, "core_flips": core_flips,
-                   "peaks_screened": peak_spent, "peak_flips": peak_flips}
-        return SearchResult(values, context.queries, stopped_by, details)
+        return _result(nodes, root, context, stopped_by, peak_spent)
+
+
+def _take_peaks(peaks: List[int], singles: Dict[int, "_Node"], take: int) -> List["_Node"]:
+    # Up to ``take`` peaks not screened alone yet, popped loudest first.
+    fresh: List[_Node] = []
+    while peaks and len(fresh) < take:
+        feature = peaks.pop()
+        if feature not in singles:
+            fresh.append(_Node(feature, feature + 1, 1, peak=True))
+    return fresh
+
+
+def _screen(fresh: List["_Node"], context: SearchContext, singles: Dict[int, "_Node"]) -> None:
+    # One model call: each node's removal, its verdict and score recorded (single features by id).
+    if not fresh:
+        return
+    masks = ranges_to_mask([c.ranges() for c in fresh], context.n_features, context.device)
+    verdicts = context.evaluate_sets(masks)
+    for child, passed, score in zip(fresh, verdicts.passes.tolist(), verdicts.score.tolist()):
+        child.passes, child.score = bool(passed), float(score)
+        if child.size == 1 and child.core is None:
+            singles[child.lo] = child
+
+
+def _result(nodes: List["_Node"], root: "_Node", context: SearchContext, stopped_by: str, peak_spent: int) -> SearchResult:
+    # Smallest flipping set per feature: larger sets first, smaller ones overwrite.
+    values = torch.zeros(context.n_features, dtype=torch.float64)
+    for node in sorted((m for m in nodes if m.passes and m is not root), key=lambda m: -m.size):
+        for lo, hi in node.ranges():
+            values[lo:hi] = 1.0 / node.size
+    flips = len({m.lo for m in nodes if m.passes and m.size == 1})
+    core_flips = sum(1 for m in nodes if m.passes and m.core is not None)
+    peak_flips = sum(1 for m in nodes if m.passes and m.peak)
+    details = {"screened": len(nodes) - 1, "single_feature_flips": flips, "core_flips": core_flips,
+               "peaks_screened": peak_spent, "peak_flips": peak_flips}
+    return SearchResult(values, context.queries, stopped_by, details)
