@@ -357,10 +357,20 @@ def run_split(models: List[str], split: str, data_dir: str, methods: List[str], 
     return rows
 
 
+def command_line(script: str, argv: Optional[Sequence[str]]) -> str:
+    """The command that ran ``benchmarks/<script>`` with ``argv`` (None: this process's arguments)."""
+    return " ".join([f"benchmarks/{script}"] + list(argv if argv is not None else sys.argv[1:]))
+
+
+def results_header(command: str) -> str:
+    """The first line of every results file: the command that made it, torch's version and threads."""
+    return f"`{command}`, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
 def _write_tables(rows: List[Dict[str, Any]], ks: List[int], out: str, stem: str, command: str) -> None:
     table = _markdown(rows, ks)
     with open(os.path.join(out, f"{stem}.md"), "w") as handle:
-        handle.write(f"`{command}`, torch {torch.__version__}, {torch.get_num_threads()} threads\n\n{table}\n")
+        handle.write(f"{results_header(command)}\n\n{table}\n")
     with open(os.path.join(out, f"{stem}.csv"), "w", newline="") as handle:
         write_rows(handle, rows)
 
@@ -409,7 +419,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.split:
         if args.limit is not None and args.limit < 1:
             parser.error(f"--limit must be at least 1, got {args.limit}")
-        command = "benchmarks/flip_rates.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = command_line("flip_rates.py", argv)
         rows = run_split(args.models, args.split, args.data, methods, args.ks, args.seed, args.bands,
                          _strides(args.stride), args.limit, args.out, command, args.summarize)
         print(_markdown(rows, args.ks))
@@ -423,8 +433,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(table)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "flip_rates.md"), "w") as handle:
-        handle.write(f"`benchmarks/flip_rates.py {' '.join(argv if argv is not None else sys.argv[1:])}`, "
-                     f"torch {torch.__version__}, {torch.get_num_threads()} threads\n\n{table}\n")
+        handle.write(f"{results_header(command_line('flip_rates.py', argv))}\n\n{table}\n")
     with open(os.path.join(args.out, "flip_rates.csv"), "w", newline="") as handle:
         write_rows(handle, rows, fieldnames=columns)
     return 0

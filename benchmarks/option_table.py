@@ -40,6 +40,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
+import flip_rates  # noqa: E402  (the results files' header)
 from harmonics import Clip, note_set  # noqa: E402
 from known_models import FrameNormalisedPitch, ToneDetector, bin_of, rendered_notes, tone  # noqa: E402
 
@@ -133,9 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             cells.append(case(option))
             print(f"{option}: {cells[-1]}", flush=True)
         lines.append(f"| {option} | " + " | ".join(cells) + " |")
-    command = " ".join(["benchmarks/option_table.py"] + (argv if argv is not None else sys.argv[1:]))
-    text = (f"`{command}`, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"{time.perf_counter() - start:.0f} s\n\n" + "\n".join(lines) + "\n")
+    header = flip_rates.results_header(flip_rates.command_line("option_table.py", argv))
+    text = f"{header}, {time.perf_counter() - start:.0f} s\n\n" + "\n".join(lines) + "\n"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "option_table.md"), "w") as f:
         f.write(text)

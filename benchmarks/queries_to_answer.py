@@ -41,6 +41,7 @@ from captum.attr import IntegratedGradients
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import flip_rates  # noqa: E402  (the results files' header)
 from harmonics import FrameNormalisedPitch, synthetic_notes  # noqa: E402
 
 from captum_freqrex import FreqReX, FrequencyForward, PartitionRefinement, zoo  # noqa: E402
@@ -153,8 +154,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ig = ig_seconds(model, x, default["target"])
         rows.append({"kind": kind, "clip": name, "default": default, "whole": whole, "ig": ig})
         print(f"{kind} {name}: default {_cell(default)}; whole budget {_cell(whole)}; IG {ig:.2f} s", flush=True)
-    text = f"`benchmarks/queries_to_answer.py {' '.join(argv if argv is not None else sys.argv[1:])}`, " \
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads\n\n{table(rows)}\n"
+    text = f"{flip_rates.results_header(flip_rates.command_line('queries_to_answer.py', argv))}\n\n{table(rows)}\n"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "queries_to_answer.md"), "w") as f:
         f.write(text)

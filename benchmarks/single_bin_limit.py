@@ -327,7 +327,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit:
         parser.error(f"--limit takes N or MODEL=N with N a positive integer, got {args.limit}")
     settings = {"split": args.split, "ks": args.ks, "seed": args.seed, "max_queries": args.queries}
-    command = "benchmarks/single_bin_limit.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = flip_rates.command_line("single_bin_limit.py", argv)
     os.makedirs(args.out, exist_ok=True)
     rows: List[Dict[str, Any]] = []
     for name in models:
@@ -351,7 +351,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           {m: [done[(m, i)] for i in chosen] for m in methods}, args.ks)
         table = _markdown(rows, args.ks)
         with open(os.path.join(args.out, f"single_bin_limit_{args.split}.md"), "w") as handle:
-            handle.write(f"`{command}`, torch {torch.__version__}, {torch.get_num_threads()} threads\n\n{table}\n")
+            handle.write(f"{flip_rates.results_header(command)}\n\n{table}\n")
         with open(os.path.join(args.out, f"single_bin_limit_{args.split}.csv"), "w", newline="") as handle:
             write_rows(handle, rows)
     print(_markdown(rows, args.ks))
