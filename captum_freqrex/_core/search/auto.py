@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.search.adaptive import AdaptiveRefinement
-from captum_freqrex._core.search.band_screening import BandScreening
+from captum_freqrex._core.search.band_screening import PEAK_SPACING, BandScreening
 from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.restricted import restrict_context
@@ -85,10 +85,6 @@ BAND_SHARE = 1 / 8000
 
 #: Most queries of the refinement inside the loud bands (:func:`loud_band_check`).
 LOUD_SEARCH_QUERIES = 150
-
-#: Peaks closer than this share of the features are one peak: a partial spreads over neighbouring
-#: bins (1/800 of the spectrum is 10 Hz at 16 kHz, whatever the clip's length).
-PEAK_SPACING = 1 / 800
 
 
 def loudest_peaks(energy: Tensor, count: int, spacing: float = PEAK_SPACING) -> List[int]:
