@@ -221,20 +221,29 @@ def _shrink(
                       spent=lambda: probe.spent, max_cost=cost)
 
 
-def _both_prefix(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int) -> Optional[int]:
-    # The smallest probed k whose top-k holds both claims (removed, it changes the decision; kept
-    # alone, it keeps it): the prefix extraction's predicate and grid (geometric, then a many-way
-    # bisection), its removals first and each kept-alone query only where the removal flipped.
-    n = len(ranking)
-    known = {0: False, n: everything_flips}  # removing nothing keeps the input; everything is the baseline
+def _smallest_count(
+    probe: _Probe, sets_of: Callable[[int], List[int]], known: Dict[int, bool], upper: int, budget: int,
+) -> Optional[int]:
+    # The smallest probed count k whose set ``sets_of(k)`` holds both claims (removed, it changes
+    # the decision; kept alone, it keeps it), from the counts ``known`` so far: the prefix
+    # extraction's grid (geometric, then a many-way bisection) between the largest failing count
+    # and the smallest passing one (``upper`` while none passes), removals first and each
+    # kept-alone query only where the removal flipped, within ``budget`` queries.
     start = probe.spent
     while True:
         hi = min((k for k, ok in known.items() if ok), default=None)
         lo = max(k for k, ok in known.items() if not ok and (hi is None or k < hi))
-        sizes = probe_sizes(lo, n + 1 if hi is None else hi, GROWTH_GRID)
+        sizes = probe_sizes(lo, upper if hi is None else hi, GROWTH_GRID)
         if not sizes or probe.spent - start + 2 * len(sizes) > budget:
             return hi
-        known.update(zip(sizes, probe.both([ranking[:k] for k in sizes])))
+        known.update(zip(sizes, probe.both([sets_of(k) for k in sizes])))
+
+
+def _both_prefix(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int) -> Optional[int]:
+    # The ranking's shortest probed prefix that holds both claims.
+    n = len(ranking)
+    known = {0: False, n: everything_flips}  # removing nothing keeps the input; everything is the baseline
+    return _smallest_count(probe, lambda k: ranking[:k], known, n + 1, budget)
 
 
 def _necessary_set(
@@ -306,16 +315,8 @@ def _loudest_part(probe: _Probe, members: List[int], energy: Tensor, budget: int
     # The fewest of the loudest members that still keep the decision alone and change it when
     # removed: a bracket search over their count (removals first), before the shrink's deletions.
     loud = sorted(members, key=lambda f: -float(energy[f]))
-    known = {len(loud): True}
-    start = probe.spent
-    while True:
-        hi = min(k for k, ok in known.items() if ok)
-        lo = max([k for k, ok in known.items() if not ok and k < hi], default=0)
-        sizes = probe_sizes(lo, hi, GROWTH_GRID)
-        if not sizes or probe.spent - start + 2 * len(sizes) > budget:
-            break
-        known.update(zip(sizes, probe.both([loud[:k] for k in sizes])))
-    keep = set(loud[:hi])
+    hi = _smallest_count(probe, lambda k: loud[:k], {0: False, len(loud): True}, len(loud), budget)
+    keep = set(loud[: len(loud) if hi is None else hi])
     return [f for f in members if f in keep]
 
 
