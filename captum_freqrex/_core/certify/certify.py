@@ -18,7 +18,7 @@ from torch import Tensor
 from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets
 from captum_freqrex._core.certify.prefix import PrefixSearch, prefix_masks
 from captum_freqrex._core.certify.shrink import shrink_set
-from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
+from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, bin_level, loudness, set_note
 from captum_freqrex._explanation import CausalSet
 from captum_freqrex._explanation.informative import MIN_LEVEL_DB
 from captum_freqrex._core.model.example import ExampleQueries
@@ -95,7 +95,7 @@ def shrink_sufficient(
         return [r.passes for r in queries.probes(queries.keep_scores(masks), target)]
 
     generator = torch.Generator().manual_seed(seed)
-    pin = _loud_member(space.feature_energy(queries.example) / space.feature_sizes().clamp(min=1), members)
+    pin = _loud_member(bin_level(space.feature_energy(queries.example), space.feature_sizes()), members)
     if pin is None or budget < 3:
         kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=k_suff, start=start)
     else:
@@ -366,5 +366,4 @@ class _SetBuilder:
         certificate = SetCertificate(k, kept, gone, holds and self.stable, exact, note)
         if name == "sufficient" or searched:
             certificate.shrink = report
-        level = self.energy / self.bins.clamp(min=1)  # per-bin energy: comparable across band sizes
-        return CausalSet(name, mask, int(self.bins[mask].sum()), certificate, *loudness(mask, self.energy, level))
+        return CausalSet(name, mask, int(self.bins[mask].sum()), certificate, *loudness(mask, self.energy, self.bins))

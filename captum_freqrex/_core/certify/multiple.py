@@ -269,5 +269,4 @@ def _causal_set(
     note = set_note("sufficient", size, True, True, kept, None, tie_tolerance)
     certificate = SetCertificate(size, kept, None, True, exact, note, shrink=report)
     bins, energy = space.feature_sizes(), space.feature_energy(queries.example)
-    level = energy / bins.clamp(min=1)  # per-bin energy: comparable across band sizes
-    return CausalSet("sufficient", chosen, int(bins[chosen].sum()), certificate, *loudness(chosen, energy, level))
+    return CausalSet("sufficient", chosen, int(bins[chosen].sum()), certificate, *loudness(chosen, energy, bins))

@@ -238,8 +238,16 @@ def set_note(
     return "; ".join(notes)
 
 
-def loudness(mask: Tensor, energy: Tensor, level: Tensor) -> Tuple[float, float]:
-    """A set's share of the clip's energy and its loudest bin relative to the clip's, in dB."""
+def bin_level(energy: Tensor, bins: Tensor) -> Tensor:
+    """Per-bin energy of each feature (its energy over its number of bins): comparable across band
+    sizes, what a set's loudest bin is measured in."""
+    return energy / bins.clamp(min=1)
+
+
+def loudness(mask: Tensor, energy: Tensor, bins: Tensor) -> Tuple[float, float]:
+    """A set's share of the clip's energy and its loudest bin (:func:`bin_level`) relative to the
+    clip's, in dB."""
+    level = bin_level(energy, bins)
     total, peak = float(energy.sum()), float(level.max())
     if not mask.any() or total <= 0 or peak <= 0:
         return (0.0 if total > 0 else math.nan), -math.inf if peak > 0 else math.nan
