@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 from torch import Tensor
@@ -150,15 +150,22 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
     if not passing:
         return dataclasses.replace(result, queries=result.queries + len(candidates), details=details)
     chosen = min(passing, key=len)  # candidates are in loudness order: the loudest among equals
-    # As small as any set the searches found, and louder: its features tie with the most
-    # responsible one, so the ranking's energy tie-break puts them first; the sum stays one.
-    values = result.responsibility.double().cpu().clone()
-    values[chosen] = float(values.max()) if float(values.max()) > 0 else 1.0
-    values /= values.sum()
+    # As small as any set the searches found, and louder: it leads the ranking.
+    values = _leading(result.responsibility, chosen)
     found = masks[candidates.index(chosen)].bool().unsqueeze(0)
     sets = torch.cat([found.to(seen.device), seen])
     details["loud_peaks"] = chosen
     return SearchResult(values, result.queries + len(candidates), result.stopped_by, details, sets)
+
+
+def _leading(responsibility: Tensor, members: Union[List[int], Tensor]) -> Tensor:
+    # ``members`` (ids or a bool mask) raised to the most responsible feature's responsibility,
+    # then all scaled to sum to one: they tie with it, so the ranking's energy tie-break
+    # (rank_features) puts them first.
+    values = responsibility.double().cpu().clone()
+    values[members] = float(values.max()) if float(values.max()) > 0 else 1.0
+    values /= values.sum()
+    return values
 
 
 def level_db(energy: Tensor, members: Tensor) -> float:
@@ -227,9 +234,7 @@ def loud_band_check(context: SearchContext, result: SearchResult) -> SearchResul
     louder[ids[found.sets[0].cpu().nonzero().squeeze(1)]] = True
     if level_db(context.energy, louder) < MIN_LEVEL_DB:
         return dataclasses.replace(result, queries=result.queries + spent, details=details)
-    values = result.responsibility.double().cpu().clone()
-    values[louder] = float(values.max()) if float(values.max()) > 0 else 1.0
-    values /= values.sum()
+    values = _leading(result.responsibility, louder)
     size = int(louder.sum())
     kept = seen[seen.sum(dim=1) >= size]  # the quieter smaller sets no longer start the shrink
     sets = torch.cat([louder.to(seen.device).unsqueeze(0), kept])
