@@ -22,6 +22,7 @@ from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, bin
 from captum_freqrex._explanation import CausalSet
 from captum_freqrex._explanation.informative import MIN_LEVEL_DB
 from captum_freqrex._core.model.example import ExampleQueries
+from captum_freqrex._core.spectral.space import ids_to_mask
 from captum_freqrex._core.records import ProbeResult, SetCertificate, ShrinkReport
 
 
@@ -89,10 +90,7 @@ def shrink_sufficient(
             members, start = ids[position[ids].argsort()], "search"
 
     def test(sets: Sequence[List[int]]) -> List[bool]:
-        masks = torch.zeros(len(sets), n, device=space.device)
-        for row, ids in enumerate(sets):
-            masks[row, torch.tensor(ids, dtype=torch.long, device=space.device)] = 1.0
-        return [r.passes for r in queries.probes(queries.keep_scores(masks), target)]
+        return [r.passes for r in queries.probes(queries.keep_scores(ids_to_mask(sets, n, space.device)), target)]
 
     generator = torch.Generator().manual_seed(seed)
     pin = _loud_member(bin_level(space.feature_energy(queries.example), space.feature_sizes()), members)
@@ -100,9 +98,7 @@ def shrink_sufficient(
         kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=k_suff, start=start)
     else:
         kept, report = _shrink_keeping(test, pin, [int(f) for f in members if int(f) != pin], budget, generator, k_suff, start)
-    mask = torch.zeros(n, device=space.device)
-    mask[torch.tensor(kept, dtype=torch.long, device=space.device)] = 1.0
-    return mask, report
+    return ids_to_mask([kept], n, space.device)[0], report
 
 
 def _loud_member(level: Tensor, members: Tensor) -> Optional[int]:

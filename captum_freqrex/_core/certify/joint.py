@@ -50,7 +50,6 @@ set and the rest for the complete set, each stage within its own cap (:data:`SCR
 from __future__ import annotations
 
 import dataclasses
-from array import array
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -64,6 +63,7 @@ from captum_freqrex._core.records import ProbeResult, ShrinkReport
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions
 from captum_freqrex._core.search.evaluation import run_search, search_context
+from captum_freqrex._core.spectral.space import ids_to_mask
 
 #: Single flipping features tried beside ``S`` (the loudest of those the screening found).
 SINGLE_FLIPS = 4
@@ -137,11 +137,7 @@ class _Probe:
 
     def mask(self, ids: Sequence[int]) -> Tensor:
         space = self.queries.space
-        keep = torch.zeros(space.n_features, device=space.device)
-        # Through an int64 array: about twice as fast as torch.tensor on lists of ~10^5 ids.
-        index = torch.frombuffer(array("q", ids), dtype=torch.long) if len(ids) else torch.zeros(0, dtype=torch.long)
-        keep[index.to(space.device)] = 1.0
-        return keep
+        return ids_to_mask([ids], space.n_features, space.device)[0]
 
     def results(self, sets: Sequence[Sequence[int]], removed: bool) -> List[ProbeResult]:
         """The model on each set kept alone (``removed=False``) or removed from the input."""
