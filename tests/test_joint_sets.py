@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from captum_freqrex import FreqReX, FreqReXOptions
+from captum_freqrex._core.search.evaluation import KnownOutputs
 from captum_freqrex._explanation import Explanation
-from known_models import SAMPLE_RATE, ToneDetector, bin_of
+from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
 
 BIN_440 = bin_of(440, SAMPLE_RATE)
 BIN_1000 = bin_of(1000, SAMPLE_RATE)
@@ -136,3 +137,46 @@ def test_the_shrink_counts_the_queries_its_test_made():
     assert kept == [7] and report.size == 1
     assert report.queries == sum(made) <= 60
     assert sum(made) < 2 * len(made)  # fewer than two queries a set: the budget went further
+
+
+def test_the_screening_reads_back_the_bands_the_search_removed_first():
+    """Two tones 20 Hz apart, either of which the detector hears: no single bin's removal flips the
+    decision, the 1/16 band holding both does. The joint search removes the 16 equal bands first;
+    the band screening that follows starts from the same bands and reads their answers back, so
+    the model sees each band's removal once in the whole explanation, and the answer is the pair."""
+    clip = (tone(440) + tone(460) + 0.05 * torch.randn(SAMPLE_RATE, generator=torch.Generator().manual_seed(0)))
+    clip = clip.unsqueeze(0)
+    either = ToneDetector([440, 460], threshold=0.5)
+    seen = []
+
+    def recording(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.detach().clone())
+        return either(x)
+
+    explanation = FreqReX(recording).explain(clip)[0]
+    pair = sorted([bin_of(440, SAMPLE_RATE), bin_of(460, SAMPLE_RATE)])
+    assert sorted(_members(explanation.sufficient_necessary)) == pair
+    assert explanation.sufficient_necessary.certified
+    assert explanation.stats.queries == sum(rows.shape[0] for rows in seen)
+    rows, spectrum = torch.cat(seen), torch.fft.rfft(clip[0])
+    bounds = torch.linspace(0, spectrum.numel(), 17).round().long().tolist()
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        removed = spectrum.clone()
+        removed[lo:hi] = 0
+        band_gone = torch.fft.irfft(removed, n=clip.shape[-1])
+        assert int(((rows - band_gone).abs().amax(dim=1) < 1e-4).sum()) == 1, (lo, hi)
+
+
+def test_known_outputs_read_back_known_sets_and_query_only_the_others():
+    sets = torch.eye(4)  # four one-feature sets
+    outputs = torch.arange(8.0).reshape(4, 2)
+    known = KnownOutputs(sets[[0, 2]], outputs[[0, 2]])
+    asked = []
+
+    def query(rows: torch.Tensor) -> torch.Tensor:
+        asked.append(rows.argmax(dim=1).tolist())
+        return outputs[rows.argmax(dim=1)]
+
+    assert torch.equal(known.outputs(sets[[3, 0, 1, 2]], query), outputs[[3, 0, 1, 2]])
+    assert asked == [[3, 1]] and known.hits == 2
+    assert torch.equal(known.outputs(sets[[1]], query), outputs[[1]]) and known.hits == 2

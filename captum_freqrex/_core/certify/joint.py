@@ -7,18 +7,22 @@ changes the decision: on a model that shrugs off most removals, nearly the whole
 searches for these two sets instead; the prefix extraction then searches the sufficient prefix
 only. Every step asks only what its answer still needs:
 
-1. **Coarse removals.** The sufficient set ``S``, the ranking's sufficient prefix and contiguous
-   bands of 1/16, 1/8 and 1/4 of the features are each removed from the input: one query each.
+1. **Coarse removals.** The sufficient set ``S``, the ranking's sufficient prefix and the 16
+   contiguous equal bands (1/16 of the features each) are each removed from the input: one query
+   each. Only where no 1/16 band's removal changes the decision are the 8 bands of 1/8 removed,
+   and only where none of those does, the 4 of 1/4.
 2. **Necessary evidence.** Only where a band of at most 1/8 of the features flipped the decision,
    band screening (:class:`~captum_freqrex._core.search.band_screening.BandScreening`) in
    ``"necessary"`` mode looks for the fewest features whose removal changes it (a tie never
-   counts); the smallest flipping sets it saw are the candidates ``N``. Where no such band flips
-   (speech clips whose decision no band's removal changes, notes that flip only without their
-   lowest quarter), a screening would descend on no evidence, and is skipped.
+   counts); the smallest flipping sets it saw are the candidates ``N``. Its first level holds the
+   16 equal bands already removed: their answers are read back, not asked again. Where no such
+   band flips (speech clips whose decision no band's removal changes, notes that flip only
+   without their lowest quarter), a screening would descend on no evidence, and is skipped.
 3. **Candidates.** ``S``, the sufficient prefix, each ``N``, each ``S ∪ N``, ``N`` plus the top of
    the ranking on a geometric grid of sizes (for models that are not monotone), the flipping
-   bands and ``S`` plus each: each is queried kept alone (does it keep the decision?) only where
-   its removal changed the decision, and the smallest for which both claims hold is kept. Where
+   bands and ``S`` plus each: each is removed, and those whose removal changed the decision are
+   kept alone (does it keep the decision?) the smallest first, a few per model call, until one
+   does: the smallest for which both claims hold is kept, the larger ones are not asked. Where
    none holds, or the smallest is wider than a 1/16 band, the ranking's shortest prefix whose
    removal changes the decision and that keeps it alone is searched too (the prefix extraction's
    grid, removals first; ``start == "joint-prefix"`` in the shrink report).
@@ -62,14 +66,18 @@ from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult, ShrinkReport
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions
-from captum_freqrex._core.search.evaluation import run_search, search_context
+from captum_freqrex._core.search.evaluation import KnownOutputs, run_search, search_context
 from captum_freqrex._core.spectral.space import ids_to_mask
 
 #: Single flipping features tried beside ``S`` (the loudest of those the screening found).
 SINGLE_FLIPS = 4
 
-#: Equal-band splits of the feature axis whose bands are candidates too (16 + 8 + 4 bands).
+#: Equal-band splits of the feature axis whose bands are candidates too, the narrowest first: the
+#: next is removed only where no band of the previous one changed the decision.
 COARSE_PARTS = (16, 8, 4)
+
+#: Candidates kept alone per model call while looking for the smallest that keeps the decision.
+KEPT_BATCH = 4
 
 #: Counts of added features probed per round of the complete set's growth.
 GROWTH_GRID = 8
@@ -135,6 +143,7 @@ class _Probe:
     def __init__(self, queries: ExampleQueries, target: int) -> None:
         self.queries, self.target, self.spent = queries, target, 0
         self.known: Dict[Tuple[FrozenSet[int], bool], ProbeResult] = {}
+        self.outputs: Dict[Tuple[FrozenSet[int], bool], Tensor] = {}  # the model's rows behind them
 
     def mask(self, ids: Sequence[int]) -> Tensor:
         space = self.queries.space
@@ -152,8 +161,26 @@ class _Probe:
             keeps = ids_to_mask(list(todo.values()), space.n_features, space.device)
             rows = 1.0 - keeps if removed else keeps
             self.spent += rows.shape[0]
-            self.known.update(zip(todo, self.queries.probes(self.queries.keep_scores(rows), self.target)))
+            outputs = self.queries.keep_scores(rows)
+            self.outputs.update(zip(todo, outputs))
+            self.known.update(zip(todo, self.queries.probes(outputs, self.target)))
         return [self.known[key] for key in keys]
+
+    def removed_outputs(self, sets: Sequence[Sequence[int]]) -> KnownOutputs:
+        """The model's outputs on these sets removed from the input (each queried already), for a
+        necessary-mode search to read back."""
+        space = self.queries.space
+        outputs = torch.stack([self.outputs[(frozenset(ids), True)] for ids in sets])
+        return KnownOutputs(ids_to_mask(sets, space.n_features, space.device), outputs)
+
+    def first_kept(self, sets: Sequence[List[int]], batch: int = KEPT_BATCH) -> Optional[List[int]]:
+        """The first of ``sets`` that keeps the decision alone, queried ``batch`` at a time (None: none)."""
+        for lo in range(0, len(sets), batch):
+            chunk = sets[lo : lo + batch]
+            for ids, kept in zip(chunk, self.results(chunk, removed=False)):
+                if kept.passes:
+                    return ids
+        return None
 
     def both(self, sets: Sequence[Sequence[int]]) -> List[bool]:
         """Whether each set changes the decision when removed (a tie is no change) and keeps it
@@ -163,7 +190,9 @@ class _Probe:
         return [bool(g.changed) and next(kept).passes for g in gone]
 
 
-def flip_candidates(queries: ExampleQueries, anchors: Anchors, budget: int, seed: int) -> Tuple[List[List[int]], int]:
+def flip_candidates(
+    queries: ExampleQueries, anchors: Anchors, budget: int, seed: int, known: Optional[KnownOutputs] = None,
+) -> Tuple[List[List[int]], int]:
     r"""The smallest sets whose removal changed the decision in a necessary-mode band screening.
 
     The screening starts from :data:`SCREEN_BANDS` equal bands (and the log-width bands narrower
@@ -175,41 +204,42 @@ def flip_candidates(queries: ExampleQueries, anchors: Anchors, budget: int, seed
     Args:
         queries (ExampleQueries): The example and the model caller.
         anchors (Anchors): The model on the input and on the baseline alone.
-        budget (int): Queries of the screening.
+        budget (int): Model queries of the screening.
         seed (int): Seed of the screening's context.
+        known (KnownOutputs, optional): The model on sets already removed (the coarse bands of the
+                    screening's first level): read back, not queried again. Default: None
 
     Returns:
         tuple: The candidate sets (feature ids; several single features, the loudest first, or the
-        union of the smallest flipping sets) and the queries spent.
+        union of the smallest flipping sets) and the model queries spent.
     """
     space = queries.space
     baseline = space.baseline_waveforms(queries.example)
-    options = RefinementOptions(max_queries=budget)
+    # The screening counts the sets it reads back as queries: its cap grows by as many.
+    options = RefinementOptions(max_queries=budget + (len(known.rows) if known is not None else 0))
     context = search_context(
-        queries, anchors.target, baseline, bool(anchors.baseline.changed), "necessary", options, seed
+        queries, anchors.target, baseline, bool(anchors.baseline.changed), "necessary", options, seed, known
     )
     screening = BandScreening(n_bands=SCREEN_BANDS, log_bands=SCREEN_LOG_BANDS)
     values = run_search(screening, context).responsibility
+    spent = context.queries - (known.hits if known is not None else 0)
     if not bool((values > 0).any()):
-        return [], context.queries
+        return [], spent
     top = float(values.max())
     ids = (values == top).nonzero().squeeze(1)
     if round(1.0 / top) > 1:
-        return [ids.tolist()], context.queries
+        return [ids.tolist()], spent
     energy = space.feature_energy(queries.example).cpu()[ids]
     loudest = ids[energy.argsort(descending=True)][:SINGLE_FLIPS]
-    return [[int(i)] for i in loudest], context.queries
+    return [[int(i)] for i in loudest], spent
 
 
-def _coarse_bands(n: int) -> List[List[int]]:
-    # Contiguous equal bands, 1/16 to 1/4 of the features, the narrowest first: where no small
-    # removal flips the decision, removing (and keeping) a whole band often does both at once, a
-    # hi-hat's top band, a kick's bottom one; the band screening's finer first level misses them.
-    bands = []
-    for parts in COARSE_PARTS:
-        bounds = torch.linspace(0, n, parts + 1).round().long().tolist()
-        bands += [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    return bands
+def _coarse_bands(n: int, parts: int) -> List[List[int]]:
+    # Contiguous equal bands, ``parts`` of them (the band screening's first level cuts the same
+    # equal bands): where no small removal flips the decision, removing (and keeping) a whole band
+    # often does both at once, a hi-hat's top band, a kick's bottom one.
+    bounds = torch.linspace(0, n, parts + 1).round().long().tolist()
+    return [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def _shrink(
@@ -290,20 +320,26 @@ def _candidates(
     def left() -> int:
         return budget - probe.spent - screened
 
-    bands = _coarse_bands(n)
     head = [ids for ids in (sufficient, ranking[:sufficient_prefix or 0]) if ids]
-    gone = probe.results(head + bands, removed=True)[len(head):]
-    flipping = [band for band, g in zip(bands, gone) if g.changed]
+    # The narrowest bands first; wider ones only where none of them flips the decision.
+    for parts in COARSE_PARTS:
+        bands = _coarse_bands(n, parts)
+        flipping = [band for band, g in zip(bands, probe.results(head + bands, removed=True)[len(head):]) if g.changed]
+        if flipping:
+            break
     flips: List[List[int]] = []
     if any(len(band) <= -(-n // 8) for band in flipping):
-        flips, screened = flip_candidates(queries, anchors, min(left() // 2, SCREEN_QUERIES), seed)
+        known = probe.removed_outputs(_coarse_bands(n, SCREEN_BANDS)) if parts == SCREEN_BANDS else None
+        flips, screened = flip_candidates(queries, anchors, min(left() // 2, SCREEN_QUERIES), seed, known)
     grown = [list(dict.fromkeys(flips[0] + ranking[:k])) for k in probe_sizes(0, n, GROWTH_GRID)] if flips else []
     unions = [list(dict.fromkeys(ids + sufficient)) for ids in flips]
     band_unions = [list(dict.fromkeys(ids + sufficient)) for ids in flipping[:SINGLE_FLIPS]]
     stage = [*head, *flips, *unions, *grown, *flipping, *band_unions]
     candidates = [list(ids) for ids in dict.fromkeys(map(tuple, stage)) if ids][: max(left() // 2, 0)]
-    passed = [ids for ids, ok in zip(candidates, probe.both(candidates)) if ok]
-    best = min(passed, key=len) if passed else None
+    # Each candidate's removal first; then, the smallest first, kept alone until one keeps the
+    # decision: the smallest holding both claims, without asking the larger ones.
+    gone = probe.results(candidates, removed=True)
+    best = probe.first_kept(sorted((ids for ids, g in zip(candidates, gone) if g.changed), key=len))
     start = JOINT_START
     if best is None or len(best) > n // COARSE_PARTS[0]:
         k = _both_prefix(probe, ranking, bool(anchors.baseline.changed), min(left(), PREFIX_QUERIES))

@@ -9,8 +9,9 @@ waveforms) and how the model's outputs become pass / change verdicts with graded
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,6 +19,41 @@ from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.search.base import RefinementOptions, ResponsibilitySearch, SearchContext, SearchResult
 from captum_freqrex._core.search.base import SetVerdicts
 from captum_freqrex._core.spectral.synthesis import StepQuery, StepSynthesizer
+
+
+class KnownOutputs:
+    r"""Model outputs on sets already queried, read back by a search instead of asked again.
+
+    A stage that queried some sets (say, bands removed from the input) hands their outputs to the
+    search that follows it, whose first sets may be the same (band screening's first level).
+
+    Args:
+        sets (Tensor): ``(N, n_features)`` set masks (the sets, not the keep-masks).
+        outputs (Tensor): ``(N, K)`` model outputs on their mutants, in the search's mode.
+
+    Attributes:
+        hits (int): Sets read back so far (queried by the search, not by the model).
+    """
+
+    def __init__(self, sets: Tensor, outputs: Tensor) -> None:
+        self.rows: Dict[bytes, Tensor] = {_set_key(row): out for row, out in zip(sets, outputs)}
+        self.hits = 0
+
+    def outputs(self, sets: Tensor, query: Callable[[Tensor], Tensor]) -> Tensor:
+        """Outputs ``(N, K)`` on ``sets`` ``(N, n_features)``: the known rows read back, the others from ``query``."""
+        keys = [_set_key(row) for row in sets]
+        fresh = [i for i, key in enumerate(keys) if key not in self.rows]
+        if len(fresh) == len(keys):
+            return query(sets)
+        new: Iterator[Tensor] = iter(query(sets[fresh]) if fresh else [])
+        rows = [self.rows[key] if key in self.rows else next(new) for key in keys]
+        self.hits += len(keys) - len(fresh)
+        return torch.stack(rows)
+
+
+def _set_key(mask: Tensor) -> bytes:
+    # The set's members, packed: 1/8 of a byte per feature.
+    return np.packbits(mask.detach().bool().cpu().numpy()).tobytes()
 
 
 def search_context(
@@ -28,6 +64,7 @@ def search_context(
     mode: str,
     options: RefinementOptions,
     seed: int,
+    known: Optional[KnownOutputs] = None,
 ) -> SearchContext:
     r"""The search context of one example.
 
@@ -40,6 +77,10 @@ def search_context(
                     ``"necessary"`` (sets removed pass when the decision changes; a tie does not).
         options (RefinementOptions): The search knobs.
         seed (int): Seed of the context's generator (the same for every example).
+        known (KnownOutputs, optional): Model outputs on sets already queried in this ``mode``:
+                    :meth:`SearchContext.evaluate_sets` reads them back instead of querying the
+                    model again (the context still counts them; ``known.hits`` says how many).
+                    Default: None
 
     Returns:
         SearchContext: What ``search.run`` receives.
@@ -60,9 +101,12 @@ def search_context(
         batches = synthesizer.batches(steps, oracle.max_rows, queries.rows)
         return verdicts(oracle.scores_of((rows, example) for rows in batches)).passes
 
+    def outputs_of(sets: Tensor) -> Tensor:
+        return queries.keep_scores(1.0 - sets if removing else sets)
+
     def evaluate_masks(sets: Tensor) -> SetVerdicts:
         sets = sets.to(space.device, space.dtype)
-        return verdicts(queries.keep_scores(1.0 - sets if removing else sets))
+        return verdicts(outputs_of(sets) if known is None else known.outputs(sets, outputs_of))
 
     return SearchContext(
         evaluate, evaluate_masks, space.n_features, root_passes, options,
