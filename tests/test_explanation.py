@@ -6,6 +6,7 @@ rank from the clip length and the explanation's own ranking, never from a pasted
 """
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -423,3 +424,13 @@ def test_every_kind_of_explanation_passes_the_checks_on_load(detector, tone_clip
     loaded = Explanation.load(expl.save(str(tmp_path / "e.pt"), include_inputs=True))
     assert loaded.summary(SAMPLE_RATE) == {**expl.summary(SAMPLE_RATE), "versions": loaded.summary()["versions"]}
     assert torch.equal(loaded.ranking, expl.ranking) and torch.equal(loaded.feature_responsibility, expl.feature_responsibility)
+
+
+def test_repr_names_a_flagged_set_beside_its_certificate(explanation):
+    """A certified set that is flagged (here: made to cover every feature) says both in the one-line
+    repr, so "warnings=0" beside it does not read as "nothing to look at"."""
+    whole = dataclasses.replace(explanation.sufficient, mask=torch.ones_like(explanation.sufficient.mask))
+    whole.certificate = dataclasses.replace(whole.certificate, size=int(whole.mask.numel()))
+    assert whole.flags and whole.status == "certified, flagged: most_of_spectrum"
+    assert "flagged: most_of_spectrum" in repr(whole)
+    assert explanation.sufficient.status == "certified"

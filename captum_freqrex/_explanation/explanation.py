@@ -102,9 +102,17 @@ class CausalSet:
         return set_record(self)
 
     def __repr__(self) -> str:
-        status = "certified" if self.certified else "NOT certified"
         flip = f", removal flips to class {self.flip_class}" if self.flip_class is not None else ""
-        return f"CausalSet({self.name!r}, {self.size} features, {self.n_bins} bins, {status}{flip})"
+        return f"CausalSet({self.name!r}, {self.size} features, {self.n_bins} bins, {self.status}{flip})"
+
+    @property
+    def status(self) -> str:
+        """``"certified"`` or ``"NOT certified"``, then the set's flags, if any (``"certified, flagged:
+        below_clip_level"``): certification says the claim held, a flag that the set may not be
+        worth reading (:attr:`flags`)."""
+        status = "certified" if self.certified else "NOT certified"
+        flags = [f["flag"] for f in self.flags]
+        return f"{status}, flagged: {', '.join(flags)}" if flags else status
 
 
 @dataclass
@@ -607,8 +615,7 @@ class Explanation:
             if chosen is None:
                 parts.append(f"{name}=None")
             else:
-                status = "certified" if chosen.certified else "NOT certified"
-                parts.append(f"{name}={chosen.size} features ({status})")
+                parts.append(f"{name}={chosen.size} features ({chosen.status})")
         if self.alternatives:
             parts.append(f"alternatives={[s.size for s in self.alternatives]} features")
         parts += [f"flip_class={self.flip_class}", f"n_features={int(self.feature_responsibility.numel())}"]
