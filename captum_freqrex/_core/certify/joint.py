@@ -9,8 +9,10 @@ only. Every step asks only what its answer still needs:
 
 1. **Coarse removals.** The sufficient set ``S``, the ranking's sufficient prefix and the 16
    contiguous equal bands (1/16 of the features each) are each removed from the input: one query
-   each. Only where no 1/16 band's removal changes the decision are the 8 bands of 1/8 removed,
-   and only where none of those does, the 4 of 1/4.
+   each. The 8 bands of 1/8 and the 4 of 1/4 are removed only where no 1/16 band's removal
+   changes the decision (they then decide whether to screen), or after step 3, where no
+   candidate of at most 1/16 of the features holds both claims (they and ``S`` plus each are
+   candidates then).
 2. **Necessary evidence.** Only where a band of at most 1/8 of the features flipped the decision,
    band screening (:class:`~captum_freqrex._core.search.band_screening.BandScreening`) in
    ``"necessary"`` mode looks for the fewest features whose removal changes it (a tie never
@@ -167,11 +169,13 @@ class _Probe:
         return [self.known[key] for key in keys]
 
     def removed_outputs(self, sets: Sequence[Sequence[int]]) -> KnownOutputs:
-        """The model's outputs on these sets removed from the input (each queried already), for a
+        """The model's outputs on those of these sets already removed from the input, for a
         necessary-mode search to read back."""
         space = self.queries.space
-        outputs = torch.stack([self.outputs[(frozenset(ids), True)] for ids in sets])
-        return KnownOutputs(ids_to_mask(sets, space.n_features, space.device), outputs)
+        asked = [ids for ids in sets if (frozenset(ids), True) in self.outputs]
+        outputs = [self.outputs[(frozenset(ids), True)] for ids in asked]
+        rows = torch.stack(outputs) if outputs else torch.zeros(0, 0)
+        return KnownOutputs(ids_to_mask(asked, space.n_features, space.device), rows)
 
     def first_kept(self, sets: Sequence[List[int]], batch: int = KEPT_BATCH) -> Optional[List[int]]:
         """The first of ``sets`` that keeps the decision alone, queried ``batch`` at a time (None: none)."""
@@ -232,6 +236,23 @@ def flip_candidates(
     energy = space.feature_energy(queries.example).cpu()[ids]
     loudest = ids[energy.argsort(descending=True)][:SINGLE_FLIPS]
     return [[int(i)] for i in loudest], spent
+
+
+def _flipping_bands(probe: _Probe, head: List[List[int]], n: int, splits: Sequence[int]) -> List[List[int]]:
+    # The equal bands of each split (``head`` asked in the same model call) whose removal changes
+    # the decision, the narrowest split first.
+    bands = [band for parts in splits for band in _coarse_bands(n, parts)]
+    gone = probe.results(head + bands, removed=True)[len(head):]
+    return [band for band, g in zip(bands, gone) if g.changed]
+
+
+def _smallest_holding(probe: _Probe, sets: Sequence[List[int]], room: int) -> Optional[List[int]]:
+    # The smallest of ``sets`` holding both claims (None: none), within ``room`` queries: each
+    # set's removal first; then, the smallest first, kept alone until one keeps the decision, so
+    # the larger ones are not asked.
+    candidates = [list(ids) for ids in dict.fromkeys(map(tuple, sets)) if ids][: max(room // 2, 0)]
+    gone = probe.results(candidates, removed=True)
+    return probe.first_kept(sorted((ids for ids, g in zip(candidates, gone) if g.changed), key=len))
 
 
 def _coarse_bands(n: int, parts: int) -> List[List[int]]:
@@ -321,25 +342,26 @@ def _candidates(
         return budget - probe.spent - screened
 
     head = [ids for ids in (sufficient, ranking[:sufficient_prefix or 0]) if ids]
-    # The narrowest bands first; wider ones only where none of them flips the decision.
-    for parts in COARSE_PARTS:
-        bands = _coarse_bands(n, parts)
-        flipping = [band for band, g in zip(bands, probe.results(head + bands, removed=True)[len(head):]) if g.changed]
-        if flipping:
-            break
+    # The 1/16 bands first; the wider ones where none of them flips the decision (they decide
+    # whether to screen) or, later, where no candidate of at most 1/16 of the features holds.
+    flipping = _flipping_bands(probe, head, n, COARSE_PARTS[:1])
+    wide_asked = not flipping
+    if wide_asked:
+        flipping = _flipping_bands(probe, head, n, COARSE_PARTS[1:])
     flips: List[List[int]] = []
     if any(len(band) <= -(-n // 8) for band in flipping):
-        known = probe.removed_outputs(_coarse_bands(n, SCREEN_BANDS)) if parts == SCREEN_BANDS else None
+        known = probe.removed_outputs(_coarse_bands(n, SCREEN_BANDS))
         flips, screened = flip_candidates(queries, anchors, min(left() // 2, SCREEN_QUERIES), seed, known)
     grown = [list(dict.fromkeys(flips[0] + ranking[:k])) for k in probe_sizes(0, n, GROWTH_GRID)] if flips else []
     unions = [list(dict.fromkeys(ids + sufficient)) for ids in flips]
     band_unions = [list(dict.fromkeys(ids + sufficient)) for ids in flipping[:SINGLE_FLIPS]]
-    stage = [*head, *flips, *unions, *grown, *flipping, *band_unions]
-    candidates = [list(ids) for ids in dict.fromkeys(map(tuple, stage)) if ids][: max(left() // 2, 0)]
-    # Each candidate's removal first; then, the smallest first, kept alone until one keeps the
-    # decision: the smallest holding both claims, without asking the larger ones.
-    gone = probe.results(candidates, removed=True)
-    best = probe.first_kept(sorted((ids for ids, g in zip(candidates, gone) if g.changed), key=len))
+    best = _smallest_holding(probe, [*head, *flips, *unions, *grown, *flipping, *band_unions], left())
+    if not wide_asked and (best is None or len(best) > n // COARSE_PARTS[0]):
+        wide = _flipping_bands(probe, [], n, COARSE_PARTS[1:])
+        unions = [list(dict.fromkeys(ids + sufficient)) for ids in (flipping + wide)[len(band_unions) : SINGLE_FLIPS]]
+        wider = _smallest_holding(probe, [*wide, *unions], left())
+        if wider is not None and (best is None or len(wider) < len(best)):
+            best = wider
     start = JOINT_START
     if best is None or len(best) > n // COARSE_PARTS[0]:
         k = _both_prefix(probe, ranking, bool(anchors.baseline.changed), min(left(), PREFIX_QUERIES))
