@@ -386,6 +386,8 @@ class _Refiner:
                 self.stopped_by = "max_queries"
                 break
             self._run_wave(min(WAVE_SIZE, opts.n_searches - len(self.searches)))
+            if self.stopped_by == "max_queries":  # a search cut short by the budget says nothing of scatter
+                break
             if self._scattered():
                 self.stopped_by = "scattered"
                 break
