@@ -202,11 +202,12 @@ def test_band_screening_refuses_a_stop_flag_that_is_not_a_bool():
 
 
 def test_the_smallest_budget_still_explains(detector, tone_clip):
-    # max_queries=15 is the documented floor (one refinement step); the default's empty-set query
-    # leaves 14, which no refinement step fits: the search stops at the budget instead of refusing
-    # it, and the sets still come from the ranking (by energy) and are certified.
+    # max_queries=15 is the documented floor (one refinement step; the empty set is the baseline
+    # alone, which the anchors asked already): one step runs, the next does not fit, and the search
+    # says it stopped at the budget (not that the causes are scattered: a search cut short says
+    # nothing of that). The sets still come from the ranking and are certified.
     expl = FreqReX(detector).explain(tone_clip, max_queries=15)[0]
-    assert expl.stopped_by == "max_queries" and expl.responsibility_queries <= 15
+    assert expl.stopped_by == "max_queries" and expl.responsibility_queries == 15
     assert expl.sufficient.certified and expl.sufficient.mask[bin_of(440, SAMPLE_RATE)]
 
 
@@ -307,3 +308,16 @@ def test_a_quiet_smallest_set_gives_way_to_the_cause_at_the_clips_energy():
     loud = FreqReX(ToneDetector([440], threshold=0.5))
     loud.explain(tone(440).unsqueeze(0))
     assert "loud_band" not in loud.last_search[0].details
+
+
+def test_a_baseline_that_keeps_the_decision_is_not_asked_twice(tone_clip):
+    """A detector that says class 1 whatever it hears: the baseline alone keeps the decision, which
+    the anchors' query already says, so the default search asks nothing (it used to ask the empty
+    set again), credits nothing, and the warning says why."""
+    always = ToneDetector([440], threshold=-1.0)
+    expl = FreqReX(always).explain(tone_clip)[0]
+    assert expl.stopped_by == "empty set passes" and expl.responsibility_queries == 0
+    assert not bool(expl.feature_responsibility.any())
+    assert expl.sufficient.size == 0 and expl.sufficient.certified
+    assert any("the empty set is sufficient" in w for w in expl.warnings)
+    assert always.rows == expl.stats.queries  # every query counted, none hidden

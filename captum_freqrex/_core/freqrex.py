@@ -198,9 +198,11 @@ class FreqReX(PerturbationAttribution):
         # decision the search still runs: a model need not be monotone, and removing part of the
         # spectrum can change a decision that removing all of it keeps.
         root_passes = bool(anchors.baseline.changed) if removing else anchors.original.passes
+        # In "sufficient" mode the empty set is the baseline alone, which the anchors just asked.
+        empty_passes = None if removing else anchors.baseline.passes
         context = search_context(
             call.queries(example), anchors.target, baseline, root_passes, call.options.mode, call.refinement,
-            call.seed,
+            call.seed, empty_passes=empty_passes,
         )
         result = run_search(self.search, context)
         self.last_search.append(result)

@@ -9,8 +9,10 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   hierarchical screening of removals, with the spectral peaks screened alone alongside (it finds a
   single frequency whose removal flips the decision on every held-out percussion clip that has one,
   where the refinement found 38% of them, ``benchmarks/single_bin_limit.py``);
-* ``mode="sufficient"``: first one query of the empty set (the baseline alone): when it keeps the
-  decision, no feature is needed and nothing is searched (``stopped_by="empty set passes"``).
+* ``mode="sufficient"``: first the empty set (the baseline alone; read from
+  ``context.empty_passes`` where :class:`FreqReX`'s anchors already asked it, one query
+  otherwise): when it keeps the decision, no feature is needed and nothing is searched
+  (``stopped_by="empty set passes"``).
   Otherwise the partition refinement in frequency order, preferring the loudest of
   equally small passing sets (:class:`~captum_freqrex._core.search.partition.PartitionRefinement`,
   ``prefer="energy"``), which stops once its answer is settled. When the first search's smallest
@@ -307,7 +309,10 @@ class AutoSearch:
             result = BandScreening().run(context)
             return dataclasses.replace(result, details={**result.details, "strategy": "band_screening"})
         start = context.queries
-        if bool(context.evaluate_sets(torch.zeros(1, context.n_features, device=context.device)).passes[0]):
+        empty_passes = context.empty_passes
+        if empty_passes is None:  # not asked by the caller: one query
+            empty_passes = bool(context.evaluate_sets(torch.zeros(1, context.n_features, device=context.device)).passes[0])
+        if empty_passes:
             # The baseline alone keeps the decision: the empty set is sufficient and no feature is
             # needed (the explanation's warning says so); a search would only spend the budget.
             values = torch.zeros(context.n_features, dtype=torch.float64)

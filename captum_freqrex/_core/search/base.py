@@ -124,6 +124,9 @@ class SearchContext:
         mode (str): ``"sufficient"`` or ``"necessary"``.
         batch_size (int): Most sets per model call.
         queries (int): Sets evaluated so far through the two methods.
+        empty_passes (bool, optional): Whether the empty set passes, where the caller already
+                    asked the model (``"sufficient"``: the baseline alone keeps the decision); a
+                    search may read it instead of querying the empty set. None: not known.
     """
 
     evaluate_steps: Callable[[Sequence[StepQuery]], Tensor]
@@ -137,6 +140,7 @@ class SearchContext:
     mode: str = "sufficient"
     batch_size: int = 64
     queries: int = 0
+    empty_passes: Optional[bool] = None
 
     def evaluate(self, queries: Sequence[StepQuery]) -> Tensor:
         """SetVerdicts ``(N,)`` bool on the sets of refinement steps (see the class docstring)."""

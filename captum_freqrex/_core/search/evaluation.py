@@ -65,6 +65,7 @@ def search_context(
     options: RefinementOptions,
     seed: int,
     known: Optional[KnownOutputs] = None,
+    empty_passes: Optional[bool] = None,
 ) -> SearchContext:
     r"""The search context of one example.
 
@@ -81,6 +82,8 @@ def search_context(
                     :meth:`SearchContext.evaluate_sets` reads them back instead of querying the
                     model again (the context still counts them; ``known.hits`` says how many).
                     Default: None
+        empty_passes (bool, optional): Whether the empty set passes, where the caller already
+                    asked the model (see ``SearchContext``). Default: None
 
     Returns:
         SearchContext: What ``search.run`` receives.
@@ -111,7 +114,7 @@ def search_context(
     return SearchContext(
         evaluate, evaluate_masks, space.n_features, root_passes, options,
         torch.Generator().manual_seed(seed), space.device, space.feature_energy(example),
-        mode, oracle.max_rows,
+        mode, oracle.max_rows, empty_passes=empty_passes,
     )
 
 
