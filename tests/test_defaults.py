@@ -17,7 +17,8 @@ from known_models import (
 from test_search import HARMONICS, PARTIALS, HarmonicSum, harmonic_clip, one_hot
 
 from captum_freqrex import FreqReX
-from captum_freqrex._core.search.auto import SCATTERED_MIN, TAIL_SCALE, AutoSearch, loudest_peaks
+from captum_freqrex._core.search.auto import SCATTERED_MIN, TAIL_SCALE, AutoSearch, loud_peak_check, loudest_peaks
+from captum_freqrex._core.search.base import RefinementOptions, SearchContext, SearchResult, SetVerdicts
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex.metrics import insertion_curve
@@ -162,6 +163,33 @@ def test_the_loud_peak_check_prefers_the_loud_one_of_equally_small_sets():
     assert expl.sufficient.level_db == pytest.approx(0.0, abs=1e-6) and expl.sufficient.certified
     assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
     assert float(expl.feature_responsibility.sum()) == pytest.approx(1.0)
+
+
+def test_the_loud_peak_check_stops_asking_at_the_first_passing_candidate():
+    """The candidates go in order of size, then loudness, a few per model call: where the second
+    loudest peak passes alone, the first call (the four loudest peaks alone) settles the check and
+    nothing after it is asked; the passing peak leads the ranking and the sets."""
+    energy = torch.zeros(1600, dtype=torch.float64)
+    energy[[100, 500, 900, 1300, 1500]] = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0], dtype=torch.float64)
+    asked = []
+
+    def evaluate_masks(sets: torch.Tensor) -> SetVerdicts:
+        ids = [row.nonzero().squeeze(1).tolist() for row in sets]
+        asked.append(ids)
+        passes = torch.tensor([members == [500] for members in ids])
+        return SetVerdicts(passes, passes.double())
+
+    context = SearchContext(lambda steps: torch.zeros(0, dtype=torch.bool), evaluate_masks, 1600, True,
+                            RefinementOptions(), torch.Generator(), torch.device("cpu"), energy)
+    found = torch.zeros(1, 1600, dtype=torch.bool)
+    found[0, 3] = True  # the search's one-feature set: a quiet bin
+    responsibility = torch.zeros(1600, dtype=torch.float64)
+    responsibility[3] = 1.0
+    checked = loud_peak_check(context, SearchResult(responsibility, 90, "minimal", {}, found))
+    assert asked == [[[100], [500], [900], [1300]]]
+    assert checked.queries == 94 and checked.details["loud_peaks"] == [500]
+    assert bool(checked.sets[0, 500]) and int(checked.sets[0].sum()) == 1
+    assert float(checked.responsibility[500]) == float(checked.responsibility.max())
 
 
 def test_loudest_peaks_are_spaced_and_in_loudness_order():

@@ -26,7 +26,8 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   a little energy across the spectrum) the probe picks loudness tiers; on a snare whose first
   search merely ended large, it stays with frequency order.
 * Then the **loud-peak check** (:func:`loud_peak_check`): when the smallest passing set has at
-  most four features, one batch asks whether the clip's loudest spectral peaks do as well; the loudest
+  most four features, the model is asked whether the clip's loudest spectral peaks do as well
+  (a few at a time, until one does); the loudest
   passing candidate, no larger than the search's set, leads the ranking. A model that normalises
   its input accepts a near-empty bin beside a partial as readily as the partial; a listener wants
   the partial.
@@ -71,6 +72,9 @@ LOUD_PEAKS = 12
 
 #: The loud-peak check runs when the search's smallest passing set has at most this many features.
 LOUD_CHECK_MAX = 4
+
+#: Candidates the loud-peak check asks per model call, in order, until one passes.
+LOUD_PEAK_BATCH = 4
 
 #: Most queries of the interleaved search that orders a scattered cause's tail (:func:`rank_tail`):
 #: ten refinement steps, passing sets down to about 4**-10 of the spectrum.
@@ -117,9 +121,11 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
 
     A search finds *a* smallest passing set; with a model that normalises its input, a near-empty
     bin next to a partial can pass as well as the partial itself. When the smallest set the search
-    found has ``k <=`` :data:`LOUD_CHECK_MAX` features, one batch asks the model about each of the
+    found has ``k <=`` :data:`LOUD_CHECK_MAX` features, the model is asked about each of the
     :data:`LOUD_PEAKS` loudest spectral peaks alone, for ``k >= 2`` the loudest peak with each of
-    the others, and for ``k >= 3`` the 3 (up to ``k``) loudest together: at most 25 queries. The
+    the others, and for ``k >= 3`` the 3 (up to ``k``) loudest together: at most 25 queries, asked
+    in that order :data:`LOUD_PEAK_BATCH` at a time until one passes (the loudest peak alone
+    often does: 4 queries). The
     smallest passing candidate (the loudest among equals) is no larger than
     ``k`` and louder than the search's: its features get the responsibility of the most
     responsible feature (then all are scaled to sum to one), so the ranking's energy tie-break
@@ -146,18 +152,22 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
     masks = torch.zeros(len(candidates), context.n_features, device=context.device)
     for row, ids in enumerate(candidates):
         masks[row, ids] = 1.0
-    passes = context.evaluate_sets(masks).passes.tolist()
-    passing = [ids for ids, ok in zip(candidates, passes) if ok]
+    # The candidates are in order of size, then loudness: the first that passes is the smallest,
+    # the loudest among equals, and the ones after it need not be asked.
+    chosen, asked = None, 0
+    while chosen is None and asked < len(candidates):
+        batch = range(asked, min(asked + LOUD_PEAK_BATCH, len(candidates)))
+        passes = context.evaluate_sets(masks[batch.start : batch.stop]).passes.tolist()
+        asked = batch.stop
+        chosen = next((row for row, ok in zip(batch, passes) if ok), None)
     details = {**result.details, "loud_peaks": None}
-    if not passing:
-        return dataclasses.replace(result, queries=result.queries + len(candidates), details=details)
-    chosen = min(passing, key=len)  # candidates are in loudness order: the loudest among equals
+    if chosen is None:
+        return dataclasses.replace(result, queries=result.queries + asked, details=details)
     # As small as any set the searches found, and louder: it leads the ranking.
-    values = _leading(result.responsibility, chosen)
-    found = masks[candidates.index(chosen)].bool().unsqueeze(0)
-    sets = torch.cat([found.to(seen.device), seen])
-    details["loud_peaks"] = chosen
-    return SearchResult(values, result.queries + len(candidates), result.stopped_by, details, sets)
+    values = _leading(result.responsibility, candidates[chosen])
+    sets = torch.cat([masks[chosen].bool().unsqueeze(0).to(seen.device), seen])
+    details["loud_peaks"] = candidates[chosen]
+    return SearchResult(values, result.queries + asked, result.stopped_by, details, sets)
 
 
 def _leading(responsibility: Tensor, members: Union[List[int], Tensor]) -> Tensor:
