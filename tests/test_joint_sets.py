@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from captum_freqrex import FreqReX, FreqReXOptions
+from captum_freqrex._core.certify.joint import _until_one_holds
 from captum_freqrex._core.search.evaluation import KnownOutputs
 from captum_freqrex._explanation import Explanation
 from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
@@ -180,3 +181,20 @@ def test_known_outputs_read_back_known_sets_and_query_only_the_others():
     assert torch.equal(known.outputs(sets[[3, 0, 1, 2]], query), outputs[[3, 0, 1, 2]])
     assert asked == [[3, 1]] and known.hits == 2
     assert torch.equal(known.outputs(sets[[1]], query), outputs[[1]]) and known.hits == 2
+
+
+def test_a_growth_round_stops_asking_at_the_first_size_that_holds():
+    """The complete set's growth asks its ascending grid four sizes per model call and stops at the
+    first that reaches: the bracket it needs (the smallest size that holds, every size below it)
+    is the one asking all of them gives."""
+    asked = []
+
+    def reaches(sets):
+        asked.append([len(s) for s in sets])
+        return [len(s) >= 3 for s in sets]
+
+    known = _until_one_holds(reaches, lambda k: list(range(k)), [1, 2, 3, 5, 8, 13, 21, 34])
+    assert asked == [[1, 2, 3, 5]]
+    assert known == {1: False, 2: False, 3: True, 5: True}
+    none_hold = _until_one_holds(lambda sets: [False] * len(sets), lambda k: [k], [1, 2, 3, 5, 8])
+    assert none_hold == dict.fromkeys([1, 2, 3, 5, 8], False)  # every size asked when none holds

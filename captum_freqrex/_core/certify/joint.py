@@ -39,7 +39,8 @@ only. Every step asks only what its answer still needs:
 5. **Complete.** That set (or ``S`` when none was found), when it reaches the input's confidence
    minus the tolerance kept alone (its answer is known from its own search), is the complete set
    too; otherwise the best-ranked features not yet in it are added, on a geometric grid of counts
-   and then a bisection, until it does, and the added features are shrunk while it still does.
+   and then a bisection (each round's counts asked smallest first, four per model call, until one
+   reaches it), until it does, and the added features are shrunk while it still does.
 
 Where ``S``'s own removal changes the decision, ``S`` holds both claims and steps 1 to 3 are
 skipped (one query, its removal, where the extraction kept ``S`` alone already, the unshrunk
@@ -291,6 +292,22 @@ def _smallest_count(
         known.update(zip(sizes, probe.both([sets_of(k) for k in sizes])))
 
 
+def _until_one_holds(
+    test: Callable[[Sequence[List[int]]], List[bool]], sets_of: Callable[[int], List[int]], sizes: List[int],
+) -> Dict[int, bool]:
+    # ``test`` on the sets of the ascending ``sizes``, KEPT_BATCH per model call, until one holds:
+    # a bracket search needs only the smallest size that holds and those below it, so the larger
+    # ones are not asked.
+    known: Dict[int, bool] = {}
+    for lo in range(0, len(sizes), KEPT_BATCH):
+        chunk = sizes[lo : lo + KEPT_BATCH]
+        results = test([sets_of(k) for k in chunk])
+        known.update(zip(chunk, results))
+        if any(results):
+            break
+    return known
+
+
 def _both_prefix(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int) -> Optional[int]:
     # The ranking's shortest probed prefix that holds both claims.
     n = len(ranking)
@@ -394,9 +411,13 @@ def _complete_set(
 
     known = {len(rest): True}  # the whole input reaches its own confidence
     known[0] = reaches([[]])[0]  # the core alone: often known already, from its own search
+    # Each round is charged in full (its sizes above the first that reaches are not asked), so the
+    # rounds, and the shrink's share of the budget, are what asking every size would leave.
+    charged = probe.spent - start
     sizes = [] if known[0] else probe_sizes(0, len(rest), GROWTH_GRID - 1)
-    while sizes and probe.spent - start + len(sizes) <= budget // 2:
-        known.update(zip(sizes, reaches([rest[:k] for k in sizes])))
+    while sizes and charged + len(sizes) <= budget // 2:
+        charged += len(sizes)
+        known.update(_until_one_holds(reaches, lambda k: rest[:k], sizes))
         hi = min(k for k, ok in known.items() if ok)
         lo = max([k for k, ok in known.items() if not ok and k < hi], default=-1)
         sizes = probe_sizes(lo, hi, GROWTH_GRID)
@@ -405,7 +426,7 @@ def _complete_set(
         return None, None
     spent = probe.spent - start
     whole = len(core) + hi
-    extra, report = _shrink(probe, reaches, rest[:hi], min(budget - spent, SHRINK_QUERIES), seed, whole, 1)
+    extra, report = _shrink(probe, reaches, rest[:hi], min(budget - charged, SHRINK_QUERIES), seed, whole, 1)
     report = dataclasses.replace(
         report, start_size=whole, size=len(core) + len(extra), queries=report.queries + spent
     )
