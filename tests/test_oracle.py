@@ -19,7 +19,7 @@ from captum_freqrex import compare
 from captum_freqrex.compare import compare_methods
 from captum_freqrex._core.model import oracle as oracle_module
 from captum_freqrex._core.model.decision import ArgmaxDecision
-from captum_freqrex._core.certify.prefix import PrefixSearch, probe_sizes
+from captum_freqrex._core.certify.prefix import LAZY_BATCH, PrefixSearch, probe_sizes
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.model.oracle import Oracle, row_slices
@@ -292,6 +292,30 @@ def test_both_prefix_searches_find_the_known_threshold():
     ranking_scores[0, 1:38] = torch.linspace(2.0, 1.0, 37)
     result = minimal_sufficient_prefix(Threshold(), x, ranking_scores, max_scan_features=0)
     assert int(result.size) == 37 and bool(result.monotone) and int(result.queries) < 64
+
+
+def test_the_sufficient_prefix_alone_is_searched_smallest_size_first():
+    """With the sufficient size searched alone (the joint search does the others), each round's
+    sizes are asked in ascending chunks until one passes: the same size and bracket as asking
+    them all, for fewer queries, and no chunk goes past the first that holds a pass."""
+    n, threshold, asked = 5001, 37, []
+
+    def query(keep, remove):
+        asked.append(list(keep))
+        kept = [ProbeResult(k >= threshold, int(k >= threshold), 0.9 if k >= threshold else 0.1) for k in keep]
+        return kept, [ProbeResult(k < threshold, int(k < threshold), 0.5) for k in remove]
+
+    original, baseline = ProbeResult(True, 1, 0.9), ProbeResult(False, 0, 0.1)
+    lazy = PrefixSearch(query, n, original, 0.85, 64, baseline, sufficient_only=True)
+    size, _, _, exact = lazy.run()
+    calls = list(asked)
+    eager = PrefixSearch(query, n, original, 0.85, 64, baseline)  # three brackets: every size asked
+    assert size == threshold == eager.run()[0] and exact["sufficient"]
+    assert lazy.queries < lazy.charged and all(len(call) <= LAZY_BATCH for call in calls)
+    for call, after in zip(calls, calls[1:]):
+        passing = [k for k in call if k >= threshold]
+        if passing:  # the next call is the next round's, inside the closed-in bracket
+            assert max(after) < min(passing)
 
 
 def test_a_per_example_argument_with_a_row_too_many_or_few_is_refused(classifier):

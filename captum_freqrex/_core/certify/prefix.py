@@ -9,9 +9,11 @@ searched at once, each with a bracket ``(lo, hi]`` (``lo`` known false, ``hi`` k
   confidence within a tolerance.
 
 The first round probes a geometric grid of ``k`` (exponential search); later rounds probe evenly
-inside each open bracket (a many-way bisection), all probes of a round in one batch. The returned
-sizes are the smallest probed sizes that satisfy each predicate; every set is then certified by
-querying the model on it once more.
+inside each open bracket (a many-way bisection), all probes of a round in one batch; where the
+sufficient size is searched alone (``sufficient_only``, the default explanation's), a round's
+sizes are asked smallest first, :data:`LAZY_BATCH` per batch, until one passes, since the bracket
+needs no larger one. The returned sizes are the smallest probed sizes that satisfy each
+predicate; every set is then certified by querying the model on it once more.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from captum_freqrex._core.records import ProbeResult
 #: Queries kept back from the extraction budget for the final certification batch: the three
 #: sets kept alone, the sufficient-and-necessary set removed, and the unmasked input again.
 CERTIFICATION_QUERIES = 5
+
+#: Sizes asked per model call when one bracket is searched alone (smallest first, until one passes).
+LAZY_BATCH = 4
 
 
 @dataclass
@@ -74,6 +79,7 @@ class PrefixSearch:
     keep_cache: Dict[int, ProbeResult] = field(default_factory=dict)
     remove_cache: Dict[int, ProbeResult] = field(default_factory=dict)
     queries: int = 0
+    charged: int = 0  # what the rounds would cost with every size asked: the budget's measure
 
     def _sufficient(self, k: int) -> Optional[bool]:
         kept = self.keep_cache.get(k)
@@ -89,10 +95,23 @@ class PrefixSearch:
         kept = self.keep_cache.get(k)
         return None if kept is None else kept.passes and kept.confidence >= self.target_confidence
 
-    def _run_probes(self, keep: List[int], remove: List[int]) -> None:
+    def _run_probes(self, keep: List[int], remove: List[int], until_one_passes: bool = False) -> None:
         keep = sorted({k for k in keep if k not in self.keep_cache})
         remove = sorted({k for k in remove if k not in self.remove_cache})
         if not keep and not remove:
+            return
+        self.charged += len(keep) + len(remove)
+        if until_one_passes and not remove:
+            # One bracket's sizes, ascending: the bracket needs the smallest that passes and those
+            # below it, so the sizes above it are not asked (charged all the same: the rounds, and
+            # so the sizes returned, are what asking every size gives).
+            for lo in range(0, len(keep), LAZY_BATCH):
+                chunk = keep[lo : lo + LAZY_BATCH]
+                kept, _ = self.query(chunk, [])
+                self.queries += len(chunk)
+                self.keep_cache.update(zip(chunk, kept))
+                if any(k.passes for k in kept):
+                    return
             return
         kept, removed = self.query(keep, remove)
         self.queries += len(keep) + len(remove)
@@ -159,7 +178,7 @@ class PrefixSearch:
                 self._update(bracket, predicate)
             open_ = [b for b, _ in searches if b.open()]
             cost_per_probe = sum(2 if b.needs_removal else 1 for b in open_)
-            remaining = spendable - self.queries
+            remaining = spendable - self.charged
             if not open_ or remaining < cost_per_probe:
                 break
             count = min(self.grid_size, remaining // cost_per_probe)
@@ -169,9 +188,10 @@ class PrefixSearch:
                 keep += ks
                 if bracket.needs_removal:
                     remove += ks
-            before = self.queries
-            self._run_probes(keep, remove)
-            if self.queries == before:
+            before = self.charged
+            # The sufficient size alone, of an input that passes: a plain bracket, asked lazily.
+            self._run_probes(keep, remove, until_one_passes=len(searches) == 1 and self.original.passes)
+            if self.charged == before:
                 break
         exact = {
             "sufficient": not sufficient.open(),
