@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from captum_freqrex import FreqReX, FreqReXOptions
-from captum_freqrex._core.certify.joint import _until_one_holds
+from captum_freqrex._core.certify.joint import _both_smallest_first, _until_one_holds
+from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.search.evaluation import KnownOutputs
 from captum_freqrex._explanation import Explanation
 from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
@@ -198,3 +199,37 @@ def test_a_growth_round_stops_asking_at_the_first_size_that_holds():
     assert known == {1: False, 2: False, 3: True, 5: True}
     none_hold = _until_one_holds(lambda sets: [False] * len(sets), lambda k: [k], [1, 2, 3, 5, 8])
     assert none_hold == dict.fromkeys([1, 2, 3, 5, 8], False)  # every size asked when none holds
+
+
+class _CountingProbe:
+    """A stand-in for the joint search's probe, on sets ``range(k)``: removing one changes the
+    decision from 2 features up; keeping one alone keeps it from 5 up."""
+
+    def __init__(self):
+        self.spent, self.known, self.asked = 0, {}, []
+
+    def results(self, sets, removed):
+        out = []
+        for ids in sets:
+            key = (frozenset(ids), removed)
+            if key not in self.known:
+                self.spent += 1
+                self.asked.append((len(ids), removed))
+                flips, kept = len(ids) >= 2, len(ids) >= 5
+                self.known[key] = ProbeResult(not flips, 0, 0.5) if removed else ProbeResult(kept, 1, 0.9)
+            out.append(self.known[key])
+        return out
+
+
+def test_both_claims_are_asked_kept_alone_smallest_first_and_charged_in_full():
+    """Every removal in one call; then the sets whose removal flipped kept alone, four a call,
+    smallest first, until one keeps the decision: the smallest set holding both claims and every
+    verdict below it, as asking all would give, charged as if all were asked (the bracket
+    search's rounds stay what they were)."""
+    probe = _CountingProbe()
+    sizes = [1, 2, 3, 5, 8, 13, 21, 34]
+    verdicts, cost = _both_smallest_first(probe, [list(range(k)) for k in sizes], sizes)
+    assert min(k for k, ok in verdicts.items() if ok) == 5
+    assert not any(verdicts[k] for k in (1, 2, 3)) and 13 not in verdicts  # past the first call that holds
+    assert [k for k, removed in probe.asked if not removed] == [2, 3, 5, 8]
+    assert cost == 8 + 7 and probe.spent == 8 + 4

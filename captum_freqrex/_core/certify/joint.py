@@ -282,14 +282,35 @@ def _smallest_count(
     # extraction's grid (geometric, then a many-way bisection) between the largest failing count
     # and the smallest passing one (``upper`` while none passes), removals first and each
     # kept-alone query only where the removal flipped, within ``budget`` queries.
-    start = probe.spent
+    charged = 0  # what asking every count's kept-alone query would have cost: the budget's measure
     while True:
         hi = min((k for k, ok in known.items() if ok), default=None)
         lo = max(k for k, ok in known.items() if not ok and (hi is None or k < hi))
         sizes = probe_sizes(lo, upper if hi is None else hi, GROWTH_GRID)
-        if not sizes or probe.spent - start + 2 * len(sizes) > budget:
+        if not sizes or charged + 2 * len(sizes) > budget:
             return hi
-        known.update(zip(sizes, probe.both([sets_of(k) for k in sizes])))
+        verdicts, cost = _both_smallest_first(probe, [sets_of(k) for k in sizes], sizes)
+        known.update(verdicts)
+        charged += cost
+
+
+def _both_smallest_first(probe: _Probe, sets: List[List[int]], sizes: List[int]) -> Tuple[Dict[int, bool], int]:
+    # Both claims on the sets of the ascending ``sizes``: every removal in one call, then the sets
+    # whose removal flipped kept alone, smallest first, KEPT_BATCH per call, until one keeps the
+    # decision (a bracket needs no larger one). Returns the verdicts asked and what asking every
+    # flipped set alone would have cost.
+    before = probe.spent
+    gone = probe.results(sets, removed=True)
+    flipped = [(k, ids) for k, ids, g in zip(sizes, sets, gone) if g.changed]
+    cost = probe.spent - before + sum((frozenset(ids), False) not in probe.known for _, ids in flipped)
+    verdicts = {k: False for k, g in zip(sizes, gone) if not g.changed}
+    for lo in range(0, len(flipped), KEPT_BATCH):
+        chunk = flipped[lo : lo + KEPT_BATCH]
+        kept = probe.results([ids for _, ids in chunk], removed=False)
+        verdicts.update((k, bool(r.passes)) for (k, _), r in zip(chunk, kept))
+        if any(r.passes for r in kept):
+            break
+    return verdicts, cost
 
 
 def _until_one_holds(
