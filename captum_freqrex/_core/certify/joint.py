@@ -71,6 +71,7 @@ from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions
 from captum_freqrex._core.search.evaluation import KnownOutputs, run_search, search_context
 from captum_freqrex._core.spectral.space import ids_to_mask
+from captum_freqrex._utils.ordered import ask_until_one_holds
 
 #: Single flipping features tried beside ``S`` (the loudest of those the screening found).
 SINGLE_FLIPS = 4
@@ -180,12 +181,8 @@ class _Probe:
 
     def first_kept(self, sets: Sequence[List[int]], batch: int = KEPT_BATCH) -> Optional[List[int]]:
         """The first of ``sets`` that keeps the decision alone, queried ``batch`` at a time (None: none)."""
-        for lo in range(0, len(sets), batch):
-            chunk = sets[lo : lo + batch]
-            for ids, kept in zip(chunk, self.results(chunk, removed=False)):
-                if kept.passes:
-                    return ids
-        return None
+        kept = ask_until_one_holds(sets, lambda chunk: self.results(chunk, removed=False), _passes, batch)
+        return next((ids for ids, result in zip(sets, kept) if result.passes), None)
 
     def both(self, sets: Sequence[Sequence[int]]) -> List[bool]:
         """Whether each set changes the decision when removed (a tie is no change) and keeps it
@@ -193,6 +190,10 @@ class _Probe:
         gone = self.results(sets, removed=True)
         kept = iter(self.results([ids for ids, g in zip(sets, gone) if g.changed], removed=False))
         return [bool(g.changed) and next(kept).passes for g in gone]
+
+
+def _passes(result: ProbeResult) -> bool:
+    return bool(result.passes)
 
 
 def flip_candidates(
@@ -304,12 +305,9 @@ def _both_smallest_first(probe: _Probe, sets: List[List[int]], sizes: List[int])
     flipped = [(k, ids) for k, ids, g in zip(sizes, sets, gone) if g.changed]
     cost = probe.spent - before + sum((frozenset(ids), False) not in probe.known for _, ids in flipped)
     verdicts = {k: False for k, g in zip(sizes, gone) if not g.changed}
-    for lo in range(0, len(flipped), KEPT_BATCH):
-        chunk = flipped[lo : lo + KEPT_BATCH]
-        kept = probe.results([ids for _, ids in chunk], removed=False)
-        verdicts.update((k, bool(r.passes)) for (k, _), r in zip(chunk, kept))
-        if any(r.passes for r in kept):
-            break
+    kept = ask_until_one_holds([ids for _, ids in flipped], lambda chunk: probe.results(chunk, removed=False),
+                               _passes, KEPT_BATCH)
+    verdicts.update((k, bool(r.passes)) for (k, _), r in zip(flipped, kept))
     return verdicts, cost
 
 
@@ -319,14 +317,8 @@ def _until_one_holds(
     # ``test`` on the sets of the ascending ``sizes``, KEPT_BATCH per model call, until one holds:
     # a bracket search needs only the smallest size that holds and those below it, so the larger
     # ones are not asked.
-    known: Dict[int, bool] = {}
-    for lo in range(0, len(sizes), KEPT_BATCH):
-        chunk = sizes[lo : lo + KEPT_BATCH]
-        results = test([sets_of(k) for k in chunk])
-        known.update(zip(chunk, results))
-        if any(results):
-            break
-    return known
+    results = ask_until_one_holds(sizes, lambda chunk: test([sets_of(k) for k in chunk]), bool, KEPT_BATCH)
+    return dict(zip(sizes, results))
 
 
 def _both_prefix(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int) -> Optional[int]:

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.records import ProbeResult
+from captum_freqrex._utils.ordered import ask_until_one_holds
 
 #: Queries kept back from the extraction budget for the final certification batch: the three
 #: sets kept alone, the sufficient-and-necessary set removed, and the unmasked input again.
@@ -105,13 +106,9 @@ class PrefixSearch:
             # One bracket's sizes, ascending: the bracket needs the smallest that passes and those
             # below it, so the sizes above it are not asked (charged all the same: the rounds, and
             # so the sizes returned, are what asking every size gives).
-            for lo in range(0, len(keep), LAZY_BATCH):
-                chunk = keep[lo : lo + LAZY_BATCH]
-                kept, _ = self.query(chunk, [])
-                self.queries += len(chunk)
-                self.keep_cache.update(zip(chunk, kept))
-                if any(k.passes for k in kept):
-                    return
+            kept = ask_until_one_holds(keep, lambda chunk: self.query(list(chunk), [])[0], lambda k: k.passes, LAZY_BATCH)
+            self.queries += len(kept)
+            self.keep_cache.update(zip(keep, kept))
             return
         kept, removed = self.query(keep, remove)
         self.queries += len(keep) + len(remove)

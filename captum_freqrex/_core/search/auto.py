@@ -59,6 +59,7 @@ from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.restricted import restrict_context
 from captum_freqrex._explanation.informative import MIN_LEVEL_DB
+from captum_freqrex._utils.ordered import ask_until_one_holds
 
 #: A smallest passing set above this share of the features (and :data:`SCATTERED_MIN` features)
 #: means the bands did not separate the causes: other feature orders are tried.
@@ -154,12 +155,11 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
         masks[row, ids] = 1.0
     # The candidates are in order of size, then loudness: the first that passes is the smallest,
     # the loudest among equals, and the ones after it need not be asked.
-    chosen, asked = None, 0
-    while chosen is None and asked < len(candidates):
-        batch = range(asked, min(asked + LOUD_PEAK_BATCH, len(candidates)))
-        passes = context.evaluate_sets(masks[batch.start : batch.stop]).passes.tolist()
-        asked = batch.stop
-        chosen = next((row for row, ok in zip(batch, passes) if ok), None)
+    passes = ask_until_one_holds(
+        range(len(candidates)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
+        bool, LOUD_PEAK_BATCH,
+    )
+    asked, chosen = len(passes), next((row for row, ok in enumerate(passes) if ok), None)
     details = {**result.details, "loud_peaks": None}
     if chosen is None:
         return dataclasses.replace(result, queries=result.queries + asked, details=details)
