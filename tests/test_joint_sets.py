@@ -75,16 +75,17 @@ def test_the_search_is_bounded_and_counted(detector, tone_clip):
 def test_a_sufficient_set_whose_removal_flips_is_the_answer_at_once(detector, tone_clip):
     """The tone task: the sufficient set {440 Hz} also flips the decision when removed, so it is the
     sufficient-and-necessary set and, reaching the input's confidence alone, the complete set: the
-    search asks one question (its removal; the extraction already kept it alone), no screening, no
-    bands, no growth; the three prefix searches of the ranking cost more. The certification
-    re-queries the one set kept alone once and removed once."""
+    search asks two questions (its removal, then it kept alone: it is the responsibility search's
+    own one-bin set, so no prefix extraction ran to ask it), no screening, no bands, no growth; the
+    three prefix searches of the ranking cost more. The certification re-queries the one set kept
+    alone once and removed once."""
     default = FreqReX(detector).explain(tone_clip)[0]
     off = FreqReX(detector).explain(tone_clip, max_joint_queries=0)[0]
     for name in ("sufficient", "sufficient_necessary", "complete"):
         causal_set = getattr(default, name)
         assert _members(causal_set) == [BIN_440] and causal_set.certified
     assert default.sufficient_necessary.certificate.note.startswith("searched")
-    assert default.sufficient_necessary.certificate.shrink.queries == 1
+    assert default.sufficient_necessary.certificate.shrink.queries == 2
     assert default.extraction_queries < off.extraction_queries
     assert _members(off.sufficient_necessary) == [BIN_440]  # the prefix agrees
     # Re-query: removing the returned set flips the decision.
@@ -233,3 +234,21 @@ def test_both_claims_are_asked_kept_alone_smallest_first_and_charged_in_full():
     assert not any(verdicts[k] for k in (1, 2, 3)) and 13 not in verdicts  # past the first call that holds
     assert [k for k, removed in probe.asked if not removed] == [2, 3, 5, 8]
     assert cost == 8 + 7 and probe.spent == 8 + 4
+
+
+def test_a_one_bin_search_set_needs_no_prefix_extraction(detector, tone_clip, monkeypatch):
+    """The responsibility search saw {440 Hz} pass alone; nothing smaller passes (the baseline alone
+    fails), so it is the sufficient set and the ranking's sufficient prefix, which the shrink would
+    only start from and the joint search no longer needs, is not searched. Without the shrink the
+    sets are the ranking's prefixes, and the extraction runs as before."""
+    import captum_freqrex._core.certify.certify as certify_module
+
+    calls = []
+    real = certify_module._find_prefixes
+    monkeypatch.setattr(certify_module, "_find_prefixes", lambda *a, **k: calls.append(1) or real(*a, **k))
+    expl = FreqReX(detector).explain(tone_clip)[0]
+    assert calls == [] and _members(expl.sufficient) == [BIN_440] and expl.sufficient.certified
+    assert detector(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+    assert expl.stats.queries == 2 + expl.responsibility_queries + expl.extraction_queries
+    prefixes = FreqReX(detector).explain(tone_clip, shrink=False)[0]
+    assert calls == [1] and _members(prefixes.sufficient) == [BIN_440]

@@ -187,7 +187,8 @@ class Explanation:
         target (int): The explained decision (class index).
         original (ProbeResult): The model on the unmasked input.
         sufficient (CausalSet, optional): Smallest found prefix of the ranking that, kept alone,
-                    keeps the decision. None when no prefix does.
+                    keeps the decision, shrunk with ``shrink=True`` (the default), or the search's
+                    own one-feature set where it saw one pass. None when no prefix does.
         sufficient_necessary (CausalSet, optional): A sufficient set whose removal changes the
                     decision; its ``flip_class`` is the class the removal flips to.
         complete (CausalSet, optional): The sufficient-and-necessary set plus the features needed to

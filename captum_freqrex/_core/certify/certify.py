@@ -179,6 +179,22 @@ class _Found(NamedTuple):
     masks: Dict[int, Tensor]  # keep-mask of each prefix size
     queries: int
     kept: Dict[int, ProbeResult]  # the model on each probed prefix kept alone
+    prefixes: bool = True  # the masks are prefixes of the ranking (False: the search's own set)
+
+
+def _one_feature_set(candidates: Optional[Tensor], ranking: Tensor) -> Optional[_Found]:
+    # The search's own one-feature passing set, where it saw one pass. Nothing smaller passes (the
+    # empty set is the baseline alone, which the anchors saw fail), so it is the sufficient set the
+    # shrink would return from the ranking's sufficient prefix: that prefix, which the joint search
+    # and the shrink (starting here) do not need, is not searched. None: no such set.
+    if candidates is None or not candidates.shape[0]:
+        return None
+    counts = candidates.sum(dim=1)
+    if int(counts.min()) != 1:
+        return None
+    mask = candidates[int(counts.argmin())].to(device=ranking.device, dtype=torch.float32)
+    sizes: Dict[str, Optional[int]] = {"sufficient": 1, "sufficient_necessary": None, "complete": None}
+    return _Found(sizes, {"sufficient": True, "necessary": False, "complete": False}, {1: mask}, 0, {}, False)
 
 
 def _find_prefixes(
@@ -230,15 +246,18 @@ def certify_sets(
         tie_tolerance (float, optional): The decision's tie tolerance, named in the notes.
         joint_budget (int, optional): Most queries of the search for the sufficient-and-necessary
                     and complete sets (:mod:`~captum_freqrex._core.certify.joint`); the prefix
-                    extraction then searches the sufficient prefix only (0: the three sets are
-                    prefixes of the ranking). Default: 0
+                    extraction then searches the sufficient prefix only, and, with a shrink, not
+                    at all where the search saw a one-feature set pass (that set is the sufficient
+                    set) (0: the three sets are prefixes of the ranking). Default: 0
 
     Returns:
         CertifiedSets: The sets, the queries spent, warnings and whether the model was stable.
     """
     target = anchors.target
     searching = joint_budget > 0 and anchors.original.passes
-    found = _find_prefixes(queries, ranking, anchors, tolerance, budget, sufficient_only=searching)
+    found = _one_feature_set(candidates, ranking) if searching and shrink_budget > 0 else None
+    if found is None:
+        found = _find_prefixes(queries, ranking, anchors, tolerance, budget, sufficient_only=searching)
     sizes, masks = found.sizes, found.masks
     k_suff, k_nec = sizes["sufficient"], sizes["sufficient_necessary"]
     shrunk, report, shrink_queries = None, None, 0
@@ -307,7 +326,8 @@ def _searched(
     if budget <= 0 or k_suff is None or not anchors.original.passes:
         return _Searched({}, {}, {}, 0)
     sufficient = shrunk if shrunk is not None else found.masks[k_suff]
-    joint = search_joint_sets(queries, ranking, anchors, sufficient, tolerance, budget, seed, k_suff,
+    prefix = k_suff if found.prefixes else None  # a candidate of its own, where it was searched
+    joint = search_joint_sets(queries, ranking, anchors, sufficient, tolerance, budget, seed, prefix,
                               found.kept.get(k_suff))
     masks, reports, notes = {}, {}, {}
     how = {
