@@ -138,16 +138,24 @@ class JointSets(NamedTuple):
     queries: int
 
 
+_Key = Tuple[FrozenSet[int], bool]
+
+
+def _key(ids: Sequence[int], removed: bool) -> _Key:
+    # How the probe knows a set and the way it was asked: its ids as a frozenset (four times cheaper
+    # to build than a sorted tuple on the 10^4-id prefixes probed here), and whether it was removed.
+    return frozenset(ids), removed
+
+
 class _Probe:
     # Counted model queries on sets of feature ids, kept alone and removed from the input. Each
     # set is queried once each way: asked again, the first answer is read back (a shrink's final
-    # set, say, which the complete set's growth starts from). A set is known by its frozenset of
-    # ids: four times cheaper to build than a sorted tuple on the 10^4-id prefixes probed here.
+    # set, say, which the complete set's growth starts from), by its _key.
 
     def __init__(self, queries: ExampleQueries, target: int) -> None:
         self.queries, self.target, self.spent = queries, target, 0
-        self.known: Dict[Tuple[FrozenSet[int], bool], ProbeResult] = {}
-        self.outputs: Dict[Tuple[FrozenSet[int], bool], Tensor] = {}  # the model's rows behind them
+        self.known: Dict[_Key, ProbeResult] = {}
+        self.outputs: Dict[_Key, Tensor] = {}  # the model's rows behind them
 
     def mask(self, ids: Sequence[int]) -> Tensor:
         space = self.queries.space
@@ -155,8 +163,8 @@ class _Probe:
 
     def results(self, sets: Sequence[Sequence[int]], removed: bool) -> List[ProbeResult]:
         """The model on each set kept alone (``removed=False``) or removed from the input."""
-        keys = [(frozenset(ids), removed) for ids in sets]
-        todo: Dict[Tuple[FrozenSet[int], bool], Sequence[int]] = {}
+        keys = [_key(ids, removed) for ids in sets]
+        todo: Dict[_Key, Sequence[int]] = {}
         for key, ids in zip(keys, sets):
             if key not in self.known:
                 todo.setdefault(key, ids)
@@ -174,10 +182,10 @@ class _Probe:
         """The model's outputs on those of these sets already removed from the input, for a
         necessary-mode search to read back."""
         space = self.queries.space
-        asked = [ids for ids in sets if (frozenset(ids), True) in self.outputs]
-        outputs = [self.outputs[(frozenset(ids), True)] for ids in asked]
-        rows = torch.stack(outputs) if outputs else torch.zeros(0, 0)
-        return KnownOutputs(ids_to_mask(asked, space.n_features, space.device), rows)
+        keyed = [(ids, _key(ids, True)) for ids in sets]
+        asked = [(ids, self.outputs[key]) for ids, key in keyed if key in self.outputs]
+        rows = torch.stack([row for _, row in asked]) if asked else torch.zeros(0, 0)
+        return KnownOutputs(ids_to_mask([ids for ids, _ in asked], space.n_features, space.device), rows)
 
     def first_kept(self, sets: Sequence[List[int]], batch: int = KEPT_BATCH) -> Optional[List[int]]:
         """The first of ``sets`` that keeps the decision alone, queried ``batch`` at a time (None: none)."""
@@ -303,7 +311,7 @@ def _both_smallest_first(probe: _Probe, sets: List[List[int]], sizes: List[int])
     before = probe.spent
     gone = probe.results(sets, removed=True)
     flipped = [(k, ids) for k, ids, g in zip(sizes, sets, gone) if g.changed]
-    cost = probe.spent - before + sum((frozenset(ids), False) not in probe.known for _, ids in flipped)
+    cost = probe.spent - before + sum(_key(ids, False) not in probe.known for _, ids in flipped)
     verdicts = {k: False for k, g in zip(sizes, gone) if not g.changed}
     kept = ask_until_one_holds([ids for _, ids in flipped], lambda chunk: probe.results(chunk, removed=False),
                                _passes, KEPT_BATCH)
@@ -471,7 +479,7 @@ def search_joint_sets(
     probe = _Probe(queries, anchors.target)
     order = ranking.tolist()
     if sufficient_prefix and prefix_kept is not None:
-        probe.known[(frozenset(order[:sufficient_prefix]), False)] = prefix_kept
+        probe.known[_key(order[:sufficient_prefix], False)] = prefix_kept
     position = torch.empty_like(ranking)
     position[ranking] = torch.arange(ranking.numel(), device=ranking.device)
     ids = sufficient.bool().nonzero().squeeze(1)
