@@ -474,7 +474,8 @@ def test_progress_on_a_terminal_rewrites_one_line_and_ends_it(monkeypatch):
     terminal = Terminal()
     monkeypatch.setattr(progress, "TTY_INTERVAL_S", 0.0)
     monkeypatch.setattr(progress.sys, "stderr", terminal)
-    FreqReX(ToneDetector([440], 0.3)).attribute(clip(), max_queries=200, show_progress=True)
+    # The refinement (many calls): the default would ask the loud 440 Hz peak alone, in one call.
+    FreqReX(ToneDetector([440], 0.3), search="refinement").attribute(clip(), max_queries=200, show_progress=True)
     text = terminal.getvalue()
     assert text.startswith("\rFreqReX: 2/200 queries") and text.endswith("\n") and text.count("\n") == 1
     assert text.count("\r") > 3 and "\rFreqReX: 1/1 examples" in text
@@ -514,7 +515,7 @@ def test_progress_ends_cleanly_when_the_model_fails(monkeypatch, capsys):
         return DETECTOR(w)
 
     with pytest.raises(RuntimeError, match="model crashed"):
-        FreqReX(failing).attribute(clip(), max_queries=200, show_progress=True)
+        FreqReX(failing, search="refinement").attribute(clip(), max_queries=200, show_progress=True)
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("FreqReX: stopped after 0/1 examples")
     assert progress.ACTIVE_PROGRESS.get() is None  # no stale line catches later runs' queries

@@ -17,7 +17,9 @@ from known_models import (
 from test_search import HARMONICS, PARTIALS, HarmonicSum, harmonic_clip, one_hot
 
 from captum_freqrex import FreqReX
-from captum_freqrex._core.search.auto import SCATTERED_MIN, TAIL_SCALE, AutoSearch, loud_peak_check, loudest_peaks
+from captum_freqrex._core.search.auto import (
+    SCATTERED_MIN, TAIL_SCALE, AutoSearch, loud_peak_check, loudest_peak_alone, loudest_peaks,
+)
 from captum_freqrex._core.search.base import RefinementOptions, SearchContext, SearchResult, SetVerdicts
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.partition import PartitionRefinement
@@ -26,22 +28,48 @@ from captum_freqrex.metrics import insertion_curve
 N_BINS = SAMPLE_RATE // 2 + 1
 
 
-def test_one_decisive_bin_stops_at_the_first_one_feature_set(detector, tone_clip):
+def test_one_decisive_bin_that_is_the_loudest_peak_is_found_before_any_refinement(detector, tone_clip):
     explainer = FreqReX(detector)
     expl = explainer.explain(tone_clip)[0]
     result = explainer.last_search[0]
-    # One search ran (its set, then the loud-peak check's: the 440 Hz tone is the loudest peak).
-    assert expl.stopped_by == "minimal" and result.sets.shape[0] == 2
+    # The 440 Hz tone is the loudest peak: the first model call (the peaks within 20 dB of the
+    # loudest, alone: the three tones) finds it, and a one-feature set is the smallest (the
+    # baseline alone fails): no refinement.
+    assert expl.stopped_by == "minimal" and result.details["strategy"] == "loud peak"
+    assert result.queries == 3 and result.sets.shape[0] == 1
     assert result.details["loud_peaks"] == [bin_of(440, SAMPLE_RATE)]
-    # Random cuts into four: about log4(4001) = 6 steps of 15 queries, a few more for uneven
-    # cuts, and one query per loud peak.
-    assert expl.responsibility_queries <= 15 * 12 + 12
+    assert result.responsibility.nonzero().flatten().tolist() == [bin_of(440, SAMPLE_RATE)]
     assert expl.sufficient.size == 1 and expl.sufficient.mask[bin_of(440, SAMPLE_RATE)]
     assert expl.sufficient.certified and detector(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
     # The rule off: every search runs, for the same one-bin answer.
     whole = FreqReX(detector).explain(tone_clip, convergence_top_k=None)[0]
-    assert whole.stopped_by in ("searches", "max_queries") and whole.responsibility_queries > 4 * expl.responsibility_queries
+    assert whole.stopped_by in ("searches", "max_queries") and whole.responsibility_queries > 50 * expl.responsibility_queries
     assert torch.equal(whole.sufficient.mask, expl.sufficient.mask)
+
+
+def test_a_quieter_peak_that_passes_alone_is_found_by_the_first_peaks_asked(tone_clip):
+    # The 1 kHz distractor decides (6 dB below the 440 Hz tone): one call asks the three tones
+    # (the peaks within 20 dB of the loudest) alone, 1 kHz passes, and nothing else is asked.
+    model = ToneDetector([1000], threshold=0.25)
+    explainer = FreqReX(model)
+    expl = explainer.explain(tone_clip)[0]
+    result = explainer.last_search[0]
+    assert result.details["strategy"] == "loud peak" and result.queries == 3
+    assert expl.sufficient.size == 1 and expl.sufficient.mask[bin_of(1000, SAMPLE_RATE)] and expl.sufficient.certified
+    assert expl.sufficient.level_db == pytest.approx(-6.0, abs=0.5)
+
+
+def test_a_decisive_bin_far_below_the_clip_is_left_to_the_refinement(tone_clip):
+    # A bin 30 dB below the loudest is not asked before the search (a set there is flagged): the
+    # refinement finds it.
+    x = tone_clip + 0.03 * tone(3000).unsqueeze(0)
+    model = ToneDetector([3000], threshold=0.02)
+    explainer = FreqReX(model)
+    expl = explainer.explain(x)[0]
+    result = explainer.last_search[0]
+    assert result.details["strategy"] == "frequency" and expl.stopped_by == "minimal"
+    assert expl.sufficient.size == 1 and expl.sufficient.mask[bin_of(3000, SAMPLE_RATE)] and expl.sufficient.certified
+    assert expl.sufficient.level_db < -20.0
 
 
 def test_two_needed_tones_settle_after_one_search_as_a_small_set(tone_clip):
@@ -76,14 +104,21 @@ def test_the_stopping_rule_is_seeded_and_batch_invariant(tone_clip):
         assert torch.equal(alone.responsibility, expl.responsibility)
 
 
-def test_the_default_search_is_auto_and_refines_bands_when_they_separate_the_causes(detector, tone_clip):
-    explainer = FreqReX(detector)
+def test_the_default_search_is_auto_and_refines_bands_when_no_loud_peak_passes_alone(tone_clip):
+    model = ToneDetector([440, 1000], threshold=0.2, require_all=True)
+    explainer = FreqReX(model)
     assert isinstance(explainer.search, AutoSearch)
     default = explainer.attribute(tone_clip, seed=2, max_queries=300)
     assert explainer.last_search[0].details["strategy"] == "frequency"
-    for search in (AutoSearch(), "auto", PartitionRefinement(prefer="energy")):
-        same = FreqReX(detector, search=search).attribute(tone_clip, seed=2, max_queries=300)
+    for search in (AutoSearch(), "auto"):
+        same = FreqReX(model, search=search).attribute(tone_clip, seed=2, max_queries=300)
         torch.testing.assert_close(same, default, rtol=0, atol=0)
+    # With the stopping rule off nothing is asked before the refinement: the same responsibility
+    # as the refinement along frequency order run alone.
+    whole = FreqReX(model).attribute(tone_clip, seed=2, max_queries=300, convergence_top_k=None)
+    plain = FreqReX(model, search=PartitionRefinement(prefer="energy")).attribute(
+        tone_clip, seed=2, max_queries=300, convergence_top_k=None)
+    torch.testing.assert_close(whole, plain, rtol=0, atol=0)
 
 
 def test_scattered_causes_are_refined_along_the_order_the_probe_picks_and_give_exactly_the_harmonics():
@@ -190,6 +225,63 @@ def test_the_loud_peak_check_stops_asking_at_the_first_passing_candidate():
     assert checked.queries == 94 and checked.details["loud_peaks"] == [500]
     assert bool(checked.sets[0, 500]) and int(checked.sets[0].sum()) == 1
     assert float(checked.responsibility[500]) == float(checked.responsibility.max())
+
+
+def test_the_peaks_asked_before_the_search_go_four_per_call_until_one_passes():
+    """Six peaks within 20 dB of the loudest, a seventh 30 dB below; the fifth passes alone: two
+    calls (four peaks, then the fifth and sixth), and the seventh is never asked."""
+    energy = torch.zeros(1600, dtype=torch.float64)
+    peaks = [100, 300, 500, 700, 900, 1100, 1300]
+    energy[peaks] = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 0.009], dtype=torch.float64)
+    asked = []
+
+    def evaluate_masks(sets: torch.Tensor) -> SetVerdicts:
+        ids = [row.nonzero().squeeze(1).tolist() for row in sets]
+        asked.append(ids)
+        passes = torch.tensor([members in ([900], [1300]) for members in ids])
+        return SetVerdicts(passes, passes.double())
+
+    def context(**options) -> SearchContext:
+        return SearchContext(lambda steps: torch.zeros(0, dtype=torch.bool), evaluate_masks, 1600, True,
+                             RefinementOptions(**options), torch.Generator(), torch.device("cpu"), energy)
+
+    found, failed = loudest_peak_alone(context(), loudest_peaks(energy, 12))
+    assert asked == [[[100], [300], [500], [700]], [[900], [1100]]] and failed == 0
+    assert found is not None and found.queries == 6 and found.stopped_by == "minimal"
+    assert found.responsibility.nonzero().flatten().tolist() == [900] and found.sets[0].nonzero().flatten().tolist() == [900]
+    # Of peaks none of which passes, all five are asked, and the check after the search is told so.
+    asked.clear()
+    found, failed = loudest_peak_alone(context(), [100, 300, 500, 700, 1100])
+    assert found is None and failed == 5 and len(asked) == 2
+    # The stopping rule off (every search runs), or too little budget for a refinement step after
+    # the peaks: nothing is asked.
+    asked.clear()
+    assert loudest_peak_alone(context(convergence_top_k=None), loudest_peaks(energy, 12)) == (None, 0)
+    assert loudest_peak_alone(context(max_queries=20), loudest_peaks(energy, 12)) == (None, 0)
+    assert asked == []
+
+
+def test_the_loud_peak_check_does_not_ask_again_the_peaks_seen_failing_alone():
+    """Where the three loudest peaks failed alone before the search (``failed=3``), the check after
+    it starts at the fourth: its first call is the fourth and fifth peaks alone and two pairs."""
+    energy = torch.zeros(1600, dtype=torch.float64)
+    energy[[100, 500, 900, 1300, 1500]] = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0], dtype=torch.float64)
+    asked = []
+
+    def evaluate_masks(sets: torch.Tensor) -> SetVerdicts:
+        ids = [row.nonzero().squeeze(1).tolist() for row in sets]
+        asked.append(ids)
+        passes = torch.tensor([members == [100, 900] for members in ids])
+        return SetVerdicts(passes, passes.double())
+
+    context = SearchContext(lambda steps: torch.zeros(0, dtype=torch.bool), evaluate_masks, 1600, True,
+                            RefinementOptions(), torch.Generator(), torch.device("cpu"), energy)
+    found = torch.zeros(1, 1600, dtype=torch.bool)
+    found[0, [3, 7]] = True  # the search's two-feature set: quiet bins
+    responsibility = found[0].double() / 2
+    checked = loud_peak_check(context, SearchResult(responsibility, 90, "small", {}, found), failed=3)
+    assert asked == [[[1300], [1500], [100, 500], [100, 900]]]
+    assert checked.queries == 94 and checked.details["loud_peaks"] == [100, 900]
 
 
 def test_loudest_peaks_are_spaced_and_in_loudness_order():

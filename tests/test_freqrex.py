@@ -4,7 +4,7 @@ import pytest
 import torch
 from captum.attr import NoiseTunnel, PerturbationAttribution
 
-from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, linear_bands
+from captum_freqrex import FreqReX, FreqReXWarning, PartitionRefinement, StftDomain, ThresholdDecision, linear_bands
 from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
 
 BIN_440 = bin_of(440, SAMPLE_RATE)
@@ -126,7 +126,8 @@ def test_model_calls_are_batched(detector, tone_clip):
         rows.append(x.shape[0])
         return detector(x)
 
-    explainer = FreqReX(model)
+    # The refinement itself (the default asks the loud 440 Hz peak alone first and needs none).
+    explainer = FreqReX(model, search="refinement")
     explainer.explain(tone_clip, perturbations_per_eval=40)
     stats = explainer.last_stats
     assert max(rows) <= 40 and stats.queries == sum(rows)
@@ -270,11 +271,12 @@ def test_attributions_that_cannot_be_ranked_raise_clear_error(detector, tone_cli
 
 def test_ties_in_an_unsplit_piece_rank_the_louder_bin_first():
     # 60 queries (four steps) cannot refine 4,001 bins down to one: the 1 kHz bin shares its
-    # responsibility with its piece, and the energy tie-break still puts it first.
+    # responsibility with its piece, and the energy tie-break still puts it first. (The refinement
+    # itself: the default would ask the loud 1 kHz peak alone first.)
     torch.manual_seed(0)
     model = ToneClassifier([440, 1000, 2500]).eval()
     x = (0.5 * tone(1000) + 0.2 * tone(440) + 0.01 * torch.randn(SAMPLE_RATE)).unsqueeze(0)
-    explanation = FreqReX(model).explain(x, max_queries=60, seed=0)[0]
+    explanation = FreqReX(model, search=PartitionRefinement(prefer="energy")).explain(x, max_queries=60, seed=0)[0]
     tied = explanation.feature_responsibility == explanation.feature_responsibility.max()
     assert tied.sum() > 1
     assert explanation.ranking[0].item() == bin_of(1000, SAMPLE_RATE)

@@ -13,6 +13,10 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   ``context.empty_passes`` where :class:`FreqReX`'s anchors already asked it, one query
   otherwise): when it keeps the decision, no feature is needed and nothing is searched
   (``stopped_by="empty set passes"``).
+  Then the **loudest peaks alone** (:func:`loudest_peak_alone`): the clip's spectral peaks within
+  20 dB of its loudest feature, loudest first, a few per model call until one passes. A peak that
+  passes alone is a smallest passing set (the empty set failed): it is the answer, credited alone,
+  and nothing is refined (``stopped_by="minimal"``, ``"strategy": "loud peak"``).
   Otherwise the partition refinement in frequency order, preferring the loudest of
   equally small passing sets (:class:`~captum_freqrex._core.search.partition.PartitionRefinement`,
   ``prefer="energy"``), which stops once its answer is settled. When the first search's smallest
@@ -27,7 +31,7 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   search merely ended large, it stays with frequency order.
 * Then the **loud-peak check** (:func:`loud_peak_check`): when the smallest passing set has at
   most four features, the model is asked whether the clip's loudest spectral peaks do as well
-  (a few at a time, until one does); the loudest
+  (a few at a time, until one does; the peaks already asked alone are not asked again); the loudest
   passing candidate, no larger than the search's set, leads the ranking. A model that normalises
   its input accepts a near-empty bin beside a partial as readily as the partial; a listener wants
   the partial.
@@ -48,7 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -117,7 +121,56 @@ def loudest_peaks(energy: Tensor, count: int, spacing: float = PEAK_SPACING) -> 
     return peaks
 
 
-def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResult:
+def loudest_peak_alone(context: SearchContext, peaks: List[int]) -> Tuple[Optional[SearchResult], int]:
+    r"""Before any refinement, ask whether one of the loudest spectral peaks alone keeps the decision.
+
+    The empty set (the baseline alone) already failed, so a single feature that passes is a
+    smallest passing set: the stopping rule's ``"minimal"``, reached without the refinement's
+    ~100 queries. (Before this check, on 13 of the 17 shipped zoo clips and harmonic notes of
+    ``benchmarks/queries_to_answer.py`` that needed a search, the refinement spent 90-590 queries
+    to end on a set that the loud-peak check then replaced by one loud peak alone.) Those of the :data:`LOUD_PEAKS`
+    loudest peaks within 20 dB of the loudest feature (the level below which a set is flagged) are
+    asked alone, loudest first, :data:`LOUD_PEAK_BATCH` per model call, until one passes. Skipped
+    (nothing asked) when the stopping rule is off (``convergence_top_k=None``: every search runs)
+    or when the budget could not also hold one refinement step after them.
+
+    Args:
+        context (SearchContext): The example's context (its energy and budget).
+        peaks (list of int): :func:`loudest_peaks` of the example, loudest first.
+
+    Returns:
+        tuple: The result (the passing peak credited alone, ``stopped_by="minimal"``; None when
+        none passed or nothing was asked) and how many peaks were asked and failed, which
+        :func:`loud_peak_check` then need not ask again.
+    """
+    # Only peaks within -MIN_LEVEL_DB of the loudest feature: a quieter one would be flagged, and
+    # the search with the loud-band check after it looks for a set at the clip's level instead.
+    floor = float(context.energy.max()) * 10.0 ** (MIN_LEVEL_DB / 10.0)
+    singles = [p for p in peaks[:LOUD_PEAKS] if float(context.energy[p]) >= floor]
+    step = 2**context.options.n_pieces - 1
+    remaining = context.remaining
+    if not singles or context.options.convergence_top_k is None or (
+        remaining is not None and remaining < len(singles) + step
+    ):
+        return None, 0
+    start = context.queries
+    masks = torch.zeros(len(singles), context.n_features, device=context.device)
+    masks[torch.arange(len(singles)), torch.tensor(singles)] = 1.0
+    passes = ask_until_one_holds(
+        range(len(singles)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
+        bool, LOUD_PEAK_BATCH,
+    )
+    chosen = next((row for row, ok in enumerate(passes) if ok), None)
+    if chosen is None:
+        return None, len(passes)
+    values = torch.zeros(context.n_features, dtype=torch.float64)
+    values[singles[chosen]] = 1.0
+    details = {"strategy": "loud peak", "loud_peaks": [singles[chosen]]}
+    sets = masks[chosen].bool().unsqueeze(0)
+    return SearchResult(values, context.queries - start, "minimal", details, sets), 0
+
+
+def loud_peak_check(context: SearchContext, result: SearchResult, failed: int = 0) -> SearchResult:
     r"""Where the search's smallest set is tiny, ask whether the loudest peaks do as well.
 
     A search finds *a* smallest passing set; with a model that normalises its input, a near-empty
@@ -136,6 +189,8 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
     Args:
         context (SearchContext): The example's context (its energy and budget).
         result (SearchResult): What the search returned.
+        failed (int, optional): How many of the loudest peaks :func:`loudest_peak_alone` already
+                    asked alone and saw fail: not asked again. Default: 0
 
     Returns:
         SearchResult: ``result`` itself when nothing was checked or nothing passed, otherwise the
@@ -148,18 +203,20 @@ def loud_peak_check(context: SearchContext, result: SearchResult) -> SearchResul
     candidates = [[p] for p in peaks] + ([[peaks[0], p] for p in peaks[1:]] if size >= 2 else [])
     candidates += [peaks[:j] for j in range(3, min(size, len(peaks)) + 1)]
     remaining = context.remaining
-    if not candidates or (remaining is not None and remaining < len(candidates)):
+    if not candidates or (remaining is not None and remaining < len(candidates) - failed):
         return result
     masks = torch.zeros(len(candidates), context.n_features, device=context.device)
     for row, ids in enumerate(candidates):
         masks[row, ids] = 1.0
     # The candidates are in order of size, then loudness: the first that passes is the smallest,
-    # the loudest among equals, and the ones after it need not be asked.
+    # the loudest among equals, and the ones after it need not be asked. The first ``failed``
+    # (peaks alone, asked before the search) are known to fail.
     passes = ask_until_one_holds(
-        range(len(candidates)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
-        bool, LOUD_PEAK_BATCH,
+        range(failed, len(candidates)),
+        lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(), bool, LOUD_PEAK_BATCH,
     )
-    asked, chosen = len(passes), next((row for row, ok in enumerate(passes) if ok), None)
+    asked = len(passes)
+    chosen = next((failed + row for row, ok in enumerate(passes) if ok), None)
     details = {**result.details, "loud_peaks": None}
     if chosen is None:
         return dataclasses.replace(result, queries=result.queries + asked, details=details)
@@ -332,11 +389,14 @@ class AutoSearch:
             # max_queries at its floor (one refinement step): the empty-set query left too little.
             values = torch.zeros(context.n_features, dtype=torch.float64)
             return SearchResult(values, context.queries - start, "max_queries", {"strategy": "frequency"})
+        alone, failed = loudest_peak_alone(context, loudest_peaks(context.energy, LOUD_PEAKS))
+        if alone is not None:
+            return dataclasses.replace(alone, queries=context.queries - start)
         limit = max(SCATTERED_MIN, int(SCATTERED_SHARE * context.n_features))
         first = context.run_within_budget(PartitionRefinement(prefer="energy", scattered_above=limit))
         remaining = context.remaining
         if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * step):
-            checked = loud_band_check(context, loud_peak_check(context, first))
+            checked = loud_band_check(context, loud_peak_check(context, first, failed))
             details = {**checked.details, "strategy": "frequency"}
             return dataclasses.replace(checked, queries=context.queries - start, details=details)
         # One search can end scattered by chance: the one-cut probe of every order decides whether
@@ -353,7 +413,7 @@ class AutoSearch:
         strategy = f"probed, refined along {second.details['order']}"
         if better is first:
             strategy += " (no smaller set than the first search's)"
-        checked = rank_tail(context, loud_band_check(context, loud_peak_check(context, better)))
+        checked = rank_tail(context, loud_band_check(context, loud_peak_check(context, better, failed)))
         details = {**checked.details, "strategy": strategy, "first_set": size, "second_set": other,
                    "first_queries": first.queries}
         return dataclasses.replace(checked, queries=context.queries - start, details=details)
