@@ -18,7 +18,7 @@ from test_search import HARMONICS, PARTIALS, HarmonicSum, harmonic_clip, one_hot
 
 from captum_freqrex import FreqReX
 from captum_freqrex._core.search.auto import (
-    SCATTERED_MIN, TAIL_SCALE, AutoSearch, loud_peak_check, loudest_peak_alone, loudest_peaks,
+    SCATTERED_MIN, TAIL_SCALE, AutoSearch, loud_peak_check, loud_peaks_first, loudest_peaks,
 )
 from captum_freqrex._core.search.base import RefinementOptions, SearchContext, SearchResult, SetVerdicts
 from captum_freqrex._core.search.band_screening import BandScreening
@@ -33,10 +33,10 @@ def test_one_decisive_bin_that_is_the_loudest_peak_is_found_before_any_refinemen
     expl = explainer.explain(tone_clip)[0]
     result = explainer.last_search[0]
     # The 440 Hz tone is the loudest peak: the first model call (the peaks within 20 dB of the
-    # loudest, alone: the three tones) finds it, and a one-feature set is the smallest (the
-    # baseline alone fails): no refinement.
+    # loudest alone, the three tones, and the two loudest together) finds it, and a one-feature
+    # set is the smallest (the baseline alone fails): no refinement.
     assert expl.stopped_by == "minimal" and result.details["strategy"] == "loud peak"
-    assert result.queries == 3 and result.sets.shape[0] == 1
+    assert result.queries == 4 and result.sets.shape[0] == 1
     assert result.details["loud_peaks"] == [bin_of(440, SAMPLE_RATE)]
     assert result.responsibility.nonzero().flatten().tolist() == [bin_of(440, SAMPLE_RATE)]
     assert expl.sufficient.size == 1 and expl.sufficient.mask[bin_of(440, SAMPLE_RATE)]
@@ -49,12 +49,13 @@ def test_one_decisive_bin_that_is_the_loudest_peak_is_found_before_any_refinemen
 
 def test_a_quieter_peak_that_passes_alone_is_found_by_the_first_peaks_asked(tone_clip):
     # The 1 kHz distractor decides (6 dB below the 440 Hz tone): one call asks the three tones
-    # (the peaks within 20 dB of the loudest) alone, 1 kHz passes, and nothing else is asked.
+    # (the peaks within 20 dB of the loudest) alone and the two loudest together, 1 kHz passes
+    # alone, and nothing else is asked.
     model = ToneDetector([1000], threshold=0.25)
     explainer = FreqReX(model)
     expl = explainer.explain(tone_clip)[0]
     result = explainer.last_search[0]
-    assert result.details["strategy"] == "loud peak" and result.queries == 3
+    assert result.details["strategy"] == "loud peak" and result.queries == 4
     assert expl.sufficient.size == 1 and expl.sufficient.mask[bin_of(1000, SAMPLE_RATE)] and expl.sufficient.certified
     assert expl.sufficient.level_db == pytest.approx(-6.0, abs=0.5)
 
@@ -72,14 +73,33 @@ def test_a_decisive_bin_far_below_the_clip_is_left_to_the_refinement(tone_clip):
     assert expl.sufficient.level_db < -20.0
 
 
-def test_two_needed_tones_settle_after_one_search_as_a_small_set(tone_clip):
+def test_two_needed_loud_tones_are_found_as_the_two_loudest_peaks_together(tone_clip):
+    # Neither tone passes alone; the two loudest peaks together do: asked in the first call (the
+    # three tones alone, then the two loudest together), a set of two settles the run ("small").
     model = ToneDetector([440, 1000], threshold=0.2, require_all=True)
     explainer = FreqReX(model)
     expl = explainer.explain(tone_clip)[0]
-    assert expl.stopped_by == "small" and explainer.last_search[0].details["loud_peaks"] is not None
+    result = explainer.last_search[0]
+    # One more query: without 440 (1 kHz alone) the set fails, so both are credited.
+    assert expl.stopped_by == "small" and result.details["strategy"] == "loud peaks" and result.queries == 5
     expected = one_hot(N_BINS, [bin_of(440, SAMPLE_RATE), bin_of(1000, SAMPLE_RATE)])
+    assert result.details["loud_peaks"] == [bin_of(440, SAMPLE_RATE), bin_of(1000, SAMPLE_RATE)]
     assert expl.sufficient.certified and torch.equal(expl.sufficient.mask, expected)
     assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+
+
+def test_of_three_loudest_peaks_that_pass_together_the_one_not_needed_gets_nothing(tone_clip):
+    # 440 Hz and 2.5 kHz are needed, 1 kHz (the second loudest) is not: the three loudest pass
+    # together; 1 kHz, whose removal keeps the decision, gets no responsibility and is not in the set.
+    model = ToneDetector([440, 2500], threshold=0.2, require_all=True)
+    explainer = FreqReX(model)
+    expl = explainer.explain(tone_clip)[0]
+    result = explainer.last_search[0]
+    assert result.details["loud_peaks"] == [bin_of(f, SAMPLE_RATE) for f in (440, 1000, 2500)]
+    assert result.responsibility.nonzero().flatten().tolist() == [bin_of(440, SAMPLE_RATE), bin_of(2500, SAMPLE_RATE)]
+    expected = one_hot(N_BINS, [bin_of(440, SAMPLE_RATE), bin_of(2500, SAMPLE_RATE)])
+    assert torch.equal(result.sets[0], expected.bool())
+    assert expl.sufficient.certified and torch.equal(expl.sufficient.mask, expected)
 
 
 def test_five_needed_tones_converge_once_a_search_finds_no_smaller_set():
@@ -104,20 +124,24 @@ def test_the_stopping_rule_is_seeded_and_batch_invariant(tone_clip):
         assert torch.equal(alone.responsibility, expl.responsibility)
 
 
-def test_the_default_search_is_auto_and_refines_bands_when_no_loud_peak_passes_alone(tone_clip):
-    model = ToneDetector([440, 1000], threshold=0.2, require_all=True)
+def test_the_default_search_is_auto_and_refines_bands_when_no_loud_peak_passes(tone_clip):
+    # 440 Hz and a 3 kHz tone 30 dB below it are both needed: no set of loud peaks passes, and
+    # the refinement over bands runs.
+    x = tone_clip + 0.03 * tone(3000).unsqueeze(0)
+    model = ToneDetector([440, 3000], threshold=0.02, require_all=True)
     explainer = FreqReX(model)
     assert isinstance(explainer.search, AutoSearch)
-    default = explainer.attribute(tone_clip, seed=2, max_queries=300)
+    default = explainer.attribute(x, seed=2, max_queries=300)
     assert explainer.last_search[0].details["strategy"] == "frequency"
+    assert default[0].nonzero().flatten().tolist() == [bin_of(440, SAMPLE_RATE), bin_of(3000, SAMPLE_RATE)]
     for search in (AutoSearch(), "auto"):
-        same = FreqReX(model, search=search).attribute(tone_clip, seed=2, max_queries=300)
+        same = FreqReX(model, search=search).attribute(x, seed=2, max_queries=300)
         torch.testing.assert_close(same, default, rtol=0, atol=0)
     # With the stopping rule off nothing is asked before the refinement: the same responsibility
     # as the refinement along frequency order run alone.
-    whole = FreqReX(model).attribute(tone_clip, seed=2, max_queries=300, convergence_top_k=None)
+    whole = FreqReX(model).attribute(x, seed=2, max_queries=300, convergence_top_k=None)
     plain = FreqReX(model, search=PartitionRefinement(prefer="energy")).attribute(
-        tone_clip, seed=2, max_queries=300, convergence_top_k=None)
+        x, seed=2, max_queries=300, convergence_top_k=None)
     torch.testing.assert_close(whole, plain, rtol=0, atol=0)
 
 
@@ -228,42 +252,56 @@ def test_the_loud_peak_check_stops_asking_at_the_first_passing_candidate():
 
 
 def test_the_peaks_asked_before_the_search_go_four_per_call_until_one_passes():
-    """Six peaks within 20 dB of the loudest, a seventh 30 dB below; the fifth passes alone: two
-    calls (four peaks, then the fifth and sixth), and the seventh is never asked."""
+    """Six peaks within 20 dB of the loudest, a seventh 30 dB below: alone, loudest first, then
+    the 2, 3 and 4 loudest together, four per call until one passes; the seventh is never asked."""
     energy = torch.zeros(1600, dtype=torch.float64)
     peaks = [100, 300, 500, 700, 900, 1100, 1300]
     energy[peaks] = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 0.009], dtype=torch.float64)
     asked = []
+    passing = [[900], [1300], [100, 300, 500]]
 
     def evaluate_masks(sets: torch.Tensor) -> SetVerdicts:
         ids = [row.nonzero().squeeze(1).tolist() for row in sets]
         asked.append(ids)
-        passes = torch.tensor([members in ([900], [1300]) for members in ids])
+        passes = torch.tensor([members in passing for members in ids])
         return SetVerdicts(passes, passes.double())
 
     def context(**options) -> SearchContext:
         return SearchContext(lambda steps: torch.zeros(0, dtype=torch.bool), evaluate_masks, 1600, True,
                              RefinementOptions(**options), torch.Generator(), torch.device("cpu"), energy)
 
-    found, failed = loudest_peak_alone(context(), loudest_peaks(energy, 12))
-    assert asked == [[[100], [300], [500], [700]], [[900], [1100]]] and failed == 0
-    assert found is not None and found.queries == 6 and found.stopped_by == "minimal"
+    found, failed = loud_peaks_first(context(), loudest_peaks(energy, 12))
+    assert asked == [[[100], [300], [500], [700]], [[900], [1100], [100, 300], [100, 300, 500]]] and failed == []
+    assert found is not None and found.queries == 8 and found.stopped_by == "minimal"
     assert found.responsibility.nonzero().flatten().tolist() == [900] and found.sets[0].nonzero().flatten().tolist() == [900]
-    # Of peaks none of which passes, all five are asked, and the check after the search is told so.
+    # Without the peak at 900 no single peak passes: the three loudest together do ("small").
+    # The model needs 100 and 500 only: one more call asks the set without each member but the
+    # last (without 500 it is the two loudest, which failed), and 300, not needed, gets nothing.
     asked.clear()
-    found, failed = loudest_peak_alone(context(), [100, 300, 500, 700, 1100])
-    assert found is None and failed == 5 and len(asked) == 2
+    passing.append([100, 500])
+    found, failed = loud_peaks_first(context(), [100, 300, 500, 700, 1100])
+    assert found is not None and found.stopped_by == "small" and found.details["loud_peaks"] == [100, 300, 500]
+    assert asked[-1] == [[300, 500], [100, 500]] and found.queries == 10
+    assert found.responsibility.nonzero().flatten().tolist() == [100, 500]
+    assert found.responsibility[[100, 500]].tolist() == [0.5, 0.5]
+    assert found.sets[0].nonzero().flatten().tolist() == [100, 500]
+    # None passes: every candidate asked, and the check after the search is told which.
+    asked.clear()
+    passing.clear()
+    found, failed = loud_peaks_first(context(), [100, 300, 500])
+    assert found is None and failed == [[100], [300], [500], [100, 300], [100, 300, 500]] and len(asked) == 2
     # The stopping rule off (every search runs), or too little budget for a refinement step after
     # the peaks: nothing is asked.
     asked.clear()
-    assert loudest_peak_alone(context(convergence_top_k=None), loudest_peaks(energy, 12)) == (None, 0)
-    assert loudest_peak_alone(context(max_queries=20), loudest_peaks(energy, 12)) == (None, 0)
+    assert loud_peaks_first(context(convergence_top_k=None), loudest_peaks(energy, 12)) == (None, [])
+    assert loud_peaks_first(context(max_queries=23), loudest_peaks(energy, 12)) == (None, [])
     assert asked == []
 
 
 def test_the_loud_peak_check_does_not_ask_again_the_peaks_seen_failing_alone():
-    """Where the three loudest peaks failed alone before the search (``failed=3``), the check after
-    it starts at the fourth: its first call is the fourth and fifth peaks alone and two pairs."""
+    """Where the three loudest peaks failed alone before the search, and the two loudest together,
+    the check after it asks neither again: its first call is the fourth and fifth peaks alone and
+    the next two pairs."""
     energy = torch.zeros(1600, dtype=torch.float64)
     energy[[100, 500, 900, 1300, 1500]] = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0], dtype=torch.float64)
     asked = []
@@ -279,8 +317,9 @@ def test_the_loud_peak_check_does_not_ask_again_the_peaks_seen_failing_alone():
     found = torch.zeros(1, 1600, dtype=torch.bool)
     found[0, [3, 7]] = True  # the search's two-feature set: quiet bins
     responsibility = found[0].double() / 2
-    checked = loud_peak_check(context, SearchResult(responsibility, 90, "small", {}, found), failed=3)
-    assert asked == [[[1300], [1500], [100, 500], [100, 900]]]
+    failed = [[100], [500], [900], [100, 500]]
+    checked = loud_peak_check(context, SearchResult(responsibility, 90, "small", {}, found), failed=failed)
+    assert asked == [[[1300], [1500], [100, 900], [100, 1300]]]
     assert checked.queries == 94 and checked.details["loud_peaks"] == [100, 900]
 
 
@@ -409,7 +448,10 @@ class QuietOrChord(torch.nn.Module):
 
 
 def test_a_quiet_smallest_set_gives_way_to_the_cause_at_the_clips_energy():
-    others = [(1800, 0.8), (2200, 0.8), (2900, 0.8), (3200, 0.8)]
+    # Four ignored tones louder than the chord: no set of the loudest peaks passes before the
+    # search (the chord is the 5th to 7th peak), the refinement ends on the quiet bin, and the
+    # loud bands (those around the 8 loudest peaks hold the chord, not the quiet tone) find the chord.
+    others = [(1800, 1.2), (2200, 1.2), (2900, 1.2), (3200, 1.2), (600, 0.8)]
     x = (0.01 * tone(QuietOrChord.QUIET) + sum(tone(f) for f in QuietOrChord.CHORD)
          + sum(a * tone(f) for f, a in others)).unsqueeze(0)
     model = QuietOrChord()

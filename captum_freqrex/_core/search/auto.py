@@ -13,10 +13,14 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   ``context.empty_passes`` where :class:`FreqReX`'s anchors already asked it, one query
   otherwise): when it keeps the decision, no feature is needed and nothing is searched
   (``stopped_by="empty set passes"``).
-  Then the **loudest peaks alone** (:func:`loudest_peak_alone`): the clip's spectral peaks within
-  20 dB of its loudest feature, loudest first, a few per model call until one passes. A peak that
-  passes alone is a smallest passing set (the empty set failed): it is the answer, credited alone,
-  and nothing is refined (``stopped_by="minimal"``, ``"strategy": "loud peak"``).
+  Then the **loudest peaks first** (:func:`loud_peaks_first`): the clip's spectral peaks within
+  20 dB of its loudest feature alone, loudest first, then the 2, 3 and 4 loudest together, a few
+  per model call until one passes. A peak that passes alone is a smallest passing set (the empty
+  set failed); a few that pass together settle the run as a search's set of at most four would.
+  Either is the answer and nothing is refined (``stopped_by="minimal"`` or ``"small"``,
+  ``"strategy": "loud peak"`` or ``"loud peaks"``); of several peaks, as in the refinement, only
+  those whose removal from the set loses the decision are credited (one more model call), so a
+  peak the model ignores still gets exactly zero.
   Otherwise the partition refinement in frequency order, preferring the loudest of
   equally small passing sets (:class:`~captum_freqrex._core.search.partition.PartitionRefinement`,
   ``prefer="energy"``), which stops once its answer is settled. When the first search's smallest
@@ -52,7 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -121,56 +125,88 @@ def loudest_peaks(energy: Tensor, count: int, spacing: float = PEAK_SPACING) -> 
     return peaks
 
 
-def loudest_peak_alone(context: SearchContext, peaks: List[int]) -> Tuple[Optional[SearchResult], int]:
-    r"""Before any refinement, ask whether one of the loudest spectral peaks alone keeps the decision.
+def loud_peaks_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional[SearchResult], List[List[int]]]:
+    r"""Before any refinement, ask whether the loudest spectral peaks keep the decision: alone, then
+    the 2, 3 and 4 loudest together.
 
     The empty set (the baseline alone) already failed, so a single feature that passes is a
     smallest passing set: the stopping rule's ``"minimal"``, reached without the refinement's
     ~100 queries. (Before this check, on 13 of the 17 shipped zoo clips and harmonic notes of
     ``benchmarks/queries_to_answer.py`` that needed a search, the refinement spent 90-590 queries
-    to end on a set that the loud-peak check then replaced by one loud peak alone.) Those of the :data:`LOUD_PEAKS`
-    loudest peaks within 20 dB of the loudest feature (the level below which a set is flagged) are
-    asked alone, loudest first, :data:`LOUD_PEAK_BATCH` per model call, until one passes. Skipped
-    (nothing asked) when the stopping rule is off (``convergence_top_k=None``: every search runs)
-    or when the budget could not also hold one refinement step after them.
+    to end on a set that the loud-peak check then replaced by one loud peak alone.) A set of the
+    2 to :data:`LOUD_CHECK_MAX` loudest peaks that passes settles the run as a search's set of at
+    most :data:`~captum_freqrex._core.search.partition.SMALL_SET` features would (``"small"``): the
+    shrink that ``explain`` runs next drops the peaks it does not need.
+
+    The peaks are those of the :data:`LOUD_PEAKS` loudest within 20 dB of the loudest feature (the
+    level below which a set is flagged), asked alone, loudest first, then together, in that order,
+    :data:`LOUD_PEAK_BATCH` per model call until one passes. Skipped (nothing asked) when the
+    stopping rule is off (``convergence_top_k=None``: every search runs) or when the budget could
+    not also hold one refinement step after them.
 
     Args:
         context (SearchContext): The example's context (its energy and budget).
         peaks (list of int): :func:`loudest_peaks` of the example, loudest first.
 
     Returns:
-        tuple: The result (the passing peak credited alone, ``stopped_by="minimal"``; None when
-        none passed or nothing was asked) and how many peaks were asked and failed, which
-        :func:`loud_peak_check` then need not ask again.
+        tuple: The result (``stopped_by="minimal"`` for one peak, ``"small"`` for several; None
+        when none passed or nothing was asked) and the candidates asked that failed, which
+        :func:`loud_peak_check` then need not ask again. Of several passing peaks, those whose
+        removal from the set loses the decision share the responsibility equally (the
+        refinement's credit: a peak the model ignores gets none; asked in one more model call),
+        and the result's set leaves out the first peak the set does not need.
     """
     # Only peaks within -MIN_LEVEL_DB of the loudest feature: a quieter one would be flagged, and
     # the search with the loud-band check after it looks for a set at the clip's level instead.
     floor = float(context.energy.max()) * 10.0 ** (MIN_LEVEL_DB / 10.0)
-    singles = [p for p in peaks[:LOUD_PEAKS] if float(context.energy[p]) >= floor]
+    loud = [p for p in peaks[:LOUD_PEAKS] if float(context.energy[p]) >= floor]
+    candidates = [[p] for p in loud] + [loud[:k] for k in range(2, min(LOUD_CHECK_MAX, len(loud)) + 1)]
     step = 2**context.options.n_pieces - 1
     remaining = context.remaining
-    if not singles or context.options.convergence_top_k is None or (
-        remaining is not None and remaining < len(singles) + step
+    if not candidates or context.options.convergence_top_k is None or (
+        remaining is not None and remaining < len(candidates) + step
     ):
-        return None, 0
+        return None, []
     start = context.queries
-    masks = torch.zeros(len(singles), context.n_features, device=context.device)
-    masks[torch.arange(len(singles)), torch.tensor(singles)] = 1.0
+    masks = torch.zeros(len(candidates), context.n_features, device=context.device)
+    for row, ids in enumerate(candidates):
+        masks[row, ids] = 1.0
     passes = ask_until_one_holds(
-        range(len(singles)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
+        range(len(candidates)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
         bool, LOUD_PEAK_BATCH,
     )
     chosen = next((row for row, ok in enumerate(passes) if ok), None)
     if chosen is None:
-        return None, len(passes)
+        return None, candidates[: len(passes)]
+    members = candidates[chosen]
+    credited, smallest = _counterfactual_members(context, members)
     values = torch.zeros(context.n_features, dtype=torch.float64)
-    values[singles[chosen]] = 1.0
-    details = {"strategy": "loud peak", "loud_peaks": [singles[chosen]]}
-    sets = masks[chosen].bool().unsqueeze(0)
-    return SearchResult(values, context.queries - start, "minimal", details, sets), 0
+    values[credited] = 1.0 / len(credited)
+    sets = torch.zeros(1, context.n_features, dtype=torch.bool, device=context.device)
+    sets[0, smallest] = True
+    details = {"strategy": "loud peak" if len(members) == 1 else "loud peaks", "loud_peaks": members}
+    stopped_by = "minimal" if len(members) == 1 else "small"
+    return SearchResult(values, context.queries - start, stopped_by, details, sets), []
 
 
-def loud_peak_check(context: SearchContext, result: SearchResult, failed: int = 0) -> SearchResult:
+def _counterfactual_members(context: SearchContext, members: List[int]) -> Tuple[List[int], List[int]]:
+    # The members of a passing set of the loudest peaks whose removal from it loses the decision
+    # (the refinement's credit: a member the model ignores is never counterfactual and gets
+    # nothing), and the smallest passing set seen: the set without the first member it does not
+    # need. The last member is counterfactual without a query: without it the set is the
+    # candidate before it, which failed.
+    if len(members) == 1:
+        return members, members
+    leave_one_out = torch.zeros(len(members) - 1, context.n_features, device=context.device)
+    for row, left_out in enumerate(members[:-1]):
+        leave_one_out[row, [m for m in members if m != left_out]] = 1.0
+    still_pass = context.evaluate_sets(leave_one_out).passes.tolist()
+    credited = [m for m, ok in zip(members[:-1], still_pass) if not ok] + members[-1:]
+    spare = next((m for m, ok in zip(members[:-1], still_pass) if ok), None)
+    return credited, [m for m in members if m != spare]
+
+
+def loud_peak_check(context: SearchContext, result: SearchResult, failed: Sequence[List[int]] = ()) -> SearchResult:
     r"""Where the search's smallest set is tiny, ask whether the loudest peaks do as well.
 
     A search finds *a* smallest passing set; with a model that normalises its input, a near-empty
@@ -189,8 +225,8 @@ def loud_peak_check(context: SearchContext, result: SearchResult, failed: int = 
     Args:
         context (SearchContext): The example's context (its energy and budget).
         result (SearchResult): What the search returned.
-        failed (int, optional): How many of the loudest peaks :func:`loudest_peak_alone` already
-                    asked alone and saw fail: not asked again. Default: 0
+        failed (sequence of lists, optional): Candidates :func:`loud_peaks_first` already asked
+                    and saw fail: not asked again. Default: ()
 
     Returns:
         SearchResult: ``result`` itself when nothing was checked or nothing passed, otherwise the
@@ -202,21 +238,21 @@ def loud_peak_check(context: SearchContext, result: SearchResult, failed: int = 
     peaks = loudest_peaks(context.energy, LOUD_PEAKS)
     candidates = [[p] for p in peaks] + ([[peaks[0], p] for p in peaks[1:]] if size >= 2 else [])
     candidates += [peaks[:j] for j in range(3, min(size, len(peaks)) + 1)]
+    # Those asked before the search are known to fail.
+    candidates = [ids for ids in candidates if ids not in failed]
     remaining = context.remaining
-    if not candidates or (remaining is not None and remaining < len(candidates) - failed):
+    if not candidates or (remaining is not None and remaining < len(candidates)):
         return result
     masks = torch.zeros(len(candidates), context.n_features, device=context.device)
     for row, ids in enumerate(candidates):
         masks[row, ids] = 1.0
     # The candidates are in order of size, then loudness: the first that passes is the smallest,
-    # the loudest among equals, and the ones after it need not be asked. The first ``failed``
-    # (peaks alone, asked before the search) are known to fail.
+    # the loudest among equals, and the ones after it need not be asked.
     passes = ask_until_one_holds(
-        range(failed, len(candidates)),
-        lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(), bool, LOUD_PEAK_BATCH,
+        range(len(candidates)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
+        bool, LOUD_PEAK_BATCH,
     )
-    asked = len(passes)
-    chosen = next((failed + row for row, ok in enumerate(passes) if ok), None)
+    asked, chosen = len(passes), next((row for row, ok in enumerate(passes) if ok), None)
     details = {**result.details, "loud_peaks": None}
     if chosen is None:
         return dataclasses.replace(result, queries=result.queries + asked, details=details)
@@ -389,9 +425,9 @@ class AutoSearch:
             # max_queries at its floor (one refinement step): the empty-set query left too little.
             values = torch.zeros(context.n_features, dtype=torch.float64)
             return SearchResult(values, context.queries - start, "max_queries", {"strategy": "frequency"})
-        alone, failed = loudest_peak_alone(context, loudest_peaks(context.energy, LOUD_PEAKS))
-        if alone is not None:
-            return dataclasses.replace(alone, queries=context.queries - start)
+        loud, failed = loud_peaks_first(context, loudest_peaks(context.energy, LOUD_PEAKS))
+        if loud is not None:
+            return dataclasses.replace(loud, queries=context.queries - start)
         limit = max(SCATTERED_MIN, int(SCATTERED_SHARE * context.n_features))
         first = context.run_within_budget(PartitionRefinement(prefer="energy", scattered_above=limit))
         remaining = context.remaining
