@@ -305,25 +305,45 @@ def loud_band_check(context: SearchContext, result: SearchResult) -> SearchResul
         louder set's size (None: checked, none found), absent when nothing was checked.
     """
     seen = result.sets
-    step = 2**context.options.n_pieces - 1
     if seen is None or not seen.shape[0] or level_db(context.energy, seen[0]) >= MIN_LEVEL_DB:
         return result
+    found = _loud_band_set(context)
+    if found is None:
+        return result
+    details = {**result.details, "loud_band": None}
+    if found.sets is None:
+        return dataclasses.replace(result, queries=result.queries + found.queries, details=details)
+    louder = found.sets[0].cpu()
+    values = _leading(result.responsibility, louder)
+    size = int(louder.sum())
+    kept = seen[seen.sum(dim=1) >= size]  # the quieter smaller sets no longer start the shrink
+    sets = torch.cat([louder.to(seen.device).unsqueeze(0), kept])
+    details["loud_band"] = size
+    return SearchResult(values, result.queries + found.queries, result.stopped_by, details, sets)
+
+
+def _loud_band_set(context: SearchContext) -> Optional[SearchResult]:
+    # The loud-band check's search (loud_band_check): None when the budget does not allow it; a
+    # result whose ``sets`` is None when no band passed or the refinement inside found no set
+    # within -MIN_LEVEL_DB of the loudest feature; otherwise its set (mapped back to all features)
+    # and the inner refinement's responsibility. ``queries`` counts the bands too.
     n = context.n_features
+    step = 2**context.options.n_pieces - 1
     peaks = loudest_peaks(context.energy, LOUD_BANDS)
     width = max(0, int(BAND_SHARE * n))
     counts = [k for k in (2**j for j in range(LOUD_BANDS.bit_length())) if k <= len(peaks)]
     remaining = context.remaining
     if not counts or (remaining is not None and remaining < len(counts) + step):
-        return result
+        return None
     bands = torch.zeros(len(counts), n, dtype=torch.bool)
     for row, k in enumerate(counts):
         for peak in peaks[:k]:
             bands[row, max(0, peak - width) : min(n, peak + width + 1)] = True
     passes = context.evaluate_sets(bands.float().to(context.device)).passes.cpu()
     spent = len(counts)
-    details = {**result.details, "loud_band": None}
+    values = torch.zeros(n, dtype=torch.float64)
     if not bool(passes.any()):
-        return dataclasses.replace(result, queries=result.queries + spent, details=details)
+        return SearchResult(values, spent, "loud band", {})
     region = bands[int(passes.nonzero()[0])]
     remaining = context.remaining
     cap = LOUD_SEARCH_QUERIES if remaining is None else min(remaining, LOUD_SEARCH_QUERIES)
@@ -333,18 +353,14 @@ def loud_band_check(context: SearchContext, result: SearchResult) -> SearchResul
     context.queries += found.queries
     spent += found.queries
     if found.sets is None or not found.sets.shape[0]:
-        return dataclasses.replace(result, queries=result.queries + spent, details=details)
+        return SearchResult(values, spent, found.stopped_by, {})
     ids = region.nonzero().squeeze(1)
     louder = torch.zeros(n, dtype=torch.bool)
     louder[ids[found.sets[0].cpu().nonzero().squeeze(1)]] = True
     if level_db(context.energy, louder) < MIN_LEVEL_DB:
-        return dataclasses.replace(result, queries=result.queries + spent, details=details)
-    values = _leading(result.responsibility, louder)
-    size = int(louder.sum())
-    kept = seen[seen.sum(dim=1) >= size]  # the quieter smaller sets no longer start the shrink
-    sets = torch.cat([louder.to(seen.device).unsqueeze(0), kept])
-    details["loud_band"] = size
-    return SearchResult(values, result.queries + spent, result.stopped_by, details, sets)
+        return SearchResult(values, spent, found.stopped_by, {})
+    values[ids] = found.responsibility.double().cpu()
+    return SearchResult(values, spent, found.stopped_by, {}, louder.unsqueeze(0))
 
 
 def rank_tail(context: SearchContext, result: SearchResult) -> SearchResult:
