@@ -69,7 +69,7 @@ from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.model.targets import TargetLike
 from captum_freqrex._utils.csv_cells import write_rows
 from captum_freqrex._utils.tables import rows_to_pandas
-from captum_freqrex._utils.validation import format_baselines, format_waveforms
+from captum_freqrex._utils.validation import as_int, format_baselines, format_waveforms
 from captum_freqrex.metrics import (
     deletion_curve,
     insertion_curve,
@@ -973,7 +973,8 @@ def compare_methods(
     the same evaluation features (``feature_mask``): flip rate at each ``k`` (top-k removed),
     median SNR of those removals, the median minimal sufficient prefix (and the share of clips
     whose sufficiency was monotone along the ranking, which that median's meaning rests on), mean
-    deletion and insertion AUC. Methods with a sampling budget get FreqReX's: KernelShap and Lime
+    deletion and insertion AUC. Methods with a sampling budget get FreqReX's (unless ``budget``
+    is given): KernelShap and Lime
     draw as many samples as FreqReX made queries on that clip, ShapleyValueSampling as many
     permutations as make about as many queries; FeatureAblation costs one query per feature plus one. When the evaluation
     features outnumber ``max_perturbation_features``, the per-feature-cost methods (KernelShap,
@@ -1029,8 +1030,13 @@ def compare_methods(
                     model's, else None
         ks (int or sequence of int, optional): Numbers of top features removed for the flip
                     rates; ints >= 0 (floats raise rather than being truncated). Default: (1, 5)
-        budget (int, optional): Queries per clip for KernelShap, Lime and ShapleyValueSampling
-                    when FreqReX is not among the methods. Default: ``max_queries`` (or 1000)
+        budget (int, optional): Queries per clip for the sampling methods (KernelShap, Lime,
+                    ShapleyValueSampling, the shap explainers' ``nsamples``), FreqReX among the
+                    methods or not. FreqReX's default often answers a clip in a few queries
+                    (a loud peak alone keeps the decision), too few samples for Kernel SHAP over
+                    many features: ``budget`` gives them their own count, and the notes say so.
+                    Default: None, FreqReX's queries on each clip (equal budgets), or
+                    ``max_queries`` (or 1000) when FreqReX is not among the methods
         n_samples (int, optional): FreqReX's ``n_samples``. Default: 8
         max_queries (int, optional): FreqReX's query budget per clip. Default: 1000
         ig_steps (int, optional): IntegratedGradients' ``n_steps``. Default: 32
@@ -1059,6 +1065,8 @@ def compare_methods(
         ``.to_markdown()``, ``.to_csv(path)``.
     """
     registry = _registry(methods, ig_steps, perturbations_per_eval)
+    if budget is not None:
+        budget = as_int(budget, "budget", minimum=1)
     if (model is None) != (clips is None):
         raise ValueError("pass both model and clips, or neither (to use the zoo's example model)")
     explainer, model, domain, decision, output = _resolve_explainer(model, domain, decision, output)
@@ -1082,8 +1090,9 @@ def compare_methods(
         seed=seed,
     )
     budgets = [budget or max_queries or 1000] * waves.shape[0]
-    rows = _run_all(registry, setup, budgets, options, ks, n_steps, max_examples_per_batch, strict, show_progress)
-    return _table(setup, registry, ks, waves, rows)
+    rows = _run_all(registry, setup, budgets, budget is None, options, ks, n_steps, max_examples_per_batch, strict,
+                    show_progress)
+    return _table(setup, registry, ks, waves, rows, budget)
 
 
 def _resolve_explainer(
@@ -1141,10 +1150,11 @@ def _run_method(
 
 
 def _run_all(
-    registry: Dict[str, Any], setup: _Setup, budgets: List[int], options: _RunOptions, ks: List[int], n_steps: int,
-    max_batch: Optional[int], strict: bool, show_progress: bool,
+    registry: Dict[str, Any], setup: _Setup, budgets: List[int], equal_budgets: bool, options: _RunOptions,
+    ks: List[int], n_steps: int, max_batch: Optional[int], strict: bool, show_progress: bool,
 ) -> List[Dict[str, Any]]:
-    """Every method's row, in registry order; the one named "FreqReX" runs first, to set the budgets."""
+    """Every method's row, in registry order; the one named "FreqReX" runs first, to set the budgets
+    (with ``equal_budgets``)."""
     from tqdm.auto import tqdm
 
     rows: Dict[str, Dict[str, Any]] = {}
@@ -1158,14 +1168,15 @@ def _run_all(
         for name in order:
             bar.set_postfix_str(name)
             rows[name], result = _run_method(name, registry[name], setup, budgets, options, ks, n_steps, max_batch, strict)
-            if name == "FreqReX" and result is not None:
+            if name == "FreqReX" and result is not None and equal_budgets:
                 budgets = list(result.queries)
             bar.update(1)
     return [rows[name] for name in registry]
 
 
 def _table(
-    setup: _Setup, registry: Dict[str, Any], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]]
+    setup: _Setup, registry: Dict[str, Any], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]],
+    budget: Optional[int] = None,
 ) -> ComparisonTable:
     """The rows with every column (None where a method has no value), and the notes."""
     columns = ["method", "features", "queries", "wall_s", "model_s", "overhead_s"]
@@ -1176,11 +1187,12 @@ def _table(
     columns += ["error"]
     table_rows = [{c: row.get(c) for c in columns} for row in rows]
     coarse = sorted(name for name, runner in registry.items() if getattr(runner, "per_feature_cost", False))
-    notes = _notes(setup, list(registry), coarse, ks, waves, table_rows)
+    notes = _notes(setup, list(registry), coarse, ks, waves, table_rows, budget)
     sampled = [name for name, runner in registry.items() if isinstance(runner, ShapMethod)]
-    if sampled and "FreqReX" in registry:
+    if sampled and ("FreqReX" in registry or budget is not None):
+        count = "FreqReX's number of queries on each clip" if budget is None else f"budget={budget} on each clip"
         notes.append(
-            f"{', '.join(sampled)}: shap's nsamples is FreqReX's number of queries on each clip (a GradientExplainer "
+            f"{', '.join(sampled)}: shap's nsamples is {count} (a GradientExplainer "
             "sample is one model row and one backward pass, a KernelExplainer sample one coalition)."
         )
     return ComparisonTable(table_rows, notes)
@@ -1237,7 +1249,8 @@ def _prefix_notes(setup: _Setup, rows: List[Dict[str, Any]], n_clips: int) -> Li
 
 
 def _notes(
-    setup: _Setup, names: List[str], coarse: List[str], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]]
+    setup: _Setup, names: List[str], coarse: List[str], ks: List[int], waves: Tensor, rows: List[Dict[str, Any]],
+    budget: Optional[int] = None,
 ) -> List[str]:
     shape = "x".join(str(s) for s in waves.shape[1:])
     notes = [
@@ -1261,9 +1274,16 @@ def _notes(
             f"Columns ending in _bands evaluate every ranking over those {setup.band_features} instead "
             f"(a feature scores the mean of its bins; flip@k_bands removes the top-k bands)."
         )
-    if "FreqReX" in names:
+    if "FreqReX" in names and budget is None:
         notes.append(
             "Equal budgets: KernelShap and Lime draw as many samples as FreqReX made queries on each clip; "
+            "ShapleyValueSampling gets the number of permutations closest to that many queries."
+        )
+    elif "FreqReX" in names:
+        freqrex = next((row["queries"] for row in rows if row.get("method") == "FreqReX"), None)
+        made = f" (FreqReX made {freqrex:g} a clip, mean)" if isinstance(freqrex, (int, float)) else ""
+        notes.append(
+            f"Budgets given, not equal: KernelShap and Lime draw budget={budget} samples on each clip{made}; "
             "ShapleyValueSampling gets the number of permutations closest to that many queries."
         )
     return notes

@@ -63,6 +63,25 @@ def test_known_answers_and_budgets(table):
     assert table.row("FreqReX")["features"] == "401 bins"
 
 
+def test_a_given_budget_is_the_sampling_methods_count_even_beside_freqrex():
+    """FreqReX answers a loud decisive tone in a few queries: at equal budgets KernelShap would
+    draw as few samples. ``budget`` gives the sampling methods their own count, and the notes say
+    the budgets are not equal."""
+    model = ToneClassifier([440, 1000, 2500])
+    equal = compare_methods(model, clips()[:2], ["FreqReX", "KernelShap"], ks=[1], n_steps=4, max_queries=300)
+    freqrex = equal.row("FreqReX")["queries"]
+    assert freqrex < 40 and equal.row("KernelShap")["queries"] == pytest.approx(freqrex, abs=1)
+    assert any(note.startswith("Equal budgets") for note in equal.notes)
+    given = compare_methods(model, clips()[:2], ["FreqReX", "KernelShap"], ks=[1], n_steps=4, max_queries=300, budget=80)
+    assert given.row("FreqReX")["queries"] == freqrex
+    assert given.row("KernelShap")["queries"] == pytest.approx(80, abs=1)
+    assert any(note.startswith("Budgets given, not equal: KernelShap and Lime draw budget=80") for note in given.notes)
+    assert not any(note.startswith("Equal budgets") for note in given.notes)
+    for bad, error in ((0, ValueError), (2.5, TypeError)):
+        with pytest.raises(error, match="budget must be"):
+            compare_methods(model, clips()[:1], ["FreqReX", "KernelShap"], budget=bad)
+
+
 def test_markdown_and_csv(table, tmp_path):
     markdown = table.to_markdown()
     assert markdown.splitlines()[0].startswith("| method | features | queries")
