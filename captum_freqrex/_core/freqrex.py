@@ -287,10 +287,12 @@ class FreqReX(PerturbationAttribution):
             max_queries (int, optional): Query budget for the responsibility of one example; None
                         for no budget. Default: 1000
             convergence_top_k (int, optional): Early stopping: None runs every search the budget
-                        allows; any number stops them once the answer is settled, "minimal" (a
-                        search found a one-feature passing set: nothing smaller passes) or
-                        "converged" (a search found no smaller passing set than those before it;
-                        see :mod:`captum_freqrex._core.search.partition`). The number itself is no
+                        allows (and the default search asks no loud peaks before them); any
+                        number stops them once the answer is settled, "minimal" (a search, or
+                        the default's loud-peak step, found a one-feature passing set: nothing
+                        smaller passes), "small" (a passing set of at most four) or "converged"
+                        (a search found no smaller passing set than those before it; see
+                        :mod:`captum_freqrex._core.search.partition`). The number itself is no
                         longer read (it was the width of an earlier rule that compared the top
                         features between waves of searches, and never stopped on clips with many
                         equivalent one-bin causes); it is kept so existing calls run. Default: 10
