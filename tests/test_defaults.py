@@ -224,22 +224,36 @@ def test_the_loud_peak_check_prefers_the_loud_one_of_equally_small_sets():
     assert float(expl.feature_responsibility.sum()) == pytest.approx(1.0)
 
 
+class _PeakStub:
+    """A stub example over 1,600 features with the given ``energy``: the model passes exactly the
+    feature sets listed in ``passing``; ``asked`` records each model call's sets (as id lists)."""
+
+    def __init__(self, energy: torch.Tensor, passing: list) -> None:
+        self.energy, self.passing, self.asked = energy, passing, []
+
+    def evaluate_masks(self, sets: torch.Tensor) -> SetVerdicts:
+        ids = [row.nonzero().squeeze(1).tolist() for row in sets]
+        self.asked.append(ids)
+        passes = torch.tensor([members in self.passing for members in ids])
+        return SetVerdicts(passes, passes.double())
+
+    def context(self, **options) -> SearchContext:
+        return SearchContext(lambda steps: torch.zeros(0, dtype=torch.bool), self.evaluate_masks, 1600, True,
+                             RefinementOptions(**options), torch.Generator(), torch.device("cpu"), self.energy)
+
+
+def _five_peaks() -> torch.Tensor:
+    energy = torch.zeros(1600, dtype=torch.float64)
+    energy[[100, 500, 900, 1300, 1500]] = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0], dtype=torch.float64)
+    return energy
+
+
 def test_the_loud_peak_check_stops_asking_at_the_first_passing_candidate():
     """The candidates go in order of size, then loudness, a few per model call: where the second
     loudest peak passes alone, the first call (the four loudest peaks alone) settles the check and
     nothing after it is asked; the passing peak leads the ranking and the sets."""
-    energy = torch.zeros(1600, dtype=torch.float64)
-    energy[[100, 500, 900, 1300, 1500]] = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0], dtype=torch.float64)
-    asked = []
-
-    def evaluate_masks(sets: torch.Tensor) -> SetVerdicts:
-        ids = [row.nonzero().squeeze(1).tolist() for row in sets]
-        asked.append(ids)
-        passes = torch.tensor([members == [500] for members in ids])
-        return SetVerdicts(passes, passes.double())
-
-    context = SearchContext(lambda steps: torch.zeros(0, dtype=torch.bool), evaluate_masks, 1600, True,
-                            RefinementOptions(), torch.Generator(), torch.device("cpu"), energy)
+    stub = _PeakStub(_five_peaks(), [[500]])
+    context, asked = stub.context(), stub.asked
     found = torch.zeros(1, 1600, dtype=torch.bool)
     found[0, 3] = True  # the search's one-feature set: a quiet bin
     responsibility = torch.zeros(1600, dtype=torch.float64)
@@ -257,18 +271,9 @@ def test_the_peaks_asked_before_the_search_go_four_per_call_until_one_passes():
     energy = torch.zeros(1600, dtype=torch.float64)
     peaks = [100, 300, 500, 700, 900, 1100, 1300]
     energy[peaks] = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 0.009], dtype=torch.float64)
-    asked = []
     passing = [[900], [1300], [100, 300, 500]]
-
-    def evaluate_masks(sets: torch.Tensor) -> SetVerdicts:
-        ids = [row.nonzero().squeeze(1).tolist() for row in sets]
-        asked.append(ids)
-        passes = torch.tensor([members in passing for members in ids])
-        return SetVerdicts(passes, passes.double())
-
-    def context(**options) -> SearchContext:
-        return SearchContext(lambda steps: torch.zeros(0, dtype=torch.bool), evaluate_masks, 1600, True,
-                             RefinementOptions(**options), torch.Generator(), torch.device("cpu"), energy)
+    stub = _PeakStub(energy, passing)
+    context, asked = stub.context, stub.asked
 
     found, failed = loud_peaks_first(context(), loudest_peaks(energy, 12))
     assert asked == [[[100], [300], [500], [700]], [[900], [1100], [100, 300], [100, 300, 500]]] and failed == []
@@ -302,18 +307,8 @@ def test_the_loud_peak_check_does_not_ask_again_the_peaks_seen_failing_alone():
     """Where the three loudest peaks failed alone before the search, and the two loudest together,
     the check after it asks neither again: its first call is the fourth and fifth peaks alone and
     the next two pairs."""
-    energy = torch.zeros(1600, dtype=torch.float64)
-    energy[[100, 500, 900, 1300, 1500]] = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0], dtype=torch.float64)
-    asked = []
-
-    def evaluate_masks(sets: torch.Tensor) -> SetVerdicts:
-        ids = [row.nonzero().squeeze(1).tolist() for row in sets]
-        asked.append(ids)
-        passes = torch.tensor([members == [100, 900] for members in ids])
-        return SetVerdicts(passes, passes.double())
-
-    context = SearchContext(lambda steps: torch.zeros(0, dtype=torch.bool), evaluate_masks, 1600, True,
-                            RefinementOptions(), torch.Generator(), torch.device("cpu"), energy)
+    stub = _PeakStub(_five_peaks(), [[100, 900]])
+    context, asked = stub.context(), stub.asked
     found = torch.zeros(1, 1600, dtype=torch.bool)
     found[0, [3, 7]] = True  # the search's two-feature set: quiet bins
     responsibility = found[0].double() / 2

@@ -176,13 +176,7 @@ def loud_peaks_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
     ):
         return None, []
     start = context.queries
-    masks = torch.zeros(len(candidates), context.n_features, device=context.device)
-    for row, ids in enumerate(candidates):
-        masks[row, ids] = 1.0
-    passes = ask_until_one_holds(
-        range(len(candidates)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
-        bool, LOUD_PEAK_BATCH,
-    )
+    _, passes = _ask_in_order(context, candidates)
     chosen = next((row for row, ok in enumerate(passes) if ok), None)
     if chosen is None:
         return None, candidates[: len(passes)]
@@ -195,6 +189,19 @@ def loud_peaks_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
     details = {"strategy": "loud peak" if len(members) == 1 else "loud peaks", "loud_peaks": members}
     stopped_by = "minimal" if len(members) == 1 else "small"
     return SearchResult(values, context.queries - start, stopped_by, details, sets), []
+
+
+def _ask_in_order(context: SearchContext, candidates: List[List[int]]) -> Tuple[Tensor, List[bool]]:
+    # The keep-masks of ``candidates`` (lists of feature ids) and whether each passes, asked in
+    # order LOUD_PEAK_BATCH per model call until one does (the answers of those asked).
+    masks = torch.zeros(len(candidates), context.n_features, device=context.device)
+    for row, ids in enumerate(candidates):
+        masks[row, ids] = 1.0
+    passes = ask_until_one_holds(
+        range(len(candidates)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
+        bool, LOUD_PEAK_BATCH,
+    )
+    return masks, passes
 
 
 def _counterfactual_members(context: SearchContext, members: List[int]) -> Tuple[List[int], List[int]]:
@@ -256,15 +263,9 @@ def loud_peak_check(
     remaining = context.remaining
     if not candidates or (remaining is not None and remaining < len(candidates)):
         return result
-    masks = torch.zeros(len(candidates), context.n_features, device=context.device)
-    for row, ids in enumerate(candidates):
-        masks[row, ids] = 1.0
     # The candidates are in order of size, then loudness: the first that passes is the smallest,
     # the loudest among equals, and the ones after it need not be asked.
-    passes = ask_until_one_holds(
-        range(len(candidates)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
-        bool, LOUD_PEAK_BATCH,
-    )
+    masks, passes = _ask_in_order(context, candidates)
     asked, chosen = len(passes), next((row for row, ok in enumerate(passes) if ok), None)
     details = {**result.details, "loud_peaks": None}
     if chosen is None:
