@@ -60,6 +60,36 @@ def test_a_quieter_peak_that_passes_alone_is_found_by_the_first_peaks_asked(tone
     assert expl.sufficient.level_db == pytest.approx(-6.0, abs=0.5)
 
 
+class LoudToneUnlessSecond(torch.nn.Module):
+    """Class 1 when 440 Hz is present and either 1 kHz is absent or 3.3 kHz is present: not
+    monotone along a loudest-first ranking (440 Hz alone passes; with 1 kHz and 2.5 kHz it fails;
+    with 3.3 kHz too it passes again)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        level = torch.fft.rfft(x).abs() / (x.shape[-1] / 2)
+        a, b, c = (level[:, bin_of(f, x.shape[-1])] for f in (440, 1000, 3300))
+        margin = torch.minimum(a - 0.5, torch.maximum(0.3 - b, c - 0.02))
+        return torch.stack([-margin, margin], dim=1)
+
+
+def test_without_the_shrink_the_sufficient_prefix_is_at_most_the_loud_peak_that_passed(tone_clip):
+    # The search saw 440 Hz pass alone, and it leads the ranking (then the loudest bins: 1 kHz,
+    # 2.5 kHz, 3.3 kHz). The prefix extraction's first probes (3 features: fails; 6: passes) would
+    # bracket the sufficient size at 4; told that the top 1 passed, it answers 1.
+    x = tone_clip + 0.05 * tone(3300).unsqueeze(0)
+    model = LoudToneUnlessSecond()
+    explainer = FreqReX(model)
+    expl = explainer.explain(x, shrink=False)[0]
+    assert explainer.last_search[0].details["strategy"] == "loud peak"
+    assert expl.sufficient.size == 1 and expl.sufficient.mask[bin_of(440, SAMPLE_RATE)] and expl.sufficient.certified
+    # Re-queried: the top 1 passes, the top 3 do not, the top 4 do.
+    keep = torch.zeros(3, N_BINS)
+    for row, k in enumerate((1, 3, 4)):
+        keep[row, expl.ranking[:k]] = 1.0
+    kept = torch.fft.irfft(torch.fft.rfft(x) * keep, n=x.shape[-1])
+    assert model(kept).argmax(1).tolist() == [1, 0, 1]
+
+
 def test_a_decisive_bin_far_below_the_clip_is_left_to_the_refinement(tone_clip):
     # A bin 30 dB below the loudest is not asked before the search (a set there is flagged): the
     # refinement finds it.

@@ -103,6 +103,25 @@ def test_each_further_set_stays_within_its_documented_budget(model, clip):
     assert all(s.certified for s in expl.sufficient_sets)
 
 
+@pytest.mark.parametrize("shrink", [True, False])
+def test_three_loud_tones_each_sufficient_give_three_one_bin_sets_in_a_few_queries_each(shrink):
+    # Each tone alone suffices. The search over the features left asks their loudest peaks first,
+    # and the extraction starts from that passing peak (the top of its ranking): each further set
+    # is the next tone alone, found and certified in a handful of queries, with or without the shrink.
+    from known_models import ToneDetector
+
+    g = torch.Generator().manual_seed(0)
+    x = (tone(440) + 0.5 * tone(1000) + 0.3 * tone(2500) + 0.05 * torch.randn(SAMPLE_RATE, generator=g)).unsqueeze(0)
+    model = ToneDetector([440, 1000, 2500], threshold=0.25)
+    expl = FreqReX(model).explain(x, n_explanations=3, shrink=shrink)[0]
+    assert [sorted(_ids(s)) for s in expl.sufficient_sets] == [[bin_of(f, SAMPLE_RATE)] for f in (440, 1000, 2500)]
+    assert all(s.certified for s in expl.sufficient_sets)
+    assert all(q <= 8 for q in expl.alternatives_report.queries), expl.alternatives_report.queries
+    for chosen in expl.sufficient_sets:  # re-queried: each tone alone keeps the decision
+        alone = torch.fft.irfft(torch.fft.rfft(x) * chosen.mask.float(), n=x.shape[-1])
+        assert model(alone).argmax(1).item() == 1
+
+
 def test_given_attributions_rank_the_features_left_without_a_search(model, clip):
     scores = torch.fft.rfft(clip).abs()  # loudness as the attribution: no query to rank
     expl = FreqReX(model).explain(clip, attributions=scores, n_explanations=2, seed=SEED)[0]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets
-from captum_freqrex._core.certify.prefix import PrefixSearch, prefix_masks
+from captum_freqrex._core.certify.prefix import PrefixSearch, passing_prefix_size, prefix_masks
 from captum_freqrex._core.certify.shrink import shrink_set
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, bin_level, loudness, set_note
 from captum_freqrex._explanation import CausalSet
@@ -199,6 +199,7 @@ def _one_feature_set(candidates: Optional[Tensor], ranking: Tensor) -> Optional[
 
 def _find_prefixes(
     queries: ExampleQueries, ranking: Tensor, anchors: Anchors, tolerance: float, budget: int, sufficient_only: bool,
+    known_sufficient: Optional[int] = None,
 ) -> _Found:
     target, original = anchors.target, anchors.original
 
@@ -210,7 +211,7 @@ def _find_prefixes(
 
     search = PrefixSearch(
         query, queries.space.n_features, original, original.confidence - tolerance, budget, anchors.baseline,
-        sufficient_only=sufficient_only,
+        sufficient_only=sufficient_only, known_sufficient=known_sufficient,
     )
     k_suff, k_nec, k_comp, exact = search.run()
     sizes = {"sufficient": k_suff, "sufficient_necessary": k_nec, "complete": k_comp}
@@ -257,7 +258,11 @@ def certify_sets(
     searching = joint_budget > 0 and anchors.original.passes
     found = _one_feature_set(candidates, ranking) if searching and shrink_budget > 0 else None
     if found is None:
-        found = _find_prefixes(queries, ranking, anchors, tolerance, budget, sufficient_only=searching)
+        # Where the search's passing set is the ranking's top, the sufficient prefix is at most it
+        # (the sufficient size alone is searched here; the certification re-queries it).
+        known = passing_prefix_size(candidates, ranking) if searching else None
+        found = _find_prefixes(queries, ranking, anchors, tolerance, budget, sufficient_only=searching,
+                               known_sufficient=known)
     sizes, masks = found.sizes, found.masks
     k_suff, k_nec = sizes["sufficient"], sizes["sufficient_necessary"]
     shrunk, report, shrink_queries = None, None, 0

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.certify.certify import shrink_sufficient
-from captum_freqrex._core.certify.prefix import prefix_masks, probe_sizes
+from captum_freqrex._core.certify.prefix import passing_prefix_size, prefix_masks, probe_sizes
 from captum_freqrex._core.certify.ranking import rank_features
 from captum_freqrex._core.certify.trust import Anchors, loudness, set_note
 from captum_freqrex._core.model.example import ExampleQueries
@@ -199,7 +199,11 @@ def _next_set(queries: ExampleQueries, anchors: Anchors, taken: Tensor, how: Dis
     energy = space.feature_energy(queries.example)
     order = rank_features(values.to(space.device), energy[ids], rtol=how.rank_rtol).to(ids.device)
     ranking = torch.cat([ids[order], taken.nonzero().squeeze(1)])
-    size, exact, spent = _smallest_prefix(queries, ranking, target, m, how.extraction_budget - _CERTIFICATION_ROWS)
+    # The search's passing set, where it leads the ranking, bounds the prefix from above.
+    known = passing_prefix_size(passing, order) if passing is not None else None
+    size, exact, spent = _smallest_prefix(
+        queries, ranking, target, m if known is None else known, how.extraction_budget - _CERTIFICATION_ROWS
+    )
     prefix = prefix_masks(ranking, [size])[0]
     shrunk, report = None, None
     if how.shrink_budget > 0 and size > 1:
@@ -223,8 +227,9 @@ def _next_set(queries: ExampleQueries, anchors: Anchors, taken: Tensor, how: Dis
 
 
 def _smallest_prefix(queries: ExampleQueries, ranking: Tensor, target: int, m: int, budget: int) -> Tuple[int, bool, int]:
-    # The smallest probed prefix of `ranking` (over its first m, the allowed features) that keeps
-    # the decision; keeping all m is known to (the root). Returns (size, resolved exactly, queries).
+    # The smallest probed prefix of `ranking` (over its first m) that keeps the decision; keeping
+    # the first m is known to (the root: all the allowed features; or the search's passing set
+    # at the ranking's top). Returns (size, resolved exactly, queries).
     lo, hi, spent = 0, m, 0
     while hi - lo > 1 and budget - spent > 0:
         sizes = probe_sizes(lo, hi, min(8, budget - spent))

@@ -62,6 +62,11 @@ class PrefixSearch:
         grid_size (int, optional): Sizes probed per round per open bracket. Default: 8
         sufficient_only (bool, optional): Search the sufficient size only (the others are then
                     searched by :mod:`~captum_freqrex._core.certify.joint`). Default: False
+        known_sufficient (int, optional): A prefix size already seen to keep the decision (the
+                    responsibility search's passing set, where it is the ranking's top): the
+                    sufficient bracket starts with it as its known passing end, so the smallest
+                    sizes below it are probed even where the ranking is not monotone (a loud
+                    peak that passes alone, then loud bins that undo it). Default: None
 
     When the unmasked input does not pass (a target the model does not decide, or a confidence
     below the filter), keeping everything fails, which says nothing about smaller prefixes: only
@@ -77,6 +82,7 @@ class PrefixSearch:
     baseline: Optional[ProbeResult] = None
     grid_size: int = 8
     sufficient_only: bool = False
+    known_sufficient: Optional[int] = None
     keep_cache: Dict[int, ProbeResult] = field(default_factory=dict)
     remove_cache: Dict[int, ProbeResult] = field(default_factory=dict)
     queries: int = 0
@@ -117,6 +123,8 @@ class PrefixSearch:
 
     def _update(self, bracket: _Bracket, predicate: Callable[[int], Optional[bool]]) -> None:
         known = {k: predicate(k) for k in set(self.keep_cache) | set(self.remove_cache)}
+        if predicate == self._sufficient and self.known_sufficient is not None:
+            known.setdefault(self.known_sufficient, True)
         floor = bracket.floor()
         trues = [k for k, v in known.items() if v and k >= floor]
         bracket.hi = min(trues) if trues else None
@@ -235,3 +243,28 @@ def prefix_masks(ranking: Tensor, sizes: List[int]) -> Tensor:
     position[ranking] = torch.arange(ranking.numel(), device=ranking.device)
     bounds = torch.tensor(sizes, device=ranking.device).view(-1, 1)
     return (position.view(1, -1) < bounds).float()
+
+
+def passing_prefix_size(sets: Optional[Tensor], ranking: Tensor) -> Optional[int]:
+    r"""The size of the smallest of ``sets`` that is a prefix of ``ranking`` (its top-``k``).
+
+    The responsibility search returns the sets it saw keep the decision; where one of them is the
+    ranking's top (the loud peak that leads it, a search's only set), that prefix is known to
+    pass, and the extraction's bracket can start from it.
+
+    Args:
+        sets (Tensor, optional): ``(M, n_features)`` keep-masks (bool or 0/1).
+        ranking (Tensor): ``(n_features,)`` feature ids, most responsible first.
+
+    Returns:
+        int or None: The size; None when no set is a prefix (or there are none).
+    """
+    if sets is None or not sets.shape[0]:
+        return None
+    position = torch.empty_like(ranking)
+    position[ranking] = torch.arange(ranking.numel(), device=ranking.device)
+    rows = sets.to(ranking.device).bool()
+    for size, row in sorted(((int(row.sum()), row) for row in rows), key=lambda pair: pair[0]):
+        if size and int(position[row].max()) == size - 1:
+            return size
+    return None
