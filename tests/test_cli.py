@@ -168,6 +168,24 @@ def test_compare_on_user_audio_writes_the_table(scripted_model, clip_file, tmp_p
     assert float(freqrex["flip@1"]) == 1.0 and int(float(freqrex["queries"])) > 0
 
 
+def test_compare_budget_gives_kernelshap_its_own_samples(scripted_model, clip_file, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main([
+        "compare", clip_file, "--model", scripted_model, "--sample-rate", str(SAMPLE_RATE),
+        "--methods", "FreqReX", "KernelShap", "--budget", "40", "--out", str(out),
+    ])
+    assert code == 0
+    import csv
+
+    rows = {r["method"]: r for r in csv.DictReader(open(out / "compare.csv"))}
+    assert float(rows["KernelShap"]["queries"]) == pytest.approx(40, abs=1)
+    assert float(rows["FreqReX"]["queries"]) < 40  # the loud decisive tone: a handful of queries
+    assert "Budgets given, not equal" in (out / "compare.md").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--budget", "0"])
+    assert exit_info.value.code == 2 and "--budget" in capsys.readouterr().err
+
+
 def test_compare_rejects_files_of_different_lengths(scripted_model, clip_file, tmp_path, capsys):
     short = tmp_path / "short.wav"
     sf.write(str(short), tone(440, 0.5).numpy(), SAMPLE_RATE)

@@ -256,7 +256,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         f"of {waves.shape[-1] / model.sample_rate:.1f} s ({waves.shape[-1] // 2 + 1} frequency bins)")
     table = compare_methods(
         model.model, waves, methods=args.methods, baselines=baselines, sample_rate=model.sample_rate, ks=args.ks,
-        max_queries=args.max_queries, seed=args.seed, show_progress=True, output=args.output,
+        max_queries=args.max_queries, seed=args.seed, show_progress=True, output=args.output, budget=args.budget,
     )
     table.notes.append(f"baseline: {baseline.describe()}")
     check_out(args.out, COMPARE_FILES, args.overwrite, inputs)  # again: the comparison took a while
@@ -354,6 +354,10 @@ def _add_compare(sub: Any) -> None:
     compare.add_argument("--methods", nargs="*", default=None, choices=METHODS, help="method names (default: all)")
     compare.add_argument(
         "--ks", type=parse_count, nargs="+", default=[1, 5], help="top-k sizes of the flip rates (default 1 5)"
+    )
+    compare.add_argument(
+        "--budget", type=parse_count, default=None, metavar="N",
+        help="samples per clip of KernelShap, Lime and ShapleyValueSampling (default: FreqReX's queries on each clip)",
     )
     compare.add_argument(
         "--sample-rate", type=parse_sample_rate, help="sample rate of a TorchScript model (default 16000)"
