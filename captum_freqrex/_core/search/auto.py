@@ -327,23 +327,23 @@ def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optiona
     found = _loud_band_set(context, peaks)
     if found is None:
         return result
+    louder, spent = found
     details = {**result.details, "loud_band": None}
-    if found.sets is None:
-        return dataclasses.replace(result, queries=result.queries + found.queries, details=details)
-    louder = found.sets[0].cpu()
+    if louder is None:
+        return dataclasses.replace(result, queries=result.queries + spent, details=details)
     values = _leading(result.responsibility, louder)
     size = int(louder.sum())
     kept = seen[seen.sum(dim=1) >= size]  # the quieter smaller sets no longer start the shrink
     sets = torch.cat([louder.to(seen.device).unsqueeze(0), kept])
     details["loud_band"] = size
-    return SearchResult(values, result.queries + found.queries, result.stopped_by, details, sets)
+    return SearchResult(values, result.queries + spent, result.stopped_by, details, sets)
 
 
-def _loud_band_set(context: SearchContext, peaks: Optional[List[int]] = None) -> Optional[SearchResult]:
-    # The loud-band check's search (loud_band_check): None when the budget does not allow it; a
-    # result whose ``sets`` is None when no band passed or the refinement inside found no set
-    # within -MIN_LEVEL_DB of the loudest feature; otherwise its set (mapped back to all features)
-    # and the inner refinement's responsibility. ``queries`` counts the bands too.
+def _loud_band_set(context: SearchContext, peaks: Optional[List[int]] = None) -> Optional[Tuple[Optional[Tensor], int]]:
+    # The loud-band check's search (loud_band_check): None when the budget does not allow it;
+    # otherwise the louder set (a bool mask over all features; None when no band passed or the
+    # refinement inside found no set within -MIN_LEVEL_DB of the loudest feature) and the
+    # queries spent, the bands' included.
     n = context.n_features
     step = 2**context.options.n_pieces - 1
     peaks = (loudest_peaks(context.energy, LOUD_BANDS) if peaks is None else peaks)[:LOUD_BANDS]
@@ -358,9 +358,8 @@ def _loud_band_set(context: SearchContext, peaks: Optional[List[int]] = None) ->
             bands[row, max(0, peak - width) : min(n, peak + width + 1)] = True
     passes = context.evaluate_sets(bands.float().to(context.device)).passes.cpu()
     spent = len(counts)
-    values = torch.zeros(n, dtype=torch.float64)
     if not bool(passes.any()):
-        return SearchResult(values, spent, "loud band", {})
+        return None, spent
     region = bands[int(passes.nonzero()[0])]
     remaining = context.remaining
     cap = LOUD_SEARCH_QUERIES if remaining is None else min(remaining, LOUD_SEARCH_QUERIES)
@@ -370,14 +369,11 @@ def _loud_band_set(context: SearchContext, peaks: Optional[List[int]] = None) ->
     context.queries += found.queries
     spent += found.queries
     if found.sets is None or not found.sets.shape[0]:
-        return SearchResult(values, spent, found.stopped_by, {})
+        return None, spent
     ids = region.nonzero().squeeze(1)
     louder = torch.zeros(n, dtype=torch.bool)
     louder[ids[found.sets[0].cpu().nonzero().squeeze(1)]] = True
-    if level_db(context.energy, louder) < MIN_LEVEL_DB:
-        return SearchResult(values, spent, found.stopped_by, {})
-    values[ids] = found.responsibility.double().cpu()
-    return SearchResult(values, spent, found.stopped_by, {}, louder.unsqueeze(0))
+    return (louder if level_db(context.energy, louder) >= MIN_LEVEL_DB else None), spent
 
 
 def rank_tail(context: SearchContext, result: SearchResult) -> SearchResult:
