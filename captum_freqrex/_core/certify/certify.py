@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets
-from captum_freqrex._core.certify.prefix import PrefixSearch, passing_prefix_size, prefix_masks
+from captum_freqrex._core.certify.prefix import PrefixSearch, passing_prefix_size, prefix_masks, ranking_positions
 from captum_freqrex._core.certify.shrink import shrink_set
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, bin_level, loudness, set_note
 from captum_freqrex._explanation import CausalSet
@@ -79,8 +79,7 @@ def shrink_sufficient(
     """
     space = queries.space
     n = space.n_features
-    position = torch.empty_like(ranking)
-    position[ranking] = torch.arange(n, device=ranking.device)
+    position = ranking_positions(ranking)
     members, start = ranking[:k_suff], "prefix"
     if candidates is not None and candidates.shape[0]:
         counts = candidates.sum(dim=1)

@@ -62,7 +62,7 @@ from typing import Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequen
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.certify.prefix import probe_sizes
+from captum_freqrex._core.certify.prefix import probe_sizes, ranking_positions
 from captum_freqrex._core.certify.shrink import shrink_set
 from captum_freqrex._core.certify.trust import Anchors
 from captum_freqrex._core.model.example import ExampleQueries
@@ -480,8 +480,7 @@ def search_joint_sets(
     order = ranking.tolist()
     if sufficient_prefix and prefix_kept is not None:
         probe.known[_key(order[:sufficient_prefix], False)] = prefix_kept
-    position = torch.empty_like(ranking)
-    position[ranking] = torch.arange(ranking.numel(), device=ranking.device)
+    position = ranking_positions(ranking)
     ids = sufficient.bool().nonzero().squeeze(1)
     members = ids[position[ids].argsort()].tolist()  # most responsible first: deletions start at the end
     found, found_report, screened = _necessary_set(

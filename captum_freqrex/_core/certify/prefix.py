@@ -237,10 +237,16 @@ def probe_sizes(lo: int, hi: int, count: int, dtype: torch.dtype = torch.float64
     return sorted({min(max(int(round(float(k))), lo + 1), hi - 1) for k in grid[1:-1]})
 
 
-def prefix_masks(ranking: Tensor, sizes: List[int]) -> Tensor:
-    r"""Keep-masks ``(len(sizes), n_features)`` of the top-``k`` features of ``ranking`` for each k."""
+def ranking_positions(ranking: Tensor) -> Tensor:
+    r"""``(n_features,)``: each feature's place in ``ranking`` (0 for the most responsible)."""
     position = torch.empty_like(ranking)
     position[ranking] = torch.arange(ranking.numel(), device=ranking.device)
+    return position
+
+
+def prefix_masks(ranking: Tensor, sizes: List[int]) -> Tensor:
+    r"""Keep-masks ``(len(sizes), n_features)`` of the top-``k`` features of ``ranking`` for each k."""
+    position = ranking_positions(ranking)
     bounds = torch.tensor(sizes, device=ranking.device).view(-1, 1)
     return (position.view(1, -1) < bounds).float()
 
@@ -261,8 +267,7 @@ def passing_prefix_size(sets: Optional[Tensor], ranking: Tensor) -> Optional[int
     """
     if sets is None or not sets.shape[0]:
         return None
-    position = torch.empty_like(ranking)
-    position[ranking] = torch.arange(ranking.numel(), device=ranking.device)
+    position = ranking_positions(ranking)
     rows = sets.to(ranking.device).bool()
     for size, row in sorted(((int(row.sum()), row) for row in rows), key=lambda pair: pair[0]):
         if size and int(position[row].max()) == size - 1:
