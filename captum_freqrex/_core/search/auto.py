@@ -66,6 +66,7 @@ from captum_freqrex._core.search.band_screening import PEAK_SPACING, BandScreeni
 from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.restricted import restrict_context
+from captum_freqrex._core.spectral.space import ids_to_mask
 from captum_freqrex._explanation.informative import MIN_LEVEL_DB
 from captum_freqrex._utils.ordered import ask_until_one_holds
 
@@ -194,9 +195,7 @@ def loud_peaks_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
 def _ask_in_order(context: SearchContext, candidates: List[List[int]]) -> Tuple[Tensor, List[bool]]:
     # The keep-masks of ``candidates`` (lists of feature ids) and whether each passes, asked in
     # order LOUD_PEAK_BATCH per model call until one does (the answers of those asked).
-    masks = torch.zeros(len(candidates), context.n_features, device=context.device)
-    for row, ids in enumerate(candidates):
-        masks[row, ids] = 1.0
+    masks = ids_to_mask(candidates, context.n_features, context.device)
     passes = ask_until_one_holds(
         range(len(candidates)), lambda rows: context.evaluate_sets(masks[rows[0] : rows[-1] + 1]).passes.tolist(),
         bool, LOUD_PEAK_BATCH,
@@ -212,10 +211,8 @@ def _counterfactual_members(context: SearchContext, members: List[int]) -> Tuple
     # candidate before it, which failed.
     if len(members) == 1:
         return members, members
-    leave_one_out = torch.zeros(len(members) - 1, context.n_features, device=context.device)
-    for row, left_out in enumerate(members[:-1]):
-        leave_one_out[row, [m for m in members if m != left_out]] = 1.0
-    still_pass = context.evaluate_sets(leave_one_out).passes.tolist()
+    leave_one_out = [[m for m in members if m != left_out] for left_out in members[:-1]]
+    still_pass = context.evaluate_sets(ids_to_mask(leave_one_out, context.n_features, context.device)).passes.tolist()
     credited = [m for m, ok in zip(members[:-1], still_pass) if not ok] + members[-1:]
     spare = next((m for m, ok in zip(members[:-1], still_pass) if ok), None)
     return credited, [m for m in members if m != spare]
