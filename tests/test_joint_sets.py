@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from captum_freqrex import FreqReX, FreqReXOptions
-from captum_freqrex._core.certify.joint import _both_smallest_first, _until_one_holds
+from captum_freqrex._core.certify.joint import _both_smallest_first, _complete_set, _until_one_holds
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.search.evaluation import KnownOutputs
 from captum_freqrex._explanation import Explanation
@@ -252,3 +252,38 @@ def test_a_one_bin_search_set_needs_no_prefix_extraction(detector, tone_clip, mo
     assert expl.stats.queries == 2 + expl.responsibility_queries + expl.extraction_queries
     prefixes = FreqReX(detector).explain(tone_clip, shrink=False)[0]
     assert calls == [1] and _members(prefixes.sufficient) == [BIN_440]
+
+
+class _WindowProbe:
+    # A stand-in for the joint search's _Probe: a set keeps the decision alone at the input's
+    # confidence only when it adds a count of features inside ``window`` to the core, or all of them
+    # (the confidence is not monotone in what is added, as on held-out percussion).
+    def __init__(self, core: list, window: range, n: int) -> None:
+        self.core, self.window, self.n, self.spent, self.asked = len(core), window, n, 0, []
+
+    def results(self, sets, removed):
+        answers = []
+        for ids in sets:
+            added = len(ids) - self.core
+            reaches = added in self.window or added == self.n - self.core
+            self.spent += 1
+            self.asked.append(added)
+            answers.append(ProbeResult(passes=True, decided=1, confidence=0.9 if reaches else 0.5))
+        return answers
+
+
+@pytest.mark.parametrize("window", [range(100, 216), range(20, 44), range(1000, 2200)])
+def test_complete_growth_finds_a_small_reaching_window_of_a_non_monotone_model(window):
+    """The confidence reaches the target only for additions inside a window about twice as wide as
+    its low end (and for the whole input): the first geometric grid does not step over it, so the
+    complete set comes out inside the window, not near the whole input, within the growth's
+    budget."""
+    n, core = 8000, [0, 1, 2]
+    probe = _WindowProbe(core, window, n)
+    ranking = list(range(n))
+    found, report = _complete_set(probe, core, ranking, target_confidence=0.8, budget=32, seed=0)
+    added = len(found) - len(core)
+    assert added <= window.stop - 1  # in the window, or shrunk below it (each shrink step re-asked)
+    assert found[: len(core)] == core and report.size == len(found)
+    assert probe.spent <= 32
+    assert any(a in window for a in probe.asked)
