@@ -16,7 +16,10 @@ partition refinement in necessary mode (``search="refinement"``, the default unt
 ``search="auto"``, whose records here were measured then) and band screening (the default search
 in necessary mode now), each given the queries FeatureAblation used. Their flips at k = 1 and 5 are measured by
 :func:`captum_freqrex.metrics.perturbation_success_rate` (single-bin features), and each method's
-share of the limit is its flip@1 over the clips where a single-bin flip exists.
+share of the limit is its flip@1 over the clips where a single-bin flip exists. Each method's
+median SNR is over its own flips, so a third table pairs it with FeatureAblation's on the clips
+where both flip at k: the median difference (dB, positive: quieter) and on how many clips it is
+quieter or louder.
 
 Usage::
 
@@ -258,10 +261,33 @@ def summarize(model: str, selection: str, limit: List[Dict[str, Any]], methods: 
         row["flip@1_beyond_limit"] = sum(r["flipped"][0] for r in records if r["clip"] not in reachable)
         for j, k in enumerate(ks):
             row[f"snr_db@{k}"] = _median([r["snr_db"][j] for r in records if r["flipped"][j]])
+        if method != "FeatureAblation":
+            row.update(_paired_with_ablation(records, methods.get("FeatureAblation"), ks))
         row.update({"flipping_bins_median": None, "loudest_flip_snr_db_median": None, "ties": None,
                     "seconds": statistics.fmean(r["seconds"] for r in records) if records else 0.0, "model_share": None})
         rows.append(row)
+    for key in [key for row in rows for key in row]:  # one set of CSV columns: None where a row has none
+        for row in rows:
+            row.setdefault(key, None)
     return rows
+
+
+def _paired_with_ablation(records: List[Dict[str, Any]], ablation: Optional[List[Dict[str, Any]]],
+                          ks: List[int]) -> Dict[str, Any]:
+    # A method's SNR beside FeatureAblation's on the clips where both flip at k: the medians of the
+    # main table are over different clips (a method that flips more hard clips, whose flips are
+    # loud, gets a lower median), so only the paired difference says which change is quieter.
+    if not ablation:
+        return {}
+    row: Dict[str, Any] = {}
+    for j, k in enumerate(ks):
+        both = [(r["snr_db"][j], a["snr_db"][j]) for r, a in zip(records, ablation) if r["flipped"][j] and a["flipped"][j]]
+        differences = [mine - theirs for mine, theirs in both]
+        row[f"paired@{k}"] = len(both)
+        row[f"snr_db@{k}_minus_ablation"] = round(statistics.median(differences), 2) + 0.0 if differences else None
+        row[f"quieter@{k}"] = sum(d > 0.05 for d in differences)
+        row[f"louder@{k}"] = sum(d < -0.05 for d in differences)
+    return row
 
 
 def _markdown(rows: List[Dict[str, Any]], ks: List[int]) -> str:
@@ -288,7 +314,14 @@ def _markdown(rows: List[Dict[str, Any]], ks: List[int]) -> str:
         detail.append(f"| {r['model']} | {r['clips']} | {r['flip@1']}/{r['n']} | {cell(r['flipping_bins_median'])} | "
                       f"{cell(r['snr_db@1'])} | {cell(r['loudest_flip_snr_db_median'])} | {r['ties']} | {r['queries']:.0f} | "
                       f"{r['seconds']:.1f} | {100 * r['model_share']:.0f}% | {beyond} |")
-    return "\n".join(lines) + "\n\n" + "\n".join(detail)
+    paired = ["| model | method | k | clips both flip | median SNR minus FeatureAblation's (dB) | quieter | louder |",
+              "|" + " --- |" * 7]
+    for r in rows:
+        for k in ks:
+            if r[f"paired@{k}"] is not None:
+                paired.append(f"| {r['model']} | {r['method']} | {k} | {r[f'paired@{k}']} | "
+                              f"{cell(r[f'snr_db@{k}_minus_ablation'], '{:+.2f}')} | {r[f'quieter@{k}']} | {r[f'louder@{k}']} |")
+    return "\n".join(lines) + "\n\n" + "\n".join(detail) + "\n\n" + "\n".join(paired)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

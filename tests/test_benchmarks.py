@@ -304,6 +304,29 @@ def test_single_bin_limit_summary_of_known_records():
     assert limit.summarize("m", "all 1", [exhaustive(1, 0)], {"x": found[1:2]}, [1, 5])[1]["share_of_limit"] is None
 
 
+def test_single_bin_limit_pairs_each_method_with_feature_ablation():
+    """A method's SNR is compared with FeatureAblation's on the clips where both flip at k only:
+    its own median (over its flips, a loud hard clip included) says it is louder, the pairs say it
+    is quieter on both clips they share."""
+    limit = _load("single_bin_limit")
+    records = [{"clip": c, "flips": 1, "ties": 0, "quietest": {"snr_db": 40.0}, "loudest": {"snr_db": 20.0},
+                "queries": 9, "seconds": 2.0, "model_seconds": 1.5} for c in range(3)]
+
+    def method(clip, flipped, snr):
+        return {"clip": clip, "flipped": [flipped, False], "snr_db": [snr, 0.0], "queries": 5, "seconds": 1.0}
+
+    ablation = [method(0, True, 30.0), method(1, True, 33.0), method(2, False, 50.0)]
+    screening = [method(0, True, 31.0), method(1, True, 34.0), method(2, True, 10.0)]  # clip 2: hard and loud
+    rows = limit.summarize("m", "all 3", records, {"FeatureAblation": ablation, "band_screening (necessary)": screening}, [1, 5])
+    mine = rows[2]
+    assert mine["snr_db@1"] == 31.0 < rows[1]["snr_db@1"] == 31.5  # its own median, pulled down by clip 2
+    assert (mine["paired@1"], mine["snr_db@1_minus_ablation"], mine["quieter@1"], mine["louder@1"]) == (2, 1.0, 2, 0)
+    assert (mine["paired@5"], mine["snr_db@5_minus_ablation"]) == (0, None)
+    assert rows[1]["paired@1"] is None and rows[0]["paired@1"] is None  # no pairing for the baseline rows
+    table = limit._markdown(rows, [1, 5])
+    assert "| m | band_screening (necessary; the default now) | 1 | 2 | +1.00 | 2 | 0 |" in table
+
+
 def test_single_bin_limit_refuses_bad_options(capsys):
     limit = _load("single_bin_limit")
     for args, message in ((["--limit", "speech=0"], "--limit takes N or MODEL=N"), (["--ks", "5"], "--ks must start with 1"),
