@@ -321,10 +321,13 @@ def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optiona
     seen = result.sets
     if seen is None or not seen.shape[0] or level_db(context.energy, seen[0]) >= MIN_LEVEL_DB:
         return result
-    found = _loud_band_set(context, peaks)
-    if found is None:
+    searched = _loud_band_search(context, peaks, LOUD_SEARCH_QUERIES)
+    if searched is None:
         return result
-    louder, spent = found
+    spent, found = searched
+    louder = None if found is None or found.sets is None else found.sets[0].cpu()
+    if louder is not None and level_db(context.energy, louder) < MIN_LEVEL_DB:
+        louder = None
     details = {**result.details, "loud_band": None}
     if louder is None:
         return dataclasses.replace(result, queries=result.queries + spent, details=details)
@@ -336,11 +339,12 @@ def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optiona
     return SearchResult(values, result.queries + spent, result.stopped_by, details, sets)
 
 
-def _loud_band_set(context: SearchContext, peaks: Optional[List[int]] = None) -> Optional[Tuple[Optional[Tensor], int]]:
-    # The loud-band check's search (loud_band_check): None when the budget does not allow it;
-    # otherwise the louder set (a bool mask over all features; None when no band passed or the
-    # refinement inside found no set within -MIN_LEVEL_DB of the loudest feature) and the
-    # queries spent, the bands' included.
+def _loud_band_search(context: SearchContext, peaks: Optional[List[int]], cap: int) -> Optional[Tuple[int, Optional[SearchResult]]]:
+    # The bands around the clip's 1, 2, 4, ..., LOUD_BANDS loudest peaks (one batch), and the
+    # partition refinement (prefer="energy") inside the smallest passing one, within ``cap``
+    # queries. None when the budget does not allow it; otherwise the queries spent, the bands'
+    # included, and the refinement's result over all the features (its responsibility zero outside
+    # the bands, its sets as masks over every feature; None when no band passed or it kept no set).
     n = context.n_features
     step = 2**context.options.n_pieces - 1
     peaks = (loudest_peaks(context.energy, LOUD_BANDS) if peaks is None else peaks)[:LOUD_BANDS]
@@ -356,21 +360,21 @@ def _loud_band_set(context: SearchContext, peaks: Optional[List[int]] = None) ->
     passes = context.evaluate_sets(bands.float().to(context.device)).passes.cpu()
     spent = len(counts)
     if not bool(passes.any()):
-        return None, spent
+        return spent, None
     region = bands[int(passes.nonzero()[0])]
     remaining = context.remaining
-    cap = LOUD_SEARCH_QUERIES if remaining is None else min(remaining, LOUD_SEARCH_QUERIES)
-    options = dataclasses.replace(context.options, max_queries=cap)
-    inner = restrict_context(context, region, options)
-    found = PartitionRefinement(prefer="energy").run(inner)
+    options = dataclasses.replace(context.options, max_queries=cap if remaining is None else min(remaining, cap))
+    found = PartitionRefinement(prefer="energy").run(restrict_context(context, region, options))
     context.queries += found.queries
     spent += found.queries
     if found.sets is None or not found.sets.shape[0]:
-        return None, spent
+        return spent, None
     ids = region.nonzero().squeeze(1)
-    louder = torch.zeros(n, dtype=torch.bool)
-    louder[ids[found.sets[0].cpu().nonzero().squeeze(1)]] = True
-    return (louder if level_db(context.energy, louder) >= MIN_LEVEL_DB else None), spent
+    values = torch.zeros(n, dtype=torch.float64)
+    values[ids] = found.responsibility.double().cpu()
+    sets = torch.zeros(found.sets.shape[0], n, dtype=torch.bool)
+    sets[:, ids] = found.sets.cpu().bool()
+    return spent, dataclasses.replace(found, responsibility=values, sets=sets)
 
 
 def rank_tail(context: SearchContext, result: SearchResult) -> SearchResult:
