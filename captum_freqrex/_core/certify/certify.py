@@ -92,12 +92,22 @@ def shrink_sufficient(
         return [r.passes for r in queries.probes(queries.keep_scores(ids_to_mask(sets, n, space.device)), target)]
 
     generator = torch.Generator().manual_seed(seed)
-    pin = _loud_member(bin_level(space.feature_energy(queries.example), space.feature_sizes()), members)
+    level = bin_level(space.feature_energy(queries.example), space.feature_sizes()).to(members.device)
+    pin = _loud_member(level, members)
     if pin is None or budget < 3:
         kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=k_suff, start=start)
     else:
-        kept, report = _shrink_keeping(test, pin, [int(f) for f in members if int(f) != pin], budget, generator, k_suff, start)
+        others = [int(f) for f in members if int(f) != pin]
+        kept, report = _shrink_keeping(
+            test, pin, others, budget, generator, k_suff, start, lambda ids: _at_clip_level(level, ids),
+        )
     return ids_to_mask([kept], n, space.device)[0], report
+
+
+def _at_clip_level(level: Tensor, ids: Sequence[int]) -> bool:
+    # Whether a set's loudest bin is within -MIN_LEVEL_DB dB of the clip's loudest (not flagged).
+    peak = float(level.max())
+    return bool(ids) and peak > 0 and float(level[list(ids)].max()) >= peak * 10.0 ** (MIN_LEVEL_DB / 10.0)
 
 
 def _loud_member(level: Tensor, members: Tensor) -> Optional[int]:
@@ -106,23 +116,23 @@ def _loud_member(level: Tensor, members: Tensor) -> Optional[int]:
     level stays there."""
     if members.numel() < 2:
         return None
-    level = level.to(members.device)
     loudest = int(members[level[members].argmax()])
-    peak = float(level.max())
-    if peak <= 0 or float(level[loudest]) < peak * 10.0 ** (MIN_LEVEL_DB / 10.0):
+    if not _at_clip_level(level, [loudest]):
         return None
     return loudest
 
 
 def _shrink_keeping(
     test: Callable[[Sequence[List[int]]], List[bool]], pin: int, others: List[int], budget: int,
-    generator: torch.Generator, prefix_size: int, start: str,
+    generator: torch.Generator, prefix_size: int, start: str, at_clip_level: Callable[[List[int]], bool],
 ) -> Tuple[List[int], ShrinkReport]:
     # Shrink ``others`` while ``others + [pin]`` passes. A loud set found by the search (the loud-band
     # check) would otherwise often lose its loud bins to a few quiet ones that the model takes as
     # readily; the listener wants the loud one. The pin alone is tried first (one query: then the
     # one remaining member's removal is known to fail), and the pin's own removal from the result
-    # last, so the report says whether the result is 1-minimal.
+    # last: where the rest passes without it and is itself at the clip's level (not flagged), the
+    # pin goes too (a set of two bins 4 and 6 dB below the clip's loudest is one bin, the second);
+    # otherwise the report says whether the result is 1-minimal.
     first_size = len(others) + 1
     if test([[pin]])[0]:
         return [pin], ShrinkReport(prefix_size, first_size, start, 1, 1, 1, 0, True)
@@ -131,6 +141,13 @@ def _shrink_keeping(
         prefix_size=prefix_size, start=start,
     )
     pin_removable = test([rest])[0]
+    if pin_removable and at_clip_level(rest):
+        # Its members' removals were asked beside the pin, not without it: only a single
+        # feature is known 1-minimal (without it, the empty set: the baseline, which failed).
+        single = len(rest) == 1
+        return rest, ShrinkReport(
+            prefix_size, first_size, start, len(rest), report.queries + 2, int(single), 0, single,
+        )
     return [pin] + rest, ShrinkReport(
         prefix_size, first_size, start, len(rest) + 1, report.queries + 2, report.checked + 1,
         report.removable + int(pin_removable), report.exhaustive,
