@@ -388,3 +388,23 @@ def test_harmonics_soundfont_measures_against_f0_and_the_peak():
     assert len(peaks) == 12 and int(magnitude.argmax()) not in peaks
     assert all(magnitude[b] == magnitude[max(b - 10, 0) : b + 11].max() for b in peaks)
     assert harmonics.peak_reference(model, piano, "peaks").queries == 13
+
+
+# ----------------------------------------------------------------------------- held_out_defaults.py
+def test_held_out_defaults_records_and_summary_on_known_clips():
+    """The default on a tone the detector hears (one loud peak: the whole answer) and on a quiet
+    tone it hears 30 dB below a louder one it ignores (a set flagged below the clip's level): the
+    records say which way each took, and the summary counts the flagged set."""
+    from known_models import SAMPLE_RATE, ToneDetector, tone
+
+    module = _load("held_out_defaults")
+    loud = module.explain_record(ToneDetector([440], threshold=0.5), tone(440).unsqueeze(0), seed=0)
+    assert loud["strategy"] == "loud peak" and loud["stopped_by"] == "minimal" and loud["search_queries"] <= 4
+    assert loud["sets"]["sufficient"] == {"size": 1, "share": 1 / (SAMPLE_RATE // 2 + 1), "level_db": 0.0}
+    quiet_clip = (tone(440) + 0.03 * tone(3000)).unsqueeze(0)
+    quiet = module.explain_record(ToneDetector([3000], threshold=0.02), quiet_clip, seed=0)
+    assert quiet["sets"]["sufficient"]["size"] == 1 and quiet["sets"]["sufficient"]["level_db"] < -20
+    rows = module.summarize([{"clip": 0, "seed": 0, **loud}, {"clip": 1, "seed": 0, **quiet}])
+    sufficient = rows[0]
+    assert (sufficient["set"], sufficient["found"], sufficient["below_clip_level"], sufficient["over_half"]) == ("sufficient", 2, 1, 0)
+    assert sufficient["median_queries"] == (loud["queries"] + quiet["queries"]) / 2
