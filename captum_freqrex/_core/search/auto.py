@@ -21,6 +21,10 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   ``"strategy": "loud peak"`` or ``"loud peaks"``); of several peaks, as in the refinement, only
   those whose removal from the set loses the decision are credited (one more model call), so a
   peak the model ignores still gets exactly zero.
+  Then the **loud bands first** (:func:`loud_bands_first`): the bands around the clip's 1, 2, 4,
+  ..., 64 loudest peaks in one batch, and the refinement inside the smallest that passes; its
+  smallest passing set at the clip's level is the answer (``"strategy": "loud band"``), and
+  nothing over the whole spectrum is refined.
   Otherwise the partition refinement in frequency order, preferring the loudest of
   equally small passing sets (:class:`~captum_freqrex._core.search.partition.PartitionRefinement`,
   ``prefer="energy"``), which stops once its answer is settled. When the first search's smallest
@@ -43,6 +47,9 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   still more than 20 dB below the clip's loudest feature (the level at which a set is flagged),
   the bands around the 1, 2, 4, ..., 64 loudest peaks are asked about, and the refinement runs
   inside the smallest passing one: a set found there at the clip's level leads, even when larger.
+  Skipped where the loud bands were asked first and none passed (the same bands would fail
+  again); where one passed but the refinement inside found only quiet sets, this is its second
+  try.
 * In the scattered case, last, the **tail** (:func:`rank_tail`): one search along the interleaved
   order orders the features the searches left at zero by the nested passing sets it narrowed
   through, so the ranking's prefixes beyond the set keep the decision where the set alone is a
@@ -101,6 +108,11 @@ BAND_SHARE = 1 / 8000
 
 #: Most queries of the refinement inside the loud bands (:func:`loud_band_check`).
 LOUD_SEARCH_QUERIES = 150
+
+#: Most queries of the refinement inside the loud bands when they are asked before any refinement
+#: (:func:`loud_bands_first`): at 150 the 30 s piano's search there ended on the cap with a
+#: 1,002-bin set that shrank to 21 bins at -14 dB; at 300, 612 bins that shrank to 3 at 0 dB.
+LOUD_FIRST_QUERIES = 300
 
 
 def loudest_peaks(energy: Tensor, count: int, spacing: float = PEAK_SPACING) -> List[int]:
@@ -167,8 +179,7 @@ def loud_peaks_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
     """
     # Only peaks within -MIN_LEVEL_DB of the loudest feature: a quieter one would be flagged, and
     # the search with the loud-band check after it looks for a set at the clip's level instead.
-    floor = float(context.energy.max()) * 10.0 ** (MIN_LEVEL_DB / 10.0)
-    loud = [p for p in peaks[:LOUD_PEAKS] if float(context.energy[p]) >= floor]
+    loud = _at_clip_level(context, peaks[:LOUD_PEAKS])
     candidates = [[p] for p in loud] + [loud[:k] for k in range(2, min(LOUD_CHECK_MAX, len(loud)) + 1)]
     step = 2**context.options.n_pieces - 1
     remaining = context.remaining
@@ -190,6 +201,13 @@ def loud_peaks_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
     details = {"strategy": "loud peak" if len(members) == 1 else "loud peaks", "loud_peaks": members}
     stopped_by = "minimal" if len(members) == 1 else "small"
     return SearchResult(values, context.queries - start, stopped_by, details, sets), []
+
+
+def _at_clip_level(context: SearchContext, ids: List[int]) -> List[int]:
+    # The features within -MIN_LEVEL_DB of the loudest (in their order): a set of quieter ones
+    # would be flagged far below the clip's level. As a truth value: whether any is.
+    floor = float(context.energy.max()) * 10.0 ** (MIN_LEVEL_DB / 10.0)
+    return [p for p in ids if float(context.energy[p]) >= floor]
 
 
 def _ask_in_order(context: SearchContext, candidates: List[List[int]]) -> Tuple[Tensor, List[bool]]:
@@ -220,6 +238,7 @@ def _counterfactual_members(context: SearchContext, members: List[int]) -> Tuple
 
 def loud_peak_check(
     context: SearchContext, result: SearchResult, failed: Sequence[List[int]] = (), peaks: Optional[List[int]] = None,
+    at_clip_level: bool = False,
 ) -> SearchResult:
     r"""Where the search's smallest set is tiny, ask whether the loudest peaks do as well.
 
@@ -244,6 +263,9 @@ def loud_peak_check(
         peaks (list of int, optional): :func:`loudest_peaks` of the example, at least
                     :data:`LOUD_PEAKS` of them where it has that many (None: found here).
                     Default: None
+        at_clip_level (bool, optional): Ask only candidates whose loudest peak is within 20 dB
+                    of the loudest feature (for a set at the clip's level already, which a
+                    quieter candidate must not replace). Default: False
 
     Returns:
         SearchResult: ``result`` itself when nothing was checked or nothing passed, otherwise the
@@ -257,6 +279,8 @@ def loud_peak_check(
     candidates += [peaks[:j] for j in range(3, min(size, len(peaks)) + 1)]
     # Those asked before the search are known to fail.
     candidates = [ids for ids in candidates if ids not in failed]
+    if at_clip_level:
+        candidates = [ids for ids in candidates if _at_clip_level(context, ids)]
     remaining = context.remaining
     if not candidates or (remaining is not None and remaining < len(candidates)):
         return result
@@ -324,7 +348,7 @@ def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optiona
     searched = _loud_band_search(context, peaks, LOUD_SEARCH_QUERIES)
     if searched is None:
         return result
-    spent, found = searched
+    spent, _, found = searched
     louder = None if found is None or found.sets is None else found.sets[0].cpu()
     if louder is not None and level_db(context.energy, louder) < MIN_LEVEL_DB:
         louder = None
@@ -339,12 +363,15 @@ def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optiona
     return SearchResult(values, result.queries + spent, result.stopped_by, details, sets)
 
 
-def _loud_band_search(context: SearchContext, peaks: Optional[List[int]], cap: int) -> Optional[Tuple[int, Optional[SearchResult]]]:
+def _loud_band_search(
+    context: SearchContext, peaks: Optional[List[int]], cap: int,
+) -> Optional[Tuple[int, bool, Optional[SearchResult]]]:
     # The bands around the clip's 1, 2, 4, ..., LOUD_BANDS loudest peaks (one batch), and the
     # partition refinement (prefer="energy") inside the smallest passing one, within ``cap``
     # queries. None when the budget does not allow it; otherwise the queries spent, the bands'
-    # included, and the refinement's result over all the features (its responsibility zero outside
-    # the bands, its sets as masks over every feature; None when no band passed or it kept no set).
+    # included, whether a band passed, and the refinement's result over all the features (its
+    # responsibility zero outside the bands, its sets as masks over every feature; None when no
+    # band passed or it kept no set).
     n = context.n_features
     step = 2**context.options.n_pieces - 1
     peaks = (loudest_peaks(context.energy, LOUD_BANDS) if peaks is None else peaks)[:LOUD_BANDS]
@@ -360,7 +387,7 @@ def _loud_band_search(context: SearchContext, peaks: Optional[List[int]], cap: i
     passes = context.evaluate_sets(bands.float().to(context.device)).passes.cpu()
     spent = len(counts)
     if not bool(passes.any()):
-        return spent, None
+        return spent, False, None
     region = bands[int(passes.nonzero()[0])]
     remaining = context.remaining
     options = dataclasses.replace(context.options, max_queries=cap if remaining is None else min(remaining, cap))
@@ -368,13 +395,64 @@ def _loud_band_search(context: SearchContext, peaks: Optional[List[int]], cap: i
     context.queries += found.queries
     spent += found.queries
     if found.sets is None or not found.sets.shape[0]:
-        return spent, None
+        return spent, True, None
     ids = region.nonzero().squeeze(1)
     values = torch.zeros(n, dtype=torch.float64)
     values[ids] = found.responsibility.double().cpu()
     sets = torch.zeros(found.sets.shape[0], n, dtype=torch.bool)
     sets[:, ids] = found.sets.cpu().bool()
-    return spent, dataclasses.replace(found, responsibility=values, sets=sets)
+    return spent, True, dataclasses.replace(found, responsibility=values, sets=sets)
+
+
+def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional[SearchResult], bool]:
+    r"""Where no few loudest peaks keep the decision, search the bands around the loud peaks before
+    the whole spectrum.
+
+    The bands around the clip's 1, 2, 4, ..., :data:`LOUD_BANDS` loudest peaks (each ``±``
+    :data:`BAND_SHARE` of the features) are asked in one batch (at most 7 queries); inside the
+    smallest that keeps the decision, the partition refinement (``prefer="energy"``, with the
+    stopping rule) runs within :data:`LOUD_FIRST_QUERIES` queries. Its smallest passing set within
+    20 dB of the clip's loudest feature (the level below which a set is flagged) is the answer: its
+    features lead the ranking (they tie with the most responsible feature, and the ranking's
+    energy tie-break puts them first) and the sets the shrink may start from are it and the
+    larger ones the refinement saw pass. No refinement over the whole spectrum runs: on a model
+    that normalises its input that refinement tends to end on a few near-empty bins, which the
+    loud-band check (:func:`loud_band_check`) then had to replace, after 300-1,000 queries
+    (``benchmarks/held_out_defaults.py --model instruments``: a held-out guitar 1,277 -> 391
+    queries, its sufficient set 588 bins -> 3 at -2.6 dB; a bass 1,019 -> 393, 45 bins at -19 dB
+    -> 2 at 0 dB). Where the set is tiny the loud-peak check follows, with candidates at the clip's
+    level only. Skipped (nothing asked) when the stopping rule is off (``convergence_top_k=None``:
+    every search runs, and the loud-band check after them).
+
+    Args:
+        context (SearchContext): The example's context (its energy and budget).
+        peaks (list of int): :func:`loudest_peaks` of the example, loudest first.
+
+    Returns:
+        tuple: The result (``details["strategy"] == "loud band"``, ``details["loud_band"]`` its
+        set's size; None when no band passed or the refinement inside found no set at the clip's
+        level) and whether the bands were asked and none passed (then the loud-band check after the
+        refinement would ask them again for nothing; where one passed, the check's own refinement
+        inside it gets a second chance).
+    """
+    if context.options.convergence_top_k is None:
+        return None, False
+    searched = _loud_band_search(context, peaks, LOUD_FIRST_QUERIES)
+    if searched is None:
+        return None, False
+    spent, band_passed, found = searched
+    sets = None if found is None else found.sets
+    loud = [] if sets is None else [row for row in range(sets.shape[0]) if level_db(context.energy, sets[row]) >= MIN_LEVEL_DB]
+    if found is None or sets is None or not loud:
+        return None, not band_passed
+    chosen = sets[loud[0]]
+    size = int(chosen.sum())
+    # The chosen set, then the larger sets the refinement saw pass (a quieter smaller one would
+    # start the shrink elsewhere).
+    larger = [row for row in range(sets.shape[0]) if row != loud[0] and int(sets[row].sum()) >= size]
+    ordered = torch.cat([chosen.unsqueeze(0), sets[larger]]).to(context.device)
+    details = {**found.details, "strategy": "loud band", "loud_band": size}
+    return SearchResult(_leading(found.responsibility, chosen), spent, found.stopped_by, details, ordered), True
 
 
 def rank_tail(context: SearchContext, result: SearchResult) -> SearchResult:
@@ -460,11 +538,19 @@ class AutoSearch:
         loud, failed = loud_peaks_first(context, peaks)
         if loud is not None:
             return dataclasses.replace(loud, queries=context.queries - start)
+        banded, no_band = loud_bands_first(context, peaks)
+        if banded is not None:
+            # Inside the bands, too, a near-empty bin beside a partial can pass as readily as
+            # the partial: where the set is tiny, the loudest peaks are asked as after a search,
+            # those within 20 dB of the loudest feature only (the set is at the clip's level).
+            checked = loud_peak_check(context, banded, failed, peaks, at_clip_level=True)
+            return dataclasses.replace(checked, queries=context.queries - start)
         limit = max(SCATTERED_MIN, int(SCATTERED_SHARE * context.n_features))
         first = context.run_within_budget(PartitionRefinement(prefer="energy", scattered_above=limit))
         remaining = context.remaining
         if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * step):
-            checked = loud_band_check(context, loud_peak_check(context, first, failed, peaks), peaks)
+            checked = loud_peak_check(context, first, failed, peaks)
+            checked = checked if no_band else loud_band_check(context, checked, peaks)
             details = {**checked.details, "strategy": "frequency"}
             return dataclasses.replace(checked, queries=context.queries - start, details=details)
         # One search can end scattered by chance: the one-cut probe of every order decides whether
@@ -481,7 +567,8 @@ class AutoSearch:
         strategy = f"probed, refined along {second.details['order']}"
         if better is first:
             strategy += " (no smaller set than the first search's)"
-        checked = rank_tail(context, loud_band_check(context, loud_peak_check(context, better, failed, peaks), peaks))
+        checked = loud_peak_check(context, better, failed, peaks)
+        checked = rank_tail(context, checked if no_band else loud_band_check(context, checked, peaks))
         details = {**checked.details, "strategy": strategy, "first_set": size, "second_set": other,
                    "first_queries": first.queries}
         return dataclasses.replace(checked, queries=context.queries - start, details=details)
