@@ -209,10 +209,13 @@ class _CountingProbe:
     def __init__(self):
         self.spent, self.known, self.asked = 0, {}, []
 
+    def key(self, ids, removed):
+        return frozenset(ids), removed
+
     def results(self, sets, removed):
         out = []
         for ids in sets:
-            key = (frozenset(ids), removed)
+            key = self.key(ids, removed)
             if key not in self.known:
                 self.spent += 1
                 self.asked.append((len(ids), removed))
