@@ -73,7 +73,7 @@ from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult, ShrinkReport
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions
-from captum_freqrex._core.search.evaluation import KnownOutputs, _set_key, run_search, search_context
+from captum_freqrex._core.search.evaluation import KnownOutputs, run_search, search_context, set_key
 from captum_freqrex._core.spectral.space import ids_to_mask
 from captum_freqrex._utils.ordered import ask_until_one_holds
 
@@ -154,11 +154,11 @@ _Key = Tuple[bytes, bool]
 
 
 def _packed(masks: Tensor) -> List[bytes]:
-    # Each keep-mask row's members packed 8 to a byte (the necessary-mode search's own keys): how
+    # Each keep-mask row's members packed 8 to a byte (set_key, the necessary-mode search's keys): how
     # the probe knows a set whatever the order of its ids. Built from the mask a query needs
     # anyway, where a frozenset of the ids cost as much again (2 x 10^5 ids, a 30 s clip's
     # complete set: about 20 ms each way).
-    return [_set_key(row) for row in masks]
+    return [set_key(row) for row in masks]
 
 
 class _Probe:

@@ -36,12 +36,12 @@ class KnownOutputs:
     """
 
     def __init__(self, sets: Tensor, outputs: Tensor) -> None:
-        self.rows: Dict[bytes, Tensor] = {_set_key(row): out for row, out in zip(sets, outputs)}
+        self.rows: Dict[bytes, Tensor] = {set_key(row): out for row, out in zip(sets, outputs)}
         self.hits = 0
 
     def outputs(self, sets: Tensor, query: Callable[[Tensor], Tensor]) -> Tensor:
         """Outputs ``(N, K)`` on ``sets`` ``(N, n_features)``: the known rows read back, the others from ``query``."""
-        keys = [_set_key(row) for row in sets]
+        keys = [set_key(row) for row in sets]
         fresh = [i for i, key in enumerate(keys) if key not in self.rows]
         if len(fresh) == len(keys):
             return query(sets)
@@ -51,8 +51,16 @@ class KnownOutputs:
         return torch.stack(rows)
 
 
-def _set_key(mask: Tensor) -> bytes:
-    # The set's members, packed: 1/8 of a byte per feature.
+def set_key(mask: Tensor) -> bytes:
+    r"""A set's members, packed 8 features to a byte: how a set asked before is known again,
+    whatever the order of its ids.
+
+    Args:
+        mask (Tensor): ``(n_features,)`` keep-mask (non-zero: a member).
+
+    Returns:
+        bytes: ``ceil(n_features / 8)`` bytes.
+    """
     return np.packbits(mask.detach().bool().cpu().numpy()).tobytes()
 
 
