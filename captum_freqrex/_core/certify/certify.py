@@ -101,7 +101,7 @@ def shrink_sufficient(
         pin_level = float(level[pin])
         kept, report = _shrink_keeping(
             test, pin, others, budget, generator, k_suff, start,
-            lambda ids: _within_db(level, ids, pin_level, PIN_DROP_DB),
+            lambda ids: _within_db(level, ids, PIN_DROP_DB, pin_level),
         )
     return ids_to_mask([kept], n, space.device)[0], report
 
@@ -112,11 +112,11 @@ def shrink_sufficient(
 PIN_DROP_DB = 6.0
 
 
-def _within_db(level: Tensor, ids: Sequence[int], reference: Optional[float] = None, db: float = MIN_LEVEL_DB) -> bool:
-    # Whether a set's loudest bin is within -db dB of ``reference`` (default: the clip's loudest
-    # bin, with -MIN_LEVEL_DB: the set is not flagged).
+def _within_db(level: Tensor, ids: Sequence[int], below: float = -MIN_LEVEL_DB, reference: Optional[float] = None) -> bool:
+    # Whether a set's loudest bin is at most ``below`` dB under ``reference`` (default: the clip's
+    # loudest bin, 20 dB under which a set is flagged).
     top = float(level.max()) if reference is None else reference
-    return bool(ids) and top > 0 and float(level[list(ids)].max()) >= top * 10.0 ** (-abs(db) / 10.0)
+    return bool(ids) and top > 0 and float(level[list(ids)].max()) >= top * 10.0 ** (-below / 10.0)
 
 
 def _loud_member(level: Tensor, members: Tensor) -> Optional[int]:

@@ -441,15 +441,16 @@ def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
     if searched is None:
         return None, False
     spent, band_passed, found = searched
-    sets = None if found is None else found.sets
-    loud = [] if sets is None else [row for row in range(sets.shape[0]) if level_db(context.energy, sets[row]) >= MIN_LEVEL_DB]
-    if found is None or sets is None or not loud:
+    sets = None if found is None else found.sets  # smallest first
+    first = None if sets is None else next(
+        (row for row in range(sets.shape[0]) if level_db(context.energy, sets[row]) >= MIN_LEVEL_DB), None)
+    if found is None or sets is None or first is None:
         return None, not band_passed
-    chosen = sets[loud[0]]
+    chosen = sets[first]
     size = int(chosen.sum())
     # The chosen set, then the larger sets the refinement saw pass (a quieter smaller one would
     # start the shrink elsewhere).
-    larger = [row for row in range(sets.shape[0]) if row != loud[0] and int(sets[row].sum()) >= size]
+    larger = [row for row in range(sets.shape[0]) if row != first and int(sets[row].sum()) >= size]
     ordered = torch.cat([chosen.unsqueeze(0), sets[larger]]).to(context.device)
     details = {**found.details, "strategy": "loud band", "loud_band": size}
     return SearchResult(_leading(found.responsibility, chosen), spent, found.stopped_by, details, ordered), True
