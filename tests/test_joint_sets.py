@@ -283,7 +283,7 @@ def test_complete_growth_finds_a_small_reaching_window_of_a_non_monotone_model(w
     budget."""
     n, core = 8000, [0, 1, 2]
     probe = _WindowProbe(core, window, n)
-    ranking = list(range(n))
+    ranking = torch.arange(n)
     found, report = _complete_set(probe, core, ranking, target_confidence=0.8, budget=32, seed=0)
     added = len(found) - len(core)
     assert added <= window.stop - 1  # in the window, or shrunk below it (each shrink step re-asked)

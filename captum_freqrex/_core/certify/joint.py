@@ -61,7 +61,7 @@ set and the rest for the complete set, each stage within its own cap (:data:`SCR
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -152,6 +152,10 @@ class JointSets(NamedTuple):
 
 _Key = Tuple[bytes, bool]
 
+# A set of feature ids: a list, or a 1-D tensor where the set is a slice of an order (a ranking's
+# prefix): its keep-mask is then built without converting 10^5 ids from a list.
+_Ids = Union[List[int], Tensor]
+
 
 def _packed(masks: Tensor) -> List[bytes]:
     # Each keep-mask row's members packed 8 to a byte (set_key, the necessary-mode search's keys): how
@@ -172,17 +176,17 @@ class _Probe:
         self.known: Dict[_Key, ProbeResult] = {}
         self.outputs: Dict[_Key, Tensor] = {}  # the model's rows behind them
 
-    def masks(self, sets: Sequence[Sequence[int]]) -> Tensor:
+    def masks(self, sets: Sequence[_Ids]) -> Tensor:
         space = self.queries.space
         return ids_to_mask(list(sets), space.n_features, space.device)
 
-    def mask(self, ids: Sequence[int]) -> Tensor:
+    def mask(self, ids: _Ids) -> Tensor:
         return self.masks([ids])[0]
 
-    def key(self, ids: Sequence[int], removed: bool) -> _Key:
+    def key(self, ids: _Ids, removed: bool) -> _Key:
         return _packed(self.masks([ids]))[0], removed
 
-    def results(self, sets: Sequence[Sequence[int]], removed: bool) -> List[ProbeResult]:
+    def results(self, sets: Sequence[_Ids], removed: bool) -> List[ProbeResult]:
         """The model on each set kept alone (``removed=False``) or removed from the input."""
         keeps = self.masks(sets)
         keys = [(packed, removed) for packed in _packed(keeps)]
@@ -199,7 +203,7 @@ class _Probe:
             self.known.update(zip(todo, self.queries.probes(outputs, self.target)))
         return [self.known[key] for key in keys]
 
-    def removed_outputs(self, sets: Sequence[Sequence[int]]) -> KnownOutputs:
+    def removed_outputs(self, sets: Sequence[_Ids]) -> KnownOutputs:
         """The model's outputs on those of these sets already removed from the input, for a
         necessary-mode search to read back."""
         keeps = self.masks(sets)
@@ -213,7 +217,7 @@ class _Probe:
         kept = ask_until_one_holds(sets, lambda chunk: self.results(chunk, removed=False), _passes, batch)
         return next((ids for ids, result in zip(sets, kept) if result.passes), None)
 
-    def both(self, sets: Sequence[Sequence[int]]) -> List[bool]:
+    def both(self, sets: Sequence[_Ids]) -> List[bool]:
         """Whether each set changes the decision when removed (a tie is no change) and keeps it
         alone; the second is queried only where the first holds."""
         gone = self.results(sets, removed=True)
@@ -305,7 +309,7 @@ def _shrink(
 
 
 def _smallest_count(
-    probe: _Probe, sets_of: Callable[[int], List[int]], known: Dict[int, bool], upper: int, budget: int,
+    probe: _Probe, sets_of: Callable[[int], _Ids], known: Dict[int, bool], upper: int, budget: int,
 ) -> Optional[int]:
     # The smallest probed count k whose set ``sets_of(k)`` holds both claims (removed, it changes
     # the decision; kept alone, it keeps it), from the counts ``known`` so far: the prefix
@@ -324,7 +328,7 @@ def _smallest_count(
         charged += cost
 
 
-def _both_smallest_first(probe: _Probe, sets: List[List[int]], sizes: List[int]) -> Tuple[Dict[int, bool], int]:
+def _both_smallest_first(probe: _Probe, sets: List[_Ids], sizes: List[int]) -> Tuple[Dict[int, bool], int]:
     # Both claims on the sets of the ascending ``sizes``: every removal in one call, then the sets
     # whose removal flipped kept alone, smallest first, KEPT_BATCH per call, until one keeps the
     # decision (a bracket needs no larger one). Returns the verdicts asked and what asking every
@@ -341,7 +345,7 @@ def _both_smallest_first(probe: _Probe, sets: List[List[int]], sizes: List[int])
 
 
 def _until_one_holds(
-    test: Callable[[Sequence[List[int]]], List[bool]], sets_of: Callable[[int], List[int]], sizes: List[int],
+    test: Callable[[Sequence[_Ids]], List[bool]], sets_of: Callable[[int], _Ids], sizes: List[int],
 ) -> Dict[int, bool]:
     # ``test`` on the sets of the ascending ``sizes``, KEPT_BATCH per model call, until one holds:
     # a bracket search needs only the smallest size that holds and those below it, so the larger
@@ -350,16 +354,16 @@ def _until_one_holds(
     return dict(zip(sizes, results))
 
 
-def _both_prefix(probe: _Probe, ranking: List[int], everything_flips: bool, budget: int) -> Optional[int]:
+def _both_prefix(probe: _Probe, ranking: Tensor, everything_flips: bool, budget: int) -> Optional[int]:
     # The ranking's shortest probed prefix that holds both claims.
-    n = len(ranking)
+    n = ranking.numel()
     known = {0: False, n: everything_flips}  # removing nothing keeps the input; everything is the baseline
     return _smallest_count(probe, lambda k: ranking[:k], known, n + 1, budget)
 
 
 def _necessary_set(
     probe: _Probe, queries: ExampleQueries, anchors: Anchors, sufficient: List[int], ranking: List[int],
-    budget: int, seed: int, sufficient_prefix: Optional[int],
+    ranked: Tensor, budget: int, seed: int, sufficient_prefix: Optional[int],
 ) -> Tuple[Optional[List[int]], Optional[ShrinkReport], int]:
     # 0. S itself, where its removal flips the decision: it holds both claims, nothing else is
     # searched. 1. S, the sufficient prefix and the coarse bands, removed: one query each. 2. The band
@@ -374,7 +378,8 @@ def _necessary_set(
     if sufficient and probe.both([sufficient])[0]:  # S is sufficient and necessary: one removal says so
         best: Optional[List[int]] = sufficient
     else:
-        best, start, screened = _candidates(probe, queries, anchors, sufficient, ranking, budget, seed, sufficient_prefix)
+        best, start, screened = _candidates(
+            probe, queries, anchors, sufficient, ranking, ranked, budget, seed, sufficient_prefix)
     if best is None:
         return None, None, screened
     start_size = len(best)
@@ -390,10 +395,10 @@ def _necessary_set(
 
 def _candidates(
     probe: _Probe, queries: ExampleQueries, anchors: Anchors, sufficient: List[int], ranking: List[int],
-    budget: int, seed: int, sufficient_prefix: Optional[int],
+    ranked: Tensor, budget: int, seed: int, sufficient_prefix: Optional[int],
 ) -> Tuple[Optional[List[int]], str, int]:
     # Steps 1 to 4 of _necessary_set: the smallest candidate holding both claims (None: none), its
-    # start, and the screening's queries.
+    # start, and the screening's queries. ``ranked``: ``ranking`` as a tensor, for its prefixes.
     n = len(ranking)
     screened = 0
 
@@ -423,7 +428,7 @@ def _candidates(
             best = wider
     start = JOINT_START
     if best is None or len(best) > n // COARSE_PARTS[0]:
-        k = _both_prefix(probe, ranking, bool(anchors.baseline.changed), min(left(), PREFIX_QUERIES))
+        k = _both_prefix(probe, ranked, bool(anchors.baseline.changed), min(left(), PREFIX_QUERIES))
         if k is not None and (best is None or k < len(best)):
             best, start = ranking[:k], PREFIX_START
     return best, start, screened
@@ -432,31 +437,36 @@ def _candidates(
 def _loudest_part(probe: _Probe, members: List[int], energy: Tensor, budget: int) -> List[int]:
     # The fewest of the loudest members that still keep the decision alone and change it when
     # removed: a bracket search over their count (removals first), before the shrink's deletions.
-    loud = sorted(members, key=lambda f: -float(energy[f]))
+    ids = torch.tensor(members, dtype=torch.long)
+    loud = ids[torch.sort(-energy[ids], stable=True).indices]  # loudest first, ties in members' order
     hi = _smallest_count(probe, lambda k: loud[:k], {0: False, len(loud): True}, len(loud), budget)
-    keep = set(loud[: len(loud) if hi is None else hi])
-    return [f for f in members if f in keep]
+    keep = torch.zeros(energy.numel(), dtype=torch.bool)
+    keep[loud[: len(loud) if hi is None else hi]] = True
+    return ids[keep[ids]].tolist()
 
 
 def _complete_set(
-    probe: _Probe, core: List[int], ranking: List[int], target_confidence: float, budget: int, seed: int,
+    probe: _Probe, core: List[int], ranking: Tensor, target_confidence: float, budget: int, seed: int,
 ) -> Tuple[Optional[List[int]], Optional[ShrinkReport]]:
     # Grow ``core`` along the ranking until it reaches target_confidence, then shrink what was added
     # (the whole input, where no probed growth reached it: the prefix extraction's answer then too).
-    inside = set(core)
-    rest = [f for f in ranking if f not in inside]
+    core_ids = torch.tensor(core, dtype=torch.long)
+    inside = torch.zeros(ranking.numel(), dtype=torch.bool)
+    inside[core_ids] = True
+    rest = ranking[~inside[ranking]]  # in ranking order
     start = probe.spent
 
-    def reaches(sets: Sequence[List[int]]) -> List[bool]:
-        kept = probe.results([core + extra for extra in sets], removed=False)
+    def reaches(sets: Sequence[_Ids]) -> List[bool]:
+        grown = [torch.cat([core_ids, extra]) if isinstance(extra, Tensor) else core + extra for extra in sets]
+        kept = probe.results(grown, removed=False)
         return [k.passes and k.confidence >= target_confidence for k in kept]
 
-    known = {len(rest): True}  # the whole input reaches its own confidence
+    known = {rest.numel(): True}  # the whole input reaches its own confidence
     known[0] = reaches([[]])[0]  # the core alone: often known already, from its own search
     # Each round is charged in full (its sizes above the first that reaches are not asked), so the
     # rounds, and the shrink's share of the budget, are what asking every size would leave.
     charged = probe.spent - start
-    sizes = [] if known[0] else probe_sizes(0, len(rest), GROWTH_FIRST)
+    sizes = [] if known[0] else probe_sizes(0, rest.numel(), GROWTH_FIRST)
     while sizes and charged + len(sizes) <= budget // 2:
         charged += len(sizes)
         known.update(_until_one_holds(reaches, lambda k: rest[:k], sizes))
@@ -465,11 +475,11 @@ def _complete_set(
         # The next round bisects with what the growth's half of the budget leaves.
         sizes = probe_sizes(lo, hi, min(GROWTH_GRID, budget // 2 - charged))
     hi = min(k for k, ok in known.items() if ok)
-    if not rest:
+    if not rest.numel():
         return None, None
     spent = probe.spent - start
     whole = len(core) + hi
-    extra, report = _shrink(probe, reaches, rest[:hi], min(budget - charged, SHRINK_QUERIES), seed, whole, 1)
+    extra, report = _shrink(probe, reaches, rest[:hi].tolist(), min(budget - charged, SHRINK_QUERIES), seed, whole, 1)
     report = dataclasses.replace(
         report, start_size=whole, size=len(core) + len(extra), queries=report.queries + spent
     )
@@ -499,6 +509,7 @@ def search_joint_sets(
         JointSets: The keep-masks found (not certified yet), their shrink reports and the queries.
     """
     probe = _Probe(queries, anchors.target)
+    ranking = ranking.cpu()
     order = ranking.tolist()
     if sufficient_prefix and prefix_kept is not None:
         probe.known[probe.key(order[:sufficient_prefix], False)] = prefix_kept
@@ -506,12 +517,12 @@ def search_joint_sets(
     ids = sufficient.bool().nonzero().squeeze(1)
     members = ids[position[ids].argsort()].tolist()  # most responsible first: deletions start at the end
     found, found_report, screened = _necessary_set(
-        probe, queries, anchors, members, order, budget - budget // COMPLETE_SHARE, seed, sufficient_prefix
+        probe, queries, anchors, members, order, ranking, budget - budget // COMPLETE_SHARE, seed, sufficient_prefix
     )
     rest = budget - screened - probe.spent
     core = found if found is not None else members
     complete, complete_report = _complete_set(
-        probe, core, order, anchors.original.confidence - tolerance, min(rest, COMPLETE_QUERIES), seed
+        probe, core, ranking, anchors.original.confidence - tolerance, min(rest, COMPLETE_QUERIES), seed
     )
     necessary = probe.mask(found) if found is not None else None
     whole = probe.mask(complete) if complete is not None else None
