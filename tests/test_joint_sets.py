@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from captum_freqrex import FreqReX, FreqReXOptions
-from captum_freqrex._core.certify.joint import _both_smallest_first, _complete_set, _until_one_holds
+from captum_freqrex._core.certify.joint import GROWTH_GRID, _both_prefix, _both_smallest_first, _complete_set, _until_one_holds
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.search.evaluation import KnownOutputs
 from captum_freqrex._explanation import Explanation
@@ -203,14 +203,15 @@ def test_a_growth_round_stops_asking_at_the_first_size_that_holds():
 
 
 class _CountingProbe:
-    """A stand-in for the joint search's probe, on sets ``range(k)``: removing one changes the
-    decision from 2 features up; keeping one alone keeps it from 5 up."""
+    """A stand-in for the joint search's probe, on the prefixes of one order (``range(k)``, as lists
+    or tensor slices): removing one changes the decision from 2 features up; keeping one alone
+    keeps it from ``kept_from`` up."""
 
-    def __init__(self):
-        self.spent, self.known, self.asked = 0, {}, []
+    def __init__(self, kept_from=5):
+        self.spent, self.known, self.asked, self.kept_from = 0, {}, [], kept_from
 
     def key(self, ids, removed):
-        return frozenset(ids), removed
+        return len(ids), removed  # prefixes of one order: the size is the set
 
     def results(self, sets, removed):
         out = []
@@ -219,7 +220,7 @@ class _CountingProbe:
             if key not in self.known:
                 self.spent += 1
                 self.asked.append((len(ids), removed))
-                flips, kept = len(ids) >= 2, len(ids) >= 5
+                flips, kept = len(ids) >= 2, len(ids) >= self.kept_from
                 self.known[key] = ProbeResult(not flips, 0, 0.5) if removed else ProbeResult(kept, 1, 0.9)
             out.append(self.known[key])
         return out
@@ -237,6 +238,22 @@ def test_both_claims_are_asked_kept_alone_smallest_first_and_charged_in_full():
     assert not any(verdicts[k] for k in (1, 2, 3)) and 13 not in verdicts  # past the first call that holds
     assert [k for k, removed in probe.asked if not removed] == [2, 3, 5, 8]
     assert cost == 8 + 7 and probe.spent == 8 + 4
+
+
+def test_the_prefix_search_below_a_holding_candidate_narrows_only_what_could_replace_it():
+    """Where a candidate of ``below`` features holds both claims already, the ranking's prefixes
+    get one round of counts; the bracket is narrowed only where that round found a prefix shorter
+    than the candidate (a longer one would not replace it), and then as without the candidate."""
+    ranking = torch.arange(8000)
+    none_shorter = _CountingProbe(kept_from=3000)  # no prefix under 3,000 features keeps the decision
+    assert _both_prefix(none_shorter, ranking, True, 48, below=1000) is None
+    assert none_shorter.spent <= 2 * GROWTH_GRID
+    unbounded = _CountingProbe(kept_from=3000)
+    assert _both_prefix(unbounded, ranking, True, 48) >= 3000 and unbounded.spent > none_shorter.spent
+    shorter = _CountingProbe(kept_from=300)
+    found = _both_prefix(shorter, ranking, True, 48, below=1000)
+    assert found is not None and 300 <= found < 1000
+    assert found == _both_prefix(_CountingProbe(kept_from=300), ranking, True, 48)
 
 
 def test_a_one_bin_search_set_needs_no_prefix_extraction(detector, tone_clip, monkeypatch):
