@@ -142,6 +142,28 @@ def test_the_shrink_counts_the_queries_its_test_made():
     assert sum(made) < 2 * len(made)  # fewer than two queries a set: the budget went further
 
 
+def test_a_set_too_large_for_single_features_spends_its_last_queries_on_chunks_that_fit():
+    """A set of 1,000 features that stays sufficient while at most 100 of them are gone: halves,
+    quarters and eighths fail, and the next granularity (16 chunks) does not fit in what the budget
+    leaves. One more round of as many chunks as fit (chunks of about 83) drops one of them, where
+    single features would have dropped one feature per query at best."""
+    from captum_freqrex._core.certify.shrink import shrink_set
+
+    members = list(range(1000))
+    asked = []
+
+    def test(sets):
+        asked.extend(len(ids) for ids in sets)
+        return [len(ids) >= 900 for ids in sets]
+
+    kept, report = shrink_set(test, members, 34, torch.Generator().manual_seed(0))
+    assert len(kept) <= 920 and report.size == len(kept)
+    gone = sorted(set(members) - set(kept))
+    assert gone == list(range(gone[0], gone[-1] + 1))  # one chunk of about 83, not a few features
+    assert report.queries == len(asked) <= 34
+    assert all(test([kept]))
+
+
 def test_the_screening_reads_back_the_bands_the_search_removed_first():
     """Two tones 20 Hz apart, either of which the detector hears: no single bin's removal flips the
     decision, the 1/16 band holding both does. The joint search removes the 16 equal bands first;

@@ -7,7 +7,9 @@ deletes features from a set known to pass, in the manner of delta debugging (ddm
 
 1. **Chunks.** Each round cuts the current set, in its given order, into 2, 4 and 8 chunks (finer
    as rounds fail) and queries the set without each chunk, all in one model call. The largest
-   chunk whose removal still passes is dropped; when none is, the next round goes finer.
+   chunk whose removal still passes is dropped; when none is, the next round goes finer. Where
+   the next granularity does not fit in what the budget leaves, while single features are still
+   unaffordable (a set of thousands of features), one last round asks as many chunks as fit.
 2. **Single features.** Once the chunks are single features, each feature's removal is queried
    (a batch at a time, the lowest-ranked first); a removal that passes drops that feature. When
    every feature's removal from the *final* set has been queried and fails, the set is
@@ -150,14 +152,23 @@ class _Shrinker:
             ):
                 candidates += list(reversed(_chunks(self.current, level)))  # the lowest-ranked chunk first
                 level *= 2
-            if not candidates:
-                break
+            last_try = not candidates
+            if last_try:
+                # The next granularity does not fit in what the budget leaves: one round of as many
+                # chunks as do. A set this large cannot afford its single features, each of which
+                # would drop one feature per query at best.
+                level = self.room()
+                if level < 2 or level >= len(self.current):
+                    break
+                candidates = list(reversed(_chunks(self.current, level)))
             passed = self.spend([_without(self.current, c) for c in candidates])
             dropped = [c for c, ok in zip(candidates, passed) if ok]
             if dropped:
                 gone = max(dropped, key=len)
                 self.current = _without(self.current, gone)
                 parts = max(2, round(len(self.current) / max(len(gone), 1)) // 2)
+            elif last_try:
+                break
             else:
                 parts = level
 
