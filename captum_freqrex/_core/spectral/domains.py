@@ -127,6 +127,21 @@ class SpectralDomain(ABC):
         raise NotImplementedError(f"{type(self).__name__} has no few-coefficient synthesis")
 
 
+def _single_cpu_row(coefficients: Tensor) -> bool:
+    # One spectrum on the CPU: the inverse FFT that _batched_irfft replaces.
+    return coefficients.device.type == "cpu" and coefficients.dim() >= 1 and coefficients[..., 0].numel() == 1
+
+
+def _batched_irfft(coefficients: Tensor, length: int) -> Tensor:
+    # The inverse FFT of one spectrum, computed as the first row of a batch of two. On the CPU
+    # (MKL) a single transform takes another path than a batch: 2-4 times slower (9.1 ms against
+    # 4.1 ms for two rows at 480,000 samples, one thread) and rounded differently, while every
+    # batch of 2 to 13 rows gives each row the same bits. So a mutant's waveform no longer depends
+    # on whether it was synthesised alone or with others.
+    pair = coefficients.reshape(1, -1).expand(2, -1)
+    return torch.fft.irfft(pair, n=length)[:1].reshape(coefficients.shape[:-1] + (length,))
+
+
 class RfftDomain(SpectralDomain):
     r"""One feature per real-FFT bin: ``X = rfft(x)``, ``F = T // 2 + 1`` bins, ``x = irfft(X, n=T)``.
 
@@ -140,11 +155,16 @@ class RfftDomain(SpectralDomain):
         return torch.fft.rfft(waveforms)
 
     def synthesize(self, coefficients: Tensor, length: int) -> Tensor:
+        if _single_cpu_row(coefficients):
+            return _batched_irfft(coefficients, length)
         return torch.fft.irfft(coefficients, n=length)
 
     def synthesize_into(self, coefficients: Tensor, length: int, out: Tensor) -> Tensor:
         if type(self).synthesize is not RfftDomain.synthesize:  # a subclass's own synthesis
             return super().synthesize_into(coefficients, length, out)
+        if _single_cpu_row(coefficients):
+            out.copy_(_batched_irfft(coefficients, length).reshape(out.shape))
+            return out
         torch.fft.irfft(coefficients, n=length, out=out.view(coefficients.shape[:-1] + (length,)))
         return out
 
