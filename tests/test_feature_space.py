@@ -318,6 +318,19 @@ def test_a_mutant_synthesised_alone_is_the_one_synthesised_in_a_batch_bit_for_bi
         assert torch.equal(space.mutants(0, keep[row : row + 1])[0][0], together[row])
 
 
+def test_a_lone_spectrum_past_the_pairing_bound_gets_a_lone_inverse_fft():
+    """Beyond PAIRED_IRFFT_MAX_SAMPLES a second row costs more than the set-up it saves (and its
+    memory): a lone spectrum gets torch's own lone transform; below the bound, the first row of a
+    pair."""
+    from captum_freqrex._core.spectral.domains import PAIRED_IRFFT_MAX_SAMPLES, RfftDomain
+
+    g = torch.Generator().manual_seed(7)
+    for length in (PAIRED_IRFFT_MAX_SAMPLES, PAIRED_IRFFT_MAX_SAMPLES + 2):
+        spectrum = torch.randn(1, length // 2 + 1, dtype=torch.complex64, generator=g)
+        expected = torch.fft.irfft(spectrum.expand(2, -1) if length <= PAIRED_IRFFT_MAX_SAMPLES else spectrum, n=length)[:1]
+        assert torch.equal(RfftDomain().synthesize(spectrum, length), expected)
+
+
 # ------------------------------------------------------------------ one example of a batch
 
 
