@@ -200,24 +200,31 @@ def _coarse_to_fine(n: int) -> List[int]:
     return sorted(range(n), key=lambda p: (-_lowbit(p), p))
 
 
-def _records(path: str, settings: Dict[str, Any]) -> Dict[Tuple[str, int], Dict[str, Any]]:
-    """The records already made, by (method, clip); records made with other settings are refused."""
-    done: Dict[Tuple[str, int], Dict[str, Any]] = {}
+def read_records(path: str) -> List[Dict[str, Any]]:
+    """The JSON records of ``path``, one per line (none when it does not exist yet), for a run to
+    resume from: a line cut short by a run killed mid-write is skipped (that clip is redone)."""
+    records: List[Dict[str, Any]] = []
     if not os.path.exists(path):
-        return done
+        return records
     with open(path) as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a run killed mid-write: that clip is simply redone
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
                 print(f"{path}:{number}: skipped an unreadable record", file=sys.stderr)
-                continue
-            if {key: record.get(key) for key in settings} != settings:
-                raise SystemExit(f"{path} holds records made with {({key: record.get(key) for key in settings})}, not {settings}: "
-                                 "pass another --out folder, or move that file away to start over")
-            done[(record["method"], record["clip"])] = record
+    return records
+
+
+def _records(path: str, settings: Dict[str, Any]) -> Dict[Tuple[str, int], Dict[str, Any]]:
+    """The records already made, by (method, clip); records made with other settings are refused."""
+    done: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    for record in read_records(path):
+        if {key: record.get(key) for key in settings} != settings:
+            raise SystemExit(f"{path} holds records made with {({key: record.get(key) for key in settings})}, not {settings}: "
+                             "pass another --out folder, or move that file away to start over")
+        done[(record["method"], record["clip"])] = record
     return done
 
 

@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -133,13 +132,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     chosen, selection = flip_rates._selection(len(data.labels), args.stride, args.limit)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"held_out_defaults_{args.model}")
-    done: Dict[tuple, Dict[str, Any]] = {}
-    if os.path.exists(stem + ".jsonl"):
-        with open(stem + ".jsonl") as handle:
-            for line in handle:
-                if line.strip():
-                    record = json.loads(line)
-                    done[(record["clip"], record["seed"])] = record
+    done = {(record["clip"], record["seed"]): record for record in flip_rates.read_records(stem + ".jsonl")}
     records = []
     for i in chosen:
         for seed in args.seeds:

@@ -35,7 +35,6 @@ One record per clip is appended to ``sn_sets_<split>_<model>.jsonl`` in ``--out`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -154,19 +153,6 @@ def summarize(model: str, selection: str, records: List[Dict[str, Any]]) -> List
     return rows
 
 
-def _read(path: str) -> Dict[int, Dict[str, Any]]:
-    done: Dict[int, Dict[str, Any]] = {}
-    if os.path.exists(path):
-        with open(path) as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # a run killed mid-write: that clip is redone
-                    continue
-                done[record["clip"]] = record
-    return done
-
-
 def run_model(name: str, args: argparse.Namespace) -> List[Dict[str, Any]]:
     r"""Every selected clip of one model (resuming from its records), then its table rows."""
     model, data = flip_rates.load_held_out(name, args.split, args.data)
@@ -174,7 +160,7 @@ def run_model(name: str, args: argparse.Namespace) -> List[Dict[str, Any]]:
     chosen, selection = flip_rates._selection(data.waveforms.shape[0], int(stride), args.limit)
     budget = "" if args.max_joint_queries is None else f"_joint{args.max_joint_queries}"
     path = os.path.join(args.out, f"sn_sets_{args.split}_{name}{budget}.jsonl")
-    done = _read(path)
+    done = {record["clip"]: record for record in flip_rates.read_records(path)}
     start = time.perf_counter()
     for count, position in enumerate(flip_rates._coarse_to_fine(len(chosen))):
         i = chosen[position]

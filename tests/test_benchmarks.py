@@ -149,6 +149,21 @@ def test_flip_rates_over_a_held_out_split(tmp_path, monkeypatch):
         flip.main(args[:-2] + ["--out", str(tmp_path / "empty"), "--summarize"])
 
 
+def test_records_resume_past_a_line_cut_short(tmp_path, capsys):
+    """Every benchmark resumes from its JSON lines through one reader: a record cut short by a run
+    killed mid-write is skipped (that clip is redone), the next record appended starts a line of
+    its own, and a file not written yet holds no records."""
+    flip = _load("flip_rates")
+    path = tmp_path / "records.jsonl"
+    assert flip.read_records(str(path)) == []
+    flip.append_record(str(path), {"clip": 0})
+    with open(path, "a") as handle:
+        handle.write('{"clip": 1, "se')  # killed mid-write
+    flip.append_record(str(path), {"clip": 2})
+    assert flip.read_records(str(path)) == [{"clip": 0}, {"clip": 2}]
+    assert "records.jsonl:2: skipped an unreadable record" in capsys.readouterr().err
+
+
 def test_flip_rate_summary_counts_known_records():
     flip = _load("flip_rates")
 
