@@ -3,7 +3,8 @@
 A certified set can still say little: a set that is most of the spectrum ("keeping almost
 everything keeps the decision"), or one far below the clip's level (a faint bin the model happens
 to read, inaudible next to the clip). Such a set is *flagged*, with the next step to take.
-The thresholds are the two constants below, and nowhere else.
+The thresholds are the two constants below, and nowhere else (:func:`level_floor` turns the
+level one into an energy for the searches that keep a set at the clip's level).
 
 :func:`set_flags` flags one set (its record in :meth:`Explanation.summary` carries them),
 :func:`summary_flags` lists every set's flags, and :func:`result_hints` is the one source of the
@@ -21,6 +22,22 @@ MAX_FEATURE_SHARE = 0.5
 #: A set whose loudest bin is more than ``-MIN_LEVEL_DB`` dB below the clip's loudest bin
 #: (``level_db < MIN_LEVEL_DB``) is flagged ``"below_clip_level"``.
 MIN_LEVEL_DB = -20.0
+
+
+
+def level_floor(loudest: float, below_db: float = -MIN_LEVEL_DB) -> float:
+    r"""The least energy within ``below_db`` dB of ``loudest``: the level rule as an energy, for the
+    searches and the shrink that keep a set at the clip's level before it is flagged.
+
+    Args:
+        loudest (float): The reference energy (the clip's loudest bin, say).
+        below_db (float, optional): dB below it. Default: ``-MIN_LEVEL_DB`` (20: the flag's level)
+
+    Returns:
+        float: ``loudest * 10 ** (-below_db / 10)``.
+    """
+    return loudest * 10.0 ** (-below_db / 10.0)
+
 
 _BASELINE_OPTIONS = "explain(..., baselines=...); --baseline noise, pink or an audio FILE"
 _OTHER_BASELINE = f"explain against another baseline ({_BASELINE_OPTIONS})"

@@ -20,7 +20,7 @@ from captum_freqrex._core.certify.prefix import PrefixSearch, passing_prefix_siz
 from captum_freqrex._core.certify.shrink import shrink_set
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, bin_level, loudness, set_note
 from captum_freqrex._explanation import CausalSet
-from captum_freqrex._explanation.informative import MIN_LEVEL_DB
+from captum_freqrex._explanation.informative import MIN_LEVEL_DB, level_floor
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.spectral.space import ids_to_mask
 from captum_freqrex._core.records import ProbeResult, SetCertificate, ShrinkReport
@@ -116,7 +116,7 @@ def _within_db(level: Tensor, ids: Sequence[int], below: float = -MIN_LEVEL_DB, 
     # Whether a set's loudest bin is at most ``below`` dB under ``reference`` (default: the clip's
     # loudest bin, 20 dB under which a set is flagged).
     top = float(level.max()) if reference is None else reference
-    return bool(ids) and top > 0 and float(level[list(ids)].max()) >= top * 10.0 ** (-below / 10.0)
+    return bool(ids) and top > 0 and float(level[list(ids)].max()) >= level_floor(top, below)
 
 
 def _loud_member(level: Tensor, members: Tensor) -> Optional[int]:

@@ -74,7 +74,7 @@ from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.restricted import restrict_context
 from captum_freqrex._core.spectral.space import ids_to_mask
-from captum_freqrex._explanation.informative import MIN_LEVEL_DB
+from captum_freqrex._explanation.informative import MIN_LEVEL_DB, level_floor
 from captum_freqrex._utils.ordered import ask_until_one_holds
 
 #: A smallest passing set above this share of the features (and :data:`SCATTERED_MIN` features)
@@ -206,7 +206,7 @@ def loud_peaks_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
 def _at_clip_level(context: SearchContext, ids: List[int]) -> List[int]:
     # The features within -MIN_LEVEL_DB of the loudest (in their order): a set of quieter ones
     # would be flagged far below the clip's level. As a truth value: whether any is.
-    floor = float(context.energy.max()) * 10.0 ** (MIN_LEVEL_DB / 10.0)
+    floor = level_floor(float(context.energy.max()))
     return [p for p in ids if float(context.energy[p]) >= floor]
 
 
