@@ -164,6 +164,39 @@ def test_a_set_too_large_for_single_features_spends_its_last_queries_on_chunks_t
     assert all(test([kept]))
 
 
+def test_a_shrink_without_the_sampled_check_makes_the_same_deletions_for_fewer_queries():
+    """The sufficient-and-necessary set's shrink (two claims, so up to two queries a set) keeps
+    nothing back for the sampled check: within SHRINK_QUERIES (48) it deletes what the shrink of 64
+    queries with 16 kept back deleted, and samples nothing. The complete set's shrink keeps its
+    check."""
+    from captum_freqrex._core.certify import joint
+    from captum_freqrex._core.certify.shrink import shrink_set
+
+    def test(sets):
+        return [len(ids) >= 900 for ids in sets]  # sufficient while at most 100 of 1,000 are gone
+
+    members = list(range(1000))
+    checked, report = shrink_set(test, members, 64, torch.Generator().manual_seed(0), max_cost=2)
+    unchecked, lean = shrink_set(test, members, joint.SHRINK_QUERIES, torch.Generator().manual_seed(0),
+                                 check=0, max_cost=2)
+    assert unchecked == checked and report.checked > 0 and lean.checked == 0
+    assert lean.queries == report.queries - report.checked  # the check's queries are saved
+
+
+def test_only_the_complete_sets_shrink_keeps_queries_back_for_its_check(monkeypatch):
+    """Both searched sets of two needed tones are shrunk: the sufficient-and-necessary set's with
+    no queries kept back for the check, the complete set's with SHRINK_CHECK."""
+    import captum_freqrex._core.certify.joint as joint
+
+    checks = []
+    real = joint.shrink_set
+    monkeypatch.setattr(joint, "shrink_set", lambda *a, **k: checks.append((k["check"], k["max_cost"])) or real(*a, **k))
+    detector = ToneDetector([1100, 1400], threshold=0.5)
+    expl = FreqReX(detector).explain((tone(1100) + tone(1400)).unsqueeze(0))[0]
+    assert checks == [(0, 2), (joint.SHRINK_CHECK, 1)]
+    assert expl.sufficient_necessary.certified and expl.complete.certified
+
+
 def test_the_screening_reads_back_the_bands_the_search_removed_first():
     """Two tones 20 Hz apart, either of which the detector hears: no single bin's removal flips the
     decision, the 1/16 band holding both does. The joint search removes the 16 equal bands first;
