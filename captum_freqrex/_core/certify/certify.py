@@ -17,7 +17,7 @@ from torch import Tensor
 
 from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets
 from captum_freqrex._core.certify.prefix import PrefixSearch, passing_prefix_size, prefix_masks, ranking_positions
-from captum_freqrex._core.certify.shrink import shrink_set
+from captum_freqrex._core.certify.shrink import Ids, shrink_set
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, bin_level, loudness, set_note
 from captum_freqrex._explanation import CausalSet
 from captum_freqrex._explanation.informative import MIN_LEVEL_DB, level_floor
@@ -88,7 +88,7 @@ def shrink_sufficient(
             ids = smallest.to(ranking.device).nonzero().squeeze(1)
             members, start = ids[position[ids].argsort()], "search"
 
-    def test(sets: Sequence[List[int]]) -> List[bool]:
+    def test(sets: Sequence[Ids]) -> List[bool]:
         return [r.passes for r in queries.probes(queries.keep_scores(ids_to_mask(sets, n, space.device)), target)]
 
     generator = torch.Generator().manual_seed(seed)
@@ -132,7 +132,7 @@ def _loud_member(level: Tensor, members: Tensor) -> Optional[int]:
 
 
 def _shrink_keeping(
-    test: Callable[[Sequence[List[int]]], List[bool]], pin: int, others: List[int], budget: int,
+    test: Callable[[Sequence[Ids]], List[bool]], pin: int, others: List[int], budget: int,
     generator: torch.Generator, prefix_size: int, start: str, as_loud: Callable[[List[int]], bool],
 ) -> Tuple[List[int], ShrinkReport]:
     # Shrink ``others`` while ``others + [pin]`` passes. A loud set found by the search (the loud-band
@@ -145,8 +145,10 @@ def _shrink_keeping(
     first_size = len(others) + 1
     if test([[pin]])[0]:
         return [pin], ShrinkReport(prefix_size, first_size, start, 1, 1, 1, 0, True)
+    pinned = torch.tensor([pin])
     rest, report = shrink_set(
-        lambda sets: test([ids + [pin] for ids in sets]), others, budget - 2, generator,
+        lambda sets: test([torch.cat((torch.as_tensor(ids, dtype=torch.long), pinned)) for ids in sets]), others,
+        budget - 2, generator,
         prefix_size=prefix_size, start=start,
     )
     pin_removable = test([rest])[0]

@@ -319,7 +319,7 @@ def _coarse_bands(n: int, parts: int) -> List[List[int]]:
 
 
 def _shrink(
-    probe: _Probe, test: Callable[[Sequence[List[int]]], List[bool]], members: List[int], budget: int, seed: int,
+    probe: _Probe, test: Callable[[Sequence[_Ids]], List[bool]], members: List[int], budget: int, seed: int,
     prefix_size: Optional[int], cost: int, check: int,
 ) -> Tuple[List[int], ShrinkReport]:
     # ``cost``: the most queries ``test`` makes per set; the shrink counts the ones it made.

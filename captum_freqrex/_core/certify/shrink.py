@@ -26,11 +26,19 @@ at least ``s`` queries to be proven 1-minimal, so the proof is reached for small
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
+from torch import Tensor
 
 from captum_freqrex._core.records import ShrinkReport
+
+#: A set of feature ids as the shrink hands it to its test: a list, or a 1-D tensor (a chunk's
+#: removal from a large set, which the test turns into a keep-mask without a list in between).
+Ids = Union[List[int], Tensor]
+
+# Positions ``[start, stop)`` of a run of members.
+Range = Tuple[int, int]
 
 #: Chunk counts tried in one round: 2 + 4 + 8 = 14 candidate deletions per model call.
 GRANULARITIES = 3
@@ -52,13 +60,20 @@ def _position(members: List[int], feature: int) -> int:
         return -1
 
 
-def _chunks(members: List[int], parts: int) -> List[List[int]]:
-    bounds = torch.linspace(0, len(members), parts + 1).round().long().tolist()
-    return [members[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+def _chunks(size: int, parts: int) -> List[Range]:
+    # Positions ``[a, b)`` of ``parts`` near-equal runs of a set of ``size`` members, in order.
+    bounds = torch.linspace(0, size, parts + 1).round().long().tolist()
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _cut(members: Tensor, chunk: Range) -> Tensor:
+    # The members without the run at positions ``chunk``.
+    a, b = chunk
+    return torch.cat((members[:a], members[b:]))
 
 
 def shrink_set(
-    test: Callable[[Sequence[List[int]]], List[bool]],
+    test: Callable[[Sequence[Ids]], List[bool]],
     members: Sequence[int],
     budget: int,
     generator: torch.Generator,
@@ -74,7 +89,8 @@ def shrink_set(
 
     Args:
         test (Callable): ``test(sets) -> passes``: one model call (or a few) on the given sets of
-                    feature ids, each kept alone; a list of bool.
+                    feature ids (each a list, or a 1-D tensor while chunks of a large set are
+                    removed), each kept alone; a list of bool.
         members (sequence of int): The passing set, most important first (deletions start at the
                     end).
         budget (int): Most queries to spend.
@@ -113,7 +129,7 @@ class _Shrinker:
     # removal from the *current* set was queried and failed.
 
     def __init__(
-        self, test: Callable[[Sequence[List[int]]], List[bool]], members: List[int], budget: int, batch: int,
+        self, test: Callable[[Sequence[Ids]], List[bool]], members: List[int], budget: int, batch: int,
         reserve: int, spent: Optional[Callable[[], int]], max_cost: int,
     ) -> None:
         self.test, self.current, self.budget, self.batch, self.reserve = test, members, budget, batch, reserve
@@ -121,7 +137,7 @@ class _Shrinker:
         self.queries = 0
         self.verified: set = set()
 
-    def spend(self, sets: List[List[int]]) -> List[bool]:
+    def spend(self, sets: Sequence[Ids]) -> List[bool]:
         if not sets:
             return []
         before = self.spent() if self.spent is not None else 0
@@ -138,19 +154,22 @@ class _Shrinker:
 
     def drop_chunks(self) -> None:
         # Phase 1: chunks of 2 or more features, three granularities per call, until the set is
-        # small enough for single features to be affordable (two queries per feature).
+        # small enough for single features to be affordable (two queries per feature). The set is
+        # a tensor here: each candidate is two slices of it, handed to ``test`` as one 1-D tensor
+        # (a list of 10^5 ids would cost milliseconds to turn into a keep-mask, per candidate).
+        current = torch.tensor(self.current, dtype=torch.long)
         parts = 2
         while (
-            len(self.current) > 1 and parts < len(self.current)
-            and 2 * len(self.current) > self.affordable(self.reserve)
+            current.numel() > 1 and parts < current.numel()
+            and 2 * current.numel() > self.affordable(self.reserve)
         ):
-            candidates: List[List[int]] = []
+            candidates: List[Range] = []
             level = parts
             while (
-                level < len(self.current) and len(candidates) + level <= self.room()
+                level < current.numel() and len(candidates) + level <= self.room()
                 and level <= parts * 2 ** (GRANULARITIES - 1)
             ):
-                candidates += list(reversed(_chunks(self.current, level)))  # the lowest-ranked chunk first
+                candidates += list(reversed(_chunks(current.numel(), level)))  # the lowest-ranked chunk first
                 level *= 2
             last_try = not candidates
             if last_try:
@@ -158,19 +177,20 @@ class _Shrinker:
                 # chunks as do. A set this large cannot afford its single features, each of which
                 # would drop one feature per query at best.
                 level = self.room()
-                if level < 2 or level >= len(self.current):
+                if level < 2 or level >= current.numel():
                     break
-                candidates = list(reversed(_chunks(self.current, level)))
-            passed = self.spend([_without(self.current, c) for c in candidates])
-            dropped = [c for c, ok in zip(candidates, passed) if ok]
+                candidates = list(reversed(_chunks(current.numel(), level)))
+            passed = self.spend([_cut(current, chunk) for chunk in candidates])
+            dropped = [chunk for chunk, ok in zip(candidates, passed) if ok]
             if dropped:
-                gone = max(dropped, key=len)
-                self.current = _without(self.current, gone)
-                parts = max(2, round(len(self.current) / max(len(gone), 1)) // 2)
+                gone = max(dropped, key=lambda chunk: chunk[1] - chunk[0])
+                current = _cut(current, gone)
+                parts = max(2, round(current.numel() / max(gone[1] - gone[0], 1)) // 2)
             elif last_try:
                 break
             else:
                 parts = level
+        self.current = current.tolist()
 
     def drop_singles(self) -> None:
         # Phase 2: sweeps over single features, the lowest-ranked first (features whose removal
