@@ -51,6 +51,12 @@ def test_perf_benchmark_smoke_on_the_zoo_model(tmp_path):
     assert [(r["model"], r["method"]) for r in rows] == [("instruments", "FreqReX"), ("instruments", "IntegratedGradients")]
     assert rows[0]["certified"] == "True" and "contains_tone_bin" not in rows[0]
     assert int(rows[0]["queries"]) <= 1000 + 64 + 1 + JOINT and int(rows[1]["queries"]) > 0
+    # The inverse transforms are part of the overhead, and the floor lies between the model alone
+    # and the whole wall time.
+    freqrex = rows[0]
+    assert 0 < float(freqrex["synthesis_s_median"]) < float(freqrex["overhead_s_median"])
+    assert float(freqrex["vs_ig_model_only"]) < float(freqrex["vs_ig_floor"]) <= float(freqrex["vs_ig"])
+    assert rows[1]["synthesis_s_median"] == "" and rows[1]["vs_ig_floor"] == ""
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error given where CUDA is absent")
