@@ -58,6 +58,31 @@ class ToneDetector(nn.Module):
         return torch.stack([-margin, margin], dim=1)
 
 
+class BlockedTones(nn.Module):
+    """Class 1 when every tone of ``causes_hz`` reaches magnitude 0.5 and the bin of ``blocker_hz``
+    holds less than ``share`` of the clip's energy.
+
+    Not monotone: a quiet tone beside a cause loses the decision where little else is kept (the
+    bands around the loud peaks), though the whole clip, whose other energy dilutes it, keeps it. A
+    model that normalises what it hears by its total energy behaves so; the loudest bins alone,
+    without the quiet one, keep the decision.
+    """
+
+    def __init__(self, causes_hz: Sequence[float], blocker_hz: float, num_samples: int, share: float = 0.008) -> None:
+        super().__init__()
+        self.causes = [bin_of(f, num_samples) for f in causes_hz]
+        self.blocker = bin_of(blocker_hz, num_samples)
+        self.share = share
+
+    def forward(self, x: Tensor) -> Tensor:
+        magnitude = torch.fft.rfft(x).abs() / (x.shape[-1] / 2)
+        power = magnitude.pow(2)
+        causes = magnitude[:, self.causes].min(dim=1).values
+        blocked = power[:, self.blocker] / (power.sum(dim=1) + 1e-12)
+        margin = torch.minimum(causes - 0.5, 100.0 * (self.share - blocked))
+        return torch.stack([-margin, margin], dim=1)
+
+
 class ToneClassifier(nn.Module):
     """Class ``i`` is the tone of ``freqs_hz[i]`` with the largest magnitude, if above ``floor``;
     the last class ("none") wins when no tone reaches ``floor``, so the silent baseline is well

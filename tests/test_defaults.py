@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from known_models import (
-    SAMPLE_RATE, HiddenPartial, SpectrumCoverageDetector, ToneClassifier, ToneDetector, bin_of, hidden_partial_clip,
+    SAMPLE_RATE, BlockedTones, HiddenPartial, SpectrumCoverageDetector, ToneClassifier, ToneDetector, bin_of, hidden_partial_clip,
     impulse, tone,
 )
 from test_search import HARMONICS, PARTIALS, HarmonicSum, harmonic_clip, one_hot
@@ -201,6 +201,30 @@ def test_causes_scattered_among_loud_peaks_are_found_in_the_loud_bands_exactly()
     alone = probe.explain(x, seed=0)[0]
     assert probe.last_search[0].details["order"] == "energy"
     assert torch.equal(alone.sufficient.mask, sufficient.mask)
+
+
+def test_where_no_loud_band_passes_the_loudest_bins_are_asked_and_refined():
+    """Five tones, all needed, beside a quiet one that loses the decision wherever little else is
+    kept (BlockedTones): every band around the loud peaks holds the quiet tone and fails; the 8
+    loudest bins (the five and three louder tones the model ignores) pass, and the refinement
+    inside them gives exactly the five, at the clip's level, in about 110 queries. The refinement
+    over bands alone ends on thousands of bins after 1,200."""
+    seconds, causes, others = 10, [500, 900, 1300, 1700, 2100], [2600, 3000, 3400]
+    clip = sum(tone(f, seconds) for f in causes) + sum(tone(f, seconds, 0.8) for f in others) + tone(500.3, seconds, 0.3)
+    clip = (clip + 2.0 * torch.randn(clip.shape, generator=torch.Generator().manual_seed(0))).unsqueeze(0)
+    model = BlockedTones(causes, 500.3, clip.shape[-1])
+    assert model(clip).argmax(1).item() == 1
+    explainer = FreqReX(model)
+    expl = explainer.explain(clip)[0]
+    details = explainer.last_search[0].details
+    assert details["strategy"] == "loud tier" and details["loud_tier"] == 8 and details["loud_band"] == len(causes)
+    sufficient = expl.sufficient
+    assert sufficient.mask.nonzero().flatten().tolist() == [bin_of(f, clip.shape[-1]) for f in causes]
+    assert sufficient.certified and sufficient.level_db == 0.0 and not sufficient.flags
+    assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1
+    assert expl.stats.queries <= 150
+    bands = FreqReX(model, search="refinement").explain(clip)[0]
+    assert bands.sufficient.size > 100 and bands.stats.queries > 1000
 
 
 def test_scattered_above_abandons_an_order_after_the_first_search():
@@ -540,10 +564,11 @@ def test_a_quiet_cause_inside_the_loud_bands_is_still_refined_and_checked_again(
 
 
 def test_bands_that_all_fail_before_the_refinement_are_not_asked_again_after_it():
-    # 70 louder tones the detector ignores take every one of the 64 loudest peaks, so no band set
-    # around them passes; the refinement finds the quiet 3.7 kHz tone, and the loud-band check
-    # after it does not ask the same failing bands again ("loud_band" absent: not checked).
-    ignored = sum(tone(100 + 40 * k) for k in range(70))
+    # 600 louder tones the detector ignores take every one of the 64 loudest peaks and the 500
+    # loudest bins (an eighth of the spectrum), so no band set around them and no loud tier
+    # passes; the refinement finds the quiet 3.7 kHz tone, and the loud-band check after it does
+    # not ask the same failing bands and tiers again ("loud_band" absent: not checked).
+    ignored = sum(tone(100 + 6 * k) for k in range(600))
     x = (ignored + 0.01 * tone(3700)).unsqueeze(0)
     explainer = FreqReX(ToneDetector([3700], threshold=0.005))
     expl = explainer.explain(x, seed=0)[0]
