@@ -381,14 +381,19 @@ def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optiona
     return SearchResult(values, result.queries + spent, result.stopped_by, details, sets)
 
 
-def _loud_regions(context: SearchContext, peaks: List[int]) -> Tuple[int, Optional[Tensor], str]:
+def _loud_regions(context: SearchContext, peaks: List[int]) -> Optional[Tuple[int, Optional[Tensor], str]]:
     # The loud parts of the spectrum the refinement may run inside, each asked kept alone: the
     # bands around the clip's 1, 2, 4, ..., LOUD_BANDS loudest peaks (one batch), and where none
-    # passes, the loud tiers (one more batch). Returns the queries spent, the smallest passing
-    # region (a bool mask over every feature; None: none passed) and its kind ("band", "tier").
+    # passes, the loud tiers (one more batch). None when the budget does not allow the bands and
+    # one refinement step; otherwise the queries spent, the smallest passing region (a bool mask
+    # over every feature; None: none passed) and its kind ("band" or "tier").
     n = context.n_features
-    width = max(0, int(BAND_SHARE * n))
+    step = 2**context.options.n_pieces - 1
     counts = [k for k in (2**j for j in range(LOUD_BANDS.bit_length())) if k <= len(peaks)]
+    remaining = context.remaining
+    if not counts or (remaining is not None and remaining < len(counts) + step):
+        return None
+    width = max(0, int(BAND_SHARE * n))
     bands = torch.zeros(len(counts), n, dtype=torch.bool)
     for row, k in enumerate(counts):
         for peak in peaks[:k]:
@@ -399,17 +404,15 @@ def _loud_regions(context: SearchContext, peaks: List[int]) -> Tuple[int, Option
         return spent, bands[int(passes.nonzero()[0])], "band"
     sizes = [k for k in (LOUD_TIER_MIN * 2**j for j in range(n.bit_length())) if k <= LOUD_TIER_SHARE * n]
     remaining = context.remaining
-    if not sizes or (remaining is not None and remaining < len(sizes) + 2**context.options.n_pieces - 1):
-        return spent, None, "band"
+    if not sizes or (remaining is not None and remaining < len(sizes) + step):
+        return spent, None, "tier"
     loudest = torch.sort(context.energy.double().cpu(), descending=True, stable=True).indices
     tiers = torch.zeros(len(sizes), n, dtype=torch.bool)
     for row, k in enumerate(sizes):
         tiers[row, loudest[:k]] = True
     passes = context.evaluate_sets(tiers.float().to(context.device)).passes.cpu()
     spent += len(sizes)
-    if not bool(passes.any()):
-        return spent, None, "tier"
-    return spent, tiers[int(passes.nonzero()[0])], "tier"
+    return spent, (tiers[int(passes.nonzero()[0])] if bool(passes.any()) else None), "tier"
 
 
 def _loud_band_search(
@@ -423,13 +426,11 @@ def _loud_band_search(
     # ``details["loud_tier"]`` the tier's size where the region is a tier; None when no region
     # passed or it kept no set).
     n = context.n_features
-    step = 2**context.options.n_pieces - 1
     peaks = (loudest_peaks(context.energy, LOUD_BANDS) if peaks is None else peaks)[:LOUD_BANDS]
-    counts = [k for k in (2**j for j in range(LOUD_BANDS.bit_length())) if k <= len(peaks)]
-    remaining = context.remaining
-    if not counts or (remaining is not None and remaining < len(counts) + step):
+    asked = _loud_regions(context, peaks)
+    if asked is None:
         return None
-    spent, region, kind = _loud_regions(context, peaks)
+    spent, region, kind = asked
     if region is None:
         return spent, False, None
     remaining = context.remaining
