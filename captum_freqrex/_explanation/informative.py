@@ -24,7 +24,6 @@ MAX_FEATURE_SHARE = 0.5
 MIN_LEVEL_DB = -20.0
 
 
-
 def level_floor(loudest: float, below_db: float = -MIN_LEVEL_DB) -> float:
     r"""The least energy within ``below_db`` dB of ``loudest``: the level rule as an energy, for the
     searches and the shrink that keep a set at the clip's level before it is flagged.
