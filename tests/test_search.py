@@ -262,6 +262,7 @@ def test_band_screening_finds_the_single_frequency_whose_removal_flips_the_decis
     flip_bin = bin_of(1000, SAMPLE_RATE)
     assert int(resp[0].argmax()) == flip_bin and resp[0, flip_bin] == 1.0
     assert explainer.last_stats.queries <= 2 + 120 and details["single_feature_flips"] >= 1
+    assert details["union_flips"] == []  # a single flip: no unions asked
     fooled = metrics.perturbation_success_rate(model, x, resp, k=1)
     assert bool(fooled.flipped[0]) and int(fooled.decided[0]) == 0  # 1 kHz gone: 440 Hz wins
     # Frequencies in no removal that flipped the decision get exactly zero.
@@ -302,8 +303,9 @@ def test_band_screening_screens_narrow_low_bands_at_its_first_level():
     assert bool(metrics.perturbation_success_rate(model, x, resp, target=0, k=1).flipped[0])
     # Equal-width bands alone (83 bins each) lump the cue with the 40 Hz tone, whose removal
     # with it keeps the decision; the descent follows the decoy first and, within the same
-    # budget, gets no further than a 10-bin sub-band holding the cue.
-    equal_only = FreqReX(model, search=BandScreening(log_bands=0))
+    # budget, gets no further than a 10-bin sub-band holding the cue. (No unions: the queries
+    # they keep back would leave the last opening unpaid and hand the rest to the peaks.)
+    equal_only = FreqReX(model, search=BandScreening(log_bands=0, union_sizes=()))
     resp_equal = equal_only.attribute(x, target=0, mode="necessary", max_queries=76)
     assert resp_equal.max() < 1.0 and equal_only.last_search[0].stopped_by == "max_queries"
     # Given the queries it needs, it gets there too.
@@ -345,15 +347,61 @@ def test_band_screening_screens_the_loudest_features_of_a_band_it_opens():
     with pytest.warns(UserWarning, match="found removals of some frequencies that change it"):
         resp = explainer.attribute(x, target=0, mode="necessary", max_queries=150)
     details = explainer.last_search[0].details
-    # The opened band's five loudest bins flip the decision together; none alone does.
+    # The opened band's five loudest bins flip the decision together; none alone does. At the
+    # end, the union of the four peaks whose removals moved the target most flips it too: four
+    # of the five are a minimal flipping set (responsibility 1/4), the fifth is in the core (1/5).
     assert details["core_flips"] >= 1 and details["single_feature_flips"] == 0
-    assert torch.all(resp[0, peaks] == 0.2) and int((resp[0] > 0).sum()) == 5
+    assert details["union_flips"] == [4, 5]
+    assert sorted(resp[0, peaks].tolist()) == pytest.approx([0.2, 0.25, 0.25, 0.25, 0.25])
+    assert int((resp[0] > 0).sum()) == 5
+    assert bool(metrics.perturbation_success_rate(model, x, resp, target=0, k=4).flipped[0])
     assert bool(metrics.perturbation_success_rate(model, x, resp, target=0, k=5).flipped[0])
+    # Without cores the unions still find the peaks, the floor bins (which move nothing alone)
+    # in none of them.
+    no_cores = FreqReX(model, search=BandScreening(core_size=0))
+    with pytest.warns(UserWarning, match="found removals of some frequencies that change it"):
+        resp_unions = no_cores.attribute(x, target=0, mode="necessary", max_queries=150)
+    assert no_cores.last_search[0].details["union_flips"] == [4, 5]
+    assert int((resp_unions[0] > 0).sum()) == 5 and torch.all(resp_unions[0, peaks] >= 0.2)
     # Contiguous bands alone never reach it: every responsibility is 0, and the search says so.
-    bands_only = FreqReX(model, search=BandScreening(core_size=0))
+    bands_only = FreqReX(model, search=BandScreening(core_size=0, union_sizes=()))
     with pytest.warns(UserWarning, match="no removal"):
         resp_bands = bands_only.attribute(x, target=0, mode="necessary", max_queries=150)
     assert torch.all(resp_bands == 0)
+
+
+def test_band_screening_finds_scattered_frequencies_that_flip_the_decision_only_together():
+    # Class 1 while the magnitudes at 440 Hz and 1 kHz sum above 0.5: removing either tone alone
+    # (or any band holding one) keeps the decision, removing both flips it.
+    model = ToneDetector([440, 1000], 0.5)
+    x = (tone(440) + tone(1000)).unsqueeze(0)
+    causes = [bin_of(440, SAMPLE_RATE), bin_of(1000, SAMPLE_RATE)]
+    explainer = FreqReX(model)  # the default necessary search
+    resp = explainer.attribute(x, mode="necessary", max_queries=150)[0]
+    result = explainer.last_search[0]
+    assert result.details["single_feature_flips"] == 0 and result.details["union_flips"] == [2]
+    assert result.stopped_by == "max_queries" and explainer.last_stats.queries <= 2 + 150
+    # Each tone is in a minimal flipping pair (responsibility 1/2); every ignored bin gets exactly 0.
+    assert resp[causes].tolist() == [0.5, 0.5] and int((resp > 0).sum()) == 2
+    fooled = metrics.perturbation_success_rate(model, x, resp.unsqueeze(0), k=[1, 2])
+    assert fooled.flipped[0].tolist() == [False, True]
+    # The tree alone (bands, cores, single bins) finds no removal that flips it.
+    tree_only = FreqReX(model, search=BandScreening(union_sizes=()))
+    assert torch.all(tree_only.attribute(x, mode="necessary", max_queries=150) == 0)
+    assert tree_only.last_search[0].details["union_flips"] == []
+
+
+def test_band_screening_asks_no_unions_after_a_single_flip_and_refuses_bad_sizes():
+    model = ToneDetector([440, 1000], 1.5)  # either tone's removal flips it
+    x = (tone(440) + tone(1000)).unsqueeze(0)
+    runs = [FreqReX(model, search=BandScreening(union_sizes=sizes)) for sizes in [(2, 3, 4, 5, 8), ()]]
+    resps = [run.attribute(x, mode="necessary", max_queries=150) for run in runs]
+    assert torch.equal(resps[0], resps[1]) and runs[0].last_stats.queries == runs[1].last_stats.queries
+    assert runs[0].last_search[0].stopped_by == "minimal" and runs[0].last_search[0].details["union_flips"] == []
+    with pytest.raises(ValueError, match="union_sizes must be >= 2"):
+        BandScreening(union_sizes=(1, 2))
+    with pytest.raises(TypeError, match="union_sizes must be a sequence of ints"):
+        BandScreening(union_sizes="235")
 
 
 def test_band_screening_with_nothing_to_flip_finds_nothing():

@@ -198,11 +198,13 @@ class FreqReX(PerturbationAttribution):
         # decision the search still runs: a model need not be monotone, and removing part of the
         # spectrum can change a decision that removing all of it keeps.
         root_passes = bool(anchors.baseline.changed) if removing else anchors.original.passes
-        # In "sufficient" mode the empty set is the baseline alone, which the anchors just asked.
+        # The anchors just asked the empty set: in "sufficient" mode the baseline alone, in
+        # "necessary" mode the input with nothing removed.
         empty_passes = None if removing else anchors.baseline.passes
+        empty_score = -anchors.original.graded if removing else anchors.baseline.graded
         context = search_context(
             call.queries(example), anchors.target, baseline, root_passes, call.options.mode, call.refinement,
-            call.seed, empty_passes=empty_passes,
+            call.seed, empty_passes=empty_passes, empty_score=empty_score,
         )
         result = run_search(self.search, context)
         self.last_search.append(result)

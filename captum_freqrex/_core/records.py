@@ -5,6 +5,8 @@ A leaf: it imports nothing of the package, so every stage can return these recor
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -81,6 +83,12 @@ class ProbeResult:
     def tied(self) -> bool:
         """Neither kept nor changed: the target ties with another class within the tolerance."""
         return not self.passes and not self.changed
+
+    @property
+    def graded(self) -> float:
+        """Graded evidence of keeping the decision: the margin, or the confidence where the
+        decision has no margin (as :meth:`RowVerdicts.graded`)."""
+        return self.margin if math.isfinite(self.margin) else self.confidence
 
 
 @dataclass

@@ -43,6 +43,18 @@ loudest bins). Band screening spends the same queries on a tree instead:
    more batch screens the windows of 3, 5, 9 and 17 features centred on it (``flip_windows`` of
    them): the flipping ones give its neighbours ``1 / |window|``, so the top of the ranking is a
    set whose removal flips too where one was found.
+6. **Unions of the best singles.** When the screening ends with no single feature whose removal
+   flips the decision (the budget spent, or nothing left to open), one more batch screens the
+   unions of the single features whose removals moved the target furthest, none of which flips
+   it alone: the best 2, 3, 4, 5 and 8 (``union_sizes``; only features whose removal moved the
+   target's score at all, beyond float noise, so a feature the model ignores is in none). A
+   decision that only flips when frequencies from several bands are removed together - two
+   partials of a drum, say - is out of reach of the tree, whose sets are contiguous bands, their
+   cores and single features; on held-out ``percussion-wave`` clips with no single-bin flip, two
+   or three such frequencies flip it. A flipping union of ``k`` gives its members ``1 / k`` like
+   any flipping set (so the best ``k`` head the ranking where the union of ``k`` flips), and where
+   no union flips they get nothing. The queries for the unions (and one for the unmasked input's
+   score where the caller did not pass it) are kept back from the budget.
 
 The screening runs whether or not removing the whole spectrum (the baseline alone) changes the
 decision: a model need not be monotone, and removing one band can change a decision that removing
@@ -51,27 +63,30 @@ set flips the decision within the budget is every responsibility 0.
 
 The search stops (``stopped_by``) at the first single feature whose removal alone flips the
 decision (``"minimal"``: nothing smaller flips it; ``stop_at_single=False`` screens on), when the
-budget (``max_queries``) cannot pay for the next opening and the peaks have used what is left
-(``"max_queries"``), or when no set is left to open and no peak to screen (``"searches"``). A tie
+budget (``max_queries``, less what the unions keep back) cannot pay for the next opening and the
+peaks have used what is left (``"max_queries"``), or when no set is left to open and no peak to
+screen (``"searches"``); in the last two cases the unions come after. A tie
 (the target level with another class) never counts as a flip. It ignores the refinement's other
 knobs. Queries: the first level's bands to start (``n_bands`` plus the narrow log-width ones: 70 on
 8,001 bins with the defaults), then ``branching + 1`` (with a core) or at most ``leaf_size`` per
 opening, and from ``peak_lead`` queries on as many again for the peaks; with the defaults (48, 8,
 16, 32, 5) a single flipping frequency on 8,001 bins is reached after at most 94 queries when one
-exists under the best band, and at most 4 more go to the windows around it.
+exists under the best band, and at most 4 more go to the windows around it. Where none is found,
+the unions take their 5 queries at the end.
 
 When to use it: flip rates and manipulation (the fewest frequencies whose removal fools the
 model). It is no estimate of responsibility over the whole spectrum (the refinement is), and it
-looks only for removals of contiguous bands, of the cores of the bands it opens and of single
-features: a decision that flips only when frequencies scattered over several bands are removed
-together is out of its reach (every band then screens as "no flip" and the descent follows the
+looks for removals of contiguous bands, of the cores of the bands it opens, of single features
+and, at the end, of unions of the best single features: a decision that flips only when
+frequencies scattered over several bands are removed together, none of which moves the target
+much alone, is out of its reach (every band then screens as "no flip" and the descent follows the
 graded scores, with no guarantee).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -86,6 +101,13 @@ PEAK_SPACING = 1 / 800
 
 #: Half-widths of the windows screened around the first single flipping feature (3 to 17 features).
 FLIP_WINDOWS = (1, 2, 4, 8)
+
+#: Sizes of the unions of the best single features screened when no single feature flips.
+UNION_SIZES = (2, 3, 4, 5, 8)
+
+#: A single feature joins the unions only if its removal moved the target's graded score by more
+#: than this (float noise: a feature the model ignores moves it by less).
+UNION_MIN_GAIN = 1e-5
 
 
 def spectral_peaks(energy: Tensor, spacing: float = PEAK_SPACING) -> Tensor:
@@ -125,8 +147,9 @@ class _Node:
     score: float = float("-inf")
     opened: bool = False
     children: List["_Node"] = field(default_factory=list)
-    core: Optional[List[int]] = None  # a band's loudest features, screened as one set
+    core: Optional[List[int]] = None  # a band's loudest features (or a union), screened as one set
     peak: bool = False  # a spectral peak screened alone, outside the tree
+    union: bool = False  # a union of the best single features, outside the tree
 
     @property
     def size(self) -> int:
@@ -185,6 +208,9 @@ class BandScreening:
                     peaks take their turns. Default: 64
         flip_windows (int, optional): How many of the windows of 3, 5, 9 and 17 features centred
                     on the first single flip are screened after it (0 to 4). Default: 4
+        union_sizes (sequence of int, optional): Sizes of the unions of the best-scoring single
+                    features screened when the screening ends with no single flip, each size at
+                    least 2 (empty: none). Default: :data:`UNION_SIZES` (2, 3, 4, 5 and 8)
 
     The budget is ``context.options.max_queries``; with no budget (``max_queries=None``) the
     screening opens every band and core down to single features and screens every peak.
@@ -192,7 +218,7 @@ class BandScreening:
 
     def __init__(self, n_bands: int = 48, branching: int = 8, leaf_size: int = 16, log_bands: int = 32,
                  core_size: int = 5, stop_at_single: bool = True, peak_batch: int = 8, peak_lead: int = 64,
-                 flip_windows: int = 4) -> None:
+                 flip_windows: int = 4, union_sizes: Sequence[int] = UNION_SIZES) -> None:
         self.n_bands = as_int(n_bands, "n_bands", minimum=2)
         self.log_bands = as_int(log_bands, "log_bands", minimum=0)
         self.branching = as_int(branching, "branching", minimum=2)
@@ -204,11 +230,15 @@ class BandScreening:
         self.peak_batch = as_int(peak_batch, "peak_batch", minimum=0)
         self.peak_lead = as_int(peak_lead, "peak_lead", minimum=0)
         self.flip_windows = as_int(flip_windows, "flip_windows", minimum=0, maximum=len(FLIP_WINDOWS))
+        if isinstance(union_sizes, (str, bytes)) or not isinstance(union_sizes, Sequence):
+            raise TypeError(f"union_sizes must be a sequence of ints >= 2, e.g. (2, 3, 5), got {union_sizes!r}")
+        self.union_sizes = tuple(sorted({as_int(k, "union_sizes", minimum=2) for k in union_sizes}))
 
     def __repr__(self) -> str:
         return (f"BandScreening(n_bands={self.n_bands}, branching={self.branching}, leaf_size={self.leaf_size}, "
                 f"log_bands={self.log_bands}, core_size={self.core_size}, stop_at_single={self.stop_at_single}, "
-                f"peak_batch={self.peak_batch}, peak_lead={self.peak_lead}, flip_windows={self.flip_windows})")
+                f"peak_batch={self.peak_batch}, peak_lead={self.peak_lead}, flip_windows={self.flip_windows}, "
+                f"union_sizes={self.union_sizes})")
 
     def _children(self, node: _Node, energy: Tensor) -> List[_Node]:
         if node.core is not None or (node.depth > 0 and node.size <= self.leaf_size):
@@ -248,6 +278,35 @@ class BandScreening:
             window.passes, window.score = bool(passed), float(score)
         return windows
 
+    def _union_reserve(self, context: SearchContext) -> int:
+        # Queries kept back for the unions: one per size, and one for the empty set's score
+        # where the caller did not pass it.
+        if not self.union_sizes:
+            return 0
+        return len(self.union_sizes) + (context.empty_score is None)
+
+    def _unions(self, singles: Dict[int, _Node], context: SearchContext) -> List[_Node]:
+        # The unions of the single features whose removal moved the target most (none flipping
+        # alone), the best first, one batch: where scattered frequencies flip the decision only
+        # together, which no band, core or single removal shows.
+        if not self.union_sizes:
+            return []
+        empty = context.empty_score
+        if empty is None:
+            if context.remaining == 0:
+                return []
+            empty = float(context.evaluate_sets(torch.zeros(1, context.n_features, device=context.device)).score[0])
+        moved = sorted((m for m in singles.values() if not m.passes and m.score > empty + UNION_MIN_GAIN),
+                       key=lambda m: (-m.score, m.lo))
+        sizes = [k for k in self.union_sizes if k <= len(moved)]
+        remaining = context.remaining
+        if remaining is not None:
+            sizes = sizes[:remaining]
+        unions = [_Node(moved[0].lo, moved[0].lo + 1, 1, opened=True, union=True,
+                        core=sorted(m.lo for m in moved[:k])) for k in sizes]
+        _screen(unions, context, singles)
+        return unions
+
     def _peaks_next(self, tree_spent: int, peak_spent: int) -> bool:
         # The peaks' turn once they have spent no more than the tree beyond its lead.
         return peak_spent + self.peak_lead <= tree_spent
@@ -266,13 +325,14 @@ class BandScreening:
         tree_spent = peak_spent = 0
         tree_open = True
         stopped_by = "searches"
+        reserve = self._union_reserve(context)
         while True:
             node = self._next(nodes) if tree_open else None
             while peaks and peaks[-1] in singles:
                 peaks.pop()
             if node is None and not peaks:
                 break
-            remaining = context.remaining
+            remaining = None if context.remaining is None else max(context.remaining - reserve, 0)
             if node is not None and (node is root or not peaks or not self._peaks_next(tree_spent, peak_spent)):
                 # A feature already screened alone (a peak, a core's member) keeps its verdict.
                 children = [singles.get(c.lo, c) if c.core is None and c.size == 1 else c
@@ -299,6 +359,8 @@ class BandScreening:
                 found = max((c for c in fresh if c.passes and c.size == 1), key=lambda c: (c.score, -c.lo))
                 nodes.extend(self._around(found.ranges()[0][0], context))
                 break
+        if stopped_by != "minimal":
+            nodes.extend(self._unions(singles, context))
         return _result(nodes, root, context, stopped_by, peak_spent)
 
 
@@ -331,8 +393,9 @@ def _result(nodes: List["_Node"], root: "_Node", context: SearchContext, stopped
         for lo, hi in node.ranges():
             values[lo:hi] = 1.0 / node.size
     flips = len({m.lo for m in nodes if m.passes and m.size == 1})
-    core_flips = sum(1 for m in nodes if m.passes and m.core is not None)
+    core_flips = sum(1 for m in nodes if m.passes and m.core is not None and not m.union)
     peak_flips = sum(1 for m in nodes if m.passes and m.peak)
+    union_flips = [m.size for m in nodes if m.passes and m.union]
     details = {"screened": len(nodes) - 1, "single_feature_flips": flips, "core_flips": core_flips,
-               "peaks_screened": peak_spent, "peak_flips": peak_flips}
+               "peaks_screened": peak_spent, "peak_flips": peak_flips, "union_flips": union_flips}
     return SearchResult(values, context.queries, stopped_by, details)

@@ -127,6 +127,9 @@ class SearchContext:
         empty_passes (bool, optional): Whether the empty set passes, where the caller already
                     asked the model (``"sufficient"``: the baseline alone keeps the decision); a
                     search may read it instead of querying the empty set. None: not known.
+        empty_score (float, optional): The empty set's graded score (as
+                    :attr:`SetVerdicts.score`), where the caller already asked the model
+                    (``"necessary"``: the unmasked input, nothing removed). None: not known.
     """
 
     evaluate_steps: Callable[[Sequence[StepQuery]], Tensor]
@@ -141,6 +144,7 @@ class SearchContext:
     batch_size: int = 64
     queries: int = 0
     empty_passes: Optional[bool] = None
+    empty_score: Optional[float] = None
 
     def evaluate(self, queries: Sequence[StepQuery]) -> Tensor:
         """SetVerdicts ``(N,)`` bool on the sets of refinement steps (see the class docstring)."""

@@ -74,6 +74,7 @@ def search_context(
     seed: int,
     known: Optional[KnownOutputs] = None,
     empty_passes: Optional[bool] = None,
+    empty_score: Optional[float] = None,
 ) -> SearchContext:
     r"""The search context of one example.
 
@@ -91,6 +92,8 @@ def search_context(
                     model again (the context still counts them; ``known.hits`` says how many).
                     Default: None
         empty_passes (bool, optional): Whether the empty set passes, where the caller already
+                    asked the model (see ``SearchContext``). Default: None
+        empty_score (float, optional): The empty set's graded score, where the caller already
                     asked the model (see ``SearchContext``). Default: None
 
     Returns:
@@ -122,7 +125,7 @@ def search_context(
     return SearchContext(
         evaluate, evaluate_masks, space.n_features, root_passes, options,
         torch.Generator().manual_seed(seed), space.device, space.feature_energy(example),
-        mode, oracle.max_rows, empty_passes=empty_passes,
+        mode, oracle.max_rows, empty_passes=empty_passes, empty_score=empty_score,
     )
 
 
