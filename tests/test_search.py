@@ -104,6 +104,32 @@ def test_bad_searches_raise_clear_errors(detector, tone_clip):
         FreqReX(detector, search=PartitionRefinement(order=torch.zeros(4001))).attribute(tone_clip)
 
 
+@pytest.mark.parametrize("case", ["tone", "harmonics", "necessary"])
+def test_a_step_settled_by_one_sub_piece_asks_five_mutants_and_refines_as_if_it_asked_all(case, monkeypatch):
+    """Where the rest of S fails and a sub-piece passes with it, the next S keeps one sub-piece
+    whatever the larger subsets say: the refinement asks them only for the steps left open, and
+    its responsibility is the one it gets when every step asks all 15 mutants."""
+    from captum_freqrex._core.search import partition
+
+    if case == "tone":
+        model, x, mode = ToneDetector([440], 0.5), clip((440, 1.0), (1000, 0.5), (1500, 0.3)), "sufficient"
+    elif case == "harmonics":
+        model, x, mode = HarmonicSum(), harmonic_clip(), "sufficient"
+    else:
+        model, x, mode = ToneDetector([440, 1000], 1.5), clip((440, 1.0), (1000, 1.0)), "necessary"
+
+    def run():
+        explainer = FreqReX(model, search="refinement")
+        values = explainer.attribute(x, mode=mode, max_queries=5000, seed=0)
+        return values, explainer.last_search[0]
+
+    lazy, lazy_result = run()
+    monkeypatch.setattr(partition, "_settled_by_one", lambda table: False)  # every step asks all 15
+    full, full_result = run()
+    assert torch.equal(lazy, full) and lazy_result.stopped_by == full_result.stopped_by
+    assert lazy.max() > 0 and lazy_result.queries < full_result.queries
+
+
 # ------------------------------------------------------------------ scattered causes
 
 

@@ -282,7 +282,8 @@ class FreqReX(PerturbationAttribution):
             max_depth (int, optional): Most refinement steps per search. Default: 24
             min_part_size (int, optional): Smallest piece, in features, the refinement cuts.
                         Default: 1
-            n_pieces (int, optional): Sub-pieces per cut (``2**n_pieces - 1`` mutants per step).
+            n_pieces (int, optional): Sub-pieces per cut (at most ``2**n_pieces - 1`` mutants per
+                        step, ``n_pieces + 1`` where one sub-piece settles it).
                         Default: 4
             confidence_filter (float, optional): A mutant only keeps the decision if its confidence
                         in the target is at least this. Default: 0.0

@@ -42,7 +42,8 @@ CALLABLE_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za
 SEARCHES = ("auto", "refinement", "interleaved", "energy", "adaptive", "band_screening")
 
 
-#: Smallest FreqReX query budget: one refinement step of the default 4 pieces (2**4 - 1 mutants).
+#: Smallest FreqReX query budget: one refinement step of the default 4 pieces (a step runs only
+#: where all its 2**4 - 1 mutants fit, though it may ask only 5 of them).
 MIN_MAX_QUERIES = 15
 
 
@@ -91,7 +92,7 @@ parse_seed = int_option(0, MAX_SEED, " (2**63 - 1, a 64-bit generator seed)")
 parse_sample_rate = int_option(1, None, " (a sample rate in Hz)")
 parse_count = int_option(1)
 parse_clip_index = int_option(0)
-parse_max_queries = int_option(MIN_MAX_QUERIES, None, " (one FreqReX refinement step takes 15 queries)")
+parse_max_queries = int_option(MIN_MAX_QUERIES, None, " (one FreqReX refinement step takes up to 15 queries)")
 parse_explanations = int_option(1, None, "")
 
 

@@ -2,10 +2,18 @@
 
 Features are ordered by id (frequency order for the built-in masks). One *search* keeps a current
 sufficient set ``S``, a list of contiguous pieces that keeps the decision. At each step it cuts the
-largest piece ``P`` of ``S`` into (up to) four contiguous sub-pieces at random cuts and queries every
-proper subset of the sub-pieces together with the rest of ``S`` (``2**4 - 1 = 15`` mutants: the 14
-non-empty proper subsets and ``S`` without ``P``). The piece cut is the one holding the most causal
-mass (see below). Then:
+largest piece ``P`` of ``S`` into (up to) four contiguous sub-pieces at random cuts and queries the
+proper subsets of the sub-pieces together with the rest of ``S`` (up to ``2**4 - 1 = 15`` mutants:
+the 14 non-empty proper subsets and ``S`` without ``P``). The piece cut is the one holding the most
+causal mass (see below). The subsets are asked in two calls: first ``S`` without ``P`` and each
+sub-piece with it (5 mutants); where ``S`` without ``P`` fails and some sub-piece passes with it,
+the step is *settled* (the next ``S`` keeps one sub-piece and it carries all of ``P``'s mass,
+whatever the larger subsets say), and the other 10 are asked only for the steps left open. The
+result is the one asking all 15 gives, for a third of the queries on a settled step (most steps:
+51 of 53 on held-out percussion clips, 14 of 20 on the 30 s piano). The budget is charged all 15
+mutants of every step, asked or not, so it buys the same steps as when every step asked them all
+and the queries not asked are saved: spending them on more steps changed the sets of the clips
+that end on the budget both ways, for no fewer queries. Then:
 
 * **credit** - in every mutant that keeps the decision, each kept sub-piece whose removal from that
   mutant loses the decision (a counterfactual cause under that contingency) earns ``1/k``, with ``k``
@@ -67,7 +75,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -117,6 +125,11 @@ class _Search:
             if mass > 0 and self.passes:
                 self.finalized.append((lo, hi, mass / (hi - lo)))
         self.pieces, self.masses, self.done = [], [], True
+
+
+def _settled_by_one(table: Dict[FrozenSet[int], bool]) -> bool:
+    # The empty subset fails and some single sub-piece passes: the step's next S is known.
+    return table.get(frozenset()) is False and any(ok for kept, ok in table.items() if len(kept) == 1)
 
 
 def _size(pieces: List[Range]) -> int:
@@ -193,6 +206,9 @@ class _Refiner:
         self.generator = generator
         self.device = device
         self.queries = 0
+        # The budget is charged every mutant of a step, asked or not (see _verdicts): the budget
+        # buys the same steps whichever are settled early, and the mutants not asked are saved.
+        self.charged = 0
         self.searches: List[_Search] = []
         self.stopped_by = "searches"
         self.stalled = False  # the first search stopped early as scattered (see _stalls)
@@ -226,23 +242,50 @@ class _Refiner:
         return _Step(search, index, sub, subsets)
 
     @staticmethod
-    def _query(step: _Step) -> StepQuery:
+    def _query(step: _Step, subsets: Sequence[Tuple[int, ...]]) -> StepQuery:
         context = [p for i, p in enumerate(step.search.pieces) if i != step.piece_index]
         parts = ([context] if context else []) + [[piece] for piece in step.sub_pieces]
-        keeps = _subset_matrix(tuple(step.subsets), len(step.sub_pieces))
-        columns = ([torch.ones(len(step.subsets), 1)] if context else []) + [keeps]
+        keeps = _subset_matrix(tuple(subsets), len(step.sub_pieces))
+        columns = ([torch.ones(len(subsets), 1)] if context else []) + [keeps]
         return StepQuery(parts, torch.cat(columns, dim=1))
 
-    def _apply(self, step: _Step, passed: List[bool]) -> None:
+    def _ask(self, steps: List[_Step], subsets: List[List[Tuple[int, ...]]]) -> List[Dict[FrozenSet[int], bool]]:
+        # One model call for the given subsets of each step; their verdicts by subset.
+        passed = self.evaluate([self._query(step, chosen) for step, chosen in zip(steps, subsets)]).tolist()
+        self.queries += len(passed)
+        tables, offset = [], 0
+        for chosen in subsets:
+            tables.append({frozenset(s): ok for s, ok in zip(chosen, passed[offset : offset + len(chosen)])})
+            offset += len(chosen)
+        return tables
+
+    def _verdicts(self, steps: List[_Step]) -> List[Dict[FrozenSet[int], bool]]:
+        # The rest of S and each sub-piece with it first (one call). Where the rest alone fails and
+        # some sub-piece passes with it, that step is settled: the next S keeps one sub-piece (one
+        # piece beats any larger passing subset in _apply's choice, and it carries the whole mass),
+        # so the larger subsets' verdicts would change nothing and are not asked. The other steps
+        # ask them in a second call: 5 mutants instead of 15 on a settled step of 4 sub-pieces.
+        tables = self._ask(steps, [[s for s in step.subsets if len(s) <= 1] for step in steps])
+        open_steps = [i for i, table in enumerate(tables)
+                      if not _settled_by_one(table) and len(table) < len(steps[i].subsets)]
+        if open_steps:
+            larger = self._ask([steps[i] for i in open_steps],
+                               [[s for s in steps[i].subsets if len(s) > 1] for i in open_steps])
+            for i, more in zip(open_steps, larger):
+                tables[i].update(more)
+        return tables
+
+    def _apply(self, step: _Step, table: Dict[FrozenSet[int], bool]) -> None:
+        # ``table``: the verdicts asked, by the subset of sub-pieces kept (every proper subset, or
+        # the empty one and the single pieces where those settle the step; see _verdicts).
         search, sub = step.search, step.sub_pieces
         n_sub = len(sub)
-        table = {frozenset(s): ok for s, ok in zip(step.subsets, passed)}
-        table[frozenset(range(n_sub))] = search.passes
+        table = {**table, frozenset(range(n_sub)): search.passes}
         credit = [0.0] * n_sub
         for kept, ok in table.items():
             if ok and kept:
                 for piece in kept:
-                    if not table[kept - {piece}]:
+                    if table.get(kept - {piece}) is False:  # not asked: no evidence either way
                         credit[piece] += 1.0 / len(kept)
         passing = [s for s in sorted(table, key=lambda s: (len(s), sorted(s))) if table[s]]
         mass = search.masses[step.piece_index]
@@ -299,7 +342,7 @@ class _Refiner:
             if budget is not None:
                 affordable, cost = [], 0
                 for step in steps:
-                    if self.queries + cost + len(step.subsets) > budget:
+                    if self.charged + cost + len(step.subsets) > budget:
                         break
                     affordable.append(step)
                     cost += len(step.subsets)
@@ -309,13 +352,10 @@ class _Refiner:
                 steps = affordable
                 if not steps:
                     return
-            passed = self.evaluate([self._query(step) for step in steps]).tolist()
-            self.queries += len(passed)
-            offset = 0
-            for step in steps:
+            for step, table in zip(steps, self._verdicts(steps)):
+                self.charged += len(step.subsets)
                 before = _size(step.search.pieces), step.search.passes
-                self._apply(step, passed[offset : offset + len(step.subsets)])
-                offset += len(step.subsets)
+                self._apply(step, table)
                 if self._stalls(step.search, before):
                     step.search.finalize()
                     self.stalled = True
@@ -382,7 +422,7 @@ class _Refiner:
         opts = self.options
         previous = None
         while len(self.searches) < opts.n_searches:
-            if opts.max_queries is not None and self.queries + 2**opts.n_pieces - 1 > opts.max_queries:
+            if opts.max_queries is not None and self.charged + 2**opts.n_pieces - 1 > opts.max_queries:
                 self.stopped_by = "max_queries"
                 break
             self._run_wave(min(WAVE_SIZE, opts.n_searches - len(self.searches)))

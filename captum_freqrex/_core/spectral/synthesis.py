@@ -2,7 +2,7 @@
 
 Every mutant of a step is the same *start* waveform (the baseline, or the input when the search
 removes features) plus or minus the delta waveforms of some of the step's parts (the rest of the
-current set and the sub-pieces of the cut piece). So the 15 mutants of a four-way cut cost five
+current set and the sub-pieces of the cut piece). So the up to 15 mutants of a four-way cut cost five
 part waveforms (inverse transforms batched over the steps of a model call, or small matrix
 products for parts of a few bins of a long clip) and 15 additions: each mutant is one
 addition away from another mutant with one part fewer. The mutants go to the model in batches
