@@ -192,3 +192,31 @@ def test_explanations_with_auto_and_reference_synthesis_agree(detector):
     assert int(auto.sufficient.mask.sum()) == 1 and bool(auto.sufficient.mask[decisive])
     # The same set rebuilt as a waveform, by either synthesis.
     torch.testing.assert_close(auto.waveform(), reference.waveform(), rtol=0, atol=1e-5)
+
+
+def test_a_second_call_on_the_same_parts_reuses_their_waveforms(monkeypatch):
+    # A refinement step that asks its larger subsets in a second call, and the next step whose rest
+    # of S is this step's, reuse the part waveforms: only new parts are transformed, and the
+    # mutants are bit for bit those of a synthesizer that transforms every part afresh.
+    x = torch.randn(1, 4096)
+    space, plain = _space(x), _space(x)  # the second one uncounted, for the fresh synthesizers
+    start = space.baseline_waveforms(0)
+    synthesizer = StepSynthesizer(space, 0, start, 1.0)
+    transformed = []
+    original = space.part_waveforms
+
+    def counted(example, parts):
+        transformed.append(len(parts))
+        return original(example, parts)
+
+    monkeypatch.setattr(space, "part_waveforms", counted)
+    step = _four_way_step([(0, 100)], (100, 2049))
+    first, larger = (StepQuery(step.parts, step.combinations[rows]) for rows in (slice(0, 5), slice(5, None)))
+    for query in (first, larger, _four_way_step([(0, 100)], (100, 587))):
+        rows = [torch.full((query.combinations.shape[0], 4096), float("nan"))]
+        synthesizer.write([query], rows)
+        afresh = [torch.full_like(rows[0], float("nan"))]
+        StepSynthesizer(plain, 0, start, 1.0).write([query], afresh)
+        assert torch.equal(rows[0], afresh[0])
+        torch.testing.assert_close(rows[0], _reference(space, 0, query, False)[0])
+    assert transformed == [5, 4]  # the second call none; the next step its four new sub-pieces

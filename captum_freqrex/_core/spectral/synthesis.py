@@ -21,7 +21,7 @@ from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.spectral.space import FeatureSpace, Range, ranges_to_mask
+from captum_freqrex._core.spectral.space import CPU_TRANSFORM_BYTES, FeatureSpace, Range, ranges_to_mask
 from captum_freqrex._core.spectral.rows import RowBuffer
 
 #: How to build one mutant row: (row, earlier row to add to or None for the start, part added).
@@ -129,6 +129,8 @@ class StepSynthesizer:
         self.zero_start = all(bool((s == 0).all()) for s in self.start)
         # The reference synthesis builds every mutant from its keep-mask; start is then unused.
         self.by_keep_masks = space.synthesis == "reference"
+        # The part waveforms of the last call, by their ranges (see _part_waves).
+        self._parts: Dict[Tuple[Range, ...], Tuple[Tensor, ...]] = {}
 
     def _write_keep_masks(self, query: StepQuery, lo: int, hi: int, rows: Sequence[Tensor]) -> None:
         # Mutants lo..hi-1 of one step, each synthesised from its own keep-mask.
@@ -166,7 +168,7 @@ class StepSynthesizer:
                     self._write_keep_masks(query, lo, hi, rows)
                     yield rows
                 continue
-            waves = self.space.part_waveforms(self.example, query.parts)
+            waves = self._part_waves(query.parts)
             for lo in range(0, total, max_rows):
                 hi = min(lo + max_rows, total)
                 rows = buffer.take(hi - lo)
@@ -192,7 +194,7 @@ class StepSynthesizer:
             return
         # Steps whose parts fit one inverse-transform call share it.
         for chunk in _consecutive_groups(queries, _n_parts, self.space.rows_per_transform()):
-            waves = self.space.part_waveforms(self.example, [p for q in chunk for p in q.parts])
+            waves = self._part_waves([p for q in chunk for p in q.parts])
             first_part = 0
             for query in chunk:
                 n_parts, n_rows = len(query.parts), query.combinations.shape[0]
@@ -206,6 +208,22 @@ class StepSynthesizer:
                     )
                 first_part += n_parts
                 offset += n_rows
+
+    def _part_waves(self, parts: Sequence[Sequence[Range]]) -> Tuple[List[Tensor], ...]:
+        # Per input, one waveform per part. Those of the last call are kept while they fit in
+        # CPU_TRANSFORM_BYTES: a refinement step that asks its larger subsets in a second call
+        # needs the same parts, and the next step's rest of S is often this step's. Each part is
+        # the same inverse transform either way, so the mutants are the same bit for bit.
+        keys = [tuple((int(lo), int(hi)) for lo, hi in part) for part in parts]
+        missing = [i for i, key in enumerate(keys) if key not in self._parts]
+        if missing:
+            fresh = self.space.part_waveforms(self.example, [parts[i] for i in missing])
+            for j, i in enumerate(missing):
+                self._parts[keys[i]] = tuple(waves[j] for waves in fresh)
+        kept = {key: self._parts[key] for key in keys}
+        size = sum(w.numel() * w.element_size() for waves in kept.values() for w in waves)
+        self._parts = kept if size <= CPU_TRANSFORM_BYTES else {}
+        return tuple([kept[key][index] for key in keys] for index in range(len(self.start)))
 
     def _combine(self, plan: List[_Addition], parts: Sequence[Tensor], start: Tensor, out: Tensor) -> None:
         for row, source, part in plan:
