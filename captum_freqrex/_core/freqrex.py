@@ -288,7 +288,9 @@ class FreqReX(PerturbationAttribution):
             confidence_filter (float, optional): A mutant only keeps the decision if its confidence
                         in the target is at least this. Default: 0.0
             max_queries (int, optional): Query budget for the responsibility of one example; None
-                        for no budget. Default: 1000
+                        for no budget. A refinement step is charged all its ``2**n_pieces - 1``
+                        mutants, also where its first ``n_pieces + 1`` settle it and the rest are
+                        not asked (the queries reported are the ones asked). Default: 1000
             convergence_top_k (int, optional): Early stopping: None runs every search the budget
                         allows (and the default search asks no loud peaks before them); any
                         number stops them once the answer is settled, "minimal" (a search, or
