@@ -2,11 +2,13 @@
 
 Every mutant of a step is the same *start* waveform (the baseline, or the input when the search
 removes features) plus or minus the delta waveforms of some of the step's parts (the rest of the
-current set and the sub-pieces of the cut piece). So the up to 15 mutants of a four-way cut cost five
-part waveforms (inverse transforms batched over the steps of a model call, or small matrix
-products for parts of a few bins of a long clip) and 15 additions: each mutant is one
-addition away from another mutant with one part fewer. The mutants go to the model in batches
-written into reused rows; a step larger than a batch (long clips) is written a slice at a time.
+current set and the sub-pieces of the cut piece). So the mutants of a four-way cut (up to 15)
+cost five part waveforms (inverse transforms batched over the steps of a model call, or small
+matrix products for parts of a few bins of a long clip) and one addition each: each mutant is one
+addition away from another mutant with one part fewer. A step asked in two calls (its larger
+subsets only where its first five mutants leave it open) transforms its parts once: the parts of
+the last call are kept. The mutants go to the model in batches written into reused rows; a step
+larger than a batch (long clips) is written a slice at a time.
 
 A feature space built with ``synthesis="reference"`` turns this off: each mutant is then
 synthesised from its own keep-mask by :meth:`FeatureSpace.mutants`, the plain formula.
