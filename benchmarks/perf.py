@@ -16,7 +16,7 @@ Usage::
     .venv/bin/python benchmarks/perf.py --model instruments  # the zoo's example CNN, 3/10/30 s
     .venv/bin/python benchmarks/perf.py --lengths 1 --repeats 1 --out /tmp/perf
     .venv/bin/python benchmarks/perf.py --model instruments --methods FreqReX IntegratedGradients \
-        --lengths 3 30 --threads 1                           # issue 23's ratio, one torch thread
+        --lengths 3 30 --threads 1 --repeats 7               # issue 23's ratio, one torch thread
     .venv/bin/python benchmarks/perf.py --long-clip 600      # also a 10-minute clip (FreqReX only)
     .venv/bin/python benchmarks/perf.py --device cuda        # on a GPU: adds GPU peak memory and
                                                              # FreqReX's host synchronisations
@@ -44,6 +44,13 @@ queries at their measured cost per query) and for its model time plus its invers
 fewer queries or cheaper transforms), and the ratio of CPU times (``vs_ig_cpu``), where both
 methods ran.
 
+The repeats are taken in rounds: every method once per round, in the order given, so a slower
+stretch of the machine slows the runs of one round alike. ``vs_ig`` is the ratio of the two
+medians; ``vs_ig_paired`` the median of the ratios round by round (FreqReX's run over IG's run of
+the same round) and ``vs_ig_paired_range`` their least and greatest: on a shared machine, where
+runs minutes apart differ by 10-20%, the paired median and its range are the figure to quote
+(``--repeats 7`` for issue 23's ratio).
+
 The first line of ``perf.md`` records the torch version, threads, allocator settings and device.
 On CUDA, timings synchronise the device before reading the clock, ``peak_cuda_mib`` is the most
 GPU memory allocated during each method's runs, and ``host_syncs`` counts the implicit
@@ -61,7 +68,7 @@ import statistics
 import sys
 import time
 import warnings
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -261,15 +268,44 @@ def certify(model: nn.Module, clip: torch.Tensor, result: Dict, target: int, ton
     return row
 
 
-def add_ig_ratios(rows: List[Dict]) -> None:
-    """``vs_ig``, ``vs_ig_model_only``, ``vs_ig_floor`` and ``vs_ig_cpu`` on every row:
-    FreqReX's wall time, model time, and model time plus inverse transforms over
-    IntegratedGradients' wall, and FreqReX's process CPU time over IG's, at the same length; empty
-    on other rows and where IG did not run."""
+def interleaved_runs(methods: List[str], repeats: int, run: Callable[[str, int], Dict]) -> Dict[str, List[Dict]]:
+    """Each method's ``repeats`` runs, taken in rounds (every method once per round, in order), so
+    that a slower stretch of a shared machine slows every method of a round alike and the paired
+    ratios (:func:`paired_ratios`) compare runs taken side by side. ``run(name, budget)``: one
+    run; the budget of the sampling methods is FreqReX's queries in its first run (0 before it,
+    or without FreqReX)."""
+    runs: Dict[str, List[Dict]] = {name: [] for name in methods}
+    budget = 0
+    for _ in range(repeats):
+        for name in methods:
+            runs[name].append(run(name, budget))
+            if name == "FreqReX" and len(runs[name]) == 1:
+                budget = runs[name][0]["queries"]
+    return runs
+
+
+def paired_ratios(freqrex_walls: List[float], ig_walls: List[float]) -> Tuple[float, str]:
+    """The median over rounds of FreqReX's wall time over IntegratedGradients' in the same round,
+    and the least and greatest of those ratios (as ``"min-max"``)."""
+    ratios = sorted(f / g for f, g in zip(freqrex_walls, ig_walls))
+    return round(statistics.median(ratios), 2), f"{ratios[0]:.2f}-{ratios[-1]:.2f}"
+
+
+def add_ig_ratios(rows: List[Dict], round_walls: Optional[Dict[Tuple[float, str], List[float]]] = None) -> None:
+    """``vs_ig``, ``vs_ig_paired``, ``vs_ig_paired_range``, ``vs_ig_model_only``, ``vs_ig_floor``
+    and ``vs_ig_cpu`` on every row: FreqReX's wall time over IntegratedGradients' (the ratio of
+    the medians, then the median and range of the ratios round by round, from ``round_walls``:
+    each method's wall times per ``(seconds, method)`` in round order), its model time, and model
+    time plus inverse transforms, over IG's wall, and its process CPU time over IG's, at the same
+    length; empty on other rows and where IG did not run."""
     ig = {r["seconds"]: r for r in rows if r["method"] == "IntegratedGradients"}
+    round_walls = round_walls or {}
     for row in rows:
         base = ig.get(row["seconds"]) if row["method"] == "FreqReX" else None
         row["vs_ig"] = round(row["wall_s_median"] / base["wall_s_median"], 2) if base else ""
+        pair = [round_walls.get((row["seconds"], m)) for m in ("FreqReX", "IntegratedGradients")]
+        paired = paired_ratios(pair[0], pair[1]) if base and pair[0] and pair[1] else ("", "")
+        row["vs_ig_paired"], row["vs_ig_paired_range"] = paired
         row["vs_ig_model_only"] = round(row["model_s_median"] / base["wall_s_median"], 2) if base else ""
         floor = row["model_s_median"] + (row["synthesis_s_median"] or 0.0) if base else 0.0
         row["vs_ig_floor"] = round(floor / base["wall_s_median"], 2) if base else ""
@@ -301,6 +337,7 @@ def main(argv: List[str] | None = None) -> int:
         model, source = instruments_model_and_clip()
     model.to(device)
     rows = []
+    round_walls: Dict[Tuple[float, str], List[float]] = {}  # each method's wall times, round by round
     environment = (f"model {args.model}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
                    f"cpus {os.cpu_count()}, allocator: {allocator_settings()}, device {device}")
     if on_gpu:
@@ -311,24 +348,30 @@ def main(argv: List[str] | None = None) -> int:
         clip = tone_clip(seconds) if source is None else crop_or_loop(source, seconds)
         return clip.to(device)
 
-    def gpu_columns(name: str, clip: torch.Tensor) -> Dict:
+    def gpu_columns(name: str, clip: torch.Tensor, runs: List[Dict]) -> Dict:
         if not on_gpu:
             return {}
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        peak = max(r["peak_cuda_mib"] for r in runs)
         syncs = count_host_syncs(model, clip) if name == "FreqReX" else ""
         return {"peak_cuda_mib": round(peak, 1), "host_syncs": syncs}
+
+    def one_run(name: str, clip: torch.Tensor, budget: int, target: int) -> Dict:
+        # One run of a method, with the most GPU memory it allocated.
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats(device)
+        result = run_method(name, model, clip, max(budget, 64), target)
+        if on_gpu:
+            result["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        return result
 
     for seconds in lengths:
         clip = clip_of(seconds)
         with torch.no_grad():
             target = int(model(clip).argmax(1))
-        budget = 0
+        runs_of = interleaved_runs(
+            args.methods, args.repeats, lambda name, budget, clip=clip, target=target: one_run(name, clip, budget, target))
         for name in args.methods:
-            if on_gpu:
-                torch.cuda.reset_peak_memory_stats(device)
-            runs = [run_method(name, model, clip, max(budget, 64), target) for _ in range(args.repeats)]
-            if name == "FreqReX":
-                budget = runs[0]["queries"]
+            runs = runs_of[name]
             walls = [r["wall_s"] for r in runs]
             best = runs[0]
             overhead = statistics.median(r["wall_s"] - r["model_s"] for r in runs)
@@ -342,18 +385,17 @@ def main(argv: List[str] | None = None) -> int:
                 "cpu_s_median": round(statistics.median(r["cpu_s"] for r in runs), 3),
                 "queries": best["queries"], "forward_calls": best["calls"],
                 "peak_rss_mib": round(peak_rss_mib(), 1),
-                **gpu_columns(name, clip),
+                **gpu_columns(name, clip, runs),
                 **certify(model, clip, best, target, tone),
             }
+            round_walls[(seconds, name)] = walls
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     if args.long_clip:
         clip = clip_of(args.long_clip)
         with torch.no_grad():
             target = int(model(clip).argmax(1))
-        if on_gpu:
-            torch.cuda.reset_peak_memory_stats(device)
-        result = run_method("FreqReX", model, clip, 0, target)
+        result = one_run("FreqReX", clip, 0, target)
         rows.append({
             "model": args.model, "seconds": args.long_clip, "method": "FreqReX", "features": result["features"],
             "wall_s_median": round(result["wall_s"], 3), "model_s_median": round(result["model_s"], 3),
@@ -361,10 +403,10 @@ def main(argv: List[str] | None = None) -> int:
             "overhead_share": round((result["wall_s"] - result["model_s"]) / result["wall_s"], 3),
             "synthesis_s_median": round(result["synthesis_s"], 3),
             "cpu_s_median": round(result["cpu_s"], 3), "queries": result["queries"], "forward_calls": result["calls"],
-            "peak_rss_mib": round(peak_rss_mib(), 1), **gpu_columns("FreqReX", clip),
+            "peak_rss_mib": round(peak_rss_mib(), 1), **gpu_columns("FreqReX", clip, [result]),
             **certify(model, clip, result, target, tone),
         })
-    add_ig_ratios(rows)
+    add_ig_ratios(rows, round_walls)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "perf.csv"), "w", newline="") as handle:
         write_rows(handle, rows)

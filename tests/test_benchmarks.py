@@ -57,6 +57,27 @@ def test_perf_benchmark_smoke_on_the_zoo_model(tmp_path):
     assert 0 < float(freqrex["synthesis_s_median"]) < float(freqrex["overhead_s_median"])
     assert float(freqrex["vs_ig_model_only"]) < float(freqrex["vs_ig_floor"]) <= float(freqrex["vs_ig"])
     assert rows[1]["synthesis_s_median"] == "" and rows[1]["vs_ig_floor"] == ""
+    # One round: the paired ratio is the ratio of the two runs, its range that one value.
+    assert float(freqrex["vs_ig_paired"]) == pytest.approx(float(freqrex["vs_ig"]), abs=0.011)
+    low, high = freqrex["vs_ig_paired_range"].split("-")
+    assert low == high and rows[1]["vs_ig_paired"] == ""
+
+
+def test_perf_runs_the_methods_in_rounds_and_pairs_their_ratios_by_round():
+    perf = _load("perf")
+    asked = []
+
+    def run(name, budget):
+        asked.append((name, budget))
+        return {"queries": 40 + len(asked)}
+
+    runs = perf.interleaved_runs(["FreqReX", "IntegratedGradients", "KernelShap"], 2, run)
+    # Every method once per round; the sampling methods get FreqReX's first run's queries.
+    assert asked == [("FreqReX", 0), ("IntegratedGradients", 41), ("KernelShap", 41),
+                     ("FreqReX", 41), ("IntegratedGradients", 41), ("KernelShap", 41)]
+    assert [r["queries"] for r in runs["FreqReX"]] == [41, 44]
+    # Round by round: 2/1, 3/2 and 8/2; the median is the middle ratio, not the ratio of medians (3/2).
+    assert perf.paired_ratios([2.0, 3.0, 8.0], [1.0, 2.0, 2.0]) == (2.0, "1.50-4.00")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error given where CUDA is absent")
