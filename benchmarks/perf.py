@@ -51,6 +51,10 @@ the same round) and ``vs_ig_paired_range`` their least and greatest: on a shared
 runs minutes apart differ by 10-20%, the paired median and its range are the figure to quote
 (``--repeats 7`` for issue 23's ratio).
 
+``peak_rss_mib`` is the process's resident set at its highest during a method's runs (the peak is
+reset before each run where Linux allows it, ``/proc/self/clear_refs``; elsewhere it is the
+process's peak so far, which with runs taken in rounds includes the other methods').
+
 The first line of ``perf.md`` records the torch version, threads, allocator settings and device.
 On CUDA, timings synchronise the device before reading the clock, ``peak_cuda_mib`` is the most
 GPU memory allocated during each method's runs, and ``host_syncs`` counts the implicit
@@ -158,7 +162,27 @@ def allocator_settings() -> str:
     return ", ".join(settings) or "glibc defaults"
 
 
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident set to its current size (Linux: ``/proc/self/clear_refs``),
+    so that :func:`peak_rss_mib` measures the next run alone. False where it cannot be reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_mib() -> float:
+    """The process's peak resident set in MiB: since the last :func:`reset_peak_rss` where the
+    kernel reports it (``VmHWM``), else since the process started."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -356,10 +380,13 @@ def main(argv: List[str] | None = None) -> int:
         return {"peak_cuda_mib": round(peak, 1), "host_syncs": syncs}
 
     def one_run(name: str, clip: torch.Tensor, budget: int, target: int) -> Dict:
-        # One run of a method, with the most GPU memory it allocated.
+        # One run of a method, with the most memory it held (the runs of a round take turns, so
+        # the process's peak so far would be every method's).
+        reset_peak_rss()
         if on_gpu:
             torch.cuda.reset_peak_memory_stats(device)
         result = run_method(name, model, clip, max(budget, 64), target)
+        result["peak_rss_mib"] = peak_rss_mib()
         if on_gpu:
             result["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         return result
@@ -384,7 +411,7 @@ def main(argv: List[str] | None = None) -> int:
                 "synthesis_s_median": round(statistics.median(r["synthesis_s"] for r in runs), 3) if name == "FreqReX" else "",
                 "cpu_s_median": round(statistics.median(r["cpu_s"] for r in runs), 3),
                 "queries": best["queries"], "forward_calls": best["calls"],
-                "peak_rss_mib": round(peak_rss_mib(), 1),
+                "peak_rss_mib": round(max(r["peak_rss_mib"] for r in runs), 1),
                 **gpu_columns(name, clip, runs),
                 **certify(model, clip, best, target, tone),
             }
@@ -403,7 +430,7 @@ def main(argv: List[str] | None = None) -> int:
             "overhead_share": round((result["wall_s"] - result["model_s"]) / result["wall_s"], 3),
             "synthesis_s_median": round(result["synthesis_s"], 3),
             "cpu_s_median": round(result["cpu_s"], 3), "queries": result["queries"], "forward_calls": result["calls"],
-            "peak_rss_mib": round(peak_rss_mib(), 1), **gpu_columns("FreqReX", clip, [result]),
+            "peak_rss_mib": round(result["peak_rss_mib"], 1), **gpu_columns("FreqReX", clip, [result]),
             **certify(model, clip, result, target, tone),
         })
     add_ig_ratios(rows, round_walls)

@@ -63,6 +63,19 @@ def test_perf_benchmark_smoke_on_the_zoo_model(tmp_path):
     assert low == high and rows[1]["vs_ig_paired"] == ""
 
 
+def test_perf_measures_each_runs_peak_memory_alone():
+    perf = _load("perf")
+    if not perf.reset_peak_rss():
+        pytest.skip("the peak resident set cannot be reset here (not Linux)")
+    big = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    big.add_(1.0)
+    del big
+    before = perf.peak_rss_mib()
+    assert perf.reset_peak_rss()
+    # Reset to the current size: the freed 64 MiB no longer count.
+    assert perf.peak_rss_mib() < before - 32
+
+
 def test_perf_runs_the_methods_in_rounds_and_pairs_their_ratios_by_round():
     perf = _load("perf")
     asked = []
