@@ -65,6 +65,7 @@ device-to-host synchronisations of one FreqReX explanation (as flagged by
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -164,7 +165,12 @@ def allocator_settings() -> str:
 
 def reset_peak_rss() -> bool:
     """Reset the process's peak resident set to its current size (Linux: ``/proc/self/clear_refs``),
-    so that :func:`peak_rss_mib` measures the next run alone. False where it cannot be reset."""
+    after handing memory freed by earlier runs back to the system (glibc's ``malloc_trim``), so
+    that :func:`peak_rss_mib` measures the next run alone. False where it cannot be reset."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
