@@ -370,6 +370,30 @@ class _WindowProbe:
         return answers
 
 
+@pytest.mark.parametrize("window, checked", [(range(1000, 2200), False), (range(3, 6), True)])
+def test_the_complete_sets_check_runs_only_where_its_shrink_can_reach_single_features(monkeypatch, window, checked):
+    """Of more added features than its shrink has queries, the complete set's shrink is not asked
+    for the sampled check of single removals (it could only count bins that may still go), and its
+    deletions get what they had beside the check: the same set as with the check, for the check's
+    queries fewer. Of a few added features the check runs."""
+    import captum_freqrex._core.certify.joint as joint
+
+    n, core = 8000, [0, 1, 2]
+
+    def complete():
+        probe = _WindowProbe(core, window, n)
+        found, report = _complete_set(probe, core, torch.arange(n), target_confidence=0.8, budget=32, seed=0)
+        return found, report, probe.spent
+
+    found, report, spent = complete()
+    assert (report.checked > 0) == checked
+    monkeypatch.setattr(joint, "_complete_check", lambda added, budget: joint.SHRINK_CHECK)  # the check always
+    always, report_always, spent_always = complete()
+    assert found == always and report.size == report_always.size
+    if not checked:
+        assert report_always.checked > 0 and spent == spent_always - report_always.checked
+
+
 @pytest.mark.parametrize("window", [range(100, 216), range(20, 44), range(1000, 2200)])
 def test_complete_growth_finds_a_small_reaching_window_of_a_non_monotone_model(window):
     """The confidence reaches the target only for additions inside a window about twice as wide as
