@@ -57,6 +57,10 @@ def test_perf_benchmark_smoke_on_the_zoo_model(tmp_path):
     assert 0 < float(freqrex["synthesis_s_median"]) < float(freqrex["overhead_s_median"])
     assert float(freqrex["vs_ig_model_only"]) < float(freqrex["vs_ig_floor"]) <= float(freqrex["vs_ig"])
     assert rows[1]["synthesis_s_median"] == "" and rows[1]["vs_ig_floor"] == ""
+    # The share of its floor FreqReX reaches: the floor over its own wall, below 1 by the bookkeeping.
+    share = (float(freqrex["model_s_median"]) + float(freqrex["synthesis_s_median"])) / float(freqrex["wall_s_median"])
+    assert 0 < float(freqrex["floor_share"]) < 1 and float(freqrex["floor_share"]) == pytest.approx(share, abs=0.05)
+    assert rows[1]["floor_share"] == ""
     # One round: the paired ratio is the ratio of the two runs, its range that one value.
     assert float(freqrex["vs_ig_paired"]) == pytest.approx(float(freqrex["vs_ig"]), abs=0.011)
     low, high = freqrex["vs_ig_paired_range"].split("-")
