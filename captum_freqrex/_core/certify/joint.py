@@ -75,7 +75,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.certify.prefix import probe_sizes, ranking_positions
-from captum_freqrex._core.certify.shrink import shrink_set
+from captum_freqrex._core.certify.shrink import check_reserve, shrink_set
 from captum_freqrex._core.certify.trust import Anchors
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult, ShrinkReport
@@ -547,8 +547,8 @@ def _complete_set(
     whole = len(core) + hi
     shrink_budget = min(budget - charged, SHRINK_QUERIES)
     check = _complete_check(hi, shrink_budget)
-    if not check:  # the deletions get what they had beside the check (shrink_set keeps back a quarter at most)
-        shrink_budget -= min(SHRINK_CHECK, shrink_budget // 4)
+    if not check:  # the deletions get what they had beside the check
+        shrink_budget -= check_reserve(SHRINK_CHECK, shrink_budget)
     extra, report = _shrink(probe, reaches, rest[:hi].tolist(), shrink_budget, seed, whole, cost=1, check=check)
     report = dataclasses.replace(
         report, start_size=whole, size=len(core) + len(extra), queries=report.queries + spent

@@ -72,6 +72,12 @@ def _cut(members: Tensor, chunk: Range) -> Tensor:
     return torch.cat((members[:a], members[b:]))
 
 
+def check_reserve(check: int, budget: int, max_cost: int = 1) -> int:
+    r"""Queries :func:`shrink_set` keeps back from ``budget`` for its final check of ``check``
+    sampled features at ``max_cost`` queries each: at most a quarter of the budget."""
+    return min(check, budget // max_cost // 4) * max_cost
+
+
 def shrink_set(
     test: Callable[[Sequence[Ids]], List[bool]],
     members: Sequence[int],
@@ -108,7 +114,7 @@ def shrink_set(
     Returns:
         tuple: The shrunk set (ids, in the given order) and its :class:`ShrinkReport`.
     """
-    reserve = min(check, budget // max_cost // 4) * max_cost
+    reserve = check_reserve(check, budget, max_cost)
     shrinker = _Shrinker(test, list(members), budget, batch, reserve, spent, max_cost)
     first_size = len(shrinker.current)
     shrinker.drop_chunks()
