@@ -401,6 +401,26 @@ def main(argv: List[str] | None = None) -> int:
             result["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         return result
 
+    def row_of(name: str, seconds: float, clip: torch.Tensor, target: int, runs: List[Dict]) -> Dict:
+        # A method's row: medians over its runs; queries, calls and sets from the first.
+        walls = [r["wall_s"] for r in runs]
+        best = runs[0]
+        overhead = statistics.median(r["wall_s"] - r["model_s"] for r in runs)
+        return {
+            "model": args.model, "seconds": seconds, "method": name, "features": best["features"],
+            "wall_s_median": round(statistics.median(walls), 3),
+            "model_s_median": round(statistics.median(r["model_s"] for r in runs), 3),
+            "overhead_s_median": round(overhead, 3),
+            "overhead_share": round(overhead / statistics.median(walls), 3),
+            "synthesis_s_median": round(statistics.median(r["synthesis_s"] for r in runs), 3) if name == "FreqReX" else "",
+            "floor_share": floor_share(runs) if name == "FreqReX" else "",
+            "cpu_s_median": round(statistics.median(r["cpu_s"] for r in runs), 3),
+            "queries": best["queries"], "forward_calls": best["calls"],
+            "peak_rss_mib": round(max(r["peak_rss_mib"] for r in runs), 1),
+            **gpu_columns(name, clip, runs),
+            **certify(model, clip, best, target, tone),
+        }
+
     for seconds in lengths:
         clip = clip_of(seconds)
         with torch.no_grad():
@@ -408,42 +428,15 @@ def main(argv: List[str] | None = None) -> int:
         runs_of = interleaved_runs(
             args.methods, args.repeats, lambda name, budget, clip=clip, target=target: one_run(name, clip, budget, target))
         for name in args.methods:
-            runs = runs_of[name]
-            walls = [r["wall_s"] for r in runs]
-            best = runs[0]
-            overhead = statistics.median(r["wall_s"] - r["model_s"] for r in runs)
-            row = {
-                "model": args.model, "seconds": seconds, "method": name, "features": best["features"],
-                "wall_s_median": round(statistics.median(walls), 3),
-                "model_s_median": round(statistics.median(r["model_s"] for r in runs), 3),
-                "overhead_s_median": round(overhead, 3),
-                "overhead_share": round(overhead / statistics.median(walls), 3),
-                "synthesis_s_median": round(statistics.median(r["synthesis_s"] for r in runs), 3) if name == "FreqReX" else "",
-                "floor_share": floor_share(runs) if name == "FreqReX" else "",
-                "cpu_s_median": round(statistics.median(r["cpu_s"] for r in runs), 3),
-                "queries": best["queries"], "forward_calls": best["calls"],
-                "peak_rss_mib": round(max(r["peak_rss_mib"] for r in runs), 1),
-                **gpu_columns(name, clip, runs),
-                **certify(model, clip, best, target, tone),
-            }
-            round_walls[(seconds, name)] = walls
+            row = row_of(name, seconds, clip, target, runs_of[name])
+            round_walls[(seconds, name)] = [r["wall_s"] for r in runs_of[name]]
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     if args.long_clip:
         clip = clip_of(args.long_clip)
         with torch.no_grad():
             target = int(model(clip).argmax(1))
-        result = one_run("FreqReX", clip, 0, target)
-        rows.append({
-            "model": args.model, "seconds": args.long_clip, "method": "FreqReX", "features": result["features"],
-            "wall_s_median": round(result["wall_s"], 3), "model_s_median": round(result["model_s"], 3),
-            "overhead_s_median": round(result["wall_s"] - result["model_s"], 3),
-            "overhead_share": round((result["wall_s"] - result["model_s"]) / result["wall_s"], 3),
-            "synthesis_s_median": round(result["synthesis_s"], 3), "floor_share": floor_share([result]),
-            "cpu_s_median": round(result["cpu_s"], 3), "queries": result["queries"], "forward_calls": result["calls"],
-            "peak_rss_mib": round(result["peak_rss_mib"], 1), **gpu_columns("FreqReX", clip, [result]),
-            **certify(model, clip, result, target, tone),
-        })
+        rows.append(row_of("FreqReX", args.long_clip, clip, target, [one_run("FreqReX", clip, 0, target)]))
     add_ig_ratios(rows, round_walls)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "perf.csv"), "w", newline="") as handle:
