@@ -15,7 +15,7 @@ import torch
 from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
 from torch import Tensor, nn
 
-from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, metrics
+from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, log_bands, metrics
 from captum_freqrex._core.model import memory
 from captum_freqrex._core.search.band_screening import BandScreening, _first_level
 from captum_freqrex._core.model.decision import ArgmaxDecision
@@ -420,6 +420,14 @@ def test_bad_arguments_raise_clear_errors():
         StftDomain(n_fft=256, hop_length=256)
     with pytest.raises(TypeError, match="n_fft must be an int"):
         StftDomain(n_fft=256.0)
+    with pytest.raises(TypeError, match=r"SpectralDomain instance such as .*got str 'stft'"):
+        FreqReX(detector, domain="stft")
+    with pytest.raises(TypeError, match=r"got the class StftDomain: pass StftDomain\(\)"):
+        FreqReX(detector, domain=StftDomain)
+    with pytest.raises(TypeError, match="got str 'stft'"):
+        log_bands(T, 8, sample_rate=16000, domain="stft")
+    with pytest.raises(TypeError, match="got int 3"):
+        metrics.perturbation_success_rate(detector, x, torch.ones(1, T // 2 + 1), domain=3)
 
 
 @pytest.mark.parametrize(

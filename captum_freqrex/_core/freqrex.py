@@ -35,7 +35,7 @@ from captum_freqrex._core.search.auto import AutoSearch
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions, SearchResult
 from captum_freqrex._core.search.evaluation import run_search, search_context
-from captum_freqrex._core.spectral.domains import SpectralDomain
+from captum_freqrex._core.spectral.domains import SpectralDomain, check_domain
 from captum_freqrex._core.spectral.rows import RowBuffer
 from captum_freqrex._core.spectral.space import FeatureSpace, check_synthesis
 from captum_freqrex._utils.progress import progress
@@ -131,7 +131,7 @@ class FreqReX(PerturbationAttribution):
         PerturbationAttribution.__init__(self, forward_func)
         self.output = check_output_selector(output)
         self.synthesis = check_synthesis(synthesis)
-        self.domain = domain
+        self.domain = check_domain(domain)
         self.decision = decision
         self.search = resolve_search(search)
         self.last_stats = QueryStats()

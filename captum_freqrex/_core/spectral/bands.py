@@ -20,7 +20,7 @@ from typing import Callable, Optional, ParamSpec, TypeVar
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain
+from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain, check_domain
 
 __all__ = ["linear_bands", "log_bands", "mel_bands"]
 
@@ -55,7 +55,7 @@ def _bin_frequencies(num_samples: int, sample_rate: float, domain: Optional[Spec
         raise ValueError(f"num_samples must be at least 2, got {num_samples}")
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    return (domain or RfftDomain()).bin_frequencies(num_samples, sample_rate).double()
+    return (check_domain(domain) or RfftDomain()).bin_frequencies(num_samples, sample_rate).double()
 
 
 def _mask_from_edges(freqs: Tensor, edges: Tensor, domain: Optional[SpectralDomain]) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 import warnings
 from abc import ABC, abstractmethod
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -133,6 +133,20 @@ class SpectralDomain(ABC):
 #: from 4.8 million (166 against 114 ms), where the second row's work outweighs the set-up saved
 #: and its memory (a 60-minute clip's explanation queries one row at a time) is not worth paying.
 PAIRED_IRFFT_MAX_SAMPLES = 2**21
+
+
+def check_domain(domain: object) -> Optional["SpectralDomain"]:
+    r"""``domain`` itself when it is None or a :class:`SpectralDomain` instance; otherwise a
+    ``TypeError`` that names the fix (a name such as ``"stft"`` or the class itself, not an instance,
+    would fail much later, inside the transform)."""
+    if domain is None or isinstance(domain, SpectralDomain):
+        return domain
+    if isinstance(domain, type) and issubclass(domain, SpectralDomain):
+        raise TypeError(f"domain must be an instance, got the class {domain.__name__}: pass {domain.__name__}()")
+    raise TypeError(
+        f"domain must be a SpectralDomain instance such as RfftDomain() (the default, None) or "
+        f"StftDomain(n_fft=512), got {type(domain).__name__} {domain!r}"
+    )
 
 
 def _single_cpu_row(coefficients: Tensor, length: int) -> bool:

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain
+from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, check_domain
 from captum_freqrex._utils.validation import as_tuple
 
 
@@ -186,7 +186,7 @@ class FeatureSpace:
     ) -> None:
         self.synthesis = check_synthesis(synthesis)
         reference = self.synthesis == "reference"
-        self.domain = domain or RfftDomain()
+        self.domain = check_domain(domain) or RfftDomain()
         self.batch_size = inputs[0].shape[0]
         self.per_channel = per_channel
         self.device = inputs[0].device
