@@ -430,6 +430,34 @@ def test_bad_arguments_raise_clear_errors():
         metrics.perturbation_success_rate(detector, x, torch.ones(1, T // 2 + 1), domain=3)
 
 
+class _Float32Model(nn.Module):
+    # A linear read of the first samples: float32 weights, as most models have.
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = nn.Linear(64, 2, bias=False)
+        with torch.no_grad():  # class 0 when the first samples sum above 0: silence is a tie
+            self.read.weight.copy_(torch.stack([torch.ones(64), -torch.ones(64)]))
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.read(waves[:, :64])
+
+
+@pytest.mark.parametrize("call", [lambda m: m, lambda m: m.forward])
+def test_a_float64_clip_through_a_float32_model_fails_with_a_note_that_names_the_input(call):
+    # soundfile.read gives float64 unless told otherwise: the model's own error speaks of matrix
+    # dtypes, and the note says which input and what to pass.
+    model = _Float32Model()
+    x = clip((440, 1.0)).double()
+    with pytest.raises(RuntimeError) as raised:
+        FreqReX(call(model)).explain(x)
+    (note,) = raised.value.__notes__
+    assert "torch.float64" in note and "weights are torch.float32" in note and "x.to(torch.float32)" in note
+    # The same clip as float32 runs; a model that casts its input itself takes float64 as it is.
+    assert FreqReX(model).explain(x.float())[0].sufficient.certified
+    casting = lambda waves: model(waves.float())  # noqa: E731
+    assert FreqReX(casting).explain(x)[0].sufficient.certified
+
+
 @pytest.mark.parametrize(
     "outputs, message",
     [

@@ -71,6 +71,38 @@ def rows_per_call(waveforms: Sequence[Tensor], requested: Optional[int] = None) 
     return auto_batch_size(samples, waveforms[0].device, waveforms[0].element_size())
 
 
+def _first_weight(forward_func: Callable) -> Optional[Tensor]:
+    # The first floating-point parameter (or buffer) of a module model, or of the module behind a
+    # bound method such as ``model.forward``; None for other callables.
+    module = forward_func if isinstance(forward_func, torch.nn.Module) else getattr(forward_func, "__self__", None)
+    if not isinstance(module, torch.nn.Module):
+        return None
+    tensors = [*module.parameters(), *module.buffers()]
+    return next((t for t in tensors if t.is_floating_point()), None)
+
+
+def _input_mismatch(forward_func: Callable, waveforms: Tensor) -> Optional[str]:
+    r"""Why a model may have failed on the waveforms FreqReX gave it, where their dtype or device
+    is not its weights' (None otherwise): the waveforms are the input's, as the user passed it,
+    and a float64 clip (``soundfile.read``'s default) fails inside a float32 model with an error
+    about matrix dtypes that does not name the input."""
+    weight = _first_weight(forward_func)
+    if weight is None:
+        return None
+    if waveforms.dtype != weight.dtype:
+        return (
+            f"FreqReX calls the model on waveforms of the input's dtype, {waveforms.dtype}, and the model's "
+            f"weights are {weight.dtype}: pass the audio as {weight.dtype} (e.g. x.to({weight.dtype}); "
+            f"soundfile.read(path, dtype='float32') reads it so)"
+        )
+    if waveforms.device != weight.device and weight.device.type != "meta":  # meta: weights never loaded
+        return (
+            f"FreqReX calls the model on waveforms on the input's device, {waveforms.device}, and the model's "
+            f"weights are on {weight.device}: move the audio there (x.to('{weight.device}'))"
+        )
+    return None
+
+
 @dataclass
 class RowVerdicts:
     r"""The model's verdicts on rows of mutants, one entry per row (``(N,)`` tensors).
@@ -213,7 +245,13 @@ class Oracle:
             raise TypeError("the model must be called on waveform tensors, got no tensor argument")
         rows = first.shape[0]
         start = time.perf_counter()
-        outputs = self.forward_func(*args, **kwargs)
+        try:
+            outputs = self.forward_func(*args, **kwargs)
+        except Exception as error:
+            note = _input_mismatch(self.forward_func, first)
+            if note is not None:
+                error.add_note(note)
+            raise
         if first.device.type == "cuda":
             torch.cuda.synchronize(first.device)  # the clock must measure the queued work
         self.stats.model_seconds += time.perf_counter() - start
