@@ -164,6 +164,21 @@ def test_a_set_too_large_for_single_features_spends_its_last_queries_on_chunks_t
     assert all(test([kept]))
 
 
+def test_removals_that_pass_alone_but_not_together_go_one_at_a_time():
+    """Any nine of ten features pass: every single removal passes, removing two does not. The
+    shrink drops one (the lowest-ranked) and proves the other nine 1-minimal, asking each of
+    their removals once: a sweep after a deletion asked again the removals already known to fail
+    on the set (9 queries more here)."""
+    from captum_freqrex._core.certify.shrink import shrink_set
+
+    def test(sets):
+        return [len(list(ids)) >= 9 for ids in sets]
+
+    kept, report = shrink_set(test, list(range(10)), 40, torch.Generator().manual_seed(0))
+    assert kept == list(range(9)) and report.one_minimal and report.checked == 9
+    assert report.queries == 10 + 9  # the singles, then each of the nine left once
+
+
 def test_a_shrink_without_the_sampled_check_makes_the_same_deletions_for_fewer_queries():
     """The sufficient-and-necessary set's shrink (two claims, so up to two queries a set) keeps
     nothing back for the sampled check: within SHRINK_QUERIES (48) it deletes what the shrink of 64

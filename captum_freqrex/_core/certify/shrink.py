@@ -203,7 +203,7 @@ class _Shrinker:
         # passed but was not applied yet go first). A sweep without a deletion proves 1-minimality.
         hints: List[int] = []
         while len(self.current) > 1 and self.room() > 0:
-            swept: set = set()
+            swept: set = set(self.verified)  # removals from the current set already known to fail
             deleted = False
             while self.room() > 0:
                 present = set(self.current)
