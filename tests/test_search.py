@@ -504,3 +504,23 @@ def test_the_shrink_drops_its_loud_member_where_the_rest_is_about_as_loud(amplit
     report = sufficient.certificate.shrink
     assert (report.start, report.start_size, report.size) == ("prefix", 3, kept)
     assert report.one_minimal is (kept == 1)
+
+
+def test_the_shrink_keeps_its_loud_member_where_the_rest_alone_would_be_flagged_below_the_clip():
+    """As above, with a louder tone the model ignores (1000 Hz, the clip's loudest bin): the loud
+    member, 440 Hz, sits at -18 dB and 880 Hz, which passes alone, 4 dB below it at -22 dB. The
+    rest is within 6 dB of the loud member but more than 20 dB below the clip's level, where a set
+    is flagged: the loud member stays, and the set is not flagged."""
+    from known_models import EitherCause
+
+    model = EitherCause([[880]], threshold=0.05)
+    x = clip((1000, 1.0), (440, 10 ** (-18 / 20)), (880, 10 ** (-22 / 20)), (1320, 0.02))
+    n = T // 2 + 1
+    bin_880 = bin_of(880, T)
+    responsibility = ranking_scores(n, [BIN_440, bin_of(1320, T), bin_880])
+    passing = torch.zeros(n, dtype=torch.bool)
+    passing[[bin_of(1320, T), bin_880, BIN_440]] = True
+    sufficient = FreqReX(model, search=_GivenSearch(responsibility, passing)).explain(x, seed=0)[0].sufficient
+    assert sufficient.mask.nonzero().squeeze(1).tolist() == [BIN_440, bin_880] and sufficient.certified
+    assert not sufficient.flags and -18.5 < sufficient.level_db < -17.5
+    assert sufficient.certificate.shrink.one_minimal is False  # 440 Hz could go, to a flagged set
