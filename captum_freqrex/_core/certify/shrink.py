@@ -7,14 +7,18 @@ deletes features from a set known to pass, in the manner of delta debugging (ddm
 
 1. **Chunks.** Each round cuts the current set, in its given order, into 2, 4 and 8 chunks (finer
    as rounds fail) and queries the set without each chunk, all in one model call. The largest
-   chunk whose removal still passes is dropped; when none is, the next round goes finer. Where
-   the next granularity does not fit in what the budget leaves, while single features are still
-   unaffordable (a set of thousands of features), one last round asks as many chunks as fit.
+   chunk whose removal still passes is dropped, or, where several passed and one more query says
+   their removal together passes too, the widest of them that do not overlap, at once; when none
+   passes, the next round goes finer. Where the next granularity does not fit in what the budget
+   leaves, while single features are still unaffordable (a set of thousands of features), one
+   last round asks as many chunks as fit.
 2. **Single features.** Once the chunks are single features, each feature's removal is queried
-   (a batch at a time, the lowest-ranked first); a removal that passes drops that feature. When
-   every feature's removal from the *final* set has been queried and fails, the set is
-   **1-minimal**: no single feature can go (a fact about this set, not about every sufficient set;
-   the smallest sufficient set may be smaller still).
+   (a batch at a time, the lowest-ranked first); a removal that passes drops that feature, and
+   where several of a batch pass, one more query asks their removal together, which drops them
+   all where it passes too (where it does not, the first goes and the others are asked again on
+   the smaller set). When every feature's removal from the *final* set has been queried and
+   fails, the set is **1-minimal**: no single feature can go (a fact about this set, not about
+   every sufficient set; the smallest sufficient set may be smaller still).
 3. **Check.** When the budget ends first, part of it (kept back from the start) queries the
    removal of a random sample of the final set's unchecked features, so the report says how far
    from 1-minimal the returned set is: how many sampled removals still keep the decision.
@@ -70,6 +74,23 @@ def _cut(members: Tensor, chunk: Range) -> Tensor:
     # The members without the run at positions ``chunk``.
     a, b = chunk
     return torch.cat((members[:a], members[b:]))
+
+
+def _cut_all(members: Tensor, chunks: Sequence[Range]) -> Tensor:
+    # The members without the disjoint runs at positions ``chunks``.
+    keep = torch.ones(members.numel(), dtype=torch.bool)
+    for a, b in chunks:
+        keep[a:b] = False
+    return members[keep]
+
+
+def _disjoint(chunks: Sequence[Range]) -> List[Range]:
+    # The widest chunk, then every other one that overlaps none taken so far, widest first.
+    taken: List[Range] = []
+    for a, b in sorted(chunks, key=lambda chunk: (chunk[0] - chunk[1], chunk[0])):
+        if all(b <= c or a >= d for c, d in taken):
+            taken.append((a, b))
+    return taken
 
 
 def check_reserve(check: int, budget: int, max_cost: int = 1) -> int:
@@ -189,14 +210,22 @@ class _Shrinker:
             passed = self.spend([_cut(current, chunk) for chunk in candidates])
             dropped = [chunk for chunk, ok in zip(candidates, passed) if ok]
             if dropped:
-                gone = max(dropped, key=lambda chunk: chunk[1] - chunk[0])
-                current = _cut(current, gone)
-                parts = max(2, round(current.numel() / max(gone[1] - gone[0], 1)) // 2)
+                gone = self.widest_removal(current, dropped)
+                current = _cut_all(current, gone)
+                parts = max(2, round(current.numel() / max(sum(b - a for a, b in gone), 1)) // 2)
             elif last_try:
                 break
             else:
                 parts = level
         self.current = current.tolist()
+
+    def widest_removal(self, current: Tensor, dropped: List[Range]) -> List[Range]:
+        # Of the chunks whose removal passed, the widest; or, where one more query says it still
+        # passes, every one that overlaps no wider one, removed at once.
+        union = _disjoint(dropped)
+        if len(union) > 1 and self.room() > 0 and self.spend([_cut_all(current, union)])[0]:
+            return union
+        return union[:1]
 
     def drop_singles(self) -> None:
         # Phase 2: sweeps over single features, the lowest-ranked first (features whose removal
@@ -216,8 +245,11 @@ class _Shrinker:
                 self.verified.update(f for f, ok in zip(todo, passed) if not ok)
                 gone = [f for f, ok in zip(todo, passed) if ok]
                 if gone:
-                    self.current = _without(self.current, gone[:1])
-                    hints, self.verified, deleted = gone[1:], set(), True
+                    # Each removal passed alone; all of them at once is one more query, and where
+                    # it passes too the batch drops them all instead of one.
+                    together = len(gone) > 1 and self.room() > 0 and self.spend([_without(self.current, gone)])[0]
+                    self.current = _without(self.current, gone if together else gone[:1])
+                    hints, self.verified, deleted = ([] if together else gone[1:]), set(), True
             if not deleted and not [f for f in self.current if f not in swept]:
                 break  # a full sweep without a deletion: every removal fails on the final set
 
