@@ -180,6 +180,11 @@ def tones_function(x):
 instance = Tones()
 
 
+def peak_normalised(x):
+    # The tones of the peak-normalised input, as many front ends do: silence divides by zero.
+    return Tones()(x / x.abs().amax(dim=-1, keepdim=True))["logits"]
+
+
 def broken():
     raise RuntimeError("no weights here")
 
@@ -299,6 +304,21 @@ def test_a_bad_module_or_callable_is_one_line_and_status_2(module_name, spec, fr
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("freqrex: error: --model "), err
     assert fragment in lines[0]
+
+
+def test_a_model_that_returns_nan_on_silence_is_one_line_with_the_fix_and_status_2(module_name, wav, tmp_path, capsys):
+    """A model dividing by its input's peak returns NaN on the silent baseline: the run ends on one
+    line that says so and how to go on, with status 2 (the model's failing, not the library's);
+    against a noise baseline the same model is explained."""
+    spec = f"{module_name}:peak_normalised"
+    code, _, err = run_cli(["explain", wav, "--model", spec, "--out", tmp_path / "o"], capsys)
+    errors = [line for line in err.strip().splitlines() if line.startswith("freqrex: error:")]
+    assert code == 2 and len(errors) == 1 and err.strip().endswith(errors[0]), err
+    assert errors[0].startswith(f"freqrex: error: --model {spec}: the model returned NaN or Inf on 1 of the 2 waveforms")
+    assert "each of them silent" in errors[0] and "--baseline noise" in errors[0]
+    code, out, _ = run_cli(["explain", wav, "--model", spec, "--baseline", "noise", "--max-queries", "200",
+                            "--out", tmp_path / "n"], capsys)
+    assert code == 0 and "certified" in out
 
 
 @pytest.mark.parametrize("argv", [["--bands", "0"], ["--mode", "both"], ["--search", "random"]])

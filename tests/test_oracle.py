@@ -8,6 +8,7 @@ same error everywhere, chunking never changes a verdict, and time splits into mo
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import pytest
@@ -125,7 +126,7 @@ def test_a_misbehaving_model_gets_one_error_everywhere(tone_clip, kind, error, m
     for call in calls:
         with pytest.raises(error, match=message) as raised:
             call()
-        messages.add(str(raised.value))
+        messages.add(re.sub(r"\d+", "N", str(raised.value)))  # the same error; how many rows a call had aside
     assert len(messages) == 1, messages
 
 

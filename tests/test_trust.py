@@ -430,6 +430,26 @@ def test_bad_arguments_raise_clear_errors():
         metrics.perturbation_success_rate(detector, x, torch.ones(1, T // 2 + 1), domain=3)
 
 
+def test_a_model_that_divides_by_the_inputs_peak_says_the_silent_baseline_gives_nan():
+    """A detector on the peak-normalised input returns NaN on silence, the default baseline: the
+    error names the silent waveforms and the two fixes; a model whose outputs are NaN on every
+    waveform gets the plain message. Against low noise the normalising model is explained."""
+    detector = ToneDetector([440], 0.3)
+
+    def normalised(waves: Tensor) -> Tensor:
+        return detector(waves / waves.abs().amax(dim=-1, keepdim=True))
+
+    x = clip((440, 1.0), (1000, 0.5))
+    with pytest.raises(ValueError, match=r"NaN or Inf on 1 of the 2 waveforms of one call, each of them silent") as raised:
+        FreqReX(normalised).explain(x)
+    assert "+ 1e-8" in str(raised.value) and "baselines=" in str(raised.value)
+    with pytest.raises(ValueError, match=r"on 2 of the 2 waveforms of one call; FreqReX needs finite scores"):
+        FreqReX(lambda waves: detector(waves) * float("nan")).explain(x)
+    noise = 1e-3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    sufficient = FreqReX(normalised).explain(x, baselines=noise)[0].sufficient
+    assert sufficient.certified and sufficient.mask[bin_of(440, T)]
+
+
 class _Float32Model(nn.Module):
     # A linear read of the first samples: float32 weights, as most models have.
     def __init__(self) -> None:

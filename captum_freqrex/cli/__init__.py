@@ -29,7 +29,7 @@ from torch import Tensor
 
 from captum_freqrex import FreqReX, FreqReXOptions, __version__
 from captum_freqrex._explanation import Explanation
-from captum_freqrex._core.model.outputs import OutputSelector
+from captum_freqrex._core.model.outputs import NonFiniteScoresError, OutputSelector
 from captum_freqrex.cli._common import (
     DEMO_MODEL,
     ZOO_PREFIX,
@@ -131,6 +131,8 @@ def _explain_one(
         except ValueError as error:
             if target is not None and "target" in str(error):
                 raise CliError(f"--target {target}: {error}") from None
+            if isinstance(error, NonFiniteScoresError):  # the model's failing, not the library's
+                raise CliError(f"--model {model.name}: {error}") from None
             raise
     for caught_warning in caught:  # the ones already in the explanation are printed with it
         text = str(caught_warning.message)

@@ -37,7 +37,7 @@ from torch import Tensor
 from captum_freqrex._core.model.decision import Decision, DecisionLike, resolve_decision
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.spectral.space import FeatureSpace
-from captum_freqrex._core.model.outputs import OutputSelector, checked_scores
+from captum_freqrex._core.model.outputs import NonFiniteScoresError, OutputSelector, checked_scores
 from captum_freqrex._core.model.memory import auto_batch_size
 from captum_freqrex._core.spectral.rows import RowBuffer
 from captum_freqrex._core.records import QueryStats
@@ -69,6 +69,26 @@ def rows_per_call(waveforms: Sequence[Tensor], requested: Optional[int] = None) 
         return requested
     samples = sum(math.prod(w.shape[1:]) for w in waveforms)
     return auto_batch_size(samples, waveforms[0].device, waveforms[0].element_size())
+
+
+def _non_finite_message(bad: Tensor, waveforms: Tensor) -> str:
+    r"""Which waveforms a model returned NaN or Inf on and what to do: where every one of them is
+    silent (all zeros, like the silent baseline that removed frequencies are replaced by), the
+    model most likely divides by the input's level."""
+    where = f"on {int(bad.sum())} of the {bad.numel()} waveforms of one call"
+    silent = waveforms.detach()[bad.to(waveforms.device)].reshape(int(bad.sum()), -1)
+    if silent.numel() and not bool(silent.any()):
+        return (
+            f"the model returned NaN or Inf {where}, each of them silent (all zeros), such as the "
+            "silent baseline that removed frequencies are replaced by: a model that divides by the "
+            "input's level (peak or RMS normalisation) divides by zero there; guard the division "
+            "(e.g. x / (x.abs().amax(-1, keepdim=True) + 1e-8)) or explain against a baseline that is "
+            "not silence (explain(..., baselines=...), e.g. low noise; --baseline noise)"
+        )
+    return (
+        f"the model returned NaN or Inf {where}; FreqReX needs finite scores for every mutant (the "
+        "input with some frequencies replaced by the baseline's): check the model on such inputs"
+    )
 
 
 def _first_weight(forward_func: Callable) -> Optional[Tensor]:
@@ -257,7 +277,10 @@ class Oracle:
         self.stats.model_seconds += time.perf_counter() - start
         self.stats.queries += rows
         self.stats.forward_calls += 1
-        selected, flat, shape = checked_scores(outputs, rows, self.output)
+        try:
+            selected, flat, shape = checked_scores(outputs, rows, self.output)
+        except NonFiniteScoresError as error:
+            raise NonFiniteScoresError(_non_finite_message(error.rows, first), error.rows) from None
         if self.output_shape is None:
             self.output_shape = shape
         elif flat.shape[1] != math.prod(self.output_shape):

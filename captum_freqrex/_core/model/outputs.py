@@ -101,6 +101,14 @@ def select_output(outputs: Any, output: OutputSelector = None) -> Any:
     raise TypeError(f"output={output!r} selects nothing: the model returned a {_describe(outputs)}")
 
 
+class NonFiniteScoresError(ValueError):
+    r"""The model returned NaN or Inf scores; ``rows`` (``(N,)`` bool) marks the waveforms it did so on."""
+
+    def __init__(self, message: str, rows: Tensor) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
 def check_model_outputs(outputs: Any, rows: int, output: OutputSelector = None) -> Tensor:
     r"""Validate a model's outputs on ``rows`` waveforms and flatten them to ``(rows, K)``.
 
@@ -154,8 +162,11 @@ def checked_scores(
     flat = scores.detach().reshape(rows, -1)
     if flat.shape[1] == 0:
         raise ValueError("the model returned an empty output per waveform")
-    if not torch.isfinite(flat).all():
-        raise ValueError("the model returned NaN or Inf; FreqReX needs finite scores for every mutant")
+    finite = torch.isfinite(flat).all(dim=1)
+    if not bool(finite.all()):
+        raise NonFiniteScoresError(
+            "the model returned NaN or Inf; FreqReX needs finite scores for every mutant", ~finite.cpu()
+        )
     return scores, flat, tuple(scores.shape[1:])
 
 
