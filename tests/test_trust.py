@@ -450,6 +450,31 @@ def test_a_model_that_divides_by_the_inputs_peak_says_the_silent_baseline_gives_
     assert sufficient.certified and sufficient.mask[bin_of(440, T)]
 
 
+def test_a_model_that_takes_one_waveform_at_a_time_is_explained_with_one_row_per_call():
+    """perturbations_per_eval=1 makes every model call one row, the first (the input and the
+    baseline, which went in together whatever the bound) included: the same responsibility and
+    sets as in batches. Without it the model's own error gets a note naming the option."""
+    detector = ToneDetector([440], 0.3)
+    rows = []
+
+    def one_at_a_time(waves: Tensor) -> Tensor:
+        assert waves.shape[0] == 1, f"one waveform at a time, got {waves.shape[0]}"
+        rows.append(waves.shape[0])
+        return detector(waves)
+
+    x = clip((440, 1.0), (1000, 0.5))
+    with pytest.raises(AssertionError) as raised:
+        FreqReX(one_at_a_time).explain(x)
+    assert "perturbations_per_eval=1" in raised.value.__notes__[0]
+    rows.clear()
+    explainer = FreqReX(one_at_a_time)
+    single = explainer.explain(x, perturbations_per_eval=1)[0]
+    batched = FreqReX(detector).explain(x)[0]
+    assert explainer.last_stats.forward_calls == explainer.last_stats.queries == len(rows) and set(rows) == {1}
+    assert torch.equal(single.responsibility, batched.responsibility)
+    assert torch.equal(single.sufficient.mask, batched.sufficient.mask) and single.sufficient.certified
+
+
 class _Float32Model(nn.Module):
     # A linear read of the first samples: float32 weights, as most models have.
     def __init__(self) -> None:

@@ -271,8 +271,9 @@ class FreqReX(PerturbationAttribution):
                         domain). Features are refined in id order. Default: one feature per bin.
             n_samples (int, optional): Most independent refinement searches: a cap, not a quota
                         (the searches stop once the answer is settled, or at the budget). Default: 8
-            perturbations_per_eval (int, optional): Most mutants per model call. Default: chosen
-                        from the available memory (at most 128).
+            perturbations_per_eval (int, optional): Most waveforms per model call (mutants, and
+                        the input with its baseline); 1 for a model that takes one waveform at a
+                        time. Default: chosen from the available memory (at most 128).
             show_progress (bool, optional): Report progress over the examples on stderr (a tqdm
                         bar, a widget in a notebook with ipywidgets).
                         Default: False

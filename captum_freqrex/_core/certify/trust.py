@@ -54,7 +54,8 @@ def probe_anchors(
     confidence_filter: float,
     baseline_waves: Tuple[Tensor, ...],
 ) -> Anchors:
-    r"""The model on the unmasked input and on the baseline alone, in one model call.
+    r"""The model on the unmasked input and on the baseline alone, in one model call (one each
+    where the calls take one row, ``perturbations_per_eval=1``).
 
     The first call of an example also fixes how its outputs are read (logits or probabilities, a
     threshold): every mutant of the example is then read the same way, and a batch explains as
@@ -77,8 +78,8 @@ def probe_anchors(
     # The input goes in as a copy: a model that edits its input in place must not edit the
     # caller's tensor.
     waveforms = (queries.inputs, baseline_waves)  # row 0 the input, row 1 the baseline
-    try:  # the input and the baseline in one model call, whatever the batch bound
-        outputs = queries.oracle.waveform_scores(queries.example, 2, waveforms.__getitem__, rows_per_call=2)
+    try:  # the input and the baseline in one model call, or one each where calls take one row
+        outputs = queries.oracle.waveform_scores(queries.example, 2, waveforms.__getitem__)
     except ValueError as error:
         peak = max(float(w.abs().max()) for w in queries.inputs)
         if "NaN or Inf" in str(error) and peak > PEAK_AMPLITUDE_HINT:

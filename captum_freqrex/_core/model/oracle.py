@@ -269,6 +269,12 @@ class Oracle:
             outputs = self.forward_func(*args, **kwargs)
         except Exception as error:
             note = _input_mismatch(self.forward_func, first)
+            if note is None and rows > 1:
+                note = (
+                    f"FreqReX called the model on a batch of {rows} waveforms; a model that takes one "
+                    "waveform at a time needs perturbations_per_eval=1 (explain, attribute; max_examples_per_batch=1 "
+                    "in the metrics)"
+                )
             if note is not None:
                 error.add_note(note)
             raise
