@@ -3,6 +3,7 @@ query-level progress (issue #14)."""
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 
 import pytest
@@ -180,6 +181,12 @@ def tones_function(x):
 instance = Tones()
 
 
+def one_at_a_time(x):
+    if x.shape[0] != 1:
+        raise ValueError(f"one waveform at a time, got {x.shape[0]}")
+    return Tones()(x)["logits"]
+
+
 def peak_normalised(x):
     # The tones of the peak-normalised input, as many front ends do: silence divides by zero.
     return Tones()(x / x.abs().amax(dim=-1, keepdim=True))["logits"]
@@ -319,6 +326,25 @@ def test_a_model_that_returns_nan_on_silence_is_one_line_with_the_fix_and_status
     code, out, _ = run_cli(["explain", wav, "--model", spec, "--baseline", "noise", "--max-queries", "200",
                             "--out", tmp_path / "n"], capsys)
     assert code == 0 and "certified" in out
+
+
+def test_a_model_that_takes_one_waveform_at_a_time_needs_rows_per_call_1(module_name, wav, tmp_path, capsys):
+    """The model's own error on a batch is the user's to fix: one line with FreqReX's note, status 2
+    (a library failure is status 1); with --rows-per-call 1 every call is one row and the clip is
+    explained."""
+    spec = f"{module_name}:one_at_a_time"
+    code, _, err = run_cli(["explain", wav, "--model", spec, "--out", tmp_path / "o"], capsys)
+    errors = [line for line in err.strip().splitlines() if line.startswith("freqrex: error:")]
+    assert code == 2 and len(errors) == 1 and err.strip().endswith(errors[0]), err
+    assert errors[0].startswith("freqrex: error: the model failed on FreqReX's waveforms: ValueError: one "
+                                "waveform at a time, got 2; FreqReX called the model on a batch of 2 waveforms")
+    assert "--rows-per-call 1 on the command line" in errors[0]
+    out = tmp_path / "one"
+    code, stdout, _ = run_cli(["explain", wav, "--model", spec, "--rows-per-call", "1", "--max-queries", "200",
+                               "--out", out], capsys)
+    assert code == 0 and "certified" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["perturbations_per_eval"] == 1 and summary["forward_calls"] == summary["queries"]
 
 
 @pytest.mark.parametrize("argv", [["--bands", "0"], ["--mode", "both"], ["--search", "random"]])

@@ -30,6 +30,7 @@ from torch import Tensor
 from captum_freqrex import FreqReX, FreqReXOptions, __version__
 from captum_freqrex._explanation import Explanation
 from captum_freqrex._core.model.outputs import NonFiniteScoresError, OutputSelector
+from captum_freqrex._core.model.oracle import raised_by_model
 from captum_freqrex.cli._common import (
     DEMO_MODEL,
     ZOO_PREFIX,
@@ -39,6 +40,7 @@ from captum_freqrex.cli._common import (
     add_common_options,
     add_output_option,
     add_explanations_option,
+    add_rows_option,
     add_search_options,
     check_out,
     check_output,
@@ -106,6 +108,7 @@ def _explain_one(
     search: Optional[str] = None,
     output: OutputSelector = None,
     n_explanations: int = 1,
+    rows_per_call: Optional[int] = None,
 ) -> Explanation:
     check_output(model, waveform.unsqueeze(0), output)
     explainer = FreqReX(model.model, search=search, output=output)
@@ -122,7 +125,8 @@ def _explain_one(
         _warnings.simplefilter("always")
         try:
             try:
-                options = FreqReXOptions(seed=seed, max_queries=max_queries, mode=mode, n_explanations=n_explanations)
+                options = FreqReXOptions(seed=seed, max_queries=max_queries, mode=mode, n_explanations=n_explanations,
+                                         perturbations_per_eval=rows_per_call)
             except ValueError as error:
                 raise CliError(f"--explanations {n_explanations}: {error}") from None
             explanation = explainer.explain(
@@ -161,7 +165,7 @@ def _explain_and_write(
         model, waveform, target, args.seed, base_wave, args.max_queries,
         bands=getattr(args, "bands", None), mode=getattr(args, "mode", "sufficient"),
         search=getattr(args, "search", None), output=getattr(args, "output", None),
-        n_explanations=getattr(args, "explanations", 1),
+        n_explanations=getattr(args, "explanations", 1), rows_per_call=getattr(args, "rows_per_call", None),
     )
     if announce:
         say(announce)
@@ -296,6 +300,7 @@ def _add_demo(sub: Any) -> None:
     add_common_options(demo, "freqrex_out/demo")
     add_search_options(demo)
     add_explanations_option(demo)
+    add_rows_option(demo)
     demo.set_defaults(run=_cmd_demo)
 
 
@@ -324,6 +329,7 @@ def _add_explain(sub: Any) -> None:
     add_common_options(explain, "freqrex_out/explain")
     add_search_options(explain)
     add_explanations_option(explain)
+    add_rows_option(explain)
     add_output_option(explain)
     explain.set_defaults(run=_cmd_explain)
 
@@ -399,12 +405,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except RuntimeError as error:
         if not any(sign in str(error) for sign in OUT_OF_MEMORY_SIGNS):
-            print(f"freqrex: error: {type(error).__name__}: {error}", file=sys.stderr)
-            return 1
+            return _failed(error)
         # Memory ran out inside the FFT library or the model, past the up-front estimate.
         print(f"freqrex: error: out of memory inside the FFT or the model ({str(error).splitlines()[0]}): explain "
               "a shorter clip, or free memory (ulimit -v and container limits count)", file=sys.stderr)
         return 2
-    except Exception as error:  # a library failure: still one line, with its type
-        print(f"freqrex: error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+    except Exception as error:
+        return _failed(error)
+
+
+def _failed(error: Exception) -> int:
+    # One line either way: status 2 where the model itself raised (the user's to fix, with the
+    # notes FreqReX added: a dtype, a device, one waveform a call), 1 for a failure of the library.
+    text = " ".join(str(error).split())
+    if raised_by_model(error):
+        notes = "".join(f"; {' '.join(note.split())}" for note in getattr(error, "__notes__", []))
+        print(f"freqrex: error: the model failed on FreqReX's waveforms: {type(error).__name__}: {text}{notes}",
+              file=sys.stderr)
+        return 2
+    print(f"freqrex: error: {type(error).__name__}: {text}", file=sys.stderr)
+    return 1

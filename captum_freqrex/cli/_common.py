@@ -26,6 +26,7 @@ __all__ = [
     "CliError", "LoadedModel", "Baseline", "say",
     "int_option", "parse_seed", "parse_sample_rate", "parse_count", "parse_clip_index", "parse_max_queries", "parse_explanations",
     "parse_output", "add_common_options", "add_output_option", "add_search_options", "add_explanations_option",
+    "add_rows_option",
     "zoo_available", "zoo_names", "load_zoo", "load_model", "check_output", "class_name", "parse_target",
     "parse_baseline", "exists_error", "input_files", "check_out", "check_not_inputs", "open_new",
 ]
@@ -127,6 +128,15 @@ def add_output_option(parser: argparse.ArgumentParser) -> None:
         "--output", type=parse_output, default=None, metavar="KEY",
         help="where the scores are in what the model returns: a dict key or attribute (e.g. logits), or a "
         "tuple index (e.g. 0) (default: a tensor as is, else .logits, a dict's 'logits', a tuple's first element)",
+    )
+
+
+def add_rows_option(parser: argparse.ArgumentParser) -> None:
+    """``--rows-per-call N``: most waveforms per model call (``perturbations_per_eval``)."""
+    parser.add_argument(
+        "--rows-per-call", type=parse_count, default=None, metavar="N",
+        help="most waveforms per model call (default: chosen from the available memory, at most 128); "
+        "1 for a model that takes one waveform at a time",
     )
 
 

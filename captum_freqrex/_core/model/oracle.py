@@ -45,7 +45,7 @@ from captum_freqrex._core.model.outputs import check_output_selector
 from captum_freqrex._utils.progress import report_queries
 from captum_freqrex._utils.validation import as_tuple
 
-__all__ = ["Oracle", "RowVerdicts", "row_slices", "rows_per_call"]
+__all__ = ["Oracle", "RowVerdicts", "raised_by_model", "row_slices", "rows_per_call"]
 
 #: Which examples the rows of a call belong to: None (the extra arguments go as they are), one
 #: example for every row (an int), or one per row (a ``(N,)`` long tensor).
@@ -69,6 +69,23 @@ def rows_per_call(waveforms: Sequence[Tensor], requested: Optional[int] = None) 
         return requested
     samples = sum(math.prod(w.shape[1:]) for w in waveforms)
     return auto_batch_size(samples, waveforms[0].device, waveforms[0].element_size())
+
+
+#: Set on an exception the model itself raised inside a call of the oracle (see :func:`raised_by_model`).
+_MODEL_FAILURE = "_freqrex_raised_by_model"
+
+
+def _mark_raised_by_model(error: BaseException) -> None:
+    try:
+        setattr(error, _MODEL_FAILURE, True)
+    except (AttributeError, TypeError):  # an exception type without instance attributes
+        pass
+
+
+def raised_by_model(error: BaseException) -> bool:
+    r"""Whether ``error`` was raised by the model itself during one of FreqReX's calls (a failure
+    of the model on its input, the user's to fix), not by the library."""
+    return bool(getattr(error, _MODEL_FAILURE, False))
 
 
 def _non_finite_message(bad: Tensor, waveforms: Tensor) -> str:
@@ -273,10 +290,11 @@ class Oracle:
                 note = (
                     f"FreqReX called the model on a batch of {rows} waveforms; a model that takes one "
                     "waveform at a time needs perturbations_per_eval=1 (explain, attribute; max_examples_per_batch=1 "
-                    "in the metrics)"
+                    "in the metrics; --rows-per-call 1 on the command line)"
                 )
             if note is not None:
                 error.add_note(note)
+            _mark_raised_by_model(error)
             raise
         if first.device.type == "cuda":
             torch.cuda.synchronize(first.device)  # the clock must measure the queued work
