@@ -337,7 +337,7 @@ def test_a_model_that_takes_one_waveform_at_a_time_needs_rows_per_call_1(module_
     errors = [line for line in err.strip().splitlines() if line.startswith("freqrex: error:")]
     assert code == 2 and len(errors) == 1 and err.strip().endswith(errors[0]), err
     assert errors[0].startswith("freqrex: error: the model failed on FreqReX's waveforms: ValueError: one "
-                                "waveform at a time, got 2; FreqReX called the model on a batch of 2 waveforms")
+                                "waveform at a time, got 2; the model failed on a batch of 2 waveforms and runs on one of them alone")
     assert "--rows-per-call 1 on the command line" in errors[0]
     out = tmp_path / "one"
     code, stdout, _ = run_cli(["explain", wav, "--model", spec, "--rows-per-call", "1", "--max-queries", "200",

@@ -465,7 +465,14 @@ def test_a_model_that_takes_one_waveform_at_a_time_is_explained_with_one_row_per
     x = clip((440, 1.0), (1000, 0.5))
     with pytest.raises(AssertionError) as raised:
         FreqReX(one_at_a_time).explain(x)
-    assert "perturbations_per_eval=1" in raised.value.__notes__[0]
+    assert "runs on one of them alone" in raised.value.__notes__[0] and "perturbations_per_eval=1" in raised.value.__notes__[0]
+
+    def broken(waves: Tensor) -> Tensor:
+        raise RuntimeError("no weights loaded")
+
+    with pytest.raises(RuntimeError, match="no weights loaded") as raised:
+        FreqReX(broken).explain(x)
+    assert not getattr(raised.value, "__notes__", None)  # it fails on one waveform too: no such advice
     rows.clear()
     explainer = FreqReX(one_at_a_time)
     single = explainer.explain(x, perturbations_per_eval=1)[0]

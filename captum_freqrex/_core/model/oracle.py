@@ -276,6 +276,17 @@ class Oracle:
 
         return tuple(pick(arg) for arg in args)
 
+    def _runs_on_one_row(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], rows: int) -> bool:
+        # After the model failed on a batch: does it run on the batch's first row alone? (One
+        # uncounted call, made only to say what to do.)
+        one = tuple(a[:1] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows else a for a in args)
+        try:
+            with torch.no_grad():
+                self.forward_func(*one, **kwargs)
+        except Exception:
+            return False
+        return True
+
     def _forward(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tensor, Tensor]:
         first = next((a for a in args if isinstance(a, Tensor)), None)
         if first is None:
@@ -286,11 +297,11 @@ class Oracle:
             outputs = self.forward_func(*args, **kwargs)
         except Exception as error:
             note = _input_mismatch(self.forward_func, first)
-            if note is None and rows > 1:
+            if note is None and rows > 1 and self._runs_on_one_row(args, kwargs, rows):
                 note = (
-                    f"FreqReX called the model on a batch of {rows} waveforms; a model that takes one "
-                    "waveform at a time needs perturbations_per_eval=1 (explain, attribute; max_examples_per_batch=1 "
-                    "in the metrics; --rows-per-call 1 on the command line)"
+                    f"the model failed on a batch of {rows} waveforms and runs on one of them alone: a model "
+                    "that takes one waveform at a time needs perturbations_per_eval=1 (explain, attribute; "
+                    "max_examples_per_batch=1 in the metrics; --rows-per-call 1 on the command line)"
                 )
             if note is not None:
                 error.add_note(note)
