@@ -1008,6 +1008,36 @@ def test_a_configured_freqrex_gives_the_keywords_rows_and_resumes_their_store(sm
         run(FreqReX(model), small, tmp_path / "x.sqlite", search="energy")
 
 
+def test_a_model_that_takes_one_waveform_at_a_time_is_run_with_rows_per_call_1(small, tmp_path):
+    """A model that refuses batches stops the run with its error and FreqReX's note; with
+    rows_per_call=1 every call of the explanation, the flips and the transfers is one row, and the stores hold
+    the rows of the same model run in batches. rows_per_call is no setting of the run: a store
+    made with it resumes without it."""
+    honest = ToneClassifier([440, 1000])
+    rows = []
+
+    def one_at_a_time(waves):
+        if waves.shape[0] != 1:
+            raise ValueError(f"one waveform at a time, got {waves.shape[0]}")
+        rows.append(1)
+        return honest(waves)
+
+    with pytest.raises(ValueError, match="one waveform at a time") as raised:
+        run(one_at_a_time, small, tmp_path / "refused.sqlite", **SMALL)
+    assert "perturbations_per_eval=1" in raised.value.__notes__[0]
+    single = run(one_at_a_time, small, tmp_path / "single.sqlite", rows_per_call=1, transfer_to={"same": honest},
+                 **SMALL)
+    batched = run(honest, small, tmp_path / "batched.sqlite", transfer_to={"same": honest}, **SMALL)
+    assert (single.explained, single.failed) == (batched.explained, 0) == (2, 0) and len(rows) >= single.queries
+    ignore = ("source", "position", "fingerprint", "forward_calls")  # one row a call: more calls
+    assert results(tmp_path / "single.sqlite", ignore) == results(tmp_path / "batched.sqlite", ignore)
+    assert all(row["forward_calls"] == row["queries"] for row in results(tmp_path / "single.sqlite")["clips"])
+    again = run(one_at_a_time, small, tmp_path / "single.sqlite", transfer_to={"same": honest}, **SMALL)
+    assert (again.resumed, again.explained, again.skipped) == (True, 0, 2)
+    with pytest.raises(ValueError, match="rows_per_call must be a positive integer"):
+        run(honest, small, tmp_path / "x.sqlite", rows_per_call=0)
+
+
 # ----------------------------------------------------------------------------- local workers
 
 

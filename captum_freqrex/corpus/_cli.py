@@ -72,6 +72,7 @@ def add_parser(sub: Any) -> None:
     )
     common.add_search_options(parser)
     common.add_output_option(parser)
+    common.add_rows_option(parser)
     parser.add_argument(
         "--ks", type=common.parse_count, nargs="+", default=[1, 5], help="top-k sizes of the flip rates (default 1 5)"
     )
@@ -239,7 +240,8 @@ def _explain_into(store: str, args: argparse.Namespace) -> Any:
             model.model, args.data, store, sample_rate=model.sample_rate, num_samples=model.num_samples,
             class_names=model.class_names, model_name=model.name, split=args.split, seed=args.seed, mode=args.mode,
             search=args.search, max_queries=args.max_queries, bands=args.bands, baseline=baseline_value,
-            output=getattr(args, "output", None), ks=args.ks, batch_size=args.batch_size, backend=args.backend,
+            output=getattr(args, "output", None), ks=args.ks, rows_per_call=args.rows_per_call,
+            batch_size=args.batch_size, backend=args.backend,
             workers=args.workers, ray_address=args.ray_address, num_cpus=args.num_cpus, model_factory=factory,
             transfer_to=targets or None, transfer_factories=target_factories,
             show_progress=True,

@@ -77,6 +77,8 @@ class ExplainOptions:
         ks (tuple of int): Sizes of the flip rates (top-k removals).
         max_extraction_queries (int): FreqReX's ``max_extraction_queries``.
         class_names (tuple of str, optional): Names of the model's classes.
+        rows_per_call (int, optional): Most waveforms per model call (None: chosen from the
+                    available memory); not in :meth:`record`, the results do not depend on it.
     """
 
     sample_rate: int
@@ -93,6 +95,7 @@ class ExplainOptions:
     ks: Tuple[int, ...] = (1, 5)
     max_extraction_queries: int = 64
     class_names: Optional[Tuple[str, ...]] = None
+    rows_per_call: Optional[int] = None
 
     def record(self) -> Dict[str, Any]:
         """The options as a JSON-safe dict (what a store compares before resuming)."""
@@ -124,7 +127,7 @@ class ExplainOptions:
         """The options of every clip's :meth:`FreqReX.explain` call, as the one options object."""
         return FreqReXOptions(
             n_samples=self.n_samples, seed=self.seed, max_queries=self.max_queries, mode=self.mode,
-            max_extraction_queries=self.max_extraction_queries,
+            max_extraction_queries=self.max_extraction_queries, perturbations_per_eval=self.rows_per_call,
         )
 
 
@@ -256,7 +259,7 @@ def _transfer_rows(
     # given (not its resynthesis), so "agrees" is the target's decision on the clip itself.
     result = transferability(
         [explanations[i] for i in kept], None, targets, originals=waves[kept], class_names=options.class_names,
-        decision=options.decision, output=options.output,
+        decision=options.decision, output=options.output, max_examples_per_batch=options.rows_per_call,
     )
     assert result.agrees is not None and result.full_decided is not None, "full clips were given"
     rows: Dict[int, List[Dict[str, Any]]] = {}
@@ -345,6 +348,7 @@ def _flips(
     return perturbation_success_rate(
         model, waves, responsibility, baselines=baselines, target=[e.target for e in explanations],
         feature_mask=feature_mask, k=ks, decision=options.decision, output=options.output,
+        max_examples_per_batch=options.rows_per_call,
     )
 
 

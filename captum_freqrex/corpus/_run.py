@@ -217,6 +217,7 @@ def explain_dataset(
     decision: Any = None,
     output: Any = None,
     ks: Sequence[int] = (1, 5),
+    rows_per_call: Optional[int] = None,
     batch_size: int = 1,
     backend: str = "local",
     workers: Optional[int] = None,
@@ -286,6 +287,11 @@ def explain_dataset(
         decision (optional): FreqReX's ``decision``. Default: None
         output (optional): FreqReX's ``output`` selector. Default: None
         ks (sequence of int, optional): Top-k sizes of the flip results. Default: ``(1, 5)``
+        rows_per_call (int, optional): Most waveforms per model call (FreqReX's
+                    ``perturbations_per_eval``, and the metrics' ``max_examples_per_batch``); 1
+                    for a model that takes one waveform at a time. Not a setting of the run: the
+                    results do not depend on it (for a model whose rows do not depend on each
+                    other). Default: chosen from the available memory
         batch_size (int, optional): Clips per ``explain`` call (and per Ray task); results do not
                     depend on it. An interruption loses the batch in flight. Default: 1
         backend (str, optional): ``"local"`` (this machine) or ``"ray"``. Default: ``"local"``
@@ -326,6 +332,7 @@ def explain_dataset(
     options = _explain_options(
         rate, names, seed=seed, mode=mode, search=search, max_queries=max_queries, n_samples=n_samples, bands=bands,
         feature_mask=feature_mask, baseline=baseline, decision=decision, output=output, ks=ks,
+        rows_per_call=rows_per_call,
     )
     targets = _check_targets(transfer_to, transfer_factories, rate, length, names)
     batch_size = _positive(batch_size, "batch_size")
@@ -427,7 +434,7 @@ def _model_facts(
 def _explain_options(
     rate: int, names: Optional[Tuple[str, ...]], *, seed: int, mode: str, search: Any, max_queries: int,
     n_samples: int, bands: Optional[int], feature_mask: Optional[Tensor], baseline: Any, decision: Any, output: Any,
-    ks: Sequence[int],
+    ks: Sequence[int], rows_per_call: Optional[int] = None,
 ) -> ExplainOptions:
     """The run's options, checked."""
     if mode not in MODES:
@@ -438,7 +445,7 @@ def _explain_options(
         sample_rate=rate, seed=int(seed), mode=mode, search=search, max_queries=_positive(max_queries, "max_queries"),
         n_samples=_positive(n_samples, "n_samples"), bands=_optional_positive(bands, "bands"),
         feature_mask=feature_mask, baseline=_check_baseline(baseline), decision=decision, output=output,
-        ks=_check_ks(ks), class_names=names,
+        ks=_check_ks(ks), class_names=names, rows_per_call=_optional_positive(rows_per_call, "rows_per_call"),
     )
 
 
