@@ -75,6 +75,18 @@ def rows_per_call(waveforms: Sequence[Tensor], requested: Optional[int] = None) 
 _MODEL_FAILURE = "_freqrex_raised_by_model"
 
 
+def _add_note(error: BaseException, note: str) -> None:
+    # BaseException.add_note is Python 3.11's; on 3.10 the note is kept in ``__notes__`` all the same.
+    add = getattr(error, "add_note", None)
+    try:
+        if add is not None:
+            add(note)
+        else:
+            error.__notes__ = [*getattr(error, "__notes__", []), note]
+    except (AttributeError, TypeError):  # an exception type without instance attributes
+        pass
+
+
 def _mark_raised_by_model(error: BaseException) -> None:
     try:
         setattr(error, _MODEL_FAILURE, True)
@@ -304,7 +316,7 @@ class Oracle:
                     "max_examples_per_batch=1 in the metrics; --rows-per-call 1 on the command line)"
                 )
             if note is not None:
-                error.add_note(note)
+                _add_note(error, note)
             _mark_raised_by_model(error)
             raise
         if first.device.type == "cuda":
