@@ -76,6 +76,13 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--ks", type=common.parse_count, nargs="+", default=[1, 5], help="top-k sizes of the flip rates (default 1 5)"
     )
+    _add_execution_options(parser)
+    parser.set_defaults(run=run_command)
+
+
+def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how the clips are explained: ``--batch-size``, ``--backend``, ``--workers`` and
+    the Ray options (none of them a setting of the run)."""
     parser.add_argument(
         "--batch-size", type=common.parse_count, default=1,
         help="clips per explain call and per Ray task; results do not depend on it (default 1)",
@@ -96,7 +103,6 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--num-cpus", type=common.parse_count, default=None, help="CPUs of the local Ray cluster (default: all)"
     )
-    parser.set_defaults(run=run_command)
 
 
 def _worker_model(spec: str, sample_rate: Optional[int]) -> Callable:
