@@ -210,22 +210,24 @@ class _Shrinker:
             passed = self.spend([_cut(current, chunk) for chunk in candidates])
             dropped = [chunk for chunk, ok in zip(candidates, passed) if ok]
             if dropped:
-                gone = self.widest_removal(current, dropped)
-                current = _cut_all(current, gone)
-                parts = max(2, round(current.numel() / max(sum(b - a for a, b in gone), 1)) // 2)
+                current, gone = self.widest_removal(current, dropped)
+                parts = max(2, round(current.numel() / max(gone, 1)) // 2)
             elif last_try:
                 break
             else:
                 parts = level
         self.current = current.tolist()
 
-    def widest_removal(self, current: Tensor, dropped: List[Range]) -> List[Range]:
-        # Of the chunks whose removal passed, the widest; or, where one more query says it still
-        # passes, every one that overlaps no wider one, removed at once.
+    def widest_removal(self, current: Tensor, dropped: List[Range]) -> Tuple[Tensor, int]:
+        # The members left and how many went: without the widest chunk whose removal passed, or,
+        # where one more query says it still passes, without every one that overlaps no wider one.
         union = _disjoint(dropped)
-        if len(union) > 1 and self.room() > 0 and self.spend([_cut_all(current, union)])[0]:
-            return union
-        return union[:1]
+        if len(union) > 1 and self.room() > 0:
+            rest = _cut_all(current, union)
+            if self.spend([rest])[0]:
+                return rest, current.numel() - rest.numel()
+        a, b = union[0]
+        return _cut(current, union[0]), b - a
 
     def drop_singles(self) -> None:
         # Phase 2: sweeps over single features, the lowest-ranked first (features whose removal
@@ -247,8 +249,9 @@ class _Shrinker:
                 if gone:
                     # Each removal passed alone; all of them at once is one more query, and where
                     # it passes too the batch drops them all instead of one.
-                    together = len(gone) > 1 and self.room() > 0 and self.spend([_without(self.current, gone)])[0]
-                    self.current = _without(self.current, gone if together else gone[:1])
+                    rest = _without(self.current, gone)
+                    together = len(gone) == 1 or (self.room() > 0 and self.spend([rest])[0])
+                    self.current = rest if together else _without(self.current, gone[:1])
                     hints, self.verified, deleted = ([] if together else gone[1:]), set(), True
             if not deleted and not [f for f in self.current if f not in swept]:
                 break  # a full sweep without a deletion: every removal fails on the final set
