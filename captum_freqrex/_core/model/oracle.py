@@ -75,21 +75,16 @@ def rows_per_call(waveforms: Sequence[Tensor], requested: Optional[int] = None) 
 _MODEL_FAILURE = "_freqrex_raised_by_model"
 
 
-def _add_note(error: BaseException, note: str) -> None:
+def _mark_raised_by_model(error: BaseException, note: Optional[str] = None) -> None:
+    # Marks the model's own exception (see raised_by_model) and adds ``note`` to it.
     # BaseException.add_note is Python 3.11's; on 3.10 the note is kept in ``__notes__`` all the same.
     add = getattr(error, "add_note", None)
     try:
-        if add is not None:
-            add(note)
-        else:
-            error.__notes__ = [*getattr(error, "__notes__", []), note]
-    except (AttributeError, TypeError):  # an exception type without instance attributes
-        pass
-
-
-def _mark_raised_by_model(error: BaseException) -> None:
-    try:
         setattr(error, _MODEL_FAILURE, True)
+        if note is not None and add is not None:
+            add(note)
+        elif note is not None:
+            error.__notes__ = [*getattr(error, "__notes__", []), note]
     except (AttributeError, TypeError):  # an exception type without instance attributes
         pass
 
@@ -315,9 +310,7 @@ class Oracle:
                     "that takes one waveform at a time needs perturbations_per_eval=1 (explain, attribute; "
                     "max_examples_per_batch=1 in the metrics; --rows-per-call 1 on the command line)"
                 )
-            if note is not None:
-                _add_note(error, note)
-            _mark_raised_by_model(error)
+            _mark_raised_by_model(error, note)
             raise
         if first.device.type == "cuda":
             torch.cuda.synchronize(first.device)  # the clock must measure the queued work
