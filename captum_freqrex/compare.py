@@ -1144,7 +1144,8 @@ def _run_method(
     except Exception as error:  # one failing method (e.g. no gradients for IG) keeps the rest
         if strict:
             raise
-        row["error"] = f"{type(error).__name__}: {error}"
+        # The notes FreqReX's oracle adds to the model's own error (what to do) belong in the row too.
+        row["error"] = "; ".join([f"{type(error).__name__}: {error}", *getattr(error, "__notes__", [])])
         warnings.warn(f"compare_methods: {name} failed: {row['error']}", stacklevel=3)
         return row, None
 

@@ -3,6 +3,7 @@ query-level progress (issue #14)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import OrderedDict
 
@@ -741,3 +742,26 @@ def test_hugging_face_labels_and_rate_are_read_from_config_and_feature_extractor
     assert summary["original_class_name"] == "hub-1000"  # id2label in index order, not dict order
     code, _, err = run_cli(["explain", wav, "--model", "freqrex_hub_test:gaps", "--out", tmp_path / "g"], capsys)
     assert code == 2 and "--model freqrex_hub_test:gaps: its id2label" in err and "indices 0..1" in err
+
+
+def test_compare_runs_a_model_that_takes_one_waveform_at_a_time_with_rows_per_call_1(module_name, wav, tmp_path, capsys):
+    """Without the option each method's row holds the model's error and what to do; ``compare
+    --rows-per-call 1`` caps every model call of the comparison (Captum's methods, the metrics,
+    FreqReX) at one waveform, so a model that refuses batches is compared: every row a result."""
+    spec = f"{module_name}:one_at_a_time"
+    methods = ["FreqReX", "IntegratedGradients", "FeatureAblation", "KernelShap"]
+    refused = tmp_path / "refused"
+    with pytest.warns(UserWarning, match="failed"):
+        code, _, err = run_cli(["compare", wav, "--model", spec, "--methods", *methods, "--max-queries", "100",
+                                "--out", refused], capsys)
+    assert code == 0, err
+    errors = [row["error"] for row in csv.DictReader((refused / "compare.csv").open())]
+    assert len(errors) == 4 and all("one waveform at a time, got" in e and "--rows-per-call 1" in e for e in errors)
+    out = tmp_path / "cmp"
+    code, _, err = run_cli(["compare", wav, "--model", spec, "--methods", *methods, "--rows-per-call", "1",
+                            "--max-queries", "100", "--out", out], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [row["method"] for row in rows] == methods
+    assert all(not row.get("error") for row in rows), rows
+    assert all(row["flip@1"] != "" for row in rows), rows

@@ -263,6 +263,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     table = compare_methods(
         model.model, waves, methods=args.methods, baselines=baselines, sample_rate=model.sample_rate, ks=args.ks,
         max_queries=args.max_queries, seed=args.seed, show_progress=True, output=args.output, budget=args.budget,
+        **_rows_per_call_of_compare(args.rows_per_call),
     )
     table.notes.append(f"baseline: {baseline.describe()}")
     check_out(args.out, COMPARE_FILES, args.overwrite, inputs)  # again: the comparison took a while
@@ -270,6 +271,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(table.to_markdown())
     say(f"table written to {markdown_path} and {csv_path}")
     return 0
+
+
+def _rows_per_call_of_compare(rows_per_call: Optional[int]) -> Dict[str, Any]:
+    # One cap for every model call of the comparison: Captum's and shap's methods, the metrics, FreqReX.
+    if rows_per_call is None:
+        return {}
+    return {"perturbations_per_eval": rows_per_call, "max_examples_per_batch": rows_per_call}
 
 
 # ----------------------------------------------------------------------------- parser and main
@@ -372,6 +380,7 @@ def _add_compare(sub: Any) -> None:
     )
     add_common_options(compare, "freqrex_out/compare")
     add_output_option(compare)
+    add_rows_option(compare)
     compare.set_defaults(run=_cmd_compare)
 
 
