@@ -186,3 +186,19 @@ def test_freqrex_certifies_its_sets_on_silero_vad():
     if necessary is not None and necessary.certified:
         removed = explanation.waveform("sufficient_necessary", removed=True)
         assert m.model(removed.reshape(1, -1)).argmax(1).item() != explanation.target
+
+
+def test_a_zoo_load_result_passed_as_the_model_is_told_to_pass_its_model():
+    """``zoo.load`` returns a ZooModel (model, rate, class names), not a callable: FreqReX and the
+    metrics refuse it when built, naming ``.model``, and take ``loaded.model``."""
+    from captum_freqrex import FreqReX, metrics
+
+    loaded = zoo.load("percussion")
+    with pytest.raises(TypeError, match=r"got a ZooModel, which holds its model in \.model: pass that model"):
+        FreqReX(loaded)
+    clip = zoo.load_clip("percussion", 0).waveform.unsqueeze(0)
+    with pytest.raises(TypeError, match=r"holds its model in \.model"):
+        metrics.perturbation_success_rate(loaded, clip, torch.ones(1, clip.shape[-1] // 2 + 1), k=1)
+    with pytest.raises(TypeError, match=r"must be callable \(waveforms to scores\), got int"):
+        FreqReX(42)
+    assert FreqReX(loaded.model).forward_func is loaded.model

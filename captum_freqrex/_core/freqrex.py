@@ -25,7 +25,7 @@ from captum_freqrex._explanation import Explanation, class_confidences, settings
 from captum_freqrex._core.model.decision import Decision, DecisionLike
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.model.memory import estimate_memory
-from captum_freqrex._core.model.oracle import Oracle, rows_per_call
+from captum_freqrex._core.model.oracle import Oracle, check_forward_func, rows_per_call
 from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector
 from captum_freqrex._core.model.targets import TargetLike, targets_per_example
 from captum_freqrex._core.options import FreqReXOptions
@@ -80,7 +80,8 @@ class FreqReX(PerturbationAttribution):
 
     Args:
         forward_func (Callable): The model: any callable mapping waveforms ``(B, T)`` or
-                    ``(B, C, T)`` (plus ``additional_forward_args``) to scores ``(B, K)`` or ``(B,)``.
+                    ``(B, C, T)`` (plus ``additional_forward_args``) to scores ``(B, K)`` or ``(B,)``
+                    (a zoo model: ``zoo.load(name).model``; anything not callable is refused here).
         domain (SpectralDomain, optional): The feature transform: :class:`RfftDomain` (default) or
                     :class:`StftDomain` for time-frequency cells.
         decision (str, Decision or Callable, optional): When a mutant keeps the decision. None picks
@@ -128,6 +129,7 @@ class FreqReX(PerturbationAttribution):
         output: OutputSelector = None,
         synthesis: str = "auto",
     ) -> None:
+        check_forward_func(forward_func)  # now, not at the first explain
         PerturbationAttribution.__init__(self, forward_func)
         self.output = check_output_selector(output)
         self.synthesis = check_synthesis(synthesis)

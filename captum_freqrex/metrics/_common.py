@@ -20,7 +20,7 @@ from torch import Tensor
 from captum_freqrex._core.model.decision import Decision, DecisionLike
 from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._core.spectral.space import FeatureSpace
-from captum_freqrex._core.model.oracle import Oracle, RowVerdicts, rows_per_call
+from captum_freqrex._core.model.oracle import Oracle, RowVerdicts, check_forward_func, rows_per_call
 from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
@@ -124,9 +124,7 @@ class MetricRun:
         self.signal_energy = cast(Tensor, sum(w.double().square().reshape(self.batch_size, -1).sum(1) for w in self.waves))
         if not query_model:
             return
-        if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
-        self.oracle = Oracle(forward_func, self.output, additional_forward_args, self.batch_size, self.max_rows)
+        self.oracle = Oracle(check_forward_func(forward_func), self.output, additional_forward_args, self.batch_size, self.max_rows)
         examples = torch.arange(self.batch_size, device=self.space.device)
         # The model gets copies of the caller's waveforms (mutants are fresh tensors already): a
         # model that edits its input in place must not edit the caller's tensors, nor the

@@ -71,6 +71,21 @@ def rows_per_call(waveforms: Sequence[Tensor], requested: Optional[int] = None) 
     return auto_batch_size(samples, waveforms[0].device, waveforms[0].element_size())
 
 
+def check_forward_func(forward_func: object) -> Callable[..., Any]:
+    r"""``forward_func`` itself when it is callable; otherwise a ``TypeError`` naming the fix. An
+    object that holds its model in ``.model`` (what ``zoo.load`` returns, a ``ZooModel``) is told
+    to pass that model."""
+    if callable(forward_func):
+        return forward_func
+    name = type(forward_func).__name__
+    if callable(getattr(forward_func, "model", None)):
+        raise TypeError(
+            f"forward_func must be callable, got a {name}, which holds its model in .model: pass that model "
+            f"(loaded = zoo.load(...); FreqReX(loaded.model))"
+        )
+    raise TypeError(f"forward_func must be callable (waveforms to scores), got {name}")
+
+
 #: Set on an exception the model itself raised inside a call of the oracle (see :func:`raised_by_model`).
 _MODEL_FAILURE = "_freqrex_raised_by_model"
 
@@ -232,8 +247,7 @@ class Oracle:
         confidence_filter: float = 0.0,
         rows: Optional[RowBuffer] = None,
     ) -> None:
-        if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable, got {type(forward_func).__name__}")
+        check_forward_func(forward_func)
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.forward_func = forward_func
