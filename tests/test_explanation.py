@@ -61,6 +61,18 @@ def test_summary_without_a_sample_rate_gives_bins_and_no_hz(explanation):
     assert explanation.summary()["sets"]["sufficient"]["frequencies_hz"] == [440.0]
 
 
+@pytest.mark.parametrize("declared, expected", [(SAMPLE_RATE, float(SAMPLE_RATE)), (None, None), ("8k", None),
+                                                 (True, None), (float("nan"), None), (-SAMPLE_RATE, None)])
+def test_the_models_own_sample_rate_attribute_gives_the_hz(detector, tone_clip, declared, expected):
+    """A model that declares its rate (``model.sample_rate``, as the zoo's do) gets explanations in
+    Hz without options; anything but a positive finite number there is not a rate and gives bins only."""
+    detector.sample_rate = declared
+    explanation = FreqReX(detector).explain(tone_clip, max_queries=200, seed=SEED)[0]
+    assert explanation.sample_rate == expected
+    entry = explanation.summary()["sets"]["sufficient"]
+    assert entry["frequencies_hz"] == ([440.0] if expected else None)
+
+
 def test_large_sets_list_their_most_responsible_frequencies(explanation):
     complete = explanation.summary(SAMPLE_RATE)["sets"]["complete"]
     everything = explanation.summary(SAMPLE_RATE, max_listed=None)["sets"]["complete"]

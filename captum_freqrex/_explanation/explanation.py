@@ -216,7 +216,8 @@ class Explanation:
                     decision cannot say.
         sample_rate (float, optional): Sample rate of the explained audio in Hz, when known: the
                     default of every method that takes a ``sample_rate``. :meth:`FreqReX.explain`
-                    does not know it; set it (``expl.sample_rate = 16000``) or pass it to the methods.
+                    takes it from the model's ``sample_rate`` attribute (the zoo's models have one);
+                    otherwise set it (``expl.sample_rate = 16000``) or pass it to the methods.
         model_stable (bool, optional): Whether the model gave the same output on the unmasked
                     input when it was queried again at certification (False: its output changed
                     between calls, so nothing is certified; see :attr:`warnings`). None when not

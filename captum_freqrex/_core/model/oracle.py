@@ -86,6 +86,15 @@ def check_forward_func(forward_func: object) -> Callable[..., Any]:
     raise TypeError(f"forward_func must be callable (waveforms to scores), got {name}")
 
 
+def declared_sample_rate(forward_func: object) -> Optional[float]:
+    r"""The model's own ``sample_rate`` attribute (Hz) where it has a positive finite number there
+    (the zoo's models do), else None: what an explanation's frequencies in Hz default to."""
+    rate = getattr(forward_func, "sample_rate", None)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        return None
+    return float(rate)
+
+
 #: Set on an exception the model itself raised inside a call of the oracle (see :func:`raised_by_model`).
 _MODEL_FAILURE = "_freqrex_raised_by_model"
 
