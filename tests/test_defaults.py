@@ -17,6 +17,7 @@ from known_models import (
 from test_search import HARMONICS, PARTIALS, HarmonicSum, harmonic_clip, one_hot
 
 from captum_freqrex import FreqReX
+from captum_freqrex._core.search import auto
 from captum_freqrex._core.search.auto import (
     SCATTERED_MIN, TAIL_SCALE, AutoSearch, loud_peak_check, loud_peaks_first, loudest_peaks,
 )
@@ -576,15 +577,54 @@ def test_a_quiet_cause_inside_the_loud_bands_is_still_refined_and_checked_again(
     assert sufficient.certified and [f["flag"] for f in sufficient.flags] == ["below_clip_level"]
 
 
-def test_bands_that_all_fail_before_the_refinement_are_not_asked_again_after_it():
+def test_bands_that_all_fail_before_the_refinement_are_not_asked_again_after_it(monkeypatch):
     # 600 louder tones the detector ignores take every one of the 64 loudest peaks and the 500
     # loudest bins (an eighth of the spectrum), so no band set around them and no loud tier
-    # passes; the refinement finds the quiet 3.7 kHz tone, and the loud-band check after it does
-    # not ask the same failing bands and tiers again ("loud_band" absent: not checked).
+    # passes; the refinement finds the quiet 3.7 kHz tone, and the loud-band check after it asks
+    # only the loud spreads (the loudest bin of each stretch: none holds the tone), not the same
+    # failing bands and tiers again ("loud_band" None: checked, nothing louder found).
+    asked = []
+    region_masks = auto._region_masks
+    monkeypatch.setattr(auto, "_region_masks", lambda context, peaks, kind: asked.append(kind) or region_masks(context, peaks, kind))
     ignored = sum(tone(100 + 6 * k) for k in range(600))
     x = (ignored + 0.01 * tone(3700)).unsqueeze(0)
     explainer = FreqReX(ToneDetector([3700], threshold=0.005))
     expl = explainer.explain(x, seed=0)[0]
     details = explainer.last_search[0].details
-    assert details["strategy"] == "frequency" and "loud_band" not in details
+    assert asked == ["band", "tier", "spread"]
+    assert details["strategy"] == "frequency" and details["loud_band"] is None and "loud_spread" not in details
     assert expl.sufficient.mask.nonzero().flatten().tolist() == [bin_of(3700, SAMPLE_RATE)]
+
+
+class _CoverageStub(_PeakStub):
+    """A stub example over 1,600 features whose model passes a set holding a feature in each of
+    the 8 stretches of 200 features (a model that needs a little energy across the spectrum)."""
+
+    def evaluate_masks(self, sets: torch.Tensor) -> SetVerdicts:
+        self.asked.append([row.nonzero().squeeze(1).tolist() for row in sets])
+        passes = sets.reshape(sets.shape[0], 8, 200).any(dim=2).all(dim=1)
+        return SetVerdicts(passes, passes.double())
+
+
+def test_a_cause_spread_across_the_spectrum_is_found_at_the_clips_level_by_the_loud_spreads():
+    """The loudest 100 features crowd the first stretch; the rest are 60 dB quieter. The search's
+    set (one quiet feature per stretch) is flagged; the bands around the loud peaks and the loud
+    tiers never reach the other stretches and fail, the loudest feature of each of 8 stretches
+    passes, and the refinement inside it keeps all 8: they lead, at the clip's level."""
+    energy = torch.full((1600,), 1e-6, dtype=torch.float64)
+    energy[:100] = torch.linspace(1.0, 0.5, 100, dtype=torch.float64)
+    stub = _CoverageStub(energy, [])
+    context = stub.context()
+    quiet = [150 + 200 * k for k in range(8)]
+    found = torch.zeros(1, 1600, dtype=torch.bool)
+    found[0, quiet] = True
+    responsibility = torch.zeros(1600, dtype=torch.float64)
+    responsibility[quiet] = 1 / 8
+    assert auto.level_db(energy, found[0]) < -20
+    checked = auto.loud_band_check(context, SearchResult(responsibility, 90, "converged", {}, found))
+    spread = [0] + [200 * k for k in range(1, 8)]  # the loudest of each stretch (the first of equals)
+    assert checked.details["loud_spread"] == 8 and checked.details["loud_band"] == 8
+    assert checked.sets[0].nonzero().flatten().tolist() == spread and auto.level_db(energy, checked.sets[0]) == 0.0
+    assert bool((checked.responsibility[spread] == checked.responsibility.max()).all())
+    # Bands (one batch), tiers (one batch), then the spreads: 8, 16, ... 256 stretches.
+    assert [len(call) for call in stub.asked[:3]] == [7, 5, 6]

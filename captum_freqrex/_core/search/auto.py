@@ -48,12 +48,15 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   the partial.
 * Then the **loud-band check** (:func:`loud_band_check`): when the smallest passing set is
   still more than 20 dB below the clip's loudest feature (the level at which a set is flagged),
-  the bands around the 1, 2, 4, ..., 64 loudest peaks are asked about, and the refinement runs
-  inside the smallest passing one: a set found there at the clip's level leads, even when larger.
-  Skipped where the loud bands were asked first and none passed (the same bands would fail
+  the bands around the 1, 2, 4, ..., 64 loudest peaks are asked about, then the loud tiers, then
+  the **loud spreads** (the loudest bin of each of 8, 16, ..., 256 equal stretches of the
+  spectrum: a model that needs a little energy across the spectrum refuses the loudest bins,
+  which crowd where the clip is loudest), and the refinement runs inside the smallest passing
+  one: a set found there at the clip's level leads, even when larger. Where the loud bands and
+  tiers were asked first and none passed, only the spreads are asked (the same bands would fail
   again); where one passed but the refinement inside found only quiet sets, this is its second
-  try.
-* In the scattered case, last, the **tail** (:func:`rank_tail`): one search along the interleaved
+  try. A set found in a spread is followed by the tail (below), as in the scattered case.
+* In the scattered case (and after a loud spread), last, the **tail** (:func:`rank_tail`): one search along the interleaved
   order orders the features the searches left at zero by the nested passing sets it narrowed
   through, so the ranking's prefixes beyond the set keep the decision where the set alone is a
   few bins (insertion AUC on the strings clip 0.41 without, 0.98 with).
@@ -118,6 +121,21 @@ LOUD_TIER_SHARE = 1 / 8
 
 #: The smallest loud tier asked (see :data:`LOUD_TIER_SHARE`).
 LOUD_TIER_MIN = 8
+
+#: Where neither a loud band nor a loud tier keeps the decision, the loud spreads are asked: the
+#: loudest feature of each of :data:`LOUD_SPREAD_MIN`, twice as many, ... up to this many equal
+#: stretches of the spectrum (at most 6 queries). A model that needs a little energy across the
+#: spectrum (the zoo's strings clip) refuses the loudest bins, which crowd where the clip is
+#: loudest, and takes the loudest of each stretch.
+LOUD_SPREAD_MAX = 256
+
+#: The fewest stretches a loud spread is asked over (see :data:`LOUD_SPREAD_MAX`).
+LOUD_SPREAD_MIN = 8
+
+#: The loud regions of the spectrum, in the order :func:`loud_band_check` asks them: the bands
+#: around the loudest peaks, the loud tiers, the loud spreads.
+REGION_KINDS: Tuple[str, ...] = ("band", "tier", "spread")
+
 
 #: Most queries of the refinement inside the loud bands (:func:`loud_band_check`).
 LOUD_SEARCH_QUERIES = 150
@@ -328,7 +346,10 @@ def level_db(energy: Tensor, members: Tensor) -> float:
     return 10.0 * math.log10(inside / top) if inside > 0 and top > 0 else -math.inf
 
 
-def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optional[List[int]] = None) -> SearchResult:
+def loud_band_check(
+    context: SearchContext, result: SearchResult, peaks: Optional[List[int]] = None,
+    kinds: Sequence[str] = REGION_KINDS,
+) -> SearchResult:
     r"""Where the smallest set is far below the clip's level, search for one at the clip's energy.
 
     A model that normalises its input may take a few near-empty bins for the clip (the zoo's
@@ -338,13 +359,16 @@ def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optiona
     (each ``±`` :data:`BAND_SHARE` of the features wide): the loudest parts of the spectrum,
     grown geometrically (at most 7 queries), and where none passes, about the loud tiers (the
     clip's 8, 16, 32, ... loudest bins, up to :data:`LOUD_TIER_SHARE` of the features; at most 12
-    more). When one passes, the partition refinement (``prefer="energy"``) runs inside the
-    smallest passing one only (at most :data:`LOUD_SEARCH_QUERIES` queries): every set it sees is
-    made of bins near the loud peaks, or of the loudest bins.
-    Its smallest passing set, when it is within 20 dB of the clip's loudest feature, leads: its
-    features get the responsibility of the most responsible one (all scaled to sum to one) and
-    it replaces the quieter smaller sets among the sets the shrink may start from. Otherwise
-    the result stays as it was: no louder set was found, and the set is flagged.
+    more), and where none passes, about the loud spreads (the loudest bin of each of 8, 16, ...,
+    :data:`LOUD_SPREAD_MAX` equal stretches of the spectrum; at most 6 more): a model that needs
+    a little energy across the spectrum takes those and refuses the loudest bins, which crowd
+    where the clip is loudest. When one passes, the partition refinement (``prefer="energy"``)
+    runs inside the smallest passing one only (at most :data:`LOUD_SEARCH_QUERIES` queries): every
+    set it sees is made of bins near the loud peaks, of the loudest bins or of the loud spread.
+    Its smallest passing set within 20 dB of the clip's loudest feature leads: its features get
+    the responsibility of the most responsible one (all scaled to sum to one) and it replaces the
+    quieter smaller sets among the sets the shrink may start from. Otherwise the result stays as
+    it was: no louder set was found, and the set is flagged.
 
     Args:
         context (SearchContext): The example's context (its energy and budget).
@@ -352,25 +376,30 @@ def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optiona
         peaks (list of int, optional): :func:`loudest_peaks` of the example, at least
                     :data:`LOUD_BANDS` of them where it has that many (None: found here).
                     Default: None
+        kinds (sequence of str, optional): The kinds of region asked, in order, of
+                    :data:`REGION_KINDS` (``("spread",)`` where the bands and tiers were asked
+                    before the search and failed). Default: :data:`REGION_KINDS`
 
     Returns:
         SearchResult: ``result`` with the queries spent added; ``details["loud_band"]`` is the
         louder set's size (None: checked, none found), absent when nothing was checked;
-        ``details["loud_tier"]`` the tier's size where the louder set came from a loud tier.
+        ``details["loud_tier"]`` or ``details["loud_spread"]`` the region's size where the louder
+        set came from a loud tier or a loud spread.
     """
     seen = result.sets
     if seen is None or not seen.shape[0] or level_db(context.energy, seen[0]) >= MIN_LEVEL_DB:
         return result
-    searched = _loud_band_search(context, peaks, LOUD_SEARCH_QUERIES)
+    searched = _loud_band_search(context, peaks, LOUD_SEARCH_QUERIES, kinds)
     if searched is None:
         return result
     spent, _, found = searched
-    louder = None if found is None or found.sets is None else found.sets[0].cpu()
-    if louder is not None and level_db(context.energy, louder) < MIN_LEVEL_DB:
-        louder = None
+    candidates = None if found is None else found.sets
+    first = None if candidates is None else _first_at_clip_level(context, candidates)
+    louder = None if candidates is None or first is None else candidates[first].cpu()
     details = {**result.details, "loud_band": None}
-    if louder is not None and found is not None and "loud_tier" in found.details:
-        details["loud_tier"] = found.details["loud_tier"]
+    for kind in ("tier", "spread"):
+        if louder is not None and found is not None and f"loud_{kind}" in found.details:
+            details[f"loud_{kind}"] = found.details[f"loud_{kind}"]
     if louder is None:
         return dataclasses.replace(result, queries=result.queries + spent, details=details)
     values = _leading(result.responsibility, louder)
@@ -381,42 +410,67 @@ def loud_band_check(context: SearchContext, result: SearchResult, peaks: Optiona
     return SearchResult(values, result.queries + spent, result.stopped_by, details, sets)
 
 
-def _loud_regions(context: SearchContext, peaks: List[int]) -> Optional[Tuple[int, Optional[Tensor], str]]:
-    # The loud parts of the spectrum the refinement may run inside, each asked kept alone: the
-    # bands around the clip's 1, 2, 4, ..., LOUD_BANDS loudest peaks (one batch), and where none
-    # passes, the loud tiers (one more batch). None when the budget does not allow the bands and
-    # one refinement step; otherwise the queries spent, the smallest passing region (a bool mask
-    # over every feature; None: none passed) and its kind ("band" or "tier").
+def _region_masks(context: SearchContext, peaks: List[int], kind: str) -> Tensor:
+    # Bool masks (rows, n) of one kind of loud region, smallest first: the bands around the clip's
+    # 1, 2, 4, ..., LOUD_BANDS loudest peaks; its LOUD_TIER_MIN, twice as many, ... loudest bins up
+    # to LOUD_TIER_SHARE of the features; or its loud spreads (_loud_spreads).
     n = context.n_features
-    step = 2**context.options.n_pieces - 1
-    counts = [k for k in (2**j for j in range(LOUD_BANDS.bit_length())) if k <= len(peaks)]
-    remaining = context.remaining
-    if not counts or (remaining is not None and remaining < len(counts) + step):
-        return None
-    width = max(0, int(BAND_SHARE * n))
-    bands = torch.zeros(len(counts), n, dtype=torch.bool)
-    for row, k in enumerate(counts):
-        for peak in peaks[:k]:
-            bands[row, max(0, peak - width) : min(n, peak + width + 1)] = True
-    passes = context.evaluate_sets(bands.float().to(context.device)).passes.cpu()
-    spent = len(counts)
-    if bool(passes.any()):
-        return spent, bands[int(passes.nonzero()[0])], "band"
+    if kind == "spread":
+        return _loud_spreads(context.energy.double().cpu())
+    if kind == "band":
+        counts = [k for k in (2**j for j in range(LOUD_BANDS.bit_length())) if k <= len(peaks)]
+        width = max(0, int(BAND_SHARE * n))
+        bands = torch.zeros(len(counts), n, dtype=torch.bool)
+        for row, k in enumerate(counts):
+            for peak in peaks[:k]:
+                bands[row, max(0, peak - width) : min(n, peak + width + 1)] = True
+        return bands
     sizes = [k for k in (LOUD_TIER_MIN * 2**j for j in range(n.bit_length())) if k <= LOUD_TIER_SHARE * n]
-    remaining = context.remaining
-    if not sizes or (remaining is not None and remaining < len(sizes) + step):
-        return spent, None, "tier"
     loudest = torch.sort(context.energy.double().cpu(), descending=True, stable=True).indices
     tiers = torch.zeros(len(sizes), n, dtype=torch.bool)
     for row, k in enumerate(sizes):
         tiers[row, loudest[:k]] = True
-    passes = context.evaluate_sets(tiers.float().to(context.device)).passes.cpu()
-    spent += len(sizes)
-    return spent, (tiers[int(passes.nonzero()[0])] if bool(passes.any()) else None), "tier"
+    return tiers
+
+
+def _loud_regions(
+    context: SearchContext, peaks: List[int], kinds: Sequence[str],
+) -> Optional[Tuple[int, Optional[Tensor], str]]:
+    # The loud parts of the spectrum the refinement may run inside, each asked kept alone, one
+    # batch per kind of ``kinds`` (of REGION_KINDS), in order until one passes. None when the
+    # budget does not allow the first kind's batch and one refinement step; otherwise the queries
+    # spent, the smallest passing region of the first kind with one (a bool mask over every
+    # feature; None: none passed) and its kind.
+    step = 2**context.options.n_pieces - 1
+    spent = 0
+    for kind in kinds:
+        masks = _region_masks(context, peaks, kind)
+        remaining = context.remaining
+        if not masks.shape[0] or (remaining is not None and remaining < masks.shape[0] + step):
+            return None if kind == kinds[0] else (spent, None, kind)
+        passes = context.evaluate_sets(masks.float().to(context.device)).passes.cpu()
+        spent += masks.shape[0]
+        if bool(passes.any()):
+            return spent, masks[int(passes.nonzero()[0])], kind
+    return spent, None, kinds[-1]
+
+
+def _loud_spreads(energy: Tensor) -> Tensor:
+    # Bool masks (rows, n) of the loudest feature with energy in each of LOUD_SPREAD_MIN, twice as
+    # many, ... LOUD_SPREAD_MAX equal stretches of the features (only counts below a third of them).
+    n = energy.numel()
+    counts = [k for k in (LOUD_SPREAD_MIN * 2**j for j in range(LOUD_SPREAD_MAX.bit_length())) if k <= min(LOUD_SPREAD_MAX, n // 3)]
+    spreads = torch.zeros(len(counts), n, dtype=torch.bool)
+    for row, k in enumerate(counts):
+        edges = torch.linspace(0, n, k + 1).round().long().tolist()
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            if hi > lo and float(energy[lo:hi].max()) > 0:
+                spreads[row, lo + int(energy[lo:hi].argmax())] = True
+    return spreads
 
 
 def _loud_band_search(
-    context: SearchContext, peaks: Optional[List[int]], cap: int,
+    context: SearchContext, peaks: Optional[List[int]], cap: int, kinds: Sequence[str],
 ) -> Optional[Tuple[int, bool, Optional[SearchResult]]]:
     # The loud regions (_loud_regions: the bands around the clip's loudest peaks, else its loud
     # tiers), and the partition refinement (prefer="energy") inside the smallest passing one,
@@ -427,7 +481,7 @@ def _loud_band_search(
     # passed or it kept no set).
     n = context.n_features
     peaks = (loudest_peaks(context.energy, LOUD_BANDS) if peaks is None else peaks)[:LOUD_BANDS]
-    asked = _loud_regions(context, peaks)
+    asked = _loud_regions(context, peaks, kinds)
     if asked is None:
         return None
     spent, region, kind = asked
@@ -445,8 +499,13 @@ def _loud_band_search(
     values[ids] = found.responsibility.double().cpu()
     sets = torch.zeros(found.sets.shape[0], n, dtype=torch.bool)
     sets[:, ids] = found.sets.cpu().bool()
-    details = {**found.details, "loud_tier": int(region.sum())} if kind == "tier" else found.details
+    details = {**found.details, f"loud_{kind}": int(region.sum())} if kind != "band" else found.details
     return spent, True, dataclasses.replace(found, responsibility=values, sets=sets, details=details)
+
+
+def _first_at_clip_level(context: SearchContext, sets: Tensor) -> Optional[int]:
+    # The row of the first (smallest) of ``sets`` within 20 dB of the clip's loudest feature.
+    return next((row for row in range(sets.shape[0]) if level_db(context.energy, sets[row]) >= MIN_LEVEL_DB), None)
 
 
 def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional[SearchResult], bool]:
@@ -489,13 +548,12 @@ def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
     """
     if context.options.convergence_top_k is None:
         return None, False
-    searched = _loud_band_search(context, peaks, LOUD_FIRST_QUERIES)
+    searched = _loud_band_search(context, peaks, LOUD_FIRST_QUERIES, REGION_KINDS[:2])
     if searched is None:
         return None, False
     spent, band_passed, found = searched
     sets = None if found is None else found.sets  # smallest first
-    first = None if sets is None else next(
-        (row for row in range(sets.shape[0]) if level_db(context.energy, sets[row]) >= MIN_LEVEL_DB), None)
+    first = None if sets is None else _first_at_clip_level(context, sets)
     if found is None or sets is None or first is None:
         return None, not band_passed
     chosen = sets[first]
@@ -559,6 +617,19 @@ def _smallest(result: SearchResult) -> Optional[int]:
     return None if result.sets is None or not result.sets.shape[0] else int(result.sets[0].sum())
 
 
+def _louder_checks(
+    context: SearchContext, result: SearchResult, failed: List[List[int]], peaks: List[int], no_band: bool,
+    scattered: bool,
+) -> SearchResult:
+    # After the searches over the whole spectrum: the loud-peak check, the loud-band check (only
+    # its spreads where the bands and tiers were asked first and failed) and, for a scattered
+    # cause or one found in a loud spread, the tail: beyond such a set the ranking's loudest bins
+    # would not keep the decision, so nested passing sets order them.
+    checked = loud_peak_check(context, result, failed, peaks)
+    checked = loud_band_check(context, checked, peaks, REGION_KINDS[2:] if no_band else REGION_KINDS)
+    return rank_tail(context, checked) if scattered or "loud_spread" in checked.details else checked
+
+
 class AutoSearch:
     r"""The default search of :class:`FreqReX`: the strategy is chosen per example (module docstring).
 
@@ -603,8 +674,7 @@ class AutoSearch:
         first = context.run_within_budget(PartitionRefinement(prefer="energy", scattered_above=limit))
         remaining = context.remaining
         if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * step):
-            checked = loud_peak_check(context, first, failed, peaks)
-            checked = checked if no_band else loud_band_check(context, checked, peaks)
+            checked = _louder_checks(context, first, failed, peaks, no_band, scattered=False)
             details = {**checked.details, "strategy": "frequency"}
             return dataclasses.replace(checked, queries=context.queries - start, details=details)
         # One search can end scattered by chance: the one-cut probe of every order decides whether
@@ -621,8 +691,7 @@ class AutoSearch:
         strategy = f"probed, refined along {second.details['order']}"
         if better is first:
             strategy += " (no smaller set than the first search's)"
-        checked = loud_peak_check(context, better, failed, peaks)
-        checked = rank_tail(context, checked if no_band else loud_band_check(context, checked, peaks))
+        checked = _louder_checks(context, better, failed, peaks, no_band, scattered=True)
         details = {**checked.details, "strategy": strategy, "first_set": size, "second_set": other,
                    "first_queries": first.queries}
         return dataclasses.replace(checked, queries=context.queries - start, details=details)
