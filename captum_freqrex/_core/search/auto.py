@@ -55,8 +55,8 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   one: a set found there at the clip's level leads, even when larger. Where the loud bands and
   tiers were asked first and none passed, only the spreads are asked (the same bands would fail
   again); where one passed but the refinement inside found only quiet sets, this is its second
-  try. A set found in a spread is followed by the tail (below), as in the scattered case.
-* In the scattered case (and after a loud spread), last, the **tail** (:func:`rank_tail`): one search along the interleaved
+  try.
+* In the scattered case, last, the **tail** (:func:`rank_tail`): one search along the interleaved
   order orders the features the searches left at zero by the nested passing sets it narrowed
   through, so the ranking's prefixes beyond the set keep the decision where the set alone is a
   few bins (insertion AUC on the strings clip 0.41 without, 0.98 with).
@@ -623,11 +623,12 @@ def _louder_checks(
 ) -> SearchResult:
     # After the searches over the whole spectrum: the loud-peak check, the loud-band check (only
     # its spreads where the bands and tiers were asked first and failed) and, for a scattered
-    # cause or one found in a loud spread, the tail: beyond such a set the ranking's loudest bins
-    # would not keep the decision, so nested passing sets order them.
+    # cause, the tail. (After a set found in a spread of a cause that was not scattered the tail
+    # would order the rest by random samples of the spectrum: two held-out speech clips' complete
+    # sets grew from 51% and 65% of the bins to 78% and 82% with it.)
     checked = loud_peak_check(context, result, failed, peaks)
     checked = loud_band_check(context, checked, peaks, REGION_KINDS[2:] if no_band else REGION_KINDS)
-    return rank_tail(context, checked) if scattered or "loud_spread" in checked.details else checked
+    return rank_tail(context, checked) if scattered else checked
 
 
 class AutoSearch:
