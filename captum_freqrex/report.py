@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._explanation.informative import result_hints
+from captum_freqrex._explanation.text import format_frequencies
 
 if TYPE_CHECKING:
     from captum_freqrex._explanation import Explanation
@@ -128,27 +129,6 @@ def _level_text(level: float, gain: float) -> str:
         return "silent: nothing to hear"
     louder = f", played {round(gain) + 0:+d} dB" if abs(gain) >= 0.5 else ""
     return f"true peak {round(level, 1) + 0.0:.1f} dBFS{louder} (player peak-normalised to -1 dBFS)"
-
-
-def format_frequencies(values: Sequence[float]) -> str:
-    r"""Frequencies as short text, ``"27.77, 56.57, 1804.97, 1805"``: four significant digits, more
-    where two distinct values would otherwise read the same.
-
-    Args:
-        values (sequence of float): Frequencies (Hz or bins).
-
-    Returns:
-        str: The values, comma-separated.
-    """
-    decimals = 0
-    while decimals < 4 and len({round(v, decimals) for v in values}) < len(set(values)):
-        decimals += 1
-
-    def one(value: float) -> str:
-        digits = len(str(int(abs(value))))
-        return f"{value:.{max(4, digits + decimals)}g}"
-
-    return ", ".join(one(v) for v in values)
 
 
 def _frequencies_text(entry: Mapping[str, Any], features: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from captum_freqrex._explanation import SET_NAMES, Explanation
 from captum_freqrex._explanation.informative import result_hints
+from captum_freqrex._explanation.text import frequency_text, set_lines
 from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
 
 __all__ = [
@@ -381,34 +382,6 @@ def with_class_names(text: str, class_names: Optional[Sequence[str]]) -> str:
     return re.sub(r"\bclass (\d+)\b(?! ')", name, text)
 
 
-def frequency_text(entry: Dict[str, Any], shown: int = 8) -> str:
-    """Where a set's frequencies are, in a few words: all of them for a small set, else a span and the strongest."""
-    from captum_freqrex.report import format_frequencies
-
-    location = entry["inputs"][0] if "inputs" in entry else entry
-    hz = location.get("frequencies_hz")
-    if hz is None:
-        values, unit = location.get("frequency_bins", []), " (rfft bins)"
-    else:
-        values, unit = hz, " Hz"
-    total = location.get("n_frequencies", len(values))
-    if total == 0:
-        return "no frequencies (the empty set)"
-    bands = location.get("bands_hz") if hz is not None else location.get("bands")
-    if bands:
-        text = ", ".join(f"{format_frequencies([lo])}-{format_frequencies([hi])}" for lo, hi in bands[:shown])
-        more = f", ... ({entry['features']} bands)" if entry["features"] > shown else ""
-        return f"bands {text}{more}{unit}"
-    if total <= shown:
-        return "at " + format_frequencies(values) + unit
-    span = location.get("frequency_span_hz") if hz is not None else [values[0], values[-1]]
-    assert span is not None, "a set with frequencies records their span"
-    return (
-        f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} "
-        f"(the {min(len(values), 1000)} most responsible in summary.json; --bins-csv writes all)"
-    )
-
-
 def human_summary(
     summary: dict,
     out_dir: str,
@@ -429,7 +402,7 @@ def human_summary(
     kind = baseline.get("kind", "silence")
     if kind != "silence":
         lines.append(f"  baseline: {baseline['description']}")
-    lines += _set_lines(summary)
+    lines += set_lines(summary)
     for warning in summary.get("warnings", []):
         lines.append(f"  warning: {with_class_names(warning, class_names)}")
     lines += [f"  hint: {hint}" for hint in result_hints(summary, str(summary["target_name"]), kind)]
@@ -439,37 +412,3 @@ def human_summary(
     )
     lines.append(f"results in {out_dir}/")
     return "\n".join(lines)
-
-
-def _set_lines(summary: dict) -> List[str]:
-    """Two lines per set of the summary: its size, loudness and certificate, then where its frequencies are."""
-    sets = summary["sets"]
-    lines = []
-    labels = {"sufficient": "sufficient", "sufficient_necessary": "sufficient & necessary", "complete": "complete"}
-    for key, label in labels.items():
-        entry = sets.get(key)
-        if entry is None:
-            lines.append(f"  {label:24s} none found")
-            continue
-        status = "certified" if entry["certified"] else "NOT certified"
-        extra = ""
-        if key == "sufficient_necessary":
-            extra = f"; removing it flips to {summary['flip_class_name']!s}"
-        loudness = ""
-        if entry.get("energy_share") is not None and entry.get("level_db") is not None:
-            loudness = f", {100 * entry['energy_share']:.1f}% of the energy, loudest bin {entry['level_db']:+.0f} dB"
-        share = "" if entry.get("feature_share") is None else f", {100 * entry['feature_share']:.1f}% of the features"
-        lines.append(
-            f"  {label:24s} {entry['features']} features ({entry['bins']} bins){share}{loudness}, {status}{extra}"
-        )
-        lines.append(f"  {'':24s} {frequency_text(entry)}")
-        lines += [f"  {'':24s} FLAGGED, not informative: {flag['reason']}" for flag in entry.get("flags", [])]
-    for number, entry in enumerate(summary.get("alternatives") or [], start=1):
-        status = "certified" if entry["certified"] else "NOT certified"
-        label = f"alternative {number}"
-        lines.append(f"  {label:24s} {entry['features']} features ({entry['bins']} bins), disjoint from the others, {status}")
-        lines.append(f"  {'':24s} {frequency_text(entry)}")
-    report = summary.get("alternatives_report")
-    if report and report.get("stopped"):
-        lines.append(f"  {'':24s} no further disjoint set: {report['stopped']}")
-    return lines
