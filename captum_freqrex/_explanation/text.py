@@ -7,9 +7,10 @@ a summary record (:meth:`Explanation.summary`), so a saved ``summary.json`` read
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence
+import re
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-__all__ = ["format_frequencies", "frequency_text", "set_lines"]
+__all__ = ["format_frequencies", "frequency_text", "set_lines", "with_class_names"]
 
 
 def format_frequencies(values: Sequence[float]) -> str:
@@ -91,3 +92,15 @@ def set_lines(summary: Mapping[str, Any]) -> List[str]:
     if report and report.get("stopped"):
         lines.append(f"  {'':24s} no further disjoint set: {report['stopped']}")
     return lines
+
+
+def with_class_names(text: str, class_names: Optional[Sequence[str]]) -> str:
+    """``class 7`` -> ``class 7 'reed'`` in a message of the core, where the model names its classes."""
+    if not class_names:
+        return text
+
+    def name(match: "re.Match[str]") -> str:
+        index = int(match.group(1))
+        return f"{match.group(0)} '{class_names[index]}'" if index < len(class_names) else match.group(0)
+
+    return re.sub(r"\bclass (\d+)\b(?! ')", name, text)

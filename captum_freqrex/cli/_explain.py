@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from captum_freqrex._explanation import SET_NAMES, Explanation
 from captum_freqrex._explanation.informative import result_hints
-from captum_freqrex._explanation.text import frequency_text, set_lines
+from captum_freqrex._explanation.text import frequency_text, set_lines, with_class_names
 from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
 
 __all__ = [
@@ -368,18 +368,6 @@ def baseline_record(explanation: Explanation, model: LoadedModel, record: Dict[s
 
 
 # ----------------------------------------------------------------------------- the printed summary
-
-
-def with_class_names(text: str, class_names: Optional[Sequence[str]]) -> str:
-    """``class 7`` -> ``class 7 'reed'`` in a message of the core, where the model names its classes."""
-    if not class_names:
-        return text
-
-    def name(match: "re.Match[str]") -> str:
-        index = int(match.group(1))
-        return f"{match.group(0)} '{class_names[index]}'" if index < len(class_names) else match.group(0)
-
-    return re.sub(r"\bclass (\d+)\b(?! ')", name, text)
 
 
 def human_summary(
