@@ -448,3 +448,34 @@ def test_repr_names_a_flagged_set_beside_its_certificate(explanation):
     assert whole.flags and whole.status == "certified, flagged: most_of_spectrum"
     assert "flagged: most_of_spectrum" in repr(whole)
     assert explanation.sufficient.status == "certified"
+
+
+def test_print_describes_each_set_its_frequencies_and_the_cost(explanation):
+    """``print(explanation)`` is :meth:`describe`: the decision, each set with its size, share,
+    loudness and certificate, where its frequencies are (Hz once the rate is known), the class the
+    removal flips to, and the queries; class names where given."""
+    text = str(explanation)
+    assert text == explanation.describe()
+    lines = text.splitlines()
+    confidence = explanation.original.confidence
+    assert lines[0] == f"decision: class 1 (confidence {confidence:.2f})"
+    sufficient = next(line for line in lines if line.strip().startswith("sufficient "))
+    assert "1 features (1 bins)" in sufficient and sufficient.endswith("certified")
+    assert lines[lines.index(sufficient) + 1].strip() == f"at {bin_of(440, SAMPLE_RATE)} (rfft bins)"
+    necessary = next(line for line in lines if "sufficient & necessary" in line)
+    assert necessary.endswith(f"removing it flips to class {explanation.flip_class}")
+    stats = explanation.stats
+    assert lines[-1].strip().startswith(f"{stats.queries} model queries in {stats.forward_calls} calls")
+    in_hz = explanation.describe(sample_rate=SAMPLE_RATE, class_names=["quiet", "A4"])
+    assert in_hz.splitlines()[0] == f"decision: class 1 'A4' (confidence {confidence:.2f})"
+    assert "at 440 Hz" in in_hz and "(rfft bins)" not in in_hz.split("complete")[0]
+
+
+def test_describe_names_an_explained_target_that_is_not_the_decision_and_its_warning(detector, tone_clip):
+    explanation = FreqReX(detector).explain(tone_clip, target=0, max_queries=200, seed=SEED)[0]
+    text = explanation.describe(class_names=["quiet", "A4"])
+    header, *rest = text.splitlines()
+    assert header.startswith("decision: class 1 'A4' (confidence ") and "; explained target class 0 'quiet'" in header
+    warnings = [line for line in rest if line.startswith("  warning: ")]
+    assert len(warnings) == len(explanation.warnings) >= 1
+    assert "class 0 'quiet'" in warnings[0]

@@ -16,7 +16,7 @@ that names the extra.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -28,6 +28,7 @@ from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.records import AlternativesReport
 from captum_freqrex._explanation.informative import set_flags
+from captum_freqrex._explanation.text import describe
 from captum_freqrex._explanation.records import (
     MAX_LISTED,
     SET_NAMES,
@@ -447,6 +448,27 @@ class Explanation:
             dict: The summary, ready for ``json.dump``.
         """
         return summary_record(self, self._rate(sample_rate), max_listed, self._is_tuple)
+
+    def describe(self, sample_rate: Optional[float] = None, class_names: Optional[Sequence[str]] = None) -> str:
+        r"""The explanation in a few lines, as the ``freqrex`` command prints it: the decision; each
+        set's size, share of the features and of the energy, loudest bin, certificate, where its
+        frequencies are and its flags; the class removing the sufficient-and-necessary set flips
+        to; the warnings, the hints (the next step for a flagged set) and the cost.
+        ``print(explanation)`` prints the same.
+
+        Args:
+            sample_rate (float, optional): Sample rate in Hz, for the frequencies in Hz.
+                        Default: :attr:`sample_rate` (None: rfft bins)
+            class_names (sequence of str, optional): Names of the model's classes, by index.
+                        Default: None (classes by index)
+
+        Returns:
+            str: The lines, joined by newlines.
+        """
+        return describe(self.summary(self._rate(sample_rate)), class_names)
+
+    def __str__(self) -> str:
+        return self.describe()
 
     def to_csv(self, path: str, sample_rate: Optional[float] = None, *, overwrite: bool = True) -> str:
         r"""Write one CSV row per frequency bin: where it is, its responsibility, rank and sets.

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-__all__ = ["format_frequencies", "frequency_text", "set_lines", "with_class_names"]
+from captum_freqrex._explanation.informative import result_hints
+
+__all__ = ["COMMAND_LISTING", "LIBRARY_LISTING", "format_frequencies", "frequency_text", "set_lines", "with_class_names", "describe"]
 
 
 def format_frequencies(values: Sequence[float]) -> str:
@@ -34,7 +36,14 @@ def format_frequencies(values: Sequence[float]) -> str:
     return ", ".join(one(v) for v in values)
 
 
-def frequency_text(entry: Dict[str, Any], shown: int = 8) -> str:
+#: Where the command line says the rest of a large set's frequencies are.
+COMMAND_LISTING = "summary.json; --bins-csv writes all"
+
+#: Where :meth:`Explanation.describe` says they are.
+LIBRARY_LISTING = "summary(); to_csv() writes all"
+
+
+def frequency_text(entry: Dict[str, Any], shown: int = 8, listing: str = COMMAND_LISTING) -> str:
     """Where a set's frequencies are, in a few words: all of them for a small set, else a span and the strongest."""
     location = entry["inputs"][0] if "inputs" in entry else entry
     hz = location.get("frequencies_hz")
@@ -56,11 +65,11 @@ def frequency_text(entry: Dict[str, Any], shown: int = 8) -> str:
     assert span is not None, "a set with frequencies records their span"
     return (
         f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} "
-        f"(the {min(len(values), 1000)} most responsible in summary.json; --bins-csv writes all)"
+        f"(the {min(len(values), 1000)} most responsible in {listing})"
     )
 
 
-def set_lines(summary: Mapping[str, Any]) -> List[str]:
+def set_lines(summary: Mapping[str, Any], listing: str = COMMAND_LISTING) -> List[str]:
     """Two lines per set of the summary: its size, loudness and certificate, then where its frequencies are."""
     sets = summary["sets"]
     lines = []
@@ -81,13 +90,13 @@ def set_lines(summary: Mapping[str, Any]) -> List[str]:
         lines.append(
             f"  {label:24s} {entry['features']} features ({entry['bins']} bins){share}{loudness}, {status}{extra}"
         )
-        lines.append(f"  {'':24s} {frequency_text(entry)}")
+        lines.append(f"  {'':24s} {frequency_text(entry, listing=listing)}")
         lines += [f"  {'':24s} FLAGGED, not informative: {flag['reason']}" for flag in entry.get("flags", [])]
     for number, entry in enumerate(summary.get("alternatives") or [], start=1):
         status = "certified" if entry["certified"] else "NOT certified"
         label = f"alternative {number}"
         lines.append(f"  {label:24s} {entry['features']} features ({entry['bins']} bins), disjoint from the others, {status}")
-        lines.append(f"  {'':24s} {frequency_text(entry)}")
+        lines.append(f"  {'':24s} {frequency_text(entry, listing=listing)}")
     report = summary.get("alternatives_report")
     if report and report.get("stopped"):
         lines.append(f"  {'':24s} no further disjoint set: {report['stopped']}")
@@ -104,3 +113,32 @@ def with_class_names(text: str, class_names: Optional[Sequence[str]]) -> str:
         return f"{match.group(0)} '{class_names[index]}'" if index < len(class_names) else match.group(0)
 
     return re.sub(r"\bclass (\d+)\b(?! ')", name, text)
+
+
+def describe(summary: Mapping[str, Any], class_names: Optional[Sequence[str]] = None) -> str:
+    r"""An explanation in a few lines, from its summary: the decision, each set (as the ``freqrex``
+    command prints it), the warnings and hints, and the cost.
+
+    Args:
+        summary (mapping): :meth:`Explanation.summary`.
+        class_names (sequence of str, optional): Names of the model's classes. Default: None
+                    (classes by index)
+
+    Returns:
+        str: The lines, joined by newlines.
+    """
+
+    def name(index: Optional[int]) -> str:
+        return "none" if index is None else with_class_names(f"class {index}", class_names)
+
+    header = f"decision: {name(summary['original_class'])} (confidence {summary['original_confidence']:.2f})"
+    if summary["target"] != summary["original_class"]:
+        header += f"; explained target {name(summary['target'])} (confidence {summary['target_confidence']:.2f})"
+    lines = [header] + set_lines({**summary, "flip_class_name": name(summary.get("flip_class"))}, LIBRARY_LISTING)
+    lines += [f"  warning: {with_class_names(warning, class_names)}" for warning in summary.get("warnings", [])]
+    lines += [f"  hint: {hint}" for hint in result_hints(summary, name(summary["target"]))]
+    lines.append(
+        f"  {summary['queries']} model queries in {summary['forward_calls']} calls, "
+        f"{summary['total_seconds']:.1f} s ({summary['model_seconds']:.1f} s in the model)"
+    )
+    return "\n".join(lines)
