@@ -479,3 +479,16 @@ def test_describe_names_an_explained_target_that_is_not_the_decision_and_its_war
     warnings = [line for line in rest if line.startswith("  warning: ")]
     assert len(warnings) == len(explanation.warnings) >= 1
     assert "class 0 'quiet'" in warnings[0]
+
+
+@pytest.mark.parametrize("truncated, ending", [
+    (False, "(every one in summary())"),
+    (True, "(the 3 most responsible in summary(); to_csv() writes all)"),
+])
+def test_a_large_sets_frequency_line_says_whether_every_frequency_is_listed(truncated, ending):
+    from captum_freqrex._explanation.text import LIBRARY_LISTING, frequency_text
+
+    listed = [440.0, 880.0, 1320.0] if truncated else [110.0 * k for k in range(1, 13)]
+    entry = {"features": 12, "n_frequencies": 12, "frequencies_hz": listed, "frequency_span_hz": [110.0, 1320.0],
+             "frequencies_truncated": truncated}
+    assert frequency_text(entry, listing=LIBRARY_LISTING) == f"12 frequencies from 110 to 1320 Hz {ending}"

@@ -8,7 +8,7 @@ a summary record (:meth:`Explanation.summary`), so a saved ``summary.json`` read
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from captum_freqrex._explanation.informative import result_hints
 
@@ -36,14 +36,14 @@ def format_frequencies(values: Sequence[float]) -> str:
     return ", ".join(one(v) for v in values)
 
 
-#: Where the command line says the rest of a large set's frequencies are.
-COMMAND_LISTING = "summary.json; --bins-csv writes all"
+#: Where the command line says a large set's frequencies are listed, and what writes them all.
+COMMAND_LISTING = ("summary.json", "--bins-csv")
 
-#: Where :meth:`Explanation.describe` says they are.
-LIBRARY_LISTING = "summary(); to_csv() writes all"
+#: The same for :meth:`Explanation.describe`.
+LIBRARY_LISTING = ("summary()", "to_csv()")
 
 
-def frequency_text(entry: Dict[str, Any], shown: int = 8, listing: str = COMMAND_LISTING) -> str:
+def frequency_text(entry: Dict[str, Any], shown: int = 8, listing: Tuple[str, str] = COMMAND_LISTING) -> str:
     """Where a set's frequencies are, in a few words: all of them for a small set, else a span and the strongest."""
     location = entry["inputs"][0] if "inputs" in entry else entry
     hz = location.get("frequencies_hz")
@@ -63,13 +63,15 @@ def frequency_text(entry: Dict[str, Any], shown: int = 8, listing: str = COMMAND
         return "at " + format_frequencies(values) + unit
     span = location.get("frequency_span_hz") if hz is not None else [values[0], values[-1]]
     assert span is not None, "a set with frequencies records their span"
-    return (
-        f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} "
-        f"(the {min(len(values), 1000)} most responsible in {listing})"
+    place, writer = listing
+    where = (
+        f"the {len(values)} most responsible in {place}; {writer} writes all"
+        if location.get("frequencies_truncated") else f"every one in {place}"
     )
+    return f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} ({where})"
 
 
-def set_lines(summary: Mapping[str, Any], listing: str = COMMAND_LISTING) -> List[str]:
+def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LISTING) -> List[str]:
     """Two lines per set of the summary: its size, loudness and certificate, then where its frequencies are."""
     sets = summary["sets"]
     lines = []
