@@ -472,13 +472,13 @@ def _loud_spreads(energy: Tensor) -> Tensor:
 def _loud_band_search(
     context: SearchContext, peaks: Optional[List[int]], cap: int, kinds: Sequence[str],
 ) -> Optional[Tuple[int, bool, Optional[SearchResult]]]:
-    # The loud regions (_loud_regions: the bands around the clip's loudest peaks, else its loud
-    # tiers), and the partition refinement (prefer="energy") inside the smallest passing one,
-    # within ``cap`` queries. None when the budget does not allow it; otherwise the queries spent,
-    # the regions' included, whether a region passed, and the refinement's result over all the
-    # features (its responsibility zero outside the region, its sets as masks over every feature,
-    # ``details["loud_tier"]`` the tier's size where the region is a tier; None when no region
-    # passed or it kept no set).
+    # The loud regions of ``kinds`` (_loud_regions: the bands around the clip's loudest peaks,
+    # else its loud tiers, else its loud spreads), and the partition refinement (prefer="energy")
+    # inside the smallest passing one, within ``cap`` queries. None when the budget does not allow
+    # it; otherwise the queries spent, the regions' included, whether a region passed, and the
+    # refinement's result over all the features (its responsibility zero outside the region, its
+    # sets as masks over every feature, ``details["loud_tier"]`` or ``details["loud_spread"]``
+    # the region's size where it is a tier or a spread; None when no region passed or it kept no set).
     n = context.n_features
     peaks = (loudest_peaks(context.energy, LOUD_BANDS) if peaks is None else peaks)[:LOUD_BANDS]
     asked = _loud_regions(context, peaks, kinds)
