@@ -1,8 +1,10 @@
 """Explanations as short text: where a set's frequencies are and what each set is, in a few lines.
 
-The ``freqrex`` command prints these lines for each clip (:func:`~captum_freqrex.cli._explain.human_summary`)
-and the HTML report writes the frequencies with :func:`format_frequencies`. Everything here reads
-a summary record (:meth:`Explanation.summary`), so a saved ``summary.json`` reads the same.
+The ``freqrex`` command prints these lines for each clip (:func:`~captum_freqrex.cli._explain.human_summary`),
+:meth:`Explanation.describe` (and ``print(explanation)``) prints them with the decision and the cost
+(:func:`describe`), and the HTML report writes the frequencies with :func:`format_frequencies`.
+Everything here reads a summary record (:meth:`Explanation.summary`), so a saved ``summary.json``
+reads the same.
 """
 
 from __future__ import annotations
