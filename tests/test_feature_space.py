@@ -318,6 +318,20 @@ def test_a_mutant_synthesised_alone_is_the_one_synthesised_in_a_batch_bit_for_bi
         assert torch.equal(space.mutants(0, keep[row : row + 1])[0][0], together[row])
 
 
+@pytest.mark.parametrize("shape", [(16000,), (1, 16000), (1, 1, 48000)])
+def test_a_clip_analysed_alone_has_the_spectrum_it_has_in_a_batch_bit_for_bit(shape):
+    """A lone forward FFT is rounded differently from a batch's rows too: a clip explained alone
+    gets the spectrum it gets among others, bit for bit (its energies break ranking ties, so one
+    held-out speech clip's complete set took other bins alone than in a batch)."""
+    from captum_freqrex._core.spectral.domains import RfftDomain
+
+    g = torch.Generator().manual_seed(11)
+    batch = torch.randn((3,) + shape[-1:], generator=g)
+    alone = RfftDomain().analyze(batch[1].reshape(shape))
+    assert alone.shape == shape[:-1] + (shape[-1] // 2 + 1,)
+    assert torch.equal(alone.reshape(-1), RfftDomain().analyze(batch)[1])
+
+
 def test_a_lone_spectrum_past_the_pairing_bound_gets_a_lone_inverse_fft():
     """Beyond PAIRED_IRFFT_MAX_SAMPLES a second row costs more than the set-up it saves (and its
     memory): a lone spectrum gets torch's own lone transform; below the bound, the first row of a

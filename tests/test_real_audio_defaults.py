@@ -115,3 +115,19 @@ def test_a_cause_spread_across_a_real_strings_clip_is_answered_at_the_clips_leve
     assert _level_db(x, sufficient.mask) >= -20.0
     kept = loaded.model(expl.waveform("sufficient").reshape(1, -1)).argmax(1).item()
     assert kept == expl.target
+
+
+def test_a_real_clip_explained_in_a_batch_is_explained_as_alone():
+    """Three shipped speech recordings explained together and each alone: the same responsibility,
+    sets and queries, bit for bit. (The French clip's complete set took other bins alone while a
+    lone clip's forward FFT was rounded differently from a batch's.)"""
+    loaded = zoo.load("speech")
+    x = torch.stack([clip.waveform[: loaded.num_samples] for clip in zoo.sample_clips("speech")[1:4]])
+    explainer = FreqReX(loaded.model)
+    together = explainer.explain(x, seed=0)
+    for row, batched in enumerate(together):
+        alone = explainer.explain(x[row : row + 1], seed=0)[0]
+        assert torch.equal(batched.feature_responsibility, alone.feature_responsibility)
+        assert batched.stats.queries == alone.stats.queries
+        for name, chosen in batched.named_sets.items():
+            assert torch.equal(chosen.mask, alone.named_sets[name].mask), (row, name)
