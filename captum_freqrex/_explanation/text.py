@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from captum_freqrex._explanation.informative import result_hints
 
-__all__ = ["COMMAND_LISTING", "LIBRARY_LISTING", "format_frequencies", "frequency_text", "set_lines", "with_class_names", "describe"]
+__all__ = ["COMMAND_LISTING", "LIBRARY_LISTING", "format_frequencies", "frequency_text", "set_lines", "with_class_names", "describe",
+           "closing_lines"]
 
 
 def format_frequencies(values: Sequence[float]) -> str:
@@ -139,10 +140,19 @@ def describe(summary: Mapping[str, Any], class_names: Optional[Sequence[str]] = 
     if summary["target"] != summary["original_class"]:
         header += f"; explained target {name(summary['target'])} (confidence {summary['target_confidence']:.2f})"
     lines = [header] + set_lines({**summary, "flip_class_name": name(summary.get("flip_class"))}, LIBRARY_LISTING)
-    lines += [f"  warning: {with_class_names(warning, class_names)}" for warning in summary.get("warnings", [])]
-    lines += [f"  hint: {hint}" for hint in result_hints(summary, name(summary["target"]))]
+    return "\n".join(lines + closing_lines(summary, name(summary["target"]), class_names))
+
+
+def closing_lines(
+    summary: Mapping[str, Any], target_name: str, class_names: Optional[Sequence[str]] = None,
+    baseline_kind: Optional[str] = None,
+) -> List[str]:
+    """The lines after the sets: each warning (classes named), each hint
+    (:func:`~captum_freqrex._explanation.informative.result_hints`) and the cost."""
+    lines = [f"  warning: {with_class_names(warning, class_names)}" for warning in summary.get("warnings", [])]
+    lines += [f"  hint: {hint}" for hint in result_hints(summary, target_name, baseline_kind)]
     lines.append(
         f"  {summary['queries']} model queries in {summary['forward_calls']} calls, "
         f"{summary['total_seconds']:.1f} s ({summary['model_seconds']:.1f} s in the model)"
     )
-    return "\n".join(lines)
+    return lines

@@ -14,13 +14,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from captum_freqrex._explanation import SET_NAMES, Explanation
 from captum_freqrex._explanation.informative import result_hints
-from captum_freqrex._explanation.text import frequency_text, set_lines, with_class_names
+from captum_freqrex._explanation.text import closing_lines, set_lines
 from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
 
 __all__ = [
     "AUDIO_CHOICES", "RESULT_FILES", "result_files", "result_folder_names", "channel_count", "explained_clips", "write_result", "file_notes",
-    "baseline_record", "with_class_names",
-    "frequency_text", "human_summary",
+    "baseline_record", "human_summary",
 ]
 
 
@@ -391,12 +390,6 @@ def human_summary(
     if kind != "silence":
         lines.append(f"  baseline: {baseline['description']}")
     lines += set_lines(summary)
-    for warning in summary.get("warnings", []):
-        lines.append(f"  warning: {with_class_names(warning, class_names)}")
-    lines += [f"  hint: {hint}" for hint in result_hints(summary, str(summary["target_name"]), kind)]
-    lines.append(
-        f"  {summary['queries']} model queries in {summary['forward_calls']} calls, "
-        f"{summary['total_seconds']:.1f} s ({summary['model_seconds']:.1f} s in the model)"
-    )
+    lines += closing_lines(summary, str(summary["target_name"]), class_names, kind)
     lines.append(f"results in {out_dir}/")
     return "\n".join(lines)
