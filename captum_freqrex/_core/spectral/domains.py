@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 import warnings
 from abc import ABC, abstractmethod
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -128,10 +128,11 @@ class SpectralDomain(ABC):
 
 
 #: Longest waveform whose lone inverse FFT on the CPU runs as a batch of two (see
-#: :func:`_batched_irfft`; a lone clip's forward FFT too, :meth:`RfftDomain.analyze`). Measured at one thread: the pair costs less than the lone transform up
-#: to 2.4 million samples (12 against 18 ms at 960,000, 36 against 49 ms at 2,400,000) and more
-#: from 4.8 million (166 against 114 ms), where the second row's work outweighs the set-up saved
-#: and its memory (a 60-minute clip's explanation queries one row at a time) is not worth paying.
+#: :func:`_first_of_pair`; a lone clip's forward FFT too). Measured at one thread: the pair costs
+#: less than the lone transform up to 2.4 million samples (12 against 18 ms at 960,000, 36 against
+#: 49 ms at 2,400,000) and more from 4.8 million (166 against 114 ms), where the second row's work
+#: outweighs the set-up saved and its memory (a 60-minute clip's explanation queries one row at a
+#: time) is not worth paying.
 PAIRED_IRFFT_MAX_SAMPLES = 2**21
 
 
@@ -149,22 +150,26 @@ def check_domain(domain: object) -> Optional["SpectralDomain"]:
     )
 
 
-def _single_cpu_row(coefficients: Tensor, length: int) -> bool:
-    # One spectrum on the CPU, short enough for _batched_irfft to pay.
-    return (
-        coefficients.device.type == "cpu" and coefficients.dim() >= 1 and coefficients[..., 0].numel() == 1
-        and length <= PAIRED_IRFFT_MAX_SAMPLES
-    )
+def _single_cpu_row(rows: Tensor, length: int) -> bool:
+    # One spectrum or waveform on the CPU, of a waveform short enough for _first_of_pair to pay.
+    return rows.device.type == "cpu" and rows.dim() >= 1 and rows[..., 0].numel() == 1 and length <= PAIRED_IRFFT_MAX_SAMPLES
+
+
+def _first_of_pair(transform: Callable[[Tensor], Tensor], row: Tensor) -> Tensor:
+    # ``transform`` of one row, computed as the first row of a batch of two (1-D, a view of the
+    # pair's result). On the CPU (MKL) a single transform takes another path than a batch: 2-4
+    # times slower (9.1 ms against 4.1 ms for two rows of an inverse FFT at 480,000 samples, one
+    # thread) and rounded differently, while every batch of 2 to 13 rows gives each row the same
+    # bits. So a spectrum or a mutant's waveform does not depend on whether its clip was explained,
+    # or the mutant synthesised, alone or with others.
+    return transform(row.reshape(1, -1).expand(2, -1))[0]
 
 
 def _batched_irfft(coefficients: Tensor, length: int) -> Tensor:
-    # The inverse FFT of one spectrum, computed as the first row of a batch of two. On the CPU
-    # (MKL) a single transform takes another path than a batch: 2-4 times slower (9.1 ms against
-    # 4.1 ms for two rows at 480,000 samples, one thread) and rounded differently, while every
-    # batch of 2 to 13 rows gives each row the same bits. So a mutant's waveform no longer depends
-    # on whether it was synthesised alone or with others.
-    pair = coefficients.reshape(1, -1).expand(2, -1)
-    return torch.fft.irfft(pair, n=length)[:1].reshape(coefficients.shape[:-1] + (length,))
+    # The inverse FFT of one spectrum, as the first row of a pair.
+    return _first_of_pair(lambda pair: torch.fft.irfft(pair, n=length), coefficients).reshape(
+        coefficients.shape[:-1] + (length,)
+    )
 
 
 class RfftDomain(SpectralDomain):
@@ -178,12 +183,9 @@ class RfftDomain(SpectralDomain):
     def analyze(self, waveforms: Tensor) -> Tensor:
         _warn_if_slow_length(waveforms.shape[-1])
         if _single_cpu_row(waveforms, waveforms.shape[-1]):
-            # As the first row of a batch of two: a lone transform is rounded differently (the
-            # inverse's reason, _batched_irfft), and an example's spectrum must not depend on
-            # whether it was explained alone or in a batch.
-            # (A copy of the first row, so the spectrum holds no second row's memory.)
-            pair = waveforms.reshape(1, -1).expand(2, -1)
-            return torch.fft.rfft(pair)[0].clone().reshape(waveforms.shape[:-1] + (waveforms.shape[-1] // 2 + 1,))
+            # A copy of the pair's first row: the spectrum keeps no second row's memory.
+            spectrum = _first_of_pair(torch.fft.rfft, waveforms).clone()
+            return spectrum.reshape(waveforms.shape[:-1] + spectrum.shape)
         return torch.fft.rfft(waveforms)
 
     def synthesize(self, coefficients: Tensor, length: int) -> Tensor:
