@@ -51,6 +51,12 @@ SET_MEANINGS = {
 #: What an alternative set of explain(n_explanations=k) is.
 ALTERNATIVE_MEANING = "sufficient too, and disjoint from the sufficient set and every earlier alternative"
 
+#: What the quiet sufficient set (Explanation.quiet_sufficient) is.
+QUIET_MEANING = (
+    "sufficient too, but far below the clip's level: the model keeps its decision on this near-silent input; "
+    "the sufficient set above, at the clip's level, replaced it"
+)
+
 #: Frequencies listed per set in the page's table (the summary and the CSV hold more).
 LISTED = 24
 
@@ -191,6 +197,10 @@ def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Op
     for number, (entry, short) in enumerate(zip(summary.get("alternatives", []), listed.get("alternatives", [])), 1):
         location = short if "inputs" not in short else short["inputs"][0]
         rows.append(_set_row(f"alternative_{number}", f"sufficient, alternative {number}", ALTERNATIVE_MEANING, entry, location, class_names))
+    quiet, short = summary.get("quiet_sufficient"), listed.get("quiet_sufficient")
+    if quiet and short:
+        location = short if "inputs" not in short else short["inputs"][0]
+        rows.append(_set_row("quiet_sufficient", "sufficient, quiet (replaced)", QUIET_MEANING, quiet, location, class_names))
     return "<table>" + "".join(rows) + "</table>" + _alternatives_note(summary)
 
 
@@ -226,6 +236,9 @@ def _signals(explanation: "Explanation") -> List[Tuple[str, str, Tensor]]:
         key = f"alternative_{number}"
         label = f"sufficient set, alternative {number}, kept alone ({chosen.size} features)"
         signals.append((key, label, single_waveform(explanation.waveform(key))))
+    if explanation.quiet_sufficient is not None:
+        label = f"quiet sufficient set (replaced) kept alone ({explanation.quiet_sufficient.size} features)"
+        signals.append(("quiet_sufficient", label, single_waveform(explanation.waveform("quiet_sufficient"))))
     return signals
 
 

@@ -117,6 +117,28 @@ class SpectrumCoverageDetector(nn.Module):
         return torch.stack([-margin, margin], dim=1)
 
 
+class EnergyShareDetector(nn.Module):
+    """Class 1 when one of the tones ``freqs_hz`` holds more than ``share`` of the input's energy.
+
+    A model that misbehaves on near-silence: on a clip with a loud tone and a faint one (both in
+    ``freqs_hz``) among louder others, the loud tone decides (removing it flips the decision), yet
+    the faint tone kept alone is all of a near-silent input's energy and decides too. Both single
+    bins are sufficient; only the loud one is at the clip's level, and only it is necessary.
+    """
+
+    def __init__(self, freqs_hz: Sequence[float], share: float = 0.3) -> None:
+        super().__init__()
+        self.freqs_hz = list(freqs_hz)
+        self.share = share
+
+    def forward(self, x: Tensor) -> Tensor:
+        energy = torch.fft.rfft(x.double()).abs().square()
+        bins = [bin_of(f, int(x.shape[-1])) for f in self.freqs_hz]
+        shares = energy[:, bins] / (energy.sum(dim=-1, keepdim=True) + 1e-30)
+        margin = (10.0 * (shares.max(dim=1).values - self.share)).float()
+        return torch.stack([-margin, margin], dim=1)
+
+
 def impulse(num_samples: int) -> Tensor:
     """A unit impulse at the first sample: its rfft has magnitude 1 in every bin."""
     x = torch.zeros(num_samples)

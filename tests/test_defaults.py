@@ -531,13 +531,18 @@ def test_a_quiet_smallest_set_gives_way_to_the_cause_at_the_clips_energy():
     x = (0.01 * tone(QuietOrChord.QUIET) + sum(tone(f) for f in QuietOrChord.CHORD)
          + sum(a * tone(f) for f, a in others)).unsqueeze(0)
     model = QuietOrChord()
-    quiet = FreqReX(model, search="refinement").explain(x, seed=2)[0].sufficient
+    chord = one_hot(N_BINS, [bin_of(f, SAMPLE_RATE) for f in QuietOrChord.CHORD])
+    # The refinement's sufficient set is the quiet bin; the explanation returns the chord, its
+    # searched sufficient-and-necessary set, in its place, and keeps the quiet bin beside it.
+    refined = FreqReX(model, search="refinement").explain(x, seed=2)[0]
+    quiet = refined.quiet_sufficient
     assert quiet.size == 1 and quiet.mask[bin_of(QuietOrChord.QUIET, SAMPLE_RATE)] and quiet.level_db < -20
+    assert torch.equal(refined.sufficient.mask, chord) and torch.equal(refined.sufficient_necessary.mask, chord)
     explainer = FreqReX(model)
     expl = explainer.explain(x, seed=2)[0]
     assert explainer.last_search[0].details["loud_band"] == 3
     assert explainer.last_search[0].details["strategy"] == "loud band"
-    chord = one_hot(N_BINS, [bin_of(f, SAMPLE_RATE) for f in QuietOrChord.CHORD])
+    assert expl.quiet_sufficient is None  # the search's own set is the chord
     sufficient = expl.sufficient
     assert sufficient.certified and torch.equal(sufficient.mask, chord) and not sufficient.flags
     assert model(expl.waveform("sufficient").unsqueeze(0)).argmax(1).item() == 1

@@ -73,6 +73,8 @@ def test_a_set_far_below_the_clips_level_is_flagged(quiet):
     flag = quiet.summary(SAMPLE_RATE)["sets"]["sufficient"]["flags"][0]
     assert "far below the clip's level" in flag["reason"] and "-26 dB" in flag["reason"]
     assert 'search="energy"' in flag["next_step"] and "--bands" in flag["next_step"]
+    # The quiet tone is the cause: its set is as quiet as the sufficient-and-necessary one, so it stays.
+    assert quiet.quiet_sufficient is None and _kinds(quiet.sufficient_necessary.flags) == ["below_clip_level"]
 
 
 def test_the_named_next_steps_exist():

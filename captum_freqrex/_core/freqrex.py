@@ -513,7 +513,7 @@ class FreqReX(PerturbationAttribution):
             settings=self._settings(call, example, recorded),
             class_confidences=class_confidences(call.decision, anchors.outputs),
             alternatives=[] if more is None else more.sets, alternatives_report=None if more is None else more.report,
-            sample_rate=declared_sample_rate(self.forward_func),
+            quiet_sufficient=certified.quiet_sufficient, sample_rate=declared_sample_rate(self.forward_func),
         )
 
     def _alternatives(

@@ -8,6 +8,7 @@ builds explanations), and no audio I/O, plotting or report module at import time
 
 from captum_freqrex._explanation.explanation import CausalSet, Explanation, FeatureLayout
 from captum_freqrex._explanation.records import (
+    QUIET_SUFFICIENT,
     SET_NAMES,
     class_confidences,
     package_versions,
@@ -19,6 +20,7 @@ __all__ = [
     "CausalSet",
     "FeatureLayout",
     "SET_NAMES",
+    "QUIET_SUFFICIENT",
     "class_confidences",
     "package_versions",
     "settings_record",

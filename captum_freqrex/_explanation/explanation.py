@@ -31,6 +31,7 @@ from captum_freqrex._explanation.informative import set_flags
 from captum_freqrex._explanation.text import describe
 from captum_freqrex._explanation.records import (
     MAX_LISTED,
+    QUIET_SUFFICIENT,
     SET_NAMES,
     csv_lines,
     domain_record,
@@ -233,6 +234,14 @@ class Explanation:
         alternatives_report (AlternativesReport, optional): How they were searched: the number
                     requested, the queries each spent, and why fewer were found (``stopped``).
                     None when ``n_explanations=1``.
+        quiet_sufficient (CausalSet, optional): A certified sufficient set far below the clip's
+                    level (its loudest bin more than 20 dB below the clip's loudest), which
+                    :attr:`sufficient` replaced: where the search's sufficient set is that quiet and
+                    the sufficient-and-necessary set is certified and not flagged, that set, at the
+                    clip's level, is :attr:`sufficient` too (what a listener hears decide), and
+                    the quiet one is kept here: the model keeps its decision on that near-silent
+                    input as well, a fact about the model worth auditing. None otherwise. Rebuild
+                    it with ``waveform("quiet_sufficient")``.
     """
 
     responsibility: Union[Tensor, Tuple[Tensor, ...]]
@@ -259,6 +268,7 @@ class Explanation:
     model_stable: Optional[bool] = None
     alternatives: List[CausalSet] = field(default_factory=list)
     alternatives_report: Optional[AlternativesReport] = None
+    quiet_sufficient: Optional[CausalSet] = None
 
     @property
     def target_is_decision(self) -> bool:
@@ -277,9 +287,11 @@ class Explanation:
 
     @property
     def named_sets(self) -> Dict[str, CausalSet]:
-        """Every set found, by the name :meth:`waveform` takes: the three sets, then ``"alternative_1"``, ..."""
+        """Every set found, by the name :meth:`waveform` takes: the three sets, then ``"alternative_1"``,
+        ..., then ``"quiet_sufficient"`` (when there is one)."""
         found = {name: chosen for name, chosen in self.sets.items() if chosen is not None}
-        return found | {f"alternative_{number}": chosen for number, chosen in enumerate(self.alternatives, start=1)}
+        found |= {f"alternative_{number}": chosen for number, chosen in enumerate(self.alternatives, start=1)}
+        return found | ({} if self.quiet_sufficient is None else {QUIET_SUFFICIENT: self.quiet_sufficient})
 
     @property
     def sufficient_sets(self) -> List[CausalSet]:
@@ -328,8 +340,15 @@ class Explanation:
                     "(see Explanation.alternatives and explain(..., n_explanations=k))"
                 )
             return self.alternatives[number - 1]
+        if which == QUIET_SUFFICIENT:
+            if self.quiet_sufficient is None:
+                raise ValueError(
+                    "this explanation has no quiet_sufficient set: its sufficient set was not replaced "
+                    "(see Explanation.quiet_sufficient)"
+                )
+            return self.quiet_sufficient
         if which not in SET_NAMES:
-            raise ValueError(f"which must be one of {SET_NAMES} or 'alternative_<n>', got {which!r}")
+            raise ValueError(f"which must be one of {SET_NAMES}, 'alternative_<n>' or {QUIET_SUFFICIENT!r}, got {which!r}")
         chosen = getattr(self, which)
         if chosen is None:
             raise ValueError(f"this explanation has no {which} set (see Explanation.{which})")
@@ -351,9 +370,9 @@ class Explanation:
         r"""Reconstruct a set as a waveform.
 
         Args:
-            which (str, optional): ``"sufficient"``, ``"sufficient_necessary"``, ``"complete"``, or
-                        ``"alternative_1"``, ``"alternative_2"``, ... for :attr:`alternatives`.
-                        Default: ``"sufficient"``
+            which (str, optional): ``"sufficient"``, ``"sufficient_necessary"``, ``"complete"``,
+                        ``"alternative_1"``, ``"alternative_2"``, ... for :attr:`alternatives`, or
+                        ``"quiet_sufficient"`` for :attr:`quiet_sufficient`. Default: ``"sufficient"``
             removed (bool, optional): False gives the set alone (the rest at the baseline); True gives
                         the original with the set removed. Default: False
 
@@ -432,6 +451,8 @@ class Explanation:
           like a set's above; an empty list otherwise. ``alternatives_report``: ``requested``,
           ``queries`` (per alternative), ``stopped`` (why fewer were found; empty when all
           were) and ``stop_queries``; None with ``n_explanations=1``.
+        * ``quiet_sufficient``: :attr:`quiet_sufficient` as a dict like a set's above (it is not
+          among ``sets`` nor their ``flags``: the sufficient set replaced it); None when there is none.
         * ``seed``: the seed of the search; ``settings``: :attr:`settings`.
         * ``responsibility_queries``, ``extraction_queries``, ``stopped_by``, and the cost:
           ``queries``, ``forward_calls``, ``model_seconds``, ``overhead_seconds``,
@@ -642,6 +663,8 @@ class Explanation:
                 parts.append(f"{name}={chosen.size} features ({chosen.status})")
         if self.alternatives:
             parts.append(f"alternatives={[s.size for s in self.alternatives]} features")
+        if self.quiet_sufficient is not None:
+            parts.append(f"quiet_sufficient={self.quiet_sufficient.size} features")
         parts += [f"flip_class={self.flip_class}", f"n_features={int(self.feature_responsibility.numel())}"]
         parts += [f"queries={self.stats.queries}", f"warnings={len(self.warnings)}"]
         if self.sample_rate is not None:

@@ -22,7 +22,7 @@ from captum_freqrex._core.records import AlternativesReport
 from captum_freqrex._core.spectral.space import SYNTHESIS, FeatureSpace
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._explanation.explanation import CausalSet, Explanation, FeatureLayout
-from captum_freqrex._explanation.records import SET_NAMES, package_versions
+from captum_freqrex._explanation.records import QUIET_SUFFICIENT, SET_NAMES, package_versions
 
 #: Name and version of the file :meth:`Explanation.save` writes.
 FILE_SCHEMA = "captum_freqrex.explanation"
@@ -295,6 +295,18 @@ def _check_alternatives(record: Dict[str, Any], n: int, sizes: Tensor, n_classes
         taken |= mask
 
 
+def _check_quiet_sufficient(record: Dict[str, Any], n: int, sizes: Tensor, n_classes: Optional[int]) -> None:
+    """The quiet sufficient set the sufficient set replaced (absent from older files, None mostly)."""
+    quiet = record.get(QUIET_SUFFICIENT)
+    if quiet is None:
+        return
+    mask = _check_set(quiet, QUIET_SUFFICIENT, n, sizes, n_classes)
+    if not quiet["certificate"]["certified"] or not bool(mask.any()):
+        raise Damaged(f"{QUIET_SUFFICIENT} is not a certified non-empty set (only such a set is kept)")
+    if record["sets"]["sufficient"] is None:
+        raise Damaged(f"{QUIET_SUFFICIENT} is stored without the sufficient set that replaced it")
+
+
 def _check_plain(value: Any, name: str) -> None:
     """JSON-safe values only, as settings_record writes them."""
     if isinstance(value, list):
@@ -371,6 +383,7 @@ def check_record(record: Dict[str, Any]) -> None:
     n_classes = _check_verdicts(record)
     _check_sets(record, n, sizes, n_classes)
     _check_alternatives(record, n, sizes, n_classes)
+    _check_quiet_sufficient(record, n, sizes, n_classes)
     _check_run(record)
     _check_waveforms(record, shapes)
 
@@ -423,6 +436,7 @@ def _explanation_record(explanation: Explanation) -> Dict[str, Any]:
         "sets": {name: _set_record(s) for name, s in explanation.sets.items()},
         "alternatives": [_set_record(s) for s in explanation.alternatives],
         "alternatives_report": None if explanation.alternatives_report is None else asdict(explanation.alternatives_report),
+        QUIET_SUFFICIENT: None if explanation.quiet_sufficient is None else _set_record(explanation.quiet_sufficient),
         "stats": vars(explanation.stats).copy(),
         "responsibility_queries": int(explanation.responsibility_queries),
         "extraction_queries": int(explanation.extraction_queries),
@@ -607,6 +621,7 @@ def load_explanation(
         stored_layout=layout,
         alternatives=[_set_from_record("sufficient", d) for d in record.get("alternatives", [])],
         alternatives_report=None if record.get("alternatives_report") is None else AlternativesReport(**record["alternatives_report"]),
+        quiet_sufficient=None if record.get(QUIET_SUFFICIENT) is None else _set_from_record("sufficient", record[QUIET_SUFFICIENT]),
     )
 
 def _offsets_of_sizes(sizes: Sequence[int]) -> List[int]:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
 
+#: The name of :attr:`Explanation.quiet_sufficient` in summaries, files and :meth:`Explanation.waveform`.
+QUIET_SUFFICIENT = "quiet_sufficient"
+
 #: Name and version of the layout of :meth:`Explanation.summary` (and so of ``summary.json``).
 #: The version grows when a field changes meaning or disappears; new fields may appear without it.
 SUMMARY_SCHEMA = "captum_freqrex.summary"
@@ -290,17 +293,14 @@ def summary_record(
         dict: The summary, ready for ``json.dump``.
     """
     ranks = explanation.feature_ranks()
-    sets: Dict[str, Any] = {}
-    for name, chosen in explanation.sets.items():
+
+    def entry(chosen: Optional["CausalSet"]) -> Optional[Dict[str, Any]]:
         if chosen is None:
-            sets[name] = None
-            continue
-        where = set_frequencies(explanation.layout, chosen.mask, sample_rate, max_listed, ranks, is_tuple)
-        sets[name] = {**set_record(chosen), **where}
-    alternatives = [
-        {**set_record(chosen), **set_frequencies(explanation.layout, chosen.mask, sample_rate, max_listed, ranks, is_tuple)}
-        for chosen in explanation.alternatives
-    ]
+            return None
+        return {**set_record(chosen), **set_frequencies(explanation.layout, chosen.mask, sample_rate, max_listed, ranks, is_tuple)}
+
+    sets = {name: entry(chosen) for name, chosen in explanation.sets.items()}
+    alternatives = [entry(chosen) for chosen in explanation.alternatives]
     report = explanation.alternatives_report
     confidences = explanation.class_confidences
     original = explanation.original
@@ -326,6 +326,7 @@ def summary_record(
         "sets": sets,
         "alternatives": alternatives,
         "alternatives_report": None if report is None else report.as_dict(),
+        QUIET_SUFFICIENT: entry(explanation.quiet_sufficient),
         "seed": explanation.settings.get("seed"),
         "settings": dict(explanation.settings),
         "responsibility_queries": explanation.responsibility_queries,

@@ -105,6 +105,14 @@ def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LIS
     report = summary.get("alternatives_report")
     if report and report.get("stopped"):
         lines.append(f"  {'':24s} no further disjoint set: {report['stopped']}")
+    quiet = summary.get("quiet_sufficient")
+    if quiet:
+        lines.append(
+            f"  {'quiet sufficient':24s} {quiet['features']} features ({quiet['bins']} bins), loudest bin "
+            f"{quiet['level_db']:+.0f} dB, certified: the model keeps its decision on this near-silent input too "
+            "(the sufficient set above, at the clip's level, replaced it)"
+        )
+        lines.append(f"  {'':24s} {frequency_text(quiet, listing=listing)}")
     return lines
 
 

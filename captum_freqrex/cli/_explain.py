@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from captum_freqrex._explanation import SET_NAMES, Explanation
+from captum_freqrex._explanation import QUIET_SUFFICIENT, SET_NAMES, Explanation
 from captum_freqrex._explanation.informative import result_hints
 from captum_freqrex._explanation.text import closing_lines, set_lines
 from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
@@ -34,9 +34,10 @@ def result_files(n_explanations: int = 1) -> Tuple[str, ...]:
                     Default: 1
 
     Returns:
-        tuple of str: The file names.
+        tuple of str: The file names (``quiet_sufficient.wav`` and the like among them: the quiet
+        sufficient set that the sufficient set replaced, where there is one).
     """
-    signals = list(SET_NAMES) + [f"alternative_{number}" for number in range(1, n_explanations)]
+    signals = list(SET_NAMES) + [f"alternative_{number}" for number in range(1, n_explanations)] + [QUIET_SUFFICIENT]
     return (
         "summary.json",
         "bins.csv",
@@ -355,6 +356,8 @@ def _set_title(which: str) -> str:
     # "sufficient_necessary" -> "sufficient-and-necessary set", "alternative_2" -> "alternative sufficient set 2"
     if which.startswith("alternative_"):
         return f"alternative sufficient set {which[len('alternative_'):]}"
+    if which == QUIET_SUFFICIENT:
+        return "quiet sufficient set (far below the clip's level; the sufficient set replaced it)"
     return f"{which.replace('_', '-and-')} set"
 
 

@@ -9,6 +9,8 @@ returned set, exactly as ``Explanation.waveform`` rebuilds it, together with the
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -40,6 +42,7 @@ class CertifiedSets(NamedTuple):
     queries: int
     messages: List[str]
     stable: bool
+    quiet_sufficient: Optional[CausalSet] = None
 
 
 class _Certification(NamedTuple):
@@ -343,7 +346,43 @@ def certify_sets(
         sets.append(builder.build(name, k, mask, kept, set_report, searched.notes.get(name, "")))
     certification_queries = len(keeps) + (remove is not None) + 1
     spent = found.queries + certification_queries + shrink_queries + searched.queries
-    return CertifiedSets(sets, spent, messages, stable)
+    sets, quiet = at_clip_level(sets)
+    return CertifiedSets(sets, spent, messages, stable, quiet)
+
+
+def _below_level(chosen: CausalSet) -> bool:
+    return any(flag["flag"] == "below_clip_level" for flag in chosen.flags)
+
+
+def at_clip_level(sets: List[Optional[CausalSet]]) -> Tuple[List[Optional[CausalSet]], Optional[CausalSet]]:
+    r"""The sets with the sufficient set at the clip's level where it can be, and the quiet one it replaced.
+
+    A certified sufficient set far below the clip's level (flagged ``below_clip_level``: a faint
+    bin the model happens to read on a near-silent input) gives way to the sufficient-and-necessary
+    set where that one was searched (the joint search, on by default: not a prefix of the
+    ranking, which would hold the quiet set), is certified and is not flagged: it is sufficient
+    too, and at the clip's level (what a listener hears the model decide by). No query is spent:
+    both sets are certified already.
+
+    Args:
+        sets (list): The sufficient, sufficient-and-necessary and complete sets (None where none).
+
+    Returns:
+        tuple: The sets (the first replaced, or as given), and the replaced sufficient set (None
+        where nothing was replaced).
+    """
+    sufficient, both, complete = sets
+    if sufficient is None or both is None or not sufficient.certified or not _below_level(sufficient):
+        return sets, None
+    searched = both.certificate.shrink is not None and both.certificate.shrink.start.startswith(JOINT_START)
+    if not searched or not both.certified or both.flags:
+        return sets, None
+    level = "that is silent" if math.isinf(sufficient.level_db) else f"{-sufficient.level_db:.0f} dB below it"
+    note = (f"the sufficient-and-necessary set, at the clip's level, chosen over a {sufficient.size}-feature "
+            f"sufficient set {level} (Explanation.quiet_sufficient)")
+    certificate = dataclasses.replace(both.certificate, removed=None, note="; ".join(n for n in (both.certificate.note, note) if n))
+    promoted = CausalSet("sufficient", both.mask, both.n_bins, certificate, both.energy_share, both.level_db)
+    return [promoted, both, complete], sufficient
 
 
 class _Searched(NamedTuple):

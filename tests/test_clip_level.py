@@ -1,0 +1,144 @@
+"""The sufficient set at the clip's level: a quiet one gives way to the sufficient-and-necessary set.
+
+Known answer by construction (:class:`EnergyShareDetector`): a clip holds a loud 440 Hz tone, two
+louder-than-faint others and a faint 3 kHz tone 60 dB down; the model decides class 1 when 440 Hz or
+3 kHz holds over 30% of the input's energy. Both single bins are sufficient (3 kHz alone is all of a
+near-silent input's energy); only 440 Hz is at the clip's level, and only its removal flips the
+decision. A ranking that puts the faint bin first makes it the sufficient prefix: the explanation
+must return 440 Hz as the sufficient set and keep the 3 kHz bin as ``quiet_sufficient``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from captum_freqrex import Explanation, FreqReX
+from captum_freqrex._core.certify.certify import at_clip_level
+from captum_freqrex.cli import result_files
+from known_models import SAMPLE_RATE, EnergyShareDetector, bin_of, tone
+
+LENGTH = 800  # 0.1 s at 8 kHz: 401 rfft bins, one per 10 Hz
+LOUD, FAINT = bin_of(440, LENGTH), bin_of(3000, LENGTH)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return EnergyShareDetector([440, 3000])
+
+
+@pytest.fixture(scope="module")
+def clip():
+    parts = tone(440, 0.1) + 0.5 * tone(1000, 0.1) + 0.5 * tone(2000, 0.1) + 0.001 * tone(3000, 0.1)
+    return parts.unsqueeze(0)
+
+
+@pytest.fixture(scope="module")
+def faint_first(model, clip):
+    """Explained from a ranking that puts the faint bin first, then the loud one."""
+    scores = torch.zeros(1, LENGTH // 2 + 1)
+    scores[0, FAINT], scores[0, LOUD] = 2.0, 1.0
+    return FreqReX(model).explain(clip, attributions=scores, seed=0)[0]
+
+
+def _ids(chosen):
+    return chosen.mask.nonzero().reshape(-1).tolist()
+
+
+def _decides(model, wave):
+    return int(model(wave.reshape(1, -1)).argmax(1))
+
+
+def test_a_quiet_sufficient_set_gives_way_to_the_loud_sufficient_and_necessary_one(model, faint_first):
+    expl = faint_first
+    assert _ids(expl.sufficient) == [LOUD] and expl.sufficient.certified
+    assert expl.sufficient.level_db == pytest.approx(0.0, abs=1e-6) and expl.sufficient.flags == []
+    assert _ids(expl.sufficient_necessary) == [LOUD]
+    quiet = expl.quiet_sufficient
+    assert quiet is not None and _ids(quiet) == [FAINT] and quiet.certified
+    assert quiet.level_db == pytest.approx(-60.0, abs=0.1)
+    assert "chosen over a 1-feature sufficient set 60 dB below it" in expl.sufficient.certificate.note
+    # Re-queried here: both sets kept alone keep the decision; removing the loud one flips it.
+    assert _decides(model, expl.waveform("sufficient")) == expl.target == 1
+    assert _decides(model, expl.waveform("quiet_sufficient")) == 1
+    assert _decides(model, expl.waveform("sufficient", removed=True)) == 0
+    assert _decides(model, expl.waveform("quiet_sufficient", removed=True)) == 1  # not necessary
+
+
+def test_the_default_search_finds_the_loud_bin_and_keeps_no_quiet_set(model, clip):
+    expl = FreqReX(model).explain(clip, seed=0)[0]
+    assert _ids(expl.sufficient) == [LOUD] and expl.quiet_sufficient is None
+    with pytest.raises(ValueError, match="no quiet_sufficient set: its sufficient set was not replaced"):
+        expl.waveform("quiet_sufficient")
+
+
+def test_the_quiet_set_is_reported_beside_the_sets_not_among_them(faint_first, tmp_path):
+    summary = faint_first.summary(SAMPLE_RATE)
+    assert summary["quiet_sufficient"]["frequencies_hz"] == [3000.0]
+    assert summary["quiet_sufficient"]["flags"][0]["flag"] == "below_clip_level"
+    assert summary["flags"] == [] and summary["sets"]["sufficient"]["frequencies_hz"] == [440.0]
+    text = faint_first.describe(sample_rate=SAMPLE_RATE)
+    assert "quiet sufficient" in text and "at 3000 Hz" in text and "near-silent input" in text
+    assert "FLAGGED" not in text  # the headline sets are informative
+    assert "quiet_sufficient=1 features" in repr(faint_first)
+    assert list(faint_first.named_sets)[-1] == "quiet_sufficient"
+    assert "quiet_sufficient.wav" in result_files() and "quiet_sufficient.listen.flac" in result_files()
+
+
+def test_the_report_shows_the_quiet_set_and_lets_it_be_heard(faint_first, tmp_path):
+    pytest.importorskip("matplotlib")
+    page = open(faint_first.to_html(str(tmp_path / "r.html"), sample_rate=SAMPLE_RATE), encoding="utf-8").read()
+    assert 'data-set="quiet_sufficient"' in page and 'data-signal="quiet_sufficient"' in page
+
+
+def test_save_and_load_keep_the_quiet_set(faint_first, clip, tmp_path):
+    loaded = Explanation.load(faint_first.save(str(tmp_path / "q.pt")), inputs=clip)
+    assert _ids(loaded.quiet_sufficient) == [FAINT]
+    assert loaded.summary(SAMPLE_RATE)["quiet_sufficient"] == faint_first.summary(SAMPLE_RATE)["quiet_sufficient"]
+    assert torch.equal(loaded.waveform("quiet_sufficient"), faint_first.waveform("quiet_sufficient"))
+
+
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda r: r["quiet_sufficient"]["certificate"].update(certified=False), "quiet_sufficient is not a certified"),
+        (lambda r: r["sets"].update(sufficient=None), "quiet_sufficient is stored without the sufficient set"),
+        (lambda r: r["quiet_sufficient"].update(mask=torch.ones(3, dtype=torch.bool)), r"quiet_sufficient\.mask has shape"),
+    ],
+    ids=["uncertified", "no sufficient set", "mask shape"],
+)
+def test_a_tampered_quiet_set_is_refused(faint_first, tmp_path, tamper, message):
+    record = torch.load(faint_first.save(str(tmp_path / "q.pt")), weights_only=True)
+    tamper(record)
+    torch.save(record, tmp_path / "tampered.pt")
+    with pytest.raises(ValueError, match=rf"^this saved explanation is damaged: {message}"):
+        Explanation.load(str(tmp_path / "tampered.pt"))
+
+
+def _as_found(expl):
+    """The sets as certification found them, before the replacement."""
+    return [expl.quiet_sufficient, expl.sufficient_necessary, expl.complete]
+
+
+def test_the_replacement_rule(faint_first):
+    found = _as_found(faint_first)
+    sets, quiet = at_clip_level(found)
+    assert quiet is found[0] and _ids(sets[0]) == [LOUD] and sets[0].name == "sufficient"
+    assert sets[0].certificate.removed is None  # a sufficient set's certificate: kept alone only
+    both = found[1]
+    # Not where the sufficient-and-necessary set is flagged (most of the spectrum), nor uncertified.
+    broad = dataclasses.replace(both, mask=torch.ones_like(both.mask),
+                                certificate=dataclasses.replace(both.certificate, size=both.mask.numel()))
+    assert broad.flags and at_clip_level([found[0], broad, found[2]]) == ([found[0], broad, found[2]], None)
+    doubtful = dataclasses.replace(both, certificate=dataclasses.replace(both.certificate, certified=False))
+    assert at_clip_level([found[0], doubtful, found[2]])[1] is None
+    # Nor where it is the ranking's prefix (explain(max_joint_queries=0)), which holds the quiet set.
+    prefix = dataclasses.replace(both, certificate=dataclasses.replace(both.certificate, shrink=None))
+    assert at_clip_level([found[0], prefix, found[2]])[1] is None
+    # Not where the sufficient set is at the clip's level already, nor where it is not certified.
+    assert at_clip_level([both, both, found[2]])[1] is None
+    unsure = dataclasses.replace(found[0], certificate=dataclasses.replace(found[0].certificate, certified=False))
+    assert at_clip_level([unsure, both, found[2]])[1] is None
+    assert at_clip_level([None, both, found[2]])[1] is None and at_clip_level([found[0], None, None])[1] is None
