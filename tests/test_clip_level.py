@@ -83,6 +83,7 @@ def test_the_quiet_set_is_reported_beside_the_sets_not_among_them(faint_first, t
     assert "quiet sufficient" in text and "at 3000 Hz" in text and "near-silent input" in text
     assert "FLAGGED" not in text  # the headline sets are informative
     assert "quiet_sufficient=1 features" in repr(faint_first)
+    assert "quiet sufficient         1 feature (1 bin), loudest bin -60 dB" in text
     assert list(faint_first.named_sets)[-1] == "quiet_sufficient"
     assert "quiet_sufficient.wav" in result_files() and "quiet_sufficient.listen.flac" in result_files()
 

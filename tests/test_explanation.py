@@ -460,7 +460,7 @@ def test_print_describes_each_set_its_frequencies_and_the_cost(explanation):
     confidence = explanation.original.confidence
     assert lines[0] == f"decision: class 1 (confidence {confidence:.2f})"
     sufficient = next(line for line in lines if line.strip().startswith("sufficient "))
-    assert "1 features (1 bins)" in sufficient and sufficient.endswith("certified")
+    assert "1 feature (1 bin)" in sufficient and sufficient.endswith("certified")
     assert lines[lines.index(sufficient) + 1].strip() == f"at {bin_of(440, SAMPLE_RATE)} (rfft bins)"
     necessary = next(line for line in lines if "sufficient & necessary" in line)
     assert necessary.endswith(f"removing it flips to class {explanation.flip_class}")

@@ -74,6 +74,12 @@ def frequency_text(entry: Dict[str, Any], shown: int = 8, listing: Tuple[str, st
     return f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} ({where})"
 
 
+def _size(entry: Mapping[str, Any]) -> str:
+    # "1 feature (1 bin)", "3 features (12 bins)"
+    features, bins = entry["features"], entry["bins"]
+    return f"{features} feature{'s' * (features != 1)} ({bins} bin{'s' * (bins != 1)})"
+
+
 def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LISTING) -> List[str]:
     """Two lines per set of the summary: its size, loudness and certificate, then where its frequencies are."""
     sets = summary["sets"]
@@ -93,14 +99,14 @@ def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LIS
             loudness = f", {100 * entry['energy_share']:.1f}% of the energy, loudest bin {entry['level_db']:+.0f} dB"
         share = "" if entry.get("feature_share") is None else f", {100 * entry['feature_share']:.1f}% of the features"
         lines.append(
-            f"  {label:24s} {entry['features']} features ({entry['bins']} bins){share}{loudness}, {status}{extra}"
+            f"  {label:24s} {_size(entry)}{share}{loudness}, {status}{extra}"
         )
         lines.append(f"  {'':24s} {frequency_text(entry, listing=listing)}")
         lines += [f"  {'':24s} FLAGGED, not informative: {flag['reason']}" for flag in entry.get("flags", [])]
     for number, entry in enumerate(summary.get("alternatives") or [], start=1):
         status = "certified" if entry["certified"] else "NOT certified"
         label = f"alternative {number}"
-        lines.append(f"  {label:24s} {entry['features']} features ({entry['bins']} bins), disjoint from the others, {status}")
+        lines.append(f"  {label:24s} {_size(entry)}, disjoint from the others, {status}")
         lines.append(f"  {'':24s} {frequency_text(entry, listing=listing)}")
     report = summary.get("alternatives_report")
     if report and report.get("stopped"):
@@ -108,7 +114,7 @@ def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LIS
     quiet = summary.get("quiet_sufficient")
     if quiet:
         lines.append(
-            f"  {'quiet sufficient':24s} {quiet['features']} features ({quiet['bins']} bins), loudest bin "
+            f"  {'quiet sufficient':24s} {_size(quiet)}, loudest bin "
             f"{quiet['level_db']:+.0f} dB, certified: the model keeps its decision on this near-silent input too "
             "(the sufficient set above, at the clip's level, replaced it)"
         )
