@@ -80,8 +80,6 @@ def shrink_sufficient(
     Returns:
         tuple: The shrunk keep-mask ``(n_features,)`` and the :class:`ShrinkReport`.
     """
-    space = queries.space
-    n = space.n_features
     position = ranking_positions(ranking)
     members, start = ranking[:k_suff], "prefix"
     if candidates is not None and candidates.shape[0]:
@@ -90,6 +88,16 @@ def shrink_sufficient(
         if 0 < int(counts.min()) < k_suff:
             ids = smallest.to(ranking.device).nonzero().squeeze(1)
             members, start = ids[position[ids].argsort()], "search"
+    return _shrink_members(queries, members, target, budget, seed, k_suff, start)
+
+
+def _shrink_members(
+    queries: ExampleQueries, members: Tensor, target: int, budget: int, seed: int, prefix_size: int, start: str,
+) -> Tuple[Tensor, ShrinkReport]:
+    # Batched deletions from ``members`` (most responsible first: deletions start at the end) while
+    # the set kept alone keeps the decision; a member at the clip's level is kept (_shrink_keeping).
+    space = queries.space
+    n = space.n_features
 
     def test(sets: Sequence[Ids]) -> List[bool]:
         return [r.passes for r in queries.probes(queries.keep_scores(ids_to_mask(sets, n, space.device)), target)]
@@ -98,10 +106,10 @@ def shrink_sufficient(
     level = bin_level(space.feature_energy(queries.example), space.feature_sizes()).to(members.device)
     pin = _loud_member(level, members)
     if pin is None or budget < 3:
-        kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=k_suff, start=start)
+        kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=prefix_size, start=start)
     else:
         others = [int(f) for f in members if int(f) != pin]
-        kept, report = _shrink_keeping(test, pin, others, budget, generator, k_suff, start, _pin_can_go(level, pin))
+        kept, report = _shrink_keeping(test, pin, others, budget, generator, prefix_size, start, _pin_can_go(level, pin))
     return ids_to_mask([kept], n, space.device)[0], report
 
 
