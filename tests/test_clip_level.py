@@ -1,11 +1,14 @@
 """The sufficient set at the clip's level: a quiet one gives way to the sufficient-and-necessary set.
 
-Known answer by construction (:class:`EnergyShareDetector`): a clip holds a loud 440 Hz tone, two
-louder-than-faint others and a faint 3 kHz tone 60 dB down; the model decides class 1 when 440 Hz or
-3 kHz holds over 30% of the input's energy. Both single bins are sufficient (3 kHz alone is all of a
+Known answers by construction (:class:`EnergyShareDetector`): a clip holds a loud 440 Hz tone, two
+other tones and a faint 3 kHz tone 60 dB down; the model decides class 1 when 440 Hz or 3 kHz holds
+over 30% of the input's energy. Both single bins are sufficient (3 kHz alone is all of a
 near-silent input's energy); only 440 Hz is at the clip's level, and only its removal flips the
 decision. A ranking that puts the faint bin first makes it the sufficient prefix: the explanation
-must return 440 Hz as the sufficient set and keep the 3 kHz bin as ``quiet_sufficient``.
+must return 440 Hz as the sufficient set and keep the 3 kHz bin as ``quiet_sufficient``. With
+1000 Hz also read (over 20% of the energy), the decision flips only without both loud tones: the
+sufficient-and-necessary set is {440, 1000 Hz}, and the sufficient set in the quiet one's place is
+that set shrunk while it keeps the decision alone, its loudest member kept: {440 Hz}.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pytest
 import torch
 
 from captum_freqrex import Explanation, FreqReX
-from captum_freqrex._core.certify.certify import at_clip_level
+from captum_freqrex._core.certify.certify import CLIP_LEVEL_START, quiet_to_replace
 from captum_freqrex.cli import result_files
 from known_models import SAMPLE_RATE, EnergyShareDetector, bin_of, tone
 
@@ -35,12 +38,17 @@ def clip():
     return parts.unsqueeze(0)
 
 
+def _faint_first():
+    """Scores that rank the faint bin first, then the loud one."""
+    scores = torch.zeros(1, LENGTH // 2 + 1)
+    scores[0, FAINT], scores[0, LOUD] = 2.0, 1.0
+    return scores
+
+
 @pytest.fixture(scope="module")
 def faint_first(model, clip):
     """Explained from a ranking that puts the faint bin first, then the loud one."""
-    scores = torch.zeros(1, LENGTH // 2 + 1)
-    scores[0, FAINT], scores[0, LOUD] = 2.0, 1.0
-    return FreqReX(model).explain(clip, attributions=scores, seed=0)[0]
+    return FreqReX(model).explain(clip, attributions=_faint_first(), seed=0)[0]
 
 
 def _ids(chosen):
@@ -65,6 +73,25 @@ def test_a_quiet_sufficient_set_gives_way_to_the_loud_sufficient_and_necessary_o
     assert _decides(model, expl.waveform("quiet_sufficient")) == 1
     assert _decides(model, expl.waveform("sufficient", removed=True)) == 0
     assert _decides(model, expl.waveform("quiet_sufficient", removed=True)) == 1  # not necessary
+
+
+def test_a_larger_sufficient_and_necessary_set_is_shrunk_to_what_keeps_the_decision_at_the_clips_level():
+    model = EnergyShareDetector([440, 1000, 3000], share=0.2)
+    parts = tone(440, 0.1) + 0.9 * tone(1000, 0.1) + 0.5 * tone(2000, 0.1) + 0.5 * tone(2500, 0.1)
+    x = (parts + 0.001 * tone(3000, 0.1)).unsqueeze(0)
+    expl = FreqReX(model).explain(x, attributions=_faint_first(), seed=0)[0]
+    assert _ids(expl.sufficient_necessary) == [LOUD, bin_of(1000, LENGTH)]
+    assert _ids(expl.sufficient) == [LOUD] and expl.sufficient.certified and not expl.sufficient.flags
+    assert _ids(expl.quiet_sufficient) == [FAINT]
+    report = expl.sufficient.certificate.shrink
+    assert (report.start, report.start_size, report.size, report.one_minimal) == (CLIP_LEVEL_START, 2, 1, True)
+    assert "shrunk from the sufficient-and-necessary set (2 features" in expl.sufficient.certificate.note
+    assert _decides(model, expl.waveform("sufficient")) == 1  # re-queried here
+    assert _decides(model, expl.waveform("sufficient", removed=True)) == 1  # sufficient, not necessary
+    # Without a shrink budget the sufficient-and-necessary set itself takes the quiet set's place.
+    unshrunk = FreqReX(model).explain(x, attributions=_faint_first(), seed=0, shrink=False)[0]
+    assert unshrunk.quiet_sufficient is not None
+    assert torch.equal(unshrunk.sufficient.mask, unshrunk.sufficient_necessary.mask)
 
 
 def test_the_default_search_finds_the_loud_bin_and_keeps_no_quiet_set(model, clip):
@@ -123,23 +150,22 @@ def _as_found(expl):
     return [expl.quiet_sufficient, expl.sufficient_necessary, expl.complete]
 
 
+def _with_certificate(chosen, **changes):
+    return dataclasses.replace(chosen, certificate=dataclasses.replace(chosen.certificate, **changes))
+
+
 def test_the_replacement_rule(faint_first):
     found = _as_found(faint_first)
-    sets, quiet = at_clip_level(found)
-    assert quiet is found[0] and _ids(sets[0]) == [LOUD] and sets[0].name == "sufficient"
-    assert sets[0].certificate.removed is None  # a sufficient set's certificate: kept alone only
-    both = found[1]
+    quiet, both, complete = found
+    assert quiet_to_replace(found) is quiet
     # Not where the sufficient-and-necessary set is flagged (most of the spectrum), nor uncertified.
     broad = dataclasses.replace(both, mask=torch.ones_like(both.mask),
                                 certificate=dataclasses.replace(both.certificate, size=both.mask.numel()))
-    assert broad.flags and at_clip_level([found[0], broad, found[2]]) == ([found[0], broad, found[2]], None)
-    doubtful = dataclasses.replace(both, certificate=dataclasses.replace(both.certificate, certified=False))
-    assert at_clip_level([found[0], doubtful, found[2]])[1] is None
+    assert broad.flags and quiet_to_replace([quiet, broad, complete]) is None
+    assert quiet_to_replace([quiet, _with_certificate(both, certified=False), complete]) is None
     # Nor where it is the ranking's prefix (explain(max_joint_queries=0)), which holds the quiet set.
-    prefix = dataclasses.replace(both, certificate=dataclasses.replace(both.certificate, shrink=None))
-    assert at_clip_level([found[0], prefix, found[2]])[1] is None
+    assert quiet_to_replace([quiet, _with_certificate(both, shrink=None), complete]) is None
     # Not where the sufficient set is at the clip's level already, nor where it is not certified.
-    assert at_clip_level([both, both, found[2]])[1] is None
-    unsure = dataclasses.replace(found[0], certificate=dataclasses.replace(found[0].certificate, certified=False))
-    assert at_clip_level([unsure, both, found[2]])[1] is None
-    assert at_clip_level([None, both, found[2]])[1] is None and at_clip_level([found[0], None, None])[1] is None
+    assert quiet_to_replace([both, both, complete]) is None
+    assert quiet_to_replace([_with_certificate(quiet, certified=False), both, complete]) is None
+    assert quiet_to_replace([None, both, complete]) is None and quiet_to_replace([quiet, None, None]) is None

@@ -127,7 +127,10 @@ class ShrinkReport:
         prefix_size (int): Size of the sufficient prefix of the ranking (the set without shrinking).
         start_size (int): Size of the set the shrink started from: the prefix, or a smaller set
                     that the responsibility search itself found passing (``start == "search"``).
-        start (str): ``"prefix"`` or ``"search"``.
+        start (str): ``"prefix"`` or ``"search"``; for a searched set ``"joint"`` (from the
+                    joint search's candidates), ``"joint-prefix"`` (from the ranking's prefix) or,
+                    for a sufficient set shrunk from the sufficient-and-necessary set that replaced
+                    a quiet one, ``"joint-clip-level"``.
         size (int): Size of the returned set.
         queries (int): Model queries spent (the check included).
         checked (int): Features of the returned set whose removal alone was queried.

@@ -238,8 +238,9 @@ class Explanation:
                     level (its loudest bin more than 20 dB below the clip's loudest), which
                     :attr:`sufficient` replaced: where the search's sufficient set is that quiet and
                     the sufficient-and-necessary set is certified and not flagged, that set, at the
-                    clip's level, is :attr:`sufficient` too (what a listener hears decide), and
-                    the quiet one is kept here: the model keeps its decision on that near-silent
+                    clip's level, shrunk while it keeps the decision alone (its loudest member
+                    kept; at most ``max_shrink_queries`` more), is :attr:`sufficient` (what a
+                    listener hears decide), and the quiet one is kept here: the model keeps its decision on that near-silent
                     input as well, a fact about the model worth auditing. None otherwise. Rebuild
                     it with ``waveform("quiet_sufficient")``.
     """

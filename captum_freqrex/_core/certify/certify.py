@@ -4,7 +4,10 @@
 (:class:`~captum_freqrex._core.certify.prefix.PrefixSearch`), optionally shrinks the sufficient
 set (:func:`~captum_freqrex._core.certify.shrink.shrink_set`), and then queries the model on every
 returned set, exactly as ``Explanation.waveform`` rebuilds it, together with the unmasked input
-(is the model stable?). Only sets whose claim held on that batch are certified.
+(is the model stable?). Only sets whose claim held on that batch are certified. Where the
+sufficient set is far below the clip's level and the searched sufficient-and-necessary set is
+loud (:func:`quiet_to_replace`), that set, shrunk while it keeps the decision alone and re-queried,
+takes its place, and the quiet set is returned beside the three.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class CertifiedSets(NamedTuple):
         queries (int): Model queries of extraction, shrink and certification.
         messages (list of str): Warnings: sets that did not hold, an unstable model.
         stable (bool): Whether the model's output on the unmasked input held between calls.
+        quiet_sufficient (CausalSet, optional): The quiet sufficient set that a set at the clip's
+                    level replaced (:func:`quiet_to_replace`); None where none was replaced.
     """
 
     sets: List[Optional[CausalSet]]
@@ -354,43 +359,89 @@ def certify_sets(
         sets.append(builder.build(name, k, mask, kept, set_report, searched.notes.get(name, "")))
     certification_queries = len(keeps) + (remove is not None) + 1
     spent = found.queries + certification_queries + shrink_queries + searched.queries
-    sets, quiet = at_clip_level(sets)
-    return CertifiedSets(sets, spent, messages, stable, quiet)
+    quiet, extra = _replace_quiet(queries, ranking, target, sets, builder, shrink_budget, seed)
+    return CertifiedSets(sets, spent + extra, messages, stable, quiet)
+
+
+#: ``start`` of the :class:`ShrinkReport` of a sufficient set shrunk from the sufficient-and-necessary
+#: set that replaced a quiet one (:func:`quiet_to_replace`).
+CLIP_LEVEL_START = f"{JOINT_START}-clip-level"
+
+
+def quiet_to_replace(sets: Sequence[Optional[CausalSet]]) -> Optional[CausalSet]:
+    r"""The sufficient set to replace by a set at the clip's level, if any: the rule.
+
+    A certified sufficient set far below the clip's level (flagged ``below_clip_level``: a faint
+    bin the model happens to read on a near-silent input) gives way where the
+    sufficient-and-necessary set was searched (the joint search, on by default: not a prefix of
+    the ranking, which would hold the quiet set), is certified and is not flagged: that set is
+    sufficient too, and at the clip's level (what a listener hears the model decide by).
+
+    Args:
+        sets (sequence): The sufficient, sufficient-and-necessary and complete sets (None where none).
+
+    Returns:
+        CausalSet or None: The quiet sufficient set to replace; None where it stays.
+    """
+    sufficient, both = sets[0], sets[1]
+    if sufficient is None or both is None or not sufficient.certified or not _below_level(sufficient):
+        return None
+    searched = both.certificate.shrink is not None and both.certificate.shrink.start.startswith(JOINT_START)
+    if not searched or not both.certified or both.flags:
+        return None
+    return sufficient
 
 
 def _below_level(chosen: CausalSet) -> bool:
     return any(flag["flag"] == "below_clip_level" for flag in chosen.flags)
 
 
-def at_clip_level(sets: List[Optional[CausalSet]]) -> Tuple[List[Optional[CausalSet]], Optional[CausalSet]]:
-    r"""The sets with the sufficient set at the clip's level where it can be, and the quiet one it replaced.
+def _replace_quiet(
+    queries: ExampleQueries, ranking: Tensor, target: int, sets: List[Optional[CausalSet]], builder: "_SetBuilder",
+    budget: int, seed: int,
+) -> Tuple[Optional[CausalSet], int]:
+    # Replaces sets[0] in place where quiet_to_replace says so; returns the quiet set and the queries.
+    quiet, both = quiet_to_replace(sets), sets[1]
+    if quiet is None or both is None:
+        return None, 0
+    sets[0], spent = _clip_level_sufficient(queries, ranking, target, both, quiet, builder, budget, seed)
+    return quiet, spent
 
-    A certified sufficient set far below the clip's level (flagged ``below_clip_level``: a faint
-    bin the model happens to read on a near-silent input) gives way to the sufficient-and-necessary
-    set where that one was searched (the joint search, on by default: not a prefix of the
-    ranking, which would hold the quiet set), is certified and is not flagged: it is sufficient
-    too, and at the clip's level (what a listener hears the model decide by). No query is spent:
-    both sets are certified already.
 
-    Args:
-        sets (list): The sufficient, sufficient-and-necessary and complete sets (None where none).
+def _clip_level_sufficient(
+    queries: ExampleQueries, ranking: Tensor, target: int, both: CausalSet, quiet: CausalSet, builder: "_SetBuilder",
+    budget: int, seed: int,
+) -> Tuple[CausalSet, int]:
+    # The sufficient set in place of ``quiet``: the sufficient-and-necessary set ``both``, shrunk
+    # while it keeps the decision alone (one claim where it held two: a speech clip's 6,262 bins
+    # became 10 at 0 dB in 128 queries), its loudest member kept so it stays at the clip's level,
+    # and the result re-queried; ``both`` itself where nothing goes or the re-query fails. Returns
+    # the set and the queries spent.
+    level = "that is silent" if math.isinf(quiet.level_db) else f"{-quiet.level_db:.0f} dB below it"
+    chosen = f"chosen over a {quiet.size}-feature sufficient set {level} (Explanation.quiet_sufficient)"
+    ids = both.mask.nonzero().squeeze(1).to(ranking.device)
+    members = ids[ranking_positions(ranking)[ids].argsort()]  # most responsible first
+    spent = 0
+    if budget > 0 and members.numel() > 1:
+        mask, report = _shrink_members(queries, members, target, budget, seed, members.numel(), CLIP_LEVEL_START)
+        spent = report.queries
+        if report.size < members.numel():
+            kept = _kept_alone(queries, target, mask)
+            spent += 1
+            if kept.passes:
+                found = (f"shrunk from the sufficient-and-necessary set ({members.numel()} features, at the clip's "
+                         f"level) while it kept the decision alone, its loudest member kept; {chosen}")
+                return builder.build("sufficient", report.size, mask.bool(), kept, report, found), spent
+    note = "; ".join(n for n in (both.certificate.note, f"the sufficient-and-necessary set, at the clip's level, {chosen}") if n)
+    certificate = dataclasses.replace(both.certificate, removed=None, note=note)
+    return CausalSet("sufficient", both.mask, both.n_bins, certificate, both.energy_share, both.level_db), spent
 
-    Returns:
-        tuple: The sets (the first replaced, or as given), and the replaced sufficient set (None
-        where nothing was replaced).
-    """
-    sufficient, both, complete = sets
-    if sufficient is None or both is None or not sufficient.certified or not _below_level(sufficient):
-        return sets, None
-    searched = both.certificate.shrink is not None and both.certificate.shrink.start.startswith(JOINT_START)
-    if not searched or not both.certified or both.flags:
-        return sets, None
-    level = "that is silent" if math.isinf(sufficient.level_db) else f"{-sufficient.level_db:.0f} dB below it"
-    note = (f"the sufficient-and-necessary set, at the clip's level, chosen over a {sufficient.size}-feature "
-            f"sufficient set {level} (Explanation.quiet_sufficient)")
-    certificate = dataclasses.replace(both.certificate, removed=None, note="; ".join(n for n in (both.certificate.note, note) if n))
-    promoted = CausalSet("sufficient", both.mask, both.n_bins, certificate, both.energy_share, both.level_db)
-    return [promoted, both, complete], sufficient
+
+def _kept_alone(queries: ExampleQueries, target: int, keep: Tensor) -> ProbeResult:
+    # The model on one set kept alone, its waveform synthesised as Explanation.waveform rebuilds it.
+    space, example = queries.space, queries.example
+    scores = queries.oracle.waveform_scores(example, 1, lambda i: tuple(w[0] for w in space.mutants(example, keep.view(1, -1))))
+    return queries.probes(scores, target)[0]
 
 
 class _Searched(NamedTuple):
