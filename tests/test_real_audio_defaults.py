@@ -152,21 +152,3 @@ def test_a_real_clip_whose_sufficient_set_is_faint_is_answered_by_its_loud_suffi
         decide = lambda wave: loaded.model(wave.reshape(1, -1)).argmax(1).item()  # noqa: E731
         assert decide(expl.waveform("sufficient")) == decide(expl.waveform("quiet_sufficient")) == expl.target
         assert decide(expl.waveform("sufficient_necessary", removed=True)) != expl.target
-
-
-def test_a_prefix_sufficient_and_necessary_set_on_real_speech_is_shrunk_to_a_small_share():
-    """The zoo's English speech clip: the sufficient-and-necessary set comes from the ranking's
-    shortest prefix whose removal flips the decision (13,000-odd bins), minimal along the ranking
-    but not as a set. Its deletions, given the queries they can use, take it under 5% of the
-    features (24 queries left it at 22%); both claims re-queried here."""
-    loaded = zoo.load("speech")
-    clip = next(c for c in zoo.sample_clips("speech") if c.label == "en")
-    x = clip.waveform[: loaded.num_samples].unsqueeze(0)
-    expl = FreqReX(loaded.model).explain(x, seed=0)[0]
-    both = expl.sufficient_necessary
-    assert both.certified and both.certificate.shrink.start == "joint-prefix"
-    assert both.feature_share <= 0.05 and expl.stats.queries <= QUERY_TARGET
-    with torch.no_grad():
-        decide = lambda wave: loaded.model(wave.reshape(1, -1)).argmax(1).item()  # noqa: E731
-        assert decide(expl.waveform("sufficient_necessary")) == expl.target
-        assert decide(expl.waveform("sufficient_necessary", removed=True)) != expl.target
