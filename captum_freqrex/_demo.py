@@ -24,6 +24,7 @@ class NoteClassifier(nn.Module):
     def __init__(self, sample_rate: int = SAMPLE_RATE, floor: float = 0.02) -> None:
         super().__init__()
         self.sample_rate = sample_rate
+        self.class_names = CLASS_NAMES
         self.floor = floor
 
     def forward(self, x: Tensor) -> Tensor:
@@ -53,7 +54,7 @@ def demo_model_and_clip() -> Tuple[nn.Module, Tensor, Tuple[str, ...]]:
 
     Returns:
         tuple: ``(model, clip, class_names)``: an ``nn.Module`` in eval mode mapping ``(B, T)``
-        waveforms to ``(B, 4)`` logits, with a ``sample_rate`` attribute (16000); the clip,
+        waveforms to ``(B, 4)`` logits, with ``sample_rate`` (16000) and ``class_names`` attributes; the clip,
         ``(48000,)``; the class names ``("A4", "C5", "E5", "none")``.
     """
     return NoteClassifier().eval(), demo_clip(), CLASS_NAMES

@@ -73,6 +73,37 @@ def test_the_models_own_sample_rate_attribute_gives_the_hz(detector, tone_clip, 
     assert entry["frequencies_hz"] == ([440.0] if expected else None)
 
 
+@pytest.mark.parametrize("declared, expected", [(("quiet", "A4"), ("quiet", "A4")), (["quiet", "A4"], ("quiet", "A4")),
+                                                 (("A4",), None), ("A4", None), (("quiet", 4), None), (None, None)])
+def test_the_models_own_class_names_name_the_classes(detector, tone_clip, declared, expected, tmp_path):
+    """A model that names its classes (``model.class_names``, as the zoo's do) gets explanations
+    that name them without options: ``describe``, ``print`` and the report; anything but one string
+    per output is not a list of names and is ignored."""
+    detector.class_names = declared
+    explanation = FreqReX(detector).explain(tone_clip, max_queries=200, seed=SEED)[0]
+    assert explanation.class_names == expected
+    first = str(explanation).splitlines()[0]
+    assert first.startswith("decision: class 1 'A4'" if expected else "decision: class 1 (")
+    assert explanation.describe(class_names=["no", "yes"]).startswith("decision: class 1 'yes'")  # given names win
+    loaded = Explanation.load(explanation.save(str(tmp_path / "named.pt")))
+    assert loaded.class_names == expected
+
+
+def test_a_zoo_model_names_its_classes_in_the_explanation(tmp_path):
+    from captum_freqrex import zoo
+
+    loaded = zoo.load("percussion")
+    assert loaded.model.class_names == loaded.class_names
+    clip = zoo.load_clip("percussion", 0)
+    explanation = FreqReX(loaded.model).explain(clip.waveform[: loaded.num_samples].unsqueeze(0), seed=SEED)[0]
+    assert explanation.class_names == loaded.class_names
+    name = loaded.class_names[explanation.target]
+    assert str(explanation).splitlines()[0].startswith(f"decision: class {explanation.target} '{name}'")
+    pytest.importorskip("matplotlib")
+    page = open(explanation.to_html(str(tmp_path / "r.html")), encoding="utf-8").read()
+    assert f"{name} ({explanation.target})" in page  # the report names the class too
+
+
 def test_large_sets_list_their_most_responsible_frequencies(explanation):
     complete = explanation.summary(SAMPLE_RATE)["sets"]["complete"]
     everything = explanation.summary(SAMPLE_RATE, max_listed=None)["sets"]["complete"]
@@ -375,6 +406,8 @@ TAMPERINGS = [
     ("model_stable as text", _in(("model_stable",), "yes"), "model_stable is 'yes'"),
     ("is_tuple as text", _in(("is_tuple",), "no"), "is_tuple is 'no'"),
     ("negative sample rate", _in(("sample_rate",), -5), "sample_rate is -5"),
+    ("class names as text", _in(("class_names",), "en"), "class_names is 'en'"),
+    ("a class name that is a number", _in(("class_names",), ["en", 2]), r"class_names is \['en', 2\]"),
     ("inputs of another shape", _in(("inputs",), [torch.zeros(99)]), r"inputs\[0\] has shape \(99,\), expected \(8000,\)"),
     ("NaN inputs", _in(("inputs",), [torch.full((8000,), float("nan"))]), r"inputs\[0\] holds NaN"),
     ("inputs without baselines", _in(("baselines",), None), "inputs, baselines and baseline_is_zero are not stored together"),

@@ -25,7 +25,9 @@ from captum_freqrex._explanation import Explanation, class_confidences, settings
 from captum_freqrex._core.model.decision import Decision, DecisionLike
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.model.memory import estimate_memory
-from captum_freqrex._core.model.oracle import Oracle, check_forward_func, declared_sample_rate, rows_per_call
+from captum_freqrex._core.model.oracle import (
+    Oracle, check_forward_func, declared_class_names, declared_sample_rate, rows_per_call,
+)
 from captum_freqrex._core.model.outputs import OutputSelector, check_output_selector
 from captum_freqrex._core.model.targets import TargetLike, targets_per_example
 from captum_freqrex._core.options import FreqReXOptions
@@ -514,6 +516,7 @@ class FreqReX(PerturbationAttribution):
             class_confidences=class_confidences(call.decision, anchors.outputs),
             alternatives=[] if more is None else more.sets, alternatives_report=None if more is None else more.report,
             quiet_sufficient=certified.quiet_sufficient, sample_rate=declared_sample_rate(self.forward_func),
+            class_names=declared_class_names(self.forward_func, int(anchors.outputs.shape[-1])),
         )
 
     def _alternatives(

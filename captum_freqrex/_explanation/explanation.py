@@ -243,6 +243,11 @@ class Explanation:
                     listener hears decide), and the quiet one is kept here: the model keeps its decision on that near-silent
                     input as well, a fact about the model worth auditing. None otherwise. Rebuild
                     it with ``waveform("quiet_sufficient")``.
+        class_names (tuple of str, optional): The names of the model's classes, by index, when
+                    known: :meth:`FreqReX.explain` takes them from the model's ``class_names``
+                    attribute where it names every output (the zoo's models have one); the default
+                    of :meth:`describe` and :meth:`to_html`. None: classes by index (set it, or pass
+                    ``class_names=`` to those methods).
     """
 
     responsibility: Union[Tensor, Tuple[Tensor, ...]]
@@ -270,6 +275,7 @@ class Explanation:
     alternatives: List[CausalSet] = field(default_factory=list)
     alternatives_report: Optional[AlternativesReport] = None
     quiet_sufficient: Optional[CausalSet] = None
+    class_names: Optional[Tuple[str, ...]] = None
 
     @property
     def target_is_decision(self) -> bool:
@@ -482,12 +488,12 @@ class Explanation:
             sample_rate (float, optional): Sample rate in Hz, for the frequencies in Hz.
                         Default: :attr:`sample_rate` (None: rfft bins)
             class_names (sequence of str, optional): Names of the model's classes, by index.
-                        Default: None (classes by index)
+                        Default: :attr:`class_names` (None: classes by index)
 
         Returns:
             str: The lines, joined by newlines.
         """
-        return describe(self.summary(self._rate(sample_rate)), class_names)
+        return describe(self.summary(self._rate(sample_rate)), self.class_names if class_names is None else class_names)
 
     def __str__(self) -> str:
         return self.describe()
@@ -614,13 +620,15 @@ class Explanation:
         Args:
             sample_rate (float, optional): Sample rate in Hz for a frequency axis; bins otherwise.
                         Default: :attr:`sample_rate`
-            **kwargs: Passed to :func:`captum_freqrex.plotting.plot_responsibility`.
+            **kwargs: Passed to :func:`captum_freqrex.plotting.plot_responsibility`
+                        (``class_names`` defaults to :attr:`class_names`).
 
         Returns:
             matplotlib.figure.Figure: The figure.
         """
         from captum_freqrex.plotting import plot_responsibility
 
+        kwargs.setdefault("class_names", self.class_names)
         return plot_responsibility(self, sample_rate=self._rate(sample_rate), **kwargs)
 
     def plot_spectrograms(self, sample_rate: Optional[float] = None, **kwargs: Any) -> Any:
@@ -628,13 +636,15 @@ class Explanation:
 
         Args:
             sample_rate (float, optional): Sample rate in Hz. Default: :attr:`sample_rate`
-            **kwargs: Passed to :func:`captum_freqrex.plotting.plot_explanation_spectrograms`.
+            **kwargs: Passed to :func:`captum_freqrex.plotting.plot_explanation_spectrograms`
+                        (``class_names`` defaults to :attr:`class_names`).
 
         Returns:
             matplotlib.figure.Figure: The figure.
         """
         from captum_freqrex.plotting import plot_explanation_spectrograms
 
+        kwargs.setdefault("class_names", self.class_names)
         return plot_explanation_spectrograms(self, self._need_rate(sample_rate), **kwargs)
 
     def to_html(self, path: str, sample_rate: Optional[float] = None, **kwargs: Any) -> str:
@@ -645,14 +655,15 @@ class Explanation:
         Args:
             path (str): The ``.html`` file to write.
             sample_rate (float, optional): Sample rate in Hz. Default: :attr:`sample_rate`
-            **kwargs: Passed to :func:`captum_freqrex.report.write_html` (``class_names``,
-                        ``title``, ``details``).
+            **kwargs: Passed to :func:`captum_freqrex.report.write_html` (``class_names``, default
+                        :attr:`class_names`; ``title``, ``details``).
 
         Returns:
             str: The path.
         """
         from captum_freqrex.report import write_html
 
+        kwargs.setdefault("class_names", self.class_names)
         return write_html(self, path, self._need_rate(sample_rate), **kwargs)
 
     def __repr__(self) -> str:

@@ -348,6 +348,9 @@ def _check_run(record: Dict[str, Any]) -> None:
     rate = _field(record, "sample_rate")
     if rate is not None and (not _is_real(rate) or not math.isfinite(rate) or rate <= 0):
         raise Damaged(f"sample_rate is {rate!r}, not a rate in Hz")
+    names = record.get("class_names")  # absent from older files
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        raise Damaged(f"class_names is {names!r}, not a list of class names")
 
 
 def _check_waveforms(record: Dict[str, Any], shapes: List[Tuple[int, ...]]) -> None:
@@ -446,6 +449,7 @@ def _explanation_record(explanation: Explanation) -> Dict[str, Any]:
         "settings": dict(explanation.settings),
         "class_confidences": None if explanation.class_confidences is None else explanation.class_confidences.detach().cpu(),
         "sample_rate": explanation.sample_rate,
+        "class_names": None if explanation.class_names is None else list(explanation.class_names),
         "is_tuple": bool(explanation.is_tuple),
         "example_shapes": [list(s) for s in layout.example_shapes],
         "feature_grids": [list(ids.shape) for ids in layout.ids],
@@ -618,6 +622,7 @@ def load_explanation(
         settings=dict(record["settings"]),
         class_confidences=record["class_confidences"],
         sample_rate=record["sample_rate"],
+        class_names=None if record.get("class_names") is None else tuple(record["class_names"]),
         stored_layout=layout,
         alternatives=[_set_from_record("sufficient", d) for d in record.get("alternatives", [])],
         alternatives_report=None if record.get("alternatives_report") is None else AlternativesReport(**record["alternatives_report"]),

@@ -93,6 +93,8 @@ def load(name: str) -> ZooModel:
     model = _BUILDERS[name](card).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    # Named on the module too, as its sample rate is: explanations of it name its classes.
+    setattr(model, "class_names", tuple(card["class_names"]))
     return ZooModel(
         name=name,
         model=model,

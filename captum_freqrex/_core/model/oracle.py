@@ -95,6 +95,18 @@ def declared_sample_rate(forward_func: object) -> Optional[float]:
     return float(rate)
 
 
+def declared_class_names(forward_func: object, n_outputs: int) -> Optional[Tuple[str, ...]]:
+    r"""The model's own ``class_names`` attribute where it names every output (a sequence of
+    strings, one per output, or two for a single thresholded output; the zoo's models have one),
+    else None: what an explanation names its classes by."""
+    names = getattr(forward_func, "class_names", None)
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        return None
+    if not all(isinstance(name, str) for name in names) or len(names) not in ((1, 2) if n_outputs == 1 else (n_outputs,)):
+        return None
+    return tuple(names)
+
+
 #: Set on an exception the model itself raised inside a call of the oracle (see :func:`raised_by_model`).
 _MODEL_FAILURE = "_freqrex_raised_by_model"
 
