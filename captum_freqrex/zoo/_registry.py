@@ -94,7 +94,7 @@ def load(name: str) -> ZooModel:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     # Named on the module too, as its sample rate is: explanations of it name its classes.
-    setattr(model, "class_names", tuple(card["class_names"]))
+    model.class_names = tuple(card["class_names"])  # type: ignore[assignment]  (nn.Module types its attributes as tensors or modules)
     return ZooModel(
         name=name,
         model=model,
