@@ -93,8 +93,9 @@ def load(name: str) -> ZooModel:
     model = _BUILDERS[name](card).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    # Named on the module too, as its sample rate is: explanations of it name its classes.
-    model.class_names = tuple(card["class_names"])  # type: ignore[assignment]  (nn.Module types its attributes as tensors or modules)
+    # Named on the module too, as its sample rate is: explanations of it name its classes
+    # (nn.Module types its attributes as tensors or modules, hence the ignore).
+    model.class_names = tuple(card["class_names"])  # type: ignore[assignment]
     return ZooModel(
         name=name,
         model=model,
