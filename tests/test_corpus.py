@@ -27,6 +27,7 @@ from captum_freqrex._utils.csv_cells import FORMULA_STARTS
 from captum_freqrex.corpus import (
     DamagedStoreError,
     DatasetChangedError,
+    ModelFailedError,
     ResultStore,
     SourceError,
     StoreError,
@@ -489,6 +490,52 @@ def test_probabilities_and_logits_give_the_same_aggregates(small, tmp_path):
 
 
 # ----------------------------------------------------------------------------- resuming
+
+
+class LoudnessLimitedModel(ToneClassifier):
+    """The honest model, which raises on any input peaking above ``limit`` (a model that refuses
+    clipped audio): one clip of a data set it cannot explain."""
+
+    def __init__(self, limit: float = 1.5) -> None:
+        super().__init__([440, 1000])
+        self.limit = limit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if float(x.abs().amax()) > self.limit:
+            raise ValueError(f"input peaks above {self.limit}: clipped audio is not supported")
+        return super().forward(x)
+
+
+def test_a_clip_the_model_fails_on_is_stored_as_an_error_and_the_others_are_explained(reference, data, tmp_path):
+    ref_store, _, _ = reference
+    root, paths = data
+    folder = tmp_path / "with_loud"
+    shutil.copytree(root, folder)
+    sf.write(str(folder / "b1000" / "9.wav"), (4.0 * _clip("b1000", 9)).numpy(), SAMPLE_RATE, subtype="FLOAT")
+    store = tmp_path / "results.sqlite"
+    summary = run(LoudnessLimitedModel(), folder, store, batch_size=2)  # the loud clip shares a batch
+    assert (summary.explained, summary.failed) == (4, 1)
+    with ResultStore(str(store), readonly=True) as opened:
+        failed = [row for row in opened.rows("clips") if row["status"] == "error"]
+    assert [row["clip_id"] for row in failed] == ["b1000/9.wav"]
+    assert failed[0]["error"] == ("explaining it failed: ValueError: input peaks above 1.5: clipped audio is not "
+                                  "supported")
+    # The other clips' rows are those of the honest model's run, clip for clip.
+    explained = {table: [r for r in rows if r.get("clip_id") != "b1000/9.wav"] for table, rows in results(store).items()}
+    assert explained == results(ref_store)
+    # The failure is retried by the next run (and fails again), nothing else is redone.
+    again = run(LoudnessLimitedModel(), folder, store, batch_size=2)
+    assert (again.explained, again.skipped, again.failed) == (0, 4, 1)
+
+
+def test_a_model_that_fails_on_every_clip_stops_the_run_with_its_error(data, tmp_path, monkeypatch):
+    import captum_freqrex.corpus._run as corpus_run
+
+    root, _ = data
+    monkeypatch.setattr(corpus_run, "FAIL_FAST", 2)  # the folder has 4 clips
+    with pytest.raises(ModelFailedError, match=r"^explaining the first 2 clips failed every time .*e\.g\. a440/1\.wav: "
+                       r"explaining it failed: ValueError: input peaks above 0\.01"):
+        run(LoudnessLimitedModel(limit=0.01), root, tmp_path / "results.sqlite")
 
 
 def test_interrupted_run_resumes_without_recomputing(reference, data, tmp_path):
@@ -1009,7 +1056,7 @@ def test_a_configured_freqrex_gives_the_keywords_rows_and_resumes_their_store(sm
 
 
 def test_a_model_that_takes_one_waveform_at_a_time_is_run_with_rows_per_call_1(small, tmp_path):
-    """A model that refuses batches stops the run with its error and FreqReX's note; with
+    """A model that refuses batches fails every clip, stored with its error and FreqReX's note; with
     rows_per_call=1 every call of the explanation, the flips and the transfers is one row, and the stores hold
     the rows of the same model run in batches. rows_per_call is no setting of the run: a store
     made with it resumes without it."""
@@ -1022,9 +1069,11 @@ def test_a_model_that_takes_one_waveform_at_a_time_is_run_with_rows_per_call_1(s
         rows.append(1)
         return honest(waves)
 
-    with pytest.raises(ValueError, match="one waveform at a time") as raised:
-        run(one_at_a_time, small, tmp_path / "refused.sqlite", **SMALL)
-    assert "perturbations_per_eval=1" in raised.value.__notes__[0]
+    refused = run(one_at_a_time, small, tmp_path / "refused.sqlite", **SMALL)
+    assert (refused.explained, refused.failed) == (0, 2)  # fewer clips than FAIL_FAST: stored, not raised
+    with ResultStore(str(tmp_path / "refused.sqlite"), readonly=True) as opened:
+        errors = [row["error"] for row in opened.rows("clips")]
+    assert all("ValueError: one waveform at a time" in e and "perturbations_per_eval=1" in e for e in errors), errors
     single = run(one_at_a_time, small, tmp_path / "single.sqlite", rows_per_call=1, transfer_to={"same": honest},
                  **SMALL)
     batched = run(honest, small, tmp_path / "batched.sqlite", transfer_to={"same": honest}, **SMALL)

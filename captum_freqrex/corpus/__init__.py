@@ -27,7 +27,7 @@ from captum_freqrex.corpus._aggregate import (
     write_aggregates,
 )
 from captum_freqrex.corpus._grid import BandGrid, band_grid
-from captum_freqrex.corpus._run import DatasetRun, describe_model, explain_dataset
+from captum_freqrex.corpus._run import DatasetRun, ModelFailedError, describe_model, explain_dataset
 from captum_freqrex.corpus._sources import AUDIO_EXTENSIONS, Clip, ClipSource, SourceError, clip_source, fingerprint
 from captum_freqrex.corpus._store import (
     SCHEMA,
@@ -42,6 +42,7 @@ from captum_freqrex.corpus._store import (
 __all__ = [
     "explain_dataset",
     "DatasetRun",
+    "ModelFailedError",
     "aggregate",
     "write_aggregates",
     "Aggregates",

@@ -230,7 +230,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _explain_into(store: str, args: argparse.Namespace) -> Any:
     """Load the models and the baseline, and explain the data set into ``store``; returns the run."""
-    from captum_freqrex.corpus._run import explain_dataset
+    from captum_freqrex.corpus._run import ModelFailedError, explain_dataset
     from captum_freqrex.corpus._sources import SourceError
     from captum_freqrex.corpus._store import DamagedStoreError, DatasetChangedError, StoreError, StoreMismatchError
 
@@ -268,6 +268,8 @@ def _explain_into(store: str, args: argparse.Namespace) -> Any:
         raise CliError(str(error)) from None
     except SourceError as error:
         raise CliError(str(error)) from None
+    except ModelFailedError as error:
+        raise CliError(f"--model {args.model}: {error}") from None
 
 
 def _write_aggregates(store: str, out: str) -> None:

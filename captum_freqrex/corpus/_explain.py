@@ -286,7 +286,10 @@ def explain_clips(
     the certified sufficient signals fed to the ``targets``.
 
     Results per clip equal those of explaining it alone (FreqReX gives every example the same
-    seed, and the flip metric's verdicts are per example).
+    seed, and the flip metric's verdicts are per example). Where the batch fails (the model raises
+    on one of its clips, say), each clip is explained alone, and a clip that fails alone too gets
+    an ``"error"`` record naming the exception (retried by the next run), so one bad clip does
+    not stop a data set.
 
     Args:
         model (Callable): The model.
@@ -298,6 +301,18 @@ def explain_clips(
     Returns:
         list of ClipRecord: One per clip, in order.
     """
+    try:
+        return _explain_batch(model, clips, options, targets)
+    except Exception as error:  # noqa: BLE001 (the model's own exceptions: any type)
+        if len(clips) == 1:
+            return [failed_record(clips[0], error)]
+    return [record for clip in clips for record in explain_clips(model, [clip], options, targets)]
+
+
+def _explain_batch(
+    model: Callable, clips: Sequence[Any], options: ExplainOptions, targets: Optional[Mapping[str, Callable]]
+) -> List[ClipRecord]:
+    # explain_clips without the fallback: any failure raises.
     from captum_freqrex import FreqReX
 
     waves = torch.stack([clip.waveform for clip in clips])
@@ -404,10 +419,23 @@ def _flip_rows(clip_id: str, flips: Any, index: int, ks: List[int], options: Exp
     return rows
 
 
-def error_record(clip: Any) -> ClipRecord:
-    """The ``clips`` row of a clip that could not be read (status ``"error"``)."""
+def error_record(clip: Any, error: Optional[str] = None) -> ClipRecord:
+    """The ``clips`` row of a clip that could not be read, or explained (status ``"error"``;
+    ``error``: why, default the clip's own read error)."""
     row = {
         "clip_id": clip.clip_id, "position": clip.position, "source": clip.source, "label": clip.label,
-        "fingerprint": None, "notes": list(clip.notes), "warnings": [], "status": "error", "error": clip.error,
+        "fingerprint": None, "notes": list(clip.notes), "warnings": [], "status": "error",
+        "error": clip.error if error is None else error,
     }
     return ClipRecord(row)
+
+
+#: How the ``error`` of a clip the model failed on begins (:func:`failed_record`).
+MODEL_FAILED = "explaining it failed"
+
+
+def failed_record(clip: Any, error: BaseException) -> ClipRecord:
+    """The ``"error"`` record of a clip whose explanation raised ``error`` (with its notes: what
+    FreqReX adds to a model's exception, such as the option that bounds rows per call)."""
+    notes = "".join(f"; {note}" for note in getattr(error, "__notes__", []))
+    return error_record(clip, f"{MODEL_FAILED}: {type(error).__name__}: {error}{notes}")

@@ -16,12 +16,23 @@ from captum_freqrex import FreqReX
 from captum_freqrex._core.options import MODES
 from captum_freqrex.corpus._aggregate import Aggregates, aggregate
 from captum_freqrex.corpus._backends import make_backend
-from captum_freqrex.corpus._explain import BASELINE_KINDS, ClipRecord, ExplainOptions, error_record, update_digest
+from captum_freqrex.corpus._explain import (
+    BASELINE_KINDS, MODEL_FAILED, ClipRecord, ExplainOptions, error_record, update_digest,
+)
 from captum_freqrex.corpus._progress import DatasetProgress
 from captum_freqrex.corpus._sources import Clip, ClipSource, clip_source
 from captum_freqrex.corpus._store import DatasetChangedError, ResultStore
 
-__all__ = ["explain_dataset", "DatasetRun", "describe_model"]
+__all__ = ["explain_dataset", "DatasetRun", "describe_model", "ModelFailedError", "FAIL_FAST"]
+
+#: Clips the model must fail on, with none explained yet, before a run stops (ModelFailedError):
+#: a model that cannot run at all (a wrong input shape, say) is said at once, not once per clip.
+FAIL_FAST = 8
+
+
+class ModelFailedError(RuntimeError):
+    """Explaining the first clips of a run failed every time: the model (or its input) is wrong,
+    not one clip. The failures are stored (status ``"error"``) and retried by the next run."""
 
 
 
@@ -34,8 +45,9 @@ class DatasetRun:
         clips (int): Clips in the data set.
         explained (int): Clips explained by this call.
         skipped (int): Clips already in the store (from an earlier, interrupted call), not redone.
-        failed (int): Clips that could not be explained (unreadable, silent, ...): stored with
-                    status ``"error"``, retried by the next call.
+        failed (int): Clips that could not be explained (unreadable, silent, or the model raised
+                    on them: each clip of a failed batch is tried alone): stored with status
+                    ``"error"`` and the reason, retried by the next call.
         queries (int): Model queries of this call (FreqReX's and the flip metric's; the transfer
                     targets' queries, two per target and clip with a certified sufficient set, are
                     not counted).
@@ -324,6 +336,9 @@ def explain_dataset(
         DatasetChangedError: When the data set differs from the one the store's run explained.
         StoreError: When ``store`` is not a results store.
         ImportError: For ``backend="ray"`` without Ray (``pip install captum_freqrex[ray]``).
+        ModelFailedError: When the model raised on each of the first :data:`FAIL_FAST` clips and
+                    none was explained (a model that raises on some clips only gets those stored
+                    as failed, with the exception, and the others explained).
         KeyboardInterrupt: Passed on after the clips finished so far are safely stored.
     """
     start = time.perf_counter()
@@ -469,10 +484,26 @@ class _Feeder:
     def write(self, records: List[ClipRecord]) -> None:
         for clip_record in records:
             self.results.write(clip_record)
+            if clip_record.clip["status"] == "error":
+                self.model_failed(clip_record.clip)
+                continue
             self.counts["explained"] += 1
             self.counts["queries"] += clip_record.queries
         if self.bar is not None:
             self.bar.finished(self.counts["explained"], self.counts["queries"])
+
+    def model_failed(self, row: Dict[str, Any]) -> None:
+        # A clip the explanation raised on (explain_clips stored why); FAIL_FAST of them before
+        # any clip is explained stop the run: the model cannot run, not one clip is bad.
+        self.counts["failed"] += 1
+        if not self.counts["explained"] and row["error"].startswith(MODEL_FAILED):
+            self.counts["model_failed"] = self.counts.get("model_failed", 0) + 1
+            if self.counts["model_failed"] >= FAIL_FAST:
+                raise ModelFailedError(
+                    f"explaining the first {FAIL_FAST} clips failed every time (and no clip was explained), "
+                    f"e.g. {row['clip_id']}: {row['error']}; fix the model or its input (the failures are "
+                    "stored and retried when the run is repeated)"
+                )
 
     def failed(self, clip: Clip) -> None:
         self.results.write(error_record(clip))
