@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from captum_freqrex import Explanation, FreqReX
-from captum_freqrex._core.certify.certify import CLIP_LEVEL_START, quiet_to_replace
+from captum_freqrex._core.certify.clip_level import CLIP_LEVEL_START, quiet_to_replace
 from captum_freqrex.cli import result_files
 from known_models import SAMPLE_RATE, EnergyShareDetector, bin_of, tone
 

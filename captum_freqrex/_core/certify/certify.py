@@ -6,28 +6,25 @@ set (:func:`~captum_freqrex._core.certify.shrink.shrink_set`), and then queries 
 returned set, exactly as ``Explanation.waveform`` rebuilds it, together with the unmasked input
 (is the model stable?). Only sets whose claim held on that batch are certified. Where the
 sufficient set is far below the clip's level and the searched sufficient-and-necessary set is
-loud (:func:`quiet_to_replace`), that set, shrunk while it keeps the decision alone and re-queried,
+loud (:mod:`~captum_freqrex._core.certify.clip_level`), that set, shrunk while it keeps the decision alone and re-queried,
 takes its place, and the quiet set is returned beside the three.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from captum_freqrex._core.certify.clip_level import replace_quiet
 from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets
+from captum_freqrex._core.certify.loud_shrink import shrink_members
 from captum_freqrex._core.certify.prefix import PrefixSearch, passing_prefix_size, prefix_masks, ranking_positions
-from captum_freqrex._core.certify.shrink import Ids, shrink_set
-from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, bin_level, loudness, set_note
+from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
 from captum_freqrex._explanation import CausalSet
-from captum_freqrex._explanation.informative import MIN_LEVEL_DB, level_floor
 from captum_freqrex._core.model.example import ExampleQueries
-from captum_freqrex._core.spectral.space import ids_to_mask
 from captum_freqrex._core.records import ProbeResult, SetCertificate, ShrinkReport
 
 
@@ -40,7 +37,7 @@ class CertifiedSets(NamedTuple):
         messages (list of str): Warnings: sets that did not hold, an unstable model.
         stable (bool): Whether the model's output on the unmasked input held between calls.
         quiet_sufficient (CausalSet, optional): The quiet sufficient set that a set at the clip's
-                    level replaced (:func:`quiet_to_replace`); None where none was replaced.
+                    level replaced (:func:`~captum_freqrex._core.certify.clip_level.quiet_to_replace`); None where none was replaced.
     """
 
     sets: List[Optional[CausalSet]]
@@ -93,97 +90,7 @@ def shrink_sufficient(
         if 0 < int(counts.min()) < k_suff:
             ids = smallest.to(ranking.device).nonzero().squeeze(1)
             members, start = ids[position[ids].argsort()], "search"
-    return _shrink_members(queries, members, target, budget, seed, k_suff, start)
-
-
-def _shrink_members(
-    queries: ExampleQueries, members: Tensor, target: int, budget: int, seed: int, prefix_size: int, start: str,
-) -> Tuple[Tensor, ShrinkReport]:
-    # Batched deletions from ``members`` (most responsible first: deletions start at the end) while
-    # the set kept alone keeps the decision; a member at the clip's level is kept (_shrink_keeping).
-    space = queries.space
-    n = space.n_features
-
-    def test(sets: Sequence[Ids]) -> List[bool]:
-        return [r.passes for r in queries.probes(queries.keep_scores(ids_to_mask(sets, n, space.device)), target)]
-
-    generator = torch.Generator().manual_seed(seed)
-    level = bin_level(space.feature_energy(queries.example), space.feature_sizes()).to(members.device)
-    pin = _loud_member(level, members)
-    if pin is None or budget < 3:
-        kept, report = shrink_set(test, members.tolist(), budget, generator, prefix_size=prefix_size, start=start)
-    else:
-        others = [int(f) for f in members if int(f) != pin]
-        kept, report = _shrink_keeping(test, pin, others, budget, generator, prefix_size, start, _pin_can_go(level, pin))
-    return ids_to_mask([kept], n, space.device)[0], report
-
-
-#: The loudest member a shrink keeps (:func:`_shrink_keeping`) goes too where the rest passes
-#: without it and the rest's loudest bin is within this many dB of it: as loud, to a listener (the
-#: harmonics benchmark counts a set within 6 dB of the clip's loudest bin as at its peak).
-PIN_DROP_DB = 6.0
-
-
-def _within_db(level: Tensor, ids: Sequence[int], below: float = -MIN_LEVEL_DB, reference: Optional[float] = None) -> bool:
-    # Whether a set's loudest bin is at most ``below`` dB under ``reference`` (default: the clip's
-    # loudest bin, 20 dB under which a set is flagged).
-    top = float(level.max()) if reference is None else reference
-    return bool(ids) and top > 0 and float(level[list(ids)].max()) >= level_floor(top, below)
-
-
-def _pin_can_go(level: Tensor, pin: int) -> Callable[[List[int]], bool]:
-    """Whether the rest of a shrunk set may do without its pinned loudest member: where the rest's
-    loudest bin is within PIN_DROP_DB of the pin's and not flagged below the clip's level. A shrink
-    never trades a set at the clip's level for one flagged below it (the zoo's 10 s piano: a pin
-    at -19.5 dB and a rest at -20.8 dB)."""
-    pin_level = float(level[pin])
-    return lambda ids: _within_db(level, ids, PIN_DROP_DB, pin_level) and _within_db(level, ids)
-
-
-def _loud_member(level: Tensor, members: Tensor) -> Optional[int]:
-    """The set's loudest feature when it is within ``-MIN_LEVEL_DB`` dB of the clip's loudest bin
-    and the set holds more than it (None otherwise): the shrink keeps it, so a set at the clip's
-    level stays there."""
-    if members.numel() < 2:
-        return None
-    loudest = int(members[level[members].argmax()])
-    if not _within_db(level, [loudest]):
-        return None
-    return loudest
-
-
-def _shrink_keeping(
-    test: Callable[[Sequence[Ids]], List[bool]], pin: int, others: List[int], budget: int,
-    generator: torch.Generator, prefix_size: int, start: str, as_loud: Callable[[List[int]], bool],
-) -> Tuple[List[int], ShrinkReport]:
-    # Shrink ``others`` while ``others + [pin]`` passes. A loud set found by the search (the loud-band
-    # check) would otherwise often lose its loud bins to a few quiet ones that the model takes as
-    # readily; the listener wants the loud one. The pin alone is tried first (one query: then the
-    # one remaining member's removal is known to fail), and the pin's own removal from the result
-    # last: where the rest passes without it and is about as loud (``as_loud``: within PIN_DROP_DB
-    # of it), the pin goes too (a set of two bins 4 and 6 dB below the clip's loudest is one bin,
-    # the second); otherwise the report says whether the result is 1-minimal.
-    first_size = len(others) + 1
-    if test([[pin]])[0]:
-        return [pin], ShrinkReport(prefix_size, first_size, start, 1, 1, 1, 0, True)
-    pinned = torch.tensor([pin])
-    rest, report = shrink_set(
-        lambda sets: test([torch.cat((torch.as_tensor(ids, dtype=torch.long), pinned)) for ids in sets]), others,
-        budget - 2, generator,
-        prefix_size=prefix_size, start=start,
-    )
-    pin_removable = test([rest])[0]
-    if pin_removable and as_loud(rest):
-        # Its members' removals were asked beside the pin, not without it: only a single
-        # feature is known 1-minimal (without it, the empty set: the baseline, which failed).
-        single = len(rest) == 1
-        return rest, ShrinkReport(
-            prefix_size, first_size, start, len(rest), report.queries + 2, int(single), 0, single,
-        )
-    return [pin] + rest, ShrinkReport(
-        prefix_size, first_size, start, len(rest) + 1, report.queries + 2, report.checked + 1,
-        report.removable + int(pin_removable), report.exhaustive,
-    )
+    return shrink_members(queries, members, target, budget, seed, k_suff, start)
 
 
 def _certification(queries: ExampleQueries, target: int, keeps: List[Tensor], remove: Optional[Tensor]) -> _Certification:
@@ -359,90 +266,8 @@ def certify_sets(
         sets.append(builder.build(name, k, mask, kept, set_report, searched.notes.get(name, "")))
     certification_queries = len(keeps) + (remove is not None) + 1
     spent = found.queries + certification_queries + shrink_queries + searched.queries
-    quiet, extra = _replace_quiet(queries, ranking, target, sets, builder, shrink_budget, seed)
+    quiet, extra = replace_quiet(queries, ranking, target, sets, builder.build, shrink_budget, seed)
     return CertifiedSets(sets, spent + extra, messages, stable, quiet)
-
-
-#: ``start`` of the :class:`ShrinkReport` of a sufficient set shrunk from the sufficient-and-necessary
-#: set that replaced a quiet one (:func:`quiet_to_replace`).
-CLIP_LEVEL_START = f"{JOINT_START}-clip-level"
-
-
-def quiet_to_replace(sets: Sequence[Optional[CausalSet]]) -> Optional[CausalSet]:
-    r"""The sufficient set to replace by a set at the clip's level, if any: the rule.
-
-    A certified sufficient set far below the clip's level (flagged ``below_clip_level``: a faint
-    bin the model happens to read on a near-silent input) gives way where the
-    sufficient-and-necessary set was searched (the joint search, on by default: not a prefix of
-    the ranking, which would hold the quiet set), is certified and is not flagged: that set is
-    sufficient too, and at the clip's level (what a listener hears the model decide by).
-
-    Args:
-        sets (sequence): The sufficient, sufficient-and-necessary and complete sets (None where none).
-
-    Returns:
-        CausalSet or None: The quiet sufficient set to replace; None where it stays.
-    """
-    sufficient, both = sets[0], sets[1]
-    if sufficient is None or both is None or not sufficient.certified or not _below_level(sufficient):
-        return None
-    searched = both.certificate.shrink is not None and both.certificate.shrink.start.startswith(JOINT_START)
-    if not searched or not both.certified or both.flags:
-        return None
-    return sufficient
-
-
-def _below_level(chosen: CausalSet) -> bool:
-    return any(flag["flag"] == "below_clip_level" for flag in chosen.flags)
-
-
-def _replace_quiet(
-    queries: ExampleQueries, ranking: Tensor, target: int, sets: List[Optional[CausalSet]], builder: "_SetBuilder",
-    budget: int, seed: int,
-) -> Tuple[Optional[CausalSet], int]:
-    # Replaces sets[0] in place where quiet_to_replace says so; returns the quiet set and the queries.
-    quiet, both = quiet_to_replace(sets), sets[1]
-    if quiet is None or both is None:
-        return None, 0
-    sets[0], spent = _clip_level_sufficient(queries, ranking, target, both, quiet, builder, budget, seed)
-    return quiet, spent
-
-
-def _clip_level_sufficient(
-    queries: ExampleQueries, ranking: Tensor, target: int, both: CausalSet, quiet: CausalSet, builder: "_SetBuilder",
-    budget: int, seed: int,
-) -> Tuple[CausalSet, int]:
-    # The sufficient set in place of ``quiet``: the sufficient-and-necessary set ``both``, shrunk
-    # while it keeps the decision alone (one claim where it held two: held-out speech clip 208's
-    # 6,262 bins became 989 at -1.1 dB, the zoo's French clip's 1,004 became 275 at 0 dB, in 64
-    # queries each), its loudest member kept so it stays at the clip's level,
-    # and the result re-queried; ``both`` itself where nothing goes or the re-query fails. Returns
-    # the set and the queries spent.
-    level = "that is silent" if math.isinf(quiet.level_db) else f"{-quiet.level_db:.0f} dB below it"
-    chosen = f"chosen over a {quiet.size}-feature sufficient set {level} (Explanation.quiet_sufficient)"
-    ids = both.mask.nonzero().squeeze(1).to(ranking.device)
-    members = ids[ranking_positions(ranking)[ids].argsort()]  # most responsible first
-    spent = 0
-    if budget > 0 and members.numel() > 1:
-        mask, report = _shrink_members(queries, members, target, budget, seed, members.numel(), CLIP_LEVEL_START)
-        spent = report.queries
-        if report.size < members.numel():
-            kept = _kept_alone(queries, target, mask)
-            spent += 1
-            if kept.passes:
-                found = (f"shrunk from the sufficient-and-necessary set ({members.numel()} features, at the clip's "
-                         f"level) while it kept the decision alone, its loudest member kept; {chosen}")
-                return builder.build("sufficient", report.size, mask.bool(), kept, report, found), spent
-    note = "; ".join(n for n in (both.certificate.note, f"the sufficient-and-necessary set, at the clip's level, {chosen}") if n)
-    certificate = dataclasses.replace(both.certificate, removed=None, note=note)
-    return CausalSet("sufficient", both.mask, both.n_bins, certificate, both.energy_share, both.level_db), spent
-
-
-def _kept_alone(queries: ExampleQueries, target: int, keep: Tensor) -> ProbeResult:
-    # The model on one set kept alone, its waveform synthesised as Explanation.waveform rebuilds it.
-    space, example = queries.space, queries.example
-    scores = queries.oracle.waveform_scores(example, 1, lambda i: tuple(w[0] for w in space.mutants(example, keep.view(1, -1))))
-    return queries.probes(scores, target)[0]
 
 
 class _Searched(NamedTuple):
