@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from captum_freqrex import Explanation, FreqReX
-from captum_freqrex._core.certify.clip_level import CLIP_LEVEL_START, quiet_to_replace
+from captum_freqrex._core.certify.clip_level import CLIP_LEVEL_START, quiet_to_replace, replace_quiet
 from captum_freqrex.cli import result_files
 from known_models import SAMPLE_RATE, EnergyShareDetector, bin_of, tone
 
@@ -158,11 +158,16 @@ def test_the_replacement_rule(faint_first):
     found = _as_found(faint_first)
     quiet, both, complete = found
     assert quiet_to_replace(found) is quiet
-    # Not where the sufficient-and-necessary set is flagged (most of the spectrum), nor uncertified.
+    # Not where the sufficient-and-necessary set is below the clip's level too, nor uncertified.
+    assert quiet_to_replace([quiet, quiet, complete]) is None
+    assert quiet_to_replace([quiet, _with_certificate(both, certified=False), complete]) is None
+    # One that is most of the spectrum qualifies, but replaces the quiet set only where its shrink
+    # brings it under half the features: unshrunk (no budget) it is no better an answer.
     broad = dataclasses.replace(both, mask=torch.ones_like(both.mask),
                                 certificate=dataclasses.replace(both.certificate, size=both.mask.numel()))
-    assert broad.flags and quiet_to_replace([quiet, broad, complete]) is None
-    assert quiet_to_replace([quiet, _with_certificate(both, certified=False), complete]) is None
+    assert [f["flag"] for f in broad.flags] == ["most_of_spectrum"] and quiet_to_replace([quiet, broad, complete]) is quiet
+    sets = [quiet, broad, complete]
+    assert replace_quiet(None, faint_first.ranking, 1, sets, None, 0, 0) == (None, 0) and sets[0] is quiet
     # Nor where it is the ranking's prefix (explain(max_joint_queries=0)), which holds the quiet set.
     assert quiet_to_replace([quiet, _with_certificate(both, shrink=None), complete]) is None
     # Not where the sufficient set is at the clip's level already, nor where it is not certified.
