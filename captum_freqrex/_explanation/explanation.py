@@ -237,12 +237,13 @@ class Explanation:
         quiet_sufficient (CausalSet, optional): A certified sufficient set far below the clip's
                     level (its loudest bin more than 20 dB below the clip's loudest), which
                     :attr:`sufficient` replaced: where the search's sufficient set is that quiet and
-                    the sufficient-and-necessary set is certified and not flagged, that set, at the
-                    clip's level, shrunk while it keeps the decision alone (its loudest member
-                    kept; at most ``max_shrink_queries`` more), is :attr:`sufficient` (what a
-                    listener hears decide), and the quiet one is kept here: the model keeps its decision on that near-silent
-                    input as well, a fact about the model worth auditing. None otherwise. Rebuild
-                    it with ``waveform("quiet_sufficient")``.
+                    the sufficient-and-necessary set is certified and at the clip's level, that
+                    set, shrunk while it keeps the decision alone (its loudest member kept; at
+                    most ``max_shrink_queries`` more), is :attr:`sufficient` (what a listener
+                    hears decide) unless it is most of the spectrum, and the quiet one is kept
+                    here: the model keeps its decision on that near-silent input as well, a fact
+                    about the model worth auditing. None otherwise. Rebuild it with
+                    ``waveform("quiet_sufficient")``.
         class_names (tuple of str, optional): The names of the model's classes, by index, when
                     known: :meth:`FreqReX.explain` takes them from the model's ``class_names``
                     attribute where it names every output (the zoo's models have one); the default
