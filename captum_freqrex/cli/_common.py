@@ -19,6 +19,7 @@ from torch import Tensor
 from captum_freqrex._core.options import MAX_SEED
 # The generated baselines (anything else given to --baseline is an audio file) and their noise level.
 from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
+from captum_freqrex._core.model.oracle import class_name_counts
 from captum_freqrex._core.model.outputs import OutputSelector, check_model_outputs, check_output_selector
 
 __all__ = [
@@ -460,8 +461,7 @@ def _check_class_names(model: LoadedModel, outputs: int) -> None:
     names = model.class_names
     if names is None or model.zoo_name is not None:
         return
-    expected = (1, 2) if outputs == 1 else (outputs,)
-    if len(names) not in expected:
+    if len(names) not in class_name_counts(outputs):
         what = "one name per output, or two for a single (thresholded) output" if outputs == 1 else "one per output"
         raise CliError(
             f"--model {model.name}: its class_names has {len(names)} names but the model returns {outputs} "

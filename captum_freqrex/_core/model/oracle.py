@@ -95,14 +95,20 @@ def declared_sample_rate(forward_func: object) -> Optional[float]:
     return float(rate)
 
 
+def class_name_counts(n_outputs: int) -> Tuple[int, ...]:
+    r"""How many class names a model of ``n_outputs`` scores per example may have: one per output,
+    or one or two for a single (thresholded) output."""
+    return (1, 2) if n_outputs == 1 else (n_outputs,)
+
+
 def declared_class_names(forward_func: object, n_outputs: int) -> Optional[Tuple[str, ...]]:
     r"""The model's own ``class_names`` attribute where it names every output (a sequence of
-    strings, one per output, or two for a single thresholded output; the zoo's models have one),
-    else None: what an explanation names its classes by."""
+    strings, as many as :func:`class_name_counts` allows; the zoo's models have one), else None:
+    what an explanation names its classes by."""
     names = getattr(forward_func, "class_names", None)
     if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
         return None
-    if not all(isinstance(name, str) for name in names) or len(names) not in ((1, 2) if n_outputs == 1 else (n_outputs,)):
+    if not all(isinstance(name, str) for name in names) or len(names) not in class_name_counts(n_outputs):
         return None
     return tuple(names)
 
