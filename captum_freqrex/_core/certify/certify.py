@@ -99,14 +99,7 @@ def _certification(queries: ExampleQueries, target: int, keeps: List[Tensor], re
     # waveform is synthesised on its own, exactly as Explanation.waveform rebuilds it, so a
     # certificate holds on the waveform the user gets.
     keep_rows = keeps + ([1.0 - remove] if remove is not None else [])
-    space, example = queries.space, queries.example
-
-    def waveforms(i: int) -> Tuple[Tensor, ...]:
-        if i == len(keep_rows):
-            return queries.inputs
-        return tuple(w[0] for w in space.mutants(example, keep_rows[i].view(1, -1)))
-
-    joined = queries.oracle.waveform_scores(example, len(keep_rows) + 1, waveforms)
+    joined = queries.set_scores(keep_rows, with_input=True)
     results = queries.probes(joined, target)
     removed = results[len(keeps)] if remove is not None else None
     return _Certification(results[: len(keeps)], removed, results[-1], joined[-1])

@@ -114,7 +114,7 @@ def _clip_level_sufficient(
         mask, report = shrink_members(queries, members, target, budget, seed, members.numel(), CLIP_LEVEL_START)
         spent = report.queries
         if report.size < members.numel():
-            kept = _kept_alone(queries, target, mask)
+            kept = queries.probes(queries.set_scores([mask]), target)[0]
             spent += 1
             if kept.passes:
                 found = (f"shrunk from the sufficient-and-necessary set ({members.numel()} features, at the clip's "
@@ -126,10 +126,3 @@ def _clip_level_sufficient(
     note = "; ".join(n for n in (both.certificate.note, f"the sufficient-and-necessary set, at the clip's level, {chosen}") if n)
     certificate = dataclasses.replace(both.certificate, removed=None, note=note)
     return CausalSet("sufficient", both.mask, both.n_bins, certificate, both.energy_share, both.level_db), spent
-
-
-def _kept_alone(queries: ExampleQueries, target: int, keep: Tensor) -> ProbeResult:
-    # The model on one set kept alone, its waveform synthesised as Explanation.waveform rebuilds it.
-    space, example = queries.space, queries.example
-    scores = queries.oracle.waveform_scores(example, 1, lambda i: tuple(w[0] for w in space.mutants(example, keep.view(1, -1))))
-    return queries.probes(scores, target)[0]

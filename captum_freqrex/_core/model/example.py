@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 from torch import Tensor
 
@@ -47,6 +47,18 @@ class ExampleQueries:
     def keep_scores_of(self, n_rows: int, keeps: Callable[[int, int], Tensor]) -> Tensor:
         """Like :meth:`keep_scores`, with the masks of rows ``[lo, hi)`` built per model call by ``keeps(lo, hi)``."""
         return self.oracle.keep_scores(self.space, self.example, n_rows, keeps)
+
+    def set_scores(self, keeps: Sequence[Tensor], with_input: bool = False) -> Tensor:
+        """Model outputs, one row per keep-mask ``(n_features,)``, each set's waveform synthesised on
+        its own exactly as ``Explanation.waveform`` rebuilds it (so a certificate holds on the
+        waveform the user gets); then, ``with_input``, one row on the unmasked input."""
+
+        def waveforms(i: int) -> Tuple[Tensor, ...]:
+            if i == len(keeps):
+                return self.inputs
+            return tuple(w[0] for w in self.space.mutants(self.example, keeps[i].view(1, -1)))
+
+        return self.oracle.waveform_scores(self.example, len(keeps) + int(with_input), waveforms)
 
     def probes(self, outputs: Tensor, target: int) -> List[ProbeResult]:
         """The decision's reading of score rows ``(N, K)`` for ``target``, one :class:`ProbeResult` per row."""
