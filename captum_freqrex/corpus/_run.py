@@ -479,7 +479,7 @@ class _Feeder:
 
     def __init__(self, results: ResultStore, executor: Any, bar: Optional[DatasetProgress]) -> None:
         self.results, self.executor, self.bar = results, executor, bar
-        self.counts = {"explained": 0, "failed": 0, "queries": 0, "seen": 0}
+        self.counts = {"explained": 0, "failed": 0, "queries": 0, "seen": 0, "model_failed": 0}
 
     def write(self, records: List[ClipRecord]) -> None:
         for clip_record in records:
@@ -497,7 +497,7 @@ class _Feeder:
         # any clip is explained stop the run: the model cannot run, not one clip is bad.
         self.counts["failed"] += 1
         if not self.counts["explained"] and row["error"].startswith(MODEL_FAILED):
-            self.counts["model_failed"] = self.counts.get("model_failed", 0) + 1
+            self.counts["model_failed"] += 1
             if self.counts["model_failed"] >= FAIL_FAST:
                 raise ModelFailedError(
                     f"explaining the first {FAIL_FAST} clips failed every time (and no clip was explained), "
