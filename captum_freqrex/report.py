@@ -191,17 +191,19 @@ def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Op
                 '<td colspan="9" class="none">no prefix of the ranking satisfied this set within the budget</td></tr>'
             )
             continue
-        short = listed["sets"][name]
-        location = short if "inputs" not in short else short["inputs"][0]
-        rows.append(_set_row(name, SET_LABELS[name], SET_MEANINGS[name], entry, location, class_names))
+        rows.append(_set_row(name, SET_LABELS[name], SET_MEANINGS[name], entry, _location(listed["sets"][name]), class_names))
     for number, (entry, short) in enumerate(zip(summary.get("alternatives", []), listed.get("alternatives", [])), 1):
-        location = short if "inputs" not in short else short["inputs"][0]
-        rows.append(_set_row(f"alternative_{number}", f"sufficient, alternative {number}", ALTERNATIVE_MEANING, entry, location, class_names))
+        label = f"sufficient, alternative {number}"
+        rows.append(_set_row(f"alternative_{number}", label, ALTERNATIVE_MEANING, entry, _location(short), class_names))
     quiet, short = summary.get("quiet_sufficient"), listed.get("quiet_sufficient")
     if quiet and short:
-        location = short if "inputs" not in short else short["inputs"][0]
-        rows.append(_set_row("quiet_sufficient", "sufficient, quiet (replaced)", QUIET_MEANING, quiet, location, class_names))
+        rows.append(_set_row("quiet_sufficient", "sufficient, quiet (replaced)", QUIET_MEANING, quiet, _location(short), class_names))
     return "<table>" + "".join(rows) + "</table>" + _alternatives_note(summary)
+
+
+def _location(short: Dict[str, Any]) -> Dict[str, Any]:
+    # Where a set's frequencies are, from its short listing: the first input's for tuple inputs.
+    return short if "inputs" not in short else short["inputs"][0]
 
 
 def _alternatives_note(summary: Mapping[str, Any]) -> str:

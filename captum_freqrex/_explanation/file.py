@@ -287,12 +287,19 @@ def _check_alternatives(record: Dict[str, Any], n: int, sizes: Tensor, n_classes
     taken = record["sets"]["sufficient"]["mask"].clone()
     for i, chosen in enumerate(alternatives):
         where = f"alternatives[{i}]"
-        mask = _check_set(chosen, where, n, sizes, n_classes)
-        if not chosen["certificate"]["certified"] or not bool(mask.any()):
-            raise Damaged(f"{where} is not a certified non-empty set (only those are returned)")
+        mask = _check_returned_set(chosen, where, n, sizes, n_classes)
         if bool((mask & taken).any()):
             raise Damaged(f"{where} overlaps the sufficient set or an earlier alternative (they must be disjoint)")
         taken |= mask
+
+
+def _check_returned_set(chosen: Any, where: str, n: int, sizes: Tensor, n_classes: Optional[int]) -> Tensor:
+    """An alternative or the quiet sufficient set: a set's record that must be certified and
+    non-empty (no other such set is returned); returns its mask."""
+    mask = _check_set(chosen, where, n, sizes, n_classes)
+    if not chosen["certificate"]["certified"] or not bool(mask.any()):
+        raise Damaged(f"{where} is not a certified non-empty set (only those are returned)")
+    return mask
 
 
 def _check_quiet_sufficient(record: Dict[str, Any], n: int, sizes: Tensor, n_classes: Optional[int]) -> None:
@@ -300,9 +307,7 @@ def _check_quiet_sufficient(record: Dict[str, Any], n: int, sizes: Tensor, n_cla
     quiet = record.get(QUIET_SUFFICIENT)
     if quiet is None:
         return
-    mask = _check_set(quiet, QUIET_SUFFICIENT, n, sizes, n_classes)
-    if not quiet["certificate"]["certified"] or not bool(mask.any()):
-        raise Damaged(f"{QUIET_SUFFICIENT} is not a certified non-empty set (only such a set is kept)")
+    _check_returned_set(quiet, QUIET_SUFFICIENT, n, sizes, n_classes)
     if record["sets"]["sufficient"] is None:
         raise Damaged(f"{QUIET_SUFFICIENT} is stored without the sufficient set that replaced it")
 
