@@ -24,12 +24,17 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_responsibility", "plot_spectrograms", "plot_explanation_spectrograms"]
 
-# Drawn largest first, so nested sets stay visible as rings.
+# Drawn largest first, so nested sets stay visible as rings; the quiet sufficient set (where a
+# near-silent one gave way to a loud one, Explanation.quiet_sufficient) last, apart from them.
 SET_STYLES = {
     "complete": ("#9ecae1", "complete", 90),
     "sufficient_necessary": ("#3182bd", "sufficient & necessary", 45),
     "sufficient": ("#e6550d", "sufficient", 14),
+    "quiet_sufficient": ("#756bb1", "quiet sufficient", 10),
 }
+
+#: Column labels of the membership strip beside a spectrogram.
+STRIP_LABELS = {"sufficient": "S", "sufficient_necessary": "SN", "complete": "C", "quiet_sufficient": "Q"}
 
 #: Sets of at most this many frequencies are drawn as markers (and lines over spectrograms);
 #: larger ones as coloured stretches of the spectrum and as a strip beside the spectrogram.
@@ -92,9 +97,16 @@ def _null_locator() -> Any:
     return NullLocator()
 
 
+def _drawn_sets(explanation: "Explanation") -> Dict[str, Any]:
+    """The sets the figures draw, by name, smallest kind first: the three sets found, then the
+    quiet sufficient set where there is one."""
+    named = explanation.named_sets
+    return {name: named[name] for name in STRIP_LABELS if name in named}
+
+
 def _in_set_rows(explanation: "Explanation", name: str) -> Optional[Tensor]:
     """``(freq,)`` bool: the frequency rows of input 0 that the set touches (any channel or frame)."""
-    chosen = explanation.sets[name]
+    chosen = explanation.named_sets.get(name)
     if chosen is None:
         return None
     layout = explanation.layout
@@ -107,10 +119,7 @@ def _in_set_rows(explanation: "Explanation", name: str) -> Optional[Tensor]:
 def _distinct_sets(explanation: "Explanation") -> List[Tuple[List[str], Any]]:
     """The sets found, with sets of identical masks merged: ``[(names, set), ...]`` smallest first."""
     groups: List[Tuple[List[str], Any]] = []
-    for name in ("sufficient", "sufficient_necessary", "complete"):
-        chosen = explanation.sets[name]
-        if chosen is None:
-            continue
+    for name, chosen in _drawn_sets(explanation).items():
         for names, other in groups:
             if torch.equal(other.mask.cpu(), chosen.mask.cpu()):
                 names.append(name)
@@ -146,9 +155,10 @@ def plot_responsibility(
     log_frequency: bool = True,
     class_names: Optional[Sequence[str]] = None,
 ) -> Any:
-    r"""Responsibility per frequency, with the magnitude spectrum and the three sets marked on it.
+    r"""Responsibility per frequency, with the magnitude spectrum and the sets marked on it.
 
-    For rfft features: two panels (the clip's spectrum in dB with each set's bins marked; the
+    For rfft features: two panels (the clip's spectrum in dB with each set's bins marked, the
+    three sets and, where a near-silent sufficient set gave way to a loud one, the quiet one; the
     responsibility, one line per channel for per-channel features). A set of at most
     :data:`MARK_LIMIT` bins is drawn as markers, a larger one as the stretches of the spectrum
     it holds, in its colour. For STFT cells: the clip's spectrogram (grey) with the responsibility
@@ -190,9 +200,10 @@ def plot_responsibility(
     else:
         fig, bottom = plt.subplots(1, 1, figsize=(10, 3.5))
         top, marked_on, values = bottom, bottom, per_channel.sum(0)
+    drawn = _drawn_sets(explanation)
     for name, (color, label, size) in SET_STYLES.items():
         rows = _in_set_rows(explanation, name)
-        chosen = explanation.sets[name]
+        chosen = drawn.get(name)
         if rows is None or chosen is None:  # rows is None exactly when the set is
             continue
         text = f"{label} ({chosen.size})"
@@ -467,7 +478,7 @@ def _membership_strip(ax: Any, explanation: "Explanation", sample_rate: float, t
     hz = explanation.layout.bin_hz(0, sample_rate)
     assert hz is not None, "a sample rate and the domain give each row's frequency"
     edges = np.concatenate([np.linspace(0.0, LINEAR_BELOW_HZ, 8)[:-1], np.geomspace(LINEAR_BELOW_HZ, top, 600)])
-    columns = [n for n in ("sufficient", "sufficient_necessary", "complete") if explanation.sets[n] is not None]
+    columns = list(_drawn_sets(explanation))
     for column, name in enumerate(columns):
         rows = _in_set_rows(explanation, name)
         assert rows is not None  # columns holds only the sets found
@@ -481,7 +492,7 @@ def _membership_strip(ax: Any, explanation: "Explanation", sample_rate: float, t
             ax.hlines(hz[rows].numpy(), column, column + 0.9, color=color, linewidth=1.5)
     ax.set_xlim(0, max(len(columns), 1))
     ax.set_xticks([c + 0.45 for c in range(len(columns))])
-    ax.set_xticklabels([{"sufficient": "S", "sufficient_necessary": "SN", "complete": "C"}[n] for n in columns], fontsize=7)
+    ax.set_xticklabels([STRIP_LABELS[n] for n in columns], fontsize=7)
     ax.tick_params(axis="y", labelleft=False)
     ax.set_title("sets", fontsize=8)
 
@@ -500,11 +511,13 @@ def plot_explanation_spectrograms(
     Panels, top to bottom:
 
     * the original, with the sets over it: for rfft features, a line at each frequency of a set
-      of at most :data:`MARK_LIMIT` frequencies and a strip on the right (``S``, ``SN``, ``C``)
-      coloured where each set holds a frequency; for STFT cells, the responsibility of each
-      cell in colour over the spectrogram in grey (computed with the domain's own STFT);
-    * each set kept alone; sets with the same features share one panel, and a set holding every
-      feature (identical to the original) gets none;
+      of at most :data:`MARK_LIMIT` frequencies and a strip on the right (``S``, ``SN``, ``C``,
+      and ``Q`` for the quiet sufficient set where a near-silent one gave way to a loud one,
+      :attr:`~captum_freqrex.Explanation.quiet_sufficient`) coloured where each set holds a
+      frequency; for STFT cells, the responsibility of each cell in colour over the spectrogram
+      in grey (computed with the domain's own STFT);
+    * each set kept alone, the quiet sufficient set last; sets with the same features share one
+      panel, and a set holding every feature (identical to the original) gets none;
     * the original with the sufficient-and-necessary set removed (what the decision flips on).
 
     Each panel has its own colour scale, from its own peak down ``dynamic_range_db``, so that a
@@ -612,7 +625,7 @@ def _mark_set_frequencies(first: Any, strip: Any, explanation: "Explanation", sa
     # Dashed lines at each (small) set's frequencies, and the membership strip beside the axes.
     hz = explanation.layout.bin_hz(0, sample_rate)
     assert hz is not None, "a sample rate and the domain give each row's frequency"
-    for name in ("complete", "sufficient_necessary", "sufficient"):
+    for name in SET_STYLES:
         rows = _in_set_rows(explanation, name)
         if rows is None or int(rows.sum()) > MARK_LIMIT:
             continue

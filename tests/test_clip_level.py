@@ -121,6 +121,41 @@ def test_the_report_shows_the_quiet_set_and_lets_it_be_heard(faint_first, tmp_pa
     assert 'data-set="quiet_sufficient"' in page and 'data-signal="quiet_sufficient"' in page
 
 
+def test_the_bins_csv_marks_the_quiet_set_in_a_column_of_its_own(faint_first, model, clip, tmp_path):
+    import csv
+
+    with open(faint_first.to_csv(str(tmp_path / "bins.csv"), SAMPLE_RATE), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[-2:] == ["complete", "quiet_sufficient"]
+    assert [i for i, r in enumerate(rows) if r["quiet_sufficient"] == "1"] == [FAINT]
+    assert [i for i, r in enumerate(rows) if r["sufficient"] == "1"] == [LOUD]
+    # Without a quiet set the columns are the three sets' alone.
+    with open(FreqReX(model).explain(clip, seed=0)[0].to_csv(str(tmp_path / "plain.csv")), newline="") as handle:
+        assert next(csv.reader(handle))[-3:] == ["sufficient", "sufficient_necessary", "complete"]
+
+
+def test_the_figures_draw_the_quiet_set_beside_the_others(faint_first):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    try:
+        top = faint_first.plot(sample_rate=SAMPLE_RATE).axes[0]
+        marked = {c.get_label(): c for c in top.collections}
+        assert [float(x) for x in marked["quiet sufficient (1)"].get_offsets()[:, 0]] == [3000.0]
+        assert [float(x) for x in marked["sufficient (1)"].get_offsets()[:, 0]] == [440.0]
+        fig = faint_first.plot_spectrograms(sample_rate=SAMPLE_RATE)
+        strip = next(ax for ax in fig.axes if ax.get_title() == "sets")
+        assert [t.get_text() for t in strip.get_xticklabels()][-1] == "Q"
+        titles = [ax.get_title() for ax in fig.axes]
+        quiet = [t for t in titles if t.startswith("quiet sufficient kept alone (1 features)")]
+        assert len(quiet) == 1 and "peak -60 dBFS (-65 dB vs the clip)" in quiet[0]  # 0.001 against a 1.8 peak
+        # A line at the quiet set's frequency over the original's spectrogram, beside the loud one's.
+        assert {3000.0, 440.0} <= {line.get_ydata()[0] for line in fig.axes[0].get_lines()}
+    finally:
+        plt.close("all")
+
+
 def test_save_and_load_keep_the_quiet_set(faint_first, clip, tmp_path):
     loaded = Explanation.load(faint_first.save(str(tmp_path / "q.pt")), inputs=clip)
     assert _ids(loaded.quiet_sufficient) == [FAINT]

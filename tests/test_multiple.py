@@ -236,3 +236,14 @@ def test_band_and_stft_features_give_disjoint_certified_sets_that_load(model, cl
     assert not (expl.sufficient.mask & expl.alternatives[0].mask).any()
     loaded = Explanation.load(expl.save(str(tmp_path / "e.pt")))
     assert torch.equal(loaded.alternatives[0].mask, expl.alternatives[0].mask)
+
+
+def test_the_bins_csv_has_a_column_per_alternative(model, clip, tmp_path):
+    import csv
+
+    expl = _explain(model, clip, 2)
+    with open(expl.to_csv(str(tmp_path / "bins.csv"), SAMPLE_RATE), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[-4:] == ["sufficient", "sufficient_necessary", "complete", "alternative_1"]
+    assert {i for i, r in enumerate(rows) if r["alternative_1"] == "1"} == _ids(expl.alternatives[0])
+    assert {i for i, r in enumerate(rows) if r["sufficient"] == "1"} == _ids(expl.sufficient)

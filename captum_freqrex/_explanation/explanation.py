@@ -506,7 +506,9 @@ class Explanation:
         (frequency row), ``hz`` (its centre frequency; empty without a sample rate), ``frame`` and
         ``time_s`` (STFT only), ``feature`` (id), ``responsibility`` (of the feature), ``rank`` (of
         the feature, 1 = most responsible), then ``sufficient``, ``sufficient_necessary`` and
-        ``complete``: 1 when the bin is in the set, 0 when not, empty when no such set was found.
+        ``complete``: 1 when the bin is in the set, 0 when not, empty when no such set was found;
+        then, only where the explanation holds them, one such column per further set of
+        :attr:`named_sets`: ``alternative_1``, ... (``n_explanations``) and ``quiet_sufficient``.
         Rows follow the grid (frequency ascending).
 
         Args:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -336,11 +336,11 @@ def summary_record(
     }
 
 
-def _csv_header(layout: "FeatureLayout", is_tuple: bool) -> List[str]:
+def _csv_header(layout: "FeatureLayout", is_tuple: bool, set_columns: Sequence[str]) -> List[str]:
     per_channel = any(layout.axes(i)[0] is not None for i in range(len(layout.ids)))
     stft = any(layout.axes(i)[2] is not None for i in range(len(layout.ids)))
     header = (["input"] if is_tuple else []) + (["channel"] if per_channel else []) + ["bin", "hz"]
-    return header + (["frame", "time_s"] if stft else []) + ["feature", "responsibility", "rank", *SET_NAMES]
+    return header + (["frame", "time_s"] if stft else []) + ["feature", "responsibility", "rank", *set_columns]
 
 
 #: Bins per chunk of :func:`csv_lines`: the text of a chunk is built at once, so a long clip's
@@ -392,8 +392,10 @@ def csv_lines(explanation: "Explanation", sample_rate: Optional[float], is_tuple
     layout = explanation.layout
     ranks = explanation.feature_ranks()
     values = explanation.feature_responsibility.detach().cpu().double()
-    masks = {n: (None if s is None else s.mask.detach().cpu().bool()) for n, s in explanation.sets.items()}
-    header = _csv_header(layout, is_tuple)
+    # The three sets always (empty where not found), then the alternatives and the quiet set found.
+    sets: Dict[str, Optional[CausalSet]] = {**explanation.sets, **explanation.named_sets}
+    masks = {n: (None if s is None else s.mask.detach().cpu().bool()) for n, s in sets.items()}
+    header = _csv_header(layout, is_tuple, list(masks))
     yield ",".join(header)
     for index in range(len(layout.ids)):
         for start in range(0, layout.ids[index].numel(), CSV_CHUNK_BINS):
@@ -403,7 +405,6 @@ def csv_lines(explanation: "Explanation", sample_rate: Optional[float], is_tuple
             columns.append([str(f) for f in features])
             columns.append([f"{v:.6g}" for v in values[flat].tolist()])
             columns.append([str(r) for r in ranks[flat].tolist()])
-            for name in SET_NAMES:
-                mask = masks[name]
+            for mask in masks.values():
                 columns.append([""] * len(features) if mask is None else [str(int(m)) for m in mask[flat].tolist()])
             yield from (",".join(row) for row in zip(*columns))
