@@ -849,6 +849,21 @@ def test_explain_asks_for_disjoint_alternatives_with_explanations(tones, clip_fi
     assert code == 2 and "--explanations 2" in capsys.readouterr().err
 
 
+def test_explain_lets_the_complete_set_stop_further_below_the_confidence(tones, clip_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["explain", clip_file, *tones, "--max-queries", "200", "--complete-tolerance", "0.2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    complete = summary["sets"]["complete"]
+    assert summary["settings"]["complete_tolerance"] == 0.2
+    assert complete["certified"] and complete["kept_confidence"] >= summary["original_confidence"] - 0.2
+    for bad in ("1", "-0.1", "much"):
+        with pytest.raises(SystemExit) as refused:
+            main(["explain", clip_file, *tones, "--out", str(tmp_path / "x"), "--complete-tolerance", bad])
+        assert refused.value.code == 2
+        assert f"--complete-tolerance: must be a number in [0, 1) (a drop in confidence), got {bad}" in capsys.readouterr().err
+
+
 def test_explain_writes_the_alternatives_audio_and_removes_stale_ones(tmp_path, monkeypatch, capsys):
     # EitherCause fires on 440 Hz alone or on 880 + 1320 Hz: two disjoint certified sets, whose audio
     # is written beside the sets'; a rerun asking for one explanation removes the alternative's files.

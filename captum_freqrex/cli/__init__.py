@@ -41,6 +41,7 @@ from captum_freqrex.cli._common import (
     add_output_option,
     add_explanations_option,
     add_rows_option,
+    add_complete_tolerance_option,
     add_search_options,
     check_out,
     check_output,
@@ -109,6 +110,7 @@ def _explain_one(
     output: OutputSelector = None,
     n_explanations: int = 1,
     rows_per_call: Optional[int] = None,
+    complete_tolerance: float = 0.05,
 ) -> Explanation:
     check_output(model, waveform.unsqueeze(0), output)
     explainer = FreqReX(model.model, search=search, output=output)
@@ -126,7 +128,7 @@ def _explain_one(
         try:
             try:
                 options = FreqReXOptions(seed=seed, max_queries=max_queries, mode=mode, n_explanations=n_explanations,
-                                         perturbations_per_eval=rows_per_call)
+                                         perturbations_per_eval=rows_per_call, complete_tolerance=complete_tolerance)
             except ValueError as error:
                 raise CliError(f"--explanations {n_explanations}: {error}") from None
             explanation = explainer.explain(
@@ -166,6 +168,7 @@ def _explain_and_write(
         bands=getattr(args, "bands", None), mode=getattr(args, "mode", "sufficient"),
         search=getattr(args, "search", None), output=getattr(args, "output", None),
         n_explanations=getattr(args, "explanations", 1), rows_per_call=getattr(args, "rows_per_call", None),
+        complete_tolerance=getattr(args, "complete_tolerance", 0.05),
     )
     if announce:
         say(announce)
@@ -308,6 +311,7 @@ def _add_demo(sub: Any) -> None:
     add_common_options(demo, "freqrex_out/demo")
     add_search_options(demo)
     add_explanations_option(demo)
+    add_complete_tolerance_option(demo)
     add_rows_option(demo)
     demo.set_defaults(run=_cmd_demo)
 
@@ -337,6 +341,7 @@ def _add_explain(sub: Any) -> None:
     add_common_options(explain, "freqrex_out/explain")
     add_search_options(explain)
     add_explanations_option(explain)
+    add_complete_tolerance_option(explain)
     add_rows_option(explain)
     add_output_option(explain)
     explain.set_defaults(run=_cmd_explain)

@@ -7,6 +7,7 @@ that another module uses is public; this module imports nothing else of the comm
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -27,6 +28,7 @@ __all__ = [
     "CliError", "LoadedModel", "Baseline", "say",
     "int_option", "parse_seed", "parse_sample_rate", "parse_count", "parse_clip_index", "parse_max_queries", "parse_explanations",
     "parse_output", "add_common_options", "add_output_option", "add_search_options", "add_explanations_option",
+    "parse_complete_tolerance", "add_complete_tolerance_option",
     "add_rows_option",
     "zoo_available", "zoo_names", "load_zoo", "load_model", "check_output", "class_name", "parse_target",
     "parse_baseline", "exists_error", "input_files", "check_out", "check_not_inputs", "open_new",
@@ -146,6 +148,25 @@ def add_explanations_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--explanations", type=parse_explanations, default=1, metavar="K",
         help="up to K pairwise-disjoint certified sufficient sets (default 1; with --mode sufficient)",
+    )
+
+
+def parse_complete_tolerance(text: str) -> float:
+    """``--complete-tolerance T``: a float in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1) (a drop in confidence), got {text}")
+    return value
+
+
+def add_complete_tolerance_option(parser: argparse.ArgumentParser) -> None:
+    """``--complete-tolerance T``: how far below the input's confidence the complete set may stop."""
+    parser.add_argument(
+        "--complete-tolerance", type=parse_complete_tolerance, default=0.05, metavar="T",
+        help="the complete set must reach the clip's confidence minus T (default 0.05); a larger T gives a smaller set",
     )
 
 
