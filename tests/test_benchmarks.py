@@ -470,3 +470,19 @@ def test_held_out_defaults_records_and_summary_on_known_clips():
     sufficient = rows[0]
     assert (sufficient["set"], sufficient["found"], sufficient["below_clip_level"], sufficient["over_half"]) == ("sufficient", 2, 1, 0)
     assert sufficient["median_queries"] == (loud["queries"] + quiet["queries"]) / 2
+
+
+def test_next_steps_table_counts_the_sets_each_option_brought_under_half():
+    next_steps = _load("next_steps")
+    options = list(next_steps.OPTIONS)
+    records = [
+        {"clip": "a", "model": "m", "kind": "complete", "default": 0.9, **{o: 0.9 for o in options}},
+        {"clip": "b", "model": "m", "kind": "complete", "default": 0.7, **{o: 0.7 for o in options}},
+    ]
+    records[0]["--complete-tolerance 0.2"] = 0.1
+    records[1]["--complete-tolerance 0.2"] = None  # not found with it: counted as the whole input
+    lines = next_steps.table(records)
+    row = next(line for line in lines if "`--complete-tolerance 0.2`" in line)
+    assert row == "| complete | 2 | `--complete-tolerance 0.2` | 1/2 | 80.0% | 55.0% |"
+    assert not any(line.startswith("| sufficient-and-necessary") for line in lines)
+    assert next(line for line in lines if "`--bands 64`" in line).endswith("| 0/2 | 80.0% | 80.0% |")

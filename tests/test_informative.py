@@ -86,6 +86,34 @@ def test_the_named_next_steps_exist():
     assert 'search="interleaved"' in NEXT_STEPS["most_of_spectrum"] and "max_queries=4000" in NEXT_STEPS["most_of_spectrum"]
 
 
+def test_each_sets_flag_names_the_options_its_own_search_answers_to(broad):
+    model, expl = broad
+    steps = {name: chosen.flags[0]["next_step"] for name, chosen in expl.sets.items()}
+    assert "max_queries=4000" in steps["sufficient"] and 'search="interleaved"' in steps["sufficient"]
+    # The sufficient-and-necessary and complete searches stop on their own: no "more queries".
+    for name in ("sufficient_necessary", "complete"):
+        assert "max_queries" not in steps[name] and "interleaved" not in steps[name]
+        assert "log_bands(" in steps[name] and "--baseline noise" in steps[name]
+    assert steps["complete"].startswith("let it stop further below the clip's confidence (explain(..., complete_tolerance=0.2)")
+    # One hint per set, each with its own step.
+    hints = result_hints(expl.summary(SAMPLE_RATE), "1")
+    assert [h.split(" is most")[0] for h in hints] == ["the sufficient set", "the sufficient & necessary set", "the complete set"]
+    # The step does what it says: by construction the confidence grows with every bin kept, so a
+    # larger tolerance stops the complete set earlier (re-queried here).
+    looser = FreqReX(model).explain(impulse(LENGTH).unsqueeze(0), max_queries=200, seed=0, complete_tolerance=0.2)[0]
+    assert looser.complete.size < expl.complete.size and looser.complete.certified
+    kept = torch.softmax(model(looser.waveform("complete").reshape(1, -1)), 1)[0, 1]
+    assert expl.original.confidence - 0.2 <= float(kept) < expl.original.confidence - 0.05
+
+
+def test_sets_sharing_a_step_share_one_hint():
+    flag = {"flag": "most_of_spectrum", "reason": "r", "next_step": NEXT_STEPS["most_of_spectrum"]}
+    summary = {"flags": [{"set": "sufficient", **flag}, {"set": "alternative_1", **flag}], "sets": {}}
+    assert result_hints(summary, "1") == [
+        f"the sufficient and alternative 1 sets are most of the spectrum: {NEXT_STEPS['most_of_spectrum']}"
+    ]
+
+
 def test_an_ordinary_one_bin_set_at_the_peak_is_not_flagged(ordinary):
     chosen = ordinary.sufficient
     assert chosen.size == 1 and chosen.level_db == pytest.approx(0.0, abs=1e-6) and chosen.flags == []

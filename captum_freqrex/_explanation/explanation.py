@@ -81,7 +81,7 @@ class CausalSet:
         """Why the set may not be worth reading and what to do: ``{"flag", "reason", "next_step"}``
         per flag (``"most_of_spectrum"``: over half the features; ``"below_clip_level"``: its
         loudest bin more than 20 dB below the clip's); empty for an informative set."""
-        return set_flags(self.size, self.feature_share, self.level_db)
+        return set_flags(self.size, self.feature_share, self.level_db, self.name)
 
     @property
     def certified(self) -> bool:

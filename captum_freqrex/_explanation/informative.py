@@ -41,12 +41,14 @@ def level_floor(loudest: float, below_db: float = -MIN_LEVEL_DB) -> float:
 _BASELINE_OPTIONS = "explain(..., baselines=...); --baseline noise, pink or an audio FILE"
 _OTHER_BASELINE = f"explain against another baseline ({_BASELINE_OPTIONS})"
 
+_BANDS = "group bins into bands (explain(..., feature_mask=log_bands(...)); --bands N)"
+
 #: The next step for each flag, named by options that exist (Python, then the command line).
 NEXT_STEPS = {
     "most_of_spectrum": (
-        "group bins into bands (explain(..., feature_mask=log_bands(...)); --bands N), give the search "
+        f"{_BANDS}, give the search "
         "more queries (the default search tries other feature orders when bands leave the set scattered: "
-        'explain(..., max_queries=4000); --max-queries 4000), search="interleaved" (--search interleaved), '
+        'explain(..., max_queries=4000); --max-queries 4000), FreqReX(model, search="interleaved") (--search interleaved), '
         f"or {_OTHER_BASELINE}"
     ),
     "below_clip_level": (
@@ -55,8 +57,39 @@ NEXT_STEPS = {
     ),
 }
 
+#: Where a set's own search answers to other options than the sufficient set's: the
+#: sufficient-and-necessary and complete searches stop on their own, so more queries leave them as
+#: they are (``max_queries=4000`` brought none of 34 flagged sets under half the features, another
+#: search order 3), while bands and another baseline brought 4-5 of 7 flagged
+#: sufficient-and-necessary sets under half; the complete set stops at the input's confidence minus
+#: ``complete_tolerance``, and 0.2 brought 13 of 27 under half (``benchmarks/next_steps.py``;
+#: docs/method.md, "Certified but not informative").
+SET_NEXT_STEPS = {
+    ("sufficient_necessary", "most_of_spectrum"): (
+        f"{_BANDS}, or {_OTHER_BASELINE} (its search stops on its own: more queries leave it as it is)"
+    ),
+    ("complete", "most_of_spectrum"): (
+        "let it stop further below the clip's confidence (explain(..., complete_tolerance=0.2); "
+        f"--complete-tolerance 0.2; default 0.05), {_BANDS}, or {_OTHER_BASELINE}"
+    ),
+}
 
-def set_flags(size: int, feature_share: float, level_db: float) -> List[Dict[str, str]]:
+
+def next_step(flag: str, set_name: Optional[str] = None) -> str:
+    r"""The next step for a flag of a set: the set's own where its search answers to other options.
+
+    Args:
+        flag (str): ``"most_of_spectrum"`` or ``"below_clip_level"``.
+        set_name (str, optional): ``"sufficient"``, ``"sufficient_necessary"`` or ``"complete"``.
+                    Default: None (the sufficient set's)
+
+    Returns:
+        str: The step, naming options that exist (Python, then the command line).
+    """
+    return SET_NEXT_STEPS.get((set_name or "", flag), NEXT_STEPS[flag])
+
+
+def set_flags(size: int, feature_share: float, level_db: float, set_name: Optional[str] = None) -> List[Dict[str, str]]:
     r"""The flags of one set: why it may not be worth reading, and what to do.
 
     Args:
@@ -64,6 +97,7 @@ def set_flags(size: int, feature_share: float, level_db: float) -> List[Dict[str
         feature_share (float): The set's share of the features, in [0, 1].
         level_db (float): The set's loudest bin relative to the clip's loudest bin, in dB (NaN:
                     unknown, never flagged).
+        set_name (str, optional): Which set, for its next step (:func:`next_step`). Default: None
 
     Returns:
         list of dict: One ``{"flag", "reason", "next_step"}`` per flag, ``flag`` being
@@ -73,11 +107,11 @@ def set_flags(size: int, feature_share: float, level_db: float) -> List[Dict[str
     flags = []
     if size > 0 and feature_share > MAX_FEATURE_SHARE:
         reason = f"covers {100 * feature_share:.0f}% of the features: most of the spectrum"
-        flags.append({"flag": "most_of_spectrum", "reason": reason, "next_step": NEXT_STEPS["most_of_spectrum"]})
+        flags.append({"flag": "most_of_spectrum", "reason": reason, "next_step": next_step("most_of_spectrum", set_name)})
     if size > 0 and not math.isnan(level_db) and level_db < MIN_LEVEL_DB:
         level = "silent" if math.isinf(level_db) else f"{level_db:+.0f} dB"
         reason = f"has its loudest bin at {level}: far below the clip's level (more than {-MIN_LEVEL_DB:g} dB below its loudest bin)"
-        flags.append({"flag": "below_clip_level", "reason": reason, "next_step": NEXT_STEPS["below_clip_level"]})
+        flags.append({"flag": "below_clip_level", "reason": reason, "next_step": next_step("below_clip_level", set_name)})
     return flags
 
 
@@ -91,6 +125,11 @@ def summary_flags(sets: Mapping[str, Optional[Mapping[str, Any]]]) -> List[Dict[
         list of dict: ``{"set", "flag", "reason", "next_step"}`` per flag.
     """
     return [{"set": name, **flag} for name, entry in sets.items() if entry for flag in entry.get("flags", [])]
+
+
+def _set_words(name: str) -> str:
+    # "sufficient_necessary" -> "sufficient & necessary", "alternative_1" -> "alternative 1".
+    return "sufficient & necessary" if name == "sufficient_necessary" else name.replace("_", " ")
 
 
 def result_hints(summary: Mapping[str, Any], target_name: str, baseline_kind: Optional[str] = None) -> List[str]:
@@ -110,11 +149,12 @@ def result_hints(summary: Mapping[str, Any], target_name: str, baseline_kind: Op
     hints = []
     flags = summary.get("flags") or summary_flags(summary["sets"])
     for kind in NEXT_STEPS:
-        named = [flag["set"].replace("_", " & ") for flag in flags if flag["flag"] == kind]
-        if named:
+        # One hint per next step: sets whose steps are the same share it.
+        for step in dict.fromkeys(flag["next_step"] for flag in flags if flag["flag"] == kind):
+            named = [_set_words(flag["set"]) for flag in flags if flag["flag"] == kind and flag["next_step"] == step]
             what = "most of the spectrum" if kind == "most_of_spectrum" else "far below the clip's level"
             sets = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
-            hints.append(f"the {sets} set{'s are' if len(named) > 1 else ' is'} {what}: {NEXT_STEPS[kind]}")
+            hints.append(f"the {sets} set{'s are' if len(named) > 1 else ' is'} {what}: {step}")
     if summary.get("baseline_decides"):
         if baseline_kind is None:
             fix = f"run again with another baseline ({_BASELINE_OPTIONS})"
