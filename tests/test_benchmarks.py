@@ -30,14 +30,18 @@ def test_perf_benchmark_smoke(tmp_path):
     perf = _load("perf")
     assert perf.main(["--lengths", "0.5", "--repeats", "1", "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "perf.csv")))
-    assert [r["method"] for r in rows] == ["FreqReX", "IntegratedGradients", "KernelShap", "FeatureAblation"]
+    assert [r["method"] for r in rows] == [
+        "FreqReX", "FreqReX.attribute", "IntegratedGradients", "KernelShap", "FeatureAblation"]
     for row in rows:
         assert int(row["queries"]) > 0 and int(row["forward_calls"]) > 0
         assert 0 <= float(row["overhead_share"]) <= 1
         assert float(row["model_s_median"]) <= float(row["wall_s_median"])
-    freqrex = rows[0]
+    freqrex, attribute = rows[0], rows[1]
     assert freqrex["certified"] == "True" and freqrex["contains_tone_bin"] == "True"
     assert int(freqrex["queries"]) <= 1000 + 64 + 1 + JOINT
+    # attribute asks the responsibility only: fewer queries than explain, its ranking as good here.
+    assert int(attribute["queries"]) < int(freqrex["queries"]) and attribute["contains_tone_bin"] == "True"
+    assert attribute["vs_ig"] != "" and attribute["synthesis_s_median"] != ""
     text = (tmp_path / "perf.md").read_text()
     assert text.count("\n") == len(rows) + 4 and "device cpu" in text.splitlines()[0]
     assert "peak_cuda_mib" not in rows[0]  # GPU columns only on CUDA
