@@ -369,6 +369,14 @@ def command_line(script: str, argv: Optional[Sequence[str]]) -> str:
     return " ".join([f"benchmarks/{script}"] + list(argv if argv is not None else sys.argv[1:]))
 
 
+def write_and_print(out: str, filename: str, text: str) -> None:
+    """Write a results file into ``out`` (created if missing) and print it."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, filename), "w") as handle:
+        handle.write(text)
+    print(text)
+
+
 def results_header(command: str) -> str:
     """The first line of every results file: the command that made it, torch's version and threads."""
     return f"`{command}`, torch {torch.__version__}, {torch.get_num_threads()} threads"

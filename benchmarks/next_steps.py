@@ -155,10 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "| clip | set | default | " + " | ".join(f"`{o}`" for o in OPTIONS) + " |",
         "| --- | --- | --- |" + " --- |" * len(OPTIONS), *rows, "",
     ])
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "next_steps.md"), "w") as handle:
-        handle.write(text)
-    print(text)
+    flip_rates.write_and_print(args.out, "next_steps.md", text)
     return 0
 
 

@@ -136,10 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         lines.append(f"| {option} | " + " | ".join(cells) + " |")
     header = flip_rates.results_header(flip_rates.command_line("option_table.py", argv))
     text = f"{header}, {time.perf_counter() - start:.0f} s\n\n" + "\n".join(lines) + "\n"
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "option_table.md"), "w") as f:
-        f.write(text)
-    print(text)
+    flip_rates.write_and_print(args.out, "option_table.md", text)
     return 0
 
 

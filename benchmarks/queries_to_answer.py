@@ -155,10 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         rows.append({"kind": kind, "clip": name, "default": default, "whole": whole, "ig": ig})
         print(f"{kind} {name}: default {_cell(default)}; whole budget {_cell(whole)}; IG {ig:.2f} s", flush=True)
     text = f"{flip_rates.results_header(flip_rates.command_line('queries_to_answer.py', argv))}\n\n{table(rows)}\n"
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "queries_to_answer.md"), "w") as f:
-        f.write(text)
-    print(text)
+    flip_rates.write_and_print(args.out, "queries_to_answer.md", text)
     return 0
 
 
