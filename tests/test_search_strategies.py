@@ -161,6 +161,49 @@ def test_band_screening_finds_a_flipping_peak_that_no_band_reveals_and_ranks_the
     assert descent.stopped_by == "max_queries" and not bool((descent.responsibility > 0).any())
 
 
+def _loud_flanks(n: int, feature: int) -> torch.Tensor:
+    """A loud peak at ``feature`` with loud flanks (+-2) and quiet bins further out (+-3 to +-8)."""
+    energy = torch.full((n,), 1e-3, dtype=torch.float64)
+    energy[feature - 8 : feature + 9] = 1.0
+    energy[feature - 2 : feature + 3] = torch.tensor([30.0, 60.0, 100.0, 60.0, 30.0], dtype=torch.float64)
+    energy[[feature - 5, feature - 4, feature + 4, feature + 6]] = 0.01  # the quietest neighbours
+    energy[400] = 200.0  # the clip's loudest peak, elsewhere
+    return energy
+
+
+def test_band_screening_ranks_the_quietest_neighbours_of_a_flip_where_their_removal_flips_too():
+    # Removing any set of at most 5 features that holds the flip flips: the contiguous window of
+    # 5 and the flip with its 4 quietest neighbours both do, so the quieter one ranks next to it
+    # (a top-5 removal that takes far less energy).
+    n, feature = 4000, 3210
+    energy = _loud_flanks(n, feature)
+    result = BandScreening().run(fake_context(hidden_flip(feature), mode="necessary", max_queries=400,
+                                              n_features=n, energy=energy))
+    values = result.responsibility
+    assert float(values[feature]) == 1.0 and result.details["around_flip"] == "quiet"
+    quiet = [feature - 5, feature - 4, feature + 4, feature + 6]
+    top5 = torch.argsort(-values, stable=True)[:5].tolist()
+    assert sorted(top5) == sorted([feature, *quiet])
+    assert float(energy[top5].sum()) < float(energy[feature - 2 : feature + 3].sum()) / 2
+    assert int((values > 0).sum()) == 5
+
+
+def test_band_screening_keeps_the_windows_where_the_quiet_neighbours_do_not_flip():
+    # Removal flips only when the set holds the flip and both its neighbours: no quiet set does.
+    n, feature = 4000, 3210
+    energy = _loud_flanks(n, feature)
+
+    def rule(sets):
+        return sets[:, feature] & sets[:, feature - 1] & sets[:, feature + 1] & (sets.sum(dim=1) <= 5) | (
+            sets[:, feature] & (sets.sum(dim=1) == 1))
+
+    result = BandScreening().run(fake_context(rule, mode="necessary", max_queries=400, n_features=n, energy=energy))
+    values = result.responsibility
+    assert float(values[feature]) == 1.0 and result.details["around_flip"] == "windows"
+    assert values[feature - 1].item() == values[feature + 1].item() == 1 / 3
+    assert values[feature - 2].item() == values[feature + 2].item() == 1 / 5
+
+
 def test_band_screening_queries_no_feature_alone_twice():
     seen = []
 

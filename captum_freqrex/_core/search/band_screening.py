@@ -40,9 +40,13 @@ loudest bins). Band screening spends the same queries on a tree instead:
    alone is never queried twice (a peak the descent reaches keeps its verdict, as does a core's
    member met again in its band).
 5. **Around the flip.** When a single feature flips the decision and the search stops there, one
-   more batch screens the windows of 3, 5, 9 and 17 features centred on it (``flip_windows`` of
-   them): the flipping ones give its neighbours ``1 / |window|``, so the top of the ranking is a
-   set whose removal flips too where one was found.
+   more batch screens two nested chains of sets holding it: the windows of 3, 5, 9 and 17
+   features centred on it (``flip_windows`` of them), and the feature with its 2, 4 and 8
+   quietest neighbours within 8 features either side. The flipping sets of one chain give their
+   members ``1 / |set|``, so the top of the ranking is a set whose removal flips too where one was
+   found: the quiet chain where its set of 5 flips (the quieter of the two where both do), since
+   a top-5 removal of the loud flanks of a peak is a far louder manipulation than of its quiet
+   neighbours; the windows otherwise (``details["around_flip"]`` says which).
 6. **Unions of the best singles.** When the screening ends with no single feature whose removal
    flips the decision (the budget spent, or nothing left to open), one more batch screens the
    unions of the single features whose removals moved the target furthest, none of which flips
@@ -71,7 +75,7 @@ knobs. Queries: the first level's bands to start (``n_bands`` plus the narrow lo
 8,001 bins with the defaults), then ``branching + 1`` (with a core) or at most ``leaf_size`` per
 opening, and from ``peak_lead`` queries on as many again for the peaks; with the defaults (48, 8,
 16, 32, 5) a single flipping frequency on 8,001 bins is reached after at most 94 queries when one
-exists under the best band, and at most 4 more go to the windows around it. Where none is found,
+exists under the best band, and at most 7 more go to the sets around it. Where none is found,
 the unions take their 5 queries at the end.
 
 When to use it: flip rates and manipulation (the fewest frequencies whose removal fools the
@@ -101,6 +105,12 @@ PEAK_SPACING = 1 / 800
 
 #: Half-widths of the windows screened around the first single flipping feature (3 to 17 features).
 FLIP_WINDOWS = (1, 2, 4, 8)
+
+#: Reach (features either side) of the quiet chains screened around a single flipping feature.
+QUIET_REACH = (8,)
+
+#: Neighbours added to the flipping feature in each set of a quiet chain (sets of 3, 5 and 9).
+QUIET_SIZES = (2, 4, 8)
 
 #: Sizes of the unions of the best single features screened when no single feature flips.
 UNION_SIZES = (2, 3, 4, 5, 8)
@@ -150,6 +160,7 @@ class _Node:
     core: Optional[List[int]] = None  # a band's loudest features (or a union), screened as one set
     peak: bool = False  # a spectral peak screened alone, outside the tree
     union: bool = False  # a union of the best single features, outside the tree
+    around: str = ""  # a set around a single flip: "windows" (contiguous) or "quiet" (see _chains)
 
     @property
     def size(self) -> int:
@@ -157,6 +168,15 @@ class _Node:
 
     def ranges(self) -> List[Range]:
         return [(i, i + 1) for i in self.core] if self.core is not None else [(self.lo, self.hi)]
+
+
+def _five_set_loudness(chain: List[_Node], energy: Tensor) -> Optional[float]:
+    # The energy of a chain's set of 5 features where its removal flips the decision (None: no
+    # such set, or it does not flip): the loudness of the top-5 manipulation the chain gives.
+    five = next((node for node in chain if node.size == 5 and node.passes), None)
+    if five is None:
+        return None
+    return float(energy[[i for lo, hi in five.ranges() for i in range(lo, hi)]].sum())
 
 
 def _equal_cuts(lo: int, hi: int, parts: int) -> List[Range]:
@@ -207,7 +227,8 @@ class BandScreening:
         peak_lead (int, optional): Queries the descent spends beyond the first level before the
                     peaks take their turns. Default: 64
         flip_windows (int, optional): How many of the windows of 3, 5, 9 and 17 features centred
-                    on the first single flip are screened after it (0 to 4). Default: 4
+                    on the first single flip are screened after it (0 to 4), beside the quiet
+                    chain (its sets of 3, 5 and 9; none with 0). Default: 4
         union_sizes (sequence of int, optional): Sizes of the unions of the best-scoring single
                     features screened when the screening ends with no single flip, each size at
                     least 2 (empty: none). Default: :data:`UNION_SIZES` (2, 3, 4, 5 and 8)
@@ -262,21 +283,44 @@ class BandScreening:
         return max(closed, key=lambda n: (n.score, n.depth, -n.lo))
 
     def _around(self, feature: int, context: SearchContext) -> List[_Node]:
-        # Windows centred on a single flipping feature, screened in one batch: the flipping ones
-        # rank the features beside it (the ranking's top-k is then a set whose removal flips too).
+        # Nested sets around a single flipping feature, screened in one batch; the flipping ones
+        # of one chain rank the features beside it (the ranking's top-k is then a set whose
+        # removal flips too). See _chains.
+        chains = self._chains(feature, context)
+        nodes = [node for chain in chains for node in chain]
+        remaining = context.remaining
+        if not nodes or (remaining is not None and remaining < len(nodes)):
+            return []
+        masks = ranges_to_mask([node.ranges() for node in nodes], context.n_features, context.device)
+        verdicts = context.evaluate_sets(masks)
+        for node, passed, score in zip(nodes, verdicts.passes.tolist(), verdicts.score.tolist()):
+            node.passes, node.score = bool(passed), float(score)
+        energy = context.energy.detach().double().cpu()
+        # The quietest chain whose set of 5 flips (the first of equals); otherwise the windows.
+        loudness = [_five_set_loudness(chain, energy) for chain in chains]
+        flipping = [(value, index) for index, value in enumerate(loudness) if value is not None]
+        return chains[min(flipping)[1]] if flipping else chains[0]
+
+    def _chains(self, feature: int, context: SearchContext) -> List[List[_Node]]:
+        # The windows of 3, 5, 9 and 17 features centred on the feature, and the feature with its
+        # 2, 4 and 8 quietest neighbours within QUIET_REACH of it: a quieter top-k is a quieter
+        # manipulation, where its removal flips too.
         n = context.n_features
         windows: List[_Node] = []
         for half in FLIP_WINDOWS[: self.flip_windows]:
             lo, hi = max(0, feature - half), min(n, feature + half + 1)
             if hi - lo > 1 and all((w.lo, w.hi) != (lo, hi) for w in windows):
-                windows.append(_Node(lo, hi, 1))
-        remaining = context.remaining
-        if not windows or (remaining is not None and remaining < len(windows)):
-            return []
-        verdicts = context.evaluate_sets(ranges_to_mask([w.ranges() for w in windows], n, context.device))
-        for window, passed, score in zip(windows, verdicts.passes.tolist(), verdicts.score.tolist()):
-            window.passes, window.score = bool(passed), float(score)
-        return windows
+                windows.append(_Node(lo, hi, 1, around="windows"))
+        chains = [windows] if windows else []
+        energy = context.energy.detach().double().cpu()
+        for reach in QUIET_REACH if self.flip_windows else ():
+            others = [i for i in range(max(0, feature - reach), min(n, feature + reach + 1)) if i != feature]
+            quiet = sorted(others, key=lambda i: (float(energy[i]), abs(i - feature), i))
+            chain = [_Node(feature, feature + 1, 1, core=sorted([feature, *quiet[:k]]), around="quiet")
+                     for k in QUIET_SIZES if k <= len(quiet)]
+            if chain:
+                chains.append(chain)
+        return chains
 
     def _union_reserve(self, context: SearchContext) -> int:
         # Queries kept back for the unions: one per size, and one for the empty set's score
@@ -393,9 +437,10 @@ def _result(nodes: List["_Node"], root: "_Node", context: SearchContext, stopped
         for lo, hi in node.ranges():
             values[lo:hi] = 1.0 / node.size
     flips = len({m.lo for m in nodes if m.passes and m.size == 1})
-    core_flips = sum(1 for m in nodes if m.passes and m.core is not None and not m.union)
+    core_flips = sum(1 for m in nodes if m.passes and m.core is not None and not m.union and not m.around)
     peak_flips = sum(1 for m in nodes if m.passes and m.peak)
     union_flips = [m.size for m in nodes if m.passes and m.union]
     details = {"screened": len(nodes) - 1, "single_feature_flips": flips, "core_flips": core_flips,
-               "peaks_screened": peak_spent, "peak_flips": peak_flips, "union_flips": union_flips}
+               "peaks_screened": peak_spent, "peak_flips": peak_flips, "union_flips": union_flips,
+               "around_flip": next((m.around for m in nodes if m.around), None)}
     return SearchResult(values, context.queries, stopped_by, details)
