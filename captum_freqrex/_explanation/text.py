@@ -60,7 +60,7 @@ def frequency_text(entry: Dict[str, Any], shown: int = 8, listing: Tuple[str, st
     bands = location.get("bands_hz") if hz is not None else location.get("bands")
     if bands:
         text = ", ".join(f"{format_frequencies([lo])}-{format_frequencies([hi])}" for lo, hi in bands[:shown])
-        more = f", ... ({entry['features']} bands)" if entry["features"] > shown else ""
+        more = f", ... ({entry['features']:,} bands)" if entry["features"] > shown else ""
         return f"bands {text}{more}{unit}"
     if total <= shown:
         return "at " + format_frequencies(values) + unit
@@ -68,16 +68,16 @@ def frequency_text(entry: Dict[str, Any], shown: int = 8, listing: Tuple[str, st
     assert span is not None, "a set with frequencies records their span"
     place, writer = listing
     where = (
-        f"the {len(values)} most responsible in {place}; {writer} writes all"
+        f"the {len(values):,} most responsible in {place}; {writer} writes all"
         if location.get("frequencies_truncated") else f"every one in {place}"
     )
-    return f"{total} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} ({where})"
+    return f"{total:,} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} ({where})"
 
 
 def _size(entry: Mapping[str, Any]) -> str:
-    # "1 feature (1 bin)", "3 features (12 bins)"
+    # "1 feature (1 bin)", "3 features (12 bins)", "8,946 features (8,946 bins)"
     features, bins = entry["features"], entry["bins"]
-    return f"{features} feature{'s' * (features != 1)} ({bins} bin{'s' * (bins != 1)})"
+    return f"{features:,} feature{'s' * (features != 1)} ({bins:,} bin{'s' * (bins != 1)})"
 
 
 def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LISTING) -> List[str]:
@@ -166,7 +166,7 @@ def closing_lines(
     lines = [f"  warning: {with_class_names(warning, class_names)}" for warning in summary.get("warnings", [])]
     lines += [f"  hint: {hint}" for hint in result_hints(summary, target_name, baseline_kind)]
     lines.append(
-        f"  {summary['queries']} model queries in {summary['forward_calls']} calls, "
+        f"  {summary['queries']:,} model queries in {summary['forward_calls']:,} calls, "
         f"{summary['total_seconds']:.1f} s ({summary['model_seconds']:.1f} s in the model)"
     )
     return lines
