@@ -300,7 +300,7 @@ def test_a_hum_classifier_is_flagged_for_its_low_frequency_cue(data, tmp_path):
     low, high = hum.top_band_hz
     assert low <= 50 < high and hum.low_frequency_cue and hum.low_frequency_share > 0.9
     assert not tone_class.low_frequency_cue and tone_class.low_frequency_share == 0.0
-    assert "spurious low-frequency cue" in agg.table()
+    assert "44-56 Hz  (below 100 Hz: the sound's own, or hum or rumble? listen to its sets)" in agg.table()
 
 
 def test_flips_agree_with_perturbation_success_rate(reference, data):

@@ -319,7 +319,7 @@ class Aggregates:
             band = entry.top_band_hz
             top = "-" if band is None else f"{band[0]:.0f}-{band[1]:.0f} Hz"
             if entry.low_frequency_cue:
-                top += f"  (below {self.low_frequency_hz:g} Hz: a spurious low-frequency cue?)"
+                top += f"  (below {self.low_frequency_hz:g} Hz: the sound's own, or hum or rumble? listen to its sets)"
             cells.append(top)
             lines.append(cells)
         widths = [max(len(row[i]) for row in [head, *lines]) for i in range(len(head) - 1)]
