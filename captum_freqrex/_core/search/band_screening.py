@@ -106,8 +106,8 @@ PEAK_SPACING = 1 / 800
 #: Half-widths of the windows screened around the first single flipping feature (3 to 17 features).
 FLIP_WINDOWS = (1, 2, 4, 8)
 
-#: Reach (features either side) of the quiet chains screened around a single flipping feature.
-QUIET_REACH = (8,)
+#: Reach (features either side) of the quiet chain screened around a single flipping feature.
+QUIET_REACH = 8
 
 #: Neighbours added to the flipping feature in each set of a quiet chain (sets of 3, 5 and 9).
 QUIET_SIZES = (2, 4, 8)
@@ -286,7 +286,8 @@ class BandScreening:
         # Nested sets around a single flipping feature, screened in one batch; the flipping ones
         # of one chain rank the features beside it (the ranking's top-k is then a set whose
         # removal flips too). See _chains.
-        chains = self._chains(feature, context)
+        energy = context.energy.detach().double().cpu()
+        chains = self._chains(feature, context.n_features, energy)
         nodes = [node for chain in chains for node in chain]
         remaining = context.remaining
         if not nodes or (remaining is not None and remaining < len(nodes)):
@@ -295,32 +296,27 @@ class BandScreening:
         verdicts = context.evaluate_sets(masks)
         for node, passed, score in zip(nodes, verdicts.passes.tolist(), verdicts.score.tolist()):
             node.passes, node.score = bool(passed), float(score)
-        energy = context.energy.detach().double().cpu()
         # The quietest chain whose set of 5 flips (the first of equals); otherwise the windows.
         loudness = [_five_set_loudness(chain, energy) for chain in chains]
         flipping = [(value, index) for index, value in enumerate(loudness) if value is not None]
         return chains[min(flipping)[1]] if flipping else chains[0]
 
-    def _chains(self, feature: int, context: SearchContext) -> List[List[_Node]]:
+    def _chains(self, feature: int, n: int, energy: Tensor) -> List[List[_Node]]:
         # The windows of 3, 5, 9 and 17 features centred on the feature, and the feature with its
         # 2, 4 and 8 quietest neighbours within QUIET_REACH of it: a quieter top-k is a quieter
-        # manipulation, where its removal flips too.
-        n = context.n_features
+        # manipulation, where its removal flips too. No quiet chain without the windows.
         windows: List[_Node] = []
         for half in FLIP_WINDOWS[: self.flip_windows]:
             lo, hi = max(0, feature - half), min(n, feature + half + 1)
             if hi - lo > 1 and all((w.lo, w.hi) != (lo, hi) for w in windows):
                 windows.append(_Node(lo, hi, 1, around="windows"))
-        chains = [windows] if windows else []
-        energy = context.energy.detach().double().cpu()
-        for reach in QUIET_REACH if self.flip_windows else ():
-            others = [i for i in range(max(0, feature - reach), min(n, feature + reach + 1)) if i != feature]
-            quiet = sorted(others, key=lambda i: (float(energy[i]), abs(i - feature), i))
-            chain = [_Node(feature, feature + 1, 1, core=sorted([feature, *quiet[:k]]), around="quiet")
-                     for k in QUIET_SIZES if k <= len(quiet)]
-            if chain:
-                chains.append(chain)
-        return chains
+        if not windows:
+            return []
+        neighbours = [i for i in range(max(0, feature - QUIET_REACH), min(n, feature + QUIET_REACH + 1)) if i != feature]
+        quiet = sorted(neighbours, key=lambda i: (float(energy[i]), abs(i - feature), i))
+        chain = [_Node(feature, feature + 1, 1, core=sorted([feature, *quiet[:k]]), around="quiet")
+                 for k in QUIET_SIZES if k <= len(quiet)]
+        return [windows, chain] if chain else [windows]
 
     def _union_reserve(self, context: SearchContext) -> int:
         # Queries kept back for the unions: one per size, and one for the empty set's score
