@@ -12,7 +12,7 @@ because the frequencies a classifier relies on often sit in the lowest octaves, 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -517,7 +517,8 @@ def plot_explanation_spectrograms(
       frequency; for STFT cells, the responsibility of each cell in colour over the spectrogram
       in grey (computed with the domain's own STFT);
     * each set kept alone, the quiet sufficient set last; sets with the same features share one
-      panel, and a set holding every feature (identical to the original) gets none;
+      panel, a set holding every feature (identical to the original) gets none, and a set of at
+      most :data:`MARK_LIMIT` frequencies a mark at each on the panel's right edge;
     * the original with the sufficient-and-necessary set removed (what the decision flips on).
 
     Each panel has its own colour scale, from its own peak down ``dynamic_range_db``, so that a
@@ -562,7 +563,7 @@ def plot_explanation_spectrograms(
     seconds = length / sample_rate
     clip_peak = float(_mono(original).abs().max())
     clip_db = 20 * math.log10(clip_peak) if clip_peak > 0 else -math.inf
-    panels, everything = _set_panels(explanation, length)
+    panels, everything = _set_panels(explanation, length, sample_rate)
     n_rows = 1 + len(panels)
     fig = plt.figure(figsize=(10.5, 2.3 * n_rows + 0.5))
     spec = fig.add_gridspec(n_rows, 2, width_ratios=(40, 2.6), wspace=0.03)
@@ -579,9 +580,12 @@ def plot_explanation_spectrograms(
         title += "; dashed lines and the strip on the right: the frequencies of each set"
     first.set_title(f"{_title(explanation, class_names)}\n{title}{padding}", fontsize=9)
     axes = [first]
-    for row, (label, wave) in enumerate(panels, start=1):
+    for row, panel in enumerate(panels, start=1):
         ax = fig.add_subplot(spec[row, 0], sharex=first)
-        _draw_set_panel(ax, label, wave, seconds, sample_rate, n_fft, dynamic_range_db, log_frequency, clip_db)
+        _draw_set_panel(ax, panel.label, panel.wave, seconds, sample_rate, n_fft, dynamic_range_db, log_frequency, clip_db)
+        if panel.marks and not stft:
+            ax.plot([seconds] * len(panel.marks), panel.marks, linestyle="none", marker="<", markersize=5,
+                    color=panel.color, clip_on=False, label="frequencies of the set")
         axes.append(ax)
     for ax in axes[:-1]:
         ax.tick_params(axis="x", labelbottom=False)
@@ -591,10 +595,20 @@ def plot_explanation_spectrograms(
     return fig
 
 
-def _set_panels(explanation: "Explanation", length: int) -> Tuple[List[Tuple[str, Tensor]], List[str]]:
+class _Panel(NamedTuple):
+    label: str
+    wave: Tensor
+    marks: List[float]  # frequencies (Hz) pointed at on the panel's right edge: a small set's
+    color: str
+
+
+def _set_panels(explanation: "Explanation", length: int, sample_rate: float) -> Tuple[List[_Panel], List[str]]:
     # One panel per distinct set (kept alone) and one for the removal of the sufficient & necessary
-    # set; the sets that hold every feature are named instead of drawn.
-    panels: List[Tuple[str, Tensor]] = []
+    # set; the sets that hold every feature are named instead of drawn. A set of at most
+    # MARK_LIMIT frequencies gets a mark at each on the panel's edge: one bin is a one-pixel line
+    # on a spectrogram, easily missed at the top of a log axis.
+    hz = explanation.layout.bin_hz(0, sample_rate)
+    panels: List[_Panel] = []
     everything = []
     for names, chosen in _distinct_sets(explanation):
         labels = " = ".join(SET_STYLES[n][1] for n in names)
@@ -602,10 +616,13 @@ def _set_panels(explanation: "Explanation", length: int) -> Tuple[List[Tuple[str
             everything.append(labels)
             continue
         wave = single_waveform(explanation.waveform(names[0]))[..., :length]
-        panels.append((f"{labels} kept alone ({chosen.size} features)", wave))
+        rows = _in_set_rows(explanation, names[0])
+        marks = hz[rows].tolist() if hz is not None and rows is not None and 0 < int(rows.sum()) <= MARK_LIMIT else []
+        size = f"{chosen.size:,} feature{'s' * (chosen.size != 1)}"
+        panels.append(_Panel(f"{labels} kept alone ({size})", wave, marks, SET_STYLES[names[0]][0]))
     if explanation.sufficient_necessary is not None:
         removal = single_waveform(explanation.waveform("sufficient_necessary", removed=True))[..., :length]
-        panels.append(("original with the sufficient & necessary set removed", removal))
+        panels.append(_Panel("original with the sufficient & necessary set removed", removal, [], ""))
     return panels, everything
 
 

@@ -148,8 +148,11 @@ def test_the_figures_draw_the_quiet_set_beside_the_others(faint_first):
         strip = next(ax for ax in fig.axes if ax.get_title() == "sets")
         assert [t.get_text() for t in strip.get_xticklabels()][-1] == "Q"
         titles = [ax.get_title() for ax in fig.axes]
-        quiet = [t for t in titles if t.startswith("quiet sufficient kept alone (1 features)")]
-        assert len(quiet) == 1 and "peak -60 dBFS (-65 dB vs the clip)" in quiet[0]  # 0.001 against a 1.8 peak
+        quiet = [ax for ax in fig.axes if ax.get_title().startswith("quiet sufficient kept alone (1 feature)")]
+        assert len(quiet) == 1 and "peak -60 dBFS (-65 dB vs the clip)" in quiet[0].get_title()  # 0.001 against 1.8
+        # Its one bin is pointed at on the panel's edge, in the quiet set's colour.
+        (mark,) = [line for line in quiet[0].get_lines() if line.get_label() == "frequencies of the set"]
+        assert list(mark.get_ydata()) == [3000.0] and mark.get_color() == "#756bb1"
         # A line at the quiet set's frequency over the original's spectrogram, beside the loud one's.
         assert {3000.0, 440.0} <= {line.get_ydata()[0] for line in fig.axes[0].get_lines()}
     finally:
