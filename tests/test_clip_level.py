@@ -147,7 +147,6 @@ def test_the_figures_draw_the_quiet_set_beside_the_others(faint_first):
         fig = faint_first.plot_spectrograms(sample_rate=SAMPLE_RATE)
         strip = next(ax for ax in fig.axes if ax.get_title() == "sets")
         assert [t.get_text() for t in strip.get_xticklabels()][-1] == "Q"
-        titles = [ax.get_title() for ax in fig.axes]
         quiet = [ax for ax in fig.axes if ax.get_title().startswith("quiet sufficient kept alone (1 feature)")]
         assert len(quiet) == 1 and "peak -60 dBFS (-65 dB vs the clip)" in quiet[0].get_title()  # 0.001 against 1.8
         # Its one bin is pointed at on the panel's edge, in the quiet set's colour.
