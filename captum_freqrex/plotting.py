@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequenc
 import torch
 from torch import Tensor
 
+from captum_freqrex._explanation.text import count_of
 from captum_freqrex.audio import single_waveform
 
 if TYPE_CHECKING:
@@ -598,8 +599,8 @@ def plot_explanation_spectrograms(
 class _Panel(NamedTuple):
     label: str
     wave: Tensor
-    marks: List[float]  # frequencies (Hz) pointed at on the panel's right edge: a small set's
-    color: str
+    marks: List[float]  # a small set's frequencies (Hz), pointed at on the panel's right edge
+    color: str  # the set's colour (SET_STYLES)
 
 
 def _set_panels(explanation: "Explanation", length: int, sample_rate: float) -> Tuple[List[_Panel], List[str]]:
@@ -618,8 +619,8 @@ def _set_panels(explanation: "Explanation", length: int, sample_rate: float) -> 
         wave = single_waveform(explanation.waveform(names[0]))[..., :length]
         rows = _in_set_rows(explanation, names[0])
         marks = hz[rows].tolist() if hz is not None and rows is not None and 0 < int(rows.sum()) <= MARK_LIMIT else []
-        size = f"{chosen.size:,} feature{'s' * (chosen.size != 1)}"
-        panels.append(_Panel(f"{labels} kept alone ({size})", wave, marks, SET_STYLES[names[0]][0]))
+        panels.append(_Panel(f"{labels} kept alone ({count_of(chosen.size, 'feature')})", wave, marks,
+                             SET_STYLES[names[0]][0]))
     if explanation.sufficient_necessary is not None:
         removal = single_waveform(explanation.waveform("sufficient_necessary", removed=True))[..., :length]
         panels.append(_Panel("original with the sufficient & necessary set removed", removal, [], ""))

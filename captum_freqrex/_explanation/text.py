@@ -74,10 +74,14 @@ def frequency_text(entry: Dict[str, Any], shown: int = 8, listing: Tuple[str, st
     return f"{total:,} frequencies from {span[0]:.4g} to {span[1]:.4g}{unit} ({where})"
 
 
+def count_of(n: int, noun: str) -> str:
+    """``"1 feature"``, ``"8,946 features"``: a count with its noun, singular for one."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
 def _size(entry: Mapping[str, Any]) -> str:
     # "1 feature (1 bin)", "3 features (12 bins)", "8,946 features (8,946 bins)"
-    features, bins = entry["features"], entry["bins"]
-    return f"{features:,} feature{'s' * (features != 1)} ({bins:,} bin{'s' * (bins != 1)})"
+    return f"{count_of(entry['features'], 'feature')} ({count_of(entry['bins'], 'bin')})"
 
 
 def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LISTING) -> List[str]:
