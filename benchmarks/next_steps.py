@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import os
 import statistics
@@ -71,6 +72,10 @@ OPTIONS: Dict[str, Options] = {
 }
 
 
+#: Each zoo model loaded once (its weights are read from the package on every ``zoo.load``).
+load_model = functools.lru_cache(maxsize=None)(zoo.load)
+
+
 def clips(instruments: bool) -> List[Tuple[str, str, torch.Tensor]]:
     """``(model name, clip label, (1, T) waveform)`` of every clip measured."""
     found = []
@@ -80,7 +85,7 @@ def clips(instruments: bool) -> List[Tuple[str, str, torch.Tensor]]:
     files = [("percussion", path) for path in sorted(glob.glob(DRUMS))]
     files += [("speech", path) for language in LANGUAGES for path in sorted(glob.glob(SPEECH.format(language)))[:PHRASES]]
     for name, path in files:
-        loaded = zoo.load(name)
+        loaded = load_model(name)
         wave = load_audio(path, loaded.sample_rate, loaded.num_samples).waveform
         found.append((name, os.path.relpath(path, "/usr/share"), wave.unsqueeze(0)))
     return found
@@ -99,7 +104,7 @@ def measure(instruments: bool) -> List[Dict[str, Any]]:
     """One record per flagged set: its clip, kind, default share and share under each option."""
     records = []
     for name, label, x in clips(instruments):
-        loaded = zoo.load(name)
+        loaded = load_model(name)
         default = FreqReX(loaded.model).explain(x, seed=0)[0]
         flagged = _flagged(default)
         print(f"{label}: flagged {flagged or '-'}", file=sys.stderr, flush=True)

@@ -262,12 +262,11 @@ def _run_method(name: str, model: nn.Module, clip: torch.Tensor, budget: int, ta
     if name in FREQREX_METHODS:
         timer = SynthesisTimer()
         explainer = FreqReX(model, domain=timer.domain)
-        features = clip.shape[-1] // 2 + 1
         if name == "FreqReX.attribute":  # the responsibility alone: what IG's attributions compare with
-            attr = explainer.attribute(clip)
-            return {"attr": attr, "features": features, **cost(explainer.last_stats), "synthesis_s": timer.seconds}
-        expl = explainer.explain(clip)[0]
-        return {"expl": expl, "features": features, **cost(explainer.last_stats), "synthesis_s": timer.seconds}
+            result = {"attr": explainer.attribute(clip)}
+        else:
+            result = {"expl": explainer.explain(clip)[0]}
+        return {**result, "features": clip.shape[-1] // 2 + 1, **cost(explainer.last_stats), "synthesis_s": timer.seconds}
     oracle = Oracle(model)  # counts, times and checks every call, as FreqReX's own oracle does
     with oracle.measure(), torch.enable_grad():
         bands = log_bands(clip.shape[-1], 256, sample_rate=SAMPLE_RATE).unsqueeze(0).to(clip.device)
