@@ -6,7 +6,13 @@ decision and extracts certified sufficient, sufficient-and-necessary and complet
 """
 
 from captum_freqrex._core.spectral.bands import linear_bands, log_bands, mel_bands
-from captum_freqrex._core.model.decision import ArgmaxDecision, Decision, FunctionDecision, ThresholdDecision
+from captum_freqrex._core.model.decision import (
+    ArgmaxDecision,
+    Decision,
+    DecisionReading,
+    FunctionDecision,
+    ThresholdDecision,
+)
 from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain, next_fast_len
 from captum_freqrex._core.records import ProbeResult, SetCertificate
 from captum_freqrex._core.spectral.space import FeatureSpace
@@ -45,6 +51,7 @@ __all__ = [
     "ShrinkReport",
     "AlternativesReport",
     "Decision",
+    "DecisionReading",
     "ArgmaxDecision",
     "ThresholdDecision",
     "FunctionDecision",

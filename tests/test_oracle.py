@@ -19,7 +19,7 @@ from captum_freqrex import FreqReX, FrequencyForward
 from captum_freqrex import compare
 from captum_freqrex.compare import compare_methods
 from captum_freqrex._core.model import oracle as oracle_module
-from captum_freqrex._core.model.decision import ArgmaxDecision
+from captum_freqrex._core.model.decision import ArgmaxDecision, FunctionDecision, ThresholdDecision
 from captum_freqrex._core.certify.prefix import LAZY_BATCH, PrefixSearch, probe_sizes
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.spectral.space import FeatureSpace
@@ -358,3 +358,39 @@ def test_notes_on_a_models_error_are_kept_without_add_note():
     _mark_raised_by_model(error, "second")
     assert error.__notes__ == ["first", "second"] and str(error) == "the model's own message"
     assert raised_by_model(error)
+
+
+@pytest.mark.parametrize(
+    "decision, width",
+    [
+        (ArgmaxDecision("logits"), 4),
+        (ArgmaxDecision("probabilities"), 4),
+        (ThresholdDecision(0.3, "logits"), 1),
+        (ThresholdDecision(0.6, "probabilities"), 1),
+        (FunctionDecision(lambda outputs, target: outputs.argmax(1) == target), 4),
+    ],
+)
+def test_one_reading_gives_the_verdicts_of_each_method(decision, width):
+    # Decision.read reads the scores once (the built-in decisions override it); every field must
+    # be bit for bit what the separate methods say, ties at the tolerance included.
+    torch.manual_seed(0)
+    as_probabilities = getattr(decision, "scores", "logits") == "probabilities"
+    outputs = torch.randn(64, width)
+    if width > 1:
+        outputs[:8, :2] = 3.0  # exact ties between classes 0 and 1: neither passes nor changes
+        outputs = outputs.softmax(1) if as_probabilities else outputs
+    else:
+        outputs = outputs.sigmoid() if as_probabilities else outputs
+        outputs[:8] = decision.threshold if as_probabilities else math.log(decision.threshold / (1 - decision.threshold))
+    target = torch.randint(0, max(width, 2), (64,))
+    reading = decision.read(outputs, target)
+    margin_of = getattr(decision, "margin", None)
+    expected_margin = margin_of(outputs, target).double() if margin_of else torch.full((64,), math.nan, dtype=torch.float64)
+    decided = decision.classes(outputs).long()
+    assert torch.equal(reading.decided, decided)
+    assert torch.equal(reading.confidence, decision.confidence(outputs, target).double())
+    assert torch.equal(reading.decided_confidence, decision.confidence(outputs, decided).double())
+    assert torch.equal(reading.passes, decision.passes(outputs, target).bool())
+    assert torch.equal(reading.changes, decision.changes(outputs, target).bool())
+    assert torch.equal(reading.margin, expected_margin) or (margin_of is None and bool(reading.margin.isnan().all()))
+    assert not (reading.passes & reading.changes).any()

@@ -7,13 +7,14 @@ single-output (sigmoid) models, and :class:`FunctionDecision` wraps a user's own
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from typing import Callable, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
 
-__all__ = ["Decision", "ArgmaxDecision", "ThresholdDecision", "FunctionDecision", "resolve_decision"]
+__all__ = ["Decision", "DecisionReading", "ArgmaxDecision", "ThresholdDecision", "FunctionDecision", "resolve_decision"]
 
 
 def _looks_like_probabilities(scores: Tensor) -> bool:
@@ -48,6 +49,27 @@ def _not_probabilities(what: str, fix: str) -> ValueError:
     )
 
 
+class DecisionReading(NamedTuple):
+    r"""Everything a decision says about rows of outputs for their targets, ``(N,)`` tensors.
+
+    Attributes:
+        decided (Tensor): long, the class decided on each row.
+        confidence (Tensor): float64, confidence in the row's target.
+        decided_confidence (Tensor): float64, confidence in the decided class.
+        passes (Tensor): bool, the row keeps the target decision.
+        changes (Tensor): bool, the row clearly departs from it.
+        margin (Tensor): float64, how far the row is on the target's side (NaN for decisions
+                    without a margin, such as a user's pass function).
+    """
+
+    decided: Tensor
+    confidence: Tensor
+    decided_confidence: Tensor
+    passes: Tensor
+    changes: Tensor
+    margin: Tensor
+
+
 class Decision(ABC):
     r"""How a model's output becomes a decision, a confidence, and whether a mutant keeps it.
 
@@ -74,6 +96,30 @@ class Decision(ABC):
         (no evidence of necessity), so no claim ever rests on float noise.
         """
         return ~self.passes(outputs, target)
+
+    def read(self, outputs: Tensor, target: Tensor) -> DecisionReading:
+        r"""Every verdict on rows ``(N, K)`` for their targets ``(N,)`` long at once.
+
+        The same values as :meth:`classes`, :meth:`confidence`, :meth:`passes`, :meth:`changes`
+        and ``margin`` (where the decision has one) called one by one; the built-in decisions read
+        the scores once for all of them (each verdict of a model call read them again: about 5%
+        of a 3 s clip's explanation).
+
+        Args:
+            outputs (Tensor): ``(N, K)`` scores.
+            target (Tensor): ``(N,)`` long, the target of each row.
+
+        Returns:
+            DecisionReading: The verdicts, one entry per row.
+        """
+        decided = self.classes(outputs).long()
+        confidence = self.confidence(outputs, target).double()
+        margin_of = getattr(self, "margin", None)
+        margin = margin_of(outputs, target).double() if margin_of is not None else torch.full_like(confidence, math.nan)
+        return DecisionReading(
+            decided, confidence, self.confidence(outputs, decided).double(),
+            self.passes(outputs, target).bool(), self.changes(outputs, target).bool(), margin,
+        )
 
     def num_classes(self, outputs: Tensor) -> int:
         """Number of valid targets for these outputs."""
@@ -135,16 +181,11 @@ class ArgmaxDecision(Decision):
         return outputs
 
     def confidence(self, outputs: Tensor, target: Tensor) -> Tensor:
-        return self._probabilities(outputs).gather(1, target.view(-1, 1)).squeeze(1)
+        return _gathered(self._probabilities(outputs), target)
 
     def margin(self, outputs: Tensor, target: Tensor) -> Tensor:
         r"""Confidence in ``target`` minus the highest confidence of any other class, ``(N,)``."""
-        probs = self._probabilities(outputs).double()
-        own = probs.gather(1, target.view(-1, 1)).squeeze(1)
-        if probs.shape[1] == 1:
-            return own
-        others = probs.scatter(1, target.view(-1, 1), float("-inf")).max(dim=1).values
-        return own - others
+        return _margin_of(self._probabilities(outputs), target)
 
     def passes(self, outputs: Tensor, target: Tensor) -> Tensor:
         return self.margin(outputs, target) > self.tie_tolerance
@@ -152,8 +193,32 @@ class ArgmaxDecision(Decision):
     def changes(self, outputs: Tensor, target: Tensor) -> Tensor:
         return self.margin(outputs, target) < -self.tie_tolerance
 
+    def read(self, outputs: Tensor, target: Tensor) -> DecisionReading:
+        probs = self._probabilities(outputs)
+        decided = self.classes(outputs).long()
+        margin = _margin_of(probs, target)
+        return DecisionReading(
+            decided, _gathered(probs, target).double(), _gathered(probs, decided).double(),
+            margin > self.tie_tolerance, margin < -self.tie_tolerance, margin,
+        )
+
     def __repr__(self) -> str:
         return f"ArgmaxDecision(scores={self.scores!r}, tie_tolerance={self.tie_tolerance})"
+
+
+def _gathered(probs: Tensor, target: Tensor) -> Tensor:
+    # Each row's probability of its target.
+    return probs.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def _margin_of(probs: Tensor, target: Tensor) -> Tensor:
+    # The target's probability minus the highest of any other class, in float64.
+    probs = probs.double()
+    own = _gathered(probs, target)
+    if probs.shape[1] == 1:
+        return own
+    others = probs.scatter(1, target.view(-1, 1), float("-inf")).max(dim=1).values
+    return own - others
 
 
 class ThresholdDecision(Decision):
@@ -228,6 +293,16 @@ class ThresholdDecision(Decision):
 
     def changes(self, outputs: Tensor, target: Tensor) -> Tensor:
         return self.margin(outputs, target) < -self.tie_tolerance
+
+    def read(self, outputs: Tensor, target: Tensor) -> DecisionReading:
+        p = self._probability(outputs)
+        decided = (p >= self.threshold).long()
+        side = p.double() - self.threshold
+        margin = torch.where(target == 1, side, -side)
+        return DecisionReading(
+            decided, torch.where(target == 1, p, 1.0 - p).double(), torch.where(decided == 1, p, 1.0 - p).double(),
+            margin > self.tie_tolerance, margin < -self.tie_tolerance, margin,
+        )
 
     def num_classes(self, outputs: Tensor) -> int:
         return 2

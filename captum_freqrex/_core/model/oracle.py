@@ -482,25 +482,12 @@ class Oracle:
         """
         if self.decision is None:
             raise RuntimeError("no decision yet: call Oracle.decide on the unmasked inputs' scores first")
-        decision = self.decision
         if isinstance(targets, int):
             targets = torch.full((outputs.shape[0],), targets, dtype=torch.long, device=outputs.device)
-        passes = decision.passes(outputs, targets).bool()
-        confidence = decision.confidence(outputs, targets).double()
+        reading = self.decision.read(outputs, targets)
+        passes = reading.passes
         if self.confidence_filter > 0:
-            passes = passes & (confidence >= self.confidence_filter)
-        decided = decision.classes(outputs).long()
-        margin_of = getattr(decision, "margin", None)
-        margin = (
-            margin_of(outputs, targets).double()
-            if margin_of is not None
-            else torch.full_like(confidence, math.nan)
-        )
+            passes = passes & (reading.confidence >= self.confidence_filter)
         return RowVerdicts(
-            decided,
-            confidence,
-            decision.confidence(outputs, decided).double(),
-            passes,
-            decision.changes(outputs, targets).bool(),
-            margin,
+            reading.decided, reading.confidence, reading.decided_confidence, passes, reading.changes, reading.margin
         )
