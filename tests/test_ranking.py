@@ -251,3 +251,46 @@ def test_harmonic_note_sufficient_set_holds_a_harmonic(prefer, most_misses, leas
             returned_misses.append(round(f0, 1))
     assert least_misses <= len(misses) <= most_misses, f"sets away from every harmonic for f0 = {misses} Hz"
     assert returned_misses == [], f"returned sets away from every harmonic for f0 = {returned_misses} Hz"
+
+
+@pytest.mark.parametrize("rtol", [0.1, 0.0, 1.0])
+def test_ranking_through_the_energy_order_is_the_lexicographic_one(rtol):
+    # With the features' energy order given, the zeros are ranked by it and only the scored
+    # features sorted: the same ranking, through signed zeros, infinities, tied scores and energies.
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(150):
+        n = int(torch.randint(1, 300, (1,), generator=generator))
+        scores = torch.zeros(n, dtype=torch.float64)
+        k = int(torch.randint(0, n // 4 + 2, (1,), generator=generator))
+        scored = torch.randperm(n, generator=generator)[:k]
+        values = torch.randint(-3, 4, (k,), generator=generator).double()
+        values *= 1 + 0.05 * torch.randint(0, 3, (k,), generator=generator)
+        if trial % 7 == 0:
+            values[:2] = math.inf
+        if trial % 11 == 0:
+            values[-1:] = -math.inf
+        scores[scored] = values
+        if trial % 5 == 0:
+            scores[scored[:1]] = -0.0
+        energy = torch.randint(0, 5, (n,), generator=generator).double()
+        if trial % 3 == 0:
+            energy = torch.rand(n, generator=generator, dtype=torch.float64)
+        order = torch.sort(energy, descending=True, stable=True).indices
+        expected = rank_features(scores, energy, rtol=rtol)
+        assert torch.equal(rank_features(scores, energy, rtol=rtol, energy_order=order), expected), trial
+
+
+def test_the_spaces_energy_order_is_a_stable_descending_sort_per_example():
+    from captum_freqrex import linear_bands
+    from captum_freqrex._core.spectral.space import FeatureSpace
+
+    torch.manual_seed(0)
+    waves = torch.randn(2, 64)
+    waves[1, 32:] = 0.0
+    space = FeatureSpace((waves,), (torch.zeros_like(waves),), feature_mask=linear_bands(64, 8).unsqueeze(0))
+    for example in (0, 1, 0):
+        energy = space.feature_energy(example)
+        fresh = torch.zeros(space.n_features, dtype=torch.float64)
+        fresh.index_add_(0, space.ids()[0].flatten(), torch.fft.rfft(waves[example]).abs().square().double())
+        assert torch.allclose(energy, fresh)
+        assert torch.equal(space.loudest_first(example), torch.sort(energy, descending=True, stable=True).indices)

@@ -489,7 +489,10 @@ class FreqReX(PerturbationAttribution):
         else:
             anchors = self._anchors(call, example)
             responsibility, searched, stopped_by = scores[example], 0, "attributions"
-        ranking = rank_features(responsibility.to(space.device), space.feature_energy(example), rtol=options.rank_rtol)
+        ranking = rank_features(
+            responsibility.to(space.device), space.feature_energy(example), rtol=options.rank_rtol,
+            energy_order=space.loudest_first(example),
+        )
         certified = certify_sets(
             call.queries(example), ranking, anchors, options.complete_tolerance, options.max_extraction_queries,
             options.max_shrink_queries if options.shrink else 0, candidates, call.seed,

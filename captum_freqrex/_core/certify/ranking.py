@@ -40,6 +40,7 @@ scores with ``rtol=0``.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -89,7 +90,9 @@ def score_tiers(scores: Tensor, rtol: float = DEFAULT_RTOL) -> Tensor:
     return torch.where(scores > 0, positive, torch.where(scores < 0, negative, zero))
 
 
-def rank_features(scores: Tensor, energy: Tensor, *, rtol: float = DEFAULT_RTOL) -> Tensor:
+def rank_features(
+    scores: Tensor, energy: Tensor, *, rtol: float = DEFAULT_RTOL, energy_order: Optional[Tensor] = None
+) -> Tensor:
     r"""Feature indices by descending score tier; inside a tier by descending energy, then by
     descending score, then by ascending index.
 
@@ -101,6 +104,11 @@ def rank_features(scores: Tensor, energy: Tensor, *, rtol: float = DEFAULT_RTOL)
         energy (Tensor): ``(..., n_features)`` (or broadcastable) spectral energy of each feature.
         rtol (float, optional): Relative width of a score tier. ``0`` breaks only exact ties by
                     energy. Default: ``DEFAULT_RTOL`` (0.1)
+        energy_order (Tensor, optional): For one row of scores, the features by descending
+                    ``energy``, ties by ascending index (a stable sort, as
+                    :meth:`FeatureSpace.loudest_first` keeps it): the features scored exactly 0
+                    are then ranked by it, and only the others are sorted (the same ranking; a
+                    search that credits a few features leaves most at 0). Default: None
 
     Returns:
         Tensor: ``(..., n_features)`` long, the ranking (position 0 = the top feature).
@@ -116,9 +124,32 @@ def rank_features(scores: Tensor, energy: Tensor, *, rtol: float = DEFAULT_RTOL)
     """
     energy = torch.broadcast_to(energy.to(scores.device), scores.shape)
     tiers = score_tiers(scores, rtol)
+    if energy_order is not None and scores.dim() == 1:
+        ranked = _rank_around_zeros(scores, energy, tiers, energy_order.to(scores.device))
+        if ranked is not None:
+            return ranked
+    return _lexicographic(scores, energy, tiers)
+
+
+def _lexicographic(scores: Tensor, energy: Tensor, tiers: Tensor) -> Tensor:
     # Stable sorts from the last key to the first (a lexicographic sort); index order to start.
     order = torch.sort(scores.double(), dim=-1, descending=True, stable=True).indices
     for key in (energy, tiers):
         step = torch.sort(key.gather(-1, order), dim=-1, descending=True, stable=True).indices
         order = order.gather(-1, step)
     return order
+
+
+def _rank_around_zeros(scores: Tensor, energy: Tensor, tiers: Tensor, energy_order: Tensor) -> Optional[Tensor]:
+    # The ranking of one row as the features above the zeros' tier, the zeros in energy order, the
+    # features below; None where too few scores are 0 for this to save the sorts. The zeros' tier
+    # holds exact zeros only (every other score is in a tier above or below it), and inside it the
+    # lexicographic order is by energy, then by index: the energy order, restricted to them.
+    zero_key = tiers.new_zeros(()) if tiers.is_floating_point() else tiers.new_full((), 2 * _SPAN)
+    at_zero = tiers == zero_key
+    scored = (~at_zero).nonzero().squeeze(1)
+    if scored.numel() > scores.numel() // 4:
+        return None
+    ordered = scored[_lexicographic(scores[scored], energy[scored], tiers[scored])]
+    above = tiers[ordered] > zero_key
+    return torch.cat([ordered[above], energy_order[at_zero[energy_order]], ordered[~above]])

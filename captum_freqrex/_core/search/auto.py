@@ -146,7 +146,9 @@ LOUD_SEARCH_QUERIES = 150
 LOUD_FIRST_QUERIES = 300
 
 
-def loudest_peaks(energy: Tensor, count: int, spacing: float = PEAK_SPACING) -> List[int]:
+def loudest_peaks(
+    energy: Tensor, count: int, spacing: float = PEAK_SPACING, loudest_first: Optional[Tensor] = None
+) -> List[int]:
     r"""The ``count`` loudest features further apart than ``spacing`` of the features, loudest first.
 
     Args:
@@ -154,14 +156,18 @@ def loudest_peaks(energy: Tensor, count: int, spacing: float = PEAK_SPACING) -> 
         count (int): Most peaks returned.
         spacing (float, optional): A feature within this share of the features (at least 2 ids) of
                     a louder chosen one is part of its peak. Default: :data:`PEAK_SPACING`
+        loudest_first (Tensor, optional): The features by descending energy, ties by ascending
+                    id, where the caller has them (:meth:`SearchContext.loudest_first`).
+                    Default: None (sorted here)
 
     Returns:
         list of int: Feature ids, loudest first (fewer when the spectrum has fewer peaks with energy).
     """
-    order = torch.sort(energy.double().cpu(), descending=True, stable=True)
+    if loudest_first is None:
+        loudest_first = torch.sort(energy.double().cpu(), descending=True, stable=True).indices
     n = energy.numel()
     width = max(2, int(spacing * n))
-    with_energy = order.indices[: int((order.values > 0).sum())]
+    with_energy = loudest_first[: int((energy > 0).sum())]
     # Features within ``width`` of a chosen peak, marked as it is chosen: one lookup per feature
     # instead of a distance to every peak (30 s clips walk some 20,000 features to 64 peaks).
     taken = bytearray(n)
@@ -305,7 +311,7 @@ def loud_peak_check(
     size, seen = _smallest(result), result.sets
     if seen is None or size is None or not 1 <= size <= LOUD_CHECK_MAX:
         return result
-    peaks = (loudest_peaks(context.energy, LOUD_PEAKS) if peaks is None else peaks)[:LOUD_PEAKS]
+    peaks = (loudest_peaks(context.energy, LOUD_PEAKS, loudest_first=context.loudest_first()) if peaks is None else peaks)[:LOUD_PEAKS]
     candidates = [[p] for p in peaks] + ([[peaks[0], p] for p in peaks[1:]] if size >= 2 else [])
     candidates += [peaks[:j] for j in range(3, min(size, len(peaks)) + 1)]
     # Those asked before the search are known to fail.
@@ -426,7 +432,7 @@ def _region_masks(context: SearchContext, peaks: List[int], kind: str) -> Tensor
                 bands[row, max(0, peak - width) : min(n, peak + width + 1)] = True
         return bands
     sizes = [k for k in (LOUD_TIER_MIN * 2**j for j in range(n.bit_length())) if k <= LOUD_TIER_SHARE * n]
-    loudest = torch.sort(context.energy.double().cpu(), descending=True, stable=True).indices
+    loudest = context.loudest_first()
     tiers = torch.zeros(len(sizes), n, dtype=torch.bool)
     for row, k in enumerate(sizes):
         tiers[row, loudest[:k]] = True
@@ -480,7 +486,7 @@ def _loud_band_search(
     # sets as masks over every feature, ``details["loud_tier"]`` or ``details["loud_spread"]``
     # the region's size where it is a tier or a spread; None when no region passed or it kept no set).
     n = context.n_features
-    peaks = (loudest_peaks(context.energy, LOUD_BANDS) if peaks is None else peaks)[:LOUD_BANDS]
+    peaks = (loudest_peaks(context.energy, LOUD_BANDS, loudest_first=context.loudest_first()) if peaks is None else peaks)[:LOUD_BANDS]
     asked = _loud_regions(context, peaks, kinds)
     if asked is None:
         return None
@@ -660,7 +666,7 @@ class AutoSearch:
             values = torch.zeros(context.n_features, dtype=torch.float64)
             return SearchResult(values, context.queries - start, "max_queries", {"strategy": "frequency"})
         # Found once: the first LOUD_PEAKS of the LOUD_BANDS loudest are the LOUD_PEAKS loudest.
-        peaks = loudest_peaks(context.energy, max(LOUD_PEAKS, LOUD_BANDS))
+        peaks = loudest_peaks(context.energy, max(LOUD_PEAKS, LOUD_BANDS), loudest_first=context.loudest_first())
         loud, failed = loud_peaks_first(context, peaks)
         if loud is not None:
             return dataclasses.replace(loud, queries=context.queries - start)

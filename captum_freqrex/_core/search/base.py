@@ -130,6 +130,8 @@ class SearchContext:
         empty_score (float, optional): The empty set's graded score (as
                     :attr:`SetVerdicts.score`), where the caller already asked the model
                     (``"necessary"``: the unmasked input, nothing removed). None: not known.
+        energy_order (Tensor, optional): The features by descending ``energy``, ties by
+                    ascending id, where the caller has it (read through :meth:`loudest_first`).
     """
 
     evaluate_steps: Callable[[Sequence[StepQuery]], Tensor]
@@ -145,6 +147,13 @@ class SearchContext:
     queries: int = 0
     empty_passes: Optional[bool] = None
     empty_score: Optional[float] = None
+    energy_order: Optional[Tensor] = None
+
+    def loudest_first(self) -> Tensor:
+        """The features by descending energy, ties by ascending id (a stable sort, on the CPU)."""
+        if self.energy_order is None:
+            self.energy_order = torch.sort(self.energy.double().cpu(), descending=True, stable=True).indices
+        return self.energy_order
 
     def evaluate(self, queries: Sequence[StepQuery]) -> Tensor:
         """SetVerdicts ``(N,)`` bool on the sets of refinement steps (see the class docstring)."""

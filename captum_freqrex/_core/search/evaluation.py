@@ -126,6 +126,7 @@ def search_context(
         evaluate, evaluate_masks, space.n_features, root_passes, options,
         torch.Generator().manual_seed(seed), space.device, space.feature_energy(example),
         mode, oracle.max_rows, empty_passes=empty_passes, empty_score=empty_score,
+        energy_order=space.loudest_first(example),
     )
 
 
