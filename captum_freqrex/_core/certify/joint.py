@@ -215,18 +215,24 @@ class _Probe:
         return self.masks([ids])[0]
 
     def key(self, ids: _Ids, removed: bool) -> _Key:
-        return _packed(self.masks([ids]))[0], removed
+        return _packed(self._members([ids]))[0], removed
+
+    def _members(self, sets: Sequence[_Ids]) -> Tensor:
+        # Bool masks of the sets: a quarter of the float masks' memory to fill and pack, and only
+        # the rows still to ask become keep-masks (most sets asked are known already).
+        space = self.queries.space
+        return ids_to_mask(list(sets), space.n_features, space.device, torch.bool)
 
     def results(self, sets: Sequence[_Ids], removed: bool) -> List[ProbeResult]:
         """The model on each set kept alone (``removed=False``) or removed from the input."""
-        keeps = self.masks(sets)
-        keys = [(packed, removed) for packed in _packed(keeps)]
+        members = self._members(sets)
+        keys = [(packed, removed) for packed in _packed(members)]
         todo: Dict[_Key, int] = {}  # each new set's first row
         for row, key in enumerate(keys):
             if key not in self.known:
                 todo.setdefault(key, row)
         if todo:
-            chosen = keeps[list(todo.values())]
+            chosen = members[list(todo.values())].to(self.queries.space.dtype)
             rows = 1.0 - chosen if removed else chosen
             self.spent += rows.shape[0]
             outputs = self.queries.keep_scores(rows)
@@ -237,11 +243,11 @@ class _Probe:
     def removed_outputs(self, sets: Sequence[_Ids]) -> KnownOutputs:
         """The model's outputs on those of these sets already removed from the input, for a
         necessary-mode search to read back."""
-        keeps = self.masks(sets)
-        keys = [(packed, True) for packed in _packed(keeps)]
+        members = self._members(sets)
+        keys = [(packed, True) for packed in _packed(members)]
         asked = [row for row, key in enumerate(keys) if key in self.outputs]
         rows = torch.stack([self.outputs[keys[row]] for row in asked]) if asked else torch.zeros(0, 0)
-        return KnownOutputs(keeps[asked], rows)
+        return KnownOutputs(members[asked].to(self.queries.space.dtype), rows)
 
     def first_kept(self, sets: Sequence[List[int]], batch: int = KEPT_BATCH) -> Optional[List[int]]:
         """The first of ``sets`` that keeps the decision alone, queried ``batch`` at a time (None: none)."""

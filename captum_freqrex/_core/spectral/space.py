@@ -68,10 +68,14 @@ def ranges_to_mask(rows: Sequence[Sequence[Range]], n_features: int, device: tor
     return diff.cumsum(dim=1)[:, :n_features]
 
 
-def ids_to_mask(sets: Sequence[Union[Sequence[int], Tensor]], n_features: int, device: torch.device) -> Tensor:
-    r"""Keep-masks ``(len(sets), n_features)`` (float 0/1) from feature ids, one row per set: a
-    list of ids or a 1-D integer tensor of them (a slice of a ranking, say: no list to convert)."""
-    masks = torch.zeros(len(sets), n_features, device=device)
+def ids_to_mask(
+    sets: Sequence[Union[Sequence[int], Tensor]], n_features: int, device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    r"""Keep-masks ``(len(sets), n_features)`` (0/1 of ``dtype``: float by default, ``torch.bool``
+    for masks that only name their members) from feature ids, one row per set: a list of ids or a
+    1-D integer tensor of them (a slice of a ranking, say: no list to convert)."""
+    masks = torch.zeros(len(sets), n_features, device=device, dtype=dtype)
     for row, ids in enumerate(sets):
         if isinstance(ids, Tensor):
             index = ids.long()
@@ -79,7 +83,7 @@ def ids_to_mask(sets: Sequence[Union[Sequence[int], Tensor]], n_features: int, d
             # Through an int64 array: about twice as fast as torch.tensor on lists of ~10^5 ids
             # (and still about 3 ms per 2 x 10^5 ids: hot paths pass tensors).
             index = torch.frombuffer(array("q", ids), dtype=torch.long) if len(ids) else torch.zeros(0, dtype=torch.long)
-        masks[row, index.to(device)] = 1.0
+        masks[row, index.to(device)] = 1
     return masks
 
 
