@@ -239,3 +239,65 @@ def test_the_registry_refuses_unknown_names_and_objects_without_run():
         resolve_search("fastest")
     with pytest.raises(TypeError, match="run\\(context\\)"):
         resolve_search(object())
+
+
+def _flip_cluster(n: int, lo: int, hi: int, loud: int) -> torch.Tensor:
+    """Energy for a cluster of flipping features [lo, hi): one loud peak inside it (``loud``), the
+    rest quieter the further from it, below the floor outside from 3 features out."""
+    energy = torch.full((n,), 1.0, dtype=torch.float64)
+    for i in range(lo, hi):
+        energy[i] = 10.0 / (1 + abs(i - loud)) ** 2
+    energy[loud] = 100.0
+    return energy
+
+
+def single_flips(lo: int, hi: int) -> Rule:
+    """Removing any one feature of [lo, hi) alone flips the decision (and nothing else does)."""
+    return lambda sets: (sets.sum(dim=1) == 1) & sets[:, lo:hi].any(dim=1)
+
+
+def test_band_screening_leads_with_the_quietest_single_flip_near_the_first():
+    # Every feature of 3200..3231 flips alone; the descent reaches the loud one at 3210 first (the
+    # peak is screened alone), then the quieter features within 32 of the quietest flip are asked,
+    # quietest first: the first of them that flips is the quietest flip in reach, and it leads.
+    n, lo, hi, loud = 4000, 3200, 3232, 3210
+    energy = _flip_cluster(n, lo, hi, loud)
+    result = BandScreening().run(fake_context(single_flips(lo, hi), mode="necessary", max_queries=400,
+                                              n_features=n, energy=energy))
+    values = result.responsibility
+    flipping = [i for i in range(lo, hi) if float(values[i]) > 0]
+    quietest = min(flipping, key=lambda i: (float(energy[i]), i))
+    assert result.details["lead"] == quietest == hi - 1  # the far end of the cluster, 21 features out
+    assert float(values[quietest]) == 2.0 and int((values == 2.0).sum()) == 1
+    assert float(values[loud]) == 1.0  # still a but-for cause, ranked after the quieter one
+    assert int(torch.argsort(-values, stable=True)[0]) == quietest
+    assert result.queries <= 400
+    # Without the probe the loud flip is the only one found, with responsibility 1 and no lead.
+    plain = BandScreening(quieter_probes=0).run(fake_context(single_flips(lo, hi), mode="necessary", max_queries=400,
+                                                             n_features=n, energy=energy))
+    assert plain.details["lead"] is None and float(plain.responsibility.max()) == 1.0
+    assert float(energy[int(plain.responsibility.argmax())]) > float(energy[quietest]) * 100
+
+
+def test_band_screening_probes_quieter_features_within_the_budget():
+    # The probe asks at most what the budget leaves after the sets around the flip, and with no
+    # quieter flip the first flip keeps responsibility 1 (a unique but-for cause: no lead value).
+    n, feature = 4000, 3210
+    energy = _loud_flanks(n, feature)
+    asked = []
+
+    def rule(sets):
+        asked.append(sets.shape[0])
+        return hidden_flip(feature)(sets)
+
+    result = BandScreening().run(fake_context(rule, mode="necessary", max_queries=400, n_features=n, energy=energy))
+    assert result.details["lead"] == feature and float(result.responsibility[feature]) == 1.0
+    assert result.queries <= 400 and max(asked) <= 128
+    tight = BandScreening().run(fake_context(hidden_flip(feature), mode="necessary", max_queries=120,
+                                             n_features=n, energy=energy))
+    assert tight.queries <= 120
+
+
+def test_band_screening_refuses_a_negative_probe_count():
+    with pytest.raises(ValueError, match="quieter_probes"):
+        BandScreening(quieter_probes=-1)

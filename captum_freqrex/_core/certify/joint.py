@@ -299,7 +299,9 @@ def flip_candidates(
     # No unions of the best single features: as S&N candidates they changed the sets on 2 of 33
     # held-out percussion clips, one S&N set larger (160 -> 230 bins), the other mixed. No sets
     # around a single flip either: only the flipping features themselves are read back here.
-    screening = BandScreening(n_bands=SCREEN_BANDS, log_bands=SCREEN_LOG_BANDS, union_sizes=(), flip_windows=0)
+    screening = BandScreening(
+        n_bands=SCREEN_BANDS, log_bands=SCREEN_LOG_BANDS, union_sizes=(), flip_windows=0, quieter_probes=0
+    )
     values = run_search(screening, context).responsibility
     spent = context.queries - (known.hits if known is not None else 0)
     if not bool((values > 0).any()):
