@@ -9,8 +9,8 @@ from captum_freqrex._core.spectral.bands import linear_bands, log_bands, mel_ban
 from captum_freqrex._core.model.decision import (
     ArgmaxDecision,
     Decision,
-    DecisionReading,
     FunctionDecision,
+    RowVerdicts,
     ThresholdDecision,
 )
 from captum_freqrex._core.spectral.domains import RfftDomain, SpectralDomain, StftDomain, next_fast_len
@@ -51,7 +51,7 @@ __all__ = [
     "ShrinkReport",
     "AlternativesReport",
     "Decision",
-    "DecisionReading",
+    "RowVerdicts",
     "ArgmaxDecision",
     "ThresholdDecision",
     "FunctionDecision",

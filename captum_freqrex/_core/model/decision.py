@@ -1,7 +1,8 @@
 """Pass predicates: when does a mutant keep the model's decision?
 
 A :class:`Decision` turns raw model outputs into a class per row, a confidence for a given target,
-and a pass/fail verdict. :class:`ArgmaxDecision` serves multi-class models, :class:`ThresholdDecision`
+and a pass/fail verdict; :meth:`Decision.read` gives all of them for rows of outputs at once, as
+:class:`RowVerdicts`. :class:`ArgmaxDecision` serves multi-class models, :class:`ThresholdDecision`
 single-output (sigmoid) models, and :class:`FunctionDecision` wraps a user's own rule.
 """
 
@@ -9,12 +10,17 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Callable, NamedTuple, Optional, Union
+from dataclasses import dataclass
+from typing import Callable, List, Optional, TypeVar, Union
 
 import torch
 from torch import Tensor
 
-__all__ = ["Decision", "DecisionReading", "ArgmaxDecision", "ThresholdDecision", "FunctionDecision", "resolve_decision"]
+from captum_freqrex._core.records import ProbeResult
+
+__all__ = ["Decision", "RowVerdicts", "ArgmaxDecision", "ThresholdDecision", "FunctionDecision", "resolve_decision"]
+
+V = TypeVar("V", bound="RowVerdicts")
 
 
 def _looks_like_probabilities(scores: Tensor) -> bool:
@@ -49,17 +55,20 @@ def _not_probabilities(what: str, fix: str) -> ValueError:
     )
 
 
-class DecisionReading(NamedTuple):
-    r"""Everything a decision says about rows of outputs for their targets, ``(N,)`` tensors.
+@dataclass
+class RowVerdicts:
+    r"""The model's verdicts on rows of mutants, one entry per row (``(N,)`` tensors).
 
     Attributes:
-        decided (Tensor): long, the class decided on each row.
-        confidence (Tensor): float64, confidence in the row's target.
+        decided (Tensor): long, the class the model decides on each row.
+        confidence (Tensor): float64, confidence in the row's target, in [0, 1].
         decided_confidence (Tensor): float64, confidence in the decided class.
-        passes (Tensor): bool, the row keeps the target decision.
-        changes (Tensor): bool, the row clearly departs from it.
-        margin (Tensor): float64, how far the row is on the target's side (NaN for decisions
-                    without a margin, such as a user's pass function).
+        passes (Tensor): bool, the row keeps the target decision (:meth:`Decision.passes`; the
+                    oracle also asks a confidence of at least its ``confidence_filter``).
+        changes (Tensor): bool, the row clearly departs from it (:meth:`Decision.changes`): a row
+                    within the decision's tie tolerance neither passes nor changes.
+        margin (Tensor): float64, the target's confidence minus the strongest other class's
+                    (NaN for decisions without margins, e.g. a user's pass function).
     """
 
     decided: Tensor
@@ -68,6 +77,29 @@ class DecisionReading(NamedTuple):
     passes: Tensor
     changes: Tensor
     margin: Tensor
+
+    def cat(self: V, other: V) -> V:
+        """Rows of ``self`` followed by rows of ``other`` (the aggregation of batched verdicts)."""
+        return type(self)(**{k: torch.cat([v, getattr(other, k)]) for k, v in vars(self).items()})
+
+    def view(self: V, *shape: int) -> V:
+        """Every field reshaped, e.g. ``(B * L,) -> (B, L)``."""
+        return type(self)(**{k: v.reshape(shape) for k, v in vars(self).items()})
+
+    def graded(self) -> Tensor:
+        r"""Graded evidence of keeping the decision, ``(N,)`` float64: the margin, or the confidence
+        where the decision has no margin."""
+        return torch.where(torch.isfinite(self.margin), self.margin, self.confidence)
+
+    def probes(self) -> List[ProbeResult]:
+        """One :class:`ProbeResult` per row (what the extraction and the certificates hold)."""
+        return [
+            ProbeResult(bool(p), int(d), float(c), float(dc), float(m), bool(ch))
+            for p, d, c, dc, m, ch in zip(
+                self.passes.tolist(), self.decided.tolist(), self.confidence.tolist(),
+                self.decided_confidence.tolist(), self.margin.tolist(), self.changes.tolist(),
+            )
+        ]
 
 
 class Decision(ABC):
@@ -97,7 +129,7 @@ class Decision(ABC):
         """
         return ~self.passes(outputs, target)
 
-    def read(self, outputs: Tensor, target: Tensor) -> DecisionReading:
+    def read(self, outputs: Tensor, target: Tensor) -> RowVerdicts:
         r"""Every verdict on rows ``(N, K)`` for their targets ``(N,)`` long at once.
 
         The same values as :meth:`classes`, :meth:`confidence`, :meth:`passes`, :meth:`changes`
@@ -110,13 +142,13 @@ class Decision(ABC):
             target (Tensor): ``(N,)`` long, the target of each row.
 
         Returns:
-            DecisionReading: The verdicts, one entry per row.
+            RowVerdicts: The verdicts, one entry per row.
         """
         decided = self.classes(outputs).long()
         confidence = self.confidence(outputs, target).double()
         margin_of = getattr(self, "margin", None)
         margin = margin_of(outputs, target).double() if margin_of is not None else torch.full_like(confidence, math.nan)
-        return DecisionReading(
+        return RowVerdicts(
             decided, confidence, self.confidence(outputs, decided).double(),
             self.passes(outputs, target).bool(), self.changes(outputs, target).bool(), margin,
         )
@@ -193,11 +225,11 @@ class ArgmaxDecision(Decision):
     def changes(self, outputs: Tensor, target: Tensor) -> Tensor:
         return self.margin(outputs, target) < -self.tie_tolerance
 
-    def read(self, outputs: Tensor, target: Tensor) -> DecisionReading:
+    def read(self, outputs: Tensor, target: Tensor) -> RowVerdicts:
         probs = self._probabilities(outputs)
         decided = self.classes(outputs).long()
         margin = _margin_of(probs, target)
-        return DecisionReading(
+        return RowVerdicts(
             decided, _gathered(probs, target).double(), _gathered(probs, decided).double(),
             margin > self.tie_tolerance, margin < -self.tie_tolerance, margin,
         )
@@ -294,12 +326,12 @@ class ThresholdDecision(Decision):
     def changes(self, outputs: Tensor, target: Tensor) -> Tensor:
         return self.margin(outputs, target) < -self.tie_tolerance
 
-    def read(self, outputs: Tensor, target: Tensor) -> DecisionReading:
+    def read(self, outputs: Tensor, target: Tensor) -> RowVerdicts:
         p = self._probability(outputs)
         decided = (p >= self.threshold).long()
         side = p.double() - self.threshold
         margin = torch.where(target == 1, side, -side)
-        return DecisionReading(
+        return RowVerdicts(
             decided, torch.where(target == 1, p, 1.0 - p).double(), torch.where(decided == 1, p, 1.0 - p).double(),
             margin > self.tie_tolerance, margin < -self.tie_tolerance, margin,
         )

@@ -28,14 +28,12 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.model.decision import Decision, DecisionLike, resolve_decision
-from captum_freqrex._core.records import ProbeResult
+from captum_freqrex._core.model.decision import Decision, DecisionLike, RowVerdicts, resolve_decision
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.model.outputs import NonFiniteScoresError, OutputSelector, checked_scores
 from captum_freqrex._core.model.memory import auto_batch_size
@@ -51,7 +49,6 @@ __all__ = ["Oracle", "RowVerdicts", "raised_by_model", "row_slices", "rows_per_c
 #: example for every row (an int), or one per row (a ``(N,)`` long tensor).
 Examples = Union[None, int, Tensor]
 
-V = TypeVar("V", bound="RowVerdicts")
 
 
 def row_slices(n_rows: int, max_rows: int) -> Iterator[Tuple[int, int]]:
@@ -187,53 +184,6 @@ def _input_mismatch(forward_func: Callable, waveforms: Tensor) -> Optional[str]:
             f"weights are on {weight.device}: move the audio there (x.to('{weight.device}'))"
         )
     return None
-
-
-@dataclass
-class RowVerdicts:
-    r"""The model's verdicts on rows of mutants, one entry per row (``(N,)`` tensors).
-
-    Attributes:
-        decided (Tensor): long, the class the model decides on each row.
-        confidence (Tensor): float64, confidence in the row's target, in [0, 1].
-        decided_confidence (Tensor): float64, confidence in the decided class.
-        passes (Tensor): bool, the row keeps the target decision (:meth:`Decision.passes`, and
-                    a confidence of at least the oracle's ``confidence_filter``).
-        changes (Tensor): bool, the row clearly departs from it (:meth:`Decision.changes`): a row
-                    within the decision's tie tolerance neither passes nor changes.
-        margin (Tensor): float64, the target's confidence minus the strongest other class's
-                    (NaN for decisions without margins, e.g. a user's pass function).
-    """
-
-    decided: Tensor
-    confidence: Tensor
-    decided_confidence: Tensor
-    passes: Tensor
-    changes: Tensor
-    margin: Tensor
-
-    def cat(self: V, other: V) -> V:
-        """Rows of ``self`` followed by rows of ``other`` (the aggregation of batched verdicts)."""
-        return type(self)(**{k: torch.cat([v, getattr(other, k)]) for k, v in vars(self).items()})
-
-    def view(self: V, *shape: int) -> V:
-        """Every field reshaped, e.g. ``(B * L,) -> (B, L)``."""
-        return type(self)(**{k: v.reshape(shape) for k, v in vars(self).items()})
-
-    def graded(self) -> Tensor:
-        r"""Graded evidence of keeping the decision, ``(N,)`` float64: the margin, or the confidence
-        where the decision has no margin."""
-        return torch.where(torch.isfinite(self.margin), self.margin, self.confidence)
-
-    def probes(self) -> List[ProbeResult]:
-        """One :class:`ProbeResult` per row (what the extraction and the certificates hold)."""
-        return [
-            ProbeResult(bool(p), int(d), float(c), float(dc), float(m), bool(ch))
-            for p, d, c, dc, m, ch in zip(
-                self.passes.tolist(), self.decided.tolist(), self.confidence.tolist(),
-                self.decided_confidence.tolist(), self.margin.tolist(), self.changes.tolist(),
-            )
-        ]
 
 
 class Oracle:
@@ -484,10 +434,7 @@ class Oracle:
             raise RuntimeError("no decision yet: call Oracle.decide on the unmasked inputs' scores first")
         if isinstance(targets, int):
             targets = torch.full((outputs.shape[0],), targets, dtype=torch.long, device=outputs.device)
-        reading = self.decision.read(outputs, targets)
-        passes = reading.passes
+        verdicts = self.decision.read(outputs, targets)
         if self.confidence_filter > 0:
-            passes = passes & (reading.confidence >= self.confidence_filter)
-        return RowVerdicts(
-            reading.decided, reading.confidence, reading.decided_confidence, passes, reading.changes, reading.margin
-        )
+            verdicts.passes = verdicts.passes & (verdicts.confidence >= self.confidence_filter)
+        return verdicts
