@@ -28,7 +28,8 @@ loudest bins). Band screening spends the same queries on a tree instead:
    (a counterfactual cause, responsibility 1 in the Halpern-Pearl sense), ``1/|R|`` - the degree
    ``R`` would give each member were it a minimal cause - for the members of a flipping band that
    was not resolved further, 0 for features in no flipping set (the whole spectrum does not
-   count). Values are not normalised.
+   count). Values are not normalised; of several single flips, the answer (the quietest found,
+   step 5) gets :data:`LEAD_VALUE` so that it ranks first.
 4. **Peaks alongside.** These models are not monotone in what is removed, and a band that holds a
    flipping frequency need not flip when removed whole: the bins around it can pull the other
    way (on held-out percussion, single bins of a partial near 2 kHz flip a decision that no band
