@@ -348,8 +348,9 @@ class BandScreening:
         quietest = min(flips, key=lambda m: (float(energy[m.lo]), m.lo))
         feature, level = quietest.lo, float(energy[quietest.lo])
         near = range(max(0, feature - QUIETER_REACH), min(context.n_features, feature + QUIETER_REACH + 1))
-        candidates = sorted((i for i in near if i not in singles and float(energy[i]) < level),
-                            key=lambda i: (float(energy[i]), abs(i - feature), i))[: self.quieter_probes]
+        quieter = sorted((i for i in near if i not in singles and float(energy[i]) < level),
+                         key=lambda i: (float(energy[i]), abs(i - feature), i))
+        candidates = _spread(quieter, self.quieter_probes)
         around = len(FLIP_WINDOWS[: self.flip_windows]) + len(QUIET_SIZES)  # what _around asks at most
         remaining = context.remaining
         if remaining is not None:
@@ -467,6 +468,17 @@ class BandScreening:
         if stopped_by != "minimal":
             nodes.extend(self._unions(singles, context))
         return _result(nodes, root, context, stopped_by, peak_spent, lead)
+
+
+def _spread(ordered: List[int], count: int) -> List[int]:
+    # ``count`` of ``ordered`` at evenly spaced positions, the first and the last among them, in
+    # their order (all of them where there are no more than ``count``).
+    if len(ordered) <= count:
+        return list(ordered)
+    if count <= 1:
+        return list(ordered[:count])
+    positions = torch.linspace(0, len(ordered) - 1, count).round().long().tolist()
+    return [ordered[p] for p in dict.fromkeys(positions)]
 
 
 def _take_peaks(peaks: List[int], singles: Dict[int, "_Node"], take: int) -> List["_Node"]:
