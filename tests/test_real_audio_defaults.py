@@ -180,4 +180,4 @@ def test_the_necessary_default_leads_with_a_quieter_single_flip_on_real_drums():
         assert decided != target, clip.name
         assert float(energy[top]) <= float(energy[first]), clip.name
         quieter += float(energy[top]) < float(energy[first])
-    assert quieter >= 3, quieter  # 5 of 5 when written, 0.4 to 16.3 dB quieter
+    assert quieter >= 3, quieter  # 5 of 5 when written, 0.9 to 12.7 dB quieter

@@ -258,8 +258,9 @@ def single_flips(lo: int, hi: int) -> Rule:
 
 def test_band_screening_leads_with_the_quietest_single_flip_near_the_first():
     # Every feature of 3200..3231 flips alone; the descent reaches the loud one at 3210 first (the
-    # peak is screened alone), then the quieter features within 32 of the quietest flip are asked,
-    # quietest first: the first of them that flips is the quietest flip in reach, and it leads.
+    # peak is screened alone), then 32 of the quieter features within 32 of the quietest flip,
+    # spread over their energy ranks, are asked quietest first: the first of them that flips is
+    # the quietest flip asked (here the quietest in reach, the far end), and it leads.
     n, lo, hi, loud = 4000, 3200, 3232, 3210
     energy = _flip_cluster(n, lo, hi, loud)
     result = BandScreening().run(fake_context(single_flips(lo, hi), mode="necessary", max_queries=400,
@@ -301,3 +302,27 @@ def test_band_screening_probes_quieter_features_within_the_budget():
 def test_band_screening_refuses_a_negative_probe_count():
     with pytest.raises(ValueError, match="quieter_probes"):
         BandScreening(quieter_probes=-1)
+
+
+def test_the_quieter_probe_reaches_past_the_silent_floor():
+    # The flipping cluster sits in a near-silent floor: the 32 quietest bins in reach are floor
+    # bins that flip nothing, so the probe spreads its 32 over the energy ranks and still finds a
+    # quieter flip inside the cluster.
+    n, lo, hi, loud = 4000, 3200, 3232, 3210
+    energy = _flip_cluster(n, lo, hi, loud)
+    energy[lo - 40 : lo] = 1e-4
+    energy[hi : hi + 40] = 1e-4
+    result = BandScreening().run(fake_context(single_flips(lo, hi), mode="necessary", max_queries=400,
+                                              n_features=n, energy=energy))
+    lead = result.details["lead"]
+    assert lo <= lead < hi and float(energy[lead]) < float(energy[loud]) / 100
+    assert float(result.responsibility[lead]) == 2.0
+
+
+def test_spread_keeps_the_ends_and_the_order():
+    from captum_freqrex._core.search.band_screening import _spread
+
+    picked = _spread(list(range(100, 200)), 32)
+    assert len(picked) == 32 and picked[0] == 100 and picked[-1] == 199 and picked == sorted(picked)
+    assert _spread([5, 3, 9], 32) == [5, 3, 9]
+    assert _spread(list(range(10)), 1) == [0]

@@ -43,13 +43,15 @@ loudest bins). Band screening spends the same queries on a tree instead:
 5. **Quieter flips.** Flipping frequencies cluster (a held-out percussion clip with a single-bin
    flip has a median of 98 of them, their SNRs 20 dB apart), and the first the descent reaches
    need not be a quiet one. So when a single feature flips the decision and the search stops
-   there, up to ``quieter_probes`` (32) features quieter than the quietest flip found, within 32
-   features of it, are screened alone, the quietest first, 8 per model call, until one flips; the
-   quietest single flip found is the search's answer and, where other single flips were found,
-   it leads the ranking (value :data:`LEAD_VALUE`, 2, above their 1: the ranking breaks ties by
-   the louder feature). On every 2nd held-out percussion clip the median SNR@1 of the flips rose
-   from 31.9 to 36.7 dB (``percussion-wave`` 27.1 to 33.1), the same clips flipping, 9-11 more
-   queries a clip (``benchmarks/single_bin_limit.py``).
+   there, ``quieter_probes`` (32) of the features quieter than the quietest flip found, within 32
+   features of it, spread evenly over their energy ranks (the quietest and the loudest of them
+   among them: the quietest are floor bins that rarely flip), are screened alone, the quietest
+   first, 8 per model call, until one flips; the quietest single flip found is the search's
+   answer and, where other single flips were found, it leads the ranking (value
+   :data:`LEAD_VALUE`, 2, above their 1: the ranking breaks ties by the louder feature). On every
+   2nd held-out percussion clip the median SNR@1 of the flips rose from 31.9 to 38.2 dB
+   (``percussion-wave`` 27.1 to 33.5), the same clips flipping at k = 1, 8-11 more queries a clip
+   (``benchmarks/single_bin_limit.py``).
 6. **Around the flip.** Then one more batch screens two nested chains of sets holding the
    answer: the windows of 3, 5, 9 and 17 features centred on it (``flip_windows`` of them), and
    the feature with its 2, 4 and 8 quietest neighbours within 8 features either side. The
@@ -127,8 +129,8 @@ QUIET_SIZES = (2, 4, 8)
 #: Sizes of the unions of the best single features screened when no single feature flips.
 UNION_SIZES = (2, 3, 4, 5, 8)
 
-#: Most features quieter than the first single flips probed alone for a quieter flip (see
-#: :meth:`BandScreening._quieter`).
+#: Most features quieter than the first single flips probed alone for a quieter flip, spread over
+#: the energy ranks of those in reach (see :meth:`BandScreening._quieter`).
 QUIETER_PROBES = 32
 
 #: Reach (features either side) of the quieter probe around the quietest single flip found.
@@ -259,11 +261,12 @@ class BandScreening:
         union_sizes (sequence of int, optional): Sizes of the unions of the best-scoring single
                     features screened when the screening ends with no single flip, each size at
                     least 2 (empty: none). Default: :data:`UNION_SIZES` (2, 3, 4, 5 and 8)
-        quieter_probes (int, optional): After the first single flips, up to this many quieter
-                    features within :data:`QUIETER_REACH` of the quietest of them are screened
-                    alone, quietest first, :data:`QUIETER_BATCH` per model call, until one flips
-                    the decision; the quietest single flip found then leads the ranking (0: no
-                    probe, and no lead). Default: :data:`QUIETER_PROBES`
+        quieter_probes (int, optional): After the first single flips, up to this many of the
+                    quieter features within :data:`QUIETER_REACH` of the quietest of them, spread
+                    over their energy ranks, are screened alone, quietest first,
+                    :data:`QUIETER_BATCH` per model call, until one flips the decision; the
+                    quietest single flip found then leads the ranking (0: no probe, and no lead).
+                    Default: :data:`QUIETER_PROBES`
 
     The budget is ``context.options.max_queries``; with no budget (``max_queries=None``) the
     screening opens every band and core down to single features and screens every peak.
@@ -337,9 +340,10 @@ class BandScreening:
 
     def _quieter(self, singles: Dict[int, _Node], nodes: List[_Node], context: SearchContext) -> _Node:
         # The quietest single flip after probing the quieter features near the quietest one found:
-        # the features within QUIETER_REACH of it, quieter than it and not screened yet, the
-        # quietest first, QUIETER_BATCH per model call until one flips (so the first that flips is
-        # the quietest of those asked). Flipping bins cluster (held-out percussion clips have a
+        # of the features within QUIETER_REACH of it, quieter than it and not screened yet, up to
+        # quieter_probes spread over their energy ranks (the quietest of them are floor bins that
+        # rarely flip), the quietest first, QUIETER_BATCH per model call until one flips (so the
+        # first that flips is the quietest of those asked). Flipping bins cluster (held-out percussion clips have a
         # median of 98 to 112 single-bin flips, 20 dB apart), and the first one the descent
         # reaches need not be a quiet one; the set of 7 features around it (_around) is
         # screened after, within what the budget leaves.
