@@ -311,7 +311,9 @@ def loud_peak_check(
     size, seen = _smallest(result), result.sets
     if seen is None or size is None or not 1 <= size <= LOUD_CHECK_MAX:
         return result
-    peaks = (loudest_peaks(context.energy, LOUD_PEAKS, loudest_first=context.loudest_first()) if peaks is None else peaks)[:LOUD_PEAKS]
+    if peaks is None:
+        peaks = loudest_peaks(context.energy, LOUD_PEAKS, loudest_first=context.loudest_first())
+    peaks = peaks[:LOUD_PEAKS]
     candidates = [[p] for p in peaks] + ([[peaks[0], p] for p in peaks[1:]] if size >= 2 else [])
     candidates += [peaks[:j] for j in range(3, min(size, len(peaks)) + 1)]
     # Those asked before the search are known to fail.
@@ -486,7 +488,9 @@ def _loud_band_search(
     # sets as masks over every feature, ``details["loud_tier"]`` or ``details["loud_spread"]``
     # the region's size where it is a tier or a spread; None when no region passed or it kept no set).
     n = context.n_features
-    peaks = (loudest_peaks(context.energy, LOUD_BANDS, loudest_first=context.loudest_first()) if peaks is None else peaks)[:LOUD_BANDS]
+    if peaks is None:
+        peaks = loudest_peaks(context.energy, LOUD_BANDS, loudest_first=context.loudest_first())
+    peaks = peaks[:LOUD_BANDS]
     asked = _loud_regions(context, peaks, kinds)
     if asked is None:
         return None
