@@ -311,13 +311,16 @@ class ThresholdDecision(Decision):
         return (self._probability(outputs) >= self.threshold).long()
 
     def confidence(self, outputs: Tensor, target: Tensor) -> Tensor:
-        p = self._probability(outputs)
-        return torch.where(target == 1, p, 1.0 - p)
+        return _confidence_at(self._probability(outputs), target)
 
     def margin(self, outputs: Tensor, target: Tensor) -> Tensor:
         r"""How far the probability is on the side of ``target``, ``(N,)``: ``p - threshold`` for
         class 1, ``threshold - p`` for class 0."""
-        side = self._probability(outputs).double() - self.threshold
+        return self._margin_at(self._probability(outputs), target)
+
+    def _margin_at(self, p: Tensor, target: Tensor) -> Tensor:
+        # The margin of probabilities ``p`` of class 1, in float64.
+        side = p.double() - self.threshold
         return torch.where(target == 1, side, -side)
 
     def passes(self, outputs: Tensor, target: Tensor) -> Tensor:
@@ -329,10 +332,9 @@ class ThresholdDecision(Decision):
     def read(self, outputs: Tensor, target: Tensor) -> RowVerdicts:
         p = self._probability(outputs)
         decided = (p >= self.threshold).long()
-        side = p.double() - self.threshold
-        margin = torch.where(target == 1, side, -side)
+        margin = self._margin_at(p, target)
         return RowVerdicts(
-            decided, torch.where(target == 1, p, 1.0 - p).double(), torch.where(decided == 1, p, 1.0 - p).double(),
+            decided, _confidence_at(p, target).double(), _confidence_at(p, decided).double(),
             margin > self.tie_tolerance, margin < -self.tie_tolerance, margin,
         )
 
@@ -344,6 +346,11 @@ class ThresholdDecision(Decision):
             f"ThresholdDecision(threshold={self.threshold}, scores={self.scores!r}, "
             f"tie_tolerance={self.tie_tolerance})"
         )
+
+
+def _confidence_at(p: Tensor, target: Tensor) -> Tensor:
+    # Confidence in ``target`` (0 or 1) of probabilities ``p`` of class 1.
+    return torch.where(target == 1, p, 1.0 - p)
 
 
 class FunctionDecision(Decision):

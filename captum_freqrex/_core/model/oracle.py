@@ -50,7 +50,6 @@ __all__ = ["Oracle", "RowVerdicts", "raised_by_model", "row_slices", "rows_per_c
 Examples = Union[None, int, Tensor]
 
 
-
 def row_slices(n_rows: int, max_rows: int) -> Iterator[Tuple[int, int]]:
     r"""``[start, stop)`` slices of ``n_rows`` rows, at most ``max_rows`` each: one per model call."""
     if max_rows < 1:

@@ -79,7 +79,7 @@ from captum_freqrex._core.search.band_screening import PEAK_SPACING, BandScreeni
 from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.restricted import restrict_context
-from captum_freqrex._core.spectral.space import ids_to_mask
+from captum_freqrex._core.spectral.space import ids_to_mask, loudest_order
 from captum_freqrex._explanation.informative import MIN_LEVEL_DB, level_floor
 from captum_freqrex._utils.ordered import ask_until_one_holds
 
@@ -164,7 +164,7 @@ def loudest_peaks(
         list of int: Feature ids, loudest first (fewer when the spectrum has fewer peaks with energy).
     """
     if loudest_first is None:
-        loudest_first = torch.sort(energy.double().cpu(), descending=True, stable=True).indices
+        loudest_first = loudest_order(energy)
     n = energy.numel()
     width = max(2, int(spacing * n))
     with_energy = loudest_first[: int((energy > 0).sum())]

@@ -104,7 +104,7 @@ graded scores, with no guarantee).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -352,8 +352,7 @@ class BandScreening:
         quietest = min(flips, key=lambda m: (float(energy[m.lo]), m.lo))
         feature, level = quietest.lo, float(energy[quietest.lo])
         near = range(max(0, feature - QUIETER_REACH), min(context.n_features, feature + QUIETER_REACH + 1))
-        quieter = sorted((i for i in near if i not in singles and float(energy[i]) < level),
-                         key=lambda i: (float(energy[i]), abs(i - feature), i))
+        quieter = _quietest_first((i for i in near if i not in singles and float(energy[i]) < level), feature, energy)
         candidates = _spread(quieter, self.quieter_probes)
         around = len(FLIP_WINDOWS[: self.flip_windows]) + len(QUIET_SIZES)  # what _around asks at most
         remaining = context.remaining
@@ -380,7 +379,7 @@ class BandScreening:
         if not windows:
             return []
         neighbours = [i for i in range(max(0, feature - QUIET_REACH), min(n, feature + QUIET_REACH + 1)) if i != feature]
-        quiet = sorted(neighbours, key=lambda i: (float(energy[i]), abs(i - feature), i))
+        quiet = _quietest_first(neighbours, feature, energy)
         chain = [_Node(feature, feature + 1, 1, core=sorted([feature, *quiet[:k]]), around="quiet")
                  for k in QUIET_SIZES if k <= len(quiet)]
         return [windows, chain] if chain else [windows]
@@ -472,6 +471,11 @@ class BandScreening:
         if stopped_by != "minimal":
             nodes.extend(self._unions(singles, context))
         return _result(nodes, root, context, stopped_by, peak_spent, lead)
+
+
+def _quietest_first(ids: Iterable[int], feature: int, energy: Tensor) -> List[int]:
+    # Features by ascending energy, then by distance from ``feature``, then by id.
+    return sorted(ids, key=lambda i: (float(energy[i]), abs(i - feature), i))
 
 
 def _spread(ordered: List[int], count: int) -> List[int]:

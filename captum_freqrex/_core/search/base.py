@@ -37,6 +37,7 @@ from typing import runtime_checkable
 import torch
 from torch import Tensor
 
+from captum_freqrex._core.spectral.space import loudest_order
 from captum_freqrex._core.spectral.synthesis import StepQuery
 from captum_freqrex._utils.validation import as_int
 
@@ -152,7 +153,7 @@ class SearchContext:
     def loudest_first(self) -> Tensor:
         """The features by descending energy, ties by ascending id (a stable sort, on the CPU)."""
         if self.energy_order is None:
-            self.energy_order = torch.sort(self.energy.double().cpu(), descending=True, stable=True).indices
+            self.energy_order = loudest_order(self.energy)
         return self.energy_order
 
     def evaluate(self, queries: Sequence[StepQuery]) -> Tensor:

@@ -480,7 +480,7 @@ def feature_order(order: OrderLike, context: SearchContext) -> Optional[Tensor]:
         return None
     if order == "interleaved":
         return torch.randperm(n, generator=context.generator)
-    return torch.sort(context.energy.cpu().double(), descending=True, stable=True).indices
+    return context.loudest_first()
 
 
 def evaluate_along(context: SearchContext, perm: Optional[Tensor]) -> Callable[[List[StepQuery]], Tensor]:

@@ -87,6 +87,12 @@ def ids_to_mask(
     return masks
 
 
+def loudest_order(energy: Tensor) -> Tensor:
+    r"""Feature ids by descending ``energy`` ``(n_features,)``, ties by ascending id (a stable sort
+    in float64, on the CPU): the one loudest-first order of every stage that reads it."""
+    return torch.sort(energy.double().cpu(), descending=True, stable=True).indices
+
+
 def _scale(keep: Tensor, coefficients: Tensor, out: Optional[Tensor] = None) -> Tensor:
     """``keep * coefficients`` for real keep ``(N, 1 or C, *grid)`` and complex ``(C, *grid)``.
 
@@ -668,6 +674,6 @@ class FeatureSpace:
         assert self._energy is not None
         order = self._energy[2]
         if order is None:
-            order = torch.sort(energy.cpu(), descending=True, stable=True).indices
+            order = loudest_order(energy)
             self._energy = (example, energy, order)
         return order
