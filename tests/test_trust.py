@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from known_models import SAMPLE_RATE, ToneClassifier, ToneDetector, bin_of, tone
+from known_models import SAMPLE_RATE, SpectrumCoverageDetector, ToneClassifier, ToneDetector, bin_of, impulse, tone
 from torch import Tensor, nn
 
 from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, log_bands, metrics
@@ -204,6 +204,46 @@ def test_necessary_mode_with_no_flipping_removal_says_what_was_tried(search):
     # Whatever the search tried, the removals really do not change the decision.
     top = metrics.perturbation_success_rate(model, x, expl.feature_responsibility.unsqueeze(0), k=[1, 5])
     assert not bool(top.flipped.any())
+
+
+@pytest.mark.parametrize("sets", [False, True], ids=["attribute", "explain"])
+def test_necessary_mode_where_only_removing_everything_flips_says_every_value_is_0(sets):
+    # Class 1 while more than 40% of the bins are present: removing every frequency (the silent
+    # baseline) changes the decision, removing any half of them does not. The screening's sets are
+    # all narrower, so no feature is credited, and the all-zero answer is said, not left to look
+    # like a ranking.
+    x = impulse(T).unsqueeze(0)
+    model = SpectrumCoverageDetector(share=0.4)
+    assert model(torch.zeros_like(x)).argmax(dim=1).item() == 0 and model(x).argmax(dim=1).item() == 1
+    explainer = FreqReX(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if sets:
+            responsibility = explainer.explain(x, mode="necessary", max_queries=120, seed=0)[0].feature_responsibility
+        else:
+            responsibility = explainer.attribute(x, mode="necessary", max_queries=120, seed=0)[0]
+    said = [str(w.message) for w in caught if issubclass(w.category, FreqReXWarning)]
+    assert (responsibility == 0).all()
+    queries = explainer.last_search[0].queries
+    (message,) = [m for m in said if "removing every frequency changes the decision" in m]
+    assert "the baseline alone gives class 0, not 1" in message
+    assert f"no smaller removal the search tried within its budget did ({queries} queries" in message
+    assert "every responsibility is 0" in message and "coarser features" in message
+    assert ("by loudness alone" in message) == sets
+    # Removing the top of that ranking indeed changes nothing.
+    top = metrics.perturbation_success_rate(model, x, responsibility.reshape(1, -1), k=[1, 5])
+    assert not bool(top.flipped.any())
+
+
+def test_necessary_mode_that_finds_a_flip_with_a_flipping_baseline_says_nothing_of_zeros():
+    x = clip((440, 1.0), (1000, 0.5))
+    model = ToneClassifier([440, 1000])
+    assert model(x).argmax(dim=1).item() == 0 and model(torch.zeros_like(x)).argmax(dim=1).item() != 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        responsibility = FreqReX(model).attribute(x, mode="necessary", max_queries=200, seed=0)[0]
+    assert responsibility.argmax().item() == bin_of(440, T)
+    assert not any("removing every frequency changes" in str(w.message) for w in caught)
 
 
 def test_necessary_mode_with_attributions_does_not_claim_what_no_search_tried():

@@ -155,11 +155,13 @@ def removal_warnings(
     target: int, original: ProbeResult, baseline: ProbeResult, mode: str, found: Optional[bool],
     queries: int = 0, stopped_by: str = "", alternatives: Sequence[str] = (), sets: bool = True,
 ) -> List[str]:
-    r"""What a ``mode="necessary"`` search against a baseline that keeps the decision found, in plain words.
+    r"""What a ``mode="necessary"`` search found where the baseline alone says little, in plain words.
 
     Removing every frequency is one removal among many: a model need not be monotone, so a
     baseline that keeps the decision says nothing about smaller removals, and the search runs
-    anyway. The message says what it found, never that nothing could be found.
+    anyway; the message says what it found, never that nothing could be found. A baseline that
+    changes the decision gets a message only where no smaller removal the search tried did: every
+    responsibility is then 0, which must not pass for a ranking.
 
     Args:
         target (int): The explained class.
@@ -179,6 +181,8 @@ def removal_warnings(
     Returns:
         list of str: No message, or one.
     """
+    if mode == "necessary" and original.passes and baseline.changed and found is False:
+        return [_only_everything_flips(target, baseline, queries, stopped_by, alternatives, sets)]
     if not baseline_keeps_removal(original, baseline, mode):
         return []
     first = (
@@ -208,6 +212,29 @@ def removal_warnings(
         f"{stopped_by!r}), so every responsibility is 0; the model may still be non-monotone (a removal "
         f"the search did not try may change the decision): try {', '.join(tries[:-1])} or {tries[-1]}"
     ]
+
+
+def _only_everything_flips(
+    target: int, baseline: ProbeResult, queries: int, stopped_by: str, alternatives: Sequence[str], sets: bool
+) -> str:
+    # The baseline changes the decision, yet no smaller removal the search tried did: the search
+    # credits no feature for the whole spectrum, so an all-zero answer must not pass unremarked.
+    ranking = (
+        "every responsibility is 0 and the ranking the sets are read from is by loudness alone (the "
+        "sufficient-and-necessary set, where one is given, is a certified removal that does change it)"
+        if sets else "every responsibility is 0"
+    )
+    tries = [*alternatives, "a larger max_queries", _BANDS_FIX]
+    return (
+        f"removing every frequency changes the decision (the baseline alone gives class {baseline.decided}, "
+        f"not {target}), but no smaller removal the search tried within its budget did ({queries} queries, "
+        f"stopped by {stopped_by!r}), so {ranking}; the decision may rest on much of the spectrum at once, "
+        f"or on a removal the search did not try: try {', '.join(tries[:-1])} or {tries[-1]}"
+    )
+
+
+#: Coarser features, for a decision that only a wide removal changes.
+_BANDS_FIX = "coarser features (feature_mask=log_bands(...))"
 
 
 def set_note(
