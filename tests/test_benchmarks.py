@@ -490,3 +490,22 @@ def test_next_steps_table_counts_the_sets_each_option_brought_under_half():
     assert row == "| complete | 2 | `--complete-tolerance 0.2` | 1/2 | 80.0% | 55.0% |"
     assert not any(line.startswith("| sufficient-and-necessary") for line in lines)
     assert next(line for line in lines if "`--bands 64`" in line).endswith("| 0/2 | 80.0% | 80.0% |")
+
+
+def test_necessary_answers_counts_all_zero_and_wide_answers_on_known_clips():
+    """A tone classifier (a single-bin flip: the answer is that bin), a detector that only a removal
+    of more than a tenth of the bins fools (the wide fallback's eighth) and one that only removing
+    more than 60% fools (an all-zero answer, though the baseline alone flips it)."""
+    from known_models import SAMPLE_RATE, SpectrumCoverageDetector, ToneClassifier, impulse, tone
+
+    module = _load("necessary_answers")
+    single = module.answer_record(ToneClassifier([440, 1000]), (tone(440) + 0.5 * tone(1000)).unsqueeze(0))
+    assert single["smallest"] == 1 and single["flipped"][0] and single["wide_flip"] is None
+    clip = impulse(SAMPLE_RATE // 2).unsqueeze(0)
+    n = SAMPLE_RATE // 4 + 1
+    wide = module.answer_record(SpectrumCoverageDetector(share=0.9), clip)
+    assert wide["baseline_flips"] and abs(wide["wide_flip"] - n / 8) <= 1 and wide["credited"] == n
+    none = module.answer_record(SpectrumCoverageDetector(share=0.4), clip)
+    assert none["baseline_flips"] and none["credited"] == 0 and none["smallest"] is None
+    row = module.summarize("known", [single, wide, none])
+    assert (row["clips"], row["all_zero"], row["all_zero_baseline_flips"], row["wide"], row["flip@1"]) == (3, 1, 1, 1, 1)

@@ -332,9 +332,10 @@ def test_band_screening_screens_narrow_low_bands_at_its_first_level():
     assert bool(metrics.perturbation_success_rate(model, x, resp, target=0, k=1).flipped[0])
     # Equal-width bands alone (83 bins each) lump the cue with the 40 Hz tone, whose removal
     # with it keeps the decision; the descent follows the decoy first and, within the same
-    # budget, gets no further than a 10-bin sub-band holding the cue. (No unions: the queries
-    # they keep back would leave the last opening unpaid and hand the rest to the peaks.)
-    equal_only = FreqReX(model, search=BandScreening(log_bands=0, union_sizes=()))
+    # budget, gets no further than a 10-bin sub-band holding the cue. (No unions
+    # or wide parts: the queries they keep back would leave the last opening unpaid and hand the
+    # rest to the peaks.)
+    equal_only = FreqReX(model, search=BandScreening(log_bands=0, union_sizes=(), wide_splits=()))
     resp_equal = equal_only.attribute(x, target=0, mode="necessary", max_queries=76)
     assert resp_equal.max() < 1.0 and equal_only.last_search[0].stopped_by == "max_queries"
     # Given the queries it needs, it gets there too.
@@ -415,9 +416,16 @@ def test_band_screening_finds_scattered_frequencies_that_flip_the_decision_only_
     fooled = metrics.perturbation_success_rate(model, x, resp.unsqueeze(0), k=[1, 2])
     assert fooled.flipped[0].tolist() == [False, True]
     # The tree alone (bands, cores, single bins) finds no removal that flips it.
-    tree_only = FreqReX(model, search=BandScreening(union_sizes=()))
+    tree_only = FreqReX(model, search=BandScreening(union_sizes=(), wide_splits=()))
     assert torch.all(tree_only.attribute(x, mode="necessary", max_queries=150) == 0)
     assert tree_only.last_search[0].details["union_flips"] == []
+    # Without the unions, the wide parts end it: the low half holds both tones (no eighth or
+    # quarter does) and is the answer, 1 / its size each.
+    halves = FreqReX(model, search=BandScreening(union_sizes=()))
+    resp_half = halves.attribute(x, mode="necessary", max_queries=150)[0]
+    width = halves.last_search[0].details["wide_flip"]
+    assert width == resp_half.numel() // 2 and bool((resp_half[causes] == 1 / width).all())
+    assert int((resp_half > 0).sum()) == width and int((resp_half > 0).nonzero()[0]) == 0
 
 
 def test_band_screening_asks_no_unions_after_a_single_flip_and_refuses_bad_sizes():

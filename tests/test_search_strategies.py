@@ -326,3 +326,53 @@ def test_spread_keeps_the_ends_and_the_order():
     assert len(picked) == 32 and picked[0] == 100 and picked[-1] == 199 and picked == sorted(picked)
     assert _spread([5, 3, 9], 32) == [5, 3, 9]
     assert _spread(list(range(10)), 1) == [0]
+
+
+def removes_more_than(count: int) -> Rule:
+    """necessary mode: the decision changes only when more than ``count`` features are removed."""
+    return lambda sets: sets.sum(dim=1) > count
+
+
+def test_band_screening_falls_back_to_wide_parts_where_only_wide_removals_flip():
+    # 800 features; removing more than 90 flips the decision. No band, core, single or union of
+    # the screening is that wide, so only the wide parts (8 of 100, 4 of 200, 2 of 400) flip; the
+    # narrowest of them is the answer: each feature 1/100.
+    context = fake_context(removes_more_than(90), mode="necessary", max_queries=200, n_features=800)
+    result = BandScreening().run(context)
+    assert result.details["wide_flip"] == 100
+    assert torch.allclose(result.responsibility, torch.full((800,), 1 / 100, dtype=torch.float64))
+    assert result.queries <= 200
+
+
+def test_band_screening_keeps_the_wide_parts_queries_back_within_a_tight_budget():
+    # The descent alone would spend the whole budget: the 14 wide parts are kept back for the end.
+    context = fake_context(removes_more_than(90), mode="necessary", max_queries=100, n_features=800)
+    result = BandScreening().run(context)
+    assert result.queries <= 100 and result.details["wide_flip"] == 100
+
+
+def test_band_screening_screens_no_wide_part_where_a_smaller_removal_flips():
+    context = fake_context(lambda sets: sets[:, 37], mode="necessary", max_queries=200, n_features=800)
+    result = BandScreening().run(context)
+    assert result.details["wide_flip"] is None
+    assert float(result.responsibility[37]) == 1.0 and int((result.responsibility > 0).sum()) < 100
+
+
+def test_band_screening_screens_no_wide_part_where_removing_everything_keeps_the_decision():
+    # Non-monotone: removing 91 to 700 features flips, removing all 800 does not (root fails).
+    rule = lambda sets: (sets.sum(dim=1) > 90) & (sets.sum(dim=1) <= 700)  # noqa: E731
+    context = fake_context(rule, mode="necessary", max_queries=200, n_features=800)
+    assert not context.root_passes
+    result = BandScreening().run(context)
+    assert result.details["wide_flip"] is None and not bool((result.responsibility > 0).any())
+    # Without the fallback the answer where the root flips is no answer at all.
+    bare = BandScreening(wide_splits=()).run(
+        fake_context(removes_more_than(90), mode="necessary", max_queries=200, n_features=800))
+    assert bare.details["wide_flip"] is None and not bool((bare.responsibility > 0).any())
+
+
+def test_band_screening_refuses_bad_wide_splits():
+    with pytest.raises(ValueError, match="wide_splits"):
+        BandScreening(wide_splits=(8, 1))
+    with pytest.raises(TypeError, match="wide_splits must be a sequence"):
+        BandScreening(wide_splits=8)

@@ -235,6 +235,39 @@ def test_necessary_mode_where_only_removing_everything_flips_says_every_value_is
     assert not bool(top.flipped.any())
 
 
+def test_necessary_mode_where_only_a_wide_removal_flips_credits_the_narrowest_wide_part():
+    # Class 1 while more than 90% of the bins are present: removing an eighth of them flips it,
+    # which no band, core or single bin of the screening holds. The narrowest flipping part of the
+    # wide splits is the answer (1 / its size each), certified by re-query: no warning of zeros.
+    x = impulse(T).unsqueeze(0)
+    model = SpectrumCoverageDetector(share=0.9)
+    explainer = FreqReX(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        responsibility = explainer.attribute(x, mode="necessary", max_queries=200, seed=0)[0]
+    result = explainer.last_search[0]
+    width = result.details["wide_flip"]
+    n = responsibility.numel()
+    assert width is not None and n / 8 - 1 <= width <= n / 8 + 1
+    assert result.queries <= 200 and float(responsibility.min()) > 0
+    part = responsibility == responsibility.max()
+    assert int(part.sum()) >= width
+    assert not any("removing every frequency changes" in str(w.message) for w in caught)
+    # Removing the narrowest wide part (the top of the ranking) changes the decision.
+    removed = first_part(part, width)
+    assert int(removed.nonzero().flatten().diff().max()) == 1  # one contiguous part
+    without = torch.fft.irfft(torch.fft.rfft(x) * (~removed).float(), n=T)
+    assert model(without).argmax(dim=1).item() == 0 and model(x).argmax(dim=1).item() == 1
+
+
+def first_part(top: Tensor, width: int) -> Tensor:
+    """The first ``width`` features of ``top`` (a contiguous wide part) as a bool mask."""
+    ids = top.nonzero().flatten()[:width]
+    mask = torch.zeros_like(top)
+    mask[ids] = True
+    return mask
+
+
 def test_necessary_mode_that_finds_a_flip_with_a_flipping_baseline_says_nothing_of_zeros():
     x = clip((440, 1.0), (1000, 0.5))
     model = ToneClassifier([440, 1000])

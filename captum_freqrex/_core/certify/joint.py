@@ -300,7 +300,8 @@ def flip_candidates(
     # held-out percussion clips, one S&N set larger (160 -> 230 bins), the other mixed. No sets
     # around a single flip either: only the flipping features themselves are read back here.
     screening = BandScreening(
-        n_bands=SCREEN_BANDS, log_bands=SCREEN_LOG_BANDS, union_sizes=(), flip_windows=0, quieter_probes=0
+        n_bands=SCREEN_BANDS, log_bands=SCREEN_LOG_BANDS, union_sizes=(), flip_windows=0, quieter_probes=0,
+        wide_splits=(),
     )
     values = run_search(screening, context).responsibility
     spent = context.queries - (known.hits if known is not None else 0)
