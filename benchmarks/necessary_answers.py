@@ -9,7 +9,9 @@ single-bin flip), the narrowest wide part that flipped where the screening fell 
 (``details["wide_flip"]``), the flips of its top 1 and top 5 bins
 (:func:`~captum_freqrex.metrics.perturbation_success_rate`), the queries and the time. The summary
 counts the all-zero answers (and of them, those where the baseline alone changes the decision: a
-removal that flips exists, the whole spectrum at least), the wide fallbacks and the flips.
+removal that flips exists, the whole spectrum at least), the answers against their limit (the
+clips where a removal that flips is known to exist: the baseline alone flips, or the answer found
+one), the wide fallbacks and the flips.
 Run it at two commits to compare; the records (one JSON line per clip) resume an interrupted run.
 
 Usage::
@@ -78,8 +80,12 @@ def answer_record(model: Any, clip: torch.Tensor) -> Dict[str, Any]:
 def summarize(model: str, records: List[Dict[str, Any]]) -> Dict[str, Any]:
     r"""One row of counts and medians over a model's records."""
     zeros = [r for r in records if r["credited"] == 0]
+    # The limit: clips where a removal that changes the decision is known to exist (the baseline
+    # alone, every frequency removed, or one the answer found).
+    known = [r for r in records if r["baseline_flips"] or r["credited"] > 0]
     return {
         "model": model, "clips": len(records), "all_zero": len(zeros),
+        "flip_known": len(known), "answered": sum(1 for r in known if r["credited"] > 0),
         "all_zero_baseline_flips": sum(1 for r in zeros if r["baseline_flips"]),
         "wide": sum(1 for r in records if r["wide_flip"] is not None),
         **{f"flip@{k}": sum(1 for r in records if r["flipped"][i]) for i, k in enumerate(KS)},
@@ -89,10 +95,12 @@ def summarize(model: str, records: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def _markdown(rows: List[Dict[str, Any]]) -> str:
-    lines = ["| model | clips | all-zero answers | of them, the baseline flips | wide-part answers | flip@1 | flip@5 | median queries | median s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | clips | all-zero answers | of them, the baseline flips | answers where a flip is known to exist | "
+             "wide-part answers | flip@1 | flip@5 | median queries | median s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['clips']} | {r['all_zero']} | {r['all_zero_baseline_flips']} | {r['wide']} | "
+        lines.append(f"| {r['model']} | {r['clips']} | {r['all_zero']} | {r['all_zero_baseline_flips']} | "
+                     f"{r['answered']}/{r['flip_known']} | {r['wide']} | "
                      f"{r['flip@1']} | {r['flip@5']} | {r['median_queries']:,.0f} | {r['median_seconds']:.2f} |")
     return "\n".join(lines)
 

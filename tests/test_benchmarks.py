@@ -509,3 +509,4 @@ def test_necessary_answers_counts_all_zero_and_wide_answers_on_known_clips():
     assert none["baseline_flips"] and none["credited"] == 0 and none["smallest"] is None
     row = module.summarize("known", [single, wide, none])
     assert (row["clips"], row["all_zero"], row["all_zero_baseline_flips"], row["wide"], row["flip@1"]) == (3, 1, 1, 1, 1)
+    assert (row["flip_known"], row["answered"]) == (3, 2)
