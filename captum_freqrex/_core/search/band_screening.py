@@ -509,17 +509,32 @@ class BandScreening:
             flipped = flipped or any(c.passes for c in fresh)
             if self.stop_at_single and any(c.passes and c.size == 1 for c in fresh):
                 stopped_by = "minimal"
-                found = max((c for c in fresh if c.passes and c.size == 1), key=lambda c: (c.score, -c.lo))
-                if self.quieter_probes:
-                    found = lead = self._quieter(singles, nodes, context)
-                nodes.extend(self._around(found.ranges()[0][0], context))
+                lead = self._after_single_flip(fresh, singles, nodes, context)
                 break
         if stopped_by != "minimal":
-            unions = self._unions(singles, context)
-            nodes.extend(unions)
-            if wide_reserve and not flipped and not any(u.passes for u in unions):
-                nodes.extend(self._wide(context, singles))
+            nodes.extend(self._without_single_flip(singles, context, wide=bool(wide_reserve) and not flipped))
         return _result(nodes, root, context, stopped_by, peak_spent, lead)
+
+    def _after_single_flip(
+        self, fresh: List[_Node], singles: Dict[int, _Node], nodes: List[_Node], context: SearchContext
+    ) -> Optional[_Node]:
+        # A batch held the first single flips: the quieter probe, then the sets around the answer
+        # (added to ``nodes``). Returns the lead: the quietest single flip, where it was probed for.
+        found = max((c for c in fresh if c.passes and c.size == 1), key=lambda c: (c.score, -c.lo))
+        lead = None
+        if self.quieter_probes:
+            found = lead = self._quieter(singles, nodes, context)
+        nodes.extend(self._around(found.ranges()[0][0], context))
+        return lead
+
+    def _without_single_flip(self, singles: Dict[int, _Node], context: SearchContext, wide: bool) -> List[_Node]:
+        # The screening ended with no single flip: the unions of the best single features, then,
+        # where ``wide`` (nothing has flipped, removing everything does) and no union flips, the
+        # wide parts.
+        unions = self._unions(singles, context)
+        if wide and not any(u.passes for u in unions):
+            return unions + self._wide(context, singles)
+        return unions
 
 
 def _quietest_first(ids: Iterable[int], feature: int, energy: Tensor) -> List[int]:
