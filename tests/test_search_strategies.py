@@ -12,7 +12,7 @@ import torch
 
 from captum_freqrex import AdaptiveRefinement, BandScreening, PartitionRefinement
 from captum_freqrex._core.search import NAMED_SEARCHES, resolve_search
-from captum_freqrex._core.search.band_screening import spectral_peaks
+from captum_freqrex._core.search.band_screening import PATIENCE, UNION_SIZES, _first_level, spectral_peaks
 from captum_freqrex._core.search.base import RefinementOptions, SearchContext, SetVerdicts
 from captum_freqrex._core.spectral.space import ranges_to_mask
 from captum_freqrex._core.spectral.synthesis import StepQuery
@@ -376,3 +376,36 @@ def test_band_screening_refuses_bad_wide_splits():
         BandScreening(wide_splits=(8, 1))
     with pytest.raises(TypeError, match="wide_splits must be a sequence"):
         BandScreening(wide_splits=8)
+
+
+def test_band_screening_stops_once_patience_queries_pass_without_a_flip():
+    # Nothing flips (removing everything does not either): with patience 40 the screening stops
+    # 40 queries after its first level, not at the budget, and the unions still end it.
+    never = lambda sets: torch.zeros(sets.shape[0], dtype=torch.bool)  # noqa: E731
+    first_level = len(_first_level(800, BandScreening().n_bands, BandScreening().log_bands))
+    patient = BandScreening(patience=40).run(fake_context(never, mode="necessary", max_queries=600, n_features=800))
+    assert patient.stopped_by == "patience"
+    assert first_level + 40 <= patient.queries <= first_level + 40 + BandScreening().peak_batch + len(UNION_SIZES) + 1
+    unbounded = BandScreening(patience=None).run(fake_context(never, mode="necessary", max_queries=600, n_features=800))
+    assert unbounded.stopped_by == "max_queries" and unbounded.queries > 550
+
+
+def test_band_screening_patience_counts_from_the_last_flip():
+    # Removing more than 90 features flips: the first-level bands do not, the wide parts do. With
+    # the default patience the screening stops at first level + 500 where the budget is larger, and
+    # the wide parts, kept back until then, still answer.
+    context = fake_context(removes_more_than(90), mode="necessary", max_queries=2000, n_features=800)
+    result = BandScreening().run(context)
+    first_level = len(_first_level(800, BandScreening().n_bands, BandScreening().log_bands))
+    assert result.stopped_by == "patience" and result.details["wide_flip"] == 100
+    assert result.queries <= first_level + PATIENCE + BandScreening().peak_batch + 20
+    # Each flipping set found restarts the count: with a patience of 1 query, the descent to a
+    # single flip goes on batch after batch (its band, then its sub-band, then the bin), since
+    # each batch holds a removal that flips.
+    found = BandScreening(patience=1).run(fake_context(lambda sets: sets[:, 437], mode="necessary", max_queries=600, n_features=800))
+    assert found.stopped_by == "minimal" and float(found.responsibility[437]) >= 1.0
+
+
+def test_band_screening_refuses_a_patience_below_one():
+    with pytest.raises(ValueError, match="patience"):
+        BandScreening(patience=0)
