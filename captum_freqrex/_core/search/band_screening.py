@@ -92,8 +92,8 @@ The search stops (``stopped_by``) at the first single feature whose removal alon
 decision (``"minimal"``: nothing smaller flips it; ``stop_at_single=False`` screens on); when
 ``patience`` (500) queries beyond the first level have passed since it last found a removal that
 flips the decision, or since the first level where it found none (``"patience"``: the budget is a
-cap, not a quota; on 127 held-out clips of four models the median queries a clip fell from
-997-999 to 578-596, every single flip found as before, one five-bin flip of 45 lost); when the budget
+cap, not a quota; on 143 held-out clips of five models the median queries a clip fell from
+996-999 to 578-596, every single flip found as before, one five-bin flip of 45 lost); when the budget
 (``max_queries``, less what the unions and the wide parts keep back) cannot pay for the next
 opening and the peaks have used what is left (``"max_queries"``); or when no set is left to open
 and no peak to screen (``"searches"``). In the last three cases the unions come after. A tie
