@@ -276,7 +276,7 @@ class BandScreening:
         stop_at_single (bool, optional): Stop at the first single feature whose removal alone
                     flips the decision (``stopped_by="minimal"``): no smaller removal exists, so
                     the rest of the budget could only find other single flips. False screens on
-                    until the budget, the tree and the peaks run out. Default: True
+                    until the budget, the patience, the tree or the peaks run out. Default: True
         peak_batch (int, optional): Spectral peaks screened alone per batch, interleaved with
                     the descent (0: no peaks). Default: 8
         peak_lead (int, optional): Queries the descent spends beyond the first level before the
