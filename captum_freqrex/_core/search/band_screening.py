@@ -491,8 +491,8 @@ class BandScreening:
         tree_open = True
         stopped_by = "searches"
         lead: Optional[_Node] = None
-        # The wide parts' queries are kept back only while they may be needed: removing everything
-        # flips the decision and no set screened so far does.
+        # Kept back: the unions' queries throughout, the wide parts' while they may be needed.
+        union_reserve = self._union_reserve(context)
         wide_reserve = len(self._wide_parts(n)) if root.passes else 0
         flipped = False
         progress_at: Optional[int] = None  # queries when the first level ended or the last flip came
@@ -500,7 +500,7 @@ class BandScreening:
             if self.patience is not None and progress_at is not None and context.queries - progress_at >= self.patience:
                 stopped_by = "patience"
                 break
-            reserve = self._union_reserve(context) + (0 if flipped else wide_reserve)
+            reserve = union_reserve + (0 if flipped else wide_reserve)
             node = self._next(nodes) if tree_open else None
             while peaks and peaks[-1] in singles:
                 peaks.pop()
@@ -528,9 +528,10 @@ class BandScreening:
                 peak_spent += len(fresh)
             _screen(fresh, context, singles)
             nodes.extend(fresh)
-            if node is root or any(c.passes for c in fresh):
+            fresh_flips = any(c.passes for c in fresh)
+            if node is root or fresh_flips:
                 progress_at = context.queries
-            flipped = flipped or any(c.passes for c in fresh)
+            flipped = flipped or fresh_flips
             if self.stop_at_single and any(c.passes and c.size == 1 for c in fresh):
                 stopped_by = "minimal"
                 lead = self._after_single_flip(fresh, singles, nodes, context)
