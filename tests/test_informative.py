@@ -193,6 +193,12 @@ def test_a_baseline_that_decides_gets_its_hint_on_the_command_line_and_in_the_re
         "clip; run again with --baseline pink (or an audio FILE)"
     ]
     assert "baselines=..." in result_hints(said, "dog")[0] and result_hints({"sets": {}}, "dog") == []
+    # From Python the kind is not passed: the summary's settings say whether explain's default
+    # (silence, recorded as no baselines) or the caller's own baseline was used.
+    assert result_hints(said, "dog")[0].startswith("the baseline (given) alone")
+    assert result_hints({**said, "settings": {"baselines": None}}, "dog")[0].startswith("the baseline (silence) alone")
+    assert result_hints({**said, "settings": {"baselines": "tensor of shape (1, 800)"}}, "dog")[0].startswith(
+        "the baseline (given) alone")
     # The baseline is the clip itself: alone it already decides class 1.
     x = tone(440, 0.1).unsqueeze(0)
     with pytest.warns(FreqReXWarning, match="baseline alone"):

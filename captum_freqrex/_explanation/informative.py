@@ -132,6 +132,13 @@ def _set_words(name: str) -> str:
     return "sufficient & necessary" if name == "sufficient_necessary" else name.replace("_", " ")
 
 
+def _baseline_words(summary: Mapping[str, Any]) -> str:
+    # What the baseline was where the caller does not say: explain's default (no baselines given,
+    # recorded as None) is silence; otherwise the caller's own.
+    settings = summary.get("settings") or {}
+    return "silence" if "baselines" in settings and settings["baselines"] is None else "given"
+
+
 def result_hints(summary: Mapping[str, Any], target_name: str, baseline_kind: Optional[str] = None) -> List[str]:
     r"""The hints shown after a result: one per kind of flag (naming the sets), and one when the
     baseline alone already gives the target. The ``freqrex`` command prints them, the HTML report
@@ -162,7 +169,7 @@ def result_hints(summary: Mapping[str, Any], target_name: str, baseline_kind: Op
             others = [other for other in ("noise", "pink") if other != baseline_kind] + ["an audio FILE"]
             fix = f"run again with --baseline {others[0]} (or {' or '.join(others[1:])})"
         hints.append(
-            f"the baseline ({baseline_kind or 'given'}) alone already makes the model decide {target_name}, so "
+            f"the baseline ({baseline_kind or _baseline_words(summary)}) alone already makes the model decide {target_name}, so "
             f"these sets say little about the clip; {fix}"
         )
     return hints
