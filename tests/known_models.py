@@ -290,3 +290,58 @@ def hidden_partial_clip(freq_hz: int) -> Tensor:
     and two louder tones the model ignores (3 at 300 Hz, 2 at 900 Hz), one second at SAMPLE_RATE."""
     clip = tone(freq_hz) + tone(freq_hz - 1, amplitude=0.5) + tone(freq_hz + 1, amplitude=0.5)
     return (clip + tone(300, amplitude=3.0) + tone(900, amplitude=2.0)).unsqueeze(0)
+
+
+class BandNeedsContext(nn.Module):
+    """A band that decides only with its context: removing it flips the decision, keeping it alone
+    (even with a sufficient bin) names another class, and the band with a few loud context bins
+    holds both claims.
+
+    Regions of the rfft of a reference clip (:func:`band_needs_context_clip`), each *present* where
+    a share of its reference energy is: the quiet ``band`` (at least 10%; ``full``: 95%), the loud
+    ``context`` bins and a louder ``sufficient`` bin (50%), a moderate ``backdrop`` (50%) and one
+    loud ``decoy`` bin (50%). Logits: ``0.5`` (silence), ``3 band + sufficient`` (the decision),
+    ``5 band (1 - context)(1 - backdrop)`` (a band heard alone), ``2 backdrop``,
+    ``4.5 backdrop (1 - decoy)`` (removing the decoy alone flips the decision) and
+    ``2.2 decoy (1 - full)`` (the decoy kept without the band). The smallest sets holding both
+    claims are the decoy, three context bins and a tenth of the band (about 30 bins): kept alone
+    the band needs its context, and the decoy needs the band. The band is the clip's quietest
+    region and the ranking puts it last, so the ranking's prefixes that hold are most of the
+    spectrum, and the single flipping bin a screening finds, the decoy, grown along the ranking
+    reaches the band only with the backdrop, whose removal then takes the decoy's flip away.
+    """
+
+    BAND, CONTEXT, BACKDROP, DECOY, SUFFICIENT = range(250, 500), range(3500, 3505), range(1000, 2500), 3700, 3900
+
+    def __init__(self, reference: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("reference", torch.fft.rfft(reference.double(), dim=-1).abs().square()[0])
+
+    def _present(self, energy: Tensor, region: Sequence[int], share: float) -> Tensor:
+        bins = list(region)
+        return (energy[:, bins].sum(dim=1) >= share * self.reference[bins].sum()).double()
+
+    def forward(self, x: Tensor) -> Tensor:
+        energy = torch.fft.rfft(x.double(), dim=-1).abs().square()
+        band, full = self._present(energy, self.BAND, 0.1), self._present(energy, self.BAND, 0.95)
+        context, backdrop = self._present(energy, self.CONTEXT, 0.5), self._present(energy, self.BACKDROP, 0.5)
+        decoy, sufficient = self._present(energy, [self.DECOY], 0.5), self._present(energy, [self.SUFFICIENT], 0.5)
+        logits = [
+            torch.full_like(band, 0.5), 3 * band + sufficient, 5 * band * (1 - context) * (1 - backdrop),
+            2 * backdrop, 4.5 * backdrop * (1 - decoy), 2.2 * decoy * (1 - full),
+        ]
+        return torch.stack(logits, dim=1).float()
+
+
+def band_needs_context_clip() -> Tensor:
+    """``(1, SAMPLE_RATE)``: the regions of :class:`BandNeedsContext` at magnitudes 0.02 (band), 0.1
+    (backdrop), 2 (context), 3 (decoy) and 4 (sufficient) per bin, random phases (seeded), one
+    second at SAMPLE_RATE (one bin a Hz)."""
+    spectrum = torch.zeros(SAMPLE_RATE // 2 + 1, dtype=torch.complex128)
+    model = BandNeedsContext
+    for region, magnitude in ((model.BAND, 0.02), (model.BACKDROP, 0.1), (model.CONTEXT, 2.0),
+                              ([model.DECOY], 3.0), ([model.SUFFICIENT], 4.0)):
+        bins = torch.tensor(list(region))
+        phases = torch.rand(len(bins), generator=torch.Generator().manual_seed(len(bins)), dtype=torch.float64)
+        spectrum[bins] = magnitude * SAMPLE_RATE / 2 * torch.exp(2j * torch.pi * phases)
+    return torch.fft.irfft(spectrum, n=SAMPLE_RATE).float().unsqueeze(0)

@@ -8,7 +8,7 @@ from captum_freqrex._core.certify.joint import GROWTH_GRID, _both_prefix, _both_
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.search.evaluation import KnownOutputs
 from captum_freqrex._explanation import Explanation
-from known_models import SAMPLE_RATE, ToneDetector, bin_of, tone
+from known_models import SAMPLE_RATE, BandNeedsContext, ToneDetector, band_needs_context_clip, bin_of, tone
 
 BIN_440 = bin_of(440, SAMPLE_RATE)
 BIN_1000 = bin_of(1000, SAMPLE_RATE)
@@ -457,3 +457,29 @@ def test_complete_growth_finds_a_small_reaching_window_of_a_non_monotone_model(w
     assert found[: len(core)] == core and report.size == len(found)
     assert probe.spent <= 32
     assert any(a in window for a in probe.asked)
+
+
+def test_a_flipping_band_that_needs_its_context_is_grown_along_the_ranking(monkeypatch):
+    """BandNeedsContext: removing its quiet band flips the decision, but the band kept alone with
+    the sufficient bin names another class, and the single flip the screening finds (the decoy)
+    grown along the ranking holds only past the backdrop. The band grown along the ranking (the
+    sufficient bin, the decoy and the context come first) holds both claims, and its shrink ends
+    on about 30 bins: the decoy, context bins and a tenth of the band, both claims re-queried.
+    Without that candidate the set is shrunk from most of the spectrum and ends several times
+    larger."""
+    import captum_freqrex._core.certify.joint as joint
+
+    clip = band_needs_context_clip()
+    model = BandNeedsContext(clip)
+    found = FreqReX(model).explain(clip)[0]
+    chosen = found.sufficient_necessary
+    members = _members(chosen)
+    assert chosen.certified and chosen.certificate.shrink.start_size <= 2 * len(model.BAND) + 1
+    assert model.DECOY in members and len(members) <= 40
+    assert len([i for i in members if i in model.BAND]) >= len(model.BAND) // 10
+    assert model(found.waveform("sufficient_necessary").unsqueeze(0)).argmax(1).item() == 1
+    assert model(found.waveform("sufficient_necessary", removed=True).unsqueeze(0)).argmax(1).item() != 1
+
+    monkeypatch.setattr(joint, "_grown_band", lambda *args: [])
+    without = FreqReX(model).explain(clip)[0].sufficient_necessary
+    assert without.certificate.shrink.start_size > len(clip[0]) // 8 and without.size >= 3 * chosen.size
