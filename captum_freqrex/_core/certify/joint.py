@@ -25,16 +25,17 @@ only. Every step asks only what its answer still needs:
    without their lowest quarter), a screening would descend on no evidence, and is skipped.
 3. **Candidates.** ``S``, the sufficient prefix, each ``N``, each ``S ∪ N``, ``N`` plus the top of
    the ranking on a geometric grid of sizes (for models that are not monotone), the flipping
-   bands and ``S`` plus each, and the narrowest flipping band with ``S`` and the top of the
-   ranking on a grid of sizes up to another 1/16 band (a band that flips the decision can, kept
-   alone with ``S``, take it elsewhere): each is removed, and those whose removal changed the decision are
+   bands and ``S`` plus each: each is removed, and those whose removal changed the decision are
    kept alone (does it keep the decision?) the smallest first, a few per model call, until one
    does: the smallest for which both claims hold is kept, the larger ones are not asked. Where
    none holds, or the smallest is wider than a 1/16 band, the ranking's shortest prefix whose
    removal changes the decision and that keeps it alone is searched too (the prefix extraction's
    grid, removals first; ``start == "joint-prefix"`` in the shrink report). Where a candidate
    holds already, the grid is narrowed past its first round only where that round found a prefix
-   shorter than the candidate: a longer one would not replace it.
+   shorter than the candidate: a longer one would not replace it. Last, where nothing found is as
+   small as two 1/16 bands, the narrowest flipping band with ``S`` and the top of the ranking, on a
+   grid of sizes up to another 1/16 band, are candidates too (a band that flips the decision can,
+   kept alone with ``S``, take it elsewhere).
 4. **Shrink.** Of a set larger than ``2 * GROWTH_GRID`` features, the fewest of its loudest
    features that still hold both claims (a bracket search over their count); then features are
    dropped by batched deletions (:func:`~captum_freqrex._core.certify.shrink.shrink_set`) while
@@ -331,7 +332,7 @@ def _grown_band(flipping: List[List[int]], sufficient: List[int], ranking: List[
     # worth, on a geometric grid of counts: kept alone, a band whose removal flips the decision
     # can take it elsewhere even with S (a speech clip's 1/16 band with its one sufficient bin
     # sounds like another language), and the ranking's best features bring it back (held-out
-    # speech clips 128 and 224: 13,557 -> 1,064 and 10,421 -> 1,646 bins, ``benchmarks/sn_sets.py``).
+    # speech clips 128 and 224: 13,557 -> 1,242 and 10,421 -> 1,646 bins, ``benchmarks/sn_sets.py``).
     if not flipping:
         return []
     counts = probe_sizes(0, len(ranking) // COARSE_PARTS[0], GROWTH_GRID)
