@@ -103,7 +103,10 @@ def test_a_cause_spread_across_a_real_strings_clip_is_answered_at_the_clips_leve
     the searches end on a few near-empty bins far below the clip's level, no loud band or loud tier
     keeps the decision, and the loudest bins of the spectrum's stretches (the loud spreads) do: the
     explanation's sufficient set comes from inside them, within 20 dB of the clip's loudest bin,
-    certified on re-query, and small."""
+    certified on re-query, and small. Its sufficient-and-necessary set is not the ranking's prefix
+    (47% of the bins before the grown band): a flipping band kept alone names another instrument,
+    and the band grown along the ranking holds both claims, under a tenth of the bins, re-queried
+    both ways."""
     loaded = zoo.load("instruments")
     x = zoo.load_clip("instruments", 1).waveform[: loaded.num_samples].unsqueeze(0)
     explainer = FreqReX(loaded.model)
@@ -115,6 +118,11 @@ def test_a_cause_spread_across_a_real_strings_clip_is_answered_at_the_clips_leve
     assert _level_db(x, sufficient.mask) >= -20.0
     kept = loaded.model(expl.waveform("sufficient").reshape(1, -1)).argmax(1).item()
     assert kept == expl.target
+    both = expl.sufficient_necessary
+    assert both.certified and both.size < expl.responsibility.numel() // 10
+    assert loaded.model(expl.waveform("sufficient_necessary").reshape(1, -1)).argmax(1).item() == expl.target
+    removed = expl.waveform("sufficient_necessary", removed=True).reshape(1, -1)
+    assert loaded.model(removed).argmax(1).item() != expl.target
 
 
 def test_a_real_clip_explained_in_a_batch_is_explained_as_alone():
