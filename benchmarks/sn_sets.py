@@ -18,8 +18,10 @@ certification of its sets, less the prefix searches it spares; it may be negativ
 The physical limit of the 5% target: every contiguous band of 5% of the rfft bins (every half
 width) is removed from each clip (:func:`band_limit`); the table counts the clips where any such
 removal changes the decision ("5% band flips") and where such a band with the sufficient set (the
-search's own, ``quiet_sufficient``, where a quiet one gave way to a louder one) also keeps it alone ("5% band S&N", a sufficient-and-necessary set of about 5% exists). Where no band
-flips, a small sufficient-and-necessary set would have to be scattered over the spectrum.
+search's own, ``quiet_sufficient``, where a quiet one gave way to a louder one) also keeps it alone ("5% band S&N", a sufficient-and-necessary set of about 5% exists), and where such a band
+with the sufficient set and the ranking's top (at most 1% of the bins more) does ("5% band + S + top
+1% S&N": a band kept alone can name another class that the ranking's best features undo). Where
+no band flips, a small sufficient-and-necessary set would have to be scattered over the spectrum.
 
 Usage::
 
@@ -35,6 +37,7 @@ One record per clip is appended to ``sn_sets_<split>_<model>.jsonl`` in ``--out`
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -55,6 +58,10 @@ KINDS = ("sufficient", "sufficient_necessary", "complete")
 
 #: Width of the contiguous bands of the physical-limit check (:func:`band_limit`): the 5% target.
 SHARE = 0.05
+
+#: Most of the ranking's top added to a flipping band with the sufficient set (:func:`band_limit`'s
+#: ``grown``): the set stays about the 5% target.
+GROWN_SHARE = 0.01
 
 
 def _set_record(causal_set: Any, n_features: int) -> Optional[Dict[str, Any]]:
@@ -81,8 +88,9 @@ def clip_record(model: Callable, clip: torch.Tensor, seed: int, joint: Optional[
     # sufficient-and-necessary set (Explanation.quiet_sufficient), so band + set stays about 5%.
     smallest = default.quiet_sufficient if default.quiet_sufficient is not None else default.sufficient
     sufficient = None if smallest is None else smallest.mask.reshape(-1).bool()
+    ranking = default.responsibility.reshape(-1).argsort(descending=True, stable=True)
     return {
-        "bands": band_limit(model, clip, default.target, sufficient),
+        "bands": band_limit(model, clip, default.target, sufficient, ranking),
         "n_features": n, "target": default.target, "queries": default.stats.queries, "seconds": round(seconds, 3),
         "joint_queries": default.extraction_queries - prefix.extraction_queries,
         "default": {k: _set_record(getattr(default, k), n) for k in KINDS},
@@ -91,13 +99,18 @@ def clip_record(model: Callable, clip: torch.Tensor, seed: int, joint: Optional[
 
 
 def band_limit(model: Callable, clip: torch.Tensor, target: int, sufficient: Optional[torch.Tensor],
-               share: float = SHARE) -> Dict[str, int]:
+               ranking: Optional[torch.Tensor] = None, share: float = SHARE) -> Dict[str, int]:
     r"""How many contiguous bands of ``share`` of the rfft bins (every half width; the zero baseline
     and the argmax decision of `explain`'s defaults)
     change the model's decision when removed, and of those how many, with the sufficient set,
     also keep it alone: a sufficient-and-necessary set of at most about ``share`` of the features
     (one rfft bin each: a single-channel clip) exists on the clip when ``both > 0``; when ``flips``
-    is 0 no contiguous band of that width flips it (the 5% target's reach on the clip)."""
+    is 0 no contiguous band of that width flips it (the 5% target's reach on the clip).
+
+    ``grown``: of the flipping bands, how many with the sufficient set and the top of ``ranking``
+    (a geometric grid of counts up to :data:`GROWN_SHARE` of the bins) hold both claims, the
+    removal still flipping the decision: a set of about ``share`` plus that much exists then, where
+    a band kept alone with the sufficient set names another class (the joint search's grown band)."""
     spectrum = torch.fft.rfft(clip[0].double())
     n = spectrum.shape[-1]
     width = max(1, int(share * n))
@@ -112,11 +125,28 @@ def band_limit(model: Callable, clip: torch.Tensor, target: int, sufficient: Opt
             return torch.cat([model(waves[i : i + 32]).argmax(1) for i in range(0, len(waves), 32)])
 
     flips = decided(keeps) != target
-    both = 0
+    both, grown = 0, 0
     if bool(flips.any()) and sufficient is not None:
         alone = ~keeps[flips] | sufficient.view(1, -1)
         both = int((decided(alone) == target).sum())
-    return {"width": width, "bands": len(starts), "flips": int(flips.sum()), "both": both}
+        if ranking is not None:
+            grown = _grown_bands(decided, alone, ranking, target)
+    return {"width": width, "bands": len(starts), "flips": int(flips.sum()), "both": both, "grown": grown}
+
+
+def _grown_bands(decided: Callable, sets: torch.Tensor, ranking: torch.Tensor, target: int) -> int:
+    # How many of ``sets`` (flipping bands with S) hold both claims with the top of the ranking
+    # added, at one of the counts of a geometric grid up to GROWN_SHARE of the bins.
+    n = sets.shape[1]
+    counts = sorted({round(c) for c in torch.logspace(0, math.log10(max(GROWN_SHARE * n, 1)), 8).tolist()})
+    holding = 0
+    for members in sets:
+        grown = members.repeat(len(counts), 1)
+        for row, k in enumerate(counts):
+            grown[row, ranking[:k]] = True
+        holds = (decided(grown) == target) & (decided(~grown) != target)
+        holding += int(bool(holds.any()))
+    return holding
 
 
 def _median(values: List[float]) -> Optional[float]:
@@ -128,7 +158,7 @@ def _pct(value: Optional[float]) -> str:
 
 
 def _band_count(records: List[Dict[str, Any]], key: str) -> str:
-    with_bands = [r for r in records if "bands" in r]
+    with_bands = [r for r in records if key in r.get("bands", {})]  # records from before a check lack it
     return f"{sum(r['bands'][key] > 0 for r in with_bands)}/{len(with_bands)}" if with_bands else "-"
 
 
@@ -149,6 +179,7 @@ def summarize(model: str, selection: str, records: List[Dict[str, Any]]) -> List
             "<= 5% (prefix)": f"{sum(s['share'] <= 0.05 for s in before)}/{len(before)}",
             "5% band flips (clips)": _band_count(records, "flips") if kind == "sufficient_necessary" else "-",
             "5% band S&N (clips)": _band_count(records, "both") if kind == "sufficient_necessary" else "-",
+            "5% band + S + top 1% S&N (clips)": _band_count(records, "grown") if kind == "sufficient_necessary" else "-",
             "extra queries / clip (median)": _median([r["joint_queries"] for r in records]),
             "queries / clip (median)": _median([r["queries"] for r in records]),
             "s / clip (median)": round(statistics.median([r["seconds"] for r in records]), 1) if records else None,

@@ -412,7 +412,8 @@ def test_sn_sets_benchmark_records_both_extractions():
     """benchmarks/sn_sets.py on the tone task: the sufficient set's removal flips the decision, so the
     default's searched sets are that one bin, found for fewer queries than the three prefix
     searches; both extractions return the same certified sets; the 5% bands over 440 Hz flip the
-    decision and, with the bin, keep it alone (the physical-limit check)."""
+    decision and, with the bin (and with the ranking's top added), keep it alone (the
+    physical-limit check)."""
     from known_models import ToneDetector, tone
 
     sn_sets = _load("sn_sets")
@@ -425,11 +426,13 @@ def test_sn_sets_benchmark_records_both_extractions():
         assert record["default"][kind]["searched"] == (kind != "sufficient")
     bands = record["bands"]
     assert bands["width"] == int(0.05 * record["n_features"]) and 0 < bands["both"] <= bands["flips"] < bands["bands"]
+    assert 0 < bands["grown"] <= bands["flips"]
     rows = sn_sets.summarize("tone", "1 clip", [record])
     assert [r["set"] for r in rows] == ["sufficient", "sufficient-and-necessary", "complete"]
     assert all(r["found (default)"] == "1/1" and r["<= 5% (default)"] == "1/1" for r in rows)
     assert [r["searched"] for r in rows] == ["0/1", "1/1", "1/1"]
     assert rows[1]["5% band flips (clips)"] == rows[1]["5% band S&N (clips)"] == "1/1"
+    assert rows[1]["5% band + S + top 1% S&N (clips)"] == "1/1"
 
 
 def test_harmonics_soundfont_measures_against_f0_and_the_peak():
