@@ -145,6 +145,9 @@ def anchor_warnings(
 #: What to do about a baseline that tells the input's frequencies nothing apart.
 BASELINE_FIX = "explain against another baseline (baselines=..., e.g. recorded background noise)"
 
+#: Coarser features, for a decision that only a wide removal changes.
+_BANDS_FIX = "coarser features (feature_mask=log_bands(...))"
+
 
 def baseline_keeps_removal(original: ProbeResult, baseline: ProbeResult, mode: str) -> bool:
     """Whether ``mode="necessary"`` explains a decision that removing every frequency keeps."""
@@ -231,10 +234,6 @@ def _only_everything_flips(
         f"stopped by {stopped_by!r}), so {ranking}; the decision may rest on much of the spectrum at once, "
         f"or on a removal the search did not try: try {', '.join(tries[:-1])} or {tries[-1]}"
     )
-
-
-#: Coarser features, for a decision that only a wide removal changes.
-_BANDS_FIX = "coarser features (feature_mask=log_bands(...))"
 
 
 def set_note(
