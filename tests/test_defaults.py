@@ -479,12 +479,16 @@ def test_a_first_search_that_narrows_nothing_stops_at_once():
     assert whole.last_search[0].queries == 24 * 15 > stalled.queries  # max_depth steps of 15
 
 
-def test_scattered_causes_give_one_bin_a_band_and_a_ranking_whose_prefixes_pass():
+def test_scattered_causes_give_one_bin_a_band_and_a_ranking_whose_prefixes_pass(monkeypatch):
+    # No band around the impulse's loud peaks and no tier of its loudest bins holds a bin in all
+    # 8 bands; the loudest bin of each of 8 stretches (a loud spread) does, so the cause is found
+    # there, before any refinement over the whole spectrum, and the tail orders the rest.
     x, model = impulse(SAMPLE_RATE).unsqueeze(0), BandCoverage()
     explainer = FreqReX(model)
     expl = explainer.explain(x, seed=0)[0]
     details = explainer.last_search[0].details
-    assert details["strategy"] == "probed, refined along interleaved" and details["tail_features"] is not None
+    assert details["strategy"] == "loud spread" and details["loud_spread"] == 8
+    assert "first_set" not in details and details["tail_features"] is not None  # no escalation ran
     sufficient = expl.sufficient
     edges = torch.linspace(0, N_BINS, 9).long().tolist()
     bands = [int(sufficient.mask[a:b].sum()) for a, b in zip(edges[:-1], edges[1:])]
@@ -501,6 +505,13 @@ def test_scattered_causes_give_one_bin_a_band_and_a_ranking_whose_prefixes_pass(
     assert bool(ranked.passes[0, 1:].all()) and not bool(by_energy.passes[0, 1:6].any())
     again = FreqReX(model).explain(x, seed=0)[0]
     assert torch.equal(again.feature_responsibility, values)  # seeded
+    # Without the spreads asked first, the refinement over the whole spectrum ends scattered and
+    # escalates: the same one bin a band, for more queries.
+    monkeypatch.setattr(auto, "_loud_spreads", lambda energy: torch.zeros(0, energy.numel(), dtype=torch.bool))
+    escalated = FreqReX(model)
+    late = escalated.explain(x, seed=0)[0]
+    assert escalated.last_search[0].details["strategy"].startswith("probed")
+    assert late.sufficient.size == sufficient.size and late.responsibility_queries > expl.responsibility_queries
 
 
 class QuietOrChord(torch.nn.Module):
@@ -582,12 +593,12 @@ def test_a_quiet_cause_inside_the_loud_bands_is_still_refined_and_checked_again(
     assert sufficient.certified and [f["flag"] for f in sufficient.flags] == ["below_clip_level"]
 
 
-def test_bands_that_all_fail_before_the_refinement_are_not_asked_again_after_it(monkeypatch):
+def test_loud_regions_that_all_fail_before_the_refinement_are_not_asked_again_after_it(monkeypatch):
     # 600 louder tones the detector ignores take every one of the 64 loudest peaks and the 500
-    # loudest bins (an eighth of the spectrum), so no band set around them and no loud tier
-    # passes; the refinement finds the quiet 3.7 kHz tone, and the loud-band check after it asks
-    # only the loud spreads (the loudest bin of each stretch: none holds the tone), not the same
-    # failing bands and tiers again ("loud_band" None: checked, nothing louder found).
+    # loudest bins (an eighth of the spectrum), so no band set around them, no loud tier and no
+    # loud spread (the loudest bin of each stretch: none holds the tone) passes; the refinement
+    # finds the quiet 3.7 kHz tone, and the loud-band check after it does not ask the same
+    # failing regions again ("loud_band" None: checked, nothing louder found).
     asked = []
     region_masks = auto._region_masks
     monkeypatch.setattr(auto, "_region_masks", lambda context, peaks, kind: asked.append(kind) or region_masks(context, peaks, kind))

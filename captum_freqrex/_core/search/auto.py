@@ -27,7 +27,12 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   nothing over the whole spectrum is refined. Where no band passes, the **loud tiers** are asked
   the same way: the clip's 8, 16, 32, ... loudest bins, up to an eighth of the features, in one
   more batch (``"strategy": "loud tier"``): a model may keep its decision on a clip's loudest
-  bins and lose it on the bands around them, which hold quieter bins too.
+  bins and lose it on the bands around them, which hold quieter bins too. Where no tier passes,
+  the **loud spreads** are (the loudest bin of each of 8, 16, ..., 256 equal stretches of the
+  spectrum, one more batch; ``"strategy": "loud spread"``): a model that needs a little energy
+  across the spectrum refuses the loudest bins, which crowd where the clip is loudest, and takes
+  those. Such a cause is scattered, so the **tail** (below) orders the features the refinement
+  inside the spread left at zero.
   Otherwise the partition refinement in frequency order, preferring the loudest of
   equally small passing sets (:class:`~captum_freqrex._core.search.partition.PartitionRefinement`,
   ``prefer="energy"``), which stops once its answer is settled. When the first search's smallest
@@ -49,17 +54,15 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
 * Then the **loud-band check** (:func:`loud_band_check`): when the smallest passing set is
   still more than 20 dB below the clip's loudest feature (the level at which a set is flagged),
   the bands around the 1, 2, 4, ..., 64 loudest peaks are asked about, then the loud tiers, then
-  the **loud spreads** (the loudest bin of each of 8, 16, ..., 256 equal stretches of the
-  spectrum: a model that needs a little energy across the spectrum refuses the loudest bins,
-  which crowd where the clip is loudest), and the refinement runs inside the smallest passing
-  one: a set found there at the clip's level leads, even when larger. Where the loud bands and
-  tiers were asked first and none passed, only the spreads are asked (the same bands would fail
-  again); where one passed but the refinement inside found only quiet sets, this is its second
-  try.
-* In the scattered case, last, the **tail** (:func:`rank_tail`): one search along the interleaved
-  order orders the features the searches left at zero by the nested passing sets it narrowed
-  through, so the ranking's prefixes beyond the set keep the decision where the set alone is a
-  few bins (insertion AUC on the strings clip 0.41 without, 0.98 with).
+  the **loud spreads**, and the refinement runs inside the smallest passing one: a set found
+  there at the clip's level leads, even when larger. Where the three were asked first and none
+  passed, nothing is asked again (they would fail again); where one passed but the refinement
+  inside found only quiet sets, this is its second try.
+* In the scattered case (an escalation, or a set found inside a loud spread), last, the **tail**
+  (:func:`rank_tail`): one search along the interleaved order orders the features the searches
+  left at zero by the nested passing sets it narrowed through, so the ranking's prefixes beyond
+  the set keep the decision where the set alone is a few bins (insertion AUC on the strings clip
+  0.47 without, 0.98 with).
 
 The result's ``details`` say which way was taken (``"strategy"``) and, after an escalation, both
 results' smallest passing sets.
@@ -385,8 +388,9 @@ def loud_band_check(
                     :data:`LOUD_BANDS` of them where it has that many (None: found here).
                     Default: None
         kinds (sequence of str, optional): The kinds of region asked, in order, of
-                    :data:`REGION_KINDS` (``("spread",)`` where the bands and tiers were asked
-                    before the search and failed). Default: :data:`REGION_KINDS`
+                    :data:`REGION_KINDS`; ``()`` where all of them were asked before the search
+                    and none passed: nothing is asked and the set stays, quiet
+                    (``details["loud_band"]`` None). Default: :data:`REGION_KINDS`
 
     Returns:
         SearchResult: ``result`` with the queries spent added; ``details["loud_band"]`` is the
@@ -397,6 +401,8 @@ def loud_band_check(
     seen = result.sets
     if seen is None or not seen.shape[0] or level_db(context.energy, seen[0]) >= MIN_LEVEL_DB:
         return result
+    if not kinds:  # asked before the search, and none passed
+        return dataclasses.replace(result, details={**result.details, "loud_band": None})
     searched = _loud_band_search(context, peaks, LOUD_SEARCH_QUERIES, kinds)
     if searched is None:
         return result
@@ -519,8 +525,8 @@ def _first_at_clip_level(context: SearchContext, sets: Tensor) -> Optional[int]:
 
 
 def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional[SearchResult], bool]:
-    r"""Where no few loudest peaks keep the decision, search the bands around the loud peaks before
-    the whole spectrum.
+    r"""Where no few loudest peaks keep the decision, search the loud regions (the bands around the
+    loud peaks, the loud tiers, the loud spreads) before the whole spectrum.
 
     The bands around the clip's 1, 2, 4, ..., :data:`LOUD_BANDS` loudest peaks (each ``±``
     :data:`BAND_SHARE` of the features) are asked in one batch (at most 7 queries); inside the
@@ -539,7 +545,17 @@ def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
     :data:`LOUD_TIER_SHARE` of the features; at most 12 queries) and the refinement runs inside
     the smallest that passes, the same way (``"strategy": "loud tier"``): on a held-out
     instruments clip whose every band fails, the 8 loudest bins pass, and the explanation took
-    295 queries for a 5-bin set at 0 dB where it took 1,149 for 2 bins at -14 dB. Where the set is
+    295 queries for a 5-bin set at 0 dB where it took 1,149 for 2 bins at -14 dB. Where no tier
+    passes either, the loud spreads are asked in one more batch (the loudest bin of each of
+    :data:`LOUD_SPREAD_MIN`, twice as many, ... :data:`LOUD_SPREAD_MAX` equal stretches of the
+    spectrum; at most 6 queries), the same way (``"strategy": "loud spread"``; :class:`AutoSearch`
+    then orders the rest by the tail, :func:`rank_tail`). Before they were asked here, such a
+    clip went through the refinement over the whole spectrum and its escalation first, and was
+    asked the spreads only after them, where the set they found was quiet: the zoo's strings
+    clip took 1,083 queries for 44 bins at -12 dB, and takes 646 for 40 bins at 0 dB (its searched
+    sufficient-and-necessary and complete sets 13,182 -> 8,198 and 16,804 -> 8,207 bins); every
+    8th held-out speech clip 24,916 -> 20,795 queries in all (``benchmarks/held_out_defaults.py
+    --model speech --stride 8``). Where the set is
     tiny the loud-peak check follows, with candidates at the clip's level only. Skipped (nothing
     asked) when the stopping rule is off (``convergence_top_k=None``: every search runs, and the
     loud-band check after them).
@@ -549,16 +565,16 @@ def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
         peaks (list of int): :func:`loudest_peaks` of the example, loudest first.
 
     Returns:
-        tuple: The result (``details["strategy"]`` ``"loud band"`` or ``"loud tier"``,
-        ``details["loud_band"]`` its set's size, ``details["loud_tier"]`` the tier's; None when no
-        band or tier passed or the refinement inside found no set at the clip's level) and whether
-        the bands and tiers were asked and none passed (then the loud-band check after the
-        refinement would ask them again for nothing; where one passed, the check's own refinement
-        inside it gets a second chance).
+        tuple: The result (``details["strategy"]`` ``"loud band"``, ``"loud tier"`` or ``"loud
+        spread"``, ``details["loud_band"]`` its set's size, ``details["loud_tier"]`` or
+        ``details["loud_spread"]`` the region's; None when no region passed or the refinement
+        inside found no set at the clip's level) and whether the bands, tiers and spreads were
+        asked and none passed (then the loud-band check after the refinement would ask them again
+        for nothing; where one passed, the check's own refinement inside it gets a second chance).
     """
     if context.options.convergence_top_k is None:
         return None, False
-    searched = _loud_band_search(context, peaks, LOUD_FIRST_QUERIES, REGION_KINDS[:2])
+    searched = _loud_band_search(context, peaks, LOUD_FIRST_QUERIES, REGION_KINDS)
     if searched is None:
         return None, False
     spent, band_passed, found = searched
@@ -572,7 +588,7 @@ def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
     # start the shrink elsewhere).
     larger = [row for row in range(sets.shape[0]) if row != first and int(sets[row].sum()) >= size]
     ordered = torch.cat([chosen.unsqueeze(0), sets[larger]]).to(context.device)
-    strategy = "loud tier" if "loud_tier" in found.details else "loud band"
+    strategy = next((f"loud {kind}" for kind in REGION_KINDS[1:] if f"loud_{kind}" in found.details), "loud band")
     details = {**found.details, "strategy": strategy, "loud_band": size}
     return SearchResult(_leading(found.responsibility, chosen), spent, found.stopped_by, details, ordered), True
 
@@ -628,16 +644,16 @@ def _smallest(result: SearchResult) -> Optional[int]:
 
 
 def _louder_checks(
-    context: SearchContext, result: SearchResult, failed: List[List[int]], peaks: List[int], no_band: bool,
+    context: SearchContext, result: SearchResult, failed: List[List[int]], peaks: List[int], no_region: bool,
     scattered: bool,
 ) -> SearchResult:
-    # After the searches over the whole spectrum: the loud-peak check, the loud-band check (only
-    # its spreads where the bands and tiers were asked first and failed) and, for a scattered
-    # cause, the tail. (After a set found in a spread of a cause that was not scattered the tail
-    # would order the rest by random samples of the spectrum: two held-out speech clips' complete
-    # sets grew from 51% and 65% of the bins to 78% and 82% with it.)
+    # After the searches over the whole spectrum: the loud-peak check, the loud-band check (none
+    # of its regions asked again where all were asked first and none passed) and, for a scattered
+    # cause, the tail. (After a set found in a loud spread by this check, behind a search that was
+    # not scattered, the tail would order the rest by random samples of the spectrum: two held-out
+    # speech clips' complete sets grew from 51% and 65% of the bins to 78% and 82% with it.)
     checked = loud_peak_check(context, result, failed, peaks)
-    checked = loud_band_check(context, checked, peaks, REGION_KINDS[2:] if no_band else REGION_KINDS)
+    checked = loud_band_check(context, checked, peaks, () if no_region else REGION_KINDS)
     return rank_tail(context, checked) if scattered else checked
 
 
@@ -674,18 +690,23 @@ class AutoSearch:
         loud, failed = loud_peaks_first(context, peaks)
         if loud is not None:
             return dataclasses.replace(loud, queries=context.queries - start)
-        banded, no_band = loud_bands_first(context, peaks)
+        banded, no_region = loud_bands_first(context, peaks)
         if banded is not None:
             # Inside the bands, too, a near-empty bin beside a partial can pass as readily as
             # the partial: where the set is tiny, the loudest peaks are asked as after a search,
             # those within 20 dB of the loudest feature only (the set is at the clip's level).
             checked = loud_peak_check(context, banded, failed, peaks, at_clip_level=True)
+            if banded.details["strategy"] == "loud spread":
+                # A cause the loud spreads hold is scattered (no band or tier of loud bins holds
+                # it): the rest of the ranking needs the tail, as after an escalation (the zoo's
+                # strings clip: insertion AUC 0.47 without it, 0.98 with).
+                checked = rank_tail(context, checked)
             return dataclasses.replace(checked, queries=context.queries - start)
         limit = max(SCATTERED_MIN, int(SCATTERED_SHARE * context.n_features))
         first = context.run_within_budget(PartitionRefinement(prefer="energy", scattered_above=limit))
         remaining = context.remaining
         if first.stopped_by != "scattered" or (remaining is not None and remaining < 3 * step):
-            checked = _louder_checks(context, first, failed, peaks, no_band, scattered=False)
+            checked = _louder_checks(context, first, failed, peaks, no_region, scattered=False)
             details = {**checked.details, "strategy": "frequency"}
             return dataclasses.replace(checked, queries=context.queries - start, details=details)
         # One search can end scattered by chance: the one-cut probe of every order decides whether
@@ -702,7 +723,7 @@ class AutoSearch:
         strategy = f"probed, refined along {second.details['order']}"
         if better is first:
             strategy += " (no smaller set than the first search's)"
-        checked = _louder_checks(context, better, failed, peaks, no_band, scattered=True)
+        checked = _louder_checks(context, better, failed, peaks, no_region, scattered=True)
         details = {**checked.details, "strategy": strategy, "first_set": size, "second_set": other,
                    "first_queries": first.queries}
         return dataclasses.replace(checked, queries=context.queries - start, details=details)
