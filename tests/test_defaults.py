@@ -612,6 +612,27 @@ def test_loud_regions_that_all_fail_before_the_refinement_are_not_asked_again_af
     assert expl.sufficient.mask.nonzero().flatten().tolist() == [bin_of(3700, SAMPLE_RATE)]
 
 
+def test_a_loud_region_kind_that_failed_first_is_not_asked_again_while_the_one_that_passed_is(monkeypatch):
+    # 600 louder tones below 2.5 kHz, which the detector ignores, take the 64 loudest peaks and
+    # the 500 loudest bins, so no band and no tier passes; the quiet 3.7 kHz tone is the loudest
+    # bin of its stretch, so the loud spreads pass, but the refinement inside them finds the tone
+    # alone, 40 dB below the clip's loudest bin. After the refinement over the whole spectrum ends
+    # on the same quiet tone, the loud-band check tries the spreads again (its second chance) and
+    # not the bands and tiers, which failed already.
+    asked = []
+    region_masks = auto._region_masks
+    monkeypatch.setattr(auto, "_region_masks", lambda context, peaks, kind: asked.append(kind) or region_masks(context, peaks, kind))
+    ignored = sum(tone(100 + 4 * k) for k in range(600))
+    x = (ignored + 0.01 * tone(3700)).unsqueeze(0)
+    explainer = FreqReX(ToneDetector([3700], threshold=0.005))
+    expl = explainer.explain(x, seed=0)[0]
+    details = explainer.last_search[0].details
+    assert asked == ["band", "tier", "spread", "spread"]
+    assert details["strategy"] == "frequency" and details["loud_band"] is None
+    assert expl.sufficient.mask.nonzero().flatten().tolist() == [bin_of(3700, SAMPLE_RATE)]
+    assert [f["flag"] for f in expl.sufficient.flags] == ["below_clip_level"]
+
+
 class _CoverageStub(_PeakStub):
     """A stub example over 1,600 features whose model passes a set holding a feature in each of
     the 8 stretches of 200 features (a model that needs a little energy across the spectrum)."""
