@@ -21,8 +21,9 @@ wants the harmonics), and removals in ``mode="necessary"``. :class:`AutoSearch` 
   ``"strategy": "loud peak"`` or ``"loud peaks"``); of several peaks, as in the refinement, only
   those whose removal from the set loses the decision are credited (one more model call), so a
   peak the model ignores still gets exactly zero.
-  Then the **loud bands first** (:func:`loud_bands_first`): the bands around the clip's 1, 2, 4,
-  ..., 64 loudest peaks in one batch, and the refinement inside the smallest that passes; its
+  Then the **loud regions first** (:func:`loud_regions_first`), bands first: the bands around
+  the clip's 1, 2, 4, ..., 64 loudest peaks in one batch, and the refinement inside the smallest
+  that passes; its
   smallest passing set at the clip's level is the answer (``"strategy": "loud band"``), and
   nothing over the whole spectrum is refined. Where no band passes, the **loud tiers** are asked
   the same way: the clip's 8, 16, 32, ... loudest bins, up to an eighth of the features, in one
@@ -145,7 +146,7 @@ REGION_KINDS: Tuple[str, ...] = ("band", "tier", "spread")
 LOUD_SEARCH_QUERIES = 150
 
 #: Most queries of the refinement inside the loud bands when they are asked before any refinement
-#: (:func:`loud_bands_first`): at 150 the 30 s piano's search there ended on the cap with a
+#: (:func:`loud_regions_first`): at 150 the 30 s piano's search there ended on the cap with a
 #: 1,002-bin set that shrank to 21 bins at -14 dB; at 300, 612 bins that shrank to 3 at 0 dB.
 LOUD_FIRST_QUERIES = 300
 
@@ -405,7 +406,7 @@ def loud_band_check(
         return result
     if not kinds:  # asked before the search, and none passed
         return dataclasses.replace(result, details={**result.details, "loud_band": None})
-    searched = _loud_band_search(context, peaks, LOUD_SEARCH_QUERIES, kinds)
+    searched = _loud_region_search(context, peaks, LOUD_SEARCH_QUERIES, kinds)
     if searched is None:
         return result
     spent, _, _, found = searched
@@ -493,7 +494,7 @@ def _loud_spreads(energy: Tensor) -> Tensor:
     return spreads
 
 
-def _loud_band_search(
+def _loud_region_search(
     context: SearchContext, peaks: Optional[List[int]], cap: int, kinds: Sequence[str],
 ) -> Optional[Tuple[int, Tuple[str, ...], bool, Optional[SearchResult]]]:
     # The loud regions of ``kinds`` (_loud_regions: the bands around the clip's loudest peaks,
@@ -535,7 +536,7 @@ def _first_at_clip_level(context: SearchContext, sets: Tensor) -> Optional[int]:
     return next((row for row in range(sets.shape[0]) if level_db(context.energy, sets[row]) >= MIN_LEVEL_DB), None)
 
 
-def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional[SearchResult], Tuple[str, ...]]:
+def loud_regions_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional[SearchResult], Tuple[str, ...]]:
     r"""Where no few loudest peaks keep the decision, search the loud regions (the bands around the
     loud peaks, the loud tiers, the loud spreads) before the whole spectrum.
 
@@ -587,7 +588,7 @@ def loud_bands_first(context: SearchContext, peaks: List[int]) -> Tuple[Optional
     """
     if context.options.convergence_top_k is None:
         return None, ()
-    searched = _loud_band_search(context, peaks, LOUD_FIRST_QUERIES, REGION_KINDS)
+    searched = _loud_region_search(context, peaks, LOUD_FIRST_QUERIES, REGION_KINDS)
     if searched is None:
         return None, ()
     spent, failed, _, found = searched
@@ -703,13 +704,13 @@ class AutoSearch:
         loud, failed = loud_peaks_first(context, peaks)
         if loud is not None:
             return dataclasses.replace(loud, queries=context.queries - start)
-        banded, failed_regions = loud_bands_first(context, peaks)
-        if banded is not None:
+        regional, failed_regions = loud_regions_first(context, peaks)
+        if regional is not None:
             # Inside the bands, too, a near-empty bin beside a partial can pass as readily as
             # the partial: where the set is tiny, the loudest peaks are asked as after a search,
             # those within 20 dB of the loudest feature only (the set is at the clip's level).
-            checked = loud_peak_check(context, banded, failed, peaks, at_clip_level=True)
-            if banded.details["strategy"] == "loud spread":
+            checked = loud_peak_check(context, regional, failed, peaks, at_clip_level=True)
+            if regional.details["strategy"] == "loud spread":
                 # A cause the loud spreads hold is scattered (no band or tier of loud bins holds
                 # it): the rest of the ranking needs the tail, as after an escalation (the zoo's
                 # strings clip: insertion AUC 0.47 without it, 0.98 with).
