@@ -593,42 +593,33 @@ def test_a_quiet_cause_inside_the_loud_bands_is_still_refined_and_checked_again(
     assert sufficient.certified and [f["flag"] for f in sufficient.flags] == ["below_clip_level"]
 
 
-def test_loud_regions_that_all_fail_before_the_refinement_are_not_asked_again_after_it(monkeypatch):
+@pytest.mark.parametrize(
+    "spacing_hz, asked_kinds",
+    [(6, ["band", "tier", "spread"]), (4, ["band", "tier", "spread", "spread"])],
+    ids=["every-region-fails", "spreads-pass-quietly"],
+)
+def test_a_loud_region_kind_that_failed_before_the_refinement_is_not_asked_again_after_it(
+    monkeypatch, spacing_hz, asked_kinds
+):
     # 600 louder tones the detector ignores take every one of the 64 loudest peaks and the 500
-    # loudest bins (an eighth of the spectrum), so no band set around them, no loud tier and no
-    # loud spread (the loudest bin of each stretch: none holds the tone) passes; the refinement
-    # finds the quiet 3.7 kHz tone, and the loud-band check after it does not ask the same
-    # failing regions again ("loud_band" None: checked, nothing louder found).
+    # loudest bins (an eighth of the spectrum), so no band set around them and no loud tier
+    # passes. Spread 6 Hz apart (up to 3,694 Hz) they are also the loudest bin of every stretch,
+    # so no loud spread passes either, and the loud-band check after the refinement asks nothing
+    # again. Spread 4 Hz apart (up to 2,496 Hz), the quiet 3.7 kHz tone is the loudest bin of its
+    # stretch: the spreads pass, but the refinement inside them finds the tone alone, 40 dB below
+    # the clip's loudest bin, so after the refinement over the whole spectrum ends on the same
+    # quiet tone the check tries the spreads again (its second chance), not the bands and tiers.
+    # Either way "loud_band" is None: checked, nothing louder found.
     asked = []
     region_masks = auto._region_masks
     monkeypatch.setattr(auto, "_region_masks", lambda context, peaks, kind: asked.append(kind) or region_masks(context, peaks, kind))
-    ignored = sum(tone(100 + 6 * k) for k in range(600))
+    ignored = sum(tone(100 + spacing_hz * k) for k in range(600))
     x = (ignored + 0.01 * tone(3700)).unsqueeze(0)
     explainer = FreqReX(ToneDetector([3700], threshold=0.005))
     expl = explainer.explain(x, seed=0)[0]
     details = explainer.last_search[0].details
-    assert asked == ["band", "tier", "spread"]
+    assert asked == asked_kinds
     assert details["strategy"] == "frequency" and details["loud_band"] is None and "loud_spread" not in details
-    assert expl.sufficient.mask.nonzero().flatten().tolist() == [bin_of(3700, SAMPLE_RATE)]
-
-
-def test_a_loud_region_kind_that_failed_first_is_not_asked_again_while_the_one_that_passed_is(monkeypatch):
-    # 600 louder tones below 2.5 kHz, which the detector ignores, take the 64 loudest peaks and
-    # the 500 loudest bins, so no band and no tier passes; the quiet 3.7 kHz tone is the loudest
-    # bin of its stretch, so the loud spreads pass, but the refinement inside them finds the tone
-    # alone, 40 dB below the clip's loudest bin. After the refinement over the whole spectrum ends
-    # on the same quiet tone, the loud-band check tries the spreads again (its second chance) and
-    # not the bands and tiers, which failed already.
-    asked = []
-    region_masks = auto._region_masks
-    monkeypatch.setattr(auto, "_region_masks", lambda context, peaks, kind: asked.append(kind) or region_masks(context, peaks, kind))
-    ignored = sum(tone(100 + 4 * k) for k in range(600))
-    x = (ignored + 0.01 * tone(3700)).unsqueeze(0)
-    explainer = FreqReX(ToneDetector([3700], threshold=0.005))
-    expl = explainer.explain(x, seed=0)[0]
-    details = explainer.last_search[0].details
-    assert asked == ["band", "tier", "spread", "spread"]
-    assert details["strategy"] == "frequency" and details["loud_band"] is None
     assert expl.sufficient.mask.nonzero().flatten().tolist() == [bin_of(3700, SAMPLE_RATE)]
     assert [f["flag"] for f in expl.sufficient.flags] == ["below_clip_level"]
 
