@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import torch
 from torch import Tensor
 
-from captum_freqrex._explanation.informative import result_hints
+from captum_freqrex._explanation.informative import format_level_db, result_hints
 from captum_freqrex._explanation.text import format_frequencies
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def _set_row(key: str, label: str, meaning: str, entry: Dict[str, Any], location
     share = "" if entry["energy_share"] is None else f"{100 * entry['energy_share']:.2f}%"
     features = "" if entry.get("feature_share") is None else f"{100 * entry['feature_share']:.2f}%"
     flags = "; ".join(flag["reason"] for flag in entry.get("flags", []))
-    level = "" if entry["level_db"] is None else f"{entry['level_db']:+.1f} dB"
+    level = "" if entry["level_db"] is None else format_level_db(entry["level_db"], 1)
     kept = f"{_e(_class(class_names, entry['kept_class']))}, confidence {entry['kept_confidence']:.3f}"
     removed = ""
     if "removed_class" in entry:

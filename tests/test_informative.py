@@ -13,7 +13,10 @@ import pytest
 import torch
 
 from captum_freqrex import FreqReX
-from captum_freqrex._explanation.informative import MAX_FEATURE_SHARE, MIN_LEVEL_DB, NEXT_STEPS, result_hints
+from captum_freqrex._explanation.text import describe
+from captum_freqrex._explanation.informative import (
+    MAX_FEATURE_SHARE, MIN_LEVEL_DB, NEXT_STEPS, format_level_db, result_hints,
+)
 from known_models import SAMPLE_RATE, SpectrumCoverageDetector, ToneDetector, bin_of, impulse, tone
 
 LENGTH = 800  # 0.1 s at 8 kHz: 401 rfft bins
@@ -45,6 +48,24 @@ def _kinds(flags):
 
 def test_thresholds_are_the_documented_ones():
     assert MAX_FEATURE_SHARE == 0.5 and MIN_LEVEL_DB == -20.0
+
+
+@pytest.mark.parametrize(
+    "level_db, decimals, text",
+    [(-0.0004, 0, "+0 dB"), (-0.04, 1, "+0.0 dB"), (0.0, 0, "+0 dB"), (-0.6, 0, "-1 dB"), (-12.04, 1, "-12.0 dB"),
+     (float("-inf"), 0, "silent")],
+)
+def test_a_level_that_rounds_to_zero_reads_as_the_clips_level_not_just_below_it(level_db, decimals, text):
+    # The zoo's strings clip's sufficient-and-necessary set has its loudest bin at the clip's
+    # loudest up to float rounding (-0.0004 dB): the CLI printed "loudest bin -0 dB".
+    assert format_level_db(level_db, decimals) == text
+
+
+def test_the_described_sets_never_show_a_negative_zero_level(ordinary):
+    summary = ordinary.summary(SAMPLE_RATE)
+    summary["sets"]["sufficient"]["level_db"] = -1e-4  # the clip's level, up to float rounding
+    text = describe(summary)
+    assert "loudest bin +0 dB" in text and "-0 dB" not in text
 
 
 def test_a_set_that_is_most_of_the_spectrum_is_flagged_with_the_next_step(broad):

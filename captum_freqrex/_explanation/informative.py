@@ -38,6 +38,25 @@ def level_floor(loudest: float, below_db: float = -MIN_LEVEL_DB) -> float:
     return loudest * 10.0 ** (-below_db / 10.0)
 
 
+def format_level_db(level_db: float, decimals: int = 0) -> str:
+    r"""A set's level as text, signed: ``"+0 dB"``, ``"-12 dB"``; ``"silent"`` for ``-inf``.
+
+    A level that rounds to zero is ``+0``: a set whose loudest bin is the clip's loudest up to float
+    rounding (-0.0004 dB) is at the clip's level, and ``"-0 dB"`` would read as just below it.
+
+    Args:
+        level_db (float): The set's loudest bin relative to the clip's loudest bin, in dB.
+        decimals (int, optional): Decimals shown. Default: 0
+
+    Returns:
+        str: The level with its sign and unit.
+    """
+    if math.isinf(level_db) and level_db < 0:
+        return "silent"
+    shown = round(level_db, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{shown:+.{decimals}f} dB"
+
+
 _BASELINE_OPTIONS = "explain(..., baselines=...); --baseline noise, pink or an audio FILE"
 _OTHER_BASELINE = f"explain against another baseline ({_BASELINE_OPTIONS})"
 
@@ -109,7 +128,7 @@ def set_flags(size: int, feature_share: float, level_db: float, set_name: Option
         reason = f"covers {100 * feature_share:.0f}% of the features: most of the spectrum"
         flags.append({"flag": "most_of_spectrum", "reason": reason, "next_step": next_step("most_of_spectrum", set_name)})
     if size > 0 and not math.isnan(level_db) and level_db < MIN_LEVEL_DB:
-        level = "silent" if math.isinf(level_db) else f"{level_db:+.0f} dB"
+        level = format_level_db(level_db)
         reason = f"has its loudest bin at {level}: far below the clip's level (more than {-MIN_LEVEL_DB:g} dB below its loudest bin)"
         flags.append({"flag": "below_clip_level", "reason": reason, "next_step": next_step("below_clip_level", set_name)})
     return flags

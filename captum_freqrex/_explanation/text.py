@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from captum_freqrex._explanation.informative import result_hints
+from captum_freqrex._explanation.informative import format_level_db, result_hints
 
 __all__ = ["COMMAND_LISTING", "LIBRARY_LISTING", "format_frequencies", "frequency_text", "set_lines", "with_class_names", "describe",
            "closing_lines"]
@@ -100,7 +100,7 @@ def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LIS
             extra = f"; removing it flips to {summary['flip_class_name']!s}"
         loudness = ""
         if entry.get("energy_share") is not None and entry.get("level_db") is not None:
-            loudness = f", {100 * entry['energy_share']:.1f}% of the energy, loudest bin {entry['level_db']:+.0f} dB"
+            loudness = f", {100 * entry['energy_share']:.1f}% of the energy, loudest bin {format_level_db(entry['level_db'])}"
         share = "" if entry.get("feature_share") is None else f", {100 * entry['feature_share']:.1f}% of the features"
         lines.append(
             f"  {label:24s} {_size(entry)}{share}{loudness}, {status}{extra}"
@@ -119,7 +119,7 @@ def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LIS
     if quiet:
         lines.append(
             f"  {'quiet sufficient':24s} {_size(quiet)}, loudest bin "
-            f"{quiet['level_db']:+.0f} dB, certified: the model keeps its decision on this near-silent input too "
+            f"{format_level_db(quiet['level_db'])}, certified: the model keeps its decision on this near-silent input too "
             "(the sufficient set above, at the clip's level, replaced it)"
         )
         lines.append(f"  {'':24s} {frequency_text(quiet, listing=listing)}")
