@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from captum_freqrex import FreqReX
-from captum_freqrex._explanation.text import describe
 from captum_freqrex._explanation.informative import (
     MAX_FEATURE_SHARE, MIN_LEVEL_DB, NEXT_STEPS, format_level_db, result_hints,
 )
+from captum_freqrex._explanation.text import describe
 from known_models import SAMPLE_RATE, SpectrumCoverageDetector, ToneDetector, bin_of, impulse, tone
 
 LENGTH = 800  # 0.1 s at 8 kHz: 401 rfft bins

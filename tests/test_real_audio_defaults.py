@@ -101,8 +101,9 @@ def test_a_blind_screening_runs_where_no_band_candidate_holds_and_finds_the_snar
 
 def test_a_cause_spread_across_a_real_strings_clip_is_answered_at_the_clips_level():
     """The zoo's 30 s strings recording (fluid-soundfont-gm strings through the instruments CNN):
-    the searches end on a few near-empty bins far below the clip's level, no loud band or loud tier
-    keeps the decision, and the loudest bins of the spectrum's stretches (the loud spreads) do: the
+    no set of its loudest peaks, no loud band and no loud tier keeps the decision, and the loudest
+    bins of the spectrum's stretches (the loud spreads) do (before they were asked first, the
+    searches over the whole spectrum ended on a few near-empty bins far below the clip's level): the
     explanation's sufficient set comes from inside them, within 20 dB of the clip's loudest bin,
     certified on re-query, and small; they are asked before any refinement over the whole spectrum
     (none runs), and the tail's order behind the set makes a ranking whose insertion curve is high

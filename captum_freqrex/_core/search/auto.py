@@ -409,7 +409,7 @@ def loud_band_check(
     searched = _loud_region_search(context, peaks, LOUD_SEARCH_QUERIES, kinds)
     if searched is None:
         return result
-    spent, _, _, found = searched
+    spent, _, found = searched
     candidates = None if found is None else found.sets
     first = None if candidates is None else _first_at_clip_level(context, candidates)
     louder = None if candidates is None or first is None else candidates[first].cpu()
@@ -496,12 +496,12 @@ def _loud_spreads(energy: Tensor) -> Tensor:
 
 def _loud_region_search(
     context: SearchContext, peaks: Optional[List[int]], cap: int, kinds: Sequence[str],
-) -> Optional[Tuple[int, Tuple[str, ...], bool, Optional[SearchResult]]]:
+) -> Optional[Tuple[int, Tuple[str, ...], Optional[SearchResult]]]:
     # The loud regions of ``kinds`` (_loud_regions: the bands around the clip's loudest peaks,
     # else its loud tiers, else its loud spreads), and the partition refinement (prefer="energy")
     # inside the smallest passing one, within ``cap`` queries. None when the budget does not allow
     # it; otherwise the queries spent, the regions' included, the kinds whose every region failed,
-    # whether a region passed, and the refinement's result over all the features (its
+    # and the refinement's result over all the features (its
     # responsibility zero outside the region, its sets as masks over every feature,
     # ``details["loud_tier"]`` or ``details["loud_spread"]`` the region's size where it is a tier
     # or a spread; None when no region passed or it kept no set).
@@ -514,21 +514,21 @@ def _loud_region_search(
         return None
     spent, region, kind, failed = asked
     if region is None:
-        return spent, failed, False, None
+        return spent, failed, None
     remaining = context.remaining
     options = dataclasses.replace(context.options, max_queries=cap if remaining is None else min(remaining, cap))
     found = PartitionRefinement(prefer="energy").run(restrict_context(context, region, options))
     context.queries += found.queries
     spent += found.queries
     if found.sets is None or not found.sets.shape[0]:
-        return spent, failed, True, None
+        return spent, failed, None
     ids = region.nonzero().squeeze(1)
     values = torch.zeros(n, dtype=torch.float64)
     values[ids] = found.responsibility.double().cpu()
     sets = torch.zeros(found.sets.shape[0], n, dtype=torch.bool)
     sets[:, ids] = found.sets.cpu().bool()
     details = {**found.details, f"loud_{kind}": int(region.sum())} if kind != "band" else found.details
-    return spent, failed, True, dataclasses.replace(found, responsibility=values, sets=sets, details=details)
+    return spent, failed, dataclasses.replace(found, responsibility=values, sets=sets, details=details)
 
 
 def _first_at_clip_level(context: SearchContext, sets: Tensor) -> Optional[int]:
@@ -583,7 +583,7 @@ def loud_regions_first(context: SearchContext, peaks: List[int]) -> Tuple[Option
         inside found no set at the clip's level) and the kinds of :data:`REGION_KINDS` asked whose
         every region failed: the loud-band check after the refinement would ask them again for
         nothing (where a region passed, the check's own refinement inside it gets a second chance;
-        on the zoo's French clip, whose spreads pass and whose bands and tiers fail, 19 queries
+        on the zoo's French clip, whose spreads pass and whose bands and tiers fail, 16 queries
         are spared the second time).
     """
     if context.options.convergence_top_k is None:
@@ -591,7 +591,7 @@ def loud_regions_first(context: SearchContext, peaks: List[int]) -> Tuple[Option
     searched = _loud_region_search(context, peaks, LOUD_FIRST_QUERIES, REGION_KINDS)
     if searched is None:
         return None, ()
-    spent, failed, _, found = searched
+    spent, failed, found = searched
     sets = None if found is None else found.sets  # smallest first
     first = None if sets is None else _first_at_clip_level(context, sets)
     if found is None or sets is None or first is None:
