@@ -345,3 +345,54 @@ def band_needs_context_clip() -> Tensor:
         phases = torch.rand(len(bins), generator=torch.Generator().manual_seed(len(bins)), dtype=torch.float64)
         spectrum[bins] = magnitude * SAMPLE_RATE / 2 * torch.exp(2j * torch.pi * phases)
     return torch.fft.irfft(spectrum, n=SAMPLE_RATE).float().unsqueeze(0)
+
+
+class ScatteredKeyPartials(nn.Module):
+    """Class 1 once every one of a few loud key partials is gone while the quiet body of their
+    region stays; removing a band that holds them all takes the body too, and the decision stays.
+
+    Regions of the rfft of a reference clip (:func:`scattered_key_partials_clip`, one bin a Hz):
+    the six ``KEY`` partials across ``REGION`` (1,000-1,399 Hz), each present where half its
+    reference energy is (``k``: the share present); the region's ``body`` (its bins that are
+    neither key partials nor ``filler``), present in proportion to its reference energy; and loud
+    ``filler`` bins every 8 Hz across the spectrum, which the model reads only as loudness. Logits:
+    ``1 + 2 k + 2 (1 - body)`` (the decision), ``2 (1 - k)^4 body`` and ``4`` where less than 0.3%
+    of the clip's energy is left (silence). Removing the key partials alone flips the decision;
+    removing any contiguous band does not (one that holds every key partial holds the body too),
+    so no band, tier or screening finds the answer. The filler makes the key partials a small
+    share of the loudest tenth of the bins, spread over several of its runs: only a union of runs
+    holds them all. The smallest set holding both claims is the six key partials.
+    """
+
+    KEY = (1010, 1080, 1150, 1220, 1290, 1360)
+    REGION = range(1000, 1400)
+    FILLER = range(8, SAMPLE_RATE // 2, 8)
+
+    def __init__(self, reference: Tensor) -> None:
+        super().__init__()
+        energy = torch.fft.rfft(reference.double(), dim=-1).abs().square()[0]
+        body = [b for b in self.REGION if b not in self.KEY and b not in self.FILLER]
+        self.register_buffer("reference", energy)
+        self.register_buffer("body", torch.tensor(body))
+
+    def forward(self, x: Tensor) -> Tensor:
+        energy = torch.fft.rfft(x.double(), dim=-1).abs().square()
+        key = list(self.KEY)
+        k = (energy[:, key] >= 0.5 * self.reference[key]).double().mean(dim=1)
+        body = (energy[:, self.body].sum(dim=1) / self.reference[self.body].sum()).clamp(max=1.0)
+        silence = (energy.sum(dim=1) < 0.003 * self.reference.sum()).double()
+        logits = [1 + 2 * k + 2 * (1 - body), 2 * (1 - k) ** 4 * body, 4 * silence]
+        return torch.stack(logits, dim=1).float()
+
+
+def scattered_key_partials_clip() -> Tensor:
+    """``(1, SAMPLE_RATE)``: the regions of :class:`ScatteredKeyPartials` at magnitudes 1 (body),
+    1.5 (filler) and 3 (key partials) per bin, random phases (seeded), one second at SAMPLE_RATE."""
+    model = ScatteredKeyPartials
+    magnitude = torch.zeros(SAMPLE_RATE // 2 + 1, dtype=torch.float64)
+    magnitude[list(model.REGION)] = 1.0
+    magnitude[list(model.FILLER)] = 1.5
+    magnitude[list(model.KEY)] = 3.0
+    phases = torch.rand(magnitude.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    spectrum = torch.polar(magnitude * SAMPLE_RATE / 2, 2 * torch.pi * phases)
+    return torch.fft.irfft(spectrum, n=SAMPLE_RATE).float().unsqueeze(0)

@@ -513,3 +513,33 @@ def test_necessary_answers_counts_all_zero_and_wide_answers_on_known_clips():
     row = module.summarize("known", [single, wide, none])
     assert (row["clips"], row["all_zero"], row["all_zero_baseline_flips"], row["wide"], row["flip@1"]) == (3, 1, 1, 1, 1)
     assert (row["flip_known"], row["answered"]) == (3, 2)
+
+
+# ----------------------------------------------------------------------------- white_box_sets.py
+
+
+def test_white_box_witnesses_of_a_tone_detector_are_its_tones():
+    """ToneDetector([440, 1000], require_all): class 1 while both tones are present, so removing
+    either alone flips it and only the pair, kept alone, keeps it. The optimised masks rank the
+    decisive bins first: the flipping removal is one bin, the set holding both claims the pair
+    (checked on real decisions), and a model that no removal flips has no witness."""
+    from known_models import ToneDetector
+
+    white_box = _load("white_box_sets")
+    clip = _tones((440, 0.6), (1000, 0.6), (2000, 1.0), seconds=1.0)
+    both_tones = ToneDetector([440, 1000], threshold=0.3, require_all=True)
+    assert both_tones(clip).argmax(1).item() == 1
+    assert white_box.smallest_witness(both_tones, clip, 1, "flip") == 1
+    assert white_box.smallest_witness(both_tones, clip, 1, "both") == 2
+    deaf = ToneDetector([3000], threshold=-1.0)  # class 1 whatever is removed
+    assert white_box.smallest_witness(deaf, clip, 1, "flip") is None
+
+
+def test_white_box_summary_counts_the_clips_each_set_was_found_on():
+    white_box = _load("white_box_sets")
+    records = [{"flip": 0.001, "both": 0.3, "search": 0.2}, {"flip": 0.002, "both": None, "search": 0.04},
+               {"flip": None, "both": 0.5, "search": None}]
+    row = white_box.summarize("m", "3 of 9", records)
+    assert row["white-box flipping removal: found"] == "2/3" and row["white-box flipping removal: <= 5%"] == "2/2"
+    assert row["white-box both claims: median share"] == "40.00%" and row["white-box both claims: <= 5%"] == "0/2"
+    assert row["FreqReX default (searched): median share"] == "12.00%"

@@ -46,20 +46,28 @@ def test_searched_set_is_the_decisive_bin_where_the_prefix_is_the_whole_spectrum
     assert confidence >= searched.original.confidence - 0.05
 
 
-def test_redundant_pair_is_found_as_the_pair(tone_clip):
+def test_redundant_pair_is_found_as_the_pair(tone_clip, monkeypatch):
     """440 Hz or 1 kHz alone suffices, so no single removal flips the decision: the only
-    sufficient-and-necessary set among these causes is the pair, and it is what is returned (the
-    search finds no removal that flips, and says the set is the ranking's prefix)."""
+    sufficient-and-necessary set among these causes is the pair, and it is what is returned. No
+    band holds both tones; the loud runs do, and the note says so. Without the runs, the ranking's
+    shortest flipping prefix gives the same pair."""
+    import captum_freqrex._core.certify.joint as joint
+
     either = ToneDetector([440, 1000], threshold=0.3)
     explanation = FreqReX(either).explain(tone_clip)[0]
     sn = explanation.sufficient_necessary
     assert sorted(_members(sn)) == [BIN_440, BIN_1000] and sn.certified
-    assert "the ranking's shortest prefix whose removal changes the decision" in sn.certificate.note
+    assert sn.certificate.shrink.start == "joint-loud-runs"
+    assert "runs of the loudest features whose removal changes the decision" in sn.certificate.note
     for gone in ([BIN_440], [BIN_1000]):  # neither removal alone changes the decision
         spectrum = torch.fft.rfft(tone_clip)
         spectrum[0, gone] = 0
         assert either(torch.fft.irfft(spectrum, n=tone_clip.shape[-1])).argmax(1).item() == 1
     assert either(explanation.waveform("sufficient_necessary", removed=True).unsqueeze(0)).argmax(1).item() == 0
+
+    monkeypatch.setattr(joint, "_loud_run_set", lambda *args: None)
+    without = FreqReX(either).explain(tone_clip)[0].sufficient_necessary
+    assert sorted(_members(without)) == [BIN_440, BIN_1000] and without.certificate.shrink.start == "joint-prefix"
 
 
 def test_the_search_is_bounded_and_counted(detector, tone_clip):

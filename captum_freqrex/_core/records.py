@@ -128,7 +128,8 @@ class ShrinkReport:
         start_size (int): Size of the set the shrink started from: the prefix, or a smaller set
                     that the responsibility search itself found passing (``start == "search"``).
         start (str): ``"prefix"`` or ``"search"``; for a searched set ``"joint"`` (from the
-                    joint search's candidates), ``"joint-prefix"`` (from the ranking's prefix) or,
+                    joint search's candidates), ``"joint-prefix"`` (from the ranking's prefix),
+                    ``"joint-loud-runs"`` (from a removal of runs of the loudest features) or,
                     for a sufficient set shrunk from the sufficient-and-necessary set that replaced
                     a quiet one, ``"joint-clip-level"``.
         size (int): Size of the returned set.

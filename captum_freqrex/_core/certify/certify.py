@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.certify.clip_level import replace_quiet
-from captum_freqrex._core.certify.joint import JOINT_START, PREFIX_START, search_joint_sets
+from captum_freqrex._core.certify.joint import JOINT_START, LOUD_RUNS_START, PREFIX_START, search_joint_sets
 from captum_freqrex._core.certify.loud_shrink import shrink_members
 from captum_freqrex._core.certify.prefix import PrefixSearch, passing_prefix_size, prefix_masks, ranking_positions
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
@@ -288,8 +288,11 @@ def _searched(
         "sufficient_necessary": "from the sufficient set, coarse bands and a necessary-mode band screening",
         "complete": "grown from its core along the ranking",
     }
-    if joint.necessary_report is not None and joint.necessary_report.start == PREFIX_START:
+    start = joint.necessary_report.start if joint.necessary_report is not None else None
+    if start == PREFIX_START:
         how["sufficient_necessary"] = "from the ranking's shortest prefix whose removal changes the decision"
+    elif start == LOUD_RUNS_START:
+        how["sufficient_necessary"] = "from runs of the loudest features whose removal changes the decision"
     for name, mask, report in (("sufficient_necessary", joint.necessary, joint.necessary_report),
                                ("complete", joint.complete, joint.complete_report)):
         if mask is not None and report is not None:
