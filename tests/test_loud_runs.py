@@ -30,7 +30,7 @@ class _KeyRemovals:
             margin = -0.1 if changed else 1.0 - len(self.key & gone) / (len(self.key) + 1)
             out.append(ProbeResult(not changed, 1 if changed else 0, 0.5 + margin / 2,
                                    margin=margin if self.margins else math.nan))
-        return out
+        return loud_runs.probe_verdicts(out)
 
 
 POOL = loud_runs.loud_pool(torch.arange(4000))  # ids 0..399, the loudest tenth of 4,000
@@ -76,7 +76,7 @@ def test_a_removal_that_undoes_the_flip_leaves_no_answer_after_every_run_and_uni
             changed = key <= gone and guard not in gone
             margin = -0.1 if changed else 1.0 - 0.3 * len((key | {guard}) & gone)
             out.append(ProbeResult(not changed, int(changed), 0.5, margin=margin))
-        return out
+        return loud_runs.probe_verdicts(out)
 
     assert loud_runs.loud_run_flip(removals, POOL) is None
     assert sum(asked) == loud_runs.QUERIES

@@ -567,7 +567,7 @@ def _loud_run_set(probe: _Probe, queries: ExampleQueries, sufficient: List[int],
     pool = loud_runs.loud_pool(queries.space.loudest_first(queries.example))
     if not probe.results([list(dict.fromkeys(pool.tolist() + sufficient))], removed=False)[0].passes:
         return None
-    flip = loud_runs.loud_run_flip(lambda sets: probe.results(sets, removed=True), pool)
+    flip = loud_runs.loud_run_flip(lambda sets: loud_runs.probe_verdicts(probe.results(sets, removed=True)), pool)
     if flip is None:
         return None
     ids = flip.tolist()

@@ -12,8 +12,7 @@ sees such a set; :func:`loud_run_flip` looks for one with the model's answers on
    are cut into :data:`RUNS` runs of neighbours; each run is removed from the input alone, in
    one model call.
 2. Where no run's removal changes the decision, the runs are ordered by how close their removal
-   came to changing it (the lowest target margin first, or confidence for a decision without
-   margins), and the unions of the first ``k`` runs, on a geometric grid of ``k``, are removed
+   came to changing it (the lowest target margin first: :func:`probe_verdicts`), and the unions of the first ``k`` runs, on a geometric grid of ``k``, are removed
    the smallest first, a few per model call, until one changes the decision.
 
 The smallest run or union whose removal changed the decision (a tie never counts) is the
@@ -24,7 +23,7 @@ most :data:`QUERIES`.
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -48,10 +47,16 @@ UNION_BATCH = 3
 QUERIES = RUNS + len(UNION_SIZES)
 
 
-def _damage(result: ProbeResult) -> float:
-    # How close a removal came to changing the decision: the target's margin where the decision
-    # has one, its confidence otherwise (a user's pass function); lower is closer.
-    return result.margin if not math.isnan(result.margin) else result.confidence
+#: What a removal tells the search: whether it changed the decision (a tie never does), and how
+#: close it came to changing it (higher: closer; any scale, only the order counts).
+Verdicts = Tuple[List[bool], List[float]]
+
+
+def probe_verdicts(results: Sequence[ProbeResult]) -> Verdicts:
+    r"""The :data:`Verdicts` of removals from their :class:`ProbeResult`: closeness is the
+    target's margin, negated (its confidence for a decision without margins)."""
+    closeness = [-(r.margin if not math.isnan(r.margin) else r.confidence) for r in results]
+    return [bool(r.changed) for r in results], closeness
 
 
 def loud_pool(loudest: Tensor, share: float = LOUD_SHARE) -> Tensor:
@@ -67,14 +72,13 @@ def loud_pool(loudest: Tensor, share: float = LOUD_SHARE) -> Tensor:
     return loudest[: max(1, round(share * loudest.numel()))].sort().values
 
 
-def loud_run_flip(
-    removed: Callable[[Sequence[Tensor]], List[ProbeResult]], pool: Tensor, n_runs: int = RUNS,
-) -> Optional[Tensor]:
+def loud_run_flip(removed: Callable[[Sequence[Tensor]], Verdicts], pool: Tensor, n_runs: int = RUNS) -> Optional[Tensor]:
     r"""The smallest run of ``pool``, or union of runs, whose removal changes the decision.
 
     Args:
-        removed (Callable): ``removed(sets) -> results``: the model on each set of feature ids
-                    removed from the input (one model call, or answers read back).
+        removed (Callable): ``removed(sets) -> (changed, closeness)``: the model on each set of
+                    feature ids removed from the input (one model call, or answers read back), as
+                    :data:`Verdicts`.
         pool (Tensor): The loud feature ids, ascending (:func:`loud_pool`).
         n_runs (int, optional): Most runs the pool is cut into. Default: 32
 
@@ -82,12 +86,12 @@ def loud_run_flip(
         Tensor: The ids of the smallest flipping set found (None: none).
     """
     runs = list(torch.tensor_split(pool, min(n_runs, pool.numel())))
-    alone = removed(runs)
-    flipping = [run for run, result in zip(runs, alone) if result.changed]
+    changed, closeness = removed(runs)
+    flipping = [run for run, flips in zip(runs, changed) if flips]
     if flipping:
         return min(flipping, key=lambda run: run.numel())
-    order = sorted(range(len(runs)), key=lambda i: _damage(alone[i]))
+    order = sorted(range(len(runs)), key=lambda i: -closeness[i])  # stable: ties by frequency
     sizes = [k for k in UNION_SIZES if k <= len(runs)]
     unions = [torch.cat([runs[i] for i in order[:k]]) for k in sizes]
-    answers = ask_until_one_holds(unions, removed, lambda result: bool(result.changed), UNION_BATCH)
-    return next((ids for ids, result in zip(unions, answers) if result.changed), None)
+    answers = ask_until_one_holds(unions, lambda chunk: removed(chunk)[0], bool, UNION_BATCH)
+    return next((ids for ids, flips in zip(unions, answers) if flips), None)
