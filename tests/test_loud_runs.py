@@ -1,4 +1,4 @@
-"""Removals of runs of loud features that change the decision (certify/loud_runs.py), and the
+"""Removals of runs of loud features that change the decision (search/loud_runs.py), and the
 joint search's use of them, on known-answer models."""
 
 import math
@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import torch
 
 from captum_freqrex import FreqReX
-from captum_freqrex._core.certify import joint, loud_runs
+from captum_freqrex._core.certify import joint
+from captum_freqrex._core.search import loud_runs
 from captum_freqrex._core.records import ProbeResult
 from known_models import ScatteredKeyPartials, scattered_key_partials_clip
 

@@ -28,10 +28,10 @@ only. Every step asks only what its answer still needs:
    bands and ``S`` plus each: each is removed, and those whose removal changed the decision are
    kept alone (does it keep the decision?) the smallest first, a few per model call, until one
    does: the smallest for which both claims hold is kept, the larger ones are not asked. Where
-   none holds, the loud runs are tried (:mod:`~captum_freqrex._core.certify.loud_runs`): where
+   none holds, the loud runs are tried (:mod:`~captum_freqrex._core.search.loud_runs`): where
    the loudest tenth of the features with ``S`` keeps the decision kept alone, the smallest
    removal of runs of them that changes it, alone and with ``S``, is a candidate too (at most
-   :data:`~captum_freqrex._core.certify.loud_runs.QUERIES` + 4 queries; ``start ==
+   :data:`~captum_freqrex._core.search.loud_runs.QUERIES` + 4 queries; ``start ==
    "joint-loud-runs"`` in the shrink report). Where none holds, or the smallest is wider than a
    1/16 band, the ranking's shortest prefix whose removal changes the decision and that keeps it
    alone is searched too (the prefix extraction's grid, removals first; ``start ==
@@ -82,12 +82,12 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, 
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.certify import loud_runs
 from captum_freqrex._core.certify.prefix import probe_sizes, ranking_positions
 from captum_freqrex._core.certify.shrink import check_reserve, shrink_set
 from captum_freqrex._core.certify.trust import Anchors
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult, ShrinkReport
+from captum_freqrex._core.search import loud_runs
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions
 from captum_freqrex._core.search.evaluation import KnownOutputs, run_search, search_context, set_key
