@@ -121,7 +121,7 @@ def test_bad_budgets_are_refused(detector, tone_clip, value, error, match):
 
 @pytest.mark.parametrize("gone", [[5, 6, 7], [0], [9], [3, 8], [42], [], [7, 6]])
 def test_shrink_drops_runs_singles_and_scattered_features_alike(gone):
-    from captum_freqrex._core.certify.shrink import _without
+    from captum_freqrex._core.search.shrink import _without
 
     members = [3, 1, 4, 0, 5, 6, 7, 2, 8, 9]
     assert _without(members, gone) == [f for f in members if f not in set(gone)]
@@ -131,7 +131,7 @@ def test_the_shrink_counts_the_queries_its_test_made():
     """A test that asks a second question only where the first held (the joint search's
     removal-first check) costs 1 or 2 queries a set: the shrink counts what it made, within the
     budget it was given, and finds the one feature both claims need."""
-    from captum_freqrex._core.certify.shrink import shrink_set
+    from captum_freqrex._core.search.shrink import shrink_set
 
     made = []
 
@@ -155,7 +155,7 @@ def test_a_set_too_large_for_single_features_spends_its_last_queries_on_chunks_t
     quarters and eighths fail, and the next granularity (16 chunks) does not fit in what the budget
     leaves. One more round of as many chunks as fit (chunks of about 83) drops one of them, where
     single features would have dropped one feature per query at best."""
-    from captum_freqrex._core.certify.shrink import shrink_set
+    from captum_freqrex._core.search.shrink import shrink_set
 
     members = list(range(1000))
     asked = []
@@ -177,7 +177,7 @@ def test_removals_that_pass_alone_are_tried_together_and_dropped_at_once_where_t
     and so does removing all nine at once, one query more. The shrink drops them together instead
     of one a batch (which took a batch of queries per deletion: 25 bins left of the zoo's 10 s
     piano's 73 at 64 queries, 3 with the passing removals together)."""
-    from captum_freqrex._core.certify.shrink import shrink_set
+    from captum_freqrex._core.search.shrink import shrink_set
 
     def test(sets):
         return [0 in list(ids) for ids in sets]
@@ -192,7 +192,7 @@ def test_removals_that_pass_alone_but_not_together_go_one_at_a_time():
     shrink tries the ten at once (one query, which fails), drops one (the lowest-ranked) and proves
     the other nine 1-minimal, asking each of their removals once: a sweep after a deletion asked
     again the removals already known to fail on the set (9 queries more here)."""
-    from captum_freqrex._core.certify.shrink import shrink_set
+    from captum_freqrex._core.search.shrink import shrink_set
 
     def test(sets):
         return [len(list(ids)) >= 9 for ids in sets]
@@ -207,7 +207,7 @@ def test_chunks_whose_removals_pass_are_dropped_together_where_that_passes():
     without feature 0 passes, and the widest that do not overlap (the upper half, then the
     quarter and the eighth below it) are removed at once, one query more: 125 features are left
     after the round, not 500, and the shrink reaches the cause within its budget."""
-    from captum_freqrex._core.certify.shrink import shrink_set
+    from captum_freqrex._core.search.shrink import shrink_set
 
     sizes = []
 
@@ -226,7 +226,7 @@ def test_a_shrink_without_the_sampled_check_makes_the_same_deletions_for_fewer_q
     queries with 16 kept back deleted, and samples nothing. The complete set's shrink keeps its
     check."""
     from captum_freqrex._core.certify import joint
-    from captum_freqrex._core.certify.shrink import shrink_set
+    from captum_freqrex._core.search.shrink import shrink_set
 
     def test(sets):
         return [len(ids) >= 900 for ids in sets]  # sufficient while at most 100 of 1,000 are gone

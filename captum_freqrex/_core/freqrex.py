@@ -407,7 +407,7 @@ class FreqReX(PerturbationAttribution):
                         smallest set known to keep the decision (the sufficient prefix of the
                         ranking, or a smaller set the search itself saw pass in ``"sufficient"``
                         mode) and drop features by batched deletions while it stays sufficient (see
-                        :mod:`captum_freqrex._core.certify.shrink`). The result is certified like every
+                        :mod:`captum_freqrex._core.search.shrink`). The result is certified like every
                         set; ``sufficient.certificate.shrink`` reports the sizes before and after
                         and how far from 1-minimal the set is. On by default: the ranking's prefix
                         is often larger than the passing set the search saw, and the shrink costs at

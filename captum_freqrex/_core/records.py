@@ -106,7 +106,7 @@ class SetCertificate:
                     "not changed", the empty set); empty when there is nothing to say.
         shrink (ShrinkReport, optional): For a sufficient set shrunk by ``explain(shrink=True)``:
                     its size before and after, the queries spent, and how far from 1-minimal it is
-                    (see :mod:`captum_freqrex._core.certify.shrink`). None when the set was not shrunk
+                    (see :mod:`captum_freqrex._core.search.shrink`). None when the set was not shrunk
                     (``exact`` then still speaks of the prefix).
     """
 

@@ -2,7 +2,7 @@
 
 :func:`certify_sets` runs the batched prefix search over the ranking
 (:class:`~captum_freqrex._core.certify.prefix.PrefixSearch`), optionally shrinks the sufficient
-set (:func:`~captum_freqrex._core.certify.shrink.shrink_set`), and then queries the model on every
+set (:func:`~captum_freqrex._core.search.shrink.shrink_set`), and then queries the model on every
 returned set, exactly as ``Explanation.waveform`` rebuilds it, together with the unmasked input
 (is the model stable?). Only sets whose claim held on that batch are certified. Where the
 sufficient set is far below the clip's level and the searched sufficient-and-necessary set is

@@ -43,7 +43,7 @@ only. Every step asks only what its answer still needs:
    kept alone with ``S``, take it elsewhere).
 4. **Shrink.** Of a set larger than ``2 * GROWTH_GRID`` features, the fewest of its loudest
    features that still hold both claims (a bracket search over their count); then features are
-   dropped by batched deletions (:func:`~captum_freqrex._core.certify.shrink.shrink_set`) while
+   dropped by batched deletions (:func:`~captum_freqrex._core.search.shrink.shrink_set`) while
    both claims still hold (a prefix of the ranking, minimal along it already, gets the deletions
    only, within :data:`PREFIX_SHRINK_QUERIES`). A set's removal is queried first and its
    kept-alone query only where the removal changed the decision, and no set is queried twice the
@@ -83,7 +83,6 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.certify.prefix import probe_sizes, ranking_positions
-from captum_freqrex._core.certify.shrink import check_reserve, shrink_set
 from captum_freqrex._core.certify.trust import Anchors
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult, ShrinkReport
@@ -91,6 +90,7 @@ from captum_freqrex._core.search import loud_runs
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions
 from captum_freqrex._core.search.evaluation import KnownOutputs, run_search, search_context, set_key
+from captum_freqrex._core.search.shrink import check_reserve, shrink_set
 from captum_freqrex._core.spectral.space import ids_to_mask
 from captum_freqrex._utils.ordered import ask_until_one_holds
 

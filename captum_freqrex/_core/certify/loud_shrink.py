@@ -1,6 +1,6 @@
 """The sufficient shrink that keeps a set at the clip's level.
 
-:func:`shrink_members` deletes features from a passing set (:func:`~captum_freqrex._core.certify.shrink.shrink_set`)
+:func:`shrink_members` deletes features from a passing set (:func:`~captum_freqrex._core.search.shrink.shrink_set`)
 while it keeps the decision alone, keeping its loudest member where that is at the clip's level: a
 loud set found by the search would otherwise often lose its loud bins to a few quiet ones that the
 model takes as readily. The sufficient set's shrink and the set that replaces a quiet sufficient
@@ -14,10 +14,10 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex._core.certify.shrink import Ids, shrink_set
 from captum_freqrex._core.certify.trust import bin_level
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ShrinkReport
+from captum_freqrex._core.search.shrink import Ids, shrink_set
 from captum_freqrex._core.spectral.space import ids_to_mask
 from captum_freqrex._explanation.informative import MIN_LEVEL_DB, level_floor
 
