@@ -6,12 +6,13 @@ into ``--data`` by ``scripts/build_datasets.py``). Per clip: whether removing ev
 baseline alone) changes the decision, how many features the answer credits (0: an all-zero answer,
 which the explainer warns about), the smallest flipping set it found (1 / the largest value; 1 for a
 single-bin flip), the narrowest wide part that flipped where the screening fell back to them
-(``details["wide_flip"]``), the flips of its top 1 and top 5 bins
+(``details["wide_flip"]``), the smallest removal of loud runs that flipped where it ended with them
+(``details["loud_run_flip"]``), the flips of its top 1 and top 5 bins
 (:func:`~captum_freqrex.metrics.perturbation_success_rate`), the queries and the time. The summary
 counts the all-zero answers (and of them, those where the baseline alone changes the decision: a
 removal that flips exists, the whole spectrum at least), the answers against their limit (the
 clips where a removal that flips is known to exist: the baseline alone flips, or the answer found
-one), the wide fallbacks and the flips.
+one), the wide fallbacks, the loud-run answers, the median smallest flipping set and the flips.
 Run it at two commits to compare; the records (one JSON line per clip) resume an interrupted run.
 
 Usage::
@@ -72,6 +73,7 @@ def answer_record(model: Any, clip: torch.Tensor) -> Dict[str, Any]:
         # 1 / |R| for the smallest flipping set R; a single flip is 1 (or the lead's 2).
         "smallest": None if top <= 0 else max(1, round(1 / top)),
         "wide_flip": search.details.get("wide_flip"),
+        "loud_run_flip": search.details.get("loud_run_flip"),
         "flipped": [bool(f) for f in flips.flipped[0].tolist()],
         "queries": explainer.last_stats.queries, "stopped_by": search.stopped_by, "seconds": round(seconds, 3),
     }
@@ -88,6 +90,9 @@ def summarize(model: str, records: List[Dict[str, Any]]) -> Dict[str, Any]:
         "flip_known": len(known), "answered": sum(1 for r in known if r["credited"] > 0),
         "all_zero_baseline_flips": sum(1 for r in zeros if r["baseline_flips"]),
         "wide": sum(1 for r in records if r["wide_flip"] is not None),
+        # Records from before the loud runs lack the key: none there.
+        "loud_runs": sum(1 for r in records if r.get("loud_run_flip") is not None),
+        "median_smallest": statistics.median(smallest) if (smallest := [r["smallest"] for r in records if r["smallest"]]) else None,
         **{f"flip@{k}": sum(1 for r in records if r["flipped"][i]) for i, k in enumerate(KS)},
         "median_queries": statistics.median(r["queries"] for r in records) if records else None,
         "median_seconds": statistics.median(r["seconds"] for r in records) if records else None,
@@ -96,11 +101,13 @@ def summarize(model: str, records: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 def _markdown(rows: List[Dict[str, Any]]) -> str:
     lines = ["| model | clips | all-zero answers | of them, the baseline flips | answers where a flip is known to exist | "
-             "wide-part answers | flip@1 | flip@5 | median queries | median s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "wide-part answers | loud-run answers | smallest flipping set (bins, median) | flip@1 | flip@5 | "
+             "median queries | median s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        smallest = "-" if r["median_smallest"] is None else f"{r['median_smallest']:,.0f}"
         lines.append(f"| {r['model']} | {r['clips']} | {r['all_zero']} | {r['all_zero_baseline_flips']} | "
-                     f"{r['answered']}/{r['flip_known']} | {r['wide']} | "
+                     f"{r['answered']}/{r['flip_known']} | {r['wide']} | {r['loud_runs']} | {smallest} | "
                      f"{r['flip@1']} | {r['flip@5']} | {r['median_queries']:,.0f} | {r['median_seconds']:.2f} |")
     return "\n".join(lines)
 

@@ -495,11 +495,13 @@ def test_next_steps_table_counts_the_sets_each_option_brought_under_half():
     assert next(line for line in lines if "`--bands 64`" in line).endswith("| 0/2 | 80.0% | 80.0% |")
 
 
-def test_necessary_answers_counts_all_zero_and_wide_answers_on_known_clips():
+def test_necessary_answers_counts_all_zero_wide_and_loud_run_answers_on_known_clips():
     """A tone classifier (a single-bin flip: the answer is that bin), a detector that only a removal
-    of more than a tenth of the bins fools (the wide fallback's eighth) and one that only removing
-    more than 60% fools (an all-zero answer, though the baseline alone flips it)."""
-    from known_models import SAMPLE_RATE, SpectrumCoverageDetector, ToneClassifier, impulse, tone
+    of more than a tenth of the bins fools (the wide fallback's eighth), one that only removing
+    more than 60% fools (an all-zero answer, though the baseline alone flips it) and
+    ScatteredKeyPartials (the loud runs' answer: its six key partials)."""
+    from known_models import (SAMPLE_RATE, ScatteredKeyPartials, SpectrumCoverageDetector, ToneClassifier, impulse,
+                              scattered_key_partials_clip, tone)
 
     module = _load("necessary_answers")
     single = module.answer_record(ToneClassifier([440, 1000]), (tone(440) + 0.5 * tone(1000)).unsqueeze(0))
@@ -510,9 +512,13 @@ def test_necessary_answers_counts_all_zero_and_wide_answers_on_known_clips():
     assert wide["baseline_flips"] and abs(wide["wide_flip"] - n / 8) <= 1 and wide["credited"] == n
     none = module.answer_record(SpectrumCoverageDetector(share=0.4), clip)
     assert none["baseline_flips"] and none["credited"] == 0 and none["smallest"] is None
-    row = module.summarize("known", [single, wide, none])
-    assert (row["clips"], row["all_zero"], row["all_zero_baseline_flips"], row["wide"], row["flip@1"]) == (3, 1, 1, 1, 1)
-    assert (row["flip_known"], row["answered"]) == (3, 2)
+    key = scattered_key_partials_clip()  # only removing its six scattered key partials flips it
+    runs = module.answer_record(ScatteredKeyPartials(key), key)
+    assert runs["loud_run_flip"] == 6 and runs["smallest"] == 6 and runs["wide_flip"] is None
+    row = module.summarize("known", [single, wide, none, runs])
+    assert (row["clips"], row["all_zero"], row["all_zero_baseline_flips"], row["wide"], row["flip@1"]) == (4, 1, 1, 1, 1)
+    assert (row["flip_known"], row["answered"], row["loud_runs"]) == (4, 3, 1)
+    assert row["median_smallest"] == 6  # of 1, 6 and an eighth of the bins
 
 
 # ----------------------------------------------------------------------------- white_box_sets.py

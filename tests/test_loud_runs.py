@@ -1,15 +1,16 @@
 """Removals of runs of loud features that change the decision (search/loud_runs.py), and the
-joint search's use of them, on known-answer models."""
+joint search's and band screening's use of them, on known-answer models."""
 
 import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from captum_freqrex import FreqReX
 from captum_freqrex._core.certify import joint
-from captum_freqrex._core.search import loud_runs
 from captum_freqrex._core.records import ProbeResult
+from captum_freqrex._core.search import loud_runs
 from known_models import ScatteredKeyPartials, scattered_key_partials_clip
 
 
@@ -133,3 +134,33 @@ def test_scattered_key_partials_that_no_band_holds_are_the_sufficient_and_necess
     monkeypatch.setattr(joint, "_loud_run_set", lambda *args: None)
     without = FreqReX(model).explain(clip, attributions=worst)[0].sufficient_necessary
     assert without.size >= 40 * chosen.size
+
+
+def test_the_necessary_default_finds_scattered_key_partials_that_no_band_or_single_removal_flips():
+    """ScatteredKeyPartials in mode="necessary": no band, core, single bin or union of the best
+    single bins flips its decision, so band screening alone answers all zeros (and warns). The loud
+    runs end it: a union of the runs holding the key partials flips it, shrunk while it still
+    flips to the six partials themselves, each credited 1/6 and ranked first."""
+    from captum_freqrex._core.search.band_screening import BandScreening
+
+    clip = scattered_key_partials_clip()
+    model = ScatteredKeyPartials(clip)
+    explainer = FreqReX(model)
+    values = explainer.attribute(clip, mode="necessary")[0]
+    assert sorted(values.argsort(descending=True)[:6].tolist()) == list(model.KEY)
+    assert torch.allclose(values[list(model.KEY)], torch.full((6,), 1 / 6))
+    assert explainer.last_search[0].details["loud_run_flip"] == 6
+    spectrum = torch.fft.rfft(clip[0])
+    spectrum[list(model.KEY)] = 0
+    assert model(torch.fft.irfft(spectrum, n=clip.shape[-1]).unsqueeze(0)).argmax(1).item() != 0
+
+    without = FreqReX(model, search=BandScreening(loud_runs=False))
+    with pytest.warns(UserWarning, match="every responsibility is 0"):
+        assert not bool(without.attribute(clip, mode="necessary")[0].any())
+
+
+def test_band_screening_refuses_a_loud_runs_flag_that_is_not_a_bool():
+    from captum_freqrex._core.search.band_screening import BandScreening
+
+    with pytest.raises(TypeError, match="loud_runs must be True or False"):
+        BandScreening(loud_runs="yes")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from captum_freqrex import AdaptiveRefinement, BandScreening, PartitionRefinement
-from captum_freqrex._core.search import NAMED_SEARCHES, resolve_search
+from captum_freqrex._core.search import NAMED_SEARCHES, loud_runs, resolve_search
 from captum_freqrex._core.search.band_screening import PATIENCE, UNION_SIZES, _first_level, spectral_peaks
 from captum_freqrex._core.search.base import RefinementOptions, SearchContext, SetVerdicts
 from captum_freqrex._core.spectral.space import ranges_to_mask
@@ -380,25 +380,27 @@ def test_band_screening_refuses_bad_wide_splits():
 
 def test_band_screening_stops_once_patience_queries_pass_without_a_flip():
     # Nothing flips (removing everything does not either): with patience 40 the screening stops
-    # 40 queries after its first level, not at the budget, and the unions still end it.
+    # 40 queries after its first level, not at the budget, and the unions and loud runs still end it.
     never = lambda sets: torch.zeros(sets.shape[0], dtype=torch.bool)  # noqa: E731
     first_level = len(_first_level(800, BandScreening().n_bands, BandScreening().log_bands))
     patient = BandScreening(patience=40).run(fake_context(never, mode="necessary", max_queries=600, n_features=800))
     assert patient.stopped_by == "patience"
-    assert first_level + 40 <= patient.queries <= first_level + 40 + BandScreening().peak_batch + len(UNION_SIZES) + 1
+    ends = len(UNION_SIZES) + 1 + loud_runs.QUERIES
+    assert first_level + 40 <= patient.queries <= first_level + 40 + BandScreening().peak_batch + ends
     unbounded = BandScreening(patience=None).run(fake_context(never, mode="necessary", max_queries=600, n_features=800))
     assert unbounded.stopped_by == "max_queries" and unbounded.queries > 550
 
 
 def test_band_screening_patience_counts_from_the_last_flip():
-    # Removing more than 90 features flips: the first-level bands do not, the wide parts do. With
-    # the default patience the screening stops at first level + 500 where the budget is larger, and
-    # the wide parts, kept back until then, still answer.
+    # Removing more than 90 features flips: the first-level bands and the loud runs (80 features at
+    # most) do not, the wide parts do. With the default patience the screening stops at first
+    # level + 500 where the budget is larger, and the wide parts, kept back until then, still answer.
     context = fake_context(removes_more_than(90), mode="necessary", max_queries=2000, n_features=800)
     result = BandScreening().run(context)
     first_level = len(_first_level(800, BandScreening().n_bands, BandScreening().log_bands))
     assert result.stopped_by == "patience" and result.details["wide_flip"] == 100
-    assert result.queries <= first_level + PATIENCE + BandScreening().peak_batch + 20
+    assert result.queries <= first_level + PATIENCE + BandScreening().peak_batch + 20 + loud_runs.QUERIES
+    assert result.details["loud_run_flip"] is None
     # Each flipping set found restarts the count: with a patience of 1 query, the descent to a
     # single flip goes on batch after batch (its band, then its sub-band, then the bin), since
     # each batch holds a removal that flips.

@@ -313,7 +313,7 @@ def flip_candidates(
     # around a single flip either: only the flipping features themselves are read back here.
     screening = BandScreening(
         n_bands=SCREEN_BANDS, log_bands=SCREEN_LOG_BANDS, union_sizes=(), flip_windows=0, quieter_probes=0,
-        wide_splits=(),
+        wide_splits=(), loud_runs=False,  # the joint search asks them itself, where no candidate holds
     )
     values = run_search(screening, context).responsibility
     spent = context.queries - (known.hits if known is not None else 0)
