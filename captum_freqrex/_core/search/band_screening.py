@@ -81,9 +81,10 @@ loudest bins). Band screening spends the same queries on a tree instead:
    (``details["loud_run_flip"]`` its size). A decision that no band, core, single feature or union
    flips can still flip when a few dozen loud bins scattered over a region go together, since
    removing the band that holds them takes their context too. On every 16th held-out speech
-   clip the all-zero answers went from 18 of 33 to 9, and on every 4th percussion clip the wide
-   parts (5 answers, 1,000-4,000 bins) gave way to removals of 150-400 bins; no answer's
-   smallest flipping set grew on any of five zoo models (``benchmarks/necessary_answers.py``).
+   clip the all-zero answers went from 18 of 33 to 9 (the new answers 31-1,306 bins), and on
+   every 4th percussion clip the wide parts (5 answers, 1,000-4,000 bins) gave way to removals of
+   79-381 bins; no answer's smallest flipping set grew on any of five zoo models
+   (``benchmarks/necessary_answers.py``).
    They run on what the budget leaves, none kept back: where it cannot pay for the runs they are
    not asked (``loud_runs=False`` turns them off).
 9. **Wide parts.** When removing everything (the baseline alone) changes the decision but nothing
@@ -118,7 +119,7 @@ opening, and from ``peak_lead`` queries on as many again for the peaks; with the
 16, 32, 5) a single flipping frequency on 8,001 bins is reached after at most 94 queries when one
 exists under the best band, at most 32 more to quieter features near it and at most 7 to the sets
 around the answer. Where none is found,
-the unions take their 5 queries at the end, the loud runs at most 81, and where nothing flipped
+the unions take their 5 queries at the end, the loud runs at most 121, and where nothing flipped
 the wide parts their 14.
 
 When to use it: flip rates and manipulation (the fewest frequencies whose removal fools the
@@ -186,8 +187,10 @@ PATIENCE = 500
 #: ends with no removal that flips the decision though removing everything does (see run).
 WIDE_SPLITS = (8, 4, 2)
 
-#: Most queries of the shrink of a removal of loud runs that flips the decision (see BandScreening._loud_runs).
-LOUD_RUN_SHRINK_QUERIES = 40
+#: Most queries of the shrink of a removal of loud runs that flips the decision (see
+#: BandScreening._loud_runs). With 40, the 9 new answers on every 16th held-out speech clip were
+#: 41-1,500 bins (median 337); with 80, 31-1,306 (median 67), 40 queries more where a run flips.
+LOUD_RUN_SHRINK_QUERIES = 80
 
 #: A single feature joins the unions only if its removal moved the target's graded score by more
 #: than this (float noise: a feature the model ignores moves it by less).
