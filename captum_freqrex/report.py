@@ -378,8 +378,10 @@ def explanation_html(
         "<h2>Warnings</h2>",
         warnings_html,
         '<h2>Sets</h2><section id="sets">',
-        "<p class=\"muted\">The sets come from the responsibility ranking (its shortest prefixes that "
-        "satisfy each claim; a shrunk sufficient set may drop some of its prefix). <b>Sufficient</b>: "
+        "<p class=\"muted\">The sufficient set comes from the responsibility ranking (its shortest "
+        "prefix that keeps the decision, shrunk, or a louder set where that one is far below the clip's "
+        "level); the other two are searched for (removals of bands, single bins and runs of the loudest "
+        "bins, beside the ranking's prefixes). Each set's note says how it was found. <b>Sufficient</b>: "
         f"{SET_MEANINGS['sufficient']}. <b>Sufficient &amp; necessary</b>: {SET_MEANINGS['sufficient_necessary']}. "
         f"<b>Complete</b>: {SET_MEANINGS['complete']}. <i>Certified</i>: the model was queried on the set "
         "again before it was returned, and the claim held.</p>",

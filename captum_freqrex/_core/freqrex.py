@@ -424,7 +424,8 @@ class FreqReX(PerturbationAttribution):
                         features flipped) finds the fewest features whose removal changes it, and the
                         smallest candidate that both keeps the decision alone and changes it when
                         removed (a tie is no change) - the sufficient set plus those features, a
-                        flipping band, or the ranking's shortest prefix whose removal flips - is
+                        flipping band, a removal of runs of the loudest features where no band
+                        candidate holds, or the ranking's shortest prefix whose removal flips - is
                         shrunk; the complete set is that set where it reaches the input's confidence
                         alone, or is grown from it along the ranking and shrunk (see
                         :mod:`captum_freqrex._core.certify.joint`; each stage stops once its answer is
