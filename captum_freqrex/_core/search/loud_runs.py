@@ -12,12 +12,14 @@ sees such a set; :func:`loud_run_flip` looks for one with the model's answers on
    are cut into :data:`RUNS` runs of neighbours; each run is removed from the input alone, in
    one model call.
 2. Where no run's removal changes the decision, the runs are ordered by how close their removal
-   came to changing it (the lowest target margin first: :func:`probe_verdicts`), and the unions of the first ``k`` runs, on a geometric grid of ``k``, are removed
-   the smallest first, a few per model call, until one changes the decision.
+   came to changing it (the lowest target margin first: :func:`probe_verdicts`), and the unions
+   of the first ``k`` runs, on a geometric grid of ``k``, are removed the smallest first, a few
+   per model call, until one changes the decision.
 
 The smallest run or union whose removal changed the decision (a tie never counts) is the
-candidate; the caller checks it kept alone, with the sufficient set, and shrinks it. Queries: at
-most :data:`QUERIES`.
+answer. The joint search checks it kept alone, with the sufficient set
+(:mod:`~captum_freqrex._core.certify.joint`); band screening shrinks it while it still flips the
+decision (:mod:`~captum_freqrex._core.search.band_screening`). Queries: at most :data:`QUERIES`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ UNION_BATCH = 3
 
 #: Most queries of :func:`loud_run_flip`.
 QUERIES = RUNS + len(UNION_SIZES)
-
 
 #: What a removal tells the search: whether it changed the decision (a tie never does), and how
 #: close it came to changing it (higher: closer; any scale, only the order counts).
