@@ -609,12 +609,13 @@ class BandScreening:
         loudest = context.loudest_first()
 
         def removed(sets: Sequence[Ids]) -> loud_runs.Verdicts:
-            ids = [[int(i) for i in members] for members in sets]
-            todo = [row for row, members in enumerate(ids) if not (len(members) == 1 and members[0] in singles)]
-            verdicts = context.evaluate_sets(ids_to_mask([ids[row] for row in todo], n, device))
-            asked = dict(zip(todo, zip(verdicts.passes.tolist(), verdicts.score.tolist())))
-            known = [asked[row] if row in asked else (singles[ids[row][0]].passes, singles[ids[row][0]].score)
-                     for row in range(len(ids))]
+            # A feature screened alone keeps its verdict; the other sets go to the mask as given
+            # (runs and chunks are tensors of up to 10^4 ids, not lists).
+            screened = [singles.get(int(members[0])) if len(members) == 1 else None for members in sets]
+            todo = [members for members, node in zip(sets, screened) if node is None]
+            verdicts = context.evaluate_sets(ids_to_mask(todo, n, device))
+            fresh = iter(zip(verdicts.passes.tolist(), verdicts.score.tolist()))
+            known = [(node.passes, node.score) if node is not None else next(fresh) for node in screened]
             return [bool(flip) for flip, _ in known], [float(score) for _, score in known]
 
         found = loud_runs.loud_run_flip(removed, loud_runs.loud_pool(loudest))
