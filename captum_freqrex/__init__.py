@@ -27,7 +27,7 @@ from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.partition import PartitionRefinement
 from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._core.records import AlternativesReport, ShrinkReport
-from captum_freqrex._explanation import CausalSet, Explanation, FeatureLayout
+from captum_freqrex._explanation import CausalSet, Explanation, FeatureLayout, Manipulation
 from captum_freqrex._version import __version__ as __version__
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "FeatureSpace",
     "Explanation",
     "CausalSet",
+    "Manipulation",
     "FeatureLayout",
     "SetCertificate",
     "ProbeResult",

@@ -473,19 +473,22 @@ def save_explanation_wavs(
         dict: ``{"original": path, "sufficient": path, "sufficient_listen": path,
         "sufficient_removed": path, "sufficient_removed_listen": path, ...}`` for the sets found,
         the alternative sufficient sets of ``explain(..., n_explanations=k)`` included
-        (``alternative_1.wav``, ...).
+        (``alternative_1.wav``, ...), and with ``explain(..., mode="necessary")`` the clip with
+        :attr:`Explanation.manipulation` removed (``manipulation_removed.wav``).
     """
     os.makedirs(directory, exist_ok=True)
     original = single_waveform(explanation.original_waveform())
     written = {"original": save_wav(os.path.join(directory, "original.wav"), original, sample_rate, overwrite=overwrite)}
-    for name in explanation.named_sets:
-        for removed in (False, True):
-            key = f"{name}_removed" if removed else name
-            wave = single_waveform(explanation.waveform(name, removed=removed))
-            written[key] = save_wav(os.path.join(directory, f"{key}.wav"), wave, sample_rate, overwrite=overwrite)
-            if listening_copies:
-                path = os.path.join(directory, key + LISTEN_SUFFIX)
-                written[f"{key}_listen"] = _save_listening_copy(path, wave, sample_rate, listen_rate, overwrite, "WAV")
+    # Each set alone and removed; the necessary-mode answer removed only (the manipulated clip).
+    signals = [(name, removed) for name in explanation.named_sets for removed in (False, True)]
+    signals += [("manipulation", True)] if explanation.manipulation is not None else []
+    for name, removed in signals:
+        key = f"{name}_removed" if removed else name
+        wave = single_waveform(explanation.waveform(name, removed=removed))
+        written[key] = save_wav(os.path.join(directory, f"{key}.wav"), wave, sample_rate, overwrite=overwrite)
+        if listening_copies:
+            path = os.path.join(directory, key + LISTEN_SUFFIX)
+            written[f"{key}_listen"] = _save_listening_copy(path, wave, sample_rate, listen_rate, overwrite, "WAV")
     return written
 
 

@@ -57,6 +57,12 @@ QUIET_MEANING = (
     "the sufficient set above, at the clip's level, replaced it"
 )
 
+#: What the necessary-mode answer (Explanation.manipulation) is.
+MANIPULATION_MEANING = (
+    "explain(mode=\"necessary\"): the fewest features found whose removal from the clip changes the decision; "
+    "the SNR says how loud that change is (higher is quieter)"
+)
+
 #: Frequencies listed per set in the page's table (the summary and the CSV hold more).
 LISTED = 24
 
@@ -178,12 +184,33 @@ def _set_row(key: str, label: str, meaning: str, entry: Dict[str, Any], location
     )
 
 
+def _manipulation_row(entry: Dict[str, Any], location: Dict[str, Any], class_names: Optional[Sequence[str]]) -> str:
+    # The necessary-mode answer in the sets' columns: no kept-alone verdict, no flags; its SNR in the note.
+    status = '<span class="ok">certified &#10003;</span>' if entry["certified"] else '<span class="bad">NOT certified &#10007;</span>'
+    share = "" if entry["energy_share"] is None else f"{100 * entry['energy_share']:.2f}%"
+    features = "" if entry.get("feature_share") is None else f"{100 * entry['feature_share']:.2f}%"
+    level = "" if entry["level_db"] is None else format_level_db(entry["level_db"], 1)
+    removed = f"{_e(_class(class_names, entry['removed_class']))}, confidence {entry['removed_confidence']:.3f}"
+    snr = "" if entry.get("snr_db") is None else f"SNR {entry['snr_db']:.1f} dB; "
+    return (
+        f'<tr data-set="manipulation" data-certified="{str(entry["certified"]).lower()}">'
+        f'<td title="{_e(MANIPULATION_MEANING)}">fewest to remove (manipulation)</td><td>{status}</td>'
+        f"<td>{entry['features']} ({entry['bins']})</td><td>{features}</td>"
+        f"<td class=\"freqs\">{_e(_frequencies_text(location, entry['features']))}</td>"
+        f"<td>{share}</td><td>{level}</td><td></td><td>{removed}</td>"
+        f'<td class="flagged" data-flags="0"></td><td>{_e(snr + entry["note"])}</td></tr>'
+    )
+
+
 def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Optional[Sequence[str]]) -> str:
     rows = [
         "<tr><th>set</th><th>status</th><th>features (bins)</th><th>share of the features</th><th>frequencies</th>"
         "<th>energy share</th><th>loudest bin</th><th>kept alone: model decides</th><th>removed: model decides</th>"
         "<th>flags (not informative)</th><th>note</th></tr>"
     ]
+    found, short = summary.get("manipulation"), listed.get("manipulation")
+    if found and short:
+        rows.append(_manipulation_row(found, _location(short), class_names))
     for name, entry in summary["sets"].items():
         if entry is None:
             rows.append(
@@ -241,6 +268,10 @@ def _signals(explanation: "Explanation") -> List[Tuple[str, str, Tensor]]:
     if explanation.quiet_sufficient is not None:
         label = f"quiet sufficient set (replaced) kept alone ({explanation.quiet_sufficient.size} features)"
         signals.append(("quiet_sufficient", label, single_waveform(explanation.waveform("quiet_sufficient"))))
+    if explanation.manipulation is not None:
+        found = explanation.manipulation
+        label = f"clip with the fewest features found to flip the decision removed ({found.size} features, SNR {found.snr_db:.1f} dB)"
+        signals.append(("manipulation_removed", label, single_waveform(explanation.waveform("manipulation", removed=True))))
     return signals
 
 
@@ -419,6 +450,11 @@ def _headline(summary: Mapping[str, Any], names: Optional[List[str]]) -> Tuple[s
         lead += f"; explained target <b>{_e(_class(names, summary['target']))}</b> (confidence {summary['target_confidence']:.3f})"
     if summary["flip_class"] is not None:
         lead += f". Removing the sufficient &amp; necessary set flips it to <b>{_e(_class(names, summary['flip_class']))}</b>"
+    found = summary.get("manipulation")
+    if found and found["certified"]:
+        snr = "" if found.get("snr_db") is None else f" (SNR {found['snr_db']:.1f} dB)"
+        count = f"{found['features']:,} feature{'s' * (found['features'] != 1)}"
+        lead += f". Removing {count}{snr} flips it to <b>{_e(_class(names, found['removed_class']))}</b>"
     flags = summary.get("flags") or []
     said = "; ".join(f"the {SET_LABELS[f['set']]} set {_e(f['reason'])}" for f in flags)
     if not summary["certified"]:

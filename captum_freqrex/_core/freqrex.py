@@ -18,6 +18,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from captum_freqrex._core.certify.certify import CertifiedSets, certify_sets
+from captum_freqrex._core.certify.manipulation import FoundManipulation, find_manipulation
 from captum_freqrex._core.certify.multiple import DisjointSearch, DisjointSets, disjoint_sets, given_scorer, search_scorer
 from captum_freqrex._core.certify.ranking import DEFAULT_RTOL, rank_features
 from captum_freqrex._core.certify.trust import Anchors, issue_warnings, probe_anchors, removal_warnings
@@ -500,6 +501,11 @@ class FreqReX(PerturbationAttribution):
             getattr(call.decision, "tie_tolerance", None), options.max_joint_queries,
         )
         more = self._alternatives(call, example, scores, anchors, certified)
+        manipulation = FoundManipulation(None, 0)
+        if options.mode == "necessary" and anchors.original.passes:
+            # Given attributions say nothing of a removal's size: their prefixes are searched from 1.
+            manipulation = find_manipulation(call.queries(example), ranking, responsibility, anchors.target,
+                                             certified.stable, sized=scores is None, known=certified.sets[1])
         messages = anchors.warnings + self._removal_warnings(call, anchors, refinement, sets=True) + certified.messages
         messages += [] if more is None else more.messages
         issue_warnings(messages, example, space.batch_size)
@@ -513,7 +519,7 @@ class FreqReX(PerturbationAttribution):
         sufficient, sufficient_necessary, complete = certified.sets  # one per SET_NAMES
         return Explanation(
             grids if call.is_tuple else grids[0], values, ranking, anchors.target, anchors.original,
-            sufficient, sufficient_necessary, complete, stats, searched, certified.queries, stopped_by,
+            sufficient, sufficient_necessary, complete, stats, searched, certified.queries + manipulation.queries, stopped_by,
             space.select(example), 0, call.is_tuple,  # its own spectra only, not the whole batch's
             baseline=anchors.baseline, warnings=messages, model_stable=certified.stable,
             settings=self._settings(call, example, recorded),
@@ -521,6 +527,7 @@ class FreqReX(PerturbationAttribution):
             alternatives=[] if more is None else more.sets, alternatives_report=None if more is None else more.report,
             quiet_sufficient=certified.quiet_sufficient, sample_rate=declared_sample_rate(self.forward_func),
             class_names=declared_class_names(self.forward_func, int(anchors.outputs.shape[-1])),
+            manipulation=manipulation.manipulation,
         )
 
     def _alternatives(

@@ -28,8 +28,10 @@ from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._core.records import AlternativesReport
 from captum_freqrex._explanation.informative import set_flags
+from captum_freqrex._explanation.manipulation import Manipulation
 from captum_freqrex._explanation.text import describe
 from captum_freqrex._explanation.records import (
+    MANIPULATION,
     MAX_LISTED,
     QUIET_SUFFICIENT,
     SET_NAMES,
@@ -249,6 +251,11 @@ class Explanation:
                     attribute where it names every output (the zoo's models have one); the default
                     of :meth:`describe` and :meth:`to_html`. None: classes by index (set it, or pass
                     ``class_names=`` to those methods).
+        manipulation (Manipulation, optional): With ``explain(..., mode="necessary")``: the fewest
+                    features the search found whose removal changes the decision, re-queried, and
+                    how loud that change is (its SNR in dB). Rebuild the manipulated clip with
+                    ``waveform("manipulation", removed=True)``. None in ``mode="sufficient"`` or
+                    where no removal that changes the decision was found.
     """
 
     responsibility: Union[Tensor, Tuple[Tensor, ...]]
@@ -277,6 +284,7 @@ class Explanation:
     alternatives_report: Optional[AlternativesReport] = None
     quiet_sufficient: Optional[CausalSet] = None
     class_names: Optional[Tuple[str, ...]] = None
+    manipulation: Optional[Manipulation] = None
 
     @property
     def target_is_decision(self) -> bool:
@@ -339,7 +347,7 @@ class Explanation:
         loaded without its inputs)."""
         return None if self._space is None else self._space.baseline_waveforms(self._example)
 
-    def _set(self, which: str) -> CausalSet:
+    def _set(self, which: str) -> Union[CausalSet, Manipulation]:
         if which.startswith("alternative_") and which[len("alternative_"):].isdigit():
             number = int(which[len("alternative_"):])
             if not 1 <= number <= len(self.alternatives):
@@ -355,8 +363,17 @@ class Explanation:
                     "(see Explanation.quiet_sufficient)"
                 )
             return self.quiet_sufficient
+        if which == MANIPULATION:
+            if self.manipulation is None:
+                raise ValueError(
+                    "this explanation has no manipulation: it comes from explain(..., mode=\"necessary\") where "
+                    "the search found a removal that changes the decision (see Explanation.manipulation)"
+                )
+            return self.manipulation
         if which not in SET_NAMES:
-            raise ValueError(f"which must be one of {SET_NAMES}, 'alternative_<n>' or {QUIET_SUFFICIENT!r}, got {which!r}")
+            raise ValueError(
+                f"which must be one of {SET_NAMES}, 'alternative_<n>', {QUIET_SUFFICIENT!r} or {MANIPULATION!r}, got {which!r}"
+            )
         chosen = getattr(self, which)
         if chosen is None:
             raise ValueError(f"this explanation has no {which} set (see Explanation.{which})")
@@ -380,9 +397,11 @@ class Explanation:
         Args:
             which (str, optional): ``"sufficient"``, ``"sufficient_necessary"``, ``"complete"``,
                         ``"alternative_1"``, ``"alternative_2"``, ... for :attr:`alternatives`, or
-                        ``"quiet_sufficient"`` for :attr:`quiet_sufficient`. Default: ``"sufficient"``
+                        ``"quiet_sufficient"`` for :attr:`quiet_sufficient`, ``"manipulation"`` for
+                        :attr:`manipulation`. Default: ``"sufficient"``
             removed (bool, optional): False gives the set alone (the rest at the baseline); True gives
-                        the original with the set removed. Default: False
+                        the original with the set removed (with ``"manipulation"``: the manipulated
+                        clip the model decides otherwise). Default: False
 
         Returns:
             Tensor or tuple of Tensor: Shaped like one example of the input: ``(time,)`` or
@@ -461,6 +480,10 @@ class Explanation:
           were) and ``stop_queries``; None with ``n_explanations=1``.
         * ``quiet_sufficient``: :attr:`quiet_sufficient` as a dict like a set's above (it is not
           among ``sets`` nor their ``flags``: the sufficient set replaced it); None when there is none.
+        * ``manipulation``: :attr:`manipulation` (``mode="necessary"``): ``features``, ``bins``,
+          ``certified``, ``removed_class`` and ``removed_confidence`` (the model on the original
+          without it), ``snr_db``, ``feature_share``, ``energy_share``, ``level_db``, ``note`` and
+          where its frequencies are, like a set's; None when there is none.
         * ``seed``: the seed of the search; ``settings``: :attr:`settings`.
         * ``responsibility_queries``, ``extraction_queries``, ``stopped_by``, and the cost:
           ``queries``, ``forward_calls``, ``model_seconds``, ``overhead_seconds``,
@@ -680,6 +703,9 @@ class Explanation:
             parts.append(f"alternatives={[s.size for s in self.alternatives]} features")
         if self.quiet_sufficient is not None:
             parts.append(f"quiet_sufficient={self.quiet_sufficient.size} features")
+        if self.manipulation is not None:
+            found = self.manipulation
+            parts.append(f"manipulation={found.size} feature{'s' * (found.size != 1)} (SNR {found.snr_db:.1f} dB)")
         parts += [f"flip_class={self.flip_class}", f"n_features={int(self.feature_responsibility.numel())}"]
         parts += [f"queries={self.stats.queries}", f"warnings={len(self.warnings)}"]
         if self.sample_rate is not None:

@@ -22,7 +22,8 @@ from captum_freqrex._core.records import AlternativesReport
 from captum_freqrex._core.spectral.space import SYNTHESIS, FeatureSpace
 from captum_freqrex._core.records import QueryStats
 from captum_freqrex._explanation.explanation import CausalSet, Explanation, FeatureLayout
-from captum_freqrex._explanation.records import QUIET_SUFFICIENT, SET_NAMES, package_versions
+from captum_freqrex._explanation.manipulation import Manipulation
+from captum_freqrex._explanation.records import MANIPULATION, QUIET_SUFFICIENT, SET_NAMES, package_versions
 
 #: Name and version of the file :meth:`Explanation.save` writes.
 FILE_SCHEMA = "captum_freqrex.explanation"
@@ -312,6 +313,31 @@ def _check_quiet_sufficient(record: Dict[str, Any], n: int, sizes: Tensor, n_cla
         raise Damaged(f"{QUIET_SUFFICIENT} is stored without the sufficient set that replaced it")
 
 
+def _check_manipulation(record: Dict[str, Any], n: int, sizes: Tensor, n_classes: Optional[int]) -> None:
+    """The necessary-mode answer (absent from older files, None in sufficient mode)."""
+    found = record.get(MANIPULATION)
+    if found is None:
+        return
+    if not isinstance(found, dict):
+        raise Damaged(f"{MANIPULATION} is not a dict")
+    mask = _tensor(_field(found, "mask", MANIPULATION), f"{MANIPULATION}.mask", (n,), "bool")
+    if not bool(mask.any()):
+        raise Damaged(f"{MANIPULATION}.mask is empty: only a removal of some features is returned")
+    bins = int(sizes[mask].sum())
+    if _count(found, "n_bins", MANIPULATION) != bins:
+        raise Damaged(f"{MANIPULATION}.n_bins is {found['n_bins']}, but its features cover {bins} bins")
+    _check_probe(_field(found, "removed", MANIPULATION), f"{MANIPULATION}.removed", n_classes)
+    if not isinstance(_field(found, "certified", MANIPULATION), bool):
+        raise Damaged(f"{MANIPULATION}.certified is not a bool")
+    if found["certified"] and not found["removed"].get("changed", not found["removed"]["passes"]):
+        raise Damaged(f"{MANIPULATION} is certified, but its removal did not change the decision")
+    for key in ("snr_db", "energy_share", "level_db"):
+        if not _is_real(_field(found, key, MANIPULATION)):
+            raise Damaged(f"{MANIPULATION}.{key} is {found[key]!r}, not a number")
+    if not isinstance(_field(found, "note", MANIPULATION), str):
+        raise Damaged(f"{MANIPULATION}.note is not a string")
+
+
 def _check_plain(value: Any, name: str) -> None:
     """JSON-safe values only, as settings_record writes them."""
     if isinstance(value, list):
@@ -392,6 +418,7 @@ def check_record(record: Dict[str, Any]) -> None:
     _check_sets(record, n, sizes, n_classes)
     _check_alternatives(record, n, sizes, n_classes)
     _check_quiet_sufficient(record, n, sizes, n_classes)
+    _check_manipulation(record, n, sizes, n_classes)
     _check_run(record)
     _check_waveforms(record, shapes)
 
@@ -425,6 +452,24 @@ def _set_record(chosen: Optional[CausalSet]) -> Optional[Dict[str, Any]]:
     }
 
 
+def _manipulation_record(found: Optional[Manipulation]) -> Optional[Dict[str, Any]]:
+    if found is None:
+        return None
+    return {
+        "mask": found.mask.detach().cpu().bool(), "n_bins": int(found.n_bins), "removed": _probe_record(found.removed),
+        "certified": bool(found.certified), "snr_db": float(found.snr_db), "energy_share": float(found.energy_share),
+        "level_db": float(found.level_db), "note": found.note,
+    }
+
+
+def _manipulation_from_record(d: Optional[Dict[str, Any]]) -> Optional[Manipulation]:
+    if d is None:
+        return None
+    removed = cast(ProbeResult, _probe_from_record(d["removed"]))
+    return Manipulation(d["mask"].bool(), d["n_bins"], removed, d["certified"], d["snr_db"], d["energy_share"],
+                        d["level_db"], d["note"])
+
+
 def _explanation_record(explanation: Explanation) -> Dict[str, Any]:
     """Everything but the waveforms: the results, the verdicts, the cost and the layout."""
     layout = explanation.layout
@@ -445,6 +490,7 @@ def _explanation_record(explanation: Explanation) -> Dict[str, Any]:
         "alternatives": [_set_record(s) for s in explanation.alternatives],
         "alternatives_report": None if explanation.alternatives_report is None else asdict(explanation.alternatives_report),
         QUIET_SUFFICIENT: None if explanation.quiet_sufficient is None else _set_record(explanation.quiet_sufficient),
+        MANIPULATION: _manipulation_record(explanation.manipulation),
         "stats": vars(explanation.stats).copy(),
         "responsibility_queries": int(explanation.responsibility_queries),
         "extraction_queries": int(explanation.extraction_queries),
@@ -632,6 +678,7 @@ def load_explanation(
         alternatives=[_set_from_record("sufficient", d) for d in record.get("alternatives", [])],
         alternatives_report=None if record.get("alternatives_report") is None else AlternativesReport(**record["alternatives_report"]),
         quiet_sufficient=None if record.get(QUIET_SUFFICIENT) is None else _set_from_record("sufficient", record[QUIET_SUFFICIENT]),
+        manipulation=_manipulation_from_record(record.get(MANIPULATION)),
     )
 
 def _offsets_of_sizes(sizes: Sequence[int]) -> List[int]:

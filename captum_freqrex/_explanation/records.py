@@ -22,11 +22,15 @@ from captum_freqrex._explanation.informative import summary_flags
 
 if TYPE_CHECKING:
     from captum_freqrex._explanation.explanation import CausalSet, Explanation, FeatureLayout
+    from captum_freqrex._explanation.manipulation import Manipulation
 
 SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
 
 #: The name of :attr:`Explanation.quiet_sufficient` in summaries, files and :meth:`Explanation.waveform`.
 QUIET_SUFFICIENT = "quiet_sufficient"
+
+#: The name of :attr:`Explanation.manipulation` in summaries, files and :meth:`Explanation.waveform`.
+MANIPULATION = "manipulation"
 
 #: Name and version of the layout of :meth:`Explanation.summary` (and so of ``summary.json``).
 #: The version grows when a field changes meaning or disappears; new fields may appear without it.
@@ -161,6 +165,22 @@ def set_record(chosen: "CausalSet") -> Dict[str, Any]:
     report = getattr(cert, "shrink", None)
     out["shrink"] = None if report is None else {**asdict(report), "one_minimal": report.one_minimal}
     return out
+
+
+def manipulation_record(found: "Manipulation") -> Dict[str, Any]:
+    """The necessary-mode answer's verdict and loudness as a JSON-safe dict (see :meth:`Explanation.summary`)."""
+    return {
+        "features": found.size,
+        "bins": found.n_bins,
+        "certified": found.certified,
+        "removed_class": found.removed.decided,
+        "removed_confidence": round(found.removed.confidence, 6),  # in the target, as a set's
+        "snr_db": _rounded(found.snr_db),
+        "feature_share": _rounded(found.feature_share),
+        "energy_share": _rounded(found.energy_share),
+        "level_db": _rounded(found.level_db),
+        "note": found.note,
+    }
 
 
 # ----------------------------------------------------------------------------- where a set's frequencies are
@@ -327,6 +347,10 @@ def summary_record(
         "alternatives": alternatives,
         "alternatives_report": None if report is None else report.as_dict(),
         QUIET_SUFFICIENT: entry(explanation.quiet_sufficient),
+        MANIPULATION: None if explanation.manipulation is None else {
+            **manipulation_record(explanation.manipulation),
+            **set_frequencies(explanation.layout, explanation.manipulation.mask, sample_rate, max_listed, ranks, is_tuple),
+        },
         "seed": explanation.settings.get("seed"),
         "settings": dict(explanation.settings),
         "responsibility_queries": explanation.responsibility_queries,

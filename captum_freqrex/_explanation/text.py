@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from captum_freqrex._explanation.informative import format_level_db, result_hints
 
-__all__ = ["COMMAND_LISTING", "LIBRARY_LISTING", "format_frequencies", "frequency_text", "set_lines", "with_class_names", "describe",
-           "closing_lines"]
+__all__ = ["COMMAND_LISTING", "LIBRARY_LISTING", "format_frequencies", "frequency_text", "set_lines", "manipulation_lines",
+           "with_class_names", "describe", "closing_lines"]
 
 
 def format_frequencies(values: Sequence[float]) -> str:
@@ -84,10 +84,28 @@ def _size(entry: Mapping[str, Any]) -> str:
     return f"{count_of(entry['features'], 'feature')} ({count_of(entry['bins'], 'bin')})"
 
 
+def manipulation_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LISTING) -> List[str]:
+    """The necessary-mode answer's two lines (none without one): what removing it does and how
+    loud that is, then where its frequencies are."""
+    found = summary.get("manipulation")
+    if not found:
+        return []
+    status = "certified" if found["certified"] else "NOT certified"
+    snr = "" if found.get("snr_db") is None else f", SNR {found['snr_db']:.1f} dB"
+    share = "" if found.get("feature_share") is None else f", {100 * found['feature_share']:.2g}% of the features"
+    pronoun = "it" if found["features"] == 1 else "them"
+    return [
+        f"  {'fewest to remove':24s} {_size(found)}{share}{snr}, {status}; removing {pronoun} flips the decision to "
+        f"{summary.get('manipulation_class_name', found['removed_class'])!s}",
+        f"  {'':24s} {frequency_text(found, listing=listing)}",
+    ]
+
+
 def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LISTING) -> List[str]:
-    """Two lines per set of the summary: its size, loudness and certificate, then where its frequencies are."""
+    """Two lines per set of the summary: its size, loudness and certificate, then where its
+    frequencies are; the necessary-mode answer first, where there is one (:func:`manipulation_lines`)."""
     sets = summary["sets"]
-    lines = []
+    lines = manipulation_lines(summary, listing)
     labels = {"sufficient": "sufficient", "sufficient_necessary": "sufficient & necessary", "complete": "complete"}
     for key, label in labels.items():
         entry = sets.get(key)
@@ -157,7 +175,9 @@ def describe(summary: Mapping[str, Any], class_names: Optional[Sequence[str]] = 
     header = f"decision: {name(summary['original_class'])} (confidence {summary['original_confidence']:.2f})"
     if summary["target"] != summary["original_class"]:
         header += f"; explained target {name(summary['target'])} (confidence {summary['target_confidence']:.2f})"
-    lines = [header] + set_lines({**summary, "flip_class_name": name(summary.get("flip_class"))}, LIBRARY_LISTING)
+    found = summary.get("manipulation") or {}
+    names = {"flip_class_name": name(summary.get("flip_class")), "manipulation_class_name": name(found.get("removed_class"))}
+    lines = [header] + set_lines({**summary, **names}, LIBRARY_LISTING)
     return "\n".join(lines + closing_lines(summary, name(summary["target"]), class_names))
 
 

@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from captum_freqrex._explanation import QUIET_SUFFICIENT, SET_NAMES, Explanation
+from captum_freqrex._explanation import MANIPULATION, QUIET_SUFFICIENT, SET_NAMES, Explanation
 from captum_freqrex._explanation.informative import result_hints
 from captum_freqrex._explanation.text import closing_lines, set_lines
 from captum_freqrex.cli._common import CliError, LoadedModel, class_name, exists_error, open_new, say
@@ -50,7 +50,9 @@ def result_files(n_explanations: int = 1) -> Tuple[str, ...]:
         for name in signals
         for suffix in ("", "_removed")
         for ending in (".wav", ".listen.wav")
-    ) + tuple(f"{name}.listen.flac" for name in signals)
+    ) + tuple(f"{name}.listen.flac" for name in signals) + tuple(
+        f"{MANIPULATION}_removed{ending}" for ending in (".wav", ".listen.wav")
+    )
 
 
 #: The result files of a run without alternative sets (:func:`result_files`).
@@ -303,6 +305,9 @@ def _summary_names(
         "target_name": class_name(model, explanation.target),
         "original_class_name": class_name(model, explanation.original.decided),
         "flip_class_name": class_name(model, explanation.flip_class),
+        "manipulation_class_name": class_name(
+            model, None if explanation.manipulation is None else explanation.manipulation.flip_class
+        ),
         "audio_notes": list(notes),
         "files": files,
         "file_notes": file_notes(explanation, files),
@@ -358,6 +363,8 @@ def _set_title(which: str) -> str:
         return f"alternative sufficient set {which[len('alternative_'):]}"
     if which == QUIET_SUFFICIENT:
         return "quiet sufficient set (far below the clip's level; the sufficient set replaced it)"
+    if which == MANIPULATION:
+        return "necessary-mode answer (the fewest features found whose removal changes the decision)"
     return f"{which.replace('_', '-and-')} set"
 
 

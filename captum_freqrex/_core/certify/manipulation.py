@@ -1,0 +1,160 @@
+"""The necessary-mode answer as a set: the fewest features found whose removal changes the decision.
+
+A ``mode="necessary"`` search credits the members of the smallest removal it saw flip the decision
+with ``1 / its size`` (band screening: a single flipping bin 1, or 2 for the quietest of several;
+:mod:`~captum_freqrex._core.search.band_screening`), so that removal heads the ranking. This module
+turns the ranking back into that set, asks the model whether its removal changes the decision,
+and re-queries it exactly as ``Explanation.waveform("manipulation", removed=True)`` rebuilds it,
+with its loudness as an SNR in dB (the design's "manipulation": the fewest frequencies whose
+change flips the decision, and how loud the change is).
+
+Steps, each a model query on the ranking's prefix of some size:
+
+1. The size the responsibility names: ``round(1 / top value)`` (one query). Band screening's
+   answer flips here unless two removals of that size tie in value and the ranking mixes them.
+2. Otherwise the shortest prefix of the credited features (responsibility above 0) whose removal
+   changes the decision: the prefix extraction's grid (geometric, then a many-way bisection),
+   :data:`GRID` sizes per model call, within :data:`QUERIES`.
+3. The prefix found, re-queried on its own (the certificate).
+
+Where the sufficient-and-necessary set (certified by re-query already) is smaller, it is the
+answer instead: its removal changes the decision too, with fewer features.
+
+A tie (the target level with another class) is no change, as everywhere. No answer where nothing
+is credited (an all-zero responsibility: the search found no removal that flips) or no credited
+prefix flips within the queries.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+from torch import Tensor
+
+from captum_freqrex._core.certify.prefix import probe_sizes, prefix_masks
+from captum_freqrex._core.certify.trust import loudness
+from captum_freqrex._core.model.example import ExampleQueries
+from captum_freqrex._core.records import ProbeResult
+from captum_freqrex._explanation import CausalSet
+from captum_freqrex._explanation.manipulation import Manipulation
+
+#: Most queries of the prefix search of step 2 (step 1's one query and the re-query come on top).
+QUERIES = 16
+
+#: Prefix sizes per model call in step 2.
+GRID = 4
+
+
+class FoundManipulation(NamedTuple):
+    r"""What :func:`find_manipulation` returns for one example.
+
+    Attributes:
+        manipulation (Manipulation, optional): The set, certified by re-query (None: none found).
+        queries (int): Model queries spent, the re-query included.
+    """
+
+    manipulation: Optional[Manipulation]
+    queries: int
+
+
+def _smallest_flipping_prefix(
+    queries: ExampleQueries, ranking: Tensor, target: int, guess: int, credited: int, budget: int,
+) -> Tuple[Optional[int], int]:
+    # Steps 1 and 2: the prefix size whose removal changes the decision (None: none found) and the
+    # queries spent. The grid starts above the guess: below it, nothing was credited as a removal
+    # of its own.
+    flips: Dict[int, bool] = {}
+    sizes, spent = [guess], 0
+    while sizes:
+        keeps = 1.0 - prefix_masks(ranking, sizes).to(queries.space.dtype)
+        results = queries.probes(queries.keep_scores(keeps), target)
+        spent += len(sizes)
+        flips.update((k, bool(result.changed)) for k, result in zip(sizes, results))
+        hi = min((k for k, flipped in flips.items() if flipped), default=None)
+        if hi == guess:
+            break
+        lo = max(k for k, flipped in flips.items() if not flipped and (hi is None or k < hi))
+        room = budget - (spent - 1)  # step 1's query is not the search's
+        sizes = [k for k in probe_sizes(lo, credited + 1 if hi is None else hi, GRID) if k not in flips][:room]
+    return min((k for k, flipped in flips.items() if flipped), default=None), spent
+
+
+def find_manipulation(
+    queries: ExampleQueries, ranking: Tensor, values: Tensor, target: int, stable: bool = True, sized: bool = True,
+    budget: int = QUERIES, known: Optional[CausalSet] = None,
+) -> FoundManipulation:
+    r"""The necessary-mode answer of one example as a certified set (see the module docstring).
+
+    Args:
+        queries (ExampleQueries): The example and the model caller.
+        ranking (Tensor): ``(n_features,)`` feature ids, most responsible first.
+        values (Tensor): ``(n_features,)`` the necessary-mode responsibility.
+        target (int): The explained decision.
+        stable (bool, optional): Whether the model's output held between calls (False: the set is
+                    returned, not certified). Default: True
+        sized (bool, optional): Whether ``values`` name the size of the smallest flipping removal
+                    as ``1 / top value`` (a built-in necessary-mode search's); False (given
+                    attributions) starts the prefix search at one feature. Default: True
+        budget (int, optional): Most queries of the prefix search (step 2). Default: :data:`QUERIES`
+        known (CausalSet, optional): A set whose removal was certified to change the decision
+                    already (the sufficient-and-necessary set): the answer where it is smaller
+                    than the prefix found, or where none is. Default: None
+
+    Returns:
+        FoundManipulation: The set (None where nothing credited flips and nothing is known) and
+        the queries spent.
+    """
+    values = values.detach().cpu().double()
+    credited = int((values > 0).sum())
+    top = float(values.max()) if values.numel() else 0.0
+    size, spent = None, 0
+    if credited and math.isfinite(top):
+        guess = min(credited, max(1, round(1.0 / top))) if sized else 1
+        size, spent = _smallest_flipping_prefix(queries, ranking, target, guess, credited, budget)
+    removed_known = None if known is None else known.certificate.removed
+    if known is not None and removed_known is not None and removed_known.changed and (size is None or known.size < size):
+        note = (f"the sufficient-and-necessary set, whose removal changed the decision on re-query: smaller than "
+                f"the search's own removal ({size} features)" if size is not None else
+                "the sufficient-and-necessary set, whose removal changed the decision on re-query (no prefix of the "
+                "search's ranking did)")
+        return FoundManipulation(_manipulation(queries, known.mask.bool(), removed_known, stable, note), spent)
+    if size is None:
+        return FoundManipulation(None, spent)
+    mask = prefix_masks(ranking, [size])[0].bool()
+    removed = queries.probes(queries.set_scores([1.0 - mask.to(queries.space.dtype)]), target)[0]
+    note = "the shortest prefix of the necessary-mode ranking whose removal changes the decision"
+    return FoundManipulation(_manipulation(queries, mask, removed, stable, note), spent + 1)
+
+
+def _manipulation(queries: ExampleQueries, mask: Tensor, removed: ProbeResult, stable: bool, found: str) -> Manipulation:
+    # The answer with its certificate, loudness and note (``found``: where it came from).
+    space = queries.space
+    mask = mask.cpu()
+    bins = space.feature_sizes().cpu()
+    energy_share, level_db = loudness(mask, space.feature_energy(queries.example).cpu(), bins)
+    changed = bool(removed.changed)
+    if changed:
+        note = f"{found}; removed, it changed the decision to class {removed.decided} on re-query"
+    else:
+        note = f"{found}; not certified: its removal did not change the decision on re-query"
+    if changed and not stable:
+        note += "; not certified: the model's output on the unmasked input changed between calls"
+    return Manipulation(
+        mask=mask, n_bins=int(bins[mask].sum()), removed=removed, certified=changed and stable,
+        snr_db=_snr_db(queries, mask), energy_share=energy_share, level_db=level_db, note=note,
+    )
+
+
+def _snr_db(queries: ExampleQueries, mask: Tensor) -> float:
+    # 10 log10(signal / change) over the waveforms, as perturbation_success_rate's SNR: the input's
+    # energy over that of the manipulated waveform minus the input.
+    space, example = queries.space, queries.example
+    keep = (1.0 - mask.to(space.device, space.dtype)).view(1, -1)
+    changed: List[Tensor] = [w[0] for w in space.mutants(example, keep)]
+    signal = sum(float(x.double().square().sum()) for x in queries.inputs)
+    noise = sum(float((m.double() - x.double()).square().sum()) for m, x in zip(changed, queries.inputs))
+    if noise <= 0:
+        return math.inf
+    return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
+
