@@ -58,6 +58,19 @@ class ToneDetector(nn.Module):
         return torch.stack([-margin, margin], dim=1)
 
 
+class Drifting(nn.Module):
+    """A 440 Hz :class:`ToneDetector` plus noise that changes at every call (dropout left on, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detector = ToneDetector([440], 0.3)
+        self.generator = torch.Generator().manual_seed(0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.detector(x)
+        return out + 0.5 * torch.randn(out.shape, generator=self.generator)
+
+
 class BlockedTones(nn.Module):
     """Class 1 when every tone of ``causes_hz`` reaches magnitude 0.5 and the bin of ``blocker_hz``
     holds less than ``share`` of the clip's energy.

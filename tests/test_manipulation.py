@@ -14,7 +14,7 @@ from captum_freqrex import Explanation, FreqReX, SearchResult, zoo
 from captum_freqrex._core.certify import manipulation as manipulation_module
 from captum_freqrex.cli import main
 from captum_freqrex.metrics import perturbation_success_rate
-from known_models import SAMPLE_RATE, ScatteredKeyPartials, ToneDetector, bin_of, scattered_key_partials_clip, tone
+from known_models import SAMPLE_RATE, Drifting, ScatteredKeyPartials, ToneDetector, bin_of, scattered_key_partials_clip, tone
 
 
 def _explain(model, x: Tensor, **options) -> Explanation:
@@ -134,16 +134,6 @@ def test_no_answer_without_a_flipping_removal_and_none_in_sufficient_mode(tone_c
 
 
 def test_a_model_whose_output_drifts_between_calls_gets_no_certified_answer(tone_clip):
-    class Drifting(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.detector = ToneDetector([440], 0.3)
-            self.generator = torch.Generator().manual_seed(0)
-
-        def forward(self, x: Tensor) -> Tensor:
-            out = self.detector(x)
-            return out + 0.5 * torch.randn(out.shape, generator=self.generator)
-
     found = _explain(Drifting(), tone_clip, mode="necessary", max_queries=200).manipulation
     assert found is None or (not found.certified and "not certified" in found.note)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from known_models import SAMPLE_RATE, SpectrumCoverageDetector, ToneClassifier, ToneDetector, bin_of, impulse, tone
+from known_models import SAMPLE_RATE, Drifting, SpectrumCoverageDetector, ToneClassifier, ToneDetector, bin_of, impulse, tone
 from torch import Tensor, nn
 
 from captum_freqrex import FreqReX, FreqReXWarning, StftDomain, ThresholdDecision, log_bands, metrics
@@ -395,19 +395,6 @@ def test_a_necessary_set_larger_than_the_sufficient_set():
 
 
 # ------------------------------------------------------------------ misbehaving models
-
-
-class Drifting(nn.Module):
-    """The tone detector plus noise that changes at every call (dropout left on, say)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.detector = ToneDetector([440], 0.3)
-        self.generator = torch.Generator().manual_seed(0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.detector(x)
-        return out + 0.5 * torch.randn(out.shape, generator=self.generator)
 
 
 def test_a_model_whose_output_changes_between_calls_is_not_certified():
