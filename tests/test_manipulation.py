@@ -48,7 +48,7 @@ def test_the_one_bin_the_detector_reads_is_the_answer_with_the_snr_of_its_remova
     # The manipulated clip is what the certificate was asked on: the model decides otherwise there.
     manipulated = expl.waveform("manipulation", removed=True)
     assert model(manipulated.unsqueeze(0)).argmax(1).item() == 0
-    assert "shortest prefix of the necessary-mode ranking" in found.note
+    assert "the smallest removal the necessary-mode search saw change the decision" in found.note
 
 
 def test_the_scattered_key_partials_are_the_answer():
@@ -100,6 +100,7 @@ def test_tied_removals_that_the_ranking_mixes_are_searched_past_the_size_named()
     found = expl.manipulation
     assert found is not None and found.certified
     assert _members(found.mask) == sorted(bins[:3])
+    assert "shortest probed prefix" in found.note
 
 
 def test_given_attributions_are_searched_from_one_feature():

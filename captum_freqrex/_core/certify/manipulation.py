@@ -123,7 +123,10 @@ def find_manipulation(
         return FoundManipulation(None, spent)
     mask = prefix_masks(ranking, [size])[0].bool()
     removed = queries.probes(queries.set_scores([1.0 - mask.to(queries.space.dtype)]), target)[0]
-    note = "the shortest prefix of the necessary-mode ranking whose removal changes the decision"
+    if size == guess and sized:
+        note = f"the smallest removal the necessary-mode search saw change the decision (the ranking's top {size})"
+    else:
+        note = "the shortest probed prefix of the necessary-mode ranking whose removal changes the decision"
     return FoundManipulation(_manipulation(queries, mask, removed, stable, note), spent + 1)
 
 
