@@ -498,8 +498,9 @@ def test_next_steps_table_counts_the_sets_each_option_brought_under_half():
 def test_necessary_answers_counts_all_zero_wide_and_loud_run_answers_on_known_clips():
     """A tone classifier (a single-bin flip: the answer is that bin), a detector that only a removal
     of more than a tenth of the bins fools (the wide fallback's eighth), one that only removing
-    more than 60% fools (an all-zero answer, though the baseline alone flips it) and
-    ScatteredKeyPartials (the loud runs' answer: its six key partials)."""
+    more than 60% fools (an all-zero answer, though the baseline alone flips it; the answer set is
+    the sufficient-and-necessary set) and ScatteredKeyPartials (the loud runs' answer: its six key
+    partials)."""
     from known_models import (SAMPLE_RATE, ScatteredKeyPartials, SpectrumCoverageDetector, ToneClassifier, impulse,
                               scattered_key_partials_clip, tone)
 
@@ -519,6 +520,13 @@ def test_necessary_answers_counts_all_zero_wide_and_loud_run_answers_on_known_cl
     assert (row["clips"], row["all_zero"], row["all_zero_baseline_flips"], row["wide"], row["flip@1"]) == (4, 1, 1, 1, 1)
     assert (row["flip_known"], row["answered"], row["loud_runs"]) == (4, 3, 1)
     assert row["median_smallest"] == 6  # of 1, 6 and an eighth of the bins
+    # The answer as a set: the search's own where it has one; where it answers all zeros, the
+    # certified sufficient-and-necessary set (over 60% of the bins: only such a removal fools it).
+    assert [r["manipulation"] for r in (single, wide, runs)] == [1, wide["wide_flip"], 6]
+    assert none["manipulation_from_sn"] and none["manipulation"] > 0.6 * n
+    assert all(r["manipulation_certified"] for r in (single, wide, none, runs))
+    assert (row["certified_answers"], row["answers_from_sn"]) == (4, 1)
+    assert single["queries"] < single["explain_queries"]
 
 
 # ----------------------------------------------------------------------------- white_box_sets.py

@@ -4,6 +4,7 @@ misbehaving models, files, text, report and command line, and a real drum record
 import json
 import math
 import warnings
+from typing import Optional
 
 import pytest
 import soundfile as sf
@@ -75,16 +76,17 @@ class PairedCauses(nn.Module):
 
 
 class Credits:
-    """A custom necessary-mode search crediting the given bins with the given values."""
+    """A custom necessary-mode search crediting the given bins with the given values (and naming
+    its answer in ``details["answer"]``, as band screening does, where given)."""
 
-    def __init__(self, credited: dict) -> None:
-        self.credited = credited
+    def __init__(self, credited: dict, answer: Optional[list] = None) -> None:
+        self.credited, self.answer = credited, answer
 
     def run(self, context) -> SearchResult:
         values = torch.zeros(context.n_features, dtype=torch.float64)
         for feature, value in self.credited.items():
             values[feature] = value
-        return SearchResult(values, 0, "searches", {})
+        return SearchResult(values, 0, "searches", {} if self.answer is None else {"answer": self.answer})
 
 
 def _paired_clip() -> Tensor:
@@ -101,6 +103,26 @@ def test_tied_removals_that_the_ranking_mixes_are_searched_past_the_size_named()
     assert found is not None and found.certified
     assert _members(found.mask) == sorted(bins[:3])
     assert "shortest probed prefix" in found.note
+
+
+def test_the_answer_a_search_names_is_removed_in_place_of_the_mixed_prefix(monkeypatch):
+    """The same tie, with the search naming its answer (the pair 500 and 900 Hz): that pair is
+    removed, one query and its re-query, and no prefix is searched."""
+    bins = [bin_of(f, SAMPLE_RATE) for f in (300, 500, 700, 900)]
+    asked = []
+    monkeypatch.setattr(manipulation_module, "_smallest_flipping_prefix", lambda *args: asked.append(args) or (None, 0))
+    search = Credits({b: 0.5 for b in bins}, answer=[bins[1], bins[3]])
+    found = _explain(PairedCauses(), _paired_clip(), mode="necessary", search=search).manipulation
+    assert found is not None and found.certified and _members(found.mask) == [bins[1], bins[3]] and not asked
+    assert found.note.startswith("the smallest removal the necessary-mode search saw change the decision")
+
+
+def test_band_screenings_answer_is_its_smallest_flipping_set():
+    """Band screening names the smallest set it saw flip: ScatteredKeyPartials' six key partials."""
+    clip = scattered_key_partials_clip()
+    explainer = FreqReX(ScatteredKeyPartials(clip))
+    explainer.attribute(clip, mode="necessary")
+    assert explainer.last_search[0].details["answer"] == list(ScatteredKeyPartials.KEY)
 
 
 def test_given_attributions_are_searched_from_one_feature():

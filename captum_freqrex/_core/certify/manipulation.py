@@ -8,11 +8,13 @@ and re-queries it exactly as ``Explanation.waveform("manipulation", removed=True
 with its loudness as an SNR in dB (the design's "manipulation": the fewest frequencies whose
 change flips the decision, and how loud the change is).
 
-Steps, each a model query on the ranking's prefix of some size:
+Steps, each a model query:
 
-1. The size the responsibility names: ``round(1 / top value)`` (one query). Band screening's
-   answer flips here unless two removals of that size tie in value and the ranking mixes them.
-2. Otherwise the shortest prefix of the credited features (responsibility above 0) whose removal
+1. The smallest removal the search saw change the decision, where it says which
+   (band screening's ``details["answer"]``); otherwise the ranking's prefix of the size the
+   responsibility names, ``round(1 / top value)``, which is that removal unless two removals of
+   that size tie in value and the ranking mixes them (one query either way).
+2. Where that did not change the decision, the shortest prefix of the credited features (responsibility above 0) whose removal
    changes the decision: the prefix extraction's grid (geometric, then a many-way bisection),
    :data:`GRID` sizes per model call, within :data:`QUERIES`.
 3. The prefix found, re-queried on its own (the certificate).
@@ -28,14 +30,16 @@ prefix flips within the queries.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor
 
 from captum_freqrex._core.certify.prefix import probe_sizes, prefix_masks
 from captum_freqrex._core.certify.trust import loudness
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult
+from captum_freqrex._core.spectral.space import ids_to_mask
 from captum_freqrex._explanation import CausalSet
 from captum_freqrex._explanation.manipulation import Manipulation
 
@@ -82,7 +86,7 @@ def _smallest_flipping_prefix(
 
 def find_manipulation(
     queries: ExampleQueries, ranking: Tensor, values: Tensor, target: int, stable: bool = True, sized: bool = True,
-    budget: int = QUERIES, known: Optional[CausalSet] = None,
+    budget: int = QUERIES, known: Optional[CausalSet] = None, answer: Optional[Sequence[int]] = None,
 ) -> FoundManipulation:
     r"""The necessary-mode answer of one example as a certified set (see the module docstring).
 
@@ -100,18 +104,17 @@ def find_manipulation(
         known (CausalSet, optional): A set whose removal was certified to change the decision
                     already (the sufficient-and-necessary set): the answer where it is smaller
                     than the prefix found, or where none is. Default: None
+        answer (sequence of int, optional): The smallest removal the search saw change the decision,
+                    as feature ids (band screening's ``details["answer"]``): asked first, in place
+                    of the ranking's prefix of the size the values name. Default: None
 
     Returns:
         FoundManipulation: The set (None where nothing credited flips and nothing is known) and
         the queries spent.
     """
-    values = values.detach().cpu().double()
-    credited = int((values > 0).sum())
-    top = float(values.max()) if values.numel() else 0.0
-    size, spent = None, 0
-    if credited and math.isfinite(top):
-        guess = min(credited, max(1, round(1.0 / top))) if sized else 1
-        size, spent = _smallest_flipping_prefix(queries, ranking, target, guess, credited, budget)
+    space = queries.space
+    searched, spent = _searched_removal(queries, ranking, values, target, sized, budget, answer)
+    size = None if searched is None else int(searched[0].sum())
     removed_known = None if known is None else known.certificate.removed
     if known is not None and removed_known is not None and removed_known.changed and (size is None or known.size < size):
         note = (f"the sufficient-and-necessary set, whose removal changed the decision on re-query: smaller than "
@@ -119,15 +122,40 @@ def find_manipulation(
                 "the sufficient-and-necessary set, whose removal changed the decision on re-query (no prefix of the "
                 "search's ranking did)")
         return FoundManipulation(_manipulation(queries, known.mask.bool(), removed_known, stable, note), spent)
-    if size is None:
+    if searched is None:
         return FoundManipulation(None, spent)
-    mask = prefix_masks(ranking, [size])[0].bool()
-    removed = queries.probes(queries.set_scores([1.0 - mask.to(queries.space.dtype)]), target)[0]
+    mask, note = searched
+    removed = queries.probes(queries.set_scores([1.0 - mask.to(space.dtype)]), target)[0]
+    return FoundManipulation(_manipulation(queries, mask, removed, stable, note), spent + 1)
+
+
+def _searched_removal(
+    queries: ExampleQueries, ranking: Tensor, values: Tensor, target: int, sized: bool, budget: int,
+    answer: Optional[Sequence[int]],
+) -> Tuple[Optional[Tuple[Tensor, str]], int]:
+    # Steps 1 and 2: the removal found (its bool mask and how it was found; None: none) and the
+    # queries spent.
+    space, spent = queries.space, 0
+    if answer:
+        mask = ids_to_mask([list(answer)], space.n_features, space.device, torch.bool)[0]
+        spent = 1
+        if queries.probes(queries.keep_scores((~mask).to(space.dtype).unsqueeze(0)), target)[0].changed:
+            return (mask, "the smallest removal the necessary-mode search saw change the decision"), spent
+    values = values.detach().cpu().double()
+    credited = int((values > 0).sum())
+    top = float(values.max()) if values.numel() else 0.0
+    if not credited or not math.isfinite(top):
+        return None, spent
+    guess = min(credited, max(1, round(1.0 / top))) if sized else 1
+    size, asked = _smallest_flipping_prefix(queries, ranking, target, guess, credited, budget)
+    spent += asked
+    if size is None:
+        return None, spent
     if size == guess and sized:
         note = f"the smallest removal the necessary-mode search saw change the decision (the ranking's top {size})"
     else:
         note = "the shortest probed prefix of the necessary-mode ranking whose removal changes the decision"
-    return FoundManipulation(_manipulation(queries, mask, removed, stable, note), spent + 1)
+    return (prefix_masks(ranking, [size])[0].bool(), note), spent
 
 
 def _manipulation(queries: ExampleQueries, mask: Tensor, removed: ProbeResult, stable: bool, found: str) -> Manipulation:

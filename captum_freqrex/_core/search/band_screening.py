@@ -103,6 +103,12 @@ decision: a model need not be monotone, and removing one band can change a decis
 everything keeps (a classifier that hears silence as the clip's class, say). Only when no screened
 set flips the decision within the budget is every responsibility 0 (the explainer then warns).
 
+The smallest flipping set screened is ``details["answer"]``, its feature ids (the lead where the
+quieter features were probed, else the quietest of the smallest; None where nothing flipped):
+where several sets of that size flip, their members tie in value and the ranking, which breaks
+ties by loudness, mixes them, so :attr:`Explanation.manipulation` removes this set rather than the
+ranking's top.
+
 The search stops (``stopped_by``) at the first single feature whose removal alone flips the
 decision (``"minimal"``: nothing smaller flips it; ``stop_at_single=False`` screens on); when
 ``patience`` (500) queries beyond the first level have passed since it last found a removal that
@@ -669,6 +675,20 @@ def _screen(fresh: List["_Node"], context: SearchContext, singles: Dict[int, "_N
             singles[child.lo] = child
 
 
+def _answer(nodes: List["_Node"], root: "_Node", lead: Optional["_Node"], energy: Tensor) -> Optional[List[int]]:
+    # The smallest flipping set screened, as sorted feature ids (None: none flipped): the lead where
+    # there is one, else the quietest of the smallest (ties by screening order). Several sets of
+    # that size can flip, and the ranking, which breaks their tied values by loudness, mixes them.
+    if lead is not None:
+        return [lead.lo]
+    flipped = [node for node in nodes if node.passes and node is not root]
+    if not flipped:
+        return None
+    smallest = min(node.size for node in flipped)
+    members = [sorted(i for lo, hi in node.ranges() for i in range(lo, hi)) for node in flipped if node.size == smallest]
+    return min(members, key=lambda ids: float(energy[ids].sum()))
+
+
 def _result(
     nodes: List["_Node"], root: "_Node", context: SearchContext, stopped_by: str, peak_spent: int,
     lead: Optional["_Node"] = None,
@@ -688,6 +708,7 @@ def _result(
     wide_flips = [m.size for m in nodes if m.passes and m.wide]
     loud_run_flips = [m.size for m in nodes if m.passes and m.loud_run]
     details = {"screened": len(nodes) - 1, "single_feature_flips": flips, "core_flips": core_flips,
+               "answer": _answer(nodes, root, lead, context.energy),
                "peaks_screened": peak_spent, "peak_flips": peak_flips, "union_flips": union_flips,
                "around_flip": next((m.around for m in nodes if m.around), None),
                "lead": lead.lo if lead is not None else None,
