@@ -170,7 +170,10 @@ def _set_row(key: str, label: str, meaning: str, entry: Dict[str, Any], location
     features = "" if entry.get("feature_share") is None else f"{100 * entry['feature_share']:.2f}%"
     flags = "; ".join(flag["reason"] for flag in entry.get("flags", []))
     level = "" if entry["level_db"] is None else format_level_db(entry["level_db"], 1)
-    kept = f"{_e(_class(class_names, entry['kept_class']))}, confidence {entry['kept_confidence']:.3f}"
+    kept = ""  # the necessary-mode answer is only ever removed
+    if "kept_class" in entry:
+        kept = f"{_e(_class(class_names, entry['kept_class']))}, confidence {entry['kept_confidence']:.3f}"
+    snr = "" if entry.get("snr_db") is None else f"SNR {entry['snr_db']:.1f} dB; "
     removed = ""
     if "removed_class" in entry:
         removed = f"{_e(_class(class_names, entry['removed_class']))}, confidence {entry['removed_confidence']:.3f}"
@@ -180,25 +183,7 @@ def _set_row(key: str, label: str, meaning: str, entry: Dict[str, Any], location
         f"<td>{entry['features']} ({entry['bins']})</td><td>{features}</td>"
         f"<td class=\"freqs\">{_e(_frequencies_text(location, entry['features']))}</td>"
         f"<td>{share}</td><td>{level}</td><td>{kept}</td><td>{removed}</td>"
-        f'<td class="flagged" data-flags="{len(entry.get("flags", []))}">{_e(flags)}</td><td>{_e(entry["note"])}</td></tr>'
-    )
-
-
-def _manipulation_row(entry: Dict[str, Any], location: Dict[str, Any], class_names: Optional[Sequence[str]]) -> str:
-    # The necessary-mode answer in the sets' columns: no kept-alone verdict, no flags; its SNR in the note.
-    status = '<span class="ok">certified &#10003;</span>' if entry["certified"] else '<span class="bad">NOT certified &#10007;</span>'
-    share = "" if entry["energy_share"] is None else f"{100 * entry['energy_share']:.2f}%"
-    features = "" if entry.get("feature_share") is None else f"{100 * entry['feature_share']:.2f}%"
-    level = "" if entry["level_db"] is None else format_level_db(entry["level_db"], 1)
-    removed = f"{_e(_class(class_names, entry['removed_class']))}, confidence {entry['removed_confidence']:.3f}"
-    snr = "" if entry.get("snr_db") is None else f"SNR {entry['snr_db']:.1f} dB; "
-    return (
-        f'<tr data-set="manipulation" data-certified="{str(entry["certified"]).lower()}">'
-        f'<td title="{_e(MANIPULATION_MEANING)}">fewest to remove (manipulation)</td><td>{status}</td>'
-        f"<td>{entry['features']} ({entry['bins']})</td><td>{features}</td>"
-        f"<td class=\"freqs\">{_e(_frequencies_text(location, entry['features']))}</td>"
-        f"<td>{share}</td><td>{level}</td><td></td><td>{removed}</td>"
-        f'<td class="flagged" data-flags="0"></td><td>{_e(snr + entry["note"])}</td></tr>'
+        f'<td class="flagged" data-flags="{len(entry.get("flags", []))}">{_e(flags)}</td><td>{_e(snr + entry["note"])}</td></tr>'
     )
 
 
@@ -210,7 +195,8 @@ def _sets_table(summary: Dict[str, Any], listed: Dict[str, Any], class_names: Op
     ]
     found, short = summary.get("manipulation"), listed.get("manipulation")
     if found and short:
-        rows.append(_manipulation_row(found, _location(short), class_names))
+        rows.append(_set_row("manipulation", "fewest to remove (manipulation)", MANIPULATION_MEANING, found, _location(short),
+                             class_names))
     for name, entry in summary["sets"].items():
         if entry is None:
             rows.append(
@@ -455,6 +441,9 @@ def _headline(summary: Mapping[str, Any], names: Optional[List[str]]) -> Tuple[s
         snr = "" if found.get("snr_db") is None else f" (SNR {found['snr_db']:.1f} dB)"
         count = f"{found['features']:,} feature{'s' * (found['features'] != 1)}"
         lead += f". Removing {count}{snr} flips it to <b>{_e(_class(names, found['removed_class']))}</b>"
+        if found.get("flags"):
+            said = "; ".join(f"it {flag['reason']}" for flag in found["flags"])
+            lead += f' (<span class="flagged" id="manipulation-flags">no small manipulation: {_e(said)}</span>)'
     flags = summary.get("flags") or []
     said = "; ".join(f"the {SET_LABELS[f['set']]} set {_e(f['reason'])}" for f in flags)
     if not summary["certified"]:

@@ -228,3 +228,15 @@ def test_a_baseline_that_decides_gets_its_hint_on_the_command_line_and_in_the_re
     hints = re.search(r'<ul class="hints" id="hints">(.*?)</ul>', text, re.S).group(1)
     assert html.escape(result_hints(expl.summary(SAMPLE_RATE), "yes (1)")[0], quote=True) in hints
     assert "alone already makes the model decide yes (1)" in hints
+
+
+def test_a_necessary_mode_answer_is_flagged_when_it_removes_most_of_the_spectrum_or_of_the_sound():
+    from captum_freqrex._explanation.informative import MANIPULATION_NEXT_STEP, manipulation_flags
+
+    assert manipulation_flags(0.01, 30.0) == []
+    assert manipulation_flags(0.5, 3.02) == []  # half the features, just under half the energy
+    assert [f["flag"] for f in manipulation_flags(0.51, 3.02)] == ["most_of_spectrum"]
+    loud = manipulation_flags(0.01, 3.0)
+    assert [f["flag"] for f in loud] == ["most_of_sound"] and "SNR 3.0 dB" in loud[0]["reason"]
+    assert all(f["next_step"] == MANIPULATION_NEXT_STEP for f in manipulation_flags(0.9, 0.0))
+    assert manipulation_flags(0.01, float("nan")) == []

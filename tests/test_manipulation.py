@@ -204,12 +204,17 @@ def test_describe_and_the_report_lead_with_the_answer(tone_clip, tmp_path):
     line = next(line for line in text.splitlines() if "fewest to remove" in line)
     assert "1 feature (1 bin)" in line and "SNR 1.0 dB" in line and "removing it flips the decision to class 0" in line
     assert text.index("fewest to remove") < text.index("sufficient ")
+    # The 440 Hz sine is 80% of the clip's energy: removing it is flagged, with the next step.
+    assert "FLAGGED, not a small manipulation: it is a change at SNR 1.0 dB: over 50% of the clip's energy" in text
+    assert "hint: the necessary-mode answer is no small manipulation: search time-frequency cells" in text
+    assert [flag["flag"] for flag in expl.manipulation.flags] == ["most_of_sound"]
     summary = expl.summary()
     assert summary["manipulation"]["frequencies_hz"] == [440.0]
     assert summary["manipulation"]["removed_class"] == 0 and summary["manipulation"]["certified"] is True
     html = open(expl.to_html(str(tmp_path / "report.html")), encoding="utf-8").read()
     assert 'data-set="manipulation" data-certified="true"' in html
     assert "Removing 1 feature (SNR 1.0 dB) flips it to" in html
+    assert 'id="manipulation-flags"' in html
 
 
 def test_the_command_prints_the_answer_and_writes_the_manipulated_clip(tmp_path, capsys):
@@ -245,3 +250,4 @@ def test_real_drum_recordings_get_a_certified_quiet_answer():
             decided = int(loaded.model(expl.waveform("manipulation", removed=True).unsqueeze(0)).argmax(1))
         assert decided == found.flip_class != expl.target, index
         assert found.snr_db > 10, (index, found.snr_db)
+        assert not found.flags, index

@@ -23,6 +23,11 @@ MAX_FEATURE_SHARE = 0.5
 #: (``level_db < MIN_LEVEL_DB``) is flagged ``"below_clip_level"``.
 MIN_LEVEL_DB = -20.0
 
+#: A necessary-mode answer (:class:`~captum_freqrex.Manipulation`) whose change carries more than
+#: this share of the clip's energy (its SNR below ``10 log10(1 / MAX_CHANGE_SHARE)``, 3 dB) is
+#: flagged ``"most_of_sound"``: removing most of the sound is no small manipulation.
+MAX_CHANGE_SHARE = 0.5
+
 
 def level_floor(loudest: float, below_db: float = -MIN_LEVEL_DB) -> float:
     r"""The least energy within ``below_db`` dB of ``loudest``: the level rule as an energy, for the
@@ -92,6 +97,38 @@ SET_NEXT_STEPS = {
         f"--complete-tolerance 0.2; default 0.05), {_BANDS}, or {_OTHER_BASELINE}"
     ),
 }
+
+
+#: The next step for a flagged necessary-mode answer: time-frequency cells, whose removal can be
+#: short (measured in ``benchmarks/necessary_answers.py --next-step``; docs/comparing.md).
+MANIPULATION_NEXT_STEP = (
+    "search time-frequency cells, where a removal can be short (FreqReX(model, domain=StftDomain(n_fft=512)); "
+    "no command-line option)"
+)
+
+
+def manipulation_flags(feature_share: float, snr_db: float) -> List[Dict[str, str]]:
+    r"""The flags of a necessary-mode answer: why it is no small manipulation, and what to do.
+
+    Args:
+        feature_share (float): The removed features' share of the features, in [0, 1].
+        snr_db (float): The SNR of the change in dB (NaN: unknown, never flagged).
+
+    Returns:
+        list of dict: One ``{"flag", "reason", "next_step"}`` per flag, ``flag`` being
+        ``"most_of_spectrum"`` (``feature_share >`` :data:`MAX_FEATURE_SHARE`) or
+        ``"most_of_sound"`` (the change carries over :data:`MAX_CHANGE_SHARE` of the clip's energy);
+        empty when neither.
+    """
+    flags = []
+    if feature_share > MAX_FEATURE_SHARE:
+        reason = f"removes {100 * feature_share:.0f}% of the features: most of the spectrum"
+        flags.append({"flag": "most_of_spectrum", "reason": reason, "next_step": MANIPULATION_NEXT_STEP})
+    if not math.isnan(snr_db) and snr_db < 10.0 * math.log10(1.0 / MAX_CHANGE_SHARE):
+        reason = (f"is a change at SNR {snr_db:.1f} dB: over {100 * MAX_CHANGE_SHARE:.0f}% of the clip's energy, "
+                  "most of the sound")
+        flags.append({"flag": "most_of_sound", "reason": reason, "next_step": MANIPULATION_NEXT_STEP})
+    return flags
 
 
 def next_step(flag: str, set_name: Optional[str] = None) -> str:
@@ -181,6 +218,9 @@ def result_hints(summary: Mapping[str, Any], target_name: str, baseline_kind: Op
             what = "most of the spectrum" if kind == "most_of_spectrum" else "far below the clip's level"
             sets = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
             hints.append(f"the {sets} set{'s are' if len(named) > 1 else ' is'} {what}: {step}")
+    found = summary.get("manipulation") or {}
+    for step in dict.fromkeys(flag["next_step"] for flag in found.get("flags", [])):
+        hints.append(f"the necessary-mode answer is no small manipulation: {step}")
     if summary.get("baseline_decides"):
         if baseline_kind is None:
             fix = f"run again with another baseline ({_BASELINE_OPTIONS})"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from torch import Tensor
 
 from captum_freqrex._core.records import ProbeResult
+from captum_freqrex._explanation.informative import manipulation_flags
 from captum_freqrex._explanation.records import manipulation_record
 
 
@@ -52,6 +53,13 @@ class Manipulation:
     def feature_share(self) -> float:
         """The removed features' share of the features, in [0, 1]."""
         return self.size / max(1, int(self.mask.numel()))
+
+    @property
+    def flags(self) -> List[Dict[str, str]]:
+        """Why the answer is no small manipulation, and what to do: ``{"flag", "reason",
+        "next_step"}`` per flag (``"most_of_spectrum"``: over half the features; ``"most_of_sound"``:
+        its change carries over half the clip's energy); empty otherwise."""
+        return manipulation_flags(self.feature_share, self.snr_db)
 
     @property
     def flip_class(self) -> int:

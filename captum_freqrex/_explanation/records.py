@@ -179,6 +179,7 @@ def manipulation_record(found: "Manipulation") -> Dict[str, Any]:
         "feature_share": _rounded(found.feature_share),
         "energy_share": _rounded(found.energy_share),
         "level_db": _rounded(found.level_db),
+        "flags": found.flags,
         "note": found.note,
     }
 

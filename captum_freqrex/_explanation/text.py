@@ -98,7 +98,7 @@ def manipulation_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = CO
         f"  {'fewest to remove':24s} {_size(found)}{share}{snr}, {status}; removing {pronoun} flips the decision to "
         f"{summary.get('manipulation_class_name', found['removed_class'])!s}",
         f"  {'':24s} {frequency_text(found, listing=listing)}",
-    ]
+    ] + [f"  {'':24s} FLAGGED, not a small manipulation: it {flag['reason']}" for flag in found.get("flags", [])]
 
 
 def set_lines(summary: Mapping[str, Any], listing: Tuple[str, str] = COMMAND_LISTING) -> List[str]:
