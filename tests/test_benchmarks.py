@@ -527,6 +527,16 @@ def test_necessary_answers_counts_all_zero_wide_and_loud_run_answers_on_known_cl
     assert all(r["manipulation_certified"] for r in (single, wide, none, runs))
     assert (row["certified_answers"], row["answers_from_sn"]) == (4, 1)
     assert single["queries"] < single["explain_queries"]
+    # The answer that removes most of the spectrum is flagged, and so is the tone classifier's 440 Hz
+    # bin (80% of the clip's energy), not the six key partials; the next step, STFT cells, flips
+    # the detector with a certified removal of a few cells, no longer flagged.
+    assert none["manipulation_flags"] == ["most_of_spectrum", "most_of_sound"]
+    assert single["manipulation_flags"] == ["most_of_sound"] and runs["manipulation_flags"] == []
+    step = module.next_step_record(SpectrumCoverageDetector(share=0.4), clip, none["target"])
+    assert step["stft_certified"] and not step["stft_flags"] and step["stft_answer"] < 0.1 * step["stft_cells"]
+    row = module.summarize_next_step("known", [{"clip": 0, **none}, {"clip": 1, **single}], {0: step})
+    assert (row["flagged"], row["tried"], row["certified"], row["unflagged"]) == (2, 1, 1, 1)
+    assert row["median_stft_snr"] > row["median_snr"]
 
 
 # ----------------------------------------------------------------------------- white_box_sets.py

@@ -482,7 +482,8 @@ class Explanation:
           among ``sets`` nor their ``flags``: the sufficient set replaced it); None when there is none.
         * ``manipulation``: :attr:`manipulation` (``mode="necessary"``): ``features``, ``bins``,
           ``certified``, ``removed_class`` and ``removed_confidence`` (the model on the original
-          without it), ``snr_db``, ``feature_share``, ``energy_share``, ``level_db``, ``note`` and
+          without it), ``snr_db``, ``feature_share``, ``energy_share``, ``level_db``, ``flags``
+          (:attr:`Manipulation.flags`), ``note`` and
           where its frequencies are, like a set's; None when there is none.
         * ``seed``: the seed of the search; ``settings``: :attr:`settings`.
         * ``responsibility_queries``, ``extraction_queries``, ``stopped_by``, and the cost:
