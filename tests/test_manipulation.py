@@ -146,6 +146,19 @@ def test_a_smaller_certified_sufficient_and_necessary_set_is_the_answer(tone_cli
     assert "the sufficient-and-necessary set" in found.note and "(9 features)" in found.note
 
 
+def test_a_sufficient_and_necessary_answer_is_shrunk_while_its_removal_alone_flips():
+    """Both tones keep the detector's decision, so the sufficient-and-necessary set is the pair;
+    removing either tone alone flips it. A search that credits nothing leaves that pair as the
+    answer, which the shrink, holding only the removal's claim, cuts to one tone."""
+    x = (tone(440) + tone(1000) + tone(2000, amplitude=0.5)).unsqueeze(0)
+    expl = _explain(ToneDetector([440, 1000], 0.3, require_all=True), x, mode="necessary", search=Credits({}))
+    pair = sorted(bin_of(f, SAMPLE_RATE) for f in (440, 1000))
+    assert _members(expl.sufficient_necessary.mask) == pair
+    found = expl.manipulation
+    assert found is not None and found.certified and found.size == 1 and _members(found.mask)[0] in pair
+    assert "shrunk from 2 to 1 features while its removal still changed it" in found.note
+
+
 def test_no_answer_without_a_flipping_removal_and_none_in_sufficient_mode(tone_clip):
     """A model that ignores its input has no removal that flips it; sufficient mode searches for none."""
     deaf = _explain(lambda w: torch.tensor([[0.0, 1.0]]).repeat(w.shape[0], 1), tone_clip, mode="necessary")

@@ -100,7 +100,7 @@ SET_NEXT_STEPS = {
 
 
 #: The next step for a flagged necessary-mode answer: time-frequency cells, whose removal can be
-#: short. It gave 6 of 11 such held-out speech answers a removal under half the clip's energy, and
+#: short. It gave 3 of 7 such held-out speech answers a removal under half the clip's energy, and
 #: 2 of 29 drum, instrument and voice-activity answers (``benchmarks/necessary_answers.py
 #: --next-step``; docs/comparing.md): where it does not, the decision rests on most of the sound.
 MANIPULATION_NEXT_STEP = (

@@ -19,8 +19,13 @@ Steps, each a model query:
    :data:`GRID` sizes per model call, within :data:`QUERIES`.
 3. The prefix found, re-queried on its own (the certificate).
 
-Where the sufficient-and-necessary set (certified by re-query already) is smaller, it is the
-answer instead: its removal changes the decision too, with fewer features.
+4. Where the sufficient-and-necessary set (certified by re-query already) is smaller, or no
+   prefix flips, that set is the answer instead: its removal changes the decision too. It holds
+   a second claim (kept alone, it keeps the decision) that a removal need not, so it is shrunk
+   while its removal alone still changes the decision, the quietest features first (the batched
+   deletions of :func:`~captum_freqrex._core.search.shrink.shrink_set`, at most
+   :data:`SHRINK_QUERIES`), and re-queried: on held-out speech clip 64, 12,950 bins at 0.0 dB
+   became 707 at 17.8 dB.
 
 A tie (the target level with another class) is no change, as everywhere. No answer where nothing
 is credited (an all-zero responsibility: the search found no removal that flips) or no credited
@@ -39,6 +44,7 @@ from captum_freqrex._core.certify.prefix import probe_sizes, prefix_masks
 from captum_freqrex._core.certify.trust import loudness
 from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult
+from captum_freqrex._core.search.shrink import Ids, shrink_set
 from captum_freqrex._core.spectral.space import ids_to_mask
 from captum_freqrex._explanation import CausalSet
 from captum_freqrex._explanation.manipulation import Manipulation
@@ -48,6 +54,11 @@ QUERIES = 16
 
 #: Prefix sizes per model call in step 2.
 GRID = 4
+
+#: Most queries of the shrink of a sufficient-and-necessary set that is the answer (step 4), as
+#: band screening's shrink of a loud-run removal
+#: (:data:`~captum_freqrex._core.search.band_screening.LOUD_RUN_SHRINK_QUERIES`).
+SHRINK_QUERIES = 80
 
 
 class FoundManipulation(NamedTuple):
@@ -87,6 +98,7 @@ def _smallest_flipping_prefix(
 def find_manipulation(
     queries: ExampleQueries, ranking: Tensor, values: Tensor, target: int, stable: bool = True, sized: bool = True,
     budget: int = QUERIES, known: Optional[CausalSet] = None, answer: Optional[Sequence[int]] = None,
+    shrink_budget: int = SHRINK_QUERIES,
 ) -> FoundManipulation:
     r"""The necessary-mode answer of one example as a certified set (see the module docstring).
 
@@ -107,6 +119,8 @@ def find_manipulation(
         answer (sequence of int, optional): The smallest removal the search saw change the decision,
                     as feature ids (band screening's ``details["answer"]``): asked first, in place
                     of the ranking's prefix of the size the values name. Default: None
+        shrink_budget (int, optional): Most queries of the shrink of ``known`` where it is the
+                    answer (step 4). Default: :data:`SHRINK_QUERIES`
 
     Returns:
         FoundManipulation: The set (None where nothing credited flips and nothing is known) and
@@ -121,12 +135,43 @@ def find_manipulation(
                 f"the search's own removal ({size} features)" if size is not None else
                 "the sufficient-and-necessary set, whose removal changed the decision on re-query (no prefix of the "
                 "search's ranking did)")
-        return FoundManipulation(_manipulation(queries, known.mask.bool(), removed_known, stable, note), spent)
+        mask, removed, note, shrink_spent = _shrunk(queries, known.mask.bool(), removed_known, target, note, shrink_budget)
+        return FoundManipulation(_manipulation(queries, mask, removed, stable, note), spent + shrink_spent)
     if searched is None:
         return FoundManipulation(None, spent)
     mask, note = searched
     removed = queries.probes(queries.set_scores([1.0 - mask.to(space.dtype)]), target)[0]
     return FoundManipulation(_manipulation(queries, mask, removed, stable, note), spent + 1)
+
+
+def _shrunk(
+    queries: ExampleQueries, mask: Tensor, removed: ProbeResult, target: int, note: str, budget: int,
+) -> Tuple[Tensor, ProbeResult, str, int]:
+    # Step 4: the set shrunk while its removal still changes the decision (the quietest features
+    # go first), re-queried; the set as it was where nothing went or the re-query did not hold.
+    space = queries.space
+    members = mask.cpu().nonzero().squeeze(1)
+    if budget <= 0 or members.numel() <= 1:
+        return mask, removed, note, 0
+    energy = space.feature_energy(queries.example).cpu()
+    loudest_first = members[torch.sort(-energy[members], stable=True).indices]
+    spent = 0
+
+    def flips(sets: Sequence[Ids]) -> List[bool]:
+        nonlocal spent
+        spent += len(sets)
+        keeps = 1.0 - ids_to_mask(sets, space.n_features, space.device, space.dtype)
+        return [bool(result.changed) for result in queries.probes(queries.keep_scores(keeps), target)]
+
+    shrunk, _ = shrink_set(flips, loudest_first.tolist(), budget, torch.Generator().manual_seed(0), check=0)
+    if len(shrunk) == members.numel():
+        return mask, removed, note, spent
+    smaller = ids_to_mask([shrunk], space.n_features, space.device, torch.bool)[0]
+    again = queries.probes(queries.set_scores([1.0 - smaller.to(space.dtype)]), target)[0]
+    if not again.changed:
+        return mask, removed, note, spent + 1
+    note += f", shrunk from {members.numel()} to {len(shrunk)} features while its removal still changed it"
+    return smaller, again, note, spent + 1
 
 
 def _searched_removal(
