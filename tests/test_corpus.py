@@ -478,6 +478,39 @@ def test_necessary_mode_counts_a_clip_whose_baseline_keeps_the_decision_when_rem
     assert silent.left_out["baseline_decides"] == 1 and silent.left_out["no_cause"] == 0
 
 
+def test_a_necessary_mode_run_stores_each_clips_answer_with_its_snr(small, tmp_path):
+    """The answer of explain(mode="necessary") is a ``sets`` row of kind ``manipulation`` (never
+    kept alone: no kept class; removed, it flips the decision) with its SNR and its ``set_bins``."""
+    store = tmp_path / "necessary.sqlite"
+    run(ToneClassifier([440, 1000]), small, store, mode="necessary", **SMALL)
+    tables = results(store)
+    answers = {row["clip_id"]: row for row in tables["sets"] if row["kind"] == "manipulation"}
+    explained = [c for c in tables["clips"] if c["status"] == "explained"]
+    assert explained and set(answers) == {c["clip_id"] for c in explained}
+    for row in answers.values():
+        assert row["certified"] and row["kept_class"] is None and row["snr_db"] is not None
+        assert row["flips_to"] != {c["clip_id"]: c for c in explained}[row["clip_id"]]["target"]
+    assert all(row["snr_db"] is None for row in tables["sets"] if row["kind"] != "manipulation")
+    bins = [row for row in tables["set_bins"] if row["kind"] == "manipulation"]
+    assert len(bins) == sum(row["size"] for row in answers.values())
+
+
+def test_a_store_of_schema_1_gains_the_answers_snr_column_when_opened_for_writing(small, tmp_path):
+    store = tmp_path / "old.sqlite"
+    run(ToneClassifier([440, 1000]), small, store, **SMALL)
+    with sqlite3.connect(store) as connection:  # as the first schema wrote it
+        connection.execute("ALTER TABLE sets DROP COLUMN snr_db")
+        connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    connection.close()
+    with ResultStore(str(store), readonly=True) as opened:  # read as it is
+        assert "snr_db" not in opened.rows("sets")[0]
+    with ResultStore(str(store)) as opened:
+        assert opened.rows("sets")[0]["snr_db"] is None
+    with sqlite3.connect(store) as connection:
+        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    connection.close()
+
+
 def test_probabilities_and_logits_give_the_same_aggregates(small, tmp_path):
     run(ToneClassifier([440, 1000]), small, tmp_path / "logits.sqlite", **SMALL)
     run(ProbabilityModel(), small, tmp_path / "probs.sqlite", **SMALL)

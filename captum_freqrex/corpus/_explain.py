@@ -22,6 +22,7 @@ from torch import Tensor
 
 # The generated baselines and their level are freqrex explain's.
 from captum_freqrex._core.options import FreqReXOptions
+from captum_freqrex._explanation import MANIPULATION
 from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
 from captum_freqrex.corpus._grid import BandGrid, band_grid
 
@@ -226,8 +227,20 @@ def _set_rows(expl: Any, hz: Tensor, ids: Tensor, clip_id: str) -> Tuple[List[Di
             "kept_confidence": float(cert.kept.confidence),
             "flips_to": None if removed is None else int(removed.decided),
             "removed_confidence": None if removed is None else float(removed.confidence),
+            "snr_db": None,
         })
-        for feature in chosen.mask.detach().cpu().bool().nonzero().squeeze(1).tolist():
+    found = expl.manipulation  # mode="necessary": the answer, only ever removed
+    if found is not None:
+        sets.append({
+            "clip_id": clip_id, "kind": MANIPULATION, "size": int(found.size), "n_bins": int(found.n_bins),
+            "certified": bool(found.certified), "note": found.note, "energy_share": _finite(found.energy_share),
+            "level_db": _finite(found.level_db), "kept_class": None, "kept_confidence": None,
+            "flips_to": int(found.removed.decided), "removed_confidence": float(found.removed.confidence),
+            "snr_db": _finite(found.snr_db),
+        })
+    chosen_sets = [(name, chosen.mask) for name, chosen in expl.sets.items() if chosen is not None]
+    for name, mask in chosen_sets + ([(MANIPULATION, found.mask)] if found is not None else []):
+        for feature in mask.detach().cpu().bool().nonzero().squeeze(1).tolist():
             lo, hi = int(low[feature]), int(high[feature])
             set_bins.append({
                 "clip_id": clip_id, "kind": name, "feature": feature, "rank": int(ranks[feature]),

@@ -26,9 +26,14 @@ __all__ = [
     "SCHEMA_VERSION",
 ]
 
-#: Name and version of the layout; the version grows when a column changes meaning or goes away.
+#: Name and version of the layout; the version grows when a column changes meaning, goes away or
+#: is added (a store of an older version gains the added columns when it is opened for writing).
 SCHEMA = "captum_freqrex.corpus"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: The columns each version added, ``(table, column, type)``: 2, the SNR of the necessary-mode
+#: answer's change (``sets`` rows of kind ``manipulation``).
+_ADDED_COLUMNS = {2: (("sets", "snr_db", "REAL"),)}
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -66,7 +71,7 @@ CREATE TABLE sets (
     clip_id TEXT NOT NULL REFERENCES clips(clip_id), kind TEXT NOT NULL,
     size INTEGER NOT NULL, n_bins INTEGER NOT NULL, certified INTEGER NOT NULL, note TEXT NOT NULL,
     energy_share REAL, level_db REAL, kept_class INTEGER, kept_confidence REAL,
-    flips_to INTEGER, removed_confidence REAL,
+    flips_to INTEGER, removed_confidence REAL, snr_db REAL,
     PRIMARY KEY (clip_id, kind)
 );
 CREATE TABLE set_bins (
@@ -228,7 +233,7 @@ class ResultStore:
         self.connection.row_factory = sqlite3.Row
         try:
             if exists:
-                self._check_schema(thorough=not readonly)
+                self._check_schema(thorough=not readonly, readonly=readonly)
             else:
                 with self.connection:
                     self.connection.executescript(_TABLES)
@@ -239,7 +244,7 @@ class ResultStore:
             self.connection.close()
             raise
 
-    def _check_schema(self, thorough: bool) -> None:
+    def _check_schema(self, thorough: bool, readonly: bool = False) -> None:
         try:
             meta = dict(self.connection.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError:
@@ -260,7 +265,10 @@ class ResultStore:
                 f"up to {SCHEMA_VERSION}); upgrade captum_freqrex"
             )
         self._check_integrity(thorough)
-        self._check_tables()
+        if version < SCHEMA_VERSION and not readonly:
+            self._upgrade(version)
+            version = SCHEMA_VERSION
+        self._check_tables(version)
         self.run_record()  # its JSON decodes
         if thorough:  # a run would stop on them only after explaining the clip again
             for table in CLIP_TABLES:
@@ -288,13 +296,23 @@ class ResultStore:
             first = found[0].replace("*** in database main ***", "").strip().splitlines()[0] if found else "no answer"
             raise DamagedStoreError(self.path, f"SQLite's {pragma} fails: {first}")
 
-    def _check_tables(self) -> None:
-        """Every table of the layout is there with its columns (extra tables and views are the user's)."""
+    def _upgrade(self, version: int) -> None:
+        """Add the columns of the versions after ``version``, and record the new version."""
+        with self.connection:
+            for later in range(version + 1, SCHEMA_VERSION + 1):
+                for table, column, kind in _ADDED_COLUMNS.get(later, ()):
+                    self.connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self.connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    def _check_tables(self, version: int = SCHEMA_VERSION) -> None:
+        """Every table of the layout is there with its columns (extra tables and views are the user's;
+        a store of an older ``version``, read only, lacks the columns added since)."""
+        later = {(table, column) for v, added in _ADDED_COLUMNS.items() if v > version for table, column, _ in added}
         for table, columns in _layout().items():
             found = {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}
             if not found:
                 raise DamagedStoreError(self.path, f"the table {table} is missing")
-            missing = [c for c in columns if c not in found]
+            missing = [c for c in columns if c not in found and (table, c) not in later]
             if missing:
                 raise DamagedStoreError(self.path, f"the table {table} has no column {', '.join(missing)}")
 
