@@ -224,7 +224,8 @@ def _only_everything_flips(
     # credits no feature for the whole spectrum, so an all-zero answer must not pass unremarked.
     ranking = (
         "every responsibility is 0 and the ranking the sets are read from is by loudness alone (the "
-        "sufficient-and-necessary set, where one is given, is a certified removal that does change it)"
+        "sufficient-and-necessary set, where one is given, is a certified removal that does change it, and "
+        "Explanation.manipulation is that set shrunk while its removal still does)"
         if sets else "every responsibility is 0"
     )
     tries = [*alternatives, "a larger max_queries", _BANDS_FIX]
