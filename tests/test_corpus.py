@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sqlite3
+import statistics
 import sys
 from typing import Optional
 
@@ -493,6 +494,19 @@ def test_a_necessary_mode_run_stores_each_clips_answer_with_its_snr(small, tmp_p
     assert all(row["snr_db"] is None for row in tables["sets"] if row["kind"] != "manipulation")
     bins = [row for row in tables["set_bins"] if row["kind"] == "manipulation"]
     assert len(bins) == sum(row["size"] for row in answers.values())
+    # The aggregates count the certified answers per class, with their median size and SNR.
+    summary = aggregate(store)
+    for entry in [*summary.classes, summary.overall]:
+        mine = [answers[c["clip_id"]] for c in explained
+                if entry is summary.overall or c["target_name"] == entry.name]
+        assert entry.answers == len(mine)
+        assert entry.median_answer_snr_db == pytest.approx(statistics.median(r["snr_db"] for r in mine))
+    assert "answer SNR dB" in summary.table().splitlines()[0]
+    assert summary.csv_rows()[0]["answers"] == summary.classes[0].answers
+    sufficient = tmp_path / "sufficient.sqlite"
+    run(ToneClassifier([440, 1000]), small, sufficient, **SMALL)
+    plain = aggregate(sufficient)
+    assert plain.overall.answers is None and "answers" not in plain.table() and "answers" not in plain.csv_rows()[0]
 
 
 def test_a_store_of_schema_1_gains_the_answers_snr_column_when_opened_for_writing(small, tmp_path):

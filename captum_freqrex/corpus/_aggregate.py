@@ -38,6 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from captum_freqrex._explanation import MANIPULATION
 from captum_freqrex._utils.tables import rows_to_pandas
 from captum_freqrex._utils.csv_cells import write_rows
 from captum_freqrex.corpus._store import ResultStore
@@ -157,6 +158,12 @@ class ClassAggregate:
                     not decide and whose responsibility is not all zero.
         left_out (dict): ``{reason: clips}`` for each of :data:`LEFT_OUT_REASONS`: the clips left
                     out of the band figures (they sum to ``clips - responsibility_clips``).
+        answers (int, optional): In a ``mode="necessary"`` run, the clips with a certified answer
+                    (``Explanation.manipulation``: the fewest features found whose removal changes
+                    the decision); None in a ``mode="sufficient"`` run.
+        median_answer_features (float, optional): Their median size in features (None without any).
+        median_answer_snr_db (float, optional): The median SNR in dB of their removals (None
+                    without any).
     """
 
     name: str
@@ -173,6 +180,9 @@ class ClassAggregate:
     flip_rate_trusted: Dict[int, Optional[float]] = field(default_factory=dict)
     responsibility_clips: int = 0
     left_out: Dict[str, int] = field(default_factory=dict)
+    answers: Optional[int] = None
+    median_answer_features: Optional[float] = None
+    median_answer_snr_db: Optional[float] = None
 
     @property
     def top_band_hz(self) -> Optional[List[float]]:
@@ -277,6 +287,10 @@ class Aggregates:
             row["low_frequency_cue"] = int(entry.low_frequency_cue)
             for band, value in zip(self.bands, entry.band_responsibility):
                 row[f"band {band['hz_low']:.0f}-{band['hz_high']:.0f} Hz"] = value
+            if entry.answers is not None:  # a mode="necessary" run
+                row["answers"] = entry.answers
+                row["median_answer_features"] = entry.median_answer_features
+                row["median_answer_snr_db"] = entry.median_answer_snr_db
             row.update(self._transfer_cells(index))
             rows.append(row)
         return rows
@@ -309,13 +323,17 @@ class Aggregates:
     def table(self) -> str:
         """A short plain-text table: clips, trusted clips, flip rates, median SNR, top band per class
         (:meth:`notice` says which clips the figures leave out or count untrusted)."""
+        answers = self.overall.answers is not None  # a mode="necessary" run: its answers' columns
         head = (["class", "clips", "trusted"] + [f"flip@{k}" for k in self.ks] + [f"SNR@{k} dB" for k in self.ks]
-                + ["top band"])
+                + (["answers", "answer size", "answer SNR dB"] if answers else []) + ["top band"])
         lines = []
         for entry in [*self.classes, self.overall]:
             cells = [entry.name, str(entry.clips), str(entry.trusted)]
             cells += ["-" if entry.flip_rate.get(k) is None else f"{entry.flip_rate[k]:.2f}" for k in self.ks]
             cells += ["-" if entry.median_snr_db.get(k) is None else f"{entry.median_snr_db[k]:.1f}" for k in self.ks]
+            if answers:
+                size, snr = entry.median_answer_features, entry.median_answer_snr_db
+                cells += [str(entry.answers), "-" if size is None else f"{size:g}", "-" if snr is None else f"{snr:.1f}"]
             band = entry.top_band_hz
             top = "-" if band is None else f"{band[0]:.0f}-{band[1]:.0f} Hz"
             if entry.low_frequency_cue:
@@ -418,7 +436,7 @@ def _flip_rates(
 def _summarise(
     name: str, clip_ids: Sequence[str], clips: Dict[str, Dict[str, Any]], bands: Dict[str, List[float]],
     flips: Dict[str, Dict[int, Dict[str, Any]]], grid: List[Dict[str, float]], ks: Sequence[int], top: int,
-    low_hz: float, mode: str,
+    low_hz: float, mode: str, answers: Dict[str, Dict[str, Any]],
 ) -> ClassAggregate:
     n_bands = len(grid)
     untrusted = {reason: 0 for reason in UNTRUSTED_REASONS}
@@ -456,10 +474,14 @@ def _summarise(
         sum(m for m, band in zip(means, grid) if m is not None and band["hz_centre"] < low_hz) if counted else None
     )
     cue = bool(top_bands) and top_bands[0]["hz_centre"] < low_hz
+    certified = [answers[c] for c in clip_ids if c in answers and answers[c]["certified"]]
     return ClassAggregate(
         name, len(clip_ids), agreement, flip_rate, snr, means, top_bands, low_share, cue,
         trusted=len(trusted_ids), untrusted=untrusted, flip_rate_trusted=flip_rate_trusted,
         responsibility_clips=len(counted), left_out=left_out,
+        answers=len(certified) if mode == "necessary" else None,
+        median_answer_features=_median([a["size"] for a in certified]),
+        median_answer_snr_db=_median([a["snr_db"] for a in certified if a.get("snr_db") is not None]),
     )
 
 
@@ -513,6 +535,7 @@ def aggregate(
         flips: Dict[str, Dict[int, Dict[str, Any]]] = defaultdict(dict)
         for row in opened.rows("flips"):
             flips[row["clip_id"]][row["k"]] = row
+        answers = {row["clip_id"]: row for row in opened.rows("sets") if row["kind"] == MANIPULATION}
         models = [target["name"] for target in run["settings"].get("transfer_to") or []]
         transfers = {(row["clip_id"], row["model"]): row for row in opened.rows("transfers")}
     finally:
@@ -533,7 +556,7 @@ def aggregate(
     if by == "label" and not groups:
         raise ValueError("no clip in the store has a label: aggregate by='target' instead")
     mode = str(run["settings"].get("mode", "sufficient"))
-    args = (clips, bands, flips, grid, ks, top, low_frequency_hz, mode)
+    args = (clips, bands, flips, grid, ks, top, low_frequency_hz, mode, answers)
     names = sorted(groups, key=lambda n: order[n])
     classes = [_summarise(name, groups[name], *args) for name in names]
     overall_ids = [c for c in clips if by == "target" or clips[c]["label"] is not None]
