@@ -69,13 +69,6 @@ def resolve_targets(
     return torch.tensor(flat, dtype=torch.long, device=outputs.device)
 
 
-def snr_from_energies(signal: Tensor, noise: Tensor) -> Tensor:
-    r"""``10 * log10(signal / noise)`` in dB; ``+inf`` where the noise is zero."""
-    signal, noise = torch.broadcast_tensors(signal.double(), noise.double())
-    ratio = torch.where(noise > 0, signal / noise.clamp(min=torch.finfo(torch.float64).tiny), torch.inf)
-    return 10.0 * torch.log10(ratio)
-
-
 class MetricRun:
     r"""The shared state of one metric call.
 

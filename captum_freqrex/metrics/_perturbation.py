@@ -13,7 +13,8 @@ from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._core.model.targets import TargetLike
 from captum_freqrex._utils.validation import TensorOrTuple
 from captum_freqrex._core.certify.ranking import DEFAULT_RTOL
-from captum_freqrex.metrics._common import MetricRun, snr_from_energies
+from captum_freqrex._utils.snr import snr_from_energies
+from captum_freqrex.metrics._common import MetricRun
 
 
 class PerturbationResult(NamedTuple):

@@ -9,7 +9,8 @@ from torch import Tensor
 
 from captum_freqrex._core.spectral.domains import SpectralDomain
 from captum_freqrex._utils.validation import TensorOrTuple, as_tuple
-from captum_freqrex.metrics._common import MetricRun, snr_from_energies
+from captum_freqrex._utils.snr import snr_from_energies
+from captum_freqrex.metrics._common import MetricRun
 
 
 class SizeResult(NamedTuple):

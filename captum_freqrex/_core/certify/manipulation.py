@@ -46,6 +46,7 @@ from captum_freqrex._core.model.example import ExampleQueries
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.search.shrink import Ids, shrink_set
 from captum_freqrex._core.spectral.space import ids_to_mask
+from captum_freqrex._utils.snr import snr_from_energies
 from captum_freqrex._explanation import CausalSet
 from captum_freqrex._explanation.manipulation import Manipulation
 
@@ -227,10 +228,8 @@ def _snr_db(queries: ExampleQueries, mask: Tensor) -> float:
     # energy over that of the manipulated waveform minus the input.
     space, example = queries.space, queries.example
     keep = (1.0 - mask.to(space.device, space.dtype)).view(1, -1)
-    changed: List[Tensor] = [w[0] for w in space.mutants(example, keep)]
-    signal = sum(float(x.double().square().sum()) for x in queries.inputs)
-    noise = sum(float((m.double() - x.double()).square().sum()) for m, x in zip(changed, queries.inputs))
-    if noise <= 0:
-        return math.inf
-    return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
+    changed = [w[0] for w in space.mutants(example, keep)]
+    signal = sum(x.double().square().sum() for x in queries.inputs)
+    noise = sum((m.double() - x.double()).square().sum() for m, x in zip(changed, queries.inputs))
+    return float(snr_from_energies(torch.as_tensor(signal), torch.as_tensor(noise)))
 
