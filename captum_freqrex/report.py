@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._explanation.informative import format_level_db, result_hints
-from captum_freqrex._explanation.text import format_frequencies
+from captum_freqrex._explanation.text import count_of, format_frequencies
 
 if TYPE_CHECKING:
     from captum_freqrex._explanation import Explanation
@@ -439,8 +439,7 @@ def _headline(summary: Mapping[str, Any], names: Optional[List[str]]) -> Tuple[s
     found = summary.get("manipulation")
     if found and found["certified"]:
         snr = "" if found.get("snr_db") is None else f" (SNR {found['snr_db']:.1f} dB)"
-        count = f"{found['features']:,} feature{'s' * (found['features'] != 1)}"
-        lead += f". Removing {count}{snr} flips it to <b>{_e(_class(names, found['removed_class']))}</b>"
+        lead += f". Removing {count_of(found['features'], 'feature')}{snr} flips it to <b>{_e(_class(names, found['removed_class']))}</b>"
         if found.get("flags"):
             said = "; ".join(f"it {flag['reason']}" for flag in found["flags"])
             lead += f' (<span class="flagged" id="manipulation-flags">no small manipulation: {_e(said)}</span>)'

@@ -14,11 +14,11 @@ Steps, each a model query:
    (band screening's ``details["answer"]``); otherwise the ranking's prefix of the size the
    responsibility names, ``round(1 / top value)``, which is that removal unless two removals of
    that size tie in value and the ranking mixes them (one query either way).
-2. Where that did not change the decision, the shortest prefix of the credited features (responsibility above 0) whose removal
-   changes the decision: the prefix extraction's grid (geometric, then a many-way bisection),
-   :data:`GRID` sizes per model call, within :data:`QUERIES`.
-3. The prefix found, re-queried on its own (the certificate).
-
+2. Where that did not change the decision, the shortest prefix of the credited features
+   (responsibility above 0) whose removal changes the decision: the prefix extraction's grid
+   (geometric, then a many-way bisection), :data:`GRID` sizes per model call, within
+   :data:`QUERIES`.
+3. The removal found, re-queried on its own (the certificate).
 4. Where the sufficient-and-necessary set (certified by re-query already) is smaller, or no
    prefix flips, that set is the answer instead: its removal changes the decision too. It holds
    a second claim (kept alone, it keeps the decision) that a removal need not, so it is shrunk
