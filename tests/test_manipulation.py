@@ -15,7 +15,10 @@ from captum_freqrex import Explanation, FreqReX, SearchResult, zoo
 from captum_freqrex._core.certify import manipulation as manipulation_module
 from captum_freqrex.cli import main
 from captum_freqrex.metrics import perturbation_success_rate
-from known_models import SAMPLE_RATE, Drifting, ScatteredKeyPartials, ToneDetector, bin_of, scattered_key_partials_clip, tone
+from known_models import (
+    SAMPLE_RATE, Drifting, ScatteredKeyPartials, SpectrumCoverageDetector, ToneDetector, bin_of, scattered_key_partials_clip,
+    tone,
+)
 
 
 def _explain(model, x: Tensor, **options) -> Explanation:
@@ -96,13 +99,57 @@ def _paired_clip() -> Tensor:
 
 def test_tied_removals_that_the_ranking_mixes_are_searched_past_the_size_named():
     """Two pairs each credited 1/2: the ranking's top two (300 and 500 Hz, one of each pair) do not
-    flip it, so the prefix search goes on to the top three, which hold a whole pair."""
+    flip it, so the prefix search goes on to the top three, which hold a whole pair; the shrink
+    then drops 500 Hz, which that removal does not need, and leaves the pair (300, 700 Hz)."""
     bins = [bin_of(f, SAMPLE_RATE) for f in (300, 500, 700, 900)]
     expl = _explain(PairedCauses(), _paired_clip(), mode="necessary", search=Credits({b: 0.5 for b in bins}))
     found = expl.manipulation
     assert found is not None and found.certified
-    assert _members(found.mask) == sorted(bins[:3])
-    assert "shortest probed prefix" in found.note
+    assert _members(found.mask) == [bins[0], bins[2]]
+    assert "shortest probed prefix" in found.note and "shrunk from 3 to 2 features" in found.note
+
+
+class ToneOverNoise(nn.Module):
+    """Class 1 while 440 Hz is present and over half the bins carry sound: removing 440 Hz alone
+    flips it, while a set kept alone keeps it only with half the spectrum (so the
+    sufficient-and-necessary set is no smaller than a band around 440 Hz)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tone, self.coverage = ToneDetector([440], 0.3), SpectrumCoverageDetector(share=0.5, floor=0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        margin = torch.minimum(self.tone(x)[:, 1], self.coverage(x)[:, 1])
+        return torch.stack([-margin, margin], dim=1)
+
+
+def test_a_flipping_band_is_shrunk_to_what_its_removal_needs():
+    """A search that names a band of nine bins (440 Hz among them) as its answer: its removal flips
+    the decision, and the shrink leaves 440 Hz alone, certified by re-query."""
+    noise = torch.randn(SAMPLE_RATE, generator=torch.Generator().manual_seed(0))
+    x = (tone(440) + noise).unsqueeze(0)
+    decisive = bin_of(440, SAMPLE_RATE)
+    band = list(range(decisive - 4, decisive + 5))
+    expl = _explain(ToneOverNoise(), x, mode="necessary", search=Credits({b: 1 / 9 for b in band}, answer=band))
+    assert expl.sufficient_necessary is None or expl.sufficient_necessary.size > len(band)
+    found = expl.manipulation
+    assert found is not None and found.certified and _members(found.mask) == [decisive]
+    assert ToneOverNoise()(expl.waveform("manipulation", removed=True).unsqueeze(0)).argmax(1).item() == 0
+    assert "shrunk from 9 to 1 features while its removal still changed it" in found.note
+
+
+def test_a_search_that_shrank_its_answer_already_is_not_asked_again(monkeypatch):
+    """Band screening shrinks its loud-run removals itself (details["answer_shrunk"]): the six key
+    partials of ScatteredKeyPartials are removed and re-queried, nothing more."""
+    clip = scattered_key_partials_clip()
+    shrinks = []
+    real = manipulation_module._shrunk
+    monkeypatch.setattr(manipulation_module, "_shrunk", lambda *args: shrinks.append(args) or real(*args))
+    explainer = FreqReX(ScatteredKeyPartials(clip))
+    found = explainer.explain(clip, mode="necessary", max_joint_queries=0)[0].manipulation
+    assert explainer.last_search[0].details["answer_shrunk"] is True
+    assert found is not None and found.certified and _members(found.mask) == list(ScatteredKeyPartials.KEY)
+    assert not shrinks
 
 
 def test_the_answer_a_search_names_is_removed_in_place_of_the_mixed_prefix(monkeypatch):

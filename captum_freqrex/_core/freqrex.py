@@ -504,9 +504,10 @@ class FreqReX(PerturbationAttribution):
         manipulation = FoundManipulation(None, 0)
         if options.mode == "necessary" and anchors.original.passes:
             # Given attributions say nothing of a removal's size: their prefixes are searched from 1.
-            answer = None if refinement is None else refinement.details.get("answer")
+            details = {} if refinement is None else refinement.details
             manipulation = find_manipulation(call.queries(example), ranking, responsibility, anchors.target,
-                                             certified.stable, sized=scores is None, known=certified.sets[1], answer=answer)
+                                             certified.stable, sized=scores is None, known=certified.sets[1],
+                                             answer=details.get("answer"), answer_shrunk=bool(details.get("answer_shrunk")))
         messages = anchors.warnings + self._removal_warnings(call, anchors, refinement, sets=True) + certified.messages
         messages += [] if more is None else more.messages
         issue_warnings(messages, example, space.batch_size)

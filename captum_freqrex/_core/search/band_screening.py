@@ -107,7 +107,8 @@ The smallest flipping set screened is ``details["answer"]``, its feature ids (th
 quieter features were probed, else the quietest of the smallest; None where nothing flipped):
 where several sets of that size flip, their members tie in value and the ranking, which breaks
 ties by loudness, mixes them, so :attr:`Explanation.manipulation` removes this set rather than the
-ranking's top.
+ranking's top; ``details["answer_shrunk"]`` says whether it was shrunk already (a single feature,
+or a loud-run removal): the manipulation shrinks the others while their removal still flips.
 
 The search stops (``stopped_by``) at the first single feature whose removal alone flips the
 decision (``"minimal"``: nothing smaller flips it; ``stop_at_single=False`` screens on); when
@@ -675,18 +676,22 @@ def _screen(fresh: List["_Node"], context: SearchContext, singles: Dict[int, "_N
             singles[child.lo] = child
 
 
-def _answer(nodes: List["_Node"], root: "_Node", lead: Optional["_Node"], energy: Tensor) -> Optional[List[int]]:
-    # The smallest flipping set screened, as sorted feature ids (None: none flipped): the lead where
-    # there is one, else the quietest of the smallest (ties by screening order). Several sets of
-    # that size can flip, and the ranking, which breaks their tied values by loudness, mixes them.
+def _answer(nodes: List["_Node"], root: "_Node", lead: Optional["_Node"], energy: Tensor) -> Optional["_Node"]:
+    # The smallest flipping set screened (None: none flipped): the lead where there is one, else the
+    # quietest of the smallest (ties by screening order). Several sets of that size can flip, and
+    # the ranking, which breaks their tied values by loudness, mixes them.
     if lead is not None:
-        return [lead.lo]
+        return lead
     flipped = [node for node in nodes if node.passes and node is not root]
     if not flipped:
         return None
     smallest = min(node.size for node in flipped)
-    members = [sorted(i for lo, hi in node.ranges() for i in range(lo, hi)) for node in flipped if node.size == smallest]
-    return min(members, key=lambda ids: float(energy[ids].sum()))
+    return min((node for node in flipped if node.size == smallest), key=lambda node: float(energy[_ids(node)].sum()))
+
+
+def _ids(node: "_Node") -> List[int]:
+    # A node's feature ids, ascending.
+    return sorted(i for lo, hi in node.ranges() for i in range(lo, hi))
 
 
 def _result(
@@ -707,8 +712,12 @@ def _result(
     union_flips = [m.size for m in nodes if m.passes and m.union]
     wide_flips = [m.size for m in nodes if m.passes and m.wide]
     loud_run_flips = [m.size for m in nodes if m.passes and m.loud_run]
+    answer = _answer(nodes, root, lead, context.energy)
     details = {"screened": len(nodes) - 1, "single_feature_flips": flips, "core_flips": core_flips,
-               "answer": _answer(nodes, root, lead, context.energy),
+               "answer": None if answer is None else _ids(answer),
+               # A single feature, or a loud-run removal shrunk already: Explanation.manipulation
+               # shrinks the other answers (bands, unions, wide parts) while their removal flips.
+               "answer_shrunk": answer is not None and (answer.size == 1 or answer.loud_run),
                "peaks_screened": peak_spent, "peak_flips": peak_flips, "union_flips": union_flips,
                "around_flip": next((m.around for m in nodes if m.around), None),
                "lead": lead.lo if lead is not None else None,
