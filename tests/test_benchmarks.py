@@ -549,7 +549,8 @@ def test_white_box_witnesses_of_a_tone_detector_are_its_tones():
     """ToneDetector([440, 1000], require_all): class 1 while both tones are present, so removing
     either alone flips it and only the pair, kept alone, keeps it. The optimised masks rank the
     decisive bins first: the flipping removal is one bin, the set holding both claims the pair
-    (checked on real decisions), and a model that no removal flips has no witness."""
+    (checked on real decisions), as is the complete witness (the pair kept alone is the input's
+    confidence), and a model that no removal flips has no witness."""
     from known_models import ToneDetector
 
     white_box = _load("white_box_sets")
@@ -558,15 +559,19 @@ def test_white_box_witnesses_of_a_tone_detector_are_its_tones():
     assert both_tones(clip).argmax(1).item() == 1
     assert white_box.smallest_witness(both_tones, clip, 1, "flip") == 1
     assert white_box.smallest_witness(both_tones, clip, 1, "both") == 2
+    assert white_box.smallest_witness(both_tones, clip, 1, "complete") == 2
     deaf = ToneDetector([3000], threshold=-1.0)  # class 1 whatever is removed
     assert white_box.smallest_witness(deaf, clip, 1, "flip") is None
 
 
 def test_white_box_summary_counts_the_clips_each_set_was_found_on():
     white_box = _load("white_box_sets")
-    records = [{"flip": 0.001, "both": 0.3, "search": 0.2}, {"flip": 0.002, "both": None, "search": 0.04},
-               {"flip": None, "both": 0.5, "search": None}]
+    records = [{"flip": 0.001, "both": 0.3, "search": 0.2, "complete": 0.6, "search_complete": 0.7},
+               {"flip": 0.002, "both": None, "search": 0.04, "complete": 0.02, "search_complete": 0.03},
+               {"flip": None, "both": 0.5, "search": None}]  # a record from before the complete goal
     row = white_box.summarize("m", "3 of 9", records)
+    assert row["white-box complete: found"] == "2/3" and row["white-box complete: median share"] == "31.00%"
+    assert row["FreqReX default complete: <= 5%"] == "1/2"
     assert row["white-box flipping removal: found"] == "2/3" and row["white-box flipping removal: <= 5%"] == "2/2"
     assert row["white-box both claims: median share"] == "40.00%" and row["white-box both claims: <= 5%"] == "0/2"
     assert row["FreqReX default (searched): median share"] == "12.00%"
