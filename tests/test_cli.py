@@ -123,13 +123,13 @@ def test_bad_audio_gives_one_line_error(scripted_model, tmp_path, capsys, make_a
 def test_unloadable_model_file_gives_one_line_error(clip_file, tmp_path, capsys):
     bogus = tmp_path / "model.pt"
     bogus.write_text("nope")
-    assert main(["explain", clip_file, "--model", str(bogus)]) == 2
+    assert main(["explain", clip_file, "--model", str(bogus), "--out", str(tmp_path / "out")]) == 2
     assert "cannot load" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not HAS_ZOO, reason="captum_freqrex.zoo is not built")
-def test_unknown_model_name_gives_one_line_error(clip_file, capsys):
-    assert main(["explain", clip_file, "--model", "no-such-model"]) == 2
+def test_unknown_model_name_gives_one_line_error(clip_file, tmp_path, capsys):
+    assert main(["explain", clip_file, "--model", "no-such-model", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("freqrex: error:") and "no-such-model" in err and "Traceback" not in err
 
