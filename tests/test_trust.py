@@ -145,6 +145,12 @@ def test_necessary_mode_finds_a_flipping_removal_the_silent_baseline_does_not_sh
     assert expl.warnings == said and len([m for m in said if "baseline alone does not change" in m]) == 1
     assert any("found removals of some frequencies that change it" in m for m in said)
     assert not any("cannot change" in m or "nothing to find" in m for m in said)
+    # The joint search looks for the sufficient-and-necessary set, so the warning does not say that
+    # one may be missing (here none exists: kept alone, a set keeps the decision only with both tones
+    # or neither, and removed it changes it only with one); with the ranking's prefixes it does.
+    assert expl.sufficient_necessary is None and not any("may be missing" in m for m in said)
+    _, prefix_said = explain_quietly(explainer, x, mode="necessary", max_queries=250, seed=0, max_joint_queries=0)
+    assert any("the sets are prefixes of the ranking" in m and "may be missing" in m for m in prefix_said)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         resp = explainer.attribute(x, mode="necessary", max_queries=250, seed=0)

@@ -226,6 +226,7 @@ class FreqReX(PerturbationAttribution):
         return removal_warnings(
             anchors.target, anchors.original, anchors.baseline, call.options.mode, found,
             0 if result is None else result.queries, "" if result is None else result.stopped_by, others, sets,
+            prefix_sets=call.options.max_joint_queries == 0,
         )
 
     # ------------------------------------------------------------------ attribution

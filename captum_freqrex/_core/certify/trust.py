@@ -157,6 +157,7 @@ def baseline_keeps_removal(original: ProbeResult, baseline: ProbeResult, mode: s
 def removal_warnings(
     target: int, original: ProbeResult, baseline: ProbeResult, mode: str, found: Optional[bool],
     queries: int = 0, stopped_by: str = "", alternatives: Sequence[str] = (), sets: bool = True,
+    prefix_sets: bool = True,
 ) -> List[str]:
     r"""What a ``mode="necessary"`` search found where the baseline alone says little, in plain words.
 
@@ -180,6 +181,11 @@ def removal_warnings(
                     ``max_queries`` and another baseline (e.g. another search). Default: ()
         sets (bool, optional): Whether sets are extracted from the ranking (``explain``), which
                     the message then speaks of. Default: True
+        prefix_sets (bool, optional): Whether the sufficient-and-necessary set is the ranking's
+                    shortest flipping prefix (``explain(..., max_joint_queries=0)``), searched as if
+                    removing more never undid a change, so that one may be missing; False where the
+                    joint search looks for it (the default), and the message does not say so.
+                    Default: True
 
     Returns:
         list of str: No message, or one.
@@ -192,8 +198,8 @@ def removal_warnings(
         f"the baseline alone does not change the decision (class {target}, confidence "
         f"{baseline.confidence:.3f}): removing every frequency keeps it"
     )
-    # The sets are prefixes of the ranking, whose necessary size is bracketed as if removing more
-    # never undid a change; with a decision that removing everything keeps, that finds none.
+    # Prefix sets: the necessary size is bracketed as if removing more never undid a change; with a
+    # decision that removing everything keeps, that finds none. The joint search does not assume it.
     prefixes = (
         "the sets are prefixes of the ranking, searched as if removing more never undid a change, "
         "so a sufficient-and-necessary set may be missing: check the top of the ranking with "
@@ -202,13 +208,13 @@ def removal_warnings(
     check = "check the top of the ranking with metrics.necessity or metrics.perturbation_success_rate"
     if found is None:
         return [f"{first}, but removing part of them may still change it (a model need not be monotone); "
-                f"{prefixes if sets else check}"]
+                f"{prefixes if sets and prefix_sets else check}"]
     if found:
         said = (
             f"{first}, yet the search found removals of some frequencies that change it (the model is "
             "not monotone in what is removed), and the responsibility ranks them"
         )
-        return [f"{said}; {prefixes}" if sets else said]
+        return [f"{said}; {prefixes}" if sets and prefix_sets else said]
     tries = [*alternatives, "a larger max_queries", BASELINE_FIX.replace("explain against ", "")]
     return [
         f"{first}, and no removal the search tried within its budget did ({queries} queries, stopped by "
