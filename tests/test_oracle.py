@@ -16,7 +16,7 @@ import torch
 from captum.attr import FeatureAblation, IntegratedGradients
 
 from captum_freqrex import FreqReX, FrequencyForward
-from captum_freqrex import compare
+from captum_freqrex.compare import _scoring
 from captum_freqrex.compare import compare_methods
 from captum_freqrex._core.model import oracle as oracle_module
 from captum_freqrex._core.model.decision import ArgmaxDecision, FunctionDecision, ThresholdDecision
@@ -78,7 +78,7 @@ def test_compare_counts_come_from_the_oracles(tone_clip, oracles, monkeypatch):
     assert (total.queries, total.forward_calls) == (detector.rows, detector.calls)
     # The cost columns alone: with the metrics skipped, the model sees the set-up (one row per
     # clip) and the methods' queries, which the table reports per clip.
-    monkeypatch.setattr(compare, "_score", lambda *args, **kwargs: {})
+    monkeypatch.setattr(_scoring, "_score", lambda *args, **kwargs: {})
     detector.rows = detector.calls = 0
     table = compare_methods(detector, clips, methods=["FreqReX", "FeatureAblation"], max_perturbation_features=64)
     per_clip = sum(table.row(m)["queries"] for m in ("FreqReX", "FeatureAblation"))
