@@ -152,6 +152,23 @@ def test_a_search_that_shrank_its_answer_already_is_not_asked_again(monkeypatch)
     assert not shrinks
 
 
+def test_two_features_each_removed_alone_without_a_flip_are_not_asked_again(monkeypatch):
+    """Either of two tones keeps the decision, so only removing both flips it. Band screening
+    removed each alone (no flip), then the two together (the flip it names): neither can go, so the
+    manipulation re-queries the pair and asks none of its single removals again."""
+    x = (tone(300) + tone(700)).unsqueeze(0)
+    bins = [bin_of(300, SAMPLE_RATE), bin_of(700, SAMPLE_RATE)]
+    shrinks = []
+    real = manipulation_module._shrunk
+    monkeypatch.setattr(manipulation_module, "_shrunk", lambda *args: shrinks.append(args) or real(*args))
+    explainer = FreqReX(ToneDetector([300, 700], threshold=0.5))
+    found = explainer.explain(x, mode="necessary")[0].manipulation
+    details = explainer.last_search[0].details
+    assert details["answer"] == bins and details["answer_shrunk"] is True
+    assert found is not None and found.certified and _members(found.mask) == bins
+    assert not shrinks
+
+
 def test_the_answer_a_search_names_is_removed_in_place_of_the_mixed_prefix(monkeypatch):
     """The same tie, with the search naming its answer (the pair 500 and 900 Hz): that pair is
     removed, one query and its re-query, and no prefix is searched."""

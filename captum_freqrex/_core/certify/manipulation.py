@@ -19,8 +19,9 @@ Steps, each a model query:
    (geometric, then a many-way bisection), :data:`GRID` sizes per model call, within
    :data:`QUERIES`.
 3. The removal found, re-queried on its own (the certificate), then, where it holds more than one
-   feature and the search did not shrink it already (band screening shrinks its loud-run
-   removals: ``details["answer_shrunk"]``), shrunk while its removal alone still changes the
+   feature and the search did not shrink it already or know it minimal (band screening shrinks
+   its loud-run removals, and knows a pair minimal whose two features it removed alone without a
+   flip: ``details["answer_shrunk"]``), shrunk while its removal alone still changes the
    decision as in step 4, and re-queried: a flipping band or wide part holds features whose
    removal the decision does not need (on held-out percussion clip 108, a band of 166 bins).
 4. Where the sufficient-and-necessary set (certified by re-query already) is smaller, or no
@@ -126,8 +127,9 @@ def find_manipulation(
                     of the ranking's prefix of the size the values name. Default: None
         shrink_budget (int, optional): Most queries of the shrink of the answer (steps 3 and 4).
                     Default: :data:`SHRINK_QUERIES`
-        answer_shrunk (bool, optional): Whether the search shrank ``answer`` already (band
-                    screening's ``details["answer_shrunk"]``): it is not shrunk again. Default: False
+        answer_shrunk (bool, optional): Whether the search shrank ``answer`` already or knows
+                    that none of its features can go (band screening's
+                    ``details["answer_shrunk"]``): it is not shrunk again. Default: False
 
     Returns:
         FoundManipulation: The set (None where nothing credited flips and nothing is known) and

@@ -107,8 +107,9 @@ The smallest flipping set screened is ``details["answer"]``, its feature ids (th
 quieter features were probed, else the quietest of the smallest; None where nothing flipped):
 where several sets of that size flip, their members tie in value and the ranking, which breaks
 ties by loudness, mixes them, so :attr:`Explanation.manipulation` removes this set rather than the
-ranking's top; ``details["answer_shrunk"]`` says whether it was shrunk already (a single feature,
-or a loud-run removal): the manipulation shrinks the others while their removal still flips.
+ranking's top; ``details["answer_shrunk"]`` says whether it was shrunk already or is known to be
+minimal (a single feature, a loud-run removal, or two features each screened alone without
+flipping the decision): the manipulation shrinks the others while their removal still flips.
 
 The search stops (``stopped_by``) at the first single feature whose removal alone flips the
 decision (``"minimal"``: nothing smaller flips it; ``stop_at_single=False`` screens on); when
@@ -689,6 +690,19 @@ def _answer(nodes: List["_Node"], root: "_Node", lead: Optional["_Node"], energy
     return min((node for node in flipped if node.size == smallest), key=lambda node: float(energy[_ids(node)].sum()))
 
 
+def _known_minimal(answer: "_Node", nodes: List["_Node"]) -> bool:
+    # Whether no feature of the answer can go, as far as the screening knows: a single feature; a
+    # loud-run removal, shrunk already; or two features each screened alone without changing the
+    # decision (removing the answer less either one is removing the other alone, known to fail:
+    # the manipulation's shrink would ask both again). A node's score is set where it was screened.
+    if answer.size == 1 or answer.loud_run:
+        return True
+    if answer.size != 2:
+        return False
+    failed = {_ids(m)[0] for m in nodes if m.size == 1 and not m.passes and m.score > float("-inf")}
+    return set(_ids(answer)) <= failed
+
+
 def _ids(node: "_Node") -> List[int]:
     # A node's feature ids, ascending.
     return sorted(i for lo, hi in node.ranges() for i in range(lo, hi))
@@ -715,9 +729,9 @@ def _result(
     answer = _answer(nodes, root, lead, context.energy)
     details = {"screened": len(nodes) - 1, "single_feature_flips": flips, "core_flips": core_flips,
                "answer": None if answer is None else _ids(answer),
-               # A single feature, or a loud-run removal shrunk already: Explanation.manipulation
-               # shrinks the other answers (bands, unions, wide parts) while their removal flips.
-               "answer_shrunk": answer is not None and (answer.size == 1 or answer.loud_run),
+               # Explanation.manipulation shrinks the other answers (bands, unions, wide parts)
+               # while their removal flips.
+               "answer_shrunk": answer is not None and _known_minimal(answer, nodes),
                "peaks_screened": peak_spent, "peak_flips": peak_flips, "union_flips": union_flips,
                "around_flip": next((m.around for m in nodes if m.around), None),
                "lead": lead.lo if lead is not None else None,
