@@ -415,6 +415,41 @@ def test_a_model_whose_output_changes_between_calls_is_not_certified():
     assert steady.model_stable is True and steady.certified
 
 
+
+class NormalisedToneDetector(nn.Module):
+    """A 440 Hz detector behind a batch norm of the waveform: in training mode every call updates
+    the norm's running statistics (and its output depends on the rest of the batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(1)
+        self.detector = ToneDetector([440], 0.3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.detector(self.norm(x.unsqueeze(1)).squeeze(1))
+
+
+def test_a_model_left_in_training_mode_keeps_its_batch_norm_statistics():
+    """Hundreds of mutants through a model in training mode would leave its running statistics,
+    and so its eval-mode outputs, changed after the explanation: explain, the metrics and
+    compare_methods (IntegratedGradients' gradient calls included) put them back, and leave the
+    model in training mode."""
+    from captum_freqrex.compare import compare_methods
+
+    model = NormalisedToneDetector().train()
+    x = clip((440, 1.0))
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    (expl,), said = explain_quietly(FreqReX(model), x, max_queries=200)
+    # Its output depends on the batch: it is flagged as ever, nothing certified.
+    assert expl.model_stable is False and not expl.certified and any("changed between calls" in m for m in said)
+    metrics.necessity(model, x, expl.sufficient.mask.unsqueeze(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compare_methods(model, x, methods=["IntegratedGradients"], ig_steps=8, n_steps=4, ks=(1,))
+    assert model.training and model.norm.training
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
 class TieWhenRemoved(nn.Module):
     """Class 1 when 440 Hz is present; without it both scores are exactly 1.0, a tie that argmax
     breaks towards class 0."""

@@ -14,7 +14,10 @@ One call of the model:
    reported to the active progress line;
 4. has its scores picked by ``output=`` and checked (:func:`check_model_outputs`: a real
    floating-point tensor, one row per waveform, finite), and their width checked against the
-   first call's.
+   first call's;
+5. leaves a module in training mode as it found it: its buffers (batch-norm running statistics,
+   which each call in training mode updates) are put back after the call
+   (:func:`~captum_freqrex._core.model.buffers.buffers_kept`).
 
 Rows beyond one call are cut into calls of at most ``max_rows`` (:meth:`Oracle.batches`: the
 ``perturbations_per_eval`` or ``max_examples_per_batch`` of the caller, or the memory-bounded size
@@ -33,6 +36,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, 
 import torch
 from torch import Tensor
 
+from captum_freqrex._core.model.buffers import buffers_kept, in_training
 from captum_freqrex._core.model.decision import Decision, DecisionLike, RowVerdicts, resolve_decision
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.model.outputs import NonFiniteScoresError, OutputSelector, checked_scores
@@ -227,6 +231,9 @@ class Oracle:
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.forward_func = forward_func
+        # The module whose buffers each call puts back (None: not a module in training mode), found
+        # once: an oracle serves one explanation, metric or clip, in which the mode does not change.
+        self.training_module = forward_func if in_training(forward_func) else None
         self.output = check_output_selector(output)
         self.additional_forward_args = additional_forward_args
         self.batch_size = batch_size
@@ -278,7 +285,7 @@ class Oracle:
         # uncounted call, made only to say what to do.)
         one = tuple(a[:1] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows else a for a in args)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), buffers_kept(self.training_module):
                 self.forward_func(*one, **kwargs)
         except Exception:
             return False
@@ -291,7 +298,8 @@ class Oracle:
         rows = first.shape[0]
         start = time.perf_counter()
         try:
-            outputs = self.forward_func(*args, **kwargs)
+            with buffers_kept(self.training_module):  # a module in training mode keeps its batch-norm statistics
+                outputs = self.forward_func(*args, **kwargs)
         except Exception as error:
             note = _input_mismatch(self.forward_func, first)
             if note is None and rows > 1 and self._runs_on_one_row(args, kwargs, rows):
