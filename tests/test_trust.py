@@ -475,6 +475,30 @@ def test_an_exact_tie_is_not_a_change_of_decision():
     assert not bool(removed.necessary[0])
 
 
+
+class FrameScores(nn.Module):
+    """A 440 Hz detector's two scores repeated over five frames: scores shaped (5, 2) a waveform."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.detector = ToneDetector([440], 0.3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.detector(x).unsqueeze(1).repeat(1, 5, 1)
+
+
+def test_frame_scores_that_tie_across_frames_are_named_with_the_fix():
+    """Scores per frame are read as one class per entry, so equal frames tie: the warning names
+    the scores' shape and how to pool them, and the pooled model gets its certified 440 Hz bin."""
+    x = clip((440, 1.0))
+    (tied,), said = explain_quietly(FreqReX(FrameScores()), x, max_queries=200)
+    assert not tied.certified
+    message = next(m for m in said if "the input itself is a tie" in m)
+    assert "shaped (5, 2)" in message and "10 classes" in message and "out.mean(1)" in message
+    (pooled,), said = explain_quietly(FreqReX(FrameScores(), output=lambda out: out.mean(1)), x, max_queries=200)
+    assert pooled.certified and pooled.sufficient.mask[BIN_440] and pooled.sufficient.size == 1
+    assert not any("is a tie" in m for m in said)
+
 def test_a_model_editing_its_input_in_place_leaves_the_callers_tensor_alone():
     detector = ToneDetector([440], 0.3)
 
