@@ -499,6 +499,22 @@ def test_frame_scores_that_tie_across_frames_are_named_with_the_fix():
     assert pooled.certified and pooled.sufficient.mask[BIN_440] and pooled.sufficient.size == 1
     assert not any("is a tie" in m for m in said)
 
+
+def test_a_model_of_mono_audio_given_stereo_is_told_to_take_mono():
+    """A mono detector applied to each channel of a stereo clip scores (2, 2) a clip, and equal
+    channels tie: the warning says the first axis is the channels' and to pass mono audio."""
+    detector = ToneDetector([440], 0.3)
+
+    def per_channel(w: Tensor) -> Tensor:
+        return detector(w.reshape(-1, w.shape[-1])).reshape(w.shape[0], w.shape[1], 2)
+
+    stereo = clip((440, 1.0)).unsqueeze(1).repeat(1, 2, 1)
+    (tied,), said = explain_quietly(FreqReX(per_channel), stereo, max_queries=200)
+    message = next(m for m in said if "the input itself is a tie" in m)
+    assert "shaped (2, 2)" in message and "input's 2 channels" in message and "x.mean(1)" in message
+    (mono,), _ = explain_quietly(FreqReX(detector), stereo.mean(1), max_queries=200)
+    assert mono.certified and mono.sufficient.mask[BIN_440]
+
 def test_a_model_editing_its_input_in_place_leaves_the_callers_tensor_alone():
     detector = ToneDetector([440], 0.3)
 

@@ -97,32 +97,39 @@ def probe_anchors(
         assert oracle.output_shape is not None
         index = flat_target_index(target, oracle.output_shape or (1,), resolved.num_classes(outputs[:1]))
     original, baseline = queries.probes(outputs, index)
-    messages = anchor_warnings(index, original, baseline, mode, confidence_filter, oracle.output_shape or ())
+    channels = queries.inputs[0].shape[0] if queries.inputs[0].dim() > 1 else 0
+    messages = anchor_warnings(index, original, baseline, mode, confidence_filter, oracle.output_shape or (), channels)
     return Anchors(index, original, baseline, messages, outputs[0])
 
 
 
-def _shape_hint(output_shape: Tuple[int, ...]) -> str:
-    # Scores of more than one axis per waveform (per frame, per head) are read as one class per
-    # entry: the same class in two frames is two classes, and equal frames tie.
+def _shape_hint(output_shape: Tuple[int, ...], channels: int) -> str:
+    # Scores of more than one axis per waveform (per frame, per head, per channel) are read as one
+    # class per entry: the same class in two frames is two classes, and equal frames tie.
     if len(output_shape) < 2:
         return ""
     shape = ", ".join(map(str, output_shape))
-    return (
+    hint = (
         f". The model's scores of one waveform are shaped ({shape}) and are read as "
         f"{math.prod(output_shape)} classes, one per entry (a target tuple such as "
         f"{tuple(0 for _ in output_shape)} names one), so scores per frame that agree across frames "
         "tie: pool them first (output=lambda out: out.mean(1)) or explain one frame "
         "(output=lambda out: out[:, 0])"
     )
+    if channels > 1 and output_shape[0] == channels:
+        hint += (
+            f"; their first axis is as long as the input's {channels} channels: a model of mono audio "
+            "scores each channel, so pass mono audio (x.mean(1))"
+        )
+    return hint
 
 def anchor_warnings(
     target: int, original: ProbeResult, baseline: ProbeResult, mode: str, confidence_filter: float,
-    output_shape: Tuple[int, ...] = (),
+    output_shape: Tuple[int, ...] = (), channels: int = 0,
 ) -> List[str]:
     """What the input and the baseline alone imply about an explanation, in plain words
     (``output_shape``: the shape of one waveform's scores, which a tie's message names where
-    it has more than one axis)."""
+    it has more than one axis; ``channels``: the input's channels, 0 for ``(batch, time)``)."""
     messages = []
     # Neither kept nor changed, and not for want of confidence_filter (which alone fails a clear
     # lead, margin > 0): the target ties with another class, the model has no decision to explain.
@@ -132,7 +139,7 @@ def anchor_warnings(
             f"the input itself is a tie: class {target} ties with {other} (margin {original.margin:.3g}, "
             f"confidence {original.confidence:.3f}), so the model makes no decision on it to explain: "
             "there is no necessary or complete set, and a sufficient set must make class "
-            f"{target} win outright; explain an input the model decides" + _shape_hint(output_shape)
+            f"{target} win outright; explain an input the model decides" + _shape_hint(output_shape, channels)
         )
     elif not original.passes:
         if original.decided != target:
