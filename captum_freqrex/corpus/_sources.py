@@ -408,6 +408,14 @@ def clip_source(
     """
     if isinstance(source, ClipSource):
         return source
+    return _new_source(source, sample_rate, num_samples, split, class_names)
+
+
+def _new_source(
+    source: Union[str, "os.PathLike[str]", Iterable[Any]], sample_rate: int, num_samples: Optional[int], split: str,
+    class_names: Optional[Sequence[str]],
+) -> ClipSource:
+    # The source :func:`clip_source` builds for a path or an iterable.
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if os.path.isdir(path):
