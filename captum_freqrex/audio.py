@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from captum_freqrex._core.spectral.domains import next_fast_len
+
 if TYPE_CHECKING:
     from captum_freqrex._explanation import Explanation
 
@@ -220,17 +222,23 @@ def sinc_resample(
     return out.reshape(waveform.shape[:-1] + (n_out,))
 
 
-def fit_length(waveform: Tensor, num_samples: int, sample_rate: int) -> Tuple[Tensor, List[str]]:
+def fit_length(
+    waveform: Tensor, num_samples: int, sample_rate: int, pad_short: bool = True
+) -> Tuple[Tensor, List[str]]:
     r"""Crop (from the start) or zero-pad (at the end) ``(..., time)`` to ``num_samples``.
 
     Args:
         waveform (Tensor): ``(..., time)`` waveform.
         num_samples (int): The wanted length in samples.
         sample_rate (int): Its sample rate in Hz (for the note only).
+        pad_short (bool, optional): Zero-pad a shorter waveform to ``num_samples``. False (a model
+                    that takes any length, such as the zoo's instruments model) keeps it at its own
+                    length, padded only to the next length the FFT takes fast
+                    (:func:`~captum_freqrex.next_fast_len`, a few milliseconds at most). Default: True
 
     Returns:
-        tuple: The ``(..., num_samples)`` waveform and a list with a note on what was done (empty
-        when the length already fits).
+        tuple: The fitted waveform and a list with a note on what was done (empty when the length
+        already fits).
     """
     length = waveform.shape[-1]
     if length == num_samples:
@@ -238,6 +246,13 @@ def fit_length(waveform: Tensor, num_samples: int, sample_rate: int) -> Tuple[Te
     seconds, wanted = length / sample_rate, num_samples / sample_rate
     if length > num_samples:
         return waveform[..., :num_samples], [f"cropped {seconds:.2f} s to the model's {wanted:.2f} s"]
+    if not pad_short:
+        note = f"kept at its own {seconds:.2f} s (the model takes any length up to {wanted:.2f} s)"
+        fast = next_fast_len(length)
+        if fast == length:
+            return waveform, [note]
+        padded = torch.nn.functional.pad(waveform, (0, fast - length))
+        return padded, [f"{note}, zero-padded by {fast - length} samples to {fast}, a length the FFT takes fast"]
     padded = torch.nn.functional.pad(waveform, (0, num_samples - length))
     return padded, [f"zero-padded {seconds:.2f} s to the model's {wanted:.2f} s"]
 
@@ -249,6 +264,7 @@ def load_audio(
     *,
     allow_silent: bool = False,
     channel: Optional[int] = None,
+    pad_short: bool = True,
 ) -> LoadedAudio:
     r"""Read a clip and fit it to a model: mono, resampled, cropped or zero-padded.
 
@@ -261,6 +277,8 @@ def load_audio(
                     raising. Default: False
         channel (int, optional): Read only this channel (0-based) instead of mixing all of them
                     down to mono. Default: None
+        pad_short (bool, optional): Zero-pad a clip shorter than ``num_samples`` to it; False keeps
+                    it at its own length (see :func:`fit_length`). Default: True
 
     Returns:
         LoadedAudio: The waveform and notes on what was changed.
@@ -305,7 +323,7 @@ def load_audio(
         rate = sample_rate
     valid = waveform.shape[-1]
     if num_samples is not None:
-        waveform, fitted = fit_length(waveform, num_samples, int(rate))
+        waveform, fitted = fit_length(waveform, num_samples, int(rate), pad_short)
         notes += fitted
     if not allow_silent and waveform.abs().max() == 0:
         where = path if channel is None else f"{path} (channel {channel + 1})"

@@ -438,6 +438,8 @@ def run_task(task: str, data_dir: str, seed: int, evaluate_only: bool) -> Dict[s
         "class_names": list(test.class_names),
         "sample_rate": test.sample_rate,
         "num_samples": num_samples,
+        # A model trained on random crops never saw zero padding: short clips are explained as they are.
+        "pad_short_clips": TASKS[task]["crop_seconds"] is None,
         "model": type(model).__name__,
         "architecture": model.config,
         "parameters": int(sum(p.numel() for p in model.parameters())),

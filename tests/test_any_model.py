@@ -209,6 +209,24 @@ class BadRate(Tones):
 
 
 bad_rate = BadRate()
+
+
+class FixedLength(Tones):
+    num_samples = 16000  # 2 s at the module's 8 kHz
+
+
+class AnyLength(FixedLength):
+    pad_short_clips = False
+
+
+fixed_length, any_length = FixedLength(), AnyLength()
+
+
+class BadPadding(Tones):
+    pad_short_clips = "no"
+
+
+bad_padding = BadPadding()
 '''
 
 
@@ -266,6 +284,22 @@ def test_a_module_callable_model_is_explained_with_its_class_names(module_name, 
     assert f"decision {name} " in stdout
 
 
+
+def test_a_model_that_takes_any_length_explains_a_short_clip_at_its_own(module_name, wav, tmp_path, capsys):
+    """num_samples (2 s) and pad_short_clips=False on the model: the 1 s clip is not zero-padded to
+    2 s but explained as it is, and the command says so; the same model without the attribute
+    pads it."""
+    import json
+
+    for attribute, samples, note in (("any_length", SAMPLE_RATE, "kept at its own 1.00 s"),
+                                     ("fixed_length", 2 * SAMPLE_RATE, "zero-padded 1.00 s to the model's 2.00 s")):
+        out = tmp_path / attribute
+        code, _, err = run_cli(["explain", wav, "--model", f"{module_name}:{attribute}", "--max-queries", "100",
+                                "--out", out], capsys)
+        assert code == 0, err
+        assert json.loads((out / "summary.json").read_text())["n_features"] == samples // 2 + 1
+        assert note in err
+
 def test_target_by_name_bands_mode_and_search(module_name, wav, tmp_path, capsys):
     import json
 
@@ -300,6 +334,7 @@ def test_target_by_name_bands_mode_and_search(module_name, wav, tmp_path, capsys
         ("{module}:not_a_model", "not_a_model() returned an object of type int, not a model"),
         ("{module}:value", "value is of type int, not a model"),
         ("{module}:bad_rate", "its sample_rate -3 is invalid (expected a positive integer)"),
+        ("{module}:bad_padding", "its pad_short_clips 'no' is invalid (expected True or False)"),
         (
             "freqrex_broken_import:make",
             "importing freqrex_broken_import failed (ImportError: missing weights file)",

@@ -103,6 +103,39 @@ def test_explain_fits_audio_to_the_model_and_says_so(scripted_model, tmp_path, c
     assert "mixed 2 channels down to mono" in err and "resampled 16000 Hz -> 8000 Hz" in err
 
 
+
+def test_fit_length_pads_crops_or_keeps_a_short_clip_at_a_fast_length():
+    from captum_freqrex import next_fast_len
+    from captum_freqrex.audio import fit_length
+
+    wave = torch.ones(57_792)  # 3.61 s at 16 kHz, a length with a prime factor of 43
+    padded, notes = fit_length(wave, 480_000, 16_000)
+    assert padded.shape == (480_000,) and notes == ["zero-padded 3.61 s to the model's 30.00 s"]
+    kept, notes = fit_length(wave, 480_000, 16_000, pad_short=False)
+    assert kept.shape == (next_fast_len(57_792),) == (58_320,) and torch.equal(kept[:57_792], wave)
+    assert not kept[57_792:].any()
+    assert notes == ["kept at its own 3.61 s (the model takes any length up to 30.00 s), zero-padded by 528 "
+                     "samples to 58320, a length the FFT takes fast"]
+    cropped, notes = fit_length(wave, 16_000, 16_000, pad_short=False)
+    assert cropped.shape == (16_000,) and notes == ["cropped 3.61 s to the model's 1.00 s"]
+
+
+def test_a_short_clip_through_the_instruments_model_is_explained_as_it_is(tmp_path, capsys):
+    """The zoo's instruments model takes any length: the first 3 s of its shipped piano clip are
+    not padded to 30 s (which made them mostly silence, decided as reed) but explained as they are."""
+    from captum_freqrex import zoo
+
+    clip = zoo.load_clip("instruments", 0)
+    path = tmp_path / "piano_3s.wav"
+    sf.write(str(path), clip.waveform[: 3 * clip.sample_rate].numpy(), clip.sample_rate)
+    code, stdout, err = run_cli(["explain", path, "--model", "instruments", "--max-queries", "150",
+                                 "--out", tmp_path / "r"], capsys)
+    assert code == 0, err
+    assert "kept at its own 3.00 s (the model takes any length up to 30.00 s)" in err
+    assert stdout.splitlines()[0].split("decision ")[1].startswith("piano")
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["n_features"] == 3 * clip.sample_rate // 2 + 1
+
 @pytest.mark.parametrize(
     "make_audio, message",
     [

@@ -702,6 +702,24 @@ def test_dataloader_and_batches_give_the_folder_results(reference, data, tmp_pat
     assert [c["label"] for c in clips] == [p.split("/")[0] for p in paths]
 
 
+
+def test_short_clips_are_padded_to_the_models_length_unless_it_takes_any(small, tmp_path):
+    """With num_samples of 1 s, the 0.5 s clips are zero-padded to it by default, and kept at their
+    own length with pad_short_clips=False (a model that takes any length), which the settings
+    record: each store is its own run."""
+    model = ToneClassifier([440, 1000])
+    padded = run(model, small, tmp_path / "padded.sqlite", num_samples=2 * N, **SMALL)
+    kept = run(model, small, tmp_path / "kept.sqlite", num_samples=2 * N, pad_short_clips=False, **SMALL)
+    assert padded.explained == kept.explained == 2
+    for name, length, note in (("padded", 2 * N, "zero-padded 0.50 s to the model's 1.00 s"),
+                               ("kept", N, "kept at its own 0.50 s")):
+        with ResultStore(str(tmp_path / f"{name}.sqlite"), readonly=True) as opened:
+            clips = opened.rows("clips", order_by="position")
+        assert [c["num_samples"] for c in clips] == [length, length]
+        assert all(any(note in line for line in c["notes"]) for c in clips)
+    with pytest.raises(TypeError, match="pad_short_clips must be True or False"):
+        run(model, small, tmp_path / "bad.sqlite", num_samples=2 * N, pad_short_clips="no", **SMALL)
+
 def test_csv_source_resolves_paths_and_reports_bad_rows(data, tmp_path):
     root, paths = data
     listing = root / "list.csv"

@@ -48,6 +48,23 @@ def test_trained_model_loads_with_its_card(name):
         m.name = "other"  # frozen dataclass
 
 
+
+def test_the_instruments_model_takes_short_clips_as_they_are():
+    """It trains on 4 s crops and never saw zero padding: the first 3 s of each shipped clip are
+    classified as the clip is, and zero-padded to its 30 s they are classified as silence is. So
+    short clips are not padded for it (pad_short_clips), and are for the models trained on padded
+    clips."""
+    m = zoo.load("instruments")
+    assert m.pad_short_clips is False and m.model.pad_short_clips is False
+    assert all(zoo.load(name).pad_short_clips for name in TRAINED if name != "instruments")
+    with torch.no_grad():
+        silence = int(m.model(torch.zeros(1, m.num_samples)).argmax())
+        for clip in zoo.sample_clips("instruments"):
+            excerpt = clip.waveform[: 3 * m.sample_rate]
+            padded = torch.nn.functional.pad(excerpt, (0, m.num_samples - excerpt.numel()))
+            assert m.class_names[int(m.model(excerpt[None]).argmax())] == clip.label
+            assert int(m.model(padded[None]).argmax()) == silence != m.class_names.index(clip.label)
+
 @pytest.mark.parametrize("name", TRAINED)
 def test_shipped_clips_are_classified_as_the_card_records(name):
     m = zoo.load(name)

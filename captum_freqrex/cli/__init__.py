@@ -88,7 +88,7 @@ def _read_audio(path: str, model: LoadedModel, channel: Optional[int] = None) ->
     from captum_freqrex.audio import AudioError, load_audio
 
     try:
-        audio = load_audio(path, model.sample_rate, model.num_samples, channel=channel)
+        audio = load_audio(path, model.sample_rate, model.num_samples, channel=channel, pad_short=model.pad_short_clips)
     except AudioError as error:
         raise CliError(str(error)) from None
     for note in audio.notes:

@@ -65,6 +65,7 @@ class LoadedModel:
     num_samples: Optional[int]
     class_names: Optional[Tuple[str, ...]]
     zoo_name: Optional[str] = None
+    pad_short_clips: bool = True  # False: a shorter clip is explained at its own length (any-length models)
 
 
 def say(message: str) -> None:
@@ -216,7 +217,8 @@ def load_zoo(name: str) -> LoadedModel:
     except (ValueError, ImportError) as error:
         raise CliError(str(error)) from None
     return LoadedModel(
-        loaded.model, loaded.name, loaded.sample_rate, loaded.num_samples, tuple(loaded.class_names), loaded.name
+        loaded.model, loaded.name, loaded.sample_rate, loaded.num_samples, tuple(loaded.class_names), loaded.name,
+        loaded.pad_short_clips,
     )
 
 
@@ -236,6 +238,12 @@ def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError("expected a positive integer")
     return int(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("expected True or False")
+    return value
 
 
 def _names(value: Any) -> Tuple[str, ...]:
@@ -364,9 +372,11 @@ def _load_callable(spec: str, sample_rate: Optional[int]) -> LoadedModel:
     tensor, or a Hugging Face ``ModelOutput``, dict or tuple holding the logits, see FreqReX's
     ``output=``). Optional attributes of the model, else of the module: ``sample_rate`` (Hz;
     ``--sample-rate`` overrides it; else a Hugging Face ``feature_extractor.sampling_rate``;
-    default 16000), ``num_samples`` (the input length clips are fitted to) and ``class_names``
-    (printed instead of class numbers, and accepted by ``--target``; one name per output, checked
-    on the first model call; else a Hugging Face ``config.id2label``).
+    default 16000), ``num_samples`` (the input length clips are fitted to), ``pad_short_clips``
+    (False: a shorter clip is not zero-padded to ``num_samples`` but explained at its own length,
+    for a model that takes any length; default True) and ``class_names`` (printed instead of class
+    numbers, and accepted by ``--target``; one name per output, checked on the first model call;
+    else a Hugging Face ``config.id2label``).
     """
     module = _import_module_of(spec)
     module_name, _, attribute = spec.partition(":")
@@ -388,7 +398,8 @@ def _load_callable(spec: str, sample_rate: Optional[int]) -> LoadedModel:
     if class_names is None:
         configs = [getattr(holder, "config", None) for holder in holders]
         class_names = _model_attribute(spec, [c for c in configs if c is not None], "id2label", _id2label)
-    return LoadedModel(model, spec, rate, num_samples, class_names)
+    pad_short_clips = _model_attribute(spec, holders, "pad_short_clips", _flag)
+    return LoadedModel(model, spec, rate, num_samples, class_names, pad_short_clips=pad_short_clips is not False)
 
 
 def _feature_extractors(holders: Sequence[Any]) -> List[Any]:

@@ -244,6 +244,7 @@ def _explain_into(store: str, args: argparse.Namespace) -> Any:
     try:
         return explain_dataset(
             model.model, args.data, store, sample_rate=model.sample_rate, num_samples=model.num_samples,
+            pad_short_clips=model.pad_short_clips,
             class_names=model.class_names, model_name=model.name, split=args.split, seed=args.seed, mode=args.mode,
             search=args.search, max_queries=args.max_queries, bands=args.bands, baseline=baseline_value,
             output=getattr(args, "output", None), ks=args.ks, rows_per_call=args.rows_per_call,

@@ -215,6 +215,7 @@ def explain_dataset(
     *,
     sample_rate: Optional[int] = None,
     num_samples: Optional[int] = None,
+    pad_short_clips: Optional[bool] = None,
     class_names: Optional[Sequence[str]] = None,
     model_name: Optional[str] = None,
     split: str = "test",
@@ -277,6 +278,9 @@ def explain_dataset(
         num_samples (int, optional): The model's input length; clips are cropped from the start
                     or zero-padded at the end to it. Default: ``model.num_samples``, else each
                     clip keeps its length.
+        pad_short_clips (bool, optional): Zero-pad clips shorter than ``num_samples``; False keeps
+                    them at their own length, for a model that takes any length (the zoo's
+                    instruments model). Default: ``model.pad_short_clips``, else True
         class_names (sequence of str, optional): Names of the classes. Default:
                     ``model.class_names``, else class indices.
         model_name (str, optional): The model's name in the store. Default: its type's name.
@@ -354,9 +358,12 @@ def explain_dataset(
     executor = make_backend(backend, model, options, address=ray_address, num_cpus=num_cpus,
                             model_factory=model_factory, targets=targets or None,
                             target_factories=transfer_factories, workers=_optional_positive(workers, "workers"))
-    clips = clip_source(source, rate, length, split=split, class_names=names)
+    pad = _pad_short_clips(model, pad_short_clips)
+    clips = clip_source(source, rate, length, split=split, class_names=names, pad_short_clips=pad)
     record = describe_model(model, model_name, rate, length, names)
     settings = {**options.record(), "transfer_to": _targets_record(targets)}
+    if not pad:  # recorded only where clips are not padded: the stores of padded runs stay as they were
+        settings["pad_short_clips"] = False
     run = _run_store(os.fspath(store), settings, record, options, clips, executor, batch_size, show_progress)
     run.seconds = time.perf_counter() - start
     return run
@@ -444,6 +451,16 @@ def _model_facts(
     length = _optional_positive(length, "num_samples")
     names = class_names if class_names is not None else _model_attribute(model, "class_names")
     return rate, length, None if names is None else tuple(str(n) for n in names)
+
+
+def _pad_short_clips(model: Callable, given: Optional[bool]) -> bool:
+    """Whether clips shorter than the model's length are zero-padded: given, else the model's attribute, else True."""
+    value = given if given is not None else _model_attribute(model, "pad_short_clips")
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise TypeError(f"pad_short_clips must be True or False, got {value!r}")
+    return value
 
 
 def _explain_options(

@@ -78,10 +78,14 @@ class ClipSource:
     Attributes:
         kind (str): ``"folder"``, ``"csv"``, ``"built"`` or ``"iterable"``.
         description (str): What it is, for the run record (path, split).
+        pad_short (bool): Whether a clip shorter than the model's ``num_samples`` is zero-padded to
+                    it; False keeps it at its own length (a model that takes any length; see
+                    :func:`captum_freqrex.audio.fit_length`). Set by :func:`clip_source`.
     """
 
     kind = "source"
     description = ""
+    pad_short = True
 
     def ids(self) -> Optional[List[str]]:
         """Every clip id in order, known before reading any audio; None when only reading tells."""
@@ -123,7 +127,7 @@ class _FileSource(ClipSource):
 
         for position, (clip_id, path, label) in enumerate(self.entries):
             try:
-                audio = load_audio(path, self.sample_rate, self.num_samples)
+                audio = load_audio(path, self.sample_rate, self.num_samples, pad_short=self.pad_short)
             except AudioError as error:
                 yield Clip(clip_id, position, path, label, None, None, error=str(error))
                 continue
@@ -264,7 +268,7 @@ class BuiltSource(ClipSource):
         data = self.split
         for position, clip_id in enumerate(self.ids()):
             label = data.class_names[int(data.labels[position])]
-            wave, notes = _fit(data.waveforms[position], data.sample_rate, self.sample_rate, self.num_samples)
+            wave, notes = _fit(data.waveforms[position], data.sample_rate, self.sample_rate, self.num_samples, self.pad_short)
             error = "silent: there is nothing to explain" if wave.abs().max() == 0 else None
             yield Clip(clip_id, position, str(data.sources[position]), label, None if error else wave,
                        None if error else fingerprint(wave), notes, error)
@@ -324,7 +328,7 @@ class IterableSource(ClipSource):
             waves, labels = _split_item(item, position)
             for index in range(waves.shape[0]):
                 label = None if labels is None else self._label(labels[index])
-                wave, notes = _fit(waves[index], self.sample_rate, self.sample_rate, self.num_samples)
+                wave, notes = _fit(waves[index], self.sample_rate, self.sample_rate, self.num_samples, self.pad_short)
                 clip_id = str(position)
                 if not torch.isfinite(wave).all():
                     yield Clip(clip_id, position, "iterable", label, None, None, error="contains NaN or Inf samples")
@@ -364,7 +368,9 @@ def _split_item(item: Any, position: int) -> Tuple[Tensor, Any]:
     return waves.detach().to("cpu", torch.float32), labels
 
 
-def _fit(wave: Tensor, rate: int, model_rate: int, num_samples: Optional[int]) -> Tuple[Tensor, List[str]]:
+def _fit(
+    wave: Tensor, rate: int, model_rate: int, num_samples: Optional[int], pad_short: bool = True
+) -> Tuple[Tensor, List[str]]:
     """Resample ``(time,)`` to the model's rate and crop / pad it to its length, as ``load_audio`` does."""
     from captum_freqrex.audio import fit_length, resample
 
@@ -373,7 +379,7 @@ def _fit(wave: Tensor, rate: int, model_rate: int, num_samples: Optional[int]) -
         wave = resample(wave, rate, model_rate)
         notes.append(f"resampled {rate} Hz -> {model_rate} Hz")
     if num_samples is not None:
-        wave, fitted = fit_length(wave, num_samples, model_rate)
+        wave, fitted = fit_length(wave, num_samples, model_rate, pad_short)
         notes += fitted
     return wave.float().contiguous(), notes
 
@@ -385,6 +391,7 @@ def clip_source(
     *,
     split: str = "test",
     class_names: Optional[Sequence[str]] = None,
+    pad_short_clips: bool = True,
 ) -> ClipSource:
     r"""The clip source for a path or an iterable.
 
@@ -398,6 +405,9 @@ def clip_source(
         split (str, optional): The split of a built data set. Default: ``"test"``
         class_names (sequence of str, optional): Names of the model's classes (int labels of an
                     iterable become names). Default: None
+        pad_short_clips (bool, optional): Zero-pad clips shorter than ``num_samples`` to it; False
+                    keeps them at their own length (:attr:`ClipSource.pad_short`; a source passed
+                    in keeps its own). Default: True
 
     Returns:
         ClipSource: The source.
@@ -408,7 +418,9 @@ def clip_source(
     """
     if isinstance(source, ClipSource):
         return source
-    return _new_source(source, sample_rate, num_samples, split, class_names)
+    built = _new_source(source, sample_rate, num_samples, split, class_names)
+    built.pad_short = bool(pad_short_clips)
+    return built
 
 
 def _new_source(

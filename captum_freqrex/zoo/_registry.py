@@ -96,6 +96,9 @@ def load(name: str) -> ZooModel:
     # Named on the module too, as its sample rate is: explanations of it name its classes
     # (nn.Module types its attributes as tensors or modules, hence the ignore).
     model.class_names = tuple(card["class_names"])  # type: ignore[assignment]
+    # And whether short clips are padded, which the command line reads off the module as off any model.
+    pad_short_clips = bool(card.get("pad_short_clips", True))
+    model.pad_short_clips = pad_short_clips  # type: ignore[assignment]
     return ZooModel(
         name=name,
         model=model,
@@ -103,6 +106,7 @@ def load(name: str) -> ZooModel:
         num_samples=int(card["num_samples"]),
         class_names=tuple(card["class_names"]),
         info=copy.deepcopy(card),
+        pad_short_clips=pad_short_clips,
     )
 
 

@@ -24,6 +24,12 @@ class ZooModel:
         class_names (tuple of str): Name of each output index.
         info (dict): The model card: seed, data recipe, held-out accuracy, inference time,
                     licences, shipped clips.
+        pad_short_clips (bool): Whether a clip shorter than ``num_samples`` is zero-padded to it
+                    before it is explained (the command line's ``explain`` and ``explain-dataset``).
+                    False for a model that takes any length and never saw padding in training
+                    ("instruments": its global pooling is length-agnostic, it trains on 4 s crops
+                    of 30 s clips): a short clip is explained at its own length, where padding to
+                    30 s would make it mostly silence.
     """
 
     name: str
@@ -32,6 +38,7 @@ class ZooModel:
     num_samples: int
     class_names: Tuple[str, ...]
     info: Dict[str, Any] = field(repr=False, compare=False)
+    pad_short_clips: bool = True
 
 
 @dataclass(frozen=True)
