@@ -227,6 +227,32 @@ def test_compare_rejects_files_of_different_lengths(scripted_model, clip_file, t
     assert code == 2 and "different lengths" in err and len(err.strip().splitlines()) == 1
 
 
+def test_compare_pads_short_clips_of_an_any_length_model_to_the_longest(tmp_path, capsys, monkeypatch):
+    """Through the instruments model (any length) clips of 2 and 3 s keep their lengths, then are
+    padded to the longest for the comparison's one batch, which the command says."""
+    import captum_freqrex.cli as cli
+    from captum_freqrex import zoo
+    from captum_freqrex.compare import ComparisonTable
+
+    seen = []
+
+    def recorded(model, clips, *args, **kwargs):
+        seen.append(clips)
+        return ComparisonTable([{"method": "magnitude", "error": None}], [])
+
+    monkeypatch.setattr(cli, "compare_methods", recorded)
+    clip = zoo.load_clip("instruments", 0)
+    paths = []
+    for seconds in (2, 3):
+        paths.append(tmp_path / f"piano_{seconds}s.wav")
+        sf.write(str(paths[-1]), clip.waveform[: seconds * clip.sample_rate].numpy(), clip.sample_rate)
+    code, _, err = run_cli(["compare", *paths, "--model", "instruments", "--methods", "magnitude",
+                            "--out", tmp_path / "c"], capsys)
+    assert code == 0, err
+    assert "compare: clips zero-padded to the longest, 48000 samples" in err
+    assert seen and seen[0].shape == (2, 3 * clip.sample_rate)
+
+
 def test_compare_with_a_scripted_model_needs_audio(scripted_model, capsys):
     assert main(["compare", "--model", scripted_model]) == 2
     assert "pass audio files" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from captum_freqrex.cli._common import Baseline, CliError, LoadedModel
+from captum_freqrex.cli._common import Baseline, CliError, LoadedModel, say
 from captum_freqrex.compare import ComparisonTable
 
 __all__ = ["COMPARE_FILES", "compare_clips", "compare_baselines", "save_table"]
@@ -17,13 +17,22 @@ COMPARE_FILES: Tuple[str, ...] = ("compare.md", "compare.csv")
 
 
 def compare_clips(waves: Sequence[Tensor], model: LoadedModel, clips: int) -> Tensor:
-    """The user's clips ``(time,)`` stacked, or without any the zoo model's first ``clips`` shipped clips."""
+    """The user's clips ``(time,)`` stacked, or without any the zoo model's first ``clips`` shipped clips.
+
+    A comparison scores its clips as one batch, of one length. Clips that a model taking any length
+    (``pad_short_clips`` False) got at their own lengths are zero-padded to the longest of them,
+    and the command says so; for any other model, files of different lengths are refused.
+    """
     if waves:
         lengths = {w.shape[-1] for w in waves}
+        if len(lengths) > 1 and not model.pad_short_clips:
+            longest = max(lengths)
+            say(f"compare: clips zero-padded to the longest, {longest} samples: a comparison scores clips of one length")
+            return torch.stack([torch.nn.functional.pad(w, (0, longest - w.shape[-1])) for w in waves])
         if len(lengths) > 1:
             raise CliError(
-                f"the audio files have different lengths ({sorted(lengths)} samples); a TorchScript model "
-                "compares clips of one length: trim or pad them to the same duration"
+                f"the audio files have different lengths ({sorted(lengths)} samples) and the model has no clip "
+                "length to fit them to; a comparison scores clips of one length: trim or pad them to the same duration"
             )
         return torch.stack(list(waves))
     from captum_freqrex import zoo
