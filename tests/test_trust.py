@@ -515,6 +515,21 @@ def test_a_model_of_mono_audio_given_stereo_is_told_to_take_mono():
     (mono,), _ = explain_quietly(FreqReX(detector), stereo.mean(1), max_queries=200)
     assert mono.certified and mono.sufficient.mask[BIN_440]
 
+
+def test_a_multi_label_model_is_explained_one_label_at_a_time():
+    """Independent sigmoids for 440 Hz and 1 kHz: each label, selected with output=, is read as
+    present above 0.5, and its sufficient set is its own tone's bin."""
+    x = clip((440, 1.0), (1000, 0.5))
+    tones = [ToneDetector([440], 0.3), ToneDetector([1000], 0.3)]
+
+    def labels(w: Tensor) -> Tensor:
+        return torch.sigmoid(torch.stack([detector(w)[:, 1] for detector in tones], 1))
+
+    for k, frequency in enumerate((440, 1000)):
+        (expl,), _ = explain_quietly(FreqReX(labels, output=lambda out, k=k: out[:, k : k + 1]), x, max_queries=200)
+        assert "ThresholdDecision(threshold=0.5, scores='probabilities'" in expl.summary()["settings"]["decision"]
+        assert expl.certified and expl.sufficient.size == 1 and expl.sufficient.mask[bin_of(frequency, T)]
+
 def test_a_model_editing_its_input_in_place_leaves_the_callers_tensor_alone():
     detector = ToneDetector([440], 0.3)
 
