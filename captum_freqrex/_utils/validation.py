@@ -40,6 +40,14 @@ def as_int(value: Any, name: str, minimum: Optional[int] = None, maximum: Option
     return number
 
 
+def as_bool(value: Any, name: str) -> bool:
+    r"""``value`` if it is True or False; a ``TypeError`` naming the argument otherwise (a truthy
+    ``1`` or ``"no"`` is refused rather than read as a flag)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def as_tuple(value: Any) -> Tuple[Any, ...]:
     """Wrap a single value in a tuple; pass tuples through (Captum's input convention)."""
     return value if isinstance(value, tuple) else (value,)

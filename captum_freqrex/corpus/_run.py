@@ -14,6 +14,7 @@ from torch import Tensor
 
 from captum_freqrex import FreqReX
 from captum_freqrex._core.options import MODES
+from captum_freqrex._utils.validation import as_bool
 from captum_freqrex.corpus._aggregate import Aggregates, aggregate
 from captum_freqrex.corpus._backends import make_backend
 from captum_freqrex.corpus._explain import (
@@ -456,11 +457,7 @@ def _model_facts(
 def _pad_short_clips(model: Callable, given: Optional[bool]) -> bool:
     """Whether clips shorter than the model's length are zero-padded: given, else the model's attribute, else True."""
     value = given if given is not None else _model_attribute(model, "pad_short_clips")
-    if value is None:
-        return True
-    if not isinstance(value, bool):
-        raise TypeError(f"pad_short_clips must be True or False, got {value!r}")
-    return value
+    return True if value is None else as_bool(value, "pad_short_clips")
 
 
 def _explain_options(

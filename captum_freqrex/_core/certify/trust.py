@@ -102,7 +102,6 @@ def probe_anchors(
     return Anchors(index, original, baseline, messages, outputs[0])
 
 
-
 def _shape_hint(output_shape: Tuple[int, ...], channels: int) -> str:
     # Scores of more than one axis per waveform (per frame, per head, per channel) are read as one
     # class per entry: the same class in two frames is two classes, and equal frames tie.
@@ -122,6 +121,7 @@ def _shape_hint(output_shape: Tuple[int, ...], channels: int) -> str:
             "scores each channel, so pass mono audio (x.mean(1))"
         )
     return hint
+
 
 def anchor_warnings(
     target: int, original: ProbeResult, baseline: ProbeResult, mode: str, confidence_filter: float,

@@ -151,7 +151,7 @@ from captum_freqrex._core.search import loud_runs
 from captum_freqrex._core.search.base import SearchContext, SearchResult
 from captum_freqrex._core.search.shrink import Ids, shrink_set
 from captum_freqrex._core.spectral.space import Range, ids_to_mask, ranges_to_mask
-from captum_freqrex._utils.validation import as_int
+from captum_freqrex._utils.validation import as_bool, as_int
 
 #: Features within this share of the feature axis of a louder one are not a peak of their own
 #: (1/800 of an rfft axis is 10 Hz at 16 kHz, whatever the clip's length).
@@ -353,9 +353,7 @@ class BandScreening:
         self.branching = as_int(branching, "branching", minimum=2)
         self.leaf_size = as_int(leaf_size, "leaf_size", minimum=1)
         self.core_size = as_int(core_size, "core_size", minimum=0)
-        if not isinstance(stop_at_single, bool):
-            raise TypeError(f"stop_at_single must be True or False, got {stop_at_single!r}")
-        self.stop_at_single = stop_at_single
+        self.stop_at_single = as_bool(stop_at_single, "stop_at_single")
         self.peak_batch = as_int(peak_batch, "peak_batch", minimum=0)
         self.peak_lead = as_int(peak_lead, "peak_lead", minimum=0)
         self.flip_windows = as_int(flip_windows, "flip_windows", minimum=0, maximum=len(FLIP_WINDOWS))
@@ -367,9 +365,7 @@ class BandScreening:
             raise TypeError(f"wide_splits must be a sequence of ints >= 2, e.g. (8, 4, 2), got {wide_splits!r}")
         self.wide_splits = tuple(sorted({as_int(k, "wide_splits", minimum=2) for k in wide_splits}, reverse=True))
         self.patience = None if patience is None else as_int(patience, "patience", minimum=1)
-        if not isinstance(loud_runs, bool):
-            raise TypeError(f"loud_runs must be True or False, got {loud_runs!r}")
-        self.loud_runs = loud_runs
+        self.loud_runs = as_bool(loud_runs, "loud_runs")
 
     def __repr__(self) -> str:
         return (f"BandScreening(n_bands={self.n_bands}, branching={self.branching}, leaf_size={self.leaf_size}, "
