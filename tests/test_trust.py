@@ -606,6 +606,58 @@ def test_a_model_that_divides_by_the_inputs_peak_says_the_silent_baseline_gives_
     assert sufficient.certified and sufficient.mask[bin_of(440, T)]
 
 
+class WantsChannelAxis(nn.Module):
+    """A tone detector behind a 1x1 Conv1d front end: it takes ``(batch, 1, time)``, and a
+    ``(batch, time)`` batch reads as one unbatched example of ``batch`` channels (torch's own
+    error), a single ``(1, time)`` waveform as one channel without a batch (no row of scores)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.front = nn.Conv1d(1, 1, 1, bias=False)
+        nn.init.ones_(self.front.weight)
+        self.detector = ToneDetector([440], 0.3)
+
+    def forward(self, waves: Tensor) -> Tensor:
+        return self.detector(self.front(waves)[:, 0])
+
+
+def test_a_model_that_takes_another_waveform_layout_gets_the_input_shape_to_pass():
+    """FreqReX calls the model on waveforms shaped as the input: a (batch, 1, time) model given a
+    (1, time) clip fails, and the note names the input's fix (x.unsqueeze(1)), not
+    perturbations_per_eval=1 (on one row it scores no row); so does a (batch, time) model given
+    (1, 1, time). With the input so shaped, each is explained and certified at its tone."""
+    x = clip((440, 1.0), (1000, 0.5))
+    model = WantsChannelAxis().eval()
+    with pytest.raises(RuntimeError, match="channels") as raised:
+        FreqReX(model).explain(x)
+    (note,) = raised.value.__notes__
+    assert "(batch, 1, time)" in note and "x.unsqueeze(1)" in note and "perturbations_per_eval" not in note
+    with pytest.raises(IndexError) as raised:  # one row per call: the detector gets no batch axis
+        FreqReX(model).explain(x, perturbations_per_eval=1)
+    assert "x.unsqueeze(1)" in raised.value.__notes__[0]
+    fixed = FreqReX(model).explain(x.unsqueeze(1))[0].sufficient
+    assert fixed.certified and fixed.mask[bin_of(440, T)] and int(fixed.mask.sum()) == 1
+
+    def mixes_channel_axis(waves: Tensor) -> Tensor:  # (batch, channels, time) mixed down: no batch of (batch, time)
+        return model.detector(waves.mean(dim=-2, keepdim=True))
+
+    with pytest.raises(ValueError, match=r"returned shape \(1, 2\) for a batch of 2") as raised:
+        FreqReX(mixes_channel_axis).explain(x)
+    assert "x.unsqueeze(1)" in raised.value.__notes__[0]
+
+    detector = ToneDetector([440], 0.3)
+
+    def batch_by_time(waves: Tensor) -> Tensor:
+        if waves.dim() != 2:
+            raise ValueError(f"expected (batch, time) waveforms, got {tuple(waves.shape)}")
+        return detector(waves)
+
+    with pytest.raises(ValueError, match="expected") as raised:
+        FreqReX(batch_by_time).explain(x.unsqueeze(1))
+    assert "(batch, time)" in raised.value.__notes__[0] and "x.squeeze(1)" in raised.value.__notes__[0]
+    assert FreqReX(batch_by_time).explain(x)[0].sufficient.certified
+
+
 def test_a_model_that_takes_one_waveform_at_a_time_is_explained_with_one_row_per_call():
     """perturbations_per_eval=1 makes every model call one row, the first (the input and the
     baseline, which went in together whatever the bound) included: the same responsibility and

@@ -119,13 +119,22 @@ _MODEL_FAILURE = "_freqrex_raised_by_model"
 
 def _mark_raised_by_model(error: BaseException, note: Optional[str] = None) -> None:
     # Marks the model's own exception (see raised_by_model) and adds ``note`` to it.
-    # BaseException.add_note is Python 3.11's; on 3.10 the note is kept in ``__notes__`` all the same.
-    add = getattr(error, "add_note", None)
     try:
         setattr(error, _MODEL_FAILURE, True)
-        if note is not None and add is not None:
+    except (AttributeError, TypeError):  # an exception type without instance attributes
+        return
+    _add_note(error, note)
+
+
+def _add_note(error: BaseException, note: Optional[str]) -> None:
+    # BaseException.add_note is Python 3.11's; on 3.10 the note is kept in ``__notes__`` all the same.
+    if note is None:
+        return
+    add = getattr(error, "add_note", None)
+    try:
+        if add is not None:
             add(note)
-        elif note is not None:
+        else:
             error.__notes__ = [*getattr(error, "__notes__", []), note]
     except (AttributeError, TypeError):  # an exception type without instance attributes
         pass
@@ -281,15 +290,47 @@ class Oracle:
         return tuple(pick(arg) for arg in args)
 
     def _runs_on_one_row(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], rows: int) -> bool:
-        # After the model failed on a batch: does it run on the batch's first row alone? (One
-        # uncounted call, made only to say what to do.)
+        # After the model failed on a batch: does it run on the batch's first row alone, with one
+        # row of scores? (One uncounted call, made only to say what to do.)
         one = tuple(a[:1] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows else a for a in args)
+        return self._gives_one_row(one, kwargs)
+
+    def _gives_one_row(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
+        # One uncounted call on one waveform: does the model run and score it as one row?
         try:
             with torch.no_grad(), buffers_kept(self.training_module):
-                self.forward_func(*one, **kwargs)
+                checked_scores(self.forward_func(*args, **kwargs), 1, self.output)
         except Exception:
             return False
         return True
+
+    def _channel_axis_note(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], first: Tensor) -> Optional[str]:
+        # After the model failed on the waveforms (or scored them without one row each): does it
+        # run on one of them with a channel axis added, or with its one channel's axis dropped?
+        # FreqReX calls the model on waveforms shaped as the input, so the fix is the input's shape.
+        # (One uncounted call, made only to say what to do.)
+        rows = first.shape[0]
+        if first.dim() == 2:
+            one, shape, fix = first[:1].unsqueeze(1), "(batch, 1, time)", "with a channel axis, x.unsqueeze(1)"
+            wrap = "model(w.unsqueeze(1))"
+        elif first.dim() == 3 and first.shape[1] == 1:
+            one, shape, fix = first[:1, 0], "(batch, time)", "without its channel axis, x.squeeze(1)"
+            wrap = "model(w.squeeze(1))"
+        else:
+            return None
+        position = next(i for i, a in enumerate(args) if a is first)
+        sliced = tuple(
+            one if i == position else a[:1] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows else a
+            for i, a in enumerate(args)
+        )
+        if not self._gives_one_row(sliced, kwargs):
+            return None
+        return (
+            f"the model takes waveforms shaped {shape}: it failed on the {tuple(first.shape)} waveforms FreqReX "
+            f"calls it on (shaped as the input) and scores one shaped {tuple(one.shape)}; pass the input {fix} "
+            f"(or wrap the model, lambda w: {wrap}; on the command line, a package.module:callable that "
+            "returns such a module)"
+        )
 
     def _forward(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tensor, Tensor]:
         first = next((a for a in args if isinstance(a, Tensor)), None)
@@ -308,6 +349,8 @@ class Oracle:
                     "that takes one waveform at a time needs perturbations_per_eval=1 (explain, attribute; "
                     "max_examples_per_batch=1 in the metrics; --rows-per-call 1 on the command line)"
                 )
+            if note is None:
+                note = self._channel_axis_note(args, kwargs, first)
             _mark_raised_by_model(error, note)
             raise
         if first.device.type == "cuda":
@@ -319,6 +362,9 @@ class Oracle:
             selected, flat, shape = checked_scores(outputs, rows, self.output)
         except NonFiniteScoresError as error:
             raise NonFiniteScoresError(_non_finite_message(error.rows, first), error.rows) from None
+        except ValueError as error:  # no row of scores per waveform: a model that wants another layout?
+            _add_note(error, self._channel_axis_note(args, kwargs, first))
+            raise
         if self.output_shape is None:
             self.output_shape = shape
         elif flat.shape[1] != math.prod(self.output_shape):
