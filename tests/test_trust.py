@@ -495,6 +495,7 @@ def test_frame_scores_that_tie_across_frames_are_named_with_the_fix():
     assert not tied.certified
     message = next(m for m in said if "the input itself is a tie" in m)
     assert "shaped (5, 2)" in message and "10 classes" in message and "out.mean(1)" in message
+    assert "package.module:callable" in message  # the command line's --output takes no function
     (pooled,), said = explain_quietly(FreqReX(FrameScores(), output=lambda out: out.mean(1)), x, max_queries=200)
     assert pooled.certified and pooled.sufficient.mask[BIN_440] and pooled.sufficient.size == 1
     assert not any("is a tie" in m for m in said)

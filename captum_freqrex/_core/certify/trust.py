@@ -113,7 +113,8 @@ def _shape_hint(output_shape: Tuple[int, ...], channels: int) -> str:
         f"{math.prod(output_shape)} classes, one per entry (a target tuple such as "
         f"{tuple(0 for _ in output_shape)} names one), so scores per frame that agree across frames "
         "tie: pool them first (output=lambda out: out.mean(1)) or explain one frame "
-        "(output=lambda out: out[:, 0])"
+        "(output=lambda out: out[:, 0]); on the command line, whose --output takes a key or an index, "
+        "give --model a package.module:callable whose model returns the pooled scores"
     )
     if channels > 1 and output_shape[0] == channels:
         hint += (
