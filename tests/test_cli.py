@@ -947,3 +947,45 @@ def test_explain_writes_the_alternatives_audio_and_removes_stale_ones(tmp_path, 
     assert main([*argv, "--overwrite"]) == 0
     capsys.readouterr()
     assert not list(out.glob("alternative_*")) and (out / "sufficient.listen.flac").exists()
+
+
+LAYOUT_MODELS = '''
+from torch import nn
+
+from known_models import ToneDetector
+
+
+class WantsChannelAxis(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.front = nn.Conv1d(1, 1, 1, bias=False)
+        nn.init.ones_(self.front.weight)
+        self.detector = ToneDetector([1000], 0.3)
+
+    def forward(self, waves):  # (batch, 1, time), as a Conv1d front end takes it
+        return self.detector(self.front(waves)[:, 0])
+
+
+def channel_first():
+    return WantsChannelAxis().eval()
+
+
+def wrapped():
+    model = channel_first()
+    return lambda waves: model(waves.unsqueeze(1))
+'''
+
+
+def test_a_model_that_takes_a_channel_axis_gets_the_fix_in_one_line(tmp_path, monkeypatch, clip_file, capsys):
+    # The command line calls the model on (1, time) mono clips: a (batch, 1, time) model scores one
+    # as an unbatched channel (no row of scores); the one-line error says it takes a channel axis
+    # and how to give it one, and the wrapped model is explained at its tone.
+    (tmp_path / "freqrex_cli_layout.py").write_text(LAYOUT_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["explain", clip_file, "--sample-rate", str(SAMPLE_RATE), "--max-queries", "200"]
+    code, _, err = run_cli([*argv, "--model", "freqrex_cli_layout:channel_first", "--out", tmp_path / "a"], capsys)
+    assert_error(code, err, "(batch, 1, time)", "w.unsqueeze(1)", "package.module:callable", only_line=False)
+    out = tmp_path / "b"
+    code, _, err = run_cli([*argv, "--model", "freqrex_cli_layout:wrapped", "--out", out], capsys)
+    assert code == 0, err
+    assert _sufficient_hz(out) == (1, [1000.0])

@@ -21,6 +21,7 @@ from captum_freqrex._core.options import MAX_SEED
 # The generated baselines (anything else given to --baseline is an audio file) and their noise level.
 from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
 from captum_freqrex._core.model.oracle import class_name_counts
+from captum_freqrex._core.model.layout import layout_note
 from captum_freqrex._core.model.outputs import OutputSelector, check_model_outputs, check_output_selector
 
 __all__ = [
@@ -471,6 +472,23 @@ def load_model(name_or_path: str, sample_rate: Optional[int]) -> LoadedModel:
 def check_output(model: LoadedModel, waveforms: Tensor, output: OutputSelector) -> None:
     """One model call on ``waveforms`` ``(1, time)`` before any search: scores that ``--output`` (or
     the default unwrapping) cannot find are a user error, said in one line with what the model returned."""
+
+    def scores_one_row(one: Tensor) -> bool:
+        try:
+            with torch.inference_mode():
+                check_model_outputs(model.model(one), 1, output)
+        except Exception:
+            return False
+        return True
+
+    def in_another_layout(error: Exception) -> CliError:
+        # A model that takes (batch, 1, time) fails on the command line's (1, time) clips, or
+        # scores one as an unbatched channel: one more call says so, and the error names the fix.
+        note = layout_note(waveforms, scores_one_row)
+        if note is None:
+            raise error
+        return CliError(f"--model {model.name}: {type(error).__name__}: {' '.join(str(error).split())}; {note}")
+
     with torch.inference_mode():
         try:
             outputs = model.model(waveforms)
@@ -479,12 +497,16 @@ def check_output(model: LoadedModel, waveforms: Tensor, output: OutputSelector) 
                 f"--model {model.name}: calling it on waveforms of shape {tuple(waveforms.shape)} failed "
                 f"(TypeError: {error}); a model is called as model(waveforms)"
             ) from None
+        except Exception as error:
+            raise in_another_layout(error) from None
     try:
         scores = check_model_outputs(outputs, waveforms.shape[0], output)
     except TypeError as error:
         if output is not None:
             raise CliError(f"--output {output}: {error}") from None
         raise CliError(f"{error} (on the command line: --output KEY or --output INDEX)") from None
+    except ValueError as error:
+        raise in_another_layout(error) from None
     _check_class_names(model, scores.shape[-1])
 
 

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from captum_freqrex._core.model.buffers import buffers_kept, in_training
 from captum_freqrex._core.model.decision import Decision, DecisionLike, RowVerdicts, resolve_decision
+from captum_freqrex._core.model.layout import layout_note
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.model.outputs import NonFiniteScoresError, OutputSelector, checked_scores
 from captum_freqrex._core.model.memory import auto_batch_size
@@ -304,33 +305,20 @@ class Oracle:
             return False
         return True
 
-    def _channel_axis_note(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], first: Tensor) -> Optional[str]:
+    def _layout_note(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], first: Tensor) -> Optional[str]:
         # After the model failed on the waveforms (or scored them without one row each): does it
-        # run on one of them with a channel axis added, or with its one channel's axis dropped?
-        # FreqReX calls the model on waveforms shaped as the input, so the fix is the input's shape.
-        # (One uncounted call, made only to say what to do.)
+        # take another layout? (One uncounted call on one waveform so shaped; see layout_note.)
         rows = first.shape[0]
-        if first.dim() == 2:
-            one, shape, fix = first[:1].unsqueeze(1), "(batch, 1, time)", "with a channel axis, x.unsqueeze(1)"
-            wrap = "model(w.unsqueeze(1))"
-        elif first.dim() == 3 and first.shape[1] == 1:
-            one, shape, fix = first[:1, 0], "(batch, time)", "without its channel axis, x.squeeze(1)"
-            wrap = "model(w.squeeze(1))"
-        else:
-            return None
         position = next(i for i, a in enumerate(args) if a is first)
-        sliced = tuple(
-            one if i == position else a[:1] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows else a
-            for i, a in enumerate(args)
-        )
-        if not self._gives_one_row(sliced, kwargs):
-            return None
-        return (
-            f"the model takes waveforms shaped {shape}: it failed on the {tuple(first.shape)} waveforms FreqReX "
-            f"calls it on (shaped as the input) and scores one shaped {tuple(one.shape)}; pass the input {fix} "
-            f"(or wrap the model, lambda w: {wrap}; on the command line, a package.module:callable that "
-            "returns such a module)"
-        )
+
+        def scores_one_row(one: Tensor) -> bool:
+            sliced = tuple(
+                one if i == position else a[:1] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows else a
+                for i, a in enumerate(args)
+            )
+            return self._gives_one_row(sliced, kwargs)
+
+        return layout_note(first, scores_one_row)
 
     def _forward(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[Tensor, Tensor]:
         first = next((a for a in args if isinstance(a, Tensor)), None)
@@ -350,7 +338,7 @@ class Oracle:
                     "max_examples_per_batch=1 in the metrics; --rows-per-call 1 on the command line)"
                 )
             if note is None:
-                note = self._channel_axis_note(args, kwargs, first)
+                note = self._layout_note(args, kwargs, first)
             _mark_raised_by_model(error, note)
             raise
         if first.device.type == "cuda":
@@ -363,7 +351,7 @@ class Oracle:
         except NonFiniteScoresError as error:
             raise NonFiniteScoresError(_non_finite_message(error.rows, first), error.rows) from None
         except ValueError as error:  # no row of scores per waveform: a model that wants another layout?
-            _add_note(error, self._channel_axis_note(args, kwargs, first))
+            _add_note(error, self._layout_note(args, kwargs, first))
             raise
         if self.output_shape is None:
             self.output_shape = shape
