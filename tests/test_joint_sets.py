@@ -491,3 +491,29 @@ def test_a_flipping_band_that_needs_its_context_is_grown_along_the_ranking(monke
     monkeypatch.setattr(joint, "_grown_band", lambda *args: [])
     without = FreqReX(model).explain(clip)[0].sufficient_necessary
     assert without.certificate.shrink.start_size > len(clip[0]) // 8 and without.size >= 3 * chosen.size
+
+
+class HearsAnything(torch.nn.Module):
+    """Class 1 on any sound (RMS above 1e-6), class 0 on silence: on white noise, whose every bin
+    holds energy, only the removal of every bin changes the decision."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        heard = x.pow(2).mean(dim=-1).sqrt() > 1e-6
+        margin = torch.where(heard, 1.0, -1.0)
+        return torch.stack([-margin, margin], dim=1)
+
+
+def test_a_sufficient_and_necessary_set_of_every_feature_is_its_own_complete_set():
+    """Where only the whole input holds both claims, the complete set, which holds its core, is the
+    whole input too: certified and said so, not "none found" (which left the explanation
+    uncertified, nothing having failed a re-query)."""
+    noise = 0.1 * torch.randn(1, SAMPLE_RATE // 2, generator=torch.Generator().manual_seed(0))
+    explanation = FreqReX(HearsAnything()).explain(noise, max_queries=200)[0]
+    n = noise.shape[-1] // 2 + 1
+    sn, complete = explanation.sufficient_necessary, explanation.complete
+    assert sn.size == n and sn.certified and sn.flip_class == 0
+    assert complete is not None and complete.size == n and complete.certified
+    assert complete.certificate.note.startswith("the whole input")
+    assert complete.certificate.shrink.start == "joint-core" and explanation.certified
+    flagged = {entry["set"] for entry in explanation.summary()["flags"]}
+    assert {"sufficient_necessary", "complete"} <= flagged  # most of the spectrum, said

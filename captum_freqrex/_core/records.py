@@ -131,7 +131,8 @@ class ShrinkReport:
                     joint search's candidates), ``"joint-prefix"`` (from the ranking's prefix),
                     ``"joint-loud-runs"`` (from a removal of runs of the loudest features) or,
                     for a sufficient set shrunk from the sufficient-and-necessary set that replaced
-                    a quiet one, ``"joint-clip-level"``.
+                    a quiet one, ``"joint-clip-level"``; for a complete set that is its core unchanged
+                    (a sufficient-and-necessary set of every feature), ``"joint-core"``.
         size (int): Size of the returned set.
         queries (int): Model queries spent (the check included).
         checked (int): Features of the returned set whose removal alone was queried.

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.certify.clip_level import replace_quiet
-from captum_freqrex._core.certify.joint import JOINT_START, LOUD_RUNS_START, PREFIX_START, search_joint_sets
+from captum_freqrex._core.certify.joint import CORE_START, JOINT_START, LOUD_RUNS_START, PREFIX_START, search_joint_sets
 from captum_freqrex._core.certify.loud_shrink import shrink_members
 from captum_freqrex._core.certify.prefix import PrefixSearch, passing_prefix_size, prefix_masks, ranking_positions
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
@@ -295,7 +295,10 @@ def _searched(
         how["sufficient_necessary"] = "from runs of the loudest features whose removal changes the decision"
     for name, mask, report in (("sufficient_necessary", joint.necessary, joint.necessary_report),
                                ("complete", joint.complete, joint.complete_report)):
-        if mask is not None and report is not None:
+        if mask is not None and report is not None and report.start == CORE_START:
+            masks[name], reports[name] = mask, report
+            notes[name] = "the whole input: its core, the sufficient-and-necessary set, is every feature already"
+        elif mask is not None and report is not None:
             masks[name], reports[name] = mask, report
             notes[name] = (f"searched ({how[name]}; shrunk from {report.start_size} to {report.size} features while "
                            "its claims held)")

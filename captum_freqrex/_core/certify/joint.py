@@ -124,6 +124,10 @@ PREFIX_START = "joint-prefix"
 #: ``start`` of a searched sufficient-and-necessary set shrunk from a removal of loud runs.
 LOUD_RUNS_START = "joint-loud-runs"
 
+#: ``start`` of a complete set that is its core unchanged: the sufficient-and-necessary set was every
+#: feature already, so nothing could be added or shrunk.
+CORE_START = "joint-core"
+
 #: Equal bands of the first level of the band screening (and its log-width bands).
 SCREEN_BANDS, SCREEN_LOG_BANDS = 16, 8
 
@@ -609,6 +613,14 @@ def _complete_set(
         kept = probe.results(grown, removed=False)
         return [k.passes and k.confidence >= target_confidence for k in kept]
 
+    if not rest.numel():
+        # The core is every feature (a sufficient-and-necessary set that is the whole input), and so
+        # is the complete set, where the input reaches its own confidence (its answer is known from
+        # the core's search; a model whose output changes between calls may miss it).
+        if not reaches([[]])[0]:
+            return None, None
+        n = len(core)
+        return list(core), ShrinkReport(n, n, CORE_START, n, probe.spent - start, 0, 0, False)
     known = {rest.numel(): True}  # the whole input reaches its own confidence
     known[0] = reaches([[]])[0]  # the core alone: often known already, from its own search
     # Each round is charged in full (its sizes above the first that reaches are not asked), so the
@@ -623,8 +635,6 @@ def _complete_set(
         # The next round bisects with what the growth's half of the budget leaves.
         sizes = probe_sizes(lo, hi, min(GROWTH_GRID, budget // 2 - charged))
     hi = min(k for k, ok in known.items() if ok)
-    if not rest.numel():
-        return None, None
     spent = probe.spent - start
     whole = len(core) + hi
     shrink_budget = min(budget - charged, SHRINK_QUERIES)
