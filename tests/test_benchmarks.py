@@ -479,6 +479,33 @@ def test_held_out_defaults_records_and_summary_on_known_clips():
     assert sufficient["median_queries"] == (loud["queries"] + quiet["queries"]) / 2
 
 
+def test_held_out_defaults_explains_files_as_users_bring_them_and_records_what_fails(tmp_path):
+    """--files: a stereo 44.1 kHz clip is mixed down, resampled and padded to the zoo model as the
+    command line does, and explained (its record says whether every set was certified, and its
+    flags); a file that is not audio is recorded with its error and the run goes on."""
+    import soundfile as sf
+
+    module = _load("held_out_defaults")
+    t = torch.arange(22050) / 44100
+    stereo = torch.stack([torch.sin(2 * math.pi * 200 * t), 0.5 * torch.sin(2 * math.pi * 3000 * t)], dim=1)
+    (tmp_path / "kit").mkdir()
+    sf.write(str(tmp_path / "kit" / "hit.wav"), (0.5 * stereo).numpy(), 44100)
+    (tmp_path / "kit" / "broken.wav").write_text("not audio")
+    out = tmp_path / "out"
+    argv = ["--model", "percussion", "--files", str(tmp_path / "kit" / "hit.wav"), str(tmp_path / "kit" / "broken.wav"),
+            "--out", str(out)]
+    assert module.main(argv) == 0
+    records = {r["clip"]: r for r in map(json.loads, (out / "held_out_defaults_percussion_files.jsonl").read_text().splitlines())}
+    assert set(records) == {"kit/hit.wav", "kit/broken.wav"}
+    assert "error" in records["kit/broken.wav"] and "broken.wav" in records["kit/broken.wav"]["error"]
+    hit = records["kit/hit.wav"]
+    assert isinstance(hit["certified"], bool) and isinstance(hit["flags"], list) and hit["queries"] > 0
+    table = (out / "held_out_defaults_percussion_files.md").read_text()
+    assert "of 1; failed: 1" in table and "error:" in table
+    assert module.main(argv) == 0  # resumed: nothing asked again
+    assert len((out / "held_out_defaults_percussion_files.jsonl").read_text().splitlines()) == 2
+
+
 def test_next_steps_table_counts_the_sets_each_option_brought_under_half():
     next_steps = _load("next_steps")
     options = list(next_steps.OPTIONS)

@@ -65,6 +65,26 @@ def test_the_instruments_model_takes_short_clips_as_they_are():
             assert m.class_names[int(m.model(excerpt[None]).argmax())] == clip.label
             assert int(m.model(padded[None]).argmax()) == silence != m.class_names.index(clip.label)
 
+
+def test_a_clip_shorter_than_the_pooling_needs_is_padded_by_the_model_itself():
+    """Its last time pooling needs 16 frames (1.02 s): a 0.6 s note kept at its own length failed
+    inside the network ("Output size is too small"). The model zero-pads such a clip to its
+    min_samples (the same scores as a clip padded so beforehand), leaves longer ones as they are,
+    and FreqReX explains the short clip, its features the short clip's own bins."""
+    from captum_freqrex import FreqReX
+
+    m = zoo.load("instruments")
+    assert m.model.min_samples == 1024 + 15 * 1024
+    short = zoo.load_clip("instruments", 0).waveform[: int(0.6 * m.sample_rate)][None]
+    padded = torch.nn.functional.pad(short, (0, m.model.min_samples - short.shape[-1]))
+    with torch.no_grad():
+        assert torch.equal(m.model(short), m.model(padded))
+    explanation = FreqReX(m.model).explain(short, max_queries=200)[0]
+    assert explanation.sufficient.certified and explanation.feature_responsibility.numel() == short.shape[-1] // 2 + 1
+    for name in TRAINED:  # the others are padded to their clip length, which their pooling takes
+        loaded = zoo.load(name)
+        assert getattr(loaded.model, "min_samples", 0) <= loaded.num_samples
+
 @pytest.mark.parametrize("name", TRAINED)
 def test_shipped_clips_are_classified_as_the_card_records(name):
     m = zoo.load(name)

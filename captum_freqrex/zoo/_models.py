@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -169,16 +170,29 @@ class LogMelCNN(nn.Module):
         fbank = melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate)
         return cls(n_classes, sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fbank=fbank, **kwargs)
 
+    @property
+    def min_samples(self) -> int:
+        r"""The shortest waveform whose frames the blocks' time pooling leaves one of (``n_fft`` plus
+        a hop per frame the pools take, less one): a shorter one is zero-padded to it at the end."""
+        frames = math.prod(int(pool[1]) for pool in self.config["pools"])
+        return self.frontend.n_fft + (frames - 1) * self.frontend.hop_length
+
     def embed(self, waveforms: Tensor) -> Tensor:
         r"""The pooled features before the linear layer.
 
         Args:
-            waveforms (Tensor): ``(B, T)`` (or ``(B, C, T)``) float32 at :attr:`sample_rate`.
+            waveforms (Tensor): ``(B, T)`` (or ``(B, C, T)``) float32 at :attr:`sample_rate`; shorter
+                        than :attr:`min_samples`, zero-padded to it (the instruments model takes
+                        clips at their own length: a 0.6 s note would leave its last pooling no
+                        frame, and fail).
 
         Returns:
             Tensor: ``(B, 2 * channels[-1])``: mean and max over time of the last block.
         """
-        x = self.norm(self.frontend(_mono(waveforms))).unsqueeze(1)  # (B, 1, n_mels, frames)
+        waveforms = _mono(waveforms)
+        if waveforms.shape[-1] < self.min_samples:
+            waveforms = F.pad(waveforms, (0, self.min_samples - waveforms.shape[-1]))
+        x = self.norm(self.frontend(waveforms)).unsqueeze(1)  # (B, 1, n_mels, frames)
         return _pool_over_time(self.blocks(x).mean(dim=2))  # blocks: (B, C, mels', frames')
 
     def forward(self, waveforms: Tensor) -> Tensor:
