@@ -165,8 +165,13 @@ def test_wave_model_front_end_is_a_learned_filterbank():
     centres = 30.0 * (0.45 * 16000 / 30.0) ** torch.linspace(0, 1, 48)
     assert int(energies.mean(2).argmax()) == int((centres - 1000.0).abs().argmin())
     assert energies.shape[2] == (1 + (16000 - 256) // 8) // 20
-    with pytest.raises(ValueError, match="at least 408 samples"):
-        model(torch.zeros(1, 100))
+    # Its four blocks pool 2x each: 16 frames of 20 filter outputs, 8 samples apart (408 samples
+    # was one frame: 1,600 samples then failed inside the pooling, with torch's own message).
+    assert model.min_samples == 256 + 8 * (20 * 16 - 1)
+    for short in (100, 1600, model.min_samples - 1):
+        with pytest.raises(ValueError, match=f"at least {model.min_samples} samples .* zero-pad the clip"):
+            model(torch.zeros(1, short))
+    assert model(torch.zeros(2, model.min_samples)).shape == (2, 5)
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         zoo.WaveCNN(5, kernel_size=4)
 

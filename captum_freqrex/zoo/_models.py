@@ -266,7 +266,9 @@ class WaveCNN(nn.Module):
             raise ValueError("n_filters, filter_length, stride, energy_pool and pool must be >= 1, channels non-empty")
         self.sample_rate = sample_rate
         self.eps = eps
-        self.min_samples = filter_length + stride * (energy_pool - 1)
+        # The shortest waveform that leaves the last block's pooling a frame: a frame per pooled
+        # block output, each frame energy_pool filter outputs, stride samples apart.
+        self.min_samples = filter_length + stride * (energy_pool * pool ** len(channels) - 1)
         self.config: Dict[str, Any] = {
             "n_classes": n_classes,
             "sample_rate": sample_rate,
@@ -316,13 +318,17 @@ class WaveCNN(nn.Module):
         r"""Log frame energies of the learned filters, ``(B, T)`` -> ``(B, n_filters, frames)``.
 
         Args:
-            waveforms (Tensor): ``(B, T)`` float waveforms, ``T >= min_samples``.
+            waveforms (Tensor): ``(B, T)`` float waveforms, ``T >= min_samples`` (what the blocks'
+                        pooling needs; the front end alone takes fewer).
 
         Returns:
             Tensor: ``(B, n_filters, frames)``, ``frames = (1 + (T - filter_length) // stride) // energy_pool``.
         """
         if waveforms.shape[-1] < self.min_samples:
-            raise ValueError(f"WaveCNN needs at least {self.min_samples} samples per waveform, got {waveforms.shape[-1]}")
+            raise ValueError(
+                f"WaveCNN needs at least {self.min_samples} samples per waveform (a frame for its last pooling), "
+                f"got {waveforms.shape[-1]}; zero-pad the clip to the model's clip length, as it was trained"
+            )
         outputs = self.filters(waveforms.unsqueeze(1))  # (B, n_filters, 1 + (T - L) // stride)
         energy = F.avg_pool1d(outputs.square(), self.energy_pool)
         return torch.log(energy + self.eps)
