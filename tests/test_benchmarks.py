@@ -502,8 +502,10 @@ def test_held_out_defaults_explains_files_as_users_bring_them_and_records_what_f
     assert isinstance(hit["certified"], bool) and isinstance(hit["flags"], list) and hit["queries"] > 0
     table = (out / "held_out_defaults_percussion_files.md").read_text()
     assert "of 1; failed: 1" in table and "error:" in table
-    assert module.main(argv) == 0  # resumed: nothing asked again
-    assert len((out / "held_out_defaults_percussion_files.jsonl").read_text().splitlines()) == 2
+    assert table.splitlines()[0].startswith("`benchmarks/held_out_defaults.py --model percussion --files <2 files in 1 folders under ")
+    assert module.main(argv) == 0  # resumed: the explained file is not asked again, the failed one is
+    again = [json.loads(line)["clip"] for line in (out / "held_out_defaults_percussion_files.jsonl").read_text().splitlines()]
+    assert sorted(again) == ["kit/broken.wav", "kit/broken.wav", "kit/hit.wav"]
 
 
 def test_next_steps_table_counts_the_sets_each_option_brought_under_half():
