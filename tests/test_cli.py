@@ -973,6 +973,12 @@ def channel_first():
 def wrapped():
     model = channel_first()
     return lambda waves: model(waves.unsqueeze(1))
+
+
+def unloaded():
+    def model(waves):
+        raise RuntimeError("weights not loaded: call load_weights() first")
+    return model
 '''
 
 
@@ -989,3 +995,8 @@ def test_a_model_that_takes_a_channel_axis_gets_the_fix_in_one_line(tmp_path, mo
     code, _, err = run_cli([*argv, "--model", "freqrex_cli_layout:wrapped", "--out", out], capsys)
     assert code == 0, err
     assert _sufficient_hz(out) == (1, [1000.0])
+    # A model failing on the first call for its own reasons (no layout helps) is the model's
+    # failure, as in the search's calls: exit status 2, not the library's 1.
+    code, _, err = run_cli([*argv, "--model", "freqrex_cli_layout:unloaded", "--out", tmp_path / "c"], capsys)
+    assert_error(code, err, "the model failed on FreqReX's waveforms: RuntimeError: weights not loaded", only_line=False)
+    assert "(batch, 1, time)" not in err

@@ -348,14 +348,14 @@ def test_a_target_on_the_meta_device_is_refused_with_the_fix(classifier):
 def test_notes_on_a_models_error_are_kept_without_add_note():
     """Python 3.10 has no BaseException.add_note: the notes FreqReX adds to a model's error still
     land in ``__notes__`` (3.11 prints them with the traceback, and the command line reads them)."""
-    from captum_freqrex._core.model.oracle import _mark_raised_by_model, raised_by_model
+    from captum_freqrex._core.model.oracle import mark_raised_by_model, raised_by_model
 
     class OldError(Exception):
         add_note = None  # as on Python 3.10
 
     error = OldError("the model's own message")
-    _mark_raised_by_model(error, "first")
-    _mark_raised_by_model(error, "second")
+    mark_raised_by_model(error, "first")
+    mark_raised_by_model(error, "second")
     assert error.__notes__ == ["first", "second"] and str(error) == "the model's own message"
     assert raised_by_model(error)
 

@@ -22,6 +22,7 @@ from captum_freqrex._core.options import MAX_SEED
 from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
 from captum_freqrex._core.model.oracle import class_name_counts
 from captum_freqrex._core.model.layout import layout_note
+from captum_freqrex._core.model.oracle import mark_raised_by_model
 from captum_freqrex._core.model.outputs import OutputSelector, check_model_outputs, check_output_selector
 
 __all__ = [
@@ -481,11 +482,15 @@ def check_output(model: LoadedModel, waveforms: Tensor, output: OutputSelector) 
             return False
         return True
 
-    def in_another_layout(error: Exception) -> CliError:
+    def in_another_layout(error: Exception, by_model: bool) -> CliError:
         # A model that takes (batch, 1, time) fails on the command line's (1, time) clips, or
         # scores one as an unbatched channel: one more call says so, and the error names the fix.
+        # Otherwise the error goes on as it was, the model's own where the model raised it (exit
+        # status 2, "the model failed on FreqReX's waveforms"), as in the calls of the search.
         note = layout_note(waveforms, scores_one_row)
         if note is None:
+            if by_model:
+                mark_raised_by_model(error)
             raise error
         return CliError(f"--model {model.name}: {type(error).__name__}: {' '.join(str(error).split())}; {note}")
 
@@ -498,7 +503,7 @@ def check_output(model: LoadedModel, waveforms: Tensor, output: OutputSelector) 
                 f"(TypeError: {error}); a model is called as model(waveforms)"
             ) from None
         except Exception as error:
-            raise in_another_layout(error) from None
+            raise in_another_layout(error, by_model=True) from None
     try:
         scores = check_model_outputs(outputs, waveforms.shape[0], output)
     except TypeError as error:
@@ -506,7 +511,7 @@ def check_output(model: LoadedModel, waveforms: Tensor, output: OutputSelector) 
             raise CliError(f"--output {output}: {error}") from None
         raise CliError(f"{error} (on the command line: --output KEY or --output INDEX)") from None
     except ValueError as error:
-        raise in_another_layout(error) from None
+        raise in_another_layout(error, by_model=False) from None
     _check_class_names(model, scores.shape[-1])
 
 

@@ -118,8 +118,8 @@ def declared_class_names(forward_func: object, n_outputs: int) -> Optional[Tuple
 _MODEL_FAILURE = "_freqrex_raised_by_model"
 
 
-def _mark_raised_by_model(error: BaseException, note: Optional[str] = None) -> None:
-    # Marks the model's own exception (see raised_by_model) and adds ``note`` to it.
+def mark_raised_by_model(error: BaseException, note: Optional[str] = None) -> None:
+    r"""Mark ``error`` as the model's own (see :func:`raised_by_model`) and add ``note`` to it."""
     try:
         setattr(error, _MODEL_FAILURE, True)
     except (AttributeError, TypeError):  # an exception type without instance attributes
@@ -339,7 +339,7 @@ class Oracle:
                 )
             if note is None:
                 note = self._layout_note(args, kwargs, first)
-            _mark_raised_by_model(error, note)
+            mark_raised_by_model(error, note)
             raise
         if first.device.type == "cuda":
             torch.cuda.synchronize(first.device)  # the clock must measure the queued work
