@@ -198,6 +198,10 @@ def test_silero_speech_probability_is_higher_on_speech():
     assert probs[0, 1] > 0.5 > max(probs[1, 1], probs[2, 1])
     # State is reset per call and per row: the same clip alone gives the same probability.
     torch.testing.assert_close(m.model(batch[:1]), probs[:1], atol=1e-4, rtol=1e-4)
+    # Shorter than one VAD frame: a message that names the minimum, not the TorchScript module's.
+    with pytest.raises(ValueError, match="at least 512 samples .* got 511"):
+        m.model(speech[None, :511])
+    assert m.model(speech[None, :512]).shape == (1, 2)
 
 
 @pytest.mark.skipif(not HAS_SILERO, reason="the optional silero-vad package is not installed (pip install silero-vad)")

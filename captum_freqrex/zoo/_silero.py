@@ -87,6 +87,11 @@ class SileroVADClassifier(nn.Module):
             waveforms = waveforms.mean(dim=1)
         if waveforms.dim() != 2:
             raise ValueError(f"expected (B, T) waveforms, got shape {tuple(waveforms.shape)}")
+        if waveforms.shape[-1] < 512:  # one VAD frame; shorter fails inside the TorchScript module
+            raise ValueError(
+                f"the Silero VAD needs at least 512 samples per waveform (one 32 ms frame at 16 kHz), got "
+                f"{waveforms.shape[-1]}; zero-pad the clip to the model's clip length"
+            )
         frames = self.vad.audio_forward(waveforms.detach().float().contiguous(), self.sample_rate)  # (B, frames)
         width = min(SMOOTHING_FRAMES, frames.shape[1])
         smoothed = torch.nn.functional.avg_pool1d(frames.unsqueeze(1), width, stride=1).squeeze(1)
