@@ -361,7 +361,7 @@ def add_ig_ratios(rows: List[Dict], round_walls: Optional[Dict[Tuple[float, str]
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=float, nargs="+", default=None,
-                        help="clip lengths in s (default 1 10 30; 3 10 30 for instruments, whose CNN needs >= 2.1 s)")
+                        help="clip lengths in s (default 1 10 30; 3 10 30 for instruments, trained on 4 s crops)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", nargs="+",
                         default=["FreqReX", "FreqReX.attribute", "IntegratedGradients", "KernelShap", "FeatureAblation"])
