@@ -515,5 +515,8 @@ def test_a_sufficient_and_necessary_set_of_every_feature_is_its_own_complete_set
     assert complete is not None and complete.size == n and complete.certified
     assert complete.certificate.note.startswith("the whole input")
     assert complete.certificate.shrink.start == "joint-core" and explanation.certified
-    flagged = {entry["set"] for entry in explanation.summary()["flags"]}
-    assert {"sufficient_necessary", "complete"} <= flagged  # most of the spectrum, said
+    flags = explanation.summary()["flags"]
+    assert {entry["set"] for entry in flags} >= {"sufficient_necessary", "complete"}  # most of the spectrum, said
+    # Its next step is its core's (bands, another baseline): a lower tolerance cannot shrink it.
+    (step,) = {entry["next_step"] for entry in flags if entry["set"] in ("sufficient_necessary", "complete")}
+    assert "complete_tolerance" not in step and "--bands" in step

@@ -119,6 +119,11 @@ class SetCertificate:
     shrink: Optional[ShrinkReport] = None
 
 
+#: ``start`` of a complete set that is its core unchanged: the sufficient-and-necessary set was every
+#: feature already, so nothing could be added or shrunk (see :class:`ShrinkReport`).
+CORE_START = "joint-core"
+
+
 @dataclass
 class ShrinkReport:
     r"""How a sufficient set was shrunk, and how far from 1-minimal the result is.

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.spectral.domains import SpectralDomain
-from captum_freqrex._core.records import SetCertificate
+from captum_freqrex._core.records import CORE_START, SetCertificate
 from captum_freqrex._core.records import ProbeResult
 from captum_freqrex._core.spectral.space import FeatureSpace
 from captum_freqrex._core.records import QueryStats
@@ -83,7 +83,11 @@ class CausalSet:
         """Why the set may not be worth reading and what to do: ``{"flag", "reason", "next_step"}``
         per flag (``"most_of_spectrum"``: over half the features; ``"below_clip_level"``: its
         loudest bin more than 20 dB below the clip's); empty for an informative set."""
-        return set_flags(self.size, self.feature_share, self.level_db, self.name)
+        # A complete set that is its core unchanged (a sufficient-and-necessary set of every
+        # feature) answers to what that set answers to: a lower tolerance cannot shrink it.
+        shrink = self.certificate.shrink
+        core = self.name == "complete" and shrink is not None and shrink.start == CORE_START
+        return set_flags(self.size, self.feature_share, self.level_db, "sufficient_necessary" if core else self.name)
 
     @property
     def certified(self) -> bool:

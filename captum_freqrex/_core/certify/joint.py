@@ -85,7 +85,7 @@ from torch import Tensor
 from captum_freqrex._core.certify.prefix import probe_sizes, ranking_positions
 from captum_freqrex._core.certify.trust import Anchors
 from captum_freqrex._core.model.example import ExampleQueries
-from captum_freqrex._core.records import ProbeResult, ShrinkReport
+from captum_freqrex._core.records import CORE_START, ProbeResult, ShrinkReport
 from captum_freqrex._core.search import loud_runs
 from captum_freqrex._core.search.band_screening import BandScreening
 from captum_freqrex._core.search.base import RefinementOptions
@@ -123,10 +123,6 @@ PREFIX_START = "joint-prefix"
 
 #: ``start`` of a searched sufficient-and-necessary set shrunk from a removal of loud runs.
 LOUD_RUNS_START = "joint-loud-runs"
-
-#: ``start`` of a complete set that is its core unchanged: the sufficient-and-necessary set was every
-#: feature already, so nothing could be added or shrunk.
-CORE_START = "joint-core"
 
 #: Equal bands of the first level of the band screening (and its log-width bands).
 SCREEN_BANDS, SCREEN_LOG_BANDS = 16, 8
