@@ -20,9 +20,8 @@ from torch import Tensor
 from captum_freqrex._core.options import MAX_SEED
 # The generated baselines (anything else given to --baseline is an audio file) and their noise level.
 from captum_freqrex.audio import BASELINE_KINDS, NOISE_LEVEL_DB
-from captum_freqrex._core.model.oracle import class_name_counts
 from captum_freqrex._core.model.layout import layout_note
-from captum_freqrex._core.model.oracle import mark_raised_by_model
+from captum_freqrex._core.model.oracle import class_name_counts, mark_raised_by_model
 from captum_freqrex._core.model.outputs import OutputSelector, check_model_outputs, check_output_selector
 
 __all__ = [
