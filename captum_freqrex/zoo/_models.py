@@ -172,8 +172,8 @@ class LogMelCNN(nn.Module):
 
     @property
     def min_samples(self) -> int:
-        r"""The shortest waveform whose frames the blocks' time pooling leaves one of (``n_fft`` plus
-        a hop per frame the pools take, less one): a shorter one is zero-padded to it at the end."""
+        r"""The shortest waveform that leaves the blocks' time pooling one frame: ``n_fft`` samples,
+        plus a hop for every further frame the pools need. Shorter ones are zero-padded to it at the end."""
         frames = math.prod(int(pool[1]) for pool in self.config["pools"])
         return self.frontend.n_fft + (frames - 1) * self.frontend.hop_length
 

@@ -19,13 +19,13 @@ import torch
 from torch import Tensor
 
 from captum_freqrex._core.certify.clip_level import replace_quiet
-from captum_freqrex._core.certify.joint import CORE_START, JOINT_START, LOUD_RUNS_START, PREFIX_START, search_joint_sets
+from captum_freqrex._core.certify.joint import JOINT_START, LOUD_RUNS_START, PREFIX_START, search_joint_sets
 from captum_freqrex._core.certify.loud_shrink import shrink_members
 from captum_freqrex._core.certify.prefix import PrefixSearch, passing_prefix_size, prefix_masks, ranking_positions
 from captum_freqrex._core.certify.trust import STABILITY_TOLERANCE, Anchors, loudness, set_note
 from captum_freqrex._explanation import CausalSet
 from captum_freqrex._core.model.example import ExampleQueries
-from captum_freqrex._core.records import ProbeResult, SetCertificate, ShrinkReport
+from captum_freqrex._core.records import CORE_START, ProbeResult, SetCertificate, ShrinkReport
 
 
 class CertifiedSets(NamedTuple):
