@@ -157,7 +157,8 @@ def _without_files(argv: Optional[List[str]], files: Optional[List[str]]) -> Lis
         return argv
     folders = sorted({os.path.dirname(os.path.abspath(path)) for path in files})
     under = os.path.commonpath(folders) if folders else ""
-    kept = [a for a in argv if a not in set(files)]
+    listed = set(files)
+    kept = [a for a in argv if a not in listed]
     at = kept.index("--files") + 1
     return [*kept[:at], f"<{len(files)} files in {len(folders)} folders under {under}>", *kept[at:]]
 

@@ -295,13 +295,13 @@ def _searched(
         how["sufficient_necessary"] = "from runs of the loudest features whose removal changes the decision"
     for name, mask, report in (("sufficient_necessary", joint.necessary, joint.necessary_report),
                                ("complete", joint.complete, joint.complete_report)):
-        if mask is not None and report is not None and report.start == CORE_START:
+        if mask is not None and report is not None:
             masks[name], reports[name] = mask, report
-            notes[name] = "the whole input: its core, the sufficient-and-necessary set, is every feature already"
-        elif mask is not None and report is not None:
-            masks[name], reports[name] = mask, report
-            notes[name] = (f"searched ({how[name]}; shrunk from {report.start_size} to {report.size} features while "
-                           "its claims held)")
+            notes[name] = (
+                "the whole input: its core, the sufficient-and-necessary set, is every feature already"
+                if report.start == CORE_START else
+                f"searched ({how[name]}; shrunk from {report.start_size} to {report.size} features while its claims held)"
+            )
         else:
             notes[name] = f"none found: the joint search ({joint.queries} queries) found no such set"
     return _Searched(masks, reports, notes, joint.queries)

@@ -167,6 +167,12 @@ def _non_finite_message(bad: Tensor, waveforms: Tensor) -> str:
     )
 
 
+def _first_rows(args: Tuple[Any, ...], rows: int) -> Tuple[Any, ...]:
+    # The call's arguments for its first waveform alone: every tensor with a row per waveform cut
+    # to its first row, the others as they are (an uncounted call, made only to say what to do).
+    return tuple(a[:1] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows else a for a in args)
+
+
 def _first_weight(forward_func: Callable) -> Optional[Tensor]:
     # The first floating-point parameter (or buffer) of a module model, or of the module behind a
     # bound method such as ``model.forward``; None for other callables.
@@ -293,8 +299,7 @@ class Oracle:
     def _runs_on_one_row(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], rows: int) -> bool:
         # After the model failed on a batch: does it run on the batch's first row alone, with one
         # row of scores? (One uncounted call, made only to say what to do.)
-        one = tuple(a[:1] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows else a for a in args)
-        return self._gives_one_row(one, kwargs)
+        return self._gives_one_row(_first_rows(args, rows), kwargs)
 
     def _gives_one_row(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
         # One uncounted call on one waveform: does the model run and score it as one row?
@@ -308,15 +313,11 @@ class Oracle:
     def _layout_note(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], first: Tensor) -> Optional[str]:
         # After the model failed on the waveforms (or scored them without one row each): does it
         # take another layout? (One uncounted call on one waveform so shaped; see layout_note.)
-        rows = first.shape[0]
         position = next(i for i, a in enumerate(args) if a is first)
+        sliced = list(_first_rows(args, first.shape[0]))
 
         def scores_one_row(one: Tensor) -> bool:
-            sliced = tuple(
-                one if i == position else a[:1] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == rows else a
-                for i, a in enumerate(args)
-            )
-            return self._gives_one_row(sliced, kwargs)
+            return self._gives_one_row((*sliced[:position], one, *sliced[position + 1 :]), kwargs)
 
         return layout_note(first, scores_one_row)
 
